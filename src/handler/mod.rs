@@ -1,0 +1,194 @@
+//! The handler chain: each stage answers a query or passes it to the next.
+//!
+//! ```text
+//!   server --Request--> Chain[0] --next--> Chain[1] --next--> ... --> Chain[n-1]
+//!                           <-------- Result<Message, HandlerError> ---------+
+//! ```
+//!
+//! A handler sees the query and a [`Next`] for the rest of the chain, so it can answer itself
+//! (hosts), pass the query on (a forwarding rule that does not match), or wrap the rest of the chain
+//! (the cache stores whatever comes back). A handler may also offer a synchronous fast path,
+//! [`Handler::answer_fast`], which the server tries before it builds a request at all: a cache hit
+//! is answered from stored wire data without a task, a parse or an allocation.
+//!
+//! This module depends only on `wire`; it never knows a concrete handler or socket.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::wire::{edns::ede, Message, QueryView, Rcode};
+
+/// A boxed, sendable future (handlers are stored as trait objects).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the query reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Udp,
+    Tcp,
+}
+
+/// A query on its way through the chain.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The parsed query, exactly as the client sent it.
+    pub query: Message,
+    /// The client's address.
+    pub client: SocketAddr,
+    pub protocol: Protocol,
+}
+
+/// Why the chain produced no answer. Each maps to the response code and Extended DNS Error
+/// (RFC 8914) the client will see.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Nothing in the chain could answer (no upstream matched).
+    #[error("no handler answered")]
+    Unanswered,
+    /// The query is not allowed (REFUSED).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Every upstream failed or timed out.
+    #[error("upstream failure: {0}")]
+    Upstream(String),
+    /// The query is of a kind we do not implement.
+    #[error("not implemented")]
+    NotImplemented,
+    /// Anything else that must become SERVFAIL.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl HandlerError {
+    /// The response code for this error.
+    pub fn rcode(&self) -> Rcode {
+        match self {
+            HandlerError::Refused(_) => Rcode::REFUSED,
+            HandlerError::NotImplemented => Rcode::NOTIMP,
+            HandlerError::Unanswered | HandlerError::Upstream(_) | HandlerError::Internal(_) => Rcode::SERVFAIL,
+        }
+    }
+
+    /// The Extended DNS Error info code and text, if one applies.
+    pub fn extended_error(&self) -> Option<(u16, String)> {
+        match self {
+            HandlerError::Unanswered => Some((ede::NOT_READY, "no upstream configured for this name".into())),
+            HandlerError::Refused(why) => Some((ede::PROHIBITED, why.clone())),
+            HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.clone())),
+            HandlerError::NotImplemented => None,
+            HandlerError::Internal(_) => Some((ede::OTHER, "internal error".into())),
+        }
+    }
+}
+
+/// What every handler returns.
+pub type HandlerResult = Result<Message, HandlerError>;
+
+/// One stage of the chain.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `req` or hands it to `next`.
+    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult>;
+
+    /// Writes a complete response for `query` into `out` (which is empty) and returns true, or
+    /// returns false to let the query take the slow path. Must not block. `max_len` is the largest
+    /// response the transport accepts; a stage that cannot fit its answer must write a TC=1 response
+    /// or return false.
+    fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+        let _ = (query, max_len, out);
+        false
+    }
+
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+}
+
+/// The rest of the chain after the current handler.
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn Handler>],
+}
+
+impl<'a> Next<'a> {
+    /// Runs the rest of the chain; with nothing left, the query is unanswered.
+    pub fn run(self, req: &'a Request) -> BoxFuture<'a, HandlerResult> {
+        match self.rest.split_first() {
+            Some((first, rest)) => first.handle(req, Next { rest }),
+            None => Box::pin(std::future::ready(Err(HandlerError::Unanswered))),
+        }
+    }
+}
+
+/// The assembled chain.
+#[derive(Clone, Default)]
+pub struct Chain {
+    handlers: Vec<Arc<dyn Handler>>,
+}
+
+impl Chain {
+    /// A chain of these handlers, in order.
+    pub fn new(handlers: Vec<Arc<dyn Handler>>) -> Self {
+        Chain { handlers }
+    }
+
+    /// Runs the whole chain.
+    pub fn handle<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, HandlerResult> {
+        Next { rest: &self.handlers }.run(req)
+    }
+
+    /// The first handler's fast path (only the head of the chain may answer without the rest).
+    pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+        self.handlers.first().is_some_and(|h| h.answer_fast(query, max_len, out))
+    }
+
+    /// The handlers' names, in order (for the start-up log).
+    pub fn names(&self) -> Vec<&'static str> {
+        self.handlers.iter().map(|h| h.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Name, RType};
+
+    struct Pass;
+    impl Handler for Pass {
+        fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            next.run(req)
+        }
+        fn name(&self) -> &'static str {
+            "pass"
+        }
+    }
+
+    struct Answer;
+    impl Handler for Answer {
+        fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            Box::pin(async move { Ok(Message::response_to(&req.query)) })
+        }
+        fn name(&self) -> &'static str {
+            "answer"
+        }
+    }
+
+    fn request() -> Request {
+        Request {
+            query: Message::query("example.com".parse::<Name>().unwrap(), RType::A),
+            client: "127.0.0.1:1".parse().unwrap(),
+            protocol: Protocol::Udp,
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_until_a_handler_answers() {
+        let chain = Chain::new(vec![Arc::new(Pass), Arc::new(Answer)]);
+        assert!(chain.handle(&request()).await.unwrap().header.response);
+        let empty = Chain::new(vec![Arc::new(Pass)]);
+        assert_eq!(empty.handle(&request()).await, Err(HandlerError::Unanswered));
+        assert_eq!(chain.names(), ["pass", "answer"]);
+    }
+}

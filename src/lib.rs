@@ -1,0 +1,16 @@
+//! dnsveil: an encrypted DNS stub resolver proxy.
+//!
+//! ```text
+//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> forwarding rules -> default upstream
+//!                                    ^                                                  |
+//!                                    +----------- answer (cached on the way back) <-----+
+//! ```
+//!
+//! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
+//! `hosts`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app` composes them
+//! from a validated `config::Config`; nothing imports `app`.
+#![forbid(unsafe_code)]
+
+pub mod handler;
+pub mod upstream;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Plain DNS over UDP and TCP (`udp://` and `tcp://`): for LAN resolvers and tests only.

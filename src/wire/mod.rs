@@ -1,0 +1,38 @@
+//! The DNS wire format: bytes in, typed messages out, and back.
+//!
+//! ```text
+//!   &[u8] --Reader--> Header, Name, RData --> Message          (parse: bounds-checked, strict)
+//!   &[u8] --QueryView--> question + EDNS info                  (fast path: no allocation)
+//!   Message --MessageBuilder--> Vec<u8>                        (encode: compression, size limit, TC)
+//!   &[u8] --scan--> record offsets                             (cache: patch TTLs in place)
+//! ```
+//!
+//! This module knows nothing of sockets, tasks or time. Everything here takes hostile input: no
+//! panic, no unbounded loop (compression pointers are capped and must point backwards) and no
+//! allocation larger than the packet justifies.
+//!
+//! Limitations: no TSIG/SIG(0), no zone transfer specifics; DNS classes other than IN are carried but
+//! not interpreted.
+
+pub mod builder;
+pub mod edns;
+pub mod error;
+pub mod header;
+pub mod message;
+pub mod name;
+pub mod query;
+pub mod rdata;
+pub mod reader;
+pub mod scan;
+pub mod types;
+
+pub use builder::MessageBuilder;
+pub use edns::{ClientSubnet, Edns, EdnsOption};
+pub use error::WireError;
+pub use header::{Header, HEADER_LEN};
+pub use message::{Message, Question, Record};
+pub use name::{LowerName, Name};
+pub use query::{EdnsInfo, QueryView};
+pub use rdata::{RData, Rrsig, Soa, Svcb, TypeBitmap};
+pub use reader::Reader;
+pub use types::{Class, Opcode, RType, Rcode};

@@ -1,0 +1,545 @@
+//! Domain names (RFC 1035 section 3.1, RFC 4343 for case, RFC 4034 section 6.1 for canonical order).
+//!
+//! A [`Name`] can only be made by a fallible parser, so every value holds a valid, absolute,
+//! uncompressed wire-format name: labels of at most 63 octets, at most 255 octets in all, ending with
+//! the root label. Case is preserved (answers echo the client's spelling) but equality, hashing and
+//! ordering ignore ASCII case. [`LowerName`] is the lower-cased twin used as a cache and lookup key.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+
+use super::error::{Result, WireError};
+use super::reader::Reader;
+
+/// Longest name in wire form, root label included (RFC 1035 section 2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest label (RFC 1035 section 2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+/// Most compression pointers followed while reading one name. A valid name has at most 127 labels, so
+/// more hops than that can only be a loop or an attack.
+pub const MAX_POINTER_HOPS: usize = 128;
+
+/// An absolute domain name in uncompressed wire form.
+#[derive(Clone)]
+pub struct Name {
+    wire: Box<[u8]>,
+}
+
+impl Name {
+    /// The root name `.`.
+    pub fn root() -> Self {
+        Name { wire: Box::new([0u8]) }
+    }
+
+    /// Validates an uncompressed wire-format name that must fill `wire` exactly.
+    pub fn from_wire(wire: &[u8]) -> Result<Self> {
+        let len = validate_uncompressed(wire)?;
+        if len != wire.len() {
+            return Err(WireError::TrailingData);
+        }
+        Ok(Name { wire: wire.into() })
+    }
+
+    /// Reads a possibly compressed name at the reader's position, following pointers backwards
+    /// through the whole message. The reader ends up just past the name's first pointer or root label.
+    pub fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let mut out = Vec::with_capacity(32);
+        read_into(r, &mut out)?;
+        Ok(Name { wire: out.into_boxed_slice() })
+    }
+
+    /// Reads a name that must not be compressed (RFC 3597 section 4: names in the RDATA of newer types,
+    /// e.g. RRSIG signer and NSEC next name, are never compressed; we accept decompression on read
+    /// only for the types RFC 3597 lists as "well-known").
+    pub fn read_uncompressed(r: &mut Reader<'_>) -> Result<Self> {
+        let start = r.position();
+        let rest = &r.message()[start..start + r.remaining()];
+        let len = validate_uncompressed(rest)?;
+        let wire = r.take(len)?;
+        Ok(Name { wire: wire.into() })
+    }
+
+    /// Builds a name from labels (most specific first); the root label is added.
+    pub fn from_labels<'a, I: IntoIterator<Item = &'a [u8]>>(labels: I) -> Result<Self> {
+        let mut wire = Vec::with_capacity(32);
+        for label in labels {
+            if label.is_empty() {
+                return Err(WireError::BadText("empty label".into()));
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(WireError::LabelTooLong);
+            }
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        wire.push(0);
+        if wire.len() > MAX_NAME_LEN {
+            return Err(WireError::NameTooLong);
+        }
+        Ok(Name { wire: wire.into_boxed_slice() })
+    }
+
+    /// The uncompressed wire form, root label included.
+    pub fn as_wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// Length of the wire form.
+    pub fn wire_len(&self) -> usize {
+        self.wire.len()
+    }
+
+    /// True for the root name.
+    pub fn is_root(&self) -> bool {
+        self.wire.len() == 1
+    }
+
+    /// Labels from the most specific to the TLD; the root label is not included.
+    pub fn labels(&self) -> Labels<'_> {
+        Labels { wire: &self.wire, pos: 0 }
+    }
+
+    /// Number of labels, not counting the root (so `.` has 0 and `example.com.` has 2).
+    pub fn label_count(&self) -> usize {
+        self.labels().count()
+    }
+
+    /// True when the first label is `*` (RFC 4592).
+    pub fn is_wildcard(&self) -> bool {
+        self.wire.len() > 2 && self.wire[0] == 1 && self.wire[1] == b'*'
+    }
+
+    /// The same name with ASCII letters lower-cased.
+    pub fn to_lowercase(&self) -> Name {
+        Name { wire: self.wire.to_ascii_lowercase().into_boxed_slice() }
+    }
+
+    /// True when the two names are equal ignoring ASCII case.
+    pub fn eq_ignore_case(&self, other: &Name) -> bool {
+        self.wire.eq_ignore_ascii_case(&other.wire)
+    }
+
+    /// True when `self` equals `zone` or lies below it (label-aligned, case-insensitive).
+    pub fn is_subdomain_of(&self, zone: &Name) -> bool {
+        let (a, b) = (&self.wire, &zone.wire);
+        if b.len() > a.len() {
+            return false;
+        }
+        let off = a.len() - b.len();
+        if !a[off..].eq_ignore_ascii_case(b) {
+            return false;
+        }
+        // The suffix must start on a label boundary of `self`.
+        let mut pos = 0;
+        while pos < off {
+            pos += 1 + a[pos] as usize;
+        }
+        pos == off
+    }
+
+    /// The name with its first label removed, or `None` for the root.
+    pub fn parent(&self) -> Option<Name> {
+        if self.is_root() {
+            return None;
+        }
+        let skip = 1 + self.wire[0] as usize;
+        Some(Name { wire: self.wire[skip..].into() })
+    }
+
+    /// The last `n` labels of this name (plus the root): `www.example.com.` trimmed to 2 is `example.com.`.
+    /// Returns the name itself when it has `n` labels or fewer.
+    pub fn trim_to(&self, n: usize) -> Name {
+        let count = self.label_count();
+        let mut name = self.clone();
+        for _ in n..count {
+            name = name.parent().unwrap_or_else(Name::root);
+        }
+        name
+    }
+
+    /// Prepends one label: `prepend(b"*")` on `example.com.` gives `*.example.com.`.
+    pub fn prepend(&self, label: &[u8]) -> Result<Name> {
+        if label.is_empty() {
+            return Err(WireError::BadText("empty label".into()));
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(WireError::LabelTooLong);
+        }
+        let mut wire = Vec::with_capacity(self.wire.len() + label.len() + 1);
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+        wire.extend_from_slice(&self.wire);
+        if wire.len() > MAX_NAME_LEN {
+            return Err(WireError::NameTooLong);
+        }
+        Ok(Name { wire: wire.into_boxed_slice() })
+    }
+
+    /// Canonical ordering of RFC 4034 section 6.1: labels compared right to left, each as a
+    /// lower-cased octet string.
+    pub fn canonical_cmp(&self, other: &Name) -> Ordering {
+        let a: Vec<&[u8]> = self.labels().collect();
+        let b: Vec<&[u8]> = other.labels().collect();
+        for (la, lb) in a.iter().rev().zip(b.iter().rev()) {
+            let ord = la
+                .iter()
+                .map(u8::to_ascii_lowercase)
+                .cmp(lb.iter().map(u8::to_ascii_lowercase));
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        a.len().cmp(&b.len())
+    }
+}
+
+/// Writes the presentation form (RFC 1035 section 5.1) with `\.`, `\\` and `\DDD` escapes.
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_root() {
+            return f.write_str(".");
+        }
+        for label in self.labels() {
+            for &c in label {
+                match c {
+                    b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => write!(f, "\\{}", c as char)?,
+                    0x21..=0x7e => write!(f, "{}", c as char)?,
+                    _ => write!(f, "\\{:03}", c)?,
+                }
+            }
+            f.write_str(".")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Name({self})")
+    }
+}
+
+/// Parses presentation format. Names are always absolute: a missing final dot is implied.
+impl FromStr for Name {
+    type Err = WireError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "." {
+            return Ok(Name::root());
+        }
+        if s.is_empty() {
+            return Err(WireError::BadText("empty name".into()));
+        }
+        let bytes = s.as_bytes();
+        let mut wire = Vec::with_capacity(s.len() + 2);
+        let mut label = Vec::with_capacity(MAX_LABEL_LEN);
+        let mut i = 0;
+        let mut ended_with_dot = false;
+        while i < bytes.len() {
+            ended_with_dot = false;
+            let c = bytes[i];
+            match c {
+                b'.' => {
+                    push_label(&mut wire, &label)?;
+                    label.clear();
+                    ended_with_dot = true;
+                    i += 1;
+                }
+                b'\\' => {
+                    let rest = &bytes[i + 1..];
+                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
+                        let v = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
+                        if v > 255 {
+                            return Err(WireError::BadText(format!("escape \\{} out of range", v)));
+                        }
+                        label.push(v as u8);
+                        i += 4;
+                    } else if let Some(&e) = rest.first() {
+                        label.push(e);
+                        i += 2;
+                    } else {
+                        return Err(WireError::BadText("dangling backslash".into()));
+                    }
+                }
+                _ => {
+                    label.push(c);
+                    i += 1;
+                }
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(WireError::LabelTooLong);
+            }
+        }
+        if !ended_with_dot {
+            push_label(&mut wire, &label)?;
+        }
+        wire.push(0);
+        if wire.len() > MAX_NAME_LEN {
+            return Err(WireError::NameTooLong);
+        }
+        Ok(Name { wire: wire.into_boxed_slice() })
+    }
+}
+
+fn push_label(wire: &mut Vec<u8>, label: &[u8]) -> Result<()> {
+    if label.is_empty() {
+        return Err(WireError::BadText("empty label".into()));
+    }
+    wire.push(label.len() as u8);
+    wire.extend_from_slice(label);
+    Ok(())
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.eq_ignore_case(other)
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for &b in self.wire.iter() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.canonical_cmp(other)
+    }
+}
+
+/// Iterator over a name's labels, most specific first.
+pub struct Labels<'a> {
+    wire: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len = *self.wire.get(self.pos)? as usize;
+        if len == 0 {
+            return None;
+        }
+        let label = &self.wire[self.pos + 1..self.pos + 1 + len];
+        self.pos += 1 + len;
+        Some(label)
+    }
+}
+
+/// A name known to be lower-case: the key for caches and lookup tables.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct LowerName(Name);
+
+impl LowerName {
+    /// The lower-cased wire form.
+    pub fn as_wire(&self) -> &[u8] {
+        self.0.as_wire()
+    }
+
+    /// The name itself.
+    pub fn name(&self) -> &Name {
+        &self.0
+    }
+}
+
+impl From<&Name> for LowerName {
+    fn from(n: &Name) -> Self {
+        LowerName(n.to_lowercase())
+    }
+}
+
+impl From<Name> for LowerName {
+    fn from(n: Name) -> Self {
+        LowerName(n.to_lowercase())
+    }
+}
+
+impl fmt::Display for LowerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Checks an uncompressed name at the start of `wire`; returns its length.
+fn validate_uncompressed(wire: &[u8]) -> Result<usize> {
+    let mut pos = 0;
+    loop {
+        let len = *wire.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })? as usize;
+        match len & 0xC0 {
+            0x00 => {}
+            0xC0 => return Err(WireError::BadPointer(pos)),
+            t => return Err(WireError::BadLabelType(t as u8)),
+        }
+        if pos + 1 + len > wire.len() {
+            return Err(WireError::ShortRead { offset: pos, needed: pos + 1 + len - wire.len() });
+        }
+        pos += 1 + len;
+        if pos > MAX_NAME_LEN {
+            return Err(WireError::NameTooLong);
+        }
+        if len == 0 {
+            return Ok(pos);
+        }
+    }
+}
+
+/// Reads a possibly compressed name into `out` (uncompressed), advancing `r` past it.
+fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
+    let msg = r.message();
+    let mut pos = r.position();
+    let mut resume: Option<usize> = None;
+    let mut hops = 0;
+    // Pointers must go strictly backwards, which together with the hop cap rules out loops.
+    let mut lowest_target = pos;
+    loop {
+        let len = *msg.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })?;
+        match len & 0xC0 {
+            0x00 => {
+                let len = len as usize;
+                let end = pos + 1 + len;
+                if end > msg.len() || (resume.is_none() && end > r.position() + r.remaining()) {
+                    return Err(WireError::ShortRead { offset: pos, needed: 1 + len });
+                }
+                if out.len() + 1 + len > MAX_NAME_LEN {
+                    return Err(WireError::NameTooLong);
+                }
+                out.extend_from_slice(&msg[pos..end]);
+                pos = end;
+                if len == 0 {
+                    break;
+                }
+            }
+            0xC0 => {
+                let lo = *msg.get(pos + 1).ok_or(WireError::ShortRead { offset: pos, needed: 2 })?;
+                if resume.is_none() && pos + 2 > r.position() + r.remaining() {
+                    return Err(WireError::ShortRead { offset: pos, needed: 2 });
+                }
+                let target = (((len & 0x3F) as usize) << 8) | lo as usize;
+                if target >= lowest_target {
+                    return Err(WireError::BadPointer(pos));
+                }
+                hops += 1;
+                if hops > MAX_POINTER_HOPS {
+                    return Err(WireError::PointerLoop);
+                }
+                if resume.is_none() {
+                    resume = Some(pos + 2);
+                }
+                lowest_target = target;
+                pos = target;
+            }
+            t => return Err(WireError::BadLabelType(t)),
+        }
+    }
+    r.seek(resume.unwrap_or(pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_prints_presentation_format() {
+        assert_eq!(n("www.Example.com").to_string(), "www.Example.com.");
+        assert_eq!(n(".").to_string(), ".");
+        assert_eq!(n("a\\.b.c.").label_count(), 2);
+        assert_eq!(n("a\\.b.c.").to_string(), "a\\.b.c.");
+        assert_eq!(n("\\000x.").as_wire(), &[2, 0, b'x', 0]);
+        assert_eq!(n("\\000x.").to_string(), "\\000x.");
+        assert!("a..b".parse::<Name>().is_err());
+        assert!("\\256".parse::<Name>().is_err());
+        assert!(format!("{}.com", "a".repeat(64)).parse::<Name>().is_err());
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(long.parse::<Name>().is_err());
+    }
+
+    #[test]
+    fn equality_and_hash_ignore_case() {
+        use std::collections::hash_map::DefaultHasher;
+        let (a, b) = (n("WWW.example.COM"), n("www.EXAMPLE.com"));
+        assert_eq!(a, b);
+        let h = |x: &Name| {
+            let mut s = DefaultHasher::new();
+            x.hash(&mut s);
+            s.finish()
+        };
+        assert_eq!(h(&a), h(&b));
+        assert_eq!(a.as_wire()[1], b'W');
+    }
+
+    #[test]
+    fn subdomains_are_label_aligned() {
+        assert!(n("www.example.com").is_subdomain_of(&n("example.com")));
+        assert!(n("example.com").is_subdomain_of(&n("EXAMPLE.com")));
+        assert!(n("example.com").is_subdomain_of(&Name::root()));
+        assert!(!n("badexample.com").is_subdomain_of(&n("example.com")));
+        assert!(!n("com").is_subdomain_of(&n("example.com")));
+    }
+
+    #[test]
+    fn canonical_order_matches_rfc4034() {
+        // The example list of RFC 4034 section 6.1, in order.
+        let names = [
+            "example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.", "zABC.a.EXAMPLE.", "z.example.",
+            "\\001.z.example.", "*.z.example.", "\\200.z.example.",
+        ];
+        for w in names.windows(2) {
+            assert_eq!(n(w[0]).cmp(&n(w[1])), Ordering::Less, "{} < {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn decompression_follows_backward_pointers_only() {
+        // "example.com" at 0, then "www" + pointer to 0 at 13.
+        let mut msg = vec![7];
+        msg.extend_from_slice(b"example");
+        msg.extend_from_slice(&[3, b'c', b'o', b'm', 0]);
+        msg.extend_from_slice(&[3, b'w', b'w', b'w', 0xC0, 0]);
+        let mut r = Reader::new(&msg);
+        r.seek(13).unwrap();
+        let name = Name::read(&mut r).unwrap();
+        assert_eq!(name.to_string(), "www.example.com.");
+        assert_eq!(r.position(), msg.len());
+
+        // A pointer to itself.
+        let mut r = Reader::new(&[0xC0, 0]);
+        assert!(Name::read(&mut r).is_err());
+        // A forward pointer.
+        let mut r = Reader::new(&[0xC0, 2, 0]);
+        assert!(Name::read(&mut r).is_err());
+        // Two pointers that point at each other.
+        let msg = [0xC0, 2, 0xC0, 0];
+        let mut r = Reader::new(&msg);
+        r.seek(2).unwrap();
+        assert!(Name::read(&mut r).is_err());
+    }
+
+    #[test]
+    fn helpers() {
+        let name = n("www.example.com");
+        assert_eq!(name.parent().unwrap(), n("example.com"));
+        assert_eq!(name.trim_to(1), n("com"));
+        assert_eq!(name.trim_to(5), name);
+        assert_eq!(Name::root().parent(), None);
+        assert!(name.prepend(b"*").unwrap().is_wildcard());
+        assert_eq!(LowerName::from(&n("A.B")).as_wire(), n("a.b").as_wire());
+    }
+}
