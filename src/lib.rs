@@ -12,5 +12,6 @@
 #![forbid(unsafe_code)]
 
 pub mod handler;
+pub mod server;
 pub mod upstream;
 pub mod wire;

@@ -69,14 +69,19 @@ impl HandlerError {
         match self {
             HandlerError::Refused(_) => Rcode::REFUSED,
             HandlerError::NotImplemented => Rcode::NOTIMP,
-            HandlerError::Unanswered | HandlerError::Upstream(_) | HandlerError::Internal(_) => Rcode::SERVFAIL,
+            HandlerError::Unanswered | HandlerError::Upstream(_) | HandlerError::Internal(_) => {
+                Rcode::SERVFAIL
+            }
         }
     }
 
     /// The Extended DNS Error info code and text, if one applies.
     pub fn extended_error(&self) -> Option<(u16, String)> {
         match self {
-            HandlerError::Unanswered => Some((ede::NOT_READY, "no upstream configured for this name".into())),
+            HandlerError::Unanswered => Some((
+                ede::NOT_READY,
+                "no upstream configured for this name".into(),
+            )),
             HandlerError::Refused(why) => Some((ede::PROHIBITED, why.clone())),
             HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.clone())),
             HandlerError::NotImplemented => None,
@@ -136,12 +141,17 @@ impl Chain {
 
     /// Runs the whole chain.
     pub fn handle<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, HandlerResult> {
-        Next { rest: &self.handlers }.run(req)
+        Next {
+            rest: &self.handlers,
+        }
+        .run(req)
     }
 
     /// The first handler's fast path (only the head of the chain may answer without the rest).
     pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
-        self.handlers.first().is_some_and(|h| h.answer_fast(query, max_len, out))
+        self.handlers
+            .first()
+            .is_some_and(|h| h.answer_fast(query, max_len, out))
     }
 
     /// The handlers' names, in order (for the start-up log).
@@ -188,7 +198,10 @@ mod tests {
         let chain = Chain::new(vec![Arc::new(Pass), Arc::new(Answer)]);
         assert!(chain.handle(&request()).await.unwrap().header.response);
         let empty = Chain::new(vec![Arc::new(Pass)]);
-        assert_eq!(empty.handle(&request()).await, Err(HandlerError::Unanswered));
+        assert_eq!(
+            empty.handle(&request()).await,
+            Err(HandlerError::Unanswered)
+        );
         assert_eq!(chain.names(), ["pass", "answer"]);
     }
 }

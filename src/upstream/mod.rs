@@ -9,6 +9,9 @@
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
 
 pub mod plain;
+pub mod url;
+
+pub use url::UpstreamUrl;
 
 use std::time::Duration;
 

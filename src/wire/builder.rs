@@ -23,12 +23,20 @@ pub struct MessageBuilder {
 impl MessageBuilder {
     /// A builder that compresses names where allowed.
     pub fn new() -> Self {
-        MessageBuilder { buf: Vec::with_capacity(512), suffixes: Vec::new(), compress: true }
+        MessageBuilder {
+            buf: Vec::with_capacity(512),
+            suffixes: Vec::new(),
+            compress: true,
+        }
     }
 
     /// A builder that never compresses (for canonical forms and digests).
     pub fn uncompressed() -> Self {
-        MessageBuilder { buf: Vec::with_capacity(512), suffixes: Vec::new(), compress: false }
+        MessageBuilder {
+            buf: Vec::with_capacity(512),
+            suffixes: Vec::new(),
+            compress: false,
+        }
     }
 
     /// Octets written so far.
@@ -79,7 +87,10 @@ impl MessageBuilder {
     /// Appends a character-string (RFC 1035 section 3.3): a length octet and at most 255 octets.
     pub fn put_char_string(&mut self, s: &[u8]) -> Result<()> {
         if s.len() > 255 {
-            return Err(WireError::BadRdata { rtype: 0, reason: "character-string longer than 255 octets" });
+            return Err(WireError::BadRdata {
+                rtype: 0,
+                reason: "character-string longer than 255 octets",
+            });
         }
         self.buf.push(s.len() as u8);
         self.buf.extend_from_slice(s);
@@ -102,14 +113,19 @@ impl MessageBuilder {
         while wire[pos] != 0 {
             let suffix = &wire[pos..];
             if compress {
-                if let Some(&(_, off)) = self.suffixes.iter().find(|(s, _)| s.eq_ignore_ascii_case(suffix)) {
+                if let Some(&(_, off)) = self
+                    .suffixes
+                    .iter()
+                    .find(|(s, _)| s.eq_ignore_ascii_case(suffix))
+                {
                     self.buf.extend_from_slice(&(0xC000 | off).to_be_bytes());
                     return;
                 }
             }
             let here = self.buf.len();
             if self.compress && here < 0x4000 {
-                self.suffixes.push((suffix.to_ascii_lowercase().into_boxed_slice(), here as u16));
+                self.suffixes
+                    .push((suffix.to_ascii_lowercase().into_boxed_slice(), here as u16));
             }
             let len = wire[pos] as usize;
             self.buf.extend_from_slice(&wire[pos..pos + 1 + len]);
@@ -130,7 +146,10 @@ mod tests {
         b.put_name(&"www.Example.com".parse().unwrap(), true);
         let first = b.len();
         b.put_name(&"mail.example.COM".parse().unwrap(), true);
-        assert_eq!(&b.as_slice()[first..], &[4, b'm', b'a', b'i', b'l', 0xC0, 16]);
+        assert_eq!(
+            &b.as_slice()[first..],
+            &[4, b'm', b'a', b'i', b'l', 0xC0, 16]
+        );
         let second = b.len();
         b.put_name(&"example.com".parse().unwrap(), false);
         assert_eq!(b.len() - second, 13);

@@ -67,11 +67,20 @@ impl ClientSubnet {
 pub enum EdnsOption {
     ClientSubnet(ClientSubnet),
     /// A client cookie (8 octets) and an optional server cookie (8 to 32 octets).
-    Cookie { client: [u8; 8], server: Box<[u8]> },
+    Cookie {
+        client: [u8; 8],
+        server: Box<[u8]>,
+    },
     /// Padding of this many octets (their content is ignored on read and written as zeros).
     Padding(u16),
-    ExtendedError { info_code: u16, extra_text: String },
-    Unknown { code: u16, data: Box<[u8]> },
+    ExtendedError {
+        info_code: u16,
+        extra_text: String,
+    },
+    Unknown {
+        code: u16,
+        data: Box<[u8]>,
+    },
 }
 
 impl EdnsOption {
@@ -99,13 +108,22 @@ impl EdnsOption {
                     2 => 128,
                     _ => 255,
                 };
-                if source_prefix as u32 > max_bits || address.len() != (source_prefix as usize).div_ceil(8) {
+                if source_prefix as u32 > max_bits
+                    || address.len() != (source_prefix as usize).div_ceil(8)
+                {
                     return Err(bad("client subnet address does not match its prefix"));
                 }
-                EdnsOption::ClientSubnet(ClientSubnet { family, source_prefix, scope_prefix, address })
+                EdnsOption::ClientSubnet(ClientSubnet {
+                    family,
+                    source_prefix,
+                    scope_prefix,
+                    address,
+                })
             }
             code::COOKIE => {
-                let client = r.array::<8>().map_err(|_| bad("cookie shorter than 8 octets"))?;
+                let client = r
+                    .array::<8>()
+                    .map_err(|_| bad("cookie shorter than 8 octets"))?;
                 let server: Box<[u8]> = r.take_rest().into();
                 if !server.is_empty() && !(8..=32).contains(&server.len()) {
                     return Err(bad("server cookie not 8 to 32 octets"));
@@ -116,9 +134,15 @@ impl EdnsOption {
             code::EXTENDED_ERROR => {
                 let info_code = r.u16()?;
                 let text = r.take_rest();
-                EdnsOption::ExtendedError { info_code, extra_text: String::from_utf8_lossy(text).into_owned() }
+                EdnsOption::ExtendedError {
+                    info_code,
+                    extra_text: String::from_utf8_lossy(text).into_owned(),
+                }
             }
-            _ => EdnsOption::Unknown { code, data: r.take_rest().into() },
+            _ => EdnsOption::Unknown {
+                code,
+                data: r.take_rest().into(),
+            },
         };
         r.expect_end()?;
         Ok(opt)
@@ -144,7 +168,10 @@ impl EdnsOption {
                     b.put_u8(0);
                 }
             }
-            EdnsOption::ExtendedError { info_code, extra_text } => {
+            EdnsOption::ExtendedError {
+                info_code,
+                extra_text,
+            } => {
                 b.put_u16(*info_code);
                 b.put_bytes(extra_text.as_bytes());
             }
@@ -172,7 +199,14 @@ pub struct Edns {
 
 impl Default for Edns {
     fn default() -> Self {
-        Edns { udp_payload: DEFAULT_PAYLOAD, ext_rcode: 0, version: 0, dnssec_ok: false, z: 0, options: Vec::new() }
+        Edns {
+            udp_payload: DEFAULT_PAYLOAD,
+            ext_rcode: 0,
+            version: 0,
+            dnssec_ok: false,
+            z: 0,
+            options: Vec::new(),
+        }
     }
 }
 
@@ -192,7 +226,14 @@ impl Edns {
             let mut body = rd.sub(len)?;
             options.push(EdnsOption::read(code, &mut body)?);
         }
-        Ok(Edns { udp_payload, ext_rcode, version, dnssec_ok: flags & 0x8000 != 0, z: flags & 0x7FFF, options })
+        Ok(Edns {
+            udp_payload,
+            ext_rcode,
+            version,
+            dnssec_ok: flags & 0x8000 != 0,
+            z: flags & 0x7FFF,
+            options,
+        })
     }
 
     /// Writes the whole OPT record (root owner, TYPE 41, ...).
@@ -231,7 +272,10 @@ impl Edns {
 
     /// Adds an Extended DNS Error (RFC 8914).
     pub fn add_extended_error(&mut self, info_code: u16, extra_text: impl Into<String>) {
-        self.options.push(EdnsOption::ExtendedError { info_code, extra_text: extra_text.into() });
+        self.options.push(EdnsOption::ExtendedError {
+            info_code,
+            extra_text: extra_text.into(),
+        });
     }
 
     /// The payload size a response may use: the client's, but never below 512 (RFC 6891 section 6.2.5).
@@ -258,17 +302,28 @@ mod tests {
 
     #[test]
     fn options_round_trip() {
-        let mut e = Edns { dnssec_ok: true, udp_payload: 4096, z: 0x1234, ..Edns::default() };
+        let mut e = Edns {
+            dnssec_ok: true,
+            udp_payload: 4096,
+            z: 0x1234,
+            ..Edns::default()
+        };
         e.options.push(EdnsOption::ClientSubnet(ClientSubnet {
             family: 1,
             source_prefix: 24,
             scope_prefix: 0,
             address: Box::new([192, 0, 2]),
         }));
-        e.options.push(EdnsOption::Cookie { client: [1; 8], server: Box::new([2; 8]) });
+        e.options.push(EdnsOption::Cookie {
+            client: [1; 8],
+            server: Box::new([2; 8]),
+        });
         e.options.push(EdnsOption::Padding(7));
         e.add_extended_error(ede::DNSSEC_BOGUS, "bad sig");
-        e.options.push(EdnsOption::Unknown { code: 65001, data: Box::new([9, 9]) });
+        e.options.push(EdnsOption::Unknown {
+            code: 65001,
+            data: Box::new([9, 9]),
+        });
         assert_eq!(round_trip(&e), e);
         assert_eq!(e.wire_len(), {
             let mut b = MessageBuilder::new();

@@ -45,7 +45,10 @@ impl Header {
     /// Reads the header from the first 12 octets of `msg`.
     pub fn parse(msg: &[u8]) -> Result<Header> {
         if msg.len() < HEADER_LEN {
-            return Err(WireError::ShortRead { offset: msg.len(), needed: HEADER_LEN - msg.len() });
+            return Err(WireError::ShortRead {
+                offset: msg.len(),
+                needed: HEADER_LEN - msg.len(),
+            });
         }
         let b = |i: usize| msg[i];
         let w = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);

@@ -25,12 +25,20 @@ pub struct Question {
 impl Question {
     /// An IN-class question.
     pub fn new(name: Name, qtype: RType) -> Self {
-        Question { name, qtype, qclass: Class::IN }
+        Question {
+            name,
+            qtype,
+            qclass: Class::IN,
+        }
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Question> {
         let name = Name::read(r)?;
-        Ok(Question { name, qtype: RType(r.u16()?), qclass: Class(r.u16()?) })
+        Ok(Question {
+            name,
+            qtype: RType(r.u16()?),
+            qclass: Class(r.u16()?),
+        })
     }
 
     fn write(&self, b: &mut MessageBuilder) {
@@ -52,7 +60,12 @@ pub struct Record {
 impl Record {
     /// An IN-class record.
     pub fn new(name: Name, ttl: u32, data: RData) -> Self {
-        Record { name, class: Class::IN, ttl, data }
+        Record {
+            name,
+            class: Class::IN,
+            ttl,
+            data,
+        }
     }
 
     /// The record's type.
@@ -99,7 +112,12 @@ fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
     let mut rd = r.sub(rdlen)?;
     let data = RData::read(rtype, &mut rd)?;
     rd.expect_end()?;
-    Ok(Entry::Record(Record { name, class, ttl, data }))
+    Ok(Entry::Record(Record {
+        name,
+        class,
+        ttl,
+        data,
+    }))
 }
 
 /// A parsed DNS message. Header counts are recomputed on encode; the OPT record lives in `edns`.
@@ -124,14 +142,24 @@ impl Message {
         let min = header.qdcount as usize * 5
             + (header.ancount as usize + header.nscount as usize + header.arcount as usize) * 11;
         if min > r.remaining() {
-            return Err(WireError::ShortRead { offset: HEADER_LEN, needed: min - r.remaining() });
+            return Err(WireError::ShortRead {
+                offset: HEADER_LEN,
+                needed: min - r.remaining(),
+            });
         }
-        let mut m = Message { header, ..Message::default() };
+        let mut m = Message {
+            header,
+            ..Message::default()
+        };
         m.questions.reserve(header.qdcount as usize);
         for _ in 0..header.qdcount {
             m.questions.push(Question::read(&mut r)?);
         }
-        for (count, section) in [(header.ancount, 0), (header.nscount, 1), (header.arcount, 2)] {
+        for (count, section) in [
+            (header.ancount, 0),
+            (header.nscount, 1),
+            (header.arcount, 2),
+        ] {
             for _ in 0..count {
                 match read_entry(&mut r)? {
                     Entry::Record(rec) => match section {
@@ -174,7 +202,10 @@ impl Message {
         m.header.checking_disabled = query.header.checking_disabled;
         m.header.recursion_available = true;
         m.questions = query.questions.clone();
-        m.edns = query.edns.as_ref().map(|e| Edns { dnssec_ok: e.dnssec_ok, ..Edns::default() });
+        m.edns = query.edns.as_ref().map(|e| Edns {
+            dnssec_ok: e.dnssec_ok,
+            ..Edns::default()
+        });
         m
     }
 
@@ -185,7 +216,10 @@ impl Message {
 
     /// The full response code, joining the header's 4 bits with EDNS's 8.
     pub fn rcode(&self) -> Rcode {
-        Rcode::from_parts(self.header.rcode_low, self.edns.as_ref().map_or(0, |e| e.ext_rcode))
+        Rcode::from_parts(
+            self.header.rcode_low,
+            self.edns.as_ref().map_or(0, |e| e.ext_rcode),
+        )
     }
 
     /// Sets the response code; an extended one (above 15) needs EDNS, which is added if missing.
@@ -245,7 +279,12 @@ impl Message {
             q.write(&mut b);
         }
         if !truncate {
-            for rec in self.answers.iter().chain(&self.authority).chain(&self.additional) {
+            for rec in self
+                .answers
+                .iter()
+                .chain(&self.authority)
+                .chain(&self.additional)
+            {
                 rec.write(&mut b)?;
             }
         }

@@ -30,7 +30,9 @@ pub struct Name {
 impl Name {
     /// The root name `.`.
     pub fn root() -> Self {
-        Name { wire: Box::new([0u8]) }
+        Name {
+            wire: Box::new([0u8]),
+        }
     }
 
     /// Validates an uncompressed wire-format name that must fill `wire` exactly.
@@ -47,7 +49,9 @@ impl Name {
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
         let mut out = Vec::with_capacity(32);
         read_into(r, &mut out)?;
-        Ok(Name { wire: out.into_boxed_slice() })
+        Ok(Name {
+            wire: out.into_boxed_slice(),
+        })
     }
 
     /// Reads a name that must not be compressed (RFC 3597 section 4: names in the RDATA of newer types,
@@ -78,7 +82,9 @@ impl Name {
         if wire.len() > MAX_NAME_LEN {
             return Err(WireError::NameTooLong);
         }
-        Ok(Name { wire: wire.into_boxed_slice() })
+        Ok(Name {
+            wire: wire.into_boxed_slice(),
+        })
     }
 
     /// The uncompressed wire form, root label included.
@@ -98,7 +104,10 @@ impl Name {
 
     /// Labels from the most specific to the TLD; the root label is not included.
     pub fn labels(&self) -> Labels<'_> {
-        Labels { wire: &self.wire, pos: 0 }
+        Labels {
+            wire: &self.wire,
+            pos: 0,
+        }
     }
 
     /// Number of labels, not counting the root (so `.` has 0 and `example.com.` has 2).
@@ -113,7 +122,9 @@ impl Name {
 
     /// The same name with ASCII letters lower-cased.
     pub fn to_lowercase(&self) -> Name {
-        Name { wire: self.wire.to_ascii_lowercase().into_boxed_slice() }
+        Name {
+            wire: self.wire.to_ascii_lowercase().into_boxed_slice(),
+        }
     }
 
     /// True when the two names are equal ignoring ASCII case.
@@ -145,7 +156,9 @@ impl Name {
             return None;
         }
         let skip = 1 + self.wire[0] as usize;
-        Some(Name { wire: self.wire[skip..].into() })
+        Some(Name {
+            wire: self.wire[skip..].into(),
+        })
     }
 
     /// The last `n` labels of this name (plus the root): `www.example.com.` trimmed to 2 is `example.com.`.
@@ -174,7 +187,9 @@ impl Name {
         if wire.len() > MAX_NAME_LEN {
             return Err(WireError::NameTooLong);
         }
-        Ok(Name { wire: wire.into_boxed_slice() })
+        Ok(Name {
+            wire: wire.into_boxed_slice(),
+        })
     }
 
     /// Canonical ordering of RFC 4034 section 6.1: labels compared right to left, each as a
@@ -204,7 +219,9 @@ impl fmt::Display for Name {
         for label in self.labels() {
             for &c in label {
                 match c {
-                    b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => write!(f, "\\{}", c as char)?,
+                    b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+                        write!(f, "\\{}", c as char)?
+                    }
                     0x21..=0x7e => write!(f, "{}", c as char)?,
                     _ => write!(f, "\\{:03}", c)?,
                 }
@@ -250,7 +267,9 @@ impl FromStr for Name {
                 b'\\' => {
                     let rest = &bytes[i + 1..];
                     if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
+                        let v = (rest[0] - b'0') as u32 * 100
+                            + (rest[1] - b'0') as u32 * 10
+                            + (rest[2] - b'0') as u32;
                         if v > 255 {
                             return Err(WireError::BadText(format!("escape \\{} out of range", v)));
                         }
@@ -279,7 +298,9 @@ impl FromStr for Name {
         if wire.len() > MAX_NAME_LEN {
             return Err(WireError::NameTooLong);
         }
-        Ok(Name { wire: wire.into_boxed_slice() })
+        Ok(Name {
+            wire: wire.into_boxed_slice(),
+        })
     }
 }
 
@@ -378,14 +399,20 @@ impl fmt::Display for LowerName {
 fn validate_uncompressed(wire: &[u8]) -> Result<usize> {
     let mut pos = 0;
     loop {
-        let len = *wire.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })? as usize;
+        let len = *wire.get(pos).ok_or(WireError::ShortRead {
+            offset: pos,
+            needed: 1,
+        })? as usize;
         match len & 0xC0 {
             0x00 => {}
             0xC0 => return Err(WireError::BadPointer(pos)),
             t => return Err(WireError::BadLabelType(t as u8)),
         }
         if pos + 1 + len > wire.len() {
-            return Err(WireError::ShortRead { offset: pos, needed: pos + 1 + len - wire.len() });
+            return Err(WireError::ShortRead {
+                offset: pos,
+                needed: pos + 1 + len - wire.len(),
+            });
         }
         pos += 1 + len;
         if pos > MAX_NAME_LEN {
@@ -406,13 +433,19 @@ fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
     // Pointers must go strictly backwards, which together with the hop cap rules out loops.
     let mut lowest_target = pos;
     loop {
-        let len = *msg.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })?;
+        let len = *msg.get(pos).ok_or(WireError::ShortRead {
+            offset: pos,
+            needed: 1,
+        })?;
         match len & 0xC0 {
             0x00 => {
                 let len = len as usize;
                 let end = pos + 1 + len;
                 if end > msg.len() || (resume.is_none() && end > r.position() + r.remaining()) {
-                    return Err(WireError::ShortRead { offset: pos, needed: 1 + len });
+                    return Err(WireError::ShortRead {
+                        offset: pos,
+                        needed: 1 + len,
+                    });
                 }
                 if out.len() + 1 + len > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
@@ -424,9 +457,15 @@ fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
                 }
             }
             0xC0 => {
-                let lo = *msg.get(pos + 1).ok_or(WireError::ShortRead { offset: pos, needed: 2 })?;
+                let lo = *msg.get(pos + 1).ok_or(WireError::ShortRead {
+                    offset: pos,
+                    needed: 2,
+                })?;
                 if resume.is_none() && pos + 2 > r.position() + r.remaining() {
-                    return Err(WireError::ShortRead { offset: pos, needed: 2 });
+                    return Err(WireError::ShortRead {
+                        offset: pos,
+                        needed: 2,
+                    });
                 }
                 let target = (((len & 0x3F) as usize) << 8) | lo as usize;
                 if target >= lowest_target {
@@ -498,8 +537,15 @@ mod tests {
     fn canonical_order_matches_rfc4034() {
         // The example list of RFC 4034 section 6.1, in order.
         let names = [
-            "example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.", "zABC.a.EXAMPLE.", "z.example.",
-            "\\001.z.example.", "*.z.example.", "\\200.z.example.",
+            "example.",
+            "a.example.",
+            "yljkjljk.a.example.",
+            "Z.a.example.",
+            "zABC.a.EXAMPLE.",
+            "z.example.",
+            "\\001.z.example.",
+            "*.z.example.",
+            "\\200.z.example.",
         ];
         for w in names.windows(2) {
             assert_eq!(n(w[0]).cmp(&n(w[1])), Ordering::Less, "{} < {}", w[0], w[1]);

@@ -43,7 +43,10 @@ impl<'a> QueryView<'a> {
         }
         let mut pos = HEADER_LEN;
         loop {
-            let len = *raw.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })? as usize;
+            let len = *raw.get(pos).ok_or(WireError::ShortRead {
+                offset: pos,
+                needed: 1,
+            })? as usize;
             if len & 0xC0 != 0 {
                 return Err(WireError::BadLabelType(len as u8));
             }
@@ -57,7 +60,10 @@ impl<'a> QueryView<'a> {
         }
         let end = pos + 4;
         if end > raw.len() {
-            return Err(WireError::ShortRead { offset: pos, needed: end - raw.len() });
+            return Err(WireError::ShortRead {
+                offset: pos,
+                needed: end - raw.len(),
+            });
         }
         let qname = &raw[HEADER_LEN..pos];
         let qtype = RType(u16::from_be_bytes([raw[pos], raw[pos + 1]]));
@@ -84,7 +90,15 @@ impl<'a> QueryView<'a> {
             }
             None
         };
-        Ok(QueryView { raw, header, qname, qtype, qclass, question_end: end, edns })
+        Ok(QueryView {
+            raw,
+            header,
+            qname,
+            qtype,
+            qclass,
+            question_end: end,
+            edns,
+        })
     }
 
     /// The largest UDP response this client accepts (512 without EDNS, RFC 6891 section 6.2.5).
@@ -105,11 +119,18 @@ mod tests {
         let plain = q.encode().unwrap();
         let v = QueryView::parse(&plain).unwrap();
         assert_eq!(v.qtype, RType::AAAA);
-        assert_eq!(v.qname, "Www.Example.com".parse::<Name>().unwrap().as_wire());
+        assert_eq!(
+            v.qname,
+            "Www.Example.com".parse::<Name>().unwrap().as_wire()
+        );
         assert!(v.edns.is_none());
         assert_eq!(v.max_udp_response(), 512);
 
-        q.edns = Some(Edns { dnssec_ok: true, udp_payload: 4096, ..Edns::default() });
+        q.edns = Some(Edns {
+            dnssec_ok: true,
+            udp_payload: 4096,
+            ..Edns::default()
+        });
         let with_edns = q.encode().unwrap();
         let v = QueryView::parse(&with_edns).unwrap();
         let e = v.edns.unwrap();

@@ -73,21 +73,54 @@ pub enum RData {
     Dname(Name),
     Ptr(Name),
     Soa(Soa),
-    Mx { preference: u16, exchange: Name },
+    Mx {
+        preference: u16,
+        exchange: Name,
+    },
     /// One or more character-strings of at most 255 octets each.
     Txt(Vec<Box<[u8]>>),
-    Srv { priority: u16, weight: u16, port: u16, target: Name },
-    Caa { flags: u8, tag: Box<[u8]>, value: Box<[u8]> },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: Name,
+    },
+    Caa {
+        flags: u8,
+        tag: Box<[u8]>,
+        value: Box<[u8]>,
+    },
     Svcb(Svcb),
     Https(Svcb),
-    Ds { key_tag: u16, algorithm: u8, digest_type: u8, digest: Box<[u8]> },
-    Dnskey { flags: u16, protocol: u8, algorithm: u8, public_key: Box<[u8]> },
+    Ds {
+        key_tag: u16,
+        algorithm: u8,
+        digest_type: u8,
+        digest: Box<[u8]>,
+    },
+    Dnskey {
+        flags: u16,
+        protocol: u8,
+        algorithm: u8,
+        public_key: Box<[u8]>,
+    },
     Rrsig(Rrsig),
-    Nsec { next: Name, types: TypeBitmap },
+    Nsec {
+        next: Name,
+        types: TypeBitmap,
+    },
     Nsec3(Nsec3),
-    Nsec3Param { hash_algorithm: u8, flags: u8, iterations: u16, salt: Box<[u8]> },
+    Nsec3Param {
+        hash_algorithm: u8,
+        flags: u8,
+        iterations: u16,
+        salt: Box<[u8]>,
+    },
     /// Any other type, kept as opaque octets (RFC 3597).
-    Unknown { rtype: RType, data: Box<[u8]> },
+    Unknown {
+        rtype: RType,
+        data: Box<[u8]>,
+    },
 }
 
 impl RData {
@@ -121,7 +154,10 @@ impl RData {
     /// sees the whole message for compression pointers); the data must consume it completely.
     pub fn read(rtype: RType, r: &mut Reader<'_>) -> Result<RData> {
         let _ = (rtype, r);
-        Err(WireError::BadRdata { rtype: rtype.0, reason: "not yet implemented" })
+        Err(WireError::BadRdata {
+            rtype: rtype.0,
+            reason: "not yet implemented",
+        })
     }
 
     /// Appends the RDATA (not its length) to a message being built, compressing names only where

@@ -17,7 +17,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader over the whole of `msg`.
     pub fn new(msg: &'a [u8]) -> Self {
-        Reader { msg, pos: 0, limit: msg.len() }
+        Reader {
+            msg,
+            pos: 0,
+            limit: msg.len(),
+        }
     }
 
     /// The whole message (for compression pointers).
@@ -52,7 +56,10 @@ impl<'a> Reader<'a> {
     /// Takes `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.remaining() < n {
-            return Err(WireError::ShortRead { offset: self.pos, needed: n - self.remaining() });
+            return Err(WireError::ShortRead {
+                offset: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.msg[self.pos..self.pos + n];
         self.pos += n;
@@ -69,9 +76,16 @@ impl<'a> Reader<'a> {
     /// A sub-reader over the next `n` bytes; this reader moves past them.
     pub fn sub(&mut self, n: usize) -> Result<Reader<'a>> {
         if self.remaining() < n {
-            return Err(WireError::ShortRead { offset: self.pos, needed: n - self.remaining() });
+            return Err(WireError::ShortRead {
+                offset: self.pos,
+                needed: n - self.remaining(),
+            });
         }
-        let r = Reader { msg: self.msg, pos: self.pos, limit: self.pos + n };
+        let r = Reader {
+            msg: self.msg,
+            pos: self.pos,
+            limit: self.pos + n,
+        };
         self.pos += n;
         Ok(r)
     }
@@ -104,7 +118,10 @@ impl<'a> Reader<'a> {
     /// Moves to an absolute offset (used after reading a compressed name).
     pub(crate) fn seek(&mut self, pos: usize) -> Result<()> {
         if pos > self.limit {
-            return Err(WireError::ShortRead { offset: self.pos, needed: pos - self.limit });
+            return Err(WireError::ShortRead {
+                offset: self.pos,
+                needed: pos - self.limit,
+            });
         }
         self.pos = pos;
         Ok(())

@@ -43,7 +43,10 @@ impl RecordSpan {
 pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize> {
     let start = pos;
     loop {
-        let len = *msg.get(pos).ok_or(WireError::ShortRead { offset: pos, needed: 1 })? as usize;
+        let len = *msg.get(pos).ok_or(WireError::ShortRead {
+            offset: pos,
+            needed: 1,
+        })? as usize;
         match len & 0xC0 {
             0x00 if len == 0 => return Ok(pos + 1),
             0x00 => {
@@ -54,7 +57,10 @@ pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize> {
             }
             0xC0 => {
                 if pos + 2 > msg.len() {
-                    return Err(WireError::ShortRead { offset: pos, needed: 2 });
+                    return Err(WireError::ShortRead {
+                        offset: pos,
+                        needed: 2,
+                    });
                 }
                 return Ok(pos + 2);
             }
@@ -70,7 +76,10 @@ pub fn questions_end(msg: &[u8]) -> Result<usize> {
     for _ in 0..header.qdcount {
         pos = skip_name(msg, pos)? + 4;
         if pos > msg.len() {
-            return Err(WireError::ShortRead { offset: pos - 4, needed: pos - msg.len() });
+            return Err(WireError::ShortRead {
+                offset: pos - 4,
+                needed: pos - msg.len(),
+            });
         }
     }
     Ok(pos)
@@ -82,7 +91,10 @@ pub fn records(msg: &[u8]) -> Result<Vec<RecordSpan>> {
     let mut pos = questions_end(msg)?;
     let total = header.ancount as usize + header.nscount as usize + header.arcount as usize;
     if total * 11 > msg.len() - pos {
-        return Err(WireError::ShortRead { offset: pos, needed: total * 11 - (msg.len() - pos) });
+        return Err(WireError::ShortRead {
+            offset: pos,
+            needed: total * 11 - (msg.len() - pos),
+        });
     }
     let mut out = Vec::with_capacity(total);
     for i in 0..total {
@@ -95,16 +107,30 @@ pub fn records(msg: &[u8]) -> Result<Vec<RecordSpan>> {
         };
         let start = pos;
         pos = skip_name(msg, pos)?;
-        let fixed = msg.get(pos..pos + 10).ok_or(WireError::ShortRead { offset: pos, needed: 10 })?;
+        let fixed = msg.get(pos..pos + 10).ok_or(WireError::ShortRead {
+            offset: pos,
+            needed: 10,
+        })?;
         let rtype = RType(u16::from_be_bytes([fixed[0], fixed[1]]));
         let class = Class(u16::from_be_bytes([fixed[2], fixed[3]]));
         let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         let rdata = pos + 10..pos + 10 + rdlen;
         if rdata.end > msg.len() {
-            return Err(WireError::ShortRead { offset: rdata.start, needed: rdata.end - msg.len() });
+            return Err(WireError::ShortRead {
+                offset: rdata.start,
+                needed: rdata.end - msg.len(),
+            });
         }
-        out.push(RecordSpan { section, start, rtype, class, ttl_offset: pos + 4, ttl, rdata: rdata.clone() });
+        out.push(RecordSpan {
+            section,
+            start,
+            rtype,
+            class,
+            ttl_offset: pos + 4,
+            ttl,
+            rdata: rdata.clone(),
+        });
         pos = rdata.end;
     }
     if pos != msg.len() {
