@@ -82,7 +82,7 @@ pub fn parse_record_line(line: &str, default_ttl: u32) -> Result<Record> {
         ))
     })?;
     if rtype.is_meta() || rtype.0 == 0 {
-        return Err(text(format!("{rtype} is not a type that can be stored")));
+        return Err(text(format!("type {rtype} cannot be stored in a record")));
     }
     let data = parse_rdata(rtype, &rest[i + 1..])?;
     Ok(Record {
@@ -233,9 +233,11 @@ pub fn parse_rdata(rtype: RType, tokens: &[&str]) -> Result<RData> {
             iterations: a.number("iterations", u16::MAX)?,
             salt: a.salt()?,
         },
-        _ => return Err(text(format!(
+        _ => {
+            return Err(text(format!(
             "type {rtype} has no text form here: write its data as \\# <length> <hex> (RFC 3597)"
-        ))),
+        )))
+        }
     };
     a.end()?;
     Ok(data)
@@ -951,6 +953,10 @@ fn parse_svc_key(s: &str) -> Option<u16> {
 /// Turns a decoded SvcParamValue into wire octets for its key (RFC 9460 appendix A and section 7).
 fn svc_value_to_wire(key: u16, raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let as_text = || std::str::from_utf8(raw).map_err(|_| "value is not text".to_string());
+    if raw.is_empty() {
+        // Let check_svc_param say whether this key may be empty.
+        return Ok(Vec::new());
+    }
     match key {
         svc_key::MANDATORY => {
             let mut out = Vec::new();
@@ -1088,4 +1094,260 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::rdata::tests::samples;
+
+    fn n(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    fn parse(line: &str) -> Record {
+        parse_record_line(line, 3600).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    fn err(line: &str) -> String {
+        match parse_record_line(line, 3600) {
+            Ok(r) => panic!("{line:?} parsed as {r:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_sample_prints_and_parses_back() {
+        for rec in samples() {
+            let shown = rec.to_string();
+            let back = parse_record_line(&shown, 0).unwrap_or_else(|e| panic!("{shown:?}: {e}"));
+            assert_eq!(back, rec, "{shown}");
+            assert_eq!(back.name.as_wire(), rec.name.as_wire(), "case of {shown}");
+        }
+    }
+
+    #[test]
+    fn prints_what_dig_prints() {
+        let show = |line: &str| parse(line).to_string();
+        assert_eq!(
+            show("mail.lan. 300 IN MX 10 mx.lan."),
+            "mail.lan. 300 IN MX 10 mx.lan."
+        );
+        assert_eq!(
+            show(r#"t.lan TXT "a \"q\" \\ b" plain \255"#),
+            r#"t.lan. 3600 IN TXT "a \"q\" \\ b" "plain" "\255""#
+        );
+        assert_eq!(
+            show("ds.lan DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"),
+            "ds.lan. 3600 IN DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"
+        );
+        assert_eq!(
+            show("k.lan DNSKEY 256 3 8 AwEAAQ=="),
+            "k.lan. 3600 IN DNSKEY 256 3 8 AwEAAQ=="
+        );
+        assert_eq!(
+            show("x.lan TYPE65280 \\# 3 0A0b0c"),
+            "x.lan. 3600 IN TYPE65280 \\# 3 0A0B0C"
+        );
+        assert_eq!(
+            show("x.lan TYPE65280 \\# 0"),
+            "x.lan. 3600 IN TYPE65280 \\# 0"
+        );
+        assert_eq!(
+            show("c.lan CAA 0 issue \"letsencrypt.org\""),
+            "c.lan. 3600 IN CAA 0 issue \"letsencrypt.org\""
+        );
+        // RFC 5155 appendix A style NSEC3 and RFC 4034 section 3.3 style RRSIG.
+        assert_eq!(
+            show("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example. NSEC3 1 1 12 aabbccdd 2t7b4g4vsa5smi47k61mv5bv1a22bojr MX DNSKEY NS SOA NSEC3PARAM RRSIG"),
+            "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example. 3600 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR NS SOA MX RRSIG DNSKEY NSEC3PARAM"
+        );
+        assert_eq!(
+            show("host.example.com. 86400 IN RRSIG A 5 3 86400 20030322173103 ( 20030220173103 2642 example.com. oJB1W6WNGv+ldvQ3WDG0MQkg5IEhjRip8WTr PYGv07h108dUKGMeDPKijVCHX3DDKdfb+v6o B9wfuh3DTJXUAfI/M0zmO/zz8bW0Rznl8O3t GNazPwQKkRN20XPXV6nwwfoXmJQbsLNrLfkG J5D6fwFm8nN+6pBzeDQfsS3Ap3o= )"),
+            "host.example.com. 86400 IN RRSIG A 5 3 86400 20030322173103 20030220173103 2642 example.com. oJB1W6WNGv+ldvQ3WDG0MQkg5IEhjRip8WTrPYGv07h108dUKGMeDPKijVCHX3DDKdfb+v6oB9wfuh3DTJXUAfI/M0zmO/zz8bW0Rznl8O3tGNazPwQKkRN20XPXV6nwwfoXmJQbsLNrLfkGJ5D6fwFm8nN+6pBzeDQfsS3Ap3o="
+        );
+        assert_eq!(
+            show(
+                r#"_dns.resolver.arpa SVCB 1 dot.lan. alpn="dot,h\\,x" port=853 ipv4hint=192.0.2.1,192.0.2.2 mandatory=port,alpn key65000 key7=x"#
+            ),
+            r#"_dns.resolver.arpa. 3600 IN SVCB 1 dot.lan. mandatory=port,alpn alpn="dot,h\\,x" port=853 ipv4hint=192.0.2.1,192.0.2.2 key7="x" key65000="""#
+        );
+    }
+
+    #[test]
+    fn parses_the_forms_local_records_use() {
+        let want = Record::new(
+            n("router.lan"),
+            300,
+            RData::A(Ipv4Addr::new(192, 168, 1, 1)),
+        );
+        assert_eq!(parse("router.lan. 300 IN A 192.168.1.1"), want);
+        assert_eq!(parse("router.lan IN 300 A 192.168.1.1"), want);
+        assert_eq!(parse("  router.lan 5m A 192.168.1.1 ; the router"), want);
+        assert_eq!(
+            parse_record_line("router.lan A 192.168.1.1", 300).unwrap(),
+            want
+        );
+        assert_eq!(parse("router.lan 1h30m A 192.168.1.1").ttl, 5400);
+        assert_eq!(parse("x.lan CH TXT hi").class, Class::CH);
+        assert_eq!(
+            parse("x.lan SOA ns.lan. admin.lan. ( 1 2h 1h 1w 300 )").data,
+            RData::Soa(Soa {
+                mname: n("ns.lan"),
+                rname: n("admin.lan"),
+                serial: 1,
+                refresh: 7200,
+                retry: 3600,
+                expire: 604800,
+                minimum: 300
+            })
+        );
+        assert_eq!(
+            parse("_sip._udp.lan SRV 0 5 5060 sip.lan").data,
+            RData::Srv {
+                priority: 0,
+                weight: 5,
+                port: 5060,
+                target: n("sip.lan")
+            }
+        );
+        assert_eq!(
+            parse("x.lan TXT \"two words\" \"semi;colon\" \\\"").data,
+            RData::Txt(vec![
+                b"two words".to_vec().into(),
+                b"semi;colon".to_vec().into(),
+                b"\"".to_vec().into()
+            ])
+        );
+        // The generic form gives the typed data for typed types.
+        assert_eq!(
+            parse("router.lan A \\# 4 C0A80101").data,
+            RData::A(Ipv4Addr::new(192, 168, 1, 1))
+        );
+        assert_eq!(
+            parse("x.lan HINFO \\# 4 01610162").data,
+            RData::Unknown {
+                rtype: RType::HINFO,
+                data: Box::new([1, b'a', 1, b'b'])
+            }
+        );
+        assert_eq!(
+            parse("a\\032b.lan PTR x.lan").name.as_wire(),
+            b"\x03a b\x03lan\x00"
+        );
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let cases = [
+            ("", "empty"),
+            ("router.lan", "no type"),
+            ("router.lan 300", "no type"),
+            ("router.lan FOO 1.2.3.4", "unknown record type \"FOO\""),
+            ("router.lan A", "missing IPv4 address"),
+            (
+                "router.lan A 300.1.1.1",
+                "\"300.1.1.1\" is not an IPv4 address",
+            ),
+            ("router.lan A 1.2.3.4 5.6.7.8", "unexpected \"5.6.7.8\""),
+            ("router.lan AAAA 1.2.3.4", "not an IPv6 address"),
+            ("router.lan 99999999999 A 1.2.3.4", "bad TTL"),
+            ("router.lan 2147483648 A 1.2.3.4", "bad TTL"),
+            ("router..lan A 1.2.3.4", "owner name"),
+            ("@ A 1.2.3.4", "'@'"),
+            ("$TTL 300", "directive"),
+            (
+                "x.lan MX 70000 mx.lan",
+                "preference \"70000\" is not a number from 0 to 65535",
+            ),
+            ("x.lan MX 10", "missing mail exchange"),
+            ("x.lan TXT \"open", "unterminated quoted string"),
+            ("x.lan TXT", "at least one string"),
+            ("x.lan CAA 0 \"\" x", "tag must not be empty"),
+            ("x.lan HINFO cpu os", "\\# <length> <hex>"),
+            ("x.lan ANY \\# 0", "cannot be stored"),
+            ("x.lan OPT \\# 0", "cannot be stored"),
+            (
+                "x.lan A \\# 4 C0A801",
+                "length says 4 octets but the data has 3",
+            ),
+            ("x.lan A \\# 3 C0A801", "A record (generic \\# form)"),
+            ("x.lan A \\# 4 C0A8010", "not hexadecimal"),
+            ("x.lan DS 1 8 2 XYZ", "digest is not hexadecimal"),
+            ("x.lan DNSKEY 257 3 8 !!!", "not base64"),
+            (
+                "x.lan RRSIG A 8 2 300 20991332000000 1 1 x. AAAA",
+                "expiration",
+            ),
+            ("x.lan NSEC x.lan A BOGUS", "\"BOGUS\" is not a record type"),
+            ("x.lan NSEC3 1 0 0 - 0 A", "not base32hex"),
+            ("x.lan NSEC3PARAM 1 0 0 zz", "salt"),
+            ("x.lan HTTPS 1 . port=x", "port"),
+            ("x.lan HTTPS 1 . port=1 port=2", "given twice"),
+            ("x.lan HTTPS 1 . bogus=1", "unknown SvcParamKey"),
+            ("x.lan HTTPS 1 . alpn", "empty alpn"),
+            ("x.lan SOA a. b. 1 2 3 4", "missing minimum"),
+        ];
+        for (line, want) in cases {
+            let e = err(line);
+            assert!(
+                e.contains(want),
+                "{line:?}: {e:?} does not mention {want:?}"
+            );
+        }
+        let long = format!("x.lan TXT {}", "a".repeat(256));
+        assert!(err(&long).contains("longer than 255"));
+    }
+
+    #[test]
+    fn base32hex_matches_rfc4648_vectors() {
+        // RFC 4648 section 10, without padding.
+        let vectors = [
+            ("", ""),
+            ("f", "CO"),
+            ("fo", "CPNG"),
+            ("foo", "CPNMU"),
+            ("foob", "CPNMUOG"),
+            ("fooba", "CPNMUOJ1"),
+            ("foobar", "CPNMUOJ1E8"),
+        ];
+        for (plain, enc) in vectors {
+            assert_eq!(base32hex_encode(plain.as_bytes()), enc);
+            assert_eq!(base32hex_decode(enc).unwrap(), plain.as_bytes());
+            assert_eq!(
+                base32hex_decode(&enc.to_lowercase()).unwrap(),
+                plain.as_bytes()
+            );
+        }
+        assert!(base32hex_decode("C").is_none());
+        assert!(base32hex_decode("CP").is_none(), "non-zero leftover bits");
+        assert!(base32hex_decode("CW").is_none());
+        assert!(base32hex_decode("CO==").is_none());
+    }
+
+    #[test]
+    fn rrsig_times_convert_both_ways() {
+        assert_eq!(parse_time("19700101000000"), Some(0));
+        assert_eq!(parse_time("20030322173103"), Some(1_048_354_263));
+        assert_eq!(parse_time("21060207062815"), Some(u32::MAX));
+        assert_eq!(parse_time("21060207062816"), None);
+        assert_eq!(parse_time("20240230000000"), None);
+        assert_eq!(
+            parse_time("20240229000000").map(|t| Time(t).to_string()),
+            Some("20240229000000".into())
+        );
+        assert_eq!(parse_time("1048354263"), Some(1_048_354_263));
+        assert_eq!(Time(u32::MAX).to_string(), "21060207062815");
+        for t in [
+            0u32,
+            1,
+            59,
+            86_399,
+            951_782_400,
+            1_700_000_000,
+            u32::MAX - 1,
+        ] {
+            assert_eq!(parse_time(&Time(t).to_string()), Some(t));
+        }
+    }
 }
