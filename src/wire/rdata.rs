@@ -2,8 +2,10 @@
 //! everything else.
 //!
 //! Names inside RDATA are decompressed on read only for the types RFC 3597 section 4 calls well-known
-//! (NS, CNAME, SOA, PTR, MX, plus DNAME/SRV leniency on read) and compressed on write only for the
-//! RFC 1035 types; every other type writes its names uncompressed and rejects pointers on read.
+//! (NS, CNAME, SOA, PTR, MX), plus leniency on read for DNAME, SRV and the SVCB/HTTPS target, which
+//! deployed software compresses although their RFCs forbid it; they are compressed on write only for
+//! the RFC 1035 types. Every other type (RRSIG, NSEC, ...) writes its names uncompressed and rejects
+//! pointers on read.
 //! Canonical form (RFC 4034 section 6.2, RFC 6840 section 5.1) lives in [`super::canonical`],
 //! presentation format in [`super::zone`].
 //!
@@ -654,7 +656,11 @@ fn read_typed(rtype: RType, r: &mut Reader<'_>) -> Result<RData> {
         }
         RType::SVCB | RType::HTTPS => {
             let priority = rd.u16()?;
-            let target = rd.name(false)?;
+            // RFC 9460 section 2.2 forbids compressing the target, but hickory-proto 0.24 (and so
+            // hickory-dns servers) compress it; reject that and a browser's HTTPS query to such a
+            // zone would fail. Decompressing is harmless (the name is written back uncompressed
+            // and canonical form never compresses), so accept it like SRV and DNAME.
+            let target = rd.name(true)?;
             let mut params = Vec::new();
             let mut last: Option<u16> = None;
             while !rd.r.is_empty() {
@@ -981,7 +987,10 @@ pub(crate) mod tests {
         rrsig.extend_from_slice(&[1, 2, 3]);
         assert_bad(RType::RRSIG, &rrsig, "compressed RRSIG signer");
         assert_bad(RType::NSEC, &[0xC0, 12, 0, 1, 0x40], "compressed NSEC next");
-        assert_bad(RType::SVCB, &[0, 1, 0xC0, 12], "compressed SVCB target");
+        // SVCB targets are read leniently (hickory compresses them) but written in full.
+        let svcb = parse_one(RType::SVCB, &[0, 1, 0xC0, 12]).unwrap();
+        let m = in_message(vec![Record::new(n("example.com"), 1, svcb)]);
+        assert!(m.encode().unwrap().ends_with(n("example.com").as_wire()));
         let rec = Record::new(
             n("example.com"),
             1,
