@@ -117,6 +117,7 @@ pub fn signed_data(rrsig: &Rrsig, rrset: &[Record]) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::wire::rdata::{Soa, TypeBitmap};

@@ -275,6 +275,11 @@ impl FromStr for Name {
                         }
                         label.push(v as u8);
                         i += 4;
+                    } else if rest.first().is_some_and(u8::is_ascii_digit) {
+                        // RFC 1035 section 5.1: a digit after `\` starts a three-digit `\DDD`.
+                        return Err(WireError::BadText(
+                            "escape \\DDD needs exactly three digits".into(),
+                        ));
                     } else if let Some(&e) = rest.first() {
                         label.push(e);
                         i += 2;
@@ -505,6 +510,8 @@ mod tests {
         assert_eq!(n("\\000x.").to_string(), "\\000x.");
         assert!("a..b".parse::<Name>().is_err());
         assert!("\\256".parse::<Name>().is_err());
+        assert!("a\\1.b".parse::<Name>().is_err());
+        assert!("a\\12x.b".parse::<Name>().is_err());
         assert!(format!("{}.com", "a".repeat(64)).parse::<Name>().is_err());
         let long = vec!["abcdefghi"; 26].join(".");
         assert!(long.parse::<Name>().is_err());

@@ -747,6 +747,7 @@ fn read_typed(rtype: RType, r: &mut Reader<'_>) -> Result<RData> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use crate::wire::message::{Message, Record};

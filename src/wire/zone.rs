@@ -662,6 +662,8 @@ fn decode_char_string(tok: &str, max: usize) -> std::result::Result<Vec<u8>, Str
                     let v = u8::try_from(v).map_err(|_| format!("escape \\{v} is above 255"))?;
                     out.push(v);
                     i += 4;
+                } else if rest.first().is_some_and(u8::is_ascii_digit) {
+                    return Err("a digit after \\ must start a three-digit \\DDD escape".into());
                 } else if let Some(&e) = rest.first() {
                     out.push(e);
                     i += 2;
@@ -1097,6 +1099,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::wire::rdata::tests::samples;
@@ -1287,6 +1290,9 @@ mod tests {
             ("x.lan HTTPS 1 . bogus=1", "unknown SvcParamKey"),
             ("x.lan HTTPS 1 . alpn", "empty alpn"),
             ("x.lan SOA a. b. 1 2 3 4", "missing minimum"),
+            ("x.lan TXT a\\1b", "three-digit"),
+            ("x.lan TXT \\256", "above 255"),
+            ("x\\1.lan A 1.2.3.4", "three digits"),
         ];
         for (line, want) in cases {
             let e = err(line);
