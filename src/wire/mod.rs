@@ -5,6 +5,8 @@
 //!   &[u8] --QueryView--> question + EDNS info                  (fast path: no allocation)
 //!   Message --MessageBuilder--> Vec<u8>                        (encode: compression, size limit, TC)
 //!   &[u8] --scan--> record offsets                             (cache: patch TTLs in place)
+//!   Record --canonical--> octets a DNSSEC signature covers     (RFC 4034 section 6)
+//!   "name TTL IN TYPE rdata" <--zone--> Record                 (presentation format)
 //! ```
 //!
 //! This module knows nothing of sockets, tasks or time. Everything here takes hostile input: no
