@@ -48,7 +48,7 @@ const LINES: &[&str] = &[
     "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.lan NSEC3 1 1 12 aabbccdd 2t7b4g4vsa5smi47k61mv5bv1a22bojr A RRSIG",
     "lan NSEC3PARAM 1 0 0 -",
     "x.lan TYPE65280 \\# 4 0a0b0c0d",
-    "x.lan HINFO \\# 6 02504303 4f53",
+    "x.lan HINFO \\# 6 02504302 4f53",
 ];
 
 /// Messages built by our own encoder that hold every record type, EDNS options and compression.
@@ -223,6 +223,10 @@ fn zone_line_target_on_seeds_and_mutations() {
         b"$",
         b"1h",
         b"99999999999",
+        br"\034",
+        br#"\""#,
+        br"\.",
+        br"\092",
     ];
     run(fuzzing::zone_line, &pool, dict, 3);
 }

@@ -692,12 +692,26 @@ fn parse_name(tok: &str, what: &str) -> Result<Name> {
             "{what}: '@' (the zone origin) is not supported here; write the full name"
         )));
     }
-    if tok.contains('"') {
+    if has_unescaped_quote(tok) {
         return Err(text(format!(
             "{what}: {tok:?} is quoted; names are written bare"
         )));
     }
     Name::from_str(tok).map_err(|e| text(format!("{what}: {tok:?} is not a domain name ({e})")))
+}
+
+/// True when `tok` holds a `"` that is not escaped as `\"`.
+fn has_unescaped_quote(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return true,
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 fn is_class(tok: &str) -> bool {
@@ -1238,6 +1252,10 @@ mod tests {
             parse("a\\032b.lan PTR x.lan").name.as_wire(),
             b"\x03a b\x03lan\x00"
         );
+        let odd = parse(r#"o\"d\034\;\(\)\@\$\.\\\000.lan CNAME \"q\".lan"#);
+        assert_eq!(odd.name.as_wire(), b"\x0co\"d\";()@$.\\\x00\x03lan\x00");
+        assert_eq!(parse(&odd.to_string()), odd);
+        assert!(err("\"x\".lan A 1.2.3.4").contains("quoted"));
     }
 
     #[test]
