@@ -438,31 +438,11 @@ impl RData {
 /// NSEC removed by RFC 6840 section 5.1): NS, MD, MF, CNAME, SOA, MB, MG, MR, PTR, MINFO, MX, RP,
 /// AFSDB, RT, SIG, PX, NXT, NAPTR, KX, SRV, DNAME, A6, RRSIG.
 pub fn lowercased_in_canonical_form(rtype: RType) -> bool {
-    matches!(
-        rtype.0,
-        2 | 3
-            | 4
-            | 5
-            | 6
-            | 7
-            | 8
-            | 9
-            | 12
-            | 14
-            | 15
-            | 17
-            | 18
-            | 21
-            | 24
-            | 26
-            | 30
-            | 35
-            | 36
-            | 33
-            | 39
-            | 38
-            | 46
-    )
+    // NS MD MF CNAME SOA MB MG MR PTR MINFO MX RP AFSDB RT SIG PX NXT SRV NAPTR KX A6 DNAME RRSIG
+    const LISTED: [u16; 23] = [
+        2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 24, 26, 30, 33, 35, 36, 38, 39, 46,
+    ];
+    LISTED.contains(&rtype.0)
 }
 
 /// The RRSIG fields before the signer's name (RFC 4034 section 3.1).
