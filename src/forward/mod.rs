@@ -104,6 +104,7 @@ impl Handler for Forwarder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

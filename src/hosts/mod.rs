@@ -282,6 +282,7 @@ pub fn fuzz_hosts(data: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

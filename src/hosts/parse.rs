@@ -153,6 +153,7 @@ fn parse_name(token: &[u8]) -> Result<Name, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

@@ -226,6 +226,7 @@ pub fn reverse_name(ip: IpAddr) -> Name {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::hosts::parse::parse_hosts;

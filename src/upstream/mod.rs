@@ -225,6 +225,7 @@ pub fn build_transport(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType};

@@ -290,6 +290,7 @@ pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::wire::{Message, RType};
