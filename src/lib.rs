@@ -11,7 +11,9 @@
 //! from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 
+pub mod forward;
 pub mod handler;
+pub mod hosts;
 pub mod server;
 pub mod upstream;
 pub mod wire;

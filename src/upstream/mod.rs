@@ -7,17 +7,29 @@
 //! A [`Transport`] moves wire bytes to one server and back: connection reuse, pipelining, framing,
 //! TLS. [`Upstream`] wraps any transport with the checks every answer must pass before we believe it
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
+//! [`UpstreamGroup`] tries several upstreams in order (failover).
+//!
+//! Privacy: the query we send is rebuilt from the client's question only – a fresh ID, RD=1, CD
+//! copied, and our own OPT record (payload 1232, DO copied). No client EDNS option (Client Subnet
+//! (RFC 7871 section 11.1 lets a stub strip it), cookies, padding, anything unknown) ever leaves.
+//!
+//! Limitations: failover is strictly ordered (the first upstream is always tried first); no health
+//! tracking or parallel racing yet.
 
 pub mod plain;
 pub mod url;
 
 pub use url::UpstreamUrl;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tracing::debug;
 
 use crate::handler::BoxFuture;
+use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::{Edns, Header, Message, Rcode};
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -53,4 +65,284 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The upstream's URL, for logs and metrics.
     fn url(&self) -> &str;
+}
+
+/// The query we send upstream for the client's `q`, with message ID `id`: the question as given,
+/// RD=1, CD copied, and our own EDNS (payload 1232, DO copied, no options at all).
+pub fn outgoing_query(q: &Message, id: u16) -> Message {
+    Message {
+        header: Header {
+            id,
+            opcode: q.header.opcode,
+            recursion_desired: true,
+            checking_disabled: q.header.checking_disabled,
+            ..Header::default()
+        },
+        questions: q.questions.clone(),
+        edns: Some(Edns {
+            udp_payload: DEFAULT_PAYLOAD,
+            dnssec_ok: q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+            ..Edns::default()
+        }),
+        ..Message::default()
+    }
+}
+
+/// Parses `raw` and checks that it answers `sent`: QR=1, same ID, same opcode and same questions
+/// (names case-insensitively, type, class).
+pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
+    let answer = Message::parse(raw)
+        .map_err(|e| UpstreamError::BadAnswer(format!("does not parse: {e}")))?;
+    if !answer.header.response {
+        return Err(UpstreamError::BadAnswer("QR=0".into()));
+    }
+    if answer.header.id != sent.header.id {
+        return Err(UpstreamError::BadAnswer(format!(
+            "ID {} instead of {}",
+            answer.header.id, sent.header.id
+        )));
+    }
+    if answer.header.opcode != sent.header.opcode {
+        return Err(UpstreamError::BadAnswer("opcode differs".into()));
+    }
+    // `Question`'s equality compares names case-insensitively (RFC 4343).
+    if answer.questions != sent.questions {
+        return Err(UpstreamError::BadAnswer("question differs".into()));
+    }
+    Ok(answer)
+}
+
+/// One upstream: a transport plus the checks every answer must pass.
+pub struct Upstream {
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// An upstream over `transport`; every exchange is abandoned after `timeout` (a safety net over
+    /// the transport's own timeout).
+    pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        Upstream { transport, timeout }
+    }
+
+    /// The upstream's URL.
+    pub fn url(&self) -> &str {
+        self.transport.url()
+    }
+
+    /// Sends the client's query `q` (rebuilt by [`outgoing_query`] with a random ID) and returns the
+    /// checked answer. The answer carries our ID, not the client's.
+    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+        // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
+        let sent = outgoing_query(q, rand::random::<u16>());
+        let wire = sent
+            .encode()
+            .map_err(|e| UpstreamError::Config(format!("cannot encode query: {e}")))?;
+        let raw = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+        check_answer(&sent, &raw)
+    }
+}
+
+/// Most upstreams one query may try in a group, however many are configured.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// Upstreams tried in order: the next one is asked when one fails (timeout, transport error, bad
+/// answer) or answers SERVFAIL or REFUSED.
+pub struct UpstreamGroup {
+    upstreams: Vec<Upstream>,
+    max_attempts: usize,
+}
+
+impl UpstreamGroup {
+    /// A group of at least one upstream; each is tried at most once per query.
+    pub fn new(upstreams: Vec<Upstream>) -> Result<Self, UpstreamError> {
+        if upstreams.is_empty() {
+            return Err(UpstreamError::Config(
+                "an upstream group needs an upstream".into(),
+            ));
+        }
+        let max_attempts = upstreams.len().min(MAX_ATTEMPTS);
+        Ok(UpstreamGroup {
+            upstreams,
+            max_attempts,
+        })
+    }
+
+    /// Sets the attempts per query (clamped to 1..=[`MAX_ATTEMPTS`]); more attempts than upstreams
+    /// start again from the first (a retry).
+    pub fn with_max_attempts(mut self, n: usize) -> Self {
+        self.max_attempts = n.clamp(1, MAX_ATTEMPTS);
+        self
+    }
+
+    /// The upstreams' URLs, in order.
+    pub fn urls(&self) -> Vec<&str> {
+        self.upstreams.iter().map(Upstream::url).collect()
+    }
+
+    /// Asks the upstreams in turn. Returns the first answer that is neither SERVFAIL nor REFUSED;
+    /// if every attempt fails, the last SERVFAIL/REFUSED answer if there was one (so the client
+    /// sees what the upstream said), else the last error.
+    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+        let mut last_answer = None;
+        let mut last_error = UpstreamError::Config("no upstream tried".into());
+        for upstream in self.upstreams.iter().cycle().take(self.max_attempts) {
+            match upstream.query(q).await {
+                Ok(answer) if is_failover_rcode(answer.rcode()) => {
+                    debug!(upstream = upstream.url(), rcode = %answer.rcode(), "trying the next upstream");
+                    last_answer = Some(answer);
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    debug!(upstream = upstream.url(), error = %e, "trying the next upstream");
+                    last_error = e;
+                }
+            }
+        }
+        last_answer.ok_or(last_error)
+    }
+}
+
+/// Response codes after which another upstream may do better.
+fn is_failover_rcode(rcode: Rcode) -> bool {
+    rcode == Rcode::SERVFAIL || rcode == Rcode::REFUSED
+}
+
+/// Builds the transport for a URL. Only the plain transports exist so far.
+pub fn build_transport(
+    url: &UpstreamUrl,
+    opts: &plain::PlainOptions,
+) -> Result<Arc<dyn Transport>, UpstreamError> {
+    match url {
+        UpstreamUrl::Udp(addr) => Ok(Arc::new(plain::UdpTransport::new(*addr, opts.clone()))),
+        UpstreamUrl::Tcp(addr) => Ok(Arc::new(plain::TcpTransport::new(*addr, opts.clone()))),
+        UpstreamUrl::Tls { .. } | UpstreamUrl::Https { .. } => Err(UpstreamError::Config(format!(
+            "{url}: encrypted upstreams are not yet supported"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType};
+
+    fn client_query() -> Message {
+        let mut q = Message::query("Example.COM".parse::<Name>().unwrap(), RType::AAAA);
+        q.header.id = 777;
+        q.header.checking_disabled = true;
+        q.header.authentic_data = true;
+        q.edns = Some(Edns {
+            udp_payload: 4096,
+            dnssec_ok: true,
+            options: vec![
+                EdnsOption::ClientSubnet(ClientSubnet {
+                    family: 1,
+                    source_prefix: 24,
+                    scope_prefix: 0,
+                    address: Box::new([192, 0, 2]),
+                }),
+                EdnsOption::Cookie {
+                    client: [7; 8],
+                    server: Box::new([]),
+                },
+                EdnsOption::Unknown {
+                    code: 65001,
+                    data: Box::new([1]),
+                },
+            ],
+            ..Edns::default()
+        });
+        q
+    }
+
+    #[test]
+    fn outgoing_query_strips_client_options() {
+        let q = client_query();
+        let out = outgoing_query(&q, 4242);
+        assert_eq!(out.header.id, 4242);
+        assert!(out.header.recursion_desired);
+        assert!(out.header.checking_disabled);
+        assert!(!out.header.authentic_data);
+        assert!(!out.header.response);
+        assert_eq!(out.questions, q.questions);
+        let edns = out.edns.as_ref().unwrap();
+        assert_eq!(edns.udp_payload, DEFAULT_PAYLOAD);
+        assert!(edns.dnssec_ok);
+        assert!(edns.options.is_empty());
+
+        // A client without EDNS gets DO=0, CD=0, and RD=1 even if the client cleared it.
+        let mut plain = Message::query("a.example".parse::<Name>().unwrap(), RType::A);
+        plain.header.recursion_desired = false;
+        let out = outgoing_query(&plain, 1);
+        assert!(out.header.recursion_desired);
+        assert!(!out.header.checking_disabled);
+        assert!(!out.edns.unwrap().dnssec_ok);
+    }
+
+    #[test]
+    fn check_answer_rejects_mismatches() {
+        let sent = outgoing_query(&client_query(), 100);
+        let mut good = Message::response_to(&sent);
+        good.questions[0].name = "EXAMPLE.com".parse().unwrap();
+        good.set_rcode(Rcode::NXDOMAIN);
+        let got = check_answer(&sent, &good.encode().unwrap()).unwrap();
+        assert_eq!(got.rcode(), Rcode::NXDOMAIN);
+
+        let bad = |f: &dyn Fn(&mut Message)| {
+            let mut m = good.clone();
+            f(&mut m);
+            check_answer(&sent, &m.encode().unwrap())
+        };
+        assert!(matches!(
+            bad(&|m| m.header.id = 101),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.header.response = false),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions[0].qtype = RType::A),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions[0].qclass = crate::wire::Class::CH),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions.push(Question::new(Name::root(), RType::NS))),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            check_answer(&sent, &[0, 100, 0x80]),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+    }
+
+    #[test]
+    fn only_plain_transports_are_built() {
+        let opts = plain::PlainOptions::default();
+        let udp = build_transport(&"udp://127.0.0.1:5300".parse().unwrap(), &opts).unwrap();
+        assert_eq!(udp.url(), "udp://127.0.0.1:5300");
+        let tcp = build_transport(&"tcp://[::1]:53".parse().unwrap(), &opts).unwrap();
+        assert_eq!(tcp.url(), "tcp://[::1]:53");
+        for url in ["tls://dns.example", "https://dns.example/dns-query"] {
+            assert!(matches!(
+                build_transport(&url.parse().unwrap(), &opts),
+                Err(UpstreamError::Config(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn empty_group_is_a_config_error() {
+        assert!(matches!(
+            UpstreamGroup::new(Vec::new()),
+            Err(UpstreamError::Config(_))
+        ));
+    }
 }
