@@ -8,6 +8,7 @@
 //! Signals: SIGINT/SIGTERM cancel the shutdown token (graceful: listeners stop, in-flight work
 //! drains within a bound); a second one exits at once. SIGHUP asks the app to reload (hosts file).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,7 +78,7 @@ struct RunArgs {
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
     /// Hosts file to serve; "" for none (replaces hosts.file).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_path_or_empty)]
     hosts: Option<PathBuf>,
     /// Extra PEM CA trusted for the --upstream servers.
     #[arg(long, value_name = "FILE")]
@@ -94,6 +95,11 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+}
+
+/// A path where "" is meaningful (clap's own path parser rejects empty values).
+fn parse_path_or_empty(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -177,7 +183,8 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
 
 /// Logs go to stderr. RUST_LOG, when set and valid, overrides the configured level.
 fn init_tracing(level: LogLevel) {
-    let from_env = std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| EnvFilter::try_from_default_env());
+    let from_env =
+        std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| EnvFilter::try_from_default_env());
     let (filter, bad_env) = match from_env {
         Some(Ok(f)) => (f, None),
         Some(Err(e)) => (EnvFilter::new(level.as_str()), Some(e)),
@@ -186,6 +193,7 @@ fn init_tracing(level: LogLevel) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(e) = bad_env {
         tracing::warn!("ignoring RUST_LOG: {e}");
@@ -204,15 +212,16 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        threads,
-        "dnsveil starting"
-    );
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let (reload_tx, reload_rx) = mpsc::channel(1);
         let signals = Signals::install().context("cannot install signal handlers")?;
+        // Logged once the signal handlers are in place: from here SIGTERM is a graceful shutdown.
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            threads,
+            "dnsveil starting"
+        );
         tokio::spawn(signals.watch(shutdown.clone(), reload_tx));
         dnsveil::app::run(config, shutdown, reload_rx).await
     });
@@ -261,9 +270,7 @@ impl Signals {
 
 /// A fix for errors with a well-known cause.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    let io = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<std::io::Error>())?;
+    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>())?;
     match io.kind() {
         std::io::ErrorKind::PermissionDenied => Some(
             "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. `sudo setcap \

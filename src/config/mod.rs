@@ -170,7 +170,9 @@ impl FromStr for SpkiPin {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s)
-            .map_err(|_| format!("{s:?} is not base64 (expected the base64 SHA-256 of the SPKI)"))?;
+            .map_err(|_| {
+                format!("{s:?} is not base64 (expected the base64 SHA-256 of the SPKI)")
+            })?;
         let digest: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
             format!(
                 "{s:?} decodes to {} bytes (expected a 32-byte SHA-256 digest, 44 base64 characters)",
@@ -623,7 +625,9 @@ fn is_local(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || (s & 0xfe00) == 0xfc00
                 || (s & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_local(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local(IpAddr::V4(v4)))
         }
     }
 }

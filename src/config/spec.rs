@@ -412,7 +412,10 @@ fn server_list(
         ));
     }
     if entries.len() > MAX_UPSTREAMS {
-        return Err(cx.err(key, format!("at most {MAX_UPSTREAMS} upstreams are allowed")));
+        return Err(cx.err(
+            key,
+            format!("at most {MAX_UPSTREAMS} upstreams are allowed"),
+        ));
     }
     let mut out: Vec<UpstreamServer> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
@@ -426,7 +429,11 @@ fn server_list(
     Ok(out)
 }
 
-fn upstream_server(cx: &Cx<'_>, key: &str, entry: ServerEntry) -> Result<UpstreamServer, ConfigError> {
+fn upstream_server(
+    cx: &Cx<'_>,
+    key: &str,
+    entry: ServerEntry,
+) -> Result<UpstreamServer, ConfigError> {
     let (table, url_key) = match entry {
         ServerEntry::Url(url) => (
             ServerTable {
@@ -469,7 +476,9 @@ fn upstream_server(cx: &Cx<'_>, key: &str, entry: ServerEntry) -> Result<Upstrea
             let ip: IpAddr = b.parse().map_err(|_| {
                 cx.err(
                     format!("{key}.bootstrap[{i}]"),
-                    format!("{b:?} is not an IP address (expected e.g. \"9.9.9.9\" or \"2620:fe::fe\")"),
+                    format!(
+                        "{b:?} is not an IP address (expected e.g. \"9.9.9.9\" or \"2620:fe::fe\")"
+                    ),
                 )
             })?;
             server.bootstrap.push(ip);
@@ -550,7 +559,8 @@ fn serde_error(
         .replace('\n', "; ")
         .replace("unknown field", "unknown key")
         .replace("missing field", "missing key")
-        .replace("expected i64", "expected an integer");
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected a list");
     if path == "." {
         return ConfigError::Syntax {
             origin: origin.to_string(),
@@ -611,14 +621,12 @@ mod tests {
         assert!(e.to_string().contains("line 3"), "{e}");
         let e = parse_err("[cache]\nsize = \"big\"\n");
         assert!(e.to_string().contains("expected an integer"), "{e}");
-        let e = parse_err("[upstream]\nservers = [{ url = \"udp://10.0.0.1\", bootstrapp = [] }]\n");
+        let e =
+            parse_err("[upstream]\nservers = [{ url = \"udp://10.0.0.1\", bootstrapp = [] }]\n");
         assert_eq!(e.key(), Some("upstream.servers[0].bootstrapp"), "{e}");
         assert!(e.to_string().contains("unknown key `bootstrapp`"), "{e}");
         let e = parse_err("[server\n");
-        assert!(
-            matches!(e, ConfigError::Syntax { line: 1, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, ConfigError::Syntax { line: 1, .. }), "{e}");
     }
 
     #[test]
