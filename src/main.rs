@@ -181,22 +181,26 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Logs go to stderr. RUST_LOG, when set and valid, overrides the configured level.
+/// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR). RUST_LOG, when set,
+/// non-empty and valid, overrides the configured level.
 fn init_tracing(level: LogLevel) {
-    let from_env =
-        std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| EnvFilter::try_from_default_env());
+    let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| EnvFilter::try_new(&v).map_err(|e| (v, e)));
     let (filter, bad_env) = match from_env {
         Some(Ok(f)) => (f, None),
-        Some(Err(e)) => (EnvFilter::new(level.as_str()), Some(e)),
+        Some(Err(bad)) => (EnvFilter::new(level.as_str()), Some(bad)),
         None => (EnvFilter::new(level.as_str()), None),
     };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
-    if let Some(e) = bad_env {
-        tracing::warn!("ignoring RUST_LOG: {e}");
+    if let Some((value, e)) = bad_env {
+        tracing::warn!("ignoring RUST_LOG={value:?}: {e}; using level {level}");
     }
 }
 
