@@ -11,6 +11,8 @@
 //! from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod config;
 pub mod forward;
 pub mod handler;
 pub mod hosts;
