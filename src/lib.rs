@@ -11,6 +11,7 @@
 //! from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod handler;
 pub mod server;
 pub mod upstream;
