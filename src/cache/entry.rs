@@ -56,7 +56,8 @@ pub(crate) struct Parts<'a> {
 /// their fields (a response is at most 65535 octets).
 pub(crate) fn build(p: &Parts<'_>) -> Box<[u8]> {
     let key = p.key.as_bytes();
-    let len = FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
+    let len =
+        FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&p.inserted_ms.to_le_bytes());
     b.extend_from_slice(&p.lifetime.to_le_bytes());

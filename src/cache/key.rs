@@ -99,6 +99,7 @@ pub(crate) fn checking_disabled_of(key: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::wire::Name;

@@ -56,7 +56,7 @@ pub(crate) enum Uncacheable {
     #[error("question does not match the query")]
     QuestionMismatch,
     #[error("class or type is not cacheable")]
-    Uncacheable,
+    Question,
     #[error("rcode {0} is not cached")]
     Rcode(Rcode),
     #[error("negative answer without SOA")]
@@ -104,12 +104,11 @@ pub(crate) fn prepare(
     let qtype = key.qtype();
     let tc = key.type_and_class();
     if !cacheable_question(qtype, Class(u16::from_be_bytes([tc[2], tc[3]]))) {
-        return Err(Uncacheable::Uncacheable);
+        return Err(Uncacheable::Question);
     }
     let qend = scan::questions_end(wire)?;
     let name_end = qend - 4;
-    if !wire[HEADER_LEN..name_end].eq_ignore_ascii_case(key.qname())
-        || wire[name_end..qend] != *tc
+    if !wire[HEADER_LEN..name_end].eq_ignore_ascii_case(key.qname()) || wire[name_end..qend] != *tc
     {
         return Err(Uncacheable::QuestionMismatch);
     }
@@ -136,10 +135,7 @@ pub(crate) fn prepare(
     if rcode == Rcode::SERVFAIL {
         let (info, text) = match ede.len() {
             0 => (None, &[][..]),
-            _ => (
-                Some(u16::from_be_bytes([ede[0], ede[1]])),
-                &ede[2..],
-            ),
+            _ => (Some(u16::from_be_bytes([ede[0], ede[1]])), &ede[2..]),
         };
         return servfail(limits, key, info, text, now_ms);
     }

@@ -189,6 +189,7 @@ impl Shard {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::cache::entry::{build, Parts};
