@@ -15,7 +15,9 @@
 //!   carrying the upstream's Extended DNS Error, for `servfail_ttl` seconds, at most 300 (RFC 2308
 //!   section 7.1). Its records, if any, are dropped.
 //! - Never cached: TC=1, any other RCODE (extended ones included), a lifetime of 0, a question that
-//!   does not match the key, a non-IN class, meta query types, anything with a second OPT.
+//!   does not match the key, a non-IN class, meta query types, an OPT that is not the last record,
+//!   responses longer than 65535 - 512 octets (room for the OPT record a hit appends).
+//! - Upstream EDNS options on positive and negative answers are not kept; a hit carries our own OPT.
 //!
 //! The stored header is normalised: ID 0, QR=1, AA=0 (we are not the authority), RA=1, Z=0; AD and CD
 //! are kept (AD is shown only to clients that ask, see `entry::render`).
@@ -31,6 +33,10 @@ use super::key::Key;
 
 /// RFC 2308 section 7.1: server failures are cached for at most five minutes.
 pub(crate) const MAX_SERVFAIL_TTL: u32 = 300;
+
+/// Longest response stored: room is left for the OPT record a hit appends, so that a stored answer
+/// always fits a TCP message whole.
+pub(crate) const MAX_STORED_LEN: usize = MAX_MESSAGE_LEN - 512;
 
 /// Longest Extended DNS Error text kept with a cached SERVFAIL.
 const MAX_EDE_TEXT: usize = 200;
@@ -49,6 +55,8 @@ pub(crate) struct Limits {
 pub(crate) enum Uncacheable {
     #[error("response does not parse: {0}")]
     Malformed(#[from] WireError),
+    #[error("response too large to store")]
+    TooLarge,
     #[error("truncated (TC=1)")]
     Truncated,
     #[error("not a standard query response")]
@@ -91,8 +99,8 @@ pub(crate) fn prepare(
     wire: &[u8],
     now_ms: u64,
 ) -> Result<Box<[u8]>, Uncacheable> {
-    if wire.len() > MAX_MESSAGE_LEN {
-        return Err(Uncacheable::Malformed(WireError::MessageTooLarge));
+    if wire.len() > MAX_STORED_LEN {
+        return Err(Uncacheable::TooLarge);
     }
     let header = Header::parse(wire)?;
     if !header.response || header.opcode != Opcode::QUERY || header.qdcount != 1 {

@@ -589,6 +589,18 @@ async fn uncacheable_responses_are_not_stored() {
         c.insert_wire(&ch, &a_response("x.", 60)),
         Err(Uncacheable::Question)
     );
+    let huge: Vec<Rr> = (0..5000)
+        .map(|i| {
+            rr(
+                "www.example.com",
+                60,
+                Data::A([10, 0, (i >> 8) as u8, i as u8]),
+            )
+        })
+        .collect();
+    let huge = response("www.example.com", RType::A, Rcode::NOERROR, &huge, &[]);
+    assert!(huge.len() > policy::MAX_STORED_LEN);
+    assert_eq!(c.insert_wire(&k, &huge), Err(Uncacheable::TooLarge));
     let any = key("www.example.com", RType::ANY, false, false);
     assert_eq!(
         c.insert_wire(&any, &a_response("www.example.com", 60)),
