@@ -8,7 +8,11 @@
 //! TLS. [`Upstream`] wraps any transport with the checks every answer must pass before we believe it
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
 
+pub mod doh;
+pub mod dot;
+pub mod padding;
 pub mod plain;
+pub mod tls;
 pub mod url;
 
 pub use url::UpstreamUrl;
