@@ -27,6 +27,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,6 +197,72 @@ pub async fn connect(
         }
     }
     Err(last)
+}
+
+/// The shortest and longest wait before reconnecting after failed connection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// How long to wait before the next connection attempt after `failures` consecutive failed ones:
+/// nothing before the first failure, then 250 ms doubling up to 10 s. While it runs, queries fail
+/// at once with the last error, so a pool moves on to another upstream instead of waiting.
+pub fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => BACKOFF_MIN
+            .saturating_mul(1u32 << (n - 1).min(16))
+            .min(BACKOFF_MAX),
+    }
+}
+
+/// Connection counters of one encrypted transport, for metrics and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Completed TLS handshakes, full and resumed.
+    pub handshakes: u64,
+    /// Those of `handshakes` that resumed an earlier session.
+    pub resumed: u64,
+    /// Failed connection attempts (TCP or TLS).
+    pub connect_failures: u64,
+    /// Connections dropped after an error, a stall or a server close while queries were waiting.
+    pub dropped: u64,
+    /// Queries sent again on a fresh connection after their connection died.
+    pub retried: u64,
+}
+
+/// The live, shared form of [`TransportStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub handshakes: AtomicU64,
+    pub resumed: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub dropped: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a finished handshake, full or resumed.
+    pub fn handshake(&self, stream: &TlsStream<TcpStream>) {
+        Self::bump(&self.handshakes);
+        if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            Self::bump(&self.resumed);
+        }
+    }
+
+    pub fn snapshot(&self) -> TransportStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TransportStats {
+            handshakes: get(&self.handshakes),
+            resumed: get(&self.resumed),
+            connect_failures: get(&self.connect_failures),
+            dropped: get(&self.dropped),
+            retried: get(&self.retried),
+        }
+    }
 }
 
 /// Maps a handshake failure: certificate and protocol problems are `Tls`, the rest `Connect`.
@@ -404,6 +471,16 @@ mod tests {
                 .collect();
             let _ = spki_of(&buf);
         }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(3), Duration::from_secs(1));
+        assert_eq!(backoff(7), Duration::from_secs(10));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(10));
     }
 
     #[test]
