@@ -203,7 +203,9 @@ impl DohTransport {
                     Ok(body) => return Ok(body),
                     Err(Failure::Answer(e)) => return Err(e),
                     Err(Failure::Connection(e)) => {
-                        self.invalidate(&conn);
+                        // New queries go to a fresh connection; streams still open on this one
+                        // may finish (it closes when idle), in case only our stream was reset.
+                        self.invalidate(&conn, false);
                         if retried {
                             return Err(e);
                         }
@@ -221,7 +223,7 @@ impl DohTransport {
                 if let Some(conn) = used {
                     if !conn.state.answered_since(started) {
                         tracing::info!(upstream = %self.url, ?timeout, "DoH connection stalled");
-                        self.invalidate(&conn);
+                        self.invalidate(&conn, true);
                     }
                 }
                 return Err(UpstreamError::Timeout(timeout));
@@ -263,17 +265,22 @@ impl DohTransport {
         }
     }
 
-    /// Forgets `conn` (if it is still the current connection) and closes it.
-    fn invalidate(&self, conn: &Conn) {
-        // Lock held only for the swap, no .await.
-        let mut current = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Ok(live)) = current.cell.get() {
-            if live.state.gen == conn.state.gen {
-                *current = Arc::new(Slot::default());
-                Counters::bump(&self.shared.stats.dropped);
+    /// Forgets `conn` if it is still the current connection, so the next query opens another;
+    /// with `close`, also tears it down at once (failing whatever is still open on it).
+    fn invalidate(&self, conn: &Conn, close: bool) {
+        {
+            // Lock held only for the swap, no .await.
+            let mut current = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Ok(live)) = current.cell.get() {
+                if live.state.gen == conn.state.gen {
+                    *current = Arc::new(Slot::default());
+                    Counters::bump(&self.shared.stats.dropped);
+                }
             }
         }
-        conn.state.task.abort();
+        if close {
+            conn.state.task.abort();
+        }
     }
 
     /// One HTTP exchange on `conn`: the answer body, or why there is none.
@@ -355,8 +362,8 @@ async fn check_response(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(http(format!("body of {declared:?} octets exceeds {max}")));
+    if let Some(n) = declared.filter(|&n| n > max as u64) {
+        return Err(http(format!("body of {n} octets exceeds {max}")));
     }
     match Limited::new(response.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

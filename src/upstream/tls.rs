@@ -298,12 +298,18 @@ struct PinningVerifier {
 }
 
 /// The error a pin mismatch reports (inside `rustls::Error::InvalidCertificate`).
-#[derive(Debug)]
 struct PinMismatch(String);
 
 impl fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SPKI pin mismatch: certificate key is sha256/{}", self.0)
+    }
+}
+
+/// rustls shows `CertificateError::Other` with `Debug`: make that the readable message too.
+impl fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
