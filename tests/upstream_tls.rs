@@ -13,7 +13,7 @@ use dnsveil::upstream::dot::{DotOptions, DotTransport};
 use dnsveil::upstream::tls::TlsOptions;
 use dnsveil::upstream::{Transport, UpstreamError, UpstreamUrl};
 use dnsveil::wire::{Message, Name, RType, Rcode};
-use support::tls::{doh_server, dot_server, DohMode, DotMode, Pki, ServerCert};
+use support::tls::{doh_server, dot_server, dot_server_on, DohMode, DotMode, Pki, ServerCert};
 use tokio::time::Instant;
 
 fn query(name: &str, id: u16) -> Vec<u8> {
@@ -184,7 +184,9 @@ async fn dot_spki_pins() {
     let mut tls = tls_opts(&pki, "dns.test");
     tls.spki_pins = vec![[0x55; 32], pki.good.pin()];
     let q = query("example.com", 1);
-    let r = dot_result(&pki.good, tls.clone()).await.expect("pin matches");
+    let r = dot_result(&pki.good, tls.clone())
+        .await
+        .expect("pin matches");
     check_answer(&q, &r);
 
     tls.spki_pins = vec![pki.unknown_ca.pin()];
@@ -209,6 +211,22 @@ async fn dot_verifies_ip_address_upstreams_against_ip_sans() {
         .parse()
         .unwrap();
     let t = DotTransport::new(&url, vec![], tls_opts(&pki, "127.0.0.1"), fast_dot()).unwrap();
+    assert_tls_error(t.exchange(&q).await, "not valid for name");
+}
+
+#[tokio::test]
+async fn dot_verifies_ipv6_literal_upstreams() {
+    let pki = Pki::generate();
+    let ip = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let server = dot_server_on(ip, &pki.good, DotMode::Answer).await;
+    let url: UpstreamUrl = format!("tls://[::1]:{}", server.addr.port())
+        .parse()
+        .unwrap();
+    let t = DotTransport::new(&url, vec![], tls_opts(&pki, "::1"), fast_dot()).unwrap();
+    let q = query("example.com", 9);
+    check_answer(&q, &t.exchange(&q).await.expect("IPv6 SAN matches"));
+    // The same server under the IPv4 literal's name is refused.
+    let t = dot(server.addr, tls_opts(&pki, "127.0.0.2"), fast_dot());
     assert_tls_error(t.exchange(&q).await, "not valid for name");
 }
 
@@ -243,7 +261,10 @@ async fn dot_stalled_server_times_out_within_the_bound() {
     let result = t.exchange(&query("example.com", 1)).await;
     let elapsed = started.elapsed();
     assert_eq!(result, Err(UpstreamError::Timeout(timeout)));
-    assert!(elapsed >= timeout && elapsed < timeout + Duration::from_millis(500), "{elapsed:?}");
+    assert!(
+        elapsed >= timeout && elapsed < timeout + Duration::from_millis(500),
+        "{elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -336,7 +357,10 @@ async fn dot_connect_failure_backs_off_without_new_attempts() {
     let first = t.exchange(&query("example.com", 1)).await;
     assert!(matches!(first, Err(UpstreamError::Connect(_))), "{first:?}");
     let second = t.exchange(&query("example.com", 2)).await;
-    assert_eq!(second, first, "fails fast with the same error while backing off");
+    assert_eq!(
+        second, first,
+        "fails fast with the same error while backing off"
+    );
     assert_eq!(t.stats().connect_failures, 1);
 }
 
@@ -344,7 +368,9 @@ async fn dot_connect_failure_backs_off_without_new_attempts() {
 async fn committed_test_pki_works() {
     let pki = Pki::committed();
     let q = query("example.com", 1);
-    let r = dot_result(&pki.good, tls_opts(&pki, "dns.test")).await.expect("committed cert works");
+    let r = dot_result(&pki.good, tls_opts(&pki, "dns.test"))
+        .await
+        .expect("committed cert works");
     check_answer(&q, &r);
     let r = dot_result(&pki.good, tls_opts(&pki, "127.0.0.1")).await;
     check_answer(&q, &r.expect("IP SAN in committed cert"));
@@ -369,12 +395,18 @@ async fn doh_post_answers() {
     let r = t.exchange(&q).await.expect("answer");
     assert_eq!(check_answer(&q, &r), Rcode::NOERROR);
     let q = query("nx.example.com", 0x2345);
-    assert_eq!(check_answer(&q, &t.exchange(&q).await.unwrap()), Rcode::NXDOMAIN);
+    assert_eq!(
+        check_answer(&q, &t.exchange(&q).await.unwrap()),
+        Rcode::NXDOMAIN
+    );
     let seen = s.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].path, "/dns-query");
-    assert_eq!(seen[0].content_type.as_deref(), Some("application/dns-message"));
+    assert_eq!(
+        seen[0].content_type.as_deref(),
+        Some("application/dns-message")
+    );
     assert_eq!(seen[0].accept.as_deref(), Some("application/dns-message"));
     assert_eq!(seen[0].id, Some(0x1234));
     let lengths = s.server.counts.query_lengths.lock().unwrap().clone();
@@ -427,7 +459,11 @@ async fn doh_rejects_non_200_wrong_type_and_oversize() {
             Err(UpstreamError::Http(msg)) => assert!(msg.contains(needle), "{mode:?}: {msg}"),
             other => panic!("{mode:?}: expected an HTTP error, got {other:?}"),
         }
-        assert_eq!(s.server.accepted(), 1, "{mode:?}: an answer error is not retried");
+        assert_eq!(
+            s.server.accepted(),
+            1,
+            "{mode:?}: an answer error is not retried"
+        );
     }
 }
 
@@ -447,13 +483,20 @@ async fn doh_closes_idle_connections_and_resumes_the_session() {
     assert_eq!(s.server.accepted(), 2);
     let stats = t.stats();
     assert_eq!((stats.handshakes, stats.resumed), (2, 1), "{stats:?}");
-    assert_eq!(stats.retried, 0, "the closed connection was noticed before use");
+    assert_eq!(
+        stats.retried, 0,
+        "the closed connection was noticed before use"
+    );
 }
 
 #[tokio::test]
 async fn doh_content_type_parameters_are_accepted() {
     let pki = Pki::generate();
-    let s = doh_server(&pki.good, DohMode::ContentType("Application/DNS-Message; x=1")).await;
+    let s = doh_server(
+        &pki.good,
+        DohMode::ContentType("Application/DNS-Message; x=1"),
+    )
+    .await;
     let t = doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh());
     let q = query("example.com", 5);
     check_answer(&q, &t.exchange(&q).await.expect("answer"));
@@ -487,7 +530,10 @@ async fn doh_stalled_server_times_out_and_the_connection_is_replaced() {
     let result = t.exchange(&query("example.com", 1)).await;
     let elapsed = started.elapsed();
     assert_eq!(result, Err(UpstreamError::Timeout(timeout)));
-    assert!(elapsed < timeout + Duration::from_millis(500), "{elapsed:?}");
+    assert!(
+        elapsed < timeout + Duration::from_millis(500),
+        "{elapsed:?}"
+    );
     // The silent connection was dropped: the next query opens another.
     let _ = t.exchange(&query("example.com", 2)).await;
     assert_eq!(s.server.accepted(), 2);
@@ -497,9 +543,17 @@ async fn doh_stalled_server_times_out_and_the_connection_is_replaced() {
 async fn doh_certificate_failures_are_refused() {
     let pki = Pki::generate();
     let cases = [
-        (&pki.good, tls_opts(&pki, "other.test"), "not valid for name"),
+        (
+            &pki.good,
+            tls_opts(&pki, "other.test"),
+            "not valid for name",
+        ),
         (&pki.unknown_ca, tls_opts(&pki, "dns.test"), "UnknownIssuer"),
-        (&pki.expired, tls_opts(&pki, "dns.test"), "certificate expired"),
+        (
+            &pki.expired,
+            tls_opts(&pki, "dns.test"),
+            "certificate expired",
+        ),
         (
             &pki.good,
             TlsOptions {

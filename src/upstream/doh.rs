@@ -126,7 +126,9 @@ impl DohTransport {
         opts: DohOptions,
     ) -> Result<Self, UpstreamError> {
         let UpstreamUrl::Https { host, port, path } = url else {
-            return Err(UpstreamError::Config(format!("{url} is not an https:// URL")));
+            return Err(UpstreamError::Config(format!(
+                "{url} is not an https:// URL"
+            )));
         };
         let addrs = bootstrap_addrs(url, host, *port, addrs)?;
         let authority = match (host.contains(':'), *port) {
@@ -353,9 +355,17 @@ async fn check_response(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     if media_type.as_deref() != Some(DNS_MESSAGE) {
-        return Err(http(format!("content type {media_type:?}, not {DNS_MESSAGE}")));
+        return Err(http(format!(
+            "content type {media_type:?}, not {DNS_MESSAGE}"
+        )));
     }
     let declared = response
         .headers()
@@ -548,6 +558,7 @@ async fn idle_watch(state: &ConnState, idle: Duration) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

@@ -667,6 +667,7 @@ fn io_error(e: std::io::Error) -> UpstreamError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

@@ -50,10 +50,7 @@ pub fn pad_query(query: &[u8], block: usize) -> Vec<u8> {
 fn plan(query: &[u8], block: usize) -> Option<Vec<u8>> {
     let header = Header::parse(query).ok()?;
     let spans = scan::records(query).ok()?;
-    if spans
-        .iter()
-        .any(|s| s.rtype.0 == TSIG || s.rtype.0 == SIG)
-    {
+    if spans.iter().any(|s| s.rtype.0 == TSIG || s.rtype.0 == SIG) {
         return None;
     }
     let mut opts = spans
@@ -69,7 +66,12 @@ fn plan(query: &[u8], block: usize) -> Option<Vec<u8>> {
         Some(span) => {
             // The prefix ends just before RDLENGTH: the new length is written in its place.
             let kept = options_without_padding(&query[span.rdata.clone()])?;
-            (&query[..span.rdata.start - 2], kept, &query[span.rdata.end..], false)
+            (
+                &query[..span.rdata.start - 2],
+                kept,
+                &query[span.rdata.end..],
+                false,
+            )
         }
         None => {
             if header.arcount == u16::MAX {
@@ -128,6 +130,7 @@ fn options_without_padding(rdata: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure
 mod tests {
     use super::*;
     use crate::wire::{Edns, EdnsOption, Message, Name};
@@ -196,7 +199,14 @@ mod tests {
     fn every_length_lands_on_a_block_boundary() {
         for len in 1..=200 {
             let name = "a".repeat(len % 60 + 1) + "." + &"b".repeat(len / 60 + 1);
-            let q = query(&name, if len % 2 == 0 { Some(Edns::default()) } else { None });
+            let q = query(
+                &name,
+                if len % 2 == 0 {
+                    Some(Edns::default())
+                } else {
+                    None
+                },
+            );
             for block in [2, 16, 128, 468] {
                 let padded = pad_query(&q, block);
                 assert_eq!(padded.len() % block, 0, "name {name} block {block}");

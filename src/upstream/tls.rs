@@ -102,9 +102,9 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, UpstreamErr
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &opts.extra_ca_pem {
         for cert in read_pem_certs(path)? {
-            roots.add(cert).map_err(|e| {
-                UpstreamError::Config(format!("CA file {}: {e}", path.display()))
-            })?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamError::Config(format!("CA file {}: {e}", path.display())))?;
         }
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -122,9 +122,8 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, UpstreamErr
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = opts.alpn.clone();
-    config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(
-        SESSION_CACHE_SIZE,
-    )));
+    config.resumption =
+        Resumption::store(Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)));
     Ok(Arc::new(config))
 }
 
@@ -267,14 +266,18 @@ impl Counters {
 
 /// Maps a handshake failure: certificate and protocol problems are `Tls`, the rest `Connect`.
 fn handshake_error(addr: SocketAddr, e: io::Error) -> UpstreamError {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => UpstreamError::Tls(format!("{addr}: {tls}")),
         None => UpstreamError::Connect(format!("{addr}: TLS handshake: {e}")),
     }
 }
 
 fn read_pem_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
-    let bad = |e: &dyn fmt::Display| UpstreamError::Config(format!("CA file {}: {e}", path.display()));
+    let bad =
+        |e: &dyn fmt::Display| UpstreamError::Config(format!("CA file {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| bad(&e))?;
     if meta.len() > MAX_CA_FILE {
         return Err(bad(&"file too large"));
@@ -396,7 +399,9 @@ fn read_tlv(input: &[u8]) -> Option<Tlv<'_>> {
         }
         let octets = after_len.get(..n)?;
         after_len = &after_len[n..];
-        octets.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize)
+        octets
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize)
     };
     let contents = after_len.get(..len)?;
     let header_len = input.len() - after_len.len();
@@ -431,6 +436,7 @@ fn spki_of(cert: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure
 mod tests {
     use super::*;
 
@@ -522,9 +528,15 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "nothing here").unwrap();
         opts.extra_ca_pem = Some(empty);
-        assert!(matches!(client_config(&opts), Err(UpstreamError::Config(_))));
+        assert!(matches!(
+            client_config(&opts),
+            Err(UpstreamError::Config(_))
+        ));
         opts.extra_ca_pem = Some(dir.path().join("missing.pem"));
-        assert!(matches!(client_config(&opts), Err(UpstreamError::Config(_))));
+        assert!(matches!(
+            client_config(&opts),
+            Err(UpstreamError::Config(_))
+        ));
 
         assert!(TlsOptions::new("bad name!").server_name().is_err());
         assert!(TlsOptions::new("::1").server_name().is_ok());

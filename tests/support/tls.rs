@@ -207,7 +207,10 @@ impl Counts {
                 notified.await;
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), wait).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .is_err()
+        {
             panic!("timed out waiting for {n} {what}");
         }
     }
@@ -230,7 +233,12 @@ pub fn answer(query: &[u8]) -> Option<Vec<u8>> {
     let mut r = Message::response_to(&q);
     let nx = q
         .question()
-        .and_then(|q| q.name.labels().next().map(|l| l.eq_ignore_ascii_case(b"nx")))
+        .and_then(|q| {
+            q.name
+                .labels()
+                .next()
+                .map(|l| l.eq_ignore_ascii_case(b"nx"))
+        })
         .unwrap_or(false);
     r.set_rcode(if nx { Rcode::NXDOMAIN } else { Rcode::NOERROR });
     r.encode().ok()
@@ -492,7 +500,11 @@ async fn handle_doh(
                 .ok()
         })
     } else {
-        req.into_body().collect().await.ok().map(|b| b.to_bytes().to_vec())
+        req.into_body()
+            .collect()
+            .await
+            .ok()
+            .map(|b| b.to_bytes().to_vec())
     };
     let query = query.unwrap_or_default();
     counts.saw_query(query.len());
