@@ -286,6 +286,31 @@ async fn dot_drops_a_stalled_connection_and_recovers_on_a_fresh_one() {
 }
 
 #[tokio::test]
+async fn dot_reset_moves_waiting_queries_to_a_fresh_connection() {
+    let pki = Pki::generate();
+    let server = dot_server(&pki.good, DotMode::StallFirst).await;
+    let t = Arc::new(dot(server.addr, tls_opts(&pki, "dns.test"), fast_dot()));
+    let q = query("example.com", 0x0101);
+    let waiting = {
+        let (t, q) = (t.clone(), q.clone());
+        tokio::spawn(async move { t.exchange(&q).await })
+    };
+    server.counts.wait_queries(1).await;
+    let started = Instant::now();
+    t.reset(); // as after a network change
+    let r = waiting
+        .await
+        .unwrap()
+        .expect("answered on the fresh connection");
+    check_answer(&q, &r);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "no timeout waited"
+    );
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
 async fn dot_garbage_answer_is_an_error() {
     let pki = Pki::generate();
     let server = dot_server(&pki.good, DotMode::Garbage).await;
@@ -536,6 +561,31 @@ async fn doh_stalled_server_times_out_and_the_connection_is_replaced() {
     );
     // The silent connection was dropped: the next query opens another.
     let _ = t.exchange(&query("example.com", 2)).await;
+    assert_eq!(s.server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn doh_reset_moves_open_requests_to_a_fresh_connection() {
+    let pki = Pki::generate();
+    let s = doh_server(&pki.good, DohMode::StallFirst).await;
+    let t = Arc::new(doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh()));
+    let q = query("example.com", 0x0202);
+    let waiting = {
+        let (t, q) = (t.clone(), q.clone());
+        tokio::spawn(async move { t.exchange(&q).await })
+    };
+    s.server.counts.wait_queries(1).await;
+    let started = Instant::now();
+    t.reset();
+    let r = waiting
+        .await
+        .unwrap()
+        .expect("answered on the fresh connection");
+    check_answer(&q, &r);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "no timeout waited"
+    );
     assert_eq!(s.server.accepted(), 2);
 }
 

@@ -40,9 +40,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::sync::{OnceCell, Semaphore};
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
 
 use super::dot::bootstrap_addrs;
 use super::padding::{pad_query, QUERY_BLOCK};
@@ -175,6 +175,22 @@ impl DohTransport {
         self.shared.stats.snapshot()
     }
 
+    /// Drops the connection now and forgets any connection backoff, for when the network has
+    /// changed (new addresses, resume from suspend). Requests open on the old connection are sent
+    /// again on a fresh one.
+    pub fn reset(&self) {
+        tracing::info!(upstream = %self.url, "DoH transport reset");
+        self.shared.failures.store(0, Ordering::Relaxed);
+        // Lock held only for the swap, no .await.
+        let old = std::mem::replace(
+            &mut *self.slot.lock().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(Slot::default()),
+        );
+        if let Some(Ok(conn)) = old.cell.get() {
+            conn.state.closed.cancel();
+        }
+    }
+
     async fn exchange_inner(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         if query.len() < HEADER_LEN || query.len() > u16::MAX as usize {
             return Err(UpstreamError::Io(format!(
@@ -281,7 +297,7 @@ impl DohTransport {
             }
         }
         if close {
-            conn.state.task.abort();
+            conn.state.closed.cancel();
         }
     }
 
@@ -290,15 +306,20 @@ impl DohTransport {
         let request = self.request(wire).map_err(Failure::Answer)?;
         let mut sender = conn.sender.clone();
         conn.state.begin();
-        let result = async {
+        let exchange = async {
             let response = sender
                 .send_request(request)
                 .await
                 .map_err(|e| Failure::Connection(UpstreamError::Http(e.to_string())))?;
             conn.state.answered();
             check_response(response, self.shared.opts.max_response).await
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            result = exchange => result,
+            _ = conn.state.closed.cancelled() => Err(Failure::Connection(UpstreamError::Io(
+                "connection dropped".into(),
+            ))),
+        };
         conn.state.end();
         result
     }
@@ -322,6 +343,15 @@ impl DohTransport {
             }
         };
         request.map_err(|e| UpstreamError::Http(format!("building request: {e}")))
+    }
+}
+
+impl Drop for DohTransport {
+    fn drop(&mut self) {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Ok(conn)) = slot.cell.get() {
+            conn.state.closed.cancel();
+        }
     }
 }
 
@@ -428,7 +458,8 @@ struct ConnState {
     last_used_us: AtomicU64,
     last_response_us: AtomicU64,
     in_flight: AtomicUsize,
-    task: AbortHandle,
+    /// Cancelled to tear the connection down; open requests on it then fail (and are retried).
+    closed: CancellationToken,
 }
 
 impl ConnState {
@@ -515,33 +546,34 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
     let gen = shared.next_gen.fetch_add(1, Ordering::Relaxed) + 1;
     tracing::debug!(upstream = %shared.url, gen, "DoH connection open");
 
-    let (state_tx, state_rx) = tokio::sync::oneshot::channel::<Arc<ConnState>>();
-    let idle = opts.idle_timeout;
-    let url = shared.url.clone();
-    let task = tokio::spawn(async move {
-        let Ok(state) = state_rx.await else {
-            return;
-        };
-        tokio::select! {
-            result = connection => {
-                if let Err(e) = result {
-                    tracing::debug!(upstream = %url, gen, error = %e, "DoH connection ended");
-                }
-            }
-            _ = idle_watch(&state, idle) => {
-                tracing::debug!(upstream = %url, gen, "DoH connection idle, closing");
-            }
-        }
-    });
     let state = Arc::new(ConnState {
         gen,
         opened: Instant::now(),
         last_used_us: AtomicU64::new(0),
         last_response_us: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
-        task: task.abort_handle(),
+        closed: CancellationToken::new(),
     });
-    let _ = state_tx.send(state.clone());
+    let idle = opts.idle_timeout;
+    let url = shared.url.clone();
+    let watched = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            result = connection => {
+                if let Err(e) = result {
+                    tracing::debug!(upstream = %url, gen, error = %e, "DoH connection ended");
+                }
+            }
+            _ = idle_watch(&watched, idle) => {
+                tracing::debug!(upstream = %url, gen, "DoH connection idle, closing");
+            }
+            _ = watched.closed.cancelled() => {
+                tracing::debug!(upstream = %url, gen, "DoH connection dropped");
+            }
+        }
+        // Whatever ended the connection, requests still waiting on it must not hang.
+        watched.closed.cancel();
+    });
     Ok(Conn { sender, state })
 }
 

@@ -99,7 +99,7 @@ pub struct DotTransport {
     shared: Arc<Shared>,
     /// The driver's inbox; the driver is spawned on the first exchange (so `new` needs no runtime)
     /// and stops when the transport is dropped.
-    jobs: OnceLock<mpsc::UnboundedSender<Job>>,
+    jobs: OnceLock<mpsc::UnboundedSender<Command>>,
     permits: Semaphore,
 }
 
@@ -147,7 +147,16 @@ impl DotTransport {
         self.shared.stats.snapshot()
     }
 
-    fn driver(&self) -> &mpsc::UnboundedSender<Job> {
+    /// Drops the connection now and forgets any connection backoff, for when the network has
+    /// changed (new addresses, resume from suspend). Queries waiting on the old connection are
+    /// sent again on a fresh one.
+    pub fn reset(&self) {
+        if let Some(driver) = self.jobs.get() {
+            let _ = driver.send(Command::Reset);
+        }
+    }
+
+    fn driver(&self) -> &mpsc::UnboundedSender<Command> {
         self.jobs.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(Driver::new(self.shared.clone(), rx).run());
@@ -180,7 +189,9 @@ impl DotTransport {
             retried: false,
         };
         let stopped = || UpstreamError::Io("DoT transport stopped".into());
-        self.driver().send(job).map_err(|_| stopped())?;
+        self.driver()
+            .send(Command::Query(job))
+            .map_err(|_| stopped())?;
         let timeout = self.shared.opts.timeout;
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
@@ -230,6 +241,12 @@ struct Shared {
     server_name: ServerName<'static>,
     opts: DotOptions,
     stats: Counters,
+}
+
+/// What callers ask of the driver.
+enum Command {
+    Query(Job),
+    Reset,
 }
 
 /// One query on its way: its length-prefixed frame (ID rewritten per connection) and who waits.
@@ -289,7 +306,7 @@ type ConnectResult = Result<TlsStream<TcpStream>, UpstreamError>;
 
 struct Driver {
     shared: Arc<Shared>,
-    jobs: mpsc::UnboundedReceiver<Job>,
+    jobs: mpsc::UnboundedReceiver<Command>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
     conn: Option<Conn>,
@@ -305,7 +322,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(shared: Arc<Shared>, jobs: mpsc::UnboundedReceiver<Job>) -> Self {
+    fn new(shared: Arc<Shared>, jobs: mpsc::UnboundedReceiver<Command>) -> Self {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         Driver {
             shared,
@@ -331,8 +348,9 @@ impl Driver {
                 biased;
                 Some(event) = self.events.recv() => self.on_event(event),
                 result = poll_connecting(&mut self.connecting) => self.on_connected(result),
-                job = self.jobs.recv() => match job {
-                    Some(job) => self.submit(job),
+                command = self.jobs.recv() => match command {
+                    Some(Command::Query(job)) => self.submit(job),
+                    Some(Command::Reset) => self.reset(),
                     None => break,
                 },
                 _ = sleep_until(deadline) => self.on_timer(),
@@ -356,6 +374,14 @@ impl Driver {
         };
         deadline = Some(deadline.map_or(other, |d| d.min(other)));
         deadline
+    }
+
+    fn reset(&mut self) {
+        tracing::info!(upstream = %self.shared.url, "DoT transport reset");
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
+        self.drop_conn(UpstreamError::Io("connection reset by dnsveil".into()));
     }
 
     fn submit(&mut self, job: Job) {

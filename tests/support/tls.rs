@@ -390,6 +390,8 @@ pub enum DohMode {
     CloseFirst,
     /// Never answer.
     Stall,
+    /// Never answer on the first connection; later ones answer.
+    StallFirst,
 }
 
 /// A request as the DoH server saw it.
@@ -548,6 +550,8 @@ async fn handle_doh(
         }
         DohMode::CloseFirst => reply(200, "application/dns-message", body),
         DohMode::Stall => std::future::pending().await,
+        DohMode::StallFirst if first => std::future::pending().await,
+        DohMode::StallFirst => reply(200, "application/dns-message", body),
     }
 }
 
