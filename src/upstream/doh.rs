@@ -18,13 +18,18 @@
 //! - **Dead connections**: a request that fails below HTTP (connection reset, closed, refused
 //!   stream) is sent once more on a fresh connection at once. HTTP/2 PINGs while requests are open
 //!   detect a silent peer; an exchange that times out on a connection that has answered nothing
-//!   for the whole timeout drops that connection, so the next query does not wait on it too.
+//!   for the whole timeout drops that connection, so the next query does not wait on it too, and
+//!   its other open requests are retried at once. [`DohTransport::reset`] does the same on demand
+//!   (after a network change).
+//! - **Bounds**: at most `max_inflight` requests per transport ([`UpstreamError::Overloaded`]
+//!   beyond); each exchange is bounded by `timeout`, connecting by `connect_timeout`.
 //! - **Idle**: the connection is closed after `idle_timeout` without requests. After a failed
 //!   connection attempt, queries fail at once until [`super::tls::backoff`] has passed.
 //! - **Padding** (RFC 8467): queries are padded to blocks of 128 octets.
 //!
-//! Limitations: HTTP/2 only (no HTTP/1.1 fallback, no HTTP/3); the TLS host name is the URL's host;
-//! no use of HTTP caching headers (the DNS cache does that job).
+//! Limitations: HTTP/2 only (ALPN must select `h2`; no HTTP/1.1 fallback, no HTTP/3); the name
+//! verified is `TlsOptions::server_name` (normally the URL's host); HTTP caching headers are
+//! ignored (the DNS cache does that job).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -18,7 +18,8 @@
 //! - **Dead connections** (a laptop that slept, a Wi-Fi switch): a read or write error, a server
 //!   close or a malformed frame drops the connection and sends its waiting queries *once more*, at
 //!   once, on a fresh connection. A connection that has answered nothing for `timeout` while
-//!   queries wait is stalled and dropped the same way.
+//!   queries wait is stalled and dropped the same way. [`DotTransport::reset`] does it on demand
+//!   (after a network change).
 //! - **Idle timeout** (RFC 7766 section 6.2.3): a connection with nothing to do for `idle_timeout`
 //!   is closed with a TLS close_notify.
 //! - **Backoff**: after a failed connection attempt, queries fail at once with the last error until
