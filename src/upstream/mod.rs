@@ -16,7 +16,11 @@
 //! Limitations: failover is strictly ordered (the first upstream is always tried first); no health
 //! tracking or parallel racing yet.
 
+pub mod doh;
+pub mod dot;
+pub mod padding;
 pub mod plain;
+pub mod tls;
 pub mod url;
 
 pub use url::UpstreamUrl;
