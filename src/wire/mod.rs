@@ -15,6 +15,7 @@
 //! not interpreted.
 
 pub mod builder;
+pub mod canonical;
 pub mod edns;
 pub mod error;
 pub mod header;
@@ -25,14 +26,20 @@ pub mod rdata;
 pub mod reader;
 pub mod scan;
 pub mod types;
+pub mod zone;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use builder::MessageBuilder;
+pub use canonical::{canonical_rdata_cmp, signed_data};
 pub use edns::{ClientSubnet, Edns, EdnsOption};
 pub use error::WireError;
 pub use header::{Header, HEADER_LEN};
 pub use message::{Message, Question, Record};
 pub use name::{LowerName, Name};
 pub use query::{EdnsInfo, QueryView};
-pub use rdata::{RData, Rrsig, Soa, Svcb, TypeBitmap};
+pub use rdata::{Nsec3, RData, Rrsig, Soa, Svcb, TypeBitmap};
 pub use reader::Reader;
 pub use types::{Class, Opcode, RType, Rcode};
+pub use zone::parse_record_line;
