@@ -12,13 +12,25 @@ use harness::*;
 fn forwarder() -> (Nsd, Dnsveil) {
     let nsd = Nsd::start(&[("example.test", test_zone("example.test"))]);
     let upstream = format!("udp://{}", nsd.addr);
-    let dv = Dnsveil::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream, "--hosts", "/dev/null"]);
+    let dv = Dnsveil::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--hosts",
+        "/dev/null",
+    ]);
     (nsd, dv)
 }
 
 fn ask(server: SocketAddr, name: &str, qtype: RType, tcp: bool) -> Message {
     let q = query_bytes(name, qtype, 0x4242);
-    let raw = if tcp { tcp_exchange(server, &q) } else { udp_exchange(server, &q) }.expect("an answer");
+    let raw = if tcp {
+        tcp_exchange(server, &q)
+    } else {
+        udp_exchange(server, &q)
+    }
+    .expect("an answer");
     let m = Message::parse(&raw).expect("answer parses");
     assert_eq!(m.header.id, 0x4242);
     assert!(m.header.response);
@@ -30,10 +42,16 @@ fn answers_over_udp_and_tcp_with_dig_and_kdig() {
     let (_nsd, dv) = forwarder();
     let out = dig(dv.udp_addr(), &["+short", "www.example.test", "A"]);
     assert_eq!(out.trim(), "192.0.2.1");
-    let out = dig(dv.tcp_addr(), &["+tcp", "+short", "www.example.test", "AAAA"]);
+    let out = dig(
+        dv.tcp_addr(),
+        &["+tcp", "+short", "www.example.test", "AAAA"],
+    );
     assert_eq!(out.trim(), "2001:db8::1");
     let out = dig(dv.udp_addr(), &["+short", "alias.example.test", "A"]);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["www.example.test.", "192.0.2.1"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["www.example.test.", "192.0.2.1"]
+    );
     let out = dig(dv.udp_addr(), &["+short", "example.test", "MX"]);
     assert_eq!(out.trim(), "10 mail.example.test.");
     let out = dig(dv.udp_addr(), &["+short", "txt.example.test", "TXT"]);
@@ -44,7 +62,18 @@ fn answers_over_udp_and_tcp_with_dig_and_kdig() {
     let kdig = require_tool("kdig", "knot-dnsutils");
     let at = format!("@{}", dv.tcp_addr().ip());
     let port = dv.tcp_addr().port().to_string();
-    let out = run_tool(&kdig, &[&at, "-p", &port, "+tcp", "+short", "caa.example.test", "CAA"]);
+    let out = run_tool(
+        &kdig,
+        &[
+            &at,
+            "-p",
+            &port,
+            "+tcp",
+            "+short",
+            "caa.example.test",
+            "CAA",
+        ],
+    );
     assert_eq!(out.trim(), "0 issue \"letsencrypt.org\"");
 
     // Our own client over both transports, with the question's case echoed.
@@ -67,7 +96,10 @@ fn cached_answers_survive_the_upstream_and_count_down() {
     assert_eq!(neg.rcode(), Rcode::NXDOMAIN);
     assert_eq!(neg.authority.len(), 1);
     assert_eq!(neg.authority[0].rtype(), RType::SOA);
-    assert!(neg.authority[0].ttl <= 60, "negative TTL is min(SOA TTL, MINIMUM)");
+    assert!(
+        neg.authority[0].ttl <= 60,
+        "negative TTL is min(SOA TTL, MINIMUM)"
+    );
     drop(nsd);
     // The upstream is gone: only the cache can answer now.
     let again = ask(dv.tcp_addr(), "www.example.test", RType::A, true);
@@ -83,13 +115,25 @@ fn cached_answers_survive_the_upstream_and_count_down() {
 #[test]
 fn big_answers_truncate_over_udp_and_complete_over_tcp() {
     let (_nsd, dv) = forwarder();
-    let out = dig(dv.udp_addr(), &["+noedns", "+ignore", "big.example.test", "A"]);
-    assert!(out.contains("flags: qr tc rd ra") || out.contains(" tc "), "expected TC: {out}");
+    let out = dig(
+        dv.udp_addr(),
+        &["+noedns", "+ignore", "big.example.test", "A"],
+    );
+    assert!(
+        out.contains("flags: qr tc rd ra") || out.contains(" tc "),
+        "expected TC: {out}"
+    );
     // dig retries over TCP on its own and gets every record.
-    let out = dig(dv.udp_addr(), &["+noedns", "+short", "big.example.test", "A"]);
+    let out = dig(
+        dv.udp_addr(),
+        &["+noedns", "+short", "big.example.test", "A"],
+    );
     assert_eq!(out.lines().count(), 40);
     // With a 4096 EDNS buffer the whole answer fits in UDP.
-    let out = dig(dv.udp_addr(), &["+bufsize=4096", "+ignore", "big.example.test", "A"]);
+    let out = dig(
+        dv.udp_addr(),
+        &["+bufsize=4096", "+ignore", "big.example.test", "A"],
+    );
     assert!(!out.contains(" tc "), "{out}");
     assert!(out.contains("ANSWER: 40"), "{out}");
 }
@@ -99,7 +143,8 @@ fn malformed_packets_never_stop_the_server() {
     let (_nsd, dv) = forwarder();
     let addr = dv.udp_addr();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let good = query_bytes("www.example.test", RType::A, 7);
     let mut battery: Vec<Vec<u8>> = vec![
         vec![],
@@ -153,7 +198,14 @@ fn malformed_packets_never_stop_the_server() {
 fn clients_outside_the_allow_list_are_refused() {
     let nsd = Nsd::start(&[("example.test", test_zone("example.test"))]);
     let upstream = format!("udp://{}", nsd.addr);
-    let dv = Dnsveil::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream, "--allow", "10.0.0.0/8"]);
+    let dv = Dnsveil::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--allow",
+        "10.0.0.0/8",
+    ]);
     let m = ask(dv.udp_addr(), "www.example.test", RType::A, false);
     assert_eq!(m.rcode(), Rcode::REFUSED);
     assert!(m.answers.is_empty());
@@ -164,16 +216,42 @@ fn hosts_file_answers_and_reloads_on_sighup() {
     let (nsd, _) = forwarder();
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, "# test hosts\n192.0.2.10 printer.home printer\n2001:db8::10 printer.home\n").unwrap();
+    std::fs::write(
+        &hosts,
+        "# test hosts\n192.0.2.10 printer.home printer\n2001:db8::10 printer.home\n",
+    )
+    .unwrap();
     let upstream = format!("udp://{}", nsd.addr);
-    let dv = Dnsveil::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream, "--hosts", hosts.to_str().unwrap()]);
-    assert_eq!(dig(dv.udp_addr(), &["+short", "printer.home", "A"]).trim(), "192.0.2.10");
-    assert_eq!(dig(dv.udp_addr(), &["+short", "printer", "AAAA"]).trim(), "");
-    assert_eq!(dig(dv.udp_addr(), &["+short", "printer.home", "AAAA"]).trim(), "2001:db8::10");
-    assert_eq!(dig(dv.udp_addr(), &["+short", "-x", "192.0.2.10"]).trim(), "printer.home.");
+    let dv = Dnsveil::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--hosts",
+        hosts.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        dig(dv.udp_addr(), &["+short", "printer.home", "A"]).trim(),
+        "192.0.2.10"
+    );
+    assert_eq!(
+        dig(dv.udp_addr(), &["+short", "printer", "AAAA"]).trim(),
+        ""
+    );
+    assert_eq!(
+        dig(dv.udp_addr(), &["+short", "printer.home", "AAAA"]).trim(),
+        "2001:db8::10"
+    );
+    assert_eq!(
+        dig(dv.udp_addr(), &["+short", "-x", "192.0.2.10"]).trim(),
+        "printer.home."
+    );
     // A name in hosts never leaks upstream for other types: NODATA, not an upstream NXDOMAIN.
     let out = dig(dv.udp_addr(), &["printer.home", "MX"]);
-    assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0"), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+        "{out}"
+    );
 
     std::fs::write(&hosts, "192.0.2.11 printer.home\n").unwrap();
     dv.signal("HUP");
@@ -193,7 +271,12 @@ fn sigterm_shuts_down_cleanly() {
     let (_nsd, mut dv) = forwarder();
     let _ = ask(dv.udp_addr(), "www.example.test", RType::A, false);
     dv.signal("TERM");
-    assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0), "log:\n{}", dv.log());
+    assert_eq!(
+        dv.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "log:\n{}",
+        dv.log()
+    );
 }
 
 #[test]
@@ -211,21 +294,40 @@ fn bind_failures_explain_the_fix() {
     // Port 53 as an unprivileged user: the message says how to fix it.
     let setpriv = require_tool("setpriv", "util-linux");
     let out = std::process::Command::new(setpriv)
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_dnsveil"))
-        .args(["run", "--listen", "127.0.0.1:53", "--upstream", "udp://127.0.0.1:9"])
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:53",
+            "--upstream",
+            "udp://127.0.0.1:9",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_NET_BIND_SERVICE") && err.contains("--listen"), "{err}");
+    assert!(
+        err.contains("CAP_NET_BIND_SERVICE") && err.contains("--listen"),
+        "{err}"
+    );
 }
 
 #[test]
 fn running_without_an_upstream_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("c.toml");
-    std::fs::write(&conf, "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = []\n").unwrap();
+    std::fs::write(
+        &conf,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstream]\nservers = []\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsveil"))
         .args(["run", "--config", conf.to_str().unwrap()])
         .output()

@@ -25,6 +25,8 @@ pub mod url;
 
 pub use url::UpstreamUrl;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,18 +216,89 @@ fn is_failover_rcode(rcode: Rcode) -> bool {
     rcode == Rcode::SERVFAIL || rcode == Rcode::REFUSED
 }
 
-/// Builds the transport for a URL. Only the plain transports exist so far.
-pub fn build_transport(
-    url: &UpstreamUrl,
-    opts: &plain::PlainOptions,
-) -> Result<Arc<dyn Transport>, UpstreamError> {
-    match url {
-        UpstreamUrl::Udp(addr) => Ok(Arc::new(plain::UdpTransport::new(*addr, opts.clone()))),
-        UpstreamUrl::Tcp(addr) => Ok(Arc::new(plain::TcpTransport::new(*addr, opts.clone()))),
-        UpstreamUrl::Tls { .. } | UpstreamUrl::Https { .. } => Err(UpstreamError::Config(format!(
-            "{url}: encrypted upstreams are not yet supported"
-        ))),
+/// Everything needed to build one upstream's transport; the app fills it from the config and
+/// `dnsveil query` from its flags.
+#[derive(Clone, Debug)]
+pub struct UpstreamSpec {
+    pub url: UpstreamUrl,
+    /// Where to connect for a host name (static addresses, never resolved); an IP host needs none.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Extra CA certificates (PEM) trusted beside webpki-roots.
+    pub ca_file: Option<PathBuf>,
+    /// SPKI SHA-256 pins of the server's certificate; empty means no pinning.
+    pub pins: Vec<[u8; 32]>,
+    /// DoH only: use GET instead of POST.
+    pub doh_get: bool,
+    /// Time limit of one exchange.
+    pub timeout: Duration,
+}
+
+impl UpstreamSpec {
+    /// A spec for `url` with no bootstrap, CA, pins, POST, and `timeout`.
+    pub fn new(url: UpstreamUrl, timeout: Duration) -> Self {
+        UpstreamSpec {
+            url,
+            bootstrap: Vec::new(),
+            ca_file: None,
+            pins: Vec::new(),
+            doh_get: false,
+            timeout,
+        }
     }
+}
+
+/// Builds the transport for an upstream: plain UDP/TCP, DoT or DoH.
+pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, UpstreamError> {
+    let tls_options = |host: &str| tls::TlsOptions {
+        server_name: host.to_string(),
+        extra_ca_pem: spec.ca_file.clone(),
+        spki_pins: spec.pins.clone(),
+        alpn: Vec::new(),
+    };
+    Ok(match &spec.url {
+        UpstreamUrl::Udp(addr) => Arc::new(plain::UdpTransport::new(
+            *addr,
+            plain::PlainOptions {
+                timeout: spec.timeout,
+            },
+        )),
+        UpstreamUrl::Tcp(addr) => Arc::new(plain::TcpTransport::new(
+            *addr,
+            plain::PlainOptions {
+                timeout: spec.timeout,
+            },
+        )),
+        UpstreamUrl::Tls { host, .. } => {
+            let opts = dot::DotOptions {
+                timeout: spec.timeout,
+                ..dot::DotOptions::default()
+            };
+            Arc::new(dot::DotTransport::new(
+                &spec.url,
+                spec.bootstrap.clone(),
+                tls_options(host),
+                opts,
+            )?)
+        }
+        UpstreamUrl::Https { host, .. } => {
+            let method = if spec.doh_get {
+                doh::DohMethod::Get
+            } else {
+                doh::DohMethod::Post
+            };
+            let opts = doh::DohOptions {
+                timeout: spec.timeout,
+                method,
+                ..doh::DohOptions::default()
+            };
+            Arc::new(doh::DohTransport::new(
+                &spec.url,
+                spec.bootstrap.clone(),
+                tls_options(host),
+                opts,
+            )?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -328,18 +401,22 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_transports_are_built() {
-        let opts = plain::PlainOptions::default();
-        let udp = build_transport(&"udp://127.0.0.1:5300".parse().unwrap(), &opts).unwrap();
+    fn transports_are_built_for_every_scheme() {
+        let spec = |url: &str| UpstreamSpec::new(url.parse().unwrap(), Duration::from_secs(1));
+        let udp = build_transport(&spec("udp://127.0.0.1:5300")).unwrap();
         assert_eq!(udp.url(), "udp://127.0.0.1:5300");
-        let tcp = build_transport(&"tcp://[::1]:53".parse().unwrap(), &opts).unwrap();
+        let tcp = build_transport(&spec("tcp://[::1]:53")).unwrap();
         assert_eq!(tcp.url(), "tcp://[::1]:53");
-        for url in ["tls://dns.example", "https://dns.example/dns-query"] {
-            assert!(matches!(
-                build_transport(&url.parse().unwrap(), &opts),
-                Err(UpstreamError::Config(_))
-            ));
-        }
+        assert!(build_transport(&spec("tls://127.0.0.1:853")).is_ok());
+        assert!(build_transport(&spec("https://[::1]/dns-query")).is_ok());
+        // A host name with no bootstrap address can never be reached without plaintext DNS.
+        assert!(matches!(
+            build_transport(&spec("tls://dns.example")),
+            Err(UpstreamError::Config(_))
+        ));
+        let mut with_bootstrap = spec("https://dns.example/dns-query");
+        with_bootstrap.bootstrap = vec!["127.0.0.1:443".parse().unwrap()];
+        assert!(build_transport(&with_bootstrap).is_ok());
     }
 
     #[test]

@@ -233,9 +233,11 @@ pub fn parse_rdata(rtype: RType, tokens: &[&str]) -> Result<RData> {
             iterations: a.number("iterations", u16::MAX)?,
             salt: a.salt()?,
         },
-        _ => return Err(text(format!(
+        _ => {
+            return Err(text(format!(
             "type {rtype} has no text form here: write its data as \\# <length> <hex> (RFC 3597)"
-        ))),
+        )))
+        }
     };
     a.end()?;
     Ok(data)

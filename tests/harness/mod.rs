@@ -17,7 +17,11 @@ use dnsveil::wire::{Message, Name, RType};
 
 /// The path of a required external tool, or a failing test that names its Debian package.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join(tool);
         if p.is_file() {
             return p;
@@ -40,7 +44,12 @@ pub fn free_port() -> u16 {
 
 /// Sends `query` over UDP to `server` and waits for the answer.
 pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind(if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }).ok()?;
+    let sock = UdpSocket::bind(if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })
+    .ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     sock.send_to(query, server).ok()?;
     let mut buf = vec![0u8; 65535];
@@ -73,7 +82,10 @@ pub fn query_bytes(name: &str, qtype: RType, id: u16) -> Vec<u8> {
 
 /// Runs a command and returns its stdout, failing the test with its stderr if it fails.
 pub fn run_tool(program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect("spawn tool");
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .expect("spawn tool");
     assert!(
         out.status.success(),
         "{} {:?} failed: {}\n{}",
@@ -126,7 +138,9 @@ impl Nsd {
         );
         for (name, text) in zones {
             std::fs::write(dir.path().join(format!("{name}.zone")), text).expect("write zone");
-            conf.push_str(&format!("zone:\n  name: \"{name}\"\n  zonefile: \"{name}.zone\"\n"));
+            conf.push_str(&format!(
+                "zone:\n  name: \"{name}\"\n  zonefile: \"{name}.zone\"\n"
+            ));
         }
         let conf_path = dir.path().join("nsd.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
@@ -144,15 +158,24 @@ impl Nsd {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-            sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
             sock.send_to(&probe, addr).expect("send");
             let mut buf = [0u8; 4096];
             if sock.recv_from(&mut buf).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "nsd did not start: {}", std::fs::read_to_string(dir.path().join("nsd.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "nsd did not start: {}",
+                std::fs::read_to_string(dir.path().join("nsd.log")).unwrap_or_default()
+            );
         }
-        Nsd { addr, _child: child, _dir: dir }
+        Nsd {
+            addr,
+            _child: child,
+            _dir: dir,
+        }
     }
 }
 
@@ -173,7 +196,11 @@ impl Dnsveil {
     /// Like [`Dnsveil::start`] with extra environment variables.
     pub fn start_cmd(args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsveil"));
-        cmd.arg("run").args(args).stdout(Stdio::null()).stderr(Stdio::piped()).env("NO_COLOR", "1");
+        cmd.arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -205,13 +232,21 @@ impl Dnsveil {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("dnsveil did not report its listeners; log:\n{}", log.lock().expect("log").join("\n"));
+                    panic!(
+                        "dnsveil did not report its listeners; log:\n{}",
+                        log.lock().expect("log").join("\n")
+                    );
                 }
             }
         }
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        Dnsveil { udp, tcp, child: Guard(child), log }
+        Dnsveil {
+            udp,
+            tcp,
+            child: Guard(child),
+            log,
+        }
     }
 
     /// The first UDP address.
@@ -231,7 +266,11 @@ impl Dnsveil {
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.0.id().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.0.id().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
