@@ -117,10 +117,27 @@ impl Drop for Guard {
     }
 }
 
+/// A daemon started in its own process group (nsd forks workers), killed as a group when dropped.
+pub struct GroupGuard(pub Child);
+
+impl GroupGuard {
+    pub fn spawn(cmd: &mut Command) -> GroupGuard {
+        use std::os::unix::process::CommandExt;
+        GroupGuard(cmd.process_group(0).spawn().expect("spawn daemon"))
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
 /// An nsd authoritative server on 127.0.0.1 serving the given zones (name, zone text).
 pub struct Nsd {
     pub addr: SocketAddr,
-    _child: Guard,
+    _child: GroupGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -144,14 +161,7 @@ impl Nsd {
         }
         let conf_path = dir.path().join("nsd.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
-        let child = Command::new(nsd)
-            .args(["-d", "-c"])
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nsd");
-        let child = Guard(child);
+        let child = GroupGuard::spawn(Command::new(nsd).args(["-d", "-c"]).arg(&conf_path).stdout(Stdio::null()).stderr(Stdio::null()));
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         // Ready when it answers the first zone's SOA.
         let probe = query_bytes(zones[0].0, RType::SOA, 1);
