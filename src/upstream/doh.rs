@@ -368,6 +368,10 @@ impl Transport for DohTransport {
     fn url(&self) -> &str {
         &self.url
     }
+
+    fn reset(&self) {
+        DohTransport::reset(self);
+    }
 }
 
 /// Why a request produced no answer: the connection failed (worth one retry on a fresh one), or

@@ -214,6 +214,10 @@ impl Transport for DotTransport {
     fn url(&self) -> &str {
         &self.url
     }
+
+    fn reset(&self) {
+        DotTransport::reset(self);
+    }
 }
 
 /// The addresses to connect to: the bootstrap list, or the URL's own IP address.

@@ -7,22 +7,27 @@
 //! A [`Transport`] moves wire bytes to one server and back: connection reuse, pipelining, framing,
 //! TLS. [`Upstream`] wraps any transport with the checks every answer must pass before we believe it
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
-//! [`UpstreamGroup`] tries several upstreams in order (failover).
+//! [`UpstreamGroup`] (pool.rs) spreads queries over several upstreams: strategy, retries, hedging,
+//! circuit breakers. [`netwatch`] resets every transport when the network changes under us.
 //!
 //! Privacy: the query we send is rebuilt from the client's question only – a fresh ID, RD=1, CD
 //! copied, and our own OPT record (payload 1232, DO copied). No client EDNS option (Client Subnet
 //! (RFC 7871 section 11.1 lets a stub strip it), cookies, padding, anything unknown) ever leaves.
 //!
-//! Limitations: failover is strictly ordered (the first upstream is always tried first); no health
-//! tracking or parallel racing yet.
+//! Fail closed: nothing here ever builds a transport that was not configured. An encrypted
+//! upstream that fails is retried on another configured upstream or reported as a failure, never
+//! asked again in plaintext.
 
 pub mod doh;
 pub mod dot;
+pub mod netwatch;
 pub mod padding;
 pub mod plain;
+pub mod pool;
 pub mod tls;
 pub mod url;
 
+pub use pool::{PoolConfig, Strategy, UpstreamGroup, MAX_ATTEMPTS};
 pub use url::UpstreamUrl;
 
 use std::net::SocketAddr;
@@ -31,11 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tracing::debug;
-
 use crate::handler::BoxFuture;
 use crate::wire::edns::DEFAULT_PAYLOAD;
-use crate::wire::{Edns, Header, Message, Rcode};
+use crate::wire::{Edns, Header, Message};
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -71,6 +74,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The upstream's URL, for logs and metrics.
     fn url(&self) -> &str;
+
+    /// Drops pooled connections (and any connection backoff) because the network changed: new
+    /// addresses, a resume from suspend. Queries in flight may fail or be retried on a fresh
+    /// connection; later queries open one. The default does nothing (nothing is pooled).
+    fn reset(&self) {}
 }
 
 /// The query we send upstream for the client's `q`, with message ID `id`: the question as given,
@@ -136,6 +144,11 @@ impl Upstream {
         self.transport.url()
     }
 
+    /// Drops the transport's pooled connections ([`Transport::reset`]).
+    pub fn reset(&self) {
+        self.transport.reset();
+    }
+
     /// Sends the client's query `q` (rebuilt by [`outgoing_query`] with a random ID) and returns the
     /// checked answer. The answer carries our ID, not the client's.
     pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
@@ -149,71 +162,6 @@ impl Upstream {
             .map_err(|_| UpstreamError::Timeout(self.timeout))??;
         check_answer(&sent, &raw)
     }
-}
-
-/// Most upstreams one query may try in a group, however many are configured.
-pub const MAX_ATTEMPTS: usize = 8;
-
-/// Upstreams tried in order: the next one is asked when one fails (timeout, transport error, bad
-/// answer) or answers SERVFAIL or REFUSED.
-pub struct UpstreamGroup {
-    upstreams: Vec<Upstream>,
-    max_attempts: usize,
-}
-
-impl UpstreamGroup {
-    /// A group of at least one upstream; each is tried at most once per query.
-    pub fn new(upstreams: Vec<Upstream>) -> Result<Self, UpstreamError> {
-        if upstreams.is_empty() {
-            return Err(UpstreamError::Config(
-                "an upstream group needs an upstream".into(),
-            ));
-        }
-        let max_attempts = upstreams.len().min(MAX_ATTEMPTS);
-        Ok(UpstreamGroup {
-            upstreams,
-            max_attempts,
-        })
-    }
-
-    /// Sets the attempts per query (clamped to 1..=[`MAX_ATTEMPTS`]); more attempts than upstreams
-    /// start again from the first (a retry).
-    pub fn with_max_attempts(mut self, n: usize) -> Self {
-        self.max_attempts = n.clamp(1, MAX_ATTEMPTS);
-        self
-    }
-
-    /// The upstreams' URLs, in order.
-    pub fn urls(&self) -> Vec<&str> {
-        self.upstreams.iter().map(Upstream::url).collect()
-    }
-
-    /// Asks the upstreams in turn. Returns the first answer that is neither SERVFAIL nor REFUSED;
-    /// if every attempt fails, the last SERVFAIL/REFUSED answer if there was one (so the client
-    /// sees what the upstream said), else the last error.
-    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
-        let mut last_answer = None;
-        let mut last_error = UpstreamError::Config("no upstream tried".into());
-        for upstream in self.upstreams.iter().cycle().take(self.max_attempts) {
-            match upstream.query(q).await {
-                Ok(answer) if is_failover_rcode(answer.rcode()) => {
-                    debug!(upstream = upstream.url(), rcode = %answer.rcode(), "trying the next upstream");
-                    last_answer = Some(answer);
-                }
-                Ok(answer) => return Ok(answer),
-                Err(e) => {
-                    debug!(upstream = upstream.url(), error = %e, "trying the next upstream");
-                    last_error = e;
-                }
-            }
-        }
-        last_answer.ok_or(last_error)
-    }
-}
-
-/// Response codes after which another upstream may do better.
-fn is_failover_rcode(rcode: Rcode) -> bool {
-    rcode == Rcode::SERVFAIL || rcode == Rcode::REFUSED
 }
 
 /// Everything needed to build one upstream's transport; the app fills it from the config and
@@ -305,7 +253,7 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType};
+    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType, Rcode};
 
     fn client_query() -> Message {
         let mut q = Message::query("Example.COM".parse::<Name>().unwrap(), RType::AAAA);

@@ -137,6 +137,11 @@ impl Transport for UdpTransport {
     fn url(&self) -> &str {
         &self.url
     }
+
+    /// Drops the idle connections of the TCP fallback (UDP keeps no state).
+    fn reset(&self) {
+        self.tcp.reset();
+    }
 }
 
 /// An idle TCP connection and when it went idle.
@@ -202,6 +207,19 @@ impl TcpTransport {
         }
     }
 
+    /// Closes every idle connection (after a network change they are most likely dead).
+    pub fn reset(&self) {
+        // Lock held only to take the list; the streams are closed after it is released.
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(idle);
+    }
+
+    /// Idle connections kept right now.
+    pub fn idle_connections(&self) -> usize {
+        // Lock held only to read the length.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn take_idle(&self) -> Option<TcpStream> {
         // Lock held only for the pop; no `.await` inside.
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,6 +247,11 @@ impl Transport for TcpTransport {
 
     fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Closes every idle connection; connections busy with a query finish it and are then kept.
+    fn reset(&self) {
+        TcpTransport::reset(self);
     }
 }
 
