@@ -2,7 +2,9 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> Forwarder(rules, default group) ==> Chain --> Server
+//!   Config --> Cache --> Hosts --> Forwarder(rules, default pool) ==> Chain --> Server
+//!                                      each pool: strategy + UpstreamSpec -> build_transport
+//!   netwatch: resets every pool's connections on resume or address change
 //! ```
 //!
 //! Everything that can fail because of the configuration (local records that do not parse, an
@@ -23,7 +25,7 @@ use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler};
 use crate::hosts::{self, Hosts};
 use crate::server::{acl::Acl, Server, ServerConfig};
-use crate::upstream::{self, Upstream, UpstreamGroup, UpstreamSpec};
+use crate::upstream::{self, netwatch, PoolConfig, Upstream, UpstreamGroup, UpstreamSpec};
 use crate::wire::zone::parse_record_line;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -41,6 +43,7 @@ pub async fn run(
     let cache = (config.cache.size > 0).then(|| Arc::new(Cache::new(cache_config(&config.cache))));
     let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
     let forwarder = Arc::new(build_forwarder(&config)?);
+    let groups = forwarder.groups();
 
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
@@ -58,6 +61,9 @@ pub async fn run(
         .is_some()
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
+    // Pooled upstream connections are dropped when the machine resumes or its addresses change.
+    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+
     let serving = tokio::spawn(server.run(shutdown.clone()));
     loop {
         tokio::select! {
@@ -72,6 +78,7 @@ pub async fn run(
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    let _ = net_watcher.await;
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
     }
@@ -132,6 +139,7 @@ fn worker_threads(threads: usize) -> usize {
     }
 }
 
+/// A pool of `servers`, with the configured strategy and time budget.
 fn build_group(servers: &[UpstreamServer], config: &Config) -> Result<Arc<UpstreamGroup>> {
     let upstreams = servers
         .iter()
@@ -144,7 +152,27 @@ fn build_group(servers: &[UpstreamServer], config: &Config) -> Result<Arc<Upstre
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Arc::new(UpstreamGroup::new(upstreams)?))
+    let pool = PoolConfig {
+        strategy: strategy(config.upstream.strategy),
+        timeout: config.upstream.timeout,
+        ..PoolConfig::default()
+    };
+    let group = UpstreamGroup::with_config(upstreams, pool)?;
+    info!(
+        strategy = config.upstream.strategy.as_str(),
+        timeout = ?config.upstream.timeout,
+        upstreams = ?group.urls(),
+        "upstream pool"
+    );
+    Ok(Arc::new(group))
+}
+
+fn strategy(s: config::Strategy) -> upstream::Strategy {
+    match s {
+        config::Strategy::Fastest => upstream::Strategy::Fastest,
+        config::Strategy::Ordered => upstream::Strategy::Ordered,
+        config::Strategy::Parallel => upstream::Strategy::Parallel,
+    }
 }
 
 /// The transport-level view of a configured upstream.

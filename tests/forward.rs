@@ -20,7 +20,7 @@ use dnsveil::forward::Forwarder;
 use dnsveil::handler::{Chain, HandlerError, Protocol, Request};
 use dnsveil::upstream::plain::{PlainOptions, TcpTransport, UdpTransport};
 use dnsveil::upstream::{
-    build_transport, Transport, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
+    build_transport, Transport, Upstream, UpstreamError, UpstreamGroup, UpstreamSpec, UpstreamUrl,
 };
 use dnsveil::wire::{ClientSubnet, Edns, EdnsOption, Message, Name, RData, RType, Rcode, Record};
 
@@ -166,7 +166,7 @@ fn opts(ms: u64) -> PlainOptions {
 }
 
 fn udp_upstream(addr: SocketAddr, ms: u64) -> Upstream {
-    let t = build_transport(&UpstreamUrl::Udp(addr), &opts(ms)).unwrap();
+    let t = build_transport(&UpstreamSpec::new(UpstreamUrl::Udp(addr), opts(ms).timeout)).unwrap();
     Upstream::new(t, Duration::from_millis(ms + 500))
 }
 
@@ -384,7 +384,11 @@ async fn client_options_never_reach_the_upstream() {
 async fn tcp_round_trip_reuses_the_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, mut seen, accepted) = fake_tcp(listener, rcode_reply(Rcode::NXDOMAIN)).await;
-    let t = build_transport(&UpstreamUrl::Tcp(addr), &opts(2000)).unwrap();
+    let t = build_transport(&UpstreamSpec::new(
+        UpstreamUrl::Tcp(addr),
+        opts(2000).timeout,
+    ))
+    .unwrap();
     let up = Upstream::new(t, Duration::from_secs(3));
     for name in ["one.example", "two.example", "three.example"] {
         let answer = up.query(&query(name, RType::A)).await.unwrap();

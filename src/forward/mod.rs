@@ -12,6 +12,10 @@
 //! Rules are kept sorted by label count, most specific first, and scanned in order: with the handful
 //! of rules a home or VPN setup has, a linear scan of `is_subdomain_of` beats building a trie.
 //!
+//! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`], which
+//! the server sends as SERVFAIL with an Extended DNS Error (RFC 8914, 23 "Network Error") whose
+//! text names the failure.
+//!
 //! Limitations: a query with no question is passed on unforwarded (the server rejects those
 //! earlier anyway); rules match the first question only.
 
@@ -80,6 +84,19 @@ impl Forwarder {
     pub fn route(&self, name: &Name) -> Option<&Arc<UpstreamGroup>> {
         self.rules.lookup(name).or(self.default.as_ref())
     }
+
+    /// Every distinct group (rules first, then the default), e.g. to reset them all after a
+    /// network change.
+    pub fn groups(&self) -> Vec<Arc<UpstreamGroup>> {
+        let mut out: Vec<Arc<UpstreamGroup>> = Vec::new();
+        let all = self.rules.rules.iter().map(|(_, g)| g).chain(&self.default);
+        for g in all {
+            if !out.iter().any(|seen| Arc::ptr_eq(seen, g)) {
+                out.push(g.clone());
+            }
+        }
+        out
+    }
 }
 
 impl Handler for Forwarder {
@@ -89,8 +106,11 @@ impl Handler for Forwarder {
             return next.run(req);
         };
         Box::pin(async move {
+            // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
+            // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
+            // is no other server to try, and certainly no plaintext one.
             let answer = group.query(&req.query).await.map_err(|e| {
-                debug!(error = %e, "upstream failure");
+                debug!(error = %e, "every upstream failed");
                 HandlerError::Upstream(e.to_string())
             })?;
             debug!(rcode = %answer.rcode(), answers = answer.answers.len(), "upstream answered");

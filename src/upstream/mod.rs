@@ -35,10 +35,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
 use crate::handler::BoxFuture;
 use crate::wire::edns::DEFAULT_PAYLOAD;
 use crate::wire::{Edns, Header, Message};
+use thiserror::Error;
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -212,7 +212,11 @@ mod tests {
         let mut d = SleepDetector::new();
         let t0 = Instant::now();
         let boot = Duration::from_secs(1000);
-        assert_eq!(d.observe(boot, t0), None, "first reading has nothing to compare");
+        assert_eq!(
+            d.observe(boot, t0),
+            None,
+            "first reading has nothing to compare"
+        );
         // Both clocks advance together (2 s, 10 ms of jitter): awake.
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(d.observe(boot + Duration::from_millis(2010), t1), None);
@@ -234,17 +238,31 @@ mod tests {
         let a = dir.path().join("if_inet6");
         let b = dir.path().join("route");
         std::fs::write(&a, "fe800000000000000000000000000001 02 40 20 80 wlan0\n").unwrap();
-        std::fs::write(&b, "Iface\tDestination\tGateway\nwlan0\t00000000\t0101A8C0\n").unwrap();
+        std::fs::write(
+            &b,
+            "Iface\tDestination\tGateway\nwlan0\t00000000\t0101A8C0\n",
+        )
+        .unwrap();
         let files = || [a.as_path(), b.as_path()];
         let mut det = AddressDetector::default();
         let f1 = fingerprint_files(files()).unwrap();
         assert!(!det.observe(f1), "the first look is the baseline");
         assert!(!det.observe(fingerprint_files(files()).unwrap()));
-        std::fs::write(&b, "Iface\tDestination\tGateway\nwlan0\t00000000\t0102A8C0\n").unwrap();
-        assert!(det.observe(fingerprint_files(files()).unwrap()), "new gateway");
+        std::fs::write(
+            &b,
+            "Iface\tDestination\tGateway\nwlan0\t00000000\t0102A8C0\n",
+        )
+        .unwrap();
+        assert!(
+            det.observe(fingerprint_files(files()).unwrap()),
+            "new gateway"
+        );
         assert!(!det.observe(fingerprint_files(files()).unwrap()));
         std::fs::remove_file(&a).unwrap();
-        assert!(det.observe(fingerprint_files(files()).unwrap()), "file gone");
+        assert!(
+            det.observe(fingerprint_files(files()).unwrap()),
+            "file gone"
+        );
         let missing = dir.path().join("missing");
         assert_eq!(fingerprint_files([missing.as_path()]), None);
         // This machine's real files are readable (Linux).

@@ -181,7 +181,10 @@ impl UpstreamGroup {
     }
 
     /// A group of at least one upstream with these settings.
-    pub fn with_config(upstreams: Vec<Upstream>, config: PoolConfig) -> Result<Self, UpstreamError> {
+    pub fn with_config(
+        upstreams: Vec<Upstream>,
+        config: PoolConfig,
+    ) -> Result<Self, UpstreamError> {
         if upstreams.is_empty() {
             return Err(UpstreamError::Config(
                 "an upstream group needs an upstream".into(),
@@ -369,9 +372,15 @@ impl Member {
 enum Breaker {
     Closed,
     /// Resting until `until`; `rest` is the length of this rest (doubled after a failed probe).
-    Open { until: Instant, rest: Duration },
+    Open {
+        until: Instant,
+        rest: Duration,
+    },
     /// One probe query is on its way since `since`.
-    Probing { since: Instant, rest: Duration },
+    Probing {
+        since: Instant,
+        rest: Duration,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -542,8 +551,7 @@ impl<'a> Run<'a> {
                         self.abandon_all(now);
                         return Ok(answer);
                     }
-                    if parallel && self.hedge_at.is_none() && self.inflight.len() < MAX_PARALLEL
-                    {
+                    if parallel && self.hedge_at.is_none() && self.inflight.len() < MAX_PARALLEL {
                         self.launch_next();
                     }
                 }

@@ -205,7 +205,11 @@ async fn fastest_moves_away_from_a_failing_upstream_and_rediscovers_it() {
     assert_eq!(ask(&g).await.1, ms(50));
     assert_eq!(ask(&g).await.1, ms(10));
     assert_eq!((a.calls(), b.calls()), (5, 8));
-    assert_eq!(g.health()[0].srtt, Some(ms(10)), "recovery forgets the penalty");
+    assert_eq!(
+        g.health()[0].srtt,
+        Some(ms(10)),
+        "recovery forgets the penalty"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -278,7 +282,11 @@ async fn breaker_rests_doubles_on_failed_probes_and_allows_one_probe_at_a_time()
     let before = (bad.calls(), good.calls());
     let (r1, r2) = tokio::join!(ask(&g), ask(&g));
     assert_eq!(r1.1, ms(500), "the probe waits for the slow answer");
-    assert_eq!(r2.1, ms(5), "the other query skips the upstream being probed");
+    assert_eq!(
+        r2.1,
+        ms(5),
+        "the other query skips the upstream being probed"
+    );
     assert!(r1.0.is_ok() && r2.0.is_ok());
     assert_eq!((bad.calls(), good.calls()), (before.0 + 1, before.1 + 1));
     assert_eq!(g.health()[0].breaker, BreakerState::Closed);
@@ -446,9 +454,18 @@ async fn reset_resets_transports_and_forgets_health() {
     for _ in 0..3 {
         ask(&g).await.0.unwrap();
     }
-    assert!(matches!(g.health()[0].breaker, BreakerState::Resting { .. }));
+    assert!(matches!(
+        g.health()[0].breaker,
+        BreakerState::Resting { .. }
+    ));
     g.reset();
-    assert_eq!((a.resets.load(Ordering::SeqCst), b.resets.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        (
+            a.resets.load(Ordering::SeqCst),
+            b.resets.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
     let h = g.health();
     assert_eq!(h[0].breaker, BreakerState::Closed);
     assert_eq!((h[0].srtt, h[1].srtt), (None, None));
@@ -468,9 +485,14 @@ async fn a_dropped_query_releases_its_probe() {
     tokio::time::advance(Duration::from_secs(1)).await;
     a.set(Act::Stall);
     // The client gives up while the probe is out.
-    assert!(tokio::time::timeout(ms(100), g.query(&query())).await.is_err());
+    assert!(tokio::time::timeout(ms(100), g.query(&query()))
+        .await
+        .is_err());
     assert_eq!(a.cancelled(), 1);
-    assert!(matches!(g.health()[0].breaker, BreakerState::Resting { .. }));
+    assert!(matches!(
+        g.health()[0].breaker,
+        BreakerState::Resting { .. }
+    ));
     a.set(ok(5));
     ask(&g).await.0.unwrap();
     assert_eq!(a.calls(), 5, "the next query probes again");
