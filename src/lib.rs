@@ -17,6 +17,7 @@ pub mod config;
 pub mod forward;
 pub mod handler;
 pub mod hosts;
+pub mod query;
 pub mod server;
 pub mod upstream;
 pub mod wire;

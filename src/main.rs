@@ -2,7 +2,7 @@
 //! codes. Everything else lives in the library; the service itself is composed in `dnsveil::app`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (e.g. a listener cannot bind) or, for `check-config`,
-//! an invalid config; 2 a usage error (clap); 78 (`EX_CONFIG`) a config error in `run`, reported
+//! an invalid config, or, for `query`, no answer; 2 a usage error (clap); 78 (`EX_CONFIG`) a config error in `run`, reported
 //! before anything binds (a systemd unit can set `RestartPreventExitStatus=78`).
 //!
 //! Signals: SIGINT/SIGTERM cancel the shutdown token (graceful: listeners stop, in-flight work
@@ -22,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::query;
 use dnsveil::server::acl::Cidr;
-use dnsveil::upstream::UpstreamUrl;
+use dnsveil::upstream::{UpstreamError, UpstreamUrl};
+use dnsveil::wire::{Name, RType};
 
 /// Exit status for an invalid configuration (sysexits.h `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
@@ -51,6 +53,40 @@ enum Command {
         /// The config file to check.
         file: PathBuf,
     },
+    /// Ask one upstream one question directly and print the answer like dig (exit 0 on any
+    /// answer, 1 if none came).
+    Query(QueryArgs),
+}
+
+/// `dnsveil query NAME [TYPE]`.
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The name to look up.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    name: Name,
+    /// The record type, e.g. A, AAAA, MX, TXT or TYPE65.
+    #[arg(value_name = "TYPE", default_value = "A", value_parser = parse_rtype)]
+    qtype: RType,
+    /// The upstream to ask: tls://HOST[:PORT], https://HOST[:PORT]/PATH, udp://IP[:PORT] or
+    /// tcp://IP[:PORT] (default: the embedded config's first upstream).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<UpstreamUrl>,
+    /// Extra PEM CA trusted for the upstream.
+    #[arg(long, alias = "ca-file", value_name = "FILE", requires = "upstream")]
+    ca: Option<PathBuf>,
+    /// Address to connect to when the upstream's host is a name (repeatable; never resolved).
+    #[arg(long, value_name = "IP", requires = "upstream")]
+    bootstrap: Vec<std::net::IpAddr>,
+    /// Set the DO bit (ask for DNSSEC records).
+    #[arg(long)]
+    dnssec: bool,
+    /// Use TCP instead of UDP for a udp:// upstream.
+    #[arg(long)]
+    tcp: bool,
+    /// Give up after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    timeout_ms: u64,
 }
 
 /// `dnsveil run`: each flag given replaces the corresponding config setting.
@@ -102,6 +138,14 @@ fn parse_path_or_empty(s: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(PathBuf::from(s))
 }
 
+fn parse_name(s: &str) -> Result<Name, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_rtype(s: &str) -> Result<RType, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse()
 }
@@ -115,6 +159,46 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Query(args) => query(args),
+    }
+}
+
+/// `dnsveil query`: prints the answer on stdout, or the failure on stderr with exit status 1.
+fn query(args: QueryArgs) -> ExitCode {
+    init_tracing(LogLevel::Warn);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let spec = match args.upstream {
+        Some(url) => {
+            let url = match url {
+                UpstreamUrl::Udp(addr) if args.tcp => UpstreamUrl::Tcp(addr),
+                other => other,
+            };
+            Ok(query::spec_for(url, &args.bootstrap, args.ca, timeout))
+        }
+        None => query::default_spec(timeout),
+    };
+    let result = spec.and_then(|spec| {
+        let opts = query::QueryOptions {
+            name: args.name,
+            qtype: args.qtype,
+            spec,
+            dnssec: args.dnssec,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| UpstreamError::Io(format!("cannot start the runtime: {e}")))?
+            .block_on(query::run(&opts))
+    });
+    match result {
+        Ok(outcome) => {
+            print!("{}", query::format(&outcome));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsveil: query failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
