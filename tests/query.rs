@@ -50,17 +50,33 @@ fn asks_a_dot_upstream_and_prints_like_dig() {
     let pki = Pki::committed();
     let server = rt.block_on(dot_server(&pki.good, DotMode::Answer));
     let url = format!("tls://127.0.0.1:{}", server.addr.port());
-    let out = dnsveil_query(&["example.com", "AAAA", "--upstream", &url, "--ca", &ca_file()]);
+    let out = dnsveil_query(&[
+        "example.com",
+        "AAAA",
+        "--upstream",
+        &url,
+        "--ca",
+        &ca_file(),
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert!(
         text.starts_with(";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: "),
         "{text}"
     );
-    assert!(text.contains(";; flags: qr rd ra; QUERY: 1, ANSWER: 0"), "{text}");
-    assert!(text.contains(";; QUESTION SECTION:\n;example.com.\t\tIN\tAAAA\n"), "{text}");
+    assert!(
+        text.contains(";; flags: qr rd ra; QUERY: 1, ANSWER: 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(";; QUESTION SECTION:\n;example.com.\t\tIN\tAAAA\n"),
+        "{text}"
+    );
     assert!(text.contains("\n;; Query time: "), "{text}");
-    assert!(text.trim_end().ends_with(&format!(";; SERVER: {url}")), "{text}");
+    assert!(
+        text.trim_end().ends_with(&format!(";; SERVER: {url}")),
+        "{text}"
+    );
     assert_eq!(server.queries(), 1);
 
     // A host name with a bootstrap address; NXDOMAIN is an answer too (exit 0).
@@ -127,7 +143,11 @@ fn failures_exit_1_with_the_reason() {
     // A host name without a bootstrap address cannot be reached without plaintext DNS.
     let out = dnsveil_query(&["example.com", "--upstream", "tls://dns.test"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("bad upstream configuration"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad upstream configuration"),
+        "{}",
+        stderr(&out)
+    );
 
     // Usage errors are clap's exit status 2.
     for args in [
@@ -171,6 +191,12 @@ fn prints_records_from_a_plain_upstream_over_udp_and_tcp() {
     let out = dnsveil_query(&["nothing.example.test", "A", "--upstream", &url]);
     let text = stdout(&out);
     assert!(text.contains("status: NXDOMAIN"), "{text}");
-    assert!(text.contains(";; AUTHORITY SECTION:\nexample.test.\t"), "{text}");
-    assert!(text.contains("\tIN\tSOA\tns1.example.test. hostmaster.example.test. 1 "), "{text}");
+    assert!(
+        text.contains(";; AUTHORITY SECTION:\nexample.test.\t"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\tIN\tSOA\tns1.example.test. hostmaster.example.test. 1 "),
+        "{text}"
+    );
 }

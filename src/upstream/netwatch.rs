@@ -265,7 +265,9 @@ mod tests {
         );
         let missing = dir.path().join("missing");
         assert_eq!(fingerprint_files([missing.as_path()]), None);
-        // This machine's real files are readable (Linux).
-        assert!(network_fingerprint().is_some());
+        // This machine's real files are readable (Linux), and stable while nothing changes.
+        let here = network_fingerprint();
+        assert!(here.is_some());
+        assert_eq!(network_fingerprint(), here);
     }
 }
