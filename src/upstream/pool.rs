@@ -153,7 +153,8 @@ pub enum BreakerState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamHealth {
     pub url: String,
-    /// Smoothed round-trip time; `None` until the first answer.
+    /// Smoothed round-trip time (failures count as the whole time budget); `None` until the first
+    /// attempt ends.
     pub srtt: Option<Duration>,
     pub consecutive_failures: u32,
     pub breaker: BreakerState,
