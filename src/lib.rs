@@ -11,7 +11,13 @@
 //! from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod forward;
 pub mod handler;
+pub mod hosts;
+pub mod query;
 pub mod server;
 pub mod upstream;
 pub mod wire;

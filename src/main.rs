@@ -1,1 +1,374 @@
-fn main() {}
+//! The process edge: command line, config loading, tracing, the tokio runtime, signals and exit
+//! codes. Everything else lives in the library; the service itself is composed in `dnsveil::app`.
+//!
+//! Exit codes: 0 success; 1 a runtime failure (e.g. a listener cannot bind) or, for `check-config`,
+//! an invalid config, or, for `query`, no answer; 2 a usage error (clap); 78 (`EX_CONFIG`) a config error in `run`, reported
+//! before anything binds (a systemd unit can set `RestartPreventExitStatus=78`).
+//!
+//! Signals: SIGINT/SIGTERM cancel the shutdown token (graceful: listeners stop, in-flight work
+//! drains within a bound); a second one exits at once. SIGHUP asks the app to reload (hosts file).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::query;
+use dnsveil::server::acl::Cidr;
+use dnsveil::upstream::{UpstreamError, UpstreamUrl};
+use dnsveil::wire::{Name, RType};
+
+/// Exit status for an invalid configuration (sysexits.h `EX_CONFIG`).
+const EXIT_CONFIG: u8 = 78;
+
+/// How long the runtime waits for stray tasks after the app has returned.
+const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dnsveil",
+    version,
+    about = "Encrypted DNS stub resolver: a caching forwarder over DNS-over-TLS and DNS-over-HTTPS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the resolver (with the embedded default config unless --config is given).
+    Run(RunArgs),
+    /// Check a config file, print "FILE: ok" and a summary; exit 1 if it is invalid.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+    /// Ask one upstream one question directly and print the answer like dig (exit 0 on any
+    /// answer, 1 if none came).
+    Query(QueryArgs),
+}
+
+/// `dnsveil query NAME [TYPE]`.
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The name to look up.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    name: Name,
+    /// The record type, e.g. A, AAAA, MX, TXT or TYPE65.
+    #[arg(value_name = "TYPE", default_value = "A", value_parser = parse_rtype)]
+    qtype: RType,
+    /// The upstream to ask: tls://HOST[:PORT], https://HOST[:PORT]/PATH, udp://IP[:PORT] or
+    /// tcp://IP[:PORT] (default: the embedded config's first upstream).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<UpstreamUrl>,
+    /// Extra PEM CA trusted for the upstream.
+    #[arg(long, alias = "ca-file", value_name = "FILE", requires = "upstream")]
+    ca: Option<PathBuf>,
+    /// Address to connect to when the upstream's host is a name (repeatable; never resolved).
+    #[arg(long, value_name = "IP", requires = "upstream")]
+    bootstrap: Vec<std::net::IpAddr>,
+    /// Set the DO bit (ask for DNSSEC records).
+    #[arg(long)]
+    dnssec: bool,
+    /// Use TCP instead of UDP for a udp:// upstream.
+    #[arg(long)]
+    tcp: bool,
+    /// Give up after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    timeout_ms: u64,
+}
+
+/// `dnsveil run`: each flag given replaces the corresponding config setting.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Config file (TOML). Without it the embedded default is used.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on this address, UDP and TCP (repeatable; replaces server.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Upstream server: udp://IP[:PORT], tcp://IP[:PORT], tls://HOST[:PORT] or
+    /// https://HOST[:PORT]/PATH (repeatable; replaces upstream.servers).
+    #[arg(long, value_name = "URL")]
+    upstream: Vec<UpstreamUrl>,
+    /// Worker threads; 0 = one per CPU core (replaces server.threads).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(knob::THREADS.min..=knob::THREADS.max))]
+    threads: Option<u64>,
+    /// Cache capacity in entries; 0 disables the cache (replaces cache.size).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(knob::CACHE_SIZE.min..=knob::CACHE_SIZE.max))]
+    cache_size: Option<u64>,
+    /// Client network allowed to query, e.g. 192.168.0.0/16 (repeatable; replaces server.allow).
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<Cidr>,
+    /// Hosts file to serve; "" for none (replaces hosts.file).
+    #[arg(long, value_name = "FILE", value_parser = parse_path_or_empty)]
+    hosts: Option<PathBuf>,
+    /// Extra PEM CA trusted for the --upstream servers.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Address to connect to for --upstream URLs with a host name (repeatable; never resolved).
+    #[arg(long, value_name = "IP")]
+    bootstrap: Vec<std::net::IpAddr>,
+    /// Upstream selection: fastest, ordered or parallel (replaces upstream.strategy).
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_strategy)]
+    strategy: Option<Strategy>,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG, if set, wins).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<LogLevel>,
+    /// Log every query (off by default for privacy).
+    #[arg(long)]
+    log_queries: bool,
+}
+
+/// A path where "" is meaningful (clap's own path parser rejects empty values).
+fn parse_path_or_empty(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
+}
+
+fn parse_name(s: &str) -> Result<Name, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_rtype(s: &str) -> Result<RType, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse()
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Query(args) => query(args),
+    }
+}
+
+/// `dnsveil query`: prints the answer on stdout, or the failure on stderr with exit status 1.
+fn query(args: QueryArgs) -> ExitCode {
+    init_tracing(LogLevel::Warn);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let spec = match args.upstream {
+        Some(url) => {
+            let url = match url {
+                UpstreamUrl::Udp(addr) if args.tcp => UpstreamUrl::Tcp(addr),
+                other => other,
+            };
+            Ok(query::spec_for(url, &args.bootstrap, args.ca, timeout))
+        }
+        None => query::default_spec(timeout),
+    };
+    let result = spec.and_then(|spec| {
+        let opts = query::QueryOptions {
+            name: args.name,
+            qtype: args.qtype,
+            spec,
+            dnssec: args.dnssec,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| UpstreamError::Io(format!("cannot start the runtime: {e}")))?
+            .block_on(query::run(&opts))
+    });
+    match result {
+        Ok(outcome) => {
+            print!("{}", query::format(&outcome));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsveil: query failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let config = match Config::load(file).and_then(|c| c.check_runnable().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dnsveil: config error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}: ok", file.display());
+    print!("{}", config.summary());
+    for w in config.warnings() {
+        println!("warning: {w}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dnsveil: config error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(config.log.level);
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dnsveil: error: {e:#}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config file (or the embedded default) with the command-line flags applied.
+fn load(args: RunArgs) -> Result<Config, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    config.apply(Overrides {
+        listen: args.listen,
+        allow: args.allow,
+        upstreams: args.upstream,
+        bootstrap: args.bootstrap,
+        ca_file: args.ca_file,
+        strategy: args.strategy,
+        threads: args.threads,
+        cache_size: args.cache_size,
+        hosts: args.hosts,
+        log_level: args.log_level,
+        log_queries: args.log_queries,
+    })?;
+    config.check_runnable()?;
+    Ok(config)
+}
+
+/// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR). RUST_LOG, when set,
+/// non-empty and valid, overrides the configured level.
+fn init_tracing(level: LogLevel) {
+    let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| EnvFilter::try_new(&v).map_err(|e| (v, e)));
+    let (filter, bad_env) = match from_env {
+        Some(Ok(f)) => (f, None),
+        Some(Err(bad)) => (EnvFilter::new(level.as_str()), Some(bad)),
+        None => (EnvFilter::new(level.as_str()), None),
+    };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .init();
+    if let Some((value, e)) = bad_env {
+        tracing::warn!("ignoring RUST_LOG={value:?}: {e}; using level {level}");
+    }
+}
+
+/// Builds the runtime, installs the signal handlers and runs the app to completion.
+fn serve(config: Config) -> anyhow::Result<()> {
+    let threads = match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("dnsveil-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        // Logged once the signal handlers are in place: from here SIGTERM is a graceful shutdown.
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            threads,
+            "dnsveil starting"
+        );
+        tokio::spawn(signals.watch(shutdown.clone(), reload_tx));
+        dnsveil::app::run(config, shutdown, reload_rx).await
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    result
+}
+
+/// The signals we act on, registered before the app starts so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// First SIGINT/SIGTERM: graceful shutdown. Second: exit now. SIGHUP: request a reload (requests
+    /// arriving while one is pending are merged).
+    async fn watch(mut self, shutdown: CancellationToken, reload: mpsc::Sender<()>) {
+        loop {
+            let (name, code) = tokio::select! {
+                _ = self.term.recv() => ("SIGTERM", 128 + 15),
+                _ = self.int.recv() => ("SIGINT", 128 + 2),
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reload requested");
+                    let _ = reload.try_send(());
+                    continue;
+                }
+            };
+            if shutdown.is_cancelled() {
+                tracing::warn!(signal = name, "second signal: exiting without draining");
+                std::process::exit(code);
+            }
+            tracing::info!(signal = name, "shutting down");
+            shutdown.cancel();
+        }
+    }
+}
+
+/// A fix for errors with a well-known cause.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>())?;
+    match io.kind() {
+        std::io::ErrorKind::PermissionDenied => Some(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. `sudo setcap \
+             cap_net_bind_service=+ep $(command -v dnsveil)`); or use a high port: \
+             --listen 127.0.0.1:5353",
+        ),
+        std::io::ErrorKind::AddrInUse => Some(
+            "another program already listens on that address (see `ss -lntup 'sport = :53'`); \
+             stop it or choose another --listen address",
+        ),
+        _ => None,
+    }
+}

@@ -1,3 +1,467 @@
 //! The listeners: UDP and TCP sockets that feed queries to the handler chain.
+//!
+//! ```text
+//!   UDP socket xN (SO_REUSEPORT) --recv--> checks --QueryView--> chain.answer_fast --> send   (no task)
+//!                                            |                        | false
+//!                                            |                        v
+//!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> task:
+//!                                                 REFUSED/BADVERS       chain.handle -> fix up -> send
+//!   TCP listener --accept--> connection task: frames --fast--> write buffer --> coalesced write
+//!                                                   --slow--> task (<= pipeline cap) --channel--^
+//! ```
+//!
+//! The server knows only [`Chain`]; which handlers answer is decided elsewhere. Every packet is
+//! hostile: nothing here panics on input, and every resource is bounded: UDP work in flight
+//! (`max_udp_inflight`, above which queries are dropped: load shedding), TCP connections
+//! (`max_tcp_connections`), queries in flight per connection (`max_tcp_pipeline`, above which the
+//! connection is simply not read: back-pressure), frame sizes, idle time, and a safety-net deadline
+//! on every query the chain handles.
+//!
+//! TCP follows RFC 7766: pipelined queries are answered concurrently and out of order (section 6.2.1.1),
+//! idle connections are closed (section 6.2.3). At the connection cap the listener closes the
+//! connection that has been idle longest (the slowloris defence of encrypted-dns-server): a client
+//! that opens connections and sends nothing cannot lock others out. If no connection is idle, the
+//! new one is closed instead.
+//!
+//! Shutdown: when the token is cancelled the listeners stop receiving and accepting, connections
+//! stop reading and finish the queries they have, and [`Server::run`] waits for all of it up to a
+//! grace period, after which the remaining work is abandoned.
+//!
+//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); no response rate
+//! limiting; EDNS TCP keepalive (RFC 7828) is not negotiated; the ACL applies per packet for UDP and
+//! per connection for TCP.
 
 pub mod acl;
+mod respond;
+mod tcp;
+mod udp;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use acl::{Acl, Cidr};
+
+use crate::handler::{Chain, Protocol};
+use crate::wire::edns::DEFAULT_PAYLOAD;
+
+/// Default idle timeout of a TCP connection.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent TCP connections (per server).
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 256;
+/// Default cap on queries in flight per TCP connection.
+pub const DEFAULT_MAX_TCP_PIPELINE: usize = 32;
+/// Default cap on slow-path UDP queries in flight (per server).
+pub const DEFAULT_MAX_UDP_INFLIGHT: usize = 4096;
+/// How long [`Server::run`] waits for in-flight work after shutdown is requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Safety net: a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
+/// silence over UDP). Handlers have their own, shorter, upstream timeouts; this only keeps a stuck
+/// handler from holding a permit forever.
+pub const QUERY_DEADLINE: Duration = Duration::from_secs(15);
+/// Largest query accepted over TCP. Queries are small (a question and an OPT record); a larger frame
+/// closes the connection, which bounds each connection's read buffer.
+pub const MAX_TCP_QUERY_LEN: usize = 16 * 1024;
+/// Most SO_REUSEPORT sockets per UDP address.
+pub const MAX_UDP_SOCKETS_PER_ADDR: usize = 256;
+
+/// Listener settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Addresses to serve on; each gets UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// Clients allowed to query; others get REFUSED.
+    pub acl: Acl,
+    /// A TCP connection with nothing in flight is closed after this long without a complete query
+    /// or a response written. Partial frames do not count as activity.
+    pub tcp_idle_timeout: Duration,
+    /// Concurrent TCP connections; at the cap the longest-idle connection is closed to make room
+    /// (or the new one, if none is idle).
+    pub max_tcp_connections: usize,
+    /// Queries in flight per TCP connection (at least 1).
+    pub max_tcp_pipeline: usize,
+    /// Slow-path UDP queries in flight; above it new ones are dropped.
+    pub max_udp_inflight: usize,
+    /// SO_REUSEPORT UDP sockets per address, each with its own receive loop (1 to 256).
+    pub udp_sockets_per_addr: usize,
+    /// The EDNS UDP payload size we advertise and the most we send over UDP (at least 512).
+    pub max_udp_payload: u16,
+    /// Log every query at debug level (off by default: queries are private).
+    pub log_queries: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 53)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 53)),
+            ],
+            acl: Acl::loopback(),
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
+            max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
+            udp_sockets_per_addr: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_udp_payload: DEFAULT_PAYLOAD,
+            log_queries: false,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// A socket could not be created or bound.
+    #[error("{}", bind_message(*addr, *proto, source))]
+    Bind {
+        addr: SocketAddr,
+        proto: Protocol,
+        source: io::Error,
+    },
+    /// The configuration lists no address.
+    #[error("no listen address configured")]
+    NoListenAddress,
+}
+
+fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Udp => "udp",
+        Protocol::Tcp => "tcp",
+    }
+}
+
+fn bind_message(addr: SocketAddr, proto: Protocol, source: &io::Error) -> String {
+    let mut msg = format!("cannot listen on {} {addr}: {source}", proto_name(proto));
+    match source.kind() {
+        io::ErrorKind::PermissionDenied if addr.port() != 0 && addr.port() < 1024 => {
+            msg.push_str(
+                "; ports below 1024 need the CAP_NET_BIND_SERVICE capability: grant it \
+                 (e.g. `sudo setcap cap_net_bind_service=+ep $(command -v dnsveil)`, or \
+                 AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit) or listen on an \
+                 unprivileged port (`--listen 127.0.0.1:5353`)",
+            );
+        }
+        io::ErrorKind::AddrInUse => {
+            msg.push_str("; another program (a DNS server or systemd-resolved?) already uses it");
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            msg.push_str("; no interface on this machine has that address");
+        }
+        _ => {}
+    }
+    msg
+}
+
+/// Bound sockets, ready to serve.
+pub struct Server {
+    /// Per configured address: its actual address and its UDP sockets.
+    udp: Vec<(SocketAddr, Vec<Arc<UdpSocket>>)>,
+    tcp: Vec<(SocketAddr, TcpListener)>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds UDP and TCP on every configured address, or fails on the first that cannot be bound.
+    /// Port 0 picks one free port per address, shared by its TCP listener and all its UDP sockets.
+    pub async fn bind(cfg: ServerConfig, chain: Arc<Chain>) -> Result<Server, ServerError> {
+        if cfg.listen.is_empty() {
+            return Err(ServerError::NoListenAddress);
+        }
+        let per_addr = cfg.udp_sockets_per_addr.clamp(1, MAX_UDP_SOCKETS_PER_ADDR);
+        let mut udp = Vec::with_capacity(cfg.listen.len());
+        let mut tcp = Vec::with_capacity(cfg.listen.len());
+        for &addr in &cfg.listen {
+            let (udp_socks, listener, actual) = bind_addr(addr, per_addr)?;
+            udp.push((actual, udp_socks.into_iter().map(Arc::new).collect()));
+            tcp.push((actual, listener));
+        }
+        let hard_stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            chain,
+            acl: cfg.acl,
+            ours: cfg.max_udp_payload.max(512),
+            log_queries: cfg.log_queries,
+            tcp_idle: cfg.tcp_idle_timeout.max(Duration::from_millis(1)),
+            max_pipeline: cfg.max_tcp_pipeline.max(1),
+            udp_inflight: Arc::new(Semaphore::new(cfg.max_udp_inflight.max(1))),
+            conns: Connections::new(cfg.max_tcp_connections.max(1)),
+            tracker: TaskTracker::new(),
+            hard_stop,
+        });
+        Ok(Server { udp, tcp, shared })
+    }
+
+    /// The bound addresses: UDP then TCP for each configured address, with actual ports.
+    pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.udp
+            .iter()
+            .zip(&self.tcp)
+            .flat_map(|((u, _), (t, _))| [(Protocol::Udp, *u), (Protocol::Tcp, *t)])
+            .collect()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight work for up to
+    /// [`SHUTDOWN_GRACE`].
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.run_with_grace(shutdown, SHUTDOWN_GRACE).await;
+    }
+
+    /// [`Server::run`] with a chosen grace period.
+    pub async fn run_with_grace(self, shutdown: CancellationToken, grace: Duration) {
+        let Server { udp, tcp, shared } = self;
+        let tracker = shared.tracker.clone();
+        for (addr, socks) in udp {
+            for sock in socks {
+                tracker.spawn(udp::serve(sock, shared.clone(), shutdown.clone()));
+            }
+            info!("listening on udp {addr}");
+        }
+        for (addr, listener) in tcp {
+            tracker.spawn(tcp::accept_loop(listener, shared.clone(), shutdown.clone()));
+            info!("listening on tcp {addr}");
+        }
+        shutdown.cancelled().await;
+        info!("shutting down: finishing queries in flight");
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!(
+                tasks = tracker.len(),
+                "grace period over; abandoning unfinished queries"
+            );
+            shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+        }
+        info!("server stopped");
+    }
+}
+
+/// What every listener task shares.
+struct Shared {
+    chain: Arc<Chain>,
+    acl: Acl,
+    /// Our EDNS payload size (at least 512).
+    ours: u16,
+    log_queries: bool,
+    tcp_idle: Duration,
+    max_pipeline: usize,
+    udp_inflight: Arc<Semaphore>,
+    conns: Connections,
+    tracker: TaskTracker,
+    /// Cancelled when the grace period is over: everything still running stops at once.
+    hard_stop: CancellationToken,
+}
+
+/// The TCP connection registry: a cap, and enough about each connection to pick an idle one to close.
+struct Connections {
+    slots: Arc<Semaphore>,
+    /// Locked only to add, remove or pick a connection; never held across `.await`.
+    live: Mutex<HashMap<u64, Arc<ConnState>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+}
+
+/// What the acceptor may know about a connection. Written only by the connection's own task.
+struct ConnState {
+    id: u64,
+    /// Milliseconds since `Connections::epoch` of the last complete query or response.
+    last_active: AtomicU64,
+    /// Queries in flight; a connection with none is idle.
+    inflight: AtomicUsize,
+    /// Closes the connection now (eviction or hard stop).
+    close: CancellationToken,
+}
+
+impl Connections {
+    fn new(cap: usize) -> Self {
+        Connections {
+            slots: Arc::new(Semaphore::new(cap)),
+            live: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn register(&self, close: CancellationToken) -> Arc<ConnState> {
+        let state = Arc::new(ConnState {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            last_active: AtomicU64::new(self.now_ms()),
+            inflight: AtomicUsize::new(0),
+            close,
+        });
+        // No .await while the lock is held.
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.insert(state.id, state.clone());
+        state
+    }
+
+    fn unregister(&self, id: u64) {
+        // No .await while the lock is held.
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.remove(&id);
+    }
+
+    /// Closes the connection idle the longest (oldest first on ties). False if none is idle.
+    fn evict_idlest(&self) -> bool {
+        // No .await while the lock is held.
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let victim = live
+            .values()
+            .filter(|c| c.inflight.load(Ordering::Relaxed) == 0 && !c.close.is_cancelled())
+            .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id));
+        match victim {
+            Some(c) => {
+                c.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Binds one address: TCP first (which picks the port if it is 0), then the UDP sockets on the same
+/// port. With port 0, a UDP port already taken means another try with a new port.
+fn bind_addr(
+    addr: SocketAddr,
+    udp_count: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let tcp_err = |source| ServerError::Bind {
+            addr,
+            proto: Protocol::Tcp,
+            source,
+        };
+        let listener = bind_tcp(addr).map_err(tcp_err)?;
+        let actual = listener.local_addr().map_err(tcp_err)?;
+        let udp: io::Result<Vec<UdpSocket>> = (0..udp_count)
+            .map(|_| bind_udp(actual, udp_count > 1))
+            .collect();
+        match udp {
+            Ok(socks) => return Ok((socks, listener, actual)),
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e);
+            }
+            Err(source) => {
+                return Err(ServerError::Bind {
+                    addr,
+                    proto: Protocol::Udp,
+                    source,
+                })
+            }
+        }
+    }
+    Err(ServerError::Bind {
+        addr,
+        proto: Protocol::Udp,
+        source: last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)),
+    })
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    // Restarting must not fail on connections of the previous run in TIME_WAIT.
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    if reuse_port {
+        // The kernel spreads clients over the sockets by address hash (one receive loop each).
+        #[cfg(unix)]
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_says_how_to_fix_it() {
+        let e = ServerError::Bind {
+            addr: "0.0.0.0:53".parse().unwrap(),
+            proto: Protocol::Udp,
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("udp 0.0.0.0:53"), "{msg}");
+        assert!(msg.contains("CAP_NET_BIND_SERVICE"), "{msg}");
+        assert!(msg.contains("setcap cap_net_bind_service=+ep"), "{msg}");
+        assert!(msg.contains("AmbientCapabilities"), "{msg}");
+        assert!(msg.contains("--listen 127.0.0.1:5353"), "{msg}");
+        let high = ServerError::Bind {
+            addr: "127.0.0.1:5353".parse().unwrap(),
+            proto: Protocol::Tcp,
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert!(!high.to_string().contains("CAP_NET_BIND_SERVICE"));
+    }
+
+    #[test]
+    fn eviction_picks_the_longest_idle() {
+        let conns = Connections::new(2);
+        let a = conns.register(CancellationToken::new());
+        let b = conns.register(CancellationToken::new());
+        let c = conns.register(CancellationToken::new());
+        a.last_active.store(50, Ordering::Relaxed);
+        b.last_active.store(10, Ordering::Relaxed);
+        b.inflight.store(1, Ordering::Relaxed);
+        c.last_active.store(20, Ordering::Relaxed);
+        assert!(conns.evict_idlest());
+        assert!(c.close.is_cancelled(), "b is busy, c idle longer than a");
+        assert!(conns.evict_idlest());
+        assert!(a.close.is_cancelled());
+        assert!(!conns.evict_idlest(), "only a busy connection is left");
+        conns.unregister(a.id);
+        assert_eq!(conns.live.lock().unwrap().len(), 2);
+    }
+}

@@ -7,17 +7,38 @@
 //! A [`Transport`] moves wire bytes to one server and back: connection reuse, pipelining, framing,
 //! TLS. [`Upstream`] wraps any transport with the checks every answer must pass before we believe it
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
+//! [`UpstreamGroup`] (pool.rs) spreads queries over several upstreams: strategy, retries, hedging,
+//! circuit breakers. [`netwatch`] resets every transport when the network changes under us.
+//!
+//! Privacy: the query we send is rebuilt from the client's question only – a fresh ID, RD=1, CD
+//! copied, and our own OPT record (payload 1232, DO copied). No client EDNS option (Client Subnet
+//! (RFC 7871 section 11.1 lets a stub strip it), cookies, padding, anything unknown) ever leaves.
+//!
+//! Fail closed: nothing here ever builds a transport that was not configured. An encrypted
+//! upstream that fails is retried on another configured upstream or reported as a failure, never
+//! asked again in plaintext.
 
+pub mod doh;
+pub mod dot;
+pub mod netwatch;
+pub mod padding;
 pub mod plain;
+pub mod pool;
+pub mod tls;
 pub mod url;
 
+pub use pool::{PoolConfig, Strategy, UpstreamGroup, MAX_ATTEMPTS};
 pub use url::UpstreamUrl;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
-
 use crate::handler::BoxFuture;
+use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::{Edns, Header, Message};
+use thiserror::Error;
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -53,4 +74,304 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The upstream's URL, for logs and metrics.
     fn url(&self) -> &str;
+
+    /// Drops pooled connections (and any connection backoff) because the network changed: new
+    /// addresses, a resume from suspend. Queries in flight may fail or be retried on a fresh
+    /// connection; later queries open one. The default does nothing (nothing is pooled).
+    fn reset(&self) {}
+}
+
+/// The query we send upstream for the client's `q`, with message ID `id`: the question as given,
+/// RD=1, CD copied, and our own EDNS (payload 1232, DO copied, no options at all).
+pub fn outgoing_query(q: &Message, id: u16) -> Message {
+    Message {
+        header: Header {
+            id,
+            opcode: q.header.opcode,
+            recursion_desired: true,
+            checking_disabled: q.header.checking_disabled,
+            ..Header::default()
+        },
+        questions: q.questions.clone(),
+        edns: Some(Edns {
+            udp_payload: DEFAULT_PAYLOAD,
+            dnssec_ok: q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+            ..Edns::default()
+        }),
+        ..Message::default()
+    }
+}
+
+/// Parses `raw` and checks that it answers `sent`: QR=1, same ID, same opcode and same questions
+/// (names case-insensitively, type, class).
+pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
+    let answer = Message::parse(raw)
+        .map_err(|e| UpstreamError::BadAnswer(format!("does not parse: {e}")))?;
+    if !answer.header.response {
+        return Err(UpstreamError::BadAnswer("QR=0".into()));
+    }
+    if answer.header.id != sent.header.id {
+        return Err(UpstreamError::BadAnswer(format!(
+            "ID {} instead of {}",
+            answer.header.id, sent.header.id
+        )));
+    }
+    if answer.header.opcode != sent.header.opcode {
+        return Err(UpstreamError::BadAnswer("opcode differs".into()));
+    }
+    // `Question`'s equality compares names case-insensitively (RFC 4343).
+    if answer.questions != sent.questions {
+        return Err(UpstreamError::BadAnswer("question differs".into()));
+    }
+    Ok(answer)
+}
+
+/// One upstream: a transport plus the checks every answer must pass.
+pub struct Upstream {
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// An upstream over `transport`; every exchange is abandoned after `timeout` (a safety net over
+    /// the transport's own timeout).
+    pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
+        Upstream { transport, timeout }
+    }
+
+    /// The upstream's URL.
+    pub fn url(&self) -> &str {
+        self.transport.url()
+    }
+
+    /// Drops the transport's pooled connections ([`Transport::reset`]).
+    pub fn reset(&self) {
+        self.transport.reset();
+    }
+
+    /// Sends the client's query `q` (rebuilt by [`outgoing_query`] with a random ID) and returns the
+    /// checked answer. The answer carries our ID, not the client's.
+    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+        // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
+        let sent = outgoing_query(q, rand::random::<u16>());
+        let wire = sent
+            .encode()
+            .map_err(|e| UpstreamError::Config(format!("cannot encode query: {e}")))?;
+        let raw = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+        check_answer(&sent, &raw)
+    }
+}
+
+/// Everything needed to build one upstream's transport; the app fills it from the config and
+/// `dnsveil query` from its flags.
+#[derive(Clone, Debug)]
+pub struct UpstreamSpec {
+    pub url: UpstreamUrl,
+    /// Where to connect for a host name (static addresses, never resolved); an IP host needs none.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Extra CA certificates (PEM) trusted beside webpki-roots.
+    pub ca_file: Option<PathBuf>,
+    /// SPKI SHA-256 pins of the server's certificate; empty means no pinning.
+    pub pins: Vec<[u8; 32]>,
+    /// DoH only: use GET instead of POST.
+    pub doh_get: bool,
+    /// Time limit of one exchange.
+    pub timeout: Duration,
+}
+
+impl UpstreamSpec {
+    /// A spec for `url` with no bootstrap, CA, pins, POST, and `timeout`.
+    pub fn new(url: UpstreamUrl, timeout: Duration) -> Self {
+        UpstreamSpec {
+            url,
+            bootstrap: Vec::new(),
+            ca_file: None,
+            pins: Vec::new(),
+            doh_get: false,
+            timeout,
+        }
+    }
+}
+
+/// Builds the transport for an upstream: plain UDP/TCP, DoT or DoH.
+pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, UpstreamError> {
+    let tls_options = |host: &str| tls::TlsOptions {
+        server_name: host.to_string(),
+        extra_ca_pem: spec.ca_file.clone(),
+        spki_pins: spec.pins.clone(),
+        alpn: Vec::new(),
+    };
+    Ok(match &spec.url {
+        UpstreamUrl::Udp(addr) => Arc::new(plain::UdpTransport::new(
+            *addr,
+            plain::PlainOptions {
+                timeout: spec.timeout,
+            },
+        )),
+        UpstreamUrl::Tcp(addr) => Arc::new(plain::TcpTransport::new(
+            *addr,
+            plain::PlainOptions {
+                timeout: spec.timeout,
+            },
+        )),
+        UpstreamUrl::Tls { host, .. } => {
+            let opts = dot::DotOptions {
+                timeout: spec.timeout,
+                ..dot::DotOptions::default()
+            };
+            Arc::new(dot::DotTransport::new(
+                &spec.url,
+                spec.bootstrap.clone(),
+                tls_options(host),
+                opts,
+            )?)
+        }
+        UpstreamUrl::Https { host, .. } => {
+            let method = if spec.doh_get {
+                doh::DohMethod::Get
+            } else {
+                doh::DohMethod::Post
+            };
+            let opts = doh::DohOptions {
+                timeout: spec.timeout,
+                method,
+                ..doh::DohOptions::default()
+            };
+            Arc::new(doh::DohTransport::new(
+                &spec.url,
+                spec.bootstrap.clone(),
+                tls_options(host),
+                opts,
+            )?)
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType, Rcode};
+
+    fn client_query() -> Message {
+        let mut q = Message::query("Example.COM".parse::<Name>().unwrap(), RType::AAAA);
+        q.header.id = 777;
+        q.header.checking_disabled = true;
+        q.header.authentic_data = true;
+        q.edns = Some(Edns {
+            udp_payload: 4096,
+            dnssec_ok: true,
+            options: vec![
+                EdnsOption::ClientSubnet(ClientSubnet {
+                    family: 1,
+                    source_prefix: 24,
+                    scope_prefix: 0,
+                    address: Box::new([192, 0, 2]),
+                }),
+                EdnsOption::Cookie {
+                    client: [7; 8],
+                    server: Box::new([]),
+                },
+                EdnsOption::Unknown {
+                    code: 65001,
+                    data: Box::new([1]),
+                },
+            ],
+            ..Edns::default()
+        });
+        q
+    }
+
+    #[test]
+    fn outgoing_query_strips_client_options() {
+        let q = client_query();
+        let out = outgoing_query(&q, 4242);
+        assert_eq!(out.header.id, 4242);
+        assert!(out.header.recursion_desired);
+        assert!(out.header.checking_disabled);
+        assert!(!out.header.authentic_data);
+        assert!(!out.header.response);
+        assert_eq!(out.questions, q.questions);
+        let edns = out.edns.as_ref().unwrap();
+        assert_eq!(edns.udp_payload, DEFAULT_PAYLOAD);
+        assert!(edns.dnssec_ok);
+        assert!(edns.options.is_empty());
+
+        // A client without EDNS gets DO=0, CD=0, and RD=1 even if the client cleared it.
+        let mut plain = Message::query("a.example".parse::<Name>().unwrap(), RType::A);
+        plain.header.recursion_desired = false;
+        let out = outgoing_query(&plain, 1);
+        assert!(out.header.recursion_desired);
+        assert!(!out.header.checking_disabled);
+        assert!(!out.edns.unwrap().dnssec_ok);
+    }
+
+    #[test]
+    fn check_answer_rejects_mismatches() {
+        let sent = outgoing_query(&client_query(), 100);
+        let mut good = Message::response_to(&sent);
+        good.questions[0].name = "EXAMPLE.com".parse().unwrap();
+        good.set_rcode(Rcode::NXDOMAIN);
+        let got = check_answer(&sent, &good.encode().unwrap()).unwrap();
+        assert_eq!(got.rcode(), Rcode::NXDOMAIN);
+
+        let bad = |f: &dyn Fn(&mut Message)| {
+            let mut m = good.clone();
+            f(&mut m);
+            check_answer(&sent, &m.encode().unwrap())
+        };
+        assert!(matches!(
+            bad(&|m| m.header.id = 101),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.header.response = false),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions[0].qtype = RType::A),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions[0].qclass = crate::wire::Class::CH),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            bad(&|m| m.questions.push(Question::new(Name::root(), RType::NS))),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            check_answer(&sent, &[0, 100, 0x80]),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+    }
+
+    #[test]
+    fn transports_are_built_for_every_scheme() {
+        let spec = |url: &str| UpstreamSpec::new(url.parse().unwrap(), Duration::from_secs(1));
+        let udp = build_transport(&spec("udp://127.0.0.1:5300")).unwrap();
+        assert_eq!(udp.url(), "udp://127.0.0.1:5300");
+        let tcp = build_transport(&spec("tcp://[::1]:53")).unwrap();
+        assert_eq!(tcp.url(), "tcp://[::1]:53");
+        assert!(build_transport(&spec("tls://127.0.0.1:853")).is_ok());
+        assert!(build_transport(&spec("https://[::1]/dns-query")).is_ok());
+        // A host name with no bootstrap address can never be reached without plaintext DNS.
+        assert!(matches!(
+            build_transport(&spec("tls://dns.example")),
+            Err(UpstreamError::Config(_))
+        ));
+        let mut with_bootstrap = spec("https://dns.example/dns-query");
+        with_bootstrap.bootstrap = vec!["127.0.0.1:443".parse().unwrap()];
+        assert!(build_transport(&with_bootstrap).is_ok());
+    }
+
+    #[test]
+    fn empty_group_is_a_config_error() {
+        assert!(matches!(
+            UpstreamGroup::new(Vec::new()),
+            Err(UpstreamError::Config(_))
+        ));
+    }
 }

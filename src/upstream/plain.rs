@@ -1,1 +1,375 @@
 //! Plain DNS over UDP and TCP (`udp://` and `tcp://`): for LAN resolvers and tests only.
+//!
+//! ```text
+//!   UdpTransport: fresh socket on a random port --connect()--> server
+//!                 wait for a datagram that answers *this* query (ID + question); ignore others
+//!                 TC=1? --> same query over TcpTransport, within the same deadline
+//!   TcpTransport: 2-octet length prefix (RFC 1035 section 4.2.2, RFC 7766 section 8)
+//! ```
+//!
+//! Anti-spoofing (RFC 5452 section 9.1): every UDP query uses a new socket, so the source port is a
+//! fresh random one chosen by the OS, and the socket is `connect()`ed, so the kernel delivers only
+//! datagrams from the server's address and port. The message ID is chosen by [`super::Upstream`]
+//! from a CSPRNG. A datagram whose ID or question (compared case-insensitively) does not match the
+//! query is dropped and we keep waiting until the deadline: an off-path attacker who guesses wrong
+//! cannot make the exchange fail early, and cannot get a forged answer accepted without guessing
+//! port and ID together.
+//!
+//! Every exchange is bounded by one deadline ([`PlainOptions::timeout`]) that covers the UDP wait
+//! and the TCP retry after truncation together. TCP responses are bounded by their 16-bit length
+//! prefix (at most 65,535 octets, read into a buffer of exactly that length).
+//!
+//! TCP connections are reused for later queries (RFC 7766 section 6.2.1): after a complete exchange
+//! the connection goes back to a small idle pool (at most [`MAX_IDLE_TCP`] connections, each kept
+//! for at most [`TCP_IDLE_KEEP`]). A reused connection that the server has closed in the meantime
+//! fails at once; the query is then retried once on a fresh connection.
+//!
+//! Limitations: no pipelining of several in-flight queries on one TCP connection (each connection
+//! carries one query at a time); plain DNS is neither private nor authenticated, which is why it is
+//! meant only for servers on the local network.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{timeout_at, Instant};
+use tracing::debug;
+
+use super::{Transport, UpstreamError};
+use crate::handler::BoxFuture;
+use crate::wire::{Header, Name, Reader, HEADER_LEN};
+
+/// Largest UDP datagram we read (the largest a DNS message can be).
+const MAX_UDP_RESPONSE: usize = 65_535;
+/// Most idle TCP connections kept per upstream.
+pub const MAX_IDLE_TCP: usize = 4;
+/// How long an idle TCP connection is kept for reuse. Servers close idle connections after a few
+/// seconds (RFC 7766 section 6.2.3), so keeping them longer only collects dead ones.
+pub const TCP_IDLE_KEEP: Duration = Duration::from_secs(5);
+
+/// Options of the plain transports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlainOptions {
+    /// The whole exchange (UDP wait plus any TCP retry) must finish within this.
+    pub timeout: Duration,
+}
+
+impl PlainOptions {
+    /// The default timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+impl Default for PlainOptions {
+    fn default() -> Self {
+        PlainOptions {
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// DNS over UDP to one server, retrying over TCP when the answer is truncated.
+pub struct UdpTransport {
+    server: SocketAddr,
+    url: String,
+    opts: PlainOptions,
+    tcp: TcpTransport,
+}
+
+impl UdpTransport {
+    /// A transport to `server`.
+    pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
+        UdpTransport {
+            server,
+            url: format!("udp://{server}"),
+            tcp: TcpTransport::new(server, opts.clone()),
+            opts,
+        }
+    }
+
+    async fn exchange_udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let answer = match timeout_at(deadline, self.udp_once(query)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(UpstreamError::Timeout(self.opts.timeout)),
+        };
+        let truncated = Header::parse(&answer).is_ok_and(|h| h.truncated);
+        if !truncated {
+            return Ok(answer);
+        }
+        debug!(upstream = %self.url, "truncated answer, retrying over TCP");
+        self.tcp.exchange_until(query, deadline).await
+    }
+
+    /// Sends the query and waits (without a deadline of its own) for a datagram that answers it.
+    async fn udp_once(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+        let local: SocketAddr = if self.server.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let io = |e: std::io::Error| UpstreamError::Io(e.to_string());
+        let sock = UdpSocket::bind(local).await.map_err(io)?;
+        sock.connect(self.server)
+            .await
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        sock.send(query).await.map_err(io)?;
+        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
+        loop {
+            // A connected socket only receives the server's datagrams; ICMP errors (port
+            // unreachable) surface here as a receive error, which fails fast.
+            let n = sock.recv(&mut buf).await.map_err(io)?;
+            let datagram = &buf[..n];
+            if answers_query(query, datagram) {
+                return Ok(datagram.to_vec());
+            }
+            debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
+        }
+    }
+}
+
+impl Transport for UdpTransport {
+    fn exchange<'a>(&'a self, query: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        Box::pin(self.exchange_udp(query))
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops the idle connections of the TCP fallback (UDP keeps no state).
+    fn reset(&self) {
+        self.tcp.reset();
+    }
+}
+
+/// An idle TCP connection and when it went idle.
+struct IdleConn {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// DNS over TCP to one server.
+pub struct TcpTransport {
+    server: SocketAddr,
+    url: String,
+    opts: PlainOptions,
+    /// Idle connections for reuse. A std Mutex: it is only held to push or pop, never across an
+    /// `.await`.
+    idle: Mutex<Vec<IdleConn>>,
+}
+
+impl TcpTransport {
+    /// A transport to `server`.
+    pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
+        TcpTransport {
+            server,
+            url: format!("tcp://{server}"),
+            opts,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// One exchange that must finish by `deadline`.
+    async fn exchange_until(
+        &self,
+        query: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let query_len = u16::try_from(query.len())
+            .map_err(|_| UpstreamError::Io("query longer than 65535 octets".into()))?;
+        let mut frame = Vec::with_capacity(2 + query.len());
+        frame.extend_from_slice(&query_len.to_be_bytes());
+        frame.extend_from_slice(query);
+        let work = async {
+            if let Some(mut stream) = self.take_idle() {
+                match exchange_on(&mut stream, &frame, query).await {
+                    Ok(answer) => {
+                        self.put_idle(stream);
+                        return Ok(answer);
+                    }
+                    // The server may have closed the idle connection: try once more, fresh.
+                    Err(e) => debug!(upstream = %self.url, error = %e, "reused connection failed"),
+                }
+            }
+            let mut stream = TcpStream::connect(self.server)
+                .await
+                .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let answer = exchange_on(&mut stream, &frame, query).await?;
+            self.put_idle(stream);
+            Ok(answer)
+        };
+        match timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
+        }
+    }
+
+    /// Closes every idle connection (after a network change they are most likely dead).
+    pub fn reset(&self) {
+        // Lock held only to take the list; the streams are closed after it is released.
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(idle);
+    }
+
+    /// Idle connections kept right now.
+    pub fn idle_connections(&self) -> usize {
+        // Lock held only to read the length.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn take_idle(&self) -> Option<TcpStream> {
+        // Lock held only for the pop; no `.await` inside.
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        idle.retain(|c| now.duration_since(c.since) < TCP_IDLE_KEEP);
+        idle.pop().map(|c| c.stream)
+    }
+
+    fn put_idle(&self, stream: TcpStream) {
+        // Lock held only for the push; no `.await` inside.
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_TCP {
+            idle.push(IdleConn {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn exchange<'a>(&'a self, query: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, UpstreamError>> {
+        Box::pin(self.exchange_until(query, Instant::now() + self.opts.timeout))
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes every idle connection; connections busy with a query finish it and are then kept.
+    fn reset(&self) {
+        TcpTransport::reset(self);
+    }
+}
+
+/// Writes one framed query and reads one framed answer, which must answer `query`.
+async fn exchange_on(
+    stream: &mut TcpStream,
+    frame: &[u8],
+    query: &[u8],
+) -> Result<Vec<u8>, UpstreamError> {
+    let io = |e: std::io::Error| UpstreamError::Io(e.to_string());
+    stream.write_all(frame).await.map_err(io)?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.map_err(io)?;
+    let len = u16::from_be_bytes(len) as usize;
+    if len < HEADER_LEN {
+        return Err(UpstreamError::BadAnswer(format!(
+            "TCP answer of {len} octets"
+        )));
+    }
+    let mut answer = vec![0u8; len];
+    stream.read_exact(&mut answer).await.map_err(io)?;
+    // Over TCP a mismatch is not a spoofing attempt but a confused server: fail, and since the
+    // connection is then dropped, no later query can read this stream out of step.
+    if !answers_query(query, &answer) {
+        return Err(UpstreamError::BadAnswer(
+            "TCP answer does not match the query (ID or question)".into(),
+        ));
+    }
+    Ok(answer)
+}
+
+/// True when `answer` is a response (QR=1) with the ID and question section of `query` (names
+/// compared case-insensitively, RFC 4343). Malformed input is simply `false`.
+pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
+    let (Ok(qh), Ok(ah)) = (Header::parse(query), Header::parse(answer)) else {
+        return false;
+    };
+    if !ah.response || ah.id != qh.id || ah.qdcount != qh.qdcount || ah.opcode != qh.opcode {
+        return false;
+    }
+    let mut qr = Reader::new(query);
+    let mut ar = Reader::new(answer);
+    if qr.take(HEADER_LEN).is_err() || ar.take(HEADER_LEN).is_err() {
+        return false;
+    }
+    for _ in 0..qh.qdcount {
+        let same = (|| {
+            let qn = Name::read(&mut qr).ok()?;
+            let an = Name::read(&mut ar).ok()?;
+            let qtc = qr.array::<4>().ok()?;
+            let atc = ar.array::<4>().ok()?;
+            Some(qn.eq_ignore_case(&an) && qtc == atc)
+        })();
+        if same != Some(true) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::wire::{Message, RType};
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut m = Message::query(name.parse().unwrap(), RType::A);
+        m.header.id = id;
+        m.encode().unwrap()
+    }
+
+    fn answer_to(q: &[u8]) -> Message {
+        let mut m = Message::response_to(&Message::parse(q).unwrap());
+        m.header.recursion_available = false;
+        m
+    }
+
+    #[test]
+    fn matches_id_question_and_qr() {
+        let q = query(0x1234, "www.example.com");
+        let a = answer_to(&q);
+        assert!(answers_query(&q, &a.encode().unwrap()));
+
+        let mut upper = a.clone();
+        upper.questions[0].name = "WWW.EXAMPLE.COM".parse().unwrap();
+        assert!(answers_query(&q, &upper.encode().unwrap()));
+
+        let mut wrong_id = a.clone();
+        wrong_id.header.id = 0x1235;
+        assert!(!answers_query(&q, &wrong_id.encode().unwrap()));
+
+        let mut wrong_name = a.clone();
+        wrong_name.questions[0].name = "www.example.net".parse().unwrap();
+        assert!(!answers_query(&q, &wrong_name.encode().unwrap()));
+
+        let mut wrong_type = a.clone();
+        wrong_type.questions[0].qtype = RType::AAAA;
+        assert!(!answers_query(&q, &wrong_type.encode().unwrap()));
+
+        let mut no_question = a.clone();
+        no_question.questions.clear();
+        assert!(!answers_query(&q, &no_question.encode().unwrap()));
+
+        let full = a.encode().unwrap();
+        assert!(!answers_query(&q, &full[..full.len() - 3]));
+
+        let mut not_response = a;
+        not_response.header.response = false;
+        assert!(!answers_query(&q, &not_response.encode().unwrap()));
+
+        // The query itself reflected back is not an answer; garbage is not either.
+        assert!(!answers_query(&q, &q));
+        assert!(!answers_query(&q, &[0x12, 0x34, 0x80]));
+    }
+
+    #[test]
+    fn default_timeout_is_two_seconds() {
+        assert_eq!(PlainOptions::default().timeout, Duration::from_secs(2));
+    }
+}

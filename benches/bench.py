@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Cached-answer benchmark: dnsveil against unbound, same run, same threads, same pinning.
+
+Both servers forward to one local nsd (loopback only). For each server and each transport (UDP,
+TCP) it measures, with dnsperf:
+  - throughput (queries per second) over a warm cache,
+  - latency p50/p99 at a fixed offered rate (dnsperf -v per-query latencies),
+  - CPU time per answered query: the server's user+system CPU seconds (from /proc) divided by the
+    answers it gave, which stays meaningful when dnsperf itself is the bottleneck.
+Then it restarts both servers, fills each with 100,000 distinct names and reports resident memory.
+Results go to BENCHMARKS.md (a table plus the ratios dnsveil/unbound).
+
+Usage: python3 benches/bench.py [--threads 1] [--seconds 10] [--out BENCHMARKS.md]
+Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
+"""
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    while True:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            pass
+        finally:
+            u.close()
+            t.close()
+
+
+def need(tool):
+    if shutil.which(tool) is None and not os.path.exists("/usr/sbin/" + tool):
+        sys.exit(f"missing tool {tool}: apt-get install it (see README)")
+
+
+def wait_answer(port, name="www.bench.test", timeout=15.0):
+    """Ready when the server answers a query (a readiness signal, not a guess)."""
+    q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+         + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00\x00\x01\x00\x01")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+        try:
+            s.sendto(q, ("127.0.0.1", port))
+            s.recvfrom(4096)
+            return
+        except OSError:
+            pass
+        finally:
+            s.close()
+    raise RuntimeError(f"server on port {port} never answered")
+
+
+def cpu_seconds(pid):
+    """user+system CPU of a process and all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=False, clients=4, outstanding=100):
+    cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", datafile,
+           "-m", mode, "-c", str(clients), "-q", str(outstanding), "-t", "2"]
+    if seconds:
+        cmd += ["-l", str(seconds)]
+    if runs:
+        cmd += ["-n", str(runs)]
+    if qps:
+        cmd += ["-Q", str(qps)]
+    if verbose:
+        cmd += ["-v"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    res = {"latencies": []}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries completed:"):
+            res["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            res["lost"] = int(line.split()[2])
+        elif line.startswith("Queries per second:"):
+            res["qps"] = float(line.split()[3])
+        elif verbose and line.startswith("> "):
+            res["latencies"].append(float(line.split()[-1]))
+    return res
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+class Nsd:
+    def __init__(self, d):
+        self.port = free_port()
+        zone = os.path.join(d, "bench.test.zone")
+        with open(zone, "w") as f:
+            f.write("$ORIGIN bench.test.\n$TTL 86400\n@ SOA ns1 hostmaster 1 3600 900 604800 3600\n@ NS ns1\n"
+                    "ns1 A 127.0.0.1\nwww A 192.0.2.1\n* A 192.0.2.2\n* AAAA 2001:db8::2\n")
+        conf = os.path.join(d, "nsd.conf")
+        with open(conf, "w") as f:
+            f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
+                    f" zonesdir: \"{d}\"\n database: \"\"\n pidfile: \"{d}/nsd.pid\"\n xfrdfile: \"{d}/xfrd\"\n"
+                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n"
+                    "remote-control:\n control-enable: no\nzone:\n name: bench.test\n zonefile: bench.test.zone\n")
+        self.p = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_answer(self.port)
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+
+
+class Server:
+    def __init__(self, kind, d, upstream_port, threads):
+        self.kind = kind
+        self.port = free_port()
+        if kind == "dnsveil":
+            binary = os.path.join(ROOT, "target", "release", "dnsveil")
+            cmd = [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--upstream",
+                   f"udp://127.0.0.1:{upstream_port}", "--threads", str(threads), "--cache-size", "300000",
+                   "--hosts", "/dev/null"]
+        else:
+            conf = os.path.join(d, f"unbound-{self.port}.conf")
+            with open(conf, "w") as f:
+                f.write(f"""server:
+  interface: 127.0.0.1@{self.port}
+  num-threads: {threads}
+  so-reuseport: yes
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  chroot: ""
+  username: ""
+  directory: "{d}"
+  pidfile: "{d}/unbound-{self.port}.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  module-config: "iterator"
+  msg-cache-size: 256m
+  rrset-cache-size: 256m
+  incoming-num-tcp: 1000
+  tcp-idle-timeout: 10000
+  minimal-responses: yes
+  qname-minimisation: no
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@{upstream_port}
+""")
+            cmd = ["unbound", "-d", "-c", conf]
+        self.p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_answer(self.port)
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+
+
+def measure(server, names_file, mode, seconds):
+    dnsperf(server.port, names_file, mode, runs=1)  # warm the cache
+    c0 = cpu_seconds(server.p.pid)
+    r = dnsperf(server.port, names_file, mode, seconds=seconds)
+    c1 = cpu_seconds(server.p.pid)
+    lat = dnsperf(server.port, names_file, mode, seconds=max(3, seconds // 2), qps=20000, verbose=True)
+    return {
+        "qps": r.get("qps", 0.0),
+        "completed": r.get("completed", 0),
+        "cpu_us": (c1 - c0) / max(1, r.get("completed", 1)) * 1e6,
+        "p50_us": pct(lat["latencies"], 0.50) * 1e6,
+        "p99_us": pct(lat["latencies"], 0.99) * 1e6,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    for t in ["nsd", "unbound", "dnsperf", "taskset"]:
+        need(t)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+
+    d = tempfile.mkdtemp(prefix="dnsveil-bench-")
+    hot = os.path.join(d, "hot.txt")
+    with open(hot, "w") as f:
+        for i in range(1000):
+            f.write(f"h{i}.bench.test A\n")
+    distinct = os.path.join(d, "distinct.txt")
+    with open(distinct, "w") as f:
+        for i in range(100_000):
+            f.write(f"n{i}.bench.test A\n")
+
+    nsd = Nsd(d)
+    results = {}
+    try:
+        for kind in ["unbound", "dnsveil"]:
+            s = Server(kind, d, nsd.port, args.threads)
+            try:
+                for mode in ["udp", "tcp"]:
+                    results[(kind, mode)] = measure(s, hot, mode, args.seconds)
+                    print(kind, mode, results[(kind, mode)], flush=True)
+            finally:
+                s.stop()
+        mem = {}
+        for kind in ["unbound", "dnsveil"]:
+            s = Server(kind, d, nsd.port, args.threads)
+            try:
+                before = rss_kib(s.p.pid)
+                r = dnsperf(s.port, distinct, "udp", runs=1, clients=4, outstanding=200)
+                mem[kind] = (before, rss_kib(s.p.pid), r.get("completed", 0))
+                print(kind, "memory", mem[kind], flush=True)
+            finally:
+                s.stop()
+    finally:
+        nsd.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+    def ratio(mode, key):
+        u, v = results[("unbound", mode)][key], results[("dnsveil", mode)][key]
+        return v / u if u else float("nan")
+
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
+        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at 20,000 q/s offered.",
+        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads}`.",
+        "",
+        "| server | transport | queries/s | CPU µs/answer | p50 µs | p99 µs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (kind, mode), r in sorted(results.items(), key=lambda x: (x[0][1], x[0][0])):
+        lines.append(f"| {kind} | {mode} | {r['qps']:.0f} | {r['cpu_us']:.2f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |")
+    lines += ["", "Ratios dnsveil / unbound (goal in brackets):", ""]
+    for mode in ["udp", "tcp"]:
+        lines.append(f"- {mode.upper()}: CPU per answer {ratio(mode, 'cpu_us'):.2f}x (≤ 0.75), "
+                     f"queries/s {ratio(mode, 'qps'):.2f}x ({'≥ 1.2' if mode == 'tcp' else '≥ 1.0'}), "
+                     f"p99 {ratio(mode, 'p99_us'):.2f}x (≤ 1.0)")
+    lines += ["", "Resident memory after caching 100,000 distinct names (A records via a wildcard zone):", "",
+              "| server | RSS before (MiB) | RSS after (MiB) | answered |", "|---|---:|---:|---:|"]
+    for kind, (b, a, n) in mem.items():
+        lines.append(f"| {kind} | {b / 1024:.1f} | {a / 1024:.1f} | {n} |")
+    if mem["unbound"][1]:
+        lines += ["", f"- Memory ratio dnsveil / unbound: {mem['dnsveil'][1] / mem['unbound'][1]:.2f}x (≤ 0.5)"]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def unbound_version():
+    out = subprocess.run(["unbound", "-V"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith("Version"):
+            return line.split()[1]
+    return "?"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+//! The composition root: turns a validated [`Config`] into handlers, a chain and listeners, and runs
+//! them until shutdown. Only `main` calls it; nothing imports it.
+//!
+//! ```text
+//!   Config --> Cache --> Hosts --> Forwarder(rules, default pool) ==> Chain --> Server
+//!                                      each pool: strategy + UpstreamSpec -> build_transport
+//!   netwatch: resets every pool's connections on resume or address change
+//! ```
+//!
+//! Everything that can fail because of the configuration (local records that do not parse, an
+//! upstream that cannot be built, a hosts file that cannot be read) fails here, before any socket is
+//! bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cache::{self, Cache};
+use crate::config::{self, Config, UpstreamServer};
+use crate::forward::Forwarder;
+use crate::handler::{Chain, Handler};
+use crate::hosts::{self, Hosts};
+use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::upstream::{self, netwatch, PoolConfig, Upstream, UpstreamGroup, UpstreamSpec};
+use crate::wire::zone::parse_record_line;
+
+/// How often the hosts file is checked for changes (SIGHUP reloads at once).
+const HOSTS_POLL: Duration = Duration::from_secs(2);
+/// Default TTL for local records written without one.
+const LOCAL_RECORD_TTL: u32 = 3600;
+
+/// Runs dnsveil with `config` until `shutdown` is cancelled. Each message on `reload` asks for a
+/// reload (SIGHUP).
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    mut reload: mpsc::Receiver<()>,
+) -> Result<()> {
+    let cache = (config.cache.size > 0).then(|| Arc::new(Cache::new(cache_config(&config.cache))));
+    let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
+    let forwarder = Arc::new(build_forwarder(&config)?);
+    let groups = forwarder.groups();
+
+    let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+    if let Some(c) = &cache {
+        handlers.push(c.clone());
+    }
+    handlers.push(hosts.clone());
+    handlers.push(forwarder);
+    let chain = Arc::new(Chain::new(handlers));
+    info!(chain = ?chain.names(), "handler chain assembled");
+
+    let server = Server::bind(server_config(&config), chain).await?;
+    let watcher = config
+        .hosts
+        .file
+        .is_some()
+        .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
+
+    // Pooled upstream connections are dropped when the machine resumes or its addresses change.
+    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+
+    let serving = tokio::spawn(server.run(shutdown.clone()));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = reload.recv() => match hosts.reload() {
+                Ok(()) => info!("hosts reloaded"),
+                Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
+            },
+        }
+    }
+    serving.await.context("server task")?;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    let _ = net_watcher.await;
+    if let Some(c) = &cache {
+        info!(stats = %c.stats(), "cache statistics");
+    }
+    info!("shut down");
+    Ok(())
+}
+
+fn cache_config(c: &config::CacheConfig) -> cache::CacheConfig {
+    cache::CacheConfig {
+        capacity: c.size,
+        min_ttl: c.min_ttl,
+        max_ttl: c.max_ttl,
+        negative_max_ttl: c.negative_max_ttl,
+        servfail_ttl: c.servfail_ttl,
+        ..cache::CacheConfig::default()
+    }
+}
+
+fn hosts_config(h: &config::HostsConfig) -> Result<hosts::HostsConfig> {
+    let records = h
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            parse_record_line(line, LOCAL_RECORD_TTL).with_context(|| {
+                format!("config error: hosts.records[{i}]: {line:?} is not a valid record")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(hosts::HostsConfig {
+        file: h.file.clone(),
+        records,
+        ttl: h.ttl,
+    })
+}
+
+fn server_config(c: &Config) -> ServerConfig {
+    let s = &c.server;
+    ServerConfig {
+        listen: s.listen.clone(),
+        acl: Acl::new(s.allow.clone()),
+        tcp_idle_timeout: s.tcp_idle_timeout,
+        max_tcp_connections: s.max_tcp_connections,
+        max_tcp_pipeline: s.max_tcp_pipeline,
+        max_udp_inflight: s.max_udp_inflight,
+        udp_sockets_per_addr: worker_threads(s.threads),
+        max_udp_payload: s.max_udp_payload,
+        log_queries: c.log.queries,
+    }
+}
+
+/// The worker thread count `main` gives the runtime for a `threads` setting (0 = all cores).
+fn worker_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
+
+/// A pool of `servers`, with the configured strategy and time budget.
+fn build_group(servers: &[UpstreamServer], config: &Config) -> Result<Arc<UpstreamGroup>> {
+    let upstreams = servers
+        .iter()
+        .map(|s| {
+            let transport = upstream::build_transport(&upstream_spec(s, config.upstream.timeout))
+                .with_context(|| format!("upstream {}", s.url))?;
+            Ok(Upstream::new(
+                transport,
+                config.upstream.timeout + Duration::from_millis(500),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pool = PoolConfig {
+        strategy: strategy(config.upstream.strategy),
+        timeout: config.upstream.timeout,
+        ..PoolConfig::default()
+    };
+    let group = UpstreamGroup::with_config(upstreams, pool)?;
+    info!(
+        strategy = config.upstream.strategy.as_str(),
+        timeout = ?config.upstream.timeout,
+        upstreams = ?group.urls(),
+        "upstream pool"
+    );
+    Ok(Arc::new(group))
+}
+
+fn strategy(s: config::Strategy) -> upstream::Strategy {
+    match s {
+        config::Strategy::Fastest => upstream::Strategy::Fastest,
+        config::Strategy::Ordered => upstream::Strategy::Ordered,
+        config::Strategy::Parallel => upstream::Strategy::Parallel,
+    }
+}
+
+/// The transport-level view of a configured upstream.
+fn upstream_spec(s: &UpstreamServer, timeout: Duration) -> UpstreamSpec {
+    UpstreamSpec {
+        url: s.url.clone(),
+        bootstrap: s.connect_addrs(),
+        ca_file: s.ca_file.clone(),
+        pins: s.pins.iter().map(|p| *p.as_bytes()).collect(),
+        doh_get: s.doh_method == config::DohMethod::Get,
+        timeout,
+    }
+}
+
+fn build_forwarder(config: &Config) -> Result<Forwarder> {
+    let mut rules = Vec::new();
+    for rule in &config.forward {
+        let group = build_group(&rule.upstreams, config)?;
+        for domain in &rule.domains {
+            rules.push((domain.clone(), group.clone()));
+        }
+    }
+    let default = if config.upstream.servers.is_empty() {
+        None
+    } else {
+        Some(build_group(&config.upstream.servers, config)?)
+    };
+    Ok(Forwarder::new(rules, default))
+}

@@ -1,0 +1,241 @@
+//! One cached answer, stored as a single heap allocation, and how a hit is written from it.
+//!
+//! ```text
+//!   0..8    inserted, milliseconds since the cache's epoch (u64 LE)
+//!   8..12   lifetime in seconds: the smallest stored TTL (u32 LE)
+//!   12      flags: bit 0 = referenced since the CLOCK hand last passed
+//!   13..15  key length K (u16 LE)
+//!   15..17  number of TTL fields N (u16 LE)
+//!   17..19  length O of the EDNS option octets (u16 LE)
+//!   19..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
+//! ```
+//!
+//! The stored response is the encoded answer without its question and OPT record: the header,
+//! then everything after the question ("tail"). A hit rebuilds the question from the client's own
+//! name octets, which have the same length as the stored (lower-cased) name, so every compression
+//! pointer and every TTL offset in the tail stays valid and the client sees its own spelling
+//! (0x20 mixed case). TTL offsets are counted from the start of the full response.
+//!
+//! Keeping key, offsets and answer in one allocation is what keeps a million entries small (see
+//! the cache's module docs for the measured bytes per entry).
+
+use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::{RType, HEADER_LEN};
+
+use super::key::{self, Key};
+
+const OFF_INSERTED: usize = 0;
+const OFF_LIFETIME: usize = 8;
+const OFF_FLAGS: usize = 12;
+const OFF_KEY_LEN: usize = 13;
+const OFF_TTL_COUNT: usize = 15;
+const OFF_OPT_LEN: usize = 17;
+const FIXED_LEN: usize = 19;
+
+const FLAG_REFERENCED: u8 = 0x01;
+
+/// Length of the OPT record we append, without options: root, TYPE, CLASS, TTL, RDLENGTH.
+const OPT_FIXED_LEN: usize = 11;
+
+/// What goes into a new entry.
+pub(crate) struct Parts<'a> {
+    pub key: &'a Key,
+    pub inserted_ms: u64,
+    pub lifetime: u32,
+    /// The normalised header (ID 0, counts of what the tail holds).
+    pub header: [u8; HEADER_LEN],
+    /// Everything after the question, OPT record removed.
+    pub tail: &'a [u8],
+    /// Each TTL field as (offset in the full response, value to store).
+    pub ttls: &'a [(u16, u32)],
+    /// EDNS option octets (code, length, data) to send to EDNS clients: an Extended DNS Error.
+    pub options: &'a [u8],
+}
+
+/// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths fit
+/// their fields (a response is at most 65535 octets).
+pub(crate) fn build(p: &Parts<'_>) -> Box<[u8]> {
+    let key = p.key.as_bytes();
+    let len =
+        FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&p.inserted_ms.to_le_bytes());
+    b.extend_from_slice(&p.lifetime.to_le_bytes());
+    b.push(0);
+    b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
+    b.extend_from_slice(&(p.options.len() as u16).to_le_bytes());
+    b.extend_from_slice(key);
+    for (off, _) in p.ttls {
+        b.extend_from_slice(&off.to_le_bytes());
+    }
+    b.extend_from_slice(p.options);
+    b.extend_from_slice(&p.header);
+    let tail_at = b.len();
+    b.extend_from_slice(p.tail);
+    let tail_base = question_end(key.len());
+    for &(off, ttl) in p.ttls {
+        let at = tail_at + off as usize - tail_base;
+        b[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+    }
+    debug_assert_eq!(b.len(), len);
+    b.into_boxed_slice()
+}
+
+/// Offset just past the question in the full response for a key of this length.
+fn question_end(key_len: usize) -> usize {
+    // The question is the name (key minus 5 octets), QTYPE and QCLASS.
+    HEADER_LEN + key_len - 1
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+/// The stored key.
+pub(crate) fn key(b: &[u8]) -> &[u8] {
+    &b[FIXED_LEN..FIXED_LEN + u16_at(b, OFF_KEY_LEN)]
+}
+
+/// True when the entry has lived its lifetime at `now_ms`.
+pub(crate) fn is_expired(b: &[u8], now_ms: u64) -> bool {
+    elapsed_ms(b, now_ms) >= u64::from(lifetime(b)) * 1000
+}
+
+fn inserted_ms(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[OFF_INSERTED..OFF_INSERTED + 8]);
+    u64::from_le_bytes(v)
+}
+
+fn elapsed_ms(b: &[u8], now_ms: u64) -> u64 {
+    now_ms.saturating_sub(inserted_ms(b))
+}
+
+/// The entry's lifetime in seconds.
+pub(crate) fn lifetime(b: &[u8]) -> u32 {
+    u32::from_le_bytes([
+        b[OFF_LIFETIME],
+        b[OFF_LIFETIME + 1],
+        b[OFF_LIFETIME + 2],
+        b[OFF_LIFETIME + 3],
+    ])
+}
+
+/// Notes a hit for the CLOCK hand.
+pub(crate) fn mark_referenced(b: &mut [u8]) {
+    b[OFF_FLAGS] |= FLAG_REFERENCED;
+}
+
+/// Clears the referenced bit; returns whether it was set (the entry's second chance).
+pub(crate) fn take_referenced(b: &mut [u8]) -> bool {
+    let was = b[OFF_FLAGS] & FLAG_REFERENCED != 0;
+    b[OFF_FLAGS] &= !FLAG_REFERENCED;
+    was
+}
+
+/// The client-specific parts of a response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Client<'a> {
+    pub id: u16,
+    /// The question name exactly as the client sent it (uncompressed wire form).
+    pub qname: &'a [u8],
+    pub recursion_desired: bool,
+    /// True when the query had AD or DO set: only then may the response carry AD (RFC 6840
+    /// section 5.8).
+    pub wants_ad: bool,
+    /// `Some(DO)` when the client sent EDNS: the response then gets our OPT record.
+    pub edns: Option<bool>,
+}
+
+/// Writes the response for `client` into `out` at `now_ms`: ID, question spelling, RD and TTLs
+/// (stored TTL minus whole seconds elapsed) patched, OPT appended for EDNS clients. If it would
+/// exceed `max_len`, writes header, question and OPT with TC=1 instead (RFC 2181 section 9). Returns
+/// false (with `out` unchanged) if even that does not fit or the client's name does not match.
+pub(crate) fn render(
+    b: &[u8],
+    client: &Client<'_>,
+    now_ms: u64,
+    max_len: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let key_len = u16_at(b, OFF_KEY_LEN);
+    let ttl_count = u16_at(b, OFF_TTL_COUNT);
+    let opt_len = u16_at(b, OFF_OPT_LEN);
+    let key = &b[FIXED_LEN..FIXED_LEN + key_len];
+    let offsets_at = FIXED_LEN + key_len;
+    let options_at = offsets_at + 2 * ttl_count;
+    let header_at = options_at + opt_len;
+    let tail_at = header_at + HEADER_LEN;
+    let options = &b[options_at..header_at];
+    let header = &b[header_at..tail_at];
+    let tail = &b[tail_at..];
+
+    let qname = key::qname_of(key);
+    if client.qname.len() != qname.len() {
+        return false;
+    }
+    let question_len = qname.len() + 4;
+    let opt_total = if client.edns.is_some() {
+        OPT_FIXED_LEN + options.len()
+    } else {
+        0
+    };
+    let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
+    let truncated = full_len > max_len;
+    if truncated && HEADER_LEN + question_len + opt_total > max_len {
+        return false;
+    }
+
+    let base = out.len();
+    out.reserve(if truncated {
+        HEADER_LEN + question_len + opt_total
+    } else {
+        full_len
+    });
+    // Header: our ID, QR=1, opcode QUERY, AA=0, TC as decided, RD echoed; RA, Z, AD, CD, RCODE from
+    // the stored flags with AD only for clients that asked for it.
+    out.extend_from_slice(&client.id.to_be_bytes());
+    let mut f0 = 0x80;
+    if truncated {
+        f0 |= 0x02;
+    }
+    if client.recursion_desired {
+        f0 |= 0x01;
+    }
+    let mut f1 = header[3];
+    if !client.wants_ad {
+        f1 &= !0x20;
+    }
+    out.push(f0);
+    out.push(f1);
+    let extra = u16::from(client.edns.is_some());
+    if truncated {
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 0]);
+        out.extend_from_slice(&extra.to_be_bytes());
+    } else {
+        out.extend_from_slice(&header[4..10]);
+        let arcount = u16::from_be_bytes([header[10], header[11]]).saturating_add(extra);
+        out.extend_from_slice(&arcount.to_be_bytes());
+    }
+    out.extend_from_slice(client.qname);
+    out.extend_from_slice(key::type_and_class_of(key));
+    if !truncated {
+        out.extend_from_slice(tail);
+        let elapsed = (elapsed_ms(b, now_ms) / 1000).min(u64::from(u32::MAX)) as u32;
+        for i in 0..ttl_count {
+            let at = base + u16_at(b, offsets_at + 2 * i);
+            let stored = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+            out[at..at + 4].copy_from_slice(&stored.saturating_sub(elapsed).to_be_bytes());
+        }
+    }
+    if let Some(dnssec_ok) = client.edns {
+        out.push(0);
+        out.extend_from_slice(&RType::OPT.0.to_be_bytes());
+        out.extend_from_slice(&DEFAULT_PAYLOAD.to_be_bytes());
+        out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+        out.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        out.extend_from_slice(options);
+    }
+    true
+}

@@ -1,0 +1,282 @@
+//! One shard of the cache: a slab of entries, an index from key hash to slot, a CLOCK hand, the
+//! misses in flight and the shard's counters. Everything here runs under the shard's mutex, so it
+//! is plain single-threaded code.
+//!
+//! The index maps the full 64-bit keyed hash (SipHash with a per-process random key, so peers cannot
+//! aim collisions) to a slot number; the slot's entry holds the key, which every lookup compares.
+//! Two keys with the same 64-bit hash share a slot: the later insert replaces the earlier one, which
+//! is only a lost cache entry. Eviction is CLOCK (second chance): the hand sweeps the slab, takes an
+//! expired entry at once, gives a referenced one a second chance (clearing its bit), and evicts the
+//! first unreferenced one. New entries start unreferenced, so a flood of names asked once goes
+//! first.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use tokio::sync::watch;
+
+use crate::handler::HandlerResult;
+
+use super::entry;
+
+/// The keyed hash of a cache key (used for the shard choice and the index).
+pub(crate) fn hash_key(state: &RandomState, key: &[u8]) -> u64 {
+    state.hash_one(key)
+}
+
+/// A hasher for keys that already are a keyed hash.
+#[derive(Default)]
+pub(crate) struct HashIsKey(u64);
+
+impl Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Per-shard counters, summed by `Cache::stats`. They live under the shard's lock, which every
+/// counted event already holds, so counting costs no atomic operation and no shared cache line.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub evictions: u64,
+    pub inserts: u64,
+}
+
+/// The waiters of one miss in flight: the leader publishes its result here.
+pub(crate) type Flight = watch::Sender<Option<HandlerResult>>;
+
+/// One shard.
+pub(crate) struct Shard {
+    index: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
+    slots: Vec<Option<Box<[u8]>>>,
+    free: Vec<u32>,
+    hand: usize,
+    len: usize,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    /// Misses being resolved, by key: present exactly while a leader works on that key.
+    pub inflight: HashMap<Box<[u8]>, Flight>,
+    pub counters: Counters,
+}
+
+impl Shard {
+    /// A shard for at most `max_entries` entries of at most `max_bytes` octets in all.
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Shard {
+        Shard {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
+            len: 0,
+            bytes: 0,
+            max_entries,
+            max_bytes,
+            inflight: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The live entry for `key`, marked as referenced. An expired entry is removed and missed.
+    pub(crate) fn get(&mut self, hash: u64, key: &[u8], now_ms: u64) -> Option<&[u8]> {
+        let idx = *self.index.get(&hash)? as usize;
+        let blob = self.slots.get(idx)?.as_deref()?;
+        if entry::key(blob) != key {
+            return None;
+        }
+        if entry::is_expired(blob, now_ms) {
+            self.remove(idx, hash);
+            return None;
+        }
+        let blob = self.slots[idx].as_deref_mut()?;
+        entry::mark_referenced(blob);
+        Some(blob)
+    }
+
+    /// Stores an entry under `hash`, replacing what was there and evicting as needed. Returns false
+    /// if the shard cannot hold it (capacity 0, or larger than the whole byte budget).
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        blob: Box<[u8]>,
+        now_ms: u64,
+        hasher: &RandomState,
+    ) -> bool {
+        if self.max_entries == 0 || blob.len() > self.max_bytes {
+            return false;
+        }
+        if let Some(&idx) = self.index.get(&hash) {
+            self.remove(idx as usize, hash);
+        }
+        while self.len >= self.max_entries || self.bytes + blob.len() > self.max_bytes {
+            if !self.evict_one(now_ms, hasher) {
+                return false;
+            }
+        }
+        let idx = match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        self.bytes += blob.len();
+        self.len += 1;
+        self.slots[idx] = Some(blob);
+        self.index.insert(hash, idx as u32);
+        self.counters.inserts += 1;
+        true
+    }
+
+    /// Moves the CLOCK hand until one entry is gone. Two sweeps always suffice: the first clears
+    /// every referenced bit it passes.
+    fn evict_one(&mut self, now_ms: u64, hasher: &RandomState) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        for _ in 0..=2 * self.slots.len() {
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+            let idx = self.hand;
+            self.hand += 1;
+            let Some(blob) = self.slots[idx].as_deref_mut() else {
+                continue;
+            };
+            let expired = entry::is_expired(blob, now_ms);
+            if !expired && entry::take_referenced(blob) {
+                continue;
+            }
+            let hash = hash_key(hasher, entry::key(blob));
+            self.remove(idx, hash);
+            if !expired {
+                self.counters.evictions += 1;
+            }
+            return true;
+        }
+        false
+    }
+
+    fn remove(&mut self, idx: usize, hash: u64) {
+        if let Some(old) = self.slots[idx].take() {
+            self.bytes -= old.len();
+            self.len -= 1;
+            self.free.push(idx as u32);
+            if self.index.get(&hash) == Some(&(idx as u32)) {
+                self.index.remove(&hash);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::{build, Parts};
+    use crate::cache::key::Key;
+    use crate::wire::{Class, Name, RType};
+
+    fn blob(name: &str, lifetime: u32, inserted_ms: u64) -> (Key, Box<[u8]>) {
+        let n: Name = name.parse().unwrap();
+        let key = Key::new(n.as_wire(), RType::A, Class::IN, false, false).unwrap();
+        let b = build(&Parts {
+            key: &key,
+            inserted_ms,
+            lifetime,
+            header: [0; 12],
+            tail: &[],
+            ttls: &[],
+            options: &[],
+        });
+        (key, b)
+    }
+
+    #[test]
+    fn clock_gives_referenced_entries_a_second_chance() {
+        let state = RandomState::new();
+        let mut s = Shard::new(3, usize::MAX);
+        let keys: Vec<Key> = ["a.", "b.", "c.", "d.", "e."]
+            .iter()
+            .map(|n| {
+                let (k, b) = blob(n, 100, 0);
+                assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
+                k
+            })
+            .collect();
+        // Only three fit; "a" and "b" were evicted for "d" and "e" (neither had been referenced).
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.counters.evictions, 2);
+        let (c, _) = blob("c.", 100, 0);
+        let hc = hash_key(&state, c.as_bytes());
+        assert!(s.get(hc, c.as_bytes(), 0).is_some());
+        let ha = hash_key(&state, keys[0].as_bytes());
+        assert!(s.get(ha, keys[0].as_bytes(), 0).is_none());
+        // "c" was referenced, so the next two inserts evict "d" and "e" and keep "c".
+        for n in ["f.", "g."] {
+            let (k, b) = blob(n, 100, 0);
+            assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
+        }
+        assert!(s.get(hc, c.as_bytes(), 0).is_some());
+        assert_eq!(s.counters.evictions, 4);
+    }
+
+    #[test]
+    fn expired_entries_go_first_and_are_not_counted_as_evictions() {
+        let state = RandomState::new();
+        let mut s = Shard::new(2, usize::MAX);
+        let (a, ba) = blob("a.", 1, 0);
+        let (b, bb) = blob("b.", 100, 0);
+        let ha = hash_key(&state, a.as_bytes());
+        let hb = hash_key(&state, b.as_bytes());
+        s.insert(ha, ba, 0, &state);
+        s.insert(hb, bb, 0, &state);
+        // Both referenced; "a" has expired by 2 s.
+        s.get(ha, a.as_bytes(), 0);
+        s.get(hb, b.as_bytes(), 0);
+        let (c, bc) = blob("c.", 100, 2000);
+        s.insert(hash_key(&state, c.as_bytes()), bc, 2000, &state);
+        assert!(s.get(hb, b.as_bytes(), 2000).is_some());
+        assert!(s.get(ha, a.as_bytes(), 2000).is_none());
+        assert_eq!(s.counters.evictions, 0);
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn byte_budget_is_kept_and_capacity_zero_stores_nothing() {
+        let state = RandomState::new();
+        let (k, b) = blob("a.", 100, 0);
+        let one = b.len();
+        let mut s = Shard::new(100, 2 * one);
+        s.insert(hash_key(&state, k.as_bytes()), b, 0, &state);
+        for n in ["b.", "c.", "d."] {
+            let (k, b) = blob(n, 100, 0);
+            assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
+            assert!(s.bytes <= 2 * one);
+        }
+        assert_eq!(s.len(), 2);
+        let mut none = Shard::new(0, usize::MAX);
+        let (k, b) = blob("a.", 100, 0);
+        assert!(!none.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
+        assert_eq!(none.len(), 0);
+    }
+}

@@ -1,0 +1,220 @@
+//! Every numeric setting as a named knob with a default and an allowed range.
+//!
+//! One table of constants serves three readers: the spec conversion (defaults and range checks), the
+//! command line (clap range checks for `--threads` and `--cache-size`) and the README test, which
+//! checks that the documentation states each knob's default.
+//!
+//! A value outside its range is an error, not a silent clamp: a config that says `max_udp_payload =
+//! 100000` is a mistake the operator wants to hear about, and the error says what range is accepted.
+
+/// A numeric setting: its key path in the file, default and inclusive range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Knob {
+    /// The key path in the config file, e.g. `server.threads`.
+    pub key: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+    /// The unit, for messages and docs ("seconds", "entries", ...).
+    pub unit: &'static str,
+}
+
+impl Knob {
+    /// The value of an optional file setting: the default when absent, an error when out of range.
+    pub fn resolve(&self, value: Option<i64>) -> Result<u64, String> {
+        let Some(v) = value else {
+            return Ok(self.default);
+        };
+        match u64::try_from(v) {
+            Ok(v) if (self.min..=self.max).contains(&v) => Ok(v),
+            _ => Err(self.range_message(v)),
+        }
+    }
+
+    /// Checks a value given on the command line.
+    pub fn check(&self, v: u64) -> Result<u64, String> {
+        if (self.min..=self.max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.range_message(v))
+        }
+    }
+
+    fn range_message<T: std::fmt::Display>(&self, v: T) -> String {
+        format!(
+            "{v} is out of range (expected {} to {} {}, default {})",
+            self.min, self.max, self.unit, self.default
+        )
+    }
+}
+
+macro_rules! knob {
+    ($name:ident, $key:literal, $default:expr, $min:expr, $max:expr, $unit:literal, $doc:literal) => {
+        #[doc = $doc]
+        pub const $name: Knob = Knob {
+            key: $key,
+            default: $default,
+            min: $min,
+            max: $max,
+            unit: $unit,
+        };
+    };
+}
+
+knob!(
+    THREADS,
+    "server.threads",
+    0,
+    0,
+    1024,
+    "threads",
+    "Tokio worker threads; 0 means one per CPU core."
+);
+knob!(
+    TCP_IDLE_TIMEOUT_SECS,
+    "server.tcp_idle_timeout_secs",
+    10,
+    1,
+    3600,
+    "seconds",
+    "How long an idle client TCP connection is kept open (RFC 7766 section 6.2.3)."
+);
+knob!(
+    MAX_TCP_CONNECTIONS,
+    "server.max_tcp_connections",
+    256,
+    1,
+    65536,
+    "connections",
+    "Concurrent client TCP connections; the oldest is closed when the cap is reached."
+);
+knob!(
+    MAX_TCP_PIPELINE,
+    "server.max_tcp_pipeline",
+    32,
+    1,
+    1024,
+    "queries",
+    "Queries answered concurrently on one client TCP connection (RFC 7766 section 6.2.1.1)."
+);
+knob!(
+    MAX_UDP_INFLIGHT,
+    "server.max_udp_inflight",
+    4096,
+    1,
+    1_000_000,
+    "queries",
+    "UDP queries waiting for an upstream at once; more are dropped (load shedding)."
+);
+knob!(
+    MAX_UDP_PAYLOAD,
+    "server.max_udp_payload",
+    1232,
+    512,
+    4096,
+    "bytes",
+    "Largest UDP response we send, whatever the client's EDNS size (DNS flag day 2020: 1232)."
+);
+knob!(
+    CACHE_SIZE,
+    "cache.size",
+    100_000,
+    0,
+    100_000_000,
+    "entries",
+    "Cache capacity in entries; 0 disables the cache."
+);
+knob!(
+    MIN_TTL,
+    "cache.min_ttl",
+    0,
+    0,
+    86_400,
+    "seconds",
+    "Cached answers are kept at least this long (never above `cache.max_ttl`)."
+);
+knob!(
+    MAX_TTL,
+    "cache.max_ttl",
+    86_400,
+    1,
+    604_800,
+    "seconds",
+    "Cached answers are kept at most this long."
+);
+knob!(
+    NEGATIVE_MAX_TTL,
+    "cache.negative_max_ttl",
+    3600,
+    0,
+    86_400,
+    "seconds",
+    "Cap on how long NXDOMAIN/NODATA is cached (RFC 2308 section 5: more than a day is problematic)."
+);
+knob!(
+    SERVFAIL_TTL,
+    "cache.servfail_ttl",
+    5,
+    0,
+    300,
+    "seconds",
+    "How long a SERVFAIL is cached (RFC 2308 section 7.1: at most five minutes)."
+);
+knob!(
+    HOSTS_TTL,
+    "hosts.ttl",
+    0,
+    0,
+    86_400,
+    "seconds",
+    "TTL of answers made from the hosts file."
+);
+knob!(
+    UPSTREAM_TIMEOUT_MS,
+    "upstream.timeout_ms",
+    3000,
+    100,
+    60_000,
+    "milliseconds",
+    "Time budget of one client query across all upstream attempts."
+);
+
+/// Every knob, for documentation checks.
+pub const ALL: &[Knob] = &[
+    THREADS,
+    TCP_IDLE_TIMEOUT_SECS,
+    MAX_TCP_CONNECTIONS,
+    MAX_TCP_PIPELINE,
+    MAX_UDP_INFLIGHT,
+    MAX_UDP_PAYLOAD,
+    CACHE_SIZE,
+    MIN_TTL,
+    MAX_TTL,
+    NEGATIVE_MAX_TTL,
+    SERVFAIL_TTL,
+    HOSTS_TTL,
+    UPSTREAM_TIMEOUT_MS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_lie_in_their_ranges() {
+        for k in ALL {
+            assert!(k.min <= k.default && k.default <= k.max, "{}", k.key);
+            assert_eq!(k.resolve(None), Ok(k.default));
+        }
+    }
+
+    #[test]
+    fn out_of_range_is_an_error_naming_the_range() {
+        assert_eq!(MAX_UDP_PAYLOAD.resolve(Some(1400)), Ok(1400));
+        let e = MAX_UDP_PAYLOAD.resolve(Some(100_000)).unwrap_err();
+        assert!(e.contains("expected 512 to 4096 bytes"), "{e}");
+        assert!(THREADS.resolve(Some(-1)).is_err());
+        assert!(CACHE_SIZE.check(0).is_ok());
+        assert!(UPSTREAM_TIMEOUT_MS.check(99).is_err());
+    }
+}

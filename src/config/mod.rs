@@ -1,0 +1,759 @@
+//! Configuration: a TOML file (or the embedded default) turned into a validated [`Config`].
+//!
+//! ```text
+//!   TOML text --serde (spec.rs, deny_unknown_fields)--> file spec --validate--> Config
+//!                                                                   ^
+//!   command-line flags ---------------------------- Overrides ------+ (Config::apply)
+//! ```
+//!
+//! This is the only module that knows serde or TOML. [`Config`] is plain, already-checked data: every
+//! address parsed, every number within its [`knob`] range, every upstream URL usable as given. The
+//! parts of the program that consume it never re-validate and never see the file format.
+//!
+//! Errors name the key (`server.listen[1]`, `upstream.servers[0].bootstrap`, or the flag
+//! `--upstream`) and say what is expected. Unknown keys are errors, so a typo never silently falls
+//! back to a default.
+//!
+//! Limitations: `hosts.records` lines are kept as text; their syntax is checked by the hosts stage
+//! when it loads them. Files (`ca_file`) are checked for existence, not parsed, here.
+
+pub mod knob;
+mod spec;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::server::acl::Cidr;
+use crate::upstream::UpstreamUrl;
+use crate::wire::Name;
+
+pub use knob::Knob;
+
+/// The configuration used when no file is given: loopback listeners on port 53, loopback clients,
+/// /etc/hosts, the cache, and Cloudflare and Quad9 over DoT and DoH with their published addresses.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Most listen addresses accepted.
+pub const MAX_LISTEN: usize = 64;
+/// Most upstream servers in one list (the default list or one forwarding rule).
+pub const MAX_UPSTREAMS: usize = 32;
+/// Most bootstrap addresses per upstream.
+pub const MAX_BOOTSTRAP: usize = 16;
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    pub hosts: HostsConfig,
+    pub upstream: UpstreamConfig,
+    /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
+    pub forward: Vec<ForwardRule>,
+    pub log: LogConfig,
+}
+
+/// `[server]`: listeners, client access and resource limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// UDP and TCP are both served on each address. Never empty, no duplicates.
+    pub listen: Vec<SocketAddr>,
+    /// Client networks allowed to query; others get REFUSED. Never empty.
+    pub allow: Vec<Cidr>,
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
+    pub tcp_idle_timeout: Duration,
+    pub max_tcp_connections: usize,
+    pub max_tcp_pipeline: usize,
+    pub max_udp_inflight: usize,
+    pub max_udp_payload: u16,
+}
+
+/// `[cache]`: capacity and TTL clamps (all TTLs in seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Capacity in entries; 0 disables the cache.
+    pub size: usize,
+    /// Always `<= max_ttl`.
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    pub negative_max_ttl: u32,
+    pub servfail_ttl: u32,
+}
+
+/// `[hosts]`: the hosts file and extra local records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostsConfig {
+    /// The hosts file to serve (absolute or relative to the config file), or none.
+    pub file: Option<PathBuf>,
+    /// TTL of answers from the hosts file, in seconds.
+    pub ttl: u32,
+    /// Local records as zone-file lines (`router.lan. 300 IN A 192.168.1.1`), not yet parsed.
+    pub records: Vec<String>,
+}
+
+/// `[upstream]`: the default upstream servers and how they are used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// May be empty in a file (see [`Config::check_runnable`]); no duplicates.
+    pub servers: Vec<UpstreamServer>,
+    pub strategy: Strategy,
+    /// Time budget of one client query across all attempts.
+    pub timeout: Duration,
+}
+
+/// One upstream server and its connection options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamServer {
+    pub url: UpstreamUrl,
+    /// Addresses to connect to when the URL's host is a name. Non-empty exactly when the URL is
+    /// `tls://` or `https://` with a host name (an IP host or a plain upstream needs none).
+    pub bootstrap: Vec<IpAddr>,
+    /// An extra PEM CA file trusted for this upstream, in addition to the web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// SPKI pins: if non-empty, the server's certificate chain must contain one of these keys.
+    pub pins: Vec<SpkiPin>,
+    /// How DoH queries are sent (only meaningful for `https://`).
+    pub doh_method: DohMethod,
+}
+
+impl UpstreamServer {
+    /// An upstream with no options (no bootstrap, CA or pins).
+    pub fn new(url: UpstreamUrl) -> Self {
+        UpstreamServer {
+            url,
+            bootstrap: Vec::new(),
+            ca_file: None,
+            pins: Vec::new(),
+            doh_method: DohMethod::Post,
+        }
+    }
+
+    /// The socket addresses to connect to: the URL's own address, or each bootstrap address with the
+    /// URL's port.
+    pub fn connect_addrs(&self) -> Vec<SocketAddr> {
+        let port = match &self.url {
+            UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => return vec![*a],
+            UpstreamUrl::Tls { port, .. } | UpstreamUrl::Https { port, .. } => *port,
+        };
+        match self.url.host_ip() {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => self
+                .bootstrap
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
+        }
+    }
+}
+
+/// A SHA-256 digest of a certificate's SubjectPublicKeyInfo (written in base64, as stubby's
+/// `tls_pubkey_pinset` and HPKP's `pin-sha256`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpkiPin([u8; 32]);
+
+impl SpkiPin {
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl FromStr for SpkiPin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| {
+                format!("{s:?} is not base64 (expected the base64 SHA-256 of the SPKI)")
+            })?;
+        let digest: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!(
+                "{s:?} decodes to {} bytes (expected a 32-byte SHA-256 digest, 44 base64 characters)",
+                b.len()
+            )
+        })?;
+        Ok(SpkiPin(digest))
+    }
+}
+
+impl fmt::Display for SpkiPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use base64::Engine;
+        f.write_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for SpkiPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpkiPin({self})")
+    }
+}
+
+/// How the upstream pool picks a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Lowest smoothed latency, with occasional exploration of the others.
+    #[default]
+    Fastest,
+    /// The first healthy server in list order; the next on failure.
+    Ordered,
+    /// Hedged: a second server is asked when the first has not answered within its usual latency.
+    Parallel,
+}
+
+impl Strategy {
+    pub const NAMES: &'static str = "fastest, ordered or parallel";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Fastest => "fastest",
+            Strategy::Ordered => "ordered",
+            Strategy::Parallel => "parallel",
+        }
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fastest" => Ok(Strategy::Fastest),
+            "ordered" => Ok(Strategy::Ordered),
+            "parallel" => Ok(Strategy::Parallel),
+            _ => Err(format!(
+                "{s:?} is not a strategy (expected {})",
+                Strategy::NAMES
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The HTTP method of DNS-over-HTTPS queries (RFC 8484 section 4.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DohMethod {
+    /// `application/dns-message` body (the default).
+    #[default]
+    Post,
+    /// `?dns=` base64url with message ID 0 (cache-friendly for HTTP caches).
+    Get,
+}
+
+/// A forwarding rule: names at or below any of `domains` go to `upstreams`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardRule {
+    /// Never empty, never the root; a domain appears in at most one rule.
+    pub domains: Vec<Name>,
+    /// Never empty. Plain `udp://`/`tcp://` is allowed here because the operator named it.
+    pub upstreams: Vec<UpstreamServer>,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    /// Log every query (at `info`). Off by default for privacy.
+    pub queries: bool,
+}
+
+/// A tracing level name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static str = "error, warn, info, debug or trace";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(format!(
+                "{s:?} is not a log level (expected {})",
+                LogLevel::NAMES
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{origin}: line {line}, column {column}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A key has a bad value, is unknown or is missing. `key` is a path (`server.listen[1]`) or a
+    /// command-line flag (`--upstream`).
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The offending key path or flag, when the error has one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    fn flag(flag: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            origin: "command line".into(),
+            key: flag.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Settings given on the command line; each one present replaces the config's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen` (replaces `server.listen`).
+    pub listen: Vec<SocketAddr>,
+    /// `--allow` (replaces `server.allow`).
+    pub allow: Vec<Cidr>,
+    /// `--upstream` (replaces `upstream.servers`).
+    pub upstreams: Vec<UpstreamUrl>,
+    /// `--bootstrap`: addresses for the `--upstream` URLs given by host name.
+    pub bootstrap: Vec<IpAddr>,
+    /// `--ca-file`: an extra CA for every `--upstream`.
+    pub ca_file: Option<PathBuf>,
+    pub strategy: Option<Strategy>,
+    pub threads: Option<u64>,
+    pub cache_size: Option<u64>,
+    /// `--hosts` (an empty path disables the hosts file).
+    pub hosts: Option<PathBuf>,
+    pub log_level: Option<LogLevel>,
+    /// `--log-queries` (only switches logging on).
+    pub log_queries: bool,
+}
+
+impl Config {
+    /// Parses and validates TOML text. `origin` names it in errors; relative paths in it are taken
+    /// relative to `base_dir`.
+    pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        spec::parse(text, origin, base_dir)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, &path.display().to_string(), base)
+    }
+
+    /// The embedded default configuration ([`EMBEDDED_DEFAULT`]).
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::from_toml(EMBEDDED_DEFAULT, "embedded default config", Path::new("/"))
+    }
+
+    /// Applies command-line overrides, with the same checks as the file. On error the config is
+    /// unchanged.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if !o.listen.is_empty() {
+            spec::check_listen(&o.listen).map_err(|m| ConfigError::flag("--listen", m))?;
+        }
+        let servers = if o.upstreams.is_empty() {
+            let unused = |flag: &str| {
+                ConfigError::flag(
+                    flag,
+                    "applies to the --upstream URLs given on the command line; add --upstream",
+                )
+            };
+            if !o.bootstrap.is_empty() {
+                return Err(unused("--bootstrap"));
+            }
+            if o.ca_file.is_some() {
+                return Err(unused("--ca-file"));
+            }
+            None
+        } else {
+            Some(cli_upstreams(&o)?)
+        };
+        let threads = o
+            .threads
+            .map(|t| knob::THREADS.check(t))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--threads", m))?;
+        let cache_size = o
+            .cache_size
+            .map(|n| knob::CACHE_SIZE.check(n))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--cache-size", m))?;
+
+        if !o.listen.is_empty() {
+            self.server.listen = o.listen;
+        }
+        if !o.allow.is_empty() {
+            self.server.allow = o.allow;
+        }
+        if let Some(servers) = servers {
+            self.upstream.servers = servers;
+        }
+        if let Some(s) = o.strategy {
+            self.upstream.strategy = s;
+        }
+        if let Some(t) = threads {
+            self.server.threads = t as usize;
+        }
+        if let Some(n) = cache_size {
+            self.cache.size = n as usize;
+        }
+        if let Some(h) = o.hosts {
+            self.hosts.file = (!h.as_os_str().is_empty()).then_some(h);
+        }
+        if let Some(l) = o.log_level {
+            self.log.level = l;
+        }
+        self.log.queries |= o.log_queries;
+        Ok(())
+    }
+
+    /// Checks what `run` needs beyond a valid file: at least one default upstream. dnsveil never
+    /// guesses an upstream, least of all a plaintext one.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        if self.upstream.servers.is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: "config".into(),
+                key: "upstream.servers".into(),
+                message: "no upstream server is configured; add one to [upstream] servers \
+                          (e.g. servers = [\"tls://dns.quad9.net\"] with bootstrap addresses) or \
+                          pass --upstream URL"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Legal but questionable settings, to be logged as warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in self.upstream.servers.iter().enumerate() {
+            if let Some(ip) = s.url.host_ip().filter(|_| !s.url.is_encrypted()) {
+                if !is_local(ip) {
+                    out.push(format!(
+                        "upstream.servers[{i}]: {} is a plaintext upstream on a public address; \
+                         queries to it are neither encrypted nor authenticated",
+                        s.url
+                    ));
+                }
+            }
+        }
+        if self.server.listen.iter().any(|a| !a.ip().is_loopback())
+            && self.server.allow.iter().any(|c| c.prefix() == 0)
+        {
+            out.push(
+                "server.allow contains a /0 network and dnsveil listens on a non-loopback address: \
+                 anyone who can reach it may use it (open resolvers are abused for amplification)"
+                    .into(),
+            );
+        }
+        out
+    }
+
+    /// A short human summary (for `check-config`).
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        let ups: Vec<String> = self
+            .upstream
+            .servers
+            .iter()
+            .map(|s| s.url.to_string())
+            .collect();
+        let mut s = format!("listen: {}\n", listen.join(", "));
+        s += &format!(
+            "upstreams ({}): {}\n",
+            self.upstream.strategy,
+            if ups.is_empty() {
+                "none".into()
+            } else {
+                ups.join(", ")
+            }
+        );
+        s += &format!("forwarding rules: {}\n", self.forward.len());
+        s += &if self.cache.size == 0 {
+            "cache: off\n".to_string()
+        } else {
+            format!("cache: {} entries\n", self.cache.size)
+        };
+        s += &format!(
+            "hosts: {}, {} local record(s)\n",
+            self.hosts
+                .file
+                .as_ref()
+                .map_or("no file".into(), |p| p.display().to_string()),
+            self.hosts.records.len()
+        );
+        s
+    }
+}
+
+/// The `--upstream` list with `--bootstrap` and `--ca-file` attached.
+fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
+    if o.upstreams.len() > MAX_UPSTREAMS {
+        return Err(ConfigError::flag(
+            "--upstream",
+            format!("at most {MAX_UPSTREAMS} upstreams are allowed"),
+        ));
+    }
+    if o.bootstrap.len() > MAX_BOOTSTRAP {
+        return Err(ConfigError::flag(
+            "--bootstrap",
+            format!("at most {MAX_BOOTSTRAP} addresses are allowed"),
+        ));
+    }
+    if let Some(ca) = &o.ca_file {
+        spec::check_file(ca).map_err(|m| ConfigError::flag("--ca-file", m))?;
+    }
+    let mut servers: Vec<UpstreamServer> = Vec::new();
+    let mut any_named = false;
+    for url in &o.upstreams {
+        if servers.iter().any(|s| &s.url == url) {
+            return Err(ConfigError::flag(
+                "--upstream",
+                format!("{url} is given twice"),
+            ));
+        }
+        let mut s = UpstreamServer::new(url.clone());
+        if url.is_encrypted() {
+            s.ca_file.clone_from(&o.ca_file);
+            if url.host_ip().is_none() {
+                any_named = true;
+                if o.bootstrap.is_empty() {
+                    return Err(ConfigError::flag(
+                        "--upstream",
+                        format!(
+                            "{url} has a host name; give its IP addresses with --bootstrap IP \
+                             (dnsveil never resolves upstream names in plaintext) or use an IP \
+                             address as the host"
+                        ),
+                    ));
+                }
+                s.bootstrap.clone_from(&o.bootstrap);
+            }
+        }
+        servers.push(s);
+    }
+    if !o.bootstrap.is_empty() && !any_named {
+        return Err(ConfigError::flag(
+            "--bootstrap",
+            "no tls:// or https:// --upstream has a host name, so the addresses would be unused",
+        ));
+    }
+    if o.ca_file.is_some() && !servers.iter().any(|s| s.url.is_encrypted()) {
+        return Err(ConfigError::flag(
+            "--ca-file",
+            "no --upstream is tls:// or https://, so the CA would be unused",
+        ));
+    }
+    Ok(servers)
+}
+
+/// Loopback, private (RFC 1918, RFC 4193), link-local or CGNAT: where a plain LAN resolver lives.
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            v6.is_loopback()
+                || (s & 0xfe00) == 0xfc00
+                || (s & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local(IpAddr::V4(v4)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        Config::from_toml(
+            "[upstream]\nservers = [\"udp://127.0.0.1:5300\"]\n",
+            "test",
+            Path::new("/"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn overrides_replace_lists_and_attach_bootstrap() {
+        let mut c = base();
+        c.apply(Overrides {
+            listen: vec!["127.0.0.1:5353".parse().unwrap()],
+            upstreams: vec![
+                "tls://dns.quad9.net".parse().unwrap(),
+                "udp://192.168.1.1".parse().unwrap(),
+            ],
+            bootstrap: vec!["9.9.9.9".parse().unwrap()],
+            threads: Some(2),
+            cache_size: Some(0),
+            hosts: Some(PathBuf::new()),
+            log_queries: true,
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.upstream.servers.len(), 2);
+        assert_eq!(
+            c.upstream.servers[0].connect_addrs(),
+            vec!["9.9.9.9:853".parse().unwrap()]
+        );
+        assert!(c.upstream.servers[1].bootstrap.is_empty());
+        assert_eq!((c.server.threads, c.cache.size), (2, 0));
+        assert_eq!(c.hosts.file, None);
+        assert!(c.log.queries);
+    }
+
+    #[test]
+    fn override_errors_name_the_flag() {
+        let cases: Vec<(Overrides, &str)> = vec![
+            (
+                Overrides {
+                    upstreams: vec!["https://dns.example/dns-query".parse().unwrap()],
+                    ..Overrides::default()
+                },
+                "--upstream",
+            ),
+            (
+                Overrides {
+                    bootstrap: vec!["9.9.9.9".parse().unwrap()],
+                    ..Overrides::default()
+                },
+                "--bootstrap",
+            ),
+            (
+                Overrides {
+                    upstreams: vec!["tls://9.9.9.9".parse().unwrap()],
+                    bootstrap: vec!["9.9.9.9".parse().unwrap()],
+                    ..Overrides::default()
+                },
+                "--bootstrap",
+            ),
+            (
+                Overrides {
+                    upstreams: vec!["tls://9.9.9.9".parse().unwrap()],
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..Overrides::default()
+                },
+                "--ca-file",
+            ),
+            (
+                Overrides {
+                    threads: Some(5000),
+                    ..Overrides::default()
+                },
+                "--threads",
+            ),
+            (
+                Overrides {
+                    listen: vec![
+                        "127.0.0.1:53".parse().unwrap(),
+                        "127.0.0.1:53".parse().unwrap(),
+                    ],
+                    ..Overrides::default()
+                },
+                "--listen",
+            ),
+        ];
+        for (o, flag) in cases {
+            let err = base().apply(o.clone()).unwrap_err();
+            assert_eq!(err.key(), Some(flag), "{o:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn runnable_needs_an_upstream() {
+        let c = Config::from_toml("", "test", Path::new("/")).unwrap();
+        let err = c.check_runnable().unwrap_err();
+        assert_eq!(err.key(), Some("upstream.servers"));
+        assert!(base().check_runnable().is_ok());
+    }
+
+    #[test]
+    fn warns_about_public_plaintext_upstreams() {
+        let mut c = base();
+        assert!(c.warnings().is_empty());
+        c.upstream.servers = vec![UpstreamServer::new("udp://8.8.8.8".parse().unwrap())];
+        assert_eq!(c.warnings().len(), 1);
+        c.upstream.servers = vec![UpstreamServer::new("udp://[fd00::1]".parse().unwrap())];
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn spki_pins_parse_and_print() {
+        let pin = "QHSD5qwsK4PZb3aU+n7oKaoMD69Z7+yh2LvWDkwgGho=";
+        assert_eq!(pin.parse::<SpkiPin>().unwrap().to_string(), pin);
+        assert!("QUJD".parse::<SpkiPin>().is_err());
+        assert!("not base64!".parse::<SpkiPin>().is_err());
+    }
+}

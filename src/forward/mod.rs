@@ -1,0 +1,174 @@
+//! Forwarding rules: the handler that sends a query to the upstream group its name routes to.
+//!
+//! ```text
+//!   query name --longest matching suffix--> rule's UpstreamGroup --answer--> client
+//!              \--no rule--> default group (if any) --> ...      \--none--> next handler
+//! ```
+//!
+//! A rule is a domain suffix (`lan`, `168.192.in-addr.arpa`, a VPN's internal domain) with its own
+//! upstreams; the most specific (most labels) matching suffix wins. Matching is label-aligned and
+//! case-insensitive (RFC 4343): `lan` matches `lan` and `router.lan` but not `plan`.
+//!
+//! Rules are kept sorted by label count, most specific first, and scanned in order: with the handful
+//! of rules a home or VPN setup has, a linear scan of `is_subdomain_of` beats building a trie.
+//!
+//! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`], which
+//! the server sends as SERVFAIL with an Extended DNS Error (RFC 8914, 23 "Network Error") whose
+//! text names the failure.
+//!
+//! Limitations: a query with no question is passed on unforwarded (the server rejects those
+//! earlier anyway); rules match the first question only.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
+use crate::upstream::UpstreamGroup;
+use crate::wire::Name;
+
+/// A set of suffix rules, each with a value; looks up the most specific rule for a name.
+#[derive(Clone, Debug)]
+pub struct SuffixRules<T> {
+    /// Sorted by label count, most labels first; ties keep their configured order.
+    rules: Vec<(Name, T)>,
+}
+
+impl<T> SuffixRules<T> {
+    /// Rules in any order. When the same suffix appears twice, the first one wins.
+    pub fn new(mut rules: Vec<(Name, T)>) -> Self {
+        // A stable sort keeps configured order among rules of equal length.
+        rules.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.label_count()));
+        SuffixRules { rules }
+    }
+
+    /// The value of the longest suffix `name` lies at or below.
+    pub fn lookup(&self, name: &Name) -> Option<&T> {
+        self.rules
+            .iter()
+            .find(|(suffix, _)| name.is_subdomain_of(suffix))
+            .map(|(_, v)| v)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True without rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// The forwarding handler.
+pub struct Forwarder {
+    rules: SuffixRules<Arc<UpstreamGroup>>,
+    default: Option<Arc<UpstreamGroup>>,
+}
+
+impl Forwarder {
+    /// Suffix rules plus an optional default group for names no rule matches. Without a default,
+    /// unmatched names go to the next handler.
+    pub fn new(
+        rules: Vec<(Name, Arc<UpstreamGroup>)>,
+        default: Option<Arc<UpstreamGroup>>,
+    ) -> Self {
+        Forwarder {
+            rules: SuffixRules::new(rules),
+            default,
+        }
+    }
+
+    /// The group a name routes to, if any.
+    pub fn route(&self, name: &Name) -> Option<&Arc<UpstreamGroup>> {
+        self.rules.lookup(name).or(self.default.as_ref())
+    }
+
+    /// Every distinct group (rules first, then the default), e.g. to reset them all after a
+    /// network change.
+    pub fn groups(&self) -> Vec<Arc<UpstreamGroup>> {
+        let mut out: Vec<Arc<UpstreamGroup>> = Vec::new();
+        let all = self.rules.rules.iter().map(|(_, g)| g).chain(&self.default);
+        for g in all {
+            if !out.iter().any(|seen| Arc::ptr_eq(seen, g)) {
+                out.push(g.clone());
+            }
+        }
+        out
+    }
+}
+
+impl Handler for Forwarder {
+    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        let group = req.query.question().and_then(|q| self.route(&q.name));
+        let Some(group) = group else {
+            return next.run(req);
+        };
+        Box::pin(async move {
+            // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
+            // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
+            // is no other server to try, and certainly no plaintext one.
+            let answer = group.query(&req.query).await.map_err(|e| {
+                debug!(error = %e, "every upstream failed");
+                HandlerError::Upstream(e.to_string())
+            })?;
+            debug!(rcode = %answer.rcode(), answers = answer.answers.len(), "upstream answered");
+            Ok(answer)
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    fn rules() -> SuffixRules<&'static str> {
+        SuffixRules::new(vec![
+            (name("lan"), "router"),
+            (name("168.192.in-addr.arpa"), "router-ptr"),
+            (name("corp.example"), "vpn"),
+            (name("eu.corp.example"), "vpn-eu"),
+            (name("lan"), "duplicate"),
+        ])
+    }
+
+    #[test]
+    fn longest_label_aligned_suffix_wins() {
+        let r = rules();
+        assert_eq!(r.len(), 5);
+        assert_eq!(r.lookup(&name("lan")), Some(&"router"));
+        assert_eq!(r.lookup(&name("Router.LAN")), Some(&"router"));
+        assert_eq!(r.lookup(&name("plan")), None);
+        assert_eq!(r.lookup(&name("lan.example")), None);
+        assert_eq!(
+            r.lookup(&name("1.1.168.192.in-addr.arpa")),
+            Some(&"router-ptr")
+        );
+        assert_eq!(r.lookup(&name("1.1.169.192.in-addr.arpa")), None);
+        assert_eq!(r.lookup(&name("git.corp.example")), Some(&"vpn"));
+        assert_eq!(r.lookup(&name("git.EU.corp.example")), Some(&"vpn-eu"));
+        assert_eq!(r.lookup(&name("eu.corp.example")), Some(&"vpn-eu"));
+        assert_eq!(r.lookup(&name("xeu.corp.example")), Some(&"vpn"));
+        assert_eq!(r.lookup(&name("example")), None);
+        assert_eq!(r.lookup(&Name::root()), None);
+    }
+
+    #[test]
+    fn root_rule_matches_everything_last() {
+        let r = SuffixRules::new(vec![(Name::root(), 0), (name("lan"), 1)]);
+        assert_eq!(r.lookup(&name("a.lan")), Some(&1));
+        assert_eq!(r.lookup(&name("example.com")), Some(&0));
+        assert!(!r.is_empty());
+        assert!(SuffixRules::<u8>::new(Vec::new()).is_empty());
+    }
+}

@@ -1,0 +1,483 @@
+//! What goes back to the client: sorting incoming packets, fixing up the chain's answers, and the
+//! error responses (FORMERR, NOTIMP, REFUSED, BADVERS) the listener sends on its own.
+//!
+//! Pure functions over wire types, shared by the UDP and TCP listeners; no sockets, no tasks.
+//!
+//! - A packet shorter than a header, or with QR=1, is dropped (RFC 1035 section 4.1.1; answering a
+//!   response invites reflection loops).
+//! - A non-QUERY opcode gets NOTIMP. The opcode is checked on the header, before the full parse, so
+//!   that an UPDATE or NOTIFY (whose records we may not understand) still gets NOTIMP, not FORMERR.
+//! - A message that does not parse gets FORMERR echoing ID, opcode, RD, CD and the question when it
+//!   can be read; a message whose header cannot be read is dropped.
+//! - QDCOUNT other than 1 gets FORMERR; an EDNS version above 0 gets BADVERS with an OPT record of
+//!   version 0 (RFC 6891 section 6.1.3).
+//! - Every response from the chain is fixed up per the contract in `handler`: ID, the client's
+//!   question (its spelling: case is echoed, RFC 4343), QR=1, RA=1, RD and CD copied (RFC 4035
+//!   section 3.2.2), and EDNS normalised: none if the client sent none, otherwise our OPT (our payload
+//!   size, version 0, DO echoed) carrying only the handler's Extended DNS Error options (RFC 8914).
+//! - UDP responses are limited to the client's EDNS payload size (at least 512, at most ours) or 512
+//!   without EDNS (RFC 6891 section 6.2.5); an answer that does not fit is sent with TC=1 and only the
+//!   question and OPT (RFC 2181 section 9), so the client retries over TCP. TCP allows 65535.
+//!
+//! Limitations: an extended RCODE (above 15) cannot be expressed to a client without EDNS and is sent
+//! as SERVFAIL; OPT options other than EDE (cookies, padding) are not echoed.
+
+use crate::handler::{HandlerResult, Protocol};
+use crate::wire::edns::{code, ede};
+use crate::wire::{Edns, Header, Message, Name, Opcode, Rcode, Reader, HEADER_LEN};
+
+/// Largest response over TCP (the 16-bit length prefix, RFC 7766 section 8).
+pub(super) const TCP_LIMIT: usize = 65535;
+/// Smallest UDP payload every client accepts (RFC 1035 section 4.2.1).
+pub(super) const MIN_UDP: usize = 512;
+
+/// What to do with an incoming packet that did not take the fast path.
+#[derive(Debug)]
+pub(super) enum Prepared {
+    /// Say nothing.
+    Drop,
+    /// Send these bytes (an error response built here).
+    Reply(Vec<u8>),
+    /// A well-formed query for the chain.
+    Query(Message),
+}
+
+/// The largest UDP response for a client that advertised `client_payload` (None without EDNS).
+pub(super) fn udp_limit(client_payload: Option<u16>, ours: u16) -> usize {
+    match client_payload {
+        None => MIN_UDP,
+        Some(p) => (p as usize).clamp(MIN_UDP, (ours as usize).max(MIN_UDP)),
+    }
+}
+
+/// The response size limit for `query` arriving over `protocol`.
+pub(super) fn limit_for(query: &Message, protocol: Protocol, ours: u16) -> usize {
+    match protocol {
+        Protocol::Tcp => TCP_LIMIT,
+        Protocol::Udp => udp_limit(query.edns.as_ref().map(|e| e.udp_payload), ours),
+    }
+}
+
+/// Sorts a packet (at least a header long or not) into drop, an immediate error reply, or a query.
+pub(super) fn prepare(pkt: &[u8], protocol: Protocol, ours: u16) -> Prepared {
+    let Ok(header) = Header::parse(pkt) else {
+        return Prepared::Drop;
+    };
+    if header.response {
+        return Prepared::Drop;
+    }
+    if header.opcode != Opcode::QUERY {
+        return reply(reject(pkt, Rcode::NOTIMP, None, protocol, ours));
+    }
+    let query = match Message::parse(pkt) {
+        Ok(q) => q,
+        Err(_) => return reply(error_bytes(pkt, Rcode::FORMERR)),
+    };
+    if query.questions.len() != 1 {
+        return reply(encode_error(&query, Rcode::FORMERR, None, protocol, ours));
+    }
+    if query.edns.as_ref().is_some_and(|e| e.version > 0) {
+        return reply(encode_error(&query, Rcode::BADVERS, None, protocol, ours));
+    }
+    Prepared::Query(query)
+}
+
+/// REFUSED for a client outside the allow-list (with EDE "Prohibited" when it sent EDNS). Returns
+/// None when the header cannot be read or the packet is a response.
+pub(super) fn refused(pkt: &[u8], protocol: Protocol, ours: u16) -> Option<Vec<u8>> {
+    let header = Header::parse(pkt).ok()?;
+    if header.response {
+        return None;
+    }
+    match Message::parse(pkt) {
+        Ok(query) => {
+            let mut resp = error_message(
+                &query,
+                Rcode::REFUSED,
+                Some((ede::PROHIBITED, String::new())),
+                ours,
+            );
+            // Recursion is not available to this client.
+            resp.header.recursion_available = false;
+            encode(&resp, &query, limit_for(&query, protocol, ours), ours)
+        }
+        Err(_) => error_bytes(pkt, Rcode::REFUSED),
+    }
+}
+
+/// The response the client gets for the chain's outcome.
+pub(super) fn finish(query: &Message, outcome: HandlerResult, ours: u16) -> Message {
+    match outcome {
+        Ok(resp) => fix_up(query, resp, ours),
+        Err(e) => error_message(query, e.rcode(), e.extended_error(), ours),
+    }
+}
+
+/// Applies the response contract (see the module docs) to a handler's message.
+pub(super) fn fix_up(query: &Message, mut resp: Message, ours: u16) -> Message {
+    let rcode = resp.rcode();
+    let h = &mut resp.header;
+    h.id = query.header.id;
+    h.response = true;
+    h.opcode = query.header.opcode;
+    h.recursion_available = true;
+    h.recursion_desired = query.header.recursion_desired;
+    h.checking_disabled = query.header.checking_disabled;
+    resp.questions.clone_from(&query.questions);
+    let options = resp.edns.take().map_or_else(Vec::new, |e| {
+        e.options
+            .into_iter()
+            .filter(|o| o.code() == code::EXTENDED_ERROR)
+            .collect()
+    });
+    resp.edns = query.edns.as_ref().map(|q| Edns {
+        udp_payload: ours.max(MIN_UDP as u16),
+        ext_rcode: 0,
+        version: 0,
+        dnssec_ok: q.dnssec_ok,
+        z: 0,
+        options,
+    });
+    if resp.edns.is_none() && rcode.high() != 0 {
+        resp.set_rcode(Rcode::SERVFAIL);
+    } else {
+        resp.set_rcode(rcode);
+    }
+    resp
+}
+
+/// An empty response to `query` with this code and, for EDNS clients, this Extended DNS Error.
+pub(super) fn error_message(
+    query: &Message,
+    rcode: Rcode,
+    ede: Option<(u16, String)>,
+    ours: u16,
+) -> Message {
+    let mut m = Message::default();
+    m.set_rcode(rcode);
+    if let Some((info, text)) = ede {
+        m.edns
+            .get_or_insert_with(Edns::default)
+            .add_extended_error(info, text);
+    }
+    fix_up(query, m, ours)
+}
+
+/// Encodes `resp` within `limit` (TC=1 if it does not fit); if it cannot be encoded at all, a
+/// SERVFAIL for `query` instead. None only if even that fails.
+pub(super) fn encode(resp: &Message, query: &Message, limit: usize, ours: u16) -> Option<Vec<u8>> {
+    match resp.encode_limited(limit) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::debug!(error = %e, "response could not be encoded; sending SERVFAIL");
+            let fallback = error_message(
+                query,
+                Rcode::SERVFAIL,
+                Some((ede::OTHER, "answer could not be encoded".into())),
+                ours,
+            );
+            fallback.encode_limited(limit).ok()
+        }
+    }
+}
+
+/// A header-level error response for a packet that could not (or need not) be parsed: ID, opcode,
+/// RD and CD echoed, QR=1, RA=1 (except on REFUSED: recursion is not available to that client), no
+/// OPT. The first question is echoed when it can be read and the response stays no larger than the
+/// packet (no amplification). None when the header cannot be read.
+pub(super) fn error_bytes(pkt: &[u8], rcode: Rcode) -> Option<Vec<u8>> {
+    let h = Header::parse(pkt).ok()?;
+    let question = if h.qdcount > 0 {
+        read_first_question(pkt)
+            .filter(|(name, _, _)| HEADER_LEN + name.wire_len() + 4 <= pkt.len())
+    } else {
+        None
+    };
+    let header = Header {
+        id: h.id,
+        response: true,
+        opcode: h.opcode,
+        recursion_desired: h.recursion_desired,
+        checking_disabled: h.checking_disabled,
+        recursion_available: rcode != Rcode::REFUSED,
+        rcode_low: rcode.low(),
+        qdcount: u16::from(question.is_some()),
+        ..Header::default()
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + 260);
+    out.extend_from_slice(&header.to_bytes());
+    if let Some((name, qtype, qclass)) = question {
+        out.extend_from_slice(name.as_wire());
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.extend_from_slice(&qclass.to_be_bytes());
+    }
+    Some(out)
+}
+
+fn read_first_question(pkt: &[u8]) -> Option<(Name, u16, u16)> {
+    let mut r = Reader::new(pkt);
+    r.take(HEADER_LEN).ok()?;
+    let name = Name::read(&mut r).ok()?;
+    Some((name, r.u16().ok()?, r.u16().ok()?))
+}
+
+/// An error response for a packet with a readable header: built from the parsed message when it
+/// parses (so EDNS clients get OPT and EDE), else at the header level.
+fn reject(
+    pkt: &[u8],
+    rcode: Rcode,
+    ede: Option<(u16, String)>,
+    protocol: Protocol,
+    ours: u16,
+) -> Option<Vec<u8>> {
+    match Message::parse(pkt) {
+        Ok(query) => encode_error(&query, rcode, ede, protocol, ours),
+        Err(_) => error_bytes(pkt, rcode),
+    }
+}
+
+fn encode_error(
+    query: &Message,
+    rcode: Rcode,
+    ede: Option<(u16, String)>,
+    protocol: Protocol,
+    ours: u16,
+) -> Option<Vec<u8>> {
+    let resp = error_message(query, rcode, ede, ours);
+    encode(&resp, query, limit_for(query, protocol, ours), ours)
+}
+
+fn reply(bytes: Option<Vec<u8>>) -> Prepared {
+    bytes.map_or(Prepared::Drop, Prepared::Reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::HandlerError;
+    use crate::wire::{EdnsOption, RType, Record};
+
+    const OURS: u16 = 1232;
+
+    fn query(name: &str, edns: Option<Edns>) -> Message {
+        let mut q = Message::query(name.parse().unwrap(), RType::A);
+        q.header.id = 0xBEEF;
+        q.header.checking_disabled = true;
+        q.edns = edns;
+        q
+    }
+
+    fn client_edns(payload: u16, dnssec_ok: bool) -> Edns {
+        Edns {
+            udp_payload: payload,
+            dnssec_ok,
+            options: vec![EdnsOption::Cookie {
+                client: [7; 8],
+                server: Box::new([]),
+            }],
+            ..Edns::default()
+        }
+    }
+
+    fn prepared_reply(p: Prepared) -> Message {
+        match p {
+            Prepared::Reply(bytes) => Message::parse(&bytes).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_follow_the_client_payload() {
+        assert_eq!(udp_limit(None, OURS), 512);
+        assert_eq!(udp_limit(Some(100), OURS), 512);
+        assert_eq!(udp_limit(Some(1000), OURS), 1000);
+        assert_eq!(udp_limit(Some(4096), OURS), 1232);
+        assert_eq!(udp_limit(Some(4096), 100), 512);
+        let q = query("a.test", None);
+        assert_eq!(limit_for(&q, Protocol::Tcp, OURS), 65535);
+        assert_eq!(limit_for(&q, Protocol::Udp, OURS), 512);
+    }
+
+    #[test]
+    fn fix_up_applies_the_contract() {
+        let q = query("WwW.ExAmple.TEST", Some(client_edns(4096, true)));
+        let mut resp = Message::query("www.example.test".parse().unwrap(), RType::A);
+        resp.header.id = 1;
+        resp.header.recursion_desired = false;
+        resp.header.authoritative = true;
+        resp.answers.push(Record::new(
+            "www.example.test".parse().unwrap(),
+            60,
+            crate::wire::RData::A([192, 0, 2, 1].into()),
+        ));
+        let mut up = Edns {
+            udp_payload: 512,
+            version: 0,
+            ..Edns::default()
+        };
+        up.options.push(EdnsOption::Padding(10));
+        up.add_extended_error(ede::STALE_ANSWER, "stale");
+        resp.edns = Some(up);
+        resp.set_rcode(Rcode::NXDOMAIN);
+
+        let out = fix_up(&q, resp, OURS);
+        assert_eq!(out.header.id, 0xBEEF);
+        assert!(out.header.response && out.header.recursion_available);
+        assert!(out.header.recursion_desired && out.header.checking_disabled);
+        assert!(out.header.authoritative, "other flags are the handler's");
+        assert_eq!(
+            out.questions[0].name.as_wire(),
+            q.questions[0].name.as_wire()
+        );
+        assert_eq!(out.answers.len(), 1);
+        assert_eq!(out.rcode(), Rcode::NXDOMAIN);
+        let e = out.edns.unwrap();
+        assert_eq!((e.udp_payload, e.version, e.dnssec_ok), (1232, 0, true));
+        assert_eq!(
+            e.options,
+            vec![EdnsOption::ExtendedError {
+                info_code: ede::STALE_ANSWER,
+                extra_text: "stale".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn fix_up_strips_edns_for_clients_without_it() {
+        let q = query("a.test", None);
+        let mut resp = Message::response_to(&q);
+        resp.edns = Some(Edns::default());
+        resp.set_rcode(Rcode::BADCOOKIE);
+        let out = fix_up(&q, resp, OURS);
+        assert!(out.edns.is_none());
+        assert_eq!(out.rcode(), Rcode::SERVFAIL, "extended rcode needs EDNS");
+    }
+
+    #[test]
+    fn handler_errors_become_rcode_and_ede() {
+        let q = query("a.test", Some(client_edns(1232, false)));
+        let out = finish(&q, Err(HandlerError::Upstream("timed out".into())), OURS);
+        assert_eq!(out.rcode(), Rcode::SERVFAIL);
+        assert_eq!(
+            out.edns.unwrap().option(code::EXTENDED_ERROR),
+            Some(&EdnsOption::ExtendedError {
+                info_code: ede::NETWORK_ERROR,
+                extra_text: "timed out".into()
+            })
+        );
+        let plain = finish(
+            &query("a.test", None),
+            Err(HandlerError::Refused("no".into())),
+            OURS,
+        );
+        assert_eq!(plain.rcode(), Rcode::REFUSED);
+        assert!(plain.edns.is_none());
+    }
+
+    #[test]
+    fn prepare_sorts_packets() {
+        let q = query("a.test", Some(client_edns(1232, false)));
+        let wire = q.encode().unwrap();
+        assert!(matches!(prepare(&wire, Protocol::Udp, OURS),
+            Prepared::Query(m) if m.questions == q.questions && m.edns == q.edns));
+        assert!(matches!(
+            prepare(&wire[..11], Protocol::Udp, OURS),
+            Prepared::Drop
+        ));
+
+        let mut response = wire.clone();
+        response[2] |= 0x80;
+        assert!(matches!(
+            prepare(&response, Protocol::Udp, OURS),
+            Prepared::Drop
+        ));
+
+        let mut notify = q.clone();
+        notify.header.opcode = Opcode::NOTIFY;
+        let r = prepared_reply(prepare(&notify.encode().unwrap(), Protocol::Udp, OURS));
+        assert_eq!(r.rcode(), Rcode::NOTIMP);
+        assert_eq!(r.header.opcode, Opcode::NOTIFY);
+        assert_eq!(r.header.id, 0xBEEF);
+
+        let mut two = q.clone();
+        two.questions.push(two.questions[0].clone());
+        let r = prepared_reply(prepare(&two.encode().unwrap(), Protocol::Udp, OURS));
+        assert_eq!(r.rcode(), Rcode::FORMERR);
+
+        let mut v1 = q.clone();
+        v1.edns.as_mut().unwrap().version = 1;
+        let r = prepared_reply(prepare(&v1.encode().unwrap(), Protocol::Udp, OURS));
+        assert_eq!(r.rcode(), Rcode::BADVERS);
+        let e = r.edns.unwrap();
+        assert_eq!((e.version, e.ext_rcode), (0, 1));
+    }
+
+    #[test]
+    fn formerr_echoes_what_it_can() {
+        let q = query("Mixed.Case.test", None);
+        let mut wire = q.encode().unwrap();
+        wire.extend_from_slice(b"junk");
+        let r = prepared_reply(prepare(&wire, Protocol::Udp, OURS));
+        assert_eq!(r.rcode(), Rcode::FORMERR);
+        assert_eq!(r.header.id, 0xBEEF);
+        assert!(r.header.recursion_desired && r.header.checking_disabled && r.header.response);
+        assert_eq!(r.questions[0].name.to_string(), "Mixed.Case.test.");
+
+        // An unreadable question: header only.
+        let mut bad = wire[..HEADER_LEN].to_vec();
+        bad.extend_from_slice(&[0x40, 1, 2]);
+        let r = Message::parse(&error_bytes(&bad, Rcode::FORMERR).unwrap()).unwrap();
+        assert!(r.questions.is_empty());
+        assert_eq!(r.header.qdcount, 0);
+        assert!(error_bytes(&bad[..5], Rcode::FORMERR).is_none());
+    }
+
+    #[test]
+    fn error_bytes_never_amplify() {
+        // A question that is a pointer into the header expands to more octets than were sent.
+        // NSCOUNT and ARCOUNT spell the name "ab." at offset 8; the question points at it.
+        let mut pkt = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 2, b'a', b'b', 0];
+        pkt.extend_from_slice(&[0xC0, 8, 0, 1, 0, 1]);
+        assert_eq!(read_first_question(&pkt).unwrap().0.to_string(), "ab.");
+        let out = error_bytes(&pkt, Rcode::FORMERR).unwrap();
+        assert!(out.len() <= pkt.len());
+        assert_eq!(Header::parse(&out).unwrap().qdcount, 0);
+    }
+
+    #[test]
+    fn refused_carries_prohibited_for_edns_clients() {
+        let q = query("a.test", Some(client_edns(1232, false)));
+        let r =
+            Message::parse(&refused(&q.encode().unwrap(), Protocol::Udp, OURS).unwrap()).unwrap();
+        assert_eq!(r.rcode(), Rcode::REFUSED);
+        assert!(r.edns.unwrap().option(code::EXTENDED_ERROR).is_some());
+        let plain = query("a.test", None).encode().unwrap();
+        let r = Message::parse(&refused(&plain, Protocol::Udp, OURS).unwrap()).unwrap();
+        assert_eq!(r.rcode(), Rcode::REFUSED);
+        assert!(!r.header.recursion_available);
+        let mut resp = plain.clone();
+        resp[2] |= 0x80;
+        assert!(refused(&resp, Protocol::Udp, OURS).is_none());
+    }
+
+    #[test]
+    fn oversized_answers_truncate_within_the_limit() {
+        let q = query("big.test", None);
+        let mut resp = Message::response_to(&q);
+        for i in 0..100u8 {
+            resp.answers.push(Record::new(
+                "big.test".parse().unwrap(),
+                60,
+                crate::wire::RData::A([10, 0, 0, i].into()),
+            ));
+        }
+        let out = encode(&resp, &q, 512, OURS).unwrap();
+        assert!(out.len() <= 512);
+        let h = Header::parse(&out).unwrap();
+        assert!(h.truncated);
+        assert_eq!((h.qdcount, h.ancount), (1, 0));
+        let full = encode(&resp, &q, TCP_LIMIT, OURS).unwrap();
+        assert!(!Header::parse(&full).unwrap().truncated);
+        assert_eq!(full, resp.encode().unwrap());
+    }
+}

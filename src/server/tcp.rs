@@ -1,0 +1,465 @@
+//! DNS over TCP (RFC 1035 section 4.2.2, RFC 7766).
+//!
+//! ```text
+//!   accept --(slot or evict idlest)--> connection task
+//!     read_buf --> rbuf --check/parse frames--> fast path ----------------> wbuf --one write--> client
+//!                                          \--> slow task (<= pipeline) --channel--^
+//! ```
+//!
+//! Framing follows tokio's mini-redis: `check` whether the buffer holds a complete frame (2-octet
+//! length, then the message), and only then parse it, so split reads of any size just wait for more
+//! bytes. A zero-length frame, one too short to hold a header, or one over [`MAX_TCP_QUERY_LEN`]
+//! closes the connection: the stream is hostile or out of step, and the cap bounds each connection's
+//! buffer.
+//!
+//! Pipelined queries are answered concurrently and out of order (RFC 7766 section 6.2.1.1): fast-path
+//! answers go into the write buffer at once, slow ones run as tasks (at most `max_tcp_pipeline` per
+//! connection; at the cap the connection is not read until one finishes) and come back through a
+//! channel. Everything ready is written with one `write` call. Responses are never truncated here.
+//!
+//! A connection with no query in flight is closed after the idle timeout, counted from the last
+//! complete query or written response (partial frames do not count, so trickling bytes does not keep
+//! a connection alive). After the client half-closes, or on shutdown, the connection stops reading,
+//! finishes what is in flight, then closes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::respond::{self, Prepared, TCP_LIMIT};
+use super::udp::{fast_path_eligible, log_answer, log_view};
+use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
+use crate::handler::{HandlerError, Protocol, Request};
+use crate::wire::{Message, QueryView, HEADER_LEN};
+
+/// How long a new connection waits for an evicted one to let go of its slot.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+/// Initial read buffer and the least free space offered to each read.
+const READ_CHUNK: usize = 4096;
+/// A write buffer that grew beyond this is shrunk back after use.
+const WBUF_KEEP: usize = 64 * 1024;
+
+/// Accepts connections on `listener` until `shutdown`.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let stop = shutdown.child_token();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        let Some(permit) = admit(&shared, &stop).await else {
+            debug!(client = %peer, "tcp connection cap reached and no connection idle; closing the new one");
+            continue;
+        };
+        let state = shared.conns.register(shared.hard_stop.child_token());
+        let conn = Connection::new(peer, shared.clone(), state.clone());
+        shared
+            .tracker
+            .spawn(conn.serve(stream, stop.child_token(), permit));
+    }
+}
+
+/// A connection slot: a free one, or one freed by closing the longest-idle connection.
+async fn admit(shared: &Shared, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    let slots = &shared.conns.slots;
+    if let Ok(p) = slots.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    if !shared.conns.evict_idlest() {
+        return None;
+    }
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        r = tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned()) => r.ok()?.ok(),
+    }
+}
+
+async fn accept_error(e: io::Error) {
+    debug!(error = %e, "tcp accept failed");
+    // Out of file descriptors or memory: give the system a moment instead of spinning.
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the buffer starts with a complete frame (mini-redis' `Frame::check`).
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// Need at least this many bytes in all.
+    Incomplete(usize),
+    /// A message of this length follows the 2-octet prefix.
+    Complete(usize),
+    /// A length no query can have.
+    Invalid(usize),
+}
+
+fn check_frame(buf: &[u8]) -> Frame {
+    let [hi, lo, ..] = *buf else {
+        return Frame::Incomplete(2);
+    };
+    let len = u16::from_be_bytes([hi, lo]) as usize;
+    if !(HEADER_LEN..=MAX_TCP_QUERY_LEN).contains(&len) {
+        return Frame::Invalid(len);
+    }
+    if buf.len() < 2 + len {
+        Frame::Incomplete(2 + len)
+    } else {
+        Frame::Complete(len)
+    }
+}
+
+/// Appends `msg` with its length prefix. `msg` is at most 65535 octets (checked by callers).
+fn push_framed(wbuf: &mut Vec<u8>, msg: &[u8]) {
+    wbuf.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    wbuf.extend_from_slice(msg);
+}
+
+/// One client connection's state, owned by its task.
+struct Connection {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    allowed: bool,
+    /// Finished slow-path responses, framed (empty: no answer). Capacity = pipeline cap, so a task's
+    /// `try_send` always finds room.
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    wbuf: Vec<u8>,
+    /// Where the fast path writes, reused.
+    scratch: Vec<u8>,
+    inflight: usize,
+}
+
+impl Connection {
+    fn new(peer: SocketAddr, shared: Arc<Shared>, state: Arc<ConnState>) -> Self {
+        let (tx, rx) = mpsc::channel(shared.max_pipeline);
+        Connection {
+            peer,
+            allowed: shared.acl.allows(peer.ip()),
+            shared,
+            state,
+            tx,
+            rx,
+            wbuf: Vec::with_capacity(READ_CHUNK),
+            scratch: Vec::with_capacity(512),
+            inflight: 0,
+        }
+    }
+
+    async fn serve(
+        mut self,
+        mut stream: TcpStream,
+        stop_reading: CancellationToken,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let shared = self.shared.clone();
+        let state = self.state.clone();
+        let _unregister = Unregister {
+            shared: shared.clone(),
+            id: state.id,
+        };
+        if !self.allowed && shared.log_queries {
+            debug!(proto = "tcp", client = %self.peer, "connection refused by the allow-list");
+        }
+        let _ = stream.set_nodelay(true);
+        let idle = shared.tcp_idle;
+        let max_pipeline = shared.max_pipeline;
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut reading = true;
+        let mut idle_deadline = Instant::now() + idle;
+        // Pinned once: the timer is re-armed only when it fires early, not per query.
+        let sleep = tokio::time::sleep_until(idle_deadline);
+        let close = state.close.cancelled();
+        let stop = stop_reading.cancelled();
+        tokio::pin!(sleep, close, stop);
+        loop {
+            match self.dispatch(&mut rbuf) {
+                Ok(0) => {}
+                Ok(_) => idle_deadline = self.touch(),
+                Err(len) => {
+                    debug!(client = %self.peer, len, "bad tcp frame length; closing");
+                    return;
+                }
+            }
+            while let Ok(framed) = self.rx.try_recv() {
+                self.collect(framed);
+            }
+            if !self.wbuf.is_empty() {
+                if let Err(e) = flush(&mut stream, &mut self.wbuf, idle, &state.close).await {
+                    debug!(client = %self.peer, error = %e, "tcp write failed; closing");
+                    return;
+                }
+                idle_deadline = self.touch();
+            }
+            if !reading && self.inflight == 0 {
+                // Everything complete was answered; a partial frame left over is dropped.
+                return;
+            }
+            // Only this task writes it; the acceptor reads it to find an idle connection.
+            state.inflight.store(self.inflight, Ordering::Relaxed);
+            // Ready work first: cancellation and the timer are looked at only when nothing is ready.
+            tokio::select! {
+                biased;
+                Some(framed) = self.rx.recv(), if self.inflight > 0 => self.collect(framed),
+                r = read_some(&mut stream, &mut rbuf), if reading && self.inflight < max_pipeline => {
+                    match r {
+                        Ok(0) => reading = false,
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!(client = %self.peer, error = %e, "tcp read failed; closing");
+                            return;
+                        }
+                    }
+                }
+                _ = &mut close => return,
+                _ = &mut stop, if reading => reading = false,
+                _ = &mut sleep, if self.inflight == 0 => {
+                    if Instant::now() >= idle_deadline {
+                        debug!(client = %self.peer, "tcp connection idle; closing");
+                        return;
+                    }
+                    sleep.as_mut().reset(idle_deadline);
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in `rbuf` while the pipeline has room. Returns how many, or the
+    /// bad length that must close the connection.
+    fn dispatch(&mut self, rbuf: &mut BytesMut) -> Result<usize, usize> {
+        let mut handled = 0;
+        while self.inflight < self.shared.max_pipeline {
+            match check_frame(rbuf) {
+                Frame::Invalid(len) => return Err(len),
+                Frame::Incomplete(need) => {
+                    rbuf.reserve(need.saturating_sub(rbuf.len()));
+                    break;
+                }
+                Frame::Complete(len) => {
+                    self.on_query(&rbuf[2..2 + len]);
+                    rbuf.advance(2 + len);
+                    handled += 1;
+                }
+            }
+        }
+        Ok(handled)
+    }
+
+    /// One complete query: answered into the write buffer, or spawned.
+    fn on_query(&mut self, msg: &[u8]) {
+        let shared = &self.shared;
+        if !self.allowed {
+            if let Some(r) = respond::refused(msg, Protocol::Tcp, shared.ours) {
+                push_framed(&mut self.wbuf, &r);
+            }
+            return;
+        }
+        if msg[2] & 0x80 != 0 {
+            return; // a response, not a query: dropped
+        }
+        if let Ok(view) = QueryView::parse(msg) {
+            if fast_path_eligible(&view) {
+                self.scratch.clear();
+                if shared
+                    .chain
+                    .answer_fast(&view, TCP_LIMIT, &mut self.scratch)
+                    && self.scratch.len() <= TCP_LIMIT
+                {
+                    if shared.log_queries {
+                        log_view("tcp", self.peer, &view, "answered on the fast path");
+                    }
+                    push_framed(&mut self.wbuf, &self.scratch);
+                    return;
+                }
+            }
+        }
+        match respond::prepare(msg, Protocol::Tcp, shared.ours) {
+            Prepared::Drop => {}
+            Prepared::Reply(r) => push_framed(&mut self.wbuf, &r),
+            Prepared::Query(query) => self.spawn_query(query),
+        }
+    }
+
+    fn spawn_query(&mut self, query: Message) {
+        self.inflight += 1;
+        let slot = Slot {
+            tx: Some(self.tx.clone()),
+        };
+        let shared = self.shared.clone();
+        let client = self.peer;
+        self.shared.tracker.spawn(async move {
+            let req = Request {
+                query,
+                client,
+                protocol: Protocol::Tcp,
+            };
+            let outcome = tokio::select! {
+                biased;
+                r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+                _ = shared.hard_stop.cancelled() => return,
+            };
+            let outcome = outcome.unwrap_or_else(|_| {
+                Err(HandlerError::Upstream(format!(
+                    "no answer within {} s",
+                    QUERY_DEADLINE.as_secs()
+                )))
+            });
+            let resp = respond::finish(&req.query, outcome, shared.ours);
+            if shared.log_queries {
+                log_answer("tcp", client, &req.query, &resp);
+            }
+            if let Some(bytes) = respond::encode(&resp, &req.query, TCP_LIMIT, shared.ours) {
+                let mut framed = Vec::with_capacity(2 + bytes.len());
+                push_framed(&mut framed, &bytes);
+                slot.send(framed);
+            }
+        });
+    }
+
+    /// A slow-path result arrived.
+    fn collect(&mut self, framed: Vec<u8>) {
+        self.inflight = self.inflight.saturating_sub(1);
+        self.wbuf.extend_from_slice(&framed);
+    }
+
+    /// Marks activity now; returns the new idle deadline.
+    fn touch(&self) -> Instant {
+        self.state
+            .last_active
+            .store(self.shared.conns.now_ms(), Ordering::Relaxed);
+        Instant::now() + self.shared.tcp_idle
+    }
+}
+
+/// Removes the connection from the registry when its task ends, however it ends.
+struct Unregister {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.shared.conns.unregister(self.id);
+    }
+}
+
+/// A slow task's way back to its connection. Sends exactly once: the answer, or (when the task ends
+/// without one, even by panicking) an empty message, so the connection's in-flight count stays true.
+struct Slot {
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+}
+
+impl Slot {
+    fn send(mut self, framed: Vec<u8>) {
+        if let Some(tx) = self.tx.take() {
+            // The channel has room for every query in flight; a closed one means the client left.
+            let _ = tx.try_send(framed);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.try_send(Vec::new());
+        }
+    }
+}
+
+/// Reads whatever is available, offering at least [`READ_CHUNK`] bytes of room.
+async fn read_some(stream: &mut TcpStream, rbuf: &mut BytesMut) -> io::Result<usize> {
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    stream.read_buf(rbuf).await
+}
+
+/// Writes the whole buffer: directly when the socket has room (the common case, no timer), else
+/// waiting up to `limit` for the client to read.
+async fn flush(
+    stream: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    limit: Duration,
+    close: &CancellationToken,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < wbuf.len() {
+        match stream.try_write(&wbuf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if done < wbuf.len() {
+        tokio::select! {
+            _ = close.cancelled() => return Err(io::ErrorKind::ConnectionAborted.into()),
+            r = tokio::time::timeout(limit, stream.write_all(&wbuf[done..])) => {
+                r.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
+        }
+    }
+    wbuf.clear();
+    if wbuf.capacity() > WBUF_KEEP {
+        wbuf.shrink_to(READ_CHUNK);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_checked_before_parsing() {
+        assert_eq!(check_frame(&[]), Frame::Incomplete(2));
+        assert_eq!(check_frame(&[0]), Frame::Incomplete(2));
+        assert_eq!(check_frame(&[0, 0]), Frame::Invalid(0));
+        assert_eq!(check_frame(&[0, 11]), Frame::Invalid(11));
+        assert_eq!(check_frame(&[0xFF, 0xFF]), Frame::Invalid(65535));
+        let mut buf = vec![0, 12];
+        buf.extend_from_slice(&[0; 11]);
+        assert_eq!(check_frame(&buf), Frame::Incomplete(14));
+        buf.push(0);
+        assert_eq!(check_frame(&buf), Frame::Complete(12));
+        buf.extend_from_slice(&[0, 12, 1]);
+        assert_eq!(
+            check_frame(&buf),
+            Frame::Complete(12),
+            "a second frame may follow"
+        );
+    }
+
+    #[test]
+    fn framing_prefixes_the_length() {
+        let mut w = Vec::new();
+        push_framed(&mut w, &[1, 2, 3]);
+        assert_eq!(w, [0, 3, 1, 2, 3]);
+    }
+}

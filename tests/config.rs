@@ -1,0 +1,494 @@
+//! Config and command-line tests: the embedded default and every shipped example parse; bad configs
+//! fail naming the right key; the README documents every knob; the binary's exit codes and signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dnsveil::config::{knob, Config, ConfigError, Strategy, EMBEDDED_DEFAULT};
+use dnsveil::upstream::UpstreamUrl;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "test.toml", Path::new("/"))
+}
+
+#[test]
+fn embedded_default_is_loopback_with_encrypted_bootstrapped_upstreams() {
+    let c = Config::embedded().expect("embedded default parses");
+    c.check_runnable().expect("embedded default is runnable");
+    assert!(c
+        .server
+        .listen
+        .iter()
+        .all(|a| a.ip().is_loopback() && a.port() == 53));
+    assert!(
+        c.server.listen.iter().any(|a| a.is_ipv4()) && c.server.listen.iter().any(|a| a.is_ipv6())
+    );
+    assert!(!c.server.allow.is_empty());
+    for cidr in &c.server.allow {
+        assert!(cidr.addr().is_loopback(), "{cidr} is not loopback");
+    }
+    assert_eq!(c.hosts.file, Some(PathBuf::from("/etc/hosts")));
+    assert!(c.cache.size > 0);
+    let urls: Vec<String> = c
+        .upstream
+        .servers
+        .iter()
+        .map(|s| s.url.to_string())
+        .collect();
+    for want in [
+        "https://cloudflare-dns.com:443/dns-query",
+        "tls://one.one.one.one:853",
+        "tls://dns.quad9.net:853",
+        "https://dns.quad9.net:443/dns-query",
+    ] {
+        assert!(
+            urls.iter().any(|u| u == want),
+            "{want} missing from {urls:?}"
+        );
+    }
+    for s in &c.upstream.servers {
+        assert!(s.url.is_encrypted(), "{} is not encrypted", s.url);
+        assert!(!s.connect_addrs().is_empty(), "{} has no addresses", s.url);
+    }
+    let quad9 = c
+        .upstream
+        .servers
+        .iter()
+        .find(|s| matches!(&s.url, UpstreamUrl::Tls { host, .. } if host == "dns.quad9.net"))
+        .unwrap();
+    assert!(quad9
+        .connect_addrs()
+        .contains(&"9.9.9.9:853".parse().unwrap()));
+    assert_eq!(c.upstream.strategy, Strategy::Fastest);
+    assert!(!c.log.queries, "per-query logging must be off by default");
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
+fn every_shipped_example_parses() {
+    let mut files = vec![root().join("src/config/default.toml")];
+    for dir in ["packaging", "examples"] {
+        let Ok(entries) = std::fs::read_dir(root().join(dir)) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 2, "no example configs found: {files:?}");
+    for f in &files {
+        let c = Config::load(f).unwrap_or_else(|e| panic!("{e}"));
+        c.check_runnable()
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    assert_eq!(
+        std::fs::read_to_string(root().join("src/config/default.toml")).unwrap(),
+        EMBEDDED_DEFAULT
+    );
+}
+
+#[test]
+fn the_full_example_sets_every_section() {
+    let c = Config::load(&root().join("packaging/dnsveil.toml")).unwrap();
+    assert_eq!(c.forward.len(), 2);
+    assert_eq!(
+        c.forward[0].domains[0].to_string().trim_end_matches('.'),
+        "lan"
+    );
+    assert_eq!(c.hosts.records.len(), 2);
+    assert!(c.upstream.servers.len() >= 2);
+}
+
+/// (config text, key the error must name, text the message must contain)
+const BAD: &[(&str, &str, &str)] = &[
+    ("[server]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1\"]", "server.listen[1]", "no port"),
+    ("[server]\nlisten = [\"localhost:53\"]", "server.listen[0]", "not an address:port"),
+    ("[server]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1:53\"]", "server.listen[1]", "twice"),
+    ("[server]\nlisten = []", "server.listen", "no listen address"),
+    ("[server]\nallow = [\"10.0.0.0/33\"]", "server.allow[0]", "prefix"),
+    ("[server]\nallow = []", "server.allow", "no client"),
+    ("[server]\nthreads = -1", "server.threads", "expected 0 to 1024"),
+    ("[server]\nthreads = \"4\"", "server.threads", "expected an integer"),
+    ("[server]\nmax_udp_payload = 100", "server.max_udp_payload", "512 to 4096"),
+    ("[server]\ntcp_idle_timeout_secs = 0", "server.tcp_idle_timeout_secs", "out of range"),
+    ("[server]\nmax_tcp_connections = 0", "server.max_tcp_connections", "out of range"),
+    ("[server]\nmax_tcp_pipeline = 5000", "server.max_tcp_pipeline", "out of range"),
+    ("[server]\nmax_udp_inflight = 0", "server.max_udp_inflight", "out of range"),
+    ("[cache]\nmin_ttl = 600\nmax_ttl = 60", "cache.min_ttl", "max_ttl"),
+    ("[cache]\nsize = 1.5", "cache.size", "expected an integer"),
+    ("[cache]\nsize = -5", "cache.size", "out of range"),
+    ("[cache]\nservfail_ttl = 301", "cache.servfail_ttl", "0 to 300"),
+    ("[cache]\nnegative_max_ttl = 86401", "cache.negative_max_ttl", "out of range"),
+    ("[cache]\nmax_ttl = 0", "cache.max_ttl", "out of range"),
+    ("[hosts]\nrecords = [\" \"]", "hosts.records[0]", "zone-file line"),
+    ("[hosts]\nttl = 90000", "hosts.ttl", "out of range"),
+    ("[hosts]\nfile = 7", "hosts.file", "expected a string"),
+    ("[upstream]\nservers = [\"dns.quad9.net\"]", "upstream.servers[0]", "not a URL"),
+    ("[upstream]\nservers = [\"tls://dns.quad9.net\"]", "upstream.servers[0]", "bootstrap"),
+    ("[upstream]\nservers = [\"udp://router.lan\"]", "upstream.servers[0]", "IP address"),
+    ("[upstream]\nservers = [\"ftp://10.0.0.1\"]", "upstream.servers[0]", "unknown scheme"),
+    (
+        "[upstream]\nservers = [{ url = \"ftp://10.0.0.1\" }]",
+        "upstream.servers[0].url",
+        "unknown scheme",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"udp://10.0.0.1\", bootstrap = [\"1.1.1.1\"] }]",
+        "upstream.servers[0].bootstrap",
+        "plain DNS",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tls://1.1.1.1\", bootstrap = [\"1.1.1.1\"] }]",
+        "upstream.servers[0].bootstrap",
+        "already names an IP",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tls://x.example\", bootstrap = [\"nope\"] }]",
+        "upstream.servers[0].bootstrap[0]",
+        "not an IP address",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tls://1.1.1.1\", pins = [\"abc\"] }]",
+        "upstream.servers[0].pins[0]",
+        "base64",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tcp://10.0.0.1\", pins = [\"QHSD5qwsK4PZb3aU+n7oKaoMD69Z7+yh2LvWDkwgGho=\"] }]",
+        "upstream.servers[0].pins",
+        "plain DNS",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tls://1.1.1.1\", ca_file = \"/nonexistent/ca.pem\" }]",
+        "upstream.servers[0].ca_file",
+        "/nonexistent/ca.pem",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"tls://1.1.1.1\", method = \"get\" }]",
+        "upstream.servers[0].method",
+        "not https",
+    ),
+    (
+        "[upstream]\nservers = [{ url = \"https://1.1.1.1/dns-query\", method = \"put\" }]",
+        "upstream.servers[0].method",
+        "\"post\" or \"get\"",
+    ),
+    (
+        "[upstream]\nservers = [{ bootstrap = [\"1.1.1.1\"] }]",
+        "upstream.servers[0]",
+        "missing key `url`",
+    ),
+    ("[upstream]\nservers = [42]", "upstream.servers[0]", "URL string or a table"),
+    ("[upstream]\nservers = \"udp://10.0.0.1\"", "upstream.servers", "expected a list"),
+    (
+        "[upstream]\nservers = [\"udp://10.0.0.1\", \"udp://10.0.0.1:53\"]",
+        "upstream.servers[1]",
+        "same as upstream.servers[0]",
+    ),
+    ("[upstream]\nstrategy = \"random\"", "upstream.strategy", "fastest, ordered or parallel"),
+    ("[upstream]\ntimeout_ms = 50", "upstream.timeout_ms", "100 to 60000"),
+    (
+        "[[forward]]\ndomains = []\nupstreams = [\"udp://10.0.0.1\"]",
+        "forward[0].domains",
+        "empty",
+    ),
+    ("[[forward]]\nupstreams = [\"udp://10.0.0.1\"]", "forward[0]", "missing key `domains`"),
+    (
+        "[[forward]]\ndomains = [\".\"]\nupstreams = [\"udp://10.0.0.1\"]",
+        "forward[0].domains[0]",
+        "root",
+    ),
+    (
+        "[[forward]]\ndomains = [\"a..b\"]\nupstreams = [\"udp://10.0.0.1\"]",
+        "forward[0].domains[0]",
+        "not a domain name",
+    ),
+    ("[[forward]]\ndomains = [\"lan\"]\nupstreams = []", "forward[0].upstreams", "empty"),
+    (
+        "[[forward]]\ndomains = [\"lan\"]\nupstreams = [\"udp://10.0.0.1\"]\n\
+         [[forward]]\ndomains = [\"LAN.\"]\nupstreams = [\"udp://10.0.0.2\"]",
+        "forward[1].domains[0]",
+        "already routed by forward[0]",
+    ),
+    (
+        "[[forward]]\ndomains = [\"lan\"]\nupstreams = [\"tls://router.lan\"]",
+        "forward[0].upstreams[0]",
+        "bootstrap",
+    ),
+    ("[log]\nlevel = \"verbose\"", "log.level", "error, warn, info, debug or trace"),
+    ("[log]\nqueries = \"yes\"", "log.queries", "boolean"),
+    // Unknown keys, at every level.
+    ("colour = true", "colour", "unknown key `colour`"),
+    ("[server]\nlistn = []", "server.listn", "unknown key `listn`"),
+    ("[server]\nlog_queries = true", "server.log_queries", "unknown key"),
+    ("[cache]\nsise = 10", "cache.sise", "unknown key"),
+    ("[hosts]\nfiles = \"\"", "hosts.files", "unknown key"),
+    ("[upstream]\nserver = []", "upstream.server", "unknown key"),
+    (
+        "[[upstream.servers]]\nurl = \"udp://10.0.0.1\"\nport = 53",
+        "upstream.servers[0].port",
+        "unknown key `port`",
+    ),
+    (
+        "[[forward]]\ndomain = \"lan\"\ndomains = [\"lan\"]\nupstreams = [\"udp://10.0.0.1\"]",
+        "forward[0].domain",
+        "unknown key",
+    ),
+    ("[log]\nfile = \"/var/log/x\"", "log.file", "unknown key"),
+];
+
+#[test]
+fn bad_configs_name_the_key_and_what_is_expected() {
+    for (text, key, needle) in BAD {
+        let err = match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert_eq!(err.key(), Some(*key), "wrong key for:\n{text}\n{msg}");
+        assert!(
+            msg.contains(needle),
+            "{msg:?} lacks {needle:?} for:\n{text}"
+        );
+        assert!(msg.starts_with("test.toml: "), "{msg}");
+    }
+}
+
+#[test]
+fn syntax_errors_give_the_line() {
+    let err = parse("[server]\nthreads = 2\nlisten = = 1\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { line: 3, .. }), "{err}");
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not parsed here").unwrap();
+    let path = dir.path().join("dnsveil.toml");
+    std::fs::write(
+        &path,
+        "[hosts]\nfile = \"hosts\"\n[upstream]\n\
+         servers = [{ url = \"tls://dns.example\", bootstrap = [\"127.0.0.1\"], ca_file = \"ca.pem\" }]\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.hosts.file, Some(dir.path().join("hosts")));
+    assert_eq!(
+        c.upstream.servers[0].ca_file,
+        Some(dir.path().join("ca.pem"))
+    );
+    assert_eq!(
+        c.upstream.servers[0].connect_addrs(),
+        vec!["127.0.0.1:853".parse().unwrap()]
+    );
+}
+
+#[test]
+fn empty_hosts_file_disables_it() {
+    assert_eq!(parse("[hosts]\nfile = \"\"").unwrap().hosts.file, None);
+}
+
+#[test]
+fn readme_documents_every_knob() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for k in knob::ALL {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` ", k.key)))
+            .unwrap_or_else(|| panic!("README has no table row for `{}`", k.key));
+        assert!(
+            row.contains(&format!("| {} |", k.default)),
+            "default of {}: {row}",
+            k.key
+        );
+        assert!(
+            row.contains(&format!("{}–{}", k.min, k.max)),
+            "range of {}: {row}",
+            k.key
+        );
+    }
+}
+
+// --- The binary ---
+
+fn dnsveil() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dnsveil"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = dnsveil().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dnsveil {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_reports_ok_or_the_error() {
+    let example = root().join("packaging/dnsveil.toml");
+    let out = dnsveil()
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{}: ok\n", example.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("forwarding rules: 2"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = [\"127.0.0.1:53\", \"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let out = dnsveil().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.listen[1]: \"127.0.0.1\" has no port"),
+        "{stderr}"
+    );
+
+    let out = dnsveil()
+        .arg("check-config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = dnsveil().arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
+
+#[test]
+fn run_rejects_bad_config_before_starting() {
+    // No upstream anywhere: a clear error, exit 78, nothing started.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let out = dnsveil()
+        .arg("run")
+        .arg("--config")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstream.servers: no upstream server is configured"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("starting"), "{stderr}");
+
+    // A flag error names the flag.
+    let out = dnsveil()
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "https://dns.example/dns-query",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
+
+    // Values clap can check itself are usage errors.
+    for args in [
+        &["run", "--listen", "127.0.0.1"][..],
+        &["run", "--upstream", "ftp://x"],
+        &["run", "--threads", "5000"],
+        &["run", "--strategy", "random"],
+        &["run", "--bootstrap", "dns.example"],
+        &["run", "--frobnicate"],
+    ] {
+        let out = dnsveil().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+/// Starts `run` on a free loopback port, waits for its start line, and stops it with SIGTERM.
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut child = dnsveil()
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "udp://127.0.0.1:9",
+            "--hosts",
+            "",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no start line; log so far: {log:#?}"));
+        let started = line.contains("dnsveil starting");
+        log.push(line);
+        if started {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let waited = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The reader thread ends (and the channel disconnects) when the child's stderr closes.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        log.push(line);
+    }
+    assert_eq!(exit.code(), Some(0), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("shutting down") && l.contains("SIGTERM")),
+        "{log:#?}"
+    );
+}

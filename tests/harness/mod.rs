@@ -1,0 +1,320 @@
+//! Integration-test harness: real DNS software from Debian (nsd, dig, kdig) and the real `dnsveil`
+//! binary, all on loopback.
+//!
+//! Tools are required, not optional: when one is missing the test fails with a message saying which
+//! package to install (CI installs them in `.ci/run`). Readiness is observed, never guessed: nsd is
+//! ready when it answers, dnsveil when it prints its `listening on` lines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dnsveil::wire::{Message, Name, RType};
+
+/// The path of a required external tool, or a failing test that names its Debian package.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
+        let p = Path::new(dir).join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("required tool `{tool}` is missing: install the Debian package `{package}` (apt-get install {package})");
+}
+
+/// A port that is free on 127.0.0.1 for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// Sends `query` over UDP to `server` and waits for the answer.
+pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })
+    .ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    sock.send_to(query, server).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Sends `query` over TCP to `server` (one framed query) and reads one framed answer.
+pub fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    s.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A query message for `name`/`qtype` with the given ID, encoded.
+pub fn query_bytes(name: &str, qtype: RType, id: u16) -> Vec<u8> {
+    let mut q = Message::query(name.parse::<Name>().expect("name"), qtype);
+    q.header.id = id;
+    q.encode().expect("encode")
+}
+
+/// Runs a command and returns its stdout, failing the test with its stderr if it fails.
+pub fn run_tool(program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .expect("spawn tool");
+    assert!(
+        out.status.success(),
+        "{} {:?} failed: {}\n{}",
+        program.display(),
+        args,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dig +short` style helper: returns dig's full output.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let dig = require_tool("dig", "dnsutils");
+    let at = format!("@{}", server.ip());
+    let port = server.port().to_string();
+    let mut all: Vec<&str> = vec![at.as_str(), "-p", port.as_str(), "+time=3", "+tries=1"];
+    all.extend_from_slice(args);
+    run_tool(&dig, &all)
+}
+
+/// A child process killed when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A daemon started in its own process group (nsd forks workers), killed as a group when dropped.
+pub struct GroupGuard(pub Child);
+
+impl GroupGuard {
+    pub fn spawn(cmd: &mut Command) -> GroupGuard {
+        use std::os::unix::process::CommandExt;
+        GroupGuard(cmd.process_group(0).spawn().expect("spawn daemon"))
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// An nsd authoritative server on 127.0.0.1 serving the given zones (name, zone text).
+pub struct Nsd {
+    pub addr: SocketAddr,
+    _child: GroupGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Nsd {
+    pub fn start(zones: &[(&str, String)]) -> Nsd {
+        let nsd = require_tool("nsd", "nsd");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let port = free_port();
+        let mut conf = format!(
+            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
+             database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
+             logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n  hide-version: yes\n\
+             remote-control:\n  control-enable: no\n"
+        );
+        for (name, text) in zones {
+            std::fs::write(dir.path().join(format!("{name}.zone")), text).expect("write zone");
+            conf.push_str(&format!(
+                "zone:\n  name: \"{name}\"\n  zonefile: \"{name}.zone\"\n"
+            ));
+        }
+        let conf_path = dir.path().join("nsd.conf");
+        std::fs::write(&conf_path, conf).expect("write conf");
+        let child = GroupGuard::spawn(Command::new(nsd).args(["-d", "-c"]).arg(&conf_path).stdout(Stdio::null()).stderr(Stdio::null()));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Ready when it answers the first zone's SOA.
+        let probe = query_bytes(zones[0].0, RType::SOA, 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            sock.send_to(&probe, addr).expect("send");
+            let mut buf = [0u8; 4096];
+            if sock.recv_from(&mut buf).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nsd did not start: {}",
+                std::fs::read_to_string(dir.path().join("nsd.log")).unwrap_or_default()
+            );
+        }
+        Nsd {
+            addr,
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
+
+/// The real `dnsveil` binary, started with `run` and the given arguments.
+pub struct Dnsveil {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub child: Guard,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dnsveil {
+    /// Starts `dnsveil run ARGS` and waits for its `listening on` lines.
+    pub fn start(args: &[&str]) -> Dnsveil {
+        Self::start_cmd(args, &[])
+    }
+
+    /// Like [`Dnsveil::start`] with extra environment variables.
+    pub fn start_cmd(args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsveil"));
+        cmd.arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn dnsveil");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                // The test thread only reads this log after the process ended or for diagnostics.
+                log2.lock().expect("log lock").push(line);
+            }
+        });
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let expected = args.iter().filter(|a| **a == "--listen").count().max(1);
+        while udp.len() < expected || tcp.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = addr_after(&line, "listening on udp ") {
+                        udp.push(a);
+                    } else if let Some(a) = addr_after(&line, "listening on tcp ") {
+                        tcp.push(a);
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "dnsveil did not report its listeners; log:\n{}",
+                        log.lock().expect("log").join("\n")
+                    );
+                }
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Dnsveil {
+            udp,
+            tcp,
+            child: Guard(child),
+            log,
+        }
+    }
+
+    /// The first UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp[0]
+    }
+
+    /// The first TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp[0]
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.0.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A test zone under `origin` with the usual record types and a name whose answer does not fit in
+/// 512 octets.
+pub fn test_zone(origin: &str) -> String {
+    let mut z = format!(
+        "$ORIGIN {origin}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 900 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+         www IN A 192.0.2.1\nwww IN AAAA 2001:db8::1\nalias IN CNAME www\n@ IN MX 10 mail\nmail IN A 192.0.2.25\n\
+         txt IN TXT \"hello world\" \"second string\"\n_dns._udp IN SRV 0 5 53 ns1\nshort 5 IN A 192.0.2.5\n\
+         caa IN CAA 0 issue \"letsencrypt.org\"\n"
+    );
+    for i in 0..40 {
+        z.push_str(&format!("big IN A 198.51.100.{}\n", i + 1));
+    }
+    z
+}
