@@ -94,6 +94,9 @@ def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=Fal
     if verbose:
         cmd += ["-v"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    codes = next((l for l in out.splitlines() if "Response codes:" in l), "")
+    if "NOERROR" not in codes or any(c in codes for c in ("NXDOMAIN", "SERVFAIL", "REFUSED")):
+        raise RuntimeError(f"unexpected answers from port {port}: {codes.strip()}")
     res = {"latencies": []}
     for line in out.splitlines():
         line = line.strip()
@@ -101,6 +104,8 @@ def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=Fal
             res["completed"] = int(line.split()[2])
         elif line.startswith("Queries lost:"):
             res["lost"] = int(line.split()[2])
+        elif line.startswith("Response codes:"):
+            res["rcodes"] = line.split(":", 1)[1].strip()
         elif line.startswith("Queries per second:"):
             res["qps"] = float(line.split()[3])
         elif verbose and line.startswith("> "):
@@ -168,6 +173,9 @@ class Server:
   tcp-idle-timeout: 10000
   minimal-responses: yes
   qname-minimisation: no
+  # test. is one of unbound's default local zones (RFC 6761): without this it would answer NXDOMAIN
+  # itself and never forward.
+  local-zone: "test." nodefault
 remote-control:
   control-enable: no
 forward-zone:
