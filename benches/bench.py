@@ -131,7 +131,7 @@ class Nsd:
         with open(conf, "w") as f:
             f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
                     f" zonesdir: \"{d}\"\n database: \"\"\n pidfile: \"{d}/nsd.pid\"\n xfrdfile: \"{d}/xfrd\"\n"
-                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n"
+                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
                     "remote-control:\n control-enable: no\nzone:\n name: bench.test\n zonefile: bench.test.zone\n")
         self.p = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_answer(self.port)
