@@ -824,3 +824,98 @@ async fn udp_over_the_inflight_cap_is_dropped() {
     let resp = udp_exchange(srv.udp, &wire(&query("again.test", 4, None))).await;
     assert_eq!(Header::parse(&resp).unwrap().id, 4);
 }
+
+/// Panics anywhere in this binary since the hook was installed (tokio catches task panics, so a
+/// panicking listener would otherwise go unnoticed).
+fn panic_count() -> &'static AtomicUsize {
+    static PANICS: OnceLock<&'static AtomicUsize> = OnceLock::new();
+    PANICS.get_or_init(|| {
+        let count: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            count.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+        count
+    })
+}
+
+/// Valid queries with random damage, and pure noise.
+fn hostile_packets(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut q = query("www.example.test", 1, Some(1232));
+    q.edns.as_mut().unwrap().options.push(EdnsOption::Cookie {
+        client: [3; 8],
+        server: Box::new([4; 8]),
+    });
+    let base = wire(&q);
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => (0..rng.gen_range(0..600)).map(|_| rng.gen()).collect(),
+            1 => base[..rng.gen_range(0..base.len())].to_vec(),
+            _ => {
+                let mut p = base.clone();
+                for _ in 0..rng.gen_range(1..6) {
+                    let at = rng.gen_range(0..p.len());
+                    p[at] = rng.gen();
+                }
+                p[2] &= 0x7F; // keep QR clear so that most reach the parser
+                if rng.gen_bool(0.2) {
+                    p.extend((0..rng.gen_range(1..40)).map(|_| rng.gen::<u8>()));
+                }
+                p
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hostile_input_never_stops_the_server() {
+    let panics = panic_count().load(Ordering::SeqCst);
+    let srv = start(test_config()).await;
+    let sock = udp_client().await;
+    for (i, p) in hostile_packets(0x5EED, 3000).iter().enumerate() {
+        sock.send_to(p, srv.udp).await.unwrap();
+        if i % 50 == 0 {
+            // Drain answers now and then so the client's receive buffer never fills.
+            while udp_recv(&sock, Duration::ZERO).await.is_some() {}
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut tcp = tcp_connect(srv.tcp).await;
+    for p in hostile_packets(0xF00D, 1000) {
+        if p.len() < 12 {
+            continue; // would close the connection, by design
+        }
+        tcp.write_all(&framed(&p)).await.unwrap();
+    }
+    // The same client socket and connection still get answers.
+    sock.send_to(&wire(&query("after.test", 0xAAAA, None)), srv.udp)
+        .await
+        .unwrap();
+    loop {
+        let resp = udp_recv(&sock, PATIENCE)
+            .await
+            .expect("server stopped answering UDP");
+        if Header::parse(&resp).is_ok_and(|h| h.id == 0xAAAA) {
+            break;
+        }
+    }
+    tcp.write_all(&framed(&wire(&query("after.test", 0xBBBB, None))))
+        .await
+        .unwrap();
+    loop {
+        let resp = tcp_read(&mut tcp)
+            .await
+            .expect("server closed the connection");
+        if Header::parse(&resp).is_ok_and(|h| h.id == 0xBBBB) {
+            break;
+        }
+    }
+    assert_eq!(
+        panic_count().load(Ordering::SeqCst),
+        panics,
+        "something panicked"
+    );
+}
