@@ -4,9 +4,11 @@
 //! answers with records are checked as bytes against what `Message::encode` makes of the expected
 //! message, and their headers with `Header::parse`.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dnsveil::handler::{
@@ -745,9 +747,11 @@ impl LogBuf {
     }
 }
 
-#[tokio::test]
-async fn logs_listening_lines_and_queries_only_when_asked() {
-    for log_queries in [false, true] {
+/// The log output of this whole test binary from the first call on. A global subscriber, because
+/// per-thread ones race with other tests over tracing's per-callsite interest cache.
+fn global_logs() -> &'static LogBuf {
+    static LOGS: OnceLock<LogBuf> = OnceLock::new();
+    LOGS.get_or_init(|| {
         let logs = LogBuf::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -755,25 +759,35 @@ async fn logs_listening_lines_and_queries_only_when_asked() {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        // Current-thread runtime: the server's tasks log on this thread.
-        let _guard = tracing::subscriber::set_default(subscriber);
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
+#[tokio::test]
+async fn logs_listening_lines_and_queries_only_when_asked() {
+    let logs = global_logs();
+    for log_queries in [false, true] {
         let srv = start(ServerConfig {
             log_queries,
             ..test_config()
         })
         .await;
-        udp_exchange(srv.udp, &wire(&query("secret.test", 1, None))).await;
+        // Names no other test uses (the log is shared by the whole binary).
+        let slow = format!("secret-{log_queries}.test");
+        udp_exchange(srv.udp, &wire(&query(&slow, 1, None))).await;
         let q = wire(&query("fast.test", 2, None));
         udp_exchange(srv.udp, &q).await;
         srv.stop.cancel();
         srv.task.await.unwrap();
         let text = logs.text();
-        let udp_line = format!("listening on udp {}", srv.udp);
-        let tcp_line = format!("listening on tcp {}", srv.tcp);
+        let udp_line = format!("listening on udp {}\n", srv.udp);
+        let tcp_line = format!("listening on tcp {}\n", srv.tcp);
         assert_eq!(text.matches(&udp_line).count(), 1, "{text}");
         assert_eq!(text.matches(&tcp_line).count(), 1, "{text}");
-        assert_eq!(text.contains("secret.test"), log_queries, "{text}");
-        assert_eq!(text.contains("fast.test"), log_queries, "{text}");
+        assert_eq!(text.contains(&slow), log_queries, "{text}");
+        // Fast-path queries are logged only when asked, too (and only this test asks).
+        assert_eq!(text.contains("qname=fast.test"), log_queries, "{text}");
     }
 }
 
@@ -809,4 +823,99 @@ async fn udp_over_the_inflight_cap_is_dropped() {
     // With the permit back, slow queries are served again.
     let resp = udp_exchange(srv.udp, &wire(&query("again.test", 4, None))).await;
     assert_eq!(Header::parse(&resp).unwrap().id, 4);
+}
+
+/// Panics anywhere in this binary since the hook was installed (tokio catches task panics, so a
+/// panicking listener would otherwise go unnoticed).
+fn panic_count() -> &'static AtomicUsize {
+    static PANICS: OnceLock<&'static AtomicUsize> = OnceLock::new();
+    PANICS.get_or_init(|| {
+        let count: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            count.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+        count
+    })
+}
+
+/// Valid queries with random damage, and pure noise.
+fn hostile_packets(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut q = query("www.example.test", 1, Some(1232));
+    q.edns.as_mut().unwrap().options.push(EdnsOption::Cookie {
+        client: [3; 8],
+        server: Box::new([4; 8]),
+    });
+    let base = wire(&q);
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => (0..rng.gen_range(0..600)).map(|_| rng.gen()).collect(),
+            1 => base[..rng.gen_range(0..base.len())].to_vec(),
+            _ => {
+                let mut p = base.clone();
+                for _ in 0..rng.gen_range(1..6) {
+                    let at = rng.gen_range(0..p.len());
+                    p[at] = rng.gen();
+                }
+                p[2] &= 0x7F; // keep QR clear so that most reach the parser
+                if rng.gen_bool(0.2) {
+                    p.extend((0..rng.gen_range(1..40)).map(|_| rng.gen::<u8>()));
+                }
+                p
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hostile_input_never_stops_the_server() {
+    let panics = panic_count().load(Ordering::SeqCst);
+    let srv = start(test_config()).await;
+    let sock = udp_client().await;
+    for (i, p) in hostile_packets(0x5EED, 3000).iter().enumerate() {
+        sock.send_to(p, srv.udp).await.unwrap();
+        if i % 50 == 0 {
+            // Drain answers now and then so the client's receive buffer never fills.
+            while udp_recv(&sock, Duration::ZERO).await.is_some() {}
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut tcp = tcp_connect(srv.tcp).await;
+    for p in hostile_packets(0xF00D, 1000) {
+        if p.len() < 12 {
+            continue; // would close the connection, by design
+        }
+        tcp.write_all(&framed(&p)).await.unwrap();
+    }
+    // The same client socket and connection still get answers.
+    sock.send_to(&wire(&query("after.test", 0xAAAA, None)), srv.udp)
+        .await
+        .unwrap();
+    loop {
+        let resp = udp_recv(&sock, PATIENCE)
+            .await
+            .expect("server stopped answering UDP");
+        if Header::parse(&resp).is_ok_and(|h| h.id == 0xAAAA) {
+            break;
+        }
+    }
+    tcp.write_all(&framed(&wire(&query("after.test", 0xBBBB, None))))
+        .await
+        .unwrap();
+    loop {
+        let resp = tcp_read(&mut tcp)
+            .await
+            .expect("server closed the connection");
+        if Header::parse(&resp).is_ok_and(|h| h.id == 0xBBBB) {
+            break;
+        }
+    }
+    assert_eq!(
+        panic_count().load(Ordering::SeqCst),
+        panics,
+        "something panicked"
+    );
 }

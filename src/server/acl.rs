@@ -132,6 +132,7 @@ impl Acl {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
 

@@ -223,6 +223,9 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight work for up to
     /// [`SHUTDOWN_GRACE`].
+    ///
+    /// On start it logs, at info level, one line per address and protocol in exactly this form
+    /// (integration tests parse it): `listening on udp 127.0.0.1:5353`, `listening on tcp 127.0.0.1:5353`.
     pub async fn run(self, shutdown: CancellationToken) {
         self.run_with_grace(shutdown, SHUTDOWN_GRACE).await;
     }
@@ -422,6 +425,7 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
 

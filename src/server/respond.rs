@@ -252,6 +252,7 @@ fn reply(bytes: Option<Vec<u8>>) -> Prepared {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
     use crate::handler::HandlerError;

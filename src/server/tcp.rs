@@ -433,6 +433,7 @@ async fn flush(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
 
