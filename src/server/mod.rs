@@ -44,8 +44,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::net::UdpSocket;
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +78,8 @@ pub const QUERY_DEADLINE: Duration = Duration::from_secs(15);
 pub const MAX_TCP_QUERY_LEN: usize = 16 * 1024;
 /// Most SO_REUSEPORT sockets per UDP address.
 pub const MAX_UDP_SOCKETS_PER_ADDR: usize = 256;
+/// How often a blocking UDP receive loop wakes up, when idle, to check for shutdown.
+pub const UDP_POLL: Duration = Duration::from_millis(200);
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -234,9 +238,12 @@ impl Server {
     pub async fn run_with_grace(self, shutdown: CancellationToken, grace: Duration) {
         let Server { udp, tcp, shared } = self;
         let tracker = shared.tracker.clone();
+        let runtime = tokio::runtime::Handle::current();
         for (addr, socks) in udp {
             for sock in socks {
-                tracker.spawn(udp::serve(sock, shared.clone(), shutdown.clone()));
+                let (shared, shutdown, runtime) =
+                    (shared.clone(), shutdown.clone(), runtime.clone());
+                tracker.spawn_blocking(move || udp::serve(sock, shared, shutdown, runtime));
             }
             info!("listening on udp {addr}");
         }
@@ -419,9 +426,12 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         #[cfg(unix)]
         sock.set_reuse_port(true)?;
     }
-    sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    UdpSocket::from_std(sock.into())
+    // Blocking, served by a thread of its own (see udp.rs); the timeouts bound how long shutdown
+    // waits for the thread and how long a send may stall it.
+    sock.set_read_timeout(Some(UDP_POLL))?;
+    sock.set_write_timeout(Some(UDP_POLL))?;
+    Ok(sock.into())
 }
 
 #[cfg(test)]

@@ -5,11 +5,20 @@
 //! allocation. Only queries the head of the chain cannot answer synchronously get a task, and only
 //! while a permit from the server-wide in-flight cap is free; above the cap the query is dropped
 //! (the client retries), which keeps memory bounded under a flood.
+//!
+//! Why a blocking thread and not a tokio task: a cached answer costs two system calls here
+//! (`recvfrom`, `sendto`). Through the reactor the same answer also pays for the readiness dance
+//! whenever the socket runs dry (a failed `recvfrom`, `epoll_wait`, a task wake-up), which under a
+//! typical load, where the server is faster than its clients, is nearly every packet; the benchmark
+//! (BENCHMARKS.md) measured it. The thread sleeps in `recvfrom` itself and wakes at once; it checks for
+//! shutdown whenever the socket's read timeout ([`super::UDP_POLL`]) passes. Slow-path queries still
+//! run as tasks on the runtime and send their answers on the same socket (a UDP send does not block
+//! for long; the socket's write timeout bounds it).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -21,27 +30,27 @@ use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
 /// Largest datagram read; anything longer is cut by the kernel and then fails to parse.
 const RECV_BUF: usize = 65535;
 
-/// Receives and answers on `sock` until `shutdown`.
-pub(super) async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Receives and answers on `sock` until `shutdown`. Blocking: run it on a thread of its own;
+/// `runtime` is where slow-path queries are spawned.
+pub(super) fn serve(
+    sock: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    runtime: Handle,
+) {
     let mut rbuf = vec![0u8; RECV_BUF];
     let mut out = Vec::with_capacity(4096);
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let (len, src) = tokio::select! {
-            biased;
-            _ = &mut cancelled => break,
-            r = sock.recv_from(&mut rbuf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    recv_error(e).await;
-                    continue;
-                }
-            },
+    while !shutdown.is_cancelled() {
+        let (len, src) = match sock.recv_from(&mut rbuf) {
+            Ok(x) => x,
+            Err(e) => {
+                recv_error(e);
+                continue;
+            }
         };
         let pkt = &rbuf[..len];
-        if let Some(reply) = on_datagram(pkt, src, &sock, &shared, &mut out) {
-            if let Err(e) = sock.send_to(reply.as_ref(), src).await {
+        if let Some(reply) = on_datagram(pkt, src, &sock, &shared, &runtime, &mut out) {
+            if let Err(e) = sock.send_to(reply.as_ref(), src) {
                 debug!(error = %e, "udp send failed");
             }
         }
@@ -70,6 +79,7 @@ fn on_datagram<'o>(
     src: SocketAddr,
     sock: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
+    runtime: &Handle,
     out: &'o mut Vec<u8>,
 ) -> Option<Reply<'o>> {
     // Too short for a header, or a response: never answer (RFC 1035 section 4.1.1).
@@ -103,10 +113,13 @@ fn on_datagram<'o>(
                 return None;
             };
             let (sock, task_shared) = (sock.clone(), shared.clone());
-            shared.tracker.spawn(async move {
-                let _permit = permit;
-                slow_path(query, src, sock, task_shared).await;
-            });
+            shared.tracker.spawn_on(
+                async move {
+                    let _permit = permit;
+                    slow_path(query, src, sock, task_shared).await;
+                },
+                runtime,
+            );
             None
         }
     }
@@ -141,21 +154,25 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
     let Some(bytes) = respond::encode(&resp, &req.query, limit, shared.ours) else {
         return;
     };
-    if let Err(e) = sock.send_to(&bytes, src).await {
+    if let Err(e) = sock.send_to(&bytes, src) {
         debug!(error = %e, "udp send failed");
     }
 }
 
 /// Backs off after a receive error so that a persistent one cannot spin the loop.
-async fn recv_error(e: std::io::Error) {
+fn recv_error(e: std::io::Error) {
     use std::io::ErrorKind;
-    debug!(error = %e, "udp receive failed");
-    // ICMP errors from earlier sends surface as these on some systems and mean nothing here.
-    if !matches!(
-        e.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset | ErrorKind::Interrupted
-    ) {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    match e.kind() {
+        // The read timeout: time to look at the shutdown token.
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => {}
+        // ICMP errors from earlier sends surface as these on some systems and mean nothing here.
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => {
+            debug!(error = %e, "udp receive failed")
+        }
+        _ => {
+            debug!(error = %e, "udp receive failed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

@@ -129,7 +129,9 @@ impl GroupGuard {
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -161,7 +163,13 @@ impl Nsd {
         }
         let conf_path = dir.path().join("nsd.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
-        let child = GroupGuard::spawn(Command::new(nsd).args(["-d", "-c"]).arg(&conf_path).stdout(Stdio::null()).stderr(Stdio::null()));
+        let child = GroupGuard::spawn(
+            Command::new(nsd)
+                .args(["-d", "-c"])
+                .arg(&conf_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         // Ready when it answers the first zone's SOA.
         let probe = query_bytes(zones[0].0, RType::SOA, 1);
