@@ -8,7 +8,8 @@ TCP) it measures, with dnsperf:
   - CPU time per answered query: the server's user+system CPU seconds (from /proc) divided by the
     answers it gave, which stays meaningful when dnsperf itself is the bottleneck.
 Then it restarts both servers, fills each with 100,000 distinct names and reports resident memory.
-Results go to BENCHMARKS.md (a table plus the ratios dnsveil/unbound).
+Results go to BENCHMARKS.md (a table plus the ratios dnsveil/unbound), into the section between this
+script's markers only (benches/bench_upstream.py owns another section of the same file).
 
 Usage: python3 benches/bench.py [--threads 1] [--seconds 10] [--out BENCHMARKS.md]
 Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
@@ -108,8 +109,15 @@ def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=Fal
             res["rcodes"] = line.split(":", 1)[1].strip()
         elif line.startswith("Queries per second:"):
             res["qps"] = float(line.split()[3])
+        elif line.startswith("Response codes:"):
+            # "Response codes: NOERROR 9990 (99.90%), SERVFAIL 10 (0.10%)"
+            fields = line.split(":", 1)[1].replace(",", " ").split()
+            res["rcodes"] = {fields[i]: int(fields[i + 1]) for i in range(0, len(fields) - 1, 3)}
         elif verbose and line.startswith("> "):
-            res["latencies"].append(float(line.split()[-1]))
+            try:
+                res["latencies"].append(float(line.split()[-1]))
+            except ValueError:
+                pass  # a timed-out query ("> T name type") has no latency
     return res
 
 
@@ -131,7 +139,10 @@ class Nsd:
         with open(conf, "w") as f:
             f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
                     f" zonesdir: \"{d}\"\n database: \"\"\n pidfile: \"{d}/nsd.pid\"\n xfrdfile: \"{d}/xfrd\"\n"
-                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
+                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n"
+                    # Debian's nsd has response rate limiting on; it counts every wildcard answer
+                    # as one flow and would drop most of the 100,000 distinct names.
+                    " rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
                     "remote-control:\n control-enable: no\nzone:\n name: bench.test\n zonefile: bench.test.zone\n")
         self.p = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_answer(self.port)
@@ -262,7 +273,7 @@ def main():
 
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
-        "# Benchmarks",
+        "## Cached answers",
         "",
         f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
         f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at 20,000 q/s offered.",
@@ -284,9 +295,28 @@ def main():
         lines.append(f"| {kind} | {b / 1024:.1f} | {a / 1024:.1f} | {n} |")
     if mem["unbound"][1]:
         lines += ["", f"- Memory ratio dnsveil / unbound: {mem['dnsveil'][1] / mem['unbound'][1]:.2f}x (≤ 0.5)"]
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_section(args.out, "bench.py", lines)
     print("\n".join(lines))
+
+
+def write_section(path, owner, lines):
+    """Replaces the section of `path` between `owner`'s markers with `lines` (appending it if the
+    markers are missing), keeping everything else, so several benchmark scripts share one file."""
+    begin, end = f"<!-- {owner}: begin -->", f"<!-- {owner}: end -->"
+    body = begin + "\n" + "\n".join(lines) + "\n" + end + "\n"
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = "# Benchmarks\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + body + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def unbound_version():

@@ -6,6 +6,8 @@
 //! ready when it answers, dnsveil when it prints its `listening on` lines.
 #![allow(dead_code)]
 
+pub mod daemons;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
