@@ -239,11 +239,27 @@ impl Server {
         let Server { udp, tcp, shared } = self;
         let tracker = shared.tracker.clone();
         let runtime = tokio::runtime::Handle::current();
+        // The UDP loops run on threads of their own, outside the runtime's blocking pool (which a
+        // runtime waits for when dropped, and which stops a paused test clock from advancing); a
+        // tracker token per thread makes the drain below wait for them. They stop on `shutdown`,
+        // and also when this future is dropped (the runtime going away without a shutdown
+        // request, as at the end of a test): the guard cancels their token then.
+        let udp_stop = shutdown.child_token();
+        let _udp_guard = udp_stop.clone().drop_guard();
         for (addr, socks) in udp {
             for sock in socks {
                 let (shared, shutdown, runtime) =
-                    (shared.clone(), shutdown.clone(), runtime.clone());
-                tracker.spawn_blocking(move || udp::serve(sock, shared, shutdown, runtime));
+                    (shared.clone(), udp_stop.clone(), runtime.clone());
+                let token = tracker.token();
+                let spawned = std::thread::Builder::new()
+                    .name("dnsveil-udp".into())
+                    .spawn(move || {
+                        udp::serve(sock, shared, shutdown, runtime);
+                        drop(token);
+                    });
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start a UDP receive thread for {addr}");
+                }
             }
             info!("listening on udp {addr}");
         }
