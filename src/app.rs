@@ -3,6 +3,9 @@
 //!
 //! ```text
 //!   Config --> Cache --> Hosts --> Forwarder(rules, default pool) ==> Chain --> Server
+//!                |       \________ downstream Chain ________/
+//!                |                   ^ cache refresher (prefetch, stale refresh) runs these
+//!                +-- cache file: loaded before binding, saved every save_interval and at shutdown
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
 //!   netwatch: resets every pool's connections on resume or address change
 //! ```
@@ -11,6 +14,7 @@
 //! upstream that cannot be built, a hosts file that cannot be read) fails here, before any socket is
 //! bound.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,15 +48,35 @@ pub async fn run(
     let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
     let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();
+    let cache_file = cache.as_ref().and(config.cache.file.clone());
+    if let (Some(c), Some(path)) = (&cache, &cache_file) {
+        load_cache(c.clone(), path.clone()).await;
+    }
 
+    // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
+    // on its own.
+    let downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone(), forwarder];
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());
     }
-    handlers.push(hosts.clone());
-    handlers.push(forwarder);
+    handlers.extend(downstream.iter().cloned());
     let chain = Arc::new(Chain::new(handlers));
     info!(chain = ?chain.names(), "handler chain assembled");
+    let refresher = cache
+        .as_ref()
+        .map(|c| c.spawn_refresher(Chain::new(downstream), shutdown.clone()));
+    let saver = match (&cache, &cache_file) {
+        (Some(c), Some(path)) if !config.cache.save_interval.is_zero() => {
+            Some(tokio::spawn(save_periodically(
+                c.clone(),
+                path.clone(),
+                config.cache.save_interval,
+                shutdown.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let server = Server::bind(server_config(&config), chain).await?;
     let watcher = config
@@ -79,8 +103,17 @@ pub async fn run(
         let _ = w.await;
     }
     let _ = net_watcher.await;
+    if let Some(r) = refresher {
+        let _ = r.await;
+    }
+    if let Some(s) = saver {
+        let _ = s.await;
+    }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
+        if let Some(path) = cache_file {
+            save_cache(c.clone(), path).await;
+        }
     }
     info!("shut down");
     Ok(())
@@ -93,7 +126,57 @@ fn cache_config(c: &config::CacheConfig) -> cache::CacheConfig {
         max_ttl: c.max_ttl,
         negative_max_ttl: c.negative_max_ttl,
         servfail_ttl: c.servfail_ttl,
+        serve_stale: c.serve_stale,
+        stale_max_age: c.stale_max_age,
+        stale_answer_ttl: c.stale_answer_ttl,
+        client_timeout: c.client_timeout,
+        prefetch: c.prefetch,
         ..cache::CacheConfig::default()
+    }
+}
+
+/// Restores the cache from its file. A missing file is normal (first start); anything wrong with
+/// it is a warning, never a failure to start: the cache simply starts cold.
+async fn load_cache(cache: Arc<Cache>, path: PathBuf) {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || cache.load(&path)).await {
+        Ok(Ok(r)) => info!(
+            file = %shown,
+            loaded = r.loaded,
+            expired = r.expired,
+            rejected = r.rejected,
+            "cache restored"
+        ),
+        Ok(Err(e)) if e.is_not_found() => info!(file = %shown, "no cache file yet; starting cold"),
+        Ok(Err(e)) => warn!(file = %shown, error = %e, "cache file ignored; starting cold"),
+        Err(e) => warn!(file = %shown, error = %e, "cache load failed"),
+    }
+}
+
+/// Writes the cache file (on a blocking thread); failures are logged.
+async fn save_cache(cache: Arc<Cache>, path: PathBuf) {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || cache.save(&path)).await {
+        Ok(Ok(n)) => info!(file = %shown, entries = n, "cache saved"),
+        Ok(Err(e)) => warn!(file = %shown, error = %e, "cache not saved"),
+        Err(e) => warn!(file = %shown, error = %e, "cache save failed"),
+    }
+}
+
+/// Saves the cache every `every` until shutdown (the final save is the caller's).
+async fn save_periodically(
+    cache: Arc<Cache>,
+    path: PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => save_cache(cache.clone(), path.clone()).await,
+        }
     }
 }
 

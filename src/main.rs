@@ -110,6 +110,17 @@ struct RunArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(knob::CACHE_SIZE.min..=knob::CACHE_SIZE.max))]
     cache_size: Option<u64>,
+    /// Answer from expired cache data when the upstreams fail or are late: on or off (replaces
+    /// cache.serve_stale).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    serve_stale: Option<bool>,
+    /// Refresh popular cache entries before they expire: on or off (replaces cache.prefetch).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    prefetch: Option<bool>,
+    /// Save the cache to this file and restore it at start; "" for none (replaces
+    /// cache.cache_file).
+    #[arg(long, value_name = "PATH", value_parser = parse_path_or_empty)]
+    cache_file: Option<PathBuf>,
     /// Client network allowed to query, e.g. 192.168.0.0/16 (repeatable; replaces server.allow).
     #[arg(long, value_name = "CIDR")]
     allow: Vec<Cidr>,
@@ -144,6 +155,14 @@ fn parse_name(s: &str) -> Result<Name, String> {
 
 fn parse_rtype(s: &str) -> Result<RType, String> {
     s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?} is not on or off")),
+    }
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -257,6 +276,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         strategy: args.strategy,
         threads: args.threads,
         cache_size: args.cache_size,
+        serve_stale: args.serve_stale,
+        prefetch: args.prefetch,
+        cache_file: args.cache_file,
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,

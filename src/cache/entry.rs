@@ -1,13 +1,16 @@
 //! One cached answer, stored as a single heap allocation, and how a hit is written from it.
 //!
 //! ```text
-//!   0..8    inserted, milliseconds since the cache's epoch (u64 LE)
+//!   0..8    inserted, milliseconds on the cache's clock (u64 LE)
 //!   8..12   lifetime in seconds: the smallest stored TTL (u32 LE)
-//!   12      flags: bit 0 = referenced since the CLOCK hand last passed
-//!   13..15  key length K (u16 LE)
-//!   15..17  number of TTL fields N (u16 LE)
-//!   17..19  length O of the EDNS option octets (u16 LE)
-//!   19..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
+//!   12      flags: bit 0 = referenced since the CLOCK hand last passed, bit 1 = a prefetch was
+//!           requested, bit 2 = never serve stale, bits 4..5 = hits since insertion (saturating)
+//!   13..17  held until, seconds on the cache's clock (u32 LE, 0 = not held): after a failed
+//!           refresh, expired data is answered stale without asking again until then
+//!   17..19  key length K (u16 LE)
+//!   19..21  number of TTL fields N (u16 LE)
+//!   21..23  length O of the EDNS option octets (u16 LE)
+//!   23..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
 //! ```
 //!
 //! The stored response is the encoded answer without its question and OPT record: the header,
@@ -17,7 +20,11 @@
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
 //!
 //! Keeping key, offsets and answer in one allocation is what keeps a million entries small (see
-//! the cache's module docs for the measured bytes per entry).
+//! the cache's module docs for the measured bytes per entry). Serve-stale and prefetch add five
+//! octets of state to the fixed part (a flag octet's spare bits and the hold time), nothing else.
+//!
+//! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
+//! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
 
 use crate::wire::edns::DEFAULT_PAYLOAD;
 use crate::wire::{RType, HEADER_LEN};
@@ -27,12 +34,23 @@ use super::key::{self, Key};
 const OFF_INSERTED: usize = 0;
 const OFF_LIFETIME: usize = 8;
 const OFF_FLAGS: usize = 12;
-const OFF_KEY_LEN: usize = 13;
-const OFF_TTL_COUNT: usize = 15;
-const OFF_OPT_LEN: usize = 17;
-const FIXED_LEN: usize = 19;
+const OFF_HELD_UNTIL: usize = 13;
+const OFF_KEY_LEN: usize = 17;
+const OFF_TTL_COUNT: usize = 19;
+const OFF_OPT_LEN: usize = 21;
+const FIXED_LEN: usize = 23;
 
 const FLAG_REFERENCED: u8 = 0x01;
+const FLAG_PREFETCH_REQUESTED: u8 = 0x02;
+const FLAG_NEVER_STALE: u8 = 0x04;
+const HITS_SHIFT: u8 = 4;
+const HITS_MASK: u8 = 0x30;
+/// The hit counter saturates here.
+pub(crate) const MAX_HITS: u8 = 3;
+
+/// The Extended DNS Error a stale answer carries: code 15, length 2, info-code 3 "Stale Answer"
+/// (RFC 8914 section 4.4), no text.
+const STALE_EDE: [u8; 6] = [0, 15, 0, 2, 0, 3];
 
 /// Length of the OPT record we append, without options: root, TYPE, CLASS, TTL, RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
@@ -50,6 +68,10 @@ pub(crate) struct Parts<'a> {
     pub ttls: &'a [(u16, u32)],
     /// EDNS option octets (code, length, data) to send to EDNS clients: an Extended DNS Error.
     pub options: &'a [u8],
+    /// False for data that must never be answered stale: a SERVFAIL, and (once a validator exists)
+    /// anything that failed DNSSEC validation (RFC 8767 section 6 leaves this to the resolver; we
+    /// never serve a failure as if it were data).
+    pub stale_ok: bool,
 }
 
 /// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths fit
@@ -61,7 +83,8 @@ pub(crate) fn build(p: &Parts<'_>) -> Box<[u8]> {
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&p.inserted_ms.to_le_bytes());
     b.extend_from_slice(&p.lifetime.to_le_bytes());
-    b.push(0);
+    b.push(if p.stale_ok { 0 } else { FLAG_NEVER_STALE });
+    b.extend_from_slice(&0u32.to_le_bytes());
     b.extend_from_slice(&(key.len() as u16).to_le_bytes());
     b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
     b.extend_from_slice(&(p.options.len() as u16).to_le_bytes());
@@ -102,7 +125,18 @@ pub(crate) fn is_expired(b: &[u8], now_ms: u64) -> bool {
     elapsed_ms(b, now_ms) >= u64::from(lifetime(b)) * 1000
 }
 
-fn inserted_ms(b: &[u8]) -> u64 {
+/// When the entry's lifetime ends, in milliseconds on the cache's clock.
+pub(crate) fn expires_ms(b: &[u8]) -> u64 {
+    inserted_ms(b).saturating_add(u64::from(lifetime(b)) * 1000)
+}
+
+/// True when the entry may be answered stale once expired (see [`Parts::stale_ok`]).
+pub(crate) fn stale_ok(b: &[u8]) -> bool {
+    b[OFF_FLAGS] & FLAG_NEVER_STALE == 0
+}
+
+/// When the entry was stored, in milliseconds on the cache's clock.
+pub(crate) fn inserted_ms(b: &[u8]) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[OFF_INSERTED..OFF_INSERTED + 8]);
     u64::from_le_bytes(v)
@@ -122,9 +156,44 @@ pub(crate) fn lifetime(b: &[u8]) -> u32 {
     ])
 }
 
-/// Notes a hit for the CLOCK hand.
-pub(crate) fn mark_referenced(b: &mut [u8]) {
-    b[OFF_FLAGS] |= FLAG_REFERENCED;
+/// Notes a hit for the CLOCK hand and the popularity count; returns the hits counted before this
+/// one (saturating at [`MAX_HITS`]).
+pub(crate) fn note_hit(b: &mut [u8]) -> u8 {
+    let flags = b[OFF_FLAGS];
+    let before = (flags & HITS_MASK) >> HITS_SHIFT;
+    let after = before.saturating_add(1).min(MAX_HITS);
+    b[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT) | FLAG_REFERENCED;
+    before
+}
+
+/// True once a prefetch has been asked for this entry (a replacement entry starts without it).
+pub(crate) fn prefetch_requested(b: &[u8]) -> bool {
+    b[OFF_FLAGS] & FLAG_PREFETCH_REQUESTED != 0
+}
+
+/// Records that a prefetch has been asked for.
+pub(crate) fn set_prefetch_requested(b: &mut [u8]) {
+    b[OFF_FLAGS] |= FLAG_PREFETCH_REQUESTED;
+}
+
+/// Lets a prefetch or refresh be asked for again.
+pub(crate) fn clear_prefetch_requested(b: &mut [u8]) {
+    b[OFF_FLAGS] &= !FLAG_PREFETCH_REQUESTED;
+}
+
+/// Until when (seconds on the cache's clock) expired data is answered stale without a refresh.
+pub(crate) fn held_until_s(b: &[u8]) -> u32 {
+    u32::from_le_bytes([
+        b[OFF_HELD_UNTIL],
+        b[OFF_HELD_UNTIL + 1],
+        b[OFF_HELD_UNTIL + 2],
+        b[OFF_HELD_UNTIL + 3],
+    ])
+}
+
+/// Holds the entry (see [`held_until_s`]).
+pub(crate) fn set_held_until_s(b: &mut [u8], s: u32) {
+    b[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
 }
 
 /// Clears the referenced bit; returns whether it was set (the entry's second chance).
@@ -148,14 +217,24 @@ pub(crate) struct Client<'a> {
     pub edns: Option<bool>,
 }
 
-/// Writes the response for `client` into `out` at `now_ms`: ID, question spelling, RD and TTLs
-/// (stored TTL minus whole seconds elapsed) patched, OPT appended for EDNS clients. If it would
-/// exceed `max_len`, writes header, question and OPT with TC=1 instead (RFC 2181 section 9). Returns
-/// false (with `out` unchanged) if even that does not fit or the client's name does not match.
+/// How the TTLs of a rendered answer are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ttls {
+    /// The stored TTL minus the whole seconds elapsed at this time (ms on the cache's clock).
+    At(u64),
+    /// Every TTL set to this value, with an Extended DNS Error "Stale Answer" for EDNS clients
+    /// (RFC 8767 section 4, RFC 8914 section 4.4).
+    Stale(u32),
+}
+
+/// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
+/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, writes header, question and
+/// OPT with TC=1 instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that
+/// does not fit or the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
     client: &Client<'_>,
-    now_ms: u64,
+    ttls: Ttls,
     max_len: usize,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -168,6 +247,10 @@ pub(crate) fn render(
     let header_at = options_at + opt_len;
     let tail_at = header_at + HEADER_LEN;
     let options = &b[options_at..header_at];
+    let extra_options: &[u8] = match ttls {
+        Ttls::At(_) => &[],
+        Ttls::Stale(_) => &STALE_EDE,
+    };
     let header = &b[header_at..tail_at];
     let tail = &b[tail_at..];
 
@@ -177,7 +260,7 @@ pub(crate) fn render(
     }
     let question_len = qname.len() + 4;
     let opt_total = if client.edns.is_some() {
-        OPT_FIXED_LEN + options.len()
+        OPT_FIXED_LEN + options.len() + extra_options.len()
     } else {
         0
     };
@@ -222,11 +305,22 @@ pub(crate) fn render(
     out.extend_from_slice(key::type_and_class_of(key));
     if !truncated {
         out.extend_from_slice(tail);
-        let elapsed = (elapsed_ms(b, now_ms) / 1000).min(u64::from(u32::MAX)) as u32;
-        for i in 0..ttl_count {
-            let at = base + u16_at(b, offsets_at + 2 * i);
-            let stored = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-            out[at..at + 4].copy_from_slice(&stored.saturating_sub(elapsed).to_be_bytes());
+        match ttls {
+            Ttls::At(now_ms) => {
+                let elapsed = (elapsed_ms(b, now_ms) / 1000).min(u64::from(u32::MAX)) as u32;
+                for i in 0..ttl_count {
+                    let at = base + u16_at(b, offsets_at + 2 * i);
+                    let stored =
+                        u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+                    out[at..at + 4].copy_from_slice(&stored.saturating_sub(elapsed).to_be_bytes());
+                }
+            }
+            Ttls::Stale(ttl) => {
+                for i in 0..ttl_count {
+                    let at = base + u16_at(b, offsets_at + 2 * i);
+                    out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+                }
+            }
         }
     }
     if let Some(dnssec_ok) = client.edns {
@@ -234,8 +328,33 @@ pub(crate) fn render(
         out.extend_from_slice(&RType::OPT.0.to_be_bytes());
         out.extend_from_slice(&DEFAULT_PAYLOAD.to_be_bytes());
         out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-        out.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        out.extend_from_slice(&((options.len() + extra_options.len()) as u16).to_be_bytes());
         out.extend_from_slice(options);
+        out.extend_from_slice(extra_options);
     }
     true
+}
+
+/// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0, RD
+/// clear, AD as stored, no OPT) and the stored key: what a cache file keeps of an entry.
+pub(crate) fn stored_response(b: &[u8]) -> Vec<u8> {
+    let key = key(b);
+    let client = Client {
+        id: 0,
+        qname: key::qname_of(key),
+        recursion_desired: false,
+        wants_ad: true,
+        edns: None,
+    };
+    let mut out = Vec::new();
+    // The name is the stored one and every stored response fits a message, so this cannot fail;
+    // an empty result would be rejected when the file is read back anyway.
+    render(
+        b,
+        &client,
+        Ttls::At(inserted_ms(b)),
+        crate::wire::builder::MAX_MESSAGE_LEN,
+        &mut out,
+    );
+    out
 }

@@ -6,7 +6,7 @@
 //! the stack so that a cache hit allocates nothing; only an inserted entry copies it to the heap.
 
 use crate::wire::name::MAX_NAME_LEN;
-use crate::wire::{Class, RType};
+use crate::wire::{Class, Name, RType};
 
 /// Longest key: a maximal name, QTYPE, QCLASS and the flag octet.
 pub(crate) const MAX_KEY_LEN: usize = MAX_NAME_LEN + 5;
@@ -81,6 +81,35 @@ impl Key {
     pub(crate) fn checking_disabled(&self) -> bool {
         checking_disabled_of(self.as_bytes())
     }
+
+    /// True when the key is for a DO=1 query.
+    pub(crate) fn dnssec_ok(&self) -> bool {
+        self.buf[self.len as usize - 1] & FLAG_DO != 0
+    }
+
+    /// A key read back from storage (a cache file): accepted only if it is exactly what
+    /// [`Key::new`] builds for its own question: a valid, lower-cased, uncompressed name and no
+    /// unknown flag bits (class and type are judged by the policy when the entry is rebuilt).
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Key> {
+        if bytes.len() < 6 || bytes.len() > MAX_KEY_LEN {
+            return None;
+        }
+        let flags = bytes[bytes.len() - 1];
+        if flags & !(FLAG_DO | FLAG_CD) != 0 {
+            return None;
+        }
+        let qname = qname_of(bytes);
+        Name::from_wire(qname).ok()?;
+        let tc = type_and_class_of(bytes);
+        let key = Key::new(
+            qname,
+            RType(u16::from_be_bytes([tc[0], tc[1]])),
+            Class(u16::from_be_bytes([tc[2], tc[3]])),
+            flags & FLAG_DO != 0,
+            flags & FLAG_CD != 0,
+        )?;
+        (key.as_bytes() == bytes).then_some(key)
+    }
 }
 
 /// The question name of stored key octets.
@@ -102,7 +131,6 @@ pub(crate) fn checking_disabled_of(key: &[u8]) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::wire::Name;
 
     #[test]
     fn folds_case_and_separates_flags() {
@@ -131,5 +159,26 @@ mod tests {
         assert_eq!(cd.qtype(), RType::AAAA);
         assert!(Key::new(&[], RType::A, Class::IN, false, false).is_none());
         assert!(Key::new(&[0; 256], RType::A, Class::IN, false, false).is_none());
+    }
+
+    #[test]
+    fn stored_keys_are_checked() {
+        let n = "www.example.com".parse::<Name>().unwrap();
+        let k = Key::new(n.as_wire(), RType::A, Class::IN, true, true).unwrap();
+        assert!(k.dnssec_ok() && k.checking_disabled());
+        let back = Key::from_stored(k.as_bytes()).unwrap();
+        assert_eq!(back.as_bytes(), k.as_bytes());
+        // Upper case, unknown flags, a broken name, a short key: all refused.
+        let mut upper = k.as_bytes().to_vec();
+        upper[1] = b'W';
+        assert!(Key::from_stored(&upper).is_none());
+        let mut flags = k.as_bytes().to_vec();
+        *flags.last_mut().unwrap() |= 0x80;
+        assert!(Key::from_stored(&flags).is_none());
+        let mut broken = k.as_bytes().to_vec();
+        broken[0] = 60;
+        assert!(Key::from_stored(&broken).is_none());
+        assert!(Key::from_stored(&[0, 0, 1, 0, 1]).is_none());
+        assert!(Key::from_stored(&[]).is_none());
     }
 }

@@ -3,8 +3,12 @@
 //! ```text
 //!  server --QueryView--> answer_fast: key on the stack -> shard lock -> copy stored bytes,
 //!                        patch ID, question case, RD, TTLs; append OPT        (no allocation)
+//!                        live hit in the last 10% of its TTL, popular -> job --> refresher
 //!  server --Request----> handle: hit -> Message | miss -> one leader runs the chain, identical
 //!                        misses wait for it -> policy::prepare -> insert -> answer
+//!                        stale -> job --> refresher, wait <= client timeout, else stale answer
+//!  refresher task -----> runs the handlers after the cache for a key (no client), as a leader
+//!  cache file <--------> save: stored responses + insertion times | load: parse, prepare, insert
 //! ```
 //!
 //! Answers are stored as encoded wire bytes (see [`entry`] for the layout) and answered by copying
@@ -26,24 +30,58 @@
 //! for its result. If the leader is cancelled, its waiters see the channel close and retry (one of
 //! them becomes the new leader).
 //!
+//! Serve-stale (RFC 8767): an expired positive or negative answer is kept until `stale_max_age`
+//! past its expiry (or until evicted: expired entries go first). A query for it starts a refresh
+//! in the background and waits for it at most `client_timeout` (RFC 8767 section 5's client
+//! response timer, 1.8 s by default) from its arrival; if the refresh fails (an upstream failure or
+//! a SERVFAIL) or is late, the query gets the stale data with every TTL set to `stale_answer_ttl`
+//! (section 4: 30 s) and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3). A failed
+//! refresh never replaces stale or live data; it holds the entry for `stale_answer_ttl` seconds
+//! (section 5's failure recheck timer), during which the entry is answered stale at once, on the
+//! fast path, without asking upstream again. A `client_timeout` of 0 answers stale at once and
+//! refreshes in the background (unbound's `serve-expired` without a client timeout). A SERVFAIL
+//! entry is never served stale, nor will be data that failed DNSSEC validation (there is no
+//! validator yet; the rule lives with `entry::Parts::stale_ok`, which such data must set false).
+//!
+//! Prefetch: a hit in the last tenth of an entry's lifetime (the same window as unbound's
+//! `prefetch: yes`) on an entry that had been hit before (`PREFETCH_MIN_HITS`: popularity is two
+//! bits of the entry's flag octet, counted under the lock the hit already holds) queues a refresh,
+//! once per entry. Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
+//! the handlers after the cache, so a refresh needs no client: it joins the same `inflight`
+//! flights as client misses (one upstream query per key at a time), its result replaces the entry,
+//! and clients keep hitting the old entry meanwhile. The fast path only sends a job into a bounded
+//! channel (`try_reserve`; a full queue drops the prefetch, load shedding); at most
+//! `refresh::MAX_IN_FLIGHT` refreshes run at once.
+//!
+//! Warm restarts ([`persist`]): the cache can be written to a file (each entry as the response it
+//! stored and its wall-clock insertion time) and read back at start, with TTLs aged by the time
+//! that passed and every response checked like network input (`Message::parse`, then
+//! `policy::prepare`).
+//!
 //! Memory is bounded by `capacity` entries and by a byte budget of 1 KiB per entry of capacity
 //! (so that huge answers cannot multiply it), with CLOCK eviction per shard. Each entry is one heap
 //! allocation (key, TTL offsets and answer together) plus a 16-octet slot and a 16-octet index
 //! bucket. Measured with the ignored test `memory_per_entry` (one million distinct one-record A
 //! answers of 64 octets for 28-octet names): 148 bytes of RSS per entry, about 141 MiB for a
 //! million (96 for the entry's allocation, about 35 for the index at its load factor, 17 for the
-//! slot).
+//! slot). The serve-stale and prefetch state (five octets of the entry's fixed part) still fits the
+//! same 96-octet allocation there.
 //!
 //! Limitations:
 //! - Queries with an EDNS Client Subnet option (RFC 7871) bypass the cache: their answer may depend
 //!   on the client. Other EDNS options (cookies, padding) do not change the answer and are ignored.
 //! - Queries with EDNS version other than 0 bypass the cache (the rest of the chain answers BADVERS).
-//! - No serve-stale (RFC 8767) and no prefetch before expiry.
 //! - Entries are counted, not weighed, against `capacity`; only the byte budget weighs them.
+//! - A stale answer reaches only EDNS clients with its Extended DNS Error (others just see TTL 30).
+//! - Prefetch popularity is "hit at least once before the window", not a rate; a refresh that fails
+//!   is retried only by the next query after the hold, not on a timer.
+//! - Stale answers are not persisted differently from live ones; a hold is not persisted.
 
 mod entry;
 mod key;
+mod persist;
 mod policy;
+mod refresh;
 mod shard;
 mod stats;
 
@@ -51,22 +89,24 @@ mod stats;
 mod tests;
 
 use std::collections::hash_map::RandomState;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::code;
-use crate::wire::{Message, Opcode, QueryView};
+use crate::wire::{Message, Opcode, QueryView, Rcode};
 
-use entry::Client;
+use entry::{Client, Ttls};
 use key::Key;
 use policy::{Limits, Uncacheable};
-use shard::{hash_key, Shard};
+use shard::{hash_key, Counters, Found, Shard};
 
+pub use persist::{LoadReport, PersistError};
 pub use stats::CacheStats;
 
 /// Default number of entries.
@@ -77,6 +117,12 @@ pub const DEFAULT_MAX_TTL: u32 = 86_400;
 pub const DEFAULT_NEGATIVE_MAX_TTL: u32 = 3_600;
 /// Default lifetime of a cached SERVFAIL.
 pub const DEFAULT_SERVFAIL_TTL: u32 = 5;
+/// Default time expired data is kept for serve-stale: one day (RFC 8767 section 5 suggests 1-3).
+pub const DEFAULT_STALE_MAX_AGE: u32 = 86_400;
+/// Default TTL of a stale answer (RFC 8767 section 4: 30 s).
+pub const DEFAULT_STALE_ANSWER_TTL: u32 = 30;
+/// Default time a query for stale data waits for its refresh (RFC 8767 section 5: 1.8 s).
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_millis(1800);
 /// Most shards the cache uses (more only adds memory).
 pub const MAX_SHARDS: usize = 1024;
 /// Shards used by default, fewer for small capacities.
@@ -87,6 +133,13 @@ const MIN_AUTO_SHARD_ENTRIES: usize = 64;
 const BYTES_PER_ENTRY_BUDGET: usize = 1024;
 /// Every shard may hold at least one maximal message.
 const MIN_SHARD_BYTES: usize = MAX_MESSAGE_LEN + 1024;
+/// Prefetch window: the last 1/N of an entry's lifetime.
+const PREFETCH_WINDOW_DIVISOR: u64 = 10;
+/// Hits an entry must have had before the one in its prefetch window to be prefetched.
+const PREFETCH_MIN_HITS: u8 = 1;
+/// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
+/// be dated before the process started (about 795 days: more than any TTL plus stale age).
+const CLOCK_BASE_MS: u64 = 1 << 36;
 
 /// How the cache is sized and which TTLs it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +157,17 @@ pub struct CacheConfig {
     /// Number of shards: 0 chooses; other values are rounded up to a power of two, at most
     /// [`MAX_SHARDS`].
     pub shards: usize,
+    /// Answer from expired data when the upstream fails or is late (RFC 8767).
+    pub serve_stale: bool,
+    /// How long past its expiry an entry may be answered stale, in seconds.
+    pub stale_max_age: u32,
+    /// The TTL of a stale answer, and how long a failed refresh holds an entry before the next
+    /// attempt, in seconds (at least 1).
+    pub stale_answer_ttl: u32,
+    /// How long a query for stale data waits for its refresh; zero answers stale at once.
+    pub client_timeout: Duration,
+    /// Refresh popular entries in the background before they expire.
+    pub prefetch: bool,
 }
 
 impl Default for CacheConfig {
@@ -115,6 +179,11 @@ impl Default for CacheConfig {
             negative_max_ttl: DEFAULT_NEGATIVE_MAX_TTL,
             servfail_ttl: DEFAULT_SERVFAIL_TTL,
             shards: 0,
+            serve_stale: true,
+            stale_max_age: DEFAULT_STALE_MAX_AGE,
+            stale_answer_ttl: DEFAULT_STALE_ANSWER_TTL,
+            client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            prefetch: true,
         }
     }
 }
@@ -133,6 +202,14 @@ impl CacheConfig {
     }
 }
 
+/// The serve-stale settings, present when serve-stale is on.
+#[derive(Clone, Copy, Debug)]
+struct Stale {
+    max_age_ms: u64,
+    answer_ttl: u32,
+    client_timeout: Duration,
+}
+
 /// A shard on its own cache lines, so that workers locking neighbouring shards do not share one.
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
@@ -144,6 +221,12 @@ pub struct Cache {
     hasher: RandomState,
     epoch: Instant,
     limits: Limits,
+    capacity: usize,
+    stale: Option<Stale>,
+    prefetch: bool,
+    /// Where refresh jobs go; set once by [`Cache::spawn_refresher`]. Without it there is no
+    /// prefetch, and stale data is refreshed by the waiting query itself.
+    refresher: OnceLock<mpsc::Sender<refresh::Job>>,
 }
 
 impl Cache {
@@ -168,6 +251,14 @@ impl Cache {
                 negative_max_ttl: cfg.negative_max_ttl,
                 servfail_ttl: cfg.servfail_ttl,
             },
+            capacity: cfg.capacity,
+            stale: cfg.serve_stale.then_some(Stale {
+                max_age_ms: u64::from(cfg.stale_max_age) * 1000,
+                answer_ttl: cfg.stale_answer_ttl.max(1),
+                client_timeout: cfg.client_timeout,
+            }),
+            prefetch: cfg.prefetch,
+            refresher: OnceLock::new(),
         }
     }
 
@@ -177,8 +268,10 @@ impl Cache {
         for shard in self.shards.iter() {
             let g = lock(shard);
             s.hits += g.counters.hits;
+            s.stale += g.counters.stale;
             s.misses += g.counters.misses;
             s.coalesced += g.counters.coalesced;
+            s.refreshes += g.counters.refreshes;
             s.evictions += g.counters.evictions;
             s.inserts += g.counters.inserts;
             s.entries += g.len() as u64;
@@ -202,8 +295,20 @@ impl Cache {
         lock(&self.shards[((hash >> 40) & self.shard_mask) as usize])
     }
 
+    /// Milliseconds on the cache's clock (see [`CLOCK_BASE_MS`]).
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        CLOCK_BASE_MS + self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// How long past expiry an entry may be answered stale, in ms (0 with serve-stale off).
+    fn stale_window_ms(&self) -> u64 {
+        self.stale.map_or(0, |s| s.max_age_ms)
+    }
+
+    /// Counts under the shard's lock (for outcomes known only after a wait).
+    fn count(&self, hash: u64, f: impl FnOnce(&mut Counters)) {
+        // Lock held for the increment only.
+        f(&mut self.shard(hash).counters);
     }
 
     /// Stores the encoded response `wire` to the question of `key` (tests build responses by hand).
@@ -216,7 +321,43 @@ impl Cache {
         Ok(())
     }
 
-    /// Writes the cached answer for `key` into `out`; false on a miss.
+    /// Notes a live hit on `blob`; true when it should be prefetched now: prefetch is on, the entry
+    /// had been hit before, no prefetch was asked for it yet, it is not held after a failure, and
+    /// less than a tenth of its lifetime is left. Runs under the shard lock, allocates nothing.
+    fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
+        let before = entry::note_hit(blob);
+        if !self.prefetch
+            || before < PREFETCH_MIN_HITS
+            || entry::prefetch_requested(blob)
+            || is_held(blob, now_ms)
+        {
+            return false;
+        }
+        let left = entry::expires_ms(blob).saturating_sub(now_ms);
+        left * PREFETCH_WINDOW_DIVISOR <= u64::from(entry::lifetime(blob)) * 1000
+    }
+
+    /// Queues a background refresh of `key` and marks `blob` so that it is asked for once. False
+    /// when there is no refresher or its queue is full (the refresh is dropped: load shedding).
+    /// Runs under the shard lock; sending into the bounded channel does not wait.
+    fn request_refresh(&self, blob: &mut [u8], key: &Key, hash: u64) -> bool {
+        let Some(tx) = self.refresher.get() else {
+            return false;
+        };
+        let Ok(permit) = tx.try_reserve() else {
+            return false;
+        };
+        entry::set_prefetch_requested(blob);
+        permit.send(refresh::Job {
+            key: key.clone(),
+            hash,
+            claimed: false,
+        });
+        true
+    }
+
+    /// Writes the cached answer for `key` into `out`; false on a miss (or on stale data the slow
+    /// path must first try to refresh).
     fn answer_key(
         &self,
         key: &Key,
@@ -227,22 +368,48 @@ impl Cache {
         let hash = hash_key(&self.hasher, key.as_bytes());
         let now = self.now_ms();
         // Lock held for the lookup and the copy only.
-        let mut shard = self.shard(hash);
-        let Some(blob) = shard.get(hash, key.as_bytes(), now) else {
-            return false;
-        };
-        if !entry::render(blob, client, now, max_len, out) {
-            return false;
+        let mut guard = self.shard(hash);
+        let shard = &mut *guard;
+        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+            None => false,
+            Some(Found::Fresh(blob)) => {
+                if !entry::render(blob, client, Ttls::At(now), max_len, out) {
+                    return false;
+                }
+                if self.hit_wants_prefetch(blob, now) {
+                    self.request_refresh(blob, key, hash);
+                }
+                shard.counters.hits += 1;
+                true
+            }
+            Some(Found::Stale(blob)) => {
+                let Some(stale) = self.stale else {
+                    return false;
+                };
+                let held = is_held(blob, now);
+                if !held && !stale.client_timeout.is_zero() {
+                    return false;
+                }
+                if !entry::render(blob, client, Ttls::Stale(stale.answer_ttl), max_len, out) {
+                    return false;
+                }
+                if !held && !entry::prefetch_requested(blob) {
+                    self.request_refresh(blob, key, hash);
+                }
+                shard.counters.hits += 1;
+                shard.counters.stale += 1;
+                true
+            }
         }
-        shard.counters.hits += 1;
-        true
     }
 
-    /// The slow path: a hit, or one run of the rest of the chain per group of identical misses.
+    /// The slow path: a hit, one run of the rest of the chain per group of identical misses, or a
+    /// refresh of stale data that the query waits for at most the client timeout.
     async fn resolve(&self, req: &Request, next: Next<'_>) -> HandlerResult {
         let Some(key) = request_key(&req.query) else {
             return next.run(req).await;
         };
+        let started = Instant::now();
         let q = &req.query;
         let client = Client {
             id: q.header.id,
@@ -254,29 +421,12 @@ impl Cache {
             edns: Some(q.edns.as_ref().is_some_and(|e| e.dnssec_ok)),
         };
         let hash = hash_key(&self.hasher, key.as_bytes());
+        let deadline = started + self.stale.map_or(Duration::ZERO, |s| s.client_timeout);
         loop {
             let step = {
                 // Lock held for this block only; nothing in it awaits.
-                let mut shard = self.shard(hash);
-                let now = self.now_ms();
-                let mut out = Vec::new();
-                let hit = shard.get(hash, key.as_bytes(), now).is_some_and(|blob| {
-                    entry::render(blob, &client, now, MAX_MESSAGE_LEN, &mut out)
-                });
-                if hit {
-                    shard.counters.hits += 1;
-                    Step::Hit(out)
-                } else if let Some(flight) = shard.inflight.get(key.as_bytes()) {
-                    let rx = flight.subscribe();
-                    shard.counters.coalesced += 1;
-                    Step::Follow(rx)
-                } else {
-                    shard
-                        .inflight
-                        .insert(key.as_bytes().into(), watch::channel(None).0);
-                    shard.counters.misses += 1;
-                    Step::Lead
-                }
+                let mut guard = self.shard(hash);
+                self.step(&mut guard, &key, hash, &client)
             };
             match step {
                 Step::Hit(wire) => match Message::parse(&wire) {
@@ -295,11 +445,122 @@ impl Cache {
                     // The leader was cancelled before it had a result: try again.
                 }
                 Step::Lead => return self.lead(req, next, &key, hash, &client).await,
+                Step::FollowOrStale(mut rx, stale) => {
+                    let result =
+                        match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
+                        {
+                            Ok(Ok(result)) => result.as_ref().cloned(),
+                            // Late, or the refresh was abandoned.
+                            _ => None,
+                        };
+                    return match result {
+                        Some(r) if !is_failure(&r) => {
+                            self.count(hash, |c| c.coalesced += 1);
+                            r
+                        }
+                        _ => self.stale_answer(hash, &stale),
+                    };
+                }
+                Step::LeadOrStale(stale) => {
+                    let lead = self.lead(req, next, &key, hash, &client);
+                    return match tokio::time::timeout_at(deadline, lead).await {
+                        Ok(r) if !is_failure(&r) => {
+                            self.count(hash, |c| c.misses += 1);
+                            r
+                        }
+                        _ => self.stale_answer(hash, &stale),
+                    };
+                }
             }
         }
     }
 
-    /// Runs the rest of the chain for a miss, stores the result and hands it to the waiters.
+    /// Decides what a slow-path query does, under its shard's lock.
+    fn step(&self, shard: &mut Shard, key: &Key, hash: u64, client: &Client<'_>) -> Step {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        let stale = self.stale;
+        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+            Some(Found::Fresh(blob))
+                if entry::render(blob, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
+            {
+                if self.hit_wants_prefetch(blob, now) {
+                    self.request_refresh(blob, key, hash);
+                }
+                shard.counters.hits += 1;
+                return Step::Hit(out);
+            }
+            Some(Found::Stale(blob)) => {
+                let rendered = stale.filter(|s| {
+                    let ttls = Ttls::Stale(s.answer_ttl);
+                    entry::render(blob, client, ttls, MAX_MESSAGE_LEN, &mut out)
+                });
+                if let Some(stale) = rendered {
+                    let held = is_held(blob, now);
+                    if held || stale.client_timeout.is_zero() {
+                        if !held && !entry::prefetch_requested(blob) {
+                            self.request_refresh(blob, key, hash);
+                        }
+                        shard.counters.hits += 1;
+                        shard.counters.stale += 1;
+                        return Step::Hit(out);
+                    }
+                    return self.refresh_stale(shard, key, hash, out);
+                }
+            }
+            _ => {}
+        }
+        if let Some(flight) = shard.inflight.get(key.as_bytes()) {
+            let rx = flight.subscribe();
+            shard.counters.coalesced += 1;
+            Step::Follow(rx)
+        } else {
+            shard
+                .inflight
+                .insert(key.as_bytes().into(), watch::channel(None).0);
+            shard.counters.misses += 1;
+            Step::Lead
+        }
+    }
+
+    /// Stale data was asked for: join the refresh in flight, or start one (in the refresher, so
+    /// that it outlives this query; by this query itself when there is no refresher or its queue
+    /// is full). The query keeps `stale` to answer with if the refresh fails or is late. Counted
+    /// when the outcome is known.
+    fn refresh_stale(&self, shard: &mut Shard, key: &Key, hash: u64, stale: Vec<u8>) -> Step {
+        if let Some(flight) = shard.inflight.get(key.as_bytes()) {
+            return Step::FollowOrStale(flight.subscribe(), stale);
+        }
+        let tx = watch::channel(None).0;
+        let rx = tx.subscribe();
+        shard.inflight.insert(key.as_bytes().into(), tx);
+        let queued = self.refresher.get().is_some_and(|r| {
+            r.try_send(refresh::Job {
+                key: key.clone(),
+                hash,
+                claimed: true,
+            })
+            .is_ok()
+        });
+        if queued {
+            Step::FollowOrStale(rx, stale)
+        } else {
+            Step::LeadOrStale(stale)
+        }
+    }
+
+    /// Answers from stale data rendered earlier (its TTLs do not depend on the time).
+    fn stale_answer(&self, hash: u64, wire: &[u8]) -> HandlerResult {
+        self.count(hash, |c| {
+            c.hits += 1;
+            c.stale += 1;
+        });
+        Message::parse(wire)
+            .map_err(|e| HandlerError::Internal(format!("stale answer does not parse: {e}")))
+    }
+
+    /// Runs the rest of the chain for a miss or a refresh, stores the result and hands it to the
+    /// waiters. The flight for `key` must have been registered by the caller.
     async fn lead(
         &self,
         req: &Request,
@@ -316,6 +577,7 @@ impl Cache {
         };
         let result = next.run(req).await;
         let now = self.now_ms();
+        let failed = is_failure(&result);
         let blob = match &result {
             Ok(m) => m
                 .encode()
@@ -338,7 +600,7 @@ impl Cache {
             // down from.
             (Ok(b), Ok(original)) => {
                 let mut out = Vec::new();
-                match entry::render(b, client, now, MAX_MESSAGE_LEN, &mut out)
+                match entry::render(b, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out)
                     .then(|| Message::parse(&out))
                 {
                     Some(Ok(m)) => Ok(m),
@@ -353,7 +615,8 @@ impl Cache {
         let waiters = {
             // Lock held to store the entry and end the flight; nothing awaits here.
             let mut shard = self.shard(hash);
-            if let Ok(b) = blob {
+            let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
+            if let (Ok(b), false) = (blob, kept) {
                 shard.insert(hash, b, now, &self.hasher);
             }
             flight.armed = false;
@@ -366,6 +629,26 @@ impl Cache {
         }
         answer
     }
+
+    /// After a failed refresh: true (keep the entry) when the entry is still live, or may still be
+    /// answered stale. With serve-stale on, a stale-eligible entry is then held for the stale
+    /// answer TTL (RFC 8767 section 5, failure recheck): answered stale at once, and not asked for
+    /// again, until then.
+    fn keep_after_failure(&self, shard: &mut Shard, hash: u64, key: &Key, now_ms: u64) -> bool {
+        let Some(blob) = shard.peek_mut(hash, key.as_bytes()) else {
+            return false;
+        };
+        let expires = entry::expires_ms(blob);
+        let stale_ok = entry::stale_ok(blob);
+        let keep = now_ms < expires || (stale_ok && now_ms - expires < self.stale_window_ms());
+        if let (true, true, Some(stale)) = (keep, stale_ok, self.stale) {
+            let until = now_ms / 1000 + u64::from(stale.answer_ttl);
+            entry::set_held_until_s(blob, until.min(u64::from(u32::MAX)) as u32);
+            // Let the next attempt after the hold be asked for again.
+            entry::clear_prefetch_requested(blob);
+        }
+        keep
+    }
 }
 
 /// What the slow path does after its critical section.
@@ -373,6 +656,24 @@ enum Step {
     Hit(Vec<u8>),
     Follow(watch::Receiver<Option<HandlerResult>>),
     Lead,
+    /// Wait for a refresh until the client timeout, else answer these stale bytes.
+    FollowOrStale(watch::Receiver<Option<HandlerResult>>, Vec<u8>),
+    /// Lead the refresh in this query, until the client timeout, else answer these stale bytes.
+    LeadOrStale(Vec<u8>),
+}
+
+/// True for an outcome that serve-stale covers: the upstreams failed, or answered SERVFAIL.
+fn is_failure(result: &HandlerResult) -> bool {
+    match result {
+        Ok(m) => m.rcode() == Rcode::SERVFAIL,
+        Err(HandlerError::Upstream(_)) => true,
+        Err(_) => false,
+    }
+}
+
+/// True while a failed refresh holds the entry (see `keep_after_failure`).
+fn is_held(blob: &[u8], now_ms: u64) -> bool {
+    u64::from(entry::held_until_s(blob)) * 1000 > now_ms
 }
 
 /// Ends a flight if its leader is dropped before finishing (the request was cancelled): its

@@ -18,6 +18,9 @@
 //!   does not match the key, a non-IN class, meta query types, an OPT that is not the last record,
 //!   responses longer than 65535 - 512 octets (room for the OPT record a hit appends).
 //! - Upstream EDNS options on positive and negative answers are not kept; a hit carries our own OPT.
+//! - Serve-stale (RFC 8767): positive and negative answers may be answered stale once expired;
+//!   a SERVFAIL never is. Data that failed DNSSEC validation must never become stale-eligible
+//!   (there is no validator yet; see `stale_ok` where entries are built).
 //!
 //! The stored header is normalised: ID 0, QR=1, AA=0 (we are not the authority), RA=1, Z=0; AD and CD
 //! are kept (AD is shown only to clients that ask, see `entry::render`).
@@ -196,6 +199,10 @@ pub(crate) fn prepare(
         tail: &wire[qend..tail_end],
         ttls: &ttls,
         options: &[],
+        // Every answer reaching the cache today is one a validator would pass: there is no
+        // validator yet. When there is, a bogus answer must be stored through `servfail` (with EDE
+        // 6 "DNSSEC Bogus") or with `stale_ok: false`, never as stale-eligible data.
+        stale_ok: true,
     }))
 }
 
@@ -235,6 +242,7 @@ pub(crate) fn servfail(
         tail: &[],
         ttls: &[],
         options: &options,
+        stale_ok: false,
     }))
 }
 

@@ -6,8 +6,9 @@
 //! aim collisions) to a slot number; the slot's entry holds the key, which every lookup compares.
 //! Two keys with the same 64-bit hash share a slot: the later insert replaces the earlier one, which
 //! is only a lost cache entry. Eviction is CLOCK (second chance): the hand sweeps the slab, takes an
-//! expired entry at once, gives a referenced one a second chance (clearing its bit), and evicts the
-//! first unreferenced one. New entries start unreferenced, so a flood of names asked once goes
+//! expired entry at once (stale data kept for serve-stale included: RFC 8767 section 6 asks that
+//! it go before live data), gives a referenced one a second chance (clearing its bit), and evicts
+//! the first unreferenced one. New entries start unreferenced, so a flood of names asked once goes
 //! first.
 
 use std::collections::hash_map::RandomState;
@@ -50,10 +51,20 @@ impl Hasher for HashIsKey {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
     pub hits: u64,
+    pub stale: u64,
     pub misses: u64,
     pub coalesced: u64,
+    pub refreshes: u64,
     pub evictions: u64,
     pub inserts: u64,
+}
+
+/// What a lookup found.
+pub(crate) enum Found<'a> {
+    /// A live entry.
+    Fresh(&'a mut [u8]),
+    /// An expired entry still within the stale window, and allowed to be served stale.
+    Stale(&'a mut [u8]),
 }
 
 /// The waiters of one miss in flight: the leader publishes its result here.
@@ -96,20 +107,41 @@ impl Shard {
         self.len
     }
 
-    /// The live entry for `key`, marked as referenced. An expired entry is removed and missed.
-    pub(crate) fn get(&mut self, hash: u64, key: &[u8], now_ms: u64) -> Option<&[u8]> {
+    /// The entry for `key`: live, or expired less than `stale_ms` ago and allowed to be served
+    /// stale. Any other expired entry is removed and missed. Flags are left to the caller.
+    pub(crate) fn lookup(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now_ms: u64,
+        stale_ms: u64,
+    ) -> Option<Found<'_>> {
         let idx = *self.index.get(&hash)? as usize;
         let blob = self.slots.get(idx)?.as_deref()?;
         if entry::key(blob) != key {
             return None;
         }
-        if entry::is_expired(blob, now_ms) {
-            self.remove(idx, hash);
-            return None;
+        let expires = entry::expires_ms(blob);
+        if now_ms < expires {
+            return self.slots[idx].as_deref_mut().map(Found::Fresh);
         }
-        let blob = self.slots[idx].as_deref_mut()?;
-        entry::mark_referenced(blob);
-        Some(blob)
+        if entry::stale_ok(blob) && now_ms - expires < stale_ms {
+            return self.slots[idx].as_deref_mut().map(Found::Stale);
+        }
+        self.remove(idx, hash);
+        None
+    }
+
+    /// The entry for `key`, whatever its age.
+    pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut [u8]> {
+        let idx = *self.index.get(&hash)? as usize;
+        let blob = self.slots.get_mut(idx)?.as_deref_mut()?;
+        (entry::key(blob) == key).then_some(blob)
+    }
+
+    /// Every entry held.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        self.slots.iter().filter_map(|s| s.as_deref())
     }
 
     /// Stores an entry under `hash`, replacing what was there and evicting as needed. Returns false
@@ -207,8 +239,61 @@ mod tests {
             tail: &[],
             ttls: &[],
             options: &[],
+            stale_ok: true,
         });
         (key, b)
+    }
+
+    /// A lookup without stale data that marks a live entry as hit, as the cache does.
+    fn hit(s: &mut Shard, hash: u64, key: &Key, now_ms: u64) -> bool {
+        match s.lookup(hash, key.as_bytes(), now_ms, 0) {
+            Some(Found::Fresh(b)) => {
+                entry::note_hit(b);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn stale_entries_are_found_within_their_window_only() {
+        let state = RandomState::new();
+        let mut s = Shard::new(10, usize::MAX);
+        let (a, ba) = blob("a.", 10, 0);
+        let ha = hash_key(&state, a.as_bytes());
+        s.insert(ha, ba, 0, &state);
+        assert!(matches!(
+            s.lookup(ha, a.as_bytes(), 9_999, 5_000),
+            Some(Found::Fresh(_))
+        ));
+        assert!(matches!(
+            s.lookup(ha, a.as_bytes(), 10_000, 5_000),
+            Some(Found::Stale(_))
+        ));
+        assert!(matches!(
+            s.lookup(ha, a.as_bytes(), 14_999, 5_000),
+            Some(Found::Stale(_))
+        ));
+        // Past the window it is a miss, and reclaimed.
+        assert!(s.lookup(ha, a.as_bytes(), 15_000, 5_000).is_none());
+        assert_eq!(s.len(), 0);
+
+        // Entries that must never be served stale are missed and removed once expired.
+        let (k, _) = blob("b.", 10, 0);
+        let never = build(&Parts {
+            key: &k,
+            inserted_ms: 0,
+            lifetime: 10,
+            header: [0; 12],
+            tail: &[],
+            ttls: &[],
+            options: &[],
+            stale_ok: false,
+        });
+        let hb = hash_key(&state, k.as_bytes());
+        s.insert(hb, never, 0, &state);
+        assert!(s.lookup(hb, k.as_bytes(), 10_000, 5_000).is_none());
+        assert_eq!(s.len(), 0);
     }
 
     #[test]
@@ -228,15 +313,15 @@ mod tests {
         assert_eq!(s.counters.evictions, 2);
         let (c, _) = blob("c.", 100, 0);
         let hc = hash_key(&state, c.as_bytes());
-        assert!(s.get(hc, c.as_bytes(), 0).is_some());
+        assert!(hit(&mut s, hc, &c, 0));
         let ha = hash_key(&state, keys[0].as_bytes());
-        assert!(s.get(ha, keys[0].as_bytes(), 0).is_none());
+        assert!(!hit(&mut s, ha, &keys[0], 0));
         // "c" was referenced, so the next two inserts evict "d" and "e" and keep "c".
         for n in ["f.", "g."] {
             let (k, b) = blob(n, 100, 0);
             assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
         }
-        assert!(s.get(hc, c.as_bytes(), 0).is_some());
+        assert!(hit(&mut s, hc, &c, 0));
         assert_eq!(s.counters.evictions, 4);
     }
 
@@ -251,12 +336,12 @@ mod tests {
         s.insert(ha, ba, 0, &state);
         s.insert(hb, bb, 0, &state);
         // Both referenced; "a" has expired by 2 s.
-        s.get(ha, a.as_bytes(), 0);
-        s.get(hb, b.as_bytes(), 0);
+        hit(&mut s, ha, &a, 0);
+        hit(&mut s, hb, &b, 0);
         let (c, bc) = blob("c.", 100, 2000);
         s.insert(hash_key(&state, c.as_bytes()), bc, 2000, &state);
-        assert!(s.get(hb, b.as_bytes(), 2000).is_some());
-        assert!(s.get(ha, a.as_bytes(), 2000).is_none());
+        assert!(hit(&mut s, hb, &b, 2000));
+        assert!(!hit(&mut s, ha, &a, 2000));
         assert_eq!(s.counters.evictions, 0);
         assert_eq!(s.len(), 2);
     }

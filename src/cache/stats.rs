@@ -5,12 +5,16 @@ use std::fmt;
 /// Counters since the cache was created, and its current size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Queries answered from the cache (fast and slow path).
+    /// Queries answered from the cache (fast and slow path), stale answers included.
     pub hits: u64,
-    /// Queries that had to ask the rest of the chain (one per coalesced group).
+    /// Of the hits, those answered from expired data (RFC 8767).
+    pub stale: u64,
+    /// Queries that had to ask the rest of the chain themselves (one per coalesced group).
     pub misses: u64,
-    /// Queries that waited for an identical miss already in flight instead of asking again.
+    /// Queries that waited for an identical miss or refresh already in flight and got its answer.
     pub coalesced: u64,
+    /// Background refreshes run: prefetches before expiry and refreshes of stale data.
+    pub refreshes: u64,
     /// Live entries dropped to make room (expired entries reclaimed are not counted).
     pub evictions: u64,
     /// Entries stored.
@@ -35,12 +39,15 @@ impl fmt::Display for CacheStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "entries={} hits={} misses={} coalesced={} hit_ratio={:.1}% inserts={} evictions={}",
+            "entries={} hits={} stale={} misses={} coalesced={} hit_ratio={:.1}% refreshes={} \
+             inserts={} evictions={}",
             self.entries,
             self.hits,
+            self.stale,
             self.misses,
             self.coalesced,
             self.hit_ratio() * 100.0,
+            self.refreshes,
             self.inserts,
             self.evictions
         )
@@ -55,15 +62,18 @@ mod tests {
     fn log_line_names_every_counter() {
         let s = CacheStats {
             hits: 3,
+            stale: 1,
             misses: 1,
             coalesced: 0,
+            refreshes: 6,
             evictions: 2,
             inserts: 5,
             entries: 4,
         };
         assert_eq!(
             s.to_string(),
-            "entries=4 hits=3 misses=1 coalesced=0 hit_ratio=75.0% inserts=5 evictions=2"
+            "entries=4 hits=3 stale=1 misses=1 coalesced=0 hit_ratio=75.0% refreshes=6 inserts=5 \
+             evictions=2"
         );
         assert_eq!(CacheStats::default().hit_ratio(), 0.0);
     }

@@ -5,12 +5,13 @@
 //! check first that the record data codec round-trips and return early while it is a stub.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::advance;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::handler::{Chain, Protocol};
@@ -230,7 +231,8 @@ impl Handler for Upstream {
     fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let _permit = self.gate.acquire().await.expect("gate open");
+            // Each permit lets one call through.
+            self.gate.acquire().await.expect("gate open").forget();
             (self.answer)(req)
         })
     }
@@ -308,7 +310,22 @@ async fn entry_expires_with_its_smallest_ttl() {
     assert_eq!(ttls(&last)[0].2, 201);
     advance(Duration::from_millis(1)).await;
     assert!(fast(&c, &q, 512).is_none());
-    // The expired entry was reclaimed by the lookup.
+    // Kept for serve-stale until its stale limit.
+    assert_eq!(c.len(), 1);
+    advance(Duration::from_secs(u64::from(DEFAULT_STALE_MAX_AGE))).await;
+    assert!(fast(&c, &q, 512).is_none());
+    // The entry past its stale limit was reclaimed by the lookup.
+    assert_eq!(c.len(), 0);
+
+    // Without serve-stale, at once.
+    let c = cache(CacheConfig {
+        serve_stale: false,
+        ..CacheConfig::default()
+    });
+    c.insert_wire(&key("www.example.com", RType::A, false, false), &wire)
+        .unwrap();
+    advance(Duration::from_secs(100)).await;
+    assert!(fast(&c, &q, 512).is_none());
     assert_eq!(c.len(), 0);
 }
 
@@ -1001,6 +1018,657 @@ async fn codec_negative_answer_from_message() {
     advance(Duration::from_secs(1)).await;
     ch.handle(&req).await.unwrap();
     assert_eq!(up.calls(), 2);
+}
+
+// ---------------------------------------------------------------- serve-stale (RFC 8767)
+
+/// What a [`switchable`] upstream does.
+const ANSWER: u8 = 0;
+const FAIL: u8 = 1;
+const SERVFAIL: u8 = 2;
+
+/// An upstream that answers A 192.0.2.7 with `ttl`, fails, or answers SERVFAIL, as `mode` says.
+fn switchable(ttl: u32, mode: &Arc<AtomicU8>) -> Arc<Upstream> {
+    let mode = mode.clone();
+    Upstream::new(move |req| match mode.load(Ordering::SeqCst) {
+        ANSWER => Ok(a_answer(req, ttl)),
+        FAIL => Err(HandlerError::Upstream("all upstreams timed out".into())),
+        _ => {
+            let mut m = Message::response_to(&req.query);
+            m.set_rcode(Rcode::SERVFAIL);
+            Ok(m)
+        }
+    })
+}
+
+/// The Extended DNS Errors of a response.
+fn edes(m: &Message) -> Vec<u16> {
+    m.edns.as_ref().map_or_else(Vec::new, |e| {
+        e.options
+            .iter()
+            .filter_map(|o| match o {
+                EdnsOption::ExtendedError { info_code, .. } => Some(*info_code),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Asserts `m` is the stale form of the 192.0.2.7 answer: TTL `ttl`, EDE 3.
+fn assert_stale(m: &Message, ttl: u32) {
+    assert_eq!(m.rcode(), Rcode::NOERROR);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].data, RData::A("192.0.2.7".parse().unwrap()));
+    assert_eq!(m.answers[0].ttl, ttl);
+    assert_eq!(edes(m), [ede::STALE_ANSWER]);
+}
+
+/// Runs spawned tasks until `done` holds (paused time: only tasks that are ready make progress).
+async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("condition never held");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
+    let c = Arc::new(default_cache());
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(60, &mode);
+    let ch = chain(&c, &up);
+    let req = request(msg_query("www.example.com", RType::A));
+    assert_eq!(ch.handle(&req).await.unwrap().answers[0].ttl, 60);
+    advance(Duration::from_secs(61)).await;
+
+    // Expired, upstream down: the query refreshes, the refresh fails, the answer is stale.
+    mode.store(FAIL, Ordering::SeqCst);
+    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(up.calls(), 2);
+    // The failure holds the entry: answered stale at once, also on the fast path, without asking.
+    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    let q = query_with("www.example.com", RType::A, 9, edns(false), false);
+    let out = Message::parse(&fast(&c, &q, 1232).expect("stale on the fast path")).unwrap();
+    assert_stale(&out, DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(out.header.id, 9);
+    // A client without EDNS gets the data and TTL, without an OPT record to carry the EDE.
+    let plain =
+        Message::parse(&fast(&c, &query("www.example.com", RType::A, 9), 512).unwrap()).unwrap();
+    assert!(plain.edns.is_none());
+    assert_eq!(plain.answers[0].ttl, DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(up.calls(), 2);
+    let s = c.stats();
+    assert_eq!(s.stale, 4);
+
+    // After the hold the next query tries again; SERVFAIL from upstream counts as failure too.
+    advance(Duration::from_secs(u64::from(DEFAULT_STALE_ANSWER_TTL))).await;
+    assert!(
+        fast(&c, &q, 1232).is_none(),
+        "hold over: the slow path refreshes"
+    );
+    mode.store(SERVFAIL, Ordering::SeqCst);
+    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(up.calls(), 3);
+
+    // Upstream back: after the hold, fresh data with its full TTL and no EDE.
+    mode.store(ANSWER, Ordering::SeqCst);
+    advance(Duration::from_secs(u64::from(DEFAULT_STALE_ANSWER_TTL))).await;
+    let fresh = ch.handle(&req).await.unwrap();
+    assert_eq!(fresh.answers[0].ttl, 60);
+    assert!(edes(&fresh).is_empty());
+    assert_eq!(up.calls(), 4);
+    let out = Message::parse(&fast(&c, &q, 1232).unwrap()).unwrap();
+    assert_eq!(out.answers[0].ttl, 60);
+    assert!(edes(&out).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_answer_when_the_upstream_is_late_and_the_refresh_goes_on() {
+    let c = Arc::new(default_cache());
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(60, &mode);
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    let req = request(msg_query("www.example.com", RType::A));
+    ch.handle(&req).await.unwrap();
+    advance(Duration::from_secs(61)).await;
+
+    // The upstream now hangs (no permits): the query is answered stale at the client timeout.
+    let slow = Upstream::gated(|req| Ok(a_answer(req, 120)));
+    let c2 = Arc::new(default_cache());
+    let ch2 = chain(&c2, &slow);
+    slow.gate.add_permits(1);
+    ch2.handle(&req).await.unwrap();
+    advance(Duration::from_secs(121)).await;
+    let _r2 = c2.spawn_refresher(Chain::new(vec![slow.clone()]), shutdown.clone());
+    let started = tokio::time::Instant::now();
+    let stale = ch2.handle(&req).await.unwrap();
+    assert_eq!(started.elapsed(), DEFAULT_CLIENT_TIMEOUT);
+    assert_stale(&stale, DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(slow.calls(), 2);
+    // Another query while the refresh still runs joins it, and is stale at its own timeout.
+    let started = tokio::time::Instant::now();
+    assert_stale(&ch2.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_eq!(started.elapsed(), DEFAULT_CLIENT_TIMEOUT);
+    assert_eq!(slow.calls(), 2, "one refresh for both");
+    // The refresh outlived both queries: when the upstream answers, the entry is fresh.
+    slow.gate.add_permits(1);
+    let q = query("www.example.com", RType::A, 1);
+    until(|| fast(&c2, &q, 512).is_some()).await;
+    let out = Message::parse(&fast(&c2, &q, 512).unwrap()).unwrap();
+    assert_eq!(out.answers[0].ttl, 120);
+    assert_eq!(c2.stats().refreshes, 1);
+
+    // A refresh that answers in time is what the query gets.
+    advance(Duration::from_secs(1)).await;
+    let fresh = ch.handle(&req).await.unwrap();
+    assert_eq!(fresh.answers[0].ttl, 60);
+    assert!(edes(&fresh).is_empty());
+    assert_eq!(up.calls(), 2);
+    shutdown.cancel();
+    refresher.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_data_has_limits() {
+    // Past stale_max_age: the failure is the answer.
+    let c = Arc::new(cache(CacheConfig {
+        stale_max_age: 100,
+        ..CacheConfig::default()
+    }));
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(60, &mode);
+    let ch = chain(&c, &up);
+    let req = request(msg_query("www.example.com", RType::A));
+    ch.handle(&req).await.unwrap();
+    mode.store(FAIL, Ordering::SeqCst);
+    advance(Duration::from_secs(60 + 99)).await;
+    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    advance(Duration::from_secs(1)).await;
+    assert!(ch.handle(&req).await.is_err());
+
+    // Serve-stale off: an expired entry is a miss like any other.
+    let c = Arc::new(cache(CacheConfig {
+        serve_stale: false,
+        ..CacheConfig::default()
+    }));
+    let ch = chain(&c, &up);
+    mode.store(ANSWER, Ordering::SeqCst);
+    ch.handle(&req).await.unwrap();
+    mode.store(FAIL, Ordering::SeqCst);
+    advance(Duration::from_secs(61)).await;
+    assert!(ch.handle(&req).await.is_err());
+
+    // A SERVFAIL entry is never served stale, and a failure never replaces live data.
+    let c = Arc::new(default_cache());
+    let ch = chain(&c, &up);
+    let other = request(msg_query("down.example", RType::A));
+    assert!(ch.handle(&other).await.is_err());
+    assert_eq!(ch.handle(&other).await.unwrap().rcode(), Rcode::SERVFAIL);
+    advance(Duration::from_secs(u64::from(DEFAULT_SERVFAIL_TTL))).await;
+    assert!(ch.handle(&other).await.is_err());
+    let cached = c.stats();
+    assert_eq!(cached.stale, 0);
+
+    // Other chain errors (a policy refusal, no upstream) are not covered by serve-stale.
+    let c = Arc::new(default_cache());
+    mode.store(ANSWER, Ordering::SeqCst);
+    let refusing = Arc::new(AtomicU8::new(0));
+    let r2 = refusing.clone();
+    let up2 = Upstream::new(move |req| match r2.load(Ordering::SeqCst) {
+        0 => Ok(a_answer(req, 60)),
+        _ => Err(HandlerError::Refused("policy".into())),
+    });
+    let ch = chain(&c, &up2);
+    ch.handle(&req).await.unwrap();
+    refusing.store(1, Ordering::SeqCst);
+    advance(Duration::from_secs(61)).await;
+    assert_eq!(
+        ch.handle(&req).await,
+        Err(HandlerError::Refused("policy".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_client_timeout_answers_stale_at_once_and_refreshes_behind() {
+    let c = Arc::new(cache(CacheConfig {
+        client_timeout: Duration::ZERO,
+        ..CacheConfig::default()
+    }));
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(60, &mode);
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    ch.handle(&request(msg_query("www.example.com", RType::A)))
+        .await
+        .unwrap();
+    advance(Duration::from_secs(61)).await;
+    let q = query_with("www.example.com", RType::A, 3, edns(false), false);
+    let out = Message::parse(&fast(&c, &q, 1232).expect("stale at once")).unwrap();
+    assert_stale(&out, DEFAULT_STALE_ANSWER_TTL);
+    // Asked once, however often it is hit before the refresh lands.
+    assert!(fast(&c, &q, 1232).is_some());
+    until(|| up.calls() == 2).await;
+    until(|| {
+        fast(&c, &q, 1232)
+            .and_then(|o| Message::parse(&o).ok())
+            .is_some_and(|m| m.answers[0].ttl == 60)
+    })
+    .await;
+    assert_eq!(up.calls(), 2);
+    shutdown.cancel();
+    refresher.await.unwrap();
+}
+
+// ---------------------------------------------------------------- prefetch
+
+#[tokio::test(start_paused = true)]
+async fn popular_entries_are_prefetched_before_they_expire() {
+    let c = Arc::new(default_cache());
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(100, &mode);
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    for n in ["hot.example", "cold.example"] {
+        ch.handle(&request(msg_query(n, RType::A))).await.unwrap();
+    }
+    let hot = query("hot.example", RType::A, 1);
+    let cold = query("cold.example", RType::A, 1);
+    // "hot" is asked during its lifetime; "cold" is not.
+    advance(Duration::from_secs(10)).await;
+    assert!(fast(&c, &hot, 512).is_some());
+    // Not yet in the last tenth: no prefetch.
+    advance(Duration::from_secs(79)).await;
+    assert!(fast(&c, &hot, 512).is_some());
+    tokio::task::yield_now().await;
+    assert_eq!(up.calls(), 2);
+    // In the last tenth (10 s of 100 left): both are asked; only the popular one is refreshed.
+    advance(Duration::from_secs(1)).await;
+    assert!(fast(&c, &cold, 512).is_some());
+    for _ in 0..5 {
+        assert_eq!(ttls(&fast(&c, &hot, 512).unwrap())[0].2, 10);
+    }
+    until(|| c.stats().refreshes == 1 && up.calls() == 3).await;
+    until(|| ttls(&fast(&c, &hot, 512).unwrap())[0].2 == 100).await;
+    // Past the old expiry: still a hit for "hot", counting down from the refresh; "cold" expired.
+    advance(Duration::from_secs(11)).await;
+    assert_eq!(ttls(&fast(&c, &hot, 512).unwrap())[0].2, 89);
+    assert!(fast(&c, &cold, 512).is_none());
+    assert_eq!(up.calls(), 3, "one prefetch for five hits in the window");
+    shutdown.cancel();
+    refresher.await.unwrap();
+
+    // With prefetch off nothing is refreshed.
+    let c = Arc::new(cache(CacheConfig {
+        prefetch: false,
+        ..CacheConfig::default()
+    }));
+    let up = switchable(100, &mode);
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    ch.handle(&request(msg_query("hot.example", RType::A)))
+        .await
+        .unwrap();
+    assert!(fast(&c, &hot, 512).is_some());
+    advance(Duration::from_secs(95)).await;
+    assert!(fast(&c, &hot, 512).is_some());
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(up.calls(), 1);
+    shutdown.cancel();
+    refresher.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prefetch_and_client_misses_share_one_upstream_query() {
+    let c = Arc::new(cache(CacheConfig {
+        serve_stale: false,
+        ..CacheConfig::default()
+    }));
+    let up = Upstream::gated(|req| Ok(a_answer(req, 100)));
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    up.gate.add_permits(1);
+    let req = request(msg_query("hot.example", RType::A));
+    ch.handle(&req).await.unwrap();
+    let hot = query("hot.example", RType::A, 1);
+    assert!(fast(&c, &hot, 512).is_some());
+    advance(Duration::from_secs(95)).await;
+    assert!(fast(&c, &hot, 512).is_some());
+    // The prefetch is upstream (and held there); the entry then expires.
+    until(|| up.calls() == 2).await;
+    advance(Duration::from_secs(6)).await;
+    assert!(fast(&c, &hot, 512).is_none());
+    // Client misses join the prefetch instead of asking again.
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (ch, req) = (ch.clone(), req.clone());
+        tasks.push(tokio::spawn(async move { ch.handle(&req).await }));
+    }
+    until(|| c.stats().coalesced == 3).await;
+    up.gate.add_permits(1);
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().answers.len(), 1);
+    }
+    assert_eq!(up.calls(), 2);
+    let s = c.stats();
+    assert_eq!((s.refreshes, s.misses, s.coalesced), (1, 1, 3));
+    // And a refresh queued while a client leads does not ask again either.
+    shutdown.cancel();
+    refresher.await.unwrap();
+    assert!(lock(&c.shards[0]).inflight.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_the_flights_of_queued_refreshes() {
+    let c = Arc::new(cache(CacheConfig {
+        shards: 1,
+        ..CacheConfig::default()
+    }));
+    let up = Upstream::gated(|req| Ok(a_answer(req, 60)));
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    up.gate.add_permits(1);
+    let req = request(msg_query("www.example.com", RType::A));
+    ch.handle(&req).await.unwrap();
+    advance(Duration::from_secs(61)).await;
+    let waiting = {
+        let (ch, req) = (ch.clone(), req.clone());
+        tokio::spawn(async move { ch.handle(&req).await })
+    };
+    until(|| up.calls() == 2).await;
+    shutdown.cancel();
+    refresher.await.unwrap();
+    // The refresh was cancelled: its flight is gone and the waiting query got the stale answer.
+    assert!(lock(&c.shards[0]).inflight.is_empty());
+    assert_stale(&waiting.await.unwrap().unwrap(), DEFAULT_STALE_ANSWER_TTL);
+}
+
+// ---------------------------------------------------------------- cache file
+
+fn file_of(c: &Cache, now_unix_ms: u64) -> Vec<u8> {
+    c.encode_file(now_unix_ms).0
+}
+
+const T0: u64 = 1_800_000_000_000;
+
+#[tokio::test(start_paused = true)]
+async fn cache_file_round_trip_ages_every_ttl() {
+    let a = default_cache();
+    let k = key("www.example.com", RType::A, false, false);
+    a.insert_wire(&k, &a_response("www.example.com", 300))
+        .unwrap();
+    let neg = response(
+        "nope.example.com",
+        RType::A,
+        Rcode::NXDOMAIN,
+        &[],
+        &[rr("example.com", 3600, Data::Soa { minimum: 120 })],
+    );
+    a.insert_wire(&key("nope.example.com", RType::A, false, false), &neg)
+        .unwrap();
+    let dnssec = key("www.example.com", RType::A, true, true);
+    a.insert_wire(&dnssec, &a_response("www.example.com", 50))
+        .unwrap();
+    // Not written: SERVFAIL.
+    let h = Header {
+        rcode_low: Rcode::SERVFAIL.low(),
+        ..Header::default()
+    };
+    let sf = response_with(h, "down.example", RType::A, &[], &[], None);
+    a.insert_wire(&key("down.example", RType::A, false, false), &sf)
+        .unwrap();
+    advance(Duration::from_secs(10)).await;
+    let (file, count) = a.encode_file(T0);
+    assert_eq!(count, 3);
+
+    // Read back 20 s (wall clock) later: 30 s have passed since insertion.
+    let b = default_cache();
+    let report = b.decode_file(&file, T0 + 20_000).unwrap();
+    assert_eq!(
+        report,
+        LoadReport {
+            loaded: 3,
+            expired: 0,
+            rejected: 0
+        }
+    );
+    let t = |c: &Cache, q: &[u8]| ttls(&fast(c, q, 1232).unwrap())[0].2;
+    assert_eq!(t(&b, &query("www.example.com", RType::A, 1)), 270);
+    assert_eq!(t(&b, &query("nope.example.com", RType::A, 1)), 90);
+    let do_cd = query_with("www.example.com", RType::A, 1, edns(true), true);
+    assert_eq!(t(&b, &do_cd), 20);
+    // The restored entries expire when the originals would have.
+    advance(Duration::from_secs(20)).await;
+    assert!(fast(&b, &do_cd, 1232).is_none());
+
+    // Much later: expired data is kept for serve-stale (and answered stale), until its limit.
+    let c = default_cache();
+    let later = T0 + 1000 * 1000;
+    let report = c.decode_file(&file, later).unwrap();
+    assert_eq!((report.loaded, report.expired), (3, 0));
+    let d = T0 + 1000 * (u64::from(DEFAULT_STALE_MAX_AGE) + 200);
+    let report = default_cache().decode_file(&file, d).unwrap();
+    assert_eq!((report.loaded, report.expired), (1, 2));
+    let report = cache(CacheConfig {
+        serve_stale: false,
+        ..CacheConfig::default()
+    })
+    .decode_file(&file, later)
+    .unwrap();
+    assert_eq!((report.loaded, report.expired), (0, 3));
+    // Today's clamps apply to what is read back.
+    let clamped = cache(CacheConfig {
+        max_ttl: 100,
+        ..CacheConfig::default()
+    });
+    clamped.decode_file(&file, T0).unwrap();
+    assert_eq!(t(&clamped, &query("www.example.com", RType::A, 1)), 90);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cache_file_saves_and_loads_through_the_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.bin");
+    let a = default_cache();
+    for i in 0..100 {
+        let n = format!("n{i}.example");
+        a.insert_wire(&key(&n, RType::A, false, false), &a_response(&n, 600))
+            .unwrap();
+    }
+    assert_eq!(a.save(&path).unwrap(), 100);
+    // Saving again replaces the file; no temporary file is left behind.
+    assert_eq!(a.save(&path).unwrap(), 100);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let b = default_cache();
+    assert_eq!(b.load(&path).unwrap().loaded, 100);
+    assert_eq!(b.len(), 100);
+    assert!(b
+        .load(&dir.path().join("missing"))
+        .unwrap_err()
+        .is_not_found());
+    // A file larger than the cache could have written is not read.
+    let small = cache(CacheConfig {
+        capacity: 1,
+        ..CacheConfig::default()
+    });
+    assert!(matches!(small.load(&path), Err(PersistError::TooLarge(_))));
+    assert!(small.is_empty());
+}
+
+/// Re-signs a file body (header and records) as the writer would.
+fn signed(mut body: Vec<u8>) -> Vec<u8> {
+    let sum = ring::digest::digest(&ring::digest::SHA256, &body);
+    body.extend_from_slice(sum.as_ref());
+    body
+}
+
+#[tokio::test(start_paused = true)]
+async fn truncated_garbage_and_foreign_cache_files_are_refused() {
+    let a = default_cache();
+    a.insert_wire(
+        &key("www.example.com", RType::A, false, false),
+        &a_response("www.example.com", 300),
+    )
+    .unwrap();
+    let good = file_of(&a, T0);
+    assert_eq!(default_cache().decode_file(&good, T0).unwrap().loaded, 1);
+
+    // Every truncation, and every single-octet corruption, is refused whole.
+    for cut in 0..good.len() {
+        let c = default_cache();
+        let e = c.decode_file(&good[..cut], T0).unwrap_err();
+        assert!(
+            matches!(e, PersistError::Foreign | PersistError::Corrupt),
+            "cut at {cut}: {e}"
+        );
+        assert!(c.is_empty());
+    }
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x40;
+        let c = default_cache();
+        assert!(c.decode_file(&bad, T0).is_err(), "flip at {i}");
+        assert!(c.is_empty());
+    }
+    // Garbage and other formats.
+    let c = default_cache();
+    assert!(matches!(c.decode_file(b"", T0), Err(PersistError::Foreign)));
+    assert!(matches!(
+        c.decode_file(&[0xff; 4096], T0),
+        Err(PersistError::Foreign)
+    ));
+    assert!(matches!(
+        c.decode_file(
+            b"SQLite format 3\0........................................",
+            T0
+        ),
+        Err(PersistError::Foreign)
+    ));
+    let body = &good[..good.len() - 32];
+    let mut v2 = body.to_vec();
+    v2[9] = 2;
+    assert!(matches!(
+        c.decode_file(&signed(v2), T0),
+        Err(PersistError::Version(2))
+    ));
+    // A file from the future, and one with more entries than the capacity.
+    assert!(matches!(
+        c.decode_file(&good, T0 - 3_600_000),
+        Err(PersistError::FromTheFuture(3600))
+    ));
+    let tiny = cache(CacheConfig {
+        capacity: 0,
+        ..CacheConfig::default()
+    });
+    assert!(matches!(
+        tiny.decode_file(&good, T0),
+        Err(PersistError::TooMany(1))
+    ));
+    // Trailing octets after the last record.
+    let mut trailing = body.to_vec();
+    trailing.push(0);
+    assert!(matches!(
+        c.decode_file(&signed(trailing), T0),
+        Err(PersistError::Corrupt)
+    ));
+    assert!(c.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_cache_records_are_checked_like_network_answers() {
+    let header = |count: u32| {
+        let mut h = b"DNSVEILC".to_vec();
+        h.extend_from_slice(&1u16.to_be_bytes());
+        h.extend_from_slice(&T0.to_be_bytes());
+        h.extend_from_slice(&count.to_be_bytes());
+        h
+    };
+    let record = |inserted: u64, key: &[u8], wire: &[u8]| {
+        let mut r = inserted.to_be_bytes().to_vec();
+        r.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        r.extend_from_slice(key);
+        r.extend_from_slice(&(wire.len() as u16).to_be_bytes());
+        r.extend_from_slice(wire);
+        r
+    };
+    let k = key("www.example.com", RType::A, false, false);
+    let good = a_response("www.example.com", 300);
+    let mut upper_key = k.as_bytes().to_vec();
+    upper_key[1] = b'W';
+    let cases: Vec<(u64, Vec<u8>, Vec<u8>)> = vec![
+        // The answer is for another name than the key.
+        (
+            T0,
+            k.as_bytes().to_vec(),
+            a_response("evil.example.com", 300),
+        ),
+        // A key the cache would never build.
+        (T0, upper_key, good.clone()),
+        (T0, vec![0xC0, 0x0C, 0, 1, 0, 1, 0], good.clone()),
+        // Responses that do not parse, are queries, or are REFUSED / SERVFAIL.
+        (T0, k.as_bytes().to_vec(), good[..good.len() - 3].to_vec()),
+        (T0, k.as_bytes().to_vec(), {
+            let mut q = good.clone();
+            q[2] &= 0x7f;
+            q
+        }),
+        (
+            T0,
+            k.as_bytes().to_vec(),
+            response("www.example.com", RType::A, Rcode::REFUSED, &[], &[]),
+        ),
+        (
+            T0,
+            k.as_bytes().to_vec(),
+            response("www.example.com", RType::A, Rcode::SERVFAIL, &[], &[]),
+        ),
+        // Inserted after the file was saved.
+        (T0 + 1, k.as_bytes().to_vec(), good.clone()),
+        // Zero TTL.
+        (T0, k.as_bytes().to_vec(), a_response("www.example.com", 0)),
+    ];
+    let n = cases.len() as u32;
+    let mut body = header(n + 1);
+    for (t, key, wire) in &cases {
+        body.extend_from_slice(&record(*t, key, wire));
+    }
+    body.extend_from_slice(&record(T0, k.as_bytes(), &good));
+    let c = default_cache();
+    let report = c.decode_file(&signed(body), T0).unwrap();
+    assert_eq!(
+        report,
+        LoadReport {
+            loaded: 1,
+            expired: 0,
+            rejected: cases.len()
+        }
+    );
+    assert_eq!(c.len(), 1);
+    let out = fast(&c, &query("www.example.com", RType::A, 1), 512).unwrap();
+    assert_eq!(ttls(&out)[0].2, 300);
+    // A record length that runs past the end is a corrupt file, and stores nothing.
+    let mut body = header(2);
+    body.extend_from_slice(&record(T0, k.as_bytes(), &good));
+    let mut r = record(T0, k.as_bytes(), &good);
+    r.truncate(r.len() - 1);
+    body.extend_from_slice(&r);
+    let c = default_cache();
+    assert!(matches!(
+        c.decode_file(&signed(body), T0),
+        Err(PersistError::Corrupt)
+    ));
+    assert!(c.is_empty());
 }
 
 // ---------------------------------------------------------------- memory

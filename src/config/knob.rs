@@ -161,6 +161,42 @@ knob!(
     "How long a SERVFAIL is cached (RFC 2308 section 7.1: at most five minutes)."
 );
 knob!(
+    STALE_MAX_AGE,
+    "cache.stale_max_age",
+    86_400,
+    1,
+    604_800,
+    "seconds",
+    "How long past its expiry an answer may be served stale (RFC 8767 section 5 suggests 1-3 days)."
+);
+knob!(
+    STALE_ANSWER_TTL,
+    "cache.stale_answer_ttl",
+    30,
+    1,
+    300,
+    "seconds",
+    "TTL of a stale answer, and how long a failed refresh waits before the next (RFC 8767: 30)."
+);
+knob!(
+    CLIENT_TIMEOUT_MS,
+    "cache.client_timeout_ms",
+    1800,
+    0,
+    60_000,
+    "milliseconds",
+    "How long a query for stale data waits for its refresh before the stale answer (RFC 8767: 1.8 s)."
+);
+knob!(
+    SAVE_INTERVAL_SECS,
+    "cache.save_interval_secs",
+    300,
+    0,
+    86_400,
+    "seconds",
+    "How often the cache file is rewritten while running; 0 = only at shutdown."
+);
+knob!(
     HOSTS_TTL,
     "hosts.ttl",
     0,
@@ -192,6 +228,10 @@ pub const ALL: &[Knob] = &[
     MAX_TTL,
     NEGATIVE_MAX_TTL,
     SERVFAIL_TTL,
+    STALE_MAX_AGE,
+    STALE_ANSWER_TTL,
+    CLIENT_TIMEOUT_MS,
+    SAVE_INTERVAL_SECS,
     HOSTS_TTL,
     UPSTREAM_TIMEOUT_MS,
 ];

@@ -73,7 +73,7 @@ pub struct ServerConfig {
     pub max_udp_payload: u16,
 }
 
-/// `[cache]`: capacity and TTL clamps (all TTLs in seconds).
+/// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Capacity in entries; 0 disables the cache.
@@ -83,6 +83,21 @@ pub struct CacheConfig {
     pub max_ttl: u32,
     pub negative_max_ttl: u32,
     pub servfail_ttl: u32,
+    /// Answer from expired data when the upstreams fail or are late (RFC 8767).
+    pub serve_stale: bool,
+    /// Seconds past expiry an answer may be served stale.
+    pub stale_max_age: u32,
+    /// TTL of a stale answer, in seconds.
+    pub stale_answer_ttl: u32,
+    /// How long a query for stale data waits for its refresh; zero answers stale at once.
+    pub client_timeout: Duration,
+    /// Refresh popular entries before they expire.
+    pub prefetch: bool,
+    /// Where the cache is saved and restored from (absolute or relative to the config file), if
+    /// anywhere.
+    pub file: Option<PathBuf>,
+    /// How often the cache file is rewritten while running; zero = only at shutdown.
+    pub save_interval: Duration,
 }
 
 /// `[hosts]`: the hosts file and extra local records.
@@ -379,6 +394,12 @@ pub struct Overrides {
     pub strategy: Option<Strategy>,
     pub threads: Option<u64>,
     pub cache_size: Option<u64>,
+    /// `--serve-stale on|off`.
+    pub serve_stale: Option<bool>,
+    /// `--prefetch on|off`.
+    pub prefetch: Option<bool>,
+    /// `--cache-file` (an empty path disables the cache file).
+    pub cache_file: Option<PathBuf>,
     /// `--hosts` (an empty path disables the hosts file).
     pub hosts: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
@@ -460,6 +481,15 @@ impl Config {
         if let Some(n) = cache_size {
             self.cache.size = n as usize;
         }
+        if let Some(on) = o.serve_stale {
+            self.cache.serve_stale = on;
+        }
+        if let Some(on) = o.prefetch {
+            self.cache.prefetch = on;
+        }
+        if let Some(f) = o.cache_file {
+            self.cache.file = (!f.as_os_str().is_empty()).then_some(f);
+        }
         if let Some(h) = o.hosts {
             self.hosts.file = (!h.as_os_str().is_empty()).then_some(h);
         }
@@ -532,10 +562,20 @@ impl Config {
             }
         );
         s += &format!("forwarding rules: {}\n", self.forward.len());
+        let on_off = |on: bool| if on { "on" } else { "off" };
         s += &if self.cache.size == 0 {
             "cache: off\n".to_string()
         } else {
-            format!("cache: {} entries\n", self.cache.size)
+            format!(
+                "cache: {} entries, serve-stale {}, prefetch {}, file {}\n",
+                self.cache.size,
+                on_off(self.cache.serve_stale),
+                on_off(self.cache.prefetch),
+                self.cache
+                    .file
+                    .as_ref()
+                    .map_or("none".into(), |p| p.display().to_string())
+            )
         };
         s += &format!(
             "hosts: {}, {} local record(s)\n",

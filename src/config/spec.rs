@@ -102,6 +102,13 @@ struct CacheSpec {
     max_ttl: Option<i64>,
     negative_max_ttl: Option<i64>,
     servfail_ttl: Option<i64>,
+    serve_stale: Option<bool>,
+    stale_max_age: Option<i64>,
+    stale_answer_ttl: Option<i64>,
+    client_timeout_ms: Option<i64>,
+    prefetch: Option<bool>,
+    cache_file: Option<String>,
+    save_interval_secs: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -293,12 +300,27 @@ impl CacheSpec {
                 format!("{min_ttl} is above cache.max_ttl ({max_ttl}); min_ttl must not exceed it"),
             ));
         }
+        let file = match self.cache_file.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(cx.path(p)),
+        };
         Ok(CacheConfig {
             size: cx.knob(knob::CACHE_SIZE, self.size)? as usize,
             min_ttl,
             max_ttl,
             negative_max_ttl: cx.knob(knob::NEGATIVE_MAX_TTL, self.negative_max_ttl)? as u32,
             servfail_ttl: cx.knob(knob::SERVFAIL_TTL, self.servfail_ttl)? as u32,
+            serve_stale: self.serve_stale.unwrap_or(true),
+            stale_max_age: cx.knob(knob::STALE_MAX_AGE, self.stale_max_age)? as u32,
+            stale_answer_ttl: cx.knob(knob::STALE_ANSWER_TTL, self.stale_answer_ttl)? as u32,
+            client_timeout: Duration::from_millis(
+                cx.knob(knob::CLIENT_TIMEOUT_MS, self.client_timeout_ms)?,
+            ),
+            prefetch: self.prefetch.unwrap_or(true),
+            file,
+            save_interval: Duration::from_secs(
+                cx.knob(knob::SAVE_INTERVAL_SECS, self.save_interval_secs)?,
+            ),
         })
     }
 }
@@ -606,6 +628,14 @@ mod tests {
         assert_eq!(c.server.max_udp_payload, 1232);
         assert_eq!(c.server.tcp_idle_timeout, Duration::from_secs(10));
         assert_eq!(c.cache.size, 100_000);
+        assert!(c.cache.serve_stale && c.cache.prefetch);
+        assert_eq!(
+            (c.cache.stale_max_age, c.cache.stale_answer_ttl),
+            (86_400, 30)
+        );
+        assert_eq!(c.cache.client_timeout, Duration::from_millis(1800));
+        assert_eq!(c.cache.file, None);
+        assert_eq!(c.cache.save_interval, Duration::from_secs(300));
         assert_eq!(c.hosts.file, Some(PathBuf::from("/etc/hosts")));
         assert_eq!(c.upstream.timeout, Duration::from_millis(3000));
         assert_eq!(c.upstream.strategy, Strategy::Fastest);

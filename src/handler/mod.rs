@@ -11,6 +11,10 @@
 //! [`Handler::answer_fast`], which the server tries before it builds a request at all: a cache hit
 //! is answered from stored wire data without a task, a parse or an allocation.
 //!
+//! A stage that must ask the stages after it without a client (the cache refreshing an entry in the
+//! background) is given its own [`Chain`] of those stages when the application is composed, and
+//! runs it through [`Chain::as_next`].
+//!
 //! This module depends only on `wire`; it never knows a concrete handler or socket.
 
 use std::future::Future;
@@ -141,10 +145,16 @@ impl Chain {
 
     /// Runs the whole chain.
     pub fn handle<'a>(&'a self, req: &'a Request) -> BoxFuture<'a, HandlerResult> {
+        self.as_next().run(req)
+    }
+
+    /// The whole chain as a [`Next`]: for a handler that runs the stages after it on its own behalf,
+    /// without a client. The cache's background refresh is given a chain of the handlers that
+    /// follow it in the server's chain, and hands this to its usual miss path.
+    pub fn as_next(&self) -> Next<'_> {
         Next {
             rest: &self.handlers,
         }
-        .run(req)
     }
 
     /// The first handler's fast path (only the head of the chain may answer without the rest).
