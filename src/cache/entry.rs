@@ -1,16 +1,16 @@
 //! One cached answer, stored as a single heap allocation, and how a hit is written from it.
 //!
 //! ```text
-//!   0..8    inserted, milliseconds on the cache's clock (u64 LE)
-//!   8..12   lifetime in seconds: the smallest stored TTL (u32 LE)
-//!   12      flags: bit 0 = referenced since the CLOCK hand last passed, bit 1 = a prefetch was
+//!   0..6    inserted, milliseconds on the cache's clock (u48 LE)
+//!   6..9    lifetime in seconds: the smallest stored TTL (u24 LE, at most MAX_LIFETIME)
+//!   9       flags: bit 0 = referenced since the CLOCK hand last passed, bit 1 = a prefetch was
 //!           requested, bit 2 = never serve stale, bits 4..5 = hits since insertion (saturating)
-//!   13..17  held until, seconds on the cache's clock (u32 LE, 0 = not held): after a failed
+//!   10..14  held until, seconds on the cache's clock (u32 LE, 0 = not held): after a failed
 //!           refresh, expired data is answered stale without asking again until then
-//!   17..19  key length K (u16 LE)
-//!   19..21  number of TTL fields N (u16 LE)
-//!   21..23  length O of the EDNS option octets (u16 LE)
-//!   23..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
+//!   14..16  key length K (u16 LE)
+//!   16..18  number of TTL fields N (u16 LE)
+//!   18      length O of the EDNS option octets (at most 255)
+//!   19..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
 //! ```
 //!
 //! The stored response is the encoded answer without its question and OPT record: the header,
@@ -20,8 +20,10 @@
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
 //!
 //! Keeping key, offsets and answer in one allocation is what keeps a million entries small (see
-//! the cache's module docs for the measured bytes per entry). Serve-stale and prefetch add five
-//! octets of state to the fixed part (a flag octet's spare bits and the hold time), nothing else.
+//! the cache's module docs for the measured bytes per entry). The fixed part is 19 octets: the
+//! insertion time needs no more than 48 bits, a lifetime no more than 24 and the options (one
+//! Extended DNS Error with a short text) no more than 8, which pays for the hold time that
+//! serve-stale needs.
 //!
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
@@ -32,13 +34,18 @@ use crate::wire::{RType, HEADER_LEN};
 use super::key::{self, Key};
 
 const OFF_INSERTED: usize = 0;
-const OFF_LIFETIME: usize = 8;
-const OFF_FLAGS: usize = 12;
-const OFF_HELD_UNTIL: usize = 13;
-const OFF_KEY_LEN: usize = 17;
-const OFF_TTL_COUNT: usize = 19;
-const OFF_OPT_LEN: usize = 21;
-const FIXED_LEN: usize = 23;
+const OFF_LIFETIME: usize = 6;
+const OFF_FLAGS: usize = 9;
+const OFF_HELD_UNTIL: usize = 10;
+const OFF_KEY_LEN: usize = 14;
+const OFF_TTL_COUNT: usize = 16;
+const OFF_OPT_LEN: usize = 18;
+const FIXED_LEN: usize = 19;
+
+/// Longest lifetime an entry can record (about 194 days); the cache clamps TTLs below it.
+pub(crate) const MAX_LIFETIME: u32 = (1 << 24) - 1;
+/// Most EDNS option octets an entry can keep.
+pub(crate) const MAX_OPTIONS_LEN: usize = u8::MAX as usize;
 
 const FLAG_REFERENCED: u8 = 0x01;
 const FLAG_PREFETCH_REQUESTED: u8 = 0x02;
@@ -75,19 +82,21 @@ pub(crate) struct Parts<'a> {
 }
 
 /// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths fit
-/// their fields (a response is at most 65535 octets).
+/// their fields (a response is at most 65535 octets, options at most [`MAX_OPTIONS_LEN`]); the
+/// lifetime is capped at [`MAX_LIFETIME`].
 pub(crate) fn build(p: &Parts<'_>) -> Box<[u8]> {
+    debug_assert!(p.options.len() <= MAX_OPTIONS_LEN);
     let key = p.key.as_bytes();
     let len =
         FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
     let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(&p.inserted_ms.to_le_bytes());
-    b.extend_from_slice(&p.lifetime.to_le_bytes());
+    b.extend_from_slice(&p.inserted_ms.to_le_bytes()[..6]);
+    b.extend_from_slice(&p.lifetime.min(MAX_LIFETIME).to_le_bytes()[..3]);
     b.push(if p.stale_ok { 0 } else { FLAG_NEVER_STALE });
     b.extend_from_slice(&0u32.to_le_bytes());
     b.extend_from_slice(&(key.len() as u16).to_le_bytes());
     b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
-    b.extend_from_slice(&(p.options.len() as u16).to_le_bytes());
+    b.push(p.options.len() as u8);
     b.extend_from_slice(key);
     for (off, _) in p.ttls {
         b.extend_from_slice(&off.to_le_bytes());
@@ -138,7 +147,7 @@ pub(crate) fn stale_ok(b: &[u8]) -> bool {
 /// When the entry was stored, in milliseconds on the cache's clock.
 pub(crate) fn inserted_ms(b: &[u8]) -> u64 {
     let mut v = [0u8; 8];
-    v.copy_from_slice(&b[OFF_INSERTED..OFF_INSERTED + 8]);
+    v[..6].copy_from_slice(&b[OFF_INSERTED..OFF_INSERTED + 6]);
     u64::from_le_bytes(v)
 }
 
@@ -148,12 +157,7 @@ fn elapsed_ms(b: &[u8], now_ms: u64) -> u64 {
 
 /// The entry's lifetime in seconds.
 pub(crate) fn lifetime(b: &[u8]) -> u32 {
-    u32::from_le_bytes([
-        b[OFF_LIFETIME],
-        b[OFF_LIFETIME + 1],
-        b[OFF_LIFETIME + 2],
-        b[OFF_LIFETIME + 3],
-    ])
+    u32::from_le_bytes([b[OFF_LIFETIME], b[OFF_LIFETIME + 1], b[OFF_LIFETIME + 2], 0])
 }
 
 /// Notes a hit for the CLOCK hand and the popularity count; returns the hits counted before this
@@ -240,7 +244,7 @@ pub(crate) fn render(
 ) -> bool {
     let key_len = u16_at(b, OFF_KEY_LEN);
     let ttl_count = u16_at(b, OFF_TTL_COUNT);
-    let opt_len = u16_at(b, OFF_OPT_LEN);
+    let opt_len = usize::from(b[OFF_OPT_LEN]);
     let key = &b[FIXED_LEN..FIXED_LEN + key_len];
     let offsets_at = FIXED_LEN + key_len;
     let options_at = offsets_at + 2 * ttl_count;

@@ -64,8 +64,8 @@
 //! bucket. Measured with the ignored test `memory_per_entry` (one million distinct one-record A
 //! answers of 64 octets for 28-octet names): 148 bytes of RSS per entry, about 141 MiB for a
 //! million (96 for the entry's allocation, about 35 for the index at its load factor, 17 for the
-//! slot). The serve-stale and prefetch state (five octets of the entry's fixed part) still fits the
-//! same 96-octet allocation there.
+//! slot). Serve-stale and prefetch state (spare flag bits and a hold time) made the entry's fixed
+//! part no larger: it was repacked (see [`entry`]); the measurement is unchanged.
 //!
 //! Limitations:
 //! - Queries with an EDNS Client Subnet option (RFC 7871) bypass the cache: their answer may depend
@@ -138,7 +138,8 @@ const PREFETCH_WINDOW_DIVISOR: u64 = 10;
 /// Hits an entry must have had before the one in its prefetch window to be prefetched.
 const PREFETCH_MIN_HITS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
-/// be dated before the process started (about 795 days: more than any TTL plus stale age).
+/// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
+/// store the clock in 48 bits, which leaves thousands of years of uptime.
 const CLOCK_BASE_MS: u64 = 1 << 36;
 
 /// How the cache is sized and which TTLs it applies.
@@ -245,10 +246,11 @@ impl Cache {
             shard_mask: (n - 1) as u64,
             hasher: RandomState::new(),
             epoch: Instant::now(),
+            // An entry records lifetimes up to entry::MAX_LIFETIME (194 days; configs allow 7).
             limits: Limits {
                 min_ttl: cfg.min_ttl,
-                max_ttl: cfg.max_ttl,
-                negative_max_ttl: cfg.negative_max_ttl,
+                max_ttl: cfg.max_ttl.min(entry::MAX_LIFETIME),
+                negative_max_ttl: cfg.negative_max_ttl.min(entry::MAX_LIFETIME),
                 servfail_ttl: cfg.servfail_ttl,
             },
             capacity: cfg.capacity,

@@ -43,6 +43,8 @@ pub(crate) const MAX_STORED_LEN: usize = MAX_MESSAGE_LEN - 512;
 
 /// Longest Extended DNS Error text kept with a cached SERVFAIL.
 const MAX_EDE_TEXT: usize = 200;
+// The option (code, length, info-code, text) must fit an entry.
+const _: () = assert!(4 + 2 + MAX_EDE_TEXT <= entry::MAX_OPTIONS_LEN);
 
 /// The TTL limits from the configuration.
 #[derive(Clone, Copy, Debug)]
