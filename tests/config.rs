@@ -129,6 +129,16 @@ const BAD: &[(&str, &str, &str)] = &[
     ("[cache]\nservfail_ttl = 301", "cache.servfail_ttl", "0 to 300"),
     ("[cache]\nnegative_max_ttl = 86401", "cache.negative_max_ttl", "out of range"),
     ("[cache]\nmax_ttl = 0", "cache.max_ttl", "out of range"),
+    ("[cache]\nserve_stale = \"on\"", "cache.serve_stale", "boolean"),
+    ("[cache]\nprefetch = 1", "cache.prefetch", "boolean"),
+    ("[cache]\nstale_max_age = 0", "cache.stale_max_age", "expected 1 to 604800 seconds"),
+    ("[cache]\nstale_max_age = 604801", "cache.stale_max_age", "out of range"),
+    ("[cache]\nstale_answer_ttl = 0", "cache.stale_answer_ttl", "expected 1 to 300 seconds"),
+    ("[cache]\nclient_timeout_ms = -1", "cache.client_timeout_ms", "0 to 60000 milliseconds"),
+    ("[cache]\nclient_timeout_ms = 1.8", "cache.client_timeout_ms", "expected an integer"),
+    ("[cache]\nsave_interval_secs = 86401", "cache.save_interval_secs", "out of range"),
+    ("[cache]\ncache_file = 5", "cache.cache_file", "expected a string"),
+    ("[cache]\nstale = true", "cache.stale", "unknown key"),
     ("[hosts]\nrecords = [\" \"]", "hosts.records[0]", "zone-file line"),
     ("[hosts]\nttl = 90000", "hosts.ttl", "out of range"),
     ("[hosts]\nfile = 7", "hosts.file", "expected a string"),
@@ -292,6 +302,53 @@ fn relative_paths_are_relative_to_the_config_file() {
 }
 
 #[test]
+fn cache_settings_parse_and_the_file_is_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dnsveil.toml");
+    std::fs::write(
+        &path,
+        "[cache]\nserve_stale = false\nprefetch = false\nstale_max_age = 3600\n\
+         stale_answer_ttl = 10\nclient_timeout_ms = 0\ncache_file = \"state/cache.bin\"\n\
+         save_interval_secs = 0\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap().cache;
+    assert!(!c.serve_stale && !c.prefetch);
+    assert_eq!((c.stale_max_age, c.stale_answer_ttl), (3600, 10));
+    assert_eq!(c.client_timeout, Duration::ZERO);
+    assert_eq!(c.file, Some(dir.path().join("state/cache.bin")));
+    assert_eq!(c.save_interval, Duration::ZERO);
+    assert_eq!(
+        parse("[cache]\ncache_file = \"\"").unwrap().cache.file,
+        None
+    );
+    let d = parse("").unwrap().cache;
+    assert!(d.serve_stale && d.prefetch && d.file.is_none());
+}
+
+#[test]
+fn cache_flags_replace_the_config() {
+    let mut c = parse("[cache]\ncache_file = \"/var/lib/dnsveil/cache.bin\"").unwrap();
+    c.apply(dnsveil::config::Overrides {
+        serve_stale: Some(false),
+        prefetch: Some(false),
+        cache_file: Some(PathBuf::new()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!c.cache.serve_stale && !c.cache.prefetch);
+    assert_eq!(c.cache.file, None);
+    c.apply(dnsveil::config::Overrides {
+        serve_stale: Some(true),
+        cache_file: Some(PathBuf::from("/tmp/c.bin")),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(c.cache.serve_stale && !c.cache.prefetch);
+    assert_eq!(c.cache.file, Some(PathBuf::from("/tmp/c.bin")));
+}
+
+#[test]
 fn empty_hosts_file_disables_it() {
     assert_eq!(parse("[hosts]\nfile = \"\"").unwrap().hosts.file, None);
 }
@@ -418,6 +475,8 @@ fn run_rejects_bad_config_before_starting() {
         &["run", "--threads", "5000"],
         &["run", "--strategy", "random"],
         &["run", "--bootstrap", "dns.example"],
+        &["run", "--serve-stale", "yes"],
+        &["run", "--prefetch"],
         &["run", "--frobnicate"],
     ] {
         let out = dnsveil().args(args).output().unwrap();
