@@ -197,6 +197,29 @@ impl Nsd {
             _dir: dir,
         }
     }
+
+    /// Stops the server without closing its sockets (SIGSTOP to its process group): queries to it
+    /// go unanswered, like those to an upstream that has gone silent.
+    pub fn pause(&self) {
+        self.signal_group("STOP");
+    }
+
+    /// Lets a paused server answer again (SIGCONT); it then answers what was queued meanwhile.
+    pub fn resume(&self) {
+        self.signal_group("CONT");
+    }
+
+    fn signal_group(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([
+                &format!("-{sig}"),
+                "--",
+                &format!("-{}", self._child.0.id()),
+            ])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} nsd");
+    }
 }
 
 /// The real `dnsveil` binary, started with `run` and the given arguments.
