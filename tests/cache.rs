@@ -27,11 +27,11 @@ fn zone() -> String {
 /// Starts dnsveil forwarding to `upstream` with `[cache]` settings `cache_toml` and extra flags.
 fn start(dir: &Path, upstream: SocketAddr, cache_toml: &str, extra: &[&str]) -> Dnsveil {
     let conf = dir.join("dnsveil.toml");
-    std::fs::write(&conf, format!("[cache]\n{cache_toml}\n")).unwrap();
+    std::fs::write(&conf, format!("[cache]\n{cache_toml}\n")).expect("write config");
     let upstream = format!("udp://{upstream}");
     let mut args = vec![
         "--config",
-        conf.to_str().unwrap(),
+        conf.to_str().expect("UTF-8 path"),
         "--listen",
         "127.0.0.1:0",
         "--upstream",
@@ -46,14 +46,14 @@ fn start(dir: &Path, upstream: SocketAddr, cache_toml: &str, extra: &[&str]) -> 
 /// Asks `name` A over UDP with EDNS (so that an Extended DNS Error can come back); the answer and
 /// how long it took.
 fn ask(server: SocketAddr, name: &str) -> (Message, Duration) {
-    let mut q = Message::query(name.parse::<Name>().unwrap(), RType::A);
+    let mut q = Message::query(name.parse::<Name>().expect("name"), RType::A);
     q.header.id = 0x5151;
     q.edns = Some(Edns {
         udp_payload: 1232,
         ..Edns::default()
     });
     let started = Instant::now();
-    let raw = udp_exchange(server, &q.encode().unwrap()).expect("an answer");
+    let raw = udp_exchange(server, &q.encode().expect("encode")).expect("an answer");
     let took = started.elapsed();
     let m = Message::parse(&raw).expect("answer parses");
     assert_eq!(m.header.id, 0x5151);
