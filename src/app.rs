@@ -92,10 +92,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => match hosts.reload() {
-                Ok(()) => info!("hosts reloaded"),
-                Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
-            },
+            Some(()) = reload.recv() => {
+                match hosts.reload() {
+                    Ok(()) => info!("hosts reloaded"),
+                    Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
+                }
+                if let Some(c) = &cache {
+                    info!(stats = %c.stats(), "cache statistics");
+                }
+            }
         }
     }
     serving.await.context("server task")?;

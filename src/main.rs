@@ -6,7 +6,8 @@
 //! before anything binds (a systemd unit can set `RestartPreventExitStatus=78`).
 //!
 //! Signals: SIGINT/SIGTERM cancel the shutdown token (graceful: listeners stop, in-flight work
-//! drains within a bound); a second one exits at once. SIGHUP asks the app to reload (hosts file).
+//! drains within a bound); a second one exits at once. SIGHUP asks the app to reload (hosts file) and
+//! to log the cache statistics.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Cache-policy benchmark: hit ratio and client latency over a realistic query stream, dnsveil with
+prefetch and serve-stale on and off against unbound with `prefetch: yes` and `serve-expired: yes`,
+in the same run, each forwarding to its own fresh nsd on loopback.
+
+The stream: N names (default 5,000) asked with Zipf-distributed popularity (exponent 1.0, the classic
+fit for DNS query streams), replayed in the same order at a fixed rate to every resolver by dnsperf
+(one client, so the order is kept). Half the names have short TTLs (5-30 s), half longer ones
+(30-180 s), assigned at random (not by popularity), so entries expire all through the run and the
+cache policy (prefetch, serve-stale) decides what the clients see. A warm-up part of the stream
+(default 8 s) is replayed first and not measured, so that the measured part is about expiry rather
+than the cold start every resolver pays alike.
+
+Measured per resolver, over the measured replay only:
+  - hit ratio seen upstream: 1 - (queries nsd received) / (queries answered), nsd's own counter read
+    with nsd-control before and after, so every resolver is judged the same way; this charges
+    prefetch for the refreshes it sends;
+  - hit ratio seen by clients: queries answered from the cache (stale answers included) / queries,
+    from the resolver's own counters before and after: dnsveil's cache statistics line (logged on
+    SIGHUP), unbound's `unbound-control stats_noreset` (total.num.cachehits / total.num.queries);
+  - client latency p50/p99/p99.9 from dnsperf's per-query times (-v);
+  - background refreshes (dnsveil: refreshes; unbound: num.prefetch) and stale answers (dnsveil:
+    stale; unbound: num.expired).
+
+Resolvers and nsd are pinned to CPU 0, dnsperf to CPU 1; 1 worker thread each. Results go into this
+script's section of BENCHMARKS.md (between its markers).
+
+Usage: python3 benches/bench_cache.py [--warmup 8] [--seconds 30] [--rate 2000] [--names 5000] [--no-build]
+Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
+"""
+import argparse
+import bisect
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (shared helpers: ports, readiness, dnsperf, percentiles, report file)
+
+ROOT = bench.ROOT
+ZONE = "bench.test"
+SECTION = "bench_cache.py"
+SHORT_TTL = (5, 30)
+LONG_TTL = (30, 180)
+ZIPF_S = 1.0
+SEED = 8767
+
+# (label, kind, dnsveil [cache] settings or unbound server settings)
+CONFIGS = [
+    ("unbound prefetch + serve-expired", "unbound",
+     "  prefetch: yes\n  serve-expired: yes\n"),
+    ("dnsveil prefetch + serve-stale (default)", "dnsveil",
+     "prefetch = true\nserve_stale = true\n"),
+    ("dnsveil prefetch + serve-stale, client timeout 0", "dnsveil",
+     "prefetch = true\nserve_stale = true\nclient_timeout_ms = 0\n"),
+    ("dnsveil prefetch and serve-stale off", "dnsveil",
+     "prefetch = false\nserve_stale = false\n"),
+]
+
+
+def pinned(cmd, cpu=0):
+    return ["taskset", "-c", str(cpu)] + cmd
+
+
+def make_names(n, rng):
+    """(name, ttl) for each rank; TTL class chosen at random, independent of popularity."""
+    out = []
+    for i in range(n):
+        lo, hi = SHORT_TTL if rng.random() < 0.5 else LONG_TTL
+        out.append((f"n{i}.{ZONE}", rng.randint(lo, hi)))
+    rng.shuffle(out)
+    return out
+
+
+def zipf_stream(names, count, rng):
+    """`count` names drawn with P(rank k) proportional to 1/k^s."""
+    weights = [1.0 / (k ** ZIPF_S) for k in range(1, len(names) + 1)]
+    cum = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cum.append(total)
+    return [names[bisect.bisect_left(cum, rng.random() * total)][0] for _ in range(count)]
+
+
+class Nsd:
+    """nsd serving the benchmark zone, with a control socket for its query counter."""
+
+    def __init__(self, d, names):
+        self.d = tempfile.mkdtemp(prefix="nsd-", dir=d)
+        self.port = bench.free_port()
+        zone = os.path.join(self.d, f"{ZONE}.zone")
+        with open(zone, "w") as f:
+            f.write(f"$ORIGIN {ZONE}.\n$TTL 3600\n@ SOA ns1 hostmaster 1 3600 900 604800 60\n@ NS ns1\n"
+                    "ns1 A 127.0.0.1\nwww A 192.0.2.1\n")
+            for i, (name, ttl) in enumerate(names):
+                label = name.split(".", 1)[0]
+                f.write(f"{label} {ttl} A 198.51.{(i >> 8) & 255}.{i & 255}\n")
+        self.conf = os.path.join(self.d, "nsd.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
+                    f" zonesdir: \"{self.d}\"\n database: \"\"\n pidfile: \"{self.d}/nsd.pid\"\n"
+                    f" xfrdfile: \"{self.d}/xfrd\"\n zonelistfile: \"{self.d}/zl\"\n"
+                    f" logfile: \"{self.d}/nsd.log\"\n server-count: 1\n"
+                    " rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
+                    f"remote-control:\n control-enable: yes\n control-interface: {self.d}/nsd.ctl\n"
+                    f"zone:\n name: {ZONE}\n zonefile: {ZONE}.zone\n")
+        self.p = subprocess.Popen(pinned(["nsd", "-d", "-c", self.conf]), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        bench.wait_answer(self.port, name=f"www.{ZONE}")
+
+    def queries(self):
+        out = subprocess.run(["nsd-control", "-c", self.conf, "stats_noreset"], capture_output=True,
+                             text=True, check=True).stdout
+        return int(re.search(r"^num\.queries=(\d+)$", out, re.M).group(1))
+
+    def stop(self):
+        os.killpg(self.p.pid, 15)
+        self.p.wait()
+
+
+class Resolver:
+    def __init__(self, kind, settings, d, upstream_port):
+        self.kind = kind
+        self.port = bench.free_port()
+        self.log = os.path.join(d, f"{kind}-{self.port}.log")
+        if kind == "dnsveil":
+            conf = os.path.join(d, f"dnsveil-{self.port}.toml")
+            with open(conf, "w") as f:
+                f.write("[cache]\nsize = 100000\n" + settings)
+            cmd = [os.path.join(ROOT, "target", "release", "dnsveil"), "run", "--config", conf,
+                   "--listen", f"127.0.0.1:{self.port}", "--upstream", f"udp://127.0.0.1:{upstream_port}",
+                   "--threads", "1", "--hosts", "", "--log-level", "info"]
+        else:
+            self.conf = os.path.join(d, f"unbound-{self.port}.conf")
+            with open(self.conf, "w") as f:
+                f.write(f"""server:
+  interface: 127.0.0.1@{self.port}
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  chroot: ""
+  username: ""
+  directory: "{d}"
+  pidfile: "{d}/unbound-{self.port}.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  module-config: "iterator"
+  msg-cache-size: 64m
+  rrset-cache-size: 64m
+  minimal-responses: yes
+  qname-minimisation: no
+  local-zone: "test." nodefault
+{settings}remote-control:
+  control-enable: yes
+  control-interface: {d}/unbound-{self.port}.ctl
+  control-use-cert: no
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@{upstream_port}
+""")
+            cmd = ["unbound", "-d", "-c", self.conf]
+        with open(self.log, "w") as logf:
+            self.p = subprocess.Popen(pinned(cmd), stdout=logf, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        bench.wait_answer(self.port, name=f"www.{ZONE}")
+
+    def counters(self):
+        """(cache hits, queries, background refreshes, stale answers) since the start."""
+        if self.kind == "unbound":
+            out = subprocess.run(["unbound-control", "-c", self.conf, "stats_noreset"],
+                                 capture_output=True, text=True, check=True).stdout
+            v = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+            n = lambda k: int(float(v.get(k, "0")))  # noqa: E731
+            return (n("total.num.cachehits"), n("total.num.queries"), n("total.num.prefetch"),
+                    n("total.num.expired"))
+        # dnsveil logs its cache statistics on SIGHUP: wait for the new line (the signal).
+        seen = self._stats_lines()
+        os.kill(self.p.pid, 1)
+        deadline = time.time() + 10
+        while len(self._stats_lines()) == len(seen):
+            if time.time() > deadline:
+                raise RuntimeError("dnsveil did not log its cache statistics")
+            time.sleep(0.02)
+        line = self._stats_lines()[-1]
+        v = dict(re.findall(r"(\w+)=(\d+)", line))
+        n = lambda k: int(v.get(k, "0"))  # noqa: E731
+        return (n("hits"), n("hits") + n("misses") + n("coalesced"), n("refreshes"), n("stale"))
+
+    def _stats_lines(self):
+        with open(self.log) as f:
+            return [l for l in f if "cache statistics" in l]
+
+    def stop(self):
+        os.killpg(self.p.pid, 15)
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, 9)
+            self.p.wait()
+
+
+def run_one(label, kind, settings, d, names, warmup_file, stream_file, rate):
+    nsd = Nsd(d, names)
+    try:
+        r = Resolver(kind, settings, d, nsd.port)
+        try:
+            bench.dnsperf(r.port, warmup_file, "udp", runs=1, qps=rate, clients=1, outstanding=500)
+            before, own_before = nsd.queries(), r.counters()
+            res = bench.dnsperf(r.port, stream_file, "udp", runs=1, qps=rate, verbose=True,
+                                clients=1, outstanding=500)
+            upstream, own_after = nsd.queries() - before, r.counters()
+        finally:
+            r.stop()
+    finally:
+        nsd.stop()
+    hits, queries, refreshes, stale = (a - b for a, b in zip(own_after, own_before))
+    lat = res["latencies"]
+    answered = res.get("completed", 0)
+    out = {
+        "label": label,
+        "answered": answered,
+        "lost": res.get("lost", 0),
+        "upstream": upstream,
+        "hit": 1.0 - upstream / answered if answered else float("nan"),
+        "client_hit": hits / queries if queries else float("nan"),
+        "refreshes": refreshes,
+        "stale": stale,
+        "p50": bench.pct(lat, 0.50) * 1e6,
+        "p99": bench.pct(lat, 0.99) * 1e6,
+        "p999": bench.pct(lat, 0.999) * 1e6,
+    }
+    print(out, flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warmup", type=int, default=8, help="unmeasured replay before, in seconds")
+    ap.add_argument("--seconds", type=int, default=30, help="measured replay per resolver")
+    ap.add_argument("--rate", type=int, default=2000, help="queries per second offered")
+    ap.add_argument("--names", type=int, default=5000)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    for t in ["nsd", "nsd-control", "unbound", "unbound-control", "dnsperf", "taskset"]:
+        bench.need(t)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+
+    rng = random.Random(SEED)
+    names = make_names(args.names, rng)
+    warmup = zipf_stream(names, args.rate * args.warmup, rng)
+    stream = zipf_stream(names, args.rate * args.seconds, rng)
+    d = tempfile.mkdtemp(prefix="dnsveil-bench-cache-")
+    warmup_file = os.path.join(d, "warmup.txt")
+    stream_file = os.path.join(d, "stream.txt")
+    for path, part in [(warmup_file, warmup), (stream_file, stream)]:
+        with open(path, "w") as f:
+            for n in part:
+                f.write(f"{n} A\n")
+    distinct = len(set(stream))
+    started = time.time()
+    results = []
+    try:
+        for label, kind, settings in CONFIGS:
+            results.append(run_one(label, kind, settings, d, names, warmup_file, stream_file, args.rate))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"total {time.time() - started:.0f} s", flush=True)
+    write_report(args, results, distinct)
+
+
+def write_report(args, results, distinct):
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    lines = [
+        "## Cache policy: prefetch and serve-stale",
+        "",
+        f"A replay of {args.rate * args.seconds:,} queries ({args.rate} q/s for {args.seconds} s, one dnsperf client, same order",
+        f"for every resolver) over {args.names:,} names with Zipf(1.0) popularity ({distinct:,} of them asked), half with TTLs of",
+        f"{SHORT_TTL[0]}-{SHORT_TTL[1]} s and half {LONG_TTL[0]}-{LONG_TTL[1]} s, so answers expire all through the run. Each resolver starts cold,",
+        f"is warmed by {args.warmup} s of the same stream (not measured), and forwards to its own fresh nsd on loopback;",
+        "hit ratio = 1 - nsd's query count / queries answered (the misses left are mostly names asked for the first time).",
+        f"unbound {bench.unbound_version()} with `prefetch: yes`, `serve-expired: yes` (its default client timeout, 0: expired data",
+        "is answered at once); dnsveil's default waits up to 1.8 s for the refresh of expired data (RFC 8767), which on",
+        "loopback always answers in time, so it rarely serves stale here. 1 worker thread each, resolver and nsd on",
+        "CPU 0, dnsperf on CPU 1.",
+        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Reproduce: `python3 benches/bench_cache.py --warmup {args.warmup} --seconds {args.seconds} --rate {args.rate} "
+        f"--names {args.names}`.",
+        "",
+        "| resolver | answered | lost | upstream queries | hit ratio (upstream) | hit ratio (clients) | "
+        "background refreshes | stale answers | p50 µs | p99 µs | p99.9 µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['label']} | {r['answered']} | {r['lost']} | {r['upstream']} | {r['hit'] * 100:.2f}% | "
+                     f"{r['client_hit'] * 100:.2f}% | {r['refreshes']} | {r['stale']} | "
+                     f"{r['p50']:.0f} | {r['p99']:.0f} | {r['p999']:.0f} |")
+    ub = results[0]
+    lines += ["", "Against unbound (goal: hit ratio and p99 at least as good):", ""]
+    for r in results[1:]:
+        lines.append(f"- {r['label']}: hit ratio upstream {(r['hit'] - ub['hit']) * 100:+.2f} points, "
+                     f"for clients {(r['client_hit'] - ub['client_hit']) * 100:+.2f} points; "
+                     f"p99 {r['p99'] / ub['p99']:.2f}x")
+    bench.write_section(args.out, SECTION, lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
