@@ -324,12 +324,14 @@ impl Cache {
     }
 
     /// Notes a live hit on `blob`; true when it should be prefetched now: prefetch is on, the entry
-    /// had been hit before, no prefetch was asked for it yet, it is not held after a failure, and
-    /// less than a tenth of its lifetime is left. Runs under the shard lock, allocates nothing.
+    /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it had been
+    /// hit before, no prefetch was asked for it yet, it is not held after a failure, and less than
+    /// a tenth of its lifetime is left. Runs under the shard lock, allocates nothing.
     fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
         let before = entry::note_hit(blob);
         if !self.prefetch
             || before < PREFETCH_MIN_HITS
+            || !entry::stale_ok(blob)
             || entry::prefetch_requested(blob)
             || is_held(blob, now_ms)
         {

@@ -1301,6 +1301,20 @@ async fn popular_entries_are_prefetched_before_they_expire() {
     assert_eq!(ttls(&fast(&c, &hot, 512).unwrap())[0].2, 89);
     assert!(fast(&c, &cold, 512).is_none());
     assert_eq!(up.calls(), 3, "one prefetch for five hits in the window");
+
+    // A SERVFAIL entry is not prefetched: its lifetime is the retry back-off.
+    mode.store(FAIL, Ordering::SeqCst);
+    let down = request(msg_query("down.example", RType::A));
+    assert!(ch.handle(&down).await.is_err());
+    let down_q = query("down.example", RType::A, 1);
+    assert!(fast(&c, &down_q, 512).is_some());
+    advance(Duration::from_millis(4_600)).await;
+    assert!(fast(&c, &down_q, 512).is_some());
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(up.calls(), 4);
+    mode.store(ANSWER, Ordering::SeqCst);
     shutdown.cancel();
     refresher.await.unwrap();
 
