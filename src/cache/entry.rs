@@ -4,7 +4,8 @@
 //!   0..6    inserted, milliseconds on the cache's clock (u48 LE)
 //!   6..9    lifetime in seconds: the smallest stored TTL (u24 LE, at most MAX_LIFETIME)
 //!   9       flags: bit 0 = referenced since the CLOCK hand last passed, bit 1 = a prefetch was
-//!           requested, bit 2 = never serve stale, bits 4..5 = hits since insertion (saturating)
+//!           requested, bit 2 = never serve stale, bits 4..5 = asks since insertion (hits and the
+//!           client miss that fetched it; saturating)
 //!   10..14  held until, seconds on the cache's clock (u32 LE, 0 = not held): after a failed
 //!           refresh, expired data is answered stale without asking again until then
 //!   14..16  key length K (u16 LE)
@@ -168,6 +169,16 @@ pub(crate) fn note_hit(b: &mut [u8]) -> u8 {
     let after = before.saturating_add(1).min(MAX_HITS);
     b[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT) | FLAG_REFERENCED;
     before
+}
+
+/// Counts an ask that is not a hit (the client miss that fetched the entry), without marking the
+/// entry referenced for the CLOCK hand: a name asked once must still go first.
+pub(crate) fn count_ask(b: &mut [u8]) {
+    let flags = b[OFF_FLAGS];
+    let asks = ((flags & HITS_MASK) >> HITS_SHIFT)
+        .saturating_add(1)
+        .min(MAX_HITS);
+    b[OFF_FLAGS] = (flags & !HITS_MASK) | (asks << HITS_SHIFT);
 }
 
 /// True once a prefetch has been asked for this entry (a replacement entry starts without it).

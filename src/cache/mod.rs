@@ -44,9 +44,10 @@
 //! validator yet; the rule lives with `entry::Parts::stale_ok`, which such data must set false).
 //!
 //! Prefetch: a hit in the last tenth of an entry's lifetime (the same window as unbound's
-//! `prefetch: yes`) on an entry that had been hit before (`PREFETCH_MIN_HITS`: popularity is two
-//! bits of the entry's flag octet, counted under the lock the hit already holds) queues a refresh,
-//! once per entry. Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
+//! `prefetch: yes`) on a popular entry, one asked for at least twice in its lifetime (the client
+//! miss that fetched it counts; an entry stored by a background refresh needs two hits, so a name
+//! nobody asks for any more is not refreshed on and on), queues a refresh, once per entry.
+//! Popularity is two bits of the entry's flag octet, counted under the lock the hit already holds. Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
 //! the handlers after the cache, so a refresh needs no client: it joins the same `inflight`
 //! flights as client misses (one upstream query per key at a time), its result replaces the entry,
 //! and clients keep hitting the old entry meanwhile. The fast path only sends a job into a bounded
@@ -73,7 +74,7 @@
 //! - Queries with EDNS version other than 0 bypass the cache (the rest of the chain answers BADVERS).
 //! - Entries are counted, not weighed, against `capacity`; only the byte budget weighs them.
 //! - A stale answer reaches only EDNS clients with its Extended DNS Error (others just see TTL 30).
-//! - Prefetch popularity is "hit at least once before the window", not a rate; a refresh that fails
+//! - Prefetch popularity is a count of asks in the entry's lifetime, not a rate; a refresh that fails
 //!   is retried only by the next query after the hold, not on a timer.
 //! - Stale answers are not persisted differently from live ones; a hold is not persisted.
 
@@ -135,8 +136,9 @@ const BYTES_PER_ENTRY_BUDGET: usize = 1024;
 const MIN_SHARD_BYTES: usize = MAX_MESSAGE_LEN + 1024;
 /// Prefetch window: the last 1/N of an entry's lifetime.
 const PREFETCH_WINDOW_DIVISOR: u64 = 10;
-/// Hits an entry must have had before the one in its prefetch window to be prefetched.
-const PREFETCH_MIN_HITS: u8 = 1;
+/// Asks (hits, and the client miss that fetched the entry) an entry must have had before the one
+/// in its prefetch window to be prefetched.
+const PREFETCH_MIN_ASKS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
 /// store the clock in 48 bits, which leaves thousands of years of uptime.
@@ -324,13 +326,15 @@ impl Cache {
     }
 
     /// Notes a live hit on `blob`; true when it should be prefetched now: prefetch is on, the entry
-    /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it had been
-    /// hit before, no prefetch was asked for it yet, it is not held after a failure, and less than
-    /// a tenth of its lifetime is left. Runs under the shard lock, allocates nothing.
+    /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it is
+    /// popular (asked for at least twice in its lifetime, this hit and the client miss that fetched
+    /// it included: an entry a background refresh stored needs two hits), no prefetch was asked for
+    /// it yet, it is not held after a failure, and less than a tenth of its lifetime is left. Runs
+    /// under the shard lock, allocates nothing.
     fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
         let before = entry::note_hit(blob);
         if !self.prefetch
-            || before < PREFETCH_MIN_HITS
+            || before < PREFETCH_MIN_ASKS
             || !entry::stale_ok(blob)
             || entry::prefetch_requested(blob)
             || is_held(blob, now_ms)
@@ -448,7 +452,11 @@ impl Cache {
                     }
                     // The leader was cancelled before it had a result: try again.
                 }
-                Step::Lead => return self.lead(req, next, &key, hash, &client).await,
+                Step::Lead => {
+                    return self
+                        .lead(req, next, &key, hash, &client, Origin::Client)
+                        .await
+                }
                 Step::FollowOrStale(mut rx, stale) => {
                     let result =
                         match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
@@ -466,7 +474,7 @@ impl Cache {
                     };
                 }
                 Step::LeadOrStale(stale) => {
-                    let lead = self.lead(req, next, &key, hash, &client);
+                    let lead = self.lead(req, next, &key, hash, &client, Origin::Client);
                     return match tokio::time::timeout_at(deadline, lead).await {
                         Ok(r) if !is_failure(&r) => {
                             self.count(hash, |c| c.misses += 1);
@@ -572,6 +580,7 @@ impl Cache {
         key: &Key,
         hash: u64,
         client: &Client<'_>,
+        origin: Origin,
     ) -> HandlerResult {
         let mut flight = FlightGuard {
             cache: self,
@@ -620,7 +629,11 @@ impl Cache {
             // Lock held to store the entry and end the flight; nothing awaits here.
             let mut shard = self.shard(hash);
             let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
-            if let (Ok(b), false) = (blob, kept) {
+            if let (Ok(mut b), false) = (blob, kept) {
+                if origin == Origin::Client {
+                    // The miss that fetched it is its first ask (see `hit_wants_prefetch`).
+                    entry::count_ask(&mut b);
+                }
                 shard.insert(hash, b, now, &self.hasher);
             }
             flight.armed = false;
@@ -653,6 +666,15 @@ impl Cache {
         }
         keep
     }
+}
+
+/// Who a leader fetches for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A client's miss: the new entry has been asked for once.
+    Client,
+    /// A background refresh: the new entry has not been asked for yet.
+    Refresh,
 }
 
 /// What the slow path does after its critical section.

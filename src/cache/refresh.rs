@@ -34,7 +34,7 @@ use crate::wire::{Edns, Message, Name};
 
 use super::entry::Client;
 use super::key::Key;
-use super::Cache;
+use super::{Cache, Origin};
 
 /// Jobs waiting for the refresher; a full queue drops new prefetches.
 pub(crate) const QUEUE: usize = 1024;
@@ -92,7 +92,9 @@ impl Cache {
             wants_ad: job.key.dnssec_ok(),
             edns: Some(job.key.dnssec_ok()),
         };
-        let result = self.lead(&req, next, &job.key, job.hash, &client).await;
+        let result = self
+            .lead(&req, next, &job.key, job.hash, &client, Origin::Refresh)
+            .await;
         if let Err(e) = result {
             debug!(error = %e, "background refresh failed");
         }
