@@ -83,7 +83,9 @@ def rss_kib(pid):
     return 0
 
 
-def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=False, clients=4, outstanding=100):
+def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=False, clients=4, outstanding=100,
+            strict=True):
+    """Runs dnsperf; with `strict`, any answer but NOERROR is an error (a broken setup, not a result)."""
     cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", datafile,
            "-m", mode, "-c", str(clients), "-q", str(outstanding), "-t", "2"]
     if seconds:
@@ -96,7 +98,7 @@ def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=Fal
         cmd += ["-v"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     codes = next((l for l in out.splitlines() if "Response codes:" in l), "")
-    if "NOERROR" not in codes or any(c in codes for c in ("NXDOMAIN", "SERVFAIL", "REFUSED")):
+    if strict and ("NOERROR" not in codes or any(c in codes for c in ("NXDOMAIN", "SERVFAIL", "REFUSED"))):
         raise RuntimeError(f"unexpected answers from port {port}: {codes.strip()}")
     res = {"latencies": []}
     for line in out.splitlines():
@@ -105,8 +107,6 @@ def dnsperf(port, datafile, mode, seconds=None, runs=None, qps=None, verbose=Fal
             res["completed"] = int(line.split()[2])
         elif line.startswith("Queries lost:"):
             res["lost"] = int(line.split()[2])
-        elif line.startswith("Response codes:"):
-            res["rcodes"] = line.split(":", 1)[1].strip()
         elif line.startswith("Queries per second:"):
             res["qps"] = float(line.split()[3])
         elif line.startswith("Response codes:"):
