@@ -277,7 +277,7 @@ def measure(kind, d, authority, threads, seconds, latency_qps, names, burst_name
                                 verbose=True, clients=4, outstanding=100)
             # A burst past 100 outstanding: does the resolver queue, or refuse (SERVFAIL)?
             burst = bench.dnsperf(r.port, names_file(d, f"b{tag}", burst_names), "udp", seconds=seconds,
-                                  runs=1, clients=4, outstanding=200)
+                                  runs=1, clients=4, outstanding=200, strict=False)
             after = upstream.frontend(port)
         finally:
             r.stop()

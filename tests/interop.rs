@@ -184,9 +184,15 @@ fn dnsveil_resolves_through_dnsdist_by_host_name_and_never_in_plaintext() {
     let nsd = nsd();
     // The standard ports on a 127/8 address of its own: `tls://dns.test` means port 853 and
     // `https://dns.test/dns-query` port 443, and port 53 is where a plaintext fallback would go.
-    let ip = free_loopback_ip(&[53, 443, 853]);
+    let mut held = free_loopback_ip(&[53, 443, 853]);
+    let ip = held.ip;
     let at = |port| SocketAddr::from((ip, port));
-    let decoy = Decoy::start(&[at(53), at(853), at(443)], &[at(53)]);
+    let decoy = Decoy::start(
+        vec![held.take_udp(53), held.take_udp(853), held.take_udp(443)],
+        vec![held.take_tcp(53)],
+    );
+    // dnsdist binds TCP 853 and 443 itself.
+    drop(held);
     let ports = DnsdistPorts {
         plain: SocketAddr::from(([127, 0, 0, 1], free_port())),
         dot: at(853),
@@ -251,9 +257,13 @@ fn dnsveil_resolves_through_dnsdist_by_host_name_and_never_in_plaintext() {
 
 #[test]
 fn a_plaintext_server_on_the_encrypted_ports_gets_a_tls_handshake_and_no_query() {
-    let ip = free_loopback_ip(&[53, 443, 853]);
+    let mut held = free_loopback_ip(&[53, 443, 853]);
+    let ip = held.ip;
     let at = |port| SocketAddr::from((ip, port));
-    let decoy = Decoy::start(&[at(53), at(443), at(853)], &[at(53), at(443), at(853)]);
+    let decoy = Decoy::start(
+        [53, 443, 853].map(|p| held.take_udp(p)).into(),
+        [53, 443, 853].map(|p| held.take_tcp(p)).into(),
+    );
     let bootstrap = IpAddr::from(ip).to_string();
     let cases = [
         ("dot", format!("tls://{CERT_NAME}")),

@@ -33,8 +33,8 @@
 //! Serve-stale (RFC 8767): an expired positive or negative answer is kept until `stale_max_age`
 //! past its expiry (or until evicted: expired entries go first). A query for it starts a refresh
 //! in the background and waits for it at most `client_timeout` (RFC 8767 section 5's client
-//! response timer, 1.8 s by default) from its arrival; if the refresh fails (an upstream failure or
-//! a SERVFAIL) or is late, the query gets the stale data with every TTL set to `stale_answer_ttl`
+//! response timer, 1.8 s by default) from its arrival; if the refresh fails (an upstream failure, a
+//! SERVFAIL, or upstreams too busy to be asked) or is late, the query gets the stale data with every TTL set to `stale_answer_ttl`
 //! (section 4: 30 s) and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3). A failed
 //! refresh never replaces stale or live data; it holds the entry for `stale_answer_ttl` seconds
 //! (section 5's failure recheck timer), during which the entry is answered stale at once, on the
@@ -688,11 +688,12 @@ enum Step {
     LeadOrStale(Vec<u8>),
 }
 
-/// True for an outcome that serve-stale covers: the upstreams failed, or answered SERVFAIL.
+/// True for an outcome that serve-stale covers: the upstreams failed, answered SERVFAIL, or could
+/// not be asked in time (saturated).
 fn is_failure(result: &HandlerResult) -> bool {
     match result {
         Ok(m) => m.rcode() == Rcode::SERVFAIL,
-        Err(HandlerError::Upstream(_)) => true,
+        Err(HandlerError::Upstream(_) | HandlerError::Busy(_)) => true,
         Err(_) => false,
     }
 }

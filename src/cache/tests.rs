@@ -1113,6 +1113,19 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
     assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
     assert_eq!(up.calls(), 3);
 
+    // Saturated upstreams (our own in-flight cap) are covered too.
+    let busy = Arc::new(default_cache());
+    let up_busy = Upstream::new(|_| Err(HandlerError::Busy("in-flight cap".into())));
+    busy.insert_wire(
+        &key("www.example.com", RType::A, false, false),
+        &a_response("www.example.com", 60),
+    )
+    .unwrap();
+    advance(Duration::from_secs(61)).await;
+    let r = chain(&busy, &up_busy).handle(&req).await.unwrap();
+    assert_eq!(edes(&r), [ede::STALE_ANSWER]);
+    assert_eq!(r.answers[0].ttl, DEFAULT_STALE_ANSWER_TTL);
+
     // Upstream back: after the hold, fresh data with its full TTL and no EDE.
     mode.store(ANSWER, Ordering::SeqCst);
     advance(Duration::from_secs(u64::from(DEFAULT_STALE_ANSWER_TTL))).await;

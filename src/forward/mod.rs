@@ -14,7 +14,8 @@
 //!
 //! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`], which
 //! the server sends as SERVFAIL with an Extended DNS Error (RFC 8914, 23 "Network Error") whose
-//! text names the failure.
+//! text names the failure. When they failed only because each stayed saturated for the whole
+//! timeout, it fails with [`HandlerError::Busy`] instead, which the cache does not keep.
 //!
 //! Limitations: a query with no question is passed on unforwarded (the server rejects those
 //! earlier anyway); rules match the first question only.
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
-use crate::upstream::UpstreamGroup;
+use crate::upstream::{UpstreamError, UpstreamGroup};
 use crate::wire::Name;
 
 /// A set of suffix rules, each with a value; looks up the most specific rule for a name.
@@ -111,7 +112,10 @@ impl Handler for Forwarder {
             // is no other server to try, and certainly no plaintext one.
             let answer = group.query(&req.query).await.map_err(|e| {
                 debug!(error = %e, "every upstream failed");
-                HandlerError::Upstream(e.to_string())
+                match e {
+                    UpstreamError::Overloaded => HandlerError::Busy(e.to_string()),
+                    _ => HandlerError::Upstream(e.to_string()),
+                }
             })?;
             debug!(rcode = %answer.rcode(), answers = answer.answers.len(), "upstream answered");
             Ok(answer)

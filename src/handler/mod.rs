@@ -59,6 +59,11 @@ pub enum HandlerError {
     /// Every upstream failed or timed out.
     #[error("upstream failure: {0}")]
     Upstream(String),
+    /// The upstreams are up but saturated: the query waited for an in-flight slot the whole
+    /// timeout. Unlike [`HandlerError::Upstream`] this says nothing about the name, so the cache
+    /// does not keep it.
+    #[error("upstreams busy: {0}")]
+    Busy(String),
     /// The query is of a kind we do not implement.
     #[error("not implemented")]
     NotImplemented,
@@ -73,9 +78,10 @@ impl HandlerError {
         match self {
             HandlerError::Refused(_) => Rcode::REFUSED,
             HandlerError::NotImplemented => Rcode::NOTIMP,
-            HandlerError::Unanswered | HandlerError::Upstream(_) | HandlerError::Internal(_) => {
-                Rcode::SERVFAIL
-            }
+            HandlerError::Unanswered
+            | HandlerError::Upstream(_)
+            | HandlerError::Busy(_)
+            | HandlerError::Internal(_) => Rcode::SERVFAIL,
         }
     }
 
@@ -88,6 +94,7 @@ impl HandlerError {
             )),
             HandlerError::Refused(why) => Some((ede::PROHIBITED, why.clone())),
             HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.clone())),
+            HandlerError::Busy(why) => Some((ede::OTHER, why.clone())),
             HandlerError::NotImplemented => None,
             HandlerError::Internal(_) => Some((ede::OTHER, "internal error".into())),
         }

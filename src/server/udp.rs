@@ -6,18 +6,22 @@
 //! while a permit from the server-wide in-flight cap is free; above the cap the query is dropped
 //! (the client retries), which keeps memory bounded under a flood.
 //!
-//! Why a blocking thread and not a tokio task: a cached answer costs two system calls here
-//! (`recvfrom`, `sendto`). Through the reactor the same answer also pays for the readiness dance
-//! whenever the socket runs dry (a failed `recvfrom`, `epoll_wait`, a task wake-up), which under a
-//! typical load, where the server is faster than its clients, is nearly every packet; the benchmark
-//! (BENCHMARKS.md) measured it. The thread sleeps in `recvfrom` itself and wakes at once; it checks for
-//! shutdown whenever the socket's read timeout ([`super::UDP_POLL`]) passes. Slow-path queries still
+//! Why a blocking thread and not a tokio task: a cached answer costs at most two system calls here
+//! (`recvmmsg` and `sendmmsg`, shared by every datagram of a batch). Through the reactor the same
+//! answer also pays for the readiness dance whenever the socket runs dry (a failed receive,
+//! `epoll_wait`, a task wake-up), which under a typical load, where the server is faster than its
+//! clients, is nearly every packet; the benchmark (BENCHMARKS.md) measured it. The thread sleeps in
+//! `recvmmsg` itself and wakes at once; it checks for shutdown whenever the socket's read timeout
+//! ([`super::UDP_POLL`]) passes. Slow-path queries still
 //! run as tasks on the runtime and send their answers on the same socket (a UDP send does not block
 //! for long; the socket's write timeout bounds it).
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
+use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -27,90 +31,157 @@ use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
 
-/// Largest datagram read; anything longer is cut by the kernel and then fails to parse.
-const RECV_BUF: usize = 65535;
+/// Datagrams taken per `recvmmsg` and answers given per `sendmmsg`.
+const BATCH: usize = 32;
+/// Largest query read. A longer datagram is cut (and then fails to parse and gets FORMERR): real
+/// queries are a question and an OPT record, a few hundred octets at most.
+const RECV_BUF: usize = 4096;
 
 /// Receives and answers on `sock` until `shutdown`. Blocking: run it on a thread of its own;
 /// `runtime` is where slow-path queries are spawned.
+///
+/// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
+/// until the first arrives), the fast path answers each into its own buffer, and one `sendmmsg`
+/// sends all those answers. Under load that divides the per-packet system call cost by the batch
+/// size; when the server is idle a batch is a single datagram and nothing waits for a batch to
+/// fill.
 pub(super) fn serve(
     sock: Arc<UdpSocket>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     runtime: Handle,
 ) {
-    let mut rbuf = vec![0u8; RECV_BUF];
-    let mut out = Vec::with_capacity(4096);
+    let fd = sock.as_raw_fd();
+    let mut rbufs: Box<[[u8; RECV_BUF]; BATCH]> = Box::new([[0u8; RECV_BUF]; BATCH]);
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
+    let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     while !shutdown.is_cancelled() {
-        let (len, src) = match sock.recv_from(&mut rbuf) {
-            Ok(x) => x,
-            Err(e) => {
-                recv_error(e);
-                continue;
+        let n = {
+            let mut iovs = rbufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+            match recvmmsg(
+                fd,
+                &mut recv_hdrs,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for (slot, r) in got.iter_mut().zip(results) {
+                        *slot = (r.bytes, r.address);
+                        n += 1;
+                    }
+                    n
+                }
+                Err(e) => {
+                    recv_error(std::io::Error::from(e));
+                    continue;
+                }
             }
         };
-        let pkt = &rbuf[..len];
-        if let Some(reply) = on_datagram(pkt, src, &sock, &shared, &runtime, &mut out) {
-            if let Err(e) = sock.send_to(reply.as_ref(), src) {
-                debug!(error = %e, "udp send failed");
+        let mut replies = 0;
+        for (&(len, addr), buf) in got[..n].iter().zip(rbufs.iter()) {
+            let Some(src) = addr.as_ref().and_then(socket_addr) else {
+                continue;
+            };
+            let pkt = &buf[..len.min(RECV_BUF)];
+            if on_datagram(pkt, src, &sock, &shared, &runtime, &mut outs[replies]) {
+                dests[replies] = addr;
+                replies += 1;
+            }
+        }
+        send_batch(fd, &mut send_hdrs, &outs[..replies], &dests[..replies]);
+    }
+}
+
+/// Sends `outs[i]` to `dests[i]` for every i, with as few `sendmmsg` calls as the kernel allows.
+/// A datagram the kernel refuses is skipped (UDP: the client retries).
+fn send_batch(
+    fd: RawFd,
+    hdrs: &mut MultiHeaders<SockaddrStorage>,
+    outs: &[Vec<u8>],
+    dests: &[Option<SockaddrStorage>],
+) {
+    let mut start = 0;
+    while start < outs.len() {
+        let iovs: [[IoSlice<'_>; 1]; BATCH] =
+            std::array::from_fn(|i| [IoSlice::new(outs.get(start + i).map_or(&[], |v| &v[..]))]);
+        let count = outs.len() - start;
+        let no_cmsgs: [nix::sys::socket::ControlMessage<'_>; 0] = [];
+        match sendmmsg(
+            fd,
+            hdrs,
+            iovs[..count].iter(),
+            &dests[start..],
+            no_cmsgs,
+            MsgFlags::empty(),
+        ) {
+            // At least one sent (sendmmsg reports an error only for the first datagram).
+            Ok(sent) => start += sent.count().max(1),
+            Err(e) => {
+                if e != nix::errno::Errno::EINTR {
+                    debug!(error = %e, "udp send failed");
+                    start += 1;
+                }
             }
         }
     }
 }
 
-/// What to send back right away, if anything.
-enum Reply<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
-impl AsRef<[u8]> for Reply<'_> {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Reply::Borrowed(b) => b,
-            Reply::Owned(v) => v,
-        }
+/// The std form of a received peer address (IPv4 or IPv6; nothing else arrives on our sockets).
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
     }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-/// Handles one datagram: answers it from the fast path into `out`, builds an error reply, or spawns
-/// the slow path (which sends its own answer).
-fn on_datagram<'o>(
+/// Handles one datagram: writes into `out` (cleared first) the answer to send now (from the fast
+/// path, or an error reply) and returns true, or returns false when nothing is to be sent now
+/// (dropped, or spawned onto the slow path, which sends its own answer).
+fn on_datagram(
     pkt: &[u8],
     src: SocketAddr,
     sock: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
     runtime: &Handle,
-    out: &'o mut Vec<u8>,
-) -> Option<Reply<'o>> {
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
     // Too short for a header, or a response: never answer (RFC 1035 section 4.1.1).
     if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
-        return None;
+        return false;
     }
     if !shared.acl.allows(src.ip()) {
         if shared.log_queries {
             debug!(proto = "udp", client = %src, "query refused by the allow-list");
         }
-        return respond::refused(pkt, Protocol::Udp, shared.ours).map(Reply::Owned);
+        return respond::refused(pkt, Protocol::Udp, shared.ours)
+            .is_some_and(|bytes| copy_into(out, &bytes));
     }
     if let Ok(view) = QueryView::parse(pkt) {
         if fast_path_eligible(&view) {
             let max = respond::udp_limit(view.edns.map(|e| e.udp_payload), shared.ours);
-            out.clear();
             if shared.chain.answer_fast(&view, max, out) && out.len() <= max {
                 if shared.log_queries {
                     log_view("udp", src, &view, "answered on the fast path");
                 }
-                return Some(Reply::Borrowed(out));
+                return true;
             }
+            out.clear();
         }
     }
     match respond::prepare(pkt, Protocol::Udp, shared.ours) {
-        Prepared::Drop => None,
-        Prepared::Reply(bytes) => Some(Reply::Owned(bytes)),
+        Prepared::Drop => false,
+        Prepared::Reply(bytes) => copy_into(out, &bytes),
         Prepared::Query(query) => {
             let Ok(permit) = shared.udp_inflight.clone().try_acquire_owned() else {
                 debug!(client = %src, "udp in-flight cap reached; dropping query");
-                return None;
+                return false;
             };
             let (sock, task_shared) = (sock.clone(), shared.clone());
             shared.tracker.spawn_on(
@@ -120,9 +191,15 @@ fn on_datagram<'o>(
                 },
                 runtime,
             );
-            None
+            false
         }
     }
+}
+
+fn copy_into(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    out.clear();
+    out.extend_from_slice(bytes);
+    true
 }
 
 /// The fast path takes only plain queries the head of the chain can answer as is.

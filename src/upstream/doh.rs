@@ -21,8 +21,10 @@
 //!   for the whole timeout drops that connection, so the next query does not wait on it too, and
 //!   its other open requests are retried at once. [`DohTransport::reset`] does the same on demand
 //!   (after a network change).
-//! - **Bounds**: at most `max_inflight` requests per transport ([`UpstreamError::Overloaded`]
-//!   beyond); each exchange is bounded by `timeout`, connecting by `connect_timeout`.
+//! - **Bounds**: at most `max_inflight` requests per transport on the wire; more wait in line for
+//!   a slot ([`super::admit`]) and fail with [`UpstreamError::Overloaded`] if none frees up in
+//!   time. Each exchange, waiting included, is bounded by `timeout`, connecting by
+//!   `connect_timeout`.
 //! - **Idle**: the connection is closed after `idle_timeout` without requests. After a failed
 //!   connection attempt, queries fail at once until [`super::tls::backoff`] has passed.
 //! - **Padding** (RFC 8467): queries are padded to blocks of 128 octets.
@@ -65,7 +67,7 @@ pub const DEFAULT_MAX_RESPONSE: usize = 65535;
 /// Default time an unused connection is kept open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on requests in flight on one upstream.
-pub const DEFAULT_MAX_INFLIGHT: usize = 100;
+pub const DEFAULT_MAX_INFLIGHT: usize = 256;
 /// The most requests one transport will ever have in flight.
 pub const MAX_INFLIGHT: usize = 8192;
 
@@ -203,17 +205,16 @@ impl DohTransport {
                 query.len()
             )));
         }
-        let _permit = self
-            .permits
-            .try_acquire()
-            .map_err(|_| UpstreamError::Overloaded)?;
+        // The timeout covers waiting for a slot and the exchange itself.
+        let timeout = self.shared.opts.timeout;
+        let deadline = Instant::now() + timeout;
+        let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
         let mut wire = pad_query(query, self.shared.opts.pad_block);
         if self.shared.opts.method == DohMethod::Get {
             wire[..2].copy_from_slice(&[0, 0]);
         }
         let sent_id = [wire[0], wire[1]];
-        let timeout = self.shared.opts.timeout;
         let started = Instant::now();
 
         let mut used: Option<Conn> = None;
@@ -239,7 +240,7 @@ impl DohTransport {
                 }
             }
         };
-        let body = match tokio::time::timeout(timeout, attempt).await {
+        let body = match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result?,
             Err(_) => {
                 // Nothing answered on this connection for the whole exchange: it is likely dead.

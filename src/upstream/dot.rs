@@ -13,8 +13,9 @@
 //! - **Pipelining** (RFC 7766 section 6.2.1.1): every query is written as soon as it arrives; the
 //!   driver gives it an ID that is free on the connection and restores the caller's ID on the
 //!   answer, so answers may come back in any order.
-//! - **Bounds**: at most `max_inflight` queries per transport ([`UpstreamError::Overloaded`] beyond);
-//!   each exchange is bounded by `timeout`, connecting by `connect_timeout`.
+//! - **Bounds**: at most `max_inflight` queries per transport on the wire; more wait in line for a
+//!   slot ([`super::admit`]) and fail with [`UpstreamError::Overloaded`] if none frees up in time.
+//!   Each exchange, waiting included, is bounded by `timeout`, connecting by `connect_timeout`.
 //! - **Dead connections** (a laptop that slept, a Wi-Fi switch): a read or write error, a server
 //!   close or a malformed frame drops the connection and sends its waiting queries *once more*, at
 //!   once, on a fresh connection. A connection that has answered nothing for `timeout` while
@@ -56,7 +57,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default time an unused connection is kept open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on queries waiting on one upstream.
-pub const DEFAULT_MAX_INFLIGHT: usize = 100;
+pub const DEFAULT_MAX_INFLIGHT: usize = 256;
 /// The most queries one transport will ever have in flight (the ID space is 65536).
 pub const MAX_INFLIGHT: usize = 8192;
 
@@ -172,11 +173,11 @@ impl DotTransport {
                 query.len()
             )));
         }
+        // The timeout covers waiting for a slot and the exchange itself.
+        let timeout = self.shared.opts.timeout;
+        let deadline = Instant::now() + timeout;
         // Held until this exchange returns, answer or not.
-        let _permit = self
-            .permits
-            .try_acquire()
-            .map_err(|_| UpstreamError::Overloaded)?;
+        let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
         let padded = pad_query(query, self.shared.opts.pad_block);
         let mut frame = Vec::with_capacity(2 + padded.len());
@@ -193,8 +194,7 @@ impl DotTransport {
         self.driver()
             .send(Command::Query(job))
             .map_err(|_| stopped())?;
-        let timeout = self.shared.opts.timeout;
-        match tokio::time::timeout(timeout, answer).await {
+        match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(_)) => Err(stopped()),
             Ok(Ok(result)) => {

@@ -56,12 +56,31 @@ pub enum UpstreamError {
     /// The answer does not belong to our query (wrong ID, question or source) or does not parse.
     #[error("bad answer: {0}")]
     BadAnswer(String),
-    /// Too many queries are already waiting on this upstream.
+    /// The upstream's in-flight cap stayed full for the whole exchange timeout: queries are
+    /// arriving faster than it answers.
     #[error("upstream overloaded")]
     Overloaded,
     /// The upstream URL or its options are unusable.
     #[error("bad upstream configuration: {0}")]
     Config(String),
+}
+
+/// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
+/// (fair, first come first served) queue until `deadline`. Queueing rather than failing at the
+/// cap matters under a burst of misses: the cap bounds what one connection carries, and a query
+/// that waits a millisecond for a slot is better off than one that fails over (or SERVFAILs).
+pub(crate) async fn admit(
+    permits: &tokio::sync::Semaphore,
+    deadline: tokio::time::Instant,
+) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
+    if let Ok(permit) = permits.try_acquire() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout_at(deadline, permits.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // Timed out in the queue, or the semaphore was closed (never, in practice).
+        _ => Err(UpstreamError::Overloaded),
+    }
 }
 
 /// Moves one query's wire bytes to a server and returns the response's wire bytes.
@@ -254,6 +273,28 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
 mod tests {
     use super::*;
     use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType, Rcode};
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_waits_for_a_slot_until_the_deadline() {
+        use tokio::time::{Duration, Instant};
+        let permits = tokio::sync::Semaphore::new(1);
+        let held = admit(&permits, Instant::now()).await.unwrap();
+        // Nobody frees the slot: the wait ends at the deadline, as overloaded.
+        let start = Instant::now();
+        let r = admit(&permits, start + Duration::from_millis(100)).await;
+        assert_eq!(r.err(), Some(UpstreamError::Overloaded));
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // The slot frees up before the deadline: the waiter gets it then.
+        let (got, _) = tokio::join!(
+            admit(&permits, Instant::now() + Duration::from_millis(100)),
+            async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                drop(held);
+            }
+        );
+        assert!(got.is_ok());
+        assert_eq!(start.elapsed(), Duration::from_millis(130));
+    }
 
     fn client_query() -> Message {
         let mut q = Message::query("Example.COM".parse::<Name>().unwrap(), RType::AAAA);

@@ -386,18 +386,59 @@ pub fn parse_tls_sessions(text: &str, index: usize) -> Option<TlsSessions> {
     })
 }
 
-/// A random 127/8 address on which every listed port is free for both UDP and TCP right now.
-/// Binding ports below 1024 needs root or CAP_NET_BIND_SERVICE; without it the test fails loudly.
-pub fn free_loopback_ip(ports: &[u16]) -> Ipv4Addr {
-    for _ in 0..200 {
+/// A random 127/8 address with the listed ports bound for both UDP and TCP: the sockets stay
+/// held until taken ([`LoopbackPorts::take_udp`], [`LoopbackPorts::take_tcp`]) or dropped.
+///
+/// Handing the probed sockets on, rather than closing and binding again, matters: a process that
+/// another test forks in that gap holds copies of the descriptors until it execs, and the second
+/// bind fails with "address in use".
+pub struct LoopbackPorts {
+    pub ip: Ipv4Addr,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+impl LoopbackPorts {
+    /// The held UDP socket on `port` (panics if it was not probed or is already taken).
+    pub fn take_udp(&mut self, port: u16) -> UdpSocket {
+        let i = self
+            .udp
+            .iter()
+            .position(|s| s.local_addr().is_ok_and(|a| a.port() == port))
+            .unwrap_or_else(|| panic!("udp port {port} is not held"));
+        self.udp.swap_remove(i)
+    }
+
+    /// The held TCP listener on `port` (panics if it was not probed or is already taken).
+    pub fn take_tcp(&mut self, port: u16) -> TcpListener {
+        let i = self
+            .tcp
+            .iter()
+            .position(|s| s.local_addr().is_ok_and(|a| a.port() == port))
+            .unwrap_or_else(|| panic!("tcp port {port} is not held"));
+        self.tcp.swap_remove(i)
+    }
+}
+
+/// A random 127/8 address on which every listed port is free for both UDP and TCP, with all of
+/// them bound. Binding ports below 1024 needs root or CAP_NET_BIND_SERVICE; without it the test
+/// fails loudly.
+pub fn free_loopback_ip(ports: &[u16]) -> LoopbackPorts {
+    'addr: for _ in 0..200 {
         let r = rand::random::<[u8; 3]>();
         let ip = Ipv4Addr::new(127, r[0].max(1), r[1], r[2].clamp(1, 254));
-        let mut held = Vec::new();
-        let mut ok = true;
+        let mut held = LoopbackPorts {
+            ip,
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
         for &port in ports {
             let addr = SocketAddr::from((ip, port));
             match (UdpSocket::bind(addr), TcpListener::bind(addr)) {
-                (Ok(u), Ok(t)) => held.push((u, t)),
+                (Ok(u), Ok(t)) => {
+                    held.udp.push(u);
+                    held.tcp.push(t);
+                }
                 (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     panic!(
                         "binding {addr} was refused ({e}): this interop test uses the standard \
@@ -405,15 +446,10 @@ pub fn free_loopback_ip(ports: &[u16]) -> Ipv4Addr {
                          CAP_NET_BIND_SERVICE"
                     )
                 }
-                _ => {
-                    ok = false;
-                    break;
-                }
+                _ => continue 'addr,
             }
         }
-        if ok {
-            return ip;
-        }
+        return held;
     }
     panic!("no 127/8 address with ports {ports:?} free");
 }
@@ -438,13 +474,13 @@ pub struct Decoy {
 }
 
 impl Decoy {
-    /// Binds every address (failing the test if one is taken) and starts recording.
-    pub fn start(udp: &[SocketAddr], tcp: &[SocketAddr]) -> Decoy {
+    /// Records on the given sockets (taken from [`free_loopback_ip`]'s result).
+    pub fn start(udp: Vec<UdpSocket>, tcp: Vec<TcpListener>) -> Decoy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for &addr in udp {
-            let sock = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("decoy udp {addr}: {e}"));
+        for sock in udp {
+            let addr = sock.local_addr().expect("decoy udp address");
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .expect("timeout");
             let (seen, stop) = (seen.clone(), stop.clone());
@@ -452,9 +488,8 @@ impl Decoy {
                 udp_loop(sock, addr, &seen, &stop)
             }));
         }
-        for &addr in tcp {
-            let listener =
-                TcpListener::bind(addr).unwrap_or_else(|e| panic!("decoy tcp {addr}: {e}"));
+        for listener in tcp {
+            let addr = listener.local_addr().expect("decoy tcp address");
             listener.set_nonblocking(true).expect("nonblocking");
             let (seen, stop) = (seen.clone(), stop.clone());
             threads.push(std::thread::spawn(move || {
