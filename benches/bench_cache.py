@@ -22,10 +22,13 @@ Measured per resolver, over the measured replay only:
   - background refreshes (dnsveil: refreshes; unbound: num.prefetch) and stale answers (dnsveil:
     stale; unbound: num.expired).
 
-Resolvers and nsd are pinned to CPU 0, dnsperf to CPU 1; 1 worker thread each. Results go into this
-script's section of BENCHMARKS.md (between its markers).
+Every resolver runs in each of --rounds rounds, afresh (new nsd, cold cache), in reverse order every
+other round; counts are summed and latencies pooled over the rounds, so that noise on a shared machine
+falls on every resolver alike. Resolvers and nsd are pinned to CPU 0, dnsperf to CPU 1; 1 worker
+thread each. Results go into this script's section of BENCHMARKS.md (between its markers).
 
-Usage: python3 benches/bench_cache.py [--warmup 6] [--seconds 25] [--rate 2000] [--names 5000] [--no-build]
+Usage: python3 benches/bench_cache.py [--warmup 4] [--seconds 12] [--rounds 2] [--rate 2000] [--names 5000]
+                                      [--no-build]
 Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
 """
 import argparse
@@ -230,7 +233,8 @@ def replay(port, stream_file, rate):
     return answered, lost, per_query
 
 
-def run_one(label, kind, settings, d, names, warmup_file, stream_file, rate, warm_names):
+def run_one(kind, settings, d, names, warmup_file, stream_file, rate, warm_names):
+    """One round for one resolver: raw counts and per-query latencies split by first-time/repeat."""
     nsd = Nsd(d, names)
     try:
         r = Resolver(kind, settings, d, nsd.port)
@@ -249,31 +253,40 @@ def run_one(label, kind, settings, d, names, warmup_file, stream_file, rate, war
     for name, latency in per_query:
         (repeat if name in seen else first).append(latency)
         seen.add(name)
+    return {"answered": answered, "lost": lost, "upstream": upstream, "hits": hits, "queries": queries,
+            "refreshes": refreshes, "stale": stale, "first": first, "repeat": repeat}
+
+
+def summarize(label, rounds):
+    """Counts summed and latencies pooled over the rounds."""
+    total = {k: sum(r[k] for r in rounds) for k in
+             ["answered", "lost", "upstream", "hits", "queries", "refreshes", "stale"]}
+    first = [x for r in rounds for x in r["first"]]
+    repeat = [x for r in rounds for x in r["repeat"]]
     lat = first + repeat
-    out = {
+    answered = total["answered"]
+    out = dict(total)
+    out.update({
         "label": label,
-        "answered": answered,
-        "lost": lost,
-        "upstream": upstream,
-        "hit": 1.0 - upstream / answered if answered else float("nan"),
-        "client_hit": hits / queries if queries else float("nan"),
-        "refreshes": refreshes,
-        "stale": stale,
+        "hit": 1.0 - total["upstream"] / answered if answered else float("nan"),
+        "client_hit": total["hits"] / total["queries"] if total["queries"] else float("nan"),
         "p50": bench.pct(lat, 0.50) * 1e6,
         "p99": bench.pct(lat, 0.99) * 1e6,
         "p999": bench.pct(lat, 0.999) * 1e6,
         "first_n": len(first),
         "first_p50": bench.pct(first, 0.50) * 1e6,
         "repeat_p99": bench.pct(repeat, 0.99) * 1e6,
-    }
-    print(out, flush=True)
+        "round_p99": [bench.pct(r["first"] + r["repeat"], 0.99) * 1e6 for r in rounds],
+    })
     return out
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--warmup", type=int, default=6, help="unmeasured replay before, in seconds")
-    ap.add_argument("--seconds", type=int, default=25, help="measured replay per resolver")
+    ap.add_argument("--warmup", type=int, default=4, help="unmeasured replay before, in seconds")
+    ap.add_argument("--seconds", type=int, default=12, help="measured replay per resolver and round")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rounds; each runs every resolver afresh, in reverse order every other round")
     ap.add_argument("--rate", type=int, default=2000, help="queries per second offered")
     ap.add_argument("--names", type=int, default=5000)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
@@ -297,13 +310,22 @@ def main():
                 f.write(f"{n} A\n")
     distinct = len(set(stream))
     started = time.time()
-    results = []
+    rounds = {i: [] for i in range(len(CONFIGS))}
     try:
-        for label, kind, settings in CONFIGS:
-            results.append(run_one(label, kind, settings, d, names, warmup_file, stream_file, args.rate,
-                                   warmup))
+        for k in range(args.rounds):
+            order = list(range(len(CONFIGS)))
+            if k % 2:
+                order.reverse()
+            for i in order:
+                label, kind, settings = CONFIGS[i]
+                rounds[i].append(run_one(kind, settings, d, names, warmup_file, stream_file, args.rate,
+                                         warmup))
+                r = rounds[i][-1]
+                print(f"round {k + 1}: {label}: upstream {r['upstream']}, "
+                      f"p99 {bench.pct(r['first'] + r['repeat'], 0.99) * 1e6:.0f} µs", flush=True)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+    results = [summarize(CONFIGS[i][0], rounds[i]) for i in range(len(CONFIGS))]
     print(f"total {time.time() - started:.0f} s", flush=True)
     write_report(args, results, distinct)
 
@@ -317,16 +339,20 @@ def write_report(args, results, distinct):
         f"A replay of {args.rate * args.seconds:,} queries ({args.rate} q/s for {args.seconds} s, one dnsperf client, same order",
         f"for every resolver) over {args.names:,} names with Zipf(1.0) popularity ({distinct:,} of them asked), half with TTLs of",
         f"{SHORT_TTL[0]}-{SHORT_TTL[1]} s and half {LONG_TTL[0]}-{LONG_TTL[1]} s, so answers expire all through the run. Each resolver starts cold,",
-        f"is warmed by {args.warmup} s of the same stream (not measured), and forwards to its own fresh nsd on loopback;",
-        "hit ratio = 1 - nsd's query count / queries answered (the misses left are mostly names asked for the first time).",
+        f"is warmed by {args.warmup} s of the same stream (not measured), and forwards to its own fresh nsd on loopback.",
+        f"{args.rounds} rounds, each running every resolver afresh (in reverse order every other round, so that noise on",
+        "this shared machine falls on all alike); counts are summed and latencies pooled over the rounds (p99 of each",
+        "round in brackets).",
+        "Hit ratio (upstream) = 1 - nsd's query count / queries answered; hit ratio (clients) = answered from the cache",
+        "(stale included) / queries, by the resolver's own counters.",
         f"unbound {bench.unbound_version()} with `prefetch: yes` and `serve-expired: yes`, its serve-expired client timeout at its",
         "default 0 (expired data answered at once, then refreshed) or at RFC 8767's 1800 ms (dnsveil's default: a query for",
         "expired data waits up to 1.8 s for the refresh, which on loopback always comes in time, so it is served fresh,",
         "at the cost of a round trip, and counts as a miss for the clients). Each dnsveil run is compared with the unbound",
         "run of the same client timeout. 1 worker thread each, resolver and nsd on CPU 0, dnsperf on CPU 1.",
         f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"Reproduce: `python3 benches/bench_cache.py --warmup {args.warmup} --seconds {args.seconds} --rate {args.rate} "
-        f"--names {args.names}`.",
+        f"Reproduce: `python3 benches/bench_cache.py --warmup {args.warmup} --seconds {args.seconds} --rounds {args.rounds} "
+        f"--rate {args.rate} --names {args.names}`.",
         "",
         "| resolver | answered | lost | upstream queries | hit ratio (upstream) | hit ratio (clients) | "
         "background refreshes | stale answers | p50 µs | p99 µs | p99.9 µs | first-time names: share, p50 µs | "
@@ -336,7 +362,8 @@ def write_report(args, results, distinct):
     for r in results:
         lines.append(f"| {r['label']} | {r['answered']} | {r['lost']} | {r['upstream']} | {r['hit'] * 100:.2f}% | "
                      f"{r['client_hit'] * 100:.2f}% | {r['refreshes']} | {r['stale']} | "
-                     f"{r['p50']:.0f} | {r['p99']:.0f} | {r['p999']:.0f} | "
+                     f"{r['p50']:.0f} | {r['p99']:.0f} ({', '.join(f'{x:.0f}' for x in r['round_p99'])}) | "
+                     f"{r['p999']:.0f} | "
                      f"{r['first_n'] / max(1, r['answered']) * 100:.1f}%, {r['first_p50']:.0f} | "
                      f"{r['repeat_p99']:.0f} |")
     lines += ["", "Against unbound with the same client timeout (goal: hit ratio and p99 at least as good):", ""]
