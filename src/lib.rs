@@ -4,6 +4,7 @@
 //!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> forwarding rules -> default upstream
 //!                                    ^                                                  |
 //!                                    +----------- answer (cached on the way back) <-----+
+//!   cache refresher (prefetch, serve-stale refreshes): runs the stages after the cache, no client
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
