@@ -107,7 +107,7 @@ use key::Key;
 use policy::{Limits, Uncacheable};
 use shard::{hash_key, Counters, Found, Shard};
 
-pub use persist::{LoadReport, PersistError};
+pub use persist::{fuzz_cache_file, LoadReport, PersistError};
 pub use stats::CacheStats;
 
 /// Default number of entries.

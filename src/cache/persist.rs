@@ -47,7 +47,7 @@ pub const MAGIC: &[u8; 8] = b"DNSVEILC";
 /// The format version written and read.
 pub const VERSION: u16 = 1;
 /// Magic, version, save time, record count.
-const HEADER_LEN: usize = 8 + 2 + 8 + 4;
+pub(super) const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 const DIGEST_LEN: usize = 32;
 /// Inserted-at, key length, response length.
 const RECORD_FIXED: usize = 8 + 2 + 2;
@@ -342,4 +342,33 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Fuzz body for the cache-file reader (`fuzz/fuzz_targets/cache_file.rs`): `data` is read both as
+/// a whole file and as the records of a file with a valid header and digest (random bytes almost
+/// never pass the digest, and the record checks behind it are what matters). Reading must never
+/// panic and must never store more entries than the cache holds.
+pub fn fuzz_cache_file(data: &[u8]) {
+    let cache = Cache::new(super::CacheConfig {
+        capacity: 64,
+        ..super::CacheConfig::default()
+    });
+    let now = 1_800_000_000_000;
+    let _ = cache.decode_file(data, now);
+    let (count, body) = match data.split_first() {
+        Some((c, rest)) => (u32::from(*c % 65), rest),
+        None => (0, data),
+    };
+    let mut file = Vec::with_capacity(HEADER_LEN + body.len() + DIGEST_LEN);
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&VERSION.to_be_bytes());
+    file.extend_from_slice(&(now - 1000).to_be_bytes());
+    file.extend_from_slice(&count.to_be_bytes());
+    file.extend_from_slice(body);
+    let sum = digest(&SHA256, &file);
+    file.extend_from_slice(sum.as_ref());
+    if let Ok(report) = cache.decode_file(&file, now) {
+        assert!(report.loaded <= 64, "loaded more than the capacity");
+    }
+    assert!(cache.len() <= 64, "the cache outgrew its capacity");
 }
