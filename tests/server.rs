@@ -337,12 +337,18 @@ async fn udp_truncates_an_answer_that_does_not_fit() {
 async fn malformed_udp_input_gets_formerr_or_silence() {
     let srv = start(test_config()).await;
     let sock = udp_client().await;
-    // Too short for a header, and a response: both dropped. Then a real query: its answer must be the
-    // first thing that comes back (same socket pair, so the same server socket, in order).
+    // Too short for a header, a response and an oversized datagram: all dropped. Then a real query:
+    // its answer must be the first thing that comes back (same socket pair, so the same server
+    // socket, in order).
     sock.send_to(&[1, 2, 3, 4, 5], srv.udp).await.unwrap();
     let mut response = wire(&query("x.test", 0x5555, None));
     response[2] |= 0x80;
     sock.send_to(&response, srv.udp).await.unwrap();
+    // Larger than any real query (the server reads 4096 octets): dropped, not answered from a
+    // cut copy.
+    let mut huge = wire(&query("x.test", 0x7777, None));
+    huge.resize(5000, 0);
+    sock.send_to(&huge, srv.udp).await.unwrap();
     sock.send_to(&wire(&query("x.test", 0x6666, None)), srv.udp)
         .await
         .unwrap();

@@ -33,8 +33,8 @@ use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
 
 /// Datagrams taken per `recvmmsg` and answers given per `sendmmsg`.
 const BATCH: usize = 32;
-/// Largest query read. A longer datagram is cut (and then fails to parse and gets FORMERR): real
-/// queries are a question and an OPT record, a few hundred octets at most.
+/// Largest query read. A longer datagram is cut by the kernel and dropped here: real queries are a
+/// question and an OPT record, a few hundred octets at most.
 const RECV_BUF: usize = 4096;
 
 /// Receives and answers on `sock` until `shutdown`. Blocking: run it on a thread of its own;
@@ -71,7 +71,9 @@ pub(super) fn serve(
                 Ok(results) => {
                     let mut n = 0;
                     for (slot, r) in got.iter_mut().zip(results) {
-                        *slot = (r.bytes, r.address);
+                        // A cut datagram is dropped (no address: nothing is sent back).
+                        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                        *slot = (r.bytes, r.address.filter(|_| whole));
                         n += 1;
                     }
                     n
