@@ -12,9 +12,9 @@
 //! `epoll_wait`, a task wake-up), which under a typical load, where the server is faster than its
 //! clients, is nearly every packet; the benchmark (BENCHMARKS.md) measured it. The thread sleeps in
 //! `recvmmsg` itself and wakes at once; it checks for shutdown whenever the socket's read timeout
-//! ([`super::UDP_POLL`]) passes. Slow-path queries still
-//! run as tasks on the runtime and send their answers on the same socket (a UDP send does not block
-//! for long; the socket's write timeout bounds it).
+//! ([`super::UDP_POLL`]) passes. Slow-path queries still run as tasks on the runtime and send their
+//! answers on the same socket (a UDP send does not block for long; the socket's write timeout
+//! bounds it).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -99,8 +99,8 @@ pub(super) fn serve(
     }
 }
 
-/// Sends `outs[i]` to `dests[i]` for every i, with as few `sendmmsg` calls as the kernel allows.
-/// A datagram the kernel refuses is skipped (UDP: the client retries).
+/// Sends `outs[i]` to `dests[i]` for every i with one `sendmmsg`. A datagram the kernel refuses is
+/// skipped (UDP: the client retries).
 fn send_batch(
     fd: RawFd,
     hdrs: &mut MultiHeaders<SockaddrStorage>,
@@ -121,8 +121,11 @@ fn send_batch(
             no_cmsgs,
             MsgFlags::empty(),
         ) {
-            // At least one sent (sendmmsg reports an error only for the first datagram).
-            Ok(sent) => start += sent.count().max(1),
+            // Sent. The kernel stops early only at a send error (and then reports it for the next
+            // call, not this one); the count it returns is not read, because nix's result iterator
+            // would read its send headers' address slots, which sendmmsg never fills. So a batch
+            // cut short by an error loses the rest of its answers; clients retry.
+            Ok(_) => break,
             Err(e) => {
                 if e != nix::errno::Errno::EINTR {
                     debug!(error = %e, "udp send failed");
