@@ -121,8 +121,8 @@ fn send_batch(
             no_cmsgs,
             MsgFlags::empty(),
         ) {
-            // Sent. The kernel stops early only at a send error (and then reports it for the next
-            // call, not this one); the count it returns is not read, because nix's result iterator
+            // Sent. The kernel stops early only at a send error after the first datagram (and then
+            // reports success, the error is lost, sendmmsg(2)); the count it returns is not read, because nix's result iterator
             // would read its send headers' address slots, which sendmmsg never fills. So a batch
             // cut short by an error loses the rest of its answers; clients retry.
             Ok(_) => break,
