@@ -34,9 +34,9 @@
 //! past its expiry (or until evicted: expired entries go first). A query for it starts a refresh
 //! in the background and waits for it at most `client_timeout` (RFC 8767 section 5's client
 //! response timer, 1.8 s by default) from its arrival; if the refresh fails (an upstream failure, a
-//! SERVFAIL, or upstreams too busy to be asked) or is late, the query gets the stale data with every TTL set to `stale_answer_ttl`
-//! (section 4: 30 s) and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3). A failed
-//! refresh never replaces stale or live data; it holds the entry for `stale_answer_ttl` seconds
+//! SERVFAIL, or upstreams too busy to be asked) or is late, the query gets the stale data with every
+//! TTL set to `stale_answer_ttl` (section 4: 30 s) and an Extended DNS Error "Stale Answer" (RFC
+//! 8914 info-code 3). A failed refresh never replaces stale or live data; it holds the entry for `stale_answer_ttl` seconds
 //! (section 5's failure recheck timer), during which the entry is answered stale at once, on the
 //! fast path, without asking upstream again. A `client_timeout` of 0 answers stale at once and
 //! refreshes in the background (unbound's `serve-expired` without a client timeout). A SERVFAIL
@@ -47,7 +47,8 @@
 //! `prefetch: yes`) on a popular entry, one asked for at least twice in its lifetime (the client
 //! miss that fetched it counts; an entry stored by a background refresh needs two hits, so a name
 //! nobody asks for any more is not refreshed on and on), queues a refresh, once per entry.
-//! Popularity is two bits of the entry's flag octet, counted under the lock the hit already holds. Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
+//! Popularity is two bits of the entry's flag octet, counted under the lock the hit already holds.
+//! Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
 //! the handlers after the cache, so a refresh needs no client: it joins the same `inflight`
 //! flights as client misses (one upstream query per key at a time), its result replaces the entry,
 //! and clients keep hitting the old entry meanwhile. The fast path only sends a job into a bounded
@@ -364,6 +365,28 @@ impl Cache {
         true
     }
 
+    /// A live hit on `blob` (either path): counts it toward popularity, marks it referenced for the
+    /// CLOCK hand, and queues its prefetch when due. Under the shard lock; allocates nothing.
+    fn on_live_hit(&self, blob: &mut [u8], key: &Key, hash: u64, now_ms: u64) {
+        if self.hit_wants_prefetch(blob, now_ms) {
+            self.request_refresh(blob, key, hash);
+        }
+    }
+
+    /// Stale data was found (either path): true when it is answered at once, because a failed
+    /// refresh holds the entry or the client timeout is 0; in the latter case its background
+    /// refresh is queued, once. False when the query must first wait for a refresh.
+    fn stale_now(&self, stale: Stale, blob: &mut [u8], key: &Key, hash: u64, now_ms: u64) -> bool {
+        let held = is_held(blob, now_ms);
+        if !held && !stale.client_timeout.is_zero() {
+            return false;
+        }
+        if !held && !entry::prefetch_requested(blob) {
+            self.request_refresh(blob, key, hash);
+        }
+        true
+    }
+
     /// Writes the cached answer for `key` into `out`; false on a miss (or on stale data the slow
     /// path must first try to refresh).
     fn answer_key(
@@ -384,9 +407,7 @@ impl Cache {
                 if !entry::render(blob, client, Ttls::At(now), max_len, out) {
                     return false;
                 }
-                if self.hit_wants_prefetch(blob, now) {
-                    self.request_refresh(blob, key, hash);
-                }
+                self.on_live_hit(blob, key, hash, now);
                 shard.counters.hits += 1;
                 true
             }
@@ -394,15 +415,10 @@ impl Cache {
                 let Some(stale) = self.stale else {
                     return false;
                 };
-                let held = is_held(blob, now);
-                if !held && !stale.client_timeout.is_zero() {
+                if !self.stale_now(stale, blob, key, hash, now)
+                    || !entry::render(blob, client, Ttls::Stale(stale.answer_ttl), max_len, out)
+                {
                     return false;
-                }
-                if !entry::render(blob, client, Ttls::Stale(stale.answer_ttl), max_len, out) {
-                    return false;
-                }
-                if !held && !entry::prefetch_requested(blob) {
-                    self.request_refresh(blob, key, hash);
                 }
                 shard.counters.hits += 1;
                 shard.counters.stale += 1;
@@ -496,9 +512,7 @@ impl Cache {
             Some(Found::Fresh(blob))
                 if entry::render(blob, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
             {
-                if self.hit_wants_prefetch(blob, now) {
-                    self.request_refresh(blob, key, hash);
-                }
+                self.on_live_hit(blob, key, hash, now);
                 shard.counters.hits += 1;
                 return Step::Hit(out);
             }
@@ -508,11 +522,7 @@ impl Cache {
                     entry::render(blob, client, ttls, MAX_MESSAGE_LEN, &mut out)
                 });
                 if let Some(stale) = rendered {
-                    let held = is_held(blob, now);
-                    if held || stale.client_timeout.is_zero() {
-                        if !held && !entry::prefetch_requested(blob) {
-                            self.request_refresh(blob, key, hash);
-                        }
+                    if self.stale_now(stale, blob, key, hash, now) {
                         shard.counters.hits += 1;
                         shard.counters.stale += 1;
                         return Step::Hit(out);
