@@ -152,6 +152,40 @@ class Nsd:
         self.p.wait()
 
 
+def write_unbound_conf(d, port, threads, forward_addr, cache_mb=256, server_extra="", remote_control=None,
+                       forward_extra=""):
+    """Writes the config every benchmark gives unbound as a forwarder (the same caching setup for all,
+    each adding its own lines) and returns its path. `test.` is one of unbound's default local zones
+    (RFC 6761): without `nodefault` it would answer NXDOMAIN itself and never forward."""
+    conf = os.path.join(d, f"unbound-{port}.conf")
+    remote = remote_control or "  control-enable: no\n"
+    with open(conf, "w") as f:
+        f.write(f"""server:
+  interface: 127.0.0.1@{port}
+  num-threads: {threads}
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  chroot: ""
+  username: ""
+  directory: "{d}"
+  pidfile: "{d}/unbound-{port}.pid"
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  module-config: "iterator"
+  msg-cache-size: {cache_mb}m
+  rrset-cache-size: {cache_mb}m
+  minimal-responses: yes
+  qname-minimisation: no
+  local-zone: "test." nodefault
+{server_extra}remote-control:
+{remote}forward-zone:
+  name: "."
+{forward_extra}  forward-addr: {forward_addr}
+""")
+    return conf
+
+
 class Server:
     def __init__(self, kind, d, upstream_port, threads):
         self.kind = kind
@@ -162,37 +196,9 @@ class Server:
                    f"udp://127.0.0.1:{upstream_port}", "--threads", str(threads), "--cache-size", "300000",
                    "--hosts", "/dev/null"]
         else:
-            conf = os.path.join(d, f"unbound-{self.port}.conf")
-            with open(conf, "w") as f:
-                f.write(f"""server:
-  interface: 127.0.0.1@{self.port}
-  num-threads: {threads}
-  so-reuseport: yes
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  chroot: ""
-  username: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound-{self.port}.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  module-config: "iterator"
-  msg-cache-size: 256m
-  rrset-cache-size: 256m
-  incoming-num-tcp: 1000
-  tcp-idle-timeout: 10000
-  minimal-responses: yes
-  qname-minimisation: no
-  # test. is one of unbound's default local zones (RFC 6761): without this it would answer NXDOMAIN
-  # itself and never forward.
-  local-zone: "test." nodefault
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-addr: 127.0.0.1@{upstream_port}
-""")
+            conf = write_unbound_conf(d, self.port, threads, f"127.0.0.1@{upstream_port}",
+                                      server_extra="  so-reuseport: yes\n  incoming-num-tcp: 1000\n"
+                                                   "  tcp-idle-timeout: 10000\n")
             cmd = ["unbound", "-d", "-c", conf]
         self.p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_answer(self.port)

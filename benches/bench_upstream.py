@@ -200,35 +200,10 @@ class Resolver:
                    "--listen", f"127.0.0.1:{self.port}", "--upstream", url, "--ca-file", CA,
                    "--threads", str(threads), "--cache-size", "300000", "--hosts", "", "--log-level", "warn"]
         elif kind == "unbound-dot":
-            conf = os.path.join(d, f"unbound-{self.port}.conf")
-            with open(conf, "w") as f:
-                f.write(f"""server:
-  interface: 127.0.0.1@{self.port}
-  num-threads: {threads}
-  so-reuseport: yes
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  chroot: ""
-  username: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound-{self.port}.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  module-config: "iterator"
-  msg-cache-size: 256m
-  rrset-cache-size: 256m
-  minimal-responses: yes
-  qname-minimisation: no
-  local-zone: "test." nodefault
-  tls-cert-bundle: "{CA}"
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "."
-  forward-tls-upstream: yes
-  forward-addr: 127.0.0.1@{upstream.dot}#{CERT_NAME}
-""")
+            conf = bench.write_unbound_conf(
+                d, self.port, threads, f"127.0.0.1@{upstream.dot}#{CERT_NAME}",
+                server_extra=f"  so-reuseport: yes\n  tls-cert-bundle: \"{CA}\"\n",
+                forward_extra="  forward-tls-upstream: yes\n")
             cmd = ["unbound", "-d", "-c", conf]
         elif kind == "dnsdist-doh":
             conf = os.path.join(d, f"dnsdist-{self.port}.conf")
