@@ -401,23 +401,26 @@ pub struct LoopbackPorts {
 impl LoopbackPorts {
     /// The held UDP socket on `port` (panics if it was not probed or is already taken).
     pub fn take_udp(&mut self, port: u16) -> UdpSocket {
-        let i = self
-            .udp
-            .iter()
-            .position(|s| s.local_addr().is_ok_and(|a| a.port() == port))
-            .unwrap_or_else(|| panic!("udp port {port} is not held"));
-        self.udp.swap_remove(i)
+        take_on_port(&mut self.udp, port, UdpSocket::local_addr, "udp")
     }
 
     /// The held TCP listener on `port` (panics if it was not probed or is already taken).
     pub fn take_tcp(&mut self, port: u16) -> TcpListener {
-        let i = self
-            .tcp
-            .iter()
-            .position(|s| s.local_addr().is_ok_and(|a| a.port() == port))
-            .unwrap_or_else(|| panic!("tcp port {port} is not held"));
-        self.tcp.swap_remove(i)
+        take_on_port(&mut self.tcp, port, TcpListener::local_addr, "tcp")
     }
+}
+
+fn take_on_port<S>(
+    held: &mut Vec<S>,
+    port: u16,
+    local: fn(&S) -> std::io::Result<SocketAddr>,
+    proto: &str,
+) -> S {
+    let i = held
+        .iter()
+        .position(|s| local(s).is_ok_and(|a| a.port() == port))
+        .unwrap_or_else(|| panic!("{proto} port {port} is not held"));
+    held.swap_remove(i)
 }
 
 /// A random 127/8 address on which every listed port is free for both UDP and TCP, with all of
