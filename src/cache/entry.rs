@@ -161,24 +161,22 @@ pub(crate) fn lifetime(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[OFF_LIFETIME], b[OFF_LIFETIME + 1], b[OFF_LIFETIME + 2], 0])
 }
 
-/// Notes a hit for the CLOCK hand and the popularity count; returns the hits counted before this
+/// Notes a hit for the CLOCK hand and the popularity count; returns the asks counted before this
 /// one (saturating at [`MAX_HITS`]).
 pub(crate) fn note_hit(b: &mut [u8]) -> u8 {
-    let flags = b[OFF_FLAGS];
-    let before = (flags & HITS_MASK) >> HITS_SHIFT;
-    let after = before.saturating_add(1).min(MAX_HITS);
-    b[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT) | FLAG_REFERENCED;
+    let before = count_ask(b);
+    b[OFF_FLAGS] |= FLAG_REFERENCED;
     before
 }
 
-/// Counts an ask that is not a hit (the client miss that fetched the entry), without marking the
-/// entry referenced for the CLOCK hand: a name asked once must still go first.
-pub(crate) fn count_ask(b: &mut [u8]) {
+/// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
+/// fetched it: a name asked once must still go first); returns the asks counted before this one.
+pub(crate) fn count_ask(b: &mut [u8]) -> u8 {
     let flags = b[OFF_FLAGS];
-    let asks = ((flags & HITS_MASK) >> HITS_SHIFT)
-        .saturating_add(1)
-        .min(MAX_HITS);
-    b[OFF_FLAGS] = (flags & !HITS_MASK) | (asks << HITS_SHIFT);
+    let before = (flags & HITS_MASK) >> HITS_SHIFT;
+    let after = before.saturating_add(1).min(MAX_HITS);
+    b[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT);
+    before
 }
 
 /// True once a prefetch has been asked for this entry (a replacement entry starts without it).
