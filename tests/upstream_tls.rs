@@ -326,10 +326,11 @@ async fn dot_garbage_answer_is_an_error() {
 }
 
 #[tokio::test]
-async fn dot_caps_queries_in_flight_and_queues_the_rest() {
+async fn dot_queues_queries_beyond_the_in_flight_cap() {
     let pki = Pki::generate();
-    // Answers only once two queries are on the connection: with a cap of 2, four queries get
-    // answered two by two, the second pair only after the first has left the wire.
+    // Answers only once two queries are on the connection. With a cap of 2, the third and fourth
+    // queries wait in line for a slot instead of failing as overloaded (as they did before the
+    // queue), and are answered as the second pair. The queue's timing is tested on `admit` itself.
     let server = dot_server(&pki.good, DotMode::Reverse(2)).await;
     let opts = DotOptions {
         max_inflight: 2,
