@@ -43,8 +43,8 @@
 //! entry is never served stale, nor will be data that failed DNSSEC validation (there is no
 //! validator yet; the rule lives with `entry::Parts::stale_ok`, which such data must set false).
 //!
-//! Prefetch: a hit in the last tenth of an entry's lifetime, or in its last second if that is
-//! longer (the window of unbound's `prefetch: yes` with its whole-second clock) on a popular entry, one asked for at least twice in its lifetime (the client
+//! Prefetch: a hit in the last tenth of an entry's lifetime (the same window as unbound's
+//! `prefetch: yes`) on a popular entry, one asked for at least twice in its lifetime (the client
 //! miss that fetched it counts; an entry stored by a background refresh needs two hits, so a name
 //! nobody asks for any more is not refreshed on and on), queues a refresh, once per entry.
 //! Popularity is two bits of the entry's flag octet, counted under the lock the hit already holds.
@@ -135,13 +135,8 @@ const MIN_AUTO_SHARD_ENTRIES: usize = 64;
 const BYTES_PER_ENTRY_BUDGET: usize = 1024;
 /// Every shard may hold at least one maximal message.
 const MIN_SHARD_BYTES: usize = MAX_MESSAGE_LEN + 1024;
-/// Prefetch window: the last 1/N of an entry's lifetime...
+/// Prefetch window: the last 1/N of an entry's lifetime.
 const PREFETCH_WINDOW_DIVISOR: u64 = 10;
-/// ...or its last second, whichever is longer. A tenth of a short TTL (0.5 s of 5 s) is shorter
-/// than the gap between most clients' queries, so short-lived popular names would expire between
-/// hits and cost their clients a wait; unbound's whole-second clock gives its prefetch the same
-/// floor.
-const PREFETCH_MIN_WINDOW_MS: u64 = 1000;
 /// Asks (hits, and the client miss that fetched the entry) an entry must have had before the one
 /// in its prefetch window to be prefetched.
 const PREFETCH_MIN_ASKS: u8 = 1;
@@ -335,8 +330,8 @@ impl Cache {
     /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it is
     /// popular (asked for at least twice in its lifetime, this hit and the client miss that fetched
     /// it included: an entry a background refresh stored needs two hits), no prefetch was asked for
-    /// it yet, it is not held after a failure, and less than a tenth of its lifetime (or less than
-    /// a second) is left. Runs under the shard lock, allocates nothing.
+    /// it yet, it is not held after a failure, and less than a tenth of its lifetime is left. Runs
+    /// under the shard lock, allocates nothing.
     fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
         let before = entry::note_hit(blob);
         if !self.prefetch
@@ -348,8 +343,7 @@ impl Cache {
             return false;
         }
         let left = entry::expires_ms(blob).saturating_sub(now_ms);
-        left <= PREFETCH_MIN_WINDOW_MS
-            || left * PREFETCH_WINDOW_DIVISOR <= u64::from(entry::lifetime(blob)) * 1000
+        left * PREFETCH_WINDOW_DIVISOR <= u64::from(entry::lifetime(blob)) * 1000
     }
 
     /// Queues a background refresh of `key` and marks `blob` so that it is asked for once. False

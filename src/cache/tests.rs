@@ -1368,38 +1368,6 @@ async fn popular_entries_are_prefetched_before_they_expire() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn short_ttls_are_prefetched_in_their_last_second() {
-    let c = Arc::new(default_cache());
-    let mode = Arc::new(AtomicU8::new(ANSWER));
-    let up = switchable(5, &mode);
-    let ch = chain(&c, &up);
-    let shutdown = CancellationToken::new();
-    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
-    ch.handle(&request(msg_query("short.example", RType::A)))
-        .await
-        .unwrap();
-    let q = query("short.example", RType::A, 1);
-    // 1.2 s of 5 left: outside both the last tenth (0.5 s) and the last second.
-    advance(Duration::from_millis(3_800)).await;
-    assert!(fast(&c, &q, 512).is_some());
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(up.calls(), 1);
-    // 0.8 s left: past a tenth of the TTL, but in its last second, so it is refreshed.
-    advance(Duration::from_millis(400)).await;
-    assert!(fast(&c, &q, 512).is_some());
-    until(|| c.stats().refreshes == 1 && c.stats().inserts == 2).await;
-    assert_eq!(up.calls(), 2);
-    // Past the old expiry the refreshed entry answers: no client waits.
-    advance(Duration::from_millis(1_000)).await;
-    assert!(fast(&c, &q, 512).is_some());
-    assert_eq!(up.calls(), 2);
-    shutdown.cancel();
-    refresher.await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_prefetch_and_client_misses_share_one_upstream_query() {
     let c = Arc::new(cache(CacheConfig {
         serve_stale: false,
