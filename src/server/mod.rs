@@ -32,6 +32,7 @@
 //! per connection for TCP.
 
 pub mod acl;
+mod inline;
 mod respond;
 mod tcp;
 mod udp;
@@ -211,6 +212,7 @@ impl Server {
             udp_inflight: Arc::new(Semaphore::new(cfg.max_udp_inflight.max(1))),
             conns: Connections::new(cfg.max_tcp_connections.max(1)),
             tracker: TaskTracker::new(),
+            pacer: Arc::default(),
             hard_stop,
         });
         Ok(Server { udp, tcp, shared })
@@ -246,6 +248,7 @@ impl Server {
         // request, as at the end of a test): the guard cancels their token then.
         let udp_stop = shutdown.child_token();
         let _udp_guard = udp_stop.clone().drop_guard();
+        tracker.spawn(shared.pacer.clone().run(udp_stop.clone()));
         for (addr, socks) in udp {
             for sock in socks {
                 let (shared, shutdown, runtime) =
@@ -294,6 +297,8 @@ struct Shared {
     udp_inflight: Arc<Semaphore>,
     conns: Connections,
     tracker: TaskTracker,
+    /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
+    pacer: Arc<inline::Pacer>,
     /// Cancelled when the grace period is over: everything still running stops at once.
     hard_stop: CancellationToken,
 }

@@ -2,9 +2,10 @@
 //!
 //! One loop per socket; with SO_REUSEPORT there is one socket per worker thread and the kernel spreads
 //! clients over them. The loop answers the fast path itself, from buffers it reuses: no task, no
-//! allocation. Only queries the head of the chain cannot answer synchronously get a task, and only
-//! while a permit from the server-wide in-flight cap is free; above the cap the query is dropped
-//! (the client retries), which keeps memory bounded under a flood.
+//! allocation. Only queries the head of the chain cannot answer synchronously become a future, and
+//! only while a permit from the server-wide in-flight cap is free; above the cap the query is
+//! dropped (the client retries), which keeps memory bounded under a flood. Such a future starts on
+//! this thread and moves to the runtime when it first has to wait ([`super::inline`]).
 //!
 //! Why a blocking thread and not a tokio task: a cached answer costs at most two system calls here
 //! (`recvmmsg` and `sendmmsg`, shared by every datagram of a batch). Through the reactor the same
@@ -12,7 +13,7 @@
 //! `epoll_wait`, a task wake-up), which under a typical load, where the server is faster than its
 //! clients, is nearly every packet; the benchmark (BENCHMARKS.md) measured it. The thread sleeps in
 //! `recvmmsg` itself and wakes at once; it checks for shutdown whenever the socket's read timeout
-//! ([`super::UDP_POLL`]) passes. Slow-path queries still run as tasks on the runtime and send their
+//! ([`super::UDP_POLL`]) passes. Slow-path queries finish as tasks on the runtime and send their
 //! answers on the same socket (a UDP send does not block for long; the socket's write timeout
 //! bounds it).
 
@@ -26,6 +27,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::inline;
 use super::respond::{self, Prepared};
 use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
@@ -51,6 +53,9 @@ pub(super) fn serve(
     shutdown: CancellationToken,
     runtime: Handle,
 ) {
+    // Slow-path queries start on this thread and register their sockets and timers with the
+    // runtime's drivers (`inline`).
+    let _runtime = runtime.enter();
     let fd = sock.as_raw_fd();
     let mut rbufs: Box<[[u8; RECV_BUF]; BATCH]> = Box::new([[0u8; RECV_BUF]; BATCH]);
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
@@ -189,12 +194,14 @@ fn on_datagram(
                 return false;
             };
             let (sock, task_shared) = (sock.clone(), shared.clone());
-            shared.tracker.spawn_on(
-                async move {
+            // Started here, continued on the runtime once it waits (see `inline`).
+            inline::start(
+                shared.tracker.track_future(async move {
                     let _permit = permit;
                     slow_path(query, src, sock, task_shared).await;
-                },
+                }),
                 runtime,
+                &shared.pacer,
             );
             false
         }

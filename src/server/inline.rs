@@ -1,0 +1,241 @@
+//! Starts a slow-path query on the thread that received it, and hands it to the runtime only once
+//! it has to wait.
+//!
+//! A UDP receive thread could spawn each query the fast path cannot answer, but a spawn wakes a
+//! runtime worker: a cross-thread wake-up and a context switch before the query even reaches the
+//! upstream. Instead the thread polls the query's future once itself, inside the runtime's context
+//! (so sockets and timers register with its drivers). That first poll does the work up to the
+//! first wait (parse, cache and hosts lookups, sending the upstream query) and often more. If the
+//! future is then pending it is parked in its own waker: the resource it waits on (an upstream's
+//! answer, a timer) wakes it, which spawns it onto the runtime from the thread that woke it. When
+//! that is a runtime worker (the I/O driver delivering the upstream's answer), the spawn goes on
+//! that worker's own queue and needs no further wake-up. The query's latency loses a thread hop
+//! and the miss path one context switch; the benchmark (BENCHMARKS.md, cache-miss rows) measured it.
+//!
+//! Timers: a timer registered from outside the runtime whose deadline is earlier than the time
+//! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server
+//! would be a wake-up per query again (every query's deadline timers would be the earliest). The
+//! [`Pacer`] keeps a timer at most [`PACE`] ahead while queries are being started, so the driver
+//! always plans to wake sooner than any per-query deadline (the shortest, an upstream attempt's, is
+//! twice that). It ticks only while slow-path queries keep arriving, and sleeps without a timer
+//! once a tick passes with none.
+//!
+//! Nothing is lost: a wake that comes while the first poll is still running is remembered and the
+//! future is spawned right after it. Every slow-path future is bounded by the query deadline, whose
+//! timer wakes it at the latest; when the runtime shuts down its drivers wake everything still
+//! registered and the spawn then drops the future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The pacer's tick: below the shortest per-query timer of the default configuration (an upstream
+/// attempt's, at least `upstream::pool::ATTEMPT_MIN`).
+pub(super) const PACE: Duration = Duration::from_millis(250);
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Polls `fut` once here (the caller must be inside `runtime`'s context, see [`Handle::enter`]);
+/// if it is not done, it continues on `runtime` once woken. `pacer` learns that a query started.
+pub(super) fn start(
+    fut: impl Future<Output = ()> + Send + 'static,
+    runtime: &Handle,
+    pacer: &Pacer,
+) {
+    pacer.note_start();
+    let mut job: Job = Box::pin(fut);
+    let parked = Arc::new(Parked {
+        state: Mutex::new(State::Polling),
+        runtime: runtime.clone(),
+    });
+    let waker = Waker::from(parked.clone());
+    if job
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        return;
+    }
+    let mut state = parked.lock();
+    if matches!(*state, State::Woken) {
+        *state = State::Gone;
+        drop(state);
+        runtime.spawn(job);
+    } else {
+        *state = State::Parked(job);
+    }
+}
+
+/// A future between its first poll and its spawn, and the waker that spawns it.
+struct Parked {
+    state: Mutex<State>,
+    runtime: Handle,
+}
+
+enum State {
+    /// The first poll is running.
+    Polling,
+    /// Woken during the first poll: spawn it as soon as that returns.
+    Woken,
+    /// Pending after the first poll, waiting for a wake.
+    Parked(Job),
+    /// Spawned: the runtime's task owns it and wakes of this waker mean nothing.
+    Gone,
+}
+
+impl Parked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // No code that can panic runs under this lock; recover from poisoning all the same.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, State::Gone) {
+            State::Polling => *state = State::Woken,
+            State::Parked(job) => {
+                drop(state);
+                self.runtime.spawn(job);
+            }
+            State::Woken => *state = State::Woken,
+            State::Gone => {}
+        }
+    }
+}
+
+/// Keeps the time driver's next wake-up near while queries are being started off the runtime (see
+/// the module docs).
+#[derive(Default)]
+pub(super) struct Pacer {
+    /// Set by every start, cleared by every tick: whether one came since the last tick.
+    started: AtomicBool,
+    /// Wakes the idle pacer; notified only by the start that sets `started`.
+    wake: Notify,
+}
+
+impl Pacer {
+    /// Notes a start: one atomic swap, and a wake-up of the pacer's task only for the first start
+    /// after a tick.
+    fn note_start(&self) {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Ticks every [`PACE`] while queries keep starting, until `shutdown`.
+    pub(super) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+            }
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(PACE) => {}
+                }
+                if !self.started.swap(false, Ordering::AcqRel) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    /// A future that finishes in its first poll runs on the calling thread only.
+    #[test]
+    fn a_ready_future_runs_inline() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ran_on = Arc::new(Mutex::new(None));
+        let r = ran_on.clone();
+        let _g = rt.enter();
+        start(
+            async move {
+                *r.lock().unwrap() = Some(std::thread::current().id());
+            },
+            rt.handle(),
+            &Pacer::default(),
+        );
+        assert_eq!(*ran_on.lock().unwrap(), Some(std::thread::current().id()));
+    }
+
+    /// A pending future continues on the runtime once woken, and its result arrives.
+    #[test]
+    fn a_pending_future_finishes_on_the_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (go_tx, go_rx) = oneshot::channel::<u32>();
+        let (done_tx, done_rx) = oneshot::channel::<(u32, bool)>();
+        let here = std::thread::current().id();
+        {
+            let _g = rt.enter();
+            start(
+                async move {
+                    let v = go_rx.await.unwrap();
+                    // A timer registered after the first poll works too.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let _ = done_tx.send((v, std::thread::current().id() != here));
+                },
+                rt.handle(),
+                &Pacer::default(),
+            );
+        }
+        go_tx.send(7).unwrap();
+        let (v, elsewhere) = rt.block_on(done_rx).unwrap();
+        assert_eq!(v, 7);
+        assert!(elsewhere, "the rest ran on a runtime worker");
+    }
+
+    /// A wake during the first poll is not lost.
+    #[test]
+    fn a_wake_during_the_first_poll_spawns_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let mut done_tx = Some(done_tx);
+        {
+            let _g = rt.enter();
+            let mut woke = false;
+            start(
+                std::future::poll_fn(move |cx| {
+                    if woke {
+                        let _ = done_tx.take().map(|tx| tx.send(()));
+                        return std::task::Poll::Ready(());
+                    }
+                    woke = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }),
+                rt.handle(),
+                &Pacer::default(),
+            );
+        }
+        rt.block_on(done_rx).unwrap();
+    }
+}
