@@ -26,15 +26,17 @@
 //! registered and the spawn then drops the future.
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 /// The pacer's tick: below the shortest per-query timer of the default configuration (an upstream
 /// attempt's, at least `upstream::pool::ATTEMPT_MIN`).
@@ -56,12 +58,18 @@ pub(super) fn start(
         runtime: runtime.clone(),
     });
     let waker = Waker::from(parked.clone());
-    if job
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_ready()
-    {
-        return;
+    // A panic in a task is contained by the runtime; one here must not take the receive thread
+    // down either. The future is dropped and its query gets no answer (the client retries).
+    let polled = panic::catch_unwind(AssertUnwindSafe(|| {
+        job.as_mut().poll(&mut Context::from_waker(&waker))
+    }));
+    match polled {
+        Ok(Poll::Ready(())) => return,
+        Ok(Poll::Pending) => {}
+        Err(_) => {
+            error!("a query's handling panicked; dropped");
+            return;
+        }
     }
     let mut state = parked.lock();
     if matches!(*state, State::Woken) {
@@ -208,6 +216,32 @@ mod tests {
         let (v, elsewhere) = rt.block_on(done_rx).unwrap();
         assert_eq!(v, 7);
         assert!(elsewhere, "the rest ran on a runtime worker");
+    }
+
+    /// A panic in the first poll is contained: the caller goes on.
+    #[test]
+    fn a_panic_in_the_first_poll_is_contained() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        start(
+            async {
+                panic!("handler bug");
+            },
+            rt.handle(),
+            &Pacer::default(),
+        );
+        let ran = Arc::new(Mutex::new(false));
+        let r = ran.clone();
+        start(
+            async move {
+                *r.lock().unwrap() = true;
+            },
+            rt.handle(),
+            &Pacer::default(),
+        );
+        assert!(*ran.lock().unwrap());
     }
 
     /// A wake during the first poll is not lost.

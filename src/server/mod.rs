@@ -4,8 +4,10 @@
 //!   UDP socket xN (SO_REUSEPORT) --recv--> checks --QueryView--> chain.answer_fast --> send   (no task)
 //!                                            |                        | false
 //!                                            |                        v
-//!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> task:
+//!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> future:
 //!                                                 REFUSED/BADVERS       chain.handle -> fix up -> send
+//!                                                         (first poll on the UDP thread, the rest
+//!                                                          a task once it waits: `inline`)
 //!   TCP listener --accept--> connection task: frames --fast--> write buffer --> coalesced write
 //!                                                   --slow--> task (<= pipeline cap) --channel--^
 //! ```
