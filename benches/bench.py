@@ -4,7 +4,8 @@
 Both servers forward to one local nsd (loopback only). For each server and each transport (UDP,
 TCP) it measures, with dnsperf:
   - throughput (queries per second) over a warm cache,
-  - latency p50/p99 at a fixed offered rate (dnsperf -v per-query latencies),
+  - latency p50/p99 at a fixed offered rate (dnsperf -v per-query latencies), both servers at the
+    same time, each with its own dnsperf (see `latencies`),
   - CPU time per answered query: the server's user+system CPU seconds (from /proc) divided by the
     answers it gave, which stays meaningful when dnsperf itself is the bottleneck.
 Then it restarts both servers, fills each with 100,000 distinct names and reports resident memory.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -212,18 +214,27 @@ class Server:
 
 
 def measure(server, names_file, mode, seconds):
+    """Throughput and CPU per answer of one server, dnsperf saturating it alone."""
     dnsperf(server.port, names_file, mode, runs=1)  # warm the cache
     c0 = cpu_seconds(server.p.pid)
     r = dnsperf(server.port, names_file, mode, seconds=seconds)
     c1 = cpu_seconds(server.p.pid)
-    lat = dnsperf(server.port, names_file, mode, seconds=max(3, seconds // 2), qps=20000, verbose=True)
     return {
         "qps": r.get("qps", 0.0),
         "completed": r.get("completed", 0),
         "cpu_us": (c1 - c0) / max(1, r.get("completed", 1)) * 1e6,
-        "p50_us": pct(lat["latencies"], 0.50) * 1e6,
-        "p99_us": pct(lat["latencies"], 0.99) * 1e6,
     }
+
+
+def latencies(servers, names_file, mode, seconds):
+    """p50 and p99 of every server at 20,000 q/s offered, all of them measured at the same time
+    (one dnsperf each), so that the machine's hiccups, which on a shared VM move a p99 by several
+    times between runs a minute apart, land on every server alike."""
+    def one(server):
+        lat = dnsperf(server.port, names_file, mode, seconds=seconds, qps=20000, verbose=True)
+        return {"p50_us": pct(lat["latencies"], 0.50) * 1e6, "p99_us": pct(lat["latencies"], 0.99) * 1e6}
+    with ThreadPoolExecutor(len(servers)) as pool:
+        return dict(zip(servers, pool.map(one, servers.values())))
 
 
 def main():
@@ -263,7 +274,10 @@ def main():
                     for kind in (["unbound", "dnsveil"] if rnd % 2 == 0 else ["dnsveil", "unbound"]):
                         r = measure(servers[kind], hot, mode, args.seconds)
                         runs.setdefault((kind, mode), []).append(r)
-                        print(f"round {rnd + 1}", kind, mode, r, flush=True)
+                    for kind, lat in latencies(servers, hot, mode, max(3, args.seconds // 2)).items():
+                        runs[(kind, mode)][-1].update(lat)
+                    for kind in servers:
+                        print(f"round {rnd + 1}", kind, mode, runs[(kind, mode)][-1], flush=True)
         finally:
             for s in servers.values():
                 s.stop()
@@ -292,7 +306,8 @@ def main():
         "## Cached answers",
         "",
         f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
-        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at 20,000 q/s offered.",
+        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at 20,000 q/s offered to",
+        "each server, both measured at the same time (each with its own dnsperf), so that the VM's hiccups hit both alike.",
         f"Both servers measured in alternation over {args.rounds} rounds; each figure is the median of its rounds.",
         f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads}`.",
         "",
