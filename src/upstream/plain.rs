@@ -42,7 +42,11 @@ use crate::handler::BoxFuture;
 use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
 /// Largest UDP datagram we read (the largest a DNS message can be).
-const MAX_UDP_RESPONSE: usize = 65_535;
+/// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
+/// `DEFAULT_PAYLOAD` (1232) octets, so a datagram that fills this buffer is not an answer we can
+/// trust whole: the exchange moves to TCP, as for TC=1. Kept small because it is allocated and
+/// zeroed per query (a 64 KiB buffer cost more than the rest of the exchange's user time).
+const UDP_RECV_BUF: usize = 4096;
 /// Most idle TCP connections kept per upstream.
 pub const MAX_IDLE_TCP: usize = 4;
 /// How long an idle TCP connection is kept for reuse. Servers close idle connections after a few
@@ -94,16 +98,18 @@ impl UdpTransport {
             Ok(r) => r?,
             Err(_) => return Err(UpstreamError::Timeout(self.opts.timeout)),
         };
-        let truncated = Header::parse(&answer).is_ok_and(|h| h.truncated);
-        if !truncated {
-            return Ok(answer);
+        if let Some(answer) = answer {
+            if !Header::parse(&answer).is_ok_and(|h| h.truncated) {
+                return Ok(answer);
+            }
         }
-        debug!(upstream = %self.url, "truncated answer, retrying over TCP");
+        debug!(upstream = %self.url, "truncated or oversize answer, retrying over TCP");
         self.tcp.exchange_until(query, deadline).await
     }
 
-    /// Sends the query and waits (without a deadline of its own) for a datagram that answers it.
-    async fn udp_once(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    /// Sends the query and waits (without a deadline of its own) for a datagram that answers it;
+    /// None when one fills the receive buffer (it may have been cut: ask over TCP).
+    async fn udp_once(&self, query: &[u8]) -> Result<Option<Vec<u8>>, UpstreamError> {
         let local: SocketAddr = if self.server.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -115,14 +121,14 @@ impl UdpTransport {
             .await
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         sock.send(query).await.map_err(io)?;
-        let mut buf = vec![0u8; MAX_UDP_RESPONSE];
+        let mut buf = vec![0u8; UDP_RECV_BUF];
         loop {
             // A connected socket only receives the server's datagrams; ICMP errors (port
             // unreachable) surface here as a receive error, which fails fast.
             let n = sock.recv(&mut buf).await.map_err(io)?;
             let datagram = &buf[..n];
             if answers_query(query, datagram) {
-                return Ok(datagram.to_vec());
+                return Ok((n < buf.len()).then(|| datagram.to_vec()));
             }
             debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
         }
