@@ -9,16 +9,19 @@
 //! future is then pending it is parked in its own waker: the resource it waits on (an upstream's
 //! answer, a timer) wakes it, which spawns it onto the runtime from the thread that woke it. When
 //! that is a runtime worker (the I/O driver delivering the upstream's answer), the spawn goes on
-//! that worker's own queue and needs no further wake-up. The query's latency loses a thread hop
-//! and the miss path one context switch; the benchmark (BENCHMARKS.md, cache-miss rows) measured it.
+//! that worker's own queue and needs no further wake-up. The upstream query leaves before any
+//! thread hop, and a busy worker is no longer interrupted to start queries: at 100 DoT misses in
+//! flight the CPU per query fell from 57-64 to about 49 µs (`benches/bench_upstream.py`). On an
+//! idle server the receive thread still sleeps once per query, as before.
 //!
 //! Timers: a timer registered from outside the runtime whose deadline is earlier than the time
 //! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server
 //! would be a wake-up per query again (every query's deadline timers would be the earliest). The
 //! [`Pacer`] keeps a timer at most [`PACE`] ahead while queries are being started, so the driver
 //! always plans to wake sooner than any per-query deadline (the shortest, an upstream attempt's, is
-//! twice that). It ticks only while slow-path queries keep arriving, and sleeps without a timer
-//! once a tick passes with none.
+//! twice that; only the `parallel` strategy's hedge timers can be shorter, and those still unpark).
+//! It ticks only while slow-path queries keep arriving, and sleeps without a timer once a tick
+//! passes with none.
 //!
 //! Nothing is lost: a wake that comes while the first poll is still running is remembered and the
 //! future is spawned right after it. Every slow-path future is bounded by the query deadline, whose
