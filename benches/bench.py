@@ -229,7 +229,9 @@ def measure(server, names_file, mode, seconds):
 def latencies(servers, names_file, mode, seconds):
     """p50 and p99 of every server at 20,000 q/s offered, all of them measured at the same time
     (one dnsperf each), so that the machine's hiccups, which on a shared VM move a p99 by several
-    times between runs a minute apart, land on every server alike."""
+    times between runs a minute apart, land on every server alike. The servers share CPU 0, so
+    each one's latency includes the other's work; the one that spends more CPU per answer (unbound,
+    see the table) slows the other more, so if anything this favours unbound."""
     def one(server):
         lat = dnsperf(server.port, names_file, mode, seconds=seconds, qps=20000, verbose=True)
         return {"p50_us": pct(lat["latencies"], 0.50) * 1e6, "p99_us": pct(lat["latencies"], 0.99) * 1e6}

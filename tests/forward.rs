@@ -350,6 +350,25 @@ async fn oversize_udp_answer_is_retried_over_tcp() {
     assert_eq!(over_udp, over_tcp, "the same query is retried");
 }
 
+/// Answers larger than the payload we advertise but short of the receive buffer are taken as
+/// they come (lenient, as before): only a datagram that fills the buffer goes to TCP.
+#[tokio::test]
+async fn large_udp_answer_below_the_buffer_is_accepted() {
+    let big = a_records(&query("big.example", RType::A), 200)
+        .encode()
+        .unwrap()
+        .len();
+    assert!((1233..4096).contains(&big), "{big} octets");
+    let (addr, _udp_seen, mut tcp_seen) =
+        fake_udp_and_tcp(reply(|q| a_records(q, 200)), reply(|q| a_records(q, 3))).await;
+    let answer = udp_upstream(addr, 2000)
+        .query(&query("big.example", RType::A))
+        .await
+        .unwrap();
+    assert_eq!(answer.answers.len(), 200, "the UDP answer");
+    assert!(tcp_seen.try_recv().is_err(), "nothing asked over TCP");
+}
+
 #[tokio::test]
 async fn timeouts_are_bounded() {
     let (addr, _seen) = fake_udp(0, silent()).await;

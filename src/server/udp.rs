@@ -5,7 +5,8 @@
 //! allocation. Only queries the head of the chain cannot answer synchronously become a future, and
 //! only while a permit from the server-wide in-flight cap is free; above the cap the query is
 //! dropped (the client retries), which keeps memory bounded under a flood. Such a future starts on
-//! this thread and moves to the runtime when it first has to wait ([`super::inline`]).
+//! this thread, once the fast answers of its batch are sent, and moves to the runtime when it first
+//! has to wait ([`super::inline`]).
 //!
 //! Why a blocking thread and not a tokio task: a cached answer costs at most two system calls here
 //! (`recvmmsg` and `sendmmsg`, shared by every datagram of a batch). Through the reactor the same
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -43,8 +45,8 @@ const RECV_BUF: usize = 4096;
 /// `runtime` is where slow-path queries are spawned.
 ///
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
-/// until the first arrives), the fast path answers each into its own buffer, and one `sendmmsg`
-/// sends all those answers. Under load that divides the per-packet system call cost by the batch
+/// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg`
+/// sends all those answers, and then the batch's slow-path queries start. Under load that divides the per-packet system call cost by the batch
 /// size; when the server is idle a batch is a single datagram and nothing waits for a batch to
 /// fill.
 pub(super) fn serve(
@@ -63,6 +65,7 @@ pub(super) fn serve(
     let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
     while !shutdown.is_cancelled() {
         let n = {
             let mut iovs = rbufs.each_mut().map(|b| [IoSliceMut::new(b)]);
@@ -95,14 +98,35 @@ pub(super) fn serve(
                 continue;
             };
             let pkt = &buf[..len.min(RECV_BUF)];
-            if on_datagram(pkt, src, &sock, &shared, &runtime, &mut outs[replies]) {
+            if on_datagram(pkt, src, &shared, &mut outs[replies], &mut slow) {
                 dests[replies] = addr;
                 replies += 1;
             }
         }
         send_batch(fd, &mut send_hdrs, &outs[..replies], &dests[..replies]);
+        // The batch's answers are out; now the queries that need more work start (their first
+        // steps run here, see `inline`), so that no cached answer waits behind them.
+        for (query, src, permit) in slow.drain(..) {
+            // After a stop request (or the server future's drop, before the runtime's drivers go)
+            // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
+            if shutdown.is_cancelled() {
+                continue;
+            }
+            let (sock, task_shared) = (sock.clone(), shared.clone());
+            inline::start(
+                shared.tracker.track_future(async move {
+                    let _permit = permit;
+                    slow_path(query, src, sock, task_shared).await;
+                }),
+                &runtime,
+                &shared.pacer,
+            );
+        }
     }
 }
+
+/// A query for the slow path, with its permit from the in-flight cap.
+type SlowQuery = (Message, SocketAddr, OwnedSemaphorePermit);
 
 /// Sends `outs[i]` to `dests[i]` for every i with one `sendmmsg`. A datagram the kernel refuses is
 /// skipped (UDP: the client retries).
@@ -152,14 +176,13 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// Handles one datagram: writes into `out` (cleared first) the answer to send now (from the fast
 /// path, or an error reply) and returns true, or returns false when nothing is to be sent now
-/// (dropped, or spawned onto the slow path, which sends its own answer).
+/// (dropped, or queued in `slow` for the slow path, which sends its own answer).
 fn on_datagram(
     pkt: &[u8],
     src: SocketAddr,
-    sock: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
-    runtime: &Handle,
     out: &mut Vec<u8>,
+    slow: &mut Vec<SlowQuery>,
 ) -> bool {
     out.clear();
     // Too short for a header, or a response: never answer (RFC 1035 section 4.1.1).
@@ -193,16 +216,7 @@ fn on_datagram(
                 debug!(client = %src, "udp in-flight cap reached; dropping query");
                 return false;
             };
-            let (sock, task_shared) = (sock.clone(), shared.clone());
-            // Started here, continued on the runtime once it waits (see `inline`).
-            inline::start(
-                shared.tracker.track_future(async move {
-                    let _permit = permit;
-                    slow_path(query, src, sock, task_shared).await;
-                }),
-                runtime,
-                &shared.pacer,
-            );
+            slow.push((query, src, permit));
             false
         }
     }

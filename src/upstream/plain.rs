@@ -3,7 +3,8 @@
 //! ```text
 //!   UdpTransport: fresh socket on a random port --connect()--> server
 //!                 wait for a datagram that answers *this* query (ID + question); ignore others
-//!                 TC=1? --> same query over TcpTransport, within the same deadline
+//!                 TC=1, or a datagram that fills the 4 KiB buffer? --> same query over
+//!                 TcpTransport, within the same deadline
 //!   TcpTransport: 2-octet length prefix (RFC 1035 section 4.2.2, RFC 7766 section 8)
 //! ```
 //!
@@ -41,7 +42,6 @@ use super::{Transport, UpstreamError};
 use crate::handler::BoxFuture;
 use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
-/// Largest UDP datagram we read (the largest a DNS message can be).
 /// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
 /// `DEFAULT_PAYLOAD` (1232) octets, so a datagram that fills this buffer is not an answer we can
 /// trust whole: the exchange moves to TCP, as for TC=1. Kept small because it is allocated and
