@@ -36,7 +36,7 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -140,6 +140,8 @@ pub(super) struct Pacer {
     started: AtomicBool,
     /// Wakes the idle pacer; notified only by the start that sets `started`.
     wake: Notify,
+    /// Ticks so far (for tests and debugging).
+    ticks: AtomicU64,
 }
 
 impl Pacer {
@@ -165,6 +167,7 @@ impl Pacer {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(PACE) => {}
                 }
+                self.ticks.fetch_add(1, Ordering::Relaxed);
                 if !self.started.swap(false, Ordering::AcqRel) {
                     break;
                 }
@@ -288,6 +291,39 @@ mod tests {
         );
         drop(rt);
         assert!(*dropped.lock().unwrap());
+    }
+
+    /// The pacer ticks while queries keep starting and goes quiet (no timer) within a couple of
+    /// ticks after they stop; a new start wakes it again. (Counts are bounds: whether a start lands
+    /// just before or just after a tick decides one extra round.)
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_ticks_only_while_queries_start() {
+        let pacer = Arc::new(Pacer::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(pacer.clone().run(shutdown.clone()));
+        let ticks = |p: &Pacer| p.ticks.load(Ordering::Relaxed);
+        tokio::time::sleep(PACE * 4).await;
+        assert_eq!(ticks(&pacer), 0, "idle until a query starts");
+        // Starts every 0.3 ticks for 6 ticks: it ticks all along.
+        for _ in 0..20 {
+            pacer.note_start();
+            tokio::time::sleep(PACE * 3 / 10).await;
+        }
+        let busy = ticks(&pacer);
+        assert!((5..=6).contains(&busy), "{busy} ticks in 6 busy periods");
+        // Quiet: at most two more rounds, then none.
+        tokio::time::sleep(PACE * 3).await;
+        let settled = ticks(&pacer);
+        assert!(settled - busy <= 3, "{busy} -> {settled}");
+        tokio::time::sleep(PACE * 20).await;
+        assert_eq!(ticks(&pacer), settled, "no timer while idle");
+        // One start wakes it for a round or two.
+        pacer.note_start();
+        tokio::time::sleep(PACE * 20).await;
+        let woken = ticks(&pacer) - settled;
+        assert!((1..=2).contains(&woken), "{woken} ticks after one start");
+        shutdown.cancel();
+        task.await.unwrap();
     }
 
     /// A wake during the first poll is not lost.
