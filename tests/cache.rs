@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dnsveil::wire::edns::{ede, EdnsOption};
+use dnsveil::wire::edns::ede;
 use dnsveil::wire::{Edns, Message, Name, RData, RType, Rcode};
 use harness::*;
 
@@ -61,15 +61,11 @@ fn ask(server: SocketAddr, name: &str) -> (Message, Duration) {
 }
 
 fn edes(m: &Message) -> Vec<u16> {
-    m.edns.as_ref().map_or_else(Vec::new, |e| {
-        e.options
-            .iter()
-            .filter_map(|o| match o {
-                EdnsOption::ExtendedError { info_code, .. } => Some(*info_code),
-                _ => None,
-            })
-            .collect()
-    })
+    m.edns
+        .iter()
+        .flat_map(|e| e.extended_errors())
+        .map(|(code, _)| code)
+        .collect()
 }
 
 fn is_stale(m: &Message) -> bool {

@@ -19,7 +19,7 @@ mod harness;
 use std::net::{IpAddr, SocketAddr};
 
 use dnsveil::wire::edns::ede;
-use dnsveil::wire::{Edns, EdnsOption, Message, Name, RType, Rcode};
+use dnsveil::wire::{Edns, Message, Name, RType, Rcode};
 use harness::daemons::*;
 use harness::*;
 
@@ -75,14 +75,8 @@ fn ask(server: SocketAddr, name: &str, qtype: RType, tcp: bool) -> Message {
 fn extended_errors(m: &Message) -> Vec<(u16, String)> {
     m.edns
         .iter()
-        .flat_map(|e| &e.options)
-        .filter_map(|o| match o {
-            EdnsOption::ExtendedError {
-                info_code,
-                extra_text,
-            } => Some((*info_code, extra_text.clone())),
-            _ => None,
-        })
+        .flat_map(|e| e.extended_errors())
+        .map(|(code, text)| (code, text.to_string()))
         .collect()
 }
 

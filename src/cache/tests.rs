@@ -1043,15 +1043,11 @@ fn switchable(ttl: u32, mode: &Arc<AtomicU8>) -> Arc<Upstream> {
 
 /// The Extended DNS Errors of a response.
 fn edes(m: &Message) -> Vec<u16> {
-    m.edns.as_ref().map_or_else(Vec::new, |e| {
-        e.options
-            .iter()
-            .filter_map(|o| match o {
-                EdnsOption::ExtendedError { info_code, .. } => Some(*info_code),
-                _ => None,
-            })
-            .collect()
-    })
+    m.edns
+        .iter()
+        .flat_map(|e| e.extended_errors())
+        .map(|(code, _)| code)
+        .collect()
 }
 
 /// Asserts `m` is the stale form of the 192.0.2.7 answer: TTL `ttl`, EDE 3.

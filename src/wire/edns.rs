@@ -270,6 +270,17 @@ impl Edns {
         self.options.retain(|o| o.code() != code);
     }
 
+    /// The Extended DNS Errors (RFC 8914) among the options, in order: info-code and extra text.
+    pub fn extended_errors(&self) -> impl Iterator<Item = (u16, &str)> + '_ {
+        self.options.iter().filter_map(|o| match o {
+            EdnsOption::ExtendedError {
+                info_code,
+                extra_text,
+            } => Some((*info_code, extra_text.as_str())),
+            _ => None,
+        })
+    }
+
     /// Adds an Extended DNS Error (RFC 8914).
     pub fn add_extended_error(&mut self, info_code: u16, extra_text: impl Into<String>) {
         self.options.push(EdnsOption::ExtendedError {
@@ -324,6 +335,11 @@ mod tests {
             code: 65001,
             data: Box::new([9, 9]),
         });
+        e.add_extended_error(ede::STALE_ANSWER, "");
+        assert_eq!(
+            e.extended_errors().collect::<Vec<_>>(),
+            [(ede::DNSSEC_BOGUS, "bad sig"), (ede::STALE_ANSWER, "")]
+        );
         assert_eq!(round_trip(&e), e);
         assert_eq!(e.wire_len(), {
             let mut b = MessageBuilder::new();
