@@ -51,6 +51,14 @@ def need(tool):
         sys.exit(f"missing tool {tool}: apt-get install it (see README)")
 
 
+def setup(args, tools):
+    """Fails early if a tool is missing, then builds the release binary unless --no-build."""
+    for t in tools:
+        need(t)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+
+
 def wait_answer(port, name="www.bench.test", timeout=15.0):
     """Ready when the server answers a query (a readiness signal, not a guess)."""
     q = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -247,10 +255,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    for t in ["nsd", "unbound", "dnsperf", "taskset"]:
-        need(t)
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+    setup(args, ["nsd", "unbound", "dnsperf", "taskset"])
 
     d = tempfile.mkdtemp(prefix="dnsveil-bench-")
     hot = os.path.join(d, "hot.txt")

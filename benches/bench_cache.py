@@ -287,10 +287,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    for t in ["nsd", "nsd-control", "unbound", "unbound-control", "dnsperf", "taskset"]:
-        bench.need(t)
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+    bench.setup(args, ["nsd", "nsd-control", "unbound", "unbound-control", "dnsperf", "taskset"])
 
     rng = random.Random(SEED)
     names = make_names(args.names, rng)

@@ -377,10 +377,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    for t in ["nsd", "unbound", "dnsdist", "dnsperf", "kdig", "taskset"]:
-        bench.need(t)
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+    bench.setup(args, ["nsd", "unbound", "dnsdist", "dnsperf", "kdig", "taskset"])
 
     pairs = []
     if args.only in (None, "dot"):
