@@ -42,13 +42,13 @@ const BATCH: usize = 32;
 const RECV_BUF: usize = 4096;
 
 /// Receives and answers on `sock` until `shutdown`. Blocking: run it on a thread of its own;
-/// `runtime` is where slow-path queries are spawned.
+/// `runtime` is where slow-path queries continue once they wait.
 ///
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
-/// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg`
-/// sends all those answers, and then the batch's slow-path queries start. Under load that divides the per-packet system call cost by the batch
-/// size; when the server is idle a batch is a single datagram and nothing waits for a batch to
-/// fill.
+/// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg` sends
+/// all those answers, and then the batch's slow-path queries start. Under load that divides the
+/// per-packet system call cost by the batch size; when the server is idle a batch is a single
+/// datagram and nothing waits for a batch to fill.
 pub(super) fn serve(
     sock: Arc<UdpSocket>,
     shared: Arc<Shared>,
@@ -151,9 +151,10 @@ fn send_batch(
             MsgFlags::empty(),
         ) {
             // Sent. The kernel stops early only at a send error after the first datagram (and then
-            // reports success, the error is lost, sendmmsg(2)); the count it returns is not read, because nix's result iterator
-            // would read its send headers' address slots, which sendmmsg never fills. So a batch
-            // cut short by an error loses the rest of its answers; clients retry.
+            // reports success, the error is lost, sendmmsg(2)); the count it returns is not read,
+            // because nix's result iterator would read its send headers' address slots, which
+            // sendmmsg never fills. So a batch cut short by an error loses the rest of its
+            // answers; clients retry.
             Ok(_) => break,
             Err(e) => {
                 if e != nix::errno::Errno::EINTR {
