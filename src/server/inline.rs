@@ -226,7 +226,7 @@ mod tests {
             );
         }
         go_tx.send(7).unwrap();
-        let (v, elsewhere) = rt.block_on(done_rx).unwrap();
+        let (v, elsewhere) = rt.block_on(within(done_rx));
         assert_eq!(v, 7);
         assert!(elsewhere, "the rest ran on a runtime worker");
     }
@@ -331,6 +331,7 @@ mod tests {
     fn a_wake_during_the_first_poll_spawns_it() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .enable_all()
             .build()
             .unwrap();
         let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -352,6 +353,14 @@ mod tests {
                 &Pacer::default(),
             );
         }
-        rt.block_on(done_rx).unwrap();
+        rt.block_on(within(done_rx));
+    }
+
+    /// A lost wake would leave the future parked for ever: fail instead of hanging.
+    async fn within<T>(rx: oneshot::Receiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the parked future was never spawned")
+            .expect("the future was dropped")
     }
 }
