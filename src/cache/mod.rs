@@ -225,7 +225,6 @@ pub struct Cache {
     hasher: RandomState,
     epoch: Instant,
     limits: Limits,
-    capacity: usize,
     stale: Option<Stale>,
     prefetch: bool,
     /// Where refresh jobs go; set once by [`Cache::spawn_refresher`]. Without it there is no
@@ -256,7 +255,6 @@ impl Cache {
                 negative_max_ttl: cfg.negative_max_ttl.min(entry::MAX_LIFETIME),
                 servfail_ttl: cfg.servfail_ttl,
             },
-            capacity: cfg.capacity,
             stale: cfg.serve_stale.then_some(Stale {
                 max_age_ms: u64::from(cfg.stale_max_age) * 1000,
                 answer_ttl: cfg.stale_answer_ttl.max(1),

@@ -14,7 +14,7 @@
 //! SERVFAIL entries are not written.
 //!
 //! The file is hostile input, like a packet: the whole file is refused when it is not ours (magic),
-//! of another version, larger than the cache could hold, claims more entries than the capacity,
+//! of another version, larger than the cache could hold, claims more entries than the cache holds,
 //! does not match its digest (truncated or corrupt), or was written in the future. Each record is
 //! then checked like a network answer: its key must be exactly what the cache would build for its
 //! question, its response must parse (`Message::parse`) and be NOERROR or NXDOMAIN, and it is stored
@@ -38,9 +38,9 @@ use thiserror::Error;
 
 use crate::wire::{Message, Rcode};
 
-use super::key::{Key, MAX_KEY_LEN};
+use super::key::Key;
 use super::shard::hash_key;
-use super::{entry, policy, Cache, BYTES_PER_ENTRY_BUDGET};
+use super::{entry, policy, Cache};
 
 /// The first octets of every cache file.
 pub const MAGIC: &[u8; 8] = b"DNSVEILC";
@@ -72,7 +72,7 @@ pub enum PersistError {
     Corrupt,
     #[error("cache file is larger than this cache can hold ({0} bytes)")]
     TooLarge(u64),
-    #[error("cache file holds {0} entries, more than this cache's capacity")]
+    #[error("cache file holds {0} entries, more than this cache can hold")]
     TooMany(u32),
     #[error("cache file was written {0} s in the future (is the system clock right?)")]
     FromTheFuture(u64),
@@ -136,12 +136,22 @@ impl Cache {
         self.decode_file(&bytes, unix_now_ms())
     }
 
-    /// The largest file this cache could have written: every entry of its capacity at the byte
-    /// budget, with its key and record header.
+    /// The most entries and entry octets the cache holds: its shards' limits added up (a shard
+    /// may hold a little more than its share of `capacity`, and at least one maximal message).
+    fn held_limits(&self) -> (usize, usize) {
+        // Every shard is built with the same limits.
+        let (entries, bytes) = super::lock(&self.shards[0]).limits();
+        let n = self.shards.len();
+        (entries.saturating_mul(n), bytes.saturating_mul(n))
+    }
+
+    /// The largest file this cache could have written: a record header per entry, and per entry
+    /// its key and response, each no longer than the entry itself.
     fn max_file_len(&self) -> u64 {
-        let per_record = (BYTES_PER_ENTRY_BUDGET + MAX_KEY_LEN + RECORD_FIXED) as u64;
-        (self.capacity as u64)
-            .saturating_mul(per_record)
+        let (entries, bytes) = self.held_limits();
+        (entries as u64)
+            .saturating_mul(RECORD_FIXED as u64)
+            .saturating_add((bytes as u64).saturating_mul(2))
             .saturating_add((HEADER_LEN + DIGEST_LEN) as u64)
     }
 
@@ -207,7 +217,7 @@ impl Cache {
         }
         let saved_at = be_u64(&signed[10..18]);
         let count = u32::from_be_bytes([signed[18], signed[19], signed[20], signed[21]]);
-        if count as usize > self.capacity {
+        if count as usize > self.held_limits().0 {
             return Err(PersistError::TooMany(count));
         }
         if saved_at > now_unix_ms.saturating_add(FUTURE_SLACK_MS) {
@@ -217,7 +227,9 @@ impl Cache {
         let now_unix_ms = now_unix_ms.max(saved_at);
 
         // First the structure, whole, so that a bad file stores nothing.
-        let mut records = Vec::with_capacity(count as usize);
+        // The count is only a claim until the records are there: reserve no more than the
+        // octets could hold.
+        let mut records = Vec::with_capacity((count as usize).min(signed.len() / RECORD_FIXED));
         let mut rest = &signed[HEADER_LEN..];
         for _ in 0..count {
             let (record, after) = split_record(rest).ok_or(PersistError::Corrupt)?;
@@ -355,8 +367,9 @@ pub fn fuzz_cache_file(data: &[u8]) {
     });
     let now = 1_800_000_000_000;
     let _ = cache.decode_file(data, now);
+    // Counts up to twice what the cache holds, so that the "too many" refusal is reached too.
     let (count, body) = match data.split_first() {
-        Some((c, rest)) => (u32::from(*c % 65), rest),
+        Some((c, rest)) => (u32::from(*c % 129), rest),
         None => (0, data),
     };
     let mut file = Vec::with_capacity(HEADER_LEN + body.len() + DIGEST_LEN);
@@ -367,8 +380,9 @@ pub fn fuzz_cache_file(data: &[u8]) {
     file.extend_from_slice(body);
     let sum = digest(&SHA256, &file);
     file.extend_from_slice(sum.as_ref());
-    if let Ok(report) = cache.decode_file(&file, now) {
-        assert!(report.loaded <= 64, "loaded more than the capacity");
-    }
-    assert!(cache.len() <= 64, "the cache outgrew its capacity");
+    let _ = cache.decode_file(&file, now);
+    assert!(
+        cache.len() <= cache.held_limits().0,
+        "the cache outgrew its capacity"
+    );
 }

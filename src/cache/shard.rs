@@ -132,6 +132,11 @@ impl Shard {
         None
     }
 
+    /// The most entries and octets this shard holds.
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.max_entries, self.max_bytes)
+    }
+
     /// The entry for `key`, whatever its age.
     pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut [u8]> {
         let idx = *self.index.get(&hash)? as usize;

@@ -1533,13 +1533,65 @@ async fn cache_file_saves_and_loads_through_the_file_system() {
         .load(&dir.path().join("missing"))
         .unwrap_err()
         .is_not_found());
-    // A file larger than the cache could have written is not read.
+    // A file with more entries than the cache holds is not read, nor one larger than it could
+    // have written (checked on the file's length, before reading it).
     let small = cache(CacheConfig {
         capacity: 1,
         ..CacheConfig::default()
     });
-    assert!(matches!(small.load(&path), Err(PersistError::TooLarge(_))));
+    assert!(matches!(small.load(&path), Err(PersistError::TooMany(100))));
+    let huge = dir.path().join("huge");
+    std::fs::write(&huge, vec![0u8; 1 << 20]).unwrap();
+    assert!(matches!(small.load(&huge), Err(PersistError::TooLarge(_))));
     assert!(small.is_empty());
+}
+
+/// A cache filled to its limits (each shard holds a little more than its share of the capacity,
+/// and at least one maximal message's worth of octets) writes a file it reads back whole.
+#[tokio::test]
+async fn a_full_cache_reads_back_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache");
+    // 10 entries over 4 shards: 3 per shard, 12 in all.
+    let cfg = || CacheConfig {
+        capacity: 10,
+        shards: 4,
+        ..CacheConfig::default()
+    };
+    let a = cache(cfg());
+    for i in 0..200 {
+        let n = format!("n{i}.example");
+        a.insert_wire(&key(&n, RType::A, false, false), &a_response(&n, 600))
+            .unwrap();
+    }
+    assert_eq!(a.len(), 12);
+    assert_eq!(a.save(&path).unwrap(), 12);
+    let b = cache(cfg());
+    assert_eq!(b.load(&path).unwrap().loaded, 12);
+
+    // Few entries, each far above the 1 KiB per entry of capacity budget.
+    let a = cache(CacheConfig {
+        capacity: 4,
+        shards: 1,
+        ..CacheConfig::default()
+    });
+    let answers: Vec<_> = (0..250u8)
+        .map(|i| rr("big.example", 600, Data::A([192, 0, 2, i])))
+        .collect();
+    for i in 0..4 {
+        let n = format!("big{i}.example");
+        let wire = response(&n, RType::A, Rcode::NOERROR, &answers, &[]);
+        assert!(wire.len() > 3000);
+        a.insert_wire(&key(&n, RType::A, false, false), &wire)
+            .unwrap();
+    }
+    assert_eq!(a.save(&path).unwrap(), 4);
+    let b = cache(CacheConfig {
+        capacity: 4,
+        shards: 1,
+        ..CacheConfig::default()
+    });
+    assert_eq!(b.load(&path).unwrap().loaded, 4);
 }
 
 /// Re-signs a file body (header and records) as the writer would.
