@@ -175,7 +175,6 @@ fn stale_answers_while_the_upstream_is_silent_or_gone_and_fresh_when_it_returns(
     );
     assert_eq!(a_record(&gone), Some([192, 0, 2, 77].into()));
     assert!(took <= CLIENT_TIMEOUT + SLACK, "{took:?}");
-    assert!(dv.log().contains("listening on"), "{}", dv.log());
 }
 
 #[test]

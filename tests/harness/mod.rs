@@ -228,6 +228,8 @@ pub struct Dnsveil {
     pub tcp: Vec<SocketAddr>,
     pub child: Guard,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `log`; ends at the process's exit (end of the pipe).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Dnsveil {
@@ -252,11 +254,11 @@ impl Dnsveil {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
         let log2 = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                // The test thread only reads this log after the process ended or for diagnostics.
-                log2.lock().expect("log lock").push(line);
+                // Stored before it is announced: a line seen on the channel is in the log.
+                log2.lock().expect("log lock").push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let mut udp = Vec::new();
@@ -289,6 +291,7 @@ impl Dnsveil {
             tcp,
             child: Guard(child),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -322,6 +325,10 @@ impl Dnsveil {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.0.try_wait() {
+                // Its last lines are in the log once the reader has seen the pipe close.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             if Instant::now() > deadline {
