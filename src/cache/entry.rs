@@ -140,6 +140,30 @@ pub(crate) fn expires_ms(b: &[u8]) -> u64 {
     inserted_ms(b).saturating_add(u64::from(lifetime(b)) * 1000)
 }
 
+/// Where an entry stands at a moment, for a given stale window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Age {
+    /// Within its lifetime.
+    Fresh,
+    /// Expired less than the stale window ago, and allowed to be answered stale.
+    Stale,
+    /// Of no more use: expired and past the window, or expired and never to be served stale.
+    Dead,
+}
+
+/// The entry's [`Age`] at `now_ms` with a stale window of `stale_ms`.
+#[inline]
+pub(crate) fn age(b: &[u8], now_ms: u64, stale_ms: u64) -> Age {
+    let expires = expires_ms(b);
+    if now_ms < expires {
+        Age::Fresh
+    } else if stale_ok(b) && now_ms - expires < stale_ms {
+        Age::Stale
+    } else {
+        Age::Dead
+    }
+}
+
 /// True when the entry may be answered stale once expired (see [`Parts::stale_ok`]).
 pub(crate) fn stale_ok(b: &[u8]) -> bool {
     b[OFF_FLAGS] & FLAG_NEVER_STALE == 0

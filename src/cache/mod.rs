@@ -663,9 +663,8 @@ impl Cache {
         let Some(blob) = shard.peek_mut(hash, key.as_bytes()) else {
             return false;
         };
-        let expires = entry::expires_ms(blob);
         let stale_ok = entry::stale_ok(blob);
-        let keep = now_ms < expires || (stale_ok && now_ms - expires < self.stale_window_ms());
+        let keep = entry::age(blob, now_ms, self.stale_window_ms()) != entry::Age::Dead;
         if let (true, true, Some(stale)) = (keep, stale_ok, self.stale) {
             let until = now_ms / 1000 + u64::from(stale.answer_ttl);
             entry::set_held_until_s(blob, until.min(u64::from(u32::MAX)) as u32);

@@ -38,9 +38,10 @@ use thiserror::Error;
 
 use crate::wire::{Message, Rcode};
 
+use super::entry::{self, Age};
 use super::key::Key;
 use super::shard::hash_key;
-use super::{entry, policy, Cache};
+use super::{policy, Cache};
 
 /// The first octets of every cache file.
 pub const MAGIC: &[u8; 8] = b"DNSVEILC";
@@ -165,9 +166,8 @@ impl Cache {
             let now_ms = self.now_ms();
             let window = self.stale_window_ms();
             for blob in guard.entries() {
-                let expires = entry::expires_ms(blob);
-                let dead = now_ms >= expires && now_ms - expires >= window;
-                if dead || !entry::stale_ok(blob) {
+                // SERVFAIL entries (never stale) are not written, live or not.
+                if !entry::stale_ok(blob) || entry::age(blob, now_ms, window) == Age::Dead {
                     continue;
                 }
                 let wire = entry::stored_response(blob);
@@ -280,8 +280,7 @@ impl Cache {
         let Ok(blob) = policy::prepare(&self.limits, &key, wire, inserted_ms) else {
             return Restored::Rejected;
         };
-        let expires = entry::expires_ms(&blob);
-        if now_ms >= expires && now_ms - expires >= self.stale_window_ms() {
+        if entry::age(&blob, now_ms, self.stale_window_ms()) == Age::Dead {
             return Restored::Expired;
         }
         let hash = hash_key(&self.hasher, key.as_bytes());

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::handler::HandlerResult;
 
-use super::entry;
+use super::entry::{self, Age};
 
 /// The keyed hash of a cache key (used for the shard choice and the index).
 pub(crate) fn hash_key(state: &RandomState, key: &[u8]) -> u64 {
@@ -121,15 +121,14 @@ impl Shard {
         if entry::key(blob) != key {
             return None;
         }
-        let expires = entry::expires_ms(blob);
-        if now_ms < expires {
-            return self.slots[idx].as_deref_mut().map(Found::Fresh);
+        match entry::age(blob, now_ms, stale_ms) {
+            Age::Fresh => self.slots[idx].as_deref_mut().map(Found::Fresh),
+            Age::Stale => self.slots[idx].as_deref_mut().map(Found::Stale),
+            Age::Dead => {
+                self.remove(idx, hash);
+                None
+            }
         }
-        if entry::stale_ok(blob) && now_ms - expires < stale_ms {
-            return self.slots[idx].as_deref_mut().map(Found::Stale);
-        }
-        self.remove(idx, hash);
-        None
     }
 
     /// The most entries and octets this shard holds.
