@@ -38,6 +38,7 @@ mod inline;
 mod respond;
 mod tcp;
 mod udp;
+mod udp_send;
 
 use std::collections::HashMap;
 use std::fmt;

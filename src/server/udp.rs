@@ -18,12 +18,12 @@
 //! answers on the same socket (a UDP send does not block for long; the socket's write timeout
 //! bounds it).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -31,12 +31,11 @@ use tracing::debug;
 
 use super::inline;
 use super::respond::{self, Prepared};
+use super::udp_send::{BatchSender, BATCH};
 use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
 
-/// Datagrams taken per `recvmmsg` and answers given per `sendmmsg`.
-const BATCH: usize = 32;
 /// Largest query read. A longer datagram is cut by the kernel and dropped here: real queries are a
 /// question and an OPT record, a few hundred octets at most.
 const RECV_BUF: usize = 4096;
@@ -46,7 +45,7 @@ const RECV_BUF: usize = 4096;
 ///
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
 /// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg` sends
-/// all those answers, and then the batch's slow-path queries start. Under load that divides the
+/// all those answers ([`super::udp_send`], which also merges equal answers to one client), and then the batch's slow-path queries start. Under load that divides the
 /// per-packet system call cost by the batch size; when the server is idle a batch is a single
 /// datagram and nothing waits for a batch to fill.
 pub(super) fn serve(
@@ -62,7 +61,7 @@ pub(super) fn serve(
     let mut rbufs: Box<[[u8; RECV_BUF]; BATCH]> = Box::new([[0u8; RECV_BUF]; BATCH]);
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
     let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut send_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut sender = BatchSender::new();
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
@@ -103,7 +102,7 @@ pub(super) fn serve(
                 replies += 1;
             }
         }
-        send_batch(fd, &mut send_hdrs, &outs[..replies], &dests[..replies]);
+        sender.send(fd, &outs[..replies], &dests[..replies]);
         // The batch's answers are out; now the queries that need more work start (their first
         // steps run here, see `inline`), so that no cached answer waits behind them.
         for (query, src, permit) in slow.drain(..) {
@@ -123,48 +122,12 @@ pub(super) fn serve(
             );
         }
     }
+    let (gso_sends, gso_answers) = sender.gso_counts();
+    debug!(gso_sends, gso_answers, "udp receive loop stopped");
 }
 
 /// A query for the slow path, with its permit from the in-flight cap.
 type SlowQuery = (Message, SocketAddr, OwnedSemaphorePermit);
-
-/// Sends `outs[i]` to `dests[i]` for every i with one `sendmmsg`. A datagram the kernel refuses is
-/// skipped (UDP: the client retries).
-fn send_batch(
-    fd: RawFd,
-    hdrs: &mut MultiHeaders<SockaddrStorage>,
-    outs: &[Vec<u8>],
-    dests: &[Option<SockaddrStorage>],
-) {
-    let mut start = 0;
-    while start < outs.len() {
-        let iovs: [[IoSlice<'_>; 1]; BATCH] =
-            std::array::from_fn(|i| [IoSlice::new(outs.get(start + i).map_or(&[], |v| &v[..]))]);
-        let count = outs.len() - start;
-        let no_cmsgs: [nix::sys::socket::ControlMessage<'_>; 0] = [];
-        match sendmmsg(
-            fd,
-            hdrs,
-            iovs[..count].iter(),
-            &dests[start..],
-            no_cmsgs,
-            MsgFlags::empty(),
-        ) {
-            // Sent. The kernel stops early only at a send error after the first datagram (and then
-            // reports success, the error is lost, sendmmsg(2)); the count it returns is not read,
-            // because nix's result iterator would read its send headers' address slots, which
-            // sendmmsg never fills. So a batch cut short by an error loses the rest of its
-            // answers; clients retry.
-            Ok(_) => break,
-            Err(e) => {
-                if e != nix::errno::Errno::EINTR {
-                    debug!(error = %e, "udp send failed");
-                    start += 1;
-                }
-            }
-        }
-    }
-}
 
 /// The std form of a received peer address (IPv4 or IPv6; nothing else arrives on our sockets).
 fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {

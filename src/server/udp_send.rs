@@ -1,0 +1,349 @@
+//! Sends a batch of UDP answers with as few trips through the kernel's send path as it can.
+//!
+//! A receive loop answers a whole `recvmmsg` batch at once ([`super::udp`]); this module puts the
+//! answers on the wire. Every answer costs the kernel a route lookup, a socket buffer, the IP output
+//! path and (on loopback) a second pass through the receive path, and under load that per-datagram
+//! work is most of the server's CPU, far more than finding the answer in the cache. So:
+//!
+//! - All answers of a batch go in one `sendmmsg`, which shares the system call.
+//! - Answers of the same size for the same client (a busy client socket: a forwarder downstream, a
+//!   load generator, a host resolving many names through one socket) go as one UDP GSO send
+//!   (`UDP_SEGMENT`, Linux 4.18): the kernel builds one large packet, walks the output path once,
+//!   and cuts it into the individual datagrams at the last moment (in the NIC, or on loopback when
+//!   the receiving socket takes it). The client receives ordinary datagrams, one per answer.
+//!
+//! Answers to one client may leave in another order than they were found (a GSO group goes before
+//! the lone answers); UDP promises no order and clients match answers by ID.
+//!
+//! Limitations: only answers of at most [`GSO_MAX_SEGMENT`] octets are grouped, so a segment always
+//! fits the IPv6 minimum MTU and never needs fragmenting. Where the kernel or the route refuses GSO
+//! (an old kernel, a device without checksum offload) the first refusal turns it off for this
+//! socket and everything goes one datagram per answer; the refused answers are sent that way too.
+
+use std::io::IoSlice;
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use tracing::debug;
+
+/// The most answers one batch holds: the receive batch. The kernel takes at most 64 segments per
+/// GSO send (`UDP_MAX_SEGMENTS`), so a group can never be too long.
+pub(super) const BATCH: usize = 32;
+/// Largest answer grouped: the IPv6 minimum MTU (1280) less the IPv6 and UDP headers, the same
+/// size DNS flag day 2020 picked for EDNS payloads. 32 of them stay below a datagram's 65,507
+/// octets.
+pub(super) const GSO_MAX_SEGMENT: usize = 1232;
+
+/// One message of a send: `len` answers from `first` in the flattened order, cut into `seg`-octet
+/// datagrams by the kernel (`seg == 0`: a single answer, no GSO).
+#[derive(Clone, Copy, Default)]
+struct Planned {
+    first: usize,
+    len: usize,
+    seg: u16,
+}
+
+/// Reusable state for sending batches from one socket (one per receive loop).
+pub(super) struct BatchSender {
+    plain: MultiHeaders<SockaddrStorage>,
+    /// The same, with room for the `UDP_SEGMENT` control message in every header. Kept apart:
+    /// a header with control space but no message in it is refused by the kernel.
+    gso: MultiHeaders<SockaddrStorage>,
+    gso_on: bool,
+    /// Sends that went out as GSO, and the answers they carried (logged when the loop ends).
+    gso_sends: u64,
+    gso_answers: u64,
+}
+
+impl BatchSender {
+    pub(super) fn new() -> Self {
+        BatchSender {
+            plain: MultiHeaders::preallocate(BATCH, None),
+            gso: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(u16))),
+            gso_on: true,
+            gso_sends: 0,
+            gso_answers: 0,
+        }
+    }
+
+    /// Sends `outs[i]` to `dests[i]` for every i (at most [`BATCH`]). A datagram the kernel refuses
+    /// is skipped (UDP: the client retries).
+    pub(super) fn send(&mut self, fd: RawFd, outs: &[Vec<u8>], dests: &[Option<SockaddrStorage>]) {
+        let n = outs.len().min(dests.len()).min(BATCH);
+        // Group: each answer joins the first earlier one with the same client and size.
+        let mut order = [0usize; BATCH];
+        let mut plan = [Planned::default(); BATCH];
+        let mut taken = [false; BATCH];
+        let (mut placed, mut msgs) = (0, 0);
+        for i in 0..n {
+            if taken[i] {
+                continue;
+            }
+            let size = outs[i].len();
+            let first = placed;
+            order[placed] = i;
+            placed += 1;
+            if self.gso_on && size > 0 && size <= GSO_MAX_SEGMENT && dests[i].is_some() {
+                for j in i + 1..n {
+                    if !taken[j] && outs[j].len() == size && dests[j] == dests[i] {
+                        taken[j] = true;
+                        order[placed] = j;
+                        placed += 1;
+                    }
+                }
+            }
+            let len = placed - first;
+            let seg = if len > 1 { size as u16 } else { 0 };
+            plan[msgs] = Planned { first, len, seg };
+            msgs += 1;
+        }
+        // GSO messages by segment size (one `sendmmsg` per size: the control message is shared by
+        // all of a call's messages), then the lone answers.
+        plan[..msgs].sort_unstable_by_key(|p| (p.seg == 0, p.seg));
+        let iov: [IoSlice<'_>; BATCH] = std::array::from_fn(|k| {
+            IoSlice::new(if k < placed { &outs[order[k]][..] } else { &[] })
+        });
+        let mut start = 0;
+        while start < msgs {
+            let seg = plan[start].seg;
+            let end = start
+                + plan[start..msgs]
+                    .iter()
+                    .take_while(|p| p.seg == seg)
+                    .count();
+            if seg == 0 {
+                self.send_plain(fd, &iov, &order, &plan[start..end], dests);
+            } else if !self.send_gso(fd, &iov, &order, &plan[start..end], dests, seg) {
+                // Refused: every answer of these messages goes alone.
+                let mut alone = [Planned::default(); BATCH];
+                let mut count = 0;
+                for p in &plan[start..end] {
+                    for k in p.first..p.first + p.len {
+                        alone[count] = Planned {
+                            first: k,
+                            len: 1,
+                            seg: 0,
+                        };
+                        count += 1;
+                    }
+                }
+                self.send_plain(fd, &iov, &order, &alone[..count], dests);
+            }
+            start = end;
+        }
+    }
+
+    /// Sends `msgs` (single answers) with one `sendmmsg`, skipping a datagram the kernel refuses
+    /// and going on with the rest.
+    fn send_plain(
+        &mut self,
+        fd: RawFd,
+        iov: &[IoSlice<'_>; BATCH],
+        order: &[usize; BATCH],
+        msgs: &[Planned],
+        dests: &[Option<SockaddrStorage>],
+    ) {
+        let mut start = 0;
+        while start < msgs.len() {
+            let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
+                msgs.get(start + k)
+                    .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
+            });
+            let to: [Option<SockaddrStorage>; BATCH] =
+                std::array::from_fn(|k| msgs.get(start + k).and_then(|p| dests[order[p.first]]));
+            let count = msgs.len() - start;
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                fd,
+                &mut self.plain,
+                slices[..count].iter(),
+                &to[..count],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                // Sent. The kernel stops early only at a send error after the first datagram (and
+                // then reports success, the error is lost, sendmmsg(2)); the count it returns is not
+                // read, because nix's result iterator would read its send headers' address slots,
+                // which sendmmsg never fills. So a batch cut short by an error loses the rest of
+                // its answers; clients retry.
+                Ok(_) => break,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    debug!(error = %e, "udp send failed");
+                    start += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends `msgs` (groups of `seg`-octet answers, each group to one client) with one `sendmmsg`
+    /// carrying `UDP_SEGMENT`. Returns false, with GSO now off, if the kernel refused the first
+    /// message: nothing of the call was sent then.
+    fn send_gso(
+        &mut self,
+        fd: RawFd,
+        iov: &[IoSlice<'_>; BATCH],
+        order: &[usize; BATCH],
+        msgs: &[Planned],
+        dests: &[Option<SockaddrStorage>],
+        seg: u16,
+    ) -> bool {
+        let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
+            msgs.get(k)
+                .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
+        });
+        let to: [Option<SockaddrStorage>; BATCH] =
+            std::array::from_fn(|k| msgs.get(k).and_then(|p| dests[order[p.first]]));
+        let cmsgs = [ControlMessage::UdpGsoSegments(&seg)];
+        loop {
+            match sendmmsg(
+                fd,
+                &mut self.gso,
+                slices[..msgs.len()].iter(),
+                &to[..msgs.len()],
+                cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(_) => {
+                    self.gso_sends += msgs.len() as u64;
+                    self.gso_answers += msgs.iter().map(|p| p.len as u64).sum::<u64>();
+                    return true;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    debug!(error = %e, "udp segmentation offload refused; sending one datagram per answer from now on");
+                    self.gso_on = false;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// GSO sends made and the answers they carried.
+    pub(super) fn gso_counts(&self) -> (u64, u64) {
+        (self.gso_sends, self.gso_answers)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use std::collections::HashMap;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn storage(addr: SocketAddr) -> Option<SockaddrStorage> {
+        Some(SockaddrStorage::from(addr))
+    }
+
+    fn receive_all(sock: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 70_000];
+        (0..count)
+            .map(|_| {
+                let n = sock.recv(&mut buf).unwrap();
+                buf[..n].to_vec()
+            })
+            .collect()
+    }
+
+    fn answer(tag: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|k| tag.wrapping_add(k as u8)).collect()
+    }
+
+    #[test]
+    fn equal_answers_to_one_client_arrive_as_separate_datagrams() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to_a, to_b) = (
+            storage(a.local_addr().unwrap()),
+            storage(b.local_addr().unwrap()),
+        );
+        // a: five of 40 octets, one of 41, one of 39; b: three of 40, one too large to group.
+        let mut outs = Vec::new();
+        let mut dests = Vec::new();
+        for (tag, len, to) in [
+            (1, 40, to_a),
+            (2, 40, to_b),
+            (3, 40, to_a),
+            (4, 41, to_a),
+            (5, 40, to_a),
+            (6, 40, to_b),
+            (7, 39, to_a),
+            (8, 40, to_a),
+            (9, 2000, to_b),
+            (10, 40, to_a),
+            (11, 40, to_b),
+        ] {
+            outs.push(answer(tag, len));
+            dests.push(to);
+        }
+        let mut sender = BatchSender::new();
+        sender.send(server.as_raw_fd(), &outs, &dests);
+        let want = |to: Option<SockaddrStorage>| {
+            let mut v: Vec<Vec<u8>> = outs
+                .iter()
+                .zip(&dests)
+                .filter(|(_, d)| **d == to)
+                .map(|(o, _)| o.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut got_a = receive_all(&a, 7);
+        let mut got_b = receive_all(&b, 4);
+        got_a.sort();
+        got_b.sort();
+        assert_eq!(got_a, want(to_a));
+        assert_eq!(got_b, want(to_b));
+        // Two GSO sends: a's five 40s and b's three 40s.
+        assert_eq!(sender.gso_counts(), (2, 8));
+        // Nothing more arrives.
+        a.set_nonblocking(true).unwrap();
+        assert!(a.recv(&mut [0u8; 64]).is_err());
+    }
+
+    #[test]
+    fn a_full_batch_of_one_size_for_one_client_is_one_send() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = storage(client.local_addr().unwrap());
+        let outs: Vec<Vec<u8>> = (0..BATCH)
+            .map(|k| answer(k as u8, GSO_MAX_SEGMENT))
+            .collect();
+        let dests = vec![to; BATCH];
+        let mut sender = BatchSender::new();
+        sender.send(server.as_raw_fd(), &outs, &dests);
+        let got: HashMap<u8, Vec<u8>> = receive_all(&client, BATCH)
+            .into_iter()
+            .map(|d| (d[0], d))
+            .collect();
+        assert_eq!(got.len(), BATCH);
+        for out in &outs {
+            assert_eq!(&got[&out[0]], out);
+        }
+        assert_eq!(sender.gso_counts(), (1, BATCH as u64));
+    }
+
+    #[test]
+    fn a_refused_gso_send_goes_one_datagram_at_a_time() {
+        // An IPv4 socket cannot send to an IPv6 address: the kernel refuses the first (GSO)
+        // message; its answers then go alone (and are refused again, skipped), and the lone
+        // answer to the reachable client still arrives.
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let bad = storage("[::1]:9".parse().unwrap());
+        let outs = vec![answer(1, 30), answer(2, 30), answer(3, 31)];
+        let dests = vec![bad, bad, storage(client.local_addr().unwrap())];
+        let mut sender = BatchSender::new();
+        sender.send(server.as_raw_fd(), &outs, &dests);
+        assert_eq!(receive_all(&client, 1), vec![answer(3, 31)]);
+        assert!(!sender.gso_on);
+        assert_eq!(sender.gso_counts(), (0, 0));
+    }
+}
