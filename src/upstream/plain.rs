@@ -33,8 +33,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
@@ -109,6 +110,13 @@ impl UdpTransport {
 
     /// Sends the query and waits (without a deadline of its own) for a datagram that answers it;
     /// None when one fills the receive buffer (it may have been cut: ask over TCP).
+    ///
+    /// The socket is registered with the runtime for read readiness only, and the query is sent
+    /// straight away with a plain non-blocking send. A tokio `UdpSocket` would register for writes
+    /// too: a fresh socket is writable at once, so the registration itself woke the I/O driver's
+    /// thread, and the send waited for that thread to report the readiness. Per query that was a
+    /// wake-up and two context switches before the query left (`perf sched` showed it), with
+    /// the query held back behind them.
     async fn udp_once(&self, query: &[u8]) -> Result<Option<Vec<u8>>, UpstreamError> {
         let local: SocketAddr = if self.server.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -116,16 +124,29 @@ impl UdpTransport {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
         let io = |e: std::io::Error| UpstreamError::Io(e.to_string());
-        let sock = UdpSocket::bind(local).await.map_err(io)?;
+        let sock = std::net::UdpSocket::bind(local).map_err(io)?;
         sock.connect(self.server)
-            .await
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
-        sock.send(query).await.map_err(io)?;
+        sock.set_nonblocking(true).map_err(io)?;
+        // `with_interest` is deprecated because a wrapped value could hand out a different or
+        // closed descriptor later (tokio PR 8587); its replacement is an `unsafe fn`, which this
+        // crate forbids. A `std::net::UdpSocket` owns its descriptor and returns that same one
+        // until it is dropped, which is the condition the replacement asks its caller to promise.
+        #[allow(deprecated)]
+        let sock = AsyncFd::with_interest(sock, Interest::READABLE).map_err(io)?;
+        // A fresh socket's send buffer holds far more than one query, so this send does not
+        // find it full; if it ever did, the query fails like any other I/O error (and is retried).
+        sock.get_ref().send(query).map_err(io)?;
         let mut buf = vec![0u8; UDP_RECV_BUF];
         loop {
             // A connected socket only receives the server's datagrams; ICMP errors (port
             // unreachable) surface here as a receive error, which fails fast.
-            let n = sock.recv(&mut buf).await.map_err(io)?;
+            let mut ready = sock.readable().await.map_err(io)?;
+            let n = match ready.try_io(|s| s.get_ref().recv(&mut buf)) {
+                Ok(r) => r.map_err(io)?,
+                // Spurious readiness: cleared, wait again.
+                Err(_would_block) => continue,
+            };
             let datagram = &buf[..n];
             if answers_query(query, datagram) {
                 return Ok((n < buf.len()).then(|| datagram.to_vec()));
@@ -334,6 +355,25 @@ mod tests {
         let mut m = Message::response_to(&Message::parse(q).unwrap());
         m.header.recursion_available = false;
         m
+    }
+
+    /// The query leaves during the exchange's first poll, before the runtime's I/O driver has run
+    /// at all (here it never runs: nothing drives the runtime), so a receive thread that starts
+    /// a query inline (`server::inline`) gets it out without waking a worker.
+    #[test]
+    fn the_udp_query_leaves_in_the_first_poll() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _ctx = rt.enter();
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t = UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default());
+        let q = query(0x4242, "first.poll.example");
+        let mut exchange = t.exchange(&q);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(exchange.as_mut().poll(&mut cx).is_pending());
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &q[..]);
     }
 
     #[test]
