@@ -8,9 +8,12 @@
 //! - All answers of a batch go in one `sendmmsg`, which shares the system call.
 //! - Answers of the same size for the same client (a busy client socket: a forwarder downstream, a
 //!   load generator, a host resolving many names through one socket) go as one UDP GSO send
-//!   (`UDP_SEGMENT`, Linux 4.18): the kernel builds one large packet, walks the output path once,
-//!   and cuts it into the individual datagrams at the last moment (in the NIC, or on loopback when
-//!   the receiving socket takes it). The client receives ordinary datagrams, one per answer.
+//!   (`UDP_SEGMENT`, Linux 4.18): the kernel builds one large packet, walks the output path (route
+//!   lookup, socket buffer, IP headers) once, and cuts it into the individual datagrams at the
+//!   device: in the NIC where it can, in software just before the device otherwise (so on
+//!   loopback). The client receives ordinary datagrams, one per answer. On loopback, where every
+//!   datagram still crosses the receive path on its own, this took about 5% off the CPU per cached
+//!   answer (`benches/bench.py`: 7.43 against 7.01 µs, five alternating runs each).
 //!
 //! Answers to one client may leave in another order than they were found (a GSO group goes before
 //! the lone answers); UDP promises no order and clients match answers by ID.
