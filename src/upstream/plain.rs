@@ -362,10 +362,15 @@ mod tests {
     /// a query inline (`server::inline`) gets it out without waking a worker.
     #[test]
     fn the_udp_query_leaves_in_the_first_poll() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let _ctx = rt.enter();
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let t = UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default());
         let q = query(0x4242, "first.poll.example");
         let mut exchange = t.exchange(&q);
