@@ -132,12 +132,25 @@ pub(crate) fn key(b: &[u8]) -> &[u8] {
 
 /// True when the entry has lived its lifetime at `now_ms`.
 pub(crate) fn is_expired(b: &[u8], now_ms: u64) -> bool {
-    elapsed_ms(b, now_ms) >= u64::from(lifetime(b)) * 1000
+    now_ms >= expires_ms(b)
 }
 
 /// When the entry's lifetime ends, in milliseconds on the cache's clock.
+///
+/// TTLs are whole seconds, and the cache counts them in whole seconds of its clock, as unbound and
+/// Knot Resolver do: an entry stored during second `s` with a lifetime of `L` is answered through
+/// second `s + L`, in which its smallest TTL reads 0, and ends when second `s + L + 1` begins. So
+/// it outlives its TTL by less than a second (half a second on average), the share of a second
+/// that had passed when it was stored; a TTL never counts up and never exceeds what was stored. A
+/// lifetime of 0 ends at once: such an entry is never answered.
 pub(crate) fn expires_ms(b: &[u8]) -> u64 {
-    inserted_ms(b).saturating_add(u64::from(lifetime(b)) * 1000)
+    let life = u64::from(lifetime(b));
+    if life == 0 {
+        return inserted_ms(b);
+    }
+    (inserted_ms(b) / 1000)
+        .saturating_add(life + 1)
+        .saturating_mul(1000)
 }
 
 /// Where an entry stands at a moment, for a given stale window.
@@ -176,8 +189,15 @@ pub(crate) fn inserted_ms(b: &[u8]) -> u64 {
     u64::from_le_bytes(v)
 }
 
-fn elapsed_ms(b: &[u8], now_ms: u64) -> u64 {
-    now_ms.saturating_sub(inserted_ms(b))
+/// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once expired).
+pub(crate) fn ttl_left_s(b: &[u8], now_ms: u64) -> u64 {
+    u64::from(lifetime(b)).saturating_sub(elapsed_s(b, now_ms))
+}
+
+/// Whole seconds of the cache's clock begun since the entry was stored: what its TTLs have
+/// counted down (see [`expires_ms`]).
+fn elapsed_s(b: &[u8], now_ms: u64) -> u64 {
+    (now_ms / 1000).saturating_sub(inserted_ms(b) / 1000)
 }
 
 /// The entry's lifetime in seconds.
@@ -191,6 +211,16 @@ pub(crate) fn note_hit(b: &mut [u8]) -> u8 {
     let before = count_ask(b);
     b[OFF_FLAGS] |= FLAG_REFERENCED;
     before
+}
+
+/// The asks counted so far (saturating at [`MAX_HITS`]).
+pub(crate) fn asks(b: &[u8]) -> u8 {
+    (b[OFF_FLAGS] & HITS_MASK) >> HITS_SHIFT
+}
+
+/// Sets the asks counted (a new entry taking over its predecessor's popularity).
+pub(crate) fn set_asks(b: &mut [u8], asks: u8) {
+    b[OFF_FLAGS] = (b[OFF_FLAGS] & !HITS_MASK) | (asks.min(MAX_HITS) << HITS_SHIFT);
 }
 
 /// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
@@ -257,7 +287,8 @@ pub(crate) struct Client<'a> {
 /// How the TTLs of a rendered answer are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ttls {
-    /// The stored TTL minus the whole seconds elapsed at this time (ms on the cache's clock).
+    /// The stored TTL minus the whole seconds of the cache's clock begun since the entry was
+    /// stored, at this time (ms on the cache's clock; see [`expires_ms`]).
     At(u64),
     /// Every TTL set to this value, with an Extended DNS Error "Stale Answer" for EDNS clients
     /// (RFC 8767 section 4, RFC 8914 section 4.4).
@@ -344,7 +375,7 @@ pub(crate) fn render(
         out.extend_from_slice(tail);
         match ttls {
             Ttls::At(now_ms) => {
-                let elapsed = (elapsed_ms(b, now_ms) / 1000).min(u64::from(u32::MAX)) as u32;
+                let elapsed = elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32;
                 for i in 0..ttl_count {
                     let at = base + u16_at(b, offsets_at + 2 * i);
                     let stored =

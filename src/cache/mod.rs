@@ -15,8 +15,10 @@
 //! and patching them, never by re-encoding. What is stored and for how long is [`policy`]: positive
 //! answers for their smallest TTL clamped to `min_ttl..=max_ttl`, negative ones per RFC 2308
 //! (section 5, min(SOA TTL, SOA MINIMUM), capped by `negative_max_ttl`), SERVFAIL for
-//! `servfail_ttl` (RFC 2308 section 7.1). TTLs count down from the moment of insertion in whole
-//! seconds and never exceed what was stored; an entry is a miss once its smallest TTL would reach 0.
+//! `servfail_ttl` (RFC 2308 section 7.1). TTLs count down in whole seconds of the cache's clock and
+//! never exceed what was stored. As in unbound and Knot Resolver, an entry is answered through the
+//! second in which its smallest TTL reads 0 and is a miss after it: it outlives its TTL by the share
+//! of a second that had passed when it was stored (`entry::expires_ms`).
 //!
 //! The key ([`key`]) is the lower-cased question plus the DO and CD bits. The hit echoes the
 //! client's own spelling of the name (0x20 clients), its ID and RD; AD only if the client set AD or
@@ -43,11 +45,13 @@
 //! entry is never served stale, nor will be data that failed DNSSEC validation (there is no
 //! validator yet; the rule lives with `entry::Parts::stale_ok`, which such data must set false).
 //!
-//! Prefetch: a hit in the last tenth of an entry's lifetime (the same window as unbound's
-//! `prefetch: yes`) on a popular entry, one asked for at least twice in its lifetime (the client
-//! miss that fetched it counts; an entry stored by a background refresh needs two hits, so a name
-//! nobody asks for any more is not refreshed on and on), queues a refresh, once per entry.
-//! Popularity is two bits of the entry's flag octet, counted under the lock the hit already holds.
+//! Prefetch: a hit while the TTL an entry answers with is at most a tenth of the stored one (in whole
+//! seconds: unbound's `prefetch: yes` window) on a popular entry queues a refresh, once per entry.
+//! Popular: asked for at least twice, this hit and the client miss that fetched it included.
+//! Popularity belongs to the name, so a refreshed entry takes over the asks of the one it replaces
+//! and one hit in each later window keeps it refreshed; a name nobody asks for in its window is
+//! not refreshed on and on. Popularity is two bits of the entry's flag octet, counted under the
+//! lock the hit already holds.
 //! Refreshes are run by one refresher task ([`Cache::spawn_refresher`]) that owns
 //! the handlers after the cache, so a refresh needs no client: it joins the same `inflight`
 //! flights as client misses (one upstream query per key at a time), its result replaces the entry,
@@ -75,7 +79,7 @@
 //! - Queries with EDNS version other than 0 bypass the cache (the rest of the chain answers BADVERS).
 //! - Entries are counted, not weighed, against `capacity`; only the byte budget weighs them.
 //! - A stale answer reaches only EDNS clients with its Extended DNS Error (others just see TTL 30).
-//! - Prefetch popularity is a count of asks in the entry's lifetime, not a rate; a refresh that fails
+//! - Prefetch popularity is a count of asks (carried over refreshes), not a rate; a refresh that fails
 //!   is retried only by the next query after the hold, not on a timer.
 //! - Stale answers are not persisted differently from live ones; a hold is not persisted.
 
@@ -135,7 +139,7 @@ const MIN_AUTO_SHARD_ENTRIES: usize = 64;
 const BYTES_PER_ENTRY_BUDGET: usize = 1024;
 /// Every shard may hold at least one maximal message.
 const MIN_SHARD_BYTES: usize = MAX_MESSAGE_LEN + 1024;
-/// Prefetch window: the last 1/N of an entry's lifetime.
+/// Prefetch window: the TTL left is at most 1/N of the stored one (in whole seconds).
 const PREFETCH_WINDOW_DIVISOR: u64 = 10;
 /// Asks (hits, and the client miss that fetched the entry) an entry must have had before the one
 /// in its prefetch window to be prefetched.
@@ -143,7 +147,7 @@ const PREFETCH_MIN_ASKS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
 /// store the clock in 48 bits, which leaves thousands of years of uptime.
-const CLOCK_BASE_MS: u64 = 1 << 36;
+const CLOCK_BASE_MS: u64 = (1 << 36) / 1000 * 1000;
 
 /// How the cache is sized and which TTLs it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,9 +330,9 @@ impl Cache {
 
     /// Notes a live hit on `blob`; true when it should be prefetched now: prefetch is on, the entry
     /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it is
-    /// popular (asked for at least twice in its lifetime, this hit and the client miss that fetched
-    /// it included: an entry a background refresh stored needs two hits), no prefetch was asked for
-    /// it yet, it is not held after a failure, and less than a tenth of its lifetime is left. Runs
+    /// popular (asked for at least twice, this hit and the client miss that fetched it included; a
+    /// refreshed entry carries its predecessor's asks), no prefetch was asked for it yet, it is not
+    /// held after a failure, and the TTL it answers with is at most a tenth of the stored one. Runs
     /// under the shard lock, allocates nothing.
     fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
         let before = entry::note_hit(blob);
@@ -340,8 +344,10 @@ impl Cache {
         {
             return false;
         }
-        let left = entry::expires_ms(blob).saturating_sub(now_ms);
-        left * PREFETCH_WINDOW_DIVISOR <= u64::from(entry::lifetime(blob)) * 1000
+        // In whole seconds, as the client sees it: the TTL it is answered with is at most a
+        // tenth of the stored one (a lifetime under 10 s: its last second, where the TTL reads 0).
+        entry::ttl_left_s(blob, now_ms) * PREFETCH_WINDOW_DIVISOR
+            <= u64::from(entry::lifetime(blob))
     }
 
     /// Queues a background refresh of `key` and marks `blob` so that it is asked for once. False
@@ -638,8 +644,16 @@ impl Cache {
             let mut shard = self.shard(hash);
             let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
             if let (Ok(mut b), false) = (blob, kept) {
+                // Popularity belongs to the name, not to one copy of its data: the new entry
+                // takes over the asks its predecessor (live, stale, or a refresh's old copy) had,
+                // so a name that earned a prefetch needs only a hit in each later window to keep
+                // being refreshed, as unbound's prefetch does.
+                let inherited = shard
+                    .peek_mut(hash, key.as_bytes())
+                    .map_or(0, |old| entry::asks(old));
+                entry::set_asks(&mut b, inherited);
                 if origin == Origin::Client {
-                    // The miss that fetched it is its first ask (see `hit_wants_prefetch`).
+                    // The miss that fetched it is an ask too (see `hit_wants_prefetch`).
                     entry::count_ask(&mut b);
                 }
                 shard.insert(hash, b, now, &self.hasher);

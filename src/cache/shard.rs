@@ -266,20 +266,22 @@ mod tests {
         let (a, ba) = blob("a.", 10, 0);
         let ha = hash_key(&state, a.as_bytes());
         s.insert(ha, ba, 0, &state);
+        // Stored at the start of second 0 with a lifetime of 10: live through second 10 (whole
+        // seconds, see `entry::expires_ms`), stale from 11 s.
         assert!(matches!(
-            s.lookup(ha, a.as_bytes(), 9_999, 5_000),
+            s.lookup(ha, a.as_bytes(), 10_999, 5_000),
             Some(Found::Fresh(_))
         ));
         assert!(matches!(
-            s.lookup(ha, a.as_bytes(), 10_000, 5_000),
+            s.lookup(ha, a.as_bytes(), 11_000, 5_000),
             Some(Found::Stale(_))
         ));
         assert!(matches!(
-            s.lookup(ha, a.as_bytes(), 14_999, 5_000),
+            s.lookup(ha, a.as_bytes(), 15_999, 5_000),
             Some(Found::Stale(_))
         ));
         // Past the window it is a miss, and reclaimed.
-        assert!(s.lookup(ha, a.as_bytes(), 15_000, 5_000).is_none());
+        assert!(s.lookup(ha, a.as_bytes(), 16_000, 5_000).is_none());
         assert_eq!(s.len(), 0);
 
         // Entries that must never be served stale are missed and removed once expired.
@@ -296,7 +298,7 @@ mod tests {
         });
         let hb = hash_key(&state, k.as_bytes());
         s.insert(hb, never, 0, &state);
-        assert!(s.lookup(hb, k.as_bytes(), 10_000, 5_000).is_none());
+        assert!(s.lookup(hb, k.as_bytes(), 11_000, 5_000).is_none());
         assert_eq!(s.len(), 0);
     }
 

@@ -21,6 +21,14 @@ use crate::wire::{
     Class, Edns, Header, MessageBuilder, Name, RData, RType, Rcode, Record, Soa, HEADER_LEN,
 };
 
+/// How long after its storing an entry with a TTL of `ttl` is gone, in these tests: the cache counts
+/// TTLs in whole seconds of its clock and answers an entry through its last second, with TTL 0
+/// (see `entry::expires_ms`); time starts paused at the beginning of a second, so that last second
+/// is a whole one.
+fn gone_after(ttl: u32) -> Duration {
+    Duration::from_secs(u64::from(ttl) + 1)
+}
+
 // ---------------------------------------------------------------- helpers
 
 enum Data {
@@ -288,6 +296,35 @@ async fn hit_after_miss_and_ttls_count_down() {
     assert_eq!((s.hits, s.inserts, s.entries), (4, 1, 1));
 }
 
+/// TTLs count down in whole seconds of the cache's clock, as unbound's do: stored 0.3 s into a
+/// second, an entry with TTL 5 reads 5 until that second ends, 0 through its last second, and is
+/// gone 5.7 s after it was stored, never later than the end of the second its TTL reached 0 in.
+#[tokio::test(start_paused = true)]
+async fn ttls_count_in_whole_seconds_of_the_cache_clock() {
+    let c = default_cache();
+    let q = query("www.example.com", RType::A, 1);
+    let wire = response(
+        "www.example.com",
+        RType::A,
+        Rcode::NOERROR,
+        &[rr("www.example.com", 5, Data::A([192, 0, 2, 1]))],
+        &[],
+    );
+    advance(Duration::from_millis(300)).await;
+    c.insert_wire(&key("www.example.com", RType::A, false, false), &wire)
+        .unwrap();
+    let ttl = |c: &Cache| fast(c, &q, 512).map(|out| ttls(&out)[0].2);
+    assert_eq!(ttl(&c), Some(5));
+    advance(Duration::from_millis(699)).await;
+    assert_eq!(ttl(&c), Some(5));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(ttl(&c), Some(4));
+    advance(Duration::from_millis(4_999)).await;
+    assert_eq!(ttl(&c), Some(0));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(ttl(&c), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn entry_expires_with_its_smallest_ttl() {
     let c = default_cache();
@@ -308,6 +345,14 @@ async fn entry_expires_with_its_smallest_ttl() {
     let last = fast(&c, &q, 512).expect("still live");
     assert_eq!(ttls(&last)[1].2, 1);
     assert_eq!(ttls(&last)[0].2, 201);
+    // Whole seconds (as unbound): stored at the start of a second, the entry is answered through
+    // its 100th second with TTL 0, and not a moment longer.
+    advance(Duration::from_millis(1)).await;
+    let zero = fast(&c, &q, 512).expect("answered through its last second");
+    assert_eq!(ttls(&zero)[1].2, 0);
+    assert_eq!(ttls(&zero)[0].2, 200);
+    advance(Duration::from_millis(999)).await;
+    assert!(fast(&c, &q, 512).is_some());
     advance(Duration::from_millis(1)).await;
     assert!(fast(&c, &q, 512).is_none());
     // Kept for serve-stale until its stale limit.
@@ -324,7 +369,7 @@ async fn entry_expires_with_its_smallest_ttl() {
     });
     c.insert_wire(&key("www.example.com", RType::A, false, false), &wire)
         .unwrap();
-    advance(Duration::from_secs(100)).await;
+    advance(Duration::from_secs(101)).await;
     assert!(fast(&c, &q, 512).is_none());
     assert_eq!(c.len(), 0);
 }
@@ -396,6 +441,11 @@ async fn nxdomain_is_cached_for_the_soa_minimum() {
     );
     assert_eq!(ttls(&out), [(Section::Authority, RType::SOA, 300)]);
     advance(Duration::from_secs(300)).await;
+    assert_eq!(
+        ttls(&fast(&c, &q, 512).unwrap()),
+        [(Section::Authority, RType::SOA, 0)]
+    );
+    advance(Duration::from_secs(1)).await;
     assert!(fast(&c, &q, 512).is_none());
 
     // The SOA's own TTL when it is the smaller; negative_max_ttl caps both.
@@ -441,7 +491,7 @@ async fn nodata_is_cached_and_needs_an_soa() {
             (Section::Authority, RType::SOA, 120)
         ]
     );
-    advance(Duration::from_secs(120)).await;
+    advance(gone_after(120)).await;
     assert!(fast(&c, &q, 512).is_none());
 
     // Without an SOA, neither NODATA nor NXDOMAIN is cached.
@@ -518,7 +568,7 @@ async fn servfail_is_cached_briefly_with_its_extended_error() {
     assert_eq!(Header::parse(&plain).unwrap().arcount, 0);
     assert_eq!(plain.len(), HEADER_LEN + 17 + 4);
 
-    advance(Duration::from_secs(5)).await;
+    advance(gone_after(5)).await;
     assert!(fast(&c, &q, 1232).is_none());
 }
 
@@ -543,7 +593,7 @@ async fn chain_failure_is_cached_as_servfail() {
             extra_text: "all upstreams timed out".into()
         }]
     );
-    advance(Duration::from_secs(DEFAULT_SERVFAIL_TTL as u64)).await;
+    advance(gone_after(DEFAULT_SERVFAIL_TTL)).await;
     assert!(ch.handle(&req).await.is_err());
     assert_eq!(up.calls(), 2);
 
@@ -1016,6 +1066,9 @@ async fn codec_negative_answer_from_message() {
     assert_eq!(cached.authority[0].ttl, 1);
     assert_eq!(up.calls(), 1);
     advance(Duration::from_secs(1)).await;
+    assert_eq!(ch.handle(&req).await.unwrap().authority[0].ttl, 0);
+    assert_eq!(up.calls(), 1);
+    advance(Duration::from_secs(1)).await;
     ch.handle(&req).await.unwrap();
     assert_eq!(up.calls(), 2);
 }
@@ -1078,7 +1131,7 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
     let ch = chain(&c, &up);
     let req = request(msg_query("www.example.com", RType::A));
     assert_eq!(ch.handle(&req).await.unwrap().answers[0].ttl, 60);
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
 
     // Expired, upstream down: the query refreshes, the refresh fails, the answer is stale.
     mode.store(FAIL, Ordering::SeqCst);
@@ -1117,7 +1170,7 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
         &a_response("www.example.com", 60),
     )
     .unwrap();
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
     let r = chain(&busy, &up_busy).handle(&req).await.unwrap();
     assert_eq!(edes(&r), [ede::STALE_ANSWER]);
     assert_eq!(r.answers[0].ttl, DEFAULT_STALE_ANSWER_TTL);
@@ -1144,7 +1197,7 @@ async fn stale_answer_when_the_upstream_is_late_and_the_refresh_goes_on() {
     let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
     let req = request(msg_query("www.example.com", RType::A));
     ch.handle(&req).await.unwrap();
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
 
     // The upstream now hangs (no permits): the query is answered stale at the client timeout.
     let slow = Upstream::gated(|req| Ok(a_answer(req, 120)));
@@ -1195,7 +1248,7 @@ async fn stale_data_has_limits() {
     let req = request(msg_query("www.example.com", RType::A));
     ch.handle(&req).await.unwrap();
     mode.store(FAIL, Ordering::SeqCst);
-    advance(Duration::from_secs(60 + 99)).await;
+    advance(gone_after(60) + Duration::from_secs(99)).await;
     assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
     advance(Duration::from_secs(1)).await;
     assert!(ch.handle(&req).await.is_err());
@@ -1209,7 +1262,7 @@ async fn stale_data_has_limits() {
     mode.store(ANSWER, Ordering::SeqCst);
     ch.handle(&req).await.unwrap();
     mode.store(FAIL, Ordering::SeqCst);
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
     assert!(ch.handle(&req).await.is_err());
 
     // A SERVFAIL entry is never served stale, and a failure never replaces live data.
@@ -1218,7 +1271,7 @@ async fn stale_data_has_limits() {
     let other = request(msg_query("down.example", RType::A));
     assert!(ch.handle(&other).await.is_err());
     assert_eq!(ch.handle(&other).await.unwrap().rcode(), Rcode::SERVFAIL);
-    advance(Duration::from_secs(u64::from(DEFAULT_SERVFAIL_TTL))).await;
+    advance(gone_after(DEFAULT_SERVFAIL_TTL)).await;
     assert!(ch.handle(&other).await.is_err());
     let cached = c.stats();
     assert_eq!(cached.stale, 0);
@@ -1235,7 +1288,7 @@ async fn stale_data_has_limits() {
     let ch = chain(&c, &up2);
     ch.handle(&req).await.unwrap();
     refusing.store(1, Ordering::SeqCst);
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
     assert_eq!(
         ch.handle(&req).await,
         Err(HandlerError::Refused("policy".into()))
@@ -1256,7 +1309,7 @@ async fn a_zero_client_timeout_answers_stale_at_once_and_refreshes_behind() {
     ch.handle(&request(msg_query("www.example.com", RType::A)))
         .await
         .unwrap();
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
     let q = query_with("www.example.com", RType::A, 3, edns(false), false);
     let out = Message::parse(&fast(&c, &q, 1232).expect("stale at once")).unwrap();
     assert_stale(&out, DEFAULT_STALE_ANSWER_TTL);
@@ -1306,23 +1359,19 @@ async fn popular_entries_are_prefetched_before_they_expire() {
     }
     until(|| c.stats().refreshes == 2 && c.stats().inserts == 4).await;
     assert_eq!(up.calls(), 4);
-    // The refreshed entries (stored at 90 s, for 100 s) were stored by a refresh, not asked for:
-    // one hit in their window is not enough to refresh them again, two are. Checking a TTL is a
-    // hit, so nothing is looked at before.
+    // The refreshed entries (stored at 90 s, for 100 s) take over the asks of the entries they
+    // replace: popularity belongs to the name, so one hit in the next window refreshes them again
+    // (as unbound's prefetch does). "hot" is hit there, "once" is not asked for again.
     advance(Duration::from_secs(91)).await;
-    assert_eq!(ttl(&once), 9);
-    assert_eq!(ttl(&hot), 9);
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(up.calls(), 4);
     assert_eq!(ttl(&hot), 9);
     until(|| c.stats().inserts == 5).await;
     assert_eq!(up.calls(), 5);
-    // Past the old expiry: "hot" counts down from its refresh, "once" has expired.
-    advance(Duration::from_secs(10)).await;
+    // Past the refreshed entries' expiry: "hot" counts down from its second refresh, "once",
+    // never asked for in its window, has expired (kept only for serve-stale).
+    advance(gone_after(9)).await;
     assert_eq!(ttl(&hot), 90);
     assert!(fast(&c, &once, 512).is_none(), "expired, not refreshed");
+    assert_eq!(up.calls(), 5);
 
     // A SERVFAIL entry is not prefetched: its lifetime is the retry back-off.
     mode.store(FAIL, Ordering::SeqCst);
@@ -1417,7 +1466,7 @@ async fn shutdown_ends_the_flights_of_queued_refreshes() {
     up.gate.add_permits(1);
     let req = request(msg_query("www.example.com", RType::A));
     ch.handle(&req).await.unwrap();
-    advance(Duration::from_secs(61)).await;
+    advance(gone_after(60)).await;
     let waiting = {
         let (ch, req) = (ch.clone(), req.clone());
         tokio::spawn(async move { ch.handle(&req).await })
@@ -1484,8 +1533,9 @@ async fn cache_file_round_trip_ages_every_ttl() {
     assert_eq!(t(&b, &query("nope.example.com", RType::A, 1)), 90);
     let do_cd = query_with("www.example.com", RType::A, 1, edns(true), true);
     assert_eq!(t(&b, &do_cd), 20);
-    // The restored entries expire when the originals would have.
-    advance(Duration::from_secs(20)).await;
+    // The restored entries expire when the originals would have, give or take the share of a
+    // second the restored clock is out of step with the original's (whole seconds: expires_ms).
+    advance(Duration::from_secs(21)).await;
     assert!(fast(&b, &do_cd, 1232).is_none());
 
     // Much later: expired data is kept for serve-stale (and answered stale), until its limit.
