@@ -84,6 +84,8 @@ pub const MAX_TCP_QUERY_LEN: usize = 16 * 1024;
 pub const MAX_UDP_SOCKETS_PER_ADDR: usize = 256;
 /// How often a blocking UDP receive loop wakes up, when idle, to check for shutdown.
 pub const UDP_POLL: Duration = Duration::from_millis(200);
+/// Receive buffer asked for on each UDP listening socket (see `bind_udp`).
+const UDP_RECV_BUFFER: usize = 1 << 20;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -450,6 +452,14 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         #[cfg(unix)]
         sock.set_reuse_port(true)?;
     }
+    // Room for a burst while the receive thread is busy starting misses (each opens and sends on
+    // an upstream socket inline): with the default (212,992 octets on Linux, about 200 small
+    // queries at their kernel size) a client with 200 queries outstanding overflowed it now and
+    // then, and the kernel dropped queries (`UdpRcvbufErrors`). The kernel caps the request at
+    // `net.core.rmem_max` and doubles it; a refusal is not fatal, the default then stays.
+    if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
+    }
     sock.bind(&addr.into())?;
     // Blocking, served by a thread of its own (see udp.rs); the timeouts bound how long shutdown
     // waits for the thread and how long a send may stall it.
@@ -462,6 +472,20 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
+
+    /// A listening UDP socket holds more than the system's default receive buffer, so a burst of
+    /// queries waits in the kernel instead of being dropped there.
+    #[test]
+    fn udp_sockets_get_a_larger_receive_buffer() {
+        let sock = bind_udp("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let got = socket2::SockRef::from(&sock).recv_buffer_size().unwrap();
+        let default: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(got > default, "{got} octets, the default is {default}");
+    }
 
     #[test]
     fn permission_denied_says_how_to_fix_it() {
