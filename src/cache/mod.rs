@@ -146,7 +146,9 @@ const PREFETCH_WINDOW_DIVISOR: u64 = 10;
 const PREFETCH_MIN_ASKS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
-/// store the clock in 48 bits, which leaves thousands of years of uptime.
+/// store the clock in 48 bits, which leaves thousands of years of uptime. A whole number of
+/// seconds, so the clock's seconds (in which TTLs count, `entry::expires_ms`) begin in step with
+/// the cache's start, which keeps tests with paused time exact.
 const CLOCK_BASE_MS: u64 = (1 << 36) / 1000 * 1000;
 
 /// How the cache is sized and which TTLs it applies.

@@ -272,7 +272,10 @@ impl Cache {
             _ => return Restored::Rejected,
         }
         let now_ms = self.now_ms();
-        let age = now_unix_ms - inserted_unix_ms;
+        // Rounded up to whole seconds: the TTLs count whole seconds of the clock (see
+        // `entry::expires_ms`), whose second boundaries fall elsewhere in this process, and with
+        // the exact age an entry could read one second more here than it did when it was saved.
+        let age = (now_unix_ms - inserted_unix_ms).div_ceil(1000) * 1000;
         // Older than the cache's clock can date: past any TTL plus stale age.
         let Some(inserted_ms) = now_ms.checked_sub(age) else {
             return Restored::Expired;

@@ -149,12 +149,7 @@ impl BatchSender {
     ) {
         let mut start = 0;
         while start < msgs.len() {
-            let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
-                msgs.get(start + k)
-                    .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
-            });
-            let to: [Option<SockaddrStorage>; BATCH] =
-                std::array::from_fn(|k| msgs.get(start + k).and_then(|p| dests[order[p.first]]));
+            let (slices, to) = headers(iov, order, &msgs[start..], dests);
             let count = msgs.len() - start;
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
             match sendmmsg(
@@ -192,12 +187,7 @@ impl BatchSender {
         dests: &[Option<SockaddrStorage>],
         seg: u16,
     ) -> bool {
-        let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
-            msgs.get(k)
-                .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
-        });
-        let to: [Option<SockaddrStorage>; BATCH] =
-            std::array::from_fn(|k| msgs.get(k).and_then(|p| dests[order[p.first]]));
+        let (slices, to) = headers(iov, order, msgs, dests);
         let cmsgs = [ControlMessage::UdpGsoSegments(&seg)];
         loop {
             match sendmmsg(
@@ -227,6 +217,23 @@ impl BatchSender {
     pub(super) fn gso_counts(&self) -> (u64, u64) {
         (self.gso_sends, self.gso_answers)
     }
+}
+
+/// Each message's data (its answers' slices) and destination, in the order of `msgs`, as
+/// `sendmmsg` takes them; unused slots are empty.
+#[allow(clippy::type_complexity)]
+fn headers<'a, 'b>(
+    iov: &'a [IoSlice<'b>; BATCH],
+    order: &[usize; BATCH],
+    msgs: &[Planned],
+    dests: &[Option<SockaddrStorage>],
+) -> ([&'a [IoSlice<'b>]; BATCH], [Option<SockaddrStorage>; BATCH]) {
+    let slices = std::array::from_fn(|k| {
+        msgs.get(k)
+            .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
+    });
+    let to = std::array::from_fn(|k| msgs.get(k).and_then(|p| dests[order[p.first]]));
+    (slices, to)
 }
 
 #[cfg(test)]
