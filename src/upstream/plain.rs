@@ -111,12 +111,17 @@ impl UdpTransport {
     /// Sends the query and waits (without a deadline of its own) for a datagram that answers it;
     /// None when one fills the receive buffer (it may have been cut: ask over TCP).
     ///
-    /// The socket is registered with the runtime for read readiness only, and the query is sent
-    /// straight away with a plain non-blocking send. A tokio `UdpSocket` would register for writes
-    /// too: a fresh socket is writable at once, so the registration itself woke the I/O driver's
-    /// thread, and the send waited for that thread to report the readiness. Per query that was a
-    /// wake-up and two context switches before the query left (`perf sched` showed it), with
-    /// the query held back behind them.
+    /// The query is sent with a plain non-blocking send before the socket is registered with the
+    /// runtime, and the socket is registered for read readiness only. A tokio `UdpSocket` would
+    /// register for writes too: a fresh socket is writable at once, so the registration itself
+    /// woke the I/O driver's thread, and the send waited for that thread to report the readiness.
+    /// Per query that was a wake-up and two context switches before the query left (`perf sched`
+    /// showed it), with the query held back behind them.
+    ///
+    /// Before registering, one non-blocking receive: a server on this machine may already have
+    /// answered (the send wakes it, and where it shares our CPU it often runs at once). Its answer
+    /// is then taken here, and the exchange ends without the runtime's I/O driver, so no worker
+    /// thread is woken for it. Otherwise the receive costs one system call that finds nothing.
     async fn udp_once(&self, query: &[u8]) -> Result<Option<Vec<u8>>, UpstreamError> {
         let local: SocketAddr = if self.server.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -128,31 +133,54 @@ impl UdpTransport {
         sock.connect(self.server)
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         sock.set_nonblocking(true).map_err(io)?;
+        // A fresh socket's send buffer holds far more than one query, so this send does not
+        // find it full; if it ever did, the query fails like any other I/O error (and is retried).
+        sock.send(query).map_err(io)?;
+        let mut buf = vec![0u8; UDP_RECV_BUF];
+        // A connected socket only receives the server's datagrams; ICMP errors (port
+        // unreachable) surface as a receive error, which fails fast.
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    if let Some(answer) = self.judge(query, &buf, n) {
+                        return Ok(answer);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io(e)),
+            }
+        }
         // `with_interest` is deprecated because a wrapped value could hand out a different or
         // closed descriptor later (tokio PR 8587); its replacement is an `unsafe fn`, which this
         // crate forbids. A `std::net::UdpSocket` owns its descriptor and returns that same one
         // until it is dropped, which is the condition the replacement asks its caller to promise.
+        // A datagram that arrived since the receive above makes the registration report the
+        // socket readable at once.
         #[allow(deprecated)]
         let sock = AsyncFd::with_interest(sock, Interest::READABLE).map_err(io)?;
-        // A fresh socket's send buffer holds far more than one query, so this send does not
-        // find it full; if it ever did, the query fails like any other I/O error (and is retried).
-        sock.get_ref().send(query).map_err(io)?;
-        let mut buf = vec![0u8; UDP_RECV_BUF];
         loop {
-            // A connected socket only receives the server's datagrams; ICMP errors (port
-            // unreachable) surface here as a receive error, which fails fast.
             let mut ready = sock.readable().await.map_err(io)?;
             let n = match ready.try_io(|s| s.get_ref().recv(&mut buf)) {
                 Ok(r) => r.map_err(io)?,
                 // Spurious readiness: cleared, wait again.
                 Err(_would_block) => continue,
             };
-            let datagram = &buf[..n];
-            if answers_query(query, datagram) {
-                return Ok((n < buf.len()).then(|| datagram.to_vec()));
+            if let Some(answer) = self.judge(query, &buf, n) {
+                return Ok(answer);
             }
-            debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
         }
+    }
+
+    /// What the datagram of `n` octets in `buf` means for the exchange: `Some` answer (itself
+    /// `None` when it filled the buffer and may have been cut), or `None` when it does not answer
+    /// `query` and is ignored.
+    fn judge(&self, query: &[u8], buf: &[u8], n: usize) -> Option<Option<Vec<u8>>> {
+        let datagram = &buf[..n];
+        if answers_query(query, datagram) {
+            return Some((n < buf.len()).then(|| datagram.to_vec()));
+        }
+        debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
+        None
     }
 }
 
