@@ -4,8 +4,8 @@
 //!   0..6    inserted, milliseconds on the cache's clock (u48 LE)
 //!   6..9    lifetime in seconds: the smallest stored TTL (u24 LE, at most MAX_LIFETIME)
 //!   9       flags: bit 0 = referenced since the CLOCK hand last passed, bit 1 = a prefetch was
-//!           requested, bit 2 = never serve stale, bits 4..5 = asks since insertion (hits and the
-//!           client miss that fetched it; saturating)
+//!           requested, bit 2 = never serve stale, bits 4..5 = asks (hits, the client
+//!           miss that fetched it, and those of the entry it replaced; saturating)
 //!   10..14  held until, seconds on the cache's clock (u32 LE, 0 = not held): after a failed
 //!           refresh, expired data is answered stale without asking again until then
 //!   14..16  key length K (u16 LE)
@@ -142,11 +142,17 @@ pub(crate) fn is_expired(b: &[u8], now_ms: u64) -> bool {
 /// second `s + L`, in which its smallest TTL reads 0, and ends when second `s + L + 1` begins. So
 /// it outlives its TTL by less than a second (half a second on average), the share of a second
 /// that had passed when it was stored; a TTL never counts up and never exceeds what was stored. A
-/// lifetime of 0 ends at once: such an entry is never answered.
+/// lifetime of 0 ends at once: such an entry is never answered. An entry never to be served stale
+/// (a SERVFAIL) ends exactly when its lifetime does.
 pub(crate) fn expires_ms(b: &[u8]) -> u64 {
     let life = u64::from(lifetime(b));
     if life == 0 {
         return inserted_ms(b);
+    }
+    if !stale_ok(b) {
+        // A SERVFAIL's lifetime is a back-off that RFC 2308 section 7.1 caps at five minutes
+        // (and `servfail_ttl` may be exactly that): no slack past it.
+        return inserted_ms(b).saturating_add(life * 1000);
     }
     (inserted_ms(b) / 1000)
         .saturating_add(life + 1)

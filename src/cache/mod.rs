@@ -141,8 +141,8 @@ const BYTES_PER_ENTRY_BUDGET: usize = 1024;
 const MIN_SHARD_BYTES: usize = MAX_MESSAGE_LEN + 1024;
 /// Prefetch window: the TTL left is at most 1/N of the stored one (in whole seconds).
 const PREFETCH_WINDOW_DIVISOR: u64 = 10;
-/// Asks (hits, and the client miss that fetched the entry) an entry must have had before the one
-/// in its prefetch window to be prefetched.
+/// Asks (hits, the client miss that fetched the entry, and those its predecessor had) an entry must
+/// have had before the one in its prefetch window to be prefetched.
 const PREFETCH_MIN_ASKS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries

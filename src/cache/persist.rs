@@ -9,9 +9,10 @@
 //!
 //! A record is an entry's key and the complete response it stored (TTLs as stored, not counted
 //! down), with the wall-clock time it was stored. Reading one back ages it by the wall-clock time
-//! that passed since then: it is rebuilt as if inserted at that time, so its TTLs count down from
-//! there, and it is dropped when it is past its stale limit (or simply expired, with serve-stale off).
-//! SERVFAIL entries are not written.
+//! that passed since then, rounded up to whole seconds (TTLs count whole seconds, so a TTL never
+//! reads more than it did when it was saved): it is rebuilt as if inserted at that time, so its
+//! TTLs count down from there, and it is dropped when it is past its stale limit (or simply
+//! expired, with serve-stale off). SERVFAIL entries are not written.
 //!
 //! The file is hostile input, like a packet: the whole file is refused when it is not ours (magic),
 //! of another version, larger than the cache could hold, claims more entries than the cache holds,

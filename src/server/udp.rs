@@ -45,9 +45,10 @@ const RECV_BUF: usize = 4096;
 ///
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
 /// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg` sends
-/// all those answers ([`super::udp_send`], which also merges equal answers to one client), and then the batch's slow-path queries start. Under load that divides the
-/// per-packet system call cost by the batch size; when the server is idle a batch is a single
-/// datagram and nothing waits for a batch to fill.
+/// all those answers ([`super::udp_send`], which also merges equal answers to one client), and then
+/// the batch's slow-path queries start. Under load that divides the per-packet system call cost by
+/// the batch size; when the server is idle a batch is a single datagram and nothing waits for a
+/// batch to fill.
 pub(super) fn serve(
     sock: Arc<UdpSocket>,
     shared: Arc<Shared>,
@@ -61,7 +62,7 @@ pub(super) fn serve(
     let mut rbufs: Box<[[u8; RECV_BUF]; BATCH]> = Box::new([[0u8; RECV_BUF]; BATCH]);
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
     let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut sender = BatchSender::new();
+    let mut sender = BatchSender::new(&*sock);
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
