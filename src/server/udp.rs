@@ -8,8 +8,8 @@
 //! this thread, once the fast answers of its batch are sent, and moves to the runtime when it first
 //! has to wait ([`super::inline`]).
 //!
-//! Why a blocking thread and not a tokio task: a cached answer costs at most two system calls here
-//! (`recvmmsg` and `sendmmsg`, shared by every datagram of a batch). Through the reactor the same
+//! Why a blocking thread and not a tokio task: a cached answer costs a share of a few system calls
+//! here (`recvmmsg` and `sendmmsg`, shared by every datagram of a batch). Through the reactor the same
 //! answer also pays for the readiness dance whenever the socket runs dry (a failed receive,
 //! `epoll_wait`, a task wake-up), which under a typical load, where the server is faster than its
 //! clients, is nearly every packet; the benchmark (BENCHMARKS.md) measured it. The thread sleeps in
@@ -44,9 +44,9 @@ const RECV_BUF: usize = 4096;
 /// `runtime` is where slow-path queries continue once they wait.
 ///
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
-/// until the first arrives), the fast path answers each into its own buffer, one `sendmmsg` sends
-/// all those answers ([`super::udp_send`], which also merges equal answers to one client), and then
-/// the batch's slow-path queries start. Under load that divides the per-packet system call cost by
+/// until the first arrives), the fast path answers each into its own buffer, the answers go out
+/// together ([`super::udp_send`]: one `sendmmsg`, plus one GSO send per group of equal answers to
+/// one client), and then the batch's slow-path queries start. Under load that divides the per-packet system call cost by
 /// the batch size; when the server is idle a batch is a single datagram and nothing waits for a
 /// batch to fill.
 pub(super) fn serve(

@@ -5,7 +5,7 @@
 //! path and (on loopback) a second pass through the receive path, and under load that per-datagram
 //! work is most of the server's CPU, far more than finding the answer in the cache. So:
 //!
-//! - All answers of a batch go in one `sendmmsg`, which shares the system call.
+//! - The lone answers of a batch go in one `sendmmsg`, which shares the system call.
 //! - Answers of the same size for the same client (a busy client socket: a forwarder downstream, a
 //!   load generator, a host resolving many names through one socket) go as one UDP GSO send
 //!   (`UDP_SEGMENT`, Linux 4.18): the kernel builds one large packet, walks the output path (route
