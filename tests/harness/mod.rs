@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dnsveil::wire::{Message, Name, RType};
@@ -222,12 +222,25 @@ impl Nsd {
     }
 }
 
+/// A process's stderr lines so far, and a signal for each new one.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+impl Log {
+    fn text(&self) -> String {
+        self.lines.lock().expect("log").join("\n")
+    }
+}
+
 /// The real `dnsveil` binary, started with `run` and the given arguments.
 pub struct Dnsveil {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub child: Guard,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Log>,
     /// Reads stderr into `log`; ends at the process's exit (end of the pipe).
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -251,13 +264,14 @@ impl Dnsveil {
         }
         let mut child = cmd.spawn().expect("spawn dnsveil");
         let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Log::default());
         let (tx, rx) = mpsc::channel::<String>();
         let log2 = log.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // Stored before it is announced: a line seen on the channel is in the log.
-                log2.lock().expect("log lock").push(line.clone());
+                log2.lines.lock().expect("log lock").push(line.clone());
+                log2.grew.notify_all();
                 let _ = tx.send(line);
             }
         });
@@ -277,10 +291,7 @@ impl Dnsveil {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!(
-                        "dnsveil did not report its listeners; log:\n{}",
-                        log.lock().expect("log").join("\n")
-                    );
+                    panic!("dnsveil did not report its listeners; log:\n{}", log.text());
                 }
             }
         }
@@ -307,7 +318,24 @@ impl Dnsveil {
 
     /// Everything the process logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.log.text()
+    }
+
+    /// Waits up to `limit` for a logged line containing `needle` (a line the process may write
+    /// just after the answer that prompted it); true once there is one.
+    pub fn wait_logged(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut lines = self.log.lines.lock().expect("log");
+        loop {
+            if lines.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = self.log.grew.wait_timeout(lines, left).expect("log").0;
+        }
     }
 
     /// Sends a signal to the process.
