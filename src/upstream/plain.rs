@@ -48,6 +48,9 @@ use crate::wire::{Header, Name, Reader, HEADER_LEN};
 /// trust whole: the exchange moves to TCP, as for TC=1. Kept small because it is allocated and
 /// zeroed per query (a 64 KiB buffer cost more than the rest of the exchange's user time).
 const UDP_RECV_BUF: usize = 4096;
+/// Datagrams that do not answer the query read in one go before the exchange yields (see
+/// `UdpTransport::take_waiting`).
+const MAX_IGNORED_PER_READ: usize = 16;
 /// Most idle TCP connections kept per upstream.
 pub const MAX_IDLE_TCP: usize = 4;
 /// How long an idle TCP connection is kept for reuse. Servers close idle connections after a few
@@ -118,7 +121,7 @@ impl UdpTransport {
     /// Per query that was a wake-up and two context switches before the query left (`perf sched`
     /// showed it), with the query held back behind them.
     ///
-    /// Before registering, one non-blocking receive: a server on this machine may already have
+    /// Before registering, a non-blocking read: a server on this machine may already have
     /// answered (the send wakes it, and where it shares our CPU it often runs at once). Its answer
     /// is then taken here, and the exchange ends without the runtime's I/O driver, so no worker
     /// thread is woken for it. Otherwise the receive costs one system call that finds nothing.
@@ -134,20 +137,14 @@ impl UdpTransport {
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         sock.set_nonblocking(true).map_err(io)?;
         // A fresh socket's send buffer holds far more than one query, so this send does not
-        // find it full; if it ever did, the query fails like any other I/O error (and is retried).
+        // find it full; if it ever did, the exchange fails like on any other I/O error.
         sock.send(query).map_err(io)?;
         let mut buf = vec![0u8; UDP_RECV_BUF];
-        // A connected socket only receives the server's datagrams; ICMP errors (port
-        // unreachable) surface as a receive error, which fails fast.
         loop {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    if let Some(answer) = self.judge(query, &buf, n) {
-                        return Ok(answer);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io(e)),
+            match self.take_waiting(&sock, query, &mut buf)? {
+                Waiting::Answer(answer) => return Ok(answer),
+                Waiting::Nothing => break,
+                Waiting::More => tokio::task::yield_now().await,
             }
         }
         // `with_interest` is deprecated because a wrapped value could hand out a different or
@@ -160,28 +157,56 @@ impl UdpTransport {
         let sock = AsyncFd::with_interest(sock, Interest::READABLE).map_err(io)?;
         loop {
             let mut ready = sock.readable().await.map_err(io)?;
-            let n = match ready.try_io(|s| s.get_ref().recv(&mut buf)) {
-                Ok(r) => r.map_err(io)?,
-                // Spurious readiness: cleared, wait again.
-                Err(_would_block) => continue,
-            };
-            if let Some(answer) = self.judge(query, &buf, n) {
-                return Ok(answer);
+            match self.take_waiting(sock.get_ref(), query, &mut buf)? {
+                Waiting::Answer(answer) => return Ok(answer),
+                Waiting::Nothing => ready.clear_ready(),
+                Waiting::More => {
+                    drop(ready);
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
 
-    /// What the datagram of `n` octets in `buf` means for the exchange: `Some` answer (itself
-    /// `None` when it filled the buffer and may have been cut), or `None` when it does not answer
-    /// `query` and is ignored.
-    fn judge(&self, query: &[u8], buf: &[u8], n: usize) -> Option<Option<Vec<u8>>> {
-        let datagram = &buf[..n];
-        if answers_query(query, datagram) {
-            return Some((n < buf.len()).then(|| datagram.to_vec()));
+    /// Reads the datagrams waiting on `sock` (connected to the server, non-blocking) until one
+    /// answers `query`, none is left, or [`MAX_IGNORED_PER_READ`] did not answer it. The bound
+    /// keeps a flood of datagrams from the server's address (a spoofer who found our port) from
+    /// holding the thread: the exchange yields, and its deadline still runs. ICMP errors (port
+    /// unreachable) surface as a receive error, which fails the exchange fast.
+    fn take_waiting(
+        &self,
+        sock: &std::net::UdpSocket,
+        query: &[u8],
+        buf: &mut [u8],
+    ) -> Result<Waiting, UpstreamError> {
+        for _ in 0..MAX_IGNORED_PER_READ {
+            let n = match sock.recv(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(Waiting::Nothing)
+                }
+                Err(e) => return Err(UpstreamError::Io(e.to_string())),
+            };
+            let datagram = &buf[..n];
+            if answers_query(query, datagram) {
+                // One that fills the buffer may have been cut: None sends the query to TCP.
+                return Ok(Waiting::Answer((n < buf.len()).then(|| datagram.to_vec())));
+            }
+            debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
         }
-        debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
-        None
+        Ok(Waiting::More)
     }
+}
+
+/// What [`UdpTransport::take_waiting`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Waiting {
+    /// The answer (None when it filled the receive buffer).
+    Answer(Option<Vec<u8>>),
+    /// No datagram left.
+    Nothing,
+    /// Only datagrams that do not answer the query, and maybe more of them.
+    More,
 }
 
 impl Transport for UdpTransport {
@@ -407,6 +432,42 @@ mod tests {
         let mut buf = [0u8; 512];
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &q[..]);
+    }
+
+    /// Datagrams from the server that do not answer the query are read at most
+    /// `MAX_IGNORED_PER_READ` at a time (a flood cannot hold the thread), and the answer behind
+    /// them is still found.
+    #[test]
+    fn a_flood_of_wrong_datagrams_is_read_in_bounded_steps() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let t = UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default());
+        let q = query(0x7777, "flood.example");
+        let mut wrong = answer_to(&q);
+        wrong.header.id = 0x7778;
+        let wrong = wrong.encode().unwrap();
+        let right = answer_to(&q).encode().unwrap();
+        let to = client.local_addr().unwrap();
+        for _ in 0..MAX_IGNORED_PER_READ + 4 {
+            server.send_to(&wrong, to).unwrap();
+        }
+        server.send_to(&right, to).unwrap();
+        // Loopback delivers at send time: everything is queued now.
+        let mut buf = vec![0u8; UDP_RECV_BUF];
+        assert_eq!(
+            t.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::More
+        );
+        assert_eq!(
+            t.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Answer(Some(right))
+        );
+        assert_eq!(
+            t.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Nothing
+        );
     }
 
     #[test]
