@@ -646,16 +646,9 @@ impl Cache {
             let mut shard = self.shard(hash);
             let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
             if let (Ok(mut b), false) = (blob, kept) {
-                // Popularity belongs to the name, not to one copy of its data: the new entry
-                // takes over the asks its predecessor (live, stale, or a refresh's old copy) had,
-                // so a name that earned a prefetch needs only a hit in each later window to keep
-                // being refreshed, as unbound's prefetch does.
-                let inherited = shard
-                    .peek_mut(hash, key.as_bytes())
-                    .map_or(0, |old| entry::asks(old));
-                entry::set_asks(&mut b, inherited);
                 if origin == Origin::Client {
-                    // The miss that fetched it is an ask too (see `hit_wants_prefetch`).
+                    // The miss that fetched it is an ask (see `hit_wants_prefetch`); the shard
+                    // adds those of the entry it replaces.
                     entry::count_ask(&mut b);
                 }
                 shard.insert(hash, b, now, &self.hasher);

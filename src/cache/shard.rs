@@ -153,7 +153,7 @@ impl Shard {
     pub(crate) fn insert(
         &mut self,
         hash: u64,
-        blob: Box<[u8]>,
+        mut blob: Box<[u8]>,
         now_ms: u64,
         hasher: &RandomState,
     ) -> bool {
@@ -161,6 +161,16 @@ impl Shard {
             return false;
         }
         if let Some(&idx) = self.index.get(&hash) {
+            // Popularity belongs to the name, not to one copy of its data: a new entry for the
+            // same key adds the asks of the one it replaces (live, stale, or a refresh's old copy),
+            // so a name that earned a prefetch needs only a hit in each later window to keep being
+            // refreshed, as with unbound's prefetch.
+            if let Some(old) = self.slots[idx as usize].as_deref() {
+                if entry::key(old) == entry::key(&blob) {
+                    let asks = entry::asks(old) + entry::asks(&blob);
+                    entry::set_asks(&mut blob, asks);
+                }
+            }
             self.remove(idx as usize, hash);
         }
         while self.len >= self.max_entries || self.bytes + blob.len() > self.max_bytes {
@@ -298,7 +308,12 @@ mod tests {
         });
         let hb = hash_key(&state, k.as_bytes());
         s.insert(hb, never, 0, &state);
-        assert!(s.lookup(hb, k.as_bytes(), 11_000, 5_000).is_none());
+        // It ends exactly with its lifetime (no whole-second slack: a SERVFAIL's back-off).
+        assert!(matches!(
+            s.lookup(hb, k.as_bytes(), 9_999, 5_000),
+            Some(Found::Fresh(_))
+        ));
+        assert!(s.lookup(hb, k.as_bytes(), 10_000, 5_000).is_none());
         assert_eq!(s.len(), 0);
     }
 

@@ -14,9 +14,9 @@
 //! `epoll_wait`, a task wake-up), which under a typical load, where the server is faster than its
 //! clients, is nearly every packet; the benchmark (BENCHMARKS.md) measured it. The thread sleeps in
 //! `recvmmsg` itself and wakes at once; it checks for shutdown whenever the socket's read timeout
-//! ([`super::UDP_POLL`]) passes. Slow-path queries finish as tasks on the runtime and send their
-//! answers on the same socket (a UDP send does not block for long; the socket's write timeout
-//! bounds it).
+//! ([`super::UDP_POLL`]) passes. Slow-path queries finish here when their first poll gets that far
+//! (a quick local upstream), otherwise as tasks on the runtime, and send their answers on the same
+//! socket (a UDP send does not block for long; the socket's write timeout bounds it).
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
@@ -46,9 +46,9 @@ const RECV_BUF: usize = 4096;
 /// Batching: one `recvmmsg` takes every datagram already queued (up to [`BATCH`]; it blocks only
 /// until the first arrives), the fast path answers each into its own buffer, the answers go out
 /// together ([`super::udp_send`]: one `sendmmsg`, plus one GSO send per group of equal answers to
-/// one client), and then the batch's slow-path queries start. Under load that divides the per-packet system call cost by
-/// the batch size; when the server is idle a batch is a single datagram and nothing waits for a
-/// batch to fill.
+/// one client), and then the batch's slow-path queries start. Under load that divides the
+/// per-packet system call cost by the batch size; when the server is idle a batch is a single
+/// datagram and nothing waits for a batch to fill.
 pub(super) fn serve(
     sock: Arc<UdpSocket>,
     shared: Arc<Shared>,

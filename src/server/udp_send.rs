@@ -147,8 +147,14 @@ impl BatchSender {
     ) {
         let mut start = 0;
         while start < msgs.len() {
-            let (slices, to) = headers(iov, order, &msgs[start..], dests);
-            let count = msgs.len() - start;
+            let rest = &msgs[start..];
+            let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
+                rest.get(k)
+                    .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
+            });
+            let to: [Option<SockaddrStorage>; BATCH] =
+                std::array::from_fn(|k| rest.get(k).and_then(|p| dests[order[p.first]]));
+            let count = rest.len();
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
             match sendmmsg(
                 fd,
@@ -184,14 +190,15 @@ impl BatchSender {
         p: &Planned,
         dests: &[Option<SockaddrStorage>],
     ) -> bool {
-        let (slices, to) = headers(iov, order, std::slice::from_ref(p), dests);
+        let slices = [&iov[p.first..p.first + p.len]];
+        let to = [dests[order[p.first]]];
         let cmsgs = [ControlMessage::UdpGsoSegments(&p.seg)];
         loop {
             match sendmmsg(
                 fd,
                 &mut self.gso,
-                slices[..1].iter(),
-                &to[..1],
+                slices.iter(),
+                to,
                 cmsgs,
                 MsgFlags::empty(),
             ) {
@@ -218,23 +225,6 @@ impl BatchSender {
     pub(super) fn gso_counts(&self) -> (u64, u64) {
         (self.gso_sends, self.gso_answers)
     }
-}
-
-/// Each message's data (its answers' slices) and destination, in the order of `msgs`, as
-/// `sendmmsg` takes them; unused slots are empty.
-#[allow(clippy::type_complexity)]
-fn headers<'a, 'b>(
-    iov: &'a [IoSlice<'b>; BATCH],
-    order: &[usize; BATCH],
-    msgs: &[Planned],
-    dests: &[Option<SockaddrStorage>],
-) -> ([&'a [IoSlice<'b>]; BATCH], [Option<SockaddrStorage>; BATCH]) {
-    let slices = std::array::from_fn(|k| {
-        msgs.get(k)
-            .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
-    });
-    let to = std::array::from_fn(|k| msgs.get(k).and_then(|p| dests[order[p.first]]));
-    (slices, to)
 }
 
 #[cfg(test)]
