@@ -11,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use super::error::{Result, WireError};
+use super::header::HEADER_LEN;
 use super::reader::Reader;
 
 /// Longest name in wire form, root label included (RFC 1035 section 2.3.4).
@@ -473,7 +474,9 @@ fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
                     });
                 }
                 let target = (((len & 0x3F) as usize) << 8) | lo as usize;
-                if target >= lowest_target {
+                // A pointer must point at an earlier name (RFC 1035 section 4.1.4), and no name
+                // starts inside the 12-octet header.
+                if target >= lowest_target || target < HEADER_LEN {
                     return Err(WireError::BadPointer(pos));
                 }
                 hops += 1;
@@ -559,30 +562,43 @@ mod tests {
         }
     }
 
+    /// `body` after a 12-octet header (all zero), as names sit in a message.
+    fn in_message(body: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0u8; HEADER_LEN];
+        msg.extend_from_slice(body);
+        msg
+    }
+
     #[test]
     fn decompression_follows_backward_pointers_only() {
-        // "example.com" at 0, then "www" + pointer to 0 at 13.
-        let mut msg = vec![7];
-        msg.extend_from_slice(b"example");
-        msg.extend_from_slice(&[3, b'c', b'o', b'm', 0]);
-        msg.extend_from_slice(&[3, b'w', b'w', b'w', 0xC0, 0]);
+        // "example.com" at 12, then "www" + pointer to 12 at 25.
+        let mut body = vec![7];
+        body.extend_from_slice(b"example");
+        body.extend_from_slice(&[3, b'c', b'o', b'm', 0]);
+        body.extend_from_slice(&[3, b'w', b'w', b'w', 0xC0, 12]);
+        let msg = in_message(&body);
         let mut r = Reader::new(&msg);
-        r.seek(13).unwrap();
+        r.seek(25).unwrap();
         let name = Name::read(&mut r).unwrap();
         assert_eq!(name.to_string(), "www.example.com.");
         assert_eq!(r.position(), msg.len());
 
+        let fails_at = |body: &[u8], at: usize| {
+            let msg = in_message(body);
+            let mut r = Reader::new(&msg);
+            r.seek(at).unwrap();
+            Name::read(&mut r).is_err()
+        };
         // A pointer to itself.
-        let mut r = Reader::new(&[0xC0, 0]);
-        assert!(Name::read(&mut r).is_err());
+        assert!(fails_at(&[0xC0, 12], 12));
         // A forward pointer.
-        let mut r = Reader::new(&[0xC0, 2, 0]);
-        assert!(Name::read(&mut r).is_err());
+        assert!(fails_at(&[0xC0, 14, 0], 12));
         // Two pointers that point at each other.
-        let msg = [0xC0, 2, 0xC0, 0];
-        let mut r = Reader::new(&msg);
-        r.seek(2).unwrap();
-        assert!(Name::read(&mut r).is_err());
+        assert!(fails_at(&[0xC0, 14, 0xC0, 12], 14));
+        // Pointers into the header, where no name starts (one of them would read "\000.").
+        assert!(fails_at(&[3, b'a', b'b', b'c', 0xC0, 4], 12));
+        assert!(fails_at(&[0xC0, 2], 12));
+        assert!(fails_at(&[0xC0, 11], 12));
     }
 
     #[test]
