@@ -11,6 +11,8 @@
 //!   can be read; a message whose header cannot be read is dropped.
 //! - QDCOUNT other than 1 gets FORMERR; an EDNS version above 0 gets BADVERS with an OPT record of
 //!   version 0 (RFC 6891 section 6.1.3).
+//! - Zone transfers (AXFR, IXFR) and the classes no query can use (0, NONE) get REFUSED with EDE
+//!   "Not Supported": a forwarder serves no zones.
 //! - Every response from the chain is fixed up per the contract in `handler`: ID, the client's
 //!   question (its spelling: case is echoed, RFC 4343), QR=1, RA=1, RD and CD copied (RFC 4035
 //!   section 3.2.2), and EDNS normalised: none if the client sent none, otherwise our OPT (our payload
@@ -24,7 +26,9 @@
 
 use crate::handler::{HandlerResult, Protocol};
 use crate::wire::edns::{code, ede};
-use crate::wire::{Edns, Header, Message, Name, Opcode, Rcode, Reader, HEADER_LEN};
+use crate::wire::{
+    Class, Edns, Header, Message, Name, Opcode, Question, RType, Rcode, Reader, HEADER_LEN,
+};
 
 /// Largest response over TCP (the 16-bit length prefix, RFC 7766 section 8).
 pub(super) const TCP_LIMIT: usize = 65535;
@@ -79,7 +83,19 @@ pub(super) fn prepare(pkt: &[u8], protocol: Protocol, ours: u16) -> Prepared {
     if query.edns.as_ref().is_some_and(|e| e.version > 0) {
         return reply(encode_error(&query, Rcode::BADVERS, None, protocol, ours));
     }
+    if not_for_a_forwarder(&query.questions[0]) {
+        let why = Some((ede::NOT_SUPPORTED, String::new()));
+        return reply(encode_error(&query, Rcode::REFUSED, why, protocol, ours));
+    }
     Prepared::Query(query)
+}
+
+/// Questions refused here rather than forwarded: zone transfers (AXFR, IXFR), which are between
+/// authoritative servers and which a stub forwarder has no zones for (unbound refuses them too), and
+/// the classes no query can use (0 is reserved, NONE belongs to UPDATE, RFC 2136 and RFC 6895).
+/// Forwarded, they only earn an upstream's refusal, which counts against its health.
+fn not_for_a_forwarder(q: &Question) -> bool {
+    matches!(q.qtype, RType::AXFR | RType::IXFR) || q.qclass == Class::NONE || q.qclass == Class(0)
 }
 
 /// REFUSED for a client outside the allow-list (with EDE "Prohibited" when it sent EDNS). Returns
@@ -411,6 +427,31 @@ mod tests {
         assert_eq!(r.rcode(), Rcode::BADVERS);
         let e = r.edns.unwrap();
         assert_eq!((e.version, e.ext_rcode), (0, 1));
+
+        // Zone transfers and the classes no query uses are refused here, not forwarded.
+        for (qtype, qclass) in [
+            (RType::AXFR, Class::IN),
+            (RType::IXFR, Class::IN),
+            (RType::A, Class::NONE),
+            (RType::A, Class(0)),
+        ] {
+            let mut odd = q.clone();
+            odd.questions[0].qtype = qtype;
+            odd.questions[0].qclass = qclass;
+            let r = prepared_reply(prepare(&odd.encode().unwrap(), Protocol::Tcp, OURS));
+            assert_eq!(r.rcode(), Rcode::REFUSED, "{qtype} {qclass}");
+            assert_eq!(r.questions, odd.questions);
+            let ede = r.edns.unwrap().extended_errors().next().map(|(info, _)| info);
+            assert_eq!(ede, Some(ede::NOT_SUPPORTED));
+        }
+        for qclass in [Class::IN, Class::CH, Class::ANY] {
+            let mut fine = q.clone();
+            fine.questions[0].qclass = qclass;
+            assert!(matches!(
+                prepare(&fine.encode().unwrap(), Protocol::Udp, OURS),
+                Prepared::Query(_)
+            ));
+        }
     }
 
     #[test]
@@ -435,11 +476,12 @@ mod tests {
 
     #[test]
     fn error_bytes_never_amplify() {
-        // A question that is a pointer into the header expands to more octets than were sent.
-        // NSCOUNT and ARCOUNT spell the name "ab." at offset 8; the question points at it.
+        // A question that is a pointer into the header would expand to more octets than were
+        // sent. NSCOUNT and ARCOUNT spell the name "ab." at offset 8; the question points at it.
+        // Such a pointer does not read (no name starts in the header), and no question is echoed.
         let mut pkt = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 2, b'a', b'b', 0];
         pkt.extend_from_slice(&[0xC0, 8, 0, 1, 0, 1]);
-        assert_eq!(read_first_question(&pkt).unwrap().0.to_string(), "ab.");
+        assert!(read_first_question(&pkt).is_none());
         let out = error_bytes(&pkt, Rcode::FORMERR).unwrap();
         assert!(out.len() <= pkt.len());
         assert_eq!(Header::parse(&out).unwrap().qdcount, 0);

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crate::handler::BoxFuture;
 use crate::wire::edns::DEFAULT_PAYLOAD;
-use crate::wire::{Edns, Header, Message};
+use crate::wire::{Edns, Header, Message, Rcode};
 use thiserror::Error;
 
 /// Why an exchange with an upstream failed.
@@ -121,8 +121,25 @@ pub fn outgoing_query(q: &Message, id: u16) -> Message {
     }
 }
 
+/// True for a response header that may leave the question out: an error (FORMERR, SERVFAIL,
+/// NOTIMP, REFUSED) with no question, answer or authority records and at most an OPT record. Many
+/// servers (nsd, for one) answer a query they reject with such a bare header, and RFC 1035 does not
+/// ask an error to echo the question; dropping it as a non-answer would leave the query to time out
+/// and count the server as down. It carries no data a spoofer could plant, and the ID (and, for
+/// plain UDP, the address and port) must still match.
+pub fn is_bare_error(h: &Header) -> bool {
+    h.response
+        && h.qdcount == 0
+        && h.ancount == 0
+        && h.nscount == 0
+        && h.arcount <= 1
+        && [Rcode::FORMERR, Rcode::SERVFAIL, Rcode::NOTIMP, Rcode::REFUSED]
+            .iter()
+            .any(|r| r.low() == h.rcode_low)
+}
+
 /// Parses `raw` and checks that it answers `sent`: QR=1, same ID, same opcode and same questions
-/// (names case-insensitively, type, class).
+/// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]).
 pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
     let answer = Message::parse(raw)
         .map_err(|e| UpstreamError::BadAnswer(format!("does not parse: {e}")))?;
@@ -139,7 +156,12 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
         return Err(UpstreamError::BadAnswer("opcode differs".into()));
     }
     // `Question`'s equality compares names case-insensitively (RFC 4343).
-    if answer.questions != sent.questions {
+    let bare = answer.questions.is_empty()
+        && answer.answers.is_empty()
+        && answer.authority.is_empty()
+        && answer.additional.is_empty()
+        && [Rcode::FORMERR, Rcode::SERVFAIL, Rcode::NOTIMP, Rcode::REFUSED].contains(&answer.rcode());
+    if answer.questions != sent.questions && !bare {
         return Err(UpstreamError::BadAnswer("question differs".into()));
     }
     Ok(answer)
@@ -272,7 +294,7 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType, Rcode};
+    use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType};
 
     #[tokio::test(start_paused = true)]
     async fn admission_waits_for_a_slot_until_the_deadline() {
@@ -381,6 +403,24 @@ mod tests {
         ));
         assert!(matches!(
             bad(&|m| m.questions.push(Question::new(Name::root(), RType::NS))),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        // No question: only a bare error passes (nsd answers a query it rejects that way).
+        assert!(matches!(
+            bad(&|m| m.questions.clear()),
+            Err(UpstreamError::BadAnswer(_))
+        ));
+        let bare = bad(&|m| {
+            m.questions.clear();
+            m.set_rcode(Rcode::REFUSED);
+        });
+        assert_eq!(bare.unwrap().rcode(), Rcode::REFUSED);
+        assert!(matches!(
+            bad(&|m| {
+                m.questions.clear();
+                m.set_rcode(Rcode::REFUSED);
+                m.header.id = 101;
+            }),
             Err(UpstreamError::BadAnswer(_))
         ));
         assert!(matches!(

@@ -364,13 +364,17 @@ async fn exchange_on(
 }
 
 /// True when `answer` is a response (QR=1) with the ID and question section of `query` (names
-/// compared case-insensitively, RFC 4343). Malformed input is simply `false`.
+/// compared case-insensitively, RFC 4343), or a bare error with its ID ([`super::is_bare_error`]).
+/// Malformed input is simply `false`.
 pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
     let (Ok(qh), Ok(ah)) = (Header::parse(query), Header::parse(answer)) else {
         return false;
     };
-    if !ah.response || ah.id != qh.id || ah.qdcount != qh.qdcount || ah.opcode != qh.opcode {
+    if !ah.response || ah.id != qh.id || ah.opcode != qh.opcode {
         return false;
+    }
+    if ah.qdcount != qh.qdcount {
+        return ah.qdcount == 0 && super::is_bare_error(&ah);
     }
     let mut qr = Reader::new(query);
     let mut ar = Reader::new(answer);
@@ -396,7 +400,7 @@ pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::wire::{Message, RType};
+    use crate::wire::{Message, RType, Rcode};
 
     fn query(id: u16, name: &str) -> Vec<u8> {
         let mut m = Message::query(name.parse().unwrap(), RType::A);
@@ -495,6 +499,27 @@ mod tests {
         let mut no_question = a.clone();
         no_question.questions.clear();
         assert!(!answers_query(&q, &no_question.encode().unwrap()));
+        // An error may leave the question out (nsd's FORMERR and REFUSED do), as long as it
+        // carries no records.
+        for rcode in [Rcode::FORMERR, Rcode::SERVFAIL, Rcode::NOTIMP, Rcode::REFUSED] {
+            let mut bare = no_question.clone();
+            bare.set_rcode(rcode);
+            assert!(answers_query(&q, &bare.encode().unwrap()), "{rcode}");
+            let mut bare_wrong_id = bare.clone();
+            bare_wrong_id.header.id = 0x1235;
+            assert!(!answers_query(&q, &bare_wrong_id.encode().unwrap()));
+        }
+        let mut nx = no_question.clone();
+        nx.set_rcode(Rcode::NXDOMAIN);
+        assert!(!answers_query(&q, &nx.encode().unwrap()));
+        let mut with_data = no_question.clone();
+        with_data.set_rcode(Rcode::REFUSED);
+        with_data.answers.push(crate::wire::Record::new(
+            "www.example.com".parse().unwrap(),
+            60,
+            crate::wire::RData::A("192.0.2.1".parse().unwrap()),
+        ));
+        assert!(!answers_query(&q, &with_data.encode().unwrap()));
 
         let full = a.encode().unwrap();
         assert!(!answers_query(&q, &full[..full.len() - 3]));

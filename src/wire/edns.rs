@@ -24,6 +24,7 @@ pub mod ede {
     pub const STALE_ANSWER: u16 = 3;
     pub const DNSSEC_BOGUS: u16 = 6;
     pub const PROHIBITED: u16 = 18;
+    pub const NOT_SUPPORTED: u16 = 21;
     pub const NOT_READY: u16 = 14;
     pub const NO_REACHABLE_AUTHORITY: u16 = 22;
     pub const NETWORK_ERROR: u16 = 23;
