@@ -6,7 +6,7 @@ mod harness;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use dnsveil::wire::{Message, RData, RType, Rcode};
+use dnsveil::wire::{Class, Message, RData, RType, Rcode};
 use harness::*;
 
 fn forwarder() -> (Nsd, Dnsveil) {
@@ -110,6 +110,38 @@ fn cached_answers_survive_the_upstream_and_count_down() {
     // Something never asked before fails with SERVFAIL (and an EDE), not silence.
     let miss = ask(dv.udp_addr(), "other.example.test", RType::AAAA, false);
     assert_eq!(miss.rcode(), Rcode::SERVFAIL);
+}
+
+#[test]
+fn refusals_zone_transfers_and_uncached_answers() {
+    let (_nsd, dv) = forwarder();
+    // nsd refuses a class it does not serve with a bare header, no question echoed. That is its
+    // answer (before, it was skipped as a stray datagram until the query timed out in SERVFAIL).
+    for tcp in [false, true] {
+        let mut q = Message::query("www.example.test".parse().unwrap(), RType::A);
+        q.header.id = 0x4242;
+        q.questions[0].qclass = Class::HS;
+        let wire = q.encode().unwrap();
+        let raw = if tcp {
+            tcp_exchange(dv.tcp_addr(), &wire)
+        } else {
+            udp_exchange(dv.udp_addr(), &wire)
+        };
+        let m = Message::parse(&raw.expect("an answer")).unwrap();
+        assert_eq!(m.rcode(), Rcode::REFUSED, "tcp: {tcp}");
+        assert_eq!(m.questions, q.questions);
+    }
+    // Zone transfers are refused here, not relayed.
+    let m = ask(dv.tcp_addr(), "example.test", RType::AXFR, true);
+    assert_eq!(m.rcode(), Rcode::REFUSED);
+    // ANY is not cached; the relayed answer does not keep nsd's AA.
+    let m = ask(dv.udp_addr(), "www.example.test", RType::ANY, false);
+    assert_eq!(m.rcode(), Rcode::NOERROR);
+    assert!(!m.answers.is_empty());
+    assert!(!m.header.authoritative);
+    // The upstream still answers the ordinary question.
+    let m = ask(dv.udp_addr(), "www.example.test", RType::A, false);
+    assert_eq!(m.answers[0].data, RData::A([192, 0, 2, 1].into()));
 }
 
 #[test]

@@ -302,8 +302,9 @@ pub(crate) enum Ttls {
 }
 
 /// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
-/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, writes header, question and
-/// OPT with TC=1 instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that
+/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out the additional
+/// records, and if it still would, writes header, question and OPT with TC=1 instead (RFC 2181
+/// section 9). Returns false (with `out` unchanged) if even that
 /// does not fit or the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
@@ -339,17 +340,25 @@ pub(crate) fn render(
         0
     };
     let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
-    let truncated = full_len > max_len;
+    // Too long: without the additional records if the rest fits (RFC 2181 section 9: no TC for
+    // what additional-section processing added), else header, question and OPT with TC=1.
+    let mut cut = tail.len();
+    let mut truncated = false;
+    if full_len > max_len {
+        match additional_at(header, tail) {
+            Some(at) if at < tail.len() && full_len - (tail.len() - at) <= max_len => cut = at,
+            _ => truncated = true,
+        }
+    }
     if truncated && HEADER_LEN + question_len + opt_total > max_len {
         return false;
     }
+    let body = if truncated { &tail[..0] } else { &tail[..cut] };
+    // Where the written records end, counted from the start of the message (TTL offsets are).
+    let records_end = HEADER_LEN + question_len + body.len();
 
     let base = out.len();
-    out.reserve(if truncated {
-        HEADER_LEN + question_len + opt_total
-    } else {
-        full_len
-    });
+    out.reserve(records_end + opt_total);
     // Header: our ID, QR=1, opcode QUERY, AA=0, TC as decided, RD echoed; RA, Z, AD, CD, RCODE from
     // the stored flags with AD only for clients that asked for it.
     out.extend_from_slice(&client.id.to_be_bytes());
@@ -372,29 +381,36 @@ pub(crate) fn render(
         out.extend_from_slice(&extra.to_be_bytes());
     } else {
         out.extend_from_slice(&header[4..10]);
-        let arcount = u16::from_be_bytes([header[10], header[11]]).saturating_add(extra);
-        out.extend_from_slice(&arcount.to_be_bytes());
+        let stored = if cut < tail.len() {
+            0
+        } else {
+            u16::from_be_bytes([header[10], header[11]])
+        };
+        out.extend_from_slice(&stored.saturating_add(extra).to_be_bytes());
     }
     out.extend_from_slice(client.qname);
     out.extend_from_slice(key::type_and_class_of(key));
     if !truncated {
-        out.extend_from_slice(tail);
-        match ttls {
-            Ttls::At(now_ms) => {
-                let elapsed = elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32;
-                for i in 0..ttl_count {
-                    let at = base + u16_at(b, offsets_at + 2 * i);
+        out.extend_from_slice(body);
+        let elapsed = match ttls {
+            Ttls::At(now_ms) => Ok(elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32),
+            Ttls::Stale(ttl) => Err(ttl),
+        };
+        for i in 0..ttl_count {
+            let offset = u16_at(b, offsets_at + 2 * i);
+            if offset + 4 > records_end {
+                continue; // in the additional records left out
+            }
+            let at = base + offset;
+            let ttl = match elapsed {
+                Ok(elapsed) => {
                     let stored =
                         u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-                    out[at..at + 4].copy_from_slice(&stored.saturating_sub(elapsed).to_be_bytes());
+                    stored.saturating_sub(elapsed)
                 }
-            }
-            Ttls::Stale(ttl) => {
-                for i in 0..ttl_count {
-                    let at = base + u16_at(b, offsets_at + 2 * i);
-                    out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
-                }
-            }
+                Err(stale_ttl) => stale_ttl,
+            };
+            out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
     }
     if let Some(dnssec_ok) = client.edns {
@@ -407,6 +423,37 @@ pub(crate) fn render(
         out.extend_from_slice(extra_options);
     }
     true
+}
+
+/// Where the additional section starts in `tail` (the stored records after the question): past
+/// the answer and authority records that `header` counts. None if the records do not parse that
+/// far (never for a blob we built; the check only keeps a damaged one from reading past its end).
+fn additional_at(header: &[u8], tail: &[u8]) -> Option<usize> {
+    let records = usize::from(u16::from_be_bytes([header[6], header[7]]))
+        + usize::from(u16::from_be_bytes([header[8], header[9]]));
+    let mut pos = 0;
+    for _ in 0..records {
+        // The owner name: labels up to the root label or a compression pointer.
+        loop {
+            let len = *tail.get(pos)?;
+            match len & 0xC0 {
+                0x00 if len == 0 => {
+                    pos += 1;
+                    break;
+                }
+                0x00 => pos += 1 + usize::from(len),
+                0xC0 => {
+                    pos += 2;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        // Type, class, TTL, RDLENGTH, RDATA.
+        let rdlen = tail.get(pos + 8..pos + 10)?;
+        pos += 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
+    }
+    (pos <= tail.len()).then_some(pos)
 }
 
 /// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0, RD

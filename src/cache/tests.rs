@@ -18,7 +18,8 @@ use crate::handler::{Chain, Protocol};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::scan::{self, Section};
 use crate::wire::{
-    Class, Edns, Header, MessageBuilder, Name, RData, RType, Rcode, Record, Soa, HEADER_LEN,
+    Class, Edns, Header, Message, MessageBuilder, Name, RData, RType, Rcode, Record, Soa,
+    HEADER_LEN,
 };
 
 /// How long after its storing an entry with a TTL of `ttl` is gone, in these tests: the cache counts
@@ -775,6 +776,91 @@ async fn too_long_answers_are_truncated() {
     let whole = fast(&c, &qe, 4096).unwrap();
     assert_eq!(whole.len(), wire.len() + 11);
     assert!(!Header::parse(&whole).unwrap().truncated);
+}
+
+/// An MX answer whose targets' addresses fill the additional section: 10 MX records, 20 glue
+/// records, over 512 octets in all, under 512 without the glue.
+fn mx_with_glue() -> Message {
+    let owner: Name = "mx.example.com".parse().unwrap();
+    let mut m = Message::response_to(&Message::query(owner.clone(), RType::MX));
+    for i in 0..10u8 {
+        let host: Name = format!("mail{i}.example.com").parse().unwrap();
+        let exchange = host.clone();
+        m.answers.push(Record::new(
+            owner.clone(),
+            300,
+            RData::Mx {
+                preference: u16::from(i),
+                exchange,
+            },
+        ));
+        m.additional.push(Record::new(
+            host.clone(),
+            300,
+            RData::A([192, 0, 2, i].into()),
+        ));
+        m.additional.push(Record::new(
+            host,
+            300,
+            RData::Aaaa(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                u16::from(i),
+            )),
+        ));
+    }
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn additional_records_go_before_tc_is_set() {
+    // RFC 2181 section 9: TC is not for what additional-section processing added.
+    let c = default_cache();
+    let m = mx_with_glue();
+    let wire = m.encode().unwrap();
+    assert!(wire.len() > 512);
+    c.insert_wire(&key("mx.example.com", RType::MX, false, false), &wire)
+        .unwrap();
+    advance(Duration::from_secs(5)).await;
+
+    for (q, opt) in [
+        (query("mx.example.com", RType::MX, 9), 0),
+        (
+            query_with("mx.example.com", RType::MX, 9, edns(false), false),
+            1,
+        ),
+    ] {
+        let out = fast(&c, &q, 512).unwrap();
+        assert!(out.len() <= 512);
+        let got = Message::parse(&out).unwrap();
+        assert!(!got.header.truncated);
+        assert_eq!(got.header.arcount, opt);
+        assert!(got.additional.is_empty());
+        assert_eq!(got.answers.len(), 10);
+        for (r, stored) in got.answers.iter().zip(&m.answers) {
+            assert_eq!((&r.name, &r.data, r.ttl), (&stored.name, &stored.data, 295));
+        }
+        // With room, the glue is there, its TTLs counted down too.
+        let whole = Message::parse(&fast(&c, &q, 4096).unwrap()).unwrap();
+        assert_eq!(whole.additional.len(), 20);
+        assert!(whole.additional.iter().all(|r| r.ttl == 295));
+    }
+    // Too small even without the glue: TC=1 and nothing but the question.
+    let out = fast(&c, &query("mx.example.com", RType::MX, 9), 100).unwrap();
+    let h = Header::parse(&out).unwrap();
+    assert!(h.truncated);
+    assert_eq!((h.ancount, h.nscount, h.arcount), (0, 0, 0));
+    // The codec follows the same rule for answers that do not come from the cache.
+    let lean = Message::parse(&m.encode_limited(512).unwrap()).unwrap();
+    assert!(!lean.header.truncated);
+    assert_eq!((lean.answers.len(), lean.additional.len()), (10, 0));
+    let short = Message::parse(&m.encode_limited(100).unwrap()).unwrap();
+    assert!(short.header.truncated && short.answers.is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -110,7 +110,7 @@ impl Handler for Forwarder {
             // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
             // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
             // is no other server to try, and certainly no plaintext one.
-            let answer = group.query(&req.query).await.map_err(|e| {
+            let mut answer = group.query(&req.query).await.map_err(|e| {
                 debug!(error = %e, "every upstream failed");
                 match e {
                     UpstreamError::Overloaded => HandlerError::Busy(e.to_string()),
@@ -118,6 +118,9 @@ impl Handler for Forwarder {
                 }
             })?;
             debug!(rcode = %answer.rcode(), answers = answer.answers.len(), "upstream answered");
+            // We relay, we are not the zone's server (RFC 1035 section 4.1.1): an authoritative
+            // upstream's AA stays behind, as it does for answers from the cache.
+            answer.header.authoritative = false;
             Ok(answer)
         })
     }

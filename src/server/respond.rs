@@ -18,8 +18,9 @@
 //!   section 3.2.2), and EDNS normalised: none if the client sent none, otherwise our OPT (our payload
 //!   size, version 0, DO echoed) carrying only the handler's Extended DNS Error options (RFC 8914).
 //! - UDP responses are limited to the client's EDNS payload size (at least 512, at most ours) or 512
-//!   without EDNS (RFC 6891 section 6.2.5); an answer that does not fit is sent with TC=1 and only the
-//!   question and OPT (RFC 2181 section 9), so the client retries over TCP. TCP allows 65535.
+//!   without EDNS (RFC 6891 section 6.2.5); an answer that does not fit loses its additional records
+//!   first, and if it still does not fit is sent with TC=1 and only the question and OPT (RFC 2181
+//!   section 9), so the client retries over TCP. TCP allows 65535.
 //!
 //! Limitations: an extended RCODE (above 15) cannot be expressed to a client without EDNS and is sent
 //! as SERVFAIL; OPT options other than EDE (cookies, padding) are not echoed.
@@ -441,7 +442,12 @@ mod tests {
             let r = prepared_reply(prepare(&odd.encode().unwrap(), Protocol::Tcp, OURS));
             assert_eq!(r.rcode(), Rcode::REFUSED, "{qtype} {qclass}");
             assert_eq!(r.questions, odd.questions);
-            let ede = r.edns.unwrap().extended_errors().next().map(|(info, _)| info);
+            let ede = r
+                .edns
+                .unwrap()
+                .extended_errors()
+                .next()
+                .map(|(info, _)| info);
             assert_eq!(ede, Some(ede::NOT_SUPPORTED));
         }
         for qclass in [Class::IN, Class::CH, Class::ANY] {

@@ -133,10 +133,16 @@ pub fn is_bare_error(h: &Header) -> bool {
         && h.ancount == 0
         && h.nscount == 0
         && h.arcount <= 1
-        && [Rcode::FORMERR, Rcode::SERVFAIL, Rcode::NOTIMP, Rcode::REFUSED]
-            .iter()
-            .any(|r| r.low() == h.rcode_low)
+        && BARE_ERRORS.iter().any(|r| r.low() == h.rcode_low)
 }
+
+/// The response codes a bare error ([`is_bare_error`]) may carry.
+const BARE_ERRORS: [Rcode; 4] = [
+    Rcode::FORMERR,
+    Rcode::SERVFAIL,
+    Rcode::NOTIMP,
+    Rcode::REFUSED,
+];
 
 /// Parses `raw` and checks that it answers `sent`: QR=1, same ID, same opcode and same questions
 /// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]).
@@ -160,7 +166,7 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
         && answer.answers.is_empty()
         && answer.authority.is_empty()
         && answer.additional.is_empty()
-        && [Rcode::FORMERR, Rcode::SERVFAIL, Rcode::NOTIMP, Rcode::REFUSED].contains(&answer.rcode());
+        && BARE_ERRORS.contains(&answer.rcode());
     if answer.questions != sent.questions && !bare {
         return Err(UpstreamError::BadAnswer("question differs".into()));
     }

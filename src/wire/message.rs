@@ -2,8 +2,9 @@
 //!
 //! Parsing is strict: counts must match the data, nothing may trail the last record, at most one
 //! OPT record and only in the additional section with the root as owner (RFC 6891 section 6.1.1).
-//! Building owns compression and the size limit: [`Message::encode_limited`] turns an answer that
-//! does not fit into a truncated (TC=1) one that carries only the question and OPT.
+//! Building owns compression and the size limit: [`Message::encode_limited`] leaves out the
+//! additional records of an answer that does not fit, and if that is not enough turns it into a
+//! truncated (TC=1) one that carries only the question and OPT.
 
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
 use super::edns::Edns;
@@ -131,6 +132,16 @@ pub struct Message {
     pub edns: Option<Edns>,
 }
 
+/// The sections [`Message::encode_limited`] writes.
+#[derive(Clone, Copy)]
+enum Sections {
+    All,
+    /// Without the additional records (the OPT record stays).
+    NoAdditional,
+    /// Header with TC=1, question and OPT record.
+    Truncated,
+}
+
 impl Message {
     /// Parses a complete message; trailing octets are an error.
     pub fn parse(msg: &[u8]) -> Result<Message> {
@@ -242,51 +253,53 @@ impl Message {
         self.encode_limited(MAX_MESSAGE_LEN)
     }
 
-    /// Encodes the message; if it would exceed `limit` octets, encodes instead a truncated copy with
-    /// TC=1 holding only the header, the question and the OPT record (RFC 2181 section 9: a client
+    /// Encodes the message within `limit` octets. If it does not fit, the additional records go
+    /// first (RFC 2181 section 9: TC is not set merely because additional-section data, such as glue
+    /// or the RRSIGs of additional RRsets (RFC 4035 section 3.1.1), did not fit); if it still does
+    /// not fit, the copy holds only the header with TC=1, the question and the OPT record (a client
     /// retries over TCP rather than use a partial RRset).
     pub fn encode_limited(&self, limit: usize) -> Result<Vec<u8>> {
         let limit = limit.clamp(HEADER_LEN, MAX_MESSAGE_LEN);
-        let full = self.encode_sections(false)?;
+        let full = self.encode_sections(Sections::All)?;
         if full.len() <= limit {
             return Ok(full);
         }
-        let short = self.encode_sections(true)?;
+        if !self.additional.is_empty() {
+            let lean = self.encode_sections(Sections::NoAdditional)?;
+            if lean.len() <= limit {
+                return Ok(lean);
+            }
+        }
+        let short = self.encode_sections(Sections::Truncated)?;
         if short.len() > limit {
             return Err(WireError::MessageTooLarge);
         }
         Ok(short)
     }
 
-    fn encode_sections(&self, truncate: bool) -> Result<Vec<u8>> {
+    fn encode_sections(&self, sections: Sections) -> Result<Vec<u8>> {
         let count = |n: usize| u16::try_from(n).map_err(|_| WireError::MessageTooLarge);
         let mut header = self.header;
         header.qdcount = count(self.questions.len())?;
         let edns_count = usize::from(self.edns.is_some());
-        if truncate {
-            header.truncated = true;
-            header.ancount = 0;
-            header.nscount = 0;
-            header.arcount = edns_count as u16;
-        } else {
-            header.ancount = count(self.answers.len())?;
-            header.nscount = count(self.authority.len())?;
-            header.arcount = count(self.additional.len() + edns_count)?;
-        }
+        let (answers, authority, additional): (&[Record], &[Record], &[Record]) = match sections {
+            Sections::All => (&self.answers, &self.authority, &self.additional),
+            Sections::NoAdditional => (&self.answers, &self.authority, &[]),
+            Sections::Truncated => {
+                header.truncated = true;
+                (&[], &[], &[])
+            }
+        };
+        header.ancount = count(answers.len())?;
+        header.nscount = count(authority.len())?;
+        header.arcount = count(additional.len() + edns_count)?;
         let mut b = MessageBuilder::new();
         b.put_bytes(&header.to_bytes());
         for q in &self.questions {
             q.write(&mut b);
         }
-        if !truncate {
-            for rec in self
-                .answers
-                .iter()
-                .chain(&self.authority)
-                .chain(&self.additional)
-            {
-                rec.write(&mut b)?;
-            }
+        for rec in answers.iter().chain(authority).chain(additional) {
+            rec.write(&mut b)?;
         }
         if let Some(e) = &self.edns {
             e.write(&mut b);
