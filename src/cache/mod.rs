@@ -74,8 +74,11 @@
 //! part no larger: it was repacked (see [`entry`]); the measurement is unchanged.
 //!
 //! Limitations:
-//! - Queries with an EDNS Client Subnet option (RFC 7871) bypass the cache: their answer may depend
-//!   on the client. Other EDNS options (cookies, padding) do not change the answer and are ignored.
+//! - EDNS options (Client Subnet, cookies, padding) do not change the answer and are ignored: the
+//!   upstream query carries none of them ([`crate::upstream::outgoing_query`]), so an answer never
+//!   depends on a client's subnet (RFC 7871 section 7.1.3: a resolver that does not support ECS
+//!   ignores the option). Answering such queries from the cache also keeps a client from forcing an
+//!   upstream query per packet.
 //! - Queries with EDNS version other than 0 bypass the cache (the rest of the chain answers BADVERS).
 //! - Entries are counted, not weighed, against `capacity`; only the byte budget weighs them.
 //! - A stale answer reaches only EDNS clients with its Extended DNS Error (others just see TTL 30).
@@ -104,7 +107,6 @@ use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
-use crate::wire::edns::code;
 use crate::wire::{Message, Opcode, QueryView, Rcode};
 
 use entry::{Client, Ttls};
@@ -754,7 +756,7 @@ fn request_key(q: &Message) -> Option<Key> {
     }
     let dnssec_ok = match &q.edns {
         None => false,
-        Some(e) if e.version != 0 || e.option(code::CLIENT_SUBNET).is_some() => return None,
+        Some(e) if e.version != 0 => return None,
         Some(e) => e.dnssec_ok,
     };
     Key::new(
@@ -766,8 +768,9 @@ fn request_key(q: &Message) -> Option<Key> {
     )
 }
 
-/// True when the OPT record of a fast-path query carries a Client Subnet option or is malformed.
-fn has_client_subnet(query: &QueryView<'_>) -> bool {
+/// True when the options of a fast-path query's OPT record do not parse (left to the slow path,
+/// which answers FORMERR).
+fn options_malformed(query: &QueryView<'_>) -> bool {
     // QueryView has checked that the OPT record spans the rest of the packet.
     let Some(mut opts) = query.raw.get(query.question_end + 11..) else {
         return true;
@@ -776,9 +779,8 @@ fn has_client_subnet(query: &QueryView<'_>) -> bool {
         if opts.len() < 4 {
             return true;
         }
-        let code = u16::from_be_bytes([opts[0], opts[1]]);
         let len = u16::from_be_bytes([opts[2], opts[3]]) as usize;
-        if code == code::CLIENT_SUBNET || opts.len() < 4 + len {
+        if opts.len() < 4 + len {
             return true;
         }
         opts = &opts[4 + len..];
@@ -801,7 +803,7 @@ impl Handler for Cache {
         }
         let dnssec_ok = match query.edns {
             None => false,
-            Some(e) if e.version != 0 || (e.has_options && has_client_subnet(query)) => {
+            Some(e) if e.version != 0 || (e.has_options && options_malformed(query)) => {
                 return false
             }
             Some(e) => e.dnssec_ok,

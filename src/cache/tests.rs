@@ -882,14 +882,21 @@ async fn fast_path_declines_what_it_does_not_handle() {
         server: Box::new([]),
     });
     assert!(fast(&c, &cookie, 512).is_some());
-    // Client Subnet might.
+    // Nor does Client Subnet: the upstream never sees it.
     let ecs = with(EdnsOption::ClientSubnet(crate::wire::ClientSubnet {
         family: 1,
         source_prefix: 24,
         scope_prefix: 0,
         address: Box::new([192, 0, 2]),
     }));
-    assert!(fast(&c, &ecs, 512).is_none());
+    assert!(fast(&c, &ecs, 512).is_some());
+    // Options that do not parse are the slow path's (FORMERR).
+    let mut bad = cookie.clone();
+    let len = bad.len();
+    // The cookie option (code, length 8, 8 octets) ends the packet; its length now runs past it.
+    assert_eq!(&bad[len - 10..len - 8], &[0, 8]);
+    bad[len - 10] = 0xFF;
+    assert!(fast(&c, &bad, 512).is_none());
     // EDNS version 1 needs BADVERS from the slow path.
     let v1 = query_with(
         "www.example.com",
