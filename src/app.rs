@@ -29,8 +29,10 @@ use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler};
 use crate::hosts::{self, Hosts};
 use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::special::SpecialNames;
 use crate::upstream::{self, netwatch, PoolConfig, Upstream, UpstreamGroup, UpstreamSpec};
 use crate::wire::zone::parse_record_line;
+use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
 const HOSTS_POLL: Duration = Duration::from_secs(2);
@@ -55,7 +57,16 @@ pub async fn run(
 
     // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
     // on its own.
-    let downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone(), forwarder];
+    let mut downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone()];
+    if config.hosts.special_use {
+        let forwarded: Vec<Name> = config
+            .forward
+            .iter()
+            .flat_map(|rule| rule.domains.iter().cloned())
+            .collect();
+        downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    downstream.push(forwarder);
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());

@@ -20,5 +20,6 @@ pub mod handler;
 pub mod hosts;
 pub mod query;
 pub mod server;
+pub mod special;
 pub mod upstream;
 pub mod wire;

@@ -145,6 +145,72 @@ fn refusals_zone_transfers_and_uncached_answers() {
 }
 
 #[test]
+fn special_use_names_stay_local_unless_a_rule_forwards_them() {
+    // nsd serves the usual zone and the reverse zones of 192.168/16 and 10/8; only 168.192 is
+    // forwarded to it by a rule, so 10/8 must come back as the local empty zone (nsd would answer).
+    let reverse = |origin: &str, ptr: &str| {
+        format!(
+            "$ORIGIN {origin}.\n$TTL 300\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 3600 900 604800 60\n\
+             @ IN NS ns1.example.test.\n{ptr} IN PTR router.example.test.\n"
+        )
+    };
+    let nsd = Nsd::start(&[
+        ("example.test", test_zone("example.test")),
+        (
+            "168.192.in-addr.arpa",
+            reverse("168.192.in-addr.arpa", "1.1"),
+        ),
+        ("10.in-addr.arpa", reverse("10.in-addr.arpa", "1.0.0")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("dnsveil.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[forward]]\ndomains = [\"168.192.in-addr.arpa\"]\nupstreams = [\"udp://{}\"]\n",
+            nsd.addr
+        ),
+    )
+    .unwrap();
+    let upstream = format!("udp://{}", nsd.addr);
+    let dv = Dnsveil::start(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--hosts",
+        "",
+    ]);
+    let m = ask(dv.udp_addr(), "printer.localhost", RType::A, false);
+    assert_eq!(m.answers[0].data, RData::A([127, 0, 0, 1].into()));
+    let m = ask(dv.tcp_addr(), "localhost", RType::AAAA, true);
+    assert_eq!(
+        m.answers[0].data,
+        RData::Aaaa(std::net::Ipv6Addr::LOCALHOST)
+    );
+    let m = ask(dv.udp_addr(), "1.0.0.127.in-addr.arpa", RType::PTR, false);
+    assert_eq!(m.answers[0].data, RData::Ptr("localhost".parse().unwrap()));
+    // Local empty zones: NXDOMAIN with the zone's SOA, though nsd has data there.
+    for name in ["1.0.0.10.in-addr.arpa", "x.invalid", "abc.onion"] {
+        let m = ask(dv.udp_addr(), name, RType::PTR, false);
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN, "{name}");
+        assert_eq!(m.authority[0].rtype(), RType::SOA);
+    }
+    // The rule takes 168.192.in-addr.arpa to nsd.
+    let m = ask(dv.udp_addr(), "1.1.168.192.in-addr.arpa", RType::PTR, false);
+    assert_eq!(m.rcode(), Rcode::NOERROR);
+    assert_eq!(
+        m.answers[0].data,
+        RData::Ptr("router.example.test".parse().unwrap())
+    );
+    // Names that are not special still go upstream.
+    let m = ask(dv.udp_addr(), "www.example.test", RType::A, false);
+    assert_eq!(m.answers[0].data, RData::A([192, 0, 2, 1].into()));
+}
+
+#[test]
 fn big_answers_truncate_over_udp_and_complete_over_tcp() {
     let (_nsd, dv) = forwarder();
     let out = dig(

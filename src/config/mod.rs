@@ -109,6 +109,8 @@ pub struct HostsConfig {
     pub ttl: u32,
     /// Local records as zone-file lines (`router.lan. 300 IN A 192.168.1.1`), not yet parsed.
     pub records: Vec<String>,
+    /// Answer special-use names (`localhost`, private reverse zones, ...) here ([`crate::special`]).
+    pub special_use: bool,
 }
 
 /// `[upstream]`: the default upstream servers and how they are used.
@@ -578,12 +580,13 @@ impl Config {
             )
         };
         s += &format!(
-            "hosts: {}, {} local record(s)\n",
+            "hosts: {}, {} local record(s), special-use names {}\n",
             self.hosts
                 .file
                 .as_ref()
                 .map_or("no file".into(), |p| p.display().to_string()),
-            self.hosts.records.len()
+            self.hosts.records.len(),
+            on_off(self.hosts.special_use)
         );
         s
     }

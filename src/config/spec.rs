@@ -116,6 +116,7 @@ struct CacheSpec {
 struct HostsSpec {
     file: Option<String>,
     ttl: Option<i64>,
+    special_use: Option<bool>,
     #[serde(default)]
     records: Vec<String>,
 }
@@ -345,6 +346,7 @@ impl HostsSpec {
             file,
             ttl: cx.knob(knob::HOSTS_TTL, self.ttl)? as u32,
             records: self.records,
+            special_use: self.special_use.unwrap_or(true),
         })
     }
 }

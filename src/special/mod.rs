@@ -1,0 +1,378 @@
+//! Special-use names answered here, never forwarded: the loopback names, the reverse zones of
+//! private and special addresses, and the top-level names no public server has anything for.
+//!
+//! ```text
+//!   Request --name in a special zone?--yes--> synthesised answer, NXDOMAIN or NODATA --> client
+//!                                      \--no--> next handler (forwarding rules)
+//! ```
+//!
+//! Why: with an encrypted public upstream, every such query would tell that resolver which local
+//! names and private addresses this network uses, and could only come back negative (or, for
+//! `localhost`, wrong). RFC 6761 asks caching servers to answer `localhost` names with loopback
+//! addresses (section 6.3) and `invalid` names with NXDOMAIN (section 6.4); RFC 6303 lists the
+//! reverse zones of private and special addresses that every resolver should serve itself, empty;
+//! RFC 7686 (`onion`) and RFC 8375 (`home.arpa`) ask the same. The set is unbound's default local
+//! zones, less `test.` (this project's own tests use `.test` zones on local servers).
+//!
+//! A forwarding rule wins: a zone that a rule's domain equals, contains or falls inside is left out,
+//! so `168.192.in-addr.arpa` forwarded to the router (the example the forwarding rules exist for)
+//! reaches the router. The hosts stage runs before this one, so /etc/hosts entries (`localhost`,
+//! `1.0.0.127.in-addr.arpa`) keep their addresses. `hosts.special_use = false` turns the stage off.
+//!
+//! Answers: NOERROR with AA=0 and RA=1, like the hosts stage. Negative answers carry the zone's
+//! synthetic SOA (`localhost. nobody.invalid.`, as unbound's) in the authority section, so that the
+//! cache and the clients keep them for its minimum (RFC 2308). Only class IN is answered.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use tracing::debug;
+
+use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
+
+/// TTL of synthesised records and of the SOA (also its minimum, the negative TTL).
+pub const TTL: u32 = 10800;
+
+/// What a zone answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `localhost` and every name below it: A 127.0.0.1 and AAAA ::1 (RFC 6761 section 6.3).
+    Loopback,
+    /// A reverse zone whose apex is the PTR name of a loopback address (::1).
+    LoopbackPtrApex,
+    /// `127.in-addr.arpa`: PTR `localhost.` at 1.0.0.127, NXDOMAIN for other addresses.
+    LoopbackReverse,
+    /// Nothing exists below the apex: NXDOMAIN (the apex itself has only its SOA).
+    Empty,
+}
+
+/// One special zone.
+#[derive(Clone, Debug)]
+struct Zone {
+    apex: Name,
+    kind: Kind,
+}
+
+/// The zones served when nothing overrides them.
+fn default_zones() -> Vec<Zone> {
+    let mut zones: Vec<Option<Zone>> = vec![
+        zone("localhost", Kind::Loopback),
+        zone("127.in-addr.arpa", Kind::LoopbackReverse),
+        // ::1
+        zone(&ip6_reverse(Ipv6Addr::LOCALHOST), Kind::LoopbackPtrApex),
+        // RFC 6761 6.4, RFC 7686, RFC 8375.
+        zone("invalid", Kind::Empty),
+        zone("onion", Kind::Empty),
+        zone("home.arpa", Kind::Empty),
+        // RFC 6303 4.1-4.3: private, "this network", link-local, documentation, broadcast.
+        zone("10.in-addr.arpa", Kind::Empty),
+        zone("168.192.in-addr.arpa", Kind::Empty),
+        zone("0.in-addr.arpa", Kind::Empty),
+        zone("254.169.in-addr.arpa", Kind::Empty),
+        zone("2.0.192.in-addr.arpa", Kind::Empty),
+        zone("100.51.198.in-addr.arpa", Kind::Empty),
+        zone("113.0.203.in-addr.arpa", Kind::Empty),
+        zone("255.255.255.255.in-addr.arpa", Kind::Empty),
+        // RFC 6303 4.4-4.6: ::, unique local, link-local, documentation.
+        zone(&ip6_reverse(Ipv6Addr::UNSPECIFIED), Kind::Empty),
+        zone("d.f.ip6.arpa", Kind::Empty),
+        zone("8.e.f.ip6.arpa", Kind::Empty),
+        zone("9.e.f.ip6.arpa", Kind::Empty),
+        zone("a.e.f.ip6.arpa", Kind::Empty),
+        zone("b.e.f.ip6.arpa", Kind::Empty),
+        zone("8.b.d.0.1.0.0.2.ip6.arpa", Kind::Empty),
+    ];
+    // 172.16.0.0/12 (RFC 6303 4.1) and the shared address space 100.64.0.0/10 (RFC 7793).
+    zones.extend((16..32).map(|n| zone(&format!("{n}.172.in-addr.arpa"), Kind::Empty)));
+    zones.extend((64..128).map(|n| zone(&format!("{n}.100.in-addr.arpa"), Kind::Empty)));
+    // Every entry is a valid name (a test checks that none is lost).
+    zones.into_iter().flatten().collect()
+}
+
+fn zone(apex: &str, kind: Kind) -> Option<Zone> {
+    Some(Zone {
+        apex: apex.parse().ok()?,
+        kind,
+    })
+}
+
+/// The `ip6.arpa` name of an IPv6 address (RFC 3596 section 2.5), without the trailing dot.
+fn ip6_reverse(ip: Ipv6Addr) -> String {
+    let mut labels: Vec<String> = ip
+        .octets()
+        .iter()
+        .flat_map(|o| [o >> 4, o & 0x0F])
+        .map(|nibble| format!("{nibble:x}"))
+        .collect();
+    labels.reverse();
+    labels.push("ip6.arpa".into());
+    labels.join(".")
+}
+
+/// The special-use names stage.
+pub struct SpecialNames {
+    zones: Vec<Zone>,
+}
+
+impl SpecialNames {
+    /// The default zones, less every zone related to one of `forwarded` (a forwarding rule's
+    /// domain equal to the zone, above it or inside it): those names go where the rule sends them.
+    pub fn new(forwarded: &[Name]) -> SpecialNames {
+        let zones = default_zones()
+            .into_iter()
+            .filter(|z| {
+                let overridden = forwarded
+                    .iter()
+                    .any(|d| d.is_subdomain_of(&z.apex) || z.apex.is_subdomain_of(d));
+                if overridden {
+                    debug!(zone = %z.apex, "special-use zone left to a forwarding rule");
+                }
+                !overridden
+            })
+            .collect();
+        SpecialNames { zones }
+    }
+
+    /// Zones served.
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// True when no zone is served.
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    /// The response for a query, or `None` to pass it on.
+    fn answer(&self, query: &Message) -> Option<Message> {
+        let q = query.question()?;
+        if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
+            return None;
+        }
+        let z = self
+            .zones
+            .iter()
+            .find(|z| q.name.is_subdomain_of(&z.apex))?;
+        let at_apex = q.name.label_count() == z.apex.label_count();
+        let mut response = Message::response_to(query);
+        response.header.authoritative = false;
+        let soa = Record::new(
+            z.apex.clone(),
+            TTL,
+            RData::Soa(Soa {
+                mname: Name::root().prepend(b"localhost").ok()?,
+                rname: "nobody.invalid".parse().ok()?,
+                serial: 1,
+                refresh: 3600,
+                retry: 1200,
+                expire: 604_800,
+                minimum: TTL,
+            }),
+        );
+        let wants = |t: RType| q.qtype == t || q.qtype == RType::ANY;
+        let mut answers = Vec::new();
+        let exists = match z.kind {
+            Kind::Loopback => {
+                if wants(RType::A) {
+                    answers.push(RData::A(Ipv4Addr::LOCALHOST));
+                }
+                if wants(RType::AAAA) {
+                    answers.push(RData::Aaaa(Ipv6Addr::LOCALHOST));
+                }
+                true
+            }
+            Kind::LoopbackPtrApex => {
+                if wants(RType::PTR) {
+                    answers.push(RData::Ptr(Name::root().prepend(b"localhost").ok()?));
+                }
+                at_apex
+            }
+            Kind::LoopbackReverse => {
+                let loopback: Name = "1.0.0.127.in-addr.arpa".parse().ok()?;
+                let is_loopback = q.name.eq_ignore_case(&loopback);
+                if is_loopback && wants(RType::PTR) {
+                    answers.push(RData::Ptr(Name::root().prepend(b"localhost").ok()?));
+                }
+                at_apex || is_loopback
+            }
+            Kind::Empty => at_apex,
+        };
+        if at_apex && wants(RType::SOA) {
+            response.answers.push(soa.clone());
+        }
+        response.answers.extend(
+            answers
+                .into_iter()
+                .map(|data| Record::new(q.name.clone(), TTL, data)),
+        );
+        if !exists {
+            response.set_rcode(Rcode::NXDOMAIN);
+        }
+        if response.answers.is_empty() {
+            response.authority.push(soa);
+        }
+        Some(response)
+    }
+}
+
+impl Handler for SpecialNames {
+    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        match self.answer(&req.query) {
+            Some(response) => {
+                debug!(rcode = %response.rcode(), "answered as a special-use name");
+                Box::pin(std::future::ready(Ok(response)))
+            }
+            None => next.run(req),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "special-use"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    fn ask(s: &SpecialNames, name: &str, qtype: RType) -> Option<Message> {
+        s.answer(&Message::query(n(name), qtype))
+    }
+
+    fn data(m: &Message) -> Vec<RData> {
+        m.answers.iter().map(|r| r.data.clone()).collect()
+    }
+
+    #[test]
+    fn localhost_names_are_loopback() {
+        let s = SpecialNames::new(&[]);
+        for name in [
+            "localhost",
+            "LocalHost",
+            "printer.localhost",
+            "a.b.localhost",
+        ] {
+            let m = ask(&s, name, RType::A).unwrap();
+            assert_eq!(m.rcode(), Rcode::NOERROR);
+            assert_eq!(data(&m), [RData::A(Ipv4Addr::LOCALHOST)], "{name}");
+            assert_eq!(m.answers[0].name, n(name));
+            assert!(!m.header.authoritative && m.header.recursion_available);
+            let m = ask(&s, name, RType::AAAA).unwrap();
+            assert_eq!(data(&m), [RData::Aaaa(Ipv6Addr::LOCALHOST)]);
+            // Other types: NODATA with the SOA, so that it is cached (RFC 2308).
+            let m = ask(&s, name, RType::MX).unwrap();
+            assert_eq!(m.rcode(), Rcode::NOERROR);
+            assert!(m.answers.is_empty());
+            assert_eq!(m.authority[0].rtype(), RType::SOA);
+            assert_eq!(m.authority[0].name, n("localhost"));
+        }
+        // ANY at the apex: the addresses and the SOA; below it, the addresses.
+        let types = |m: Message| m.answers.iter().map(|r| r.rtype()).collect::<Vec<_>>();
+        let any = types(ask(&s, "localhost", RType::ANY).unwrap());
+        assert_eq!(any, [RType::SOA, RType::A, RType::AAAA]);
+        let any = types(ask(&s, "x.localhost", RType::ANY).unwrap());
+        assert_eq!(any, [RType::A, RType::AAAA]);
+        // Not a subdomain on a label boundary.
+        assert!(ask(&s, "notlocalhost", RType::A).is_none());
+        assert!(ask(&s, "localhost.example.com", RType::A).is_none());
+    }
+
+    #[test]
+    fn loopback_reverse_names_point_at_localhost() {
+        let s = SpecialNames::new(&[]);
+        let m = ask(&s, "1.0.0.127.in-addr.arpa", RType::PTR).unwrap();
+        assert_eq!(data(&m), [RData::Ptr(n("localhost"))]);
+        let v6 = ip6_reverse(Ipv6Addr::LOCALHOST);
+        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".0.ip6.arpa"));
+        assert_eq!(v6.split('.').count(), 34);
+        let m = ask(&s, &v6, RType::PTR).unwrap();
+        assert_eq!(data(&m), [RData::Ptr(n("localhost"))]);
+        // Another loopback address has no name.
+        let m = ask(&s, "2.0.0.127.in-addr.arpa", RType::PTR).unwrap();
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(m.authority[0].name, n("127.in-addr.arpa"));
+    }
+
+    #[test]
+    fn private_reverse_zones_and_special_domains_are_empty() {
+        let s = SpecialNames::new(&[]);
+        for name in [
+            "1.1.168.192.in-addr.arpa",
+            "4.3.2.10.in-addr.arpa",
+            "1.0.16.172.in-addr.arpa",
+            "1.0.31.172.in-addr.arpa",
+            "1.0.64.100.in-addr.arpa",
+            "1.1.254.169.in-addr.arpa",
+            "x.invalid",
+            "invalid",
+            "abc.onion",
+            "printer.home.arpa",
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa",
+        ] {
+            let m = ask(&s, name, RType::PTR).unwrap();
+            let apex = &m.authority[0].name;
+            let want = if name == apex.to_string().trim_end_matches('.') {
+                Rcode::NOERROR
+            } else {
+                Rcode::NXDOMAIN
+            };
+            assert_eq!(m.rcode(), want, "{name}");
+            assert!(m.answers.is_empty());
+            assert!(n(name).is_subdomain_of(apex));
+            let RData::Soa(soa) = &m.authority[0].data else {
+                panic!("SOA expected")
+            };
+            assert_eq!(soa.minimum, TTL);
+        }
+        // The apex answers its SOA.
+        let m = ask(&s, "10.in-addr.arpa", RType::SOA).unwrap();
+        assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 1));
+        // Public space is not special: 172.15 and 172.32 are outside 172.16/12, 100.63 and
+        // 100.128 outside 100.64/10.
+        for name in [
+            "1.0.15.172.in-addr.arpa",
+            "1.0.32.172.in-addr.arpa",
+            "1.0.63.100.in-addr.arpa",
+            "1.0.128.100.in-addr.arpa",
+            "8.8.8.8.in-addr.arpa",
+            "www.example.com",
+            "local",
+        ] {
+            assert!(ask(&s, name, RType::PTR).is_none(), "{name}");
+        }
+        // Only class IN.
+        let mut ch = Message::query(n("localhost"), RType::TXT);
+        ch.questions[0].qclass = Class::CH;
+        assert!(s.answer(&ch).is_none());
+    }
+
+    #[test]
+    fn forwarding_rules_win() {
+        let s = SpecialNames::new(&[
+            n("168.192.in-addr.arpa"),
+            n("1.10.in-addr.arpa"),
+            n("arpa."),
+        ]);
+        // Every reverse zone is under a rule for "arpa", so only the others remain.
+        assert!(ask(&s, "1.1.168.192.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "1.1.1.10.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "1.0.0.127.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "localhost", RType::A).is_some());
+        let s = SpecialNames::new(&[n("1.10.in-addr.arpa")]);
+        // A rule inside a zone takes the whole zone, so nothing of it is answered here.
+        assert!(ask(&s, "9.9.9.10.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "1.1.168.192.in-addr.arpa", RType::PTR).is_some());
+        assert_eq!(SpecialNames::new(&[]).len() - s.len(), 1);
+    }
+
+    #[test]
+    fn every_listed_zone_is_served() {
+        // 21 listed one by one, 16 for 172.16/12, 64 for 100.64/10.
+        assert_eq!(SpecialNames::new(&[]).len(), 21 + 16 + 64);
+    }
+}
