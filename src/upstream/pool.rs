@@ -37,7 +37,8 @@
 //! good answer closes the breaker, a failure sends it back to rest for twice as long. SERVFAIL
 //! does not count as a failure (the name may be broken, not the server) and neither does our own
 //! in-flight limit ([`UpstreamError::Overloaded`]); REFUSED does (a server that refuses us is no
-//! use to us).
+//! use to us), except for a question of another class than IN (CH, HS), which many servers refuse
+//! whatever they think of us.
 //!
 //! **Fail closed**: when every attempt fails, the caller gets the last SERVFAIL/REFUSED answer if
 //! there was one, else the last error, which the forwarder turns into SERVFAIL with an Extended DNS
@@ -63,7 +64,7 @@ use tracing::{debug, info};
 
 use super::{Upstream, UpstreamError};
 use crate::handler::BoxFuture;
-use crate::wire::{Message, Rcode};
+use crate::wire::{Class, Message, Rcode};
 
 /// Most attempts one query may make, however many upstreams are configured.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -657,7 +658,18 @@ impl<'a> Run<'a> {
         let rtt = now.duration_since(attempt.started);
         match result {
             Ok(answer) if answer.rcode() == Rcode::REFUSED => {
-                self.fail(attempt, UpstreamError::BadAnswer("REFUSED".into()), now);
+                // A refusal of an IN query says the server will not serve us. For another class
+                // (CH, HS: many servers refuse them all) it says nothing of the server, and counting
+                // it would let any client rest an upstream by asking such questions.
+                let class_in = self.q.question().is_some_and(|q| q.qclass == Class::IN);
+                if class_in {
+                    self.fail(attempt, UpstreamError::BadAnswer("REFUSED".into()), now);
+                } else {
+                    debug!(
+                        upstream = url,
+                        "REFUSED a non-IN question; trying the next upstream"
+                    );
+                }
                 self.last_answer = Some(answer);
                 None
             }

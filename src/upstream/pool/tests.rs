@@ -406,6 +406,18 @@ async fn servfail_and_refused_fail_over_and_the_last_answer_is_kept() {
         matches!(g.health()[1].breaker, BreakerState::Resting { .. }),
         "a server that refuses us counts as failing"
     );
+
+    // A refused HS (or CH) question says nothing of the server: any number of them leave it in
+    // use, and the refusal still comes back.
+    let refused = Fake::new("refused", Act::Answer(ms(1), Rcode::REFUSED));
+    let g = pool(config(Strategy::Ordered), &[&refused]);
+    let mut hs = query();
+    hs.questions[0].qclass = crate::wire::Class::HS;
+    for _ in 0..10 {
+        assert_eq!(g.query(&hs).await.unwrap().rcode(), Rcode::REFUSED);
+    }
+    assert_eq!(refused.calls(), 10);
+    assert_eq!(g.health()[0].breaker, BreakerState::Closed);
 }
 
 #[tokio::test(start_paused = true)]
