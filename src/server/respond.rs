@@ -11,8 +11,8 @@
 //!   can be read; a message whose header cannot be read is dropped.
 //! - QDCOUNT other than 1 gets FORMERR; an EDNS version above 0 gets BADVERS with an OPT record of
 //!   version 0 (RFC 6891 section 6.1.3).
-//! - Zone transfers (AXFR, IXFR) and the classes no query can use (0, NONE) get REFUSED with EDE
-//!   "Not Supported": a forwarder serves no zones.
+//! - Zone transfers (AXFR, IXFR), OPT as a question, and the classes no query can use (0, NONE) get
+//!   REFUSED with EDE "Not Supported": a forwarder serves no zones.
 //! - Every response from the chain is fixed up per the contract in `handler`: ID, the client's
 //!   question (its spelling: case is echoed, RFC 4343), QR=1, RA=1, RD and CD copied (RFC 4035
 //!   section 3.2.2), and EDNS normalised: none if the client sent none, otherwise our OPT (our payload
@@ -92,11 +92,14 @@ pub(super) fn prepare(pkt: &[u8], protocol: Protocol, ours: u16) -> Prepared {
 }
 
 /// Questions refused here rather than forwarded: zone transfers (AXFR, IXFR), which are between
-/// authoritative servers and which a stub forwarder has no zones for (unbound refuses them too), and
+/// authoritative servers and which a stub forwarder has no zones for (unbound refuses them too),
+/// OPT, a pseudo-record that exists only in the message carrying it (RFC 6891 section 6.1.1), and
 /// the classes no query can use (0 is reserved, NONE belongs to UPDATE, RFC 2136 and RFC 6895).
-/// Forwarded, they only earn an upstream's refusal, which counts against its health.
+/// Forwarded, they only earn an upstream's refusal.
 fn not_for_a_forwarder(q: &Question) -> bool {
-    matches!(q.qtype, RType::AXFR | RType::IXFR) || q.qclass == Class::NONE || q.qclass == Class(0)
+    matches!(q.qtype, RType::AXFR | RType::IXFR | RType::OPT)
+        || q.qclass == Class::NONE
+        || q.qclass == Class(0)
 }
 
 /// REFUSED for a client outside the allow-list (with EDE "Prohibited" when it sent EDNS). Returns
@@ -433,6 +436,7 @@ mod tests {
         for (qtype, qclass) in [
             (RType::AXFR, Class::IN),
             (RType::IXFR, Class::IN),
+            (RType::OPT, Class::IN),
             (RType::A, Class::NONE),
             (RType::A, Class(0)),
         ] {
