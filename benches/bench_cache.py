@@ -73,7 +73,11 @@ DNSVEIL_OFF = ("dnsveil prefetch and serve-stale off", "prefetch = false\nserve_
 # section 5), which unbound does with `serve-expired-client-timeout: 1800`. The last two compare
 # dnsveil's defaults and its policies off against unbound's defaults. Side by side, the two
 # resolvers and their nsds share CPU 0, so each one's latency includes the other's work (at 2000
-# q/s each, a few percent of the core).
+# q/s each, a few percent of the core). The two dnsperfs share CPU 1 without crowding it: one takes
+# about 21% of a CPU at 2000 q/s (bench.py's 20,000 q/s latency runs, where one takes 40-60%, go one
+# server at a time instead). A single resolver asked alone at 2000 q/s for cached names shows the
+# same millisecond p99 tails (1.6 ms, dnsveil), so they do not come from the pairing; on this VM,
+# most likely from its scheduling.
 PAIRS = [
     (UNBOUND_DEFAULT, DNSVEIL_0),
     (UNBOUND_1800, DNSVEIL_DEFAULT),

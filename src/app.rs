@@ -2,8 +2,8 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> Forwarder(rules, default pool) ==> Chain --> Server
-//!                |       \________ downstream Chain ________/
+//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool) ==> Chain --> Server
+//!                |       \_______________ downstream Chain _______________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                +-- cache file: loaded before binding, saved every save_interval and at shutdown
 //!                                      each pool: strategy + UpstreamSpec -> build_transport

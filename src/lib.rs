@@ -1,14 +1,15 @@
 //! dnsveil: an encrypted DNS stub resolver proxy.
 //!
 //! ```text
-//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> forwarding rules -> default upstream
-//!                                    ^                                                  |
-//!                                    +----------- answer (cached on the way back) <-----+
+//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> special-use names
+//!                                    ^              -> forwarding rules -> default upstream
+//!                                    |                                          |
+//!                                    +--- answer (cached on the way back) <-----+
 //!   cache refresher (prefetch, serve-stale refreshes): runs the stages after the cache, no client
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app` composes them
+//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app` composes them
 //! from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 

@@ -131,9 +131,15 @@ fn refusals_zone_transfers_and_uncached_answers() {
         assert_eq!(m.rcode(), Rcode::REFUSED, "tcp: {tcp}");
         assert_eq!(m.questions, q.questions);
     }
-    // Zone transfers are refused here, not relayed.
-    let m = ask(dv.tcp_addr(), "example.test", RType::AXFR, true);
+    // Zone transfers are refused here, not relayed (nsd would refuse too, but without our EDE).
+    let mut axfr = Message::query("example.test".parse().unwrap(), RType::AXFR);
+    axfr.header.id = 0x4243;
+    axfr.edns = Some(dnsveil::wire::Edns::default());
+    let raw = tcp_exchange(dv.tcp_addr(), &axfr.encode().unwrap()).expect("an answer");
+    let m = Message::parse(&raw).unwrap();
     assert_eq!(m.rcode(), Rcode::REFUSED);
+    let ede: Vec<u16> = m.edns.unwrap().extended_errors().map(|(c, _)| c).collect();
+    assert_eq!(ede, [21], "EDE Not Supported");
     // ANY is not cached; the relayed answer does not keep nsd's AA.
     let m = ask(dv.udp_addr(), "www.example.test", RType::ANY, false);
     assert_eq!(m.rcode(), Rcode::NOERROR);

@@ -107,7 +107,7 @@ use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
-use crate::wire::{Message, Opcode, QueryView, Rcode};
+use crate::wire::{EdnsOption, Message, Opcode, QueryView, Rcode};
 
 use entry::{Client, Ttls};
 use key::Key;
@@ -768,8 +768,9 @@ fn request_key(q: &Message) -> Option<Key> {
     )
 }
 
-/// True when the options of a fast-path query's OPT record do not parse (left to the slow path,
-/// which answers FORMERR).
+/// True when the options of a fast-path query's OPT record do not parse as the slow path parses them
+/// (a Client Subnet address longer than its prefix, a short cookie): those queries are left to the
+/// slow path, which answers FORMERR, so that a hit and a miss answer alike.
 fn options_malformed(query: &QueryView<'_>) -> bool {
     // QueryView has checked that the OPT record spans the rest of the packet.
     let Some(mut opts) = query.raw.get(query.question_end + 11..) else {
@@ -779,8 +780,9 @@ fn options_malformed(query: &QueryView<'_>) -> bool {
         if opts.len() < 4 {
             return true;
         }
+        let code = u16::from_be_bytes([opts[0], opts[1]]);
         let len = u16::from_be_bytes([opts[2], opts[3]]) as usize;
-        if opts.len() < 4 + len {
+        if opts.len() < 4 + len || EdnsOption::from_data(code, &opts[4..4 + len]).is_err() {
             return true;
         }
         opts = &opts[4 + len..];

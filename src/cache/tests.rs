@@ -890,7 +890,17 @@ async fn fast_path_declines_what_it_does_not_handle() {
         address: Box::new([192, 0, 2]),
     }));
     assert!(fast(&c, &ecs, 512).is_some());
-    // Options that do not parse are the slow path's (FORMERR).
+    // Options that do not parse are the slow path's (FORMERR), as on a miss: a Client Subnet
+    // address longer than its prefix says,
+    let long_address = with(EdnsOption::ClientSubnet(crate::wire::ClientSubnet {
+        family: 1,
+        source_prefix: 8,
+        scope_prefix: 0,
+        address: Box::new([192, 0, 2]),
+    }));
+    assert!(Message::parse(&long_address).is_err());
+    assert!(fast(&c, &long_address, 512).is_none());
+    // and an option whose length runs past the packet.
     let mut bad = cookie.clone();
     let len = bad.len();
     // The cookie option (code, length 8, 8 octets) ends the packet; its length now runs past it.

@@ -617,6 +617,14 @@ mod tests {
     }
 
     #[test]
+    fn special_use_names_can_be_turned_off() {
+        let c = parse("[hosts]\nspecial_use = false\n", "t.toml", Path::new("/")).unwrap();
+        assert!(!c.hosts.special_use);
+        let e = parse_err("[hosts]\nspecial_use = \"no\"\n").to_string();
+        assert!(e.contains("special_use"), "{e}");
+    }
+
+    #[test]
     fn empty_file_gives_the_documented_defaults() {
         let c = parse("", "t.toml", Path::new("/")).unwrap();
         assert_eq!(
@@ -639,6 +647,7 @@ mod tests {
         assert_eq!(c.cache.file, None);
         assert_eq!(c.cache.save_interval, Duration::from_secs(300));
         assert_eq!(c.hosts.file, Some(PathBuf::from("/etc/hosts")));
+        assert!(c.hosts.special_use);
         assert_eq!(c.upstream.timeout, Duration::from_millis(3000));
         assert_eq!(c.upstream.strategy, Strategy::Fastest);
         assert!(c.upstream.servers.is_empty() && c.forward.is_empty());

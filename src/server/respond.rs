@@ -183,8 +183,9 @@ pub(super) fn error_message(
     fix_up(query, m, ours)
 }
 
-/// Encodes `resp` within `limit` (TC=1 if it does not fit); if it cannot be encoded at all, a
-/// SERVFAIL for `query` instead. None only if even that fails.
+/// Encodes `resp` within `limit` (without its additional records, or else TC=1, if it does not fit:
+/// [`Message::encode_limited`]); if it cannot be encoded at all, a SERVFAIL for `query` instead.
+/// None only if even that fails.
 pub(super) fn encode(resp: &Message, query: &Message, limit: usize, ours: u16) -> Option<Vec<u8>> {
     match resp.encode_limited(limit) {
         Ok(bytes) => Some(bytes),

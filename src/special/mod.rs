@@ -14,14 +14,21 @@
 //! RFC 7686 (`onion`) and RFC 8375 (`home.arpa`) ask the same. The set is unbound's default local
 //! zones, less `test.` (this project's own tests use `.test` zones on local servers).
 //!
-//! A forwarding rule wins: a zone that a rule's domain equals, contains or falls inside is left out,
-//! so `168.192.in-addr.arpa` forwarded to the router (the example the forwarding rules exist for)
-//! reaches the router. The hosts stage runs before this one, so /etc/hosts entries (`localhost`,
-//! `1.0.0.127.in-addr.arpa`) keep their addresses. `hosts.special_use = false` turns the stage off.
+//! A forwarding rule wins: a zone that a rule's domain equals or contains is left out, and a name at
+//! or below a rule's domain inside a zone is passed on, so `168.192.in-addr.arpa` forwarded to the
+//! router (the example the forwarding rules exist for) reaches the router, and a VPN's rule for
+//! `1.10.in-addr.arpa` takes those names while the rest of 10/8 stays here. The hosts stage runs
+//! before this one, so /etc/hosts entries (`localhost`, `1.0.0.127.in-addr.arpa`) keep their
+//! addresses. `hosts.special_use = false` turns the stage off.
 //!
-//! Answers: NOERROR with AA=0 and RA=1, like the hosts stage. Negative answers carry the zone's
-//! synthetic SOA (`localhost. nobody.invalid.`, as unbound's) in the authority section, so that the
-//! cache and the clients keep them for its minimum (RFC 2308). Only class IN is answered.
+//! Answers: NOERROR or NXDOMAIN with AA=0 and RA=1, like the hosts stage; negative ones carry the
+//! zone's synthetic SOA (`localhost. nobody.invalid.`, as unbound's) in the authority section. TTLs
+//! are 0, as for hosts-file answers: nothing is cached (here or downstream), so a name added to
+//! /etc/hosts later, or a forwarding rule added before a restart that restores the cache, takes
+//! effect at once; answering here again costs less than an upstream query would.
+//!
+//! Limitations: only class IN; zone apexes have an SOA but no NS record; no DNSSEC proofs (a DO=1
+//! client gets the same unsigned answer, as from unbound's local zones).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -30,8 +37,9 @@ use tracing::debug;
 use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Request};
 use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
 
-/// TTL of synthesised records and of the SOA (also its minimum, the negative TTL).
-pub const TTL: u32 = 10800;
+/// TTL of synthesised records and of the SOA (also its minimum, the negative TTL): see the module
+/// docs.
+pub const TTL: u32 = 0;
 
 /// What a zone answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +72,8 @@ fn default_zones() -> Vec<Zone> {
         zone("invalid", Kind::Empty),
         zone("onion", Kind::Empty),
         zone("home.arpa", Kind::Empty),
-        // RFC 6303 4.1-4.3: private, "this network", link-local, documentation, broadcast.
+        // RFC 6303 section 4: private (RFC 1918), "this network", link-local, documentation,
+        // broadcast.
         zone("10.in-addr.arpa", Kind::Empty),
         zone("168.192.in-addr.arpa", Kind::Empty),
         zone("0.in-addr.arpa", Kind::Empty),
@@ -73,7 +82,7 @@ fn default_zones() -> Vec<Zone> {
         zone("100.51.198.in-addr.arpa", Kind::Empty),
         zone("113.0.203.in-addr.arpa", Kind::Empty),
         zone("255.255.255.255.in-addr.arpa", Kind::Empty),
-        // RFC 6303 4.4-4.6: ::, unique local, link-local, documentation.
+        // RFC 6303 section 4: ::, unique local, link-local, documentation.
         zone(&ip6_reverse(Ipv6Addr::UNSPECIFIED), Kind::Empty),
         zone("d.f.ip6.arpa", Kind::Empty),
         zone("8.e.f.ip6.arpa", Kind::Empty),
@@ -112,25 +121,49 @@ fn ip6_reverse(ip: Ipv6Addr) -> String {
 /// The special-use names stage.
 pub struct SpecialNames {
     zones: Vec<Zone>,
+    /// Forwarding rules' domains inside a served zone: names at or below them are passed on.
+    carved_out: Vec<Name>,
+    soa: Soa,
+    localhost: Name,
+    loopback_v4_ptr: Name,
 }
 
 impl SpecialNames {
-    /// The default zones, less every zone related to one of `forwarded` (a forwarding rule's
-    /// domain equal to the zone, above it or inside it): those names go where the rule sends them.
+    /// The default zones, less every zone that one of `forwarded` (a forwarding rule's domains)
+    /// equals or contains; a rule's domain inside a zone carves its names out of it. Either way
+    /// those names go where the rule sends them.
     pub fn new(forwarded: &[Name]) -> SpecialNames {
-        let zones = default_zones()
+        let zones: Vec<Zone> = default_zones()
             .into_iter()
             .filter(|z| {
-                let overridden = forwarded
-                    .iter()
-                    .any(|d| d.is_subdomain_of(&z.apex) || z.apex.is_subdomain_of(d));
+                let overridden = forwarded.iter().any(|d| z.apex.is_subdomain_of(d));
                 if overridden {
                     debug!(zone = %z.apex, "special-use zone left to a forwarding rule");
                 }
                 !overridden
             })
             .collect();
-        SpecialNames { zones }
+        let carved_out = forwarded
+            .iter()
+            .filter(|d| zones.iter().any(|z| d.is_subdomain_of(&z.apex)))
+            .cloned()
+            .collect();
+        let name = |s: &str| s.parse().unwrap_or_else(|_| Name::root());
+        SpecialNames {
+            zones,
+            carved_out,
+            soa: Soa {
+                mname: name("localhost"),
+                rname: name("nobody.invalid"),
+                serial: 1,
+                refresh: 3600,
+                retry: 1200,
+                expire: 604_800,
+                minimum: TTL,
+            },
+            localhost: name("localhost"),
+            loopback_v4_ptr: name("1.0.0.127.in-addr.arpa"),
+        }
     }
 
     /// Zones served.
@@ -153,22 +186,13 @@ impl SpecialNames {
             .zones
             .iter()
             .find(|z| q.name.is_subdomain_of(&z.apex))?;
+        if self.carved_out.iter().any(|d| q.name.is_subdomain_of(d)) {
+            return None;
+        }
         let at_apex = q.name.label_count() == z.apex.label_count();
         let mut response = Message::response_to(query);
         response.header.authoritative = false;
-        let soa = Record::new(
-            z.apex.clone(),
-            TTL,
-            RData::Soa(Soa {
-                mname: Name::root().prepend(b"localhost").ok()?,
-                rname: "nobody.invalid".parse().ok()?,
-                serial: 1,
-                refresh: 3600,
-                retry: 1200,
-                expire: 604_800,
-                minimum: TTL,
-            }),
-        );
+        let soa = Record::new(z.apex.clone(), TTL, RData::Soa(self.soa.clone()));
         let wants = |t: RType| q.qtype == t || q.qtype == RType::ANY;
         let mut answers = Vec::new();
         let exists = match z.kind {
@@ -182,18 +206,19 @@ impl SpecialNames {
                 true
             }
             Kind::LoopbackPtrApex => {
-                if wants(RType::PTR) {
-                    answers.push(RData::Ptr(Name::root().prepend(b"localhost").ok()?));
+                if at_apex && wants(RType::PTR) {
+                    answers.push(RData::Ptr(self.localhost.clone()));
                 }
                 at_apex
             }
             Kind::LoopbackReverse => {
-                let loopback: Name = "1.0.0.127.in-addr.arpa".parse().ok()?;
-                let is_loopback = q.name.eq_ignore_case(&loopback);
-                if is_loopback && wants(RType::PTR) {
-                    answers.push(RData::Ptr(Name::root().prepend(b"localhost").ok()?));
+                let ptr = &self.loopback_v4_ptr;
+                if q.name.eq_ignore_case(ptr) && wants(RType::PTR) {
+                    answers.push(RData::Ptr(self.localhost.clone()));
                 }
-                at_apex || is_loopback
+                // The names between the apex and 1.0.0.127 exist (empty non-terminals, RFC 8020:
+                // an NXDOMAIN there would deny the name below).
+                ptr.is_subdomain_of(&q.name)
             }
             Kind::Empty => at_apex,
         };
@@ -296,6 +321,21 @@ mod tests {
         let m = ask(&s, "2.0.0.127.in-addr.arpa", RType::PTR).unwrap();
         assert_eq!(m.rcode(), Rcode::NXDOMAIN);
         assert_eq!(m.authority[0].name, n("127.in-addr.arpa"));
+        // The names above 1.0.0.127 exist, empty.
+        for name in [
+            "127.in-addr.arpa",
+            "0.127.in-addr.arpa",
+            "0.0.127.in-addr.arpa",
+        ] {
+            let m = ask(&s, name, RType::PTR).unwrap();
+            assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 0), "{name}");
+        }
+        assert_eq!(
+            ask(&s, "1.1.0.0.127.in-addr.arpa", RType::PTR)
+                .unwrap()
+                .rcode(),
+            Rcode::NXDOMAIN
+        );
     }
 
     #[test]
@@ -363,10 +403,18 @@ mod tests {
         assert!(ask(&s, "1.1.1.10.in-addr.arpa", RType::PTR).is_none());
         assert!(ask(&s, "1.0.0.127.in-addr.arpa", RType::PTR).is_none());
         assert!(ask(&s, "localhost", RType::A).is_some());
+        // A rule inside a zone (a VPN's 10.1/16) takes its own names only; the rest of the zone
+        // is still answered here, not sent to the default upstream.
         let s = SpecialNames::new(&[n("1.10.in-addr.arpa")]);
-        // A rule inside a zone takes the whole zone, so nothing of it is answered here.
-        assert!(ask(&s, "9.9.9.10.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "9.9.1.10.in-addr.arpa", RType::PTR).is_none());
+        assert!(ask(&s, "1.10.in-addr.arpa", RType::PTR).is_none());
+        let m = ask(&s, "9.9.9.10.in-addr.arpa", RType::PTR).unwrap();
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
         assert!(ask(&s, "1.1.168.192.in-addr.arpa", RType::PTR).is_some());
+        assert_eq!(SpecialNames::new(&[]).len(), s.len());
+        // A rule for a zone itself takes it whole.
+        let s = SpecialNames::new(&[n("10.in-addr.arpa")]);
+        assert!(ask(&s, "9.9.9.10.in-addr.arpa", RType::PTR).is_none());
         assert_eq!(SpecialNames::new(&[]).len() - s.len(), 1);
     }
 

@@ -145,7 +145,8 @@ const BARE_ERRORS: [Rcode; 4] = [
 ];
 
 /// Parses `raw` and checks that it answers `sent`: QR=1, same ID, same opcode and same questions
-/// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]).
+/// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]),
+/// which is returned with `sent`'s question filled in.
 pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
     let answer = Message::parse(raw)
         .map_err(|e| UpstreamError::BadAnswer(format!("does not parse: {e}")))?;
@@ -162,15 +163,17 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
         return Err(UpstreamError::BadAnswer("opcode differs".into()));
     }
     // `Question`'s equality compares names case-insensitively (RFC 4343).
-    let bare = answer.questions.is_empty()
-        && answer.answers.is_empty()
-        && answer.authority.is_empty()
-        && answer.additional.is_empty()
-        && BARE_ERRORS.contains(&answer.rcode());
-    if answer.questions != sent.questions && !bare {
-        return Err(UpstreamError::BadAnswer("question differs".into()));
+    if answer.questions == sent.questions {
+        return Ok(answer);
     }
-    Ok(answer)
+    if answer.questions.is_empty() && Header::parse(raw).is_ok_and(|h| is_bare_error(&h)) {
+        // From here on it is an ordinary error response to our question (so the cache can keep
+        // a SERVFAIL for its short time, RFC 2308 section 7.1).
+        let mut answer = answer;
+        answer.questions.clone_from(&sent.questions);
+        return Ok(answer);
+    }
+    Err(UpstreamError::BadAnswer("question differs".into()))
 }
 
 /// One upstream: a transport plus the checks every answer must pass.
@@ -420,7 +423,9 @@ mod tests {
             m.questions.clear();
             m.set_rcode(Rcode::REFUSED);
         });
-        assert_eq!(bare.unwrap().rcode(), Rcode::REFUSED);
+        let bare = bare.unwrap();
+        assert_eq!(bare.rcode(), Rcode::REFUSED);
+        assert_eq!(bare.questions, sent.questions, "taken from our query");
         assert!(matches!(
             bad(&|m| {
                 m.questions.clear();

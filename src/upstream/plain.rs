@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   UdpTransport: fresh socket on a random port --connect()--> server
-//!                 wait for a datagram that answers *this* query (ID + question); ignore others
+//!                 wait for a datagram that answers *this* query (ID + question, or ID alone on a
+//!                 bare error); ignore others
 //!                 TC=1, or a datagram that fills the 4 KiB buffer? --> same query over
 //!                 TcpTransport, within the same deadline
 //!   TcpTransport: 2-octet length prefix (RFC 1035 section 4.2.2, RFC 7766 section 8)
@@ -14,7 +15,10 @@
 //! from a CSPRNG. A datagram whose ID or question (compared case-insensitively) does not match the
 //! query is dropped and we keep waiting until the deadline: an off-path attacker who guesses wrong
 //! cannot make the exchange fail early, and cannot get a forged answer accepted without guessing
-//! port and ID together.
+//! port and ID together. The one exception to the question match is a bare error (FORMERR,
+//! SERVFAIL, NOTIMP or REFUSED with no question and no records, [`super::is_bare_error`]), which
+//! servers such as nsd send for a query they reject: it carries no data to plant, and a spoofer
+//! still needs port and ID.
 //!
 //! Every exchange is bounded by one deadline ([`PlainOptions::timeout`]) that covers the UDP wait
 //! and the TCP retry after truncation together. TCP responses are bounded by their 16-bit length

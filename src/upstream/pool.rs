@@ -669,6 +669,8 @@ impl<'a> Run<'a> {
                         upstream = url,
                         "REFUSED a non-IN question; trying the next upstream"
                     );
+                    // Neither a failure nor a good answer; a probe it was may be sent again.
+                    member.health_mut().abandoned(rtt, now);
                 }
                 self.last_answer = Some(answer);
                 None

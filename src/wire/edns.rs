@@ -23,9 +23,9 @@ pub mod ede {
     pub const OTHER: u16 = 0;
     pub const STALE_ANSWER: u16 = 3;
     pub const DNSSEC_BOGUS: u16 = 6;
+    pub const NOT_READY: u16 = 14;
     pub const PROHIBITED: u16 = 18;
     pub const NOT_SUPPORTED: u16 = 21;
-    pub const NOT_READY: u16 = 14;
     pub const NO_REACHABLE_AUTHORITY: u16 = 22;
     pub const NETWORK_ERROR: u16 = 23;
 }
@@ -94,6 +94,12 @@ impl EdnsOption {
             EdnsOption::ExtendedError { .. } => code::EXTENDED_ERROR,
             EdnsOption::Unknown { code, .. } => *code,
         }
+    }
+
+    /// The option with this code and data (the octets after its length field), checked as a
+    /// message's OPT record is parsed.
+    pub fn from_data(code: u16, data: &[u8]) -> Result<EdnsOption> {
+        Self::read(code, &mut Reader::new(data))
     }
 
     fn read(code: u16, r: &mut Reader<'_>) -> Result<EdnsOption> {

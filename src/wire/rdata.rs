@@ -1178,11 +1178,16 @@ pub(crate) mod tests {
 
     #[test]
     fn generic_data_must_be_in_uncompressed_form() {
-        // A name with a pointer back into the data itself.
-        let soa_with_pointer = [
-            1, b'a', 0, 0xC0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5,
-        ];
-        assert!(RData::from_generic(RType::SOA, &soa_with_pointer).is_err());
+        // A name with a pointer back into the data itself: RNAME points at MNAME's last label
+        // (offset 13, past the 12 octets where no name may start). It reads, and is refused for
+        // not being the uncompressed form.
+        let mut soa_with_pointer = vec![12];
+        soa_with_pointer.extend_from_slice(b"abcdefghijkl");
+        soa_with_pointer.extend_from_slice(&[1, b'a', 0, 0xC0, 13]);
+        soa_with_pointer
+            .extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5]);
+        let err = RData::from_generic(RType::SOA, &soa_with_pointer).unwrap_err();
+        assert!(err.to_string().contains("uncompressed form"), "{err}");
         assert!(RData::from_generic(RType::A, &[1, 2, 3]).is_err());
         assert!(RData::from_generic(RType::OPT, &[]).is_err());
         assert_eq!(

@@ -418,6 +418,29 @@ async fn servfail_and_refused_fail_over_and_the_last_answer_is_kept() {
     }
     assert_eq!(refused.calls(), 10);
     assert_eq!(g.health()[0].breaker, BreakerState::Closed);
+
+    // Such a refusal as the probe of a resting upstream leaves it ready for the next probe, not
+    // stuck probing until the timeout.
+    let flaky = Fake::new("flaky", Act::Fail(Duration::ZERO));
+    let good = Fake::new("good", ok(5));
+    let g = pool(config(Strategy::Ordered), &[&flaky, &good]);
+    for _ in 0..3 {
+        ask(&g).await.0.unwrap();
+    }
+    assert!(matches!(
+        g.health()[0].breaker,
+        BreakerState::Resting { .. }
+    ));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    flaky.set(Act::Answer(ms(1), Rcode::REFUSED));
+    g.query(&hs).await.unwrap();
+    assert_eq!(flaky.calls(), 4, "the HS question was the probe");
+    assert_ne!(g.health()[0].breaker, BreakerState::Probing);
+    // The next question probes again, succeeds, and closes the breaker.
+    flaky.set(ok(1));
+    ask(&g).await.0.unwrap();
+    assert_eq!(flaky.calls(), 5);
+    assert_eq!(g.health()[0].breaker, BreakerState::Closed);
 }
 
 #[tokio::test(start_paused = true)]
