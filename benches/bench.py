@@ -308,6 +308,11 @@ def main():
         u, v = results[("unbound", mode)][key], results[("dnsveil", mode)][key]
         return v / u if u else float("nan")
 
+    def per_round(mode, key):
+        """The ratio in each round, in round order: the spread the medians hide."""
+        pairs = zip(runs[("unbound", mode)], runs[("dnsveil", mode)])
+        return ", ".join(f"{v[key] / u[key]:.2f}" if u[key] else "nan" for u, v in pairs)
+
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
         "## Cached answers",
@@ -316,7 +321,7 @@ def main():
         f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at {LATENCY_QPS:,} q/s offered to",
         "one server at a time (two dnsperfs at once would overload CPU 1 and measure their own waits for it).",
         f"Both servers measured in alternation over {args.rounds} rounds; each figure is the median of its rounds.",
-        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads}`.",
+        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads} --rounds {args.rounds}`.",
         "",
         "| server | transport | queries/s | CPU µs/answer | p50 µs | p99 µs |",
         "|---|---|---:|---:|---:|---:|",
@@ -328,6 +333,8 @@ def main():
         lines.append(f"- {mode.upper()}: CPU per answer {ratio(mode, 'cpu_us'):.2f}x (≤ 0.75), "
                      f"queries/s {ratio(mode, 'qps'):.2f}x ({'≥ 1.2' if mode == 'tcp' else '≥ 1.0'}), "
                      f"p99 {ratio(mode, 'p99_us'):.2f}x (≤ 1.0)")
+        lines.append(f"  - per round: CPU {per_round(mode, 'cpu_us')}; queries/s {per_round(mode, 'qps')}; "
+                     f"p99 {per_round(mode, 'p99_us')}")
     lines += ["", "Resident memory after caching 100,000 distinct names (A records via a wildcard zone):", "",
               "| server | RSS before (MiB) | RSS after (MiB) | answered |", "|---|---:|---:|---:|"]
     for kind, (b, a, n) in mem.items():

@@ -121,6 +121,9 @@ fn ip6_reverse(ip: Ipv6Addr) -> String {
 /// The special-use names stage.
 pub struct SpecialNames {
     zones: Vec<Zone>,
+    /// The top-level domains of `zones` (`localhost`, `arpa`, ...): a name under none of them, as
+    /// nearly every name asked is, is passed on after these few comparisons.
+    tops: Vec<Name>,
     /// Forwarding rules' domains inside a served zone: names at or below them are passed on.
     carved_out: Vec<Name>,
     soa: Soa,
@@ -148,9 +151,17 @@ impl SpecialNames {
             .filter(|d| zones.iter().any(|z| d.is_subdomain_of(&z.apex)))
             .cloned()
             .collect();
+        let mut tops: Vec<Name> = Vec::new();
+        for z in &zones {
+            let top = z.apex.trim_to(1);
+            if !tops.iter().any(|t| t.eq_ignore_case(&top)) {
+                tops.push(top);
+            }
+        }
         let name = |s: &str| s.parse().unwrap_or_else(|_| Name::root());
         SpecialNames {
             zones,
+            tops,
             carved_out,
             soa: Soa {
                 mname: name("localhost"),
@@ -180,6 +191,9 @@ impl SpecialNames {
     fn answer(&self, query: &Message) -> Option<Message> {
         let q = query.question()?;
         if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
+            return None;
+        }
+        if !self.tops.iter().any(|t| q.name.is_subdomain_of(t)) {
             return None;
         }
         let z = self
@@ -421,6 +435,9 @@ mod tests {
     #[test]
     fn every_listed_zone_is_served() {
         // 21 listed one by one, 16 for 172.16/12, 64 for 100.64/10.
-        assert_eq!(SpecialNames::new(&[]).len(), 21 + 16 + 64);
+        let s = SpecialNames::new(&[]);
+        assert_eq!(s.len(), 21 + 16 + 64);
+        let tops: Vec<String> = s.tops.iter().map(|t| t.to_string()).collect();
+        assert_eq!(tops, ["localhost.", "arpa.", "invalid.", "onion."]);
     }
 }
