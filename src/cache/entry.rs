@@ -303,8 +303,8 @@ pub(crate) enum Ttls {
 
 /// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
 /// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out the additional
-/// records, and if it still would, writes header, question and OPT with TC=1 instead (RFC 2181
-/// section 9). Returns false (with `out` unchanged) if even that
+/// records, then (for a positive answer) the authority records, and if it still would, writes
+/// header, question and OPT with TC=1 instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that
 /// does not fit or the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
@@ -342,12 +342,23 @@ pub(crate) fn render(
     let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
     // Too long: without the additional records if the rest fits (RFC 2181 section 9: no TC for
     // what additional-section processing added), else header, question and OPT with TC=1.
+    // A positive answer can also do without its authority records; a negative one keeps its SOA.
+    let ancount = u16::from_be_bytes([header[6], header[7]]);
+    let nscount = u16::from_be_bytes([header[8], header[9]]);
     let mut cut = tail.len();
+    let mut nscount_out = nscount;
     let mut truncated = false;
     if full_len > max_len {
-        match additional_at(header, tail) {
-            Some(at) if at < tail.len() && full_len - (tail.len() - at) <= max_len => cut = at,
-            _ => truncated = true,
+        let fits = |at: usize| full_len - (tail.len() - at) <= max_len;
+        match section_end(tail, usize::from(ancount) + usize::from(nscount)) {
+            Some(at) if at < tail.len() && fits(at) => cut = at,
+            _ => match section_end(tail, usize::from(ancount)) {
+                Some(at) if ancount > 0 && nscount > 0 && fits(at) => {
+                    cut = at;
+                    nscount_out = 0;
+                }
+                _ => truncated = true,
+            },
         }
     }
     if truncated && HEADER_LEN + question_len + opt_total > max_len {
@@ -380,7 +391,8 @@ pub(crate) fn render(
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0]);
         out.extend_from_slice(&extra.to_be_bytes());
     } else {
-        out.extend_from_slice(&header[4..10]);
+        out.extend_from_slice(&header[4..8]);
+        out.extend_from_slice(&nscount_out.to_be_bytes());
         let stored = if cut < tail.len() {
             0
         } else {
@@ -425,12 +437,11 @@ pub(crate) fn render(
     true
 }
 
-/// Where the additional section starts in `tail` (the stored records after the question): past
-/// the answer and authority records that `header` counts. None if the records do not parse that
-/// far (never for a blob we built; the check only keeps a damaged one from reading past its end).
-fn additional_at(header: &[u8], tail: &[u8]) -> Option<usize> {
-    let records = usize::from(u16::from_be_bytes([header[6], header[7]]))
-        + usize::from(u16::from_be_bytes([header[8], header[9]]));
+/// Where the first `records` records of `tail` (the stored records after the question) end: with
+/// ANCOUNT, where the authority section starts; with ANCOUNT + NSCOUNT, where the additional one
+/// does. None if the records do not parse that far (never for a blob we built; the check only keeps
+/// a damaged one from reading past its end).
+fn section_end(tail: &[u8], records: usize) -> Option<usize> {
     let mut pos = 0;
     for _ in 0..records {
         // The owner name: labels up to the root label or a compression pointer.

@@ -864,6 +864,85 @@ async fn additional_records_go_before_tc_is_set() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn authority_records_go_before_tc_is_set_for_a_positive_answer() {
+    // A TXT answer that fits 512 octets on its own, with the zone's NS set in the authority
+    // section that does not fit: the NS set goes (as nsd does), not the answer.
+    let owner: Name = "t.example.com".parse().unwrap();
+    let mut m = Message::response_to(&Message::query(owner.clone(), RType::TXT));
+    m.answers.push(Record::new(
+        owner,
+        300,
+        RData::Txt(vec![vec![b'x'; 200].into(), vec![b'y'; 200].into()]),
+    ));
+    for i in 0..4 {
+        m.authority.push(Record::new(
+            "example.com".parse().unwrap(),
+            300,
+            RData::Ns(
+                format!("ns{i}.nameserver-with-a-long-name.example.net")
+                    .parse()
+                    .unwrap(),
+            ),
+        ));
+    }
+    m.additional.push(Record::new(
+        "ns0.nameserver-with-a-long-name.example.net"
+            .parse()
+            .unwrap(),
+        300,
+        RData::A([192, 0, 2, 53].into()),
+    ));
+    let wire = m.encode().unwrap();
+    assert!(wire.len() > 512);
+    let c = default_cache();
+    c.insert_wire(&key("t.example.com", RType::TXT, false, false), &wire)
+        .unwrap();
+    advance(Duration::from_secs(2)).await;
+    let out = fast(&c, &query("t.example.com", RType::TXT, 5), 512).unwrap();
+    let got = Message::parse(&out).unwrap();
+    assert!(!got.header.truncated);
+    assert_eq!(
+        (got.answers.len(), got.authority.len(), got.additional.len()),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        (got.answers[0].ttl, &got.answers[0].data),
+        (298, &m.answers[0].data)
+    );
+    // With room for the NS set but not the glue, the NS set stays.
+    let room = wire.len() - 16;
+    let got =
+        Message::parse(&fast(&c, &query("t.example.com", RType::TXT, 5), room).unwrap()).unwrap();
+    assert_eq!(
+        (got.answers.len(), got.authority.len(), got.additional.len()),
+        (1, 4, 0)
+    );
+    assert!(got.authority.iter().all(|r| r.ttl == 298));
+    // The codec does the same.
+    let lean = Message::parse(&m.encode_limited(512).unwrap()).unwrap();
+    assert!(!lean.header.truncated);
+    assert_eq!((lean.answers.len(), lean.authority.len()), (1, 0));
+
+    // A negative answer keeps its SOA (RFC 2308): no room for it means TC.
+    let neg = response(
+        "gone.example.com",
+        RType::A,
+        Rcode::NXDOMAIN,
+        &[],
+        &[rr("example.com", 300, Data::Soa { minimum: 60 })],
+    );
+    c.insert_wire(&key("gone.example.com", RType::A, false, false), &neg)
+        .unwrap();
+    let q = query("gone.example.com", RType::A, 6);
+    let whole = fast(&c, &q, 512).unwrap();
+    assert_eq!(Header::parse(&whole).unwrap().nscount, 1);
+    let short = fast(&c, &q, whole.len() - 1).unwrap();
+    let h = Header::parse(&short).unwrap();
+    assert!(h.truncated);
+    assert_eq!((h.ancount, h.nscount), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn fast_path_declines_what_it_does_not_handle() {
     let c = default_cache();
     c.insert_wire(

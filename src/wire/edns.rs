@@ -120,6 +120,14 @@ impl EdnsOption {
                 {
                     return Err(bad("client subnet address does not match its prefix"));
                 }
+                // RFC 7871 section 6: bits past the prefix must be zero (FORMERR otherwise).
+                let spare = (8 - source_prefix % 8) % 8;
+                if address
+                    .last()
+                    .is_some_and(|last| last & ((1u8 << spare) - 1) != 0)
+                {
+                    return Err(bad("client subnet address has bits set past its prefix"));
+                }
                 EdnsOption::ClientSubnet(ClientSubnet {
                     family,
                     source_prefix,
@@ -361,5 +369,13 @@ mod tests {
         assert!(EdnsOption::read(code::CLIENT_SUBNET, &mut r.sub(6).unwrap()).is_err());
         let mut r = Reader::new(&[1, 2, 3]);
         assert!(EdnsOption::read(code::COOKIE, &mut r.sub(3).unwrap()).is_err());
+        // A /20 of IPv4: the last octet's low four bits must be zero (RFC 7871 section 6).
+        let ecs =
+            |last: u8| EdnsOption::from_data(code::CLIENT_SUBNET, &[0, 1, 20, 0, 192, 0, last]);
+        assert!(ecs(0xF0).is_ok());
+        assert!(ecs(0xFF).is_err());
+        assert!(ecs(0x01).is_err());
+        // Whole octets have no spare bits.
+        assert!(EdnsOption::from_data(code::CLIENT_SUBNET, &[0, 1, 24, 0, 192, 0, 255]).is_ok());
     }
 }

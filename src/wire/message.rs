@@ -3,8 +3,9 @@
 //! Parsing is strict: counts must match the data, nothing may trail the last record, at most one
 //! OPT record and only in the additional section with the root as owner (RFC 6891 section 6.1.1).
 //! Building owns compression and the size limit: [`Message::encode_limited`] leaves out the
-//! additional records of an answer that does not fit, and if that is not enough turns it into a
-//! truncated (TC=1) one that carries only the question and OPT.
+//! additional records of an answer that does not fit, then the authority records of a positive one,
+//! and if that is not enough turns it into a truncated (TC=1) one that carries only the question and
+//! OPT.
 
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
 use super::edns::Edns;
@@ -138,6 +139,8 @@ enum Sections {
     All,
     /// Without the additional records (the OPT record stays).
     NoAdditional,
+    /// The answer section only (and the OPT record).
+    AnswerOnly,
     /// Header with TC=1, question and OPT record.
     Truncated,
 }
@@ -255,9 +258,10 @@ impl Message {
 
     /// Encodes the message within `limit` octets. If it does not fit, the additional records go
     /// first (RFC 2181 section 9: TC is not set merely because additional-section data, such as glue
-    /// or the RRSIGs of additional RRsets (RFC 4035 section 3.1.1), did not fit); if it still does
-    /// not fit, the copy holds only the header with TC=1, the question and the OPT record (a client
-    /// retries over TCP rather than use a partial RRset).
+    /// or the RRSIGs of additional RRsets (RFC 4035 section 3.1.1), did not fit), then, for an answer
+    /// with records in its answer section, the authority records; if it still does not fit, the copy
+    /// holds only the header with TC=1, the question and the OPT record (a client retries over TCP
+    /// rather than use a partial RRset).
     pub fn encode_limited(&self, limit: usize) -> Result<Vec<u8>> {
         let limit = limit.clamp(HEADER_LEN, MAX_MESSAGE_LEN);
         let full = self.encode_sections(Sections::All)?;
@@ -266,6 +270,14 @@ impl Message {
         }
         if !self.additional.is_empty() {
             let lean = self.encode_sections(Sections::NoAdditional)?;
+            if lean.len() <= limit {
+                return Ok(lean);
+            }
+        }
+        // A positive answer can also do without its authority records (the zone's NS set, which
+        // nsd leaves out the same way); a negative one needs its SOA (RFC 2308), so it truncates.
+        if !self.answers.is_empty() && !self.authority.is_empty() {
+            let lean = self.encode_sections(Sections::AnswerOnly)?;
             if lean.len() <= limit {
                 return Ok(lean);
             }
@@ -285,6 +297,7 @@ impl Message {
         let (answers, authority, additional): (&[Record], &[Record], &[Record]) = match sections {
             Sections::All => (&self.answers, &self.authority, &self.additional),
             Sections::NoAdditional => (&self.answers, &self.authority, &[]),
+            Sections::AnswerOnly => (&self.answers, &[], &[]),
             Sections::Truncated => {
                 header.truncated = true;
                 (&[], &[], &[])
