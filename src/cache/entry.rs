@@ -303,9 +303,10 @@ pub(crate) enum Ttls {
 
 /// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
 /// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out the additional
-/// records, then (for a positive answer) the authority records, and if it still would, writes
-/// header, question and OPT with TC=1 instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that
-/// does not fit or the client's name does not match.
+/// records, then (for a positive answer) an authority section of NS records only, and if it still
+/// would, writes header, question and OPT with TC=1 instead (RFC 2181 section 9; the rules are
+/// [`Message::encode_limited`]'s). Returns false (with `out` unchanged) if even that does not fit
+/// or the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
     client: &Client<'_>,
@@ -342,7 +343,8 @@ pub(crate) fn render(
     let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
     // Too long: without the additional records if the rest fits (RFC 2181 section 9: no TC for
     // what additional-section processing added), else header, question and OPT with TC=1.
-    // A positive answer can also do without its authority records; a negative one keeps its SOA.
+    // A positive answer can also do without an authority section of NS records only (see
+    // `Message::encode_limited` for what else may be there and must stay).
     let ancount = u16::from_be_bytes([header[6], header[7]]);
     let nscount = u16::from_be_bytes([header[8], header[9]]);
     let mut cut = tail.len();
@@ -353,7 +355,12 @@ pub(crate) fn render(
         match section_end(tail, usize::from(ancount) + usize::from(nscount)) {
             Some(at) if at < tail.len() && fits(at) => cut = at,
             _ => match section_end(tail, usize::from(ancount)) {
-                Some(at) if ancount > 0 && nscount > 0 && fits(at) => {
+                Some(at)
+                    if ancount > 0
+                        && nscount > 0
+                        && fits(at)
+                        && records_all_of(&tail[at..], usize::from(nscount), RType::NS) =>
+                {
                     cut = at;
                     nscount_out = 0;
                 }
@@ -442,11 +449,23 @@ pub(crate) fn render(
 /// does. None if the records do not parse that far (never for a blob we built; the check only keeps
 /// a damaged one from reading past its end).
 fn section_end(tail: &[u8], records: usize) -> Option<usize> {
+    walk_records(tail, records, |_| true)
+}
+
+/// True when the first `count` records of `records` are all of type `rtype` (false if they do not
+/// parse).
+fn records_all_of(records: &[u8], count: usize, rtype: RType) -> bool {
+    walk_records(records, count, |t| t == rtype).is_some()
+}
+
+/// Walks the first `count` records of `records` and returns where they end, or None if they do not
+/// parse or `keep` refuses a record's type.
+fn walk_records(records: &[u8], count: usize, keep: impl Fn(RType) -> bool) -> Option<usize> {
     let mut pos = 0;
-    for _ in 0..records {
+    for _ in 0..count {
         // The owner name: labels up to the root label or a compression pointer.
         loop {
-            let len = *tail.get(pos)?;
+            let len = *records.get(pos)?;
             match len & 0xC0 {
                 0x00 if len == 0 => {
                     pos += 1;
@@ -461,10 +480,13 @@ fn section_end(tail: &[u8], records: usize) -> Option<usize> {
             }
         }
         // Type, class, TTL, RDLENGTH, RDATA.
-        let rdlen = tail.get(pos + 8..pos + 10)?;
-        pos += 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
+        let fixed = records.get(pos..pos + 10)?;
+        if !keep(RType(u16::from_be_bytes([fixed[0], fixed[1]]))) {
+            return None;
+        }
+        pos += 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
     }
-    (pos <= tail.len()).then_some(pos)
+    (pos <= records.len()).then_some(pos)
 }
 
 /// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0, RD

@@ -923,6 +923,38 @@ async fn authority_records_go_before_tc_is_set_for_a_positive_answer() {
     assert!(!lean.header.truncated);
     assert_eq!((lean.answers.len(), lean.authority.len()), (1, 0));
 
+    // An authority section with anything but NS records in it (here an SOA, as after a CNAME to
+    // a name that does not exist; NSEC proofs and RRSIGs alike) is needed: TC instead.
+    let mut mixed = m.clone();
+    mixed.questions[0].name = "u.example.com".parse().unwrap();
+    mixed.answers[0].name = "u.example.com".parse().unwrap();
+    mixed.authority[3] = Record::new(
+        "example.com".parse().unwrap(),
+        300,
+        RData::Soa(Soa {
+            mname: "ns0.example.com".parse().unwrap(),
+            rname: "hostmaster.example.com".parse().unwrap(),
+            serial: 1,
+            refresh: 2,
+            retry: 3,
+            expire: 4,
+            minimum: 60,
+        }),
+    );
+    let mixed_wire = mixed.encode().unwrap();
+    assert!(mixed_wire.len() > 512);
+    assert!(
+        Header::parse(&mixed.encode_limited(512).unwrap())
+            .unwrap()
+            .truncated
+    );
+    c.insert_wire(&key("u.example.com", RType::TXT, false, false), &mixed_wire)
+        .unwrap();
+    let out = fast(&c, &query("u.example.com", RType::TXT, 7), 512).unwrap();
+    let h = Header::parse(&out).unwrap();
+    assert!(h.truncated);
+    assert_eq!((h.ancount, h.nscount, h.arcount), (0, 0, 0));
+
     // A negative answer keeps its SOA (RFC 2308): no room for it means TC.
     let neg = response(
         "gone.example.com",

@@ -3,9 +3,9 @@
 //! Parsing is strict: counts must match the data, nothing may trail the last record, at most one
 //! OPT record and only in the additional section with the root as owner (RFC 6891 section 6.1.1).
 //! Building owns compression and the size limit: [`Message::encode_limited`] leaves out the
-//! additional records of an answer that does not fit, then the authority records of a positive one,
-//! and if that is not enough turns it into a truncated (TC=1) one that carries only the question and
-//! OPT.
+//! additional records of an answer that does not fit, then the NS-only authority section of a
+//! positive one, and if that is not enough turns it into a truncated (TC=1) one that carries only
+//! the question and OPT.
 
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
 use super::edns::Edns;
@@ -259,9 +259,9 @@ impl Message {
     /// Encodes the message within `limit` octets. If it does not fit, the additional records go
     /// first (RFC 2181 section 9: TC is not set merely because additional-section data, such as glue
     /// or the RRSIGs of additional RRsets (RFC 4035 section 3.1.1), did not fit), then, for an answer
-    /// with records in its answer section, the authority records; if it still does not fit, the copy
-    /// holds only the header with TC=1, the question and the OPT record (a client retries over TCP
-    /// rather than use a partial RRset).
+    /// with records in its answer section, an authority section of NS records only; if it still
+    /// does not fit, the copy holds only the header with TC=1, the question and the OPT record (a
+    /// client retries over TCP rather than use a partial RRset).
     pub fn encode_limited(&self, limit: usize) -> Result<Vec<u8>> {
         let limit = limit.clamp(HEADER_LEN, MAX_MESSAGE_LEN);
         let full = self.encode_sections(Sections::All)?;
@@ -274,9 +274,14 @@ impl Message {
                 return Ok(lean);
             }
         }
-        // A positive answer can also do without its authority records (the zone's NS set, which
-        // nsd leaves out the same way); a negative one needs its SOA (RFC 2308), so it truncates.
-        if !self.answers.is_empty() && !self.authority.is_empty() {
+        // A positive answer can also do without an authority section that is only the zone's NS
+        // set (nsd leaves it out the same way). Anything else there is needed: the SOA of a negative
+        // answer (RFC 2308, also after a CNAME), the NSEC/NSEC3 proof of a wildcard answer and
+        // RRSIGs (RFC 4035 section 3.1.1 asks for TC when those do not fit).
+        if !self.answers.is_empty()
+            && !self.authority.is_empty()
+            && self.authority.iter().all(|r| r.rtype() == RType::NS)
+        {
             let lean = self.encode_sections(Sections::AnswerOnly)?;
             if lean.len() <= limit {
                 return Ok(lean);
