@@ -60,7 +60,7 @@ impl HostsTable {
             }
             if let Some(first) = line.names.first() {
                 t.reverse
-                    .entry(LowerName::from(reverse_name(line.addr)))
+                    .entry(LowerName::from(Name::reverse_of(line.addr)))
                     .or_insert_with(|| first.clone());
             }
         }
@@ -201,30 +201,6 @@ fn records_at(
     Some(out)
 }
 
-/// The reverse-mapping name of an address: `4.3.2.1.in-addr.arpa.` for 1.2.3.4 (RFC 1035 section
-/// 3.5), 32 nibbles under `ip6.arpa.` for IPv6 (RFC 3596 section 2.5).
-pub fn reverse_name(ip: IpAddr) -> Name {
-    let text = match ip {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(a) => {
-            let mut s = String::with_capacity(72);
-            for byte in a.octets().iter().rev() {
-                for nibble in [byte & 0x0F, byte >> 4] {
-                    s.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
-                    s.push('.');
-                }
-            }
-            s.push_str("ip6.arpa.");
-            s
-        }
-    };
-    // Always a valid name: at most 34 short labels.
-    text.parse().unwrap_or_else(|_| Name::root())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -241,18 +217,6 @@ mod tests {
 
     fn data(out: Option<Vec<Record>>) -> Option<Vec<RData>> {
         out.map(|v| v.into_iter().map(|r| r.data).collect())
-    }
-
-    #[test]
-    fn reverse_names() {
-        assert_eq!(
-            reverse_name("192.168.1.10".parse().unwrap()).to_string(),
-            "10.1.168.192.in-addr.arpa."
-        );
-        assert_eq!(
-            reverse_name("2001:db8::567:89ab".parse().unwrap()).to_string(),
-            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
-        );
     }
 
     #[test]

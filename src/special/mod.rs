@@ -42,16 +42,13 @@ use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
 pub const TTL: u32 = 0;
 
 /// What a zone answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 enum Kind {
     /// `localhost` and every name below it: A 127.0.0.1 and AAAA ::1 (RFC 6761 section 6.3).
     Loopback,
-    /// A reverse zone whose apex is the PTR name of a loopback address (::1).
-    LoopbackPtrApex,
-    /// `127.in-addr.arpa`: PTR `localhost.` at 1.0.0.127, NXDOMAIN for other addresses.
-    LoopbackReverse,
-    /// Nothing exists below the apex: NXDOMAIN (the apex itself has only its SOA).
-    Empty,
+    /// Only its SOA and, with `ptr`, PTR `localhost.` at that name (a loopback address's reverse
+    /// name). The apex, `ptr` and the names between them exist; any other name below is NXDOMAIN.
+    Static { ptr: Option<Name> },
 }
 
 /// One special zone.
@@ -63,59 +60,61 @@ struct Zone {
 
 /// The zones served when nothing overrides them.
 fn default_zones() -> Vec<Zone> {
+    let empty = |apex: &str| {
+        Some(Zone {
+            apex: apex.parse().ok()?,
+            kind: Kind::Static { ptr: None },
+        })
+    };
+    let v4_loopback = Name::reverse_of(Ipv4Addr::LOCALHOST.into());
+    let v6_loopback = Name::reverse_of(Ipv6Addr::LOCALHOST.into());
     let mut zones: Vec<Option<Zone>> = vec![
-        zone("localhost", Kind::Loopback),
-        zone("127.in-addr.arpa", Kind::LoopbackReverse),
-        // ::1
-        zone(&ip6_reverse(Ipv6Addr::LOCALHOST), Kind::LoopbackPtrApex),
-        // RFC 6761 6.4, RFC 7686, RFC 8375.
-        zone("invalid", Kind::Empty),
-        zone("onion", Kind::Empty),
-        zone("home.arpa", Kind::Empty),
+        empty("localhost").map(|z| Zone {
+            kind: Kind::Loopback,
+            ..z
+        }),
+        Some(Zone {
+            apex: v4_loopback.trim_to(3),
+            kind: Kind::Static {
+                ptr: Some(v4_loopback),
+            },
+        }),
+        Some(Zone {
+            apex: v6_loopback.clone(),
+            kind: Kind::Static {
+                ptr: Some(v6_loopback),
+            },
+        }),
+        // RFC 6761 section 6.4, RFC 7686, RFC 8375.
+        empty("invalid"),
+        empty("onion"),
+        empty("home.arpa"),
         // RFC 6303 section 4: private (RFC 1918), "this network", link-local, documentation,
-        // broadcast.
-        zone("10.in-addr.arpa", Kind::Empty),
-        zone("168.192.in-addr.arpa", Kind::Empty),
-        zone("0.in-addr.arpa", Kind::Empty),
-        zone("254.169.in-addr.arpa", Kind::Empty),
-        zone("2.0.192.in-addr.arpa", Kind::Empty),
-        zone("100.51.198.in-addr.arpa", Kind::Empty),
-        zone("113.0.203.in-addr.arpa", Kind::Empty),
-        zone("255.255.255.255.in-addr.arpa", Kind::Empty),
-        // RFC 6303 section 4: ::, unique local, link-local, documentation.
-        zone(&ip6_reverse(Ipv6Addr::UNSPECIFIED), Kind::Empty),
-        zone("d.f.ip6.arpa", Kind::Empty),
-        zone("8.e.f.ip6.arpa", Kind::Empty),
-        zone("9.e.f.ip6.arpa", Kind::Empty),
-        zone("a.e.f.ip6.arpa", Kind::Empty),
-        zone("b.e.f.ip6.arpa", Kind::Empty),
-        zone("8.b.d.0.1.0.0.2.ip6.arpa", Kind::Empty),
+        // broadcast; ::, unique local, link-local, documentation.
+        empty("10.in-addr.arpa"),
+        empty("168.192.in-addr.arpa"),
+        empty("0.in-addr.arpa"),
+        empty("254.169.in-addr.arpa"),
+        empty("2.0.192.in-addr.arpa"),
+        empty("100.51.198.in-addr.arpa"),
+        empty("113.0.203.in-addr.arpa"),
+        empty("255.255.255.255.in-addr.arpa"),
+        Some(Zone {
+            apex: Name::reverse_of(Ipv6Addr::UNSPECIFIED.into()),
+            kind: Kind::Static { ptr: None },
+        }),
+        empty("d.f.ip6.arpa"),
+        empty("8.e.f.ip6.arpa"),
+        empty("9.e.f.ip6.arpa"),
+        empty("a.e.f.ip6.arpa"),
+        empty("b.e.f.ip6.arpa"),
+        empty("8.b.d.0.1.0.0.2.ip6.arpa"),
     ];
-    // 172.16.0.0/12 (RFC 6303 4.1) and the shared address space 100.64.0.0/10 (RFC 7793).
-    zones.extend((16..32).map(|n| zone(&format!("{n}.172.in-addr.arpa"), Kind::Empty)));
-    zones.extend((64..128).map(|n| zone(&format!("{n}.100.in-addr.arpa"), Kind::Empty)));
+    // 172.16.0.0/12 (RFC 1918) and the shared address space 100.64.0.0/10 (RFC 7793).
+    zones.extend((16..32).map(|n| empty(&format!("{n}.172.in-addr.arpa"))));
+    zones.extend((64..128).map(|n| empty(&format!("{n}.100.in-addr.arpa"))));
     // Every entry is a valid name (a test checks that none is lost).
     zones.into_iter().flatten().collect()
-}
-
-fn zone(apex: &str, kind: Kind) -> Option<Zone> {
-    Some(Zone {
-        apex: apex.parse().ok()?,
-        kind,
-    })
-}
-
-/// The `ip6.arpa` name of an IPv6 address (RFC 3596 section 2.5), without the trailing dot.
-fn ip6_reverse(ip: Ipv6Addr) -> String {
-    let mut labels: Vec<String> = ip
-        .octets()
-        .iter()
-        .flat_map(|o| [o >> 4, o & 0x0F])
-        .map(|nibble| format!("{nibble:x}"))
-        .collect();
-    labels.reverse();
-    labels.push("ip6.arpa".into());
-    labels.join(".")
 }
 
 /// The special-use names stage.
@@ -128,7 +127,6 @@ pub struct SpecialNames {
     carved_out: Vec<Name>,
     soa: Soa,
     localhost: Name,
-    loopback_v4_ptr: Name,
 }
 
 impl SpecialNames {
@@ -173,7 +171,6 @@ impl SpecialNames {
                 minimum: TTL,
             },
             localhost: name("localhost"),
-            loopback_v4_ptr: name("1.0.0.127.in-addr.arpa"),
         }
     }
 
@@ -209,7 +206,7 @@ impl SpecialNames {
         let soa = Record::new(z.apex.clone(), TTL, RData::Soa(self.soa.clone()));
         let wants = |t: RType| q.qtype == t || q.qtype == RType::ANY;
         let mut answers = Vec::new();
-        let exists = match z.kind {
+        let exists = match &z.kind {
             Kind::Loopback => {
                 if wants(RType::A) {
                     answers.push(RData::A(Ipv4Addr::LOCALHOST));
@@ -219,22 +216,15 @@ impl SpecialNames {
                 }
                 true
             }
-            Kind::LoopbackPtrApex => {
-                if at_apex && wants(RType::PTR) {
+            Kind::Static { ptr } => {
+                let ptr = ptr.as_ref();
+                if ptr.is_some_and(|p| q.name.eq_ignore_case(p)) && wants(RType::PTR) {
                     answers.push(RData::Ptr(self.localhost.clone()));
                 }
-                at_apex
-            }
-            Kind::LoopbackReverse => {
-                let ptr = &self.loopback_v4_ptr;
-                if q.name.eq_ignore_case(ptr) && wants(RType::PTR) {
-                    answers.push(RData::Ptr(self.localhost.clone()));
-                }
-                // The names between the apex and 1.0.0.127 exist (empty non-terminals, RFC 8020:
+                // The names between the apex and the PTR's exist (empty non-terminals, RFC 8020:
                 // an NXDOMAIN there would deny the name below).
-                ptr.is_subdomain_of(&q.name)
+                at_apex || ptr.is_some_and(|p| p.is_subdomain_of(&q.name))
             }
-            Kind::Empty => at_apex,
         };
         if at_apex && wants(RType::SOA) {
             response.answers.push(soa.clone());
@@ -326,11 +316,12 @@ mod tests {
         let s = SpecialNames::new(&[]);
         let m = ask(&s, "1.0.0.127.in-addr.arpa", RType::PTR).unwrap();
         assert_eq!(data(&m), [RData::Ptr(n("localhost"))]);
-        let v6 = ip6_reverse(Ipv6Addr::LOCALHOST);
-        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".0.ip6.arpa"));
-        assert_eq!(v6.split('.').count(), 34);
+        let v6 = format!("1{}.ip6.arpa", ".0".repeat(31));
         let m = ask(&s, &v6, RType::PTR).unwrap();
         assert_eq!(data(&m), [RData::Ptr(n("localhost"))]);
+        // Below ::1's name nothing exists.
+        let below = ask(&s, &format!("x.{v6}"), RType::PTR).unwrap();
+        assert_eq!(below.rcode(), Rcode::NXDOMAIN);
         // Another loopback address has no name.
         let m = ask(&s, "2.0.0.127.in-addr.arpa", RType::PTR).unwrap();
         assert_eq!(m.rcode(), Rcode::NXDOMAIN);

@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use super::error::{Result, WireError};
@@ -149,6 +150,30 @@ impl Name {
             pos += 1 + a[pos] as usize;
         }
         pos == off
+    }
+
+    /// The reverse-mapping name of an address: `4.3.2.1.in-addr.arpa.` for 1.2.3.4 (RFC 1035
+    /// section 3.5), 32 nibbles under `ip6.arpa.` for IPv6 (RFC 3596 section 2.5).
+    pub fn reverse_of(ip: IpAddr) -> Name {
+        let text = match ip {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+            }
+            IpAddr::V6(a) => {
+                let mut s = String::with_capacity(72);
+                for byte in a.octets().iter().rev() {
+                    for nibble in [byte & 0x0F, byte >> 4] {
+                        s.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+                        s.push('.');
+                    }
+                }
+                s.push_str("ip6.arpa.");
+                s
+            }
+        };
+        // Always a valid name: at most 34 short labels.
+        text.parse().unwrap_or_else(|_| Name::root())
     }
 
     /// The name with its first label removed, or `None` for the root.
@@ -599,6 +624,18 @@ mod tests {
         assert!(fails_at(&[3, b'a', b'b', b'c', 0xC0, 4], 12));
         assert!(fails_at(&[0xC0, 2], 12));
         assert!(fails_at(&[0xC0, 11], 12));
+    }
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(
+            Name::reverse_of("192.168.1.10".parse().unwrap()).to_string(),
+            "10.1.168.192.in-addr.arpa."
+        );
+        assert_eq!(
+            Name::reverse_of("2001:db8::567:89ab".parse().unwrap()).to_string(),
+            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+        );
     }
 
     #[test]
