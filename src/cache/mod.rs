@@ -107,7 +107,8 @@ use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
-use crate::wire::{EdnsOption, Message, Opcode, QueryView, Rcode};
+use crate::wire::edns::check_options;
+use crate::wire::{Message, Opcode, QueryView, Rcode};
 
 use entry::{Client, Ttls};
 use key::Key;
@@ -772,22 +773,12 @@ fn request_key(q: &Message) -> Option<Key> {
 /// (a Client Subnet address longer than its prefix, a short cookie): those queries are left to the
 /// slow path, which answers FORMERR, so that a hit and a miss answer alike.
 fn options_malformed(query: &QueryView<'_>) -> bool {
-    // QueryView has checked that the OPT record spans the rest of the packet.
-    let Some(mut opts) = query.raw.get(query.question_end + 11..) else {
-        return true;
-    };
-    while !opts.is_empty() {
-        if opts.len() < 4 {
-            return true;
-        }
-        let code = u16::from_be_bytes([opts[0], opts[1]]);
-        let len = u16::from_be_bytes([opts[2], opts[3]]) as usize;
-        if opts.len() < 4 + len || EdnsOption::from_data(code, &opts[4..4 + len]).is_err() {
-            return true;
-        }
-        opts = &opts[4 + len..];
-    }
-    false
+    // QueryView has checked that the OPT record (root owner, 10 fixed octets, RDATA) ends the
+    // packet, so its RDATA is the rest.
+    query
+        .raw
+        .get(query.question_end + 11..)
+        .map_or(true, |rdata| check_options(rdata).is_err())
 }
 
 impl Handler for Cache {

@@ -96,12 +96,6 @@ impl EdnsOption {
         }
     }
 
-    /// The option with this code and data (the octets after its length field), checked as a
-    /// message's OPT record is parsed.
-    pub fn from_data(code: u16, data: &[u8]) -> Result<EdnsOption> {
-        Self::read(code, &mut Reader::new(data))
-    }
-
     fn read(code: u16, r: &mut Reader<'_>) -> Result<EdnsOption> {
         let bad = |reason| WireError::BadOpt(reason);
         let opt = match code {
@@ -225,6 +219,22 @@ impl Default for Edns {
     }
 }
 
+/// Reads the options of an OPT record's RDATA, handing each to `keep`.
+fn read_options(rd: &mut Reader<'_>, mut keep: impl FnMut(EdnsOption)) -> Result<()> {
+    while !rd.is_empty() {
+        let code = rd.u16()?;
+        let len = rd.u16()? as usize;
+        keep(EdnsOption::read(code, &mut rd.sub(len)?)?);
+    }
+    Ok(())
+}
+
+/// Checks an OPT record's RDATA (its options) exactly as a message's is checked when it is parsed,
+/// without keeping the options: for a fast path that answers without parsing the message.
+pub fn check_options(rdata: &[u8]) -> Result<()> {
+    read_options(&mut Reader::new(rdata), drop)
+}
+
 impl Edns {
     /// Reads the OPT record's fields after its owner name and TYPE: CLASS, TTL, RDLENGTH, RDATA.
     pub(crate) fn read_after_type(r: &mut Reader<'_>) -> Result<Edns> {
@@ -233,14 +243,8 @@ impl Edns {
         let version = r.u8()?;
         let flags = r.u16()?;
         let rdlen = r.u16()? as usize;
-        let mut rd = r.sub(rdlen)?;
         let mut options = Vec::new();
-        while !rd.is_empty() {
-            let code = rd.u16()?;
-            let len = rd.u16()? as usize;
-            let mut body = rd.sub(len)?;
-            options.push(EdnsOption::read(code, &mut body)?);
-        }
+        read_options(&mut r.sub(rdlen)?, |o| options.push(o))?;
         Ok(Edns {
             udp_payload,
             ext_rcode,
@@ -370,12 +374,17 @@ mod tests {
         let mut r = Reader::new(&[1, 2, 3]);
         assert!(EdnsOption::read(code::COOKIE, &mut r.sub(3).unwrap()).is_err());
         // A /20 of IPv4: the last octet's low four bits must be zero (RFC 7871 section 6).
+        // As OPT RDATA: code 8, length 7, family 1, source /20, scope 0, three address octets.
         let ecs =
-            |last: u8| EdnsOption::from_data(code::CLIENT_SUBNET, &[0, 1, 20, 0, 192, 0, last]);
-        assert!(ecs(0xF0).is_ok());
-        assert!(ecs(0xFF).is_err());
-        assert!(ecs(0x01).is_err());
+            |prefix: u8, last: u8| check_options(&[0, 8, 0, 7, 0, 1, prefix, 0, 192, 0, last]);
+        assert!(ecs(20, 0xF0).is_ok());
+        assert!(ecs(20, 0xFF).is_err());
+        assert!(ecs(20, 0x01).is_err());
         // Whole octets have no spare bits.
-        assert!(EdnsOption::from_data(code::CLIENT_SUBNET, &[0, 1, 24, 0, 192, 0, 255]).is_ok());
+        assert!(ecs(24, 0xFF).is_ok());
+        // Framing: an option longer than the data, a cut header.
+        assert!(check_options(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8]).is_err());
+        assert!(check_options(&[0, 10, 0]).is_err());
+        assert!(check_options(&[]).is_ok());
     }
 }
