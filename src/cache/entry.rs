@@ -302,11 +302,10 @@ pub(crate) enum Ttls {
 }
 
 /// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
-/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out the additional
-/// records, then (for a positive answer) an authority section of NS records only, and if it still
-/// would, writes header, question and OPT with TC=1 instead (RFC 2181 section 9; the rules are
-/// [`Message::encode_limited`]'s). Returns false (with `out` unchanged) if even that does not fit
-/// or the client's name does not match.
+/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out what
+/// [`fitting_part`] allows, and if it still would, writes header, question and OPT with TC=1
+/// instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that does not fit or
+/// the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
     client: &Client<'_>,
@@ -341,37 +340,13 @@ pub(crate) fn render(
         0
     };
     let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
-    // Too long: without the additional records if the rest fits (RFC 2181 section 9: no TC for
-    // what additional-section processing added), else header, question and OPT with TC=1.
-    // A positive answer can also do without an authority section of NS records only (see
-    // `Message::encode_limited` for what else may be there and must stay).
-    let ancount = u16::from_be_bytes([header[6], header[7]]);
-    let nscount = u16::from_be_bytes([header[8], header[9]]);
-    let mut cut = tail.len();
-    let mut nscount_out = nscount;
-    let mut truncated = false;
-    if full_len > max_len {
-        let fits = |at: usize| full_len - (tail.len() - at) <= max_len;
-        match section_end(tail, usize::from(ancount) + usize::from(nscount)) {
-            Some(at) if at < tail.len() && fits(at) => cut = at,
-            _ => match section_end(tail, usize::from(ancount)) {
-                Some(at)
-                    if ancount > 0
-                        && nscount > 0
-                        && fits(at)
-                        && records_all_of(&tail[at..], usize::from(nscount), RType::NS) =>
-                {
-                    cut = at;
-                    nscount_out = 0;
-                }
-                _ => truncated = true,
-            },
-        }
-    }
+    let fitting = fitting_part(header, tail, full_len, max_len);
+    let truncated = fitting.is_none();
     if truncated && HEADER_LEN + question_len + opt_total > max_len {
         return false;
     }
-    let body = if truncated { &tail[..0] } else { &tail[..cut] };
+    let (cut, nscount_out) = fitting.unwrap_or((0, 0));
+    let body = &tail[..cut];
     // Where the written records end, counted from the start of the message (TTL offsets are).
     let records_end = HEADER_LEN + question_len + body.len();
 
@@ -411,24 +386,20 @@ pub(crate) fn render(
     out.extend_from_slice(key::type_and_class_of(key));
     if !truncated {
         out.extend_from_slice(body);
-        let elapsed = match ttls {
-            Ttls::At(now_ms) => Ok(elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32),
-            Ttls::Stale(ttl) => Err(ttl),
+        let (elapsed, stale_ttl) = match ttls {
+            Ttls::At(now_ms) => (elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32, None),
+            Ttls::Stale(ttl) => (0, Some(ttl)),
         };
         for i in 0..ttl_count {
             let offset = u16_at(b, offsets_at + 2 * i);
             if offset + 4 > records_end {
-                continue; // in the additional records left out
+                continue; // in the records left out
             }
             let at = base + offset;
-            let ttl = match elapsed {
-                Ok(elapsed) => {
-                    let stored =
-                        u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-                    stored.saturating_sub(elapsed)
-                }
-                Err(stale_ttl) => stale_ttl,
-            };
+            let ttl = stale_ttl.unwrap_or_else(|| {
+                u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]])
+                    .saturating_sub(elapsed)
+            });
             out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
     }
@@ -442,6 +413,32 @@ pub(crate) fn render(
         out.extend_from_slice(extra_options);
     }
     true
+}
+
+/// How much of the stored records `tail` an answer of `full_len` octets keeps within `max_len`:
+/// (where to cut `tail`, the NSCOUNT to write), or None when it must be truncated (TC=1). The rules
+/// are [`crate::wire::Message::encode_limited`]'s: all of it if it fits; else without the
+/// additional records (RFC 2181 section 9: no TC for what additional-section processing added);
+/// else, for a positive answer, also without an authority section of NS records only.
+fn fitting_part(
+    header: &[u8],
+    tail: &[u8],
+    full_len: usize,
+    max_len: usize,
+) -> Option<(usize, u16)> {
+    let ancount = u16::from_be_bytes([header[6], header[7]]);
+    let nscount = u16::from_be_bytes([header[8], header[9]]);
+    if full_len <= max_len {
+        return Some((tail.len(), nscount));
+    }
+    let fits = |at: usize| full_len - (tail.len() - at) <= max_len;
+    let additional_at = section_end(tail, usize::from(ancount) + usize::from(nscount))?;
+    if additional_at < tail.len() && fits(additional_at) {
+        return Some((additional_at, nscount));
+    }
+    let authority_at = section_end(tail, usize::from(ancount))?;
+    let ns_only = || records_all_of(&tail[authority_at..], usize::from(nscount), RType::NS);
+    (ancount > 0 && nscount > 0 && fits(authority_at) && ns_only()).then_some((authority_at, 0))
 }
 
 /// Where the first `records` records of `tail` (the stored records after the question) end: with
