@@ -26,21 +26,7 @@ fn zone() -> String {
 
 /// Starts dnsveil forwarding to `upstream` with `[cache]` settings `cache_toml` and extra flags.
 fn start(dir: &Path, upstream: SocketAddr, cache_toml: &str, extra: &[&str]) -> Dnsveil {
-    let conf = dir.join("dnsveil.toml");
-    std::fs::write(&conf, format!("[cache]\n{cache_toml}\n")).expect("write config");
-    let upstream = format!("udp://{upstream}");
-    let mut args = vec![
-        "--config",
-        conf.to_str().expect("UTF-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--hosts",
-        "",
-    ];
-    args.extend_from_slice(extra);
-    Dnsveil::start(&args)
+    Dnsveil::forwarding(dir, upstream, &format!("[cache]\n{cache_toml}\n"), extra)
 }
 
 /// Asks `name` A over UDP with EDNS (so that an Extended DNS Error can come back); the answer and

@@ -169,26 +169,11 @@ fn special_use_names_stay_local_unless_a_rule_forwards_them() {
         ("10.in-addr.arpa", reverse("10.in-addr.arpa", "1.0.0")),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("dnsveil.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[forward]]\ndomains = [\"168.192.in-addr.arpa\"]\nupstreams = [\"udp://{}\"]\n",
-            nsd.addr
-        ),
-    )
-    .unwrap();
-    let upstream = format!("udp://{}", nsd.addr);
-    let dv = Dnsveil::start(&[
-        "--config",
-        conf.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--hosts",
-        "",
-    ]);
+    let rule = format!(
+        "[[forward]]\ndomains = [\"168.192.in-addr.arpa\"]\nupstreams = [\"udp://{}\"]\n",
+        nsd.addr
+    );
+    let dv = Dnsveil::forwarding(dir.path(), nsd.addr, &rule, &[]);
     let m = ask(dv.udp_addr(), "printer.localhost", RType::A, false);
     assert_eq!(m.answers[0].data, RData::A([127, 0, 0, 1].into()));
     let m = ask(dv.tcp_addr(), "localhost", RType::AAAA, true);

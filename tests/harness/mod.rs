@@ -251,6 +251,31 @@ impl Dnsveil {
         Self::start_cmd(args, &[])
     }
 
+    /// Starts dnsveil on loopback with `config_toml` as its config file (written into `dir`),
+    /// forwarding to `upstream` over plain UDP, with no hosts file and `extra` flags.
+    pub fn forwarding(
+        dir: &Path,
+        upstream: SocketAddr,
+        config_toml: &str,
+        extra: &[&str],
+    ) -> Dnsveil {
+        let conf = dir.join("dnsveil.toml");
+        std::fs::write(&conf, config_toml).expect("write config");
+        let upstream = format!("udp://{upstream}");
+        let mut args = vec![
+            "--config",
+            conf.to_str().expect("UTF-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--hosts",
+            "",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     /// Like [`Dnsveil::start`] with extra environment variables.
     pub fn start_cmd(args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsveil"));
