@@ -9,14 +9,15 @@
 //! is then pending it is parked in its own waker: the resource it waits on (an upstream's answer, a
 //! timer) wakes it, which spawns it onto the runtime from the thread that woke it. When that is a
 //! runtime worker (the I/O driver delivering the upstream's answer), the spawn goes on that
-//! worker's own queue and needs no further wake-up. A `udp://` upstream query (and a `tcp://` one
-//! on a reused connection) leaves before any thread hop, and when a server on this machine has
-//! answered it by the time the query is about to wait, the whole exchange ends in the first poll,
-//! with no worker woken at all (DoT and DoH hand theirs to a connection task, which still takes a
-//! wake-up when the worker is idle), and a busy worker is no longer interrupted to start queries:
-//! at 100 DoT misses in flight the CPU per query fell from 57-64 to about 49 µs
-//! (`benches/bench_upstream.py`). On an idle server the receive thread still sleeps once per query,
-//! as before.
+//! worker's own queue and needs no further wake-up.
+//!
+//! What that saves: a `udp://` upstream query (and a `tcp://` one on a reused connection) leaves
+//! before any thread hop, and when a server on this machine has answered it by the time the query
+//! is about to wait, the whole exchange ends in the first poll with no worker woken at all. DoT
+//! and DoH hand their queries to a connection task, which still takes a wake-up when the worker is
+//! idle, but a busy worker is no longer interrupted to start queries: at 100 DoT misses in flight
+//! the CPU per query fell from 57-64 to about 49 µs (`benches/bench_upstream.py`). On an idle
+//! server the receive thread still sleeps once per query, as before.
 //!
 //! Timers: a timer registered from outside the runtime whose deadline is earlier than the time
 //! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server
