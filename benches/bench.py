@@ -5,14 +5,15 @@ Both servers forward to one local nsd (loopback only). For each server and each 
 TCP) it measures, with dnsperf:
   - throughput (queries per second) over a warm cache,
   - latency p50/p99 at a fixed offered rate (dnsperf -v per-query latencies), one server at a
-    time (see `latency`),
+    time, in one-second slices of which only those without hypervisor steal count (see `latency`),
   - CPU time per answered query: the server's user+system CPU seconds (from /proc) divided by the
     answers it gave, which stays meaningful when dnsperf itself is the bottleneck.
+Rounds during which the hypervisor stole more than STEAL_LIMIT of a CPU are run again (see there).
 Then it restarts both servers, fills each with 100,000 distinct names and reports resident memory.
 Results go to BENCHMARKS.md (a table plus the ratios dnsveil/unbound), into the section between this
 script's markers only (benches/bench_upstream.py owns another section of the same file).
 
-Usage: python3 benches/bench.py [--threads 1] [--seconds 6] [--rounds 3] [--out BENCHMARKS.md]
+Usage: python3 benches/bench.py [--threads 1] [--seconds 6] [--rounds 3] [--max-rounds 9] [--latency-slices 8] [--out BENCHMARKS.md]
 Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
 """
 import argparse
@@ -30,6 +31,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Offered rate of the latency runs: well below either server's capacity, so that the percentiles are
 # of answering, not of queueing.
 LATENCY_QPS = 20_000
+# A throughput round in which the hypervisor took more than this share of either CPU (the "steal"
+# column of /proc/stat) is run again: on this shared VM steal comes in bursts, up to 40% of a CPU
+# over a 6 s run, during which the vCPU simply stops and the queries/s of whichever server ran
+# drop. Latency slices are held to a stricter rule (see `latency`).
+STEAL_LIMIT = 0.02
 
 
 def free_port():
@@ -85,6 +91,24 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def steal_ticks():
+    """Clock ticks the hypervisor took from each CPU so far (the steal column of /proc/stat)."""
+    ticks = []
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                ticks.append(int(line.split()[8]))
+    return ticks
+
+
+def stolen(run):
+    """Calls `run` and returns its result and the largest share of one CPU stolen meanwhile."""
+    s0, t0 = steal_ticks(), time.monotonic()
+    result = run()
+    s1, t1 = steal_ticks(), time.monotonic()
+    return result, max(b - a for a, b in zip(s0, s1)) / max(1e-9, (t1 - t0) * CLK_TCK)
 
 
 def rss_kib(pid):
@@ -227,23 +251,46 @@ def measure(server, names_file, mode, seconds):
     """Throughput and CPU per answer of one server, dnsperf saturating it alone."""
     dnsperf(server.port, names_file, mode, runs=1)  # warm the cache
     c0 = cpu_seconds(server.p.pid)
-    r = dnsperf(server.port, names_file, mode, seconds=seconds)
+    r, steal = stolen(lambda: dnsperf(server.port, names_file, mode, seconds=seconds))
     c1 = cpu_seconds(server.p.pid)
     return {
         "qps": r.get("qps", 0.0),
         "completed": r.get("completed", 0),
         "cpu_us": (c1 - c0) / max(1, r.get("completed", 1)) * 1e6,
+        "steal": steal,
     }
 
 
-def latency(server, names_file, mode, seconds):
-    """p50 and p99 of one server at LATENCY_QPS offered, its dnsperf alone on CPU 1.
+def latency(servers, names_file, mode, want, budget):
+    """p50 and p99 of each server at LATENCY_QPS offered, from quiet one-second slices.
 
-    One at a time, in the rounds' alternation: two dnsperfs at once overload CPU 1 (one takes 40 to
-    60% of a CPU at any offered rate, `perf sched` showed), and their waits for that CPU, up to
-    1.3 ms against at most 0.08 ms for the server's thread, then set both servers' p99."""
-    lat = dnsperf(server.port, names_file, mode, seconds=seconds, qps=LATENCY_QPS, verbose=True)
-    return {"p50_us": pct(lat["latencies"], 0.50) * 1e6, "p99_us": pct(lat["latencies"], 0.99) * 1e6}
+    The servers take turns, one slice each, their dnsperf alone on CPU 1 (two dnsperfs at once
+    overload CPU 1: one takes 40 to 60% of a CPU at any offered rate, `perf sched` showed, and
+    their waits for it, up to 1.3 ms against at most 0.08 ms for the server's thread, then set both
+    servers' p99). A p99 of 20,000 queries a second is the 200 slowest: one 10 ms stall of the vCPU
+    (hypervisor steal) sets it, so only slices during which /proc/stat counted no steal tick on any
+    CPU count, until each server has `want` of them or `budget` were run. The percentiles are over
+    the latencies of the counted slices together; a server short of quiet slices makes up the
+    number with its least disturbed ones, and the report says how many that took."""
+    slices = {kind: [] for kind in servers}  # (steal ticks on all CPUs, latencies) per slice
+    turn = 0
+    while min(len(v) for v in slices.values()) < budget and \
+            min(sum(st == 0 for st, _ in v) for v in slices.values()) < want:
+        order = list(servers) if turn % 2 == 0 else list(reversed(servers))
+        turn += 1
+        for kind in order:
+            s0 = steal_ticks()
+            lat = dnsperf(servers[kind].port, names_file, mode, seconds=1, qps=LATENCY_QPS, verbose=True)
+            slices[kind].append((sum(b - a for a, b in zip(s0, steal_ticks())), lat["latencies"]))
+    out = {}
+    for kind, got in slices.items():
+        counted = sorted(got, key=lambda x: x[0])[:want]
+        pooled = [x for _, lat in counted for x in lat]
+        out[kind] = {"p50_us": pct(pooled, 0.50) * 1e6, "p99_us": pct(pooled, 0.99) * 1e6,
+                     "slices": len(got), "quiet": sum(st == 0 for st, _ in got),
+                     "slice_p99s": sorted(round(pct(lat, 0.99) * 1e6) for _, lat in counted)}
+        print(mode, kind, "latency", out[kind], flush=True)
+    return out
 
 
 def main():
@@ -251,6 +298,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians")
+    ap.add_argument("--latency-slices", type=int, default=8,
+                    help="quiet one-second latency slices per server and transport (at most 5x that are run)")
+    ap.add_argument("--max-rounds", type=int, default=0,
+                    help="rounds tried per transport before giving up on quiet ones (default: 3 x --rounds)")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
@@ -274,22 +325,38 @@ def main():
         # machine then hits both alike instead of whichever happened to run during it.
         servers = {kind: Server(kind, d, nsd.port, args.threads) for kind in ["unbound", "dnsveil"]}
         runs = {}
+        tried = {}
+        lat = {}
         try:
-            for rnd in range(args.rounds):
-                for mode in ["udp", "tcp"]:
+            for mode in ["udp", "tcp"]:
+                # Rounds are tried until `args.rounds` of them were quiet (no CPU lost more than
+                # STEAL_LIMIT to the hypervisor during any of the round's four runs), at most
+                # `max_rounds` times; short of that, the least disturbed rounds make up the number.
+                # The rule is the same for both servers and decided before any result is seen.
+                max_rounds = args.max_rounds or 3 * args.rounds
+                attempts = []
+                while len(attempts) < max_rounds and sum(a[0] <= STEAL_LIMIT for a in attempts) < args.rounds:
+                    rnd = len(attempts)
                     order = ["unbound", "dnsveil"] if rnd % 2 == 0 else ["dnsveil", "unbound"]
-                    for kind in order:
-                        r = measure(servers[kind], hot, mode, args.seconds)
-                        runs.setdefault((kind, mode), []).append(r)
-                    for kind in order:
-                        runs[(kind, mode)][-1].update(latency(servers[kind], hot, mode, max(3, args.seconds // 2)))
+                    got = {kind: measure(servers[kind], hot, mode, args.seconds) for kind in order}
+                    worst = max(r["steal"] for r in got.values())
+                    attempts.append((worst, rnd, got))
                     for kind in servers:
-                        print(f"round {rnd + 1}", kind, mode, runs[(kind, mode)][-1], flush=True)
+                        print(f"{mode} round {rnd + 1}", kind, got[kind], flush=True)
+                kept = sorted(sorted(attempts, key=lambda a: a[0])[:args.rounds], key=lambda a: a[1])
+                tried[mode] = (len(attempts), sum(a[0] <= STEAL_LIMIT for a in attempts),
+                               [a[0] for a in kept])
+                for _, _, got in kept:
+                    for kind, r in got.items():
+                        runs.setdefault((kind, mode), []).append(r)
+                for kind, r in latency(servers, hot, mode, args.latency_slices, 5 * args.latency_slices).items():
+                    lat[(kind, mode)] = r
         finally:
             for s in servers.values():
                 s.stop()
         for key, rs in runs.items():
-            results[key] = {m: statistics.median(r[m] for r in rs) for m in rs[0]}
+            results[key] = {m: statistics.median(r[m] for r in rs) for m in ("qps", "cpu_us")}
+            results[key].update(lat[key])
         mem = {}
         for kind in ["unbound", "dnsveil"]:
             s = Server(kind, d, nsd.port, args.threads)
@@ -318,10 +385,17 @@ def main():
         "## Cached answers",
         "",
         f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
-        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names, {args.seconds} s per run; latency at {LATENCY_QPS:,} q/s offered to",
-        "one server at a time (two dnsperfs at once would overload CPU 1 and measure their own waits for it).",
-        f"Both servers measured in alternation over {args.rounds} rounds; each figure is the median of its rounds.",
-        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads} --rounds {args.rounds}`.",
+        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names.",
+        f"Queries/s and CPU: {args.seconds} s per run, both servers measured in alternation over {args.rounds} rounds per transport;",
+        "each figure is the median of its rounds. A round counts when the hypervisor took at most",
+        f"{STEAL_LIMIT:.0%} of either CPU (steal, /proc/stat) during both its runs; otherwise it is run again (up to 3x",
+        "the rounds; short of quiet ones, the least disturbed count).",
+        f"Latency: {LATENCY_QPS:,} q/s offered to one server at a time (two dnsperfs at once would overload CPU 1 and",
+        "measure their own waits for it), in one-second slices, the servers taking turns. Only slices in which no",
+        "CPU lost a steal tick count: a p99 of 20,000 queries a second is the 200 slowest, and one 10 ms stop of",
+        "the server's vCPU sets it. Percentiles are over the counted slices' latencies together.",
+        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads} --rounds {args.rounds}"
+        f"{f' --max-rounds {args.max_rounds}' if args.max_rounds else ''} --latency-slices {args.latency_slices}`.",
         "",
         "| server | transport | queries/s | CPU µs/answer | p50 µs | p99 µs |",
         "|---|---|---:|---:|---:|---:|",
@@ -333,8 +407,14 @@ def main():
         lines.append(f"- {mode.upper()}: CPU per answer {ratio(mode, 'cpu_us'):.2f}x (≤ 0.75), "
                      f"queries/s {ratio(mode, 'qps'):.2f}x ({'≥ 1.2' if mode == 'tcp' else '≥ 1.0'}), "
                      f"p99 {ratio(mode, 'p99_us'):.2f}x (≤ 1.0)")
-        lines.append(f"  - per round: CPU {per_round(mode, 'cpu_us')}; queries/s {per_round(mode, 'qps')}; "
-                     f"p99 {per_round(mode, 'p99_us')}")
+        lines.append(f"  - per round: CPU {per_round(mode, 'cpu_us')}; queries/s {per_round(mode, 'qps')}")
+        n, quiet, kept = tried[mode]
+        lines.append(f"  - rounds run: {n}, quiet: {quiet}; most CPU stolen in a counted round: "
+                     + ", ".join(f"{w:.1%}" for w in kept))
+        for kind in ["dnsveil", "unbound"]:
+            r = results[(kind, mode)]
+            lines.append(f"  - {kind} latency slices run: {r['slices']}, quiet: {r['quiet']}; p99 of each counted "
+                         f"slice (µs): {', '.join(map(str, r['slice_p99s']))}")
     lines += ["", "Resident memory after caching 100,000 distinct names (A records via a wildcard zone):", "",
               "| server | RSS before (MiB) | RSS after (MiB) | answered |", "|---|---:|---:|---:|"]
     for kind, (b, a, n) in mem.items():
