@@ -259,6 +259,8 @@ def summarize(runs, warm_names):
             (repeat if name in seen else first).append(latency)
             seen.add(name)
     lat = first + repeat
+    per_round = [{"hit": 1.0 - r[1][0] / max(1, r[2][0]), "client_hit": r[1][1][0] / max(1, r[1][1][1]),
+                  "p99": bench.pct([x for _, x in r[2][2]], 0.99) * 1e6} for r in runs]
     out = {
         "label": label,
         "rounds": len(runs),
@@ -275,6 +277,7 @@ def summarize(runs, warm_names):
         "first_n": len(first),
         "first_p50": bench.pct(first, 0.50) * 1e6,
         "repeat_p99": bench.pct(repeat, 0.99) * 1e6,
+        "per_round": per_round,
     }
     print(out, flush=True)
     return out
@@ -364,6 +367,12 @@ def write_report(args, results, distinct):
                      f"{(r['hit'] - ub['hit']) * 100:+.2f} points, for clients "
                      f"{(r['client_hit'] - ub['client_hit']) * 100:+.2f} points; p99 {r['p99'] / ub['p99']:.2f}x, "
                      f"p50 {r['p50'] / ub['p50']:.2f}x ({'met' if met else 'not met'})")
+        rounds = list(zip(ub["per_round"], r["per_round"]))
+        lines.append("  - per round: hit ratio upstream "
+                     + ", ".join(f"{(v['hit'] - u['hit']) * 100:+.2f}" for u, v in rounds)
+                     + " points, for clients "
+                     + ", ".join(f"{(v['client_hit'] - u['client_hit']) * 100:+.2f}" for u, v in rounds)
+                     + " points; p99 " + ", ".join(f"{v['p99'] / u['p99']:.2f}x" for u, v in rounds))
     lines += [
         "",
         "Notes:",
