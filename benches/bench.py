@@ -330,7 +330,7 @@ def main():
         try:
             for mode in ["udp", "tcp"]:
                 # Rounds are tried until `args.rounds` of them were quiet (no CPU lost more than
-                # STEAL_LIMIT to the hypervisor during any of the round's four runs), at most
+                # STEAL_LIMIT to the hypervisor during either of the round's two runs), at most
                 # `max_rounds` times; short of that, the least disturbed rounds make up the number.
                 # The rule is the same for both servers and decided before any result is seen.
                 max_rounds = args.max_rounds or 3 * args.rounds
@@ -385,7 +385,7 @@ def main():
         "## Cached answers",
         "",
         f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
-        f"dnsperf pinned to CPU 1, loopback, 1,000 hot names.",
+        "dnsperf pinned to CPU 1, loopback, 1,000 hot names.",
         f"Queries/s and CPU: {args.seconds} s per run, both servers measured in alternation over {args.rounds} rounds per transport;",
         "each figure is the median of its rounds. A round counts when the hypervisor took at most",
         f"{STEAL_LIMIT:.0%} of either CPU (steal, /proc/stat) during both its runs; otherwise it is run again (up to 3x",

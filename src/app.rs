@@ -46,7 +46,8 @@ pub async fn run(
     shutdown: CancellationToken,
     mut reload: mpsc::Receiver<()>,
 ) -> Result<()> {
-    let cache = (config.cache.size > 0).then(|| Arc::new(Cache::new(cache_config(&config.cache))));
+    let cache = (config.cache.size > 0)
+        .then(|| Arc::new(Cache::new(cache_config(&config.cache)).with_wall_clock_seconds()));
     let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
     let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();

@@ -233,6 +233,9 @@ pub struct Cache {
     shard_mask: u64,
     hasher: RandomState,
     epoch: Instant,
+    /// Added to the clock so that its seconds tick with the wall clock's (see
+    /// [`Cache::with_wall_clock_seconds`]); 0 by default.
+    phase_ms: u64,
     limits: Limits,
     stale: Option<Stale>,
     prefetch: bool,
@@ -257,6 +260,7 @@ impl Cache {
             shard_mask: (n - 1) as u64,
             hasher: RandomState::new(),
             epoch: Instant::now(),
+            phase_ms: 0,
             // An entry records lifetimes up to entry::MAX_LIFETIME (194 days; configs allow 7).
             limits: Limits {
                 min_ttl: cfg.min_ttl,
@@ -307,9 +311,27 @@ impl Cache {
         lock(&self.shards[((hash >> 40) & self.shard_mask) as usize])
     }
 
+    /// Moves the clock's second boundaries onto the wall clock's, as `time()` seconds are in
+    /// unbound: TTLs then count down, and prefetch windows open, when the wall clock's second
+    /// turns, not at an offset set by when this process started. Every cache on a machine (and a
+    /// cache file's wall-clock times) then shares one second grid; without it, which queries
+    /// fall into a one-second prefetch window depends on the process's start, the same for a
+    /// whole run. Call before any entry is stored. [`Cache::new`] leaves the phase at 0, so that
+    /// tests with paused time see seconds begin with the cache.
+    pub fn with_wall_clock_seconds(mut self) -> Cache {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // The cache's clock reads a whole number of seconds (CLOCK_BASE_MS) plus the time since
+        // `epoch`; the phase makes its position in the second the wall clock's.
+        let elapsed = self.epoch.elapsed().as_millis() as u64 % 1000;
+        self.phase_ms = (u64::from(since_epoch.subsec_millis()) + 1000 - elapsed) % 1000;
+        self
+    }
+
     /// Milliseconds on the cache's clock (see [`CLOCK_BASE_MS`]).
     fn now_ms(&self) -> u64 {
-        CLOCK_BASE_MS + self.epoch.elapsed().as_millis() as u64
+        CLOCK_BASE_MS + self.phase_ms + self.epoch.elapsed().as_millis() as u64
     }
 
     /// How long past expiry an entry may be answered stale, in ms (0 with serve-stale off).

@@ -1537,6 +1537,33 @@ async fn a_zero_client_timeout_answers_stale_at_once_and_refreshes_behind() {
     refresher.await.unwrap();
 }
 
+/// The server's cache counts TTL seconds on the wall clock's second grid (as unbound's `time()`
+/// seconds), whatever the moment the process started.
+#[test]
+fn wall_clock_seconds_put_the_cache_clock_on_the_wall_clocks_grid() {
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    // Off the grid by a known amount first, so that a phase of 0 cannot pass by luck.
+    while wall_ms() % 1000 < 300 || wall_ms() % 1000 > 700 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = Cache::new(CacheConfig::default()).with_wall_clock_seconds();
+    for _ in 0..3 {
+        let (ours, wall) = (c.now_ms() % 1000, wall_ms() % 1000);
+        // Both read within a few ms of each other; compare on the circle of one second.
+        let off = (ours + 1000 - wall) % 1000;
+        assert!(
+            off.min(1000 - off) <= 20,
+            "cache clock at {ours} ms into its second, wall clock at {wall}"
+        );
+        std::thread::sleep(Duration::from_millis(170));
+    }
+}
+
 // ---------------------------------------------------------------- prefetch
 
 /// A SERVFAIL entry is not prefetched: its lifetime is the retry back-off (RFC 2308 section 7.1).
