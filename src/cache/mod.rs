@@ -47,6 +47,9 @@
 //!
 //! Prefetch: a hit while the TTL an entry answers with is at most a tenth of the stored one (in whole
 //! seconds: unbound's `prefetch: yes` window) on a popular entry queues a refresh, once per entry.
+//! The seconds are the wall clock's, as unbound's are ([`Cache::with_wall_clock_seconds`]): for a
+//! TTL under 10 s the window is one second, and which queries fall into it should not depend on
+//! when the process happened to start.
 //! Popular: asked for at least twice, this hit and the client miss that fetched it included.
 //! Popularity belongs to the name, so a refreshed entry takes over the asks of the one it replaces
 //! and one hit in each later window keeps it refreshed; a name nobody asks for in its window is
@@ -151,7 +154,8 @@ const PREFETCH_MIN_ASKS: u8 = 1;
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
 /// store the clock in 48 bits, which leaves thousands of years of uptime. A whole number of
 /// seconds, so the clock's seconds (in which TTLs count, `entry::expires_ms`) begin in step with
-/// the cache's start, which keeps tests with paused time exact.
+/// the cache's start, which keeps tests with paused time exact; the server then moves them onto
+/// the wall clock's ([`Cache::with_wall_clock_seconds`]).
 const CLOCK_BASE_MS: u64 = (1 << 36) / 1000 * 1000;
 
 /// How the cache is sized and which TTLs it applies.
