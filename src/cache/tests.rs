@@ -1547,7 +1547,8 @@ fn wall_clock_seconds_put_the_cache_clock_on_the_wall_clocks_grid() {
             .unwrap()
             .as_millis() as u64
     };
-    // Off the grid by a known amount first, so that a phase of 0 cannot pass by luck.
+    // Start mid-second on the wall clock, so that a cache clock left at its own start (a whole
+    // second, phase 0) would be 300 ms or more off and cannot pass by luck.
     while wall_ms() % 1000 < 300 || wall_ms() % 1000 > 700 {
         std::thread::sleep(Duration::from_millis(50));
     }
