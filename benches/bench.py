@@ -272,16 +272,16 @@ def latency(servers, names_file, mode, want, budget):
     CPU count, until each server has `want` of them or `budget` were run. The percentiles are over
     the latencies of the counted slices together; a server short of quiet slices makes up the
     number with its least disturbed ones, and the report says how many that took."""
-    slices = {kind: [] for kind in servers}  # (steal ticks on all CPUs, latencies) per slice
+    slices = {kind: [] for kind in servers}  # (share of a CPU stolen, latencies) per slice
     turn = 0
     while min(len(v) for v in slices.values()) < budget and \
             min(sum(st == 0 for st, _ in v) for v in slices.values()) < want:
         order = list(servers) if turn % 2 == 0 else list(reversed(servers))
         turn += 1
         for kind in order:
-            s0 = steal_ticks()
-            lat = dnsperf(servers[kind].port, names_file, mode, seconds=1, qps=LATENCY_QPS, verbose=True)
-            slices[kind].append((sum(b - a for a, b in zip(s0, steal_ticks())), lat["latencies"]))
+            lat, steal = stolen(lambda: dnsperf(servers[kind].port, names_file, mode, seconds=1,
+                                                qps=LATENCY_QPS, verbose=True))
+            slices[kind].append((steal, lat["latencies"]))
     out = {}
     for kind, got in slices.items():
         counted = sorted(got, key=lambda x: x[0])[:want]

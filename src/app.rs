@@ -2,9 +2,10 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool) ==> Chain --> Server
-//!                |       \_______________ downstream Chain _______________/
+//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
+//!                |       \___________________ downstream Chain ___________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
+//!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding, saved every save_interval and at shutdown
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
 //!   netwatch: resets every pool's connections on resume or address change

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app` composes them
-//! from a validated `config::Config`; nothing imports `app`.
+//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app`
+//! composes them from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 // The library exists for the binary and its tests; its docs are read with private items included
 // (`cargo doc --document-private-items`, checked in CI), so module docs may link to private

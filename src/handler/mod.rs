@@ -111,9 +111,9 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Writes a complete response for `query` into `out` (which is empty) and returns true, or
     /// returns false to let the query take the slow path. Must not block. `max_len` is the largest
-    /// response the transport accepts; a stage that cannot fit its answer must leave out the additional
-    /// records (and, for a positive answer, an authority section of NS records only), or else write
-    /// a TC=1 response (RFC 2181 section 9), or return false.
+    /// response the transport accepts; a stage that cannot fit its answer must leave out the
+    /// additional records (and, for a positive answer, an authority section of NS records only), or
+    /// else write a TC=1 response (RFC 2181 section 9), or return false.
     fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
         let _ = (query, max_len, out);
         false

@@ -18,10 +18,10 @@
 //!   section 3.2.2), and EDNS normalised: none if the client sent none, otherwise our OPT (our payload
 //!   size, version 0, DO echoed) carrying only the handler's Extended DNS Error options (RFC 8914).
 //! - UDP responses are limited to the client's EDNS payload size (at least 512, at most ours) or 512
-//!   without EDNS (RFC 6891 section 6.2.5); an answer that does not fit loses its additional records
-//!   first, then (if its answer section has records) an authority section of NS records only, and
-//!   if it still does not fit is sent with TC=1 and only the question and OPT (RFC 2181 section 9), so the client
-//!   retries over TCP. TCP allows 65535.
+//!   without EDNS (RFC 6891 section 6.2.5); an answer that does not fit loses its additional
+//!   records first, then (if its answer section has records) an authority section of NS records
+//!   only, and if it still does not fit is sent with TC=1 and only the question and OPT (RFC 2181
+//!   section 9), so the client retries over TCP. TCP allows 65535.
 //!
 //! Limitations: an extended RCODE (above 15) cannot be expressed to a client without EDNS and is sent
 //! as SERVFAIL; OPT options other than EDE (cookies, padding) are not echoed.
@@ -185,8 +185,8 @@ pub(super) fn error_message(
 }
 
 /// Encodes `resp` within `limit` (without its additional records, then an NS-only authority
-/// section, or else TC=1, if it does not fit: [`Message::encode_limited`]); if it cannot be encoded at all, a SERVFAIL for `query` instead.
-/// None only if even that fails.
+/// section, or else TC=1, if it does not fit: [`Message::encode_limited`]); if it cannot be encoded
+/// at all, a SERVFAIL for `query` instead. None only if even that fails.
 pub(super) fn encode(resp: &Message, query: &Message, limit: usize, ours: u16) -> Option<Vec<u8>> {
     match resp.encode_limited(limit) {
         Ok(bytes) => Some(bytes),

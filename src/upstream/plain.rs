@@ -196,7 +196,7 @@ impl UdpTransport {
                 // One that fills the buffer may have been cut: None sends the query to TCP.
                 return Ok(Waiting::Answer((n < buf.len()).then(|| datagram.to_vec())));
             }
-            debug!(upstream = %self.url, len = n, "ignoring a datagram that does not answer our query");
+            debug!(upstream = %self.url, len = n, "ignoring a datagram that is not our answer");
         }
         Ok(Waiting::More)
     }
