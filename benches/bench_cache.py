@@ -362,7 +362,8 @@ def write_report(args, results, distinct):
         "and wait up to 1.8 s for the refresh first (RFC 8767 section 5; dnsveil's default, unbound's",
         "`serve-expired-client-timeout: 1800`). On loopback the refresh always comes in time, so with the 1.8 s timer an",
         "expired name is served fresh after a round trip and counts as a miss for the clients. 1 worker thread each;",
-        "resolvers and nsds on CPU 0, dnsperfs on CPU 1.",
+        "resolvers and nsds on CPU 0, dnsperfs on CPU 1. The last pair is a control, unbound against an identical",
+        "unbound: what separates its sides is the benchmark's own noise. Which side starts first alternates by round.",
         f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Reproduce: `python3 benches/bench_cache.py --warmup {args.warmup} --seconds {args.seconds} --rate {args.rate} "
         f"--names {args.names} --rounds {args.rounds}`.",
