@@ -86,9 +86,8 @@ UNBOUND_TWIN = ("unbound", "the same unbound again (control)", UNBOUND_DEFAULT[2
 #
 # The last pair is a control: unbound against itself, the same configuration on both sides. Whatever
 # separates its two sides (in p99 above all) is the benchmark's own noise, the yardstick for the
-# differences in the other pairs. Which side's dnsperf starts first alternates from round to round:
-# the two clients' send times keep a fixed phase for a whole replay, so the side whose queries
-# reach CPU 0 just after the other's could wait behind them all run long.
+# differences in the other pairs. Which side is started first (resolver, nsd and dnsperf) alternates
+# from round to round, so that any advantage of going first falls to both sides alike.
 PAIRS = [
     (UNBOUND_DEFAULT, DNSVEIL_0),
     (UNBOUND_1800, DNSVEIL_DEFAULT),
@@ -258,6 +257,26 @@ def run_pair(pair, d, names, warmup_file, stream_file, rate, swap):
     return list(reversed(out)) if swap else out
 
 
+def slowest_keys(per_query):
+    """The slowest 1% of a replay's queries, each named by (name, how many times it was asked
+    before), which is the same query in every replay of the stream."""
+    asked = {}
+    keyed = []
+    for name, latency in per_query:
+        n = asked.get(name, 0)
+        asked[name] = n + 1
+        keyed.append((latency, (name, n)))
+    keyed.sort(reverse=True)
+    return {k for _, k in keyed[:max(1, len(keyed) // 100)]}
+
+
+def shared_tail(first, second):
+    """Share of the first side's slowest 1% that are among the second side's slowest 1% in the same
+    round: near 0 if each side's tail were its own, high when the machine stalled both at once."""
+    a, b = slowest_keys(first[2][2]), slowest_keys(second[2][2])
+    return len(a & b) / max(1, len(a))
+
+
 def summarize(runs, warm_names):
     """One resolver's figures over its rounds, pooled: [(label, (nsd's query count, its own
     counters), dnsperf's replay)]."""
@@ -336,6 +355,8 @@ def main():
                                                    swap=round_ % 2 == 1)):
                     side.append(run)
         results = [[summarize(side, warmup) for side in acc] for acc in runs]
+        for (a, b), pair_results in zip(runs, results):
+            pair_results[1]["shared_tail"] = [shared_tail(x, y) for x, y in zip(a, b)]
     finally:
         shutil.rmtree(d, ignore_errors=True)
     print(f"total {time.time() - started:.0f} s", flush=True)
@@ -411,15 +432,18 @@ def write_report(args, results, distinct):
                      + ", ".join(f"{(v['hit'] - u['hit']) * 100:+.2f}" for u, v in rounds)
                      + " points, for clients "
                      + ", ".join(f"{(v['client_hit'] - u['client_hit']) * 100:+.2f}" for u, v in rounds)
-                     + " points; p99 " + ", ".join(f"{x:.2f}x" for x in rs))
+                     + " points; p99 " + ", ".join(f"{x:.2f}x" for x in rs)
+                     + "; slowest 1% shared by both sides "
+                     + ", ".join(f"{x * 100:.0f}%" for x in r["shared_tail"]))
     lines += [
         "",
         "Notes:",
         "",
         "- The misses left are mostly names asked for the first time (no policy avoids them; their share is in the",
         "  table). The slowest 1% of queries are nonetheless mostly repeated names answered from the cache (last",
-        "  column): the p99 is set by moments when the machine stalls both sides of a pair at once (the per-second",
-        "  counts of slow queries rise and fall together on both sides), not by the miss path. The control pair",
+        "  column), and a large share of them are the same queries on both sides of a round (\"slowest 1% shared\";",
+        "  if each side's tail were its own doing, two tails of 700 queries out of 70,000 would share about 1%): the",
+        "  p99 is set by moments when the machine stalls both sides at once, not by the miss path. The control pair",
         "  shows how far apart that leaves two copies of the same resolver.",
         "- Pair 3 crosses policies: dnsveil's default waits for the refresh where unbound's default answers stale at",
         "  once, so dnsveil's clients see fewer answers from the cache there, by design (fresh data when the upstream",
