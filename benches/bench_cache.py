@@ -10,9 +10,10 @@ fit for DNS query streams), replayed in the same order at a fixed rate to every 
 cache policy (prefetch, serve-stale) decides what the clients see. A warm-up part of the stream
 (default 5 s) is replayed first and not measured, so that the measured part is about expiry rather
 than the cold start every resolver pays alike. Each resolver gets one 40 s timeline (long TTLs of
-up to 40 s expire within it). Resolvers run in pairs, unbound and dnsveil at the same time, each with its
-own nsd and dnsperf (see PAIRS); a round of the five pairs takes about four minutes, and each
-resolver's figures pool its rounds (3 by default).
+up to 40 s expire within it). Resolvers run in pairs at the same time, each with its own nsd and
+dnsperf: unbound with dnsveil, and one control pair of two identical unbounds (see PAIRS); a round
+of the five pairs takes about four minutes, and each resolver's figures pool its rounds (3 by
+default). Pairs are judged by the median of their per-round p99 ratios (see write_report).
 
 Measured per resolver, over the measured replay only:
   - hit ratio seen upstream: 1 - (queries nsd received) / (queries answered), nsd's own counter read
@@ -23,7 +24,8 @@ Measured per resolver, over the measured replay only:
     SIGHUP), unbound's `unbound-control stats_noreset` (total.num.cachehits / total.num.queries);
   - client latency p50/p99/p99.9 from dnsperf's per-query times (-v);
   - background refreshes (dnsveil: refreshes; unbound: num.prefetch) and stale answers (dnsveil:
-    stale; unbound: num.expired).
+    stale; unbound: num.expired);
+  - per round, the share of one side's slowest 1% that were the same queries on the other side.
 
 Resolvers and nsds are pinned to CPU 0, dnsperfs to CPU 1; 1 worker thread each. Results go into this
 script's section of BENCHMARKS.md (between its markers).
