@@ -313,6 +313,7 @@ fn init_tracing(level: LogLevel) {
 
 /// Builds the runtime, installs the signal handlers and runs the app to completion.
 fn serve(config: Config) -> anyhow::Result<()> {
+    raise_descriptor_limit();
     let threads = match config.server.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -338,6 +339,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     result
+}
+
+/// Raises the soft limit on open files to the hard one: every client connection and every plain
+/// upstream query holds a descriptor, and the common soft default (1,024) is far below what the
+/// default limits need. The server then sizes its caps to what it got (`Server::bind`).
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 /// The signals we act on, registered before the app starts so none is missed.

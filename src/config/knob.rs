@@ -104,7 +104,8 @@ knob!(
     1,
     1_000_000,
     "queries",
-    "UDP queries waiting for an upstream at once; more are dropped (load shedding)."
+    "Queries waiting for an upstream at once, UDP and TCP together, shared fairly between \
+     clients; more are dropped (UDP) or answered SERVFAIL (TCP)."
 );
 knob!(
     MAX_UDP_PAYLOAD,

@@ -13,17 +13,21 @@
 //! ```
 //!
 //! The server knows only [`Chain`]; which handlers answer is decided elsewhere. Every packet is
-//! hostile: nothing here panics on input, and every resource is bounded: UDP work in flight
-//! (`max_udp_inflight`, above which queries are dropped: load shedding), TCP connections
-//! (`max_tcp_connections`), queries in flight per connection (`max_tcp_pipeline`, above which the
-//! connection is simply not read: back-pressure), frame sizes, idle time, and a safety-net deadline
-//! on every query the chain handles.
+//! hostile: nothing here panics on input, and every resource is bounded: slow-path work in flight
+//! (`max_udp_inflight`, UDP and TCP together, above which queries are dropped: load shedding), TCP
+//! connections (`max_tcp_connections`), queries in flight per connection (`max_tcp_pipeline`, above
+//! which the connection is simply not read: back-pressure), answers queued for a TCP client that
+//! does not read them (per connection and in all, see `tcp`), frame sizes, idle time, and a
+//! safety-net deadline on every query the chain handles. The in-flight budget and the connection
+//! slots are shared fairly between clients ([`fair`]), and both are fitted to the open-file limit
+//! at bind time.
 //!
 //! TCP follows RFC 7766: pipelined queries are answered concurrently and out of order (section 6.2.1.1),
 //! idle connections are closed (section 6.2.3). At the connection cap the listener closes the
 //! connection that has been idle longest (the slowloris defence of encrypted-dns-server): a client
 //! that opens connections and sends nothing cannot lock others out. If no connection is idle, the
-//! new one is closed instead.
+//! client holding the most connections gives one up, if it holds at least two more than the
+//! newcomer's client; otherwise the new one is closed.
 //!
 //! Shutdown: when the token is cancelled the listeners stop receiving and accepting, connections
 //! stop reading and finish the queries they have, and [`Server::run`] waits for all of it up to a
@@ -34,6 +38,7 @@
 //! per connection for TCP.
 
 pub mod acl;
+mod fair;
 mod inline;
 mod respond;
 mod tcp;
@@ -59,6 +64,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
+
+use fair::{ClientKey, FairBudget};
 
 use crate::handler::{Chain, Protocol};
 use crate::wire::edns::DEFAULT_PAYLOAD;
@@ -102,7 +109,8 @@ pub struct ServerConfig {
     pub max_tcp_connections: usize,
     /// Queries in flight per TCP connection (at least 1).
     pub max_tcp_pipeline: usize,
-    /// Slow-path UDP queries in flight; above it new ones are dropped.
+    /// Slow-path queries in flight, UDP and TCP together, shared fairly between clients; above it
+    /// a new UDP query is dropped and a TCP one answered SERVFAIL.
     pub max_udp_inflight: usize,
     /// SO_REUSEPORT UDP sockets per address, each with its own receive loop (1 to 256).
     pub udp_sockets_per_addr: usize,
@@ -129,6 +137,46 @@ impl Default for ServerConfig {
             log_queries: false,
         }
     }
+}
+
+impl ServerConfig {
+    /// Lowers the TCP connection cap and the in-flight budget so that together they fit in
+    /// `nofile` descriptors, less [`RESERVED_DESCRIPTORS`] and the listening sockets: each
+    /// connection holds one, and each query in flight may hold one (a plain upstream's socket).
+    /// Connections get at most a quarter. Returns whether anything changed.
+    pub fn fit_descriptors(&mut self, nofile: u64) -> bool {
+        let listeners = self.listen.len() * (self.udp_sockets_per_addr.max(1) + 1);
+        let avail = usize::try_from(nofile)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(RESERVED_DESCRIPTORS + listeners)
+            .max(2 * MIN_FITTED);
+        if self
+            .max_tcp_connections
+            .saturating_add(self.max_udp_inflight)
+            <= avail
+        {
+            return false;
+        }
+        self.max_tcp_connections = self.max_tcp_connections.min(avail / 4).max(MIN_FITTED);
+        self.max_udp_inflight = self
+            .max_udp_inflight
+            .min(avail - self.max_tcp_connections)
+            .max(MIN_FITTED);
+        true
+    }
+}
+
+/// Descriptors [`ServerConfig::fit_descriptors`] leaves for everything but client connections
+/// and queries in flight: upstream connection pools, files, the runtime's own.
+pub const RESERVED_DESCRIPTORS: usize = 128;
+/// The least [`ServerConfig::fit_descriptors`] lowers either cap to.
+const MIN_FITTED: usize = 16;
+
+/// The soft limit on open files, if it can be read and is finite.
+fn open_file_limit() -> Option<u64> {
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    (soft != nix::sys::resource::RLIM_INFINITY).then_some(soft)
 }
 
 /// Why the server could not start.
@@ -194,9 +242,24 @@ impl fmt::Debug for Server {
 impl Server {
     /// Binds UDP and TCP on every configured address, or fails on the first that cannot be bound.
     /// Port 0 picks one free port per address, shared by its TCP listener and all its UDP sockets.
-    pub async fn bind(cfg: ServerConfig, chain: Arc<Chain>) -> Result<Server, ServerError> {
+    ///
+    /// The connection cap and the in-flight budget are first fitted to the open-file limit
+    /// ([`ServerConfig::fit_descriptors`]), which is logged when it lowers them.
+    pub async fn bind(mut cfg: ServerConfig, chain: Arc<Chain>) -> Result<Server, ServerError> {
         if cfg.listen.is_empty() {
             return Err(ServerError::NoListenAddress);
+        }
+        if let Some(nofile) = open_file_limit() {
+            let (conns, inflight) = (cfg.max_tcp_connections, cfg.max_udp_inflight);
+            if cfg.fit_descriptors(nofile) {
+                warn!(
+                    open_files = nofile,
+                    max_tcp_connections = cfg.max_tcp_connections,
+                    max_udp_inflight = cfg.max_udp_inflight,
+                    "the open-file limit is too low for max_tcp_connections = {conns} and \
+                     max_udp_inflight = {inflight}; using less (raise LimitNOFILE or ulimit -n)"
+                );
+            }
         }
         let per_addr = cfg.udp_sockets_per_addr.clamp(1, MAX_UDP_SOCKETS_PER_ADDR);
         let mut udp = Vec::with_capacity(cfg.listen.len());
@@ -214,7 +277,8 @@ impl Server {
             log_queries: cfg.log_queries,
             tcp_idle: cfg.tcp_idle_timeout.max(Duration::from_millis(1)),
             max_pipeline: cfg.max_tcp_pipeline.max(1),
-            udp_inflight: Arc::new(Semaphore::new(cfg.max_udp_inflight.max(1))),
+            inflight: FairBudget::new(cfg.max_udp_inflight.max(1)),
+            tcp_queued: AtomicUsize::new(0),
             conns: Connections::new(cfg.max_tcp_connections.max(1)),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
@@ -299,7 +363,10 @@ struct Shared {
     log_queries: bool,
     tcp_idle: Duration,
     max_pipeline: usize,
-    udp_inflight: Arc<Semaphore>,
+    /// Slow-path queries in flight, UDP and TCP, shared fairly between clients.
+    inflight: Arc<FairBudget>,
+    /// Answers waiting in the write buffers of TCP clients that do not read them (see `tcp`).
+    tcp_queued: AtomicUsize,
     conns: Connections,
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
@@ -320,6 +387,8 @@ struct Connections {
 /// What the acceptor may know about a connection. Written only by the connection's own task.
 struct ConnState {
     id: u64,
+    /// Whom the connection counts against when a client holds too many.
+    client: ClientKey,
     /// Milliseconds since `Connections::epoch` of the last complete query or response.
     last_active: AtomicU64,
     /// Queries in flight; a connection with none is idle.
@@ -342,9 +411,10 @@ impl Connections {
         Instant::now().duration_since(self.epoch).as_millis() as u64
     }
 
-    fn register(&self, close: CancellationToken) -> Arc<ConnState> {
+    fn register(&self, client: ClientKey, close: CancellationToken) -> Arc<ConnState> {
         let state = Arc::new(ConnState {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            client,
             last_active: AtomicU64::new(self.now_ms()),
             inflight: AtomicUsize::new(0),
             close,
@@ -361,14 +431,31 @@ impl Connections {
         live.remove(&id);
     }
 
-    /// Closes the connection idle the longest (oldest first on ties). False if none is idle.
-    fn evict_idlest(&self) -> bool {
+    /// Makes room for a connection from `newcomer`: closes the connection idle the longest (oldest
+    /// first on ties) or, when none is idle, the least recently active connection of the client
+    /// holding the most, if it holds at least two more than `newcomer` ([`fair`]). False if neither
+    /// applies: then the new connection is the one to close.
+    fn evict_for(&self, newcomer: ClientKey) -> bool {
         // No .await while the lock is held.
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let victim = live
-            .values()
-            .filter(|c| c.inflight.load(Ordering::Relaxed) == 0 && !c.close.is_cancelled())
-            .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id));
+        let open = || live.values().filter(|c| !c.close.is_cancelled());
+        let victim = open()
+            .filter(|c| c.inflight.load(Ordering::Relaxed) == 0)
+            .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id))
+            .or_else(|| {
+                let mut held: HashMap<ClientKey, usize> = HashMap::new();
+                for c in open() {
+                    *held.entry(c.client).or_default() += 1;
+                }
+                let mine = held.get(&newcomer).copied().unwrap_or(0);
+                let (&heaviest, &most) = held.iter().max_by_key(|&(k, n)| (n, k))?;
+                if !fair::may_take_from(most, mine) {
+                    return None;
+                }
+                open()
+                    .filter(|c| c.client == heaviest)
+                    .min_by_key(|c| (c.last_active.load(Ordering::Relaxed), c.id))
+            });
         match victim {
             Some(c) => {
                 c.close.cancel();
@@ -506,21 +593,70 @@ mod tests {
     }
 
     #[test]
+    fn caps_are_fitted_to_the_open_file_limit() {
+        let mut cfg = ServerConfig {
+            listen: vec!["127.0.0.1:53".parse().unwrap()],
+            udp_sockets_per_addr: 2,
+            ..ServerConfig::default()
+        };
+        assert!(!cfg.clone().fit_descriptors(1 << 20), "plenty");
+        assert!(cfg.fit_descriptors(1024));
+        let avail = 1024 - RESERVED_DESCRIPTORS - 3;
+        assert_eq!(
+            cfg.max_tcp_connections,
+            DEFAULT_MAX_TCP_CONNECTIONS.min(avail / 4)
+        );
+        assert_eq!(cfg.max_tcp_connections + cfg.max_udp_inflight, avail);
+        let mut tiny = ServerConfig::default();
+        assert!(tiny.fit_descriptors(10));
+        assert_eq!((tiny.max_tcp_connections, tiny.max_udp_inflight), (16, 16));
+    }
+
+    #[test]
     fn eviction_picks_the_longest_idle() {
         let conns = Connections::new(2);
-        let a = conns.register(CancellationToken::new());
-        let b = conns.register(CancellationToken::new());
-        let c = conns.register(CancellationToken::new());
+        let me = ClientKey::of([127, 0, 0, 1].into());
+        let a = conns.register(me, CancellationToken::new());
+        let b = conns.register(me, CancellationToken::new());
+        let c = conns.register(me, CancellationToken::new());
         a.last_active.store(50, Ordering::Relaxed);
         b.last_active.store(10, Ordering::Relaxed);
         b.inflight.store(1, Ordering::Relaxed);
         c.last_active.store(20, Ordering::Relaxed);
-        assert!(conns.evict_idlest());
+        assert!(conns.evict_for(me));
         assert!(c.close.is_cancelled(), "b is busy, c idle longer than a");
-        assert!(conns.evict_idlest());
+        assert!(conns.evict_for(me));
         assert!(a.close.is_cancelled());
-        assert!(!conns.evict_idlest(), "only a busy connection is left");
+        assert!(
+            !conns.evict_for(me),
+            "only a busy connection of the same client is left"
+        );
         conns.unregister(a.id);
         assert_eq!(conns.live.lock().unwrap().len(), 2);
+    }
+
+    /// With every connection busy, one client holding them all gives one up to another client, but
+    /// not to itself, and clients holding about as much as the newcomer are left alone.
+    #[test]
+    fn with_none_idle_the_client_holding_most_gives_way() {
+        let conns = Connections::new(4);
+        let flood = ClientKey::of([127, 0, 0, 9].into());
+        let other = ClientKey::of([127, 0, 0, 2].into());
+        let held: Vec<_> = (0..3)
+            .map(|i| {
+                let c = conns.register(flood, CancellationToken::new());
+                c.inflight.store(1, Ordering::Relaxed);
+                c.last_active.store(100 - i, Ordering::Relaxed);
+                c
+            })
+            .collect();
+        assert!(!conns.evict_for(flood));
+        assert!(conns.evict_for(other));
+        assert!(held[2].close.is_cancelled(), "the least recently active");
+        assert!(!held[0].close.is_cancelled() && !held[1].close.is_cancelled());
+        let mine = conns.register(other, CancellationToken::new());
+        mine.inflight.store(1, Ordering::Relaxed);
+        // flood holds 2 open, other 1: 2 > 1 + 1 is false.
+        assert!(!conns.evict_for(other));
     }
 }

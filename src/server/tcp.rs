@@ -17,6 +17,14 @@
 //! connection; at the cap the connection is not read until one finishes) and come back through a
 //! channel. Everything ready is written with one `write` call. Responses are never truncated here.
 //!
+//! What a client may make us hold is bounded, whatever it sends: frames are answered only while
+//! less than [`WBUF_CAP`] of answers wait to be written, and the connection is read only when no
+//! complete frame is left unanswered, so a client that pipelines queries for a large answer and
+//! never reads holds one read buffer and about [`WBUF_CAP`] plus one answer, not every answer to
+//! everything it sent (RFC 7766 section 6.2.1 lets a server stop reading). Buffers that grew are
+//! shrunk back. A write that cannot proceed waits for the idle timeout, or only
+//! [`PRESSURE_WRITE_WAIT`] while all such waiting answers together exceed [`TCP_QUEUED_BUDGET`].
+//!
 //! A connection with no query in flight is closed after the idle timeout, counted from the last
 //! complete query or written response (partial frames do not count, so trickling bytes does not keep
 //! a connection alive). After the client half-closes, or on shutdown, the connection stops reading,
@@ -24,7 +32,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::fair::ClientKey;
 use super::respond::{self, Prepared, TCP_LIMIT};
 use super::udp::{fast_path_eligible, log_answer, log_view};
 use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
@@ -46,8 +55,17 @@ use crate::wire::{Message, QueryView, HEADER_LEN};
 const EVICT_WAIT: Duration = Duration::from_secs(1);
 /// Initial read buffer and the least free space offered to each read.
 const READ_CHUNK: usize = 4096;
-/// A write buffer that grew beyond this is shrunk back after use.
-const WBUF_KEEP: usize = 64 * 1024;
+/// A buffer that grew beyond this is shrunk back once it is empty.
+const BUF_KEEP: usize = 64 * 1024;
+/// Answers queued for one connection's writing, above which it takes no further query until they
+/// are written: a client that sends queries and never reads the answers holds at most this (plus
+/// one answer, and its slow-path answers in flight) instead of every answer to everything it sent.
+const WBUF_CAP: usize = 32 * 1024;
+/// Answers waiting for clients that do not read, across all connections, above which a connection
+/// whose client does not read gets [`PRESSURE_WRITE_WAIT`] instead of the idle timeout to do so.
+pub(super) const TCP_QUEUED_BUDGET: usize = 32 * 1024 * 1024;
+/// How long a stalled write may wait while [`TCP_QUEUED_BUDGET`] is exceeded.
+const PRESSURE_WRITE_WAIT: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` until `shutdown`.
 pub(super) async fn accept_loop(
@@ -68,11 +86,14 @@ pub(super) async fn accept_loop(
                 }
             },
         };
-        let Some(permit) = admit(&shared, &stop).await else {
-            debug!(client = %peer, "tcp connection cap reached and no connection idle; closing the new one");
+        let client = ClientKey::of(peer.ip());
+        let Some(permit) = admit(&shared, client, &stop).await else {
+            debug!(client = %peer, "tcp connection cap reached, none idle, this client holds its share; closing the new one");
             continue;
         };
-        let state = shared.conns.register(shared.hard_stop.child_token());
+        let state = shared
+            .conns
+            .register(client, shared.hard_stop.child_token());
         let conn = Connection::new(peer, shared.clone(), state.clone());
         shared
             .tracker
@@ -80,13 +101,18 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// A connection slot: a free one, or one freed by closing the longest-idle connection.
-async fn admit(shared: &Shared, stop: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+/// A connection slot: a free one, or one freed by closing the longest-idle connection or one of the
+/// client that holds the most ([`Connections::evict_for`](super::Connections::evict_for)).
+async fn admit(
+    shared: &Shared,
+    client: ClientKey,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
     let slots = &shared.conns.slots;
     if let Ok(p) = slots.clone().try_acquire_owned() {
         return Some(p);
     }
-    if !shared.conns.evict_idlest() {
+    if !shared.conns.evict_for(client) {
         return None;
     }
     tokio::select! {
@@ -211,11 +237,17 @@ impl Connection {
                 self.collect(framed);
             }
             if !self.wbuf.is_empty() {
-                if let Err(e) = flush(&mut stream, &mut self.wbuf, idle, &state.close).await {
+                if let Err(e) = flush(&mut stream, &mut self.wbuf, &shared, &state.close).await {
                     debug!(client = %self.peer, error = %e, "tcp write failed; closing");
                     return;
                 }
                 idle_deadline = self.touch();
+            }
+            shrink(&mut rbuf);
+            if self.inflight < max_pipeline && matches!(check_frame(&rbuf), Frame::Complete(_)) {
+                // Dispatch stopped at the write cap and the buffer is written now: more of what
+                // was read is answered before anything more is read.
+                continue;
             }
             if !reading && self.inflight == 0 {
                 // Everything complete was answered; a partial frame left over is dropped.
@@ -250,11 +282,12 @@ impl Connection {
         }
     }
 
-    /// Handles every complete frame in `rbuf` while the pipeline has room. Returns how many, or the
-    /// bad length that must close the connection.
+    /// Handles the complete frames in `rbuf` while the pipeline has room and the answers queued
+    /// for writing stay under [`WBUF_CAP`]. Returns how many, or the bad length that must close the
+    /// connection.
     fn dispatch(&mut self, rbuf: &mut BytesMut) -> Result<usize, usize> {
         let mut handled = 0;
-        while self.inflight < self.shared.max_pipeline {
+        while self.inflight < self.shared.max_pipeline && self.wbuf.len() < WBUF_CAP {
             match check_frame(rbuf) {
                 Frame::Invalid(len) => return Err(len),
                 Frame::Incomplete(need) => {
@@ -307,6 +340,14 @@ impl Connection {
     }
 
     fn spawn_query(&mut self, query: Message) {
+        let Ok(share) = self.shared.inflight.admit(self.peer.ip()) else {
+            // This client already holds as much of the server's in-flight budget as any other.
+            let resp = respond::finish(&query, Err(busy()), self.shared.ours);
+            if let Some(bytes) = respond::encode(&resp, &query, TCP_LIMIT, self.shared.ours) {
+                push_framed(&mut self.wbuf, &bytes);
+            }
+            return;
+        };
         self.inflight += 1;
         let slot = Slot {
             tx: Some(self.tx.clone()),
@@ -323,7 +364,10 @@ impl Connection {
                 biased;
                 r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
                 _ = shared.hard_stop.cancelled() => return,
+                // Its share went to a client holding less: the query ends now, and says so.
+                _ = share.cancelled() => Ok(Err(busy())),
             };
+            drop(share);
             let outcome = outcome.unwrap_or_else(|_| {
                 Err(HandlerError::Upstream(format!(
                     "no answer within {} s",
@@ -355,6 +399,11 @@ impl Connection {
             .store(self.shared.conns.now_ms(), Ordering::Relaxed);
         Instant::now() + self.shared.tcp_idle
     }
+}
+
+/// What a query gets when its client has used up its share of the in-flight budget.
+fn busy() -> HandlerError {
+    HandlerError::Busy("too many queries in flight from this client".into())
 }
 
 /// Removes the connection from the registry when its task ends, however it ends.
@@ -401,11 +450,12 @@ async fn read_some(stream: &mut TcpStream, rbuf: &mut BytesMut) -> io::Result<us
 }
 
 /// Writes the whole buffer: directly when the socket has room (the common case, no timer), else
-/// waiting up to `limit` for the client to read.
+/// waiting for the client to read, up to the idle timeout, or [`PRESSURE_WRITE_WAIT`] while the
+/// answers waiting for clients across all connections exceed [`TCP_QUEUED_BUDGET`].
 async fn flush(
     stream: &mut TcpStream,
     wbuf: &mut Vec<u8>,
-    limit: Duration,
+    shared: &Shared,
     close: &CancellationToken,
 ) -> io::Result<()> {
     let mut done = 0;
@@ -418,6 +468,12 @@ async fn flush(
         }
     }
     if done < wbuf.len() {
+        let waiting = Queued::new(&shared.tcp_queued, wbuf.len() - done);
+        let limit = if waiting.total() > TCP_QUEUED_BUDGET {
+            PRESSURE_WRITE_WAIT
+        } else {
+            shared.tcp_idle
+        };
         tokio::select! {
             _ = close.cancelled() => return Err(io::ErrorKind::ConnectionAborted.into()),
             r = tokio::time::timeout(limit, stream.write_all(&wbuf[done..])) => {
@@ -426,10 +482,48 @@ async fn flush(
         }
     }
     wbuf.clear();
-    if wbuf.capacity() > WBUF_KEEP {
+    if wbuf.capacity() > BUF_KEEP {
         wbuf.shrink_to(READ_CHUNK);
     }
     Ok(())
+}
+
+/// Gives back the memory of a read buffer that grew for a large frame, once it holds little.
+fn shrink(rbuf: &mut BytesMut) {
+    if rbuf.capacity() > 4 * READ_CHUNK && rbuf.len() <= READ_CHUNK / 2 {
+        let mut small = BytesMut::with_capacity(READ_CHUNK);
+        small.extend_from_slice(rbuf);
+        *rbuf = small;
+    }
+}
+
+/// Bytes a connection waits to write, counted in a server-wide total while it waits.
+struct Queued<'a> {
+    total: &'a AtomicUsize,
+    bytes: usize,
+    after: usize,
+}
+
+impl<'a> Queued<'a> {
+    fn new(total: &'a AtomicUsize, bytes: usize) -> Self {
+        let after = total.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        Queued {
+            total,
+            bytes,
+            after,
+        }
+    }
+
+    /// The server-wide total, this connection's bytes included, when they were counted.
+    fn total(&self) -> usize {
+        self.after
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! One loop per socket; with SO_REUSEPORT there is one socket per worker thread and the kernel spreads
 //! clients over them. The loop answers the fast path itself, from buffers it reuses: no task, no
 //! allocation. Only queries the head of the chain cannot answer synchronously become a future, and
-//! only while a permit from the server-wide in-flight cap is free; above the cap the query is
-//! dropped (the client retries), which keeps memory bounded under a flood. Such a future starts on
+//! only with a share of the server-wide in-flight budget ([`super::fair`]); a client that already
+//! holds as much of a full budget as any other has its query dropped (it retries), which keeps
+//! memory bounded under a flood without letting one client lock out the rest. Such a future starts on
 //! this thread, once the fast answers of its batch are sent, and moves to the runtime when it first
 //! has to wait ([`super::inline`]).
 //!
@@ -25,13 +26,12 @@ use std::sync::Arc;
 
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::inline;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
+use super::{fair, inline};
 use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
@@ -106,7 +106,7 @@ pub(super) fn serve(
         sender.send(fd, &outs[..replies], &dests[..replies]);
         // The batch's answers are out; now the queries that need more work start (their first
         // steps run here, see `inline`), so that no cached answer waits behind them.
-        for (query, src, permit) in slow.drain(..) {
+        for (query, src, share) in slow.drain(..) {
             // After a stop request (or the server future's drop, before the runtime's drivers go)
             // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
             if shutdown.is_cancelled() {
@@ -115,8 +115,12 @@ pub(super) fn serve(
             let (sock, task_shared) = (sock.clone(), shared.clone());
             inline::start(
                 shared.tracker.track_future(async move {
-                    let _permit = permit;
-                    slow_path(query, src, sock, task_shared).await;
+                    tokio::select! {
+                        biased;
+                        () = slow_path(query, src, sock, task_shared) => {}
+                        // Its share went to a client holding less: dropped, as at the cap.
+                        () = share.cancelled() => {}
+                    }
                 }),
                 &runtime,
                 &shared.pacer,
@@ -127,8 +131,8 @@ pub(super) fn serve(
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
 }
 
-/// A query for the slow path, with its permit from the in-flight cap.
-type SlowQuery = (Message, SocketAddr, OwnedSemaphorePermit);
+/// A query for the slow path, with its share of the in-flight budget.
+type SlowQuery = (Message, SocketAddr, fair::Slot);
 
 /// The std form of a received peer address (IPv4 or IPv6; nothing else arrives on our sockets).
 fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
@@ -177,11 +181,11 @@ fn on_datagram(
         Prepared::Drop => false,
         Prepared::Reply(bytes) => copy_into(out, &bytes),
         Prepared::Query(query) => {
-            let Ok(permit) = shared.udp_inflight.clone().try_acquire_owned() else {
-                debug!(client = %src, "udp in-flight cap reached; dropping query");
+            let Ok(share) = shared.inflight.admit(src.ip()) else {
+                debug!(client = %src, "in-flight cap reached and this client holds its share; dropping query");
                 return false;
             };
-            slow.push((query, src, permit));
+            slow.push((query, src, share));
             false
         }
     }

@@ -278,7 +278,25 @@ impl Dnsveil {
 
     /// Like [`Dnsveil::start`] with extra environment variables.
     pub fn start_cmd(args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsveil"));
+        Self::launch(&[], args, env)
+    }
+
+    /// Like [`Dnsveil::start`], run through `wrapper` (a program and its arguments that executes
+    /// the command after them, such as `prlimit --nofile=1024:1024 --`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Dnsveil {
+        Self::launch(wrapper, args, &[])
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
+        let bin = env!("CARGO_BIN_EXE_dnsveil");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("run")
             .args(args)
             .stdout(Stdio::null())
