@@ -95,10 +95,12 @@ impl LogLimiter {
                 return None;
             }
             let next = (window << COUNT_BITS) | (used + 1);
-            match self
-                .state
-                .compare_exchange_weak(state, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(self.suppressed.swap(0, Ordering::Relaxed)),
                 Err(seen) => state = seen,
             }

@@ -577,7 +577,11 @@ async fn straggling_failures_do_not_extend_the_rest() {
     primary.set(ok(5));
     tokio::time::sleep_until(t0 + ms(1502)).await;
     ask(&g).await.0.unwrap();
-    assert_eq!(primary.calls(), 1 + 23 + 1, "the primary is probed after 1 s");
+    assert_eq!(
+        primary.calls(),
+        1 + 23 + 1,
+        "the primary is probed after 1 s"
+    );
     assert_eq!(g.health()[0].breaker, BreakerState::Closed);
 }
 
@@ -591,7 +595,10 @@ async fn only_a_failed_probe_doubles_the_rest() {
         assert!(ask(&g).await.0.is_err());
     }
     let opened = Instant::now();
-    assert_eq!(rest_ends(&g, 0).duration_since(opened), Duration::from_secs(1));
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(opened),
+        Duration::from_secs(1)
+    );
     for _ in 0..20 {
         assert!(ask(&g).await.0.is_err());
     }
@@ -610,11 +617,17 @@ async fn only_a_failed_probe_doubles_the_rest() {
     assert!(r1.0.is_err() && r2.0.is_err());
     let probed = Instant::now();
     assert_eq!(only.calls(), 25);
-    assert_eq!(rest_ends(&g, 0).duration_since(probed), Duration::from_secs(2));
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(probed),
+        Duration::from_secs(2)
+    );
     for _ in 0..20 {
         assert!(ask(&g).await.0.is_err());
     }
-    assert_eq!(rest_ends(&g, 0).duration_since(probed), Duration::from_secs(2));
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(probed),
+        Duration::from_secs(2)
+    );
 
     // A good probe closes the breaker, and the next run of failures rests it 1 s again.
     tokio::time::sleep_until(probed + Duration::from_secs(2)).await;
@@ -721,7 +734,8 @@ async fn a_refusing_upstream_logs_its_state_changes_not_every_query() {
         "{loud:#?}"
     );
     assert!(
-        loud.iter().any(|l| l.contains("probe") && l.contains("rest=2s")),
+        loud.iter()
+            .any(|l| l.contains("probe") && l.contains("rest=2s")),
         "{loud:#?}"
     );
     // Every failed attempt is still there for whoever asks for debug.
