@@ -23,6 +23,7 @@ pub mod config;
 pub mod forward;
 pub mod handler;
 pub mod hosts;
+pub mod logging;
 pub mod query;
 pub mod server;
 pub mod special;

@@ -48,7 +48,6 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
 
 /// The pacer's tick: below the shortest per-query timer of the default configuration (an upstream
 /// attempt's, at least `upstream::pool::ATTEMPT_MIN`).
@@ -79,7 +78,10 @@ pub(super) fn start(
         Ok(Poll::Ready(())) => return,
         Ok(Poll::Pending) => {}
         Err(_) => {
-            error!("a query's handling panicked; dropped");
+            crate::logging::log_limited!(
+                tracing::Level::ERROR,
+                "a query's handling panicked; dropped"
+            );
             return;
         }
     }

@@ -56,6 +56,7 @@ use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{Transport, UpstreamError, UpstreamUrl};
 use crate::handler::BoxFuture;
+use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
 
 /// The DoH media type (RFC 8484 section 6).
@@ -167,6 +168,7 @@ impl DohTransport {
                 stats: Counters::default(),
                 failures: AtomicUsize::new(0),
                 next_gen: AtomicU64::new(0),
+                log_limit: LogLimiter::default(),
             }),
             slot: Mutex::new(Arc::new(Slot::default())),
         })
@@ -246,7 +248,8 @@ impl DohTransport {
                 // Nothing answered on this connection for the whole exchange: it is likely dead.
                 if let Some(conn) = used {
                     if !conn.state.answered_since(started) {
-                        tracing::info!(upstream = %self.url, ?timeout, "DoH connection stalled");
+                        log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
+                            upstream = %self.url, ?timeout, "DoH connection stalled");
                         self.invalidate(&conn, true);
                     }
                 }
@@ -438,6 +441,8 @@ struct Shared {
     /// Consecutive failed connection attempts.
     failures: AtomicUsize,
     next_gen: AtomicU64,
+    /// For the connection failures logged at info, which queries to a broken server repeat.
+    log_limit: LogLimiter,
 }
 
 /// One connection generation: empty until the first caller opens it, then the connection or the
@@ -544,7 +549,8 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
             let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
             Counters::bump(&shared.stats.connect_failures);
             let wait = tls::backoff(failures.min(u32::MAX as usize) as u32);
-            tracing::info!(upstream = %shared.url, %error, failures, backoff = ?wait,
+            log_limited!(limit: &shared.log_limit, tracing::Level::INFO,
+                upstream = %shared.url, %error, failures, backoff = ?wait,
                 "DoH connection failed");
             return Err(Failed {
                 error,

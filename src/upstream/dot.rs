@@ -50,6 +50,7 @@ use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{Transport, UpstreamError, UpstreamUrl};
 use crate::handler::BoxFuture;
+use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
 
 /// Default time one exchange may take, connecting included.
@@ -126,6 +127,7 @@ impl DotTransport {
             connector: TlsConnector::from(config),
             server_name: tls.server_name()?,
             stats: Counters::default(),
+            log_limit: LogLimiter::default(),
             opts: DotOptions {
                 max_inflight: opts.max_inflight.clamp(1, MAX_INFLIGHT),
                 ..opts
@@ -246,6 +248,8 @@ struct Shared {
     server_name: ServerName<'static>,
     opts: DotOptions,
     stats: Counters,
+    /// For the connection failures logged at info, which queries to a broken server repeat.
+    log_limit: LogLimiter,
 }
 
 /// What callers ask of the driver.
@@ -435,7 +439,8 @@ impl Driver {
                 self.failures = self.failures.saturating_add(1);
                 Counters::bump(&self.shared.stats.connect_failures);
                 let wait = tls::backoff(self.failures);
-                tracing::info!(upstream = %self.shared.url, %error, failures = self.failures,
+                log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
+                    upstream = %self.shared.url, %error, failures = self.failures,
                     backoff = ?wait, "DoT connection failed");
                 self.retry_at = Some(Instant::now() + wait);
                 self.last_error = Some(error.clone());
@@ -564,7 +569,8 @@ impl Driver {
         let stalled = conn.unanswered_since.is_some_and(|t| t + timeout <= now);
         let idle = conn.pending.is_empty() && conn.last_used + idle_timeout <= now;
         if stalled {
-            tracing::info!(upstream = %self.shared.url, ?timeout, "DoT connection stalled");
+            log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
+                upstream = %self.shared.url, ?timeout, "DoT connection stalled");
             self.drop_conn(UpstreamError::Timeout(timeout));
         } else if idle {
             if let Some(conn) = self.conn.take() {
@@ -586,7 +592,8 @@ impl Driver {
             return;
         }
         Counters::bump(&self.shared.stats.dropped);
-        tracing::info!(upstream = %self.shared.url, gen, %error, waiting = pending.len(),
+        log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
+            upstream = %self.shared.url, gen, %error, waiting = pending.len(),
             "DoT connection lost");
         let mut pending: Vec<Pending> = pending.into_values().collect();
         pending.sort_by_key(|p| p.sent_at);

@@ -34,11 +34,21 @@
 //! **Circuit breaker**: after [`BreakerConfig::failures`] consecutive failures an upstream rests
 //! (1 s, doubling after each failed probe up to 60 s by default). A resting upstream is left out of
 //! plans unless every upstream rests. When its rest is over, one query (the probe) may use it; a
-//! good answer closes the breaker, a failure sends it back to rest for twice as long. SERVFAIL
+//! good answer closes the breaker, a failure sends it back to rest for twice as long. Only the
+//! probe's failure does: every attempt carries a [`Ticket`] with the breaker's epoch (a counter
+//! bumped at each state change) from when it started, and a failure whose epoch is out of date
+//! (a straggler: a query already in flight when the upstream stalled, timing out one by one after
+//! the breaker opened) tells nothing the breaker has not acted on, so it changes nothing. Nor do
+//! failures of attempts made while it rests because every upstream rests. SERVFAIL
 //! does not count as a failure (the name may be broken, not the server) and neither does our own
 //! in-flight limit ([`UpstreamError::Overloaded`]); REFUSED does (a server that refuses us is no
 //! use to us), except for a question of another class than IN (CH, HS), which many servers refuse
 //! whatever they think of us.
+//!
+//! **Logging**: the breaker's state changes are logged (opened with its cause: `warn`; a failed
+//! probe and a recovery: `info`), each upstream through its own [`LogLimiter`], since a client
+//! that knows which names an upstream refuses can make it flap. A failed attempt is `debug` only:
+//! a client drives those one per query.
 //!
 //! **Fail closed**: when every attempt fails, the caller gets the last SERVFAIL/REFUSED answer if
 //! there was one, else the last error, which the forwarder turns into SERVFAIL with an Extended DNS
@@ -60,10 +70,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info};
+use tracing::{debug, Level};
 
 use super::{Upstream, UpstreamError};
 use crate::handler::BoxFuture;
+use crate::logging::{log_limited, LogLimiter};
 use crate::wire::{Class, Message, Rcode};
 
 /// Most attempts one query may make, however many upstreams are configured.
@@ -198,6 +209,7 @@ impl UpstreamGroup {
                 .map(|upstream| Member {
                     upstream,
                     health: Mutex::new(Health::default()),
+                    log_limit: LogLimiter::default(),
                 })
                 .collect(),
             config: PoolConfig {
@@ -256,7 +268,12 @@ impl UpstreamGroup {
     pub fn reset(&self) {
         for m in &self.members {
             m.upstream.reset();
-            *m.health_mut() = Health::default();
+            let mut health = m.health_mut();
+            // Attempts still running report to a breaker that no longer exists.
+            *health = Health {
+                epoch: health.epoch.wrapping_add(1),
+                ..Health::default()
+            };
         }
     }
 
@@ -358,6 +375,8 @@ struct Member {
     upstream: Upstream,
     /// A std Mutex: held only to read or update a few fields, never across an `.await`.
     health: Mutex<Health>,
+    /// For the breaker's state changes, which a client can drive.
+    log_limit: LogLimiter,
 }
 
 impl Member {
@@ -385,6 +404,24 @@ enum Breaker {
     },
 }
 
+/// What an attempt knows of the breaker it started under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ticket {
+    /// [`Health::epoch`] when the attempt started.
+    epoch: u64,
+    /// The attempt is the probe of a rested upstream.
+    probe: bool,
+}
+
+/// What a failure did to the breaker, to be logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Too many failures in a row: the upstream rests for `rest`.
+    Opened { failures: u32, rest: Duration },
+    /// The probe failed: the upstream rests again, for `rest`.
+    ProbeFailed { rest: Duration },
+}
+
 #[derive(Clone, Debug)]
 struct Health {
     srtt: Option<Duration>,
@@ -392,6 +429,9 @@ struct Health {
     checked: Option<Instant>,
     failures: u32,
     breaker: Breaker,
+    /// Bumped at each change of `breaker`: an attempt's failure moves the breaker only if its
+    /// [`Ticket`] is of the current epoch.
+    epoch: u64,
 }
 
 impl Default for Health {
@@ -401,6 +441,7 @@ impl Default for Health {
             checked: None,
             failures: 0,
             breaker: Breaker::Closed,
+            epoch: 0,
         }
     }
 }
@@ -424,21 +465,33 @@ impl Health {
         }
     }
 
-    /// An attempt starts. Returns false if it must not (another query's probe is on its way),
-    /// unless `forced`. A rested upstream's first attempt becomes the probe.
-    fn begin(&mut self, now: Instant, timeout: Duration, forced: bool) -> bool {
-        match self.breaker {
-            Breaker::Closed => true,
+    /// Moves the breaker to `to`, starting a new epoch.
+    fn set_breaker(&mut self, to: Breaker) {
+        self.breaker = to;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// An attempt starts: its ticket, or `None` if it must not (the upstream rests, or another
+    /// query's probe is on its way), unless `forced`. A rested upstream's first attempt becomes
+    /// the probe, and so does the next one after a probe lost for longer than `timeout`.
+    fn begin(&mut self, now: Instant, timeout: Duration, forced: bool) -> Option<Ticket> {
+        let probe = match self.breaker {
+            Breaker::Closed => false,
             Breaker::Open { until, rest } if until <= now => {
-                self.breaker = Breaker::Probing { since: now, rest };
+                self.set_breaker(Breaker::Probing { since: now, rest });
                 true
             }
             Breaker::Probing { since, rest } if now.duration_since(since) > timeout => {
-                self.breaker = Breaker::Probing { since: now, rest };
+                self.set_breaker(Breaker::Probing { since: now, rest });
                 true
             }
-            Breaker::Open { .. } | Breaker::Probing { .. } => forced,
-        }
+            Breaker::Open { .. } | Breaker::Probing { .. } if forced => false,
+            Breaker::Open { .. } | Breaker::Probing { .. } => return None,
+        };
+        Some(Ticket {
+            epoch: self.epoch,
+            probe,
+        })
     }
 
     /// The upstream answered (any rcode but REFUSED) after `rtt`. Returns true if this closed
@@ -452,41 +505,67 @@ impl Health {
         };
         self.checked = Some(now);
         self.failures = 0;
-        self.breaker = Breaker::Closed;
+        if reopened {
+            self.set_breaker(Breaker::Closed);
+        }
         reopened
     }
 
-    /// The attempt failed. `penalty` is folded into the latency estimate. Returns the new rest if
-    /// this (re)opened the breaker.
-    fn failed(&mut self, penalty: Duration, now: Instant, cfg: &BreakerConfig) -> Option<Duration> {
+    /// The attempt with `ticket` failed. `penalty` is folded into the latency estimate. Returns
+    /// what this did to the breaker: it opens after `cfg.failures` failures in a row, and a failed
+    /// probe doubles the rest. A failure from an earlier epoch (the breaker has changed since the
+    /// attempt started) changes nothing: the breaker has already acted on what it says.
+    fn failed(
+        &mut self,
+        ticket: Ticket,
+        penalty: Duration,
+        now: Instant,
+        cfg: &BreakerConfig,
+    ) -> Option<Change> {
+        if ticket.epoch != self.epoch {
+            return None;
+        }
         self.srtt = Some(match self.srtt {
             Some(s) => s - s / 4 + penalty / 4,
             None => penalty,
         });
         self.checked = Some(now);
         self.failures = self.failures.saturating_add(1);
-        let rest = match self.breaker {
-            Breaker::Closed if self.failures >= cfg.failures => cfg.first_rest,
-            Breaker::Closed => return None,
-            Breaker::Open { rest, .. } | Breaker::Probing { rest, .. } => {
-                (rest * 2).min(cfg.max_rest)
+        let (rest, change) = match self.breaker {
+            Breaker::Closed if self.failures >= cfg.failures => (
+                cfg.first_rest,
+                Change::Opened {
+                    failures: self.failures,
+                    rest: cfg.first_rest,
+                },
+            ),
+            Breaker::Probing { rest, .. } if ticket.probe => {
+                let rest = (rest * 2).min(cfg.max_rest);
+                (rest, Change::ProbeFailed { rest })
             }
+            // Not enough failures yet; or an attempt made while the upstream rests because every
+            // upstream rests, which is no probe.
+            Breaker::Closed | Breaker::Open { .. } | Breaker::Probing { .. } => return None,
         };
-        self.breaker = Breaker::Open {
+        self.set_breaker(Breaker::Open {
             until: now + rest,
             rest,
-        };
-        Some(rest)
+        });
+        Some(change)
     }
 
-    /// The attempt was dropped without an outcome after `elapsed` (a hedged loser, or the query
-    /// was cancelled): the upstream is at least that slow, and a probe may be sent again.
-    fn abandoned(&mut self, elapsed: Duration, now: Instant) {
+    /// The attempt with `ticket` was dropped without an outcome after `elapsed` (a hedged loser,
+    /// or the query was cancelled): the upstream is at least that slow, and if it was the probe,
+    /// another may be sent.
+    fn abandoned(&mut self, ticket: Ticket, elapsed: Duration, now: Instant) {
         if let Some(s) = self.srtt.filter(|&s| elapsed > s) {
             self.srtt = Some(s - s / 4 + elapsed / 4);
         }
-        if let Breaker::Probing { rest, .. } = self.breaker {
-            self.breaker = Breaker::Open { until: now, rest };
+        match self.breaker {
+            Breaker::Probing { rest, .. } if ticket.probe && ticket.epoch == self.epoch => {
+                self.set_breaker(Breaker::Open { until: now, rest });
+            }
+            _ => {}
         }
     }
 }
@@ -494,6 +573,7 @@ impl Health {
 /// One attempt in flight.
 struct Attempt<'a> {
     member: usize,
+    ticket: Ticket,
     started: Instant,
     /// Abandoned (as a failure) at this instant.
     give_up_at: Instant,
@@ -619,12 +699,12 @@ impl<'a> Run<'a> {
             }
             let i = self.plan[self.next];
             self.next += 1;
-            if !group.members[i]
+            let ticket = group.members[i]
                 .health_mut()
-                .begin(now, cfg.timeout, self.forced)
-            {
+                .begin(now, cfg.timeout, self.forced);
+            let Some(ticket) = ticket else {
                 continue;
-            }
+            };
             let last = self.next >= self.plan.len();
             let give_up_at = if last {
                 self.deadline
@@ -637,6 +717,7 @@ impl<'a> Run<'a> {
             debug!(upstream = group.members[i].upstream.url(), "asking");
             self.inflight.push(Attempt {
                 member: i,
+                ticket,
                 started: now,
                 give_up_at,
                 fut: Box::pin(group.members[i].upstream.query(self.q)),
@@ -670,14 +751,19 @@ impl<'a> Run<'a> {
                         "REFUSED a non-IN question; trying the next upstream"
                     );
                     // Neither a failure nor a good answer; a probe it was may be sent again.
-                    member.health_mut().abandoned(rtt, now);
+                    member.health_mut().abandoned(attempt.ticket, rtt, now);
                 }
                 self.last_answer = Some(answer);
                 None
             }
             Ok(answer) => {
                 if member.health_mut().answered(rtt, now) {
-                    info!(upstream = url, "upstream answers again; back in use");
+                    log_limited!(
+                        limit: &member.log_limit,
+                        Level::INFO,
+                        upstream = url,
+                        "upstream answers again; circuit breaker closed, back in use"
+                    );
                 }
                 if answer.rcode() == Rcode::SERVFAIL {
                     debug!(upstream = url, "SERVFAIL; trying the next upstream");
@@ -688,7 +774,7 @@ impl<'a> Run<'a> {
             }
             Err(UpstreamError::Overloaded) => {
                 debug!(upstream = url, "overloaded; trying the next upstream");
-                member.health_mut().abandoned(rtt, now);
+                member.health_mut().abandoned(attempt.ticket, rtt, now);
                 self.last_error = Some(UpstreamError::Overloaded);
                 None
             }
@@ -704,12 +790,34 @@ impl<'a> Run<'a> {
         let group = self.group;
         let member = &group.members[attempt.member];
         let url = member.upstream.url();
+        // One line per failed attempt, which clients drive: debug only. What it does to the
+        // breaker is logged below, at most once per state change.
         debug!(upstream = url, error = %e, "upstream attempt failed");
-        let opened = member
-            .health_mut()
-            .failed(group.config.timeout, now, &group.config.breaker);
-        if let Some(rest) = opened {
-            info!(upstream = url, error = %e, rest = ?rest, "upstream failing; resting it");
+        let change = member.health_mut().failed(
+            attempt.ticket,
+            group.config.timeout,
+            now,
+            &group.config.breaker,
+        );
+        match change {
+            Some(Change::Opened { failures, rest }) => log_limited!(
+                limit: &member.log_limit,
+                Level::WARN,
+                upstream = url,
+                error = %e,
+                failures,
+                rest = ?rest,
+                "upstream failing; circuit breaker open, resting it"
+            ),
+            Some(Change::ProbeFailed { rest }) => log_limited!(
+                limit: &member.log_limit,
+                Level::INFO,
+                upstream = url,
+                error = %e,
+                rest = ?rest,
+                "upstream probe failed; resting it again"
+            ),
+            None => {}
         }
         self.last_error = Some(e);
     }
@@ -717,9 +825,11 @@ impl<'a> Run<'a> {
     /// Drops every attempt still running (the answer is in).
     fn abandon_all(&mut self, now: Instant) {
         for attempt in self.inflight.drain(..) {
-            self.group.members[attempt.member]
-                .health_mut()
-                .abandoned(now.duration_since(attempt.started), now);
+            self.group.members[attempt.member].health_mut().abandoned(
+                attempt.ticket,
+                now.duration_since(attempt.started),
+                now,
+            );
         }
     }
 }

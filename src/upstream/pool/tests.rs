@@ -533,3 +533,252 @@ async fn a_dropped_query_releases_its_probe() {
     assert_eq!(a.calls(), 5, "the next query probes again");
     assert_eq!(g.health()[0].breaker, BreakerState::Closed);
 }
+
+/// When the upstream is resting: the instant its rest ends.
+fn rest_ends(g: &UpstreamGroup, i: usize) -> Instant {
+    match g.health()[i].breaker {
+        BreakerState::Resting { until } => until,
+        other => panic!("upstream {i} is not resting: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn straggling_failures_do_not_extend_the_rest() {
+    let primary = Fake::new("primary", ok(5));
+    let backup = Fake::new("backup", ok(5));
+    let g = Arc::new(pool(config(Strategy::Ordered), &[&primary, &backup]));
+    ask(&g).await.0.unwrap();
+    // The primary stalls while 23 queries arrive 1 ms apart: each gives it 500 ms (4 x 5 ms, at
+    // least ATTEMPT_MIN), so their failures land 1 ms apart too. The third opens the breaker;
+    // the 20 after it are stragglers, started long before it opened.
+    primary.set(Act::Stall);
+    let t0 = Instant::now();
+    let mut queries = tokio::task::JoinSet::new();
+    for i in 0..23 {
+        let g = g.clone();
+        queries.spawn(async move {
+            tokio::time::sleep(ms(i)).await;
+            ask(&g).await
+        });
+    }
+    while let Some(done) = queries.join_next().await {
+        let (r, took) = done.unwrap();
+        assert!(r.is_ok());
+        assert_eq!(took, ATTEMPT_MIN + ms(5), "failed over to the backup");
+    }
+    assert_eq!(primary.calls(), 1 + 23);
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(t0),
+        ms(502) + Duration::from_secs(1),
+        "the rest is 1 s from the third failure, whatever straggles in after it"
+    );
+
+    // Rested: the next query probes the primary, which answers again.
+    primary.set(ok(5));
+    tokio::time::sleep_until(t0 + ms(1502)).await;
+    ask(&g).await.0.unwrap();
+    assert_eq!(
+        primary.calls(),
+        1 + 23 + 1,
+        "the primary is probed after 1 s"
+    );
+    assert_eq!(g.health()[0].breaker, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_failed_probe_doubles_the_rest() {
+    // A lone upstream is asked even while it rests (there is no one else); those failures are
+    // not probes and leave the rest as it is.
+    let only = Fake::new("only", Act::Fail(Duration::ZERO));
+    let g = pool(config(Strategy::Ordered), &[&only]);
+    for _ in 0..3 {
+        assert!(ask(&g).await.0.is_err());
+    }
+    let opened = Instant::now();
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(opened),
+        Duration::from_secs(1)
+    );
+    for _ in 0..20 {
+        assert!(ask(&g).await.0.is_err());
+    }
+    assert_eq!(only.calls(), 23, "a lone resting upstream is still asked");
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(opened),
+        Duration::from_secs(1),
+        "failures while resting are not probes"
+    );
+
+    // The rest is over: of two concurrent queries the first is the probe, the other is asked
+    // only because nothing else is left. Both fail; only the probe's failure doubles the rest.
+    tokio::time::sleep_until(opened + Duration::from_secs(1)).await;
+    only.set(Act::Fail(ms(10)));
+    let (r1, r2) = tokio::join!(ask(&g), ask(&g));
+    assert!(r1.0.is_err() && r2.0.is_err());
+    let probed = Instant::now();
+    assert_eq!(only.calls(), 25);
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(probed),
+        Duration::from_secs(2)
+    );
+    for _ in 0..20 {
+        assert!(ask(&g).await.0.is_err());
+    }
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(probed),
+        Duration::from_secs(2)
+    );
+
+    // A good probe closes the breaker, and the next run of failures rests it 1 s again.
+    tokio::time::sleep_until(probed + Duration::from_secs(2)).await;
+    only.set(ok(1));
+    ask(&g).await.0.unwrap();
+    assert_eq!(g.health()[0].breaker, BreakerState::Closed);
+    only.set(Act::Fail(Duration::ZERO));
+    for _ in 0..3 {
+        assert!(ask(&g).await.0.is_err());
+    }
+    assert_eq!(
+        rest_ends(&g, 0).duration_since(Instant::now()),
+        Duration::from_secs(1)
+    );
+}
+
+/// The events logged on this thread while the value lives, each as `LEVEL message field=value..`.
+struct Logs {
+    lines: Arc<Mutex<Vec<(tracing::Level, String)>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    /// Starts capturing. The tests using it run on a current-thread runtime, so every event of
+    /// the pool is logged on this thread.
+    fn capture() -> Logs {
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(lines.clone()));
+        Logs {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The lines at `level` or more severe.
+    fn at_least(&self, level: tracing::Level) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|(l, _)| *l <= level)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
+    /// How many lines at exactly `level` contain `text`.
+    fn count(&self, level: tracing::Level, text: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|(l, line)| *l == level && line.contains(text))
+            .count()
+    }
+}
+
+struct Capture(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0.push_str(&format!(" {value:?}"));
+                } else {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+        }
+        let level = *event.metadata().level();
+        let mut line = Line(level.to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push((level, line.0));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusing_upstream_logs_its_state_changes_not_every_query() {
+    let logs = Logs::capture();
+    let refused = Fake::new("refused", Act::Answer(ms(1), Rcode::REFUSED));
+    let g = pool(config(Strategy::Ordered), &[&refused]);
+    for _ in 0..2000 {
+        assert_eq!(ask(&g).await.0.unwrap().rcode(), Rcode::REFUSED);
+    }
+    assert_eq!(refused.calls(), 2000);
+    let loud = logs.at_least(tracing::Level::INFO);
+    assert!(
+        loud.len() <= 5,
+        "{} lines at info and above for 2000 refused queries; the first: {:#?}",
+        loud.len(),
+        &loud[..loud.len().min(5)]
+    );
+    // The breaker opening is a warning naming the upstream and the cause; the failed probe at
+    // 1 s (2 s of these queries, 1 ms each) is logged too.
+    assert!(
+        loud[0].starts_with("WARN")
+            && loud[0].contains("fake://refused")
+            && loud[0].contains("REFUSED")
+            && loud[0].contains("rest=1s"),
+        "{loud:#?}"
+    );
+    assert!(
+        loud.iter()
+            .any(|l| l.contains("probe") && l.contains("rest=2s")),
+        "{loud:#?}"
+    );
+    // Every failed attempt is still there for whoever asks for debug.
+    assert_eq!(
+        logs.count(tracing::Level::DEBUG, "upstream attempt failed"),
+        2000
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flapping_upstream_logs_its_state_changes_at_a_bounded_rate() {
+    let logs = Logs::capture();
+    let flaky = Fake::new("flaky", ok(1));
+    let good = Fake::new("good", ok(1));
+    let g = pool(config(Strategy::Ordered), &[&flaky, &good]);
+    // A client that knows which names the first upstream refuses can open and close its breaker
+    // about once a second: 600 state changes in these 5 minutes.
+    let start = Instant::now();
+    for _ in 0..300 {
+        flaky.set(Act::Answer(ms(1), Rcode::REFUSED));
+        for _ in 0..3 {
+            ask(&g).await.0.unwrap();
+        }
+        assert!(matches!(
+            g.health()[0].breaker,
+            BreakerState::Resting { .. }
+        ));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        flaky.set(ok(1));
+        ask(&g).await.0.unwrap();
+        assert_eq!(g.health()[0].breaker, BreakerState::Closed);
+    }
+    let minutes = Instant::now().duration_since(start).as_secs() / 60;
+    assert_eq!(minutes, 5);
+    let loud = logs.at_least(tracing::Level::INFO);
+    assert!(
+        loud.len() <= 10 * (minutes as usize + 1),
+        "{} lines at info and above; the first: {:#?}",
+        loud.len(),
+        &loud[..loud.len().min(5)]
+    );
+    assert!(
+        loud.iter().any(|l| l.contains("suppressed=")),
+        "the count of suppressed lines is reported: {loud:#?}"
+    );
+}
