@@ -6,7 +6,8 @@
 //!                |       \___________________ downstream Chain ___________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
-//!                +-- cache file: loaded before binding, saved every save_interval and at shutdown
+//!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
+//!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
 //!   netwatch: resets every pool's connections on resume or address change
 //! ```
@@ -14,13 +15,22 @@
 //! Everything that can fail because of the configuration (local records that do not parse, an
 //! upstream that cannot be built, a hosts file that cannot be read) fails here, before any socket is
 //! bound.
+//!
+//! The cache file is read on a blocking thread before binding, so that the first answers can come
+//! from it (a laptop whose upstreams are not reachable yet). Start-up waits for it at most
+//! [`CACHE_LOAD_WAIT`] and never past a shutdown: a slow disk or a huge file delays the listeners
+//! that long at most, and SIGTERM during the load ends `run` at once (`main` then gives the blocking
+//! thread the runtime's shutdown grace, no more). A load still running after the wait goes on while
+//! serving; no save happens until it has finished (a save would write a partial cache over the file
+//! being read).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -39,6 +49,10 @@ use crate::wire::Name;
 const HOSTS_POLL: Duration = Duration::from_secs(2);
 /// Default TTL for local records written without one.
 const LOCAL_RECORD_TTL: u32 = 3600;
+/// Longest start-up waits for the cache file before binding without it: ample for an ordinary
+/// file; a cache of millions of entries or a slow disk may take longer, and is then loaded while
+/// serving.
+pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs dnsveil with `config` until `shutdown` is cancelled. Each message on `reload` asks for a
 /// reload (SIGHUP).
@@ -53,8 +67,23 @@ pub async fn run(
     let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();
     let cache_file = cache.as_ref().and(config.cache.file.clone());
+    // True once the cache file has been read (or there is none).
+    let (loaded_tx, loaded) = watch::channel(cache_file.is_none());
     if let (Some(c), Some(path)) = (&cache, &cache_file) {
-        load_cache(c.clone(), path.clone()).await;
+        let shown = path.display().to_string();
+        let loading = tokio::spawn(load_cache(c.clone(), path.clone(), loaded_tx));
+        match wait_for_load(loading, CACHE_LOAD_WAIT, &shutdown).await {
+            LoadWait::Done => {}
+            LoadWait::StillLoading => warn!(
+                file = %shown,
+                waited = ?CACHE_LOAD_WAIT,
+                "cache file still loading; serving meanwhile"
+            ),
+            LoadWait::ShutDown => {
+                info!(file = %shown, "shut down while the cache file was loading; nothing saved");
+                return Ok(());
+            }
+        }
     }
 
     // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
@@ -85,6 +114,7 @@ pub async fn run(
                 c.clone(),
                 path.clone(),
                 config.cache.save_interval,
+                loaded.clone(),
                 shutdown.clone(),
             )))
         }
@@ -129,8 +159,13 @@ pub async fn run(
     }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
-        if let Some(path) = cache_file {
-            save_cache(c.clone(), path).await;
+        match cache_file {
+            Some(path) if *loaded.borrow() => save_cache(c.clone(), path).await,
+            Some(path) => warn!(
+                file = %path.display(),
+                "cache file still loading at shutdown; not saved (the file is kept)"
+            ),
+            None => {}
         }
     }
     info!("shut down");
@@ -153,11 +188,36 @@ fn cache_config(c: &config::CacheConfig) -> cache::CacheConfig {
     }
 }
 
-/// Restores the cache from its file. A missing file is normal (first start); anything wrong with
-/// it is a warning, never a failure to start: the cache simply starts cold.
-async fn load_cache(cache: Arc<Cache>, path: PathBuf) {
+/// What start-up's wait for the cache file ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum LoadWait {
+    Done,
+    /// `limit` passed first; the load goes on.
+    StillLoading,
+    /// Shutdown came first; the load goes on until the runtime is dropped.
+    ShutDown,
+}
+
+/// Waits for `loading` at most `limit`, and not past `shutdown`.
+async fn wait_for_load<F: Future>(
+    loading: F,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> LoadWait {
+    tokio::select! {
+        _ = loading => LoadWait::Done,
+        _ = tokio::time::sleep(limit) => LoadWait::StillLoading,
+        _ = shutdown.cancelled() => LoadWait::ShutDown,
+    }
+}
+
+/// Restores the cache from its file, then sets `loaded`. A missing file is normal (first start);
+/// anything wrong with it is a warning, never a failure to start: the cache simply starts cold.
+async fn load_cache(cache: Arc<Cache>, path: PathBuf, loaded: watch::Sender<bool>) {
     let shown = path.display().to_string();
-    match tokio::task::spawn_blocking(move || cache.load(&path)).await {
+    let result = tokio::task::spawn_blocking(move || cache.load(&path)).await;
+    loaded.send_replace(true);
+    match result {
         Ok(Ok(r)) => info!(
             file = %shown,
             loaded = r.loaded,
@@ -181,13 +241,18 @@ async fn save_cache(cache: Arc<Cache>, path: PathBuf) {
     }
 }
 
-/// Saves the cache every `every` until shutdown (the final save is the caller's).
+/// Saves the cache every `every` until shutdown, once `loaded` (the final save is the caller's).
 async fn save_periodically(
     cache: Arc<Cache>,
     path: PathBuf,
     every: Duration,
+    mut loaded: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = loaded.wait_for(|done| *done) => {}
+    }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -302,4 +367,33 @@ fn build_forwarder(config: &Config) -> Result<Forwarder> {
         Some(build_group(&config.upstream.servers, config)?)
     };
     Ok(Forwarder::new(rules, default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A load that never ends delays start-up by the limit only; a shutdown during it ends the
+    /// wait at once.
+    #[tokio::test(start_paused = true)]
+    async fn start_up_waits_for_the_cache_file_within_its_limit_and_not_past_shutdown() {
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let wait = wait_for_load(std::future::pending::<()>(), CACHE_LOAD_WAIT, &shutdown).await;
+        assert_eq!(wait, LoadWait::StillLoading);
+        assert_eq!(started.elapsed(), CACHE_LOAD_WAIT);
+
+        let started = tokio::time::Instant::now();
+        let cancel = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cancel.cancel();
+        });
+        let wait = wait_for_load(std::future::pending::<()>(), CACHE_LOAD_WAIT, &shutdown).await;
+        assert_eq!(wait, LoadWait::ShutDown);
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+
+        let wait = wait_for_load(async {}, CACHE_LOAD_WAIT, &CancellationToken::new()).await;
+        assert_eq!(wait, LoadWait::Done);
+    }
 }

@@ -239,3 +239,37 @@ fn the_cache_file_survives_a_restart_with_aged_ttls() {
         assert_eq!(m.rcode(), Rcode::SERVFAIL, "{what}");
     }
 }
+
+/// A FIFO at the cache-file path (found by an attack run: opening it for reading waited for a
+/// writer forever, so nothing was bound and the first SIGTERM went unheeded) is ignored with a
+/// warning: dnsveil binds, answers, exits promptly on SIGTERM, and leaves the FIFO in place rather
+/// than saving over it.
+#[test]
+fn a_fifo_at_the_cache_file_path_neither_blocks_the_start_nor_the_shutdown() {
+    use std::os::unix::fs::FileTypeExt;
+
+    let nsd = Nsd::start(&[("example.test", zone())]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cache.bin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo_arg = fifo.to_str().unwrap().to_string();
+    // The harness fails the test if the listening lines do not come within its limit.
+    let mut dv = start(dir.path(), nsd.addr, "", &["--cache-file", &fifo_arg]);
+    let log = dv.log();
+    assert!(log.contains("cache file ignored"), "{log}");
+    assert!(log.contains("not a regular file"), "{log}");
+    let (www, _) = ask(dv.udp_addr(), "www.example.test");
+    assert_eq!(www.rcode(), Rcode::NOERROR);
+    assert_eq!(a_record(&www), Some([192, 0, 2, 1].into()));
+
+    dv.signal("TERM");
+    assert_eq!(
+        dv.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        dv.log()
+    );
+    assert!(dv.log().contains("cache not saved"), "{}", dv.log());
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");
+}

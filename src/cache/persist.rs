@@ -14,26 +14,44 @@
 //! TTLs count down from there, and it is dropped when it is past its stale limit (or simply
 //! expired, with serve-stale off). SERVFAIL entries are not written.
 //!
-//! The file is hostile input, like a packet: the whole file is refused when it is not ours (magic),
-//! of another version, larger than the cache could hold, claims more entries than the cache holds,
-//! does not match its digest (truncated or corrupt), or was written in the future. Each record is
+//! The file is hostile input, like a packet: the whole file is refused when it is not a regular
+//! file, not ours (magic), of another version, larger than the cache could hold, claims more
+//! entries than the cache holds, does not match its digest (truncated or corrupt), or was written
+//! in the future. Each record is
 //! then checked like a network answer: its key must be exactly what the cache would build for its
 //! question, its response must parse (`Message::parse`) and be NOERROR or NXDOMAIN, and it is stored
 //! only through `policy::prepare`, which applies today's TTL clamps. A record that fails is skipped
 //! and counted. The digest catches accidents (a torn write, a truncated copy), not an attacker who
 //! can write the file: one who can write the daemon's state directory could write its config too.
 //!
+//! Reading never waits on what is at the path. A FIFO, device, socket or directory is refused on its
+//! type before it is opened (opening a FIFO for reading waits for a writer; `/dev/zero` never
+//! ends); a symbolic link is followed, and refused the same way if it leads to one of those. The
+//! file is opened non-blocking, so that one swapped in after that check cannot block the open, and
+//! its type and length are checked again on the open file. At most the size bound plus one octet is
+//! read ([`Cache::max_file_len`]: what this cache could have written, derived from its entry and
+//! byte limits), so a file that grows, or whose stated length is wrong (`/proc`), is refused
+//! without being read whole.
+//!
 //! Writes go to a temporary file in the same directory, are synced, and are renamed over the old
-//! file, so a crash mid-write leaves the previous file intact.
+//! file, so a crash mid-write leaves the previous file intact. A path that holds something other
+//! than a regular file (or a link to one) is not replaced: renaming over `/dev/null` would replace
+//! the device for every program when running as root.
 //!
 //! Limitations: a save holds each shard's lock while that shard's entries are copied out; the hold
-//! after a failed refresh and the hit counts are not kept.
+//! after a failed refresh and the hit counts are not kept. The type checks cannot stop a process
+//! that can write the directory from swapping the path between the check and the rename of a save
+//! (see above on who can write the state directory). The size bound is proportional to the
+//! cache's byte budget (twice it, plus a record header per entry), so a large cache still reads a
+//! large file: about 206 MB for the default 100,000 entries.
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::OFlag;
 use ring::digest::{digest, SHA256};
 use thiserror::Error;
 
@@ -66,6 +84,8 @@ pub enum PersistError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: not a regular file ({kind})", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error("not a dnsveil cache file")]
     Foreign,
     #[error("cache file version {0} is not supported (expected {VERSION})")]
@@ -109,32 +129,25 @@ impl Cache {
     /// Writes the cache to `path` (atomically: temporary file, sync, rename) and returns the number
     /// of entries written. Blocking: call it from a blocking thread.
     pub fn save(&self, path: &Path) -> Result<usize, PersistError> {
-        let (bytes, count) = self.encode_file(unix_now_ms());
-        write_atomically(path, &bytes).map_err(|source| PersistError::Io {
+        let io = |source| PersistError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        // Only a regular file (or a link to one), or nothing, is replaced.
+        match fs::metadata(path) {
+            Ok(meta) => check_regular(path, &meta.file_type())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let (bytes, count) = self.encode_file(unix_now_ms());
+        write_atomically(path, &bytes).map_err(io)?;
         Ok(count)
     }
 
     /// Reads a cache file written by [`Cache::save`] into the cache. Blocking: call it from a
     /// blocking thread, before serving.
     pub fn load(&self, path: &Path) -> Result<LoadReport, PersistError> {
-        let io = |source| PersistError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let limit = self.max_file_len();
-        let file = fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len > limit {
-            return Err(PersistError::TooLarge(len));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-        if bytes.len() as u64 > limit {
-            return Err(PersistError::TooLarge(bytes.len() as u64));
-        }
+        let bytes = read_bounded(path, self.max_file_len())?;
         self.decode_file(&bytes, unix_now_ms())
     }
 
@@ -148,8 +161,8 @@ impl Cache {
     }
 
     /// The largest file this cache could have written: a record header per entry, and per entry
-    /// its key and response, each no longer than the entry itself.
-    fn max_file_len(&self) -> u64 {
+    /// its key and response, each no longer than the entry itself. The size bound for reading.
+    pub(super) fn max_file_len(&self) -> u64 {
         let (entries, bytes) = self.held_limits();
         (entries as u64)
             .saturating_mul(RECORD_FIXED as u64)
@@ -336,17 +349,89 @@ fn split_record(b: &[u8]) -> Option<(Record<'_>, &[u8])> {
     Some((record, &b[at + 2 + wire_len..]))
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`.
+/// The whole regular file at `path` (following links), if it is at most `limit` octets long; see
+/// the module docs for the order of the checks. Nothing is read from anything else.
+pub(super) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, PersistError> {
+    let io = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    check_regular(path, &meta.file_type())?;
+    if meta.len() > limit {
+        return Err(PersistError::TooLarge(meta.len()));
+    }
+    read_opened(path, limit)
+}
+
+/// Opens `path` without waiting (whatever is there by now) and reads it if the open file is a
+/// regular file of at most `limit` octets, reading no more than `limit + 1`.
+pub(super) fn read_opened(path: &Path, limit: u64) -> Result<Vec<u8>, PersistError> {
+    let io = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Non-blocking: a FIFO opens at once instead of waiting for a writer (and is then refused);
+    // a regular file reads as usual. Not a controlling terminal, should one be swapped in.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    check_regular(path, &meta.file_type())?;
+    if meta.len() > limit {
+        return Err(PersistError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(PersistError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn check_regular(path: &Path, t: &fs::FileType) -> Result<(), PersistError> {
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown type"
+    };
+    Err(PersistError::NotRegular {
+        path: path.to_path_buf(),
+        kind,
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`. The
+/// temporary file is created afresh (`O_EXCL`, which follows no link): whatever was left under
+/// its name (by a crashed run with the same process ID, say), a FIFO included, is removed rather
+/// than opened.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp.{}", std::process::id()));
     let tmp = path.with_file_name(name);
     let result = (|| {
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;

@@ -1941,6 +1941,165 @@ async fn a_full_cache_reads_back_its_own_file() {
     assert_eq!(b.load(&path).unwrap().loaded, 4);
 }
 
+/// Runs `f` on a thread of its own and fails the test if it has not returned within `limit`: a
+/// load that blocks must fail the test, not hang it (the stuck thread is left behind).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still blocked after {limit:?}"))
+}
+
+/// Generous: the loads below are a stat each; only a blocked or a whole read takes long.
+const LOAD_LIMIT: Duration = Duration::from_secs(10);
+
+/// A FIFO at the cache-file path is refused without being opened: opening one for reading waits
+/// for a writer, and reading it waits for the writer to close. The octets a writer put into it
+/// are still there afterwards.
+#[test]
+fn a_fifo_at_the_cache_file_path_is_refused_without_reading_it() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cache.bin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+    // Nobody has it open for writing.
+    let path = fifo.clone();
+    let err = within(LOAD_LIMIT, move || default_cache().load(&path)).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(err.to_string().contains("FIFO"), "{err}");
+
+    // A writer that has put the start of a file into it and keeps it open (Linux opens a FIFO for
+    // reading and writing without waiting; non-blocking, so that reading it back cannot hang).
+    let mut end = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .unwrap();
+    end.write_all(persist::MAGIC).unwrap();
+    let path = fifo.clone();
+    let err = within(LOAD_LIMIT, move || default_cache().load(&path)).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let mut back = [0u8; 8];
+    end.read_exact(&mut back).unwrap();
+    assert_eq!(&back, persist::MAGIC);
+}
+
+/// A device, a directory or a socket at the cache-file path is refused on its type, before it is
+/// opened: `/dev/zero` would otherwise be read up to the size bound (hundreds of megabytes for the
+/// default capacity) before the magic check refused it.
+#[test]
+fn devices_directories_and_sockets_at_the_cache_file_path_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for (path, kind) in [
+        (std::path::PathBuf::from("/dev/zero"), "character device"),
+        (dir.path().to_path_buf(), "directory"),
+        (socket, "socket"),
+    ] {
+        let shown = path.display().to_string();
+        let err = within(LOAD_LIMIT, move || default_cache().load(&path)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not a regular file"), "{shown}: {text}");
+        assert!(text.contains(kind), "{shown}: {text}");
+    }
+}
+
+/// A regular file longer than the cache could have written is refused on its length, unread: here
+/// a sparse file of 1 TiB that a whole read could never get through.
+#[test]
+fn a_regular_file_over_the_size_bound_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.bin");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    let c = default_cache();
+    assert!(c.max_file_len() < 1 << 40);
+    let err = within(LOAD_LIMIT, move || c.load(&path)).unwrap_err();
+    assert!(
+        matches!(err, PersistError::TooLarge(n) if n == 1 << 40),
+        "{err}"
+    );
+}
+
+/// The checks on the opened file, alone (as when a FIFO is swapped in after the check on the path):
+/// the non-blocking open returns at once and the FIFO is refused. A file whose stated length is
+/// wrong (`/proc` reports 0) is read no further than the bound.
+#[test]
+fn the_opened_file_is_checked_again_and_read_no_further_than_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cache.bin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = within(LOAD_LIMIT, move || persist::read_opened(&fifo, 1 << 20)).unwrap_err();
+    assert!(
+        matches!(err, PersistError::NotRegular { kind: "a FIFO", .. }),
+        "{err}"
+    );
+
+    let status = std::path::Path::new("/proc/self/status");
+    assert_eq!(std::fs::metadata(status).unwrap().len(), 0);
+    let whole = persist::read_opened(status, 1 << 20).unwrap();
+    assert!(whole.len() > 64, "{}", whole.len());
+    assert!(matches!(
+        persist::read_opened(status, 64),
+        Err(PersistError::TooLarge(65))
+    ));
+}
+
+/// Saving replaces a regular file (or what a link leads to, if regular) but never a FIFO, device
+/// or directory at the path; a leftover temporary file, even a FIFO, does not block the save.
+#[test]
+fn saving_replaces_only_a_regular_file_and_never_opens_a_leftover_temporary_file() {
+    use std::os::unix::fs::FileTypeExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = default_cache();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for (path, kind) in [(&fifo, "a FIFO"), (&link, "a character device")] {
+        let err = c.save(path).unwrap_err();
+        assert!(
+            matches!(&err, PersistError::NotRegular { kind: k, .. } if *k == kind),
+            "{err}"
+        );
+    }
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(matches!(
+        c.save(dir.path()),
+        Err(PersistError::NotRegular {
+            kind: "a directory",
+            ..
+        })
+    ));
+
+    // A FIFO where the temporary file goes: opening it for writing would wait for a reader.
+    let path = dir.path().join("cache.bin");
+    let tmp = dir
+        .path()
+        .join(format!("cache.bin.tmp.{}", std::process::id()));
+    nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let saved = within(LOAD_LIMIT, move || default_cache().save(&path));
+    assert_eq!(saved.unwrap(), 0);
+    assert!(!tmp.exists());
+    assert!(dir.path().join("cache.bin").is_file());
+}
+
 /// Re-signs a file body (header and records) as the writer would.
 fn signed(mut body: Vec<u8>) -> Vec<u8> {
     let sum = ring::digest::digest(&ring::digest::SHA256, &body);
