@@ -641,7 +641,7 @@ impl Cache {
                 .encode()
                 .map_err(Uncacheable::from)
                 .and_then(|wire| policy::prepare(&self.limits, key, &wire, now)),
-            Err(e @ HandlerError::Upstream(_)) => {
+            Err(e @ (HandlerError::Upstream(_) | HandlerError::Unusable(_))) => {
                 let (info, text) = e.extended_error().unzip();
                 policy::servfail(
                     &self.limits,
@@ -738,7 +738,7 @@ enum Step {
 fn is_failure(result: &HandlerResult) -> bool {
     match result {
         Ok(m) => m.rcode() == Rcode::SERVFAIL,
-        Err(HandlerError::Upstream(_) | HandlerError::Busy(_)) => true,
+        Err(HandlerError::Upstream(_) | HandlerError::Unusable(_) | HandlerError::Busy(_)) => true,
         Err(_) => false,
     }
 }

@@ -12,6 +12,13 @@
 //! Rules are kept sorted by label count, most specific first, and scanned in order: with the handful
 //! of rules a home or VPN setup has, a linear scan of `is_subdomain_of` beats building a trie.
 //!
+//! An answer is scrubbed here, once, before it goes back up the chain (and so before the cache
+//! stores it): [`crate::wire::scrub`] drops every record that does not answer the question, and
+//! refuses an answer whose CNAME chain is too long or loops, which the client gets as SERVFAIL with
+//! an Extended DNS Error 0 ("Other") saying why ([`HandlerError::Unusable`]). Not in the upstream
+//! pool: such an answer says something about the name, not the server, so it must neither count
+//! against the upstream's health nor send the query on to every other upstream.
+//!
 //! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`], which
 //! the server sends as SERVFAIL with an Extended DNS Error (RFC 8914, 23 "Network Error") whose
 //! text names the failure. When they failed only because each stayed saturated for the whole
@@ -26,6 +33,7 @@ use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::upstream::{UpstreamError, UpstreamGroup};
+use crate::wire::scrub::scrub;
 use crate::wire::Name;
 
 /// A set of suffix rules, each with a value; looks up the most specific rule for a name.
@@ -102,8 +110,11 @@ impl Forwarder {
 
 impl Handler for Forwarder {
     fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
-        let group = req.query.question().and_then(|q| self.route(&q.name));
-        let Some(group) = group else {
+        let routed = req
+            .query
+            .question()
+            .and_then(|q| Some((q, self.route(&q.name)?)));
+        let Some((question, group)) = routed else {
             return next.run(req);
         };
         Box::pin(async move {
@@ -117,7 +128,17 @@ impl Handler for Forwarder {
                     _ => HandlerError::Upstream(e.to_string()),
                 }
             })?;
-            debug!(rcode = %answer.rcode(), answers = answer.answers.len(), "upstream answered");
+            let scrubbed = scrub(&mut answer, question).map_err(|e| {
+                debug!(error = %e, "upstream answer refused");
+                HandlerError::Unusable(e)
+            })?;
+            debug!(
+                rcode = %answer.rcode(),
+                answers = answer.answers.len(),
+                dropped = scrubbed.dropped,
+                synthesized = scrubbed.synthesized,
+                "upstream answered"
+            );
             // We relay, we are not the zone's server (RFC 1035 section 4.1.1): an authoritative
             // upstream's AA stays behind, as it does for answers from the cache.
             answer.header.authoritative = false;

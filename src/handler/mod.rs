@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::wire::scrub::ScrubError;
 use crate::wire::{edns::ede, Message, QueryView, Rcode};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
@@ -64,6 +65,11 @@ pub enum HandlerError {
     /// does not keep it.
     #[error("upstreams busy: {0}")]
     Busy(String),
+    /// An upstream answered, but with data we refuse to use (a CNAME chain too long or looping:
+    /// [`crate::wire::scrub`]). Like [`HandlerError::Upstream`] it says something about the name,
+    /// so the cache keeps it for its short SERVFAIL time.
+    #[error("unusable answer: {0}")]
+    Unusable(ScrubError),
     /// The query is of a kind we do not implement.
     #[error("not implemented")]
     NotImplemented,
@@ -81,6 +87,7 @@ impl HandlerError {
             HandlerError::Unanswered
             | HandlerError::Upstream(_)
             | HandlerError::Busy(_)
+            | HandlerError::Unusable(_)
             | HandlerError::Internal(_) => Rcode::SERVFAIL,
         }
     }
@@ -95,6 +102,12 @@ impl HandlerError {
             HandlerError::Refused(why) => Some((ede::PROHIBITED, why.clone())),
             HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.clone())),
             HandlerError::Busy(why) => Some((ede::OTHER, why.clone())),
+            // No registered code fits an answer whose data we refuse: 22 and 23 would blame the
+            // network, 24 (Invalid Data) is for an authoritative server's own zone. RFC 8914
+            // section 4.1 asks "Other" to carry a text saying what happened.
+            HandlerError::Unusable(why) => {
+                Some((ede::OTHER, format!("upstream answer refused: {why}")))
+            }
             HandlerError::NotImplemented => None,
             HandlerError::Internal(_) => Some((ede::OTHER, "internal error".into())),
         }
@@ -209,6 +222,15 @@ mod tests {
             client: "127.0.0.1:1".parse().unwrap(),
             protocol: Protocol::Udp,
         }
+    }
+
+    #[test]
+    fn an_unusable_answer_is_servfail_with_other_and_its_reason() {
+        let e = HandlerError::Unusable(ScrubError::ChainTooLong);
+        assert_eq!(e.rcode(), Rcode::SERVFAIL);
+        let (info, text) = e.extended_error().unwrap();
+        assert_eq!(info, ede::OTHER);
+        assert!(text.contains("CNAME chain longer than 11"), "{text}");
     }
 
     #[tokio::test]

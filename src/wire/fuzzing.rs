@@ -5,10 +5,12 @@
 use super::message::Message;
 use super::query::QueryView;
 use super::scan;
+use super::scrub::{scrub, Scrubbed};
 use super::zone::parse_record_line;
 
 /// `message`: parsing never panics; whatever parses encodes, and the encoding parses back to an
-/// equal message (names compare case-insensitively, as everywhere).
+/// equal message (names compare case-insensitively, as everywhere). Scrubbing it
+/// ([`super::scrub`]) is idempotent.
 pub fn message(data: &[u8]) {
     let Ok(first) = Message::parse(data) else {
         return;
@@ -31,6 +33,19 @@ pub fn message(data: &[u8]) {
         Some(encoded),
         "encoding is not stable"
     );
+    // Scrubbing it as an upstream answer never panics, leaves a refused answer as it was, and has
+    // nothing left to do on a scrubbed one.
+    if let Some(q) = first.question() {
+        let mut once = first.clone();
+        match scrub(&mut once, q) {
+            Ok(_) => {
+                let mut twice = once.clone();
+                assert_eq!(scrub(&mut twice, q), Ok(Scrubbed::default()), "{once:?}");
+                assert_eq!(twice, once, "scrubbing twice changed the answer");
+            }
+            Err(_) => assert_eq!(once, first, "a refused answer was changed"),
+        }
+    }
 }
 
 /// `query_view`: the fast-path reader and the record scanner never panic, and when the fast path

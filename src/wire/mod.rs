@@ -5,6 +5,7 @@
 //!   &[u8] --QueryView--> question + EDNS info                  (fast path: no allocation)
 //!   Message --MessageBuilder--> Vec<u8>                        (encode: compression, size limit, TC)
 //!   &[u8] --scan--> record offsets                             (cache: patch TTLs in place)
+//!   Message + Question --scrub--> the records that answer it   (upstream answers: chain, zone)
 //!   Record --canonical--> octets a DNSSEC signature covers     (RFC 4034 section 6)
 //!   "name TTL IN TYPE rdata" <--zone--> Record                 (presentation format)
 //! ```
@@ -27,6 +28,7 @@ pub mod query;
 pub mod rdata;
 pub mod reader;
 pub mod scan;
+pub mod scrub;
 pub mod types;
 pub mod zone;
 
