@@ -645,9 +645,20 @@ async fn only_a_failed_probe_doubles_the_rest() {
 }
 
 /// The events logged on this thread while the value lives, each as `LEVEL message field=value..`.
+///
+/// Events reach it through one global subscriber, installed once for the test process, that hands
+/// each event to the capture of the thread it happens on. A per-test `set_default` subscriber is
+/// not enough: tracing caches, per call site and process-wide, whether anyone listens, and a test
+/// thread whose scoped subscriber comes and goes at the wrong moment can leave a call site marked
+/// as unheard for another test running beside it.
 struct Logs {
     lines: Arc<Mutex<Vec<(tracing::Level, String)>>>,
-    _guard: tracing::subscriber::DefaultGuard,
+}
+
+type Sink = Arc<Mutex<Vec<(tracing::Level, String)>>>;
+
+thread_local! {
+    static SINK: std::cell::RefCell<Option<Sink>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Logs {
@@ -655,12 +666,15 @@ impl Logs {
     /// the pool is logged on this thread.
     fn capture() -> Logs {
         use tracing_subscriber::layer::SubscriberExt;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let subscriber = tracing_subscriber::registry().with(Capture(lines.clone()));
-        Logs {
-            lines,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let subscriber = tracing_subscriber::registry().with(Capture);
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the unit tests");
+        });
+        let lines: Sink = Arc::default();
+        SINK.with(|s| *s.borrow_mut() = Some(lines.clone()));
+        Logs { lines }
     }
 
     /// The lines at `level` or more severe.
@@ -683,7 +697,13 @@ impl Logs {
     }
 }
 
-struct Capture(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+impl Drop for Logs {
+    fn drop(&mut self) {
+        SINK.with(|s| *s.borrow_mut() = None);
+    }
+}
+
+struct Capture;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     fn on_event(
@@ -701,10 +721,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
                 }
             }
         }
+        let Some(sink) = SINK.with(|s| s.borrow().clone()) else {
+            return; // not a capturing test's thread
+        };
         let level = *event.metadata().level();
         let mut line = Line(level.to_string());
         event.record(&mut line);
-        self.0.lock().unwrap().push((level, line.0));
+        sink.lock().unwrap().push((level, line.0));
     }
 }
 
