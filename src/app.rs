@@ -62,7 +62,7 @@ pub async fn run(
     mut reload: mpsc::Receiver<()>,
 ) -> Result<()> {
     let cache = (config.cache.size > 0)
-        .then(|| Arc::new(Cache::new(cache_config(&config.cache)).with_wall_clock_seconds()));
+        .then(|| Arc::new(Cache::new(cache_config(&config)).with_wall_clock_seconds()));
     let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
     let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();
@@ -172,7 +172,8 @@ pub async fn run(
     Ok(())
 }
 
-fn cache_config(c: &config::CacheConfig) -> cache::CacheConfig {
+fn cache_config(config: &Config) -> cache::CacheConfig {
+    let c = &config.cache;
     cache::CacheConfig {
         capacity: c.size,
         min_ttl: c.min_ttl,
@@ -184,6 +185,7 @@ fn cache_config(c: &config::CacheConfig) -> cache::CacheConfig {
         stale_answer_ttl: c.stale_answer_ttl,
         client_timeout: c.client_timeout,
         prefetch: c.prefetch,
+        edns_payload: config.server.max_udp_payload,
         ..cache::CacheConfig::default()
     }
 }

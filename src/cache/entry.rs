@@ -29,7 +29,8 @@
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
 
-use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::edns::{opt_head, DO_BIT, OPT_FIXED_LEN};
+use crate::wire::fit::{Fit, Layout};
 use crate::wire::{RType, HEADER_LEN};
 
 use super::key::{self, Key};
@@ -59,9 +60,6 @@ pub(crate) const MAX_HITS: u8 = 3;
 /// The Extended DNS Error a stale answer carries: code 15, length 2, info-code 3 "Stale Answer"
 /// (RFC 8914 section 4.4), no text.
 const STALE_EDE: [u8; 6] = [0, 15, 0, 2, 0, 3];
-
-/// Length of the OPT record we append, without options: root, TYPE, CLASS, TTL, RDLENGTH.
-const OPT_FIXED_LEN: usize = 11;
 
 /// What goes into a new entry.
 pub(crate) struct Parts<'a> {
@@ -288,6 +286,8 @@ pub(crate) struct Client<'a> {
     pub wants_ad: bool,
     /// `Some(DO)` when the client sent EDNS: the response then gets our OPT record.
     pub edns: Option<bool>,
+    /// The UDP payload size our OPT record advertises (the server's `max_udp_payload`).
+    pub payload: u16,
 }
 
 /// How the TTLs of a rendered answer are written.
@@ -303,7 +303,7 @@ pub(crate) enum Ttls {
 
 /// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
 /// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out what
-/// [`fitting_part`] allows, and if it still would, writes header, question and OPT with TC=1
+/// [`crate::wire::fit`] allows, and if it still would, writes header, question and OPT with TC=1
 /// instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that does not fit or
 /// the client's name does not match.
 pub(crate) fn render(
@@ -333,22 +333,34 @@ pub(crate) fn render(
     if client.qname.len() != qname.len() {
         return false;
     }
+    // What a cut keeps of the tail and the counts it writes (see `layout`).
+    let mut cut = (tail.len(), [0u16; 3]);
     let question_len = qname.len() + 4;
     let opt_total = if client.edns.is_some() {
         OPT_FIXED_LEN + options.len() + extra_options.len()
     } else {
         0
     };
-    let full_len = HEADER_LEN + question_len + tail.len() + opt_total;
-    let fitting = fitting_part(header, tail, full_len, max_len);
-    let truncated = fitting.is_none();
-    if truncated && HEADER_LEN + question_len + opt_total > max_len {
-        return false;
-    }
-    let (cut, nscount_out) = fitting.unwrap_or((0, 0));
-    let body = &tail[..cut];
+    let head = HEADER_LEN + question_len;
+    let fit = if head + tail.len() + opt_total <= max_len {
+        Fit::Whole
+    } else {
+        match layout(header, tail, head, opt_total).and_then(|l| Some((l, l.fit(max_len)?))) {
+            Some((l, fit)) => {
+                cut = l.kept(fit);
+                fit
+            }
+            None => return false,
+        }
+    };
+    let truncated = fit == Fit::Truncated;
+    let body = if fit == Fit::Whole {
+        tail
+    } else {
+        &tail[..cut.0]
+    };
     // Where the written records end, counted from the start of the message (TTL offsets are).
-    let records_end = HEADER_LEN + question_len + body.len();
+    let records_end = head + body.len();
 
     let base = out.len();
     out.reserve(records_end + opt_total);
@@ -369,18 +381,15 @@ pub(crate) fn render(
     out.push(f0);
     out.push(f1);
     let extra = u16::from(client.edns.is_some());
-    if truncated {
-        out.extend_from_slice(&[0, 1, 0, 0, 0, 0]);
-        out.extend_from_slice(&extra.to_be_bytes());
+    let [an, ns, ar] = if fit == Fit::Whole {
+        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        [count(6), count(8), count(10)]
     } else {
-        out.extend_from_slice(&header[4..8]);
-        out.extend_from_slice(&nscount_out.to_be_bytes());
-        let stored = if cut < tail.len() {
-            0
-        } else {
-            u16::from_be_bytes([header[10], header[11]])
-        };
-        out.extend_from_slice(&stored.saturating_add(extra).to_be_bytes());
+        cut.1
+    };
+    out.extend_from_slice(&[0, 1]);
+    for n in [an, ns, ar.saturating_add(extra)] {
+        out.extend_from_slice(&n.to_be_bytes());
     }
     out.extend_from_slice(client.qname);
     out.extend_from_slice(key::type_and_class_of(key));
@@ -404,41 +413,34 @@ pub(crate) fn render(
         }
     }
     if let Some(dnssec_ok) = client.edns {
-        out.push(0);
-        out.extend_from_slice(&RType::OPT.0.to_be_bytes());
-        out.extend_from_slice(&DEFAULT_PAYLOAD.to_be_bytes());
-        out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
-        out.extend_from_slice(&((options.len() + extra_options.len()) as u16).to_be_bytes());
+        let flags = if dnssec_ok { DO_BIT } else { 0 };
+        let rdlength = (options.len() + extra_options.len()) as u16;
+        out.extend_from_slice(&opt_head(client.payload, 0, 0, flags, rdlength));
         out.extend_from_slice(options);
         out.extend_from_slice(extra_options);
     }
     true
 }
 
-/// How much of the stored records `tail` an answer of `full_len` octets keeps within `max_len`:
-/// (where to cut `tail`, the NSCOUNT to write), or None when it must be truncated (TC=1). The rules
-/// are [`crate::wire::Message::encode_limited`]'s: all of it if it fits; else without the
-/// additional records (RFC 2181 section 9: no TC for what additional-section processing added);
-/// else, for a positive answer, also without an authority section of NS records only.
-fn fitting_part(
-    header: &[u8],
-    tail: &[u8],
-    full_len: usize,
-    max_len: usize,
-) -> Option<(usize, u16)> {
-    let ancount = u16::from_be_bytes([header[6], header[7]]);
-    let nscount = u16::from_be_bytes([header[8], header[9]]);
-    if full_len <= max_len {
-        return Some((tail.len(), nscount));
-    }
-    let fits = |at: usize| full_len - (tail.len() - at) <= max_len;
-    let additional_at = section_end(tail, usize::from(ancount) + usize::from(nscount))?;
-    if additional_at < tail.len() && fits(additional_at) {
-        return Some((additional_at, nscount));
-    }
+/// The [`Layout`] of an answer rendered from `header` and the stored records `tail`, with `head`
+/// octets of header and question and `opt` of OPT record; None if the records do not parse (never
+/// for an entry we built: the check only keeps a damaged one from reading past its end).
+fn layout(header: &[u8], tail: &[u8], head: usize, opt: usize) -> Option<Layout> {
+    let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    let (ancount, nscount) = (count(6), count(8));
     let authority_at = section_end(tail, usize::from(ancount))?;
-    let ns_only = || records_all_of(&tail[authority_at..], usize::from(nscount), RType::NS);
-    (ancount > 0 && nscount > 0 && fits(authority_at) && ns_only()).then_some((authority_at, 0))
+    let additional_at = authority_at + section_end(&tail[authority_at..], usize::from(nscount))?;
+    Some(Layout {
+        head,
+        answer: authority_at,
+        authority: additional_at - authority_at,
+        additional: tail.len() - additional_at,
+        opt,
+        ancount,
+        nscount,
+        arcount: count(10),
+        authority_ns_only: records_all_of(&tail[authority_at..], usize::from(nscount), RType::NS),
+    })
 }
 
 /// Where the first `records` records of `tail` (the stored records after the question) end: with
@@ -496,6 +498,7 @@ pub(crate) fn stored_response(b: &[u8]) -> Vec<u8> {
         recursion_desired: false,
         wants_ad: true,
         edns: None,
+        payload: 0,
     };
     let mut out = Vec::new();
     // The name is the stored one and every stored response fits a message, so this cannot fail;

@@ -98,6 +98,8 @@ mod shard;
 mod stats;
 
 #[cfg(test)]
+mod fit_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::hash_map::RandomState;
@@ -110,7 +112,7 @@ use tracing::debug;
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
-use crate::wire::edns::check_options;
+use crate::wire::edns::{check_options, DEFAULT_PAYLOAD};
 use crate::wire::{Message, Opcode, QueryView, Rcode};
 
 use entry::{Client, Ttls};
@@ -185,6 +187,9 @@ pub struct CacheConfig {
     pub client_timeout: Duration,
     /// Refresh popular entries in the background before they expire.
     pub prefetch: bool,
+    /// The UDP payload size the OPT record of an answer advertises: the server's
+    /// `max_udp_payload`, so that a hit and a miss carry the same OPT record.
+    pub edns_payload: u16,
 }
 
 impl Default for CacheConfig {
@@ -201,6 +206,7 @@ impl Default for CacheConfig {
             stale_answer_ttl: DEFAULT_STALE_ANSWER_TTL,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             prefetch: true,
+            edns_payload: DEFAULT_PAYLOAD,
         }
     }
 }
@@ -243,6 +249,8 @@ pub struct Cache {
     limits: Limits,
     stale: Option<Stale>,
     prefetch: bool,
+    /// See [`CacheConfig::edns_payload`].
+    payload: u16,
     /// Where refresh jobs go; set once by [`Cache::spawn_refresher`]. Without it there is no
     /// prefetch, and stale data is refreshed by the waiting query itself.
     refresher: OnceLock<mpsc::Sender<refresh::Job>>,
@@ -278,6 +286,7 @@ impl Cache {
                 client_timeout: cfg.client_timeout,
             }),
             prefetch: cfg.prefetch,
+            payload: cfg.edns_payload.max(512),
             refresher: OnceLock::new(),
         }
     }
@@ -478,6 +487,7 @@ impl Cache {
             // Always render our OPT so that a cached Extended DNS Error comes back as an option;
             // the server normalises EDNS for the client afterwards.
             edns: Some(q.edns.as_ref().is_some_and(|e| e.dnssec_ok)),
+            payload: self.payload,
         };
         let hash = hash_key(&self.hasher, key.as_bytes());
         let deadline = started + self.stale.map_or(Duration::ZERO, |s| s.client_timeout);
@@ -842,6 +852,7 @@ impl Handler for Cache {
             recursion_desired: h.recursion_desired,
             wants_ad: h.authentic_data || dnssec_ok,
             edns: query.edns.map(|e| e.dnssec_ok),
+            payload: self.payload,
         };
         self.answer_key(&key, &client, max_len, out)
     }

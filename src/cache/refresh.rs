@@ -91,6 +91,7 @@ impl Cache {
             recursion_desired: true,
             wants_ad: job.key.dnssec_ok(),
             edns: Some(job.key.dnssec_ok()),
+            payload: self.payload,
         };
         let result = self
             .lead(&req, next, &job.key, job.hash, &client, Origin::Refresh)

@@ -17,7 +17,7 @@
 //! scan as a DNS message or would grow past 65535 octets. Responses are never padded here: padding
 //! replies is the server's job.
 
-use crate::wire::edns::{code, DEFAULT_PAYLOAD};
+use crate::wire::edns::{code, opt_head, DEFAULT_PAYLOAD, OPT_FIXED_LEN};
 use crate::wire::scan::{self, Section};
 use crate::wire::{Header, RType};
 
@@ -27,9 +27,6 @@ pub const QUERY_BLOCK: usize = 128;
 /// RR types whose presence means the message is signed and must not be modified.
 const TSIG: u16 = 250;
 const SIG: u16 = 24;
-
-/// Octets of an OPT record before its options: root owner, TYPE, CLASS, TTL, RDLENGTH.
-const OPT_FIXED_LEN: usize = 11;
 
 /// Octets of an option header (code and length).
 const OPTION_HEADER_LEN: usize = 4;
@@ -96,12 +93,10 @@ fn plan(query: &[u8], block: usize) -> Option<Vec<u8>> {
         // ARCOUNT is at offset 10; checked above that it cannot overflow.
         let arcount = header.arcount + 1;
         out[10..12].copy_from_slice(&arcount.to_be_bytes());
-        out.push(0); // root owner
-        out.extend_from_slice(&RType::OPT.0.to_be_bytes());
-        out.extend_from_slice(&DEFAULT_PAYLOAD.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]); // extended RCODE, version, flags
+        out.extend_from_slice(&opt_head(DEFAULT_PAYLOAD, 0, 0, 0, rdlength as u16));
+    } else {
+        out.extend_from_slice(&(rdlength as u16).to_be_bytes());
     }
-    out.extend_from_slice(&(rdlength as u16).to_be_bytes());
     out.extend_from_slice(&kept);
     out.extend_from_slice(&code::PADDING.to_be_bytes());
     out.extend_from_slice(&(pad as u16).to_be_bytes());

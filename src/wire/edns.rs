@@ -229,6 +229,28 @@ fn read_options(rd: &mut Reader<'_>, mut keep: impl FnMut(EdnsOption)) -> Result
     Ok(())
 }
 
+/// Octets of an OPT record before its options: root owner, TYPE, CLASS, TTL, RDLENGTH.
+pub const OPT_FIXED_LEN: usize = 11;
+/// The DO bit in the OPT record's flags (RFC 3225).
+pub const DO_BIT: u16 = 0x8000;
+
+/// The fixed part of an OPT record (RFC 6891 section 6.1.2): root owner, TYPE 41, the payload size
+/// in CLASS, extended RCODE, version and flags in TTL, and RDLENGTH (the options that follow).
+/// Every OPT record dnsveil writes, in a response or a query, starts with these octets.
+pub fn opt_head(
+    payload: u16,
+    ext_rcode: u8,
+    version: u8,
+    flags: u16,
+    rdlength: u16,
+) -> [u8; OPT_FIXED_LEN] {
+    let [p0, p1] = payload.to_be_bytes();
+    let [f0, f1] = flags.to_be_bytes();
+    let [l0, l1] = rdlength.to_be_bytes();
+    let [t0, t1] = RType::OPT.0.to_be_bytes();
+    [0, t0, t1, p0, p1, ext_rcode, version, f0, f1, l0, l1]
+}
+
 /// Checks an OPT record's RDATA (its options) exactly as a message's is checked when it is parsed,
 /// without keeping the options: for a fast path that answers without parsing the message.
 pub fn check_options(rdata: &[u8]) -> Result<()> {
@@ -257,14 +279,15 @@ impl Edns {
 
     /// Writes the whole OPT record (root owner, TYPE 41, ...).
     pub fn write(&self, b: &mut MessageBuilder) {
-        b.put_u8(0);
-        b.put_u16(RType::OPT.0);
-        b.put_u16(self.udp_payload);
-        b.put_u8(self.ext_rcode);
-        b.put_u8(self.version);
-        b.put_u16(if self.dnssec_ok { 0x8000 } else { 0 } | (self.z & 0x7FFF));
-        let len_at = b.len();
-        b.put_u16(0);
+        let flags = if self.dnssec_ok { DO_BIT } else { 0 } | (self.z & !DO_BIT);
+        b.put_bytes(&opt_head(
+            self.udp_payload,
+            self.ext_rcode,
+            self.version,
+            flags,
+            0,
+        ));
+        let len_at = b.len() - 2;
         for opt in &self.options {
             opt.write(b);
         }

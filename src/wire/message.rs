@@ -10,6 +10,7 @@
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
 use super::edns::Edns;
 use super::error::{Result, WireError};
+use super::fit::{Fit, Layout};
 use super::header::{Header, HEADER_LEN};
 use super::name::Name;
 use super::rdata::RData;
@@ -133,18 +134,6 @@ pub struct Message {
     pub edns: Option<Edns>,
 }
 
-/// The sections [`Message::encode_limited`] writes.
-#[derive(Clone, Copy)]
-enum Sections {
-    All,
-    /// Without the additional records (the OPT record stays).
-    NoAdditional,
-    /// The answer section only (and the OPT record).
-    AnswerOnly,
-    /// Header with TC=1, question and OPT record.
-    Truncated,
-}
-
 impl Message {
     /// Parses a complete message; trailing octets are an error.
     pub fn parse(msg: &[u8]) -> Result<Message> {
@@ -256,75 +245,80 @@ impl Message {
         self.encode_limited(MAX_MESSAGE_LEN)
     }
 
-    /// Encodes the message within `limit` octets. If it does not fit, the additional records go
-    /// first (RFC 2181 section 9: TC is not set merely because additional-section data, such as glue
-    /// or the RRSIGs of additional RRsets (RFC 4035 section 3.1.1), did not fit), then, for an answer
-    /// with records in its answer section, an authority section of NS records only; if it still
-    /// does not fit, the copy holds only the header with TC=1, the question and the OPT record (a
-    /// client retries over TCP rather than use a partial RRset).
+    /// Encodes the message within `limit` octets. What does not fit is cut by the rule of
+    /// [`crate::wire::fit`] (additional records first, then an authority section of NS records only
+    /// for a positive answer, else TC=1 with header, question and OPT record), from one encoding of
+    /// the whole message: removing later sections leaves the octets of earlier ones as they are.
     pub fn encode_limited(&self, limit: usize) -> Result<Vec<u8>> {
         let limit = limit.clamp(HEADER_LEN, MAX_MESSAGE_LEN);
-        let full = self.encode_sections(Sections::All)?;
-        if full.len() <= limit {
+        let (full, layout) = self.encode_with_layout()?;
+        let fit = layout.fit(limit).ok_or(WireError::MessageTooLarge)?;
+        if fit == Fit::Whole {
+            if full.len() > MAX_MESSAGE_LEN {
+                return Err(WireError::MessageTooLarge);
+            }
             return Ok(full);
         }
-        if !self.additional.is_empty() {
-            let lean = self.encode_sections(Sections::NoAdditional)?;
-            if lean.len() <= limit {
-                return Ok(lean);
-            }
-        }
-        // A positive answer can also do without an authority section that is only the zone's NS
-        // set (nsd leaves it out the same way). Anything else there is needed: the SOA of a negative
-        // answer (RFC 2308, also after a CNAME), the NSEC/NSEC3 proof of a wildcard answer and
-        // RRSIGs (RFC 4035 section 3.1.1 asks for TC when those do not fit).
-        if !self.answers.is_empty()
-            && !self.authority.is_empty()
-            && self.authority.iter().all(|r| r.rtype() == RType::NS)
-        {
-            let lean = self.encode_sections(Sections::AnswerOnly)?;
-            if lean.len() <= limit {
-                return Ok(lean);
-            }
-        }
-        let short = self.encode_sections(Sections::Truncated)?;
-        if short.len() > limit {
-            return Err(WireError::MessageTooLarge);
-        }
-        Ok(short)
+        let (kept, [an, ns, ar]) = layout.kept(fit);
+        let opt_at = full.len() - layout.opt;
+        let mut out = Vec::with_capacity(layout.head + kept + layout.opt);
+        out.extend_from_slice(&full[..layout.head + kept]);
+        out.extend_from_slice(&full[opt_at..]);
+        let mut header = self.header;
+        header.qdcount =
+            u16::try_from(self.questions.len()).map_err(|_| WireError::MessageTooLarge)?;
+        header.truncated = fit == Fit::Truncated;
+        header.ancount = an;
+        header.nscount = ns;
+        header.arcount = ar + u16::from(self.edns.is_some());
+        out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        Ok(out)
     }
 
-    fn encode_sections(&self, sections: Sections) -> Result<Vec<u8>> {
+    /// Encodes the whole message (it may exceed a message's maximum; the caller cuts or refuses
+    /// it) and measures its parts for [`Layout::fit`].
+    fn encode_with_layout(&self) -> Result<(Vec<u8>, Layout)> {
         let count = |n: usize| u16::try_from(n).map_err(|_| WireError::MessageTooLarge);
         let mut header = self.header;
         header.qdcount = count(self.questions.len())?;
-        let edns_count = usize::from(self.edns.is_some());
-        let (answers, authority, additional): (&[Record], &[Record], &[Record]) = match sections {
-            Sections::All => (&self.answers, &self.authority, &self.additional),
-            Sections::NoAdditional => (&self.answers, &self.authority, &[]),
-            Sections::AnswerOnly => (&self.answers, &[], &[]),
-            Sections::Truncated => {
-                header.truncated = true;
-                (&[], &[], &[])
-            }
-        };
-        header.ancount = count(answers.len())?;
-        header.nscount = count(authority.len())?;
-        header.arcount = count(additional.len() + edns_count)?;
+        header.ancount = count(self.answers.len())?;
+        header.nscount = count(self.authority.len())?;
+        header.arcount = count(self.additional.len() + usize::from(self.edns.is_some()))?;
         let mut b = MessageBuilder::new();
         b.put_bytes(&header.to_bytes());
         for q in &self.questions {
             q.write(&mut b);
         }
-        for rec in answers.iter().chain(authority).chain(additional) {
-            rec.write(&mut b)?;
+        let head = b.len();
+        let mut mark = head;
+        let mut lengths = [0usize; 3];
+        for (len, section) in
+            lengths
+                .iter_mut()
+                .zip([&self.answers, &self.authority, &self.additional])
+        {
+            for rec in section {
+                rec.write(&mut b)?;
+            }
+            *len = b.len() - mark;
+            mark = b.len();
         }
         if let Some(e) = &self.edns {
             e.write(&mut b);
         }
-        if b.len() > MAX_MESSAGE_LEN {
-            return Err(WireError::MessageTooLarge);
-        }
-        Ok(b.finish())
+        let [answer, authority, additional] = lengths;
+        let full = b.finish();
+        let layout = Layout {
+            head,
+            answer,
+            authority,
+            additional,
+            opt: full.len() - mark,
+            ancount: header.ancount,
+            nscount: header.nscount,
+            arcount: count(self.additional.len())?,
+            authority_ns_only: self.authority.iter().all(|r| r.rtype() == RType::NS),
+        };
+        Ok((full, layout))
     }
 }

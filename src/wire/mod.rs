@@ -21,6 +21,7 @@ pub mod builder;
 pub mod canonical;
 pub mod edns;
 pub mod error;
+pub mod fit;
 pub mod header;
 pub mod message;
 pub mod name;
