@@ -29,9 +29,9 @@
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
 
-use crate::wire::edns::{opt_head, DO_BIT, OPT_FIXED_LEN};
-use crate::wire::fit::{Fit, Layout};
-use crate::wire::{RType, HEADER_LEN};
+pub(crate) use crate::wire::response::Client;
+use crate::wire::response::{self, Source, TtlOffsets};
+use crate::wire::HEADER_LEN;
 
 use super::key::{self, Key};
 
@@ -274,22 +274,6 @@ pub(crate) fn take_referenced(b: &mut [u8]) -> bool {
     was
 }
 
-/// The client-specific parts of a response.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Client<'a> {
-    pub id: u16,
-    /// The question name exactly as the client sent it (uncompressed wire form).
-    pub qname: &'a [u8],
-    pub recursion_desired: bool,
-    /// True when the query had AD or DO set: only then may the response carry AD (RFC 6840
-    /// section 5.8).
-    pub wants_ad: bool,
-    /// `Some(DO)` when the client sent EDNS: the response then gets our OPT record.
-    pub edns: Option<bool>,
-    /// The UDP payload size our OPT record advertises (the server's `max_udp_payload`).
-    pub payload: u16,
-}
-
 /// How the TTLs of a rendered answer are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ttls {
@@ -301,11 +285,10 @@ pub(crate) enum Ttls {
     Stale(u32),
 }
 
-/// Writes the response for `client` into `out`: ID, question spelling, RD and TTLs (see [`Ttls`])
-/// patched, OPT appended for EDNS clients. If it would exceed `max_len`, leaves out what
-/// [`crate::wire::fit`] allows, and if it still would, writes header, question and OPT with TC=1
-/// instead (RFC 2181 section 9). Returns false (with `out` unchanged) if even that does not fit or
-/// the client's name does not match.
+/// Writes the response for `client` into `out` with the one response writer
+/// ([`crate::wire::response::write`]): ID, question spelling, flags and TTLs (see [`Ttls`])
+/// patched, OPT for EDNS clients, cut to `max_len` by [`crate::wire::fit`]. Returns false (with
+/// `out` unchanged) if not even the truncated form fits or the client's name does not match.
 pub(crate) fn render(
     b: &[u8],
     client: &Client<'_>,
@@ -321,171 +304,28 @@ pub(crate) fn render(
     let options_at = offsets_at + 2 * ttl_count;
     let header_at = options_at + opt_len;
     let tail_at = header_at + HEADER_LEN;
-    let options = &b[options_at..header_at];
-    let extra_options: &[u8] = match ttls {
-        Ttls::At(_) => &[],
-        Ttls::Stale(_) => &STALE_EDE,
-    };
     let header = &b[header_at..tail_at];
-    let tail = &b[tail_at..];
-
-    let qname = key::qname_of(key);
-    if client.qname.len() != qname.len() {
-        return false;
-    }
-    // What a cut keeps of the tail and the counts it writes (see `layout`).
-    let mut cut = (tail.len(), [0u16; 3]);
-    let question_len = qname.len() + 4;
-    let opt_total = if client.edns.is_some() {
-        OPT_FIXED_LEN + options.len() + extra_options.len()
-    } else {
-        0
-    };
-    let head = HEADER_LEN + question_len;
-    let fit = if head + tail.len() + opt_total <= max_len {
-        Fit::Whole
-    } else {
-        match layout(header, tail, head, opt_total).and_then(|l| Some((l, l.fit(max_len)?))) {
-            Some((l, fit)) => {
-                cut = l.kept(fit);
-                fit
-            }
-            None => return false,
-        }
-    };
-    let truncated = fit == Fit::Truncated;
-    let body = if fit == Fit::Whole {
-        tail
-    } else {
-        &tail[..cut.0]
-    };
-    // Where the written records end, counted from the start of the message (TTL offsets are).
-    let records_end = head + body.len();
-
-    let base = out.len();
-    out.reserve(records_end + opt_total);
-    // Header: our ID, QR=1, opcode QUERY, AA=0, TC as decided, RD echoed; RA, Z, AD, CD, RCODE from
-    // the stored flags with AD only for clients that asked for it.
-    out.extend_from_slice(&client.id.to_be_bytes());
-    let mut f0 = 0x80;
-    if truncated {
-        f0 |= 0x02;
-    }
-    if client.recursion_desired {
-        f0 |= 0x01;
-    }
-    let mut f1 = header[3];
-    if !client.wants_ad {
-        f1 &= !0x20;
-    }
-    out.push(f0);
-    out.push(f1);
-    let extra = u16::from(client.edns.is_some());
-    let [an, ns, ar] = if fit == Fit::Whole {
-        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-        [count(6), count(8), count(10)]
-    } else {
-        cut.1
-    };
-    out.extend_from_slice(&[0, 1]);
-    for n in [an, ns, ar.saturating_add(extra)] {
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-    out.extend_from_slice(client.qname);
-    out.extend_from_slice(key::type_and_class_of(key));
-    if !truncated {
-        out.extend_from_slice(body);
-        let (elapsed, stale_ttl) = match ttls {
-            Ttls::At(now_ms) => (elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32, None),
-            Ttls::Stale(ttl) => (0, Some(ttl)),
-        };
-        for i in 0..ttl_count {
-            let offset = u16_at(b, offsets_at + 2 * i);
-            if offset + 4 > records_end {
-                continue; // in the records left out
-            }
-            let at = base + offset;
-            let ttl = stale_ttl.unwrap_or_else(|| {
-                u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]])
-                    .saturating_sub(elapsed)
-            });
-            out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
-        }
-    }
-    if let Some(dnssec_ok) = client.edns {
-        let flags = if dnssec_ok { DO_BIT } else { 0 };
-        let rdlength = (options.len() + extra_options.len()) as u16;
-        out.extend_from_slice(&opt_head(client.payload, 0, 0, flags, rdlength));
-        out.extend_from_slice(options);
-        out.extend_from_slice(extra_options);
-    }
-    true
-}
-
-/// The [`Layout`] of an answer rendered from `header` and the stored records `tail`, with `head`
-/// octets of header and question and `opt` of OPT record; None if the records do not parse (never
-/// for an entry we built: the check only keeps a damaged one from reading past its end).
-fn layout(header: &[u8], tail: &[u8], head: usize, opt: usize) -> Option<Layout> {
     let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    let (ancount, nscount) = (count(6), count(8));
-    let authority_at = section_end(tail, usize::from(ancount))?;
-    let additional_at = authority_at + section_end(&tail[authority_at..], usize::from(nscount))?;
-    Some(Layout {
-        head,
-        answer: authority_at,
-        authority: additional_at - authority_at,
-        additional: tail.len() - additional_at,
-        opt,
-        ancount,
-        nscount,
-        arcount: count(10),
-        authority_ns_only: records_all_of(&tail[authority_at..], usize::from(nscount), RType::NS),
-    })
-}
-
-/// Where the first `records` records of `tail` (the stored records after the question) end: with
-/// ANCOUNT, where the authority section starts; with ANCOUNT + NSCOUNT, where the additional one
-/// does. None if the records do not parse that far (never for a blob we built; the check only keeps
-/// a damaged one from reading past its end).
-fn section_end(tail: &[u8], records: usize) -> Option<usize> {
-    walk_records(tail, records, |_| true)
-}
-
-/// True when the first `count` records of `records` are all of type `rtype` (false if they do not
-/// parse).
-fn records_all_of(records: &[u8], count: usize, rtype: RType) -> bool {
-    walk_records(records, count, |t| t == rtype).is_some()
-}
-
-/// Walks the first `count` records of `records` and returns where they end, or None if they do not
-/// parse or `keep` refuses a record's type.
-fn walk_records(records: &[u8], count: usize, keep: impl Fn(RType) -> bool) -> Option<usize> {
-    let mut pos = 0;
-    for _ in 0..count {
-        // The owner name: labels up to the root label or a compression pointer.
-        loop {
-            let len = *records.get(pos)?;
-            match len & 0xC0 {
-                0x00 if len == 0 => {
-                    pos += 1;
-                    break;
-                }
-                0x00 => pos += 1 + usize::from(len),
-                0xC0 => {
-                    pos += 2;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-        // Type, class, TTL, RDLENGTH, RDATA.
-        let fixed = records.get(pos..pos + 10)?;
-        if !keep(RType(u16::from_be_bytes([fixed[0], fixed[1]]))) {
-            return None;
-        }
-        pos += 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-    }
-    (pos <= records.len()).then_some(pos)
+    let mut type_and_class = [0u8; 4];
+    type_and_class.copy_from_slice(key::type_and_class_of(key));
+    let src = Source {
+        flags: [header[2], header[3]],
+        counts: [count(6), count(8), count(10)],
+        qname: key::qname_of(key),
+        type_and_class,
+        records: &b[tail_at..],
+        options: &b[options_at..header_at],
+        ttl_offsets: TtlOffsets::Packed(&b[offsets_at..options_at]),
+        ad_allowed: header[3] & 0x20 != 0,
+    };
+    let (ttls, extra): (_, &[u8]) = match ttls {
+        Ttls::At(now_ms) => (
+            response::Ttls::Less(elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32),
+            &[],
+        ),
+        Ttls::Stale(ttl) => (response::Ttls::All(ttl), &STALE_EDE),
+    };
+    response::write(&src, client, ttls, extra, max_len, out)
 }
 
 /// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0, RD
@@ -496,6 +336,7 @@ pub(crate) fn stored_response(b: &[u8]) -> Vec<u8> {
         id: 0,
         qname: key::qname_of(key),
         recursion_desired: false,
+        checking_disabled: key::checking_disabled_of(key),
         wants_ad: true,
         edns: None,
         payload: 0,

@@ -483,6 +483,7 @@ impl Cache {
             id: q.header.id,
             qname: q.questions[0].name.as_wire(),
             recursion_desired: q.header.recursion_desired,
+            checking_disabled: q.header.checking_disabled,
             wants_ad: q.header.authentic_data || q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
             // Always render our OPT so that a cached Extended DNS Error comes back as an option;
             // the server normalises EDNS for the client afterwards.
@@ -850,6 +851,7 @@ impl Handler for Cache {
             id: h.id,
             qname: query.qname,
             recursion_desired: h.recursion_desired,
+            checking_disabled: h.checking_disabled,
             wants_ad: h.authentic_data || dnssec_ok,
             edns: query.edns.map(|e| e.dnssec_ok),
             payload: self.payload,

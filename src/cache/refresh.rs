@@ -89,6 +89,7 @@ impl Cache {
             id: 0,
             qname: job.key.qname(),
             recursion_desired: true,
+            checking_disabled: job.key.checking_disabled(),
             wants_ad: job.key.dnssec_ok(),
             edns: Some(job.key.dnssec_ok()),
             payload: self.payload,

@@ -251,6 +251,23 @@ pub fn opt_head(
     [0, t0, t1, p0, p1, ext_rcode, version, f0, f1, l0, l1]
 }
 
+/// Appends to `out` the Extended DNS Error options (RFC 8914) of an OPT record's RDATA, as they
+/// are (code, length, data), leaving every other option out. Stops at the first option that does
+/// not frame (a checked message has none).
+pub fn extended_error_options(rdata: &[u8], out: &mut Vec<u8>) {
+    let mut pos = 0;
+    while let Some(head) = rdata.get(pos..pos + 4) {
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let Some(whole) = rdata.get(pos..pos + 4 + len) else {
+            return;
+        };
+        if u16::from_be_bytes([head[0], head[1]]) == code::EXTENDED_ERROR {
+            out.extend_from_slice(whole);
+        }
+        pos += 4 + len;
+    }
+}
+
 /// Checks an OPT record's RDATA (its options) exactly as a message's is checked when it is parsed,
 /// without keeping the options: for a fast path that answers without parsing the message.
 pub fn check_options(rdata: &[u8]) -> Result<()> {

@@ -28,6 +28,7 @@ pub mod name;
 pub mod query;
 pub mod rdata;
 pub mod reader;
+pub mod response;
 pub mod scan;
 pub mod scrub;
 pub mod types;
