@@ -8,7 +8,7 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Run alone: `cargo test --lib cache::tests::memory_per_entry -- --ignored --nocapture`.
+/// Run alone: `cargo test --lib cache::tests::memory::memory_per_entry -- --ignored --nocapture`.
 #[test]
 #[ignore = "measures process RSS; run alone"]
 fn memory_per_entry() {
