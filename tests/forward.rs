@@ -2,8 +2,6 @@
 //!
 //! Each fake server is a tokio socket in the test answering with canned replies and reporting what
 //! it received, so the tests can check both what the client accepts and what goes on the wire.
-//! Tests whose answers carry records are ignored until the RData codec lands (on this branch
-//! `RData::read` fails and `RData::write` writes nothing, so records cannot cross the wire).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

@@ -116,7 +116,7 @@ fn cached_answers_survive_the_upstream_and_count_down() {
 fn refusals_zone_transfers_and_uncached_answers() {
     let (_nsd, dv) = forwarder();
     // nsd refuses a class it does not serve with a bare header, no question echoed. That is its
-    // answer (before, it was skipped as a stray datagram until the query timed out in SERVFAIL).
+    // answer, not a stray datagram to skip until the query times out in SERVFAIL.
     for tcp in [false, true] {
         let mut q = Message::query("www.example.test".parse().unwrap(), RType::A);
         q.header.id = 0x4242;

@@ -1,8 +1,8 @@
 //! The listeners in-process, over real loopback UDP and TCP sockets, with scripted handlers.
 //!
-//! Until the record-data codec lands, records encode with empty RDATA and cannot be parsed back, so
-//! answers with records are checked as bytes against what `Message::encode` makes of the expected
-//! message, and their headers with `Header::parse`.
+//! Answers are checked as bytes against what `Message::encode` makes of the expected message, which
+//! pins down every octet, record data included; where only the header matters, through
+//! `Header::parse`.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 

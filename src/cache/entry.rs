@@ -20,11 +20,11 @@
 //! pointer and every TTL offset in the tail stays valid and the client sees its own spelling
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
 //!
-//! Keeping key, offsets and answer in one allocation is what keeps a million entries small (see
-//! the cache's module docs for the measured bytes per entry). The fixed part is 19 octets: the
-//! insertion time needs no more than 48 bits, a lifetime no more than 24 and the options (one
-//! Extended DNS Error with a short text) no more than 8, which pays for the hold time that
-//! serve-stale needs.
+//! Keeping key, offsets and answer in one allocation is what keeps a million entries small (the
+//! bytes per entry that the cache's `memory_per_entry` test measures are in BENCHMARKS.md). The
+//! fixed part is 19 octets: the insertion time needs no more than 48 bits, a lifetime no more than
+//! 24 and the options (one Extended DNS Error with a short text) no more than 8, which pays for the
+//! hold time that serve-stale needs.
 //!
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.

@@ -70,11 +70,8 @@
 //! Memory is bounded by `capacity` entries and by a byte budget of 1 KiB per entry of capacity
 //! (so that huge answers cannot multiply it), with CLOCK eviction per shard. Each entry is one heap
 //! allocation (key, TTL offsets and answer together) plus a 16-octet slot and a 16-octet index
-//! bucket. Measured with the ignored test `memory_per_entry` (one million distinct one-record A
-//! answers of 64 octets for 28-octet names): 148 bytes of RSS per entry, about 141 MiB for a
-//! million (96 for the entry's allocation, about 35 for the index at its load factor, 17 for the
-//! slot). Serve-stale and prefetch state (spare flag bits and a hold time) made the entry's fixed
-//! part no larger: it was repacked (see [`entry`]); the measurement is unchanged.
+//! bucket. The ignored test `memory_per_entry` measures what that costs in RSS per entry
+//! (BENCHMARKS.md has the figures).
 //!
 //! Limitations:
 //! - EDNS options (Client Subnet, cookies, padding) do not change the answer and are ignored: the
