@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use dnsveil::handler::{BoxFuture, Chain, Handler, HandlerResult, Next, Protocol, Request};
+use dnsveil::handler::{
+    local_answer, BoxFuture, Chain, Handler, HandlerResult, Next, Protocol, Request,
+};
 use dnsveil::hosts::{Hosts, HostsConfig, HostsError};
 use dnsveil::wire::{Class, Message, Name, RData, RType, Rcode, Record};
 
@@ -22,7 +24,7 @@ impl Handler for Upstream {
     fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
         let mut m = Message::response_to(&req.query);
         m.set_rcode(Rcode::REFUSED);
-        Box::pin(std::future::ready(Ok(m)))
+        Box::pin(std::future::ready(local_answer(&m)))
     }
     fn name(&self) -> &'static str {
         "upstream-marker"
@@ -68,10 +70,10 @@ async fn ask(hosts: &Arc<Hosts>, qname: &str, qtype: RType) -> Message {
     query.header.id = 99;
     let req = Request {
         query,
-        client: "127.0.0.1:5000".parse().unwrap(),
+        client: Some("127.0.0.1:5000".parse().unwrap()),
         protocol: Protocol::Udp,
     };
-    chain.handle(&req).await.unwrap()
+    chain.handle(&req).await.unwrap().message().unwrap()
 }
 
 fn data(m: &Message) -> Vec<RData> {
@@ -133,7 +135,7 @@ async fn answers_addresses_nodata_and_ptr() {
     query.questions[0].qclass = Class::CH;
     let req = Request {
         query,
-        client: "127.0.0.1:5000".parse().unwrap(),
+        client: Some("127.0.0.1:5000".parse().unwrap()),
         protocol: Protocol::Tcp,
     };
     assert_eq!(chain.handle(&req).await.unwrap().rcode(), Rcode::REFUSED);

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dnsveil::handler::{
-    BoxFuture, Chain, Handler, HandlerError, HandlerResult, Next, Protocol, Request,
+    Answer, BoxFuture, Chain, Handler, HandlerError, HandlerResult, Next, Origin, Protocol,
+    Request, Verdict,
 };
 use dnsveil::server::{Acl, Server, ServerConfig, ServerError};
 use dnsveil::wire::edns::{code, ede};
@@ -85,7 +86,7 @@ impl Handler for Script {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let q = &req.query;
             let name = q.questions[0].name.to_string().to_ascii_lowercase();
-            match name.as_str() {
+            let message = match name.as_str() {
                 "first.test." => {
                     self.gate.notified().await;
                     Ok(Message::response_to(q))
@@ -110,7 +111,10 @@ impl Handler for Script {
                     m.set_rcode(Rcode::NXDOMAIN);
                     Ok(m)
                 }
-            }
+            };
+            message.map(|m| {
+                Answer::from_message(&m, Origin::Upstream, Verdict::Unchecked).expect("encodes")
+            })
         })
     }
 

@@ -29,6 +29,8 @@
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
 
+use crate::handler::answer::allows_ad;
+use crate::handler::Verdict;
 pub(crate) use crate::wire::response::Client;
 use crate::wire::response::{self, Source, TtlOffsets};
 use crate::wire::HEADER_LEN;
@@ -49,6 +51,9 @@ pub(crate) const MAX_LIFETIME: u32 = (1 << 24) - 1;
 /// Most EDNS option octets an entry can keep.
 pub(crate) const MAX_OPTIONS_LEN: usize = u8::MAX as usize;
 
+/// The answer's DNSSEC verdict ([`Verdict::kind_code`], 0..=4) in three bits: bit 3, bits 6-7.
+const VERDICT_LOW: u8 = 0x08;
+const VERDICT_HIGH_SHIFT: u8 = 6;
 const FLAG_REFERENCED: u8 = 0x01;
 const FLAG_PREFETCH_REQUESTED: u8 = 0x02;
 const FLAG_NEVER_STALE: u8 = 0x04;
@@ -267,6 +272,43 @@ pub(crate) fn set_held_until_s(b: &mut [u8], s: u32) {
     b[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
 }
 
+/// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).
+pub(crate) fn set_verdict(b: &mut [u8], verdict: &Verdict) {
+    let code = verdict.kind_code();
+    let flags = b[OFF_FLAGS] & !(VERDICT_LOW | (0b11 << VERDICT_HIGH_SHIFT));
+    let low = if code & 1 != 0 { VERDICT_LOW } else { 0 };
+    b[OFF_FLAGS] = flags | low | ((code >> 1) << VERDICT_HIGH_SHIFT);
+}
+
+/// The stored verdict's kind ([`Verdict::kind_code`]).
+pub(crate) fn verdict_code(b: &[u8]) -> u8 {
+    let f = b[OFF_FLAGS];
+    u8::from(f & VERDICT_LOW != 0) | ((f >> VERDICT_HIGH_SHIFT) << 1)
+}
+
+/// The stored verdict (a bogus one with the reason of its stored Extended DNS Error).
+pub(crate) fn verdict(b: &[u8]) -> Verdict {
+    let code = verdict_code(b);
+    let ede = (code == Verdict::BOGUS_CODE)
+        .then(|| first_ede(options(b)))
+        .flatten();
+    Verdict::from_kind_code(code, ede)
+}
+
+/// The stored EDNS option octets.
+fn options(b: &[u8]) -> &[u8] {
+    let key_len = u16_at(b, OFF_KEY_LEN);
+    let options_at = FIXED_LEN + key_len + 2 * u16_at(b, OFF_TTL_COUNT);
+    &b[options_at..options_at + usize::from(b[OFF_OPT_LEN])]
+}
+
+/// The info-code of the first Extended DNS Error among `options`.
+fn first_ede(options: &[u8]) -> Option<u16> {
+    let mut ede = Vec::new();
+    crate::wire::edns::extended_error_options(options, &mut ede);
+    ede.get(4..6).map(|c| u16::from_be_bytes([c[0], c[1]]))
+}
+
 /// Clears the referenced bit; returns whether it was set (the entry's second chance).
 pub(crate) fn take_referenced(b: &mut [u8]) -> bool {
     let was = b[OFF_FLAGS] & FLAG_REFERENCED != 0;
@@ -312,11 +354,12 @@ pub(crate) fn render(
         flags: [header[2], header[3]],
         counts: [count(6), count(8), count(10)],
         qname: key::qname_of(key),
-        type_and_class,
+        type_and_class: Some(type_and_class),
         records: &b[tail_at..],
         options: &b[options_at..header_at],
         ttl_offsets: TtlOffsets::Packed(&b[offsets_at..options_at]),
-        ad_allowed: header[3] & 0x20 != 0,
+        ad_allowed: allows_ad(verdict_code(b), header[3] & 0x20 != 0),
+        ext_rcode: 0,
     };
     let (ttls, extra): (_, &[u8]) = match ttls {
         Ttls::At(now_ms) => (
@@ -334,6 +377,7 @@ pub(crate) fn stored_response(b: &[u8]) -> Vec<u8> {
     let key = key(b);
     let client = Client {
         id: 0,
+        recursion_available: true,
         qname: key::qname_of(key),
         recursion_desired: false,
         checking_disabled: key::checking_disabled_of(key),

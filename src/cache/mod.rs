@@ -107,9 +107,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
+use crate::handler::{
+    Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Origin, Request,
+};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::{check_options, DEFAULT_PAYLOAD};
+use crate::wire::response;
 use crate::wire::{Message, Opcode, QueryView, Rcode};
 
 use entry::{Client, Ttls};
@@ -478,6 +481,7 @@ impl Cache {
         let q = &req.query;
         let client = Client {
             id: q.header.id,
+            recursion_available: true,
             qname: q.questions[0].name.as_wire(),
             recursion_desired: q.header.recursion_desired,
             checking_disabled: q.header.checking_disabled,
@@ -496,13 +500,7 @@ impl Cache {
                 self.step(&mut guard, &key, hash, &client)
             };
             match step {
-                Step::Hit(wire) => match Message::parse(&wire) {
-                    Ok(m) => return Ok(m),
-                    Err(e) => {
-                        debug!(error = %e, "cached answer does not parse; asking the chain");
-                        return next.run(req).await;
-                    }
-                },
+                Step::Hit(answer) => return Ok(answer),
                 Step::Follow(mut rx) => {
                     if let Ok(result) = rx.wait_for(Option::is_some).await {
                         if let Some(result) = result.as_ref() {
@@ -513,7 +511,7 @@ impl Cache {
                 }
                 Step::Lead => {
                     return self
-                        .lead(req, next, &key, hash, &client, Origin::Client)
+                        .lead(next.run(req), &key, hash, &client, Fetch::Client)
                         .await
                 }
                 Step::FollowOrStale(mut rx, stale) => {
@@ -533,7 +531,7 @@ impl Cache {
                     };
                 }
                 Step::LeadOrStale(stale) => {
-                    let lead = self.lead(req, next, &key, hash, &client, Origin::Client);
+                    let lead = self.lead(next.run(req), &key, hash, &client, Fetch::Client);
                     return match tokio::time::timeout_at(deadline, lead).await {
                         Ok(r) if !is_failure(&r) => {
                             self.count(hash, |c| c.misses += 1);
@@ -556,8 +554,9 @@ impl Cache {
                 if entry::render(blob, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
             {
                 self.on_live_hit(blob, key, hash, now);
+                let answer = Answer::checked(out, Origin::Cache, entry::verdict(blob));
                 shard.counters.hits += 1;
-                return Step::Hit(out);
+                return Step::Hit(answer);
             }
             Some(Found::Stale(blob)) => {
                 let rendered = stale.filter(|s| {
@@ -565,12 +564,13 @@ impl Cache {
                     entry::render(blob, client, ttls, MAX_MESSAGE_LEN, &mut out)
                 });
                 if let Some(stale) = rendered {
+                    let answer = Answer::checked(out, Origin::StaleCache, entry::verdict(blob));
                     if self.stale_now(stale, blob, key, hash, now) {
                         shard.counters.hits += 1;
                         shard.counters.stale += 1;
-                        return Step::Hit(out);
+                        return Step::Hit(answer);
                     }
-                    return self.refresh_stale(shard, key, hash, out);
+                    return self.refresh_stale(shard, key, hash, answer);
                 }
             }
             _ => {}
@@ -592,7 +592,7 @@ impl Cache {
     /// that it outlives this query; by this query itself when there is no refresher or its queue
     /// is full). The query keeps `stale` to answer with if the refresh fails or is late. Counted
     /// when the outcome is known.
-    fn refresh_stale(&self, shard: &mut Shard, key: &Key, hash: u64, stale: Vec<u8>) -> Step {
+    fn refresh_stale(&self, shard: &mut Shard, key: &Key, hash: u64, stale: Answer) -> Step {
         if let Some(flight) = shard.inflight.get(key.as_bytes()) {
             return Step::FollowOrStale(flight.subscribe(), stale);
         }
@@ -615,25 +615,23 @@ impl Cache {
     }
 
     /// Answers from stale data rendered earlier (its TTLs do not depend on the time).
-    fn stale_answer(&self, hash: u64, wire: &[u8]) -> HandlerResult {
+    fn stale_answer(&self, hash: u64, stale: &Answer) -> HandlerResult {
         self.count(hash, |c| {
             c.hits += 1;
             c.stale += 1;
         });
-        Message::parse(wire)
-            .map_err(|e| HandlerError::Internal(format!("stale answer does not parse: {e}")))
+        Ok(stale.clone())
     }
 
-    /// Runs the rest of the chain for a miss or a refresh, stores the result and hands it to the
-    /// waiters. The flight for `key` must have been registered by the caller.
+    /// Runs `fetch` (the rest of the chain, for a miss or a refresh), stores the result and hands
+    /// it to the waiters. The flight for `key` must have been registered by the caller.
     async fn lead(
         &self,
-        req: &Request,
-        next: Next<'_>,
+        fetch: BoxFuture<'_, HandlerResult>,
         key: &Key,
         hash: u64,
         client: &Client<'_>,
-        origin: Origin,
+        purpose: Fetch,
     ) -> HandlerResult {
         let mut flight = FlightGuard {
             cache: self,
@@ -641,14 +639,26 @@ impl Cache {
             key: key.as_bytes(),
             armed: true,
         };
-        let result = next.run(req).await;
+        let result = fetch.await;
         let now = self.now_ms();
         let failed = is_failure(&result);
         let blob = match &result {
-            Ok(m) => m
-                .encode()
-                .map_err(Uncacheable::from)
-                .and_then(|wire| policy::prepare(&self.limits, key, &wire, now)),
+            Ok(a) => {
+                // An entry for a client without DO holds what that client gets: no DNSSEC
+                // records it did not ask for (the upstream query may have asked for them).
+                let stripped = (!key.dnssec_ok()
+                    && response::has_unasked_dnssec(a.wire(), key.qtype()))
+                .then(|| response::without_unasked_dnssec(a.wire()));
+                match stripped {
+                    Some(Err(e)) => Err(Uncacheable::from(e)),
+                    Some(Ok(wire)) => policy::prepare(&self.limits, key, &wire, now),
+                    None => policy::prepare(&self.limits, key, a.wire(), now),
+                }
+                .map(|mut b| {
+                    entry::set_verdict(&mut b, a.verdict());
+                    b
+                })
+            }
             Err(e @ (HandlerError::Upstream(_) | HandlerError::Unusable(_))) => {
                 let (info, text) = e.extended_error().unzip();
                 policy::servfail(
@@ -666,11 +676,14 @@ impl Cache {
             // down from.
             (Ok(b), Ok(original)) => {
                 let mut out = Vec::new();
-                match entry::render(b, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out)
-                    .then(|| Message::parse(&out))
-                {
-                    Some(Ok(m)) => Ok(m),
-                    _ => Ok(original),
+                if entry::render(b, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) {
+                    Ok(Answer::checked(
+                        out,
+                        original.origin(),
+                        original.verdict().clone(),
+                    ))
+                } else {
+                    Ok(original)
                 }
             }
             (_, result) => result,
@@ -683,7 +696,7 @@ impl Cache {
             let mut shard = self.shard(hash);
             let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
             if let (Ok(mut b), false) = (blob, kept) {
-                if origin == Origin::Client {
+                if purpose == Fetch::Client {
                     // The miss that fetched it is an ask (see `hit_wants_prefetch`); the shard
                     // adds those of the entry it replaces.
                     entry::count_ask(&mut b);
@@ -723,7 +736,7 @@ impl Cache {
 
 /// Who a leader fetches for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
+enum Fetch {
     /// A client's miss: the new entry has been asked for once.
     Client,
     /// A background refresh: the new entry has not been asked for yet.
@@ -732,20 +745,20 @@ enum Origin {
 
 /// What the slow path does after its critical section.
 enum Step {
-    Hit(Vec<u8>),
+    Hit(Answer),
     Follow(watch::Receiver<Option<HandlerResult>>),
     Lead,
     /// Wait for a refresh until the client timeout, else answer these stale bytes.
-    FollowOrStale(watch::Receiver<Option<HandlerResult>>, Vec<u8>),
+    FollowOrStale(watch::Receiver<Option<HandlerResult>>, Answer),
     /// Lead the refresh in this query, until the client timeout, else answer these stale bytes.
-    LeadOrStale(Vec<u8>),
+    LeadOrStale(Answer),
 }
 
 /// True for an outcome that serve-stale covers: the upstreams failed, answered SERVFAIL, or could
 /// not be asked in time (saturated).
 fn is_failure(result: &HandlerResult) -> bool {
     match result {
-        Ok(m) => m.rcode() == Rcode::SERVFAIL,
+        Ok(a) => a.rcode() == Rcode::SERVFAIL,
         Err(HandlerError::Upstream(_) | HandlerError::Unusable(_) | HandlerError::Busy(_)) => true,
         Err(_) => false,
     }
@@ -846,6 +859,7 @@ impl Handler for Cache {
         };
         let client = Client {
             id: h.id,
+            recursion_available: true,
             qname: query.qname,
             recursion_desired: h.recursion_desired,
             checking_disabled: h.checking_disabled,

@@ -12,7 +12,8 @@
 //! flight for that key: if a client miss or another refresh is already asking, it does nothing
 //! (one upstream query per key at a time); otherwise it registers the flight. A claimed job's flight
 //! was registered by the query that queued it, which waits on it. Either way the refresh then runs
-//! the cache's ordinary leader path, with a request built from the key: so a refresh stores its
+//! the cache's ordinary leader path, asking the stages after the cache through the lookup API
+//! ([`Chain::lookup`]) with the key's question and flags: so a refresh stores its
 //! answer, hands it to any waiting clients, and on failure keeps the old data (see
 //! `Cache::keep_after_failure`).
 //!
@@ -20,7 +21,6 @@
 //! that no waiter waits on them) and cancels the refreshes in flight (whose leaders end their
 //! flights as a cancelled client's would).
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -28,13 +28,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::handler::{Chain, Next, Protocol, Request};
-use crate::wire::edns::DEFAULT_PAYLOAD;
-use crate::wire::{Edns, Message, Name};
+use crate::handler::{Chain, Lookup};
+use crate::wire::{Class, Name, QueryFlags, Question};
 
 use super::entry::Client;
 use super::key::Key;
-use super::{Cache, Origin};
+use super::{Cache, Fetch};
 
 /// Jobs waiting for the refresher; a full queue drops new prefetches.
 pub(crate) const QUEUE: usize = 1024;
@@ -68,7 +67,7 @@ impl Cache {
     }
 
     /// Runs one job (see the module docs).
-    async fn refresh(&self, job: Job, next: Next<'_>) {
+    async fn refresh(&self, job: Job, downstream: &Chain) {
         if !job.claimed {
             // Lock held to look for a flight and register ours; nothing awaits here.
             let mut shard = self.shard(job.hash);
@@ -79,7 +78,7 @@ impl Cache {
                 .inflight
                 .insert(job.key.as_bytes().into(), watch::channel(None).0);
         }
-        let Some(req) = request_for(&job.key) else {
+        let Some(lookup) = lookup_for(&job.key) else {
             // Keys are built from parsed names, so this does not happen; end the flight anyway.
             self.abandon(&job);
             return;
@@ -87,6 +86,7 @@ impl Cache {
         self.count(job.hash, |c| c.refreshes += 1);
         let client = Client {
             id: 0,
+            recursion_available: true,
             qname: job.key.qname(),
             recursion_desired: true,
             checking_disabled: job.key.checking_disabled(),
@@ -95,7 +95,13 @@ impl Cache {
             payload: self.payload,
         };
         let result = self
-            .lead(&req, next, &job.key, job.hash, &client, Origin::Refresh)
+            .lead(
+                downstream.lookup(&lookup),
+                &job.key,
+                job.hash,
+                &client,
+                Fetch::Refresh,
+            )
             .await;
         if let Err(e) = result {
             debug!(error = %e, "background refresh failed");
@@ -142,7 +148,7 @@ async fn run(
         let (cache, downstream) = (cache.clone(), downstream.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            cache.refresh(job, downstream.as_next()).await;
+            cache.refresh(job, &downstream).await;
         });
     }
     rx.close();
@@ -152,19 +158,21 @@ async fn run(
     tasks.shutdown().await;
 }
 
-/// The query a refresh sends down the chain: the key's question, RD, its DO and CD bits, no client.
-fn request_for(key: &Key) -> Option<Request> {
+/// What a refresh asks the stages after the cache: the key's question with RD and its DO and CD
+/// bits, through the lookup API (no client).
+fn lookup_for(key: &Key) -> Option<Lookup> {
     let name = Name::from_wire(key.qname()).ok()?;
-    let mut query = Message::query(name, key.qtype());
-    query.header.checking_disabled = key.checking_disabled();
-    query.edns = key.dnssec_ok().then(|| Edns {
-        dnssec_ok: true,
-        udp_payload: DEFAULT_PAYLOAD,
-        ..Edns::default()
-    });
-    Some(Request {
-        query,
-        client: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        protocol: Protocol::Udp,
+    let tc = key.type_and_class();
+    Some(Lookup {
+        question: Question {
+            name,
+            qtype: key.qtype(),
+            qclass: Class(u16::from_be_bytes([tc[2], tc[3]])),
+        },
+        flags: QueryFlags {
+            recursion_desired: true,
+            checking_disabled: key.checking_disabled(),
+            dnssec_ok: key.dnssec_ok(),
+        },
     })
 }

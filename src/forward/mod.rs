@@ -31,10 +31,12 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, Next, Request};
-use crate::upstream::{UpstreamError, UpstreamGroup};
+use crate::handler::{
+    Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Origin, Request, Verdict,
+};
+use crate::upstream::{forwarding_flags, Reply, UpstreamError, UpstreamGroup};
 use crate::wire::scrub::scrub;
-use crate::wire::Name;
+use crate::wire::{Header, Name};
 
 /// A set of suffix rules, each with a value; looks up the most specific rule for a name.
 #[derive(Clone, Debug)]
@@ -121,28 +123,43 @@ impl Handler for Forwarder {
             // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
             // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
             // is no other server to try, and certainly no plaintext one.
-            let mut answer = group.query(&req.query).await.map_err(|e| {
-                debug!(error = %e, "every upstream failed");
-                match e {
-                    UpstreamError::Overloaded => HandlerError::Busy(e.to_string()),
-                    _ => HandlerError::Upstream(e.to_string()),
-                }
-            })?;
-            let scrubbed = scrub(&mut answer, question).map_err(|e| {
+            let Reply { mut message, wire } = group
+                .query(question, forwarding_flags(&req.query))
+                .await
+                .map_err(|e| {
+                    debug!(error = %e, "every upstream failed");
+                    match e {
+                        UpstreamError::Overloaded => HandlerError::Busy(e.to_string()),
+                        _ => HandlerError::Upstream(e.to_string()),
+                    }
+                })?;
+            let scrubbed = scrub(&mut message, question).map_err(|e| {
                 debug!(error = %e, "upstream answer refused");
                 HandlerError::Unusable(e)
             })?;
             debug!(
-                rcode = %answer.rcode(),
-                answers = answer.answers.len(),
+                rcode = %message.rcode(),
+                answers = message.answers.len(),
                 dropped = scrubbed.dropped,
                 synthesized = scrubbed.synthesized,
                 "upstream answered"
             );
-            // We relay, we are not the zone's server (RFC 1035 section 4.1.1): an authoritative
-            // upstream's AA stays behind, as it does for answers from the cache.
-            answer.header.authoritative = false;
-            Ok(answer)
+            // The bytes go up the chain as they came, unless scrubbing changed the message or the
+            // upstream's bare error had no question (the check filled ours in): then once encoded.
+            let unchanged = scrubbed.dropped == 0
+                && scrubbed.synthesized == 0
+                && Header::parse(&wire).is_ok_and(|h| h.qdcount == 1);
+            let wire = if unchanged {
+                wire
+            } else {
+                message
+                    .encode()
+                    .map_err(|e| HandlerError::Internal(format!("scrubbed answer: {e}")))?
+                    .into()
+            };
+            // The response writer clears AA: we relay, we are not the zone's server (RFC 1035
+            // section 4.1.1). Not validated here: the verdict is the validator's to give.
+            Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked))
         })
     }
 

@@ -2,8 +2,12 @@
 //!
 //! ```text
 //!   server --Request--> Chain[0] --next--> Chain[1] --next--> ... --> Chain[n-1]
-//!                           <-------- Result<Message, HandlerError> ---------+
+//!                           <--------- Result<Answer, HandlerError> ---------+
+//!   stage --Lookup (question + flags, no client)--> a Chain of the stages after it
 //! ```
+//!
+//! What comes back is an [`Answer`]: the response as checked wire bytes, its origin and its DNSSEC
+//! verdict ([`answer`]). The server writes the client's response from those bytes once.
 //!
 //! A handler sees the query and a [`Next`] for the rest of the chain, so it can answer itself
 //! (hosts), pass the query on (a forwarding rule that does not match), or wrap the rest of the chain
@@ -12,8 +16,10 @@
 //! is answered from stored wire data without a task, a parse or an allocation.
 //!
 //! A stage that must ask the stages after it without a client (the cache refreshing an entry in the
-//! background) is given its own [`Chain`] of those stages when the application is composed, and
-//! runs it through [`Chain::as_next`].
+//! background; soon the validator fetching DNSKEY and DS, the recursor the addresses of name
+//! servers) is given its own [`Chain`] of those stages when the application is composed, and asks
+//! it with [`Chain::lookup`]: a question and the flags of the query to send, no fake client, no
+//! reference back to the chain above it.
 //!
 //! This module depends only on `wire`; it never knows a concrete handler or socket.
 
@@ -25,7 +31,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::wire::scrub::ScrubError;
-use crate::wire::{edns::ede, Message, QueryView, Rcode};
+use crate::wire::{edns::ede, Message, QueryFlags, QueryView, Question, Rcode};
+
+pub mod answer;
+
+pub use answer::{Answer, Bogus, BogusReason, Origin, Verdict};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -42,8 +52,8 @@ pub enum Protocol {
 pub struct Request {
     /// The parsed query, exactly as the client sent it.
     pub query: Message,
-    /// The client's address.
-    pub client: SocketAddr,
+    /// The client's address; None for a stage's own [`Lookup`].
+    pub client: Option<SocketAddr>,
     pub protocol: Protocol,
 }
 
@@ -115,7 +125,44 @@ impl HandlerError {
 }
 
 /// What every handler returns.
-pub type HandlerResult = Result<Message, HandlerError>;
+pub type HandlerResult = Result<Answer, HandlerError>;
+
+/// An answer of our own data (hosts, local records, special-use names): encoded once, never
+/// validated.
+pub fn local_answer(response: &Message) -> HandlerResult {
+    Answer::from_message(response, Origin::Local, Verdict::Unchecked)
+        .map_err(|e| HandlerError::Internal(format!("local answer does not encode: {e}")))
+}
+
+/// A question a stage asks the stages after it on its own behalf, with the flags of the query
+/// to send (e.g. [`QueryFlags::VALIDATION`] for DNSKEY and DS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub question: Question,
+    pub flags: QueryFlags,
+}
+
+impl Lookup {
+    /// The request the stages see for this lookup: the question as a query with these flags
+    /// (DO in an OPT record), no client.
+    pub fn request(&self) -> Request {
+        let mut query = Message::outgoing(&self.question, self.flags, 0, ede_payload());
+        if !self.flags.dnssec_ok {
+            query.edns = None;
+        }
+        Request {
+            query,
+            client: None,
+            protocol: Protocol::Udp,
+        }
+    }
+}
+
+/// The payload size in a lookup's query (it never goes on the wire as such: an upstream builds
+/// its own query).
+fn ede_payload() -> u16 {
+    crate::wire::edns::DEFAULT_PAYLOAD
+}
 
 /// One stage of the chain.
 pub trait Handler: Send + Sync + 'static {
@@ -178,6 +225,12 @@ impl Chain {
         }
     }
 
+    /// Asks the whole chain `lookup`'s question, for a stage (no client).
+    pub fn lookup(&self, lookup: &Lookup) -> BoxFuture<'_, HandlerResult> {
+        let req = lookup.request();
+        Box::pin(async move { self.as_next().run(&req).await })
+    }
+
     /// The first handler's fast path (only the head of the chain may answer without the rest).
     pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
         self.handlers
@@ -206,10 +259,13 @@ mod tests {
         }
     }
 
-    struct Answer;
-    impl Handler for Answer {
+    struct Answering;
+    impl Handler for Answering {
         fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
-            Box::pin(async move { Ok(Message::response_to(&req.query)) })
+            Box::pin(async move {
+                let m = Message::response_to(&req.query);
+                Ok(Answer::from_message(&m, Origin::Local, Verdict::Unchecked).unwrap())
+            })
         }
         fn name(&self) -> &'static str {
             "answer"
@@ -219,7 +275,7 @@ mod tests {
     fn request() -> Request {
         Request {
             query: Message::query("example.com".parse::<Name>().unwrap(), RType::A),
-            client: "127.0.0.1:1".parse().unwrap(),
+            client: Some("127.0.0.1:1".parse().unwrap()),
             protocol: Protocol::Udp,
         }
     }
@@ -235,8 +291,8 @@ mod tests {
 
     #[tokio::test]
     async fn passes_until_a_handler_answers() {
-        let chain = Chain::new(vec![Arc::new(Pass), Arc::new(Answer)]);
-        assert!(chain.handle(&request()).await.unwrap().header.response);
+        let chain = Chain::new(vec![Arc::new(Pass), Arc::new(Answering)]);
+        assert!(chain.handle(&request()).await.unwrap().header().response);
         let empty = Chain::new(vec![Arc::new(Pass)]);
         assert_eq!(
             empty.handle(&request()).await,

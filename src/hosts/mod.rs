@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
 use crate::wire::{Class, Message, Record};
 use table::{HostsTable, LocalRecords};
 
@@ -256,7 +256,7 @@ impl Handler for Hosts {
         match self.answer(&req.query) {
             Some(response) => {
                 debug!(answers = response.answers.len(), "answered from hosts");
-                Box::pin(std::future::ready(Ok(response)))
+                Box::pin(std::future::ready(local_answer(&response)))
             }
             None => next.run(req),
         }

@@ -26,8 +26,9 @@
 //! Limitations: an extended RCODE (above 15) cannot be expressed to a client without EDNS and is sent
 //! as SERVFAIL; OPT options other than EDE (cookies, padding) are not echoed.
 
-use crate::handler::{HandlerResult, Protocol};
-use crate::wire::edns::{code, ede};
+use crate::handler::{Answer, HandlerResult, Protocol};
+use crate::wire::edns::ede;
+use crate::wire::response::{self, Client, Source, Ttls};
 use crate::wire::{
     Class, Edns, Header, Message, Name, Opcode, Question, RType, Rcode, Reader, HEADER_LEN,
 };
@@ -103,8 +104,9 @@ fn not_for_a_forwarder(q: &Question) -> bool {
         || q.qclass == Class(0)
 }
 
-/// REFUSED for a client outside the allow-list (with EDE "Prohibited" when it sent EDNS). Returns
-/// None when the header cannot be read or the packet is a response.
+/// REFUSED for a client outside the allow-list (with EDE "Prohibited" when it sent EDNS; RA clear:
+/// recursion is not available to this client). Returns None when the header cannot be read or the
+/// packet is a response.
 pub(super) fn refused(pkt: &[u8], protocol: Protocol, ours: u16) -> Option<Vec<u8>> {
     let header = Header::parse(pkt).ok()?;
     if header.response {
@@ -112,95 +114,109 @@ pub(super) fn refused(pkt: &[u8], protocol: Protocol, ours: u16) -> Option<Vec<u
     }
     match Message::parse(pkt) {
         Ok(query) => {
-            let mut resp = error_message(
-                &query,
-                Rcode::REFUSED,
-                Some((ede::PROHIBITED, String::new())),
-                ours,
-            );
-            // Recursion is not available to this client.
-            resp.header.recursion_available = false;
-            encode(&resp, &query, limit_for(&query, protocol, ours), ours)
+            let why = Some((ede::PROHIBITED, String::new()));
+            let limit = limit_for(&query, protocol, ours);
+            error_response(&query, Rcode::REFUSED, why, false, limit, ours)
         }
         Err(_) => error_bytes(pkt, Rcode::REFUSED),
     }
 }
 
-/// The response the client gets for the chain's outcome.
-pub(super) fn finish(query: &Message, outcome: HandlerResult, ours: u16) -> Message {
+/// The client's response to `query` for the chain's outcome, within `limit`: written once, by
+/// [`response::write`], from the answer's bytes (see the module docs for the contract), or an
+/// error response. None only if not even a truncated response fits.
+pub(super) fn respond(
+    query: &Message,
+    outcome: &HandlerResult,
+    limit: usize,
+    ours: u16,
+) -> Option<Vec<u8>> {
     match outcome {
-        Ok(resp) => fix_up(query, resp, ours),
-        Err(e) => error_message(query, e.rcode(), e.extended_error(), ours),
+        Ok(answer) => write_answer(query, answer, limit, ours).or_else(|| {
+            tracing::debug!("answer could not be written; sending SERVFAIL");
+            let why = Some((ede::OTHER, "answer could not be encoded".into()));
+            error_response(query, Rcode::SERVFAIL, why, true, limit, ours)
+        }),
+        Err(e) => error_response(query, e.rcode(), e.extended_error(), true, limit, ours),
     }
 }
 
-/// Applies the response contract (see the module docs) to a handler's message.
-pub(super) fn fix_up(query: &Message, mut resp: Message, ours: u16) -> Message {
-    let rcode = resp.rcode();
-    let h = &mut resp.header;
-    h.id = query.header.id;
-    h.response = true;
-    h.opcode = query.header.opcode;
-    h.recursion_available = true;
-    h.recursion_desired = query.header.recursion_desired;
-    h.checking_disabled = query.header.checking_disabled;
-    resp.questions.clone_from(&query.questions);
-    let options = resp.edns.take().map_or_else(Vec::new, |e| {
-        e.options
-            .into_iter()
-            .filter(|o| o.code() == code::EXTENDED_ERROR)
-            .collect()
-    });
-    resp.edns = query.edns.as_ref().map(|q| Edns {
-        udp_payload: ours.max(MIN_UDP as u16),
-        ext_rcode: 0,
-        version: 0,
-        dnssec_ok: q.dnssec_ok,
-        z: 0,
-        options,
-    });
-    if resp.edns.is_none() && rcode.high() != 0 {
-        resp.set_rcode(Rcode::SERVFAIL);
-    } else {
-        resp.set_rcode(rcode);
+/// Writes `answer` for the client of `query`: DNSSEC records it did not ask for left out when it
+/// did not set DO, AD as the answer's verdict allows.
+fn write_answer(query: &Message, answer: &Answer, limit: usize, ours: u16) -> Option<Vec<u8>> {
+    let question = query.question()?;
+    let client = client_of(query, true, ours);
+    let stripped;
+    let mut wire = answer.wire();
+    if client.edns != Some(true) && response::has_unasked_dnssec(wire, question.qtype) {
+        stripped = response::without_unasked_dnssec(wire).ok()?;
+        wire = &stripped;
     }
-    resp
+    let mut options = Vec::new();
+    let normalised;
+    let mut src = match Source::from_message(wire, &mut options) {
+        Some(src) => src,
+        None => {
+            // An OPT record that is not the last record: once through the codec, which puts it
+            // last.
+            normalised = Message::parse(wire).ok()?.encode().ok()?;
+            Source::from_message(&normalised, &mut options)?
+        }
+    };
+    src.ad_allowed = answer.verdict().allows_ad(src.ad_allowed);
+    let mut out = Vec::new();
+    response::write(&src, &client, Ttls::Less(0), &[], limit, &mut out).then_some(out)
 }
 
-/// An empty response to `query` with this code and, for EDNS clients, this Extended DNS Error.
-pub(super) fn error_message(
+/// The client-specific parts of the response to `query`.
+fn client_of(query: &Message, recursion_available: bool, ours: u16) -> Client<'_> {
+    Client {
+        id: query.header.id,
+        recursion_available,
+        qname: query
+            .questions
+            .first()
+            .map_or(&[0][..], |q| q.name.as_wire()),
+        recursion_desired: query.header.recursion_desired,
+        checking_disabled: query.header.checking_disabled,
+        wants_ad: query.header.authentic_data || query.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+        edns: query.edns.as_ref().map(|e| e.dnssec_ok),
+        payload: ours.max(MIN_UDP as u16),
+    }
+}
+
+/// An empty response to `query` with this code, RA as given and, for EDNS clients, this Extended
+/// DNS Error; written like any answer.
+pub(super) fn error_response(
     query: &Message,
     rcode: Rcode,
     ede: Option<(u16, String)>,
+    recursion_available: bool,
+    limit: usize,
     ours: u16,
-) -> Message {
-    let mut m = Message::default();
+) -> Option<Vec<u8>> {
+    let mut m = Message {
+        header: Header {
+            response: true,
+            opcode: query.header.opcode,
+            ..Header::default()
+        },
+        // The first question at most (a FORMERR for several echoes one).
+        questions: query.questions.iter().take(1).cloned().collect(),
+        ..Message::default()
+    };
     m.set_rcode(rcode);
     if let Some((info, text)) = ede {
         m.edns
             .get_or_insert_with(Edns::default)
             .add_extended_error(info, text);
     }
-    fix_up(query, m, ours)
-}
-
-/// Encodes `resp` within `limit` (without its additional records, then an NS-only authority
-/// section, or else TC=1, if it does not fit: [`Message::encode_limited`]); if it cannot be encoded
-/// at all, a SERVFAIL for `query` instead. None only if even that fails.
-pub(super) fn encode(resp: &Message, query: &Message, limit: usize, ours: u16) -> Option<Vec<u8>> {
-    match resp.encode_limited(limit) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            tracing::debug!(error = %e, "response could not be encoded; sending SERVFAIL");
-            let fallback = error_message(
-                query,
-                Rcode::SERVFAIL,
-                Some((ede::OTHER, "answer could not be encoded".into())),
-                ours,
-            );
-            fallback.encode_limited(limit).ok()
-        }
-    }
+    let wire = m.encode().ok()?;
+    let mut options = Vec::new();
+    let src = Source::from_message(&wire, &mut options)?;
+    let mut out = Vec::new();
+    let client = client_of(query, recursion_available, ours);
+    response::write(&src, &client, Ttls::Less(0), &[], limit, &mut out).then_some(out)
 }
 
 /// A header-level error response for a packet that could not (or need not) be parsed: ID, opcode,
@@ -265,8 +281,8 @@ fn encode_error(
     protocol: Protocol,
     ours: u16,
 ) -> Option<Vec<u8>> {
-    let resp = error_message(query, rcode, ede, ours);
-    encode(&resp, query, limit_for(query, protocol, ours), ours)
+    let limit = limit_for(query, protocol, ours);
+    error_response(query, rcode, ede, true, limit, ours)
 }
 
 fn reply(bytes: Option<Vec<u8>>) -> Prepared {
@@ -277,7 +293,7 @@ fn reply(bytes: Option<Vec<u8>>) -> Prepared {
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
-    use crate::handler::HandlerError;
+    use crate::handler::{HandlerError, Origin, Verdict};
     use crate::wire::{EdnsOption, RType, Record};
 
     const OURS: u16 = 1232;
@@ -321,11 +337,20 @@ mod tests {
         assert_eq!(limit_for(&q, Protocol::Udp, OURS), 512);
     }
 
+    fn answer(m: &Message) -> HandlerResult {
+        Ok(Answer::from_message(m, Origin::Upstream, Verdict::Unchecked).unwrap())
+    }
+
+    fn respond_parsed(q: &Message, outcome: &HandlerResult, limit: usize) -> Message {
+        Message::parse(&respond(q, outcome, limit, OURS).unwrap()).unwrap()
+    }
+
     #[test]
-    fn fix_up_applies_the_contract() {
+    fn responses_follow_the_contract() {
         let q = query("WwW.ExAmple.TEST", Some(client_edns(4096, true)));
         let mut resp = Message::query("www.example.test".parse().unwrap(), RType::A);
         resp.header.id = 1;
+        resp.header.response = true;
         resp.header.recursion_desired = false;
         resp.header.authoritative = true;
         resp.answers.push(Record::new(
@@ -343,11 +368,11 @@ mod tests {
         resp.edns = Some(up);
         resp.set_rcode(Rcode::NXDOMAIN);
 
-        let out = fix_up(&q, resp, OURS);
+        let out = respond_parsed(&q, &answer(&resp), TCP_LIMIT);
         assert_eq!(out.header.id, 0xBEEF);
         assert!(out.header.response && out.header.recursion_available);
         assert!(out.header.recursion_desired && out.header.checking_disabled);
-        assert!(out.header.authoritative, "other flags are the handler's");
+        assert!(!out.header.authoritative, "we relay: AA clear");
         assert_eq!(
             out.questions[0].name.as_wire(),
             q.questions[0].name.as_wire()
@@ -366,32 +391,97 @@ mod tests {
     }
 
     #[test]
-    fn fix_up_strips_edns_for_clients_without_it() {
+    fn clients_without_edns_get_no_opt_and_no_extended_rcode() {
         let q = query("a.test", None);
         let mut resp = Message::response_to(&q);
         resp.edns = Some(Edns::default());
         resp.set_rcode(Rcode::BADCOOKIE);
-        let out = fix_up(&q, resp, OURS);
+        let out = respond_parsed(&q, &answer(&resp), TCP_LIMIT);
         assert!(out.edns.is_none());
         assert_eq!(out.rcode(), Rcode::SERVFAIL, "extended rcode needs EDNS");
+        let with = query("a.test", Some(client_edns(1232, false)));
+        let out = respond_parsed(&with, &answer(&resp), TCP_LIMIT);
+        assert_eq!(out.rcode(), Rcode::BADCOOKIE);
+    }
+
+    #[test]
+    fn ad_follows_the_verdict_and_the_clients_wish() {
+        let q = query("a.test", Some(client_edns(1232, true)));
+        let mut resp = Message::response_to(&q);
+        resp.header.authentic_data = true;
+        let wire = resp.encode().unwrap();
+        let ad = |verdict: Verdict, q: &Message| {
+            let a = Ok(Answer::checked(wire.clone(), Origin::Upstream, verdict));
+            respond_parsed(q, &a, TCP_LIMIT).header.authentic_data
+        };
+        assert!(
+            ad(Verdict::Unchecked, &q),
+            "an unchecked answer keeps its upstream's AD"
+        );
+        assert!(ad(Verdict::Secure, &q));
+        assert!(!ad(Verdict::Insecure, &q));
+        assert!(!ad(Verdict::Indeterminate, &q));
+        assert!(
+            !ad(Verdict::Secure, &query("a.test", None)),
+            "not asked for"
+        );
+    }
+
+    #[test]
+    fn dnssec_records_go_only_to_clients_that_set_do() {
+        use crate::wire::{RData, Rrsig};
+        let name: crate::wire::Name = "s.test".parse().unwrap();
+        let mut resp = Message::response_to(&query("s.test", None));
+        resp.answers.push(Record::new(
+            name.clone(),
+            60,
+            RData::A([192, 0, 2, 9].into()),
+        ));
+        resp.answers.push(Record::new(
+            name.clone(),
+            60,
+            RData::Rrsig(Rrsig {
+                type_covered: RType::A,
+                algorithm: 13,
+                labels: 2,
+                original_ttl: 60,
+                expiration: 2,
+                inception: 1,
+                key_tag: 7,
+                signer_name: "test".parse().unwrap(),
+                signature: vec![1; 64].into_boxed_slice(),
+            }),
+        ));
+        for (client, kept) in [
+            (None, 1),
+            (Some(client_edns(1232, false)), 1),
+            (Some(client_edns(1232, true)), 2),
+        ] {
+            let q = query("s.test", client);
+            let out = respond_parsed(&q, &answer(&resp), TCP_LIMIT);
+            assert_eq!(out.answers.len(), kept, "{:?}", q.edns);
+        }
+        // A client asking for the RRSIGs themselves gets them.
+        let mut rrsig_q = query("s.test", None);
+        rrsig_q.questions[0].qtype = RType::RRSIG;
+        resp.questions[0].qtype = RType::RRSIG;
+        let out = respond_parsed(&rrsig_q, &answer(&resp), TCP_LIMIT);
+        assert_eq!(out.answers.len(), 2);
     }
 
     #[test]
     fn handler_errors_become_rcode_and_ede() {
         let q = query("a.test", Some(client_edns(1232, false)));
-        let out = finish(&q, Err(HandlerError::Upstream("timed out".into())), OURS);
+        let out = respond_parsed(&q, &Err(HandlerError::Upstream("timed out".into())), 512);
         assert_eq!(out.rcode(), Rcode::SERVFAIL);
         assert_eq!(
-            out.edns.unwrap().option(code::EXTENDED_ERROR),
-            Some(&EdnsOption::ExtendedError {
-                info_code: ede::NETWORK_ERROR,
-                extra_text: "timed out".into()
-            })
+            out.edns.unwrap().extended_errors().next(),
+            Some((ede::NETWORK_ERROR, "timed out"))
         );
-        let plain = finish(
+        let plain = respond_parsed(
             &query("a.test", None),
-            Err(HandlerError::Refused("no".into())),
-            OURS,
+            &Err(HandlerError::Refused("no".into())),
+            512,
         );
         assert_eq!(plain.rcode(), Rcode::REFUSED);
         assert!(plain.edns.is_none());
@@ -505,7 +595,7 @@ mod tests {
         let r =
             Message::parse(&refused(&q.encode().unwrap(), Protocol::Udp, OURS).unwrap()).unwrap();
         assert_eq!(r.rcode(), Rcode::REFUSED);
-        assert!(r.edns.unwrap().option(code::EXTENDED_ERROR).is_some());
+        assert!(r.edns.unwrap().extended_errors().next().is_some());
         let plain = query("a.test", None).encode().unwrap();
         let r = Message::parse(&refused(&plain, Protocol::Udp, OURS).unwrap()).unwrap();
         assert_eq!(r.rcode(), Rcode::REFUSED);
@@ -526,12 +616,12 @@ mod tests {
                 crate::wire::RData::A([10, 0, 0, i].into()),
             ));
         }
-        let out = encode(&resp, &q, 512, OURS).unwrap();
+        let out = respond(&q, &answer(&resp), 512, OURS).unwrap();
         assert!(out.len() <= 512);
         let h = Header::parse(&out).unwrap();
         assert!(h.truncated);
         assert_eq!((h.qdcount, h.ancount), (1, 0));
-        let full = encode(&resp, &q, TCP_LIMIT, OURS).unwrap();
+        let full = respond(&q, &answer(&resp), TCP_LIMIT, OURS).unwrap();
         assert!(!Header::parse(&full).unwrap().truncated);
         assert_eq!(full, resp.encode().unwrap());
     }

@@ -342,8 +342,8 @@ impl Connection {
     fn spawn_query(&mut self, query: Message) {
         let Ok(share) = self.shared.inflight.admit(self.peer.ip()) else {
             // This client already holds as much of the server's in-flight budget as any other.
-            let resp = respond::finish(&query, Err(busy()), self.shared.ours);
-            if let Some(bytes) = respond::encode(&resp, &query, TCP_LIMIT, self.shared.ours) {
+            let busy = Err(busy());
+            if let Some(bytes) = respond::respond(&query, &busy, TCP_LIMIT, self.shared.ours) {
                 push_framed(&mut self.wbuf, &bytes);
             }
             return;
@@ -357,7 +357,7 @@ impl Connection {
         self.shared.tracker.spawn(async move {
             let req = Request {
                 query,
-                client,
+                client: Some(client),
                 protocol: Protocol::Tcp,
             };
             let outcome = tokio::select! {
@@ -374,11 +374,11 @@ impl Connection {
                     QUERY_DEADLINE.as_secs()
                 )))
             });
-            let resp = respond::finish(&req.query, outcome, shared.ours);
-            if shared.log_queries {
-                log_answer("tcp", client, &req.query, &resp);
-            }
-            if let Some(bytes) = respond::encode(&resp, &req.query, TCP_LIMIT, shared.ours) {
+            let response = respond::respond(&req.query, &outcome, TCP_LIMIT, shared.ours);
+            if let Some(bytes) = response {
+                if shared.log_queries {
+                    log_answer("tcp", client, &req.query, &bytes);
+                }
                 let mut framed = Vec::with_capacity(2 + bytes.len());
                 push_framed(&mut framed, &bytes);
                 slot.send(framed);

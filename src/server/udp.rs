@@ -34,7 +34,7 @@ use super::udp_send::{BatchSender, BATCH};
 use super::{fair, inline};
 use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
-use crate::wire::{Message, Name, Opcode, QueryView, HEADER_LEN};
+use crate::wire::{Message, Name, Opcode, QueryView, Rcode, HEADER_LEN};
 
 /// Largest query read. A longer datagram is cut by the kernel and dropped here: real queries are a
 /// question and an OPT record, a few hundred octets at most.
@@ -207,7 +207,7 @@ pub(super) fn fast_path_eligible(view: &QueryView<'_>) -> bool {
 async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let req = Request {
         query,
-        client: src,
+        client: Some(src),
         protocol: Protocol::Udp,
     };
     let outcome = tokio::select! {
@@ -218,14 +218,13 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
         debug!(client = %src, "query deadline passed; no answer sent");
         return;
     };
-    let resp = respond::finish(&req.query, outcome, shared.ours);
-    if shared.log_queries {
-        log_answer("udp", src, &req.query, &resp);
-    }
     let limit = respond::limit_for(&req.query, Protocol::Udp, shared.ours);
-    let Some(bytes) = respond::encode(&resp, &req.query, limit, shared.ours) else {
+    let Some(bytes) = respond::respond(&req.query, &outcome, limit, shared.ours) else {
         return;
     };
+    if shared.log_queries {
+        log_answer("udp", src, &req.query, &bytes);
+    }
     if let Err(e) = sock.send_to(&bytes, src) {
         debug!(error = %e, "udp send failed");
     }
@@ -255,11 +254,11 @@ pub(super) fn log_view(proto: &'static str, client: SocketAddr, view: &QueryView
 }
 
 /// Debug line for a slow-path answer (only when query logging is on).
-pub(super) fn log_answer(proto: &'static str, client: SocketAddr, query: &Message, resp: &Message) {
-    if let Some(q) = query.question() {
+pub(super) fn log_answer(proto: &'static str, client: SocketAddr, query: &Message, resp: &[u8]) {
+    if let (Some(q), Ok(h)) = (query.question(), crate::wire::Header::parse(resp)) {
         debug!(
-            proto, %client, qname = %q.name, qtype = %q.qtype, rcode = %resp.rcode(),
-            answers = resp.answers.len(), "answered"
+            proto, %client, qname = %q.name, qtype = %q.qtype, rcode = %Rcode(u16::from(h.rcode_low)),
+            answers = h.ancount, "answered"
         );
     }
 }

@@ -34,7 +34,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tracing::debug;
 
-use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
 use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
 
 /// TTL of synthesised records and of the SOA (also its minimum, the negative TTL): see the module
@@ -249,7 +249,7 @@ impl Handler for SpecialNames {
         match self.answer(&req.query) {
             Some(response) => {
                 debug!(rcode = %response.rcode(), "answered as a special-use name");
-                Box::pin(std::future::ready(Ok(response)))
+                Box::pin(std::future::ready(local_answer(&response)))
             }
             None => next.run(req),
         }

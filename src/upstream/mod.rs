@@ -37,7 +37,9 @@ use std::time::Duration;
 
 use crate::handler::BoxFuture;
 use crate::wire::edns::DEFAULT_PAYLOAD;
-use crate::wire::{Edns, Header, Message, Rcode};
+use bytes::Bytes;
+
+use crate::wire::{Header, Message, QueryFlags, Question, Rcode};
 use thiserror::Error;
 
 /// Why an exchange with an upstream failed.
@@ -100,24 +102,33 @@ pub trait Transport: Send + Sync + 'static {
     fn reset(&self) {}
 }
 
-/// The query we send upstream for the client's `q`, with message ID `id`: the question as given,
-/// RD=1, CD copied, and our own EDNS (payload 1232, DO copied, no options at all).
-pub fn outgoing_query(q: &Message, id: u16) -> Message {
-    Message {
-        header: Header {
-            id,
-            opcode: q.header.opcode,
-            recursion_desired: true,
-            checking_disabled: q.header.checking_disabled,
-            ..Header::default()
-        },
-        questions: q.questions.clone(),
-        edns: Some(Edns {
-            udp_payload: DEFAULT_PAYLOAD,
-            dnssec_ok: q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
-            ..Edns::default()
-        }),
-        ..Message::default()
+/// The query we send upstream for `question`, with message ID `id`: the flags the caller chose
+/// for its purpose (forwarding: RD=1 and the client's DO and CD; validation:
+/// [`QueryFlags::VALIDATION`]) and our own EDNS (payload 1232, no options at all).
+pub fn outgoing_query(question: &Question, flags: QueryFlags, id: u16) -> Message {
+    Message::outgoing(question, flags, id, DEFAULT_PAYLOAD)
+}
+
+/// The flags a forwarder sends a client's query with: RD=1, the client's DO and CD.
+pub fn forwarding_flags(client_query: &Message) -> QueryFlags {
+    QueryFlags {
+        recursion_desired: true,
+        ..QueryFlags::of(client_query)
+    }
+}
+
+/// A checked answer from an upstream: the message and the bytes it was parsed from (the ID is
+/// ours, a random one; the rest is as the upstream sent it).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub message: Message,
+    pub wire: Bytes,
+}
+
+impl Reply {
+    /// The response code.
+    pub fn rcode(&self) -> Rcode {
+        self.message.rcode()
     }
 }
 
@@ -199,18 +210,35 @@ impl Upstream {
         self.transport.reset();
     }
 
-    /// Sends the client's query `q` (rebuilt by [`outgoing_query`] with a random ID) and returns the
-    /// checked answer. The answer carries our ID, not the client's.
-    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+    /// Asks `question` with `flags` (the query built by [`outgoing_query`] with a random ID) and
+    /// returns the checked answer with the bytes it came in. The answer carries our ID.
+    pub async fn ask(
+        &self,
+        question: &Question,
+        flags: QueryFlags,
+    ) -> Result<Reply, UpstreamError> {
         // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
-        let sent = outgoing_query(q, rand::random::<u16>());
+        let sent = outgoing_query(question, flags, rand::random::<u16>());
         let wire = sent
             .encode()
             .map_err(|e| UpstreamError::Config(format!("cannot encode query: {e}")))?;
         let raw = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout))??;
-        check_answer(&sent, &raw)
+        let message = check_answer(&sent, &raw)?;
+        Ok(Reply {
+            message,
+            wire: Bytes::from(raw),
+        })
+    }
+
+    /// Forwards the client's query `q` ([`forwarding_flags`]) and returns the checked answer
+    /// (for `dnsveil query` and tests; the forwarder goes through a pool).
+    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+        let question = q
+            .question()
+            .ok_or_else(|| UpstreamError::Config("a query without a question".into()))?;
+        Ok(self.ask(question, forwarding_flags(q)).await?.message)
     }
 }
 
@@ -303,6 +331,7 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+    use crate::wire::Edns;
     use crate::wire::{ClientSubnet, EdnsOption, Name, Question, RType};
 
     #[tokio::test(start_paused = true)]
@@ -359,7 +388,7 @@ mod tests {
     #[test]
     fn outgoing_query_strips_client_options() {
         let q = client_query();
-        let out = outgoing_query(&q, 4242);
+        let out = outgoing_query(&q.questions[0], forwarding_flags(&q), 4242);
         assert_eq!(out.header.id, 4242);
         assert!(out.header.recursion_desired);
         assert!(out.header.checking_disabled);
@@ -374,15 +403,23 @@ mod tests {
         // A client without EDNS gets DO=0, CD=0, and RD=1 even if the client cleared it.
         let mut plain = Message::query("a.example".parse::<Name>().unwrap(), RType::A);
         plain.header.recursion_desired = false;
-        let out = outgoing_query(&plain, 1);
+        let out = outgoing_query(&plain.questions[0], forwarding_flags(&plain), 1);
         assert!(out.header.recursion_desired);
         assert!(!out.header.checking_disabled);
         assert!(!out.edns.unwrap().dnssec_ok);
+
+        // A validator's query: DO=1 and CD=1 whatever the client sent; an iterator's: RD=0.
+        let out = outgoing_query(&plain.questions[0], QueryFlags::VALIDATION, 2);
+        assert!(out.header.recursion_desired && out.header.checking_disabled);
+        assert!(out.edns.unwrap().dnssec_ok);
+        let out = outgoing_query(&plain.questions[0], QueryFlags::ITERATION, 3);
+        assert!(!out.header.recursion_desired);
     }
 
     #[test]
     fn check_answer_rejects_mismatches() {
-        let sent = outgoing_query(&client_query(), 100);
+        let q = client_query();
+        let sent = outgoing_query(&q.questions[0], forwarding_flags(&q), 100);
         let mut good = Message::response_to(&sent);
         good.questions[0].name = "EXAMPLE.com".parse().unwrap();
         good.set_rcode(Rcode::NXDOMAIN);

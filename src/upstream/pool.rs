@@ -72,10 +72,10 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, Level};
 
-use super::{Upstream, UpstreamError};
+use super::{Reply, Upstream, UpstreamError};
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
-use crate::wire::{Class, Message, Rcode};
+use crate::wire::{Class, QueryFlags, Question, Rcode};
 
 /// Most attempts one query may make, however many upstreams are configured.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -281,12 +281,17 @@ impl UpstreamGroup {
     /// REFUSED; if every attempt fails, the last SERVFAIL/REFUSED answer if there was one (so the
     /// client sees what the upstream said), else the last error. Never takes longer than the
     /// configured timeout.
-    pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
+    pub async fn query(
+        &self,
+        question: &Question,
+        flags: QueryFlags,
+    ) -> Result<Reply, UpstreamError> {
         let start = Instant::now();
         let (plan, forced) = self.plan(start, false);
         let mut run = Run {
             group: self,
-            q,
+            question,
+            flags,
             deadline: start + self.config.timeout,
             plan,
             next: 0,
@@ -577,19 +582,20 @@ struct Attempt<'a> {
     started: Instant,
     /// Abandoned (as a failure) at this instant.
     give_up_at: Instant,
-    fut: BoxFuture<'a, Result<Message, UpstreamError>>,
+    fut: BoxFuture<'a, Result<Reply, UpstreamError>>,
 }
 
 /// What woke the query loop.
 enum Event {
-    Done(usize, Result<Message, UpstreamError>),
+    Done(usize, Result<Reply, UpstreamError>),
     Timer,
 }
 
 /// The state of one query going through the pool.
 struct Run<'a> {
     group: &'a UpstreamGroup,
-    q: &'a Message,
+    question: &'a Question,
+    flags: QueryFlags,
     deadline: Instant,
     plan: Vec<usize>,
     /// Index of the next plan entry to try.
@@ -600,12 +606,12 @@ struct Run<'a> {
     inflight: Vec<Attempt<'a>>,
     /// Parallel strategy: when to start the next attempt beside the running ones.
     hedge_at: Option<Instant>,
-    last_answer: Option<Message>,
+    last_answer: Option<Reply>,
     last_error: Option<UpstreamError>,
 }
 
 impl<'a> Run<'a> {
-    async fn drive(&mut self) -> Result<Message, UpstreamError> {
+    async fn drive(&mut self) -> Result<Reply, UpstreamError> {
         let parallel = self.group.config.strategy == Strategy::Parallel;
         loop {
             if self.inflight.is_empty() && !self.launch_next() {
@@ -720,7 +726,7 @@ impl<'a> Run<'a> {
                 ticket,
                 started: now,
                 give_up_at,
-                fut: Box::pin(group.members[i].upstream.query(self.q)),
+                fut: Box::pin(group.members[i].upstream.ask(self.question, self.flags)),
             });
             self.launched += 1;
             return true;
@@ -731,9 +737,9 @@ impl<'a> Run<'a> {
     fn settle(
         &mut self,
         attempt: &Attempt<'_>,
-        result: Result<Message, UpstreamError>,
+        result: Result<Reply, UpstreamError>,
         now: Instant,
-    ) -> Option<Message> {
+    ) -> Option<Reply> {
         let member = &self.group.members[attempt.member];
         let url = member.upstream.url();
         let rtt = now.duration_since(attempt.started);
@@ -742,7 +748,7 @@ impl<'a> Run<'a> {
                 // A refusal of an IN query says the server will not serve us. For another class
                 // (CH, HS: many servers refuse them all) it says nothing of the server, and counting
                 // it would let any client rest an upstream by asking such questions.
-                let class_in = self.q.question().is_some_and(|q| q.qclass == Class::IN);
+                let class_in = self.question.qclass == Class::IN;
                 if class_in {
                     self.fail(attempt, UpstreamError::BadAnswer("REFUSED".into()), now);
                 } else {
@@ -849,7 +855,7 @@ impl Drop for Run<'_> {
 fn poll_any(
     inflight: &mut [Attempt<'_>],
     cx: &mut Context<'_>,
-) -> Poll<(usize, Result<Message, UpstreamError>)> {
+) -> Poll<(usize, Result<Reply, UpstreamError>)> {
     for (i, attempt) in inflight.iter_mut().enumerate() {
         if let Poll::Ready(r) = Pin::new(&mut attempt.fut).poll(cx) {
             return Poll::Ready((i, r));

@@ -51,6 +51,40 @@ impl Question {
     }
 }
 
+/// The bits of a query that say what it is for: RD (RFC 1035: recursion wanted), CD (RFC 4035
+/// section 3.2.2: the asker validates itself) and DO (RFC 3225: DNSSEC records wanted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct QueryFlags {
+    pub recursion_desired: bool,
+    pub checking_disabled: bool,
+    pub dnssec_ok: bool,
+}
+
+impl QueryFlags {
+    /// A query for a validator: recursion, DNSSEC records, and no checking by the upstream, which
+    /// would hide a bogus answer behind a SERVFAIL.
+    pub const VALIDATION: QueryFlags = QueryFlags {
+        recursion_desired: true,
+        checking_disabled: true,
+        dnssec_ok: true,
+    };
+    /// An iterative query to an authoritative server: no recursion.
+    pub const ITERATION: QueryFlags = QueryFlags {
+        recursion_desired: false,
+        checking_disabled: false,
+        dnssec_ok: true,
+    };
+
+    /// The flags of a client's query.
+    pub fn of(query: &Message) -> QueryFlags {
+        QueryFlags {
+            recursion_desired: query.header.recursion_desired,
+            checking_disabled: query.header.checking_disabled,
+            dnssec_ok: query.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+        }
+    }
+}
+
 /// A resource record (RFC 1035 section 4.1.3). Its type is its data's type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -192,6 +226,26 @@ impl Message {
         m.header.recursion_desired = true;
         m.questions.push(Question::new(name, qtype));
         m
+    }
+
+    /// A query for `question` built for its purpose: the ID, the `flags`, and an OPT record of our
+    /// own (`payload`, DO as the flags say, no options) whatever the asker sent.
+    pub fn outgoing(question: &Question, flags: QueryFlags, id: u16, payload: u16) -> Message {
+        Message {
+            header: Header {
+                id,
+                recursion_desired: flags.recursion_desired,
+                checking_disabled: flags.checking_disabled,
+                ..Header::default()
+            },
+            questions: vec![question.clone()],
+            edns: Some(Edns {
+                udp_payload: payload,
+                dnssec_ok: flags.dnssec_ok,
+                ..Edns::default()
+            }),
+            ..Message::default()
+        }
     }
 
     /// An empty response to `query`: same ID, opcode, question, RD and CD; QR and RA set; EDNS

@@ -42,7 +42,7 @@ pub use canonical::{canonical_rdata_cmp, signed_data};
 pub use edns::{ClientSubnet, Edns, EdnsOption};
 pub use error::WireError;
 pub use header::{Header, HEADER_LEN};
-pub use message::{Message, Question, Record};
+pub use message::{Message, QueryFlags, Question, Record};
 pub use name::{LowerName, Name};
 pub use query::{EdnsInfo, QueryView};
 pub use rdata::{Nsec3, RData, Rrsig, Soa, Svcb, TypeBitmap};

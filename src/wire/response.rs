@@ -13,9 +13,11 @@
 //! 4343), so every compression pointer into the question, and every TTL offset, stays valid.
 //!
 //! The response contract, for every path:
-//! - our ID is the client's; QR=1, opcode QUERY, AA=0 (we relay, RFC 1035 section 4.1.1), TC as
-//!   [`fit`](super::fit) decides, RD and CD echoed (RFC 4035 section 3.2.2), RA and the RCODE as
-//!   stored, AD as the source allows and only for a client that set AD or DO (RFC 6840 section 5.8);
+//! - our ID is the client's; QR=1, the opcode as stored, AA=0 (we relay, RFC 1035 section 4.1.1),
+//!   TC as [`fit`](super::fit) decides, RD and CD echoed (RFC 4035 section 3.2.2), RA as we offer
+//!   it to the client, the RCODE as stored (SERVFAIL for an extended one to a client without
+//!   EDNS), AD as the source allows and only for a client that set AD or DO (RFC 6840 section
+//!   5.8);
 //! - the question as the client spelled it (0x20 clients);
 //! - TTLs patched as [`Ttls`] says: counted down, or all set to a stale answer's TTL;
 //! - an OPT record only for a client that sent one: our payload size, version 0, DO echoed, and
@@ -36,8 +38,9 @@ pub struct Source<'a> {
     pub counts: [u16; 3],
     /// The question's name as stored (its length must equal the client's).
     pub qname: &'a [u8],
-    /// The question's TYPE and CLASS.
-    pub type_and_class: [u8; 4],
+    /// The question's TYPE and CLASS; None for a response without a question (an error to a
+    /// query without one), whose `qname` is empty.
+    pub type_and_class: Option<[u8; 4]>,
     /// The records after the question, OPT removed, as encoded in a message whose question was
     /// `qname` at offset 12.
     pub records: &'a [u8],
@@ -47,6 +50,8 @@ pub struct Source<'a> {
     pub ttl_offsets: TtlOffsets<'a>,
     /// Whether AD may be shown (to a client that asks).
     pub ad_allowed: bool,
+    /// The upper eight bits of the RCODE (RFC 6891 section 6.1.3), from the OPT record.
+    pub ext_rcode: u8,
 }
 
 /// Where a source's TTL fields are.
@@ -71,6 +76,8 @@ pub enum Ttls {
 #[derive(Clone, Copy, Debug)]
 pub struct Client<'a> {
     pub id: u16,
+    /// RA: whether we offer this client recursion (all but those refused by the allow-list).
+    pub recursion_available: bool,
     /// The question name exactly as the client sent it (uncompressed wire form).
     pub qname: &'a [u8],
     pub recursion_desired: bool,
@@ -87,22 +94,29 @@ pub struct Client<'a> {
 impl<'a> Source<'a> {
     /// The source of a complete response `msg` (a checked one: this only walks it). Its OPT
     /// record, if any, must be its last record; its Extended DNS Error options are kept, others
-    /// dropped. None if the message does not walk, has no single question or an OPT elsewhere.
+    /// dropped. None if the message does not walk, has more than one question or an OPT
+    /// elsewhere.
     /// `options` receives the kept option octets (the returned source borrows them).
     pub fn from_message(msg: &'a [u8], options: &'a mut Vec<u8>) -> Option<Source<'a>> {
         let header = super::Header::parse(msg).ok()?;
-        if header.qdcount != 1 {
+        if header.qdcount > 1 {
             return None;
         }
         let question_end = scan::questions_end(msg).ok()?;
-        let qname_end = question_end - 4;
+        let qname_end = if header.qdcount == 1 {
+            question_end - 4
+        } else {
+            question_end
+        };
         let spans = scan::records(msg).ok()?;
         let mut records_end = msg.len();
         let mut arcount = header.arcount;
+        let mut ext_rcode = 0;
+        options.clear();
         if let Some(last) = spans.last().filter(|s| s.rtype == RType::OPT) {
             records_end = last.start;
             arcount -= 1;
-            options.clear();
+            ext_rcode = (last.ttl >> 24) as u8;
             super::edns::extended_error_options(&msg[last.rdata.clone()], options);
         }
         if spans[..spans.len() - usize::from(records_end < msg.len())]
@@ -115,12 +129,18 @@ impl<'a> Source<'a> {
             flags: [msg[2], msg[3]],
             counts: [header.ancount, header.nscount, arcount],
             qname: &msg[HEADER_LEN..qname_end],
-            type_and_class: msg[qname_end..question_end].try_into().ok()?,
+            type_and_class: msg[qname_end..question_end].try_into().ok(),
             records: &msg[question_end..records_end],
             options,
             ttl_offsets: TtlOffsets::None,
             ad_allowed: msg[3] & 0x20 != 0,
+            ext_rcode,
         })
+    }
+
+    /// Octets of the question as written.
+    fn question_len(&self) -> usize {
+        self.type_and_class.map_or(0, |_| self.qname.len() + 4)
     }
 
     /// The [`Layout`] of this source written with `opt` octets of OPT record; None if the records
@@ -133,7 +153,7 @@ impl<'a> Source<'a> {
         let additional_at =
             authority_at + walk(&records[authority_at..], usize::from(nscount), |_| true)?;
         Some(Layout {
-            head: HEADER_LEN + self.qname.len() + 4,
+            head: HEADER_LEN + self.question_len(),
             answer: authority_at,
             authority: additional_at - authority_at,
             additional: records.len() - additional_at,
@@ -170,7 +190,7 @@ pub fn write(
     } else {
         0
     };
-    let head = HEADER_LEN + src.qname.len() + 4;
+    let head = HEADER_LEN + src.question_len();
     let (fit, kept, [an, ns, ar]) = if head + src.records.len() + opt <= limit {
         (Fit::Whole, src.records.len(), src.counts)
     } else {
@@ -194,22 +214,33 @@ pub fn write(
     if client.recursion_desired {
         f0 |= 0x01;
     }
-    // RA and RCODE as stored; Z clear; AD only where allowed and wanted; CD echoed.
-    let mut f1 = src.flags[1] & 0x8F;
+    // RA as offered to the client; Z clear; AD only where allowed and wanted; CD echoed; RCODE
+    // as stored.
+    let mut f1 = src.flags[1] & 0x0F;
+    if client.recursion_available {
+        f1 |= 0x80;
+    }
     if src.ad_allowed && client.wants_ad {
         f1 |= 0x20;
     }
     if client.checking_disabled {
         f1 |= 0x10;
     }
+    if src.ext_rcode != 0 && client.edns.is_none() {
+        // An extended RCODE cannot be expressed without an OPT record.
+        f1 = (f1 & 0xF0) | 2;
+    }
     out.push(f0);
     out.push(f1);
     let extra = u16::from(client.edns.is_some());
-    for n in [1, an, ns, ar.saturating_add(extra)] {
+    let qd = u16::from(src.type_and_class.is_some());
+    for n in [qd, an, ns, ar.saturating_add(extra)] {
         out.extend_from_slice(&n.to_be_bytes());
     }
-    out.extend_from_slice(client.qname);
-    out.extend_from_slice(&src.type_and_class);
+    if let Some(type_and_class) = src.type_and_class {
+        out.extend_from_slice(client.qname);
+        out.extend_from_slice(&type_and_class);
+    }
     out.extend_from_slice(body);
     // Where the written records end, counted from the start of the message (TTL offsets are).
     let records_end = head + body.len();
@@ -232,11 +263,65 @@ pub fn write(
     }
     if let Some(dnssec_ok) = client.edns {
         let flags = if dnssec_ok { DO_BIT } else { 0 };
-        out.extend_from_slice(&opt_head(client.payload, 0, 0, flags, options_len as u16));
+        out.extend_from_slice(&opt_head(
+            client.payload,
+            src.ext_rcode,
+            0,
+            flags,
+            options_len as u16,
+        ));
         out.extend_from_slice(src.options);
         out.extend_from_slice(extra_options);
     }
     true
+}
+
+/// The record types that go only to a client that set DO, unless it asked for that type (RFC
+/// 4035 section 3.2.1; DS and DNSKEY in any section but the answer to a question for them).
+fn dnssec_only(rtype: RType) -> bool {
+    matches!(
+        rtype,
+        RType::RRSIG | RType::NSEC | RType::NSEC3 | RType::DS | RType::DNSKEY
+    )
+}
+
+/// Whether the complete response `msg` holds DNSSEC records a client without DO did not ask for
+/// with `qtype` (a walk, no allocation). False for a message that does not walk.
+pub fn has_unasked_dnssec(msg: &[u8], qtype: RType) -> bool {
+    if dnssec_only(qtype) || qtype == RType::ANY {
+        return false;
+    }
+    let (Ok(header), Ok(mut pos)) = (super::Header::parse(msg), scan::questions_end(msg)) else {
+        return false;
+    };
+    let total =
+        usize::from(header.ancount) + usize::from(header.nscount) + usize::from(header.arcount);
+    for _ in 0..total {
+        let Ok(end) = scan::skip_name(msg, pos) else {
+            return false;
+        };
+        let Some(fixed) = msg.get(end..end + 10) else {
+            return false;
+        };
+        if dnssec_only(RType(u16::from_be_bytes([fixed[0], fixed[1]]))) {
+            return true;
+        }
+        pos = end + 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    }
+    false
+}
+
+/// `msg` without the DNSSEC records a client without DO did not ask for with its question's
+/// type ([`has_unasked_dnssec`]): parsed, filtered and encoded again (records after a removed one
+/// may point into it, so the bytes cannot simply be cut).
+pub fn without_unasked_dnssec(msg: &[u8]) -> Result<Vec<u8>, super::WireError> {
+    let mut m = super::Message::parse(msg)?;
+    let qtype = m.question().map_or(RType::ANY, |q| q.qtype);
+    let keep = |r: &super::Record| r.rtype() == qtype || !dnssec_only(r.rtype());
+    m.answers.retain(keep);
+    m.authority.retain(keep);
+    m.additional.retain(keep);
+    m.encode()
 }
 
 /// Walks the first `count` records of `records` (names skipped, never followed) and returns where

@@ -11,6 +11,8 @@ async fn codec_handle_caches_and_counts_down() {
     let first = ch
         .handle(&request(msg_query("Www.Example.com", RType::A)))
         .await
+        .unwrap()
+        .message()
         .unwrap();
     assert_eq!(first.answers[0].ttl, 300);
     assert!(!first.header.authoritative);
@@ -18,6 +20,8 @@ async fn codec_handle_caches_and_counts_down() {
     let second = ch
         .handle(&request(msg_query("wWW.example.COM", RType::A)))
         .await
+        .unwrap()
+        .message()
         .unwrap();
     assert_eq!(up.calls(), 1);
     assert_eq!(second.answers[0].ttl, 258);
@@ -57,17 +61,20 @@ async fn codec_negative_answer_from_message() {
     });
     let ch = chain(&c, &up);
     let req = request(msg_query("gone.example.com", RType::A));
-    let first = ch.handle(&req).await.unwrap();
+    let first = ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(first.authority[0].ttl, 60);
     advance(Duration::from_secs(59)).await;
-    let cached = ch.handle(&req).await.unwrap();
+    let cached = ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(cached.rcode(), Rcode::NXDOMAIN);
     assert_eq!(cached.authority[0].ttl, 1);
     assert_eq!(up.calls(), 1);
     advance(Duration::from_secs(1)).await;
-    assert_eq!(ch.handle(&req).await.unwrap().authority[0].ttl, 0);
+    assert_eq!(
+        ch.handle(&req).await.unwrap().message().unwrap().authority[0].ttl,
+        0
+    );
     assert_eq!(up.calls(), 1);
     advance(Duration::from_secs(1)).await;
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(up.calls(), 2);
 }

@@ -23,7 +23,7 @@ use tokio::time::advance;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::handler::{Chain, Protocol};
+use crate::handler::{Chain, Protocol, Verdict};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::scan::{self, Section};
 use crate::wire::{
@@ -189,7 +189,7 @@ fn ttls(wire: &[u8]) -> Vec<(Section, RType, u32)> {
 fn request(m: Message) -> Request {
     Request {
         query: m,
-        client: "127.0.0.1:5353".parse().unwrap(),
+        client: Some("127.0.0.1:5353".parse().unwrap()),
         protocol: Protocol::Udp,
     }
 }
@@ -204,11 +204,14 @@ fn msg_query(qname: &str, qtype: RType) -> Message {
 struct Upstream {
     calls: AtomicUsize,
     gate: Semaphore,
-    answer: Box<dyn Fn(&Request) -> HandlerResult + Send + Sync>,
+    answer: Box<dyn Fn(&Request) -> UpResult + Send + Sync>,
 }
 
+/// What a test upstream answers: a message (sent up as an [`Answer`]) or an error.
+type UpResult = Result<Message, HandlerError>;
+
 impl Upstream {
-    fn new(answer: impl Fn(&Request) -> HandlerResult + Send + Sync + 'static) -> Arc<Self> {
+    fn new(answer: impl Fn(&Request) -> UpResult + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Upstream {
             calls: AtomicUsize::new(0),
             gate: Semaphore::new(Semaphore::MAX_PERMITS),
@@ -216,7 +219,7 @@ impl Upstream {
         })
     }
 
-    fn gated(answer: impl Fn(&Request) -> HandlerResult + Send + Sync + 'static) -> Arc<Self> {
+    fn gated(answer: impl Fn(&Request) -> UpResult + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Upstream {
             calls: AtomicUsize::new(0),
             gate: Semaphore::new(0),
@@ -235,7 +238,9 @@ impl Handler for Upstream {
             self.calls.fetch_add(1, Ordering::SeqCst);
             // Each permit lets one call through.
             self.gate.acquire().await.expect("gate open").forget();
-            (self.answer)(req)
+            (self.answer)(req).map(|m| {
+                Answer::from_message(&m, Origin::Upstream, Verdict::Unchecked).expect("encodes")
+            })
         })
     }
 
@@ -244,7 +249,7 @@ impl Handler for Upstream {
     }
 }
 
-fn refused(req: &Request) -> HandlerResult {
+fn refused(req: &Request) -> UpResult {
     let mut m = Message::response_to(&req.query);
     m.set_rcode(Rcode::REFUSED);
     Ok(m)

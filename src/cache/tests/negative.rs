@@ -166,7 +166,7 @@ async fn chain_failure_is_cached_as_servfail() {
         ch.handle(&req).await,
         Err(HandlerError::Upstream("all upstreams timed out".into()))
     );
-    let cached = ch.handle(&req).await.unwrap();
+    let cached = ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(up.calls(), 1);
     assert_eq!(cached.rcode(), Rcode::SERVFAIL);
     assert_eq!(cached.header.id, 7);

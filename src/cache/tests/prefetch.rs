@@ -115,7 +115,7 @@ async fn a_prefetch_and_client_misses_share_one_upstream_query() {
     let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
     up.gate.add_permits(1);
     let req = request(msg_query("hot.example", RType::A));
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     let hot = query("hot.example", RType::A, 1);
     assert!(fast(&c, &hot, 512).is_some());
     advance(Duration::from_secs(95)).await;
@@ -133,7 +133,10 @@ async fn a_prefetch_and_client_misses_share_one_upstream_query() {
     until(|| c.stats().coalesced == 3).await;
     up.gate.add_permits(1);
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().answers.len(), 1);
+        assert_eq!(
+            t.await.unwrap().unwrap().message().unwrap().answers.len(),
+            1
+        );
     }
     assert_eq!(up.calls(), 2);
     let s = c.stats();
@@ -156,7 +159,7 @@ async fn shutdown_ends_the_flights_of_queued_refreshes() {
     let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
     up.gate.add_permits(1);
     let req = request(msg_query("www.example.com", RType::A));
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     advance(gone_after(60)).await;
     let waiting = {
         let (ch, req) = (ch.clone(), req.clone());
@@ -167,5 +170,8 @@ async fn shutdown_ends_the_flights_of_queued_refreshes() {
     refresher.await.unwrap();
     // The refresh was cancelled: its flight is gone and the waiting query got the stale answer.
     assert!(lock(&c.shards[0]).inflight.is_empty());
-    assert_stale(&waiting.await.unwrap().unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &waiting.await.unwrap().unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
 }

@@ -10,15 +10,24 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
     let up = switchable(60, &mode);
     let ch = chain(&c, &up);
     let req = request(msg_query("www.example.com", RType::A));
-    assert_eq!(ch.handle(&req).await.unwrap().answers[0].ttl, 60);
+    assert_eq!(
+        ch.handle(&req).await.unwrap().message().unwrap().answers[0].ttl,
+        60
+    );
     advance(gone_after(60)).await;
 
     // Expired, upstream down: the query refreshes, the refresh fails, the answer is stale.
     mode.store(FAIL, Ordering::SeqCst);
-    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &ch.handle(&req).await.unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
     assert_eq!(up.calls(), 2);
     // The failure holds the entry: answered stale at once, also on the fast path, without asking.
-    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &ch.handle(&req).await.unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
     let q = query_with("www.example.com", RType::A, 9, edns(false), false);
     let out = Message::parse(&fast(&c, &q, 1232).expect("stale on the fast path")).unwrap();
     assert_stale(&out, DEFAULT_STALE_ANSWER_TTL);
@@ -39,7 +48,10 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
         "hold over: the slow path refreshes"
     );
     mode.store(SERVFAIL, Ordering::SeqCst);
-    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &ch.handle(&req).await.unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
     assert_eq!(up.calls(), 3);
 
     // Saturated upstreams (our own in-flight cap) are covered too.
@@ -51,14 +63,19 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
     )
     .unwrap();
     advance(gone_after(60)).await;
-    let r = chain(&busy, &up_busy).handle(&req).await.unwrap();
+    let r = chain(&busy, &up_busy)
+        .handle(&req)
+        .await
+        .unwrap()
+        .message()
+        .unwrap();
     assert_eq!(edes(&r), [ede::STALE_ANSWER]);
     assert_eq!(r.answers[0].ttl, DEFAULT_STALE_ANSWER_TTL);
 
     // Upstream back: after the hold, fresh data with its full TTL and no EDE.
     mode.store(ANSWER, Ordering::SeqCst);
     advance(Duration::from_secs(u64::from(DEFAULT_STALE_ANSWER_TTL))).await;
-    let fresh = ch.handle(&req).await.unwrap();
+    let fresh = ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(fresh.answers[0].ttl, 60);
     assert!(edes(&fresh).is_empty());
     assert_eq!(up.calls(), 4);
@@ -76,7 +93,7 @@ async fn stale_answer_when_the_upstream_is_late_and_the_refresh_goes_on() {
     let shutdown = CancellationToken::new();
     let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
     let req = request(msg_query("www.example.com", RType::A));
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     advance(gone_after(60)).await;
 
     // The upstream now hangs (no permits): the query is answered stale at the client timeout.
@@ -84,17 +101,20 @@ async fn stale_answer_when_the_upstream_is_late_and_the_refresh_goes_on() {
     let c2 = Arc::new(default_cache());
     let ch2 = chain(&c2, &slow);
     slow.gate.add_permits(1);
-    ch2.handle(&req).await.unwrap();
+    ch2.handle(&req).await.unwrap().message().unwrap();
     advance(Duration::from_secs(121)).await;
     let _r2 = c2.spawn_refresher(Chain::new(vec![slow.clone()]), shutdown.clone());
     let started = tokio::time::Instant::now();
-    let stale = ch2.handle(&req).await.unwrap();
+    let stale = ch2.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(started.elapsed(), DEFAULT_CLIENT_TIMEOUT);
     assert_stale(&stale, DEFAULT_STALE_ANSWER_TTL);
     assert_eq!(slow.calls(), 2);
     // Another query while the refresh still runs joins it, and is stale at its own timeout.
     let started = tokio::time::Instant::now();
-    assert_stale(&ch2.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &ch2.handle(&req).await.unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
     assert_eq!(started.elapsed(), DEFAULT_CLIENT_TIMEOUT);
     assert_eq!(slow.calls(), 2, "one refresh for both");
     // The refresh outlived both queries: when the upstream answers, the entry is fresh.
@@ -107,7 +127,7 @@ async fn stale_answer_when_the_upstream_is_late_and_the_refresh_goes_on() {
 
     // A refresh that answers in time is what the query gets.
     advance(Duration::from_secs(1)).await;
-    let fresh = ch.handle(&req).await.unwrap();
+    let fresh = ch.handle(&req).await.unwrap().message().unwrap();
     assert_eq!(fresh.answers[0].ttl, 60);
     assert!(edes(&fresh).is_empty());
     assert_eq!(up.calls(), 2);
@@ -126,10 +146,13 @@ async fn stale_data_has_limits() {
     let up = switchable(60, &mode);
     let ch = chain(&c, &up);
     let req = request(msg_query("www.example.com", RType::A));
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     mode.store(FAIL, Ordering::SeqCst);
     advance(gone_after(60) + Duration::from_secs(99)).await;
-    assert_stale(&ch.handle(&req).await.unwrap(), DEFAULT_STALE_ANSWER_TTL);
+    assert_stale(
+        &ch.handle(&req).await.unwrap().message().unwrap(),
+        DEFAULT_STALE_ANSWER_TTL,
+    );
     advance(Duration::from_secs(1)).await;
     assert!(ch.handle(&req).await.is_err());
 
@@ -140,7 +163,7 @@ async fn stale_data_has_limits() {
     }));
     let ch = chain(&c, &up);
     mode.store(ANSWER, Ordering::SeqCst);
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     mode.store(FAIL, Ordering::SeqCst);
     advance(gone_after(60)).await;
     assert!(ch.handle(&req).await.is_err());
@@ -150,7 +173,10 @@ async fn stale_data_has_limits() {
     let ch = chain(&c, &up);
     let other = request(msg_query("down.example", RType::A));
     assert!(ch.handle(&other).await.is_err());
-    assert_eq!(ch.handle(&other).await.unwrap().rcode(), Rcode::SERVFAIL);
+    assert_eq!(
+        ch.handle(&other).await.unwrap().message().unwrap().rcode(),
+        Rcode::SERVFAIL
+    );
     advance(gone_after(DEFAULT_SERVFAIL_TTL)).await;
     assert!(ch.handle(&other).await.is_err());
     let cached = c.stats();
@@ -166,7 +192,7 @@ async fn stale_data_has_limits() {
         _ => Err(HandlerError::Refused("policy".into())),
     });
     let ch = chain(&c, &up2);
-    ch.handle(&req).await.unwrap();
+    ch.handle(&req).await.unwrap().message().unwrap();
     refusing.store(1, Ordering::SeqCst);
     advance(gone_after(60)).await;
     assert_eq!(

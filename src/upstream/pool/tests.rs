@@ -9,7 +9,7 @@ use crate::forward::Forwarder;
 use crate::handler::{Chain, HandlerError, Protocol, Request};
 use crate::upstream::Transport;
 use crate::wire::edns::ede;
-use crate::wire::{Name, RType};
+use crate::wire::{Message, Name, RType};
 
 /// What a fake upstream does with the next queries.
 #[derive(Clone, Copy, Debug)]
@@ -133,10 +133,16 @@ fn query() -> Message {
     Message::query("example.com".parse::<Name>().unwrap(), RType::A)
 }
 
+/// Asks the pool `q`'s question as a forwarder does.
+async fn send(g: &UpstreamGroup, q: &Message) -> Result<Reply, UpstreamError> {
+    g.query(&q.questions[0], crate::upstream::forwarding_flags(q))
+        .await
+}
+
 /// Runs one query; returns its result and how long it took.
-async fn ask(g: &UpstreamGroup) -> (Result<Message, UpstreamError>, Duration) {
+async fn ask(g: &UpstreamGroup) -> (Result<Reply, UpstreamError>, Duration) {
     let start = Instant::now();
-    let r = g.query(&query()).await;
+    let r = send(g, &query()).await;
     (r, start.elapsed())
 }
 
@@ -414,7 +420,7 @@ async fn servfail_and_refused_fail_over_and_the_last_answer_is_kept() {
     let mut hs = query();
     hs.questions[0].qclass = crate::wire::Class::HS;
     for _ in 0..10 {
-        assert_eq!(g.query(&hs).await.unwrap().rcode(), Rcode::REFUSED);
+        assert_eq!(send(&g, &hs).await.unwrap().rcode(), Rcode::REFUSED);
     }
     assert_eq!(refused.calls(), 10);
     assert_eq!(g.health()[0].breaker, BreakerState::Closed);
@@ -433,7 +439,7 @@ async fn servfail_and_refused_fail_over_and_the_last_answer_is_kept() {
     ));
     tokio::time::advance(Duration::from_secs(1)).await;
     flaky.set(Act::Answer(ms(1), Rcode::REFUSED));
-    g.query(&hs).await.unwrap();
+    send(&g, &hs).await.unwrap();
     assert_eq!(flaky.calls(), 4, "the HS question was the probe");
     assert_ne!(g.health()[0].breaker, BreakerState::Probing);
     // The next question probes again, succeeds, and closes the breaker.
@@ -469,7 +475,7 @@ async fn all_failing_becomes_servfail_with_a_network_error_ede() {
     let chain = Chain::new(vec![Arc::new(Forwarder::new(Vec::new(), Some(g)))]);
     let req = Request {
         query: query(),
-        client: "127.0.0.1:5000".parse().unwrap(),
+        client: Some("127.0.0.1:5000".parse().unwrap()),
         protocol: Protocol::Udp,
     };
     let err = chain.handle(&req).await.unwrap_err();
@@ -520,7 +526,7 @@ async fn a_dropped_query_releases_its_probe() {
     tokio::time::advance(Duration::from_secs(1)).await;
     a.set(Act::Stall);
     // The client gives up while the probe is out.
-    assert!(tokio::time::timeout(ms(100), g.query(&query()))
+    assert!(tokio::time::timeout(ms(100), send(&g, &query()))
         .await
         .is_err());
     assert_eq!(a.cancelled(), 1);

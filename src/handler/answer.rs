@@ -1,0 +1,290 @@
+//! What a stage returns: a response as checked wire bytes, where it came from, and what DNSSEC
+//! validation said of it.
+//!
+//! ```text
+//!   upstream bytes --check (parse once)--> Answer { wire, Upstream, verdict } --> cache (stores the
+//!   bytes and the verdict) --> Answer { wire, Cache | StaleCache, verdict } --> response writer
+//! ```
+//!
+//! The bytes travel as they arrived: a stage reads what it needs from them on demand (the header,
+//! the RCODE) and only parses the whole message when it must look at records. The verdict travels
+//! with them and is stored with a cached entry, so a hit says what the miss said.
+//!
+//! An answer's bytes are a complete message that has passed a parse or a walk of its records
+//! ([`Answer::new`] checks, [`Answer::checked`] is for a caller that has just parsed them), so the
+//! writer and the cache can rely on their structure.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::wire::edns::ede;
+use crate::wire::scan;
+use crate::wire::{Header, Message, RType, Rcode, WireError};
+
+/// A response on its way back up the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    wire: Bytes,
+    origin: Origin,
+    verdict: Verdict,
+}
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An upstream server, just now.
+    Upstream,
+    /// The cache, within its TTL.
+    Cache,
+    /// The cache, past its TTL (serve-stale, RFC 8767).
+    StaleCache,
+    /// Our own data: hosts file, local records, special-use names.
+    Local,
+}
+
+/// What DNSSEC validation concluded about an answer (RFC 4035 section 4.3).
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A chain of trust from an anchor covers every RRset and denial.
+    Secure,
+    /// Proven unsigned: an insecure delegation lies between the anchor and the answer.
+    Insecure,
+    /// Validation failed: the answer must not reach a client that did not set CD.
+    Bogus(Bogus),
+    /// No anchor covers the name, or validation could not finish.
+    Indeterminate,
+    /// Not validated: validation is off, the client set CD, or the data is our own. Such an
+    /// answer keeps the AD bit its upstream set, as a forwarder without a validator does.
+    Unchecked,
+}
+
+/// Why an answer is bogus, and the detail a client sees in its Extended DNS Error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bogus {
+    pub reason: BogusReason,
+    pub detail: Arc<str>,
+}
+
+/// The kinds of validation failure, each with its Extended DNS Error (RFC 8914).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BogusReason {
+    /// Any other failure (EDE 6, DNSSEC Bogus).
+    Other,
+    /// EDE 7.
+    SignatureExpired,
+    /// EDE 8.
+    SignatureNotYetValid,
+    /// EDE 9.
+    DnskeyMissing,
+    /// EDE 10.
+    RrsigsMissing,
+    /// EDE 11.
+    NoZoneKeyBit,
+    /// EDE 12.
+    NsecMissing,
+}
+
+impl BogusReason {
+    /// The Extended DNS Error info-code for this reason.
+    pub fn ede(self) -> u16 {
+        match self {
+            BogusReason::Other => ede::DNSSEC_BOGUS,
+            BogusReason::SignatureExpired => 7,
+            BogusReason::SignatureNotYetValid => 8,
+            BogusReason::DnskeyMissing => 9,
+            BogusReason::RrsigsMissing => 10,
+            BogusReason::NoZoneKeyBit => 11,
+            BogusReason::NsecMissing => 12,
+        }
+    }
+
+    /// The reason an Extended DNS Error info-code stands for (any other code: [`Self::Other`]).
+    pub fn from_ede(code: u16) -> BogusReason {
+        match code {
+            7 => BogusReason::SignatureExpired,
+            8 => BogusReason::SignatureNotYetValid,
+            9 => BogusReason::DnskeyMissing,
+            10 => BogusReason::RrsigsMissing,
+            11 => BogusReason::NoZoneKeyBit,
+            12 => BogusReason::NsecMissing,
+            _ => BogusReason::Other,
+        }
+    }
+}
+
+/// [`Verdict::allows_ad`] for a verdict in its stored form ([`Verdict::kind_code`]): the cache's
+/// fast path decides AD from it without building a verdict.
+pub fn allows_ad(kind_code: u8, upstream_ad: bool) -> bool {
+    match kind_code {
+        1 => true,
+        0 => upstream_ad,
+        _ => false,
+    }
+}
+
+impl Verdict {
+    /// [`Verdict::kind_code`] of a bogus verdict.
+    pub const BOGUS_CODE: u8 = 4;
+
+    /// Whether a client that asks (AD or DO set) may see AD: for validated data, and for unchecked
+    /// data whose upstream set it (`upstream_ad`).
+    pub fn allows_ad(&self, upstream_ad: bool) -> bool {
+        allows_ad(self.kind_code(), upstream_ad)
+    }
+
+    /// A small number for storing the verdict's kind (the cache keeps three bits); a bogus
+    /// verdict's reason is kept as its Extended DNS Error.
+    pub fn kind_code(&self) -> u8 {
+        match self {
+            Verdict::Unchecked => 0,
+            Verdict::Secure => 1,
+            Verdict::Insecure => 2,
+            Verdict::Indeterminate => 3,
+            Verdict::Bogus(_) => Verdict::BOGUS_CODE,
+        }
+    }
+
+    /// The verdict stored as `code` ([`Self::kind_code`]), a bogus one with the reason of the
+    /// Extended DNS Error `ede` stored beside it.
+    pub fn from_kind_code(code: u8, ede: Option<u16>) -> Verdict {
+        match code {
+            1 => Verdict::Secure,
+            2 => Verdict::Insecure,
+            3 => Verdict::Indeterminate,
+            4 => Verdict::Bogus(Bogus {
+                reason: BogusReason::from_ede(ede.unwrap_or(ede::DNSSEC_BOGUS)),
+                detail: Arc::from(""),
+            }),
+            _ => Verdict::Unchecked,
+        }
+    }
+}
+
+impl Answer {
+    /// An answer from `wire` after checking that it is a complete message whose records walk.
+    pub fn new(
+        wire: impl Into<Bytes>,
+        origin: Origin,
+        verdict: Verdict,
+    ) -> Result<Self, WireError> {
+        let wire = wire.into();
+        scan::records(&wire)?;
+        Ok(Answer::checked(wire, origin, verdict))
+    }
+
+    /// An answer from bytes the caller has just parsed or built (not checked again).
+    pub fn checked(wire: impl Into<Bytes>, origin: Origin, verdict: Verdict) -> Self {
+        Answer {
+            wire: wire.into(),
+            origin,
+            verdict,
+        }
+    }
+
+    /// An answer encoded from `msg` (local data, tests).
+    pub fn from_message(
+        msg: &Message,
+        origin: Origin,
+        verdict: Verdict,
+    ) -> Result<Self, WireError> {
+        Ok(Answer::checked(msg.encode()?, origin, verdict))
+    }
+
+    /// The response's wire bytes.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// The response's header.
+    pub fn header(&self) -> Header {
+        // A checked answer is a whole message, so at least a header long.
+        Header::parse(&self.wire).unwrap_or_default()
+    }
+
+    /// The response code, extended by the OPT record's upper bits (RFC 6891 section 6.1.3).
+    pub fn rcode(&self) -> Rcode {
+        let low = self.header().rcode_low;
+        let high = scan::records(&self.wire)
+            .ok()
+            .and_then(|spans| {
+                let opt = spans.iter().find(|s| s.rtype == RType::OPT)?;
+                Some(opt.ttl >> 24)
+            })
+            .unwrap_or(0);
+        Rcode(((high as u16) << 4) | u16::from(low))
+    }
+
+    /// The whole message, parsed (for a stage that must look at its records).
+    pub fn message(&self) -> Result<Message, WireError> {
+        Message::parse(&self.wire)
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
+    }
+
+    /// The same answer with another origin.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// The same answer with another verdict.
+    pub fn with_verdict(mut self, verdict: Verdict) -> Self {
+        self.verdict = verdict;
+        self
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use super::*;
+    use crate::wire::{Edns, Name};
+
+    #[test]
+    fn reads_header_and_extended_rcode_from_the_bytes() {
+        let mut m = Message::response_to(&Message::query(
+            "a.example".parse::<Name>().unwrap(),
+            RType::A,
+        ));
+        m.edns = Some(Edns::default());
+        m.set_rcode(Rcode::BADVERS);
+        let a = Answer::new(m.encode().unwrap(), Origin::Upstream, Verdict::Unchecked).unwrap();
+        assert_eq!(a.rcode(), Rcode::BADVERS);
+        assert!(a.header().response);
+        assert_eq!(a.message().unwrap().questions, m.questions);
+        assert!(Answer::new(vec![0u8; 5], Origin::Upstream, Verdict::Unchecked).is_err());
+    }
+
+    #[test]
+    fn verdicts_survive_their_stored_form() {
+        let bogus = Verdict::Bogus(Bogus {
+            reason: BogusReason::SignatureExpired,
+            detail: Arc::from(""),
+        });
+        for v in [
+            Verdict::Secure,
+            Verdict::Insecure,
+            Verdict::Indeterminate,
+            Verdict::Unchecked,
+            bogus.clone(),
+        ] {
+            let ede = match &v {
+                Verdict::Bogus(b) => Some(b.reason.ede()),
+                _ => None,
+            };
+            assert_eq!(Verdict::from_kind_code(v.kind_code(), ede), v);
+        }
+        assert!(Verdict::Secure.allows_ad(false));
+        assert!(Verdict::Unchecked.allows_ad(true) && !Verdict::Unchecked.allows_ad(false));
+        assert!(!Verdict::Insecure.allows_ad(true) && !bogus.allows_ad(true));
+    }
+}
