@@ -12,9 +12,10 @@
 //!   netwatch: resets every pool's connections on resume or address change
 //! ```
 //!
-//! Everything that can fail because of the configuration (local records that do not parse, an
-//! upstream that cannot be built, a hosts file that cannot be read) fails here, before any socket is
-//! bound.
+//! Everything that can fail because of the configuration fails before anything starts: what the
+//! config layer cannot judge alone (a hosts file that cannot be read, an upstream whose transport
+//! cannot be built) is found by [`Plan::build`], which `check-config` calls as `run` does, and
+//! whose result `run` then serves (nothing is read or built twice).
 //!
 //! The cache file is read on a blocking thread before binding, so that the first answers can come
 //! from it (a laptop whose upstreams are not reachable yet). Start-up waits for it at most
@@ -30,42 +31,111 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
-use crate::config::{self, Config, UpstreamServer};
+use crate::config::{self, knob, Config, UpstreamServer};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler};
-use crate::hosts::{self, Hosts};
+use crate::hosts::{self, Hosts, HostsError};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
-use crate::upstream::{self, netwatch, PoolConfig, Upstream, UpstreamGroup, UpstreamSpec};
-use crate::wire::zone::parse_record_line;
+use crate::upstream::{
+    self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
+};
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
 const HOSTS_POLL: Duration = Duration::from_secs(2);
-/// Default TTL for local records written without one.
-const LOCAL_RECORD_TTL: u32 = 3600;
 /// Longest start-up waits for the cache file before binding without it: ample for an ordinary
 /// file; a cache of millions of entries or a slow disk may take longer, and is then loaded while
 /// serving.
 pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 
-/// Runs dnsveil with `config` until `shutdown` is cancelled. Each message on `reload` asks for a
-/// reload (SIGHUP).
-pub async fn run(
+/// What `run` serves, built from a validated [`Config`] before anything starts: the hosts stage
+/// with its file read, and the forwarder with every upstream transport built (CA files and TLS
+/// settings included). Nothing here binds, spawns or touches the network.
+pub struct Plan {
     config: Config,
+    hosts: Arc<Hosts>,
+    forwarder: Arc<Forwarder>,
+}
+
+/// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The hosts file cannot be loaded.
+    #[error(
+        "hosts.file: {source}; name a readable file, or set hosts.file = \"\" (--hosts \"\") to \
+         serve none"
+    )]
+    HostsFile {
+        #[source]
+        source: HostsError,
+    },
+    /// The transport of the upstream at `key` cannot be built.
+    #[error("{key}: {url}: {source}")]
+    Upstream {
+        key: String,
+        url: UpstreamUrl,
+        #[source]
+        source: UpstreamError,
+    },
+    /// The upstreams at `key` cannot form a pool.
+    #[error("{key}: {source}")]
+    Pool {
+        key: String,
+        #[source]
+        source: UpstreamError,
+    },
+}
+
+impl Plan {
+    /// Loads the hosts file and builds every upstream transport of `config`.
+    pub fn build(config: Config) -> Result<Plan, PlanError> {
+        let hosts = Hosts::new(hosts_config(&config.hosts))
+            .map_err(|source| PlanError::HostsFile { source })?;
+        let forwarder = build_forwarder(&config)?;
+        Ok(Plan {
+            config,
+            hosts: Arc::new(hosts),
+            forwarder: Arc::new(forwarder),
+        })
+    }
+
+    /// The configuration the plan was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Serves `plan` until `shutdown` is cancelled. Each message on `reload` asks for a reload
+/// (SIGHUP).
+pub async fn run(
+    plan: Plan,
     shutdown: CancellationToken,
     mut reload: mpsc::Receiver<()>,
 ) -> Result<()> {
+    let Plan {
+        config,
+        hosts,
+        forwarder,
+    } = plan;
     let cache = (config.cache.size > 0)
         .then(|| Arc::new(Cache::new(cache_config(&config)).with_wall_clock_seconds()));
-    let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
-    let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();
+    for group in &groups {
+        info!(
+            strategy = config.upstream.strategy.as_str(),
+            timeout = ?config.upstream.timeout,
+            upstreams = ?group.urls(),
+            "upstream pool"
+        );
+    }
     let cache_file = cache.as_ref().and(config.cache.file.clone());
     // True once the cache file has been read (or there is none).
     let (loaded_tx, loaded) = watch::channel(cache_file.is_none());
@@ -265,22 +335,12 @@ async fn save_periodically(
     }
 }
 
-fn hosts_config(h: &config::HostsConfig) -> Result<hosts::HostsConfig> {
-    let records = h
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            parse_record_line(line, LOCAL_RECORD_TTL).with_context(|| {
-                format!("config error: hosts.records[{i}]: {line:?} is not a valid record")
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(hosts::HostsConfig {
+fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
+    hosts::HostsConfig {
         file: h.file.clone(),
-        records,
+        records: h.records.clone(),
         ttl: h.ttl,
-    })
+    }
 }
 
 fn server_config(c: &Config) -> ServerConfig {
@@ -292,46 +352,45 @@ fn server_config(c: &Config) -> ServerConfig {
         max_tcp_connections: s.max_tcp_connections,
         max_tcp_pipeline: s.max_tcp_pipeline,
         max_udp_inflight: s.max_udp_inflight,
-        udp_sockets_per_addr: worker_threads(s.threads),
+        udp_sockets_per_addr: knob::worker_threads(s.threads),
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
     }
 }
 
-/// The worker thread count `main` gives the runtime for a `threads` setting (0 = all cores).
-fn worker_threads(threads: usize) -> usize {
-    if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    }
-}
-
-/// A pool of `servers`, with the configured strategy and time budget.
-fn build_group(servers: &[UpstreamServer], config: &Config) -> Result<Arc<UpstreamGroup>> {
+/// A pool of `servers` (configured at `key`), with the configured strategy and time budget.
+fn build_group(
+    servers: &[UpstreamServer],
+    key: &str,
+    config: &Config,
+) -> Result<Arc<UpstreamGroup>, PlanError> {
+    let timeout = config.upstream.timeout;
     let upstreams = servers
         .iter()
-        .map(|s| {
-            let transport = upstream::build_transport(&upstream_spec(s, config.upstream.timeout))
-                .with_context(|| format!("upstream {}", s.url))?;
+        .enumerate()
+        .map(|(i, s)| {
+            let transport = upstream::build_transport(&s.spec(timeout)).map_err(|source| {
+                PlanError::Upstream {
+                    key: format!("{key}[{i}]"),
+                    url: s.url.clone(),
+                    source,
+                }
+            })?;
             Ok(Upstream::new(
                 transport,
-                config.upstream.timeout + Duration::from_millis(500),
+                timeout + Duration::from_millis(500),
             ))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, PlanError>>()?;
     let pool = PoolConfig {
         strategy: strategy(config.upstream.strategy),
-        timeout: config.upstream.timeout,
+        timeout,
         ..PoolConfig::default()
     };
-    let group = UpstreamGroup::with_config(upstreams, pool)?;
-    info!(
-        strategy = config.upstream.strategy.as_str(),
-        timeout = ?config.upstream.timeout,
-        upstreams = ?group.urls(),
-        "upstream pool"
-    );
+    let group = UpstreamGroup::with_config(upstreams, pool).map_err(|source| PlanError::Pool {
+        key: key.to_string(),
+        source,
+    })?;
     Ok(Arc::new(group))
 }
 
@@ -343,22 +402,10 @@ fn strategy(s: config::Strategy) -> upstream::Strategy {
     }
 }
 
-/// The transport-level view of a configured upstream.
-fn upstream_spec(s: &UpstreamServer, timeout: Duration) -> UpstreamSpec {
-    UpstreamSpec {
-        url: s.url.clone(),
-        bootstrap: s.connect_addrs(),
-        ca_file: s.ca_file.clone(),
-        pins: s.pins.iter().map(|p| *p.as_bytes()).collect(),
-        doh_get: s.doh_method == config::DohMethod::Get,
-        timeout,
-    }
-}
-
-fn build_forwarder(config: &Config) -> Result<Forwarder> {
+fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
     let mut rules = Vec::new();
-    for rule in &config.forward {
-        let group = build_group(&rule.upstreams, config)?;
+    for (i, rule) in config.forward.iter().enumerate() {
+        let group = build_group(&rule.upstreams, &format!("forward[{i}].upstreams"), config)?;
         for domain in &rule.domains {
             rules.push((domain.clone(), group.clone()));
         }
@@ -366,7 +413,11 @@ fn build_forwarder(config: &Config) -> Result<Forwarder> {
     let default = if config.upstream.servers.is_empty() {
         None
     } else {
-        Some(build_group(&config.upstream.servers, config)?)
+        Some(build_group(
+            &config.upstream.servers,
+            "upstream.servers",
+            config,
+        )?)
     };
     Ok(Forwarder::new(rules, default))
 }

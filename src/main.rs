@@ -2,8 +2,11 @@
 //! codes. Everything else lives in the library; the service itself is composed in `dnsveil::app`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (e.g. a listener cannot bind) or, for `check-config`,
-//! an invalid config, or, for `query`, no answer; 2 a usage error (clap); 78 (`EX_CONFIG`) a config error in `run`, reported
-//! before anything binds (a systemd unit can set `RestartPreventExitStatus=78`).
+//! a config that cannot run, or, for `query`, no answer; 2 a usage error (clap); 78 (`EX_CONFIG`)
+//! a config error in `run`, reported before anything starts (a systemd unit can set
+//! `RestartPreventExitStatus=78`). `check-config` and `run` check the same things: the config
+//! ([`Config`]) and what is built from it ([`Plan::build`]: the hosts file, the upstream
+//! transports).
 //!
 //! Signals: SIGINT/SIGTERM cancel the shutdown token (graceful: listeners stop, in-flight work
 //! drains within a bound); a second one exits at once. SIGHUP asks the app to reload (hosts file) and
@@ -22,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
@@ -49,7 +53,8 @@ struct Cli {
 enum Command {
     /// Run the resolver (with the embedded default config unless --config is given).
     Run(RunArgs),
-    /// Check a config file, print "FILE: ok" and a summary; exit 1 if it is invalid.
+    /// Check a config file as `run` would (hosts file and upstream CA files included), print
+    /// "FILE: ok" and a summary; exit 1 if it cannot run.
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
@@ -223,6 +228,8 @@ fn query(args: QueryArgs) -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
+    // Warnings about the hosts file's lines come through tracing.
+    init_tracing(LogLevel::Warn);
     let config = match Config::load(file).and_then(|c| c.check_runnable().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
@@ -230,6 +237,14 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let plan = match Plan::build(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dnsveil: config error: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = plan.config();
     println!("{}: ok", file.display());
     print!("{}", config.summary());
     for w in config.warnings() {
@@ -250,16 +265,37 @@ fn run(args: RunArgs) -> ExitCode {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
-    match serve(config) {
+    let plan = match Plan::build(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dnsveil: config error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match serve(plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dnsveil: error: {e:#}");
-            if let Some(hint) = hint(&e) {
-                eprintln!("hint: {hint}");
-            }
+            eprintln!("dnsveil: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, as `{:#}` shows them, less each cause the message before it already
+/// quotes (a bind error's message names its I/O error and says how to fix it).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The config file (or the embedded default) with the command-line flags applied.
@@ -312,12 +348,9 @@ fn init_tracing(level: LogLevel) {
 }
 
 /// Builds the runtime, installs the signal handlers and runs the app to completion.
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(plan: Plan) -> anyhow::Result<()> {
     raise_descriptor_limit();
-    let threads = match config.server.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let threads = knob::worker_threads(plan.config().server.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("dnsveil-worker")
@@ -335,7 +368,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             "dnsveil starting"
         );
         tokio::spawn(signals.watch(shutdown.clone(), reload_tx));
-        dnsveil::app::run(config, shutdown, reload_rx).await
+        dnsveil::app::run(plan, shutdown, reload_rx).await
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     result
@@ -396,19 +429,46 @@ impl Signals {
     }
 }
 
-/// A fix for errors with a well-known cause.
-fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>())?;
-    match io.kind() {
-        std::io::ErrorKind::PermissionDenied => Some(
-            "ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. `sudo setcap \
-             cap_net_bind_service=+ep $(command -v dnsveil)`); or use a high port: \
-             --listen 127.0.0.1:5353",
-        ),
-        std::io::ErrorKind::AddrInUse => Some(
-            "another program already listens on that address (see `ss -lntup 'sport = :53'`); \
-             stop it or choose another --listen address",
-        ),
-        _ => None,
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use dnsveil::handler::Protocol;
+    use dnsveil::server::ServerError;
+
+    use super::*;
+
+    fn bind_failure(addr: &str, kind: io::ErrorKind) -> String {
+        describe(&anyhow::Error::from(ServerError::Bind {
+            addr: addr.parse().unwrap(),
+            proto: Protocol::Tcp,
+            source: io::Error::from(kind),
+        }))
+    }
+
+    /// The cause and the fix of a bind failure are printed once, and the command that finds the
+    /// program holding the port names the port asked for.
+    #[test]
+    fn a_bind_failure_is_described_once_with_its_own_port() {
+        let msg = bind_failure("127.0.0.1:5353", io::ErrorKind::AddrInUse);
+        let cause = io::Error::from(io::ErrorKind::AddrInUse).to_string();
+        assert_eq!(msg.matches(&cause).count(), 1, "{msg}");
+        assert_eq!(msg.matches("another program").count(), 1, "{msg}");
+        assert!(msg.contains("ss -lntup 'sport = :5353'"), "{msg}");
+        assert!(!msg.contains(":53'"), "{msg}");
+        assert!(msg.contains("5353"), "{msg}");
+
+        let msg = bind_failure("[::1]:53", io::ErrorKind::AddrInUse);
+        assert!(msg.contains("ss -lntup 'sport = :53'"), "{msg}");
+
+        let msg = bind_failure("0.0.0.0:53", io::ErrorKind::PermissionDenied);
+        assert_eq!(msg.matches("ports below 1024").count(), 1, "{msg}");
+        assert_eq!(msg.matches("setcap").count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn causes_not_quoted_by_the_message_are_kept() {
+        let e = anyhow::Error::from(io::Error::other("disk on fire")).context("cannot start");
+        assert_eq!(describe(&e), "cannot start: disk on fire");
     }
 }

@@ -2,7 +2,8 @@
 //! before it goes into a config.
 //!
 //! ```text
-//!   NAME TYPE + --upstream URL/--ca/--bootstrap --> UpstreamSpec --build_transport--> Upstream
+//!   NAME TYPE + --upstream URL/--ca/--bootstrap --> UpstreamServer --spec--> UpstreamSpec
+//!        --build_transport--> Upstream
 //!        --query (EDNS, DO if --dnssec)--> checked answer --format--> dig-like text
 //! ```
 //!
@@ -15,14 +16,14 @@
 //! column alignment.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Config, DohMethod};
+use crate::config::{Config, UpstreamServer};
 use crate::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl};
 use crate::wire::edns::EdnsOption;
 use crate::wire::{Edns, Message, Name, RType, Record};
@@ -51,28 +52,24 @@ pub struct Outcome {
     pub server: String,
 }
 
-/// The spec for `url` given on the command line: `bootstrap` addresses (with the URL's port) and
-/// an extra CA.
+/// The spec for `url` given on the command line, with `bootstrap` addresses (used with the URL's
+/// port when its host is a name) and an extra CA.
 pub fn spec_for(
     url: UpstreamUrl,
     bootstrap: &[IpAddr],
     ca_file: Option<PathBuf>,
     timeout: Duration,
 ) -> UpstreamSpec {
-    let port = match &url {
-        UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => a.port(),
-        UpstreamUrl::Tls { port, .. } | UpstreamUrl::Https { port, .. } => *port,
-    };
-    let mut spec = UpstreamSpec::new(url, timeout);
-    spec.bootstrap = bootstrap
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, port))
-        .collect();
-    spec.ca_file = ca_file;
-    spec
+    UpstreamServer {
+        bootstrap: bootstrap.to_vec(),
+        ca_file,
+        ..UpstreamServer::new(url)
+    }
+    .spec(timeout)
 }
 
-/// The first upstream of the embedded default configuration, with its bootstrap addresses.
+/// The spec of the first upstream of the embedded default configuration, with its bootstrap
+/// addresses.
 pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, UpstreamError> {
     let config =
         Config::embedded().map_err(|e| UpstreamError::Config(format!("embedded config: {e}")))?;
@@ -81,14 +78,7 @@ pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, UpstreamError> {
         .servers
         .first()
         .ok_or_else(|| UpstreamError::Config("the embedded config has no upstream".into()))?;
-    Ok(UpstreamSpec {
-        url: server.url.clone(),
-        bootstrap: server.connect_addrs(),
-        ca_file: server.ca_file.clone(),
-        pins: server.pins.iter().map(|p| *p.as_bytes()).collect(),
-        doh_get: server.doh_method == DohMethod::Get,
-        timeout,
-    })
+    Ok(server.spec(timeout))
 }
 
 /// Sends the question and returns the checked answer.

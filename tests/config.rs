@@ -140,6 +140,12 @@ const BAD: &[(&str, &str, &str)] = &[
     ("[cache]\ncache_file = 5", "cache.cache_file", "expected a string"),
     ("[cache]\nstale = true", "cache.stale", "unknown key"),
     ("[hosts]\nrecords = [\" \"]", "hosts.records[0]", "zone-file line"),
+    (
+        "[hosts]\nrecords = [\"a.lan A 10.0.0.1\", \"router.lan A 192.168.1.999\"]",
+        "hosts.records[1]",
+        "\"router.lan A 192.168.1.999\": bad presentation format: A record: \"192.168.1.999\" \
+         is not an IPv4 address",
+    ),
     ("[hosts]\nttl = 90000", "hosts.ttl", "out of range"),
     ("[hosts]\nfile = 7", "hosts.file", "expected a string"),
     ("[upstream]\nservers = [\"dns.quad9.net\"]", "upstream.servers[0]", "not a URL"),
@@ -281,7 +287,7 @@ fn syntax_errors_give_the_line() {
 #[test]
 fn relative_paths_are_relative_to_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), "not parsed here").unwrap();
+    std::fs::copy(root().join("certs/test/ca.pem"), dir.path().join("ca.pem")).unwrap();
     let path = dir.path().join("dnsveil.toml");
     std::fs::write(
         &path,
@@ -550,4 +556,194 @@ fn sigterm_shuts_down_gracefully() {
             .any(|l| l.contains("shutting down") && l.contains("SIGTERM")),
         "{log:#?}"
     );
+}
+
+/// Runs `dnsveil check-config FILE` and `dnsveil run --config FILE`: the first must fail and the
+/// second exit 78, both before anything starts, each naming every one of `needles`.
+fn rejected_by_both(file: &Path, needles: &[&str]) {
+    let out = dnsveil()
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("dnsveil check-config runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check-config accepted {}:\n{stdout}{stderr}",
+        file.display()
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "check-config: {stderr:?} lacks {n:?}");
+    }
+
+    let out = dnsveil()
+        .arg("run")
+        .arg("--config")
+        .arg(file)
+        .output()
+        .expect("dnsveil run runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "run: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "run: {stderr:?} lacks {n:?}");
+    }
+    assert!(!stderr.contains("starting"), "run started: {stderr}");
+}
+
+/// The head of a config that would run (no hosts file, a plain loopback upstream) with `hosts`
+/// and `upstream` sections of a test's own.
+fn config_with(dir: &Path, name: &str, hosts: &str, upstream: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[hosts]\n{hosts}\n[upstream]\n{upstream}\n"),
+    )
+    .expect("config written");
+    path
+}
+
+const LOOPBACK_UPSTREAM: &str = "servers = [\"udp://127.0.0.1:9\"]";
+
+#[test]
+fn a_local_record_that_does_not_parse_stops_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_with(
+        dir.path(),
+        "records.toml",
+        "file = \"\"\nrecords = [\"ok.lan. 300 IN A 192.168.1.1\", \
+         \"router.lan. 300 IN A 192.168.1.999\"]",
+        LOOPBACK_UPSTREAM,
+    );
+    rejected_by_both(
+        &file,
+        &[
+            "records.toml",
+            "hosts.records[1]",
+            "\"router.lan. 300 IN A 192.168.1.999\"",
+            "not an IPv4 address",
+        ],
+    );
+}
+
+#[test]
+fn a_hosts_file_that_cannot_be_read_stops_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("hostz");
+    let file = config_with(
+        dir.path(),
+        "missing.toml",
+        "file = \"hostz\"",
+        LOOPBACK_UPSTREAM,
+    );
+    let shown = missing.display().to_string();
+    let needles = [
+        "hosts.file",
+        shown.as_str(),
+        "No such file or directory",
+        "hosts.file = \"\"",
+    ];
+    rejected_by_both(&file, &needles);
+
+    // A directory is not a hosts file either.
+    let file = config_with(dir.path(), "dir.toml", "file = \".\"", LOOPBACK_UPSTREAM);
+    rejected_by_both(&file, &["hosts.file", "Is a directory"]);
+
+    // Nor is a missing file given on the command line.
+    let fine = config_with(dir.path(), "fine.toml", "file = \"\"", LOOPBACK_UPSTREAM);
+    let out = dnsveil()
+        .arg("run")
+        .arg("--config")
+        .arg(&fine)
+        .arg("--hosts")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains(&shown), "{stderr}");
+    assert!(stderr.contains("--hosts \"\""), "{stderr}");
+    assert!(!stderr.contains("starting"), "{stderr}");
+}
+
+#[test]
+fn a_ca_file_that_is_no_certificate_stops_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+    let file = config_with(
+        dir.path(),
+        "ca.toml",
+        "file = \"\"",
+        "servers = [\"udp://127.0.0.1:9\", { url = \"tls://127.0.0.1:853\", ca_file = \"ca.pem\" }]",
+    );
+    rejected_by_both(
+        &file,
+        &["upstream.servers[1].ca_file", "ca.pem", "no CERTIFICATE"],
+    );
+
+    // In a forwarding rule.
+    let path = dir.path().join("forward.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[hosts]\nfile = \"\"\n[upstream]\n\
+         servers = [\"udp://127.0.0.1:9\"]\n[[forward]]\ndomains = [\"lan\"]\n\
+         upstreams = [{ url = \"tls://127.0.0.1:853\", ca_file = \"ca.pem\" }]\n",
+    )
+    .unwrap();
+    rejected_by_both(
+        &path,
+        &[
+            "forward[0].upstreams[0].ca_file",
+            "ca.pem",
+            "no CERTIFICATE",
+        ],
+    );
+
+    // Given on the command line.
+    let fine = config_with(dir.path(), "fine.toml", "file = \"\"", LOOPBACK_UPSTREAM);
+    let out = dnsveil()
+        .arg("run")
+        .arg("--config")
+        .arg(&fine)
+        .args(["--upstream", "tls://127.0.0.1:853", "--ca-file"])
+        .arg(dir.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("--ca-file"), "{stderr}");
+    assert!(stderr.contains("no CERTIFICATE"), "{stderr}");
+    assert!(!stderr.contains("starting"), "{stderr}");
+}
+
+/// A listen address in use: the error says so once, with the command that finds the other
+/// program on the port actually asked for.
+#[test]
+fn an_address_in_use_is_reported_once_with_its_own_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = dnsveil()
+        .args(["run", "--upstream", "udp://127.0.0.1:9", "--hosts", ""])
+        .args(["--threads", "1", "--listen"])
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on tcp {addr}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("another program").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("ss -lntup 'sport = :{}'", addr.port())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(":53'"), "{stderr}");
 }

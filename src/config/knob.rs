@@ -70,6 +70,16 @@ knob!(
     "threads",
     "Tokio worker threads; 0 means one per CPU core."
 );
+
+/// The worker threads for a [`THREADS`] setting: the setting itself, or for 0 one per CPU core
+/// (1 when the count is unknown). The runtime and the server's UDP sockets per address both follow
+/// it. A leaf like the rest of this file, so the server may use it without knowing the config.
+pub fn worker_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
 knob!(
     TCP_IDLE_TIMEOUT_SECS,
     "server.tcp_idle_timeout_secs",
@@ -257,5 +267,12 @@ mod tests {
         assert!(THREADS.resolve(Some(-1)).is_err());
         assert!(CACHE_SIZE.check(0).is_ok());
         assert!(UPSTREAM_TIMEOUT_MS.check(99).is_err());
+    }
+
+    #[test]
+    fn zero_threads_means_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(worker_threads(0), cores);
+        assert_eq!(worker_threads(3), 3);
     }
 }

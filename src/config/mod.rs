@@ -14,8 +14,12 @@
 //! `--upstream`) and say what is expected. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 //!
-//! Limitations: `hosts.records` lines are kept as text; their syntax is checked by the hosts stage
-//! when it loads them. Files (`ca_file`) are checked for existence, not parsed, here.
+//! Local records (`hosts.records`) are parsed here, and extra CA files (`ca_file`, `--ca-file`) are
+//! read as the TLS layer will read them, so that their errors name the key like any other. What
+//! can only be checked by building the service (the hosts file, the upstream transports) is checked
+//! by `app::Plan::build`, which `check-config` and `run` both call before anything starts.
+//!
+//! Limitations: the hosts file is named here, not read (it is read once, by the hosts stage).
 
 pub mod knob;
 mod spec;
@@ -29,8 +33,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::server::acl::Cidr;
-use crate::upstream::UpstreamUrl;
-use crate::wire::Name;
+use crate::upstream::{UpstreamError, UpstreamSpec, UpstreamUrl};
+use crate::wire::{Name, Record, WireError};
 
 pub use knob::Knob;
 
@@ -44,6 +48,8 @@ pub const MAX_LISTEN: usize = 64;
 pub const MAX_UPSTREAMS: usize = 32;
 /// Most bootstrap addresses per upstream.
 pub const MAX_BOOTSTRAP: usize = 16;
+/// TTL of a local record written without one, in seconds.
+pub const LOCAL_RECORD_TTL: u32 = 3600;
 
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,8 +113,9 @@ pub struct HostsConfig {
     pub file: Option<PathBuf>,
     /// TTL of answers from the hosts file, in seconds.
     pub ttl: u32,
-    /// Local records as zone-file lines (`router.lan. 300 IN A 192.168.1.1`), not yet parsed.
-    pub records: Vec<String>,
+    /// Local records, from zone-file lines (`router.lan. 300 IN A 192.168.1.1`); a line without
+    /// a TTL gets [`LOCAL_RECORD_TTL`].
+    pub records: Vec<Record>,
     /// Answer special-use names (`localhost`, private reverse zones, ...) here ([`crate::special`]).
     pub special_use: bool,
 }
@@ -164,6 +171,20 @@ impl UpstreamServer {
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, port))
                 .collect(),
+        }
+    }
+
+    /// What the transport layer needs to build this upstream, each exchange limited to `timeout`.
+    /// The one conversion from the config's view of an upstream to the transport's: `run` and
+    /// `dnsveil query` both use it.
+    pub fn spec(&self, timeout: Duration) -> UpstreamSpec {
+        UpstreamSpec {
+            url: self.url.clone(),
+            bootstrap: self.connect_addrs(),
+            ca_file: self.ca_file.clone(),
+            pins: self.pins.iter().map(|p| *p.as_bytes()).collect(),
+            doh_get: self.doh_method == DohMethod::Get,
+            timeout,
         }
     }
 }
@@ -360,14 +381,36 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A local record (`hosts.records[i]`) does not parse.
+    #[error("{origin}: {key}: {line:?}: {source}")]
+    Record {
+        origin: String,
+        key: String,
+        line: String,
+        #[source]
+        source: WireError,
+    },
+    /// An extra CA file (`...ca_file` or `--ca-file`) holds no usable certificate.
+    #[error(
+        "{origin}: {key}: {source}; it must hold the PEM certificates of the CAs to trust \
+         (-----BEGIN CERTIFICATE----- blocks)"
+    )]
+    CaFile {
+        origin: String,
+        key: String,
+        #[source]
+        source: UpstreamError,
+    },
 }
 
 impl ConfigError {
     /// The offending key path or flag, when the error has one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::Invalid { key, .. } => Some(key),
-            _ => None,
+            ConfigError::Invalid { key, .. }
+            | ConfigError::Record { key, .. }
+            | ConfigError::CaFile { key, .. } => Some(key),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
         }
     }
 
@@ -607,7 +650,7 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
         ));
     }
     if let Some(ca) = &o.ca_file {
-        spec::check_file(ca).map_err(|m| ConfigError::flag("--ca-file", m))?;
+        spec::check_ca_file(ca, "command line", "--ca-file")?;
     }
     let mut servers: Vec<UpstreamServer> = Vec::new();
     let mut any_named = false;
@@ -790,6 +833,25 @@ mod tests {
         assert_eq!(c.warnings().len(), 1);
         c.upstream.servers = vec![UpstreamServer::new("udp://[fd00::1]".parse().unwrap())];
         assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn an_upstream_becomes_the_transport_spec() {
+        let c = Config::from_toml(
+            "[upstream]\nservers = [{ url = \"https://dns.example/q\", bootstrap = [\"192.0.2.1\"], \
+             pins = [\"QHSD5qwsK4PZb3aU+n7oKaoMD69Z7+yh2LvWDkwgGho=\"], method = \"get\" }]\n",
+            "test",
+            Path::new("/"),
+        )
+        .unwrap();
+        let server = &c.upstream.servers[0];
+        let spec = server.spec(Duration::from_millis(700));
+        assert_eq!(spec.url, server.url);
+        assert_eq!(spec.bootstrap, vec!["192.0.2.1:443".parse().unwrap()]);
+        assert_eq!(spec.pins, vec![*server.pins[0].as_bytes()]);
+        assert!(spec.doh_get);
+        assert_eq!(spec.ca_file, None);
+        assert_eq!(spec.timeout, Duration::from_millis(700));
     }
 
     #[test]

@@ -18,12 +18,12 @@ use serde::{Deserialize, Deserializer};
 use super::knob::{self, Knob};
 use super::{
     CacheConfig, Config, ConfigError, DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel,
-    ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, MAX_BOOTSTRAP, MAX_LISTEN,
-    MAX_UPSTREAMS,
+    ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
+    MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
-use crate::upstream::UpstreamUrl;
-use crate::wire::Name;
+use crate::upstream::{tls, UpstreamUrl};
+use crate::wire::{parse_record_line, Name};
 
 /// Listen addresses when `server.listen` is absent.
 const DEFAULT_LISTEN: [&str; 2] = ["127.0.0.1:53", "[::1]:53"];
@@ -56,12 +56,27 @@ pub(super) fn check_listen(list: &[SocketAddr]) -> Result<(), String> {
 }
 
 /// Checks that `path` names a readable regular file.
-pub(super) fn check_file(path: &Path) -> Result<(), String> {
+fn check_file(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(format!("{} is not a regular file", path.display())),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// Checks that `path`, given at `key`, names a CA file the TLS layer can use (see
+/// [`tls::check_ca_file`]).
+pub(super) fn check_ca_file(path: &Path, origin: &str, key: &str) -> Result<(), ConfigError> {
+    check_file(path).map_err(|message| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        message,
+    })?;
+    tls::check_ca_file(path).map_err(|source| ConfigError::CaFile {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        source,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -333,19 +348,32 @@ impl HostsSpec {
             Some("") => None,
             Some(p) => Some(cx.path(p)),
         };
-        for (i, r) in self.records.iter().enumerate() {
-            if r.trim().is_empty() {
+        let mut records = Vec::with_capacity(self.records.len());
+        for (i, line) in self.records.into_iter().enumerate() {
+            let key = format!("hosts.records[{i}]");
+            if line.trim().is_empty() {
                 return Err(cx.err(
-                    format!("hosts.records[{i}]"),
+                    key,
                     "empty record (expected a zone-file line such as \
                      \"router.lan. 300 IN A 192.168.1.1\")",
                 ));
+            }
+            match parse_record_line(&line, LOCAL_RECORD_TTL) {
+                Ok(record) => records.push(record),
+                Err(source) => {
+                    return Err(ConfigError::Record {
+                        origin: cx.origin.to_string(),
+                        key,
+                        line,
+                        source,
+                    })
+                }
             }
         }
         Ok(HostsConfig {
             file,
             ttl: cx.knob(knob::HOSTS_TTL, self.ttl)? as u32,
-            records: self.records,
+            records,
             special_use: self.special_use.unwrap_or(true),
         })
     }
@@ -525,7 +553,7 @@ fn upstream_server(
             return Err(only_encrypted("ca_file"));
         }
         let path = cx.path(ca);
-        check_file(&path).map_err(|m| cx.err(format!("{key}.ca_file"), m))?;
+        check_ca_file(&path, cx.origin, &format!("{key}.ca_file"))?;
         server.ca_file = Some(path);
     }
 
@@ -668,6 +696,28 @@ mod tests {
         assert!(e.to_string().contains("unknown key `bootstrapp`"), "{e}");
         let e = parse_err("[server\n");
         assert!(matches!(e, ConfigError::Syntax { line: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn local_records_are_parsed_here() {
+        let c = parse(
+            "[hosts]\nrecords = [\"router.lan A 192.168.1.1\", \"nas.lan. 60 IN AAAA ::1\"]\n",
+            "t.toml",
+            Path::new("/"),
+        )
+        .unwrap();
+        let ttls: Vec<u32> = c.hosts.records.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [LOCAL_RECORD_TTL, 60]);
+        assert_eq!(c.hosts.records[0].name, "router.lan".parse().unwrap());
+
+        let e = parse_err("[hosts]\nrecords = [\"router.lan TXT\", \"x.lan A 1.2.3.4.5\"]\n");
+        assert!(matches!(e, ConfigError::Record { .. }), "{e:?}");
+        assert_eq!(e.key(), Some("hosts.records[0]"));
+        assert!(
+            e.to_string()
+                .starts_with("t.toml: hosts.records[0]: \"router.lan TXT\": "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Default for ServerConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
             max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
-            udp_sockets_per_addr: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            udp_sockets_per_addr: crate::config::knob::worker_threads(0),
             max_udp_payload: DEFAULT_PAYLOAD,
             log_queries: false,
         }
@@ -213,7 +213,11 @@ fn bind_message(addr: SocketAddr, proto: Protocol, source: &io::Error) -> String
             );
         }
         io::ErrorKind::AddrInUse => {
-            msg.push_str("; another program (a DNS server or systemd-resolved?) already uses it");
+            msg.push_str(&format!(
+                "; another program (a DNS server or systemd-resolved?) already uses it: find it with \
+                 `ss -lntup 'sport = :{}'`, stop it or choose another --listen address",
+                addr.port()
+            ));
         }
         io::ErrorKind::AddrNotAvailable => {
             msg.push_str("; no interface on this machine has that address");

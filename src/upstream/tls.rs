@@ -26,7 +26,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,11 +101,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, UpstreamErr
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &opts.extra_ca_pem {
-        for cert in read_pem_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| UpstreamError::Config(format!("CA file {}: {e}", path.display())))?;
-        }
+        add_ca_file(&mut roots, path)?;
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -275,7 +271,22 @@ fn handshake_error(addr: SocketAddr, e: io::Error) -> UpstreamError {
     }
 }
 
-fn read_pem_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
+/// Reads an extra CA file and takes each of its certificates as a trust anchor, as
+/// [`client_config`] does, so that the config layer can reject a bad file before anything starts.
+pub fn check_ca_file(path: &Path) -> Result<(), UpstreamError> {
+    add_ca_file(&mut RootCertStore::empty(), path)
+}
+
+fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamError> {
+    for cert in read_pem_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| UpstreamError::Config(format!("CA file {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
     let bad =
         |e: &dyn fmt::Display| UpstreamError::Config(format!("CA file {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| bad(&e))?;
@@ -522,11 +533,16 @@ mod tests {
         let ca = params.self_signed(&key).unwrap();
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca.pem()).unwrap();
+        check_ca_file(&ca_path).unwrap();
         opts.extra_ca_pem = Some(ca_path);
         assert!(client_config(&opts).is_ok());
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "nothing here").unwrap();
+        assert!(matches!(
+            check_ca_file(&empty),
+            Err(UpstreamError::Config(_))
+        ));
         opts.extra_ca_pem = Some(empty);
         assert!(matches!(
             client_config(&opts),
