@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
+use crate::clock::WallClock;
 use crate::config::{self, Config, UpstreamServer};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler};
@@ -61,8 +62,11 @@ pub async fn run(
     shutdown: CancellationToken,
     mut reload: mpsc::Receiver<()>,
 ) -> Result<()> {
-    let cache = (config.cache.size > 0)
-        .then(|| Arc::new(Cache::new(cache_config(&config)).with_wall_clock_seconds()));
+    let cache = (config.cache.size > 0).then(|| {
+        Arc::new(
+            Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
+        )
+    });
     let hosts = Arc::new(Hosts::new(hosts_config(&config.hosts)?).context("hosts")?);
     let forwarder = Arc::new(build_forwarder(&config)?);
     let groups = forwarder.groups();

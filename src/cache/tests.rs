@@ -1537,51 +1537,6 @@ async fn a_zero_client_timeout_answers_stale_at_once_and_refreshes_behind() {
     refresher.await.unwrap();
 }
 
-/// The server's cache counts TTL seconds on the wall clock's second grid (as unbound's `time()`
-/// seconds), whatever the moment the process started.
-#[test]
-fn wall_clock_seconds_put_the_cache_clock_on_the_wall_clocks_grid() {
-    let wall_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
-    // Start mid-second on the wall clock, so that a cache clock left at its own start (a whole
-    // second, phase 0) would be 300 ms or more off and cannot pass by luck.
-    while wall_ms() % 1000 < 300 || wall_ms() % 1000 > 700 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let c = Cache::new(CacheConfig::default()).with_wall_clock_seconds();
-    let mut checked = 0;
-    for _ in 0..50 {
-        // The cache's reading must fall between two wall-clock readings taken around it (1 ms
-        // of slack for truncation to whole ms); a pair further apart than 5 ms was interrupted
-        // (a busy CI machine), or the wall clock was stepped back, and is taken again.
-        let before = wall_ms();
-        let ours = c.now_ms();
-        let after = wall_ms();
-        if after < before || after - before > 5 {
-            continue;
-        }
-        let (lo, span) = ((before + 999) % 1000, after - before + 2);
-        let off = (ours % 1000 + 1000 - lo) % 1000;
-        assert!(
-            off <= span,
-            "cache clock at {} ms into its second, wall clock between {} and {}",
-            ours % 1000,
-            before % 1000,
-            after % 1000
-        );
-        checked += 1;
-        if checked == 3 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(170));
-    }
-    panic!("no undisturbed reading of both clocks in 50 tries");
-}
-
 // ---------------------------------------------------------------- prefetch
 
 /// A SERVFAIL entry is not prefetched: its lifetime is the retry back-off (RFC 2308 section 7.1).
