@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
+use crate::clock::WallClock;
 use crate::config::{self, knob, Config, UpstreamServer};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler};
@@ -125,8 +126,11 @@ pub async fn run(
         hosts,
         forwarder,
     } = plan;
-    let cache = (config.cache.size > 0)
-        .then(|| Arc::new(Cache::new(cache_config(&config)).with_wall_clock_seconds()));
+    let cache = (config.cache.size > 0).then(|| {
+        Arc::new(
+            Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
+        )
+    });
     let groups = forwarder.groups();
     for group in &groups {
         info!(

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`. `app`
+//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
+//! `clock` (the time of day, injectable) depends on nothing and anything may use it. `app`
 //! composes them from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 // The library exists for the binary and its tests; its docs are read with private items included
@@ -19,6 +20,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod handler;

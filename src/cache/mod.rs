@@ -67,6 +67,10 @@
 //! that passed and every response checked like network input (`Message::parse`, then
 //! `policy::prepare`).
 //!
+//! Two clocks: TTLs, holds and waits count on the monotonic `tokio::time::Instant` (tests pause
+//! it); the time of day (the second grid, the cache file's times) is read from the cache's
+//! [`WallClock`] only ([`Cache::with_clock`]; tests move a [`crate::clock::ManualClock`]).
+//!
 //! Memory is bounded by `capacity` entries and by a byte budget of 1 KiB per entry of capacity
 //! (so that huge answers cannot multiply it), with CLOCK eviction per shard. Each entry is one heap
 //! allocation (key, TTL offsets and answer together) plus a 16-octet slot and a 16-octet index
@@ -95,6 +99,8 @@ mod shard;
 mod stats;
 
 #[cfg(test)]
+mod clock_tests;
+#[cfg(test)]
 mod fit_tests;
 #[cfg(test)]
 mod tests;
@@ -107,6 +113,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::clock::WallClock;
 use crate::handler::{
     Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Origin, Request,
 };
@@ -246,6 +253,8 @@ pub struct Cache {
     /// Added to the clock so that its seconds tick with the wall clock's (see
     /// [`Cache::with_wall_clock_seconds`]); 0 by default.
     phase_ms: u64,
+    /// The time of day: the second grid and the cache file's times (TTLs count on `epoch`).
+    wall_clock: WallClock,
     limits: Limits,
     stale: Option<Stale>,
     prefetch: bool,
@@ -257,8 +266,16 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache sized by `cfg`. Its clock starts now (`tokio::time`, so tests may pause it).
+    /// A cache sized by `cfg`, reading the time of day from the system clock. Its TTL clock starts
+    /// now (`tokio::time`, so tests may pause it).
     pub fn new(cfg: CacheConfig) -> Cache {
+        Cache::with_clock(cfg, WallClock::system())
+    }
+
+    /// A cache sized by `cfg` that reads the time of day from `wall_clock`: to put its seconds on
+    /// the wall clock's grid ([`Cache::with_wall_clock_seconds`]) and to date and age the entries
+    /// of its file ([`Cache::save`], [`Cache::load`]). Its TTL clock starts now (`tokio::time`).
+    pub fn with_clock(cfg: CacheConfig, wall_clock: WallClock) -> Cache {
         let n = cfg.shard_count();
         let per_shard = cfg.capacity.div_ceil(n);
         let bytes = per_shard
@@ -273,6 +290,7 @@ impl Cache {
             hasher: RandomState::new(),
             epoch: Instant::now(),
             phase_ms: 0,
+            wall_clock,
             // An entry records lifetimes up to entry::MAX_LIFETIME (194 days; configs allow 7).
             limits: Limits {
                 min_ttl: cfg.min_ttl,
@@ -329,16 +347,16 @@ impl Cache {
     /// turns, not at an offset set by when this process started. Every cache on a machine (and a
     /// cache file's wall-clock times) then shares one second grid; without it, which queries
     /// fall into a one-second prefetch window depends on the process's start, the same for a
-    /// whole run. Call before any entry is stored. [`Cache::new`] leaves the phase at 0, so that
-    /// tests with paused time see seconds begin with the cache.
+    /// whole run. Call before any entry is stored. The wall clock is the cache's
+    /// ([`Cache::with_clock`]), read once here: the grid stays where it was put if the wall clock
+    /// is stepped later. [`Cache::new`] leaves the phase at 0, so that tests with paused time see
+    /// seconds begin with the cache.
     pub fn with_wall_clock_seconds(mut self) -> Cache {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let wall_ms = self.wall_clock.unix_ms() % 1000;
         // The cache's clock reads a whole number of seconds (CLOCK_BASE_MS) plus the time since
         // `epoch`; the phase makes its position in the second the wall clock's.
         let elapsed = self.epoch.elapsed().as_millis() as u64 % 1000;
-        self.phase_ms = (u64::from(since_epoch.subsec_millis()) + 1000 - elapsed) % 1000;
+        self.phase_ms = (wall_ms + 1000 - elapsed) % 1000;
         self
     }
 

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! A record is an entry's key and the complete response it stored (TTLs as stored, not counted
-//! down), with the wall-clock time it was stored. Reading one back ages it by the wall-clock time
+//! down), with the wall-clock time it was stored. Both times come from the cache's
+//! [`WallClock`](crate::clock::WallClock) (tests move it): saving dates each entry by the wall
+//! clock now less its age on the cache's TTL clock. Reading one back ages it by the wall-clock time
 //! that passed since then, rounded up to whole seconds (TTLs count whole seconds, so a TTL never
 //! reads more than it did when it was saved): it is rebuilt as if inserted at that time, so its
 //! TTLs count down from there, and it is dropped when it is past its stale limit (or simply
@@ -49,7 +51,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::OFlag;
 use ring::digest::{digest, SHA256};
@@ -118,16 +119,10 @@ pub struct LoadReport {
     pub rejected: usize,
 }
 
-/// Milliseconds since the Unix epoch, now.
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Cache {
     /// Writes the cache to `path` (atomically: temporary file, sync, rename) and returns the number
-    /// of entries written. Blocking: call it from a blocking thread.
+    /// of entries written, dated by the cache's wall clock. Blocking: call it from a blocking
+    /// thread.
     pub fn save(&self, path: &Path) -> Result<usize, PersistError> {
         let io = |source| PersistError::Io {
             path: path.to_path_buf(),
@@ -139,16 +134,16 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        let (bytes, count) = self.encode_file(unix_now_ms());
+        let (bytes, count) = self.encode_file(self.wall_clock.unix_ms());
         write_atomically(path, &bytes).map_err(io)?;
         Ok(count)
     }
 
-    /// Reads a cache file written by [`Cache::save`] into the cache. Blocking: call it from a
-    /// blocking thread, before serving.
+    /// Reads a cache file written by [`Cache::save`] into the cache, its entries aged to the
+    /// cache's wall clock. Blocking: call it from a blocking thread, before serving.
     pub fn load(&self, path: &Path) -> Result<LoadReport, PersistError> {
         let bytes = read_bounded(path, self.max_file_len())?;
-        self.decode_file(&bytes, unix_now_ms())
+        self.decode_file(&bytes, self.wall_clock.unix_ms())
     }
 
     /// The most entries and entry octets the cache holds: its shards' limits added up (a shard
