@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, DohMethod};
 use crate::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl};
-use crate::wire::edns::EdnsOption;
+use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::{Edns, Message, Name, RType, Record};
 
 /// Time limit of the query when none is given.
@@ -201,7 +201,7 @@ fn format_option(opt: &EdnsOption) -> String {
             extra_text,
         } => {
             let mut s = format!("; EDE: {info_code}");
-            if let Some(name) = ede_name(*info_code) {
+            if let Some(name) = ede::name(*info_code) {
                 s += &format!(" ({name})");
             }
             if !extra_text.is_empty() {
@@ -218,43 +218,10 @@ fn format_option(opt: &EdnsOption) -> String {
     }
 }
 
-/// The name of an Extended DNS Error code (RFC 8914 section 5.2).
-pub fn ede_name(code: u16) -> Option<&'static str> {
-    const NAMES: [&str; 25] = [
-        "Other",
-        "Unsupported DNSKEY Algorithm",
-        "Unsupported DS Digest Type",
-        "Stale Answer",
-        "Forged Answer",
-        "DNSSEC Indeterminate",
-        "DNSSEC Bogus",
-        "Signature Expired",
-        "Signature Not Yet Valid",
-        "DNSKEY Missing",
-        "RRSIGs Missing",
-        "No Zone Key Bit Set",
-        "NSEC Missing",
-        "Cached Error",
-        "Not Ready",
-        "Blocked",
-        "Censored",
-        "Filtered",
-        "Prohibited",
-        "Stale NXDOMAIN Answer",
-        "Not Authoritative",
-        "Not Supported",
-        "No Reachable Authority",
-        "Network Error",
-        "Invalid Data",
-    ];
-    NAMES.get(usize::from(code)).copied()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::wire::edns::ede;
     use crate::wire::{RData, Rcode};
 
     #[test]
@@ -320,16 +287,5 @@ www.example.com.\t300\tIN\tA\t192.0.2.1
         assert!(default.url.is_encrypted(), "never a plaintext default");
         assert!(!default.bootstrap.is_empty());
         assert!(upstream::build_transport(&default).is_ok());
-    }
-
-    #[test]
-    fn ede_names_follow_rfc_8914() {
-        assert_eq!(
-            ede_name(ede::NO_REACHABLE_AUTHORITY),
-            Some("No Reachable Authority")
-        );
-        assert_eq!(ede_name(ede::NETWORK_ERROR), Some("Network Error"));
-        assert_eq!(ede_name(ede::PROHIBITED), Some("Prohibited"));
-        assert_eq!(ede_name(4000), None);
     }
 }

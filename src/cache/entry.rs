@@ -29,7 +29,7 @@
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
 
-use crate::wire::edns::{opt_head, DO_BIT, OPT_FIXED_LEN};
+use crate::wire::edns::{code, ede, opt_head, DO_BIT, OPT_FIXED_LEN};
 use crate::wire::fit::{Fit, Layout};
 use crate::wire::{RType, HEADER_LEN};
 
@@ -57,9 +57,13 @@ const HITS_MASK: u8 = 0x30;
 /// The hit counter saturates here.
 pub(crate) const MAX_HITS: u8 = 3;
 
-/// The Extended DNS Error a stale answer carries: code 15, length 2, info-code 3 "Stale Answer"
-/// (RFC 8914 section 4.4), no text.
-const STALE_EDE: [u8; 6] = [0, 15, 0, 2, 0, 3];
+/// The Extended DNS Error option a stale answer carries: option code, length 2, and the info-code
+/// [`ede::STALE_ANSWER`] (RFC 8914 section 4.4), no text.
+const STALE_EDE: [u8; 6] = {
+    let [c0, c1] = code::EXTENDED_ERROR.to_be_bytes();
+    let [i0, i1] = ede::STALE_ANSWER.to_be_bytes();
+    [c0, c1, 0, 2, i0, i1]
+};
 
 /// What goes into a new entry.
 pub(crate) struct Parts<'a> {

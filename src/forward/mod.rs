@@ -15,7 +15,7 @@
 //! An answer is scrubbed here, once, before it goes back up the chain (and so before the cache
 //! stores it): [`crate::wire::scrub`] drops every record that does not answer the question, and
 //! refuses an answer whose CNAME chain is too long or loops, which the client gets as SERVFAIL with
-//! an Extended DNS Error 0 ("Other") saying why ([`HandlerError::Unusable`]). Not in the upstream
+//! an Extended DNS Error 0 ("Other Error") saying why ([`HandlerError::Unusable`]). Not in the upstream
 //! pool: such an answer says something about the name, not the server, so it must neither count
 //! against the upstream's health nor send the query on to every other upstream.
 //!
