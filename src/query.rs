@@ -20,9 +20,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::config::{Config, DohMethod};
+use crate::config::{Config, ConfigError, DohMethod};
 use crate::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::{Edns, Message, Name, RType, Record};
@@ -51,6 +52,24 @@ pub struct Outcome {
     pub server: String,
 }
 
+/// Why `dnsveil query` could not ask, or got no answer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The embedded default configuration does not load (a defect of the build).
+    #[error("embedded config: {0}")]
+    EmbeddedConfig(ConfigError),
+    /// The embedded default configuration names no upstream.
+    #[error("the embedded config has no upstream")]
+    NoDefaultUpstream,
+    /// The runtime for the query could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The upstream could not be set up or did not answer.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
 /// The spec for `url` given on the command line: `bootstrap` addresses (with the URL's port) and
 /// an extra CA.
 pub fn spec_for(
@@ -73,14 +92,13 @@ pub fn spec_for(
 }
 
 /// The first upstream of the embedded default configuration, with its bootstrap addresses.
-pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, UpstreamError> {
-    let config =
-        Config::embedded().map_err(|e| UpstreamError::Config(format!("embedded config: {e}")))?;
+pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, QueryError> {
+    let config = Config::embedded().map_err(QueryError::EmbeddedConfig)?;
     let server = config
         .upstream
         .servers
         .first()
-        .ok_or_else(|| UpstreamError::Config("the embedded config has no upstream".into()))?;
+        .ok_or(QueryError::NoDefaultUpstream)?;
     Ok(UpstreamSpec {
         url: server.url.clone(),
         bootstrap: server.connect_addrs(),

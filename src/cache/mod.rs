@@ -622,8 +622,7 @@ impl Cache {
             c.hits += 1;
             c.stale += 1;
         });
-        Message::parse(wire)
-            .map_err(|e| HandlerError::Internal(format!("stale answer does not parse: {e}")))
+        Message::parse(wire).map_err(HandlerError::internal)
     }
 
     /// Runs the rest of the chain for a miss or a refresh, stores the result and hands it to the

@@ -14,7 +14,7 @@ use tokio::time::advance;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::handler::{Chain, Protocol};
+use crate::handler::{BusyReason, Chain, Protocol, RefusalReason};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::scan::{self, Section};
 use crate::wire::{
@@ -569,16 +569,21 @@ async fn servfail_is_cached_briefly_with_its_extended_error() {
     assert!(fast(&c, &q, 1232).is_none());
 }
 
+/// What a failing fake upstream reports.
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "all upstreams timed out")
+}
+
 #[tokio::test(start_paused = true)]
 async fn chain_failure_is_cached_as_servfail() {
     let c = Arc::new(default_cache());
-    let up = Upstream::new(|_| Err(HandlerError::Upstream("all upstreams timed out".into())));
+    let up = Upstream::new(|_| Err(HandlerError::upstream(timed_out())));
     let ch = chain(&c, &up);
     let req = request(msg_query("down.example", RType::A));
-    assert_eq!(
-        ch.handle(&req).await,
-        Err(HandlerError::Upstream("all upstreams timed out".into()))
-    );
+    match ch.handle(&req).await {
+        Err(HandlerError::Upstream(e)) => assert_eq!(e.to_string(), "all upstreams timed out"),
+        other => panic!("{other:?}"),
+    }
     let cached = ch.handle(&req).await.unwrap();
     assert_eq!(up.calls(), 1);
     assert_eq!(cached.rcode(), Rcode::SERVFAIL);
@@ -596,7 +601,7 @@ async fn chain_failure_is_cached_as_servfail() {
 
     // Other failures are not cached.
     let c = Arc::new(default_cache());
-    let up = Upstream::new(|_| Err(HandlerError::Refused("policy".into())));
+    let up = Upstream::new(|_| Err(HandlerError::Refused(RefusalReason::Policy)));
     let ch = chain(&c, &up);
     assert!(ch.handle(&req).await.is_err());
     assert!(ch.handle(&req).await.is_err());
@@ -1295,7 +1300,7 @@ fn switchable(ttl: u32, mode: &Arc<AtomicU8>) -> Arc<Upstream> {
     let mode = mode.clone();
     Upstream::new(move |req| match mode.load(Ordering::SeqCst) {
         ANSWER => Ok(a_answer(req, ttl)),
-        FAIL => Err(HandlerError::Upstream("all upstreams timed out".into())),
+        FAIL => Err(HandlerError::upstream(timed_out())),
         _ => {
             let mut m = Message::response_to(&req.query);
             m.set_rcode(Rcode::SERVFAIL);
@@ -1374,7 +1379,7 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
 
     // Saturated upstreams (our own in-flight cap) are covered too.
     let busy = Arc::new(default_cache());
-    let up_busy = Upstream::new(|_| Err(HandlerError::Busy("in-flight cap".into())));
+    let up_busy = Upstream::new(|_| Err(HandlerError::Busy(BusyReason::Upstreams)));
     busy.insert_wire(
         &key("www.example.com", RType::A, false, false),
         &a_response("www.example.com", 60),
@@ -1493,16 +1498,16 @@ async fn stale_data_has_limits() {
     let r2 = refusing.clone();
     let up2 = Upstream::new(move |req| match r2.load(Ordering::SeqCst) {
         0 => Ok(a_answer(req, 60)),
-        _ => Err(HandlerError::Refused("policy".into())),
+        _ => Err(HandlerError::Refused(RefusalReason::Policy)),
     });
     let ch = chain(&c, &up2);
     ch.handle(&req).await.unwrap();
     refusing.store(1, Ordering::SeqCst);
     advance(gone_after(60)).await;
-    assert_eq!(
+    assert!(matches!(
         ch.handle(&req).await,
-        Err(HandlerError::Refused("policy".into()))
-    );
+        Err(HandlerError::Refused(RefusalReason::Policy))
+    ));
 }
 
 #[tokio::test(start_paused = true)]

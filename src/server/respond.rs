@@ -277,7 +277,7 @@ fn reply(bytes: Option<Vec<u8>>) -> Prepared {
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
-    use crate::handler::HandlerError;
+    use crate::handler::{HandlerError, RefusalReason};
     use crate::wire::{EdnsOption, RType, Record};
 
     const OURS: u16 = 1232;
@@ -379,7 +379,14 @@ mod tests {
     #[test]
     fn handler_errors_become_rcode_and_ede() {
         let q = query("a.test", Some(client_edns(1232, false)));
-        let out = finish(&q, Err(HandlerError::Upstream("timed out".into())), OURS);
+        let out = finish(
+            &q,
+            Err(HandlerError::upstream(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ))),
+            OURS,
+        );
         assert_eq!(out.rcode(), Rcode::SERVFAIL);
         assert_eq!(
             out.edns.unwrap().option(code::EXTENDED_ERROR),
@@ -390,7 +397,7 @@ mod tests {
         );
         let plain = finish(
             &query("a.test", None),
-            Err(HandlerError::Refused("no".into())),
+            Err(HandlerError::Refused(RefusalReason::Policy)),
             OURS,
         );
         assert_eq!(plain.rcode(), Rcode::REFUSED);

@@ -72,7 +72,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, Level};
 
-use super::{Upstream, UpstreamError};
+use super::{BadConfig, Upstream, UpstreamError};
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::{Class, Message, Rcode};
@@ -199,9 +199,7 @@ impl UpstreamGroup {
         config: PoolConfig,
     ) -> Result<Self, UpstreamError> {
         if upstreams.is_empty() {
-            return Err(UpstreamError::Config(
-                "an upstream group needs an upstream".into(),
-            ));
+            return Err(UpstreamError::Config(BadConfig::EmptyGroup));
         }
         let mut group = UpstreamGroup {
             members: upstreams
@@ -744,7 +742,7 @@ impl<'a> Run<'a> {
                 // it would let any client rest an upstream by asking such questions.
                 let class_in = self.q.question().is_some_and(|q| q.qclass == Class::IN);
                 if class_in {
-                    self.fail(attempt, UpstreamError::BadAnswer("REFUSED".into()), now);
+                    self.fail(attempt, UpstreamError::Refused, now);
                 } else {
                     debug!(
                         upstream = url,
