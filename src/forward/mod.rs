@@ -124,8 +124,8 @@ impl Handler for Forwarder {
         };
         Box::pin(async move {
             // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
-            // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
-            // is no other server to try, and certainly no plaintext one.
+            // Extended DNS Error "Network Error" (`ede::NETWORK_ERROR`) naming the last failure.
+            // There is no other server to try, and certainly no plaintext one.
             let mut answer = group.query(&req.query).await.map_err(|e| {
                 debug!(error = %e, "every upstream failed");
                 match e {

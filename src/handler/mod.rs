@@ -83,7 +83,7 @@ pub enum HandlerError {
     /// The query is of a kind we do not implement.
     #[error("not implemented")]
     NotImplemented,
-    /// Anything else that must become SERVFAIL; the cause is logged, never sent.
+    /// Anything else that must become SERVFAIL; the cause is for the operator, never in the EDE.
     #[error("internal error: {0}")]
     Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
