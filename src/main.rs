@@ -29,7 +29,7 @@ use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
-use dnsveil::upstream::{UpstreamError, UpstreamUrl};
+use dnsveil::upstream::UpstreamUrl;
 use dnsveil::wire::{Name, RType};
 
 /// Exit status for an invalid configuration (sysexits.h `EX_CONFIG`).
@@ -209,11 +209,11 @@ fn query(args: QueryArgs) -> ExitCode {
             spec,
             dnssec: args.dnssec,
         };
-        tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| UpstreamError::Io(format!("cannot start the runtime: {e}")))?
-            .block_on(query::run(&opts))
+            .map_err(query::QueryError::Runtime)?;
+        Ok(runtime.block_on(query::run(&opts))?)
     });
     match result {
         Ok(outcome) => {

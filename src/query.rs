@@ -21,11 +21,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::config::{Config, UpstreamServer};
+use crate::config::{Config, ConfigError, UpstreamServer};
 use crate::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl};
-use crate::wire::edns::EdnsOption;
+use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::{Edns, Message, Name, RType, Record};
 
 /// Time limit of the query when none is given.
@@ -52,8 +53,26 @@ pub struct Outcome {
     pub server: String,
 }
 
-/// The spec for `url` given on the command line, with `bootstrap` addresses (used with the URL's
-/// port when its host is a name) and an extra CA.
+/// Why `dnsveil query` could not ask, or got no answer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The embedded default configuration does not load (a defect of the build).
+    #[error("embedded config: {0}")]
+    EmbeddedConfig(ConfigError),
+    /// The embedded default configuration names no upstream.
+    #[error("the embedded config has no upstream")]
+    NoDefaultUpstream,
+    /// The runtime for the query could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The upstream could not be set up or did not answer.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// The spec for `url` given on the command line: `bootstrap` addresses (with the URL's port) and
+/// an extra CA.
 pub fn spec_for(
     url: UpstreamUrl,
     bootstrap: &[IpAddr],
@@ -68,16 +87,14 @@ pub fn spec_for(
     .spec(timeout)
 }
 
-/// The spec of the first upstream of the embedded default configuration, with its bootstrap
-/// addresses.
-pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, UpstreamError> {
-    let config =
-        Config::embedded().map_err(|e| UpstreamError::Config(format!("embedded config: {e}")))?;
+/// The first upstream of the embedded default configuration, with its bootstrap addresses.
+pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, QueryError> {
+    let config = Config::embedded().map_err(QueryError::EmbeddedConfig)?;
     let server = config
         .upstream
         .servers
         .first()
-        .ok_or_else(|| UpstreamError::Config("the embedded config has no upstream".into()))?;
+        .ok_or(QueryError::NoDefaultUpstream)?;
     Ok(server.spec(timeout))
 }
 
@@ -191,7 +208,7 @@ fn format_option(opt: &EdnsOption) -> String {
             extra_text,
         } => {
             let mut s = format!("; EDE: {info_code}");
-            if let Some(name) = ede_name(*info_code) {
+            if let Some(name) = ede::name(*info_code) {
                 s += &format!(" ({name})");
             }
             if !extra_text.is_empty() {
@@ -208,43 +225,10 @@ fn format_option(opt: &EdnsOption) -> String {
     }
 }
 
-/// The name of an Extended DNS Error code (RFC 8914 section 5.2).
-pub fn ede_name(code: u16) -> Option<&'static str> {
-    const NAMES: [&str; 25] = [
-        "Other",
-        "Unsupported DNSKEY Algorithm",
-        "Unsupported DS Digest Type",
-        "Stale Answer",
-        "Forged Answer",
-        "DNSSEC Indeterminate",
-        "DNSSEC Bogus",
-        "Signature Expired",
-        "Signature Not Yet Valid",
-        "DNSKEY Missing",
-        "RRSIGs Missing",
-        "No Zone Key Bit Set",
-        "NSEC Missing",
-        "Cached Error",
-        "Not Ready",
-        "Blocked",
-        "Censored",
-        "Filtered",
-        "Prohibited",
-        "Stale NXDOMAIN Answer",
-        "Not Authoritative",
-        "Not Supported",
-        "No Reachable Authority",
-        "Network Error",
-        "Invalid Data",
-    ];
-    NAMES.get(usize::from(code)).copied()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::wire::edns::ede;
     use crate::wire::{RData, Rcode};
 
     #[test]
@@ -310,16 +294,5 @@ www.example.com.\t300\tIN\tA\t192.0.2.1
         assert!(default.url.is_encrypted(), "never a plaintext default");
         assert!(!default.bootstrap.is_empty());
         assert!(upstream::build_transport(&default).is_ok());
-    }
-
-    #[test]
-    fn ede_names_follow_rfc_8914() {
-        assert_eq!(
-            ede_name(ede::NO_REACHABLE_AUTHORITY),
-            Some("No Reachable Authority")
-        );
-        assert_eq!(ede_name(ede::NETWORK_ERROR), Some("Network Error"));
-        assert_eq!(ede_name(ede::PROHIBITED), Some("Prohibited"));
-        assert_eq!(ede_name(4000), None);
     }
 }

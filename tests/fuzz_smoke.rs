@@ -9,6 +9,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use dnsveil::wire::edns::ede;
 use dnsveil::wire::{fuzzing, parse_record_line, Edns, EdnsOption, Message, Name, RType};
 
 const MUTATIONS: usize = 20_000;
@@ -74,7 +75,7 @@ fn rich_messages() -> Vec<Vec<u8>> {
             server: Box::new([2; 16]),
         });
         e.options.push(EdnsOption::Padding(3));
-        e.add_extended_error(3, "stale");
+        e.add_extended_error(ede::STALE_ANSWER, "stale");
         m.edns = Some(e);
         out.push(m.encode().expect("encode"));
     }

@@ -200,3 +200,36 @@ fn prints_records_from_a_plain_upstream_over_udp_and_tcp() {
         "{text}"
     );
 }
+
+#[test]
+fn prints_an_extended_dns_error_with_its_registry_name() {
+    use dnsveil::wire::edns::ede;
+    use dnsveil::wire::{Message, Rcode};
+
+    // A one-shot UDP upstream that answers SERVFAIL with EDE 27, a code RFC 8914 itself does not
+    // list (the registry added it later, RFC 9276).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("udp://{}", sock.local_addr().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        let query = Message::parse(&buf[..n]).unwrap();
+        let mut answer = Message::response_to(&query);
+        answer.set_rcode(Rcode::SERVFAIL);
+        answer
+            .edns
+            .as_mut()
+            .unwrap()
+            .add_extended_error(ede::UNSUPPORTED_NSEC3_ITERATIONS_VALUE, "150 iterations");
+        sock.send_to(&answer.encode().unwrap(), from).unwrap();
+    });
+    let out = dnsveil_query(&["example.test", "A", "--upstream", &url]);
+    upstream.join().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("status: SERVFAIL"), "{text}");
+    assert!(
+        text.contains("\n; EDE: 27 (Unsupported NSEC3 Iterations Value): (150 iterations)\n"),
+        "{text}"
+    );
+}

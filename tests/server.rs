@@ -97,7 +97,7 @@ impl Handler for Script {
                     Ok(Message::response_to(q))
                 }
                 "big.test." => Ok(big_answer(q)),
-                "fail.test." => Err(HandlerError::Upstream("boom".into())),
+                "fail.test." => Err(HandlerError::upstream(std::io::Error::other("boom"))),
                 _ => {
                     // Sloppy on purpose: the server must fix ID, case, flags and EDNS.
                     let mut m = Message::default();

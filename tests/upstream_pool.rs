@@ -136,7 +136,11 @@ fn every_upstream_failing_is_servfail_with_an_extended_error_never_plaintext() {
 
     let out = dig(dv.udp_addr(), &["example.com", "A"]);
     assert_eq!(status(&out), "SERVFAIL", "{out}");
-    assert!(out.contains("; EDE: 23 (Network Error)"), "{out}");
+    // The README's "Fail closed" example, word for word: the failure's cause and where.
+    let ede = format!(
+        "; EDE: 23 (Network Error): (connection failed: 127.0.0.1:{port}: Connection refused (os error 111))"
+    );
+    assert!(out.contains(&ede), "{out}");
     let out = dig(dv.tcp_addr(), &["+tcp", "example.org", "AAAA"]);
     assert_eq!(status(&out), "SERVFAIL", "{out}");
     assert!(out.contains("EDE: 23"), "{out}");

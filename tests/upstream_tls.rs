@@ -12,7 +12,7 @@ use std::time::Duration;
 use dnsveil::upstream::doh::{DohMethod, DohOptions, DohTransport};
 use dnsveil::upstream::dot::{DotOptions, DotTransport};
 use dnsveil::upstream::tls::TlsOptions;
-use dnsveil::upstream::{Transport, UpstreamError, UpstreamUrl};
+use dnsveil::upstream::{ConnectCause, Transport, UpstreamError, UpstreamUrl};
 use dnsveil::wire::{Message, Name, RType, Rcode};
 use support::tls::{doh_server, dot_server, dot_server_on, DohMode, DotMode, Pki, ServerCert};
 use tokio::time::Instant;
@@ -77,7 +77,8 @@ async fn dot_result(cert: &ServerCert, tls: TlsOptions) -> Result<Vec<u8>, Upstr
 
 fn assert_tls_error(result: Result<Vec<u8>, UpstreamError>, needle: &str) {
     match result {
-        Err(UpstreamError::Tls(msg)) => {
+        Err(UpstreamError::Tls { error, .. }) => {
+            let msg = error.to_string();
             assert!(msg.contains(needle), "{msg:?} should mention {needle:?}")
         }
         other => panic!("expected a TLS error mentioning {needle:?}, got {other:?}"),
@@ -261,7 +262,10 @@ async fn dot_stalled_server_times_out_within_the_bound() {
     let started = Instant::now();
     let result = t.exchange(&query("example.com", 1)).await;
     let elapsed = started.elapsed();
-    assert_eq!(result, Err(UpstreamError::Timeout(timeout)));
+    assert!(
+        matches!(result, Err(UpstreamError::Timeout(t)) if t == timeout),
+        "{result:?}"
+    );
     assert!(
         elapsed >= timeout && elapsed < timeout + Duration::from_millis(500),
         "{elapsed:?}"
@@ -279,7 +283,10 @@ async fn dot_drops_a_stalled_connection_and_recovers_on_a_fresh_one() {
     };
     let t = dot(server.addr, tls_opts(&pki, "dns.test"), opts);
     let result = t.exchange(&query("example.com", 1)).await;
-    assert_eq!(result, Err(UpstreamError::Timeout(timeout)));
+    assert!(
+        matches!(result, Err(UpstreamError::Timeout(t)) if t == timeout),
+        "{result:?}"
+    );
     let q = query("example.org", 2);
     let r = t.exchange(&q).await.expect("fresh connection answers");
     check_answer(&q, &r);
@@ -380,12 +387,27 @@ async fn dot_connect_failure_backs_off_without_new_attempts() {
     let pki = Pki::generate();
     let t = dot(addr, tls_opts(&pki, "dns.test"), fast_dot());
     let first = t.exchange(&query("example.com", 1)).await;
-    assert!(matches!(first, Err(UpstreamError::Connect(_))), "{first:?}");
     let second = t.exchange(&query("example.com", 2)).await;
-    assert_eq!(
-        second, first,
-        "fails fast with the same error while backing off"
-    );
+    match (&first, &second) {
+        (
+            Err(UpstreamError::Connect {
+                addr: at,
+                cause: ConnectCause::Io(e1),
+            }),
+            Err(UpstreamError::Connect {
+                cause: ConnectCause::Io(e2),
+                ..
+            }),
+        ) => {
+            assert_eq!(*at, addr);
+            assert_eq!(e1.kind(), std::io::ErrorKind::ConnectionRefused);
+            assert!(
+                Arc::ptr_eq(e1, e2),
+                "fails fast with the same error while backing off"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(t.stats().connect_failures, 1);
 }
 
@@ -481,7 +503,10 @@ async fn doh_rejects_non_200_wrong_type_and_oversize() {
         let s = doh_server(&pki.good, mode).await;
         let t = doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh());
         match t.exchange(&query("example.com", 1)).await {
-            Err(UpstreamError::Http(msg)) => assert!(msg.contains(needle), "{mode:?}: {msg}"),
+            Err(UpstreamError::Http(e)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(needle), "{mode:?}: {msg}")
+            }
             other => panic!("{mode:?}: expected an HTTP error, got {other:?}"),
         }
         assert_eq!(
@@ -554,7 +579,10 @@ async fn doh_stalled_server_times_out_and_the_connection_is_replaced() {
     let started = Instant::now();
     let result = t.exchange(&query("example.com", 1)).await;
     let elapsed = started.elapsed();
-    assert_eq!(result, Err(UpstreamError::Timeout(timeout)));
+    assert!(
+        matches!(result, Err(UpstreamError::Timeout(t)) if t == timeout),
+        "{result:?}"
+    );
     assert!(
         elapsed < timeout + Duration::from_millis(500),
         "{elapsed:?}"

@@ -31,6 +31,7 @@
 
 use crate::handler::answer::allows_ad;
 use crate::handler::Verdict;
+use crate::wire::edns::{code, ede};
 pub(crate) use crate::wire::response::Client;
 use crate::wire::response::{self, Source, TtlOffsets};
 use crate::wire::HEADER_LEN;
@@ -62,9 +63,13 @@ const HITS_MASK: u8 = 0x30;
 /// The hit counter saturates here.
 pub(crate) const MAX_HITS: u8 = 3;
 
-/// The Extended DNS Error a stale answer carries: code 15, length 2, info-code 3 "Stale Answer"
-/// (RFC 8914 section 4.4), no text.
-const STALE_EDE: [u8; 6] = [0, 15, 0, 2, 0, 3];
+/// The Extended DNS Error option a stale answer carries: option code, length 2, and the info-code
+/// [`ede::STALE_ANSWER`] (RFC 8914 section 4.4), no text.
+const STALE_EDE: [u8; 6] = {
+    let [c0, c1] = code::EXTENDED_ERROR.to_be_bytes();
+    let [i0, i1] = ede::STALE_ANSWER.to_be_bytes();
+    [c0, c1, 0, 2, i0, i1]
+};
 
 /// What goes into a new entry.
 pub(crate) struct Parts<'a> {

@@ -14,15 +14,20 @@
 //!
 //! An answer is scrubbed here, once, before it goes back up the chain (and so before the cache
 //! stores it): [`crate::wire::scrub`] drops every record that does not answer the question, and
-//! refuses an answer whose CNAME chain is too long or loops, which the client gets as SERVFAIL with
-//! an Extended DNS Error 0 ("Other") saying why ([`HandlerError::Unusable`]). Not in the upstream
-//! pool: such an answer says something about the name, not the server, so it must neither count
-//! against the upstream's health nor send the query on to every other upstream.
+//! refuses an answer whose CNAME chain is too long or loops, which the client gets as SERVFAIL
+//! with an Extended DNS Error "Other Error" ([`ede::OTHER`]) saying why
+//! ([`HandlerError::Unusable`]). Not in the upstream pool: such an answer says something about the
+//! name, not the server, so it must neither count against the upstream's health nor send the query
+//! on to every other upstream.
 //!
-//! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`], which
-//! the server sends as SERVFAIL with an Extended DNS Error (RFC 8914, 23 "Network Error") whose
-//! text names the failure. When they failed only because each stayed saturated for the whole
-//! timeout, it fails with [`HandlerError::Busy`] instead, which the cache does not keep.
+//! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`] holding
+//! the last [`UpstreamError`] as it is, which the server sends as SERVFAIL with an Extended DNS
+//! Error "Network Error" ([`ede::NETWORK_ERROR`]) whose text is that error's: what failed, and
+//! where. When they failed only because each stayed saturated for the whole timeout, it fails with
+//! [`HandlerError::Busy`] instead, which the cache does not keep.
+//!
+//! [`ede::OTHER`]: crate::wire::edns::ede::OTHER
+//! [`ede::NETWORK_ERROR`]: crate::wire::edns::ede::NETWORK_ERROR
 //!
 //! Limitations: a query with no question is passed on unforwarded (the server rejects those
 //! earlier anyway); rules match the first question only.
@@ -32,7 +37,8 @@ use std::sync::Arc;
 use tracing::debug;
 
 use crate::handler::{
-    Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Origin, Request, Verdict,
+    Answer, BoxFuture, BusyReason, Handler, HandlerError, HandlerResult, Next, Origin, Request,
+    Verdict,
 };
 use crate::upstream::{forwarding_flags, Reply, UpstreamError, UpstreamGroup};
 use crate::wire::scrub::scrub;
@@ -121,16 +127,16 @@ impl Handler for Forwarder {
         };
         Box::pin(async move {
             // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
-            // Extended DNS Error (RFC 8914 code 23, Network Error) naming the last failure. There
-            // is no other server to try, and certainly no plaintext one.
+            // Extended DNS Error "Network Error" (`ede::NETWORK_ERROR`) naming the last failure.
+            // There is no other server to try, and certainly no plaintext one.
             let Reply { mut message, wire } = group
                 .query(question, forwarding_flags(&req.query))
                 .await
                 .map_err(|e| {
                     debug!(error = %e, "every upstream failed");
                     match e {
-                        UpstreamError::Overloaded => HandlerError::Busy(e.to_string()),
-                        _ => HandlerError::Upstream(e.to_string()),
+                        UpstreamError::Overloaded => HandlerError::Busy(BusyReason::Upstreams),
+                        e => HandlerError::upstream(e),
                     }
                 })?;
             let scrubbed = scrub(&mut message, question).map_err(|e| {
@@ -152,10 +158,7 @@ impl Handler for Forwarder {
             let wire = if unchanged {
                 wire
             } else {
-                message
-                    .encode()
-                    .map_err(|e| HandlerError::Internal(format!("scrubbed answer: {e}")))?
-                    .into()
+                message.encode().map_err(HandlerError::internal)?.into()
             };
             // The response writer clears AA: we relay, we are not the zone's server (RFC 1035
             // section 4.1.1). Not validated here: the verdict is the validator's to give.

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -57,38 +58,78 @@ pub struct Request {
     pub protocol: Protocol,
 }
 
-/// Why the chain produced no answer. Each maps to the response code and Extended DNS Error
-/// (RFC 8914) the client will see.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+/// Why the chain produced no answer. Each variant maps to one response code and one Extended DNS
+/// Error (RFC 8914) for the client ([`HandlerError::rcode`], [`HandlerError::extended_error`]), as
+/// rustls maps each of its errors to one alert; the cause it carries becomes the EDE's text.
+///
+/// `#[non_exhaustive]`: the stages to come (validation, recursion) add their own failures.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
 pub enum HandlerError {
     /// Nothing in the chain could answer (no upstream matched).
     #[error("no handler answered")]
     Unanswered,
     /// The query is not allowed (REFUSED).
     #[error("refused: {0}")]
-    Refused(String),
-    /// Every upstream failed or timed out.
+    Refused(RefusalReason),
+    /// Every upstream failed or timed out: the last failure, as the stage that asked them
+    /// reported it (`upstream::UpstreamError` for the forwarder). This module does not know the
+    /// upstream layer (it depends on `wire` only), so the cause is any error value; its type
+    /// survives behind the `Arc` (downcast it to look inside).
     #[error("upstream failure: {0}")]
-    Upstream(String),
-    /// The upstreams are up but saturated: the query waited for an in-flight slot the whole
-    /// timeout. Unlike [`HandlerError::Upstream`] this says nothing about the name, so the cache
-    /// does not keep it.
-    #[error("upstreams busy: {0}")]
-    Busy(String),
+    Upstream(Arc<dyn std::error::Error + Send + Sync>),
+    /// The query could not be worked on for lack of room (see [`BusyReason`]). Unlike
+    /// [`HandlerError::Upstream`] this says nothing about the name, so the cache does not keep it.
+    #[error("busy: {0}")]
+    Busy(BusyReason),
     /// An upstream answered, but with data we refuse to use (a CNAME chain too long or looping:
     /// [`crate::wire::scrub`]). Like [`HandlerError::Upstream`] it says something about the name,
     /// so the cache keeps it for its short SERVFAIL time.
     #[error("unusable answer: {0}")]
     Unusable(ScrubError),
+    /// The chain did not answer within the server's time limit for a query.
+    #[error("no answer within {0:?}")]
+    Deadline(Duration),
     /// The query is of a kind we do not implement.
     #[error("not implemented")]
     NotImplemented,
-    /// Anything else that must become SERVFAIL.
+    /// Anything else that must become SERVFAIL; the cause is for the operator, never in the EDE.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a query is refused ([`HandlerError::Refused`]).
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// Local policy does not let this client ask this.
+    #[error("not allowed by local policy")]
+    Policy,
+}
+
+/// Why a query found no room ([`HandlerError::Busy`]).
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusyReason {
+    /// Every upstream tried stayed at its in-flight cap for the whole timeout.
+    #[error("upstream overloaded")]
+    Upstreams,
+    /// The client has used up its share of the server's in-flight budget.
+    #[error("too many queries in flight from this client")]
+    ClientShare,
 }
 
 impl HandlerError {
+    /// An upstream failure with this cause.
+    pub fn upstream(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandlerError::Upstream(Arc::new(cause))
+    }
+
+    /// An internal failure with this cause.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandlerError::Internal(Arc::new(cause))
+    }
+
     /// The response code for this error.
     pub fn rcode(&self) -> Rcode {
         match self {
@@ -98,6 +139,7 @@ impl HandlerError {
             | HandlerError::Upstream(_)
             | HandlerError::Busy(_)
             | HandlerError::Unusable(_)
+            | HandlerError::Deadline(_)
             | HandlerError::Internal(_) => Rcode::SERVFAIL,
         }
     }
@@ -109,15 +151,17 @@ impl HandlerError {
                 ede::NOT_READY,
                 "no upstream configured for this name".into(),
             )),
-            HandlerError::Refused(why) => Some((ede::PROHIBITED, why.clone())),
-            HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.clone())),
-            HandlerError::Busy(why) => Some((ede::OTHER, why.clone())),
+            HandlerError::Refused(why) => Some((ede::PROHIBITED, why.to_string())),
+            HandlerError::Upstream(why) => Some((ede::NETWORK_ERROR, why.to_string())),
+            HandlerError::Busy(why) => Some((ede::OTHER, why.to_string())),
             // No registered code fits an answer whose data we refuse: 22 and 23 would blame the
             // network, 24 (Invalid Data) is for an authoritative server's own zone. RFC 8914
             // section 4.1 asks "Other" to carry a text saying what happened.
             HandlerError::Unusable(why) => {
                 Some((ede::OTHER, format!("upstream answer refused: {why}")))
             }
+            // The upstreams are the likely reason, but which one failed how is not known here.
+            HandlerError::Deadline(_) => Some((ede::NETWORK_ERROR, self.to_string())),
             HandlerError::NotImplemented => None,
             HandlerError::Internal(_) => Some((ede::OTHER, "internal error".into())),
         }
@@ -131,7 +175,7 @@ pub type HandlerResult = Result<Answer, HandlerError>;
 /// validated.
 pub fn local_answer(response: &Message) -> HandlerResult {
     Answer::from_message(response, Origin::Local, Verdict::Unchecked)
-        .map_err(|e| HandlerError::Internal(format!("local answer does not encode: {e}")))
+        .map_err(HandlerError::internal)
 }
 
 /// A question a stage asks the stages after it on its own behalf, with the flags of the query
@@ -280,13 +324,93 @@ mod tests {
         }
     }
 
+    /// A cause from outside this module, as the upstream layer's errors are.
+    #[derive(Debug, Error)]
+    #[error("connection failed: 192.0.2.1:853: {0}")]
+    struct Refused(std::io::Error);
+
     #[test]
-    fn an_unusable_answer_is_servfail_with_other_and_its_reason() {
-        let e = HandlerError::Unusable(ScrubError::ChainTooLong);
-        assert_eq!(e.rcode(), Rcode::SERVFAIL);
-        let (info, text) = e.extended_error().unwrap();
-        assert_eq!(info, ede::OTHER);
-        assert!(text.contains("CNAME chain longer than 11"), "{text}");
+    fn each_error_maps_to_one_rcode_and_ede_with_its_cause() {
+        let refused = || Refused(std::io::ErrorKind::ConnectionRefused.into());
+        let io_text = std::io::Error::from(std::io::ErrorKind::ConnectionRefused).to_string();
+        let cases = [
+            (
+                HandlerError::Unanswered,
+                Rcode::SERVFAIL,
+                Some((
+                    ede::NOT_READY,
+                    "no upstream configured for this name".to_string(),
+                )),
+            ),
+            (
+                HandlerError::Refused(RefusalReason::Policy),
+                Rcode::REFUSED,
+                Some((ede::PROHIBITED, "not allowed by local policy".into())),
+            ),
+            (
+                HandlerError::upstream(refused()),
+                Rcode::SERVFAIL,
+                Some((
+                    ede::NETWORK_ERROR,
+                    format!("connection failed: 192.0.2.1:853: {io_text}"),
+                )),
+            ),
+            (
+                HandlerError::Busy(BusyReason::Upstreams),
+                Rcode::SERVFAIL,
+                Some((ede::OTHER, "upstream overloaded".into())),
+            ),
+            (
+                HandlerError::Busy(BusyReason::ClientShare),
+                Rcode::SERVFAIL,
+                Some((
+                    ede::OTHER,
+                    "too many queries in flight from this client".into(),
+                )),
+            ),
+            (
+                HandlerError::Unusable(ScrubError::ChainTooLong),
+                Rcode::SERVFAIL,
+                Some((
+                    ede::OTHER,
+                    "upstream answer refused: CNAME chain longer than 11 links".into(),
+                )),
+            ),
+            (
+                HandlerError::Deadline(Duration::from_secs(4)),
+                Rcode::SERVFAIL,
+                Some((ede::NETWORK_ERROR, "no answer within 4s".into())),
+            ),
+            (HandlerError::NotImplemented, Rcode::NOTIMP, None),
+            (
+                HandlerError::internal(std::io::Error::other("stored answer does not parse")),
+                Rcode::SERVFAIL,
+                Some((ede::OTHER, "internal error".into())),
+            ),
+        ];
+        for (e, rcode, ede) in cases {
+            assert_eq!(e.rcode(), rcode, "{e:?}");
+            assert_eq!(e.extended_error(), ede, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn the_cause_keeps_its_type_and_text() {
+        let e = HandlerError::upstream(Refused(std::io::ErrorKind::ConnectionRefused.into()));
+        assert!(e
+            .to_string()
+            .starts_with("upstream failure: connection failed: 192.0.2.1:853: "));
+        let HandlerError::Upstream(cause) = e.clone() else {
+            panic!("{e:?}");
+        };
+        let Some(Refused(io)) = cause.downcast_ref::<Refused>() else {
+            panic!("{cause:?}");
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        // The internal cause goes to the log, not to the client.
+        let internal = HandlerError::internal(std::io::Error::other("secret detail"));
+        assert!(internal.to_string().contains("secret detail"));
+        assert!(!internal.extended_error().unwrap().1.contains("secret"));
     }
 
     #[tokio::test]
@@ -294,10 +418,10 @@ mod tests {
         let chain = Chain::new(vec![Arc::new(Pass), Arc::new(Answering)]);
         assert!(chain.handle(&request()).await.unwrap().header().response);
         let empty = Chain::new(vec![Arc::new(Pass)]);
-        assert_eq!(
+        assert!(matches!(
             empty.handle(&request()).await,
             Err(HandlerError::Unanswered)
-        );
+        ));
         assert_eq!(chain.names(), ["pass", "answer"]);
     }
 }

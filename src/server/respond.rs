@@ -293,7 +293,7 @@ fn reply(bytes: Option<Vec<u8>>) -> Prepared {
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
     use super::*;
-    use crate::handler::{HandlerError, Origin, Verdict};
+    use crate::handler::{HandlerError, Origin, RefusalReason, Verdict};
     use crate::wire::{EdnsOption, RType, Record};
 
     const OURS: u16 = 1232;
@@ -472,7 +472,11 @@ mod tests {
     #[test]
     fn handler_errors_become_rcode_and_ede() {
         let q = query("a.test", Some(client_edns(1232, false)));
-        let out = respond_parsed(&q, &Err(HandlerError::Upstream("timed out".into())), 512);
+        let timed_out = HandlerError::upstream(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ));
+        let out = respond_parsed(&q, &Err(timed_out), 512);
         assert_eq!(out.rcode(), Rcode::SERVFAIL);
         assert_eq!(
             out.edns.unwrap().extended_errors().next(),
@@ -480,7 +484,7 @@ mod tests {
         );
         let plain = respond_parsed(
             &query("a.test", None),
-            &Err(HandlerError::Refused("no".into())),
+            &Err(HandlerError::Refused(RefusalReason::Policy)),
             512,
         );
         assert_eq!(plain.rcode(), Rcode::REFUSED);

@@ -48,7 +48,7 @@ use super::fair::ClientKey;
 use super::respond::{self, Prepared, TCP_LIMIT};
 use super::udp::{fast_path_eligible, log_answer, log_view};
 use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
-use crate::handler::{HandlerError, Protocol, Request};
+use crate::handler::{BusyReason, HandlerError, Protocol, Request};
 use crate::wire::{Message, QueryView, HEADER_LEN};
 
 /// How long a new connection waits for an evicted one to let go of its slot.
@@ -368,12 +368,7 @@ impl Connection {
                 _ = share.cancelled() => Ok(Err(busy())),
             };
             drop(share);
-            let outcome = outcome.unwrap_or_else(|_| {
-                Err(HandlerError::Upstream(format!(
-                    "no answer within {} s",
-                    QUERY_DEADLINE.as_secs()
-                )))
-            });
+            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(QUERY_DEADLINE)));
             let response = respond::respond(&req.query, &outcome, TCP_LIMIT, shared.ours);
             if let Some(bytes) = response {
                 if shared.log_queries {
@@ -403,7 +398,7 @@ impl Connection {
 
 /// What a query gets when its client has used up its share of the in-flight budget.
 fn busy() -> HandlerError {
-    HandlerError::Busy("too many queries in flight from this client".into())
+    HandlerError::Busy(BusyReason::ClientShare)
 }
 
 /// Removes the connection from the registry when its task ends, however it ends.

@@ -54,7 +54,9 @@ use tokio_util::sync::CancellationToken;
 use super::dot::bootstrap_addrs;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
-use super::{Transport, UpstreamError, UpstreamUrl};
+use super::{
+    BadAnswer, BadConfig, BadQuery, HttpError, Lost, Transport, UpstreamError, UpstreamUrl, Via,
+};
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
@@ -134,9 +136,10 @@ impl DohTransport {
         opts: DohOptions,
     ) -> Result<Self, UpstreamError> {
         let UpstreamUrl::Https { host, port, path } = url else {
-            return Err(UpstreamError::Config(format!(
-                "{url} is not an https:// URL"
-            )));
+            return Err(UpstreamError::Config(BadConfig::Scheme {
+                url: url.clone(),
+                want: "https://",
+            }));
         };
         let addrs = bootstrap_addrs(url, host, *port, addrs)?;
         let authority = match (host.contains(':'), *port) {
@@ -146,8 +149,12 @@ impl DohTransport {
             (false, p) => format!("{host}:{p}"),
         };
         let uri = format!("https://{authority}{path}");
-        uri.parse::<Uri>()
-            .map_err(|e| UpstreamError::Config(format!("{url}: bad request URI: {e}")))?;
+        uri.parse::<Uri>().map_err(|e| {
+            UpstreamError::Config(BadConfig::RequestUri {
+                url: url.clone(),
+                error: Arc::new(e),
+            })
+        })?;
         tls.alpn = vec![b"h2".to_vec()];
         let config = tls::client_config(&tls)?;
         let opts = DohOptions {
@@ -202,10 +209,7 @@ impl DohTransport {
 
     async fn exchange_inner(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         if query.len() < HEADER_LEN || query.len() > u16::MAX as usize {
-            return Err(UpstreamError::Io(format!(
-                "a query of {} octets cannot be sent",
-                query.len()
-            )));
+            return Err(UpstreamError::BadQuery(BadQuery::Length(query.len())));
         }
         // The timeout covers waiting for a slot and the exchange itself.
         let timeout = self.shared.opts.timeout;
@@ -257,13 +261,16 @@ impl DohTransport {
             }
         };
         if body.len() < HEADER_LEN {
-            return Err(UpstreamError::BadAnswer(format!(
-                "DoH answer of {} octets",
-                body.len()
-            )));
+            return Err(UpstreamError::BadAnswer(BadAnswer::Short {
+                via: Via::Doh,
+                len: body.len(),
+            }));
         }
         if body[..2] != sent_id {
-            return Err(UpstreamError::BadAnswer("DoH answer has another ID".into()));
+            return Err(UpstreamError::BadAnswer(BadAnswer::Id {
+                got: u16::from_be_bytes([body[0], body[1]]),
+                sent: u16::from_be_bytes(sent_id),
+            }));
         }
         let mut body = body.to_vec();
         body[..2].copy_from_slice(&caller_id);
@@ -316,18 +323,17 @@ impl DohTransport {
         let mut sender = conn.sender.clone();
         conn.state.begin();
         let exchange = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| Failure::Connection(UpstreamError::Http(e.to_string())))?;
+            let response = sender.send_request(request).await.map_err(|e| {
+                Failure::Connection(UpstreamError::Http(HttpError::Request(Arc::new(e))))
+            })?;
             conn.state.answered();
             check_response(response, self.shared.opts.max_response).await
         };
         let result = tokio::select! {
             result = exchange => result,
-            _ = conn.state.closed.cancelled() => Err(Failure::Connection(UpstreamError::Io(
-                "connection dropped".into(),
-            ))),
+            _ = conn.state.closed.cancelled() => {
+                Err(Failure::Connection(UpstreamError::Lost(Lost::Reset)))
+            }
         };
         conn.state.end();
         result
@@ -351,7 +357,7 @@ impl DohTransport {
                     .body(Full::new(Bytes::new()))
             }
         };
-        request.map_err(|e| UpstreamError::Http(format!("building request: {e}")))
+        request.map_err(|e| UpstreamError::Http(HttpError::BuildRequest(Arc::new(e))))
     }
 }
 
@@ -390,9 +396,9 @@ async fn check_response(
     response: http::Response<hyper::body::Incoming>,
     max: usize,
 ) -> Result<Bytes, Failure> {
-    let http = |m: String| Failure::Answer(UpstreamError::Http(m));
+    let http = |e| Failure::Answer(UpstreamError::Http(e));
     if response.status() != StatusCode::OK {
-        return Err(http(format!("status {}", response.status())));
+        return Err(http(HttpError::Status(response.status())));
     }
     let media_type = response
         .headers()
@@ -406,26 +412,24 @@ async fn check_response(
                 .to_ascii_lowercase()
         });
     if media_type.as_deref() != Some(DNS_MESSAGE) {
-        return Err(http(format!(
-            "content type {media_type:?}, not {DNS_MESSAGE}"
-        )));
+        return Err(http(HttpError::ContentType(media_type)));
     }
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > max as u64) {
-        return Err(http(format!("body of {n} octets exceeds {max}")));
+    if let Some(len) = declared.filter(|&n| n > max as u64) {
+        return Err(http(HttpError::DeclaredTooLarge { len, max }));
     }
     match Limited::new(response.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(http(format!("body exceeds {max} octets")))
+            Err(http(HttpError::BodyTooLarge { max }))
         }
         // The stream broke while the body was arriving: the connection's fault.
-        Err(e) => Err(Failure::Connection(UpstreamError::Http(format!(
-            "reading body: {e}"
+        Err(e) => Err(Failure::Connection(UpstreamError::Http(HttpError::Body(
+            Arc::from(e),
         )))),
     }
 }
@@ -527,9 +531,7 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         .await?;
         shared.stats.handshake(&stream);
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err(UpstreamError::Http(
-                "server did not negotiate HTTP/2 (ALPN h2)".into(),
-            ));
+            return Err(UpstreamError::Http(HttpError::NoH2));
         }
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -540,8 +542,8 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
             .handshake::<_, Full<Bytes>>(TokioIo::new(stream));
         tokio::time::timeout(opts.connect_timeout, handshake)
             .await
-            .map_err(|_| UpstreamError::Connect("HTTP/2 handshake timed out".into()))?
-            .map_err(|e| UpstreamError::Http(format!("HTTP/2 handshake: {e}")))
+            .map_err(|_| UpstreamError::Http(HttpError::HandshakeTimeout(opts.connect_timeout)))?
+            .map_err(|e| UpstreamError::Http(HttpError::Handshake(Arc::new(e))))
     };
     let (sender, connection) = match attempt.await {
         Ok(parts) => parts,

@@ -48,7 +48,7 @@ use tokio_rustls::TlsConnector;
 
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
-use super::{Transport, UpstreamError, UpstreamUrl};
+use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
@@ -117,7 +117,10 @@ impl DotTransport {
         opts: DotOptions,
     ) -> Result<Self, UpstreamError> {
         let UpstreamUrl::Tls { host, port } = url else {
-            return Err(UpstreamError::Config(format!("{url} is not a tls:// URL")));
+            return Err(UpstreamError::Config(BadConfig::Scheme {
+                url: url.clone(),
+                want: "tls://",
+            }));
         };
         let addrs = bootstrap_addrs(url, host, *port, addrs)?;
         let config = tls::client_config(&tls)?;
@@ -170,10 +173,7 @@ impl DotTransport {
 
     async fn exchange_inner(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         if query.len() < HEADER_LEN || query.len() > u16::MAX as usize {
-            return Err(UpstreamError::Io(format!(
-                "a query of {} octets cannot be sent",
-                query.len()
-            )));
+            return Err(UpstreamError::BadQuery(BadQuery::Length(query.len())));
         }
         // The timeout covers waiting for a slot and the exchange itself.
         let timeout = self.shared.opts.timeout;
@@ -192,7 +192,7 @@ impl DotTransport {
             reply,
             retried: false,
         };
-        let stopped = || UpstreamError::Io("DoT transport stopped".into());
+        let stopped = || UpstreamError::Lost(Lost::Stopped);
         self.driver()
             .send(Command::Query(job))
             .map_err(|_| stopped())?;
@@ -234,9 +234,10 @@ pub(crate) fn bootstrap_addrs(
     }
     match url.host_ip() {
         Some(ip) => Ok(vec![SocketAddr::new(ip, port)]),
-        None => Err(UpstreamError::Config(format!(
-            "{url}: host {host:?} needs bootstrap addresses"
-        ))),
+        None => Err(UpstreamError::Config(BadConfig::NoBootstrap {
+            url: url.clone(),
+            host: host.to_string(),
+        })),
     }
 }
 
@@ -390,7 +391,7 @@ impl Driver {
         self.failures = 0;
         self.retry_at = None;
         self.last_error = None;
-        self.drop_conn(UpstreamError::Io("connection reset by dnsveil".into()));
+        self.drop_conn(UpstreamError::Lost(Lost::Reset));
     }
 
     fn submit(&mut self, job: Job) {
@@ -501,7 +502,7 @@ impl Driver {
         conn.unanswered_since.get_or_insert(now);
         conn.last_used = now;
         if !sent {
-            self.drop_conn(UpstreamError::Io("DoT writer stopped".into()));
+            self.drop_conn(UpstreamError::Lost(Lost::Stopped));
         }
     }
 
@@ -522,10 +523,10 @@ impl Driver {
         }
         // A frame that is not a DNS response means the stream is out of step: drop it.
         if frame.len() < HEADER_LEN || frame[2] & 0x80 == 0 {
-            let error = UpstreamError::BadAnswer(format!(
-                "malformed DoT response ({} octets)",
-                frame.len()
-            ));
+            let error = UpstreamError::BadAnswer(BadAnswer::Malformed {
+                via: Via::Dot,
+                len: frame.len(),
+            });
             self.drop_conn(error);
             return;
         }
@@ -648,12 +649,12 @@ async fn read_loop(
     let error = loop {
         let mut len = [0u8; 2];
         if let Err(e) = stream.read_exact(&mut len).await {
-            break io_error(e);
+            break UpstreamError::stream_io(e);
         }
         // At most 65535 octets: the length prefix bounds the allocation.
         let mut frame = vec![0u8; u16::from_be_bytes(len) as usize];
         if let Err(e) = stream.read_exact(&mut frame).await {
-            break io_error(e);
+            break UpstreamError::stream_io(e);
         }
         if events.send(Event::Frame { gen, frame }).await.is_err() {
             return;
@@ -687,21 +688,13 @@ async fn write_loop(
             let _ = events
                 .send(Event::Failed {
                     gen,
-                    error: io_error(e),
+                    error: UpstreamError::stream_io(e),
                 })
                 .await;
             return;
         }
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
-}
-
-fn io_error(e: std::io::Error) -> UpstreamError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        UpstreamError::Io("connection closed by the server".into())
-    } else {
-        UpstreamError::Io(e.to_string())
-    }
 }
 
 #[cfg(test)]
@@ -736,11 +729,17 @@ mod tests {
         let tls = TlsOptions::new("dns.test");
         let opts = DotOptions::default();
         let https: UpstreamUrl = "https://dns.test/dns-query".parse().unwrap();
-        assert!(DotTransport::new(&https, vec![], tls.clone(), opts.clone()).is_err());
+        assert!(matches!(
+            DotTransport::new(&https, vec![], tls.clone(), opts.clone()),
+            Err(UpstreamError::Config(BadConfig::Scheme {
+                want: "tls://",
+                ..
+            }))
+        ));
         let named: UpstreamUrl = "tls://dns.test".parse().unwrap();
         assert!(matches!(
             DotTransport::new(&named, vec![], tls.clone(), opts.clone()),
-            Err(UpstreamError::Config(_))
+            Err(UpstreamError::Config(BadConfig::NoBootstrap { .. }))
         ));
         let addr: SocketAddr = "127.0.0.1:853".parse().unwrap();
         let t = DotTransport::new(&named, vec![addr], tls.clone(), opts.clone()).unwrap();

@@ -9,6 +9,7 @@
 //! (random ID, matching ID and question, sane size), so no transport can forget them.
 //! [`UpstreamGroup`] (pool.rs) spreads queries over several upstreams: strategy, retries, hedging,
 //! circuit breakers. [`netwatch`] resets every transport when the network changes under us.
+//! [`UpstreamError`] (error.rs) says why an exchange failed, with its cause kept as a value.
 //!
 //! Privacy: the query we send is rebuilt from the client's question only – a fresh ID, RD=1, CD
 //! copied, and our own OPT record (payload 1232, DO copied). No client EDNS option (Client Subnet
@@ -20,6 +21,7 @@
 
 pub mod doh;
 pub mod dot;
+pub mod error;
 pub mod netwatch;
 pub mod padding;
 pub mod plain;
@@ -27,6 +29,10 @@ pub mod pool;
 pub mod tls;
 pub mod url;
 
+pub use error::{
+    BadAnswer, BadConfig, BadQuery, CaFileProblem, ConnectCause, HttpError, Lost, PinProblem,
+    UpstreamError, Via,
+};
 pub use pool::{PoolConfig, Strategy, UpstreamGroup, MAX_ATTEMPTS};
 pub use url::UpstreamUrl;
 
@@ -40,32 +46,6 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
 
 use crate::wire::{Header, Message, QueryFlags, Question, Rcode};
-use thiserror::Error;
-
-/// Why an exchange with an upstream failed.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum UpstreamError {
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("I/O error: {0}")]
-    Io(String),
-    #[error("TLS error: {0}")]
-    Tls(String),
-    #[error("HTTP error: {0}")]
-    Http(String),
-    /// The answer does not belong to our query (wrong ID, question or source) or does not parse.
-    #[error("bad answer: {0}")]
-    BadAnswer(String),
-    /// The upstream's in-flight cap stayed full for the whole exchange timeout: queries are
-    /// arriving faster than it answers.
-    #[error("upstream overloaded")]
-    Overloaded,
-    /// The upstream URL or its options are unusable.
-    #[error("bad upstream configuration: {0}")]
-    Config(String),
-}
 
 /// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
 /// (fair, first come first served) queue until `deadline`. Queueing rather than failing at the
@@ -159,19 +139,25 @@ const BARE_ERRORS: [Rcode; 4] = [
 /// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]),
 /// which is returned with `sent`'s question filled in.
 pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
-    let answer = Message::parse(raw)
-        .map_err(|e| UpstreamError::BadAnswer(format!("does not parse: {e}")))?;
+    let bad = |why| Err(UpstreamError::BadAnswer(why));
+    let answer = match Message::parse(raw) {
+        Ok(answer) => answer,
+        Err(e) => return bad(BadAnswer::Parse(e)),
+    };
     if !answer.header.response {
-        return Err(UpstreamError::BadAnswer("QR=0".into()));
+        return bad(BadAnswer::NotResponse);
     }
     if answer.header.id != sent.header.id {
-        return Err(UpstreamError::BadAnswer(format!(
-            "ID {} instead of {}",
-            answer.header.id, sent.header.id
-        )));
+        return bad(BadAnswer::Id {
+            got: answer.header.id,
+            sent: sent.header.id,
+        });
     }
     if answer.header.opcode != sent.header.opcode {
-        return Err(UpstreamError::BadAnswer("opcode differs".into()));
+        return bad(BadAnswer::Opcode {
+            got: answer.header.opcode,
+            sent: sent.header.opcode,
+        });
     }
     // `Question`'s equality compares names case-insensitively (RFC 4343).
     if answer.questions == sent.questions {
@@ -184,7 +170,7 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
         answer.questions.clone_from(&sent.questions);
         return Ok(answer);
     }
-    Err(UpstreamError::BadAnswer("question differs".into()))
+    bad(BadAnswer::Question)
 }
 
 /// One upstream: a transport plus the checks every answer must pass.
@@ -221,7 +207,7 @@ impl Upstream {
         let sent = outgoing_query(question, flags, rand::random::<u16>());
         let wire = sent
             .encode()
-            .map_err(|e| UpstreamError::Config(format!("cannot encode query: {e}")))?;
+            .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
         let raw = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout))??;
@@ -237,7 +223,7 @@ impl Upstream {
     pub async fn query(&self, q: &Message) -> Result<Message, UpstreamError> {
         let question = q
             .question()
-            .ok_or_else(|| UpstreamError::Config("a query without a question".into()))?;
+            .ok_or(UpstreamError::BadQuery(BadQuery::NoQuestion))?;
         Ok(self.ask(question, forwarding_flags(q)).await?.message)
     }
 }
@@ -342,7 +328,7 @@ mod tests {
         // Nobody frees the slot: the wait ends at the deadline, as overloaded.
         let start = Instant::now();
         let r = admit(&permits, start + Duration::from_millis(100)).await;
-        assert_eq!(r.err(), Some(UpstreamError::Overloaded));
+        assert!(matches!(r, Err(UpstreamError::Overloaded)), "{r:?}");
         assert_eq!(start.elapsed(), Duration::from_millis(100));
         // The slot frees up before the deadline: the waiter gets it then.
         let (got, _) = tokio::join!(
@@ -431,31 +417,37 @@ mod tests {
             f(&mut m);
             check_answer(&sent, &m.encode().unwrap())
         };
-        assert!(matches!(
-            bad(&|m| m.header.id = 101),
-            Err(UpstreamError::BadAnswer(_))
-        ));
-        assert!(matches!(
-            bad(&|m| m.header.response = false),
-            Err(UpstreamError::BadAnswer(_))
-        ));
-        assert!(matches!(
-            bad(&|m| m.questions[0].qtype = RType::A),
-            Err(UpstreamError::BadAnswer(_))
-        ));
-        assert!(matches!(
-            bad(&|m| m.questions[0].qclass = crate::wire::Class::CH),
-            Err(UpstreamError::BadAnswer(_))
-        ));
-        assert!(matches!(
-            bad(&|m| m.questions.push(Question::new(Name::root(), RType::NS))),
-            Err(UpstreamError::BadAnswer(_))
-        ));
+        let why = |r: Result<Message, UpstreamError>| match r {
+            Err(UpstreamError::BadAnswer(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            why(bad(&|m| m.header.id = 101)),
+            BadAnswer::Id {
+                got: 101,
+                sent: 100
+            }
+        );
+        assert_eq!(
+            why(bad(&|m| m.header.response = false)),
+            BadAnswer::NotResponse
+        );
+        assert_eq!(
+            why(bad(&|m| m.questions[0].qtype = RType::A)),
+            BadAnswer::Question
+        );
+        assert_eq!(
+            why(bad(&|m| m.questions[0].qclass = crate::wire::Class::CH)),
+            BadAnswer::Question
+        );
+        assert_eq!(
+            why(bad(&|m| m
+                .questions
+                .push(Question::new(Name::root(), RType::NS)))),
+            BadAnswer::Question
+        );
         // No question: only a bare error passes (nsd answers a query it rejects that way).
-        assert!(matches!(
-            bad(&|m| m.questions.clear()),
-            Err(UpstreamError::BadAnswer(_))
-        ));
+        assert_eq!(why(bad(&|m| m.questions.clear())), BadAnswer::Question);
         let bare = bad(&|m| {
             m.questions.clear();
             m.set_rcode(Rcode::REFUSED);
@@ -464,16 +456,16 @@ mod tests {
         assert_eq!(bare.rcode(), Rcode::REFUSED);
         assert_eq!(bare.questions, sent.questions, "taken from our query");
         assert!(matches!(
-            bad(&|m| {
+            why(bad(&|m| {
                 m.questions.clear();
                 m.set_rcode(Rcode::REFUSED);
                 m.header.id = 101;
-            }),
-            Err(UpstreamError::BadAnswer(_))
+            })),
+            BadAnswer::Id { got: 101, .. }
         ));
         assert!(matches!(
-            check_answer(&sent, &[0, 100, 0x80]),
-            Err(UpstreamError::BadAnswer(_))
+            why(check_answer(&sent, &[0, 100, 0x80])),
+            BadAnswer::Parse(_)
         ));
     }
 
@@ -489,7 +481,7 @@ mod tests {
         // A host name with no bootstrap address can never be reached without plaintext DNS.
         assert!(matches!(
             build_transport(&spec("tls://dns.example")),
-            Err(UpstreamError::Config(_))
+            Err(UpstreamError::Config(BadConfig::NoBootstrap { .. }))
         ));
         let mut with_bootstrap = spec("https://dns.example/dns-query");
         with_bootstrap.bootstrap = vec!["127.0.0.1:443".parse().unwrap()];
@@ -500,7 +492,7 @@ mod tests {
     fn empty_group_is_a_config_error() {
         assert!(matches!(
             UpstreamGroup::new(Vec::new()),
-            Err(UpstreamError::Config(_))
+            Err(UpstreamError::Config(BadConfig::EmptyGroup))
         ));
     }
 }

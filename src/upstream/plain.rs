@@ -43,7 +43,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
-use super::{Transport, UpstreamError};
+use super::{BadAnswer, BadQuery, Transport, UpstreamError, Via};
 use crate::handler::BoxFuture;
 use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
@@ -135,10 +135,10 @@ impl UdpTransport {
         } else {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let io = |e: std::io::Error| UpstreamError::Io(e.to_string());
+        let io = UpstreamError::io;
         let sock = std::net::UdpSocket::bind(local).map_err(io)?;
         sock.connect(self.server)
-            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+            .map_err(|e| UpstreamError::connect(self.server, e))?;
         sock.set_nonblocking(true).map_err(io)?;
         // A fresh socket's send buffer holds far more than one query, so this send does not
         // find it full; if it ever did, the exchange fails like on any other I/O error.
@@ -189,7 +189,11 @@ impl UdpTransport {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     return Ok(Waiting::Nothing)
                 }
-                Err(e) => return Err(UpstreamError::Io(e.to_string())),
+                // ICMP port unreachable: nothing listens there, as a refused TCP connect.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(UpstreamError::connect(self.server, e))
+                }
+                Err(e) => return Err(UpstreamError::io(e)),
             };
             let datagram = &buf[..n];
             if answers_query(query, datagram) {
@@ -262,7 +266,7 @@ impl TcpTransport {
         deadline: Instant,
     ) -> Result<Vec<u8>, UpstreamError> {
         let query_len = u16::try_from(query.len())
-            .map_err(|_| UpstreamError::Io("query longer than 65535 octets".into()))?;
+            .map_err(|_| UpstreamError::BadQuery(BadQuery::Length(query.len())))?;
         let mut frame = Vec::with_capacity(2 + query.len());
         frame.extend_from_slice(&query_len.to_be_bytes());
         frame.extend_from_slice(query);
@@ -279,7 +283,7 @@ impl TcpTransport {
             }
             let mut stream = TcpStream::connect(self.server)
                 .await
-                .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+                .map_err(|e| UpstreamError::connect(self.server, e))?;
             let _ = stream.set_nodelay(true);
             let answer = exchange_on(&mut stream, &frame, query).await?;
             self.put_idle(stream);
@@ -345,24 +349,25 @@ async fn exchange_on(
     frame: &[u8],
     query: &[u8],
 ) -> Result<Vec<u8>, UpstreamError> {
-    let io = |e: std::io::Error| UpstreamError::Io(e.to_string());
+    let io = UpstreamError::stream_io;
     stream.write_all(frame).await.map_err(io)?;
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await.map_err(io)?;
     let len = u16::from_be_bytes(len) as usize;
     if len < HEADER_LEN {
-        return Err(UpstreamError::BadAnswer(format!(
-            "TCP answer of {len} octets"
-        )));
+        return Err(UpstreamError::BadAnswer(BadAnswer::Short {
+            via: Via::Tcp,
+            len,
+        }));
     }
     let mut answer = vec![0u8; len];
     stream.read_exact(&mut answer).await.map_err(io)?;
     // Over TCP a mismatch is not a spoofing attempt but a confused server: fail, and since the
     // connection is then dropped, no later query can read this stream out of step.
     if !answers_query(query, &answer) {
-        return Err(UpstreamError::BadAnswer(
-            "TCP answer does not match the query (ID or question)".into(),
-        ));
+        return Err(UpstreamError::BadAnswer(BadAnswer::Mismatch {
+            via: Via::Tcp,
+        }));
     }
     Ok(answer)
 }

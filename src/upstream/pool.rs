@@ -72,7 +72,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, Level};
 
-use super::{Reply, Upstream, UpstreamError};
+use super::{BadConfig, Reply, Upstream, UpstreamError};
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::{Class, QueryFlags, Question, Rcode};
@@ -199,9 +199,7 @@ impl UpstreamGroup {
         config: PoolConfig,
     ) -> Result<Self, UpstreamError> {
         if upstreams.is_empty() {
-            return Err(UpstreamError::Config(
-                "an upstream group needs an upstream".into(),
-            ));
+            return Err(UpstreamError::Config(BadConfig::EmptyGroup));
         }
         let mut group = UpstreamGroup {
             members: upstreams
@@ -750,7 +748,7 @@ impl<'a> Run<'a> {
                 // it would let any client rest an upstream by asking such questions.
                 let class_in = self.question.qclass == Class::IN;
                 if class_in {
-                    self.fail(attempt, UpstreamError::BadAnswer("REFUSED".into()), now);
+                    self.fail(attempt, UpstreamError::Refused, now);
                 } else {
                     debug!(
                         upstream = url,

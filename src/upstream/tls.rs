@@ -43,7 +43,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::UpstreamError;
+use super::{BadConfig, CaFileProblem, ConnectCause, PinProblem, UpstreamError};
 
 /// How many servers' sessions one config remembers for resumption.
 const SESSION_CACHE_SIZE: usize = 32;
@@ -83,12 +83,8 @@ impl TlsOptions {
             .server_name
             .trim_start_matches('[')
             .trim_end_matches(']');
-        ServerName::try_from(host.to_string()).map_err(|_| {
-            UpstreamError::Config(format!(
-                "{:?} is not a valid TLS server name",
-                self.server_name
-            ))
-        })
+        ServerName::try_from(host.to_string())
+            .map_err(|_| UpstreamError::Config(BadConfig::ServerName(self.server_name.clone())))
     }
 }
 
@@ -105,7 +101,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, UpstreamErr
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| UpstreamError::Config(format!("certificate verifier: {e}")))?;
+        .map_err(|e| UpstreamError::Config(BadConfig::Verifier(e)))?;
     let verifier = Arc::new(PinningVerifier {
         inner: webpki,
         pins: opts.spki_pins.clone(),
@@ -113,7 +109,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, UpstreamErr
 
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| UpstreamError::Config(format!("TLS versions: {e}")))?
+        .map_err(|e| UpstreamError::Config(BadConfig::Versions(e)))?
         .dangerous() // only to install PinningVerifier, which runs webpki first
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -132,21 +128,24 @@ pub fn parse_pin(s: &str) -> Result<[u8; 32], UpstreamError> {
         .or_else(|| t.strip_prefix("pin-sha256="))
         .unwrap_or(t)
         .trim_matches('"');
+    let bad = |problem| {
+        UpstreamError::Config(BadConfig::Pin {
+            pin: s.to_string(),
+            problem,
+        })
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(t)
-        .map_err(|e| UpstreamError::Config(format!("pin {s:?} is not base64: {e}")))?;
-    bytes.try_into().map_err(|b: Vec<u8>| {
-        UpstreamError::Config(format!(
-            "pin {s:?} is {} octets, a SHA-256 digest has 32",
-            b.len()
-        ))
-    })
+        .map_err(|e| bad(PinProblem::Base64(e)))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| bad(PinProblem::Length(b.len())))
 }
 
-/// The pin of a DER certificate: SHA-256 of its SubjectPublicKeyInfo.
-pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32], UpstreamError> {
-    let spki = spki_of(cert_der)
-        .ok_or_else(|| UpstreamError::Tls("certificate does not parse as X.509 DER".into()))?;
+/// The pin of a DER certificate: SHA-256 of its SubjectPublicKeyInfo. A certificate that does not
+/// parse as X.509 DER is `BadEncoding`.
+pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32], CertificateError> {
+    let spki = spki_of(cert_der).ok_or(CertificateError::BadEncoding)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, spki);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -166,12 +165,12 @@ pub async fn connect(
     server_name: &ServerName<'static>,
     timeout: Duration,
 ) -> Result<TlsStream<TcpStream>, UpstreamError> {
-    let mut last = UpstreamError::Config("no address to connect to".into());
+    let mut last = UpstreamError::Config(BadConfig::NoAddress);
     for &addr in addrs {
         let attempt = async {
             let tcp = TcpStream::connect(addr)
                 .await
-                .map_err(|e| UpstreamError::Connect(format!("{addr}: {e}")))?;
+                .map_err(|e| UpstreamError::connect(addr, e))?;
             // Queries are small and latency-bound; TLS already coalesces each write into a record.
             let _ = tcp.set_nodelay(true);
             connector
@@ -187,7 +186,10 @@ pub async fn connect(
             }
             Err(_) => {
                 tracing::debug!(%addr, ?timeout, "TLS connect timed out");
-                last = UpstreamError::Connect(format!("{addr}: timed out after {timeout:?}"));
+                last = UpstreamError::Connect {
+                    addr,
+                    cause: ConnectCause::Timeout(timeout),
+                };
             }
         }
     }
@@ -266,8 +268,14 @@ fn handshake_error(addr: SocketAddr, e: io::Error) -> UpstreamError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(tls) => UpstreamError::Tls(format!("{addr}: {tls}")),
-        None => UpstreamError::Connect(format!("{addr}: TLS handshake: {e}")),
+        Some(tls) => UpstreamError::Tls {
+            addr,
+            error: tls.clone(),
+        },
+        None => UpstreamError::Connect {
+            addr,
+            cause: ConnectCause::Handshake(Arc::new(e)),
+        },
     }
 }
 
@@ -281,27 +289,39 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamErr
     for cert in read_pem_certs(path)? {
         roots
             .add(cert)
-            .map_err(|e| UpstreamError::Config(format!("CA file {}: {e}", path.display())))?;
+            .map_err(|e| ca_file_error(path, CaFileProblem::Rejected(e)))?;
     }
     Ok(())
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
-    let bad =
-        |e: &dyn fmt::Display| UpstreamError::Config(format!("CA file {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(&e))?;
+    let io = |e| ca_file_error(path, CaFileProblem::Io(Arc::new(e)));
+    let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > MAX_CA_FILE {
-        return Err(bad(&"file too large"));
+        return Err(ca_file_error(
+            path,
+            CaFileProblem::TooLarge {
+                len: meta.len(),
+                max: MAX_CA_FILE,
+            },
+        ));
     }
     // Read once at configuration time, before any query is served.
-    let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+    let pem = std::fs::read(path).map_err(io)?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
+        .map_err(io)?;
     if certs.is_empty() {
-        return Err(bad(&"no CERTIFICATE block in file"));
+        return Err(ca_file_error(path, CaFileProblem::NoCertificate));
     }
     Ok(certs)
+}
+
+fn ca_file_error(path: &std::path::Path, problem: CaFileProblem) -> UpstreamError {
+    UpstreamError::Config(BadConfig::CaFile {
+        path: path.to_path_buf(),
+        problem,
+    })
 }
 
 /// Runs the webpki verifier, then checks the end-entity certificate's SPKI against the pin set.
@@ -348,8 +368,7 @@ impl ServerCertVerifier for PinningVerifier {
         if self.pins.is_empty() {
             return Ok(verified);
         }
-        let pin = spki_sha256(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let pin = spki_sha256(end_entity).map_err(rustls::Error::InvalidCertificate)?;
         if self.pins.contains(&pin) {
             return Ok(verified);
         }
@@ -514,9 +533,13 @@ mod tests {
         assert_eq!(parse_pin(&format!("sha256/{b64}")).unwrap(), pin);
         assert_eq!(parse_pin(&format!("pin-sha256=\"{b64}\"")).unwrap(), pin);
         assert_eq!(parse_pin(&format!("  {b64}\n")).unwrap(), pin);
-        assert!(parse_pin("not base64!").is_err());
-        assert!(parse_pin("AAAA").is_err()); // 3 octets
-        assert!(parse_pin("").is_err());
+        let problem = |s: &str| match parse_pin(s) {
+            Err(UpstreamError::Config(BadConfig::Pin { pin, problem })) if pin == s => problem,
+            other => panic!("{s:?}: {other:?}"),
+        };
+        assert!(matches!(problem("not base64!"), PinProblem::Base64(_)));
+        assert_eq!(problem("AAAA"), PinProblem::Length(3));
+        assert_eq!(problem(""), PinProblem::Length(0));
     }
 
     #[test]
@@ -541,18 +564,29 @@ mod tests {
         std::fs::write(&empty, "nothing here").unwrap();
         assert!(matches!(
             check_ca_file(&empty),
-            Err(UpstreamError::Config(_))
+            Err(UpstreamError::Config(BadConfig::CaFile { .. }))
         ));
-        opts.extra_ca_pem = Some(empty);
-        assert!(matches!(
-            client_config(&opts),
-            Err(UpstreamError::Config(_))
-        ));
+        opts.extra_ca_pem = Some(empty.clone());
+        match client_config(&opts) {
+            Err(UpstreamError::Config(BadConfig::CaFile { path, problem })) => {
+                assert_eq!(path, empty);
+                assert!(matches!(problem, CaFileProblem::NoCertificate), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
         opts.extra_ca_pem = Some(dir.path().join("missing.pem"));
-        assert!(matches!(
-            client_config(&opts),
-            Err(UpstreamError::Config(_))
-        ));
+        match client_config(&opts) {
+            Err(e @ UpstreamError::Config(BadConfig::CaFile { .. })) => {
+                let text = e.to_string();
+                assert!(text.contains("missing.pem: "), "{text}");
+                let not_found = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+                assert!(
+                    text.contains("No such file") || text.contains(&not_found),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
 
         assert!(TlsOptions::new("bad name!").server_name().is_err());
         assert!(TlsOptions::new("::1").server_name().is_ok());

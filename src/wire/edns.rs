@@ -18,16 +18,94 @@ pub mod code {
     pub const EXTENDED_ERROR: u16 = 15;
 }
 
-/// Extended DNS Error info codes we emit (RFC 8914 section 4).
+/// Extended DNS Error info codes (RFC 8914 section 4), the whole IANA "Extended DNS Error Codes"
+/// registry as of code 30, each with the name the registry gives it ([`ede::name`]).
+///
+/// The codes are plain `u16`s (the option's INFO-CODE field) so that a code we do not know, read
+/// from an upstream's answer, is carried and printed like one we do. Everything that writes or
+/// names a code uses these constants; nothing else spells a number.
 pub mod ede {
-    pub const OTHER: u16 = 0;
-    pub const STALE_ANSWER: u16 = 3;
-    pub const DNSSEC_BOGUS: u16 = 6;
-    pub const NOT_READY: u16 = 14;
-    pub const PROHIBITED: u16 = 18;
-    pub const NOT_SUPPORTED: u16 = 21;
-    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
-    pub const NETWORK_ERROR: u16 = 23;
+    macro_rules! registry {
+        ($($(#[$doc:meta])* $konst:ident = $code:literal, $name:literal;)*) => {
+            $($(#[$doc])* pub const $konst: u16 = $code;)*
+
+            /// Every registered code with its registry name, in code order.
+            pub const REGISTRY: &[(u16, &str)] = &[$(($konst, $name),)*];
+        };
+    }
+
+    registry! {
+        /// None of the other codes fits; the EXTRA-TEXT says what happened (section 4.1).
+        OTHER = 0, "Other Error";
+        /// A DNSKEY RRset held only unsupported DNSSEC algorithms (section 4.2).
+        UNSUPPORTED_DNSKEY_ALGORITHM = 1, "Unsupported DNSKEY Algorithm";
+        /// A DS RRset held only unsupported digest types (section 4.3).
+        UNSUPPORTED_DS_DIGEST_TYPE = 2, "Unsupported DS Digest Type";
+        /// Answered from expired cache data instead of an error (section 4.4, RFC 8767).
+        STALE_ANSWER = 3, "Stale Answer";
+        /// An answer forged for policy reasons (section 4.5).
+        FORGED_ANSWER = 4, "Forged Answer";
+        /// DNSSEC validation ended Indeterminate (section 4.6).
+        DNSSEC_INDETERMINATE = 5, "DNSSEC Indeterminate";
+        /// DNSSEC validation ended Bogus (section 4.7).
+        DNSSEC_BOGUS = 6, "DNSSEC Bogus";
+        /// No signature is valid and some are expired (section 4.8).
+        SIGNATURE_EXPIRED = 7, "Signature Expired";
+        /// No signature is valid and some are not yet valid (section 4.9).
+        SIGNATURE_NOT_YET_VALID = 8, "Signature Not Yet Valid";
+        /// A DS exists at the parent but no matching supported DNSKEY at the child (section 4.10).
+        DNSKEY_MISSING = 9, "DNSKEY Missing";
+        /// No RRSIG for an RRset where one was expected (section 4.11).
+        RRSIGS_MISSING = 10, "RRSIGs Missing";
+        /// No DNSKEY had the Zone Key bit set (section 4.12).
+        NO_ZONE_KEY_BIT_SET = 11, "No Zone Key Bit Set";
+        /// Data missing without a covering NSEC or NSEC3 (section 4.13).
+        NSEC_MISSING = 12, "NSEC Missing";
+        /// A SERVFAIL answered from the cache (section 4.14).
+        CACHED_ERROR = 13, "Cached Error";
+        /// The server was not fully functional when the query arrived (section 4.15).
+        NOT_READY = 14, "Not Ready";
+        /// The name is on the operator's blocklist (section 4.16).
+        BLOCKED = 15, "Blocked";
+        /// The name is on a blocklist required by someone other than the operator (section 4.17).
+        CENSORED = 16, "Censored";
+        /// The name is on a blocklist the client asked for (section 4.18).
+        FILTERED = 17, "Filtered";
+        /// The client is not allowed to ask (section 4.19).
+        PROHIBITED = 18, "Prohibited";
+        /// Answered a cached NXDOMAIN past its time instead of an error (section 4.20).
+        STALE_NXDOMAIN_ANSWER = 19, "Stale NXDomain Answer";
+        /// A query with RD=0 for data the server is not authoritative for (section 4.21).
+        NOT_AUTHORITATIVE = 20, "Not Authoritative";
+        /// The requested operation or query is not supported (section 4.22).
+        NOT_SUPPORTED = 21, "Not Supported";
+        /// No authoritative server could be reached (section 4.23).
+        NO_REACHABLE_AUTHORITY = 22, "No Reachable Authority";
+        /// An unrecoverable error talking to another server (section 4.24).
+        NETWORK_ERROR = 23, "Network Error";
+        /// An authoritative server's data for the zone is unusable, e.g. expired (section 4.25).
+        INVALID_DATA = 24, "Invalid Data";
+        /// A signature's inception is later than its expiration (IANA, after RFC 8914).
+        SIGNATURE_EXPIRED_BEFORE_VALID = 25, "Signature Expired before Valid";
+        /// A query sent in 0-RTT early data was not processed (RFC 9250).
+        TOO_EARLY = 26, "Too Early";
+        /// NSEC3 iterations above what the validator accepts (RFC 9276).
+        UNSUPPORTED_NSEC3_ITERATIONS_VALUE = 27, "Unsupported NSEC3 Iterations Value";
+        /// The resolver cannot meet the provisioning domain's policy (IANA, after RFC 8914).
+        UNABLE_TO_CONFORM_TO_POLICY = 28, "Unable to conform to policy";
+        /// The answer was synthesised by the resolver (IANA, after RFC 8914).
+        SYNTHESIZED = 29, "Synthesized";
+        /// The query type is not valid for the question (IANA, after RFC 8914).
+        INVALID_QUERY_TYPE = 30, "Invalid Query Type";
+    }
+
+    /// The registry's name for `code`, or None for a code not in [`REGISTRY`].
+    pub fn name(code: u16) -> Option<&'static str> {
+        REGISTRY
+            .iter()
+            .find(|&&(c, _)| c == code)
+            .map(|&(_, name)| name)
+    }
 }
 
 /// The payload size we advertise and accept by default (DNS Flag Day 2020).
@@ -405,6 +483,35 @@ mod tests {
             e.write(&mut b);
             b.len()
         });
+    }
+
+    #[test]
+    fn every_ede_code_has_its_registry_name() {
+        // Codes 0 to 30, each once, in order, each with a name.
+        let codes: Vec<u16> = ede::REGISTRY.iter().map(|&(c, _)| c).collect();
+        assert_eq!(codes, (0..=30).collect::<Vec<u16>>());
+        for &(code, name) in ede::REGISTRY {
+            assert!(!name.is_empty(), "{code}");
+            assert_eq!(ede::name(code), Some(name));
+        }
+        assert_eq!(ede::name(ede::OTHER), Some("Other Error"));
+        assert_eq!(ede::name(ede::STALE_ANSWER), Some("Stale Answer"));
+        assert_eq!(ede::name(ede::PROHIBITED), Some("Prohibited"));
+        assert_eq!(ede::name(ede::NETWORK_ERROR), Some("Network Error"));
+        assert_eq!(
+            ede::name(ede::NO_REACHABLE_AUTHORITY),
+            Some("No Reachable Authority")
+        );
+        assert_eq!(
+            ede::name(ede::UNSUPPORTED_NSEC3_ITERATIONS_VALUE),
+            Some("Unsupported NSEC3 Iterations Value")
+        );
+        assert_eq!(
+            ede::name(ede::INVALID_QUERY_TYPE),
+            Some("Invalid Query Type")
+        );
+        assert_eq!(ede::name(31), None);
+        assert_eq!(ede::name(49152), None);
     }
 
     #[test]

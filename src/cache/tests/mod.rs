@@ -23,7 +23,7 @@ use tokio::time::advance;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::handler::{Chain, Protocol, Verdict};
+use crate::handler::{BusyReason, Chain, Protocol, RefusalReason, Verdict};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::scan::{self, Section};
 use crate::wire::{
@@ -200,6 +200,11 @@ fn msg_query(qname: &str, qtype: RType) -> Message {
     q
 }
 
+/// What a failing fake upstream reports.
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "all upstreams timed out")
+}
+
 /// A next handler that counts its calls and answers once a permit is released.
 struct Upstream {
     calls: AtomicUsize,
@@ -282,7 +287,7 @@ fn switchable(ttl: u32, mode: &Arc<AtomicU8>) -> Arc<Upstream> {
     let mode = mode.clone();
     Upstream::new(move |req| match mode.load(Ordering::SeqCst) {
         ANSWER => Ok(a_answer(req, ttl)),
-        FAIL => Err(HandlerError::Upstream("all upstreams timed out".into())),
+        FAIL => Err(HandlerError::upstream(timed_out())),
         _ => {
             let mut m = Message::response_to(&req.query);
             m.set_rcode(Rcode::SERVFAIL);

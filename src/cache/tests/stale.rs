@@ -56,7 +56,7 @@ async fn stale_answers_while_the_upstream_fails_then_fresh_again() {
 
     // Saturated upstreams (our own in-flight cap) are covered too.
     let busy = Arc::new(default_cache());
-    let up_busy = Upstream::new(|_| Err(HandlerError::Busy("in-flight cap".into())));
+    let up_busy = Upstream::new(|_| Err(HandlerError::Busy(BusyReason::Upstreams)));
     busy.insert_wire(
         &key("www.example.com", RType::A, false, false),
         &a_response("www.example.com", 60),
@@ -189,16 +189,16 @@ async fn stale_data_has_limits() {
     let r2 = refusing.clone();
     let up2 = Upstream::new(move |req| match r2.load(Ordering::SeqCst) {
         0 => Ok(a_answer(req, 60)),
-        _ => Err(HandlerError::Refused("policy".into())),
+        _ => Err(HandlerError::Refused(RefusalReason::Policy)),
     });
     let ch = chain(&c, &up2);
     ch.handle(&req).await.unwrap().message().unwrap();
     refusing.store(1, Ordering::SeqCst);
     advance(gone_after(60)).await;
-    assert_eq!(
+    assert!(matches!(
         ch.handle(&req).await,
-        Err(HandlerError::Refused("policy".into()))
-    );
+        Err(HandlerError::Refused(RefusalReason::Policy))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
