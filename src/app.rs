@@ -84,14 +84,14 @@ pub enum PlanError {
         key: String,
         url: UpstreamUrl,
         #[source]
-        source: UpstreamError,
+        source: Box<UpstreamError>,
     },
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
         key: String,
         #[source]
-        source: UpstreamError,
+        source: Box<UpstreamError>,
     },
 }
 
@@ -377,7 +377,7 @@ fn build_group(
                 PlanError::Upstream {
                     key: format!("{key}[{i}]"),
                     url: s.url.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             Ok(Upstream::new(
@@ -393,7 +393,7 @@ fn build_group(
     };
     let group = UpstreamGroup::with_config(upstreams, pool).map_err(|source| PlanError::Pool {
         key: key.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(Arc::new(group))
 }

@@ -399,7 +399,7 @@ pub enum ConfigError {
         origin: String,
         key: String,
         #[source]
-        source: UpstreamError,
+        source: Box<UpstreamError>,
     },
 }
 

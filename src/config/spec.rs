@@ -75,7 +75,7 @@ pub(super) fn check_ca_file(path: &Path, origin: &str, key: &str) -> Result<(), 
     tls::check_ca_file(path).map_err(|source| ConfigError::CaFile {
         origin: origin.to_string(),
         key: key.to_string(),
-        source,
+        source: Box::new(source),
     })
 }
 
