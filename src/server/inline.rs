@@ -15,9 +15,9 @@
 //! before any thread hop, and when a server on this machine has answered it by the time the query
 //! is about to wait, the whole exchange ends in the first poll with no worker woken at all. DoT
 //! and DoH hand their queries to a connection task, which still takes a wake-up when the worker is
-//! idle, but a busy worker is no longer interrupted to start queries: at 100 DoT misses in flight
-//! the CPU per query fell from 57-64 to about 49 µs (`benches/bench_upstream.py`). On an idle
-//! server the receive thread still sleeps once per query, as before.
+//! idle, but a busy worker is no longer interrupted to start queries (the CPU per DoT miss this
+//! saves is in BENCHMARKS.md, "Figures moved from module docs"). On an idle server the receive
+//! thread still sleeps once per query.
 //!
 //! Timers: a timer registered from outside the runtime whose deadline is earlier than the time
 //! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server

@@ -12,10 +12,8 @@
 //!   lookup, socket buffer, IP headers) once, and cuts it into the individual datagrams at the
 //!   device: in the NIC where it can, in software just before the device otherwise (so on
 //!   loopback). The client receives ordinary datagrams, one per answer. On loopback, where every
-//!   datagram still crosses the receive path on its own, the saving is modest: the UDP throughput
-//!   step of `benches/bench.py` (dnsperf, 4 client sockets, saturating one server for 6 s), run
-//!   five times alternating with a build that has GSO forced off, gave a median of 6.64 against
-//!   7.19 µs of CPU per cached answer (means 6.47 against 7.32) on 2026-12-01.
+//!   datagram still crosses the receive path on its own, the saving is modest (measured against a
+//!   build with GSO forced off: BENCHMARKS.md, "Figures moved from module docs").
 //!
 //! Answers to one client may leave in another order than they were found (the groups go before the
 //! lone answers); UDP promises no order and clients match answers by ID. Each group is a send of its

@@ -13,6 +13,7 @@ mod negative;
 mod prefetch;
 mod stale;
 mod ttl;
+mod verdict;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,121 @@
+//! A DNSSEC verdict is stored with its entry and given back on every hit, on the slow path as the
+//! answer's verdict and on the fast path as the AD decision; and a client without DO never gets
+//! DNSSEC records it did not ask for, from either path.
+
+use super::*;
+use crate::handler::{Answer, Bogus, BogusReason, Handler, Origin};
+use crate::wire::{RData, Rrsig};
+
+/// A stage that answers with a fixed verdict, and an RRSIG beside the A record.
+struct Validated {
+    verdict: Verdict,
+    upstream_ad: bool,
+}
+
+impl Handler for Validated {
+    fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(async move {
+            let mut m = a_answer(req, 300);
+            m.header.authentic_data = self.upstream_ad;
+            let owner = m.questions[0].name.clone();
+            m.answers.push(Record::new(
+                owner,
+                300,
+                RData::Rrsig(Rrsig {
+                    type_covered: RType::A,
+                    algorithm: 13,
+                    labels: 3,
+                    original_ttl: 300,
+                    expiration: 2,
+                    inception: 1,
+                    key_tag: 7,
+                    signer_name: name("example.com"),
+                    signature: vec![1; 64].into_boxed_slice(),
+                }),
+            ));
+            Ok(Answer::from_message(&m, Origin::Upstream, self.verdict.clone()).unwrap())
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "validated"
+    }
+}
+
+fn ad_of(wire: &[u8]) -> bool {
+    Header::parse(wire).unwrap().authentic_data
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verdict_survives_the_cache_on_both_paths() {
+    let bogus = Verdict::Bogus(Bogus {
+        reason: BogusReason::SignatureExpired,
+        detail: "".into(),
+    });
+    for (verdict, upstream_ad, ad) in [
+        (Verdict::Secure, false, true),
+        (Verdict::Insecure, true, false),
+        (Verdict::Indeterminate, true, false),
+        (Verdict::Unchecked, true, true),
+        (Verdict::Unchecked, false, false),
+    ] {
+        let c = Arc::new(default_cache());
+        let stage: Arc<dyn Handler> = Arc::new(Validated {
+            verdict: verdict.clone(),
+            upstream_ad,
+        });
+        let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
+        let mut q = msg_query("www.example.com", RType::A);
+        q.edns = edns(true);
+        let miss = ch.handle(&request(q.clone())).await.unwrap();
+        assert_eq!(miss.verdict(), &verdict);
+        assert_eq!(miss.origin(), Origin::Upstream);
+        let hit = ch.handle(&request(q)).await.unwrap();
+        assert_eq!(hit.verdict(), &verdict, "slow-path hit");
+        assert_eq!(hit.origin(), Origin::Cache);
+        let raw = query_with("www.example.com", RType::A, 9, edns(true), false);
+        let out = fast(&c, &raw, 4096).unwrap();
+        assert_eq!(ad_of(&out), ad, "fast-path hit, {verdict:?}");
+    }
+    // A bogus verdict keeps its reason (kept as the entry's Extended DNS Error).
+    let c = Arc::new(default_cache());
+    let k = key("b.example.com", RType::A, false, false);
+    let mut blob = policy::servfail(&c.limits, &k, Some(bogus_ede()), b"", c.now_ms()).unwrap();
+    entry::set_verdict(&mut blob, &bogus);
+    assert_eq!(entry::verdict(&blob), bogus);
+}
+
+fn bogus_ede() -> u16 {
+    BogusReason::SignatureExpired.ede()
+}
+
+#[tokio::test(start_paused = true)]
+async fn clients_without_do_get_no_dnssec_records_on_either_path() {
+    let c = Arc::new(default_cache());
+    let stage: Arc<dyn Handler> = Arc::new(Validated {
+        verdict: Verdict::Unchecked,
+        upstream_ad: false,
+    });
+    let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
+    // DO=0: the stored entry for this key holds the A record only.
+    let plain = ch
+        .handle(&request(msg_query("www.example.com", RType::A)))
+        .await
+        .unwrap()
+        .message()
+        .unwrap();
+    assert_eq!(plain.answers.len(), 1);
+    assert_eq!(plain.answers[0].rtype(), RType::A);
+    let out = fast(&c, &query("www.example.com", RType::A, 3), 4096).unwrap();
+    let hit = Message::parse(&out).unwrap();
+    assert_eq!(hit.answers.len(), 1, "fast path");
+    // DO=1: its own entry, with the RRSIG.
+    let raw = query_with("www.example.com", RType::A, 4, edns(true), false);
+    assert!(fast(&c, &raw, 4096).is_none(), "another key");
+    let mut q = msg_query("www.example.com", RType::A);
+    q.edns = edns(true);
+    let signed = ch.handle(&request(q)).await.unwrap().message().unwrap();
+    assert_eq!(signed.answers.len(), 2);
+    let out = fast(&c, &raw, 4096).unwrap();
+    assert_eq!(Message::parse(&out).unwrap().answers.len(), 2);
+}
