@@ -2,10 +2,13 @@
 //!
 //! ```text
 //!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> special-use names
-//!                                    ^              -> forwarding rules -> default upstream
-//!                                    |                                          |
-//!                                    +--- answer (cached on the way back) <-----+
-//!   cache refresher (prefetch, serve-stale refreshes): runs the stages after the cache, no client
+//!    ^                               ^              -> forwarding rules -> default upstream
+//!    |                               |                                          |
+//!    |                               +-- Answer: wire bytes, origin, verdict <--+
+//!    |                                   (stored by the cache with its verdict)
+//!    +-- wire::response::write: the client's response, written once from those bytes
+//!   cache refresher (prefetch, serve-stale refreshes): Chain::lookup of the stages after the
+//!   cache, a question and its flags, no client
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,

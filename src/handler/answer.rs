@@ -92,26 +92,28 @@ impl BogusReason {
     pub fn ede(self) -> u16 {
         match self {
             BogusReason::Other => ede::DNSSEC_BOGUS,
-            BogusReason::SignatureExpired => 7,
-            BogusReason::SignatureNotYetValid => 8,
-            BogusReason::DnskeyMissing => 9,
-            BogusReason::RrsigsMissing => 10,
-            BogusReason::NoZoneKeyBit => 11,
-            BogusReason::NsecMissing => 12,
+            BogusReason::SignatureExpired => ede::SIGNATURE_EXPIRED,
+            BogusReason::SignatureNotYetValid => ede::SIGNATURE_NOT_YET_VALID,
+            BogusReason::DnskeyMissing => ede::DNSKEY_MISSING,
+            BogusReason::RrsigsMissing => ede::RRSIGS_MISSING,
+            BogusReason::NoZoneKeyBit => ede::NO_ZONE_KEY_BIT_SET,
+            BogusReason::NsecMissing => ede::NSEC_MISSING,
         }
     }
 
     /// The reason an Extended DNS Error info-code stands for (any other code: [`Self::Other`]).
     pub fn from_ede(code: u16) -> BogusReason {
-        match code {
-            7 => BogusReason::SignatureExpired,
-            8 => BogusReason::SignatureNotYetValid,
-            9 => BogusReason::DnskeyMissing,
-            10 => BogusReason::RrsigsMissing,
-            11 => BogusReason::NoZoneKeyBit,
-            12 => BogusReason::NsecMissing,
-            _ => BogusReason::Other,
-        }
+        [
+            BogusReason::SignatureExpired,
+            BogusReason::SignatureNotYetValid,
+            BogusReason::DnskeyMissing,
+            BogusReason::RrsigsMissing,
+            BogusReason::NoZoneKeyBit,
+            BogusReason::NsecMissing,
+        ]
+        .into_iter()
+        .find(|r| r.ede() == code)
+        .unwrap_or(BogusReason::Other)
     }
 }
 
