@@ -27,6 +27,7 @@ pub fn message(data: &[u8]) {
         Err(e) => panic!("re-encoded message does not parse: {e}\n{first:?}\n{encoded:02x?}"),
     };
     assert_eq!(first, second, "message changed across encode/parse");
+    respond(&encoded, &first);
     // Encoding is deterministic, so a second round gives the very same octets.
     assert_eq!(
         second.encode().ok(),
@@ -45,6 +46,67 @@ pub fn message(data: &[u8]) {
             }
             Err(_) => assert_eq!(once, first, "a refused answer was changed"),
         }
+    }
+}
+
+/// Part of `message`: the response writer ([`super::response`]) takes `encoded` (the codec's
+/// form of `m`, OPT last) as an answer and writes, within any limit, a message that parses, fits
+/// the limit and asks the same question; a DO=0 client's copy has no unasked DNSSEC records left.
+fn respond(encoded: &[u8], m: &Message) {
+    use super::response::{self, Client, Source, Ttls};
+    if let Some(qtype) = m.question().map(|q| q.qtype) {
+        if response::has_unasked_dnssec(encoded, qtype) {
+            let stripped = response::without_unasked_dnssec(encoded);
+            if let Ok(s) = stripped {
+                assert!(
+                    !response::has_unasked_dnssec(&s, qtype),
+                    "stripping left some"
+                );
+            }
+        }
+    }
+    let mut options = Vec::new();
+    let Some(src) = Source::from_message(encoded, &mut options) else {
+        assert!(
+            m.questions.len() > 1,
+            "the codec's form of a message must be a source"
+        );
+        return;
+    };
+    let qname = m.questions.first().map_or(&[][..], |q| q.name.as_wire());
+    for (limit, edns) in [
+        (12, None),
+        (512, None),
+        (512, Some(true)),
+        (65535, Some(false)),
+    ] {
+        let client = Client {
+            id: 1,
+            recursion_available: true,
+            qname,
+            recursion_desired: true,
+            checking_disabled: false,
+            wants_ad: true,
+            edns,
+            payload: 1232,
+        };
+        let mut out = Vec::new();
+        if !response::write(&src, &client, Ttls::Less(1), &[], limit, &mut out) {
+            continue;
+        }
+        assert!(
+            out.len() <= limit,
+            "wrote {} octets for a limit of {limit}",
+            out.len()
+        );
+        let back = Message::parse(&out)
+            .unwrap_or_else(|e| panic!("written response does not parse: {e}\n{out:02x?}"));
+        assert_eq!(back.questions, m.questions, "question changed");
+        assert_eq!(
+            back.edns.is_some(),
+            edns.is_some(),
+            "OPT record for the client"
+        );
     }
 }
 
