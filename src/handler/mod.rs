@@ -424,4 +424,38 @@ mod tests {
         ));
         assert_eq!(chain.names(), ["pass", "answer"]);
     }
+    /// Records the request it sees and answers it.
+    struct Recorder(std::sync::Mutex<Option<Request>>);
+    impl Handler for Recorder {
+        fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            *self.0.lock().unwrap() = Some(req.clone());
+            Box::pin(async move { local_answer(&Message::response_to(&req.query)) })
+        }
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_asks_with_its_flags_and_no_client() {
+        let recorder = Arc::new(Recorder(std::sync::Mutex::new(None)));
+        let chain = Chain::new(vec![Arc::new(Pass), recorder.clone()]);
+        let question = Question::new("example.com".parse::<Name>().unwrap(), RType::DNSKEY);
+        for flags in [
+            QueryFlags::VALIDATION,
+            QueryFlags::ITERATION,
+            QueryFlags::default(),
+        ] {
+            let lookup = Lookup {
+                question: question.clone(),
+                flags,
+            };
+            let answer = chain.lookup(&lookup).await.unwrap();
+            assert_eq!(answer.message().unwrap().questions, vec![question.clone()]);
+            let seen = recorder.0.lock().unwrap().take().unwrap();
+            assert_eq!(seen.client, None);
+            assert_eq!(QueryFlags::of(&seen.query), flags);
+            assert_eq!(seen.query.questions, vec![question.clone()]);
+        }
+    }
 }
