@@ -18,7 +18,7 @@
 //! `servfail_ttl` (RFC 2308 section 7.1). TTLs count down in whole seconds of the cache's clock and
 //! never exceed what was stored. As in unbound and Knot Resolver, an entry is answered through the
 //! second in which its smallest TTL reads 0 and is a miss after it: it outlives its TTL by the share
-//! of a second that had passed when it was stored (`entry::expires_ms`).
+//! of a second that had passed when it was stored ([`Entry::expires_ms`](entry::Entry::expires_ms)).
 //!
 //! The key ([`key`]) is the lower-cased question plus the DO and CD bits. The hit echoes the
 //! client's own spelling of the name (0x20 clients), its ID and RD; AD only if the client set AD or
@@ -122,7 +122,7 @@ use crate::wire::edns::{check_options, DEFAULT_PAYLOAD};
 use crate::wire::response;
 use crate::wire::{Message, Opcode, QueryView, Rcode};
 
-use entry::{Client, Ttls};
+use entry::{Age, Client, Entry, Ttls};
 use key::Key;
 use policy::{Limits, Uncacheable};
 use shard::{hash_key, Counters, Found, Shard};
@@ -162,7 +162,7 @@ const PREFETCH_MIN_ASKS: u8 = 1;
 /// The cache's clock starts here (ms) rather than at 0, so that an entry read from a cache file can
 /// be dated before the process started (about 795 days: more than any TTL plus stale age). Entries
 /// store the clock in 48 bits, which leaves thousands of years of uptime. A whole number of
-/// seconds, so the clock's seconds (in which TTLs count, `entry::expires_ms`) begin in step with
+/// seconds, so the clock's seconds (in which TTLs count, [`Entry::expires_ms`]) begin in step with
 /// the cache's start, which keeps tests with paused time exact; the server then moves them onto
 /// the wall clock's ([`Cache::with_wall_clock_seconds`]).
 const CLOCK_BASE_MS: u64 = (1 << 36) / 1000 * 1000;
@@ -380,45 +380,44 @@ impl Cache {
     #[cfg(test)]
     fn insert_wire(&self, key: &Key, wire: &[u8]) -> Result<(), Uncacheable> {
         let now = self.now_ms();
-        let blob = policy::prepare(&self.limits, key, wire, now)?;
+        let entry = policy::prepare(&self.limits, key, wire, now)?;
         let hash = hash_key(&self.hasher, key.as_bytes());
-        self.shard(hash).insert(hash, blob, now, &self.hasher);
+        self.shard(hash).insert(hash, entry, now, &self.hasher);
         Ok(())
     }
 
-    /// Notes a live hit on `blob`; true when it should be prefetched now: prefetch is on, the entry
+    /// Notes a live hit on `entry`; true when it should be prefetched now: prefetch is on, the entry
     /// holds data (a SERVFAIL's lifetime is its retry back-off, RFC 2308 section 7.1), it is
     /// popular (asked for at least twice, this hit and the client miss that fetched it included; a
     /// refreshed entry carries its predecessor's asks), no prefetch was asked for it yet, it is not
     /// held after a failure, and the TTL it answers with is at most a tenth of the stored one. Runs
     /// under the shard lock, allocates nothing.
-    fn hit_wants_prefetch(&self, blob: &mut [u8], now_ms: u64) -> bool {
-        let before = entry::note_hit(blob);
+    fn hit_wants_prefetch(&self, entry: &mut Entry, now_ms: u64) -> bool {
+        let before = entry.note_hit();
         if !self.prefetch
             || before < PREFETCH_MIN_ASKS
-            || !entry::stale_ok(blob)
-            || entry::prefetch_requested(blob)
-            || is_held(blob, now_ms)
+            || !entry.stale_ok()
+            || entry.prefetch_requested()
+            || entry.is_held(now_ms)
         {
             return false;
         }
         // In whole seconds, as the client sees it: the TTL it is answered with is at most a
         // tenth of the stored one (a lifetime under 10 s: its last second, where the TTL reads 0).
-        entry::ttl_left_s(blob, now_ms) * PREFETCH_WINDOW_DIVISOR
-            <= u64::from(entry::lifetime(blob))
+        entry.ttl_left_s(now_ms) * PREFETCH_WINDOW_DIVISOR <= u64::from(entry.lifetime())
     }
 
-    /// Queues a background refresh of `key` and marks `blob` so that it is asked for once. False
+    /// Queues a background refresh of `key` and marks `entry` so that it is asked for once. False
     /// when there is no refresher or its queue is full (the refresh is dropped: load shedding).
     /// Runs under the shard lock; sending into the bounded channel does not wait.
-    fn request_refresh(&self, blob: &mut [u8], key: &Key, hash: u64) -> bool {
+    fn request_refresh(&self, entry: &mut Entry, key: &Key, hash: u64) -> bool {
         let Some(tx) = self.refresher.get() else {
             return false;
         };
         let Ok(permit) = tx.try_reserve() else {
             return false;
         };
-        entry::set_prefetch_requested(blob);
+        entry.set_prefetch_requested();
         permit.send(refresh::Job {
             key: key.clone(),
             hash,
@@ -427,24 +426,31 @@ impl Cache {
         true
     }
 
-    /// A live hit on `blob` (either path): counts it toward popularity, marks it referenced for the
+    /// A live hit on `entry` (either path): counts it toward popularity, marks it referenced for the
     /// CLOCK hand, and queues its prefetch when due. Under the shard lock; allocates nothing.
-    fn on_live_hit(&self, blob: &mut [u8], key: &Key, hash: u64, now_ms: u64) {
-        if self.hit_wants_prefetch(blob, now_ms) {
-            self.request_refresh(blob, key, hash);
+    fn on_live_hit(&self, entry: &mut Entry, key: &Key, hash: u64, now_ms: u64) {
+        if self.hit_wants_prefetch(entry, now_ms) {
+            self.request_refresh(entry, key, hash);
         }
     }
 
     /// Stale data was found (either path): true when it is answered at once, because a failed
     /// refresh holds the entry or the client timeout is 0; in the latter case its background
     /// refresh is queued, once. False when the query must first wait for a refresh.
-    fn stale_now(&self, stale: Stale, blob: &mut [u8], key: &Key, hash: u64, now_ms: u64) -> bool {
-        let held = is_held(blob, now_ms);
+    fn stale_now(
+        &self,
+        stale: Stale,
+        entry: &mut Entry,
+        key: &Key,
+        hash: u64,
+        now_ms: u64,
+    ) -> bool {
+        let held = entry.is_held(now_ms);
         if !held && !stale.client_timeout.is_zero() {
             return false;
         }
-        if !held && !entry::prefetch_requested(blob) {
-            self.request_refresh(blob, key, hash);
+        if !held && !entry.prefetch_requested() {
+            self.request_refresh(entry, key, hash);
         }
         true
     }
@@ -465,20 +471,20 @@ impl Cache {
         let shard = &mut *guard;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
             None => false,
-            Some(Found::Fresh(blob)) => {
-                if !entry::render(blob, client, Ttls::At(now), max_len, out) {
+            Some(Found::Fresh(entry)) => {
+                if !entry.render(client, Ttls::At(now), max_len, out) {
                     return false;
                 }
-                self.on_live_hit(blob, key, hash, now);
+                self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
                 true
             }
-            Some(Found::Stale(blob)) => {
+            Some(Found::Stale(entry)) => {
                 let Some(stale) = self.stale else {
                     return false;
                 };
-                if !self.stale_now(stale, blob, key, hash, now)
-                    || !entry::render(blob, client, Ttls::Stale(stale.answer_ttl), max_len, out)
+                if !self.stale_now(stale, entry, key, hash, now)
+                    || !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out)
                 {
                     return false;
                 }
@@ -568,22 +574,22 @@ impl Cache {
         let mut out = Vec::new();
         let stale = self.stale;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
-            Some(Found::Fresh(blob))
-                if entry::render(blob, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
+            Some(Found::Fresh(entry))
+                if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
             {
-                self.on_live_hit(blob, key, hash, now);
-                let answer = Answer::checked(out, Origin::Cache, entry::verdict(blob));
+                self.on_live_hit(entry, key, hash, now);
+                let answer = Answer::checked(out, Origin::Cache, entry.verdict());
                 shard.counters.hits += 1;
                 return Step::Hit(answer);
             }
-            Some(Found::Stale(blob)) => {
+            Some(Found::Stale(entry)) => {
                 let rendered = stale.filter(|s| {
                     let ttls = Ttls::Stale(s.answer_ttl);
-                    entry::render(blob, client, ttls, MAX_MESSAGE_LEN, &mut out)
+                    entry.render(client, ttls, MAX_MESSAGE_LEN, &mut out)
                 });
                 if let Some(stale) = rendered {
-                    let answer = Answer::checked(out, Origin::StaleCache, entry::verdict(blob));
-                    if self.stale_now(stale, blob, key, hash, now) {
+                    let answer = Answer::checked(out, Origin::StaleCache, entry.verdict());
+                    if self.stale_now(stale, entry, key, hash, now) {
                         shard.counters.hits += 1;
                         shard.counters.stale += 1;
                         return Step::Hit(answer);
@@ -660,7 +666,7 @@ impl Cache {
         let result = fetch.await;
         let now = self.now_ms();
         let failed = is_failure(&result);
-        let blob = match &result {
+        let stored = match &result {
             Ok(a) => {
                 // An entry for a client without DO holds what that client gets: no DNSSEC
                 // records it did not ask for (the upstream query may have asked for them).
@@ -672,9 +678,9 @@ impl Cache {
                     Some(Ok(wire)) => policy::prepare(&self.limits, key, &wire, now),
                     None => policy::prepare(&self.limits, key, a.wire(), now),
                 }
-                .map(|mut b| {
-                    entry::set_verdict(&mut b, a.verdict());
-                    b
+                .map(|mut entry| {
+                    entry.set_verdict(a.verdict());
+                    entry
                 })
             }
             Err(e @ (HandlerError::Upstream(_) | HandlerError::Unusable(_))) => {
@@ -689,12 +695,12 @@ impl Cache {
             }
             Err(_) => Err(Uncacheable::ChainError),
         };
-        let answer = match (&blob, result) {
+        let answer = match (&stored, result) {
             // Answer the leader from the stored form, so its TTLs are the ones later hits count
             // down from.
-            (Ok(b), Ok(original)) => {
+            (Ok(entry), Ok(original)) => {
                 let mut out = Vec::new();
-                if entry::render(b, client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) {
+                if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) {
                     Ok(Answer::checked(
                         out,
                         original.origin(),
@@ -706,20 +712,20 @@ impl Cache {
             }
             (_, result) => result,
         };
-        if let Err(why) = &blob {
+        if let Err(why) = &stored {
             debug!(reason = %why, "answer not cached");
         }
         let waiters = {
             // Lock held to store the entry and end the flight; nothing awaits here.
             let mut shard = self.shard(hash);
             let kept = failed && self.keep_after_failure(&mut shard, hash, key, now);
-            if let (Ok(mut b), false) = (blob, kept) {
+            if let (Ok(mut entry), false) = (stored, kept) {
                 if purpose == Fetch::Client {
                     // The miss that fetched it is an ask (see `hit_wants_prefetch`); the shard
                     // adds those of the entry it replaces.
-                    entry::count_ask(&mut b);
+                    entry.count_ask();
                 }
-                shard.insert(hash, b, now, &self.hasher);
+                shard.insert(hash, entry, now, &self.hasher);
             }
             flight.armed = false;
             shard.inflight.remove(key.as_bytes())
@@ -737,16 +743,16 @@ impl Cache {
     /// answer TTL (RFC 8767 section 5, failure recheck): answered stale at once, and not asked for
     /// again, until then.
     fn keep_after_failure(&self, shard: &mut Shard, hash: u64, key: &Key, now_ms: u64) -> bool {
-        let Some(blob) = shard.peek_mut(hash, key.as_bytes()) else {
+        let Some(entry) = shard.peek_mut(hash, key.as_bytes()) else {
             return false;
         };
-        let stale_ok = entry::stale_ok(blob);
-        let keep = entry::age(blob, now_ms, self.stale_window_ms()) != entry::Age::Dead;
+        let stale_ok = entry.stale_ok();
+        let keep = entry.age(now_ms, self.stale_window_ms()) != Age::Dead;
         if let (true, true, Some(stale)) = (keep, stale_ok, self.stale) {
             let until = now_ms / 1000 + u64::from(stale.answer_ttl);
-            entry::set_held_until_s(blob, until.min(u64::from(u32::MAX)) as u32);
+            entry.set_held_until_s(until.min(u64::from(u32::MAX)) as u32);
             // Let the next attempt after the hold be asked for again.
-            entry::clear_prefetch_requested(blob);
+            entry.clear_prefetch_requested();
         }
         keep
     }
@@ -780,11 +786,6 @@ fn is_failure(result: &HandlerResult) -> bool {
         Err(HandlerError::Upstream(_) | HandlerError::Unusable(_) | HandlerError::Busy(_)) => true,
         Err(_) => false,
     }
-}
-
-/// True while a failed refresh holds the entry (see `keep_after_failure`).
-fn is_held(blob: &[u8], now_ms: u64) -> bool {
-    u64::from(entry::held_until_s(blob)) * 1000 > now_ms
 }
 
 /// Ends a flight if its leader is dropped before finishing (the request was cancelled): its
