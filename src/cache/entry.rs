@@ -96,9 +96,9 @@ pub(crate) struct Parts<'a> {
 
 /// One cached answer: the bytes laid out as the module docs draw them, in one heap allocation.
 ///
-/// An `Entry` can only come from [`Entry::new`], so its fixed part and the lengths it records always
-/// agree with the bytes that follow; the shard owns entries and lends them out as `&Entry` or
-/// `&mut Entry` under its lock. The wrapper is the box and nothing more (16 octets, and an
+/// An `Entry` can only come from [`Entry::new`], so its fixed part and the lengths it records
+/// always agree with the bytes that follow; the shard owns entries and lends them out as `&Entry`
+/// or `&mut Entry` under its lock. The wrapper is the box and nothing more (16 octets, and an
 /// `Option<Entry>` as small as an `Option<Box<[u8]>>`), and every accessor reads or writes the
 /// bytes in place.
 pub(crate) struct Entry(Box<[u8]>);
