@@ -20,6 +20,10 @@
 //! pointer and every TTL offset in the tail stays valid and the client sees its own spelling
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
 //!
+//! [`Entry`] owns those bytes (it can only be built whole, by [`Entry::new`]) and is the only code
+//! that knows the offsets: every field is a method that reads or writes it in place, under the
+//! shard's lock, so a hit costs no decoding and no allocation.
+//!
 //! Keeping key, offsets and answer in one allocation is what keeps a million entries small (the
 //! bytes per entry that the cache's `memory_per_entry` test measures are in BENCHMARKS.md). The
 //! fixed part is 19 octets: the insertion time needs no more than 48 bits, a lifetime no more than
@@ -90,81 +94,315 @@ pub(crate) struct Parts<'a> {
     pub stale_ok: bool,
 }
 
-/// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths fit
-/// their fields (a response is at most 65535 octets, options at most [`MAX_OPTIONS_LEN`]); the
-/// lifetime is capped at [`MAX_LIFETIME`].
-pub(crate) fn build(p: &Parts<'_>) -> Box<[u8]> {
-    debug_assert!(p.options.len() <= MAX_OPTIONS_LEN);
-    let key = p.key.as_bytes();
-    let len =
-        FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
-    let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(&p.inserted_ms.to_le_bytes()[..6]);
-    b.extend_from_slice(&p.lifetime.min(MAX_LIFETIME).to_le_bytes()[..3]);
-    b.push(if p.stale_ok { 0 } else { FLAG_NEVER_STALE });
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
-    b.push(p.options.len() as u8);
-    b.extend_from_slice(key);
-    for (off, _) in p.ttls {
-        b.extend_from_slice(&off.to_le_bytes());
+/// One cached answer: the bytes laid out as the module docs draw them, in one heap allocation.
+///
+/// An `Entry` can only come from [`Entry::new`], so its fixed part and the lengths it records
+/// always agree with the bytes that follow; the shard owns entries and lends them out as `&Entry`
+/// or `&mut Entry` under its lock. The wrapper is the box and nothing more (16 octets, and an
+/// `Option<Entry>` as small as an `Option<Box<[u8]>>`), and every accessor reads or writes the
+/// bytes in place.
+pub(crate) struct Entry(Box<[u8]>);
+
+impl Entry {
+    /// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths
+    /// fit their fields (a response is at most 65535 octets, options at most
+    /// [`MAX_OPTIONS_LEN`]); the lifetime is capped at [`MAX_LIFETIME`].
+    pub(crate) fn new(p: &Parts<'_>) -> Entry {
+        debug_assert!(p.options.len() <= MAX_OPTIONS_LEN);
+        let key = p.key.as_bytes();
+        let len =
+            FIXED_LEN + key.len() + 2 * p.ttls.len() + p.options.len() + HEADER_LEN + p.tail.len();
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&p.inserted_ms.to_le_bytes()[..6]);
+        b.extend_from_slice(&p.lifetime.min(MAX_LIFETIME).to_le_bytes()[..3]);
+        b.push(if p.stale_ok { 0 } else { FLAG_NEVER_STALE });
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
+        b.push(p.options.len() as u8);
+        b.extend_from_slice(key);
+        for (off, _) in p.ttls {
+            b.extend_from_slice(&off.to_le_bytes());
+        }
+        b.extend_from_slice(p.options);
+        b.extend_from_slice(&p.header);
+        let tail_at = b.len();
+        b.extend_from_slice(p.tail);
+        let tail_base = question_end(key.len());
+        for &(off, ttl) in p.ttls {
+            let at = tail_at + off as usize - tail_base;
+            b[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+        }
+        debug_assert_eq!(b.len(), len);
+        Entry(b.into_boxed_slice())
     }
-    b.extend_from_slice(p.options);
-    b.extend_from_slice(&p.header);
-    let tail_at = b.len();
-    b.extend_from_slice(p.tail);
-    let tail_base = question_end(key.len());
-    for &(off, ttl) in p.ttls {
-        let at = tail_at + off as usize - tail_base;
-        b[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+
+    /// Octets held: what the shard's byte budget counts.
+    pub(crate) fn size(&self) -> usize {
+        self.0.len()
     }
-    debug_assert_eq!(b.len(), len);
-    b.into_boxed_slice()
+
+    fn u16_at(&self, at: usize) -> usize {
+        u16::from_le_bytes([self.0[at], self.0[at + 1]]) as usize
+    }
+
+    /// The stored key.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.0[FIXED_LEN..FIXED_LEN + self.u16_at(OFF_KEY_LEN)]
+    }
+
+    /// True when the entry has lived its lifetime at `now_ms`.
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_ms()
+    }
+
+    /// When the entry's lifetime ends, in milliseconds on the cache's clock.
+    ///
+    /// TTLs are whole seconds, and the cache counts them in whole seconds of its clock, as unbound
+    /// and Knot Resolver do: an entry stored during second `s` with a lifetime of `L` is answered
+    /// through second `s + L`, in which its smallest TTL reads 0, and ends when second `s + L + 1`
+    /// begins. So it outlives its TTL by less than a second (half a second on average), the share
+    /// of a second that had passed when it was stored; a TTL never counts up and never exceeds what
+    /// was stored. A lifetime of 0 ends at once: such an entry is never answered. An entry never to
+    /// be served stale (a SERVFAIL) ends exactly when its lifetime does.
+    pub(crate) fn expires_ms(&self) -> u64 {
+        let life = u64::from(self.lifetime());
+        let inserted = self.inserted_ms();
+        if life == 0 {
+            return inserted;
+        }
+        if !self.stale_ok() {
+            // A SERVFAIL's lifetime is a back-off that RFC 2308 section 7.1 caps at five minutes
+            // (and `servfail_ttl` may be exactly that): no slack past it.
+            return inserted.saturating_add(life * 1000);
+        }
+        (inserted / 1000)
+            .saturating_add(life + 1)
+            .saturating_mul(1000)
+    }
+
+    /// The entry's [`Age`] at `now_ms` with a stale window of `stale_ms`.
+    #[inline]
+    pub(crate) fn age(&self, now_ms: u64, stale_ms: u64) -> Age {
+        let expires = self.expires_ms();
+        if now_ms < expires {
+            Age::Fresh
+        } else if self.stale_ok() && now_ms - expires < stale_ms {
+            Age::Stale
+        } else {
+            Age::Dead
+        }
+    }
+
+    /// True when the entry may be answered stale once expired (see [`Parts::stale_ok`]).
+    pub(crate) fn stale_ok(&self) -> bool {
+        self.0[OFF_FLAGS] & FLAG_NEVER_STALE == 0
+    }
+
+    /// When the entry was stored, in milliseconds on the cache's clock.
+    pub(crate) fn inserted_ms(&self) -> u64 {
+        let mut v = [0u8; 8];
+        v[..6].copy_from_slice(&self.0[OFF_INSERTED..OFF_INSERTED + 6]);
+        u64::from_le_bytes(v)
+    }
+
+    /// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once
+    /// expired).
+    pub(crate) fn ttl_left_s(&self, now_ms: u64) -> u64 {
+        u64::from(self.lifetime()).saturating_sub(self.elapsed_s(now_ms))
+    }
+
+    /// Whole seconds of the cache's clock begun since the entry was stored: what its TTLs have
+    /// counted down (see [`Entry::expires_ms`]).
+    fn elapsed_s(&self, now_ms: u64) -> u64 {
+        (now_ms / 1000).saturating_sub(self.inserted_ms() / 1000)
+    }
+
+    /// The entry's lifetime in seconds.
+    pub(crate) fn lifetime(&self) -> u32 {
+        let b = &self.0;
+        u32::from_le_bytes([b[OFF_LIFETIME], b[OFF_LIFETIME + 1], b[OFF_LIFETIME + 2], 0])
+    }
+
+    /// Notes a hit for the CLOCK hand and the popularity count; returns the asks counted before
+    /// this one (saturating at [`MAX_HITS`]).
+    pub(crate) fn note_hit(&mut self) -> u8 {
+        let before = self.count_ask();
+        self.0[OFF_FLAGS] |= FLAG_REFERENCED;
+        before
+    }
+
+    /// The asks counted so far (saturating at [`MAX_HITS`]).
+    pub(crate) fn asks(&self) -> u8 {
+        (self.0[OFF_FLAGS] & HITS_MASK) >> HITS_SHIFT
+    }
+
+    /// Sets the asks counted (a new entry taking over its predecessor's popularity).
+    pub(crate) fn set_asks(&mut self, asks: u8) {
+        let flags = &mut self.0[OFF_FLAGS];
+        *flags = (*flags & !HITS_MASK) | (asks.min(MAX_HITS) << HITS_SHIFT);
+    }
+
+    /// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
+    /// fetched it: a name asked once must still go first); returns the asks counted before this
+    /// one.
+    pub(crate) fn count_ask(&mut self) -> u8 {
+        let flags = self.0[OFF_FLAGS];
+        let before = (flags & HITS_MASK) >> HITS_SHIFT;
+        let after = before.saturating_add(1).min(MAX_HITS);
+        self.0[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT);
+        before
+    }
+
+    /// True once a prefetch has been asked for this entry (a replacement entry starts without it).
+    pub(crate) fn prefetch_requested(&self) -> bool {
+        self.0[OFF_FLAGS] & FLAG_PREFETCH_REQUESTED != 0
+    }
+
+    /// Records that a prefetch has been asked for.
+    pub(crate) fn set_prefetch_requested(&mut self) {
+        self.0[OFF_FLAGS] |= FLAG_PREFETCH_REQUESTED;
+    }
+
+    /// Lets a prefetch or refresh be asked for again.
+    pub(crate) fn clear_prefetch_requested(&mut self) {
+        self.0[OFF_FLAGS] &= !FLAG_PREFETCH_REQUESTED;
+    }
+
+    /// Until when (seconds on the cache's clock) expired data is answered stale without a refresh.
+    pub(crate) fn held_until_s(&self) -> u32 {
+        let b = &self.0;
+        u32::from_le_bytes([
+            b[OFF_HELD_UNTIL],
+            b[OFF_HELD_UNTIL + 1],
+            b[OFF_HELD_UNTIL + 2],
+            b[OFF_HELD_UNTIL + 3],
+        ])
+    }
+
+    /// Holds the entry (see [`Entry::held_until_s`]).
+    pub(crate) fn set_held_until_s(&mut self, s: u32) {
+        self.0[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
+    }
+
+    /// True while a failed refresh holds the entry at `now_ms` (see [`Entry::held_until_s`]).
+    pub(crate) fn is_held(&self, now_ms: u64) -> bool {
+        u64::from(self.held_until_s()) * 1000 > now_ms
+    }
+
+    /// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).
+    pub(crate) fn set_verdict(&mut self, verdict: &Verdict) {
+        let code = verdict.kind_code();
+        let flags = self.0[OFF_FLAGS] & !(VERDICT_LOW | (0b11 << VERDICT_HIGH_SHIFT));
+        let low = if code & 1 != 0 { VERDICT_LOW } else { 0 };
+        self.0[OFF_FLAGS] = flags | low | ((code >> 1) << VERDICT_HIGH_SHIFT);
+    }
+
+    /// The stored verdict's kind ([`Verdict::kind_code`]).
+    pub(crate) fn verdict_code(&self) -> u8 {
+        let f = self.0[OFF_FLAGS];
+        u8::from(f & VERDICT_LOW != 0) | ((f >> VERDICT_HIGH_SHIFT) << 1)
+    }
+
+    /// The stored verdict (a bogus one with the reason of its stored Extended DNS Error).
+    pub(crate) fn verdict(&self) -> Verdict {
+        let code = self.verdict_code();
+        let ede = (code == Verdict::BOGUS_CODE)
+            .then(|| first_ede(self.options()))
+            .flatten();
+        Verdict::from_kind_code(code, ede)
+    }
+
+    /// The stored EDNS option octets.
+    fn options(&self) -> &[u8] {
+        let options_at = FIXED_LEN + self.u16_at(OFF_KEY_LEN) + 2 * self.u16_at(OFF_TTL_COUNT);
+        &self.0[options_at..options_at + usize::from(self.0[OFF_OPT_LEN])]
+    }
+
+    /// Clears the referenced bit; returns whether it was set (the entry's second chance).
+    pub(crate) fn take_referenced(&mut self) -> bool {
+        let was = self.0[OFF_FLAGS] & FLAG_REFERENCED != 0;
+        self.0[OFF_FLAGS] &= !FLAG_REFERENCED;
+        was
+    }
+
+    /// Writes the response for `client` into `out` with the one response writer
+    /// ([`crate::wire::response::write`]): ID, question spelling, flags and TTLs (see [`Ttls`])
+    /// patched, OPT for EDNS clients, cut to `max_len` by [`crate::wire::fit`]. Returns false
+    /// (with `out` unchanged) if not even the truncated form fits or the client's name does not
+    /// match. Allocates nothing beyond what `out` needs: this is the fast path's copy.
+    pub(crate) fn render(
+        &self,
+        client: &Client<'_>,
+        ttls: Ttls,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let b = &self.0;
+        let key_len = self.u16_at(OFF_KEY_LEN);
+        let ttl_count = self.u16_at(OFF_TTL_COUNT);
+        let opt_len = usize::from(b[OFF_OPT_LEN]);
+        let key = &b[FIXED_LEN..FIXED_LEN + key_len];
+        let offsets_at = FIXED_LEN + key_len;
+        let options_at = offsets_at + 2 * ttl_count;
+        let header_at = options_at + opt_len;
+        let tail_at = header_at + HEADER_LEN;
+        let header = &b[header_at..tail_at];
+        let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        let mut type_and_class = [0u8; 4];
+        type_and_class.copy_from_slice(key::type_and_class_of(key));
+        let src = Source {
+            flags: [header[2], header[3]],
+            counts: [count(6), count(8), count(10)],
+            qname: key::qname_of(key),
+            type_and_class: Some(type_and_class),
+            records: &b[tail_at..],
+            options: &b[options_at..header_at],
+            ttl_offsets: TtlOffsets::Packed(&b[offsets_at..options_at]),
+            ad_allowed: allows_ad(self.verdict_code(), header[3] & 0x20 != 0),
+            ext_rcode: 0,
+        };
+        let (ttls, extra): (_, &[u8]) = match ttls {
+            Ttls::At(now_ms) => (
+                response::Ttls::Less(self.elapsed_s(now_ms).min(u64::from(u32::MAX)) as u32),
+                &[],
+            ),
+            Ttls::Stale(ttl) => (response::Ttls::All(ttl), &STALE_EDE),
+        };
+        response::write(&src, client, ttls, extra, max_len, out)
+    }
+
+    /// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0,
+    /// RD clear, AD as stored, no OPT) and the stored key: what a cache file keeps of an entry.
+    pub(crate) fn stored_response(&self) -> Vec<u8> {
+        let key = self.key();
+        let client = Client {
+            id: 0,
+            recursion_available: true,
+            qname: key::qname_of(key),
+            recursion_desired: false,
+            checking_disabled: key::checking_disabled_of(key),
+            wants_ad: true,
+            edns: None,
+            payload: 0,
+        };
+        let mut out = Vec::new();
+        // The name is the stored one and every stored response fits a message, so this cannot
+        // fail; an empty result would be rejected when the file is read back anyway.
+        self.render(
+            &client,
+            Ttls::At(self.inserted_ms()),
+            crate::wire::builder::MAX_MESSAGE_LEN,
+            &mut out,
+        );
+        out
+    }
 }
 
 /// Offset just past the question in the full response for a key of this length.
 fn question_end(key_len: usize) -> usize {
     // The question is the name (key minus 5 octets), QTYPE and QCLASS.
     HEADER_LEN + key_len - 1
-}
-
-fn u16_at(b: &[u8], at: usize) -> usize {
-    u16::from_le_bytes([b[at], b[at + 1]]) as usize
-}
-
-/// The stored key.
-pub(crate) fn key(b: &[u8]) -> &[u8] {
-    &b[FIXED_LEN..FIXED_LEN + u16_at(b, OFF_KEY_LEN)]
-}
-
-/// True when the entry has lived its lifetime at `now_ms`.
-pub(crate) fn is_expired(b: &[u8], now_ms: u64) -> bool {
-    now_ms >= expires_ms(b)
-}
-
-/// When the entry's lifetime ends, in milliseconds on the cache's clock.
-///
-/// TTLs are whole seconds, and the cache counts them in whole seconds of its clock, as unbound and
-/// Knot Resolver do: an entry stored during second `s` with a lifetime of `L` is answered through
-/// second `s + L`, in which its smallest TTL reads 0, and ends when second `s + L + 1` begins. So
-/// it outlives its TTL by less than a second (half a second on average), the share of a second
-/// that had passed when it was stored; a TTL never counts up and never exceeds what was stored. A
-/// lifetime of 0 ends at once: such an entry is never answered. An entry never to be served stale
-/// (a SERVFAIL) ends exactly when its lifetime does.
-pub(crate) fn expires_ms(b: &[u8]) -> u64 {
-    let life = u64::from(lifetime(b));
-    if life == 0 {
-        return inserted_ms(b);
-    }
-    if !stale_ok(b) {
-        // A SERVFAIL's lifetime is a back-off that RFC 2308 section 7.1 caps at five minutes
-        // (and `servfail_ttl` may be exactly that): no slack past it.
-        return inserted_ms(b).saturating_add(life * 1000);
-    }
-    (inserted_ms(b) / 1000)
-        .saturating_add(life + 1)
-        .saturating_mul(1000)
 }
 
 /// Where an entry stands at a moment, for a given stale window.
@@ -178,135 +416,6 @@ pub(crate) enum Age {
     Dead,
 }
 
-/// The entry's [`Age`] at `now_ms` with a stale window of `stale_ms`.
-#[inline]
-pub(crate) fn age(b: &[u8], now_ms: u64, stale_ms: u64) -> Age {
-    let expires = expires_ms(b);
-    if now_ms < expires {
-        Age::Fresh
-    } else if stale_ok(b) && now_ms - expires < stale_ms {
-        Age::Stale
-    } else {
-        Age::Dead
-    }
-}
-
-/// True when the entry may be answered stale once expired (see [`Parts::stale_ok`]).
-pub(crate) fn stale_ok(b: &[u8]) -> bool {
-    b[OFF_FLAGS] & FLAG_NEVER_STALE == 0
-}
-
-/// When the entry was stored, in milliseconds on the cache's clock.
-pub(crate) fn inserted_ms(b: &[u8]) -> u64 {
-    let mut v = [0u8; 8];
-    v[..6].copy_from_slice(&b[OFF_INSERTED..OFF_INSERTED + 6]);
-    u64::from_le_bytes(v)
-}
-
-/// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once expired).
-pub(crate) fn ttl_left_s(b: &[u8], now_ms: u64) -> u64 {
-    u64::from(lifetime(b)).saturating_sub(elapsed_s(b, now_ms))
-}
-
-/// Whole seconds of the cache's clock begun since the entry was stored: what its TTLs have
-/// counted down (see [`expires_ms`]).
-fn elapsed_s(b: &[u8], now_ms: u64) -> u64 {
-    (now_ms / 1000).saturating_sub(inserted_ms(b) / 1000)
-}
-
-/// The entry's lifetime in seconds.
-pub(crate) fn lifetime(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[OFF_LIFETIME], b[OFF_LIFETIME + 1], b[OFF_LIFETIME + 2], 0])
-}
-
-/// Notes a hit for the CLOCK hand and the popularity count; returns the asks counted before this
-/// one (saturating at [`MAX_HITS`]).
-pub(crate) fn note_hit(b: &mut [u8]) -> u8 {
-    let before = count_ask(b);
-    b[OFF_FLAGS] |= FLAG_REFERENCED;
-    before
-}
-
-/// The asks counted so far (saturating at [`MAX_HITS`]).
-pub(crate) fn asks(b: &[u8]) -> u8 {
-    (b[OFF_FLAGS] & HITS_MASK) >> HITS_SHIFT
-}
-
-/// Sets the asks counted (a new entry taking over its predecessor's popularity).
-pub(crate) fn set_asks(b: &mut [u8], asks: u8) {
-    b[OFF_FLAGS] = (b[OFF_FLAGS] & !HITS_MASK) | (asks.min(MAX_HITS) << HITS_SHIFT);
-}
-
-/// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
-/// fetched it: a name asked once must still go first); returns the asks counted before this one.
-pub(crate) fn count_ask(b: &mut [u8]) -> u8 {
-    let flags = b[OFF_FLAGS];
-    let before = (flags & HITS_MASK) >> HITS_SHIFT;
-    let after = before.saturating_add(1).min(MAX_HITS);
-    b[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT);
-    before
-}
-
-/// True once a prefetch has been asked for this entry (a replacement entry starts without it).
-pub(crate) fn prefetch_requested(b: &[u8]) -> bool {
-    b[OFF_FLAGS] & FLAG_PREFETCH_REQUESTED != 0
-}
-
-/// Records that a prefetch has been asked for.
-pub(crate) fn set_prefetch_requested(b: &mut [u8]) {
-    b[OFF_FLAGS] |= FLAG_PREFETCH_REQUESTED;
-}
-
-/// Lets a prefetch or refresh be asked for again.
-pub(crate) fn clear_prefetch_requested(b: &mut [u8]) {
-    b[OFF_FLAGS] &= !FLAG_PREFETCH_REQUESTED;
-}
-
-/// Until when (seconds on the cache's clock) expired data is answered stale without a refresh.
-pub(crate) fn held_until_s(b: &[u8]) -> u32 {
-    u32::from_le_bytes([
-        b[OFF_HELD_UNTIL],
-        b[OFF_HELD_UNTIL + 1],
-        b[OFF_HELD_UNTIL + 2],
-        b[OFF_HELD_UNTIL + 3],
-    ])
-}
-
-/// Holds the entry (see [`held_until_s`]).
-pub(crate) fn set_held_until_s(b: &mut [u8], s: u32) {
-    b[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
-}
-
-/// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).
-pub(crate) fn set_verdict(b: &mut [u8], verdict: &Verdict) {
-    let code = verdict.kind_code();
-    let flags = b[OFF_FLAGS] & !(VERDICT_LOW | (0b11 << VERDICT_HIGH_SHIFT));
-    let low = if code & 1 != 0 { VERDICT_LOW } else { 0 };
-    b[OFF_FLAGS] = flags | low | ((code >> 1) << VERDICT_HIGH_SHIFT);
-}
-
-/// The stored verdict's kind ([`Verdict::kind_code`]).
-pub(crate) fn verdict_code(b: &[u8]) -> u8 {
-    let f = b[OFF_FLAGS];
-    u8::from(f & VERDICT_LOW != 0) | ((f >> VERDICT_HIGH_SHIFT) << 1)
-}
-
-/// The stored verdict (a bogus one with the reason of its stored Extended DNS Error).
-pub(crate) fn verdict(b: &[u8]) -> Verdict {
-    let code = verdict_code(b);
-    let ede = (code == Verdict::BOGUS_CODE)
-        .then(|| first_ede(options(b)))
-        .flatten();
-    Verdict::from_kind_code(code, ede)
-}
-
-/// The stored EDNS option octets.
-fn options(b: &[u8]) -> &[u8] {
-    let key_len = u16_at(b, OFF_KEY_LEN);
-    let options_at = FIXED_LEN + key_len + 2 * u16_at(b, OFF_TTL_COUNT);
-    &b[options_at..options_at + usize::from(b[OFF_OPT_LEN])]
-}
-
 /// The info-code of the first Extended DNS Error among `options`.
 fn first_ede(options: &[u8]) -> Option<u16> {
     let mut ede = Vec::new();
@@ -314,91 +423,13 @@ fn first_ede(options: &[u8]) -> Option<u16> {
     ede.get(4..6).map(|c| u16::from_be_bytes([c[0], c[1]]))
 }
 
-/// Clears the referenced bit; returns whether it was set (the entry's second chance).
-pub(crate) fn take_referenced(b: &mut [u8]) -> bool {
-    let was = b[OFF_FLAGS] & FLAG_REFERENCED != 0;
-    b[OFF_FLAGS] &= !FLAG_REFERENCED;
-    was
-}
-
 /// How the TTLs of a rendered answer are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ttls {
     /// The stored TTL minus the whole seconds of the cache's clock begun since the entry was
-    /// stored, at this time (ms on the cache's clock; see [`expires_ms`]).
+    /// stored, at this time (ms on the cache's clock; see [`Entry::expires_ms`]).
     At(u64),
     /// Every TTL set to this value, with an Extended DNS Error "Stale Answer" for EDNS clients
     /// (RFC 8767 section 4, RFC 8914 section 4.4).
     Stale(u32),
-}
-
-/// Writes the response for `client` into `out` with the one response writer
-/// ([`crate::wire::response::write`]): ID, question spelling, flags and TTLs (see [`Ttls`])
-/// patched, OPT for EDNS clients, cut to `max_len` by [`crate::wire::fit`]. Returns false (with
-/// `out` unchanged) if not even the truncated form fits or the client's name does not match.
-pub(crate) fn render(
-    b: &[u8],
-    client: &Client<'_>,
-    ttls: Ttls,
-    max_len: usize,
-    out: &mut Vec<u8>,
-) -> bool {
-    let key_len = u16_at(b, OFF_KEY_LEN);
-    let ttl_count = u16_at(b, OFF_TTL_COUNT);
-    let opt_len = usize::from(b[OFF_OPT_LEN]);
-    let key = &b[FIXED_LEN..FIXED_LEN + key_len];
-    let offsets_at = FIXED_LEN + key_len;
-    let options_at = offsets_at + 2 * ttl_count;
-    let header_at = options_at + opt_len;
-    let tail_at = header_at + HEADER_LEN;
-    let header = &b[header_at..tail_at];
-    let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
-    let mut type_and_class = [0u8; 4];
-    type_and_class.copy_from_slice(key::type_and_class_of(key));
-    let src = Source {
-        flags: [header[2], header[3]],
-        counts: [count(6), count(8), count(10)],
-        qname: key::qname_of(key),
-        type_and_class: Some(type_and_class),
-        records: &b[tail_at..],
-        options: &b[options_at..header_at],
-        ttl_offsets: TtlOffsets::Packed(&b[offsets_at..options_at]),
-        ad_allowed: allows_ad(verdict_code(b), header[3] & 0x20 != 0),
-        ext_rcode: 0,
-    };
-    let (ttls, extra): (_, &[u8]) = match ttls {
-        Ttls::At(now_ms) => (
-            response::Ttls::Less(elapsed_s(b, now_ms).min(u64::from(u32::MAX)) as u32),
-            &[],
-        ),
-        Ttls::Stale(ttl) => (response::Ttls::All(ttl), &STALE_EDE),
-    };
-    response::write(&src, client, ttls, extra, max_len, out)
-}
-
-/// The complete response as it was stored (TTLs as received, after the policy's clamps; ID 0, RD
-/// clear, AD as stored, no OPT) and the stored key: what a cache file keeps of an entry.
-pub(crate) fn stored_response(b: &[u8]) -> Vec<u8> {
-    let key = key(b);
-    let client = Client {
-        id: 0,
-        recursion_available: true,
-        qname: key::qname_of(key),
-        recursion_desired: false,
-        checking_disabled: key::checking_disabled_of(key),
-        wants_ad: true,
-        edns: None,
-        payload: 0,
-    };
-    let mut out = Vec::new();
-    // The name is the stored one and every stored response fits a message, so this cannot fail;
-    // an empty result would be rejected when the file is read back anyway.
-    render(
-        b,
-        &client,
-        Ttls::At(inserted_ms(b)),
-        crate::wire::builder::MAX_MESSAGE_LEN,
-        &mut out,
-    );
-    out
 }

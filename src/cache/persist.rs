@@ -58,7 +58,7 @@ use thiserror::Error;
 
 use crate::wire::{Message, Rcode};
 
-use super::entry::{self, Age};
+use super::entry::Age;
 use super::key::Key;
 use super::shard::hash_key;
 use super::{policy, Cache};
@@ -174,17 +174,17 @@ impl Cache {
             let guard = super::lock(shard);
             let now_ms = self.now_ms();
             let window = self.stale_window_ms();
-            for blob in guard.entries() {
+            for entry in guard.entries() {
                 // SERVFAIL entries (never stale) are not written, live or not.
-                if !entry::stale_ok(blob) || entry::age(blob, now_ms, window) == Age::Dead {
+                if !entry.stale_ok() || entry.age(now_ms, window) == Age::Dead {
                     continue;
                 }
-                let wire = entry::stored_response(blob);
-                let key = entry::key(blob);
+                let wire = entry.stored_response();
+                let key = entry.key();
                 if wire.is_empty() || wire.len() > usize::from(u16::MAX) || count == u32::MAX {
                     continue;
                 }
-                let age = now_ms.saturating_sub(entry::inserted_ms(blob));
+                let age = now_ms.saturating_sub(entry.inserted_ms());
                 body.extend_from_slice(&now_unix_ms.saturating_sub(age).to_be_bytes());
                 body.extend_from_slice(&(key.len() as u16).to_be_bytes());
                 body.extend_from_slice(key);
@@ -282,22 +282,22 @@ impl Cache {
         }
         let now_ms = self.now_ms();
         // Rounded up to whole seconds: the TTLs count whole seconds of the clock (see
-        // `entry::expires_ms`), whose second boundaries fall elsewhere in this process, and with
+        // `Entry::expires_ms`), whose second boundaries fall elsewhere in this process, and with
         // the exact age an entry could read one second more here than it did when it was saved.
         let age = (now_unix_ms - inserted_unix_ms).div_ceil(1000) * 1000;
         // Older than the cache's clock can date: past any TTL plus stale age.
         let Some(inserted_ms) = now_ms.checked_sub(age) else {
             return Restored::Expired;
         };
-        let Ok(blob) = policy::prepare(&self.limits, &key, wire, inserted_ms) else {
+        let Ok(entry) = policy::prepare(&self.limits, &key, wire, inserted_ms) else {
             return Restored::Rejected;
         };
-        if entry::age(&blob, now_ms, self.stale_window_ms()) == Age::Dead {
+        if entry.age(now_ms, self.stale_window_ms()) == Age::Dead {
             return Restored::Expired;
         }
         let hash = hash_key(&self.hasher, key.as_bytes());
         // Lock held for the insert only.
-        if self.shard(hash).insert(hash, blob, now_ms, &self.hasher) {
+        if self.shard(hash).insert(hash, entry, now_ms, &self.hasher) {
             Restored::Loaded
         } else {
             Restored::Rejected

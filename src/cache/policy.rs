@@ -23,7 +23,7 @@
 //!   (there is no validator yet; see `stale_ok` where entries are built).
 //!
 //! The stored header is normalised: ID 0, QR=1, AA=0 (we are not the authority), RA=1, Z=0; AD and CD
-//! are kept (AD is shown only to clients that ask, see `entry::render`).
+//! are kept (AD is shown only to clients that ask, see `Entry::render`).
 
 use thiserror::Error;
 
@@ -31,7 +31,7 @@ use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::scan::{self, Section};
 use crate::wire::{edns, Class, Header, Opcode, RType, Rcode, WireError, HEADER_LEN};
 
-use super::entry::{self, Parts};
+use super::entry::{self, Entry, Parts};
 use super::key::Key;
 
 /// RFC 2308 section 7.1: server failures are cached for at most five minutes.
@@ -103,7 +103,7 @@ pub(crate) fn prepare(
     key: &Key,
     wire: &[u8],
     now_ms: u64,
-) -> Result<Box<[u8]>, Uncacheable> {
+) -> Result<Entry, Uncacheable> {
     if wire.len() > MAX_STORED_LEN {
         return Err(Uncacheable::TooLarge);
     }
@@ -193,7 +193,7 @@ pub(crate) fn prepare(
     h.z = false;
     h.checking_disabled = key.checking_disabled();
     h.arcount = arcount;
-    Ok(entry::build(&Parts {
+    Ok(Entry::new(&Parts {
         key,
         inserted_ms: now_ms,
         lifetime,
@@ -215,7 +215,7 @@ pub(crate) fn servfail(
     info_code: Option<u16>,
     text: &[u8],
     now_ms: u64,
-) -> Result<Box<[u8]>, Uncacheable> {
+) -> Result<Entry, Uncacheable> {
     let lifetime = limits.servfail_ttl.min(MAX_SERVFAIL_TTL);
     if lifetime == 0 {
         return Err(Uncacheable::ServfailOff);
@@ -236,7 +236,7 @@ pub(crate) fn servfail(
         qdcount: 1,
         ..Header::default()
     };
-    Ok(entry::build(&Parts {
+    Ok(Entry::new(&Parts {
         key,
         inserted_ms: now_ms,
         lifetime,

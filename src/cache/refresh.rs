@@ -32,8 +32,9 @@ use crate::handler::{Chain, Lookup};
 use crate::wire::{Class, Name, QueryFlags, Question};
 
 use super::entry::Client;
+use super::flight::Fetch;
 use super::key::Key;
-use super::{Cache, Fetch};
+use super::Cache;
 
 /// Jobs waiting for the refresher; a full queue drops new prefetches.
 pub(crate) const QUEUE: usize = 1024;

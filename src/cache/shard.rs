@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::handler::HandlerResult;
 
-use super::entry::{self, Age};
+use super::entry::{Age, Entry};
 
 /// The keyed hash of a cache key (used for the shard choice and the index).
 pub(crate) fn hash_key(state: &RandomState, key: &[u8]) -> u64 {
@@ -62,9 +62,9 @@ pub(crate) struct Counters {
 /// What a lookup found.
 pub(crate) enum Found<'a> {
     /// A live entry.
-    Fresh(&'a mut [u8]),
+    Fresh(&'a mut Entry),
     /// An expired entry still within the stale window, and allowed to be served stale.
-    Stale(&'a mut [u8]),
+    Stale(&'a mut Entry),
 }
 
 /// The waiters of one miss in flight: the leader publishes its result here.
@@ -73,7 +73,7 @@ pub(crate) type Flight = watch::Sender<Option<HandlerResult>>;
 /// One shard.
 pub(crate) struct Shard {
     index: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
-    slots: Vec<Option<Box<[u8]>>>,
+    slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     hand: usize,
     len: usize,
@@ -117,13 +117,13 @@ impl Shard {
         stale_ms: u64,
     ) -> Option<Found<'_>> {
         let idx = *self.index.get(&hash)? as usize;
-        let blob = self.slots.get(idx)?.as_deref()?;
-        if entry::key(blob) != key {
+        let entry = self.slots.get(idx)?.as_ref()?;
+        if entry.key() != key {
             return None;
         }
-        match entry::age(blob, now_ms, stale_ms) {
-            Age::Fresh => self.slots[idx].as_deref_mut().map(Found::Fresh),
-            Age::Stale => self.slots[idx].as_deref_mut().map(Found::Stale),
+        match entry.age(now_ms, stale_ms) {
+            Age::Fresh => self.slots[idx].as_mut().map(Found::Fresh),
+            Age::Stale => self.slots[idx].as_mut().map(Found::Stale),
             Age::Dead => {
                 self.remove(idx, hash);
                 None
@@ -137,15 +137,15 @@ impl Shard {
     }
 
     /// The entry for `key`, whatever its age.
-    pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut [u8]> {
+    pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
         let idx = *self.index.get(&hash)? as usize;
-        let blob = self.slots.get_mut(idx)?.as_deref_mut()?;
-        (entry::key(blob) == key).then_some(blob)
+        let entry = self.slots.get_mut(idx)?.as_mut()?;
+        (entry.key() == key).then_some(entry)
     }
 
     /// Every entry held.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &[u8]> {
-        self.slots.iter().filter_map(|s| s.as_deref())
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().filter_map(Option::as_ref)
     }
 
     /// Stores an entry under `hash`, replacing what was there and evicting as needed. Returns false
@@ -153,11 +153,11 @@ impl Shard {
     pub(crate) fn insert(
         &mut self,
         hash: u64,
-        mut blob: Box<[u8]>,
+        mut entry: Entry,
         now_ms: u64,
         hasher: &RandomState,
     ) -> bool {
-        if self.max_entries == 0 || blob.len() > self.max_bytes {
+        if self.max_entries == 0 || entry.size() > self.max_bytes {
             return false;
         }
         if let Some(&idx) = self.index.get(&hash) {
@@ -165,15 +165,14 @@ impl Shard {
             // same key adds the asks of the one it replaces (live, stale, or a refresh's old copy),
             // so a name that earned a prefetch needs only a hit in each later window to keep being
             // refreshed, as with unbound's prefetch.
-            if let Some(old) = self.slots[idx as usize].as_deref() {
-                if entry::key(old) == entry::key(&blob) {
-                    let asks = entry::asks(old) + entry::asks(&blob);
-                    entry::set_asks(&mut blob, asks);
+            if let Some(old) = &self.slots[idx as usize] {
+                if old.key() == entry.key() {
+                    entry.set_asks(old.asks() + entry.asks());
                 }
             }
             self.remove(idx as usize, hash);
         }
-        while self.len >= self.max_entries || self.bytes + blob.len() > self.max_bytes {
+        while self.len >= self.max_entries || self.bytes + entry.size() > self.max_bytes {
             if !self.evict_one(now_ms, hasher) {
                 return false;
             }
@@ -185,9 +184,9 @@ impl Shard {
                 self.slots.len() - 1
             }
         };
-        self.bytes += blob.len();
+        self.bytes += entry.size();
         self.len += 1;
-        self.slots[idx] = Some(blob);
+        self.slots[idx] = Some(entry);
         self.index.insert(hash, idx as u32);
         self.counters.inserts += 1;
         true
@@ -205,14 +204,14 @@ impl Shard {
             }
             let idx = self.hand;
             self.hand += 1;
-            let Some(blob) = self.slots[idx].as_deref_mut() else {
+            let Some(entry) = self.slots[idx].as_mut() else {
                 continue;
             };
-            let expired = entry::is_expired(blob, now_ms);
-            if !expired && entry::take_referenced(blob) {
+            let expired = entry.is_expired(now_ms);
+            if !expired && entry.take_referenced() {
                 continue;
             }
-            let hash = hash_key(hasher, entry::key(blob));
+            let hash = hash_key(hasher, entry.key());
             self.remove(idx, hash);
             if !expired {
                 self.counters.evictions += 1;
@@ -224,7 +223,7 @@ impl Shard {
 
     fn remove(&mut self, idx: usize, hash: u64) {
         if let Some(old) = self.slots[idx].take() {
-            self.bytes -= old.len();
+            self.bytes -= old.size();
             self.len -= 1;
             self.free.push(idx as u32);
             if self.index.get(&hash) == Some(&(idx as u32)) {
@@ -238,14 +237,14 @@ impl Shard {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cache::entry::{build, Parts};
+    use crate::cache::entry::{Entry, Parts};
     use crate::cache::key::Key;
     use crate::wire::{Class, Name, RType};
 
-    fn blob(name: &str, lifetime: u32, inserted_ms: u64) -> (Key, Box<[u8]>) {
+    fn entry(name: &str, lifetime: u32, inserted_ms: u64) -> (Key, Entry) {
         let n: Name = name.parse().unwrap();
         let key = Key::new(n.as_wire(), RType::A, Class::IN, false, false).unwrap();
-        let b = build(&Parts {
+        let b = Entry::new(&Parts {
             key: &key,
             inserted_ms,
             lifetime,
@@ -261,8 +260,8 @@ mod tests {
     /// A lookup without stale data that marks a live entry as hit, as the cache does.
     fn hit(s: &mut Shard, hash: u64, key: &Key, now_ms: u64) -> bool {
         match s.lookup(hash, key.as_bytes(), now_ms, 0) {
-            Some(Found::Fresh(b)) => {
-                entry::note_hit(b);
+            Some(Found::Fresh(e)) => {
+                e.note_hit();
                 true
             }
             _ => false,
@@ -273,11 +272,11 @@ mod tests {
     fn stale_entries_are_found_within_their_window_only() {
         let state = RandomState::new();
         let mut s = Shard::new(10, usize::MAX);
-        let (a, ba) = blob("a.", 10, 0);
+        let (a, ba) = entry("a.", 10, 0);
         let ha = hash_key(&state, a.as_bytes());
         s.insert(ha, ba, 0, &state);
         // Stored at the start of second 0 with a lifetime of 10: live through second 10 (whole
-        // seconds, see `entry::expires_ms`), stale from 11 s.
+        // seconds, see `Entry::expires_ms`), stale from 11 s.
         assert!(matches!(
             s.lookup(ha, a.as_bytes(), 10_999, 5_000),
             Some(Found::Fresh(_))
@@ -295,8 +294,8 @@ mod tests {
         assert_eq!(s.len(), 0);
 
         // Entries that must never be served stale are missed and removed once expired.
-        let (k, _) = blob("b.", 10, 0);
-        let never = build(&Parts {
+        let (k, _) = entry("b.", 10, 0);
+        let never = Entry::new(&Parts {
             key: &k,
             inserted_ms: 0,
             lifetime: 10,
@@ -324,7 +323,7 @@ mod tests {
         let keys: Vec<Key> = ["a.", "b.", "c.", "d.", "e."]
             .iter()
             .map(|n| {
-                let (k, b) = blob(n, 100, 0);
+                let (k, b) = entry(n, 100, 0);
                 assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
                 k
             })
@@ -332,14 +331,14 @@ mod tests {
         // Only three fit; "a" and "b" were evicted for "d" and "e" (neither had been referenced).
         assert_eq!(s.len(), 3);
         assert_eq!(s.counters.evictions, 2);
-        let (c, _) = blob("c.", 100, 0);
+        let (c, _) = entry("c.", 100, 0);
         let hc = hash_key(&state, c.as_bytes());
         assert!(hit(&mut s, hc, &c, 0));
         let ha = hash_key(&state, keys[0].as_bytes());
         assert!(!hit(&mut s, ha, &keys[0], 0));
         // "c" was referenced, so the next two inserts evict "d" and "e" and keep "c".
         for n in ["f.", "g."] {
-            let (k, b) = blob(n, 100, 0);
+            let (k, b) = entry(n, 100, 0);
             assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
         }
         assert!(hit(&mut s, hc, &c, 0));
@@ -350,8 +349,8 @@ mod tests {
     fn expired_entries_go_first_and_are_not_counted_as_evictions() {
         let state = RandomState::new();
         let mut s = Shard::new(2, usize::MAX);
-        let (a, ba) = blob("a.", 1, 0);
-        let (b, bb) = blob("b.", 100, 0);
+        let (a, ba) = entry("a.", 1, 0);
+        let (b, bb) = entry("b.", 100, 0);
         let ha = hash_key(&state, a.as_bytes());
         let hb = hash_key(&state, b.as_bytes());
         s.insert(ha, ba, 0, &state);
@@ -359,7 +358,7 @@ mod tests {
         // Both referenced; "a" has expired by 2 s.
         hit(&mut s, ha, &a, 0);
         hit(&mut s, hb, &b, 0);
-        let (c, bc) = blob("c.", 100, 2000);
+        let (c, bc) = entry("c.", 100, 2000);
         s.insert(hash_key(&state, c.as_bytes()), bc, 2000, &state);
         assert!(hit(&mut s, hb, &b, 2000));
         assert!(!hit(&mut s, ha, &a, 2000));
@@ -370,18 +369,18 @@ mod tests {
     #[test]
     fn byte_budget_is_kept_and_capacity_zero_stores_nothing() {
         let state = RandomState::new();
-        let (k, b) = blob("a.", 100, 0);
-        let one = b.len();
+        let (k, b) = entry("a.", 100, 0);
+        let one = b.size();
         let mut s = Shard::new(100, 2 * one);
         s.insert(hash_key(&state, k.as_bytes()), b, 0, &state);
         for n in ["b.", "c.", "d."] {
-            let (k, b) = blob(n, 100, 0);
+            let (k, b) = entry(n, 100, 0);
             assert!(s.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
             assert!(s.bytes <= 2 * one);
         }
         assert_eq!(s.len(), 2);
         let mut none = Shard::new(0, usize::MAX);
-        let (k, b) = blob("a.", 100, 0);
+        let (k, b) = entry("a.", 100, 0);
         assert!(!none.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
         assert_eq!(none.len(), 0);
     }

@@ -23,8 +23,12 @@ use tokio::sync::Semaphore;
 use tokio::time::advance;
 use tokio_util::sync::CancellationToken;
 
+use super::key::Key;
+use super::policy::Uncacheable;
 use super::*;
-use crate::handler::{BusyReason, Chain, Protocol, RefusalReason, Verdict};
+use crate::handler::{
+    Answer, BusyReason, Chain, HandlerError, Origin, Protocol, RefusalReason, Verdict,
+};
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::scan::{self, Section};
 use crate::wire::{

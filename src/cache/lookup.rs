@@ -1,0 +1,296 @@
+//! The two ways a query reaches the cache, and what each does with what it finds.
+//!
+//! ```text
+//!  fast path  (Handler::answer_fast: a QueryView, nothing allocated)
+//!    key on the stack -> shard lock -> live entry: render, queue its prefetch when due -> hit
+//!                                   -> stale entry answered at once (held, or client_timeout 0)
+//!                                   -> anything else: false, and the server takes the slow path
+//!  slow path  (Handler::handle: a parsed Request)
+//!    shard lock -> step -> Hit | Follow a flight | Lead one | FollowOrStale | LeadOrStale
+//!    lock released -> wait for the flight or lead it (bounded by client_timeout for stale data)
+//! ```
+//!
+//! The fast path is what a hit costs: one lock, one hash lookup and one copy of the stored bytes
+//! with ID, question spelling, flags and TTLs patched ([`Entry::render`]), and no allocation. It
+//! declines whatever it cannot answer exactly as the slow path would: a miss, stale data that must
+//! first be refreshed, a query the cache does not answer (not a QUERY, an uncacheable type), or one
+//! the slow path answers FORMERR or BADVERS (malformed EDNS options, EDNS version other than 0). So
+//! a hit and a miss look alike to the client.
+//!
+//! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
+//! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
+//! goes through serve-stale ([`super::stale`]). Live hits on either path count toward prefetch
+//! ([`super::prefetch`]).
+//!
+//! [`Entry::render`]: super::entry::Entry::render
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::handler::{Answer, HandlerResult, Next, Origin, Request};
+use crate::wire::builder::MAX_MESSAGE_LEN;
+use crate::wire::edns::check_options;
+use crate::wire::{Message, Opcode, QueryView};
+
+use super::entry::{Client, Ttls};
+use super::flight::Fetch;
+use super::key::Key;
+use super::policy;
+use super::shard::{hash_key, Found, Shard};
+use super::stale::is_failure;
+use super::Cache;
+
+impl Cache {
+    /// The fast path: keys `query` on the stack and answers it from the stored bytes
+    /// ([`Cache::answer_key`]); false leaves it to the slow path (see the module docs).
+    #[inline]
+    pub(super) fn fast_path(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let h = &query.header;
+        if h.response || h.opcode != Opcode::QUERY {
+            return false;
+        }
+        if !policy::cacheable_question(query.qtype, query.qclass) {
+            return false;
+        }
+        let dnssec_ok = match query.edns {
+            None => false,
+            Some(e) if e.version != 0 || (e.has_options && options_malformed(query)) => {
+                return false
+            }
+            Some(e) => e.dnssec_ok,
+        };
+        let Some(key) = Key::new(
+            query.qname,
+            query.qtype,
+            query.qclass,
+            dnssec_ok,
+            h.checking_disabled,
+        ) else {
+            return false;
+        };
+        let client = Client {
+            id: h.id,
+            recursion_available: true,
+            qname: query.qname,
+            recursion_desired: h.recursion_desired,
+            checking_disabled: h.checking_disabled,
+            wants_ad: h.authentic_data || dnssec_ok,
+            edns: query.edns.map(|e| e.dnssec_ok),
+            payload: self.payload,
+        };
+        self.answer_key(&key, &client, max_len, out)
+    }
+
+    /// Writes the cached answer for `key` into `out`; false on a miss (or on stale data the slow
+    /// path must first try to refresh).
+    fn answer_key(
+        &self,
+        key: &Key,
+        client: &Client<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let hash = hash_key(&self.hasher, key.as_bytes());
+        let now = self.now_ms();
+        // Lock held for the lookup and the copy only.
+        let mut guard = self.shard(hash);
+        let shard = &mut *guard;
+        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+            None => false,
+            Some(Found::Fresh(entry)) => {
+                if !entry.render(client, Ttls::At(now), max_len, out) {
+                    return false;
+                }
+                self.on_live_hit(entry, key, hash, now);
+                shard.counters.hits += 1;
+                true
+            }
+            Some(Found::Stale(entry)) => {
+                let Some(stale) = self.stale else {
+                    return false;
+                };
+                if !self.stale_now(stale, entry, key, hash, now)
+                    || !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out)
+                {
+                    return false;
+                }
+                shard.counters.hits += 1;
+                shard.counters.stale += 1;
+                true
+            }
+        }
+    }
+
+    /// The slow path: a hit, one run of the rest of the chain per group of identical misses, or a
+    /// refresh of stale data that the query waits for at most the client timeout.
+    pub(super) async fn resolve(&self, req: &Request, next: Next<'_>) -> HandlerResult {
+        let Some(key) = request_key(&req.query) else {
+            return next.run(req).await;
+        };
+        let started = Instant::now();
+        let q = &req.query;
+        let client = Client {
+            id: q.header.id,
+            recursion_available: true,
+            qname: q.questions[0].name.as_wire(),
+            recursion_desired: q.header.recursion_desired,
+            checking_disabled: q.header.checking_disabled,
+            wants_ad: q.header.authentic_data || q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+            // Always render our OPT so that a cached Extended DNS Error comes back as an option;
+            // the server normalises EDNS for the client afterwards.
+            edns: Some(q.edns.as_ref().is_some_and(|e| e.dnssec_ok)),
+            payload: self.payload,
+        };
+        let hash = hash_key(&self.hasher, key.as_bytes());
+        let deadline = started + self.stale.map_or(Duration::ZERO, |s| s.client_timeout);
+        loop {
+            let step = {
+                // Lock held for this block only; nothing in it awaits.
+                let mut guard = self.shard(hash);
+                self.step(&mut guard, &key, hash, &client)
+            };
+            match step {
+                Step::Hit(answer) => return Ok(answer),
+                Step::Follow(mut rx) => {
+                    if let Ok(result) = rx.wait_for(Option::is_some).await {
+                        if let Some(result) = result.as_ref() {
+                            return result.clone();
+                        }
+                    }
+                    // The leader was cancelled before it had a result: try again.
+                }
+                Step::Lead => {
+                    return self
+                        .lead(next.run(req), &key, hash, &client, Fetch::Client)
+                        .await
+                }
+                Step::FollowOrStale(mut rx, stale) => {
+                    let result =
+                        match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
+                        {
+                            Ok(Ok(result)) => result.as_ref().cloned(),
+                            // Late, or the refresh was abandoned.
+                            _ => None,
+                        };
+                    return match result {
+                        Some(r) if !is_failure(&r) => {
+                            self.count(hash, |c| c.coalesced += 1);
+                            r
+                        }
+                        _ => self.stale_answer(hash, &stale),
+                    };
+                }
+                Step::LeadOrStale(stale) => {
+                    let lead = self.lead(next.run(req), &key, hash, &client, Fetch::Client);
+                    return match tokio::time::timeout_at(deadline, lead).await {
+                        Ok(r) if !is_failure(&r) => {
+                            self.count(hash, |c| c.misses += 1);
+                            r
+                        }
+                        _ => self.stale_answer(hash, &stale),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Decides what a slow-path query does, under its shard's lock.
+    fn step(&self, shard: &mut Shard, key: &Key, hash: u64, client: &Client<'_>) -> Step {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        let stale = self.stale;
+        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+            Some(Found::Fresh(entry))
+                if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
+            {
+                self.on_live_hit(entry, key, hash, now);
+                let answer = Answer::checked(out, Origin::Cache, entry.verdict());
+                shard.counters.hits += 1;
+                return Step::Hit(answer);
+            }
+            Some(Found::Stale(entry)) => {
+                let rendered = stale.filter(|s| {
+                    let ttls = Ttls::Stale(s.answer_ttl);
+                    entry.render(client, ttls, MAX_MESSAGE_LEN, &mut out)
+                });
+                if let Some(stale) = rendered {
+                    let answer = Answer::checked(out, Origin::StaleCache, entry.verdict());
+                    if self.stale_now(stale, entry, key, hash, now) {
+                        shard.counters.hits += 1;
+                        shard.counters.stale += 1;
+                        return Step::Hit(answer);
+                    }
+                    return self.refresh_stale(shard, key, hash, answer);
+                }
+            }
+            _ => {}
+        }
+        if let Some(flight) = shard.inflight.get(key.as_bytes()) {
+            let rx = flight.subscribe();
+            shard.counters.coalesced += 1;
+            Step::Follow(rx)
+        } else {
+            shard
+                .inflight
+                .insert(key.as_bytes().into(), watch::channel(None).0);
+            shard.counters.misses += 1;
+            Step::Lead
+        }
+    }
+}
+
+/// What the slow path does after its critical section.
+pub(super) enum Step {
+    /// Answered under the lock.
+    Hit(Answer),
+    /// Wait for the leader of the flight for this key.
+    Follow(watch::Receiver<Option<HandlerResult>>),
+    /// This query registered the flight: run the rest of the chain.
+    Lead,
+    /// Wait for a refresh until the client timeout, else answer these stale bytes.
+    FollowOrStale(watch::Receiver<Option<HandlerResult>>, Answer),
+    /// Lead the refresh in this query, until the client timeout, else answer these stale bytes.
+    LeadOrStale(Answer),
+}
+
+/// The cache key of a parsed query, or `None` if the query must bypass the cache.
+fn request_key(q: &Message) -> Option<Key> {
+    if q.header.opcode != Opcode::QUERY || q.questions.len() != 1 {
+        return None;
+    }
+    let question = &q.questions[0];
+    if !policy::cacheable_question(question.qtype, question.qclass) {
+        return None;
+    }
+    let dnssec_ok = match &q.edns {
+        None => false,
+        Some(e) if e.version != 0 => return None,
+        Some(e) => e.dnssec_ok,
+    };
+    Key::new(
+        question.name.as_wire(),
+        question.qtype,
+        question.qclass,
+        dnssec_ok,
+        q.header.checking_disabled,
+    )
+}
+
+/// True when the options of a fast-path query's OPT record do not parse as the slow path parses them
+/// (a Client Subnet address longer than its prefix, a short cookie): those queries are left to the
+/// slow path, which answers FORMERR, so that a hit and a miss answer alike.
+fn options_malformed(query: &QueryView<'_>) -> bool {
+    // QueryView has checked that the OPT record (root owner, 10 fixed octets, RDATA) ends the
+    // packet, so its RDATA is the rest.
+    query
+        .raw
+        .get(query.question_end + 11..)
+        .map_or(true, |rdata| check_options(rdata).is_err())
+}
