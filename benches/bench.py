@@ -10,13 +10,20 @@ TCP) it measures, with dnsperf:
     answers it gave, which stays meaningful when dnsperf itself is the bottleneck.
 Rounds during which the hypervisor stole more than STEAL_LIMIT of a CPU are run again (see there).
 Then it restarts both servers, fills each with 100,000 distinct names and reports resident memory.
+With `--baseline REV`, dnsveil built at git revision REV (see `baseline_binary`) is measured as a
+third server in the same rounds, and the report adds the ratios dnsveil/baseline with issue 13's
+goals for the cached path (CPU per answer and memory no higher than before).
 Results go to BENCHMARKS.md (a table plus the ratios dnsveil/unbound), into the section between this
-script's markers only (benches/bench_upstream.py owns another section of the same file).
+script's markers only (benches/bench_upstream.py owns another section of the same file, and uses
+this module's helpers).
 
-Usage: python3 benches/bench.py [--threads 1] [--seconds 6] [--rounds 3] [--max-rounds 9] [--latency-slices 8] [--out BENCHMARKS.md]
+Usage: python3 benches/bench.py [--threads 1] [--seconds 6] [--rounds 3] [--max-rounds 9] [--latency-slices 8]
+                              [--baseline REV] [--out BENCHMARKS.md] [--no-build]
 Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
 """
 import argparse
+import fcntl
+import json
 import os
 import shutil
 import socket
@@ -60,11 +67,101 @@ def need(tool):
 
 
 def setup(args, tools):
-    """Fails early if a tool is missing, then builds the release binary unless --no-build."""
+    """Fails early if a tool is missing, builds the release binary unless --no-build, and builds (or
+    finds in its cache) the baseline's binary if `args.baseline` is set. Returns the dnsveil builds
+    to measure: {"dnsveil": (label, binary)}, plus "baseline" with --baseline."""
     for t in tools:
         need(t)
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=ROOT, check=True)
+    builds = {"dnsveil": ("dnsveil", dnsveil_binary())}
+    if getattr(args, "baseline", None):
+        commit, binary = baseline_binary(args.baseline)
+        builds["baseline"] = (f"dnsveil@{commit[:7]}", binary)
+    return builds
+
+
+def add_baseline_arg(ap):
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also measure dnsveil built at git revision REV (in a temporary git worktree; "
+                         f"the binary is kept in {BASELINE_BINARIES}/COMMIT for the next run)")
+
+
+def dnsveil_binary():
+    """The release binary of this tree, where cargo puts it (CARGO_TARGET_DIR and cargo's config
+    included)."""
+    r = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                       capture_output=True, text=True)
+    target = json.loads(r.stdout)["target_directory"] if r.returncode == 0 else \
+        os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR", "target"))
+    return os.path.join(target, "release", "dnsveil")
+
+
+# Binaries of baselines, one folder per commit hash, and the target folder they are built in (its
+# own, so that a baseline build neither touches this tree's target nor waits for it; shared by
+# all baselines so their dependencies are built once). A lock file serialises baseline builds of
+# concurrent benchmark runs.
+BASELINE_BINARIES = "/tmp/dnsveil-bench-bin"
+BASELINE_TARGET = "/tmp/dnsveil-bench-target"
+
+
+def baseline_binary(rev):
+    """(commit hash, binary) of dnsveil at git revision `rev`: from the cache if built before, else
+    built with `cargo build --release --locked` in a temporary detached git worktree, which is
+    removed afterwards."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    binary = os.path.join(BASELINE_BINARIES, commit, "dnsveil")
+    os.makedirs(BASELINE_BINARIES, exist_ok=True)
+    with open(os.path.join(BASELINE_BINARIES, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(binary):
+            print(f"baseline {rev}: {binary} (built before)", flush=True)
+            return commit, binary
+        parent = tempfile.mkdtemp(prefix="dnsveil-bench-baseline-")
+        tree = os.path.join(parent, f"dnsveil-{commit[:12]}")
+        subprocess.run(["git", "worktree", "add", "--detach", tree, commit], cwd=ROOT, check=True)
+        try:
+            print(f"baseline {rev}: building {commit} in {tree}", flush=True)
+            subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dnsveil"], cwd=tree,
+                           env=dict(os.environ, CARGO_TARGET_DIR=BASELINE_TARGET), check=True)
+            os.makedirs(os.path.dirname(binary), exist_ok=True)
+            partial = f"{binary}.{os.getpid()}"
+            shutil.copy2(os.path.join(BASELINE_TARGET, "release", "dnsveil"), partial)
+            os.replace(partial, binary)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=False)
+            shutil.rmtree(parent, ignore_errors=True)
+    return commit, binary
+
+
+def round_order(kinds, rnd):
+    """The order in which round `rnd` measures `kinds`: rotated by one each round, so that over the
+    rounds each comes first, in between and last alike (two kinds simply alternate)."""
+    k = rnd % len(kinds)
+    return list(kinds[k:]) + list(kinds[:k])
+
+
+def revision():
+    """This tree's commit, short, and a note when it has uncommitted changes to tracked files."""
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return rev + (" with uncommitted changes" if dirty else "")
+
+
+def goal_rows(goals):
+    """Markdown rows of a goal table from (goal, ratio or None, "<=" or ">=", limit, per-round ratios)."""
+    rows = ["| goal | median ratio | per round | met? |", "|---|---:|---|---|"]
+    for text, value, op, limit, rounds in goals:
+        if value is None or value != value:
+            rows.append(f"| {text} | – | – | not measured |")
+            continue
+        met = value <= limit if op == "<=" else value >= limit
+        per = ", ".join(f"{x:.2f}" for x in rounds) if rounds else "–"
+        rows.append(f"| {text} | {value:.2f}x | {per} | {'met' if met else '**not met**'} |")
+    return rows
 
 
 def wait_answer(port, name="www.bench.test", timeout=15.0):
@@ -93,22 +190,35 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def steal_ticks():
-    """Clock ticks the hypervisor took from each CPU so far (the steal column of /proc/stat)."""
+def cpu_ticks():
+    """Per CPU, ticks so far from /proc/stat: (total, idle + iowait, steal)."""
     ticks = []
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu") and line[3].isdigit():
-                ticks.append(int(line.split()[8]))
+                v = [int(x) for x in line.split()[1:9]]  # user nice system idle iowait irq softirq steal
+                ticks.append((sum(v), v[3] + v[4], v[7]))
     return ticks
+
+
+def loaded(run):
+    """Calls `run` and returns its result and, per CPU, the share of the time meanwhile that it was
+    busy (not idle: steal counts as busy, the CPU was not there for us) and the share stolen by the
+    hypervisor."""
+    s0 = cpu_ticks()
+    result = run()
+    s1 = cpu_ticks()
+    load = []
+    for (t0, i0, st0), (t1, i1, st1) in zip(s0, s1):
+        total = max(1, t1 - t0)
+        load.append({"busy": 1 - (i1 - i0) / total, "steal": (st1 - st0) / total})
+    return result, load
 
 
 def stolen(run):
     """Calls `run` and returns its result and the largest share of one CPU stolen meanwhile."""
-    s0, t0 = steal_ticks(), time.monotonic()
-    result = run()
-    s1, t1 = steal_ticks(), time.monotonic()
-    return result, max(b - a for a, b in zip(s0, s1)) / max(1e-9, (t1 - t0) * CLK_TCK)
+    result, load = loaded(run)
+    return result, max(c["steal"] for c in load)
 
 
 def rss_kib(pid):
@@ -223,11 +333,12 @@ def write_unbound_conf(d, port, threads, forward_addr, cache_mb=256, server_extr
 
 
 class Server:
-    def __init__(self, kind, d, upstream_port, threads):
+    """unbound (kind "unbound") or dnsveil (any other kind, the given binary) forwarding to nsd."""
+
+    def __init__(self, kind, d, upstream_port, threads, binary=None):
         self.kind = kind
         self.port = free_port()
-        if kind == "dnsveil":
-            binary = os.path.join(ROOT, "target", "release", "dnsveil")
+        if kind != "unbound":
             cmd = [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--upstream",
                    f"udp://127.0.0.1:{upstream_port}", "--threads", str(threads), "--cache-size", "300000",
                    "--hosts", "/dev/null"]
@@ -302,10 +413,17 @@ def main():
                     help="quiet one-second latency slices per server and transport (at most 10x that are run)")
     ap.add_argument("--max-rounds", type=int, default=0,
                     help="rounds tried per transport before giving up on quiet ones (default: 3 x --rounds)")
+    add_baseline_arg(ap)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    setup(args, ["nsd", "unbound", "dnsperf", "taskset"])
+    builds = setup(args, ["nsd", "unbound", "dnsperf", "taskset"])
+    # The kinds of server measured: unbound, this tree's dnsveil and (with --baseline) the baseline's.
+    kinds = ["unbound"] + list(builds)
+    label = {"unbound": "unbound", **{k: v[0] for k, v in builds.items()}}
+
+    def start(kind):
+        return Server(kind, d, nsd.port, args.threads, builds[kind][1] if kind in builds else None)
 
     d = tempfile.mkdtemp(prefix="dnsveil-bench-")
     hot = os.path.join(d, "hot.txt")
@@ -320,28 +438,27 @@ def main():
     nsd = Nsd(d)
     results = {}
     try:
-        # Both servers run side by side (the idle one costs nothing) and are measured in
-        # alternation, round after round; each figure is the median over the rounds. Noise on the
-        # machine then hits both alike instead of whichever happened to run during it.
-        servers = {kind: Server(kind, d, nsd.port, args.threads) for kind in ["unbound", "dnsveil"]}
+        # All servers run side by side (an idle one costs nothing) and are measured in turn,
+        # round after round; each figure is the median over the rounds. Noise on the machine then
+        # hits all alike instead of whichever happened to run during it.
+        servers = {kind: start(kind) for kind in kinds}
         runs = {}
         tried = {}
         lat = {}
         try:
             for mode in ["udp", "tcp"]:
                 # Rounds are tried until `args.rounds` of them were quiet (no CPU lost more than
-                # STEAL_LIMIT to the hypervisor during either of the round's two runs), at most
+                # STEAL_LIMIT to the hypervisor during any of the round's runs), at most
                 # `max_rounds` times; short of that, the least disturbed rounds make up the number.
-                # The rule is the same for both servers and decided before any result is seen.
+                # The rule is the same for all servers and decided before any result is seen.
                 max_rounds = args.max_rounds or 3 * args.rounds
                 attempts = []
                 while len(attempts) < max_rounds and sum(a[0] <= STEAL_LIMIT for a in attempts) < args.rounds:
                     rnd = len(attempts)
-                    order = ["unbound", "dnsveil"] if rnd % 2 == 0 else ["dnsveil", "unbound"]
-                    got = {kind: measure(servers[kind], hot, mode, args.seconds) for kind in order}
+                    got = {kind: measure(servers[kind], hot, mode, args.seconds) for kind in round_order(kinds, rnd)}
                     worst = max(r["steal"] for r in got.values())
                     attempts.append((worst, rnd, got))
-                    for kind in servers:
+                    for kind in kinds:
                         print(f"{mode} round {rnd + 1}", kind, got[kind], flush=True)
                 kept = sorted(sorted(attempts, key=lambda a: a[0])[:args.rounds], key=lambda a: a[1])
                 tried[mode] = (len(attempts), sum(a[0] <= STEAL_LIMIT for a in attempts),
@@ -358,8 +475,8 @@ def main():
             results[key] = {m: statistics.median(r[m] for r in rs) for m in ("qps", "cpu_us")}
             results[key].update(lat[key])
         mem = {}
-        for kind in ["unbound", "dnsveil"]:
-            s = Server(kind, d, nsd.port, args.threads)
+        for kind in kinds:
+            s = start(kind)
             try:
                 before = rss_kib(s.p.pid)
                 r = dnsperf(s.port, distinct, "udp", runs=1, clients=4, outstanding=200)
@@ -371,57 +488,80 @@ def main():
         nsd.stop()
         shutil.rmtree(d, ignore_errors=True)
 
-    def ratio(mode, key):
-        u, v = results[("unbound", mode)][key], results[("dnsveil", mode)][key]
+    def ratio(mode, key, den="unbound"):
+        u, v = results[(den, mode)][key], results[("dnsveil", mode)][key]
         return v / u if u else float("nan")
 
-    def per_round(mode, key):
+    def per_round(mode, key, den="unbound"):
         """The ratio in each round, in round order: the spread the medians hide."""
-        pairs = zip(runs[("unbound", mode)], runs[("dnsveil", mode)])
-        return ", ".join(f"{v[key] / u[key]:.2f}" if u[key] else "nan" for u, v in pairs)
+        return [v[key] / u[key] if u[key] else float("nan")
+                for u, v in zip(runs[(den, mode)], runs[("dnsveil", mode)])]
 
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    def listed(xs):
+        return ", ".join(f"{x:.2f}" for x in xs)
+
     lines = [
         "## Cached answers",
         "",
-        f"Cached answers, dnsveil vs unbound {unbound_version()}, {args.threads} worker thread(s) each, servers pinned to CPU 0,",
-        "dnsperf pinned to CPU 1, loopback, 1,000 hot names.",
-        f"Queries/s and CPU: {args.seconds} s per run, both servers measured in alternation over {args.rounds} rounds per transport;",
+        f"Cached answers, {', '.join(label[k] for k in kinds[1:])} vs unbound {unbound_version()}, {args.threads} worker "
+        "thread(s) each, servers pinned to CPU 0, dnsperf pinned to CPU 1, loopback, 1,000 hot names.",
+        f"Queries/s and CPU: {args.seconds} s per run, all servers measured in turn (the order rotating each round) over "
+        f"{args.rounds} rounds per transport;",
         "each figure is the median of its rounds. A round counts when the hypervisor took at most",
-        f"{STEAL_LIMIT:.0%} of either CPU (steal, /proc/stat) during both its runs; otherwise it is run again (up to 3x",
+        f"{STEAL_LIMIT:.0%} of any CPU (steal, /proc/stat) during all its runs; otherwise it is run again (up to 3x",
         "the rounds; short of quiet ones, the least disturbed count).",
         f"Latency: {LATENCY_QPS:,} q/s offered to one server at a time (two dnsperfs at once would overload CPU 1 and",
         "measure their own waits for it), in one-second slices, the servers taking turns, until each has",
         f"{args.latency_slices} slices in which no CPU lost a steal tick (at most {10 * args.latency_slices} slices each): a p99 of 20,000 queries a second is",
         "the 200 slowest, and one 10 ms stop of the server's vCPU sets it. A server short of quiet slices makes up",
         "the number with its least disturbed ones. Percentiles are over the counted slices' latencies together.",
-        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads} --rounds {args.rounds}"
-        f"{f' --max-rounds {args.max_rounds}' if args.max_rounds else ''} --latency-slices {args.latency_slices}`.",
+        f"Commit {revision()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: `python3 benches/bench.py --threads {args.threads} --seconds {args.seconds} --rounds {args.rounds}"
+        f"{f' --max-rounds {args.max_rounds}' if args.max_rounds else ''} --latency-slices {args.latency_slices}"
+        f"{f' --baseline {args.baseline}' if args.baseline else ''}`.",
         "",
         "| server | transport | queries/s | CPU µs/answer | p50 µs | p99 µs |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for (kind, mode), r in sorted(results.items(), key=lambda x: (x[0][1], x[0][0])):
-        lines.append(f"| {kind} | {mode} | {r['qps']:.0f} | {r['cpu_us']:.2f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |")
+    for mode in ["udp", "tcp"]:
+        for kind in kinds:
+            r = results[(kind, mode)]
+            lines.append(f"| {label[kind]} | {mode} | {r['qps']:.0f} | {r['cpu_us']:.2f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |")
     lines += ["", "Ratios dnsveil / unbound (goal in brackets):", ""]
     for mode in ["udp", "tcp"]:
         lines.append(f"- {mode.upper()}: CPU per answer {ratio(mode, 'cpu_us'):.2f}x (≤ 0.75), "
                      f"queries/s {ratio(mode, 'qps'):.2f}x ({'≥ 1.2' if mode == 'tcp' else '≥ 1.0'}), "
                      f"p99 {ratio(mode, 'p99_us'):.2f}x (≤ 1.0)")
-        lines.append(f"  - per round: CPU {per_round(mode, 'cpu_us')}; queries/s {per_round(mode, 'qps')}")
+        lines.append(f"  - per round: CPU {listed(per_round(mode, 'cpu_us'))}; queries/s {listed(per_round(mode, 'qps'))}")
+        if "baseline" in builds:
+            lines.append(f"  - dnsveil / {label['baseline']}: CPU per answer {ratio(mode, 'cpu_us', 'baseline'):.2f}x, "
+                         f"queries/s {ratio(mode, 'qps', 'baseline'):.2f}x, p50 {ratio(mode, 'p50_us', 'baseline'):.2f}x, "
+                         f"p99 {ratio(mode, 'p99_us', 'baseline'):.2f}x; per round: CPU "
+                         f"{listed(per_round(mode, 'cpu_us', 'baseline'))}; queries/s {listed(per_round(mode, 'qps', 'baseline'))}")
         n, quiet, kept = tried[mode]
         lines.append(f"  - rounds run: {n}, quiet: {quiet}; most CPU stolen in a counted round: "
                      + ", ".join(f"{w:.1%}" for w in kept))
-        for kind in ["dnsveil", "unbound"]:
+        for kind in kinds:
             r = results[(kind, mode)]
-            lines.append(f"  - {kind} latency slices run: {r['slices']}, quiet: {r['quiet']}; p99 of each counted "
+            lines.append(f"  - {label[kind]} latency slices run: {r['slices']}, quiet: {r['quiet']}; p99 of each counted "
                          f"slice (µs): {', '.join(map(str, r['slice_p99s']))}")
     lines += ["", "Resident memory after caching 100,000 distinct names (A records via a wildcard zone):", "",
               "| server | RSS before (MiB) | RSS after (MiB) | answered |", "|---|---:|---:|---:|"]
     for kind, (b, a, n) in mem.items():
-        lines.append(f"| {kind} | {b / 1024:.1f} | {a / 1024:.1f} | {n} |")
+        lines.append(f"| {label[kind]} | {b / 1024:.1f} | {a / 1024:.1f} | {n} |")
     if mem["unbound"][1]:
         lines += ["", f"- Memory ratio dnsveil / unbound: {mem['dnsveil'][1] / mem['unbound'][1]:.2f}x (≤ 0.5)"]
+
+    # Issue 13's goals for the cached path: against the build before the change, in this run.
+    base = "baseline" in builds
+    lines += ["", f"Goals of issue 13 for the cached path (dnsveil / {label.get('baseline', 'baseline: run with --baseline REV')}, medians of the rounds):", ""]
+    lines += goal_rows([
+        ("cached UDP, CPU per answer no higher than the baseline's", ratio("udp", "cpu_us", "baseline") if base else None,
+         "<=", 1.0, per_round("udp", "cpu_us", "baseline") if base else []),
+        ("cached TCP, CPU per answer no higher than the baseline's", ratio("tcp", "cpu_us", "baseline") if base else None,
+         "<=", 1.0, per_round("tcp", "cpu_us", "baseline") if base else []),
+        ("RSS with 100,000 names no higher than the baseline's",
+         mem["dnsveil"][1] / mem["baseline"][1] if base and mem["baseline"][1] else None, "<=", 1.0, []),
+    ])
     write_section(args.out, "bench.py", lines)
     print("\n".join(lines))
 

@@ -144,7 +144,7 @@ class Dnsveil:
                     f'[[forward]]\ndomains = ["refused.test"]\nupstreams = ["udp://{refused.addr}"]\n')
         self.log_path = os.path.join(d, "dnsveil.log")
         self.log = open(self.log_path, "wb")
-        binary = os.path.join(ROOT, "target", "release", "dnsveil")
+        binary = bench.dnsveil_binary()
         self.p = subprocess.Popen(
             ["taskset", "-c", "0", binary, "run", "--config", conf, "--listen", f"127.0.0.1:{self.port}",
              "--upstream", f"udp://127.0.0.1:{nsd.port}", "--hosts", ""],

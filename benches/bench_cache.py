@@ -169,7 +169,7 @@ class Resolver:
             conf = os.path.join(d, f"dnsveil-{self.port}.toml")
             with open(conf, "w") as f:
                 f.write("[cache]\nsize = 100000\n" + settings)
-            cmd = [os.path.join(ROOT, "target", "release", "dnsveil"), "run", "--config", conf,
+            cmd = [bench.dnsveil_binary(), "run", "--config", conf,
                    "--listen", f"127.0.0.1:{self.port}", "--upstream", f"udp://127.0.0.1:{upstream_port}",
                    "--threads", "1", "--hosts", "", "--log-level", "info"]
         else:

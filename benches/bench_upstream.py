@@ -1,35 +1,57 @@
 #!/usr/bin/env python3
-"""Cache-miss benchmark through encrypted upstreams: dnsveil against unbound (DoT) and dnsdist (DoH).
+"""Cache-miss benchmark: dnsveil against unbound over plain UDP and DoT, and against dnsdist over DoH.
 
 Every query is a name nobody asked before (a wildcard zone in nsd, `dnsperf -d` of unique names),
-so every query goes through the resolver's miss path and its encrypted upstream. The encrypted
-upstream is the same for both sides of a comparison: one dnsdist ("the upstream", restarted fresh
-for each measured resolver) terminating DNS-over-TLS and DNS-over-HTTPS with the test certificates
-(certs/test/) in front of nsd.
+so every query goes through the resolver's miss path and its upstream. Over DoT and DoH the
+encrypted upstream is the same for every resolver of a comparison: one dnsdist ("the upstream",
+restarted fresh for each measured resolver) terminating DNS-over-TLS and DNS-over-HTTPS with the
+test certificates (certs/test/) in front of nsd. Over plain UDP the resolvers ask nsd directly.
 
-    dnsperf --udp--> resolver under test --DoT or DoH--> dnsdist (upstream) --> nsd (wildcard zone)
+    dnsperf --udp--> resolver under test --UDP------------------------------> nsd (wildcard zone)
+                                         --DoT or DoH--> dnsdist (upstream) --> nsd
 
 dnsdist forwards DoT queries to nsd over TCP, one query per backend connection at a time (nsd does
 not answer out of order), and by default keeps only 10 idle backend connections per worker: at 100
 queries in flight it then opened a fresh TCP connection to nsd for every 1.5 queries, whichever
-resolver was asking, and that churn (about 115 µs of CPU per query for dnsdist and nsd together)
-shared CPU 0 with the resolver and decided both sides' throughput. A real upstream's CPU is not on
-the resolver's machine, so the upstream here caches up to 1000 backend connections
-(`setMaxCachedTCPConnectionsPerDownstream`), which both resolvers get alike.
+resolver was asking. A real upstream's CPU is not on the resolver's machine, so the upstream here
+caches up to 1000 backend connections (`setMaxCachedTCPConnectionsPerDownstream`), which every
+resolver gets alike.
 
-Compared, same run, same worker threads, same pinning (servers on CPU 0, dnsperf on CPU 1):
+Layout (`--layout`, for a machine of two cores):
+  - split (the default): the resolver under test alone on CPU 0; the upstream, nsd and dnsperf
+    ("the rig") on CPU 1. The resolver's CPU per query is then its own, undisturbed by the rig's,
+    and a throughput figure is either the resolver's (it used all of CPU 0) or the rig's (CPU 1 was
+    saturated: that run measures the rig, not the resolver, and the report says so).
+  - shared: resolver, upstream and nsd on CPU 0, dnsperf on CPU 1 (this script's first layout:
+    the rig's CPU then competes with the resolver's and decides both sides' throughput).
+
+Compared, same run, same worker threads, same layout:
+  - UDP: dnsveil `--upstream udp://...` vs unbound forwarding plain to nsd;
   - DoT: dnsveil `--upstream tls://...` vs unbound with `forward-tls-upstream: yes`;
-  - DoH: dnsveil `--upstream https://.../dns-query` vs dnsdist with a DoH backend (outgoing DoH).
-For each: queries per second at 100 outstanding (one pass over unique names, bounded in time),
-latency p50/p99 at a fixed offered rate (fresh unique names), the share of NOERROR answers in a
-burst at 200 outstanding (does the resolver queue or refuse?), CPU per answered query of the
-resolver (and of the upstream plus nsd, from /proc), and the TLS handshakes the upstream accepted from the
-resolver over its whole life (dnsdist's `showTCPStats()`: TLS new sessions + resumptions on that
-frontend) next to the most connections the resolver held at once (dnsdist's "Max concurrent
-conn"). Results go to BENCHMARKS.md, into the section between this script's markers only.
+  - DoH: dnsveil `--upstream https://.../dns-query` vs dnsdist with a DoH backend (outgoing DoH);
+  - with `--baseline REV`, also dnsveil built at git revision REV (bench.baseline_binary), so the
+    report gives this tree against the baseline, measured in the same rounds.
+For each resolver, each started fresh (and its upstream too):
+  1. latency at fixed offered rates (`--rates`, default 500 and 1000 q/s): fresh unique names for
+     `--latency-seconds`, p50/p99 from dnsperf's per-query latencies, the resolver's CPU per
+     answered query, and whether dnsperf reached the offered rate;
+  2. throughput at saturation: one pass over `--names` unique names at 100 outstanding, at most
+     `--seconds`; queries per second, the resolver's CPU per answered query (and the upstream's
+     and nsd's), the resolver's share of CPU 0 and how busy each CPU was (/proc/stat);
+  3. a burst past 100 outstanding (20,000 unique names at 200 outstanding): the share answered
+     NOERROR (does the resolver queue or refuse?);
+  4. over DoT and DoH, the TLS handshakes the upstream accepted from the resolver (dnsdist's
+     `showTCPStats()`: new + resumed sessions on that frontend) next to the most connections the
+     resolver held at once.
+CPU is always the measured process's own user+system ticks (/proc/PID/stat) over the run, divided
+by the answers of that run. Resolvers take turns in rounds (the order rotating each round); the
+report gives every round's figures and the medians of the rounds, the ratios to the reference
+and to the baseline, and issue 13's goals with whether each is met. Results go to BENCHMARKS.md,
+into the section between this script's markers only.
 
-Usage: python3 benches/bench_upstream.py [--threads 1] [--seconds 10] [--rounds 3] [--only dot|doh] [--out BENCHMARKS.md]
-                                          [--extra-dnsveil-threads 2] [--no-build]
+Usage: python3 benches/bench_upstream.py [--layout split|shared] [--only udp|dot|doh] [--baseline REV]
+           [--threads 1] [--seconds 10] [--rates 500,1000] [--latency-seconds 10] [--names 100000]
+           [--rounds 3] [--extra-dnsveil-threads 2] [--out BENCHMARKS.md] [--no-build]
 Needs: nsd, unbound, dnsdist, dnsperf, kdig, taskset (Debian: nsd unbound dnsdist dnsperf
 knot-dnsutils util-linux).
 """
@@ -53,19 +75,38 @@ CA = os.path.join(CERTS, "ca.pem")
 CERT_NAME = "dns.test"
 ZONE = "bench.test"
 SECTION = "bench_upstream.py"
+# The resolver's core and the rig's (dnsperf always runs on CPU 1: bench.dnsperf).
+RESOLVER_CPU, RIG_CPU = 0, 1
+# A CPU this busy during a run was saturated: the run measured whatever ran there.
+SATURATED = 0.90
+# More of CPU 0 than this taken by processes other than the resolver (and, in the shared layout,
+# the upstream and nsd) during a run is noted next to its figures: the machine was not quiet.
+INTRUDERS = 0.05
+# The rate dnsperf must reach at a fixed offered rate for its latencies to be of that rate.
+RATE_REACHED = 0.95
+# Per transport: the reference resolver, its name in the report, issue 13's goals (the most CPU
+# per miss of this tree against the reference, or None; the most p50 at GOAL_RATE against it).
+TRANSPORTS = {
+    "udp": {"reference": "unbound", "name": "UDP", "cpu_goal": None, "p50_goal": 0.8},
+    "dot": {"reference": "unbound", "name": "DoT", "cpu_goal": 0.8, "p50_goal": 0.8},
+    "doh": {"reference": "dnsdist", "name": "DoH", "cpu_goal": 0.8, "p50_goal": None},
+}
+# Issue 13: the miss path's CPU per query at least 20% lower than before over each transport.
+BASELINE_CPU_GOAL = 0.8
+GOAL_RATE = 500
 
 
-def pinned(cmd, cpu=0):
+def pinned(cmd, cpu):
     return ["taskset", "-c", str(cpu)] + cmd
 
 
 class Daemon:
     """A pinned daemon in its own process group, killed as a group."""
 
-    def __init__(self, cmd, log):
+    def __init__(self, cmd, log, cpu):
         self.log = log
         with open(log, "w") as f:
-            self.p = subprocess.Popen(pinned(cmd), stdout=f, stderr=subprocess.STDOUT,
+            self.p = subprocess.Popen(pinned(cmd, cpu), stdout=f, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
 
     @property
@@ -113,7 +154,7 @@ class Authority:
     nsd enables RRL, which treats all wildcard answers as one flow and drops most of them at this
     rate). Many TCP slots, because dnsdist forwards DoT queries over TCP."""
 
-    def __init__(self, d):
+    def __init__(self, d, cpu):
         self.port = bench.free_port()
         zone = os.path.join(d, f"{ZONE}.zone")
         with open(zone, "w") as f:
@@ -126,7 +167,7 @@ class Authority:
                     f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n"
                     " tcp-count: 1000\n tcp-timeout: 30\n rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
                     f"remote-control:\n control-enable: no\nzone:\n name: {ZONE}\n zonefile: {ZONE}.zone\n")
-        self.d = Daemon(["nsd", "-d", "-c", conf], os.path.join(d, "nsd.out"))
+        self.d = Daemon(["nsd", "-d", "-c", conf], os.path.join(d, "nsd.out"), cpu)
         bench.wait_answer(self.port)
 
     def cpu(self):
@@ -151,7 +192,7 @@ def dnsdist_key():
 class Upstream:
     """dnsdist terminating DoT and DoH (path /dns-query) in front of the authority."""
 
-    def __init__(self, d, authority_port):
+    def __init__(self, d, authority_port, cpu):
         self.dot = bench.free_port()
         self.doh = bench.free_port()
         plain = bench.free_port()
@@ -169,7 +210,7 @@ controlSocket("127.0.0.1:{console}")
 setKey("{dnsdist_key()}")
 """)
         self.d = Daemon(["dnsdist", "--supervised", "--disable-syslog", "-C", self.conf],
-                        os.path.join(d, f"upstream-{self.dot}.log"))
+                        os.path.join(d, f"upstream-{self.dot}.log"), cpu)
         wait_until("upstream DoT", lambda: kdig_ok(self.dot, False))
         wait_until("upstream DoH", lambda: kdig_ok(self.doh, True))
 
@@ -196,26 +237,31 @@ setKey("{dnsdist_key()}")
 
 
 class Resolver:
-    """The resolver under test, listening on UDP 127.0.0.1:port."""
+    """The resolver under test, listening on UDP 127.0.0.1:port: dnsveil (a given binary), unbound
+    or dnsdist, forwarding over `transport` to the upstream (dnsdist) or, over plain UDP, to nsd."""
 
-    def __init__(self, kind, d, upstream, threads):
-        self.kind = kind
+    def __init__(self, software, transport, binary, d, upstream, authority, threads, cpu):
         self.port = bench.free_port()
-        self.upstream_port = upstream.doh if kind in ("dnsveil-doh", "dnsdist-doh") else upstream.dot
-        log = os.path.join(d, f"{kind}-{self.port}.log")
-        if kind.startswith("dnsveil"):
-            url = (f"https://127.0.0.1:{upstream.doh}/dns-query" if kind == "dnsveil-doh"
-                   else f"tls://127.0.0.1:{upstream.dot}")
-            cmd = [os.path.join(ROOT, "target", "release", "dnsveil"), "run",
-                   "--listen", f"127.0.0.1:{self.port}", "--upstream", url, "--ca-file", CA,
+        log = os.path.join(d, f"{software}-{transport}-{self.port}.log")
+        if software == "dnsveil":
+            url = {"udp": lambda: f"udp://127.0.0.1:{authority.port}",
+                   "dot": lambda: f"tls://127.0.0.1:{upstream.dot}",
+                   "doh": lambda: f"https://127.0.0.1:{upstream.doh}/dns-query"}[transport]()
+            cmd = [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--upstream", url,
                    "--threads", str(threads), "--cache-size", "300000", "--hosts", "", "--log-level", "warn"]
-        elif kind == "unbound-dot":
+            if transport != "udp":
+                cmd += ["--ca-file", CA]
+        elif software == "unbound" and transport == "udp":
+            conf = bench.write_unbound_conf(d, self.port, threads, f"127.0.0.1@{authority.port}",
+                                            server_extra="  so-reuseport: yes\n")
+            cmd = ["unbound", "-d", "-c", conf]
+        elif software == "unbound" and transport == "dot":
             conf = bench.write_unbound_conf(
                 d, self.port, threads, f"127.0.0.1@{upstream.dot}#{CERT_NAME}",
                 server_extra=f"  so-reuseport: yes\n  tls-cert-bundle: \"{CA}\"\n",
                 forward_extra="  forward-tls-upstream: yes\n")
             cmd = ["unbound", "-d", "-c", conf]
-        elif kind == "dnsdist-doh":
+        elif software == "dnsdist" and transport == "doh":
             conf = os.path.join(d, f"dnsdist-{self.port}.conf")
             with open(conf, "w") as f:
                 f.write(f"""setSecurityPollSuffix("")
@@ -229,8 +275,8 @@ getPool(""):setCache(newPacketCache(300000))
 """)
             cmd = ["dnsdist", "--supervised", "--disable-syslog", "-C", conf]
         else:
-            raise ValueError(kind)
-        self.d = Daemon(cmd, log)
+            raise ValueError(f"{software} over {transport}")
+        self.d = Daemon(cmd, log, cpu)
         bench.wait_answer(self.port, name=f"www.{ZONE}")
 
     def stop(self):
@@ -245,170 +291,367 @@ def names_file(d, prefix, count):
     return path
 
 
-def measure(kind, d, authority, threads, seconds, latency_qps, names, burst_names=20_000):
-    upstream = Upstream(d, authority.port)
+class Rig:
+    """What a run needs besides the resolver: nsd (for the whole benchmark), the layout's CPUs."""
+
+    def __init__(self, d, layout):
+        self.d = d
+        self.resolver_cpu = RESOLVER_CPU
+        self.rig_cpu = RIG_CPU if layout == "split" else RESOLVER_CPU
+        self.authority = Authority(d, self.rig_cpu)
+
+    def stop(self):
+        self.authority.stop()
+
+
+def timed_run(rig, resolver, others, run):
+    """Runs `run` and returns its dnsperf result with the CPU seconds the resolver and `others` (a
+    function returning the upstream's and nsd's CPU seconds) spent meanwhile, the wall time, how
+    busy each CPU was (bench.loaded) and the share of CPU 0 that went neither to the resolver nor
+    to the rig: other processes on this machine, disturbing "alone on its core"."""
+    c0, u0, t0 = resolver.d.cpu(), others(), time.monotonic()
+    res, load = bench.loaded(run)
+    c1, u1, t1 = resolver.d.cpu(), others(), time.monotonic()
+    wall = max(1e-9, t1 - t0)
+    rig_there = (u1 - u0) / wall if rig.rig_cpu == RESOLVER_CPU else 0.0
+    strangers = max(0.0, load[RESOLVER_CPU]["busy"] - (c1 - c0) / wall - rig_there)
+    return res, {"cpu": c1 - c0, "up_cpu": u1 - u0, "wall": wall, "load": load, "cpu0_others": strangers}
+
+
+def measure(kind, software, binary, transport, rig, args, threads):
+    """One resolver, started fresh (with a fresh upstream): fixed rates, saturation, burst."""
+    d, authority = rig.d, rig.authority
+    upstream = Upstream(d, authority.port, rig.rig_cpu) if transport != "udp" else None
     try:
-        port = upstream.doh if kind.endswith("doh") else upstream.dot
-        before = upstream.frontend(port)  # after the upstream's own readiness probes
-        r = Resolver(kind, d, upstream, threads)
+        up_port = None if upstream is None else (upstream.doh if transport == "doh" else upstream.dot)
+        before = upstream.frontend(up_port) if upstream else None  # after the upstream's own probes
+
+        def others():
+            return authority.cpu() + (upstream.d.cpu() if upstream else 0.0)
+
+        r = Resolver(software, transport, binary, d, upstream, authority, threads, rig.resolver_cpu)
         try:
-            tag = f"{kind}-{r.port}"
-            c0, u0 = r.d.cpu(), upstream.d.cpu() + authority.cpu()
-            run = bench.dnsperf(r.port, names_file(d, f"t{tag}", names), "udp", seconds=seconds, runs=1,
-                                clients=4, outstanding=100)
-            c1, u1 = r.d.cpu(), upstream.d.cpu() + authority.cpu()
-            n_lat = max(1000, latency_qps * max(3, seconds // 2))
-            lat = bench.dnsperf(r.port, names_file(d, f"l{tag}", n_lat), "udp", runs=1, qps=latency_qps,
-                                verbose=True, clients=4, outstanding=100)
+            tag = f"{kind}-{transport}-{r.port}"
+            rates = {}
+            for rate in args.rates:
+                lat, t = timed_run(rig, r, others, lambda: bench.dnsperf(
+                    r.port, names_file(d, f"l{rate}-{tag}", rate * args.latency_seconds), "udp", runs=1,
+                    qps=rate, verbose=True, clients=4, outstanding=100))
+                done = max(1, lat.get("completed", 0))
+                rates[rate] = {
+                    "qps": lat.get("qps", 0.0),
+                    "p50_ms": bench.pct(lat["latencies"], 0.50) * 1e3,
+                    "p99_ms": bench.pct(lat["latencies"], 0.99) * 1e3,
+                    "lost": lat.get("lost", 0),
+                    "cpu_us": t["cpu"] / done * 1e6,
+                    "cpu1_busy": t["load"][RIG_CPU]["busy"],
+                    "cpu0_others": t["cpu0_others"],
+                }
+            run, t = timed_run(rig, r, others, lambda: bench.dnsperf(
+                r.port, names_file(d, f"t{tag}", args.names), "udp", seconds=args.seconds, runs=1,
+                clients=4, outstanding=100))
             # A burst past 100 outstanding: does the resolver queue, or refuse (SERVFAIL)?
-            burst = bench.dnsperf(r.port, names_file(d, f"b{tag}", burst_names), "udp", seconds=seconds,
+            burst = bench.dnsperf(r.port, names_file(d, f"b{tag}", 20_000), "udp", seconds=args.seconds,
                                   runs=1, clients=4, outstanding=200, strict=False)
-            after = upstream.frontend(port)
+            after = upstream.frontend(up_port) if upstream else None
         finally:
             r.stop()
     finally:
-        upstream.stop()
+        if upstream:
+            upstream.stop()
     done = max(1, run.get("completed", 0))
     return {
-        "resolver": kind.split("-")[0] + (f" ({threads} threads)" if threads != 1 else ""),
-        "proto": kind.split("-")[1].replace("dot", "DoT").replace("doh", "DoH"),
         "qps": run.get("qps", 0.0),
         "completed": run.get("completed", 0),
         "lost": run.get("lost", 0),
         "noerror": run.get("rcodes", {}).get("NOERROR", 0) / done * 100,
-        "cpu_us": (c1 - c0) / done * 1e6,
-        "up_cpu_us": (u1 - u0) / done * 1e6,
-        "p50_ms": bench.pct(lat["latencies"], 0.50) * 1e3,
-        "p99_ms": bench.pct(lat["latencies"], 0.99) * 1e3,
-        "lat_lost": lat.get("lost", 0),
+        "cpu_us": t["cpu"] / done * 1e6,
+        "up_cpu_us": t["up_cpu"] / done * 1e6,
+        "resolver_share": t["cpu"] / max(1e-9, t["wall"]),
+        "cpu0_busy": t["load"][RESOLVER_CPU]["busy"],
+        "cpu1_busy": t["load"][RIG_CPU]["busy"],
+        "cpu0_others": t["cpu0_others"],
+        "steal": max(c["steal"] for c in t["load"]),
+        "rates": rates,
         "burst_noerror": burst.get("rcodes", {}).get("NOERROR", 0) / max(1, burst.get("completed", 0)) * 100,
         "burst_lost": burst.get("lost", 0),
-        "handshakes": after["handshakes"] - before["handshakes"],
-        "resumed": after["resumed"] - before["resumed"],
-        "max_conns": after["max_conns"],
+        "handshakes": after["handshakes"] - before["handshakes"] if upstream else None,
+        "resumed": after["resumed"] - before["resumed"] if upstream else None,
+        "max_conns": after["max_conns"] if upstream else None,
     }
 
 
+def bound(r):
+    """What limited a saturation run's throughput, from how busy each CPU was. CPU 1 holds the rig
+    (dnsperf, and in the split layout the upstream and nsd), or anything else this machine runs."""
+    if r["cpu1_busy"] > SATURATED:
+        return f"rig-bound: CPU 1 {r['cpu1_busy']:.0%} busy"
+    if r["resolver_share"] > SATURATED:
+        return f"resolver-bound: {r['resolver_share']:.0%} of CPU 0"
+    if r["cpu0_busy"] > SATURATED:
+        return f"CPU 0 saturated, {r['resolver_share']:.0%} of it the resolver's"
+    return "no CPU saturated"
+
+
+def intruded(r):
+    """A note when other processes of this machine took more than INTRUDERS of CPU 0."""
+    return f"; others took {r['cpu0_others']:.0%} of CPU 0" if r["cpu0_others"] > INTRUDERS else ""
+
+
+def rig_bound(r):
+    return r["cpu1_busy"] > SATURATED
+
+
 # Counted over every round (the worst round is reported); everything else numeric is a median.
-WORST = {"lost", "lat_lost", "burst_lost", "handshakes", "resumed", "max_conns"}
+WORST = {"lost", "burst_lost", "handshakes", "resumed", "max_conns"}
 
 
 def combine(rs):
-    """One resolver's figures over its rounds."""
-    out = dict(rs[0])
-    for k, v in rs[0].items():
-        if isinstance(v, (int, float)):
-            vals = [r[k] for r in rs]
-            out[k] = max(vals) if k in WORST else statistics.median(vals)
+    """One resolver's figures over its rounds: medians (the worst round for WORST)."""
+    def merge(dicts):
+        out = {}
+        for k, v in dicts[0].items():
+            vals = [x[k] for x in dicts]
+            if isinstance(v, dict):
+                out[k] = merge(vals)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = max(vals) if k in WORST else statistics.median(vals)
+            else:
+                out[k] = v
+        return out
+    out = merge(rs)
     out["rounds"] = len(rs)
+    out["rig_bound_rounds"] = sum(rig_bound(r) for r in rs)
     return out
 
 
-def write_report(args, results, pairs):
-    def ratio(a, b, key):
-        x, y = results[a][key], results[b][key]
-        return x / y if y else float("nan")
+def ratio(x, y):
+    return x / y if y else float("nan")
 
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    dnsdist_version = subprocess.run(["dnsdist", "--version"], capture_output=True,
-                                     text=True).stdout.split()[1]
+
+def fmt(x, digits=2):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def write_report(args, kinds, label, runs, results, extra):
+    """kinds: per transport the kinds measured (reference first); runs: (transport, kind) -> the
+    rounds' figures; results: (transport, kind) -> their medians; extra: figures of the runs with
+    more dnsveil worker threads."""
+    rates = args.rates
+    base = "baseline" in label
     lines = [
-        "## Cache-miss path through encrypted upstreams",
+        "## Cache-miss path: plain UDP and encrypted upstreams",
         "",
-        f"Every query a new name (wildcard zone in nsd), so every answer takes the miss path through an encrypted",
-        f"upstream: dnsdist {dnsdist_version} terminating DoT and DoH (test certificates) in front of nsd, restarted",
-        f"fresh for each resolver. {args.threads} worker thread(s) per resolver; resolver, upstream and nsd pinned to",
-        f"CPU 0, dnsperf to CPU 1; loopback. Throughput: one pass over unique names at 100 outstanding, at most",
-        f"{args.seconds} s. Latency: fresh unique names at {args.latency_qps} q/s offered. CPU: the resolver's (and the",
-        "upstream's and nsd's together) user+system time per answered query. Handshakes: TLS sessions (new + resumed) the upstream's",
-        "frontend accepted from the resolver over its whole life (all runs); connections: the most it held at once.",
+        "Every query a new name (wildcard zone in nsd), so every answer takes the miss path: over plain UDP straight",
+        f"to nsd; over DoT and DoH through dnsdist {dnsdist_version()} terminating them (test certificates) in front of nsd,",
+        "restarted fresh for each resolver, with up to 1000 cached backend connections to nsd. Resolvers: "
+        + ", ".join(dict.fromkeys(label[k] for ks in kinds.values() for k in ks)) + f"; unbound {bench.unbound_version()};",
+        f"{args.threads} worker thread(s) each. Loopback only.",
+        ("Layout: the resolver under test alone on CPU 0; the upstream, nsd and dnsperf (the rig) on CPU 1."
+         if args.layout == "split" else
+         "Layout: resolver, upstream and nsd on CPU 0, dnsperf on CPU 1 (the rig's CPU competes with the resolver's)."),
+        f"Latency: fresh unique names at {', '.join(map(str, rates))} q/s offered for {args.latency_seconds} s each, p50/p99 of",
+        "dnsperf's per-query latencies (4 clients, at most 100 outstanding).",
+        f"Throughput at saturation: one pass over {args.names:,} unique names at 100 outstanding, at most {args.seconds} s.",
+        "CPU: the resolver's own user+system ticks (/proc/PID/stat, 10 ms each) per answered query, over the same run",
+        "(the upstream's and nsd's likewise, together). CPU busy: /proc/stat, idle and iowait excluded, steal counted",
+        f"as busy. A saturation run during which CPU 1 was more than {SATURATED:.0%} busy is rig-bound: its queries/s",
+        "measure the rig, not the resolver, and its CPU per query is that of a resolver not fully loaded.",
+        "CPU 0 taken by others: busy, but neither with the resolver" + (" nor with the upstream and nsd" if args.layout == "shared" else "")
+        + f": other processes of this machine; above {INTRUDERS:.0%} a run's figures say so.",
         "Burst: 20,000 more unique names at 200 outstanding; the share answered NOERROR (the rest SERVFAIL or lost).",
-        f"Each resolver is measured {args.rounds} times, alternating with its reference; each figure is the median of",
-        "its rounds (losses, handshakes and connections: the worst round).",
-        f"Commit {rev}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce: "
-        f"`python3 benches/bench_upstream.py --threads {args.threads} --seconds {args.seconds} --rounds {args.rounds}`.",
+        "Handshakes: TLS sessions (new + resumed) the upstream's frontend accepted from the resolver over its whole",
+        "life; connections: the most it held at once.",
+        f"Resolvers take turns in {args.rounds} round(s), the order rotating each round; each figure is the median",
+        "of its rounds (losses, handshakes and connections: the worst round); ratios per round are within one round.",
+        f"Commit {bench.revision()}"
+        + (f", baseline {label['baseline']} (`--baseline {args.baseline}`)" if base else "")
+        + f", {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Reproduce:",
+        "`" + reproduce(args) + "`.",
         "",
-        "| resolver | upstream | queries/s | lost | NOERROR % | CPU µs/q | upstream+nsd CPU µs/q | p50 ms | p99 ms | NOERROR % at 200 outstanding | handshakes (resumed) | max connections |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Throughput at saturation (medians):",
+        "",
+        "| upstream | resolver | queries/s | bound (rounds rig-bound) | lost | NOERROR % | CPU µs/q | upstream+nsd CPU µs/q "
+        "| resolver's share of CPU 0 | CPU 0 busy | CPU 1 busy | NOERROR % at 200 outstanding | handshakes (resumed) | max connections |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results.values():
-        lines.append(f"| {r['resolver']} | {r['proto']} | {r['qps']:.0f} | {r['lost']} | {r['noerror']:.1f} | {r['cpu_us']:.1f} | "
-                     f"{r['up_cpu_us']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['burst_noerror']:.1f} | "
-                     f"{r['handshakes']} ({r['resumed']}) | {r['max_conns']} |")
-    lines += ["", "Ratios dnsveil / reference (goal in brackets):", ""]
-    for ours, theirs, proto, goal in pairs:
-        lines.append(f"- {proto}: queries/s {ratio(ours, theirs, 'qps'):.2f}x (≥ {goal}), "
-                     f"CPU per query {ratio(ours, theirs, 'cpu_us'):.2f}x, p99 {ratio(ours, theirs, 'p99_ms'):.2f}x; "
-                     f"dnsveil handshakes {results[ours]['handshakes']} vs {results[ours]['max_conns']} "
-                     f"pooled connection(s) (goal: handshakes ≤ connections)")
-    lines += ["", "Where the time goes (everything server-side shares CPU 0, so a CPU-bound run tops out near",
-              "10^6 / (resolver + upstream+nsd CPU µs/q) queries per second):", ""]
-    for ours, theirs, proto, goal in pairs:
-        o, t = results[ours], results[theirs]
-        for name, r in ((ours, o), (theirs, t)):
-            ceiling = 1e6 / max(1e-9, r["cpu_us"] + r["up_cpu_us"])
-            bound = "CPU-bound" if r["qps"] >= 0.8 * ceiling else \
-                f"not CPU-bound: {100 / max(1e-9, r['qps']) * 1e3:.1f} ms per query at 100 outstanding"
-            lines.append(f"- {proto}, {r['resolver']}: {r['qps']:.0f} q/s of a {ceiling:.0f} q/s ceiling ({bound})")
-        if t["qps"] >= 0.8 * 1e6 / max(1e-9, t["cpu_us"] + t["up_cpu_us"]):
-            need = (t["cpu_us"] + t["up_cpu_us"]) / float(goal) - o["up_cpu_us"]
-            lines.append(f"- {proto}: with the reference CPU-bound, {goal}x its q/s needs dnsveil at ≤ {need:.1f} µs "
-                         f"per query (now {o['cpu_us']:.1f})")
-    for kind, r in results.items():
-        if kind.startswith("dnsveil") and kind not in {p[0] for p in pairs}:
-            base = results[kind.rsplit("-", 1)[0]]
-            lines.append(f"- {r['resolver']} over {r['proto']}: {r['qps']:.0f} q/s, "
-                         f"{r['qps'] / base['qps'] if base['qps'] else float('nan'):.2f}x the 1-thread run")
+    for transport, ks in kinds.items():
+        for k in ks:
+            r = results[(transport, k)]
+            hs = "–" if r["handshakes"] is None else f"{r['handshakes']} ({r['resumed']})"
+            lines.append(
+                f"| {TRANSPORTS[transport]['name']} | {label[k]} | {r['qps']:.0f} | {bound(r)}{intruded(r)} "
+                f"({r['rig_bound_rounds']}/{r['rounds']}) | {r['lost']} | {r['noerror']:.1f} | {r['cpu_us']:.1f} | "
+                f"{r['up_cpu_us']:.1f} | {r['resolver_share']:.0%} | {r['cpu0_busy']:.0%} | {r['cpu1_busy']:.0%} | "
+                f"{r['burst_noerror']:.1f} | {hs} | {fmt(r['max_conns'], 0) if r['max_conns'] is not None else '–'} |")
+    lines += ["", "Latency at fixed offered rates (medians; \"reached\": the rate dnsperf achieved):", "",
+              "| upstream | resolver | offered q/s | reached q/s | p50 ms | p99 ms | lost | CPU µs/q | CPU 1 busy "
+              "| CPU 0 taken by others |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for transport, ks in kinds.items():
+        for k in ks:
+            for rate in rates:
+                x = results[(transport, k)]["rates"][rate]
+                short = "" if x["qps"] >= RATE_REACHED * rate else " (dnsperf fell short: the rig)"
+                lines.append(f"| {TRANSPORTS[transport]['name']} | {label[k]} | {rate} | {x['qps']:.0f}{short} | "
+                             f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['lost']} | {x['cpu_us']:.1f} | {x['cpu1_busy']:.0%} | "
+                             f"{x['cpu0_others']:.0%} |")
+
+    def per_round(transport, num, den, get):
+        return [ratio(get(a), get(b)) for a, b in zip(runs[(transport, num)], runs[(transport, den)])]
+
+    def cpu(r):
+        return r["cpu_us"]
+
+    def at(rate, key):
+        return lambda r: r["rates"][rate][key]
+
+    lines += ["", "Ratios (medians; per round in brackets):", ""]
+    for transport, ks in kinds.items():
+        name, ref = TRANSPORTS[transport]["name"], TRANSPORTS[transport]["reference"]
+        for den in [ref] + (["baseline"] if base else []):
+            a, b = results[(transport, "dnsveil")], results[(transport, den)]
+            rigged = a["rig_bound_rounds"] or b["rig_bound_rounds"]
+            parts = [f"CPU per query at saturation {ratio(cpu(a), cpu(b)):.2f}x "
+                     f"({', '.join(f'{x:.2f}' for x in per_round(transport, 'dnsveil', den, cpu))})"]
+            for rate in rates:
+                parts.append(f"at {rate} q/s: p50 {ratio(a['rates'][rate]['p50_ms'], b['rates'][rate]['p50_ms']):.2f}x "
+                             f"({', '.join(f'{x:.2f}' for x in per_round(transport, 'dnsveil', den, at(rate, 'p50_ms')))}), "
+                             f"p99 {ratio(a['rates'][rate]['p99_ms'], b['rates'][rate]['p99_ms']):.2f}x, "
+                             f"CPU per query {ratio(a['rates'][rate]['cpu_us'], b['rates'][rate]['cpu_us']):.2f}x")
+            parts.append(f"queries/s {ratio(a['qps'], b['qps']):.2f}x"
+                         + (" (rig-bound in some rounds: this ratio measures the rig, not the resolvers)" if rigged else ""))
+            lines.append(f"- {name}, dnsveil / {label[den]}: " + "; ".join(parts))
+        if transport != "udp":
+            a = results[(transport, "dnsveil")]
+            lines.append(f"- {name}, dnsveil's handshakes {a['handshakes']} vs {a['max_conns']} pooled connection(s) "
+                         "(goal: handshakes ≤ connections)")
+    for (transport, n), r in extra.items():
+        one = results[(transport, "dnsveil")]
+        lines.append(f"- dnsveil with {n} worker threads over {TRANSPORTS[transport]['name']} (one run, all threads on "
+                     f"CPU 0): {r['qps']:.0f} q/s, {ratio(r['qps'], one['qps']):.2f}x the 1-thread median, "
+                     f"{r['cpu_us']:.1f} µs/q, {bound(r)}")
+
+    goals = []
+    for transport, spec in TRANSPORTS.items():
+        name, ref = spec["name"], spec["reference"]
+        here = transport in kinds
+
+        def goal(text, den, get, limit):
+            ok = here and (den != "baseline" or base)
+            goals.append((text, ratio(get(results[(transport, "dnsveil")]), get(results[(transport, den)])) if ok else None,
+                          "<=", limit, per_round(transport, "dnsveil", den, get) if ok else []))
+        if spec["cpu_goal"]:
+            goal(f"{name} miss, CPU per query ≤ {spec['cpu_goal']}x {ref}'s", ref, cpu, spec["cpu_goal"])
+        goal(f"{name} miss, CPU per query ≤ {BASELINE_CPU_GOAL}x the baseline's (20% lower)", "baseline", cpu,
+             BASELINE_CPU_GOAL)
+        if spec["p50_goal"]:
+            if GOAL_RATE in rates:
+                goal(f"{name} miss, p50 at {GOAL_RATE} q/s ≤ {spec['p50_goal']}x {ref}'s", ref,
+                     at(GOAL_RATE, "p50_ms"), spec["p50_goal"])
+            else:
+                goals.append((f"{name} miss, p50 at {GOAL_RATE} q/s (not in --rates)", None, "<=", 0, []))
+    lines += ["", "Goals of issue 13 for the miss path (dnsveil / the named resolver; CPU per query from the "
+              "saturation runs; the cached path's goals are in bench.py's section):", ""]
+    lines += bench.goal_rows(goals)
+
+    lines += ["", "Every round:", "",
+              "| round | upstream | resolver | queries/s | bound | CPU µs/q | CPU 1 busy | "
+              + " | ".join(f"p50 / p99 ms at {rate} | CPU µs/q at {rate}" for rate in rates) + " |",
+              "|---:|---|---|---:|---|---:|---:|" + "---:|---:|" * len(rates)]
+    for transport, ks in kinds.items():
+        for rnd in range(args.rounds):
+            for k in ks:
+                r = runs[(transport, k)][rnd]
+                lines.append(f"| {rnd + 1} | {TRANSPORTS[transport]['name']} | {label[k]} | {r['qps']:.0f} | "
+                             f"{bound(r)}{intruded(r)} | {r['cpu_us']:.1f} | {r['cpu1_busy']:.0%} | "
+                             + " | ".join(f"{r['rates'][x]['p50_ms']:.2f} / {r['rates'][x]['p99_ms']:.2f} | "
+                                          f"{r['rates'][x]['cpu_us']:.1f}" for x in rates) + " |")
     bench.write_section(args.out, SECTION, lines)
     print("\n".join(lines))
 
 
+def reproduce(args):
+    cmd = (f"python3 benches/bench_upstream.py --layout {args.layout} --threads {args.threads} "
+           f"--seconds {args.seconds} --names {args.names} --rates {','.join(map(str, args.rates))} "
+           f"--latency-seconds {args.latency_seconds} --rounds {args.rounds}")
+    if args.only:
+        cmd += f" --only {args.only}"
+    if args.baseline:
+        cmd += f" --baseline {args.baseline}"
+    if args.extra_dnsveil_threads:
+        cmd += f" --extra-dnsveil-threads {args.extra_dnsveil_threads}"
+    return cmd
+
+
+def dnsdist_version():
+    return subprocess.run(["dnsdist", "--version"], capture_output=True, text=True).stdout.split()[1]
+
+
+def rate_list(text):
+    rates = [int(x) for x in text.split(",") if x.strip()]
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive rates")
+    return rates
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--layout", choices=["split", "shared"], default="split",
+                    help="split: resolver alone on CPU 0, upstream, nsd and dnsperf on CPU 1; "
+                         "shared: resolver, upstream and nsd on CPU 0, dnsperf on CPU 1")
+    ap.add_argument("--only", choices=list(TRANSPORTS), help="run one comparison only")
+    bench.add_baseline_arg(ap)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--names", type=int, default=100_000, help="unique names per throughput run")
-    ap.add_argument("--latency-qps", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=10, help="at most this long per saturation and burst run")
+    ap.add_argument("--names", type=int, default=100_000, help="unique names per saturation run")
+    ap.add_argument("--rates", type=rate_list, default=[500, 1000],
+                    help="offered rates of the latency runs, comma-separated (default 500,1000)")
+    ap.add_argument("--latency-seconds", type=int, default=10, help="length of each fixed-rate run")
     ap.add_argument("--extra-dnsveil-threads", type=int, default=0,
-                    help="also run dnsveil with this many worker threads (DoT and DoH)")
-    ap.add_argument("--only", choices=["dot", "doh"], help="run one comparison only")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians")
+                    help="also run dnsveil with this many worker threads (once per transport)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of turns; figures are medians")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    bench.setup(args, ["nsd", "unbound", "dnsdist", "dnsperf", "kdig", "taskset"])
+    if len(os.sched_getaffinity(0)) < 2 or RIG_CPU not in os.sched_getaffinity(0):
+        sys.exit("needs CPUs 0 and 1")
+    builds = bench.setup(args, ["nsd", "unbound", "dnsdist", "dnsperf", "kdig", "taskset"])
+    label = {"unbound": "unbound", "dnsdist": "dnsdist", **{k: v[0] for k, v in builds.items()}}
+    kinds = {t: [TRANSPORTS[t]["reference"]] + list(builds) for t in TRANSPORTS if args.only in (None, t)}
+    per_run = len(args.rates) * args.latency_seconds + 2 * args.seconds + 4  # + starting resolver and upstream
+    total = per_run * sum(len(ks) for ks in kinds.values()) * args.rounds
+    print(f"at most about {per_run} s per resolver run, {total / 60:.0f} min in all", flush=True)
 
-    pairs = []
-    if args.only in (None, "dot"):
-        pairs.append(("dnsveil-dot", "unbound-dot", "DoT", "1.2"))
-    if args.only in (None, "doh"):
-        pairs.append(("dnsveil-doh", "dnsdist-doh", "DoH", "2"))
+    def software(kind):
+        return "dnsveil" if kind in builds else kind
+
     d = tempfile.mkdtemp(prefix="dnsveil-bench-upstream-")
-    authority = Authority(d)
-    results = {}
+    rig = Rig(d, args.layout)
+    runs, results, extra = {}, {}, {}
     try:
-        for ours, theirs, _, _ in pairs:
-            # Alternating rounds, medians: this shared VM's speed drifts by tens of percent within
+        for transport, ks in kinds.items():
+            # Turns in rounds, medians: this shared VM's speed drifts by tens of percent within
             # minutes, and a single run of each would compare two different machines.
-            runs = {ours: [], theirs: []}
             for rnd in range(args.rounds):
-                for kind in ((theirs, ours) if rnd % 2 == 0 else (ours, theirs)):
-                    r = measure(kind, d, authority, args.threads, args.seconds, args.latency_qps, args.names)
-                    runs[kind].append(r)
-                    print(f"round {rnd + 1}", kind, r, flush=True)
-            for kind, rs in runs.items():
-                results[kind] = combine(rs)
+                for k in bench.round_order(ks, rnd):
+                    r = measure(k, software(k), builds.get(k, (None, None))[1], transport, rig, args, args.threads)
+                    runs.setdefault((transport, k), []).append(r)
+                    print(f"round {rnd + 1} {TRANSPORTS[transport]['name']} {label[k]}: {r['qps']:.0f} q/s "
+                          f"({bound(r)}{intruded(r)}), {r['cpu_us']:.1f} µs/q; "
+                          + "; ".join(f"at {rate} q/s p50 {x['p50_ms']:.2f} ms p99 {x['p99_ms']:.2f} ms "
+                                      f"{x['cpu_us']:.1f} µs/q" + ("" if x["qps"] >= RATE_REACHED * rate else
+                                                                   f" (dnsperf reached only {x['qps']:.0f} q/s)")
+                                      for rate, x in r["rates"].items()), flush=True)
+            for k in ks:
+                results[(transport, k)] = combine(runs[(transport, k)])
             if args.extra_dnsveil_threads:
-                key = f"{ours}-t{args.extra_dnsveil_threads}"
-                r = measure(ours, d, authority, args.extra_dnsveil_threads, args.seconds, args.latency_qps,
-                            args.names)
-                results[key] = r
-                print(key, r, flush=True)
+                extra[(transport, args.extra_dnsveil_threads)] = measure(
+                    "dnsveil", "dnsveil", builds["dnsveil"][1], transport, rig, args, args.extra_dnsveil_threads)
     finally:
-        authority.stop()
+        rig.stop()
         shutil.rmtree(d, ignore_errors=True)
-    write_report(args, results, pairs)
+    write_report(args, kinds, label, runs, results, extra)
 
 
 if __name__ == "__main__":
