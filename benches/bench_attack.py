@@ -93,18 +93,9 @@ class Nsd:
         self.p.wait()
 
 
-def wait_udp(port, name, limit=15.0):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.2)
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        s.sendto(query(name), ("127.0.0.1", port))
-        try:
-            s.recvfrom(4096)
-            return
-        except socket.timeout:
-            pass
-    sys.exit(f"no answer for {name} on port {port}")
+def wait_udp(port, name):
+    """Ready when the server answers (bench.wait_answer: a readiness signal, not a guess)."""
+    bench.wait_answer(port, name)
 
 
 class FakeUpstream:

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use harness::{query_bytes, tcp_exchange, udp_exchange, Dnsveil, Nsd};
+use harness::{query_bytes, tcp_exchange, tcp_exchange_from, udp_exchange, Dnsveil, Nsd};
 
 use dnsveil::wire::{Message, RType, Rcode};
 
@@ -96,7 +96,7 @@ fn quiet_client(server: SocketAddr, from: &str, n: usize, tcp: bool, tag: &str) 
     for i in 0..n {
         let q = query_bytes(&format!("q{i}-{tag}.fresh.attack.test"), RType::A, i as u16);
         let resp = if tcp {
-            tcp_from(from, server, &q)
+            tcp_exchange_from(from.parse().ok(), server, &q, QUIET_WAIT)
         } else {
             sock.send_to(&q, server).ok().and_then(|_| {
                 let mut buf = vec![0u8; 4096];
@@ -110,26 +110,6 @@ fn quiet_client(server: SocketAddr, from: &str, n: usize, tcp: bool, tag: &str) 
         }
     }
     answered
-}
-
-/// One framed exchange on a new TCP connection from source address `from`.
-fn tcp_from(from: &str, server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    sock.bind(&SocketAddr::new(from.parse().ok()?, 0).into())
-        .ok()?;
-    sock.connect_timeout(&server.into(), Duration::from_secs(3))
-        .ok()?;
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(QUIET_WAIT)).ok()?;
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
-    s.write_all(&framed).ok()?;
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    Some(buf)
 }
 
 /// Sends `n` queries for distinct names under dead.test from one address, 250 at a time, each

@@ -62,9 +62,26 @@ pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 
 /// Sends `query` over TCP to `server` (one framed query) and reads one framed answer.
 pub fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    tcp_exchange_from(None, server, query, Duration::from_secs(3))
+}
+
+/// [`tcp_exchange`] from source address `from` (any when None), waiting at most `wait` to connect
+/// and for each read.
+pub fn tcp_exchange_from(
+    from: Option<std::net::IpAddr>,
+    server: SocketAddr,
+    query: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let sock = socket2::Socket::new(socket2::Domain::for_address(server), socket2::Type::STREAM, None)
+        .ok()?;
+    if let Some(ip) = from {
+        sock.bind(&SocketAddr::new(ip, 0).into()).ok()?;
+    }
+    sock.connect_timeout(&server.into(), wait).ok()?;
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(wait)).ok()?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     s.write_all(&framed).ok()?;
