@@ -74,8 +74,12 @@ pub fn tcp_exchange_from(
     wait: Duration,
 ) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
-    let sock = socket2::Socket::new(socket2::Domain::for_address(server), socket2::Type::STREAM, None)
-        .ok()?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(server),
+        socket2::Type::STREAM,
+        None,
+    )
+    .ok()?;
     if let Some(ip) = from {
         sock.bind(&SocketAddr::new(ip, 0).into()).ok()?;
     }
