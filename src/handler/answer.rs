@@ -209,11 +209,11 @@ impl Answer {
     /// The response code, extended by the OPT record's upper bits (RFC 6891 section 6.1.3).
     pub fn rcode(&self) -> Rcode {
         let low = self.header().rcode_low;
-        let high = scan::records(&self.wire)
+        let high = scan::Records::new(&self.wire)
             .ok()
-            .and_then(|spans| {
-                let opt = spans.iter().find(|s| s.rtype == RType::OPT)?;
-                Some(opt.ttl >> 24)
+            .and_then(|mut walk| {
+                let opt = walk.find(|s| s.as_ref().map_or(true, |s| s.rtype == RType::OPT))?;
+                Some(opt.ok()?.ttl >> 24)
             })
             .unwrap_or(0);
         Rcode(((high as u16) << 4) | u16::from(low))

@@ -26,7 +26,7 @@
 use super::edns::{opt_head, DO_BIT, OPT_FIXED_LEN};
 use super::fit::{Fit, Layout};
 use super::header::HEADER_LEN;
-use super::scan;
+use super::scan::{self, Section};
 use super::types::RType;
 
 /// A response to write, without ID, question and OPT record.
@@ -108,21 +108,28 @@ impl<'a> Source<'a> {
         } else {
             question_end
         };
-        let spans = scan::records(msg).ok()?;
+        // One walk (no allocation): the last record may be the OPT record, no other may be.
+        let mut last = None;
+        let mut opts = 0;
+        for span in scan::Records::new(msg).ok()? {
+            let span = span.ok()?;
+            opts += usize::from(span.rtype == RType::OPT);
+            last = Some(span);
+        }
         let mut records_end = msg.len();
         let mut arcount = header.arcount;
         let mut ext_rcode = 0;
         options.clear();
-        if let Some(last) = spans.last().filter(|s| s.rtype == RType::OPT) {
-            records_end = last.start;
-            arcount -= 1;
-            ext_rcode = (last.ttl >> 24) as u8;
-            super::edns::extended_error_options(&msg[last.rdata.clone()], options);
-        }
-        if spans[..spans.len() - usize::from(records_end < msg.len())]
-            .iter()
-            .any(|s| s.rtype == RType::OPT)
+        if let Some(opt) =
+            last.filter(|s| s.rtype == RType::OPT && s.section == Section::Additional)
         {
+            records_end = opt.start;
+            arcount -= 1;
+            ext_rcode = (opt.ttl >> 24) as u8;
+            opts -= 1;
+            super::edns::extended_error_options(&msg[opt.rdata.clone()], options);
+        }
+        if opts > 0 {
             return None;
         }
         Some(Source {
@@ -291,22 +298,15 @@ pub fn has_unasked_dnssec(msg: &[u8], qtype: RType) -> bool {
     if dnssec_only(qtype) || qtype == RType::ANY {
         return false;
     }
-    let (Ok(header), Ok(mut pos)) = (super::Header::parse(msg), scan::questions_end(msg)) else {
+    let Ok(walk) = scan::Records::new(msg) else {
         return false;
     };
-    let total =
-        usize::from(header.ancount) + usize::from(header.nscount) + usize::from(header.arcount);
-    for _ in 0..total {
-        let Ok(end) = scan::skip_name(msg, pos) else {
-            return false;
-        };
-        let Some(fixed) = msg.get(end..end + 10) else {
-            return false;
-        };
-        if dnssec_only(RType(u16::from_be_bytes([fixed[0], fixed[1]]))) {
-            return true;
+    for span in walk {
+        match span {
+            Ok(span) if dnssec_only(span.rtype) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
         }
-        pos = end + 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
     }
     false
 }

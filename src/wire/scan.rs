@@ -87,26 +87,61 @@ pub fn questions_end(msg: &[u8]) -> Result<usize> {
 
 /// Every record of the answer, authority and additional sections, OPT included, in order.
 pub fn records(msg: &[u8]) -> Result<Vec<RecordSpan>> {
-    let header = Header::parse(msg)?;
-    let mut pos = questions_end(msg)?;
-    let total = header.ancount as usize + header.nscount as usize + header.arcount as usize;
-    if total * 11 > msg.len() - pos {
-        return Err(WireError::ShortRead {
-            offset: pos,
-            needed: total * 11 - (msg.len() - pos),
-        });
+    let walk = Records::new(msg)?;
+    let mut out = Vec::with_capacity(walk.left);
+    for span in walk {
+        out.push(span?);
     }
-    let mut out = Vec::with_capacity(total);
-    for i in 0..total {
-        let section = if i < header.ancount as usize {
+    Ok(out)
+}
+
+/// The records of a message one at a time, without allocating: what [`records`] collects. After
+/// the last record it checks that nothing trails it ([`WireError::TrailingData`] otherwise).
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    msg: &'a [u8],
+    pos: usize,
+    index: usize,
+    left: usize,
+    ancount: usize,
+    nscount: usize,
+    failed: bool,
+}
+
+impl<'a> Records<'a> {
+    /// A walk over `msg`'s records, after its header and question section.
+    pub fn new(msg: &'a [u8]) -> Result<Self> {
+        let header = Header::parse(msg)?;
+        let pos = questions_end(msg)?;
+        let total = header.ancount as usize + header.nscount as usize + header.arcount as usize;
+        if total * 11 > msg.len() - pos {
+            return Err(WireError::ShortRead {
+                offset: pos,
+                needed: total * 11 - (msg.len() - pos),
+            });
+        }
+        Ok(Records {
+            msg,
+            pos,
+            index: 0,
+            left: total,
+            ancount: header.ancount as usize,
+            nscount: header.nscount as usize,
+            failed: false,
+        })
+    }
+
+    fn step(&mut self) -> Result<RecordSpan> {
+        let msg = self.msg;
+        let section = if self.index < self.ancount {
             Section::Answer
-        } else if i < header.ancount as usize + header.nscount as usize {
+        } else if self.index < self.ancount + self.nscount {
             Section::Authority
         } else {
             Section::Additional
         };
-        let start = pos;
-        pos = skip_name(msg, pos)?;
+        let start = self.pos;
+        let pos = skip_name(msg, start)?;
         let fixed = msg.get(pos..pos + 10).ok_or(WireError::ShortRead {
             offset: pos,
             needed: 10,
@@ -122,19 +157,41 @@ pub fn records(msg: &[u8]) -> Result<Vec<RecordSpan>> {
                 needed: rdata.end - msg.len(),
             });
         }
-        out.push(RecordSpan {
+        self.pos = rdata.end;
+        self.index += 1;
+        self.left -= 1;
+        if self.left == 0 && self.pos != msg.len() {
+            return Err(WireError::TrailingData);
+        }
+        Ok(RecordSpan {
             section,
             start,
             rtype,
             class,
             ttl_offset: pos + 4,
             ttl,
-            rdata: rdata.clone(),
-        });
-        pos = rdata.end;
+            rdata,
+        })
     }
-    if pos != msg.len() {
-        return Err(WireError::TrailingData);
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<RecordSpan>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            if self.index == 0 && self.pos != self.msg.len() {
+                // No records at all, and something after the question.
+                self.failed = true;
+                return Some(Err(WireError::TrailingData));
+            }
+            return None;
+        }
+        let step = self.step();
+        self.failed = step.is_err();
+        Some(step)
     }
-    Ok(out)
 }
