@@ -36,16 +36,23 @@
 //!   bogus ([`DenialError::HashBudgetExhausted`]), never as a retry.
 //!
 //! Choices where the RFCs allow several: NSEC3 records with an unknown hash algorithm or flags
-//! other than 0 and 1 are ignored (RFC 5155 section 8.1 and 8.2), so a response holding only those
-//! is bogus; NSEC3 records with different parameters in one answer make it bogus (allowed by RFC
-//! 5155 section 8.2; a signer uses one chain at a time); an NXDOMAIN, no-data, wildcard no-data or
-//! wildcard answer whose next closer name is covered by an opt-out NSEC3 is insecure, as unbound
-//! and Knot Resolver treat it (RFC 5155 section 9.2: an unsigned delegation may hide in the span).
+//! other than 0 and 1 are ignored (RFC 5155 sections 8.1 and 8.2), so a response holding only
+//! those is bogus; NSEC3 records with different parameters in one answer make it bogus (allowed by
+//! RFC 5155 section 8.2; a signer uses one chain at a time); an NXDOMAIN, no-data, wildcard no-data
+//! or wildcard answer whose next closer name is covered by an opt-out NSEC3 is insecure, not
+//! secure (RFC 5155 section 9.2 on the AD bit: an unsigned delegation may hide in an opt-out span,
+//! so nothing below it is proven).
+//!
+//! NSEC3PARAM records play no part: RFC 5155 section 4 makes them the authoritative server's,
+//! and a validator takes the parameters from the NSEC3 records themselves.
 //!
 //! Limitations: no DNAME logic beyond RFC 6840 section 4.1 (a DNAME answer's synthesized CNAME is
 //! the caller's); NSEC3 hash algorithm 1 (SHA-1) only, the only one registered; a response mixing
 //! NSEC and NSEC3 for one zone is judged on its NSEC records alone; NSEC records are not capped in
-//! number (they cost a comparison each, no hashing, and a message bounds them).
+//! number (they cost comparisons, no hashing, and each one reaching here cost the caller a
+//! signature check, which its own per-query cap bounds); the hash budget counts names hashed, not
+//! SHA-1 runs, which the iterations cutoff bounds at 51 per name; the cache helpers never
+//! synthesize wildcard answers (RFC 8198 section 5.3 allows it) and leave TTLs to the cache.
 
 mod nsec;
 mod nsec3;
@@ -58,7 +65,8 @@ use crate::handler::answer::BogusReason;
 use crate::wire::edns::ede;
 use crate::wire::{Name, RType, Record, TypeBitmap};
 
-pub use nsec3::{nsec3_hash, Nsec3Hash, NSEC3_HASH_LEN, NSEC3_SHA1};
+pub use nsec::nsec_covers;
+pub use nsec3::{nsec3_covers, nsec3_hash, Nsec3Hash, NSEC3_HASH_LEN, NSEC3_SHA1};
 
 /// NSEC3 iterations above which an answer is insecure with EDE 27 and nothing is hashed (RFC 9276
 /// section 3.2; the value bind, Knot Resolver and PowerDNS use). The one cutoff: see the module
@@ -387,6 +395,10 @@ pub fn cached_fact(
 /// high iterations prove nothing here; the query goes upstream). The records are judged by the
 /// same rules as an upstream answer's ([`prove_nodata`], then [`prove_nxdomain`]): `NoData`,
 /// `WildcardNoData` and (for DS) `InsecureDelegation` are NOERROR answers, `NxDomain` is NXDOMAIN.
+///
+/// The records are scanned linearly: pass the few a range lookup around the name finds (the NSEC
+/// or NSEC3 covering or matching it, its ancestors and their wildcards), not a whole zone.
+#[must_use]
 pub fn aggressive_denial(
     zone: &Name,
     records: &[Record],

@@ -12,6 +12,9 @@
 //! with the callers. Each part states the RFC sections it implements and its limits; every bound on
 //! work an attacker could inflate is a named constant.
 //!
+//! Dependencies: [`crate::wire`] for records and names, ring for digests, and the verdict types
+//! of [`crate::handler::answer`] that its errors map to; nothing depends on a transport.
+//!
 //! Parts: [`denial`] decides what verified NSEC and NSEC3 records prove (RFC 4035 section 5.4,
 //! RFC 5155 section 8, RFC 6840 section 4, RFC 9276, RFC 8198).
 //!

@@ -35,18 +35,9 @@ impl<'a> NsecRef<'a> {
         self.owner == name
     }
 
-    /// `name` sorts strictly between the owner and the next name (RFC 4034 section 6.1 order).
-    /// The zone's last NSEC names the apex as next (RFC 4034 section 4.1.1) and covers every
-    /// name of the zone after its owner.
+    /// [`nsec_covers`] for this record.
     pub(super) fn covers(&self, zone: &Name, name: &Name) -> bool {
-        if !name.is_subdomain_of(zone) || !before(self.owner, name) {
-            return false;
-        }
-        if before(self.owner, self.next) {
-            before(name, self.next)
-        } else {
-            self.next == zone
-        }
+        nsec_covers(zone, self.owner, self.next, name)
     }
 
     /// Covers `name` and may speak for it: not a record at a delegation or DNAME above it,
@@ -77,6 +68,22 @@ impl<'a> NsecRef<'a> {
         } else {
             zone.clone()
         }
+    }
+}
+
+/// True when an NSEC of `zone` at `owner` whose next name is `next` covers `name`: `name` is in
+/// the zone and sorts strictly between the two in canonical order (RFC 4034 sections 4.1.1 and
+/// 6.1). The zone's last NSEC names the apex as next and covers every name of the zone after its
+/// owner; a record whose next name sorts before its owner but is not the apex covers nothing.
+/// Whether the record may speak for the name (RFC 6840 section 4.1) is the proofs' concern.
+pub fn nsec_covers(zone: &Name, owner: &Name, next: &Name, name: &Name) -> bool {
+    if !name.is_subdomain_of(zone) || !before(owner, name) {
+        return false;
+    }
+    if before(owner, next) {
+        before(name, next)
+    } else {
+        next == zone
     }
 }
 

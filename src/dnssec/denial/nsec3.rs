@@ -48,6 +48,17 @@ pub fn nsec3_hash(name: &Name, salt: &[u8], iterations: u16) -> Nsec3Hash {
     out
 }
 
+/// True when an NSEC3 whose owner hashes to `owner` and whose next hashed owner is `next` covers
+/// the hash `h`: it sorts strictly between them, and the chain's last record wraps around to the
+/// first (RFC 5155 sections 3.1.7 and 8.3), so a chain of one record covers every other hash.
+pub fn nsec3_covers(owner: &Nsec3Hash, next: &Nsec3Hash, h: &Nsec3Hash) -> bool {
+    if owner < next {
+        owner < h && h < next
+    } else {
+        h > owner || h < next
+    }
+}
+
 /// One usable NSEC3 record of the zone.
 pub(super) struct Nsec3Ref<'a> {
     owner_hash: Nsec3Hash,
@@ -83,14 +94,9 @@ impl<'a> Nsec3Ref<'a> {
         self.owner_hash == *h
     }
 
-    /// `h` sorts strictly between the owner's hash and the next one; the last record of the
-    /// chain wraps around to the first (RFC 5155 section 3.1.7).
+    /// [`nsec3_covers`] for this record.
     pub(super) fn covers(&self, h: &Nsec3Hash) -> bool {
-        if self.owner_hash < self.next_hash {
-            self.owner_hash < *h && *h < self.next_hash
-        } else {
-            *h > self.owner_hash || *h < self.next_hash
-        }
+        nsec3_covers(&self.owner_hash, &self.next_hash, h)
     }
 
     fn opt_out(&self) -> bool {
