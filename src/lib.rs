@@ -25,6 +25,7 @@ pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod dnssec;
 pub mod forward;
 pub mod handler;
 pub mod hosts;
