@@ -13,7 +13,9 @@
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
 //! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
-//! `clock` (the time of day, injectable) depends on nothing and anything may use it. `app`
+//! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
+//! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
+//! results as `handler` verdicts, for the validating stage to come. `app`
 //! composes them from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 // The library exists for the binary and its tests; its docs are read with private items included

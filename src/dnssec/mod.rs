@@ -1,24 +1,61 @@
-//! DNSSEC validation (RFC 4033, 4034, 4035; NSEC3 RFC 5155): pure code over [`crate::wire`] and
-//! ring, with no I/O of its own, shared by the forwarding and the recursive modes.
+//! DNSSEC validation (RFC 4033, 4034, 4035, with RFC 6840's clarifications; NSEC3 RFC 5155): pure
+//! code over [`crate::wire`] and ring, with no I/O of its own, shared by the forwarding and the
+//! recursive modes. Trust anchors, key tags and DS digests, RRSIG verification, and what verified
+//! NSEC and NSEC3 records prove.
 //!
 //! ```text
-//!   answer records + RRSIGs --(signature checks: verified RRsets)--> denial --> Secure / Insecure /
-//!   NSEC / NSEC3 (verified)  ------------------------------------->           Bogus (+ EDE)
+//!   TrustAnchors (certs/root-anchors.txt or a file)        anchor.rs
+//!        | closest(zone) -> ZoneAnchor::verify_dnskeys
+//!        v
+//!   root DNSKEY RRset, trusted --verify_rrset--> DS RRset of the child, trusted      verify.rs
+//!        --verify_dnskey_rrset (match_ds: which keys the DS records name)-->         key.rs
+//!   child DNSKEY RRset, trusted --verify_rrset--> answer RRset: VerifiedRrset { ttl, wildcard }
+//!        |                                          or VerifyError -> Verdict (Bogus + EDE, Insecure)
+//!   every signature check goes through algorithm::verify_signature (ring), counted by a Budget
 //! ```
 //!
-//! Why a module of its own: the validator decides what a client may trust, so it takes its input
-//! as values (records, keys, the time) and returns typed verdicts, which makes every rule testable
-//! with records written as zone text and keeps network behaviour (fetching keys, retries, caching)
-//! with the callers. Each part states the RFC sections it implements and its limits; every bound on
-//! work an attacker could inflate is a named constant.
+//! Why it is built this way:
+//! - Pure functions over `wire` types and ring, no I/O of their own and no clock: the validating
+//!   stage fetches DNSKEY and DS records (through the lookup API, so over the same encrypted
+//!   upstreams) and passes them in with the time (`now`, seconds since the epoch modulo 2^32, from
+//!   [`crate::clock::WallClock`]); the recursor can use the same functions. Tests run it all on
+//!   fixed data at fixed times.
+//! - One error enum for this layer, [`VerifyError`], whose variants map one-to-one to the
+//!   [`BogusReason`](crate::handler::answer::BogusReason)s a client sees as Extended DNS Errors
+//!   (RFC 8914), plus the two "unsupported" outcomes that mean insecure (RFC 4035 section 5.2).
+//!   Anchor files have their own, [`AnchorError`], naming the file and line.
+//! - Every amount of work an attacker controls is bounded by a named constant (KeyTrap,
+//!   CVE-2023-50387): [`MAX_RRSIGS_PER_RRSET`], [`MAX_KEYS_PER_TAG`] and, per client query,
+//!   [`MAX_VERIFICATIONS_PER_QUERY`] through a [`Budget`] the caller passes by `&mut`. Past a
+//!   limit the answer is bogus, not retried.
+//! - The algorithm policy (which algorithms make data secure, SHA-1 per RFC 9905) lives in one
+//!   place, [`algorithm`], with the reasons.
 //!
-//! Dependencies: [`crate::wire`] for records and names, ring for digests, and the verdict types
-//! of [`crate::handler::answer`] that its errors map to; nothing depends on a transport.
+//! - [`denial`] decides what verified NSEC and NSEC3 records prove (RFC 4035 section 5.4, RFC 5155
+//!   section 8, RFC 6840 section 4, RFC 9276, RFC 8198), including the no-closer-name proof a
+//!   wildcard answer needs ([`VerifiedRrset::wildcard`] says when).
 //!
-//! Parts: [`denial`] decides what verified NSEC and NSEC3 records prove (RFC 4035 section 5.4,
-//! RFC 5155 section 8, RFC 6840 section 4, RFC 9276, RFC 8198).
+//! What is not here yet: the validating stage itself (walking the chain from an anchor through the
+//! lookup API, caching keys and verdicts, answering with EDEs).
 //!
-//! Limitations: the chain of trust (anchors, keys, signatures) is not here yet; [`denial`] takes
-//! records whose signatures the caller has already checked.
+//! Limitations: see each module. In short: RSA keys of 1024 to 4096 bits only; no ED448; no
+//! RFC 5011 anchor maintenance; a fixed clock skew of [`CLOCK_SKEW`] seconds.
 
+pub mod algorithm;
+pub mod anchor;
 pub mod denial;
+pub mod key;
+pub mod verify;
+
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod vectors;
+
+pub use algorithm::{verify_signature, Algorithm, CryptoError, DigestType};
+pub use anchor::{AnchorError, AnchorErrorKind, TrustAnchors, ZoneAnchor};
+pub use key::{match_ds, Dnskey, Ds, DsMatch, MAX_KEYS_PER_TAG};
+pub use verify::{
+    serial_lt, verify_dnskey_rrset, verify_rrset, verify_rrsig, Budget, Mismatch, VerifiedRrset,
+    VerifyError, WildcardExpansion, CLOCK_SKEW, MAX_RRSIGS_PER_RRSET, MAX_VERIFICATIONS_PER_QUERY,
+};
