@@ -156,20 +156,7 @@ fn tcp_clients_that_never_read_cannot_make_the_server_hold_their_answers() {
     let pid = dv.child.0.id();
     let (idle, _) = memory_kib(pid);
 
-    let mut burst = Vec::new();
-    for _ in 0..300 {
-        burst.extend_from_slice(&framed(&big));
-    }
-    let mut attackers = Vec::new();
-    for _ in 0..256 {
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        sock.set_recv_buffer_size(2048).expect("rcvbuf");
-        sock.connect(&dv.tcp_addr().into()).expect("connect");
-        let mut s: TcpStream = sock.into();
-        s.write_all(&burst).expect("send the burst");
-        attackers.push(s);
-    }
+    let attackers = non_readers(dv.tcp_addr(), &big, 256);
     let udp_ok = quiet_client(dv.udp_addr(), "127.0.0.2", 200, false, "udp1");
     let tcp_ok = quiet_client(dv.tcp_addr(), "127.0.0.2", 50, true, "tcp1");
     let (now, peak) = memory_kib(pid);
@@ -181,6 +168,26 @@ fn tcp_clients_that_never_read_cannot_make_the_server_hold_their_answers() {
     );
     assert!(udp_ok >= 198, "quiet UDP client: {udp_ok}/200 answered");
     assert!(tcp_ok >= 49, "quiet TCP client: {tcp_ok}/50 answered");
+}
+
+/// Opens `n` connections with a 2 KiB receive buffer that each ask 300 times for `query` and never
+/// read.
+fn non_readers(server: SocketAddr, query: &[u8], n: usize) -> Vec<TcpStream> {
+    let mut burst = Vec::new();
+    for _ in 0..300 {
+        burst.extend_from_slice(&framed(query));
+    }
+    (0..n)
+        .map(|_| {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            sock.set_recv_buffer_size(2048).expect("rcvbuf");
+            sock.connect(&server.into()).expect("connect");
+            let mut s: TcpStream = sock.into();
+            s.write_all(&burst).expect("send the burst");
+            s
+        })
+        .collect()
 }
 
 /// One client sends 5,000 queries for names whose upstream never answers, as fast as it can. The

@@ -464,11 +464,7 @@ async fn flush(
     }
     if done < wbuf.len() {
         let waiting = Queued::new(&shared.tcp_queued, wbuf.len() - done);
-        let limit = if waiting.total() > TCP_QUEUED_BUDGET {
-            PRESSURE_WRITE_WAIT
-        } else {
-            shared.tcp_idle
-        };
+        let limit = write_wait(waiting.total(), shared.tcp_idle);
         tokio::select! {
             _ = close.cancelled() => return Err(io::ErrorKind::ConnectionAborted.into()),
             r = tokio::time::timeout(limit, stream.write_all(&wbuf[done..])) => {
@@ -481,6 +477,17 @@ async fn flush(
         wbuf.shrink_to(READ_CHUNK);
     }
     Ok(())
+}
+
+/// How long a stalled write may wait for its client to read, when `total` octets of answers (its
+/// own included) wait in all connections' buffers: the idle timeout, or only
+/// [`PRESSURE_WRITE_WAIT`] beyond [`TCP_QUEUED_BUDGET`].
+fn write_wait(total: usize, idle: Duration) -> Duration {
+    if total > TCP_QUEUED_BUDGET {
+        PRESSURE_WRITE_WAIT.min(idle)
+    } else {
+        idle
+    }
 }
 
 /// Gives back the memory of a read buffer that grew for a large frame, once it holds little.
@@ -544,6 +551,32 @@ mod tests {
             Frame::Complete(12),
             "a second frame may follow"
         );
+    }
+
+    #[test]
+    fn stalled_writes_wait_less_once_the_server_wide_budget_is_exceeded() {
+        let idle = Duration::from_secs(10);
+        assert_eq!(write_wait(0, idle), idle);
+        assert_eq!(write_wait(TCP_QUEUED_BUDGET, idle), idle);
+        assert_eq!(write_wait(TCP_QUEUED_BUDGET + 1, idle), PRESSURE_WRITE_WAIT);
+        let short = Duration::from_millis(200);
+        assert_eq!(
+            write_wait(TCP_QUEUED_BUDGET + 1, short),
+            short,
+            "never longer than idle"
+        );
+        // The total counts what every stalled connection has queued, until it is written.
+        let total = AtomicUsize::new(0);
+        let a = Queued::new(&total, TCP_QUEUED_BUDGET);
+        let b = Queued::new(&total, 10);
+        assert_eq!(
+            (a.total(), b.total()),
+            (TCP_QUEUED_BUDGET, TCP_QUEUED_BUDGET + 10)
+        );
+        drop(a);
+        assert_eq!(total.load(Ordering::Relaxed), 10);
+        drop(b);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
     }
 
     #[test]
