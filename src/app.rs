@@ -40,8 +40,9 @@ use crate::cache::{self, Cache};
 use crate::clock::WallClock;
 use crate::config::{self, knob, Config, UpstreamServer};
 use crate::forward::Forwarder;
-use crate::handler::{Chain, Handler};
+use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
+use crate::notify::{self, Notifier};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
@@ -205,11 +206,24 @@ pub async fn run(
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
     let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
 
+    // The sockets are bound: from here queries wait in them, so the service manager may count us
+    // as started (Type=notify) and let nss-lookup.target go.
+    let notifier = Arc::new(Notifier::from_env());
+    let serving_on = server
+        .local_addrs()
+        .iter()
+        .map(|(p, a)| format!("{} {a}", if *p == Protocol::Udp { "udp" } else { "tcp" }))
+        .collect::<Vec<_>>()
+        .join(", ");
     let serving = tokio::spawn(server.run(shutdown.clone()));
+    notifier.ready(&format!("serving on {serving_on}"));
+    let watchdog = notify::watchdog_interval()
+        .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(()) = reload.recv() => {
+                notifier.reloading(monotonic_us());
                 match hosts.reload() {
                     Ok(()) => info!("hosts reloaded"),
                     Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
@@ -217,8 +231,13 @@ pub async fn run(
                 if let Some(c) = &cache {
                     info!(stats = %c.stats(), "cache statistics");
                 }
+                notifier.ready(&format!("serving on {serving_on}"));
             }
         }
+    }
+    notifier.stopping();
+    if let Some(w) = watchdog {
+        let _ = w.await;
     }
     serving.await.context("server task")?;
     if let Some(w) = watcher {
@@ -244,6 +263,26 @@ pub async fn run(
     }
     info!("shut down");
     Ok(())
+}
+
+/// Sends WATCHDOG=1 every `every` until shutdown: a runtime that stops polling its tasks stops
+/// sending it, and the service manager restarts the service.
+async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.watchdog(),
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it (0 if it cannot be read).
+fn monotonic_us() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        (t.tv_sec() as u64).saturating_mul(1_000_000) + (t.tv_nsec() as u64) / 1000
+    })
 }
 
 fn cache_config(config: &Config) -> cache::CacheConfig {

@@ -32,6 +32,7 @@ pub mod forward;
 pub mod handler;
 pub mod hosts;
 pub mod logging;
+pub mod notify;
 pub mod query;
 pub mod server;
 pub mod special;

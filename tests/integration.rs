@@ -425,3 +425,51 @@ fn running_without_an_upstream_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("upstream"), "{err}");
 }
+
+/// Under a service manager (`NOTIFY_SOCKET`), dnsveil says READY=1 once its listeners are bound,
+/// RELOADING=1 and READY=1 around a reload (SIGHUP), and STOPPING=1 when it shuts down.
+#[test]
+fn the_service_manager_is_told_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let next = || {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let notify = path.to_str().expect("UTF-8 path");
+    let mut dv = Dnsveil::start_cmd(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "udp://127.0.0.1:9",
+            "--hosts",
+            "",
+        ],
+        &[("NOTIFY_SOCKET", notify)],
+    );
+    let ready = next();
+    assert!(ready.starts_with("READY=1\nSTATUS=serving on "), "{ready}");
+    assert!(
+        ready.contains(&format!("udp {}", dv.udp_addr())),
+        "the status names the listeners: {ready}"
+    );
+    dv.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(
+        next().starts_with("READY=1"),
+        "ready again after the reload"
+    );
+    dv.signal("TERM");
+    assert_eq!(next(), "STOPPING=1\nSTATUS=shutting down");
+    assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
+}
