@@ -757,15 +757,16 @@ impl LogBuf {
     }
 }
 
-/// The log output of this whole test binary from the first call on. A global subscriber, because
-/// per-thread ones race with other tests over tracing's per-callsite interest cache.
+/// The log output of this whole test binary from the first call on, at the default level (info).
+/// A global subscriber, because per-thread ones race with other tests over tracing's per-callsite
+/// interest cache.
 fn global_logs() -> &'static LogBuf {
     static LOGS: OnceLock<LogBuf> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = LogBuf::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            .with_max_level(tracing::Level::INFO)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();

@@ -42,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::fair::ClientKey;
 use super::respond::{self, Prepared, TCP_LIMIT};
@@ -211,7 +211,7 @@ impl Connection {
             id: state.id,
         };
         if !self.allowed && shared.log_queries {
-            debug!(proto = "tcp", client = %self.peer, "connection refused by the allow-list");
+            info!(proto = "tcp", client = %self.peer, "connection refused by the allow-list");
         }
         let _ = stream.set_nodelay(true);
         let idle = shared.tcp_idle;

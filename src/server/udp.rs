@@ -27,7 +27,7 @@ use std::sync::Arc;
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
@@ -160,7 +160,7 @@ fn on_datagram(
     }
     if !shared.acl.allows(src.ip()) {
         if shared.log_queries {
-            debug!(proto = "udp", client = %src, "query refused by the allow-list");
+            info!(proto = "udp", client = %src, "query refused by the allow-list");
         }
         return respond::refused(pkt, Protocol::Udp, shared.ours)
             .is_some_and(|bytes| copy_into(out, &bytes));
@@ -247,16 +247,17 @@ fn recv_error(e: std::io::Error) {
     }
 }
 
-/// Debug line for a fast-path answer (only when query logging is on).
+/// The log line of a fast-path answer (only when query logging is on, which the user asked for:
+/// at `info`, so the default log level shows it).
 pub(super) fn log_view(proto: &'static str, client: SocketAddr, view: &QueryView<'_>, what: &str) {
     let name = Name::from_wire(view.qname).map_or_else(|_| "?".to_string(), |n| n.to_string());
-    debug!(proto, %client, qname = %name, qtype = %view.qtype, "{what}");
+    info!(proto, %client, qname = %name, qtype = %view.qtype, "{what}");
 }
 
-/// Debug line for a slow-path answer (only when query logging is on).
+/// The log line of a slow-path answer (only when query logging is on; at `info`, as above).
 pub(super) fn log_answer(proto: &'static str, client: SocketAddr, query: &Message, resp: &[u8]) {
     if let (Some(q), Ok(h)) = (query.question(), crate::wire::Header::parse(resp)) {
-        debug!(
+        info!(
             proto, %client, qname = %q.name, qtype = %q.qtype, rcode = %Rcode(u16::from(h.rcode_low)),
             answers = h.ancount, "answered"
         );
