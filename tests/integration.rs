@@ -473,3 +473,51 @@ fn the_service_manager_is_told_ready_reloading_and_stopping() {
     assert_eq!(next(), "STOPPING=1\nSTATUS=shutting down");
     assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// Where IPv6 is off (a network namespace with it disabled on loopback), the default pair of
+/// listeners still starts: `[::1]` is skipped with a warning and `127.0.0.1` serves. `[::1]` alone
+/// stays an error.
+#[test]
+fn a_machine_without_ipv6_still_serves_on_127_0_0_1() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let unshare = require_tool("unshare", "util-linux");
+    let bin = env!("CARGO_BIN_EXE_dnsveil");
+    let run = |listen: &str| {
+        let script = format!(
+            "echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && exec {bin} run {listen} \
+             --upstream udp://127.0.0.1:9 --hosts ''"
+        );
+        Command::new(&unshare)
+            .args(["--net", "sh", "-c", &script])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare")
+    };
+    let mut both = Guard(run("--listen 127.0.0.1:5399 --listen [::1]:5399"));
+    let stderr = both.0.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let done = line.contains("listening on tcp 127.0.0.1:5399");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("listening on udp 127.0.0.1:5399"), "{log}");
+    assert!(
+        log.contains("IPv6 is off on this machine; not listening on [::1]:5399"),
+        "{log}"
+    );
+    drop(both);
+    let alone = run("--listen [::1]:5399").wait_with_output().expect("wait");
+    assert!(!alone.status.success());
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        err.contains("cannot listen on") && err.contains("[::1]:5399"),
+        "{err}"
+    );
+}

@@ -268,10 +268,22 @@ impl Server {
         let per_addr = cfg.udp_sockets_per_addr.clamp(1, MAX_UDP_SOCKETS_PER_ADDR);
         let mut udp = Vec::with_capacity(cfg.listen.len());
         let mut tcp = Vec::with_capacity(cfg.listen.len());
+        let mut skipped = None;
         for &addr in &cfg.listen {
-            let (udp_socks, listener, actual) = bind_addr(addr, per_addr)?;
+            let (udp_socks, listener, actual) = match bind_addr(addr, per_addr) {
+                Ok(bound) => bound,
+                Err(e) if ipv6_loopback_unavailable(addr, &e) && cfg.listen.len() > 1 => {
+                    warn!(error = %e, "IPv6 is off on this machine; not listening on {addr}");
+                    skipped = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             udp.push((actual, udp_socks.into_iter().map(Arc::new).collect()));
             tcp.push((actual, listener));
+        }
+        if let (true, Some(e)) = (tcp.is_empty(), skipped) {
+            return Err(e);
         }
         let hard_stop = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -468,6 +480,20 @@ impl Connections {
             None => false,
         }
     }
+}
+
+/// Whether binding `addr` failed only because IPv6 is off here (the kernel has no IPv6, or `::1`
+/// is not configured): then the default `[::1]:53` beside `127.0.0.1:53` is skipped with a warning
+/// rather than keeping the resolver from starting. Any other address, or an error, stays fatal.
+fn ipv6_loopback_unavailable(addr: SocketAddr, e: &ServerError) -> bool {
+    /// EAFNOSUPPORT on Linux: the kernel was built or booted without IPv6.
+    const EAFNOSUPPORT: i32 = 97;
+    let ServerError::Bind { source, .. } = e else {
+        return false;
+    };
+    addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        && (source.kind() == io::ErrorKind::AddrNotAvailable
+            || source.raw_os_error() == Some(EAFNOSUPPORT))
 }
 
 /// Binds one address: TCP first (which picks the port if it is 0), then the UDP sockets on the same
