@@ -275,12 +275,16 @@ def pct(values, p):
 
 
 class Nsd:
-    def __init__(self, d):
+    """nsd on 127.0.0.1 serving one zone: bench.test (a wildcard for distinct names) unless `zone`
+    names another and `text` gives its contents."""
+
+    def __init__(self, d, zone="bench.test", text=None, probe="www.bench.test"):
         self.port = free_port()
-        zone = os.path.join(d, "bench.test.zone")
-        with open(zone, "w") as f:
-            f.write("$ORIGIN bench.test.\n$TTL 86400\n@ SOA ns1 hostmaster 1 3600 900 604800 3600\n@ NS ns1\n"
+        if text is None:
+            text = ("$ORIGIN bench.test.\n$TTL 86400\n@ SOA ns1 hostmaster 1 3600 900 604800 3600\n@ NS ns1\n"
                     "ns1 A 127.0.0.1\nwww A 192.0.2.1\n* A 192.0.2.2\n* AAAA 2001:db8::2\n")
+        with open(os.path.join(d, f"{zone}.zone"), "w") as f:
+            f.write(text)
         conf = os.path.join(d, "nsd.conf")
         with open(conf, "w") as f:
             f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
@@ -289,9 +293,9 @@ class Nsd:
                     # Debian's nsd has response rate limiting on; it counts every wildcard answer
                     # as one flow and would drop most of the 100,000 distinct names.
                     " rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
-                    "remote-control:\n control-enable: no\nzone:\n name: bench.test\n zonefile: bench.test.zone\n")
+                    f"remote-control:\n control-enable: no\nzone:\n name: {zone}\n zonefile: {zone}.zone\n")
         self.p = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_answer(self.port)
+        wait_answer(self.port, probe)
 
     def stop(self):
         self.p.terminate()

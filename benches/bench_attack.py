@@ -69,33 +69,13 @@ def status(pid, field):
     return 0
 
 
-class Nsd:
-    def __init__(self, d):
-        self.port = bench.free_port()
-        chunk = "x" * 255
-        big = " ".join(f'"{chunk}"' for _ in range(BIG_STRINGS))
-        with open(os.path.join(d, "attack.test.zone"), "w") as f:
-            f.write("$ORIGIN attack.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 900 604800 60\n"
-                    f"@ IN NS ns1\nns1 IN A 127.0.0.1\nbig IN TXT {big}\n*.fresh IN A 192.0.2.7\n")
-        conf = os.path.join(d, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write(f"server:\n ip-address: 127.0.0.1\n port: {self.port}\n username: \"\"\n chroot: \"\"\n"
-                    f" zonesdir: \"{d}\"\n database: \"\"\n pidfile: \"{d}/nsd.pid\"\n xfrdfile: \"{d}/xfrd\"\n"
-                    f" zonelistfile: \"{d}/zl\"\n logfile: \"{d}/nsd.log\"\n server-count: 1\n"
-                    " rrl-ratelimit: 0\n rrl-whitelist-ratelimit: 0\n"
-                    "remote-control:\n control-enable: no\n"
-                    "zone:\n name: attack.test\n zonefile: attack.test.zone\n")
-        self.p = subprocess.Popen(["nsd", "-d", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_udp(self.port, "ns1.attack.test")
-
-    def stop(self):
-        self.p.kill()
-        self.p.wait()
-
-
-def wait_udp(port, name):
-    """Ready when the server answers (bench.wait_answer: a readiness signal, not a guess)."""
-    bench.wait_answer(port, name)
+def start_nsd(d):
+    """nsd serving attack.test: a 59 KB TXT answer and a wildcard for new names."""
+    chunk = "x" * 255
+    big = " ".join(f'"{chunk}"' for _ in range(BIG_STRINGS))
+    text = ("$ORIGIN attack.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 900 604800 60\n"
+            f"@ IN NS ns1\nns1 IN A 127.0.0.1\nbig IN TXT {big}\n*.fresh IN A 192.0.2.7\n")
+    return bench.Nsd(d, zone="attack.test", text=text, probe="ns1.attack.test")
 
 
 class FakeUpstream:
@@ -140,7 +120,7 @@ class Dnsveil:
             ["taskset", "-c", "0", binary, "run", "--config", conf, "--listen", f"127.0.0.1:{self.port}",
              "--upstream", f"udp://127.0.0.1:{nsd.port}", "--hosts", ""],
             stdout=subprocess.DEVNULL, stderr=self.log, env=dict(os.environ, NO_COLOR="1"))
-        wait_udp(self.port, "ns1.attack.test")
+        bench.wait_answer(self.port, "ns1.attack.test")
 
     def log_bytes(self):
         self.log.flush()
@@ -373,7 +353,7 @@ def main():
                             text=True).stdout.strip()
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        nsd = Nsd(d)
+        nsd = start_nsd(d)
         try:
             for s in shapes:
                 r = run_shape(s, d, nsd)

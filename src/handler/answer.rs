@@ -231,18 +231,6 @@ impl Answer {
     pub fn verdict(&self) -> &Verdict {
         &self.verdict
     }
-
-    /// The same answer with another origin.
-    pub fn with_origin(mut self, origin: Origin) -> Self {
-        self.origin = origin;
-        self
-    }
-
-    /// The same answer with another verdict.
-    pub fn with_verdict(mut self, verdict: Verdict) -> Self {
-        self.verdict = verdict;
-        self
-    }
 }
 
 #[cfg(test)]

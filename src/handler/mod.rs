@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::wire::edns::{ede, DEFAULT_PAYLOAD};
 use crate::wire::scrub::ScrubError;
-use crate::wire::{edns::ede, Message, QueryFlags, QueryView, Question, Rcode};
+use crate::wire::{Message, QueryFlags, QueryView, Question, Rcode};
 
 pub mod answer;
 
@@ -190,7 +191,7 @@ impl Lookup {
     /// The request the stages see for this lookup: the question as a query with these flags
     /// (DO in an OPT record), no client.
     pub fn request(&self) -> Request {
-        let mut query = Message::outgoing(&self.question, self.flags, 0, ede_payload());
+        let mut query = Message::outgoing(&self.question, self.flags, 0, DEFAULT_PAYLOAD);
         if !self.flags.dnssec_ok {
             query.edns = None;
         }
@@ -200,12 +201,6 @@ impl Lookup {
             protocol: Protocol::Udp,
         }
     }
-}
-
-/// The payload size in a lookup's query (it never goes on the wire as such: an upstream builds
-/// its own query).
-fn ede_payload() -> u16 {
-    crate::wire::edns::DEFAULT_PAYLOAD
 }
 
 /// One stage of the chain.
