@@ -43,7 +43,7 @@ use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::notify::{self, Notifier};
-use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::server::{acl::Acl, Activated, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
@@ -115,10 +115,12 @@ impl Plan {
     }
 }
 
-/// Serves `plan` until `shutdown` is cancelled. Each message on `reload` asks for a reload
+/// Serves `plan` until `shutdown` is cancelled, on the configured listen addresses and the
+/// sockets the service manager passed (`activated`). Each message on `reload` asks for a reload
 /// (SIGHUP).
 pub async fn run(
     plan: Plan,
+    activated: Activated,
     shutdown: CancellationToken,
     mut reload: mpsc::Receiver<()>,
 ) -> Result<()> {
@@ -196,7 +198,7 @@ pub async fn run(
         _ => None,
     };
 
-    let server = Server::bind(server_config(&config), chain).await?;
+    let server = Server::bind_with(server_config(&config), chain, activated).await?;
     let watcher = config
         .hosts
         .file

@@ -29,6 +29,7 @@ use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
+use dnsveil::server::Activated;
 use dnsveil::upstream::UpstreamUrl;
 use dnsveil::wire::{Name, RType};
 
@@ -265,6 +266,14 @@ fn run(args: RunArgs) -> ExitCode {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    // Before any thread starts: this takes descriptors over and edits the environment.
+    let activated = match Activated::from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dnsveil: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let plan = match Plan::build(config) {
         Ok(p) => p,
         Err(e) => {
@@ -272,7 +281,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match serve(plan) {
+    match serve(plan, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dnsveil: error: {}", describe(&e));
@@ -348,7 +357,7 @@ fn init_tracing(level: LogLevel) {
 }
 
 /// Builds the runtime, installs the signal handlers and runs the app to completion.
-fn serve(plan: Plan) -> anyhow::Result<()> {
+fn serve(plan: Plan, activated: Activated) -> anyhow::Result<()> {
     raise_descriptor_limit();
     let threads = knob::worker_threads(plan.config().server.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -368,7 +377,7 @@ fn serve(plan: Plan) -> anyhow::Result<()> {
             "dnsveil starting"
         );
         tokio::spawn(signals.watch(shutdown.clone(), reload_tx));
-        dnsveil::app::run(plan, shutdown, reload_rx).await
+        dnsveil::app::run(plan, activated, shutdown, reload_rx).await
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
     result

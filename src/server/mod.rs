@@ -38,6 +38,7 @@
 //! per connection for TCP.
 
 pub mod acl;
+pub mod activation;
 mod fair;
 mod inline;
 mod respond;
@@ -64,6 +65,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
+pub use activation::Activated;
 
 use fair::{ClientKey, FairBudget};
 
@@ -249,8 +251,20 @@ impl Server {
     ///
     /// The connection cap and the in-flight budget are first fitted to the open-file limit
     /// ([`ServerConfig::fit_descriptors`]), which is logged when it lowers them.
-    pub async fn bind(mut cfg: ServerConfig, chain: Arc<Chain>) -> Result<Server, ServerError> {
-        if cfg.listen.is_empty() {
+    pub async fn bind(cfg: ServerConfig, chain: Arc<Chain>) -> Result<Server, ServerError> {
+        Server::bind_with(cfg, chain, Activated::none()).await
+    }
+
+    /// [`Server::bind`], serving the sockets the service manager passed (`activated`) where they
+    /// are: a passed socket at a configured address is used instead of binding one (per
+    /// protocol), configured addresses without one are bound, and passed sockets at other
+    /// addresses are served as well (see [`activation`]).
+    pub async fn bind_with(
+        mut cfg: ServerConfig,
+        chain: Arc<Chain>,
+        mut activated: Activated,
+    ) -> Result<Server, ServerError> {
+        if cfg.listen.is_empty() && activated.is_empty() {
             return Err(ServerError::NoListenAddress);
         }
         if let Some(nofile) = open_file_limit() {
@@ -270,7 +284,11 @@ impl Server {
         let mut tcp = Vec::with_capacity(cfg.listen.len());
         let mut skipped = None;
         for &addr in &cfg.listen {
-            let (udp_socks, listener, actual) = match bind_addr(addr, per_addr) {
+            let bound = match (activated.take_udp(addr), activated.take_tcp(addr)) {
+                (None, None) => bind_addr(addr, per_addr),
+                (passed_udp, passed_tcp) => complete_passed(addr, passed_udp, passed_tcp),
+            };
+            let (udp_socks, listener, actual) = match bound {
                 Ok(bound) => bound,
                 Err(e) if ipv6_loopback_unavailable(addr, &e) && cfg.listen.len() > 1 => {
                     warn!(error = %e, "IPv6 is off on this machine; not listening on {addr}");
@@ -282,7 +300,22 @@ impl Server {
             udp.push((actual, udp_socks.into_iter().map(Arc::new).collect()));
             tcp.push((actual, listener));
         }
-        if let (true, Some(e)) = (tcp.is_empty(), skipped) {
+        for (addr, passed_udp, passed_tcp) in activated.into_rest() {
+            if let Some(sock) = passed_udp {
+                udp.push((addr, vec![Arc::new(sock)]));
+            }
+            if let Some(listener) = passed_tcp {
+                let listener = TcpListener::from_std(listener).map_err(|source| {
+                    ServerError::Bind {
+                        addr,
+                        proto: Protocol::Tcp,
+                        source,
+                    }
+                })?;
+                tcp.push((addr, listener));
+            }
+        }
+        if let (true, true, Some(e)) = (tcp.is_empty(), udp.is_empty(), skipped) {
             return Err(e);
         }
         let hard_stop = CancellationToken::new();
@@ -303,13 +336,19 @@ impl Server {
         Ok(Server { udp, tcp, shared })
     }
 
-    /// The bound addresses: UDP then TCP for each configured address, with actual ports.
+    /// The bound addresses: UDP then TCP for each configured address, with actual ports (then
+    /// any other passed socket's).
     pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
-        self.udp
+        let mut addrs: Vec<(Protocol, SocketAddr)> = self
+            .udp
             .iter()
             .zip(&self.tcp)
             .flat_map(|((u, _), (t, _))| [(Protocol::Udp, *u), (Protocol::Tcp, *t)])
-            .collect()
+            .collect();
+        let paired = self.udp.len().min(self.tcp.len());
+        addrs.extend(self.udp[paired..].iter().map(|(a, _)| (Protocol::Udp, *a)));
+        addrs.extend(self.tcp[paired..].iter().map(|(a, _)| (Protocol::Tcp, *a)));
+        addrs
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight work for up to
@@ -536,6 +575,33 @@ fn bind_addr(
     })
 }
 
+/// A configured address for which the service manager passed a socket of one protocol or both:
+/// the missing one is bound here, on the same address.
+fn complete_passed(
+    addr: SocketAddr,
+    passed_udp: Option<UdpSocket>,
+    passed_tcp: Option<std::net::TcpListener>,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
+    let tcp_err = |source| ServerError::Bind {
+        addr,
+        proto: Protocol::Tcp,
+        source,
+    };
+    let listener = match passed_tcp {
+        Some(l) => TcpListener::from_std(l).map_err(tcp_err)?,
+        None => bind_tcp(addr).map_err(tcp_err)?,
+    };
+    let udp = match passed_udp {
+        Some(sock) => sock,
+        None => bind_udp(addr, false).map_err(|source| ServerError::Bind {
+            addr,
+            proto: Protocol::Udp,
+            source,
+        })?,
+    };
+    Ok((vec![udp], listener, addr))
+}
+
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(
@@ -578,11 +644,19 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
     }
     sock.bind(&addr.into())?;
-    // Blocking, served by a thread of its own (see udp.rs); the timeouts bound how long shutdown
-    // waits for the thread and how long a send may stall it.
+    let sock: UdpSocket = sock.into();
+    prepare_udp(&sock)?;
+    Ok(sock)
+}
+
+/// Makes a bound UDP socket (ours or one passed by the service manager) ready for its receive
+/// thread: blocking, served by a thread of its own (see udp.rs), with timeouts that bound how
+/// long shutdown waits for the thread and how long a send may stall it.
+fn prepare_udp(sock: &UdpSocket) -> io::Result<()> {
+    sock.set_nonblocking(false)?;
     sock.set_read_timeout(Some(UDP_POLL))?;
     sock.set_write_timeout(Some(UDP_POLL))?;
-    Ok(sock.into())
+    Ok(())
 }
 
 #[cfg(test)]

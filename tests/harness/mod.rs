@@ -299,16 +299,32 @@ impl Dnsveil {
 
     /// Like [`Dnsveil::start`] with extra environment variables.
     pub fn start_cmd(args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
-        Self::launch(&[], args, env)
+        Self::launch(&[], args, env, &mut |_| {})
     }
 
     /// Like [`Dnsveil::start`], run through `wrapper` (a program and its arguments that executes
     /// the command after them, such as `prlimit --nofile=1024:1024 --`).
     pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Dnsveil {
-        Self::launch(wrapper, args, &[])
+        Self::launch(wrapper, args, &[], &mut |_| {})
     }
 
-    fn launch(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Dnsveil {
+    /// Like [`Dnsveil::start_wrapped`], calling `on_line` with each line written to stderr (by
+    /// the wrapper or dnsveil) until dnsveil reports its listeners: a wrapper that waits for
+    /// something (`systemd-socket-activate` waits for a first client) says when it is ready.
+    pub fn start_wrapped_with(
+        wrapper: &[&str],
+        args: &[&str],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Dnsveil {
+        Self::launch(wrapper, args, &[], on_line)
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Dnsveil {
         let bin = env!("CARGO_BIN_EXE_dnsveil");
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -347,6 +363,7 @@ impl Dnsveil {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    on_line(&line);
                     if let Some(a) = addr_after(&line, "listening on udp ") {
                         udp.push(a);
                     } else if let Some(a) = addr_after(&line, "listening on tcp ") {

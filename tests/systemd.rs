@@ -1,0 +1,148 @@
+//! dnsveil under systemd: socket activation with the real `systemd-socket-activate` (Debian's
+//! systemd package), on a high loopback port.
+
+mod harness;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use dnsveil::wire::{Message, RData, RType};
+use harness::*;
+
+/// A config serving `name` A 192.0.2.53 from a local record on `listen`, with a dead upstream
+/// (nothing here is forwarded).
+fn local_config(dir: &Path, listen: &[SocketAddr], name: &str) -> String {
+    let listen: Vec<String> = listen.iter().map(|a| format!("\"{a}\"")).collect();
+    let text = format!(
+        "[server]\nlisten = [{}]\n[hosts]\nfile = \"\"\nrecords = [\"{name} 300 IN A 192.0.2.53\"]\n\
+         [upstream]\nservers = [\"udp://127.0.0.1:9\"]\ntimeout_ms = 500\n",
+        listen.join(", ")
+    );
+    let path = dir.join("dnsveil.toml");
+    std::fs::write(&path, text).expect("write config");
+    path.display().to_string()
+}
+
+fn answer_a(raw: Option<Vec<u8>>, id: u16) -> Ipv4Addr {
+    let m = Message::parse(&raw.expect("an answer")).expect("answer parses");
+    assert_eq!(m.header.id, id);
+    match m.answers.first().map(|r| &r.data) {
+        Some(RData::A(ip)) => *ip,
+        other => panic!("expected an A record, got {other:?}"),
+    }
+}
+
+/// systemd-socket-activate holds TCP 127.0.0.1:P (the outer one) and UDP 127.0.0.1:P plus UDP
+/// 127.0.0.1:Q (the inner one, which takes over the outer's socket and adds its own), and starts
+/// dnsveil at the first connection. dnsveil serves the configured 127.0.0.1:P on the passed
+/// sockets (binding its own there would fail: the address is taken), serves the passed socket at
+/// Q that it was not configured for, and answers the connection that woke it.
+#[test]
+fn socket_activation_serves_the_passed_udp_and_tcp_sockets() {
+    let activate = require_tool("systemd-socket-activate", "systemd");
+    let activate = activate.to_str().expect("UTF-8 path");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let extra = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let extra_addr: SocketAddr = ([127, 0, 0, 1], extra).into();
+    let config = local_config(dir.path(), &[addr], "svc.test");
+    let tcp_listen = addr.to_string();
+    let udp_listen = addr.to_string();
+    let extra_listen = extra_addr.to_string();
+    let wrapper = [
+        activate,
+        "-l",
+        &tcp_listen,
+        "--fdname=dns-tcp",
+        activate,
+        "--datagram",
+        "-l",
+        &udp_listen,
+        "-l",
+        &extra_listen,
+        "--fdname=dns-tcp:dns-udp:extra",
+    ];
+
+    // The first client: it connects once the outer wrapper says it listens, and its query is
+    // answered by the dnsveil that its connection started.
+    let (tx, rx) = mpsc::channel();
+    let mut client = None;
+    let ready = format!("Listening on {addr} as 3.");
+    let mut on_line = |line: &str| {
+        if client.is_none() && line.contains(&ready) {
+            let tx = tx.clone();
+            client = Some(std::thread::spawn(move || {
+                let q = query_bytes("svc.test", RType::A, 0x5301);
+                let raw =
+                    tcp_exchange_from(None, addr, &q, Duration::from_secs(20));
+                let _ = tx.send(raw);
+            }));
+        }
+    };
+    let dv = Dnsveil::start_wrapped_with(
+        &wrapper,
+        &["--config", &config, "--log-level", "info"],
+        &mut on_line,
+    );
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the first client finished");
+    assert_eq!(answer_a(first, 0x5301), Ipv4Addr::new(192, 0, 2, 53));
+
+    let log = dv.log();
+    assert!(
+        log.contains(&format!("received tcp {addr} from the service manager")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("received udp {addr} from the service manager")),
+        "{log}"
+    );
+    assert!(log.contains("name=extra"), "{log}");
+    assert!(dv.udp.contains(&addr) && dv.tcp.contains(&addr), "{log}");
+
+    let q = query_bytes("svc.test", RType::A, 0x5302);
+    assert_eq!(
+        answer_a(udp_exchange(addr, &q), 0x5302),
+        Ipv4Addr::new(192, 0, 2, 53)
+    );
+    let q = query_bytes("svc.test", RType::A, 0x5303);
+    assert_eq!(
+        answer_a(tcp_exchange(addr, &q), 0x5303),
+        Ipv4Addr::new(192, 0, 2, 53)
+    );
+    // The passed socket at an address the config does not name is served as well.
+    assert!(
+        dv.wait_logged(&format!("listening on udp {extra_addr}"), Duration::from_secs(5)),
+        "{}",
+        dv.log()
+    );
+    let q = query_bytes("svc.test", RType::A, 0x5304);
+    assert_eq!(
+        answer_a(udp_exchange(extra_addr, &q), 0x5304),
+        Ipv4Addr::new(192, 0, 2, 53)
+    );
+}
+
+/// Started without passed sockets, the same binary binds its own; LISTEN_* variables meant for
+/// another process (LISTEN_PID not ours) are ignored.
+#[test]
+fn without_passed_sockets_dnsveil_binds_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = local_config(dir.path(), &[addr], "own.test");
+    let dv = Dnsveil::start_cmd(
+        &["--config", &config],
+        &[("LISTEN_FDS", "2"), ("LISTEN_PID", "1"), ("LISTEN_FDNAMES", "a:b")],
+    );
+    let q = query_bytes("own.test", RType::A, 0x5305);
+    assert_eq!(
+        answer_a(udp_exchange(addr, &q), 0x5305),
+        Ipv4Addr::new(192, 0, 2, 53)
+    );
+    assert!(!dv.log().contains("from the service manager"), "{}", dv.log());
+}
