@@ -138,8 +138,8 @@ pub async fn run(
     for group in &groups {
         info!(
             strategy = config.upstream.strategy.as_str(),
-            timeout = ?config.upstream.timeout,
-            upstreams = ?group.urls(),
+            timeout_ms = config.upstream.timeout.as_millis() as u64,
+            upstreams = %group.urls().join(" "),
             "upstream pool"
         );
     }
@@ -153,7 +153,7 @@ pub async fn run(
             LoadWait::Done => {}
             LoadWait::StillLoading => warn!(
                 file = %shown,
-                waited = ?CACHE_LOAD_WAIT,
+                waited_ms = CACHE_LOAD_WAIT.as_millis() as u64,
                 "cache file still loading; serving meanwhile"
             ),
             LoadWait::ShutDown => {
@@ -181,7 +181,7 @@ pub async fn run(
     }
     handlers.extend(downstream.iter().cloned());
     let chain = Arc::new(Chain::new(handlers));
-    info!(chain = ?chain.names(), "handler chain assembled");
+    info!(chain = %chain.names().join(" -> "), "handler chain assembled");
     let refresher = cache
         .as_ref()
         .map(|c| c.spawn_refresher(Chain::new(downstream), shutdown.clone()));

@@ -31,6 +31,7 @@ pub mod dnssec;
 pub mod forward;
 pub mod handler;
 pub mod hosts;
+pub mod journal;
 pub mod logging;
 pub mod notify;
 pub mod query;

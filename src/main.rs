@@ -27,11 +27,11 @@ use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
-use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::server::Activated;
 use dnsveil::upstream::UpstreamUrl;
 use dnsveil::wire::{Name, RType};
+use dnsveil::{journal, query};
 
 /// Exit status for an invalid configuration (sysexits.h `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
@@ -333,8 +333,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR). RUST_LOG, when set,
-/// non-empty and valid, overrides the configured level.
+/// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR); when stderr is the
+/// systemd journal (`JOURNAL_STREAM`), in the journal's format instead (`dnsveil::journal`).
+/// RUST_LOG, when set, non-empty and valid, overrides the configured level.
 fn init_tracing(level: LogLevel) {
     let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
@@ -345,12 +346,20 @@ fn init_tracing(level: LogLevel) {
         Some(Err(bad)) => (EnvFilter::new(level.as_str()), Some(bad)),
         None => (EnvFilter::new(level.as_str()), None),
     };
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && !no_color)
-        .init();
+        .with_writer(std::io::stderr);
+    if journal::stderr_is_journal() {
+        builder
+            .with_ansi(false)
+            .event_format(journal::JournalFormat::default())
+            .init();
+    } else {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        builder
+            .with_ansi(std::io::stderr().is_terminal() && !no_color)
+            .init();
+    }
     if let Some((value, e)) = bad_env {
         tracing::warn!("ignoring RUST_LOG={value:?}: {e}; using level {level}");
     }

@@ -76,8 +76,7 @@ fn socket_activation_serves_the_passed_udp_and_tcp_sockets() {
             let tx = tx.clone();
             client = Some(std::thread::spawn(move || {
                 let q = query_bytes("svc.test", RType::A, 0x5301);
-                let raw =
-                    tcp_exchange_from(None, addr, &q, Duration::from_secs(20));
+                let raw = tcp_exchange_from(None, addr, &q, Duration::from_secs(20));
                 let _ = tx.send(raw);
             }));
         }
@@ -116,7 +115,10 @@ fn socket_activation_serves_the_passed_udp_and_tcp_sockets() {
     );
     // The passed socket at an address the config does not name is served as well.
     assert!(
-        dv.wait_logged(&format!("listening on udp {extra_addr}"), Duration::from_secs(5)),
+        dv.wait_logged(
+            &format!("listening on udp {extra_addr}"),
+            Duration::from_secs(5)
+        ),
         "{}",
         dv.log()
     );
@@ -137,12 +139,75 @@ fn without_passed_sockets_dnsveil_binds_its_own() {
     let config = local_config(dir.path(), &[addr], "own.test");
     let dv = Dnsveil::start_cmd(
         &["--config", &config],
-        &[("LISTEN_FDS", "2"), ("LISTEN_PID", "1"), ("LISTEN_FDNAMES", "a:b")],
+        &[
+            ("LISTEN_FDS", "2"),
+            ("LISTEN_PID", "1"),
+            ("LISTEN_FDNAMES", "a:b"),
+        ],
     );
     let q = query_bytes("own.test", RType::A, 0x5305);
     assert_eq!(
         answer_a(udp_exchange(addr, &q), 0x5305),
         Ipv4Addr::new(192, 0, 2, 53)
     );
-    assert!(!dv.log().contains("from the service manager"), "{}", dv.log());
+    assert!(
+        !dv.log().contains("from the service manager"),
+        "{}",
+        dv.log()
+    );
+}
+
+/// With stderr being the stream JOURNAL_STREAM names (set here to the pipe's own device and
+/// inode, as systemd does for the journal), every line starts with its syslog priority and
+/// carries no time stamp; a warning is `<4>`. With JOURNAL_STREAM naming another file, the usual
+/// format stays.
+#[test]
+fn logs_fit_the_journal_when_stderr_is_the_journal_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An unparsable RUST_LOG is a warning (and the configured level is used).
+    let config = local_config(dir.path(), &[([127, 0, 0, 1], 0).into()], "j.test");
+    let journal = [
+        "sh",
+        "-c",
+        "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) RUST_LOG=no=such=filter exec \"$0\" \"$@\"",
+    ];
+    let mut dv = Dnsveil::start_wrapped(&journal, &["--config", &config]);
+    dv.signal("TERM");
+    assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = dv.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 3, "{log}");
+    for line in &lines {
+        let prio = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(p, _)| p);
+        assert!(
+            matches!(prio, Some("3" | "4" | "6" | "7")),
+            "a line without a priority: {line}\n{log}"
+        );
+        assert!(!line.contains(" INFO ") && !line.contains("WARN"), "{line}");
+        // No time stamp of our own (tracing's starts with the year).
+        assert!(!line.contains("T2"), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("ignoring RUST_LOG")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("listening on udp")),
+        "{log}"
+    );
+
+    // JOURNAL_STREAM inherited from elsewhere: not the journal, the usual format.
+    let mut dv = Dnsveil::start_cmd(&["--config", &config], &[("JOURNAL_STREAM", "1:1")]);
+    dv.signal("TERM");
+    assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = dv.log();
+    assert!(log.lines().all(|l| !l.starts_with('<')), "{log}");
+    assert!(log.contains(" INFO "), "{log}");
 }

@@ -117,7 +117,7 @@ impl Hosts {
         };
         hosts.load()?;
         info!(
-            file = ?hosts.file,
+            file = %shown(hosts.file.as_deref()),
             names = hosts.current().name_count(),
             local_records = hosts.local.len(),
             "hosts loaded"
@@ -130,7 +130,7 @@ impl Hosts {
         let result = self.load();
         match &result {
             Ok(()) => {
-                info!(file = ?self.file, names = self.current().name_count(), "hosts reloaded");
+                info!(file = %shown(self.file.as_deref()), names = self.current().name_count(), "hosts reloaded");
                 self.reloads.send_modify(|n| *n += 1);
             }
             Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
@@ -265,6 +265,11 @@ impl Handler for Hosts {
     fn name(&self) -> &'static str {
         "hosts"
     }
+}
+
+/// A hosts file path for the log: the path, or "none".
+fn shown(file: Option<&Path>) -> std::path::Display<'_> {
+    file.unwrap_or(Path::new("none")).display()
 }
 
 /// Fuzz body for the hosts parser: any input must parse without panicking, within the caps, and

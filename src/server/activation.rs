@@ -249,10 +249,7 @@ mod tests {
             let err = env(Some(bad), Some("7"), None).count_for(7).unwrap_err();
             assert!(err.to_string().contains("LISTEN_FDS"), "{err}");
         }
-        assert_eq!(
-            env(Some("256"), Some("7"), None).count_for(7).unwrap(),
-            256
-        );
+        assert_eq!(env(Some("256"), Some("7"), None).count_for(7).unwrap(), 256);
     }
 
     #[test]

@@ -305,13 +305,12 @@ impl Server {
                 udp.push((addr, vec![Arc::new(sock)]));
             }
             if let Some(listener) = passed_tcp {
-                let listener = TcpListener::from_std(listener).map_err(|source| {
-                    ServerError::Bind {
+                let listener =
+                    TcpListener::from_std(listener).map_err(|source| ServerError::Bind {
                         addr,
                         proto: Protocol::Tcp,
                         source,
-                    }
-                })?;
+                    })?;
                 tcp.push((addr, listener));
             }
         }

@@ -253,7 +253,8 @@ impl DohTransport {
                 if let Some(conn) = used {
                     if !conn.state.answered_since(started) {
                         log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
-                            upstream = %self.url, ?timeout, "DoH connection stalled");
+                            upstream = %self.url, timeout_ms = timeout.as_millis() as u64,
+                            "DoH connection stalled");
                         self.invalidate(&conn, true);
                     }
                 }
@@ -552,7 +553,7 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
             Counters::bump(&shared.stats.connect_failures);
             let wait = tls::backoff(failures.min(u32::MAX as usize) as u32);
             log_limited!(limit: &shared.log_limit, tracing::Level::INFO,
-                upstream = %shared.url, %error, failures, backoff = ?wait,
+                upstream = %shared.url, %error, failures, backoff_ms = wait.as_millis() as u64,
                 "DoH connection failed");
             return Err(Failed {
                 error,

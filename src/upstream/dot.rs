@@ -442,7 +442,7 @@ impl Driver {
                 let wait = tls::backoff(self.failures);
                 log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
                     upstream = %self.shared.url, %error, failures = self.failures,
-                    backoff = ?wait, "DoT connection failed");
+                    backoff_ms = wait.as_millis() as u64, "DoT connection failed");
                 self.retry_at = Some(Instant::now() + wait);
                 self.last_error = Some(error.clone());
                 for job in self.waiting.drain(..) {
@@ -571,7 +571,8 @@ impl Driver {
         let idle = conn.pending.is_empty() && conn.last_used + idle_timeout <= now;
         if stalled {
             log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
-                upstream = %self.shared.url, ?timeout, "DoT connection stalled");
+                upstream = %self.shared.url, timeout_ms = timeout.as_millis() as u64,
+                "DoT connection stalled");
             self.drop_conn(UpstreamError::Timeout(timeout));
         } else if idle {
             if let Some(conn) = self.conn.take() {

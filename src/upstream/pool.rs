@@ -810,7 +810,7 @@ impl<'a> Run<'a> {
                 upstream = url,
                 error = %e,
                 failures,
-                rest = ?rest,
+                rest_ms = rest.as_millis() as u64,
                 "upstream failing; circuit breaker open, resting it"
             ),
             Some(Change::ProbeFailed { rest }) => log_limited!(
@@ -818,7 +818,7 @@ impl<'a> Run<'a> {
                 Level::INFO,
                 upstream = url,
                 error = %e,
-                rest = ?rest,
+                rest_ms = rest.as_millis() as u64,
                 "upstream probe failed; resting it again"
             ),
             None => {}

@@ -185,7 +185,7 @@ pub async fn connect(
                 last = e;
             }
             Err(_) => {
-                tracing::debug!(%addr, ?timeout, "TLS connect timed out");
+                tracing::debug!(%addr, timeout_ms = timeout.as_millis() as u64, "TLS connect timed out");
                 last = UpstreamError::Connect {
                     addr,
                     cause: ConnectCause::Timeout(timeout),
