@@ -16,6 +16,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,8 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use dnsveil::app::Plan;
-use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::app::{ConfigSource, Plan};
+use dnsveil::config::{knob, Config, LogLevel, Overrides, Strategy};
 use dnsveil::server::acl::Cidr;
 use dnsveil::server::Activated;
 use dnsveil::upstream::UpstreamUrl;
@@ -255,7 +256,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match load(args) {
+    let source = source(args);
+    let config = match source() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dnsveil: config error: {e}");
@@ -275,7 +277,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let plan = match Plan::build(config) {
-        Ok(p) => p,
+        Ok(p) => p.reloading_from(source),
         Err(e) => {
             eprintln!("dnsveil: config error: {e}");
             return ExitCode::from(EXIT_CONFIG);
@@ -307,13 +309,11 @@ fn describe(e: &anyhow::Error) -> String {
     out
 }
 
-/// The config file (or the embedded default) with the command-line flags applied.
-fn load(args: RunArgs) -> Result<Config, ConfigError> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded()?,
-    };
-    config.apply(Overrides {
+/// How `run` reads its configuration, at start and at each reload: the config file (or the
+/// embedded default) with the command-line flags applied, checked as `check-config` checks it.
+fn source(args: RunArgs) -> ConfigSource {
+    let path = args.config;
+    let overrides = Overrides {
         listen: args.listen,
         allow: args.allow,
         upstreams: args.upstream,
@@ -328,9 +328,16 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
-    })?;
-    config.check_runnable()?;
-    Ok(config)
+    };
+    Arc::new(move || {
+        let mut config = match &path {
+            Some(path) => Config::load(path)?,
+            None => Config::embedded()?,
+        };
+        config.apply(overrides.clone())?;
+        config.check_runnable()?;
+        Ok(config)
+    })
 }
 
 /// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR); when stderr is the

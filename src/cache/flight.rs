@@ -57,8 +57,8 @@ impl Cache {
                 .then(|| response::without_unasked_dnssec(a.wire()));
                 match stripped {
                     Some(Err(e)) => Err(Uncacheable::from(e)),
-                    Some(Ok(wire)) => policy::prepare(&self.limits, key, &wire, now),
-                    None => policy::prepare(&self.limits, key, a.wire(), now),
+                    Some(Ok(wire)) => policy::prepare(&self.policy().limits, key, &wire, now),
+                    None => policy::prepare(&self.policy().limits, key, a.wire(), now),
                 }
                 .map(|mut entry| {
                     entry.set_verdict(a.verdict());
@@ -68,7 +68,7 @@ impl Cache {
             Err(e @ (HandlerError::Upstream(_) | HandlerError::Unusable(_))) => {
                 let (info, text) = e.extended_error().unzip();
                 policy::servfail(
-                    &self.limits,
+                    &self.policy().limits,
                     key,
                     info,
                     text.as_deref().unwrap_or("").as_bytes(),

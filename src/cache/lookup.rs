@@ -113,7 +113,7 @@ impl Cache {
                 true
             }
             Some(Found::Stale(entry)) => {
-                let Some(stale) = self.stale else {
+                let Some(stale) = self.policy().stale else {
                     return false;
                 };
                 if !self.stale_now(stale, entry, key, hash, now)
@@ -149,7 +149,11 @@ impl Cache {
             payload: self.payload,
         };
         let hash = hash_key(&self.hasher, key.as_bytes());
-        let deadline = started + self.stale.map_or(Duration::ZERO, |s| s.client_timeout);
+        let deadline = started
+            + self
+                .policy()
+                .stale
+                .map_or(Duration::ZERO, |s| s.client_timeout);
         loop {
             let step = {
                 // Lock held for this block only; nothing in it awaits.
@@ -205,7 +209,7 @@ impl Cache {
     fn step(&self, shard: &mut Shard, key: &Key, hash: u64, client: &Client<'_>) -> Step {
         let now = self.now_ms();
         let mut out = Vec::new();
-        let stale = self.stale;
+        let stale = self.policy().stale;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
             Some(Found::Fresh(entry))
                 if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>

@@ -86,9 +86,10 @@ mod fit_tests;
 mod tests;
 
 use std::collections::hash_map::RandomState;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::clock::WallClock;
@@ -195,6 +196,30 @@ impl CacheConfig {
     }
 }
 
+/// What a reload may change in a running cache.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    limits: Limits,
+    stale: Option<Stale>,
+    prefetch: bool,
+}
+
+impl Policy {
+    fn from_config(cfg: &CacheConfig) -> Policy {
+        Policy {
+            // An entry records lifetimes up to entry::MAX_LIFETIME (194 days; configs allow 7).
+            limits: Limits {
+                min_ttl: cfg.min_ttl,
+                max_ttl: cfg.max_ttl.min(entry::MAX_LIFETIME),
+                negative_max_ttl: cfg.negative_max_ttl.min(entry::MAX_LIFETIME),
+                servfail_ttl: cfg.servfail_ttl,
+            },
+            stale: Stale::from_config(cfg),
+            prefetch: cfg.prefetch,
+        }
+    }
+}
+
 /// A shard on its own cache lines, so that workers locking neighbouring shards do not share one.
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
@@ -208,9 +233,9 @@ pub struct Cache {
     clock: TtlClock,
     /// The time of day: the second grid and the cache file's times (TTLs count on `clock`).
     wall_clock: WallClock,
-    limits: Limits,
-    stale: Option<Stale>,
-    prefetch: bool,
+    /// TTL limits, serve-stale and prefetch: swapped whole by [`Cache::set_policy`] (a reload),
+    /// read without a lock.
+    policy: ArcSwap<Policy>,
     /// See [`CacheConfig::edns_payload`].
     payload: u16,
     /// Where refresh jobs go; set once by [`Cache::spawn_refresher`]. Without it there is no
@@ -243,18 +268,21 @@ impl Cache {
             hasher: RandomState::new(),
             clock: TtlClock::start(),
             wall_clock,
-            // An entry records lifetimes up to entry::MAX_LIFETIME (194 days; configs allow 7).
-            limits: Limits {
-                min_ttl: cfg.min_ttl,
-                max_ttl: cfg.max_ttl.min(entry::MAX_LIFETIME),
-                negative_max_ttl: cfg.negative_max_ttl.min(entry::MAX_LIFETIME),
-                servfail_ttl: cfg.servfail_ttl,
-            },
-            stale: Stale::from_config(&cfg),
-            prefetch: cfg.prefetch,
+            policy: ArcSwap::from_pointee(Policy::from_config(&cfg)),
             payload: cfg.edns_payload.max(512),
             refresher: OnceLock::new(),
         }
+    }
+
+    /// Takes the TTL limits, serve-stale and prefetch settings of `cfg` (a reload); entries keep
+    /// the lifetimes they were stored with. Capacity, shards and the EDNS payload stay as built.
+    pub fn set_policy(&self, cfg: &CacheConfig) {
+        self.policy.store(Arc::new(Policy::from_config(cfg)));
+    }
+
+    /// The policy in force (a copy: one reload-consistent view for the caller).
+    fn policy(&self) -> Policy {
+        **self.policy.load()
     }
 
     /// Counters summed over the shards, and the current size.
@@ -300,7 +328,7 @@ impl Cache {
     #[cfg(test)]
     fn insert_wire(&self, key: &key::Key, wire: &[u8]) -> Result<(), policy::Uncacheable> {
         let now = self.now_ms();
-        let entry = policy::prepare(&self.limits, key, wire, now)?;
+        let entry = policy::prepare(&self.policy().limits, key, wire, now)?;
         let hash = shard::hash_key(&self.hasher, key.as_bytes());
         self.shard(hash).insert(hash, entry, now, &self.hasher);
         Ok(())

@@ -289,7 +289,7 @@ impl Cache {
         let Some(inserted_ms) = now_ms.checked_sub(age) else {
             return Restored::Expired;
         };
-        let Ok(entry) = policy::prepare(&self.limits, &key, wire, inserted_ms) else {
+        let Ok(entry) = policy::prepare(&self.policy().limits, &key, wire, inserted_ms) else {
             return Restored::Rejected;
         };
         if entry.age(now_ms, self.stale_window_ms()) == Age::Dead {

@@ -50,7 +50,7 @@ impl Cache {
     /// under the shard lock, allocates nothing.
     fn hit_wants_prefetch(&self, entry: &mut Entry, now_ms: u64) -> bool {
         let before = entry.note_hit();
-        if !self.prefetch
+        if !self.policy().prefetch
             || before < PREFETCH_MIN_ASKS
             || !entry.stale_ok()
             || entry.prefetch_requested()

@@ -61,7 +61,7 @@ impl Stale {
 impl Cache {
     /// How long past expiry an entry may be answered stale, in ms (0 with serve-stale off).
     pub(super) fn stale_window_ms(&self) -> u64 {
-        self.stale.map_or(0, |s| s.max_age_ms)
+        self.policy().stale.map_or(0, |s| s.max_age_ms)
     }
 
     /// Stale data was found (either path): true when it is answered at once, because a failed
@@ -142,7 +142,7 @@ impl Cache {
         };
         let stale_ok = entry.stale_ok();
         let keep = entry.age(now_ms, self.stale_window_ms()) != Age::Dead;
-        if let (true, true, Some(stale)) = (keep, stale_ok, self.stale) {
+        if let (true, true, Some(stale)) = (keep, stale_ok, self.policy().stale) {
             let until = now_ms / 1000 + u64::from(stale.answer_ttl);
             entry.set_held_until_s(until.min(u64::from(u32::MAX)) as u32);
             // Let the next attempt after the hold be asked for again.

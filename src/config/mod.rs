@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub max_tcp_pipeline: usize,
     pub max_udp_inflight: usize,
     pub max_udp_payload: u16,
+    /// Bind listen addresses that are not (yet) on any interface (IP_FREEBIND): a LAN address
+    /// whose interface comes up after dnsveil starts.
+    pub freebind: bool,
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
@@ -575,6 +578,7 @@ impl Config {
                 }
             }
         }
+        out.extend(self.loopback_only_allow_warning());
         if self.server.listen.iter().any(|a| !a.ip().is_loopback())
             && self.server.allow.iter().any(|c| c.prefix() == 0)
         {
@@ -585,6 +589,29 @@ impl Config {
             );
         }
         out
+    }
+
+    /// The warning for a listener on a non-loopback address while `server.allow` admits only
+    /// loopback clients: every query that reaches that address is refused, which is rarely meant.
+    pub fn loopback_only_allow_warning(&self) -> Option<String> {
+        let outside: Vec<String> = self
+            .server
+            .listen
+            .iter()
+            .filter(|a| !a.ip().is_loopback())
+            .map(|a| a.to_string())
+            .collect();
+        let loopback_only = self
+            .server
+            .allow
+            .iter()
+            .all(|c| c.prefix() > 0 && c.addr().is_loopback());
+        (!outside.is_empty() && loopback_only).then(|| {
+            format!(
+                "server.listen has {} but server.allow admits only loopback clients: queries                  from other machines will be refused; add their networks to server.allow                  (e.g. \"192.168.1.0/24\") or listen on loopback only",
+                outside.join(", ")
+            )
+        })
     }
 
     /// A short human summary (for `check-config`).

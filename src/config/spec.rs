@@ -107,6 +107,7 @@ struct ServerSpec {
     max_tcp_pipeline: Option<i64>,
     max_udp_inflight: Option<i64>,
     max_udp_payload: Option<i64>,
+    freebind: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,6 +293,7 @@ impl ServerSpec {
             max_tcp_pipeline: cx.knob(knob::MAX_TCP_PIPELINE, self.max_tcp_pipeline)? as usize,
             max_udp_inflight: cx.knob(knob::MAX_UDP_INFLIGHT, self.max_udp_inflight)? as usize,
             max_udp_payload: cx.knob(knob::MAX_UDP_PAYLOAD, self.max_udp_payload)? as u16,
+            freebind: self.freebind.unwrap_or(false),
         })
     }
 }

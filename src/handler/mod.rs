@@ -36,6 +36,7 @@ use crate::wire::scrub::ScrubError;
 use crate::wire::{Message, QueryFlags, QueryView, Question, Rcode};
 
 pub mod answer;
+pub mod swap;
 
 pub use answer::{Answer, Bogus, BogusReason, Origin, Verdict};
 

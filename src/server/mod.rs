@@ -55,6 +55,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::net::UdpSocket;
+
+use arc_swap::ArcSwap;
 use thiserror::Error;
 
 use tokio::net::TcpListener;
@@ -120,6 +122,8 @@ pub struct ServerConfig {
     pub max_udp_payload: u16,
     /// Log every query at debug level (off by default: queries are private).
     pub log_queries: bool,
+    /// Bind addresses no interface has yet (IP_FREEBIND / IPV6_FREEBIND).
+    pub freebind: bool,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
             max_udp_payload: DEFAULT_PAYLOAD,
             log_queries: false,
+            freebind: false,
         }
     }
 }
@@ -285,8 +290,10 @@ impl Server {
         let mut skipped = None;
         for &addr in &cfg.listen {
             let bound = match (activated.take_udp(addr), activated.take_tcp(addr)) {
-                (None, None) => bind_addr(addr, per_addr),
-                (passed_udp, passed_tcp) => complete_passed(addr, passed_udp, passed_tcp),
+                (None, None) => bind_addr(addr, per_addr, cfg.freebind),
+                (passed_udp, passed_tcp) => {
+                    complete_passed(addr, passed_udp, passed_tcp, cfg.freebind)
+                }
             };
             let (udp_socks, listener, actual) = match bound {
                 Ok(bound) => bound,
@@ -320,7 +327,7 @@ impl Server {
         let hard_stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             chain,
-            acl: cfg.acl,
+            acl: ArcSwap::from_pointee(cfg.acl),
             ours: cfg.max_udp_payload.max(512),
             log_queries: cfg.log_queries,
             tcp_idle: cfg.tcp_idle_timeout.max(Duration::from_millis(1)),
@@ -348,6 +355,13 @@ impl Server {
         addrs.extend(self.udp[paired..].iter().map(|(a, _)| (Protocol::Udp, *a)));
         addrs.extend(self.tcp[paired..].iter().map(|(a, _)| (Protocol::Tcp, *a)));
         addrs
+    }
+
+    /// What may be changed while the server runs (a reload).
+    pub fn controls(&self) -> Controls {
+        Controls {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight work for up to
@@ -408,10 +422,31 @@ impl Server {
     }
 }
 
+/// A handle on a server's settings that may change while it runs (a configuration reload).
+#[derive(Clone)]
+pub struct Controls {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Controls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controls").finish_non_exhaustive()
+    }
+}
+
+impl Controls {
+    /// Clients allowed from now on: each UDP query is checked against the new list, and each TCP
+    /// connection accepted from now on (connections already open keep their verdict).
+    pub fn set_acl(&self, acl: Acl) {
+        self.shared.acl.store(Arc::new(acl));
+    }
+}
+
 /// What every listener task shares.
 struct Shared {
     chain: Arc<Chain>,
-    acl: Acl,
+    /// Swapped by [`Controls::set_acl`] (a reload); read per packet without a lock.
+    acl: ArcSwap<Acl>,
     /// Our EDNS payload size (at least 512).
     ours: u16,
     log_queries: bool,
@@ -539,6 +574,7 @@ fn ipv6_loopback_unavailable(addr: SocketAddr, e: &ServerError) -> bool {
 fn bind_addr(
     addr: SocketAddr,
     udp_count: usize,
+    freebind: bool,
 ) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
     let attempts = if addr.port() == 0 { 16 } else { 1 };
     let mut last_err = None;
@@ -548,10 +584,10 @@ fn bind_addr(
             proto: Protocol::Tcp,
             source,
         };
-        let listener = bind_tcp(addr).map_err(tcp_err)?;
+        let listener = bind_tcp(addr, freebind).map_err(tcp_err)?;
         let actual = listener.local_addr().map_err(tcp_err)?;
         let udp: io::Result<Vec<UdpSocket>> = (0..udp_count)
-            .map(|_| bind_udp(actual, udp_count > 1))
+            .map(|_| bind_udp(actual, udp_count > 1, freebind))
             .collect();
         match udp {
             Ok(socks) => return Ok((socks, listener, actual)),
@@ -574,12 +610,22 @@ fn bind_addr(
     })
 }
 
+/// Lets `sock` bind `addr` before any interface has it (a LAN address whose link is not up yet).
+fn set_freebind(sock: &socket2::Socket, addr: SocketAddr) -> io::Result<()> {
+    if addr.is_ipv6() {
+        sock.set_freebind_ipv6(true)
+    } else {
+        sock.set_freebind(true)
+    }
+}
+
 /// A configured address for which the service manager passed a socket of one protocol or both:
 /// the missing one is bound here, on the same address.
 fn complete_passed(
     addr: SocketAddr,
     passed_udp: Option<UdpSocket>,
     passed_tcp: Option<std::net::TcpListener>,
+    freebind: bool,
 ) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
     let tcp_err = |source| ServerError::Bind {
         addr,
@@ -588,11 +634,11 @@ fn complete_passed(
     };
     let listener = match passed_tcp {
         Some(l) => TcpListener::from_std(l).map_err(tcp_err)?,
-        None => bind_tcp(addr).map_err(tcp_err)?,
+        None => bind_tcp(addr, freebind).map_err(tcp_err)?,
     };
     let udp = match passed_udp {
         Some(sock) => sock,
-        None => bind_udp(addr, false).map_err(|source| ServerError::Bind {
+        None => bind_udp(addr, false, freebind).map_err(|source| ServerError::Bind {
             addr,
             proto: Protocol::Udp,
             source,
@@ -601,7 +647,7 @@ fn complete_passed(
     Ok((vec![udp], listener, addr))
 }
 
-fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_tcp(addr: SocketAddr, freebind: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -611,6 +657,9 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
+    if freebind {
+        set_freebind(&sock, addr)?;
+    }
     // Restarting must not fail on connections of the previous run in TIME_WAIT.
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
@@ -619,7 +668,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, reuse_port: bool, freebind: bool) -> io::Result<UdpSocket> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -628,6 +677,9 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     )?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
+    }
+    if freebind {
+        set_freebind(&sock, addr)?;
     }
     if reuse_port {
         // The kernel spreads clients over the sockets by address hash (one receive loop each).
@@ -667,7 +719,7 @@ mod tests {
     /// queries waits in the kernel instead of being dropped there.
     #[test]
     fn udp_sockets_get_a_larger_receive_buffer() {
-        let sock = bind_udp("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let sock = bind_udp("127.0.0.1:0".parse().unwrap(), false, false).unwrap();
         let got = socket2::SockRef::from(&sock).recv_buffer_size().unwrap();
         let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let default = socket2::SockRef::from(&plain).recv_buffer_size().unwrap();

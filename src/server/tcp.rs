@@ -187,7 +187,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel(shared.max_pipeline);
         Connection {
             peer,
-            allowed: shared.acl.allows(peer.ip()),
+            allowed: shared.acl.load().allows(peer.ip()),
             shared,
             state,
             tx,

@@ -158,7 +158,7 @@ fn on_datagram(
     if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
         return false;
     }
-    if !shared.acl.allows(src.ip()) {
+    if !shared.acl.load().allows(src.ip()) {
         if shared.log_queries {
             info!(proto = "udp", client = %src, "query refused by the allow-list");
         }

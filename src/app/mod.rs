@@ -38,8 +38,9 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, UpstreamServer};
+use crate::config::{self, knob, Config, ConfigError, UpstreamServer};
 use crate::forward::Forwarder;
+use crate::handler::swap::Swappable;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::notify::{self, Notifier};
@@ -49,6 +50,14 @@ use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
 use crate::wire::Name;
+
+mod reload;
+
+pub use reload::{ReloadError, Reloaded, Reloader};
+
+/// Reads the configuration again for a reload: the file `run` started with and the command-line
+/// flags, checked as at start-up ([`Config::check_runnable`]).
+pub type ConfigSource = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
 const HOSTS_POLL: Duration = Duration::from_secs(2);
@@ -64,6 +73,9 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// Where a reload reads the configuration again; without one, a reload re-reads the hosts
+    /// file only.
+    source: Option<ConfigSource>,
 }
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
@@ -106,7 +118,15 @@ impl Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            source: None,
         })
+    }
+
+    /// Reloads (SIGHUP, [`Reloader::reload`]) read the configuration with `source`: the file
+    /// `run` was started with, and the command-line flags applied to it again.
+    pub fn reloading_from(mut self, source: ConfigSource) -> Plan {
+        self.source = Some(source);
+        self
     }
 
     /// The configuration the plan was built from.
@@ -128,21 +148,14 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        source,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
         )
     });
-    let groups = forwarder.groups();
-    for group in &groups {
-        info!(
-            strategy = config.upstream.strategy.as_str(),
-            timeout_ms = config.upstream.timeout.as_millis() as u64,
-            upstreams = %group.urls().join(" "),
-            "upstream pool"
-        );
-    }
+    log_pools(&config, &forwarder);
     let cache_file = cache.as_ref().and(config.cache.file.clone());
     // True once the cache file has been read (or there is none).
     let (loaded_tx, loaded) = watch::channel(cache_file.is_none());
@@ -163,28 +176,24 @@ pub async fn run(
         }
     }
 
-    // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
-    // on its own.
-    let mut downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone()];
-    if config.hosts.special_use {
-        let forwarded: Vec<Name> = config
-            .forward
-            .iter()
-            .flat_map(|rule| rule.domains.iter().cloned())
-            .collect();
-        downstream.push(Arc::new(SpecialNames::new(&forwarded)));
-    }
-    downstream.push(forwarder);
+    // The stages after the cache, swapped whole by a reload: the server's chain runs them on a
+    // miss, the cache's refresher on its own.
+    let downstream_chain = downstream(&config, hosts.clone(), forwarder.clone());
+    info!(stages = %downstream_chain.names().join(" -> "), "handler stages after the cache");
+    let downstream = Arc::new(Swappable::new(downstream_chain));
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());
     }
-    handlers.extend(downstream.iter().cloned());
+    handlers.push(downstream.clone());
     let chain = Arc::new(Chain::new(handlers));
     info!(chain = %chain.names().join(" -> "), "handler chain assembled");
-    let refresher = cache
-        .as_ref()
-        .map(|c| c.spawn_refresher(Chain::new(downstream), shutdown.clone()));
+    let refresher = cache.as_ref().map(|c| {
+        c.spawn_refresher(
+            Chain::new(vec![downstream.clone() as Arc<dyn Handler>]),
+            shutdown.clone(),
+        )
+    });
     let saver = match (&cache, &cache_file) {
         (Some(c), Some(path)) if !config.cache.save_interval.is_zero() => {
             Some(tokio::spawn(save_periodically(
@@ -199,14 +208,7 @@ pub async fn run(
     };
 
     let server = Server::bind_with(server_config(&config), chain, activated).await?;
-    let watcher = config
-        .hosts
-        .file
-        .is_some()
-        .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
-
-    // Pooled upstream connections are dropped when the machine resumes or its addresses change.
-    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+    let watchers = Watchers::start(&config, &hosts, &forwarder, &shutdown);
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
     // as started (Type=notify) and let nss-lookup.target go.
@@ -217,6 +219,20 @@ pub async fn run(
         .map(|(p, a)| format!("{} {a}", if *p == Protocol::Udp { "udp" } else { "tcp" }))
         .collect::<Vec<_>>()
         .join(", ");
+    let reloader = Reloader::new(
+        reload::Live {
+            source,
+            started: config.clone(),
+            hosts,
+            downstream,
+            cache: cache.clone(),
+            server: server.controls(),
+            notifier: notifier.clone(),
+            status: format!("serving on {serving_on}"),
+            shutdown: shutdown.clone(),
+        },
+        watchers,
+    );
     let serving = tokio::spawn(server.run(shutdown.clone()));
     notifier.ready(&format!("serving on {serving_on}"));
     let watchdog = notify::watchdog_interval()
@@ -225,15 +241,11 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(()) = reload.recv() => {
-                notifier.reloading(monotonic_us());
-                match hosts.reload() {
-                    Ok(()) => info!("hosts reloaded"),
-                    Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
-                }
+                // The outcome is logged by the reload itself.
+                let _ = reloader.reload().await;
                 if let Some(c) = &cache {
                     info!(stats = %c.stats(), "cache statistics");
                 }
-                notifier.ready(&format!("serving on {serving_on}"));
             }
         }
     }
@@ -242,10 +254,7 @@ pub async fn run(
         let _ = w.await;
     }
     serving.await.context("server task")?;
-    if let Some(w) = watcher {
-        let _ = w.await;
-    }
-    let _ = net_watcher.await;
+    reloader.stop_watchers().await;
     if let Some(r) = refresher {
         let _ = r.await;
     }
@@ -265,6 +274,72 @@ pub async fn run(
     }
     info!("shut down");
     Ok(())
+}
+
+/// Logs each upstream pool of `forwarder` (at start and after a reload).
+fn log_pools(config: &Config, forwarder: &Forwarder) {
+    for group in forwarder.groups() {
+        info!(
+            strategy = config.upstream.strategy.as_str(),
+            timeout_ms = config.upstream.timeout.as_millis() as u64,
+            upstreams = %group.urls().join(" "),
+            "upstream pool"
+        );
+    }
+}
+
+/// The stages after the cache: hosts and local records, special-use names, the forwarder.
+fn downstream(config: &Config, hosts: Arc<Hosts>, forwarder: Arc<Forwarder>) -> Chain {
+    let mut stages: Vec<Arc<dyn Handler>> = vec![hosts];
+    if config.hosts.special_use {
+        let forwarded: Vec<Name> = config
+            .forward
+            .iter()
+            .flat_map(|rule| rule.domains.iter().cloned())
+            .collect();
+        stages.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    stages.push(forwarder);
+    Chain::new(stages)
+}
+
+/// The tasks that follow the configuration in force: the hosts file's watcher and the network
+/// watcher that resets the upstream pools. A reload stops them and starts them for the new
+/// configuration.
+struct Watchers {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watchers {
+    fn start(
+        config: &Config,
+        hosts: &Arc<Hosts>,
+        forwarder: &Forwarder,
+        shutdown: &CancellationToken,
+    ) -> Watchers {
+        let stop = shutdown.child_token();
+        let mut tasks = Vec::new();
+        if config.hosts.file.is_some() {
+            tasks.push(hosts.clone().spawn_watcher(stop.clone(), HOSTS_POLL));
+        }
+        // Pooled upstream connections are dropped when the machine resumes or its addresses
+        // change.
+        tasks.push(netwatch::spawn(
+            forwarder.groups(),
+            netwatch::DEFAULT_INTERVAL,
+            stop.clone(),
+        ));
+        Watchers { stop, tasks }
+    }
+
+    /// Stops the tasks and waits for them.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Sends WATCHDOG=1 every `every` until shutdown: a runtime that stops polling its tasks stops
@@ -400,6 +475,7 @@ fn server_config(c: &Config) -> ServerConfig {
         udp_sockets_per_addr: knob::worker_threads(s.threads),
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
+        freebind: s.freebind,
     }
 }
 

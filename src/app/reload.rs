@@ -1,0 +1,256 @@
+//! Reloading the configuration while serving: SIGHUP (`systemctl reload`), and whatever else
+//! holds a [`Reloader`] (the control socket's `reload` command).
+//!
+//! ```text
+//!   ConfigSource (file + command-line flags) --check_runnable--> Config --Plan::build--> Plan
+//!        any error: refused, logged, the running configuration stays whole
+//!   then, in this order:  ACL --> server          (next UDP query, next TCP connection)
+//!                         cache policy --> cache  (entries kept)
+//!                         hosts + special names + forwarder --> Swappable (next miss)
+//!                         hosts-file and network watchers restarted for the new stages
+//! ```
+//!
+//! Everything that can fail is done before anything is swapped: the file is read and checked as
+//! `check-config` and start-up check it, the hosts file is read and every upstream transport built.
+//! Only then are the parts swapped, each atomically; a query sees either the old or the new value of
+//! each part (a query arriving during the few instructions between two swaps may see a new ACL and
+//! the old upstreams). The listeners (their sockets) and the cache (its entries) are kept.
+//!
+//! What the running process cannot take without a restart (new listen addresses, thread and
+//! socket counts, limits sized at bind time, the cache's capacity and file, the log settings) is
+//! left as it was and named in a warning ([`restart_only_changes`]).
+//!
+//! The service manager is told RELOADING=1 before and READY=1 after, whether or not the new
+//! configuration was taken; one reload runs at a time.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{
+    cache_config, downstream, log_pools, monotonic_us, ConfigSource, Plan, PlanError, Watchers,
+};
+use crate::cache::Cache;
+use crate::config::{Config, ConfigError};
+use crate::handler::swap::Swappable;
+use crate::hosts::{Hosts, HostsError};
+use crate::notify::Notifier;
+use crate::server::{Acl, Controls};
+
+/// Why a reload was refused; the running configuration stays in force.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration does not check.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configuration checks but cannot run (hosts file, upstream transports).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Without a configuration source (no file to read again), the hosts file could not be read.
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
+    /// Reading the configuration failed unexpectedly (the blocking task did not finish).
+    #[error("reading the configuration failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A reload that was taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys whose new values are kept for the next restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Runs reloads; cheap to clone, and every clone reloads the same running service.
+#[derive(Clone)]
+pub struct Reloader {
+    /// Held for a whole reload, across its awaits (a tokio mutex): one reload at a time.
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+/// What a reload swaps, and what it needs to do so.
+pub(super) struct Live {
+    pub source: Option<ConfigSource>,
+    /// The configuration the process started with (what restart-only keys are compared with).
+    pub started: Config,
+    pub hosts: Arc<Hosts>,
+    pub downstream: Arc<Swappable>,
+    pub cache: Option<Arc<Cache>>,
+    pub server: Controls,
+    pub notifier: Arc<Notifier>,
+    /// The STATUS= line told with READY=1.
+    pub status: String,
+    pub shutdown: CancellationToken,
+}
+
+struct State {
+    live: Live,
+    /// None once stopped at shutdown.
+    watchers: Option<Watchers>,
+}
+
+impl Reloader {
+    /// A reloader of `live`, whose watchers are `watchers`.
+    pub(super) fn new(live: Live, watchers: Watchers) -> Reloader {
+        Reloader {
+            state: Arc::new(Mutex::new(State {
+                live,
+                watchers: Some(watchers),
+            })),
+        }
+    }
+
+    /// Reads the configuration again and swaps it in, or refuses it and keeps the running one.
+    /// The outcome is logged here (info when taken, a warning naming the keys that wait for a
+    /// restart, an error when refused); callers may report it too.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut state = self.state.lock().await;
+        state.live.notifier.reloading(monotonic_us());
+        let result = state.apply().await;
+        match &result {
+            Ok(done) => {
+                info!("configuration reloaded");
+                if !done.restart_needed.is_empty() {
+                    warn!(
+                        "changed settings that take effect only after a restart (the old values \
+                         stay until then): {}",
+                        done.restart_needed.join(", ")
+                    );
+                }
+            }
+            Err(e) => error!("reload refused, still serving the previous configuration: {e}"),
+        }
+        state.live.notifier.ready(&state.live.status);
+        result
+    }
+
+    /// Stops the watchers of the configuration in force (shutdown).
+    pub(super) async fn stop_watchers(&self) {
+        let watchers = self.state.lock().await.watchers.take();
+        if let Some(w) = watchers {
+            w.stop().await;
+        }
+    }
+}
+
+impl State {
+    async fn apply(&mut self) -> Result<Reloaded, ReloadError> {
+        let Some(source) = self.live.source.clone() else {
+            self.live.hosts.reload()?;
+            return Ok(Reloaded::default());
+        };
+        // File reads (config, hosts file, CA files) on a blocking thread.
+        let plan = tokio::task::spawn_blocking(move || -> Result<Plan, ReloadError> {
+            Ok(Plan::build(source()?)?)
+        })
+        .await??;
+        let Plan {
+            config,
+            hosts,
+            forwarder,
+            ..
+        } = plan;
+        for w in config.warnings() {
+            warn!("{w}");
+        }
+        let live = &mut self.live;
+        live.server.set_acl(Acl::new(config.server.allow.clone()));
+        if let Some(c) = &live.cache {
+            c.set_policy(&cache_config(&config));
+        }
+        live.downstream
+            .swap(downstream(&config, hosts.clone(), forwarder.clone()));
+        log_pools(&config, &forwarder);
+        if let Some(old) = self.watchers.take() {
+            old.stop().await;
+        }
+        self.watchers = Some(Watchers::start(&config, &hosts, &forwarder, &live.shutdown));
+        live.hosts = hosts;
+        Ok(Reloaded {
+            restart_needed: restart_only_changes(&live.started, &config),
+        })
+    }
+}
+
+/// The keys whose values differ between `running` and `new` but that a reload cannot apply.
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (&running.server, &new.server);
+    let (c, d) = (&running.cache, &new.cache);
+    let checks = [
+        (a.listen != b.listen, "server.listen"),
+        (a.threads != b.threads, "server.threads"),
+        (
+            a.tcp_idle_timeout != b.tcp_idle_timeout,
+            "server.tcp_idle_timeout_secs",
+        ),
+        (
+            a.max_tcp_connections != b.max_tcp_connections,
+            "server.max_tcp_connections",
+        ),
+        (
+            a.max_tcp_pipeline != b.max_tcp_pipeline,
+            "server.max_tcp_pipeline",
+        ),
+        (
+            a.max_udp_inflight != b.max_udp_inflight,
+            "server.max_udp_inflight",
+        ),
+        (
+            a.max_udp_payload != b.max_udp_payload,
+            "server.max_udp_payload",
+        ),
+        (a.freebind != b.freebind, "server.freebind"),
+        (c.size != d.size, "cache.size"),
+        (c.file != d.file, "cache.cache_file"),
+        (
+            c.save_interval != d.save_interval,
+            "cache.save_interval_secs",
+        ),
+        (running.log.level != new.log.level, "log.level"),
+        (running.log.queries != new.log.queries, "log.queries"),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::from_toml(text, "test.toml", std::path::Path::new("/")).unwrap()
+    }
+
+    /// What a reload applies is not listed; what waits for a restart is, by its key.
+    #[test]
+    fn restart_only_keys_are_named() {
+        let base = "[upstream]\nservers = [\"udp://127.0.0.1:53\"]\n";
+        let running = parse(base);
+        let applied = parse(&format!(
+            "{base}[server]\nallow = [\"10.0.0.0/8\"]\n[cache]\nmin_ttl = 60\n\
+             [hosts]\nrecords = [\"a.lan A 10.0.0.1\"]\n"
+        ));
+        assert!(restart_only_changes(&running, &applied).is_empty());
+        let restart = parse(&format!(
+            "{base}[server]\nlisten = [\"127.0.0.1:5353\"]\nthreads = 3\n[cache]\nsize = 10\n\
+             [log]\nlevel = \"debug\"\n"
+        ));
+        assert_eq!(
+            restart_only_changes(&running, &restart),
+            ["server.listen", "server.threads", "cache.size", "log.level"]
+        );
+    }
+}
