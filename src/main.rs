@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::{ConfigSource, Plan};
-use dnsveil::config::{knob, Config, LogLevel, Overrides, Strategy};
+use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Overrides, Strategy};
 use dnsveil::server::acl::Cidr;
 use dnsveil::server::Activated;
 use dnsveil::upstream::UpstreamUrl;
@@ -150,6 +150,21 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// DNSSEC validation: validate or off (replaces resolver.dnssec).
+    #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
+    dnssec: Option<DnssecMode>,
+    /// Trust anchor file: DS or DNSKEY records in zone-file form (repeatable; replaces
+    /// resolver.trust_anchor; default: the built-in IANA root anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
+    /// Zone not to validate, a negative trust anchor (repeatable; replaces
+    /// resolver.insecure_domains).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    insecure_domain: Vec<Name>,
+}
+
+fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
+    s.parse()
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -328,6 +343,9 @@ fn source(args: RunArgs) -> ConfigSource {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        dnssec: args.dnssec,
+        trust_anchors: args.trust_anchor,
+        insecure_domains: args.insecure_domain,
     };
     Arc::new(move || {
         let mut config = match &path {

@@ -38,7 +38,8 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, ConfigError, UpstreamServer};
+use crate::config::{self, knob, Config, ConfigError, DnssecMode, UpstreamServer};
+use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
 use crate::handler::{Chain, Handler, Protocol};
@@ -49,6 +50,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
+use crate::validate::Validator;
 use crate::wire::Name;
 
 mod reload;
@@ -73,6 +75,8 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// The trust anchors, read, when DNSSEC validation is on.
+    anchors: Option<TrustAnchors>,
     /// Where a reload reads the configuration again; without one, a reload re-reads the hosts
     /// file only.
     source: Option<ConfigSource>,
@@ -99,6 +103,12 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// A trust anchor file cannot be read or parsed.
+    #[error(
+        "resolver.trust_anchor: {0}; give a file of DS or DNSKEY records in zone-file form (as \
+         unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
+    )]
+    TrustAnchor(String),
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -114,10 +124,15 @@ impl Plan {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
+        let anchors = match config.resolver.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => Some(load_anchors(&config.resolver.trust_anchors)?),
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            anchors,
             source: None,
         })
     }
@@ -135,6 +150,22 @@ impl Plan {
     }
 }
 
+/// The trust anchors of `files`, or the built-in root anchors when there are none.
+fn load_anchors(files: &[PathBuf]) -> Result<TrustAnchors, PlanError> {
+    if files.is_empty() {
+        return Ok(TrustAnchors::iana_root());
+    }
+    let mut all = TrustAnchors::default();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| PlanError::TrustAnchor(format!("{}: {e}", file.display())))?;
+        let anchors =
+            TrustAnchors::parse(&text, file).map_err(|e| PlanError::TrustAnchor(e.to_string()))?;
+        all.extend(anchors);
+    }
+    Ok(all)
+}
+
 /// Serves `plan` until `shutdown` is cancelled, on the configured listen addresses and the
 /// sockets the service manager passed (`activated`). Each message on `reload` asks for a reload
 /// (SIGHUP).
@@ -148,6 +179,7 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        anchors,
         source,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
@@ -178,7 +210,7 @@ pub async fn run(
 
     // The stages after the cache, swapped whole by a reload: the server's chain runs them on a
     // miss, the cache's refresher on its own.
-    let downstream_chain = downstream(&config, hosts.clone(), forwarder.clone());
+    let downstream_chain = downstream(&config, hosts.clone(), forwarder.clone(), anchors);
     info!(stages = %downstream_chain.names().join(" -> "), "handler stages after the cache");
     let downstream = Arc::new(Swappable::new(downstream_chain));
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
@@ -288,8 +320,14 @@ fn log_pools(config: &Config, forwarder: &Forwarder) {
     }
 }
 
-/// The stages after the cache: hosts and local records, special-use names, the forwarder.
-fn downstream(config: &Config, hosts: Arc<Hosts>, forwarder: Arc<Forwarder>) -> Chain {
+/// The stages after the cache: hosts and local records, special-use names, the DNSSEC validator
+/// (with `anchors`), the forwarder.
+fn downstream(
+    config: &Config,
+    hosts: Arc<Hosts>,
+    forwarder: Arc<Forwarder>,
+    anchors: Option<TrustAnchors>,
+) -> Chain {
     let mut stages: Vec<Arc<dyn Handler>> = vec![hosts];
     if config.hosts.special_use {
         let forwarded: Vec<Name> = config
@@ -298,6 +336,30 @@ fn downstream(config: &Config, hosts: Arc<Hosts>, forwarder: Arc<Forwarder>) -> 
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
         stages.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    if let Some(anchors) = anchors {
+        // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
+        // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
+        // make every answer bogus. They are negative trust anchors, with the configured ones.
+        let mut insecure = config.resolver.insecure_domains.clone();
+        insecure.extend(
+            config
+                .forward
+                .iter()
+                .flat_map(|r| r.domains.iter().cloned()),
+        );
+        info!(
+            anchors = anchors.len(),
+            insecure_domains = insecure.len(),
+            "DNSSEC validation on"
+        );
+        let lookups = Chain::new(vec![forwarder.clone() as Arc<dyn Handler>]);
+        stages.push(Arc::new(Validator::new(
+            anchors,
+            insecure,
+            lookups,
+            WallClock::system(),
+        )));
     }
     stages.push(forwarder);
     Chain::new(stages)

@@ -158,6 +158,7 @@ impl State {
             config,
             hosts,
             forwarder,
+            anchors,
             ..
         } = plan;
         for w in config.warnings() {
@@ -168,8 +169,12 @@ impl State {
         if let Some(c) = &live.cache {
             c.set_policy(&cache_config(&config));
         }
-        live.downstream
-            .swap(downstream(&config, hosts.clone(), forwarder.clone()));
+        live.downstream.swap(downstream(
+            &config,
+            hosts.clone(),
+            forwarder.clone(),
+            anchors,
+        ));
         log_pools(&config, &forwarder);
         if let Some(old) = self.watchers.take() {
             old.stop().await;
