@@ -18,7 +18,7 @@
 
 use tracing::debug;
 
-use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult, BOGUS_TTL};
+use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult, Origin, BOGUS_TTL};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::response;
 
@@ -49,6 +49,7 @@ impl Cache {
         let now = self.now_ms();
         let failed = is_failure(&result);
         let stored = match &result {
+            Ok(a) if a.origin() == Origin::Local => Err(Uncacheable::Local),
             Ok(a) => {
                 // An entry for a client without DO holds what that client gets: no DNSSEC
                 // records it did not ask for (the upstream query may have asked for them).

@@ -82,6 +82,10 @@ pub(crate) enum Uncacheable {
     ServfailOff,
     #[error("the chain failed in a way that is not cached")]
     ChainError,
+    /// Our own data (hosts file, local records, special-use names) is looked up afresh each time,
+    /// so that a reload that changes it is seen at once; it costs a table lookup.
+    #[error("local data is not cached")]
+    Local,
 }
 
 /// True for the questions a cache may hold at all.

@@ -68,7 +68,7 @@ mod tests {
     impl Handler for Fixed {
         fn handle<'a>(&'a self, req: &'a Request, _: Next<'a>) -> BoxFuture<'a, HandlerResult> {
             let mut m = Message::response_to(&req.query);
-            m.header.rcode = self.0;
+            m.set_rcode(self.0);
             Box::pin(std::future::ready(local_answer(&m)))
         }
         fn name(&self) -> &'static str {
@@ -83,19 +83,19 @@ mod tests {
     /// After a swap new queries run the new chain; a query that took the old chain keeps it.
     #[tokio::test]
     async fn a_swap_applies_to_queries_that_reach_the_stage_after_it() {
-        let swap = Arc::new(Swappable::new(chain_of(Rcode::NoError)));
+        let swap = Arc::new(Swappable::new(chain_of(Rcode::NOERROR)));
         let outer = Chain::new(vec![swap.clone() as Arc<dyn Handler>]);
         let req = Request {
             query: Message::query("a.test".parse::<Name>().unwrap(), RType::A),
             client: None,
             protocol: Protocol::Udp,
         };
-        let rcode = |r: HandlerResult| Message::parse(r.unwrap().wire()).unwrap().header.rcode;
+        let rcode = |r: HandlerResult| Message::parse(r.unwrap().wire()).unwrap().rcode();
         let before = swap.current();
-        assert_eq!(rcode(outer.handle(&req).await), Rcode::NoError);
-        swap.swap(chain_of(Rcode::Refused));
-        assert_eq!(rcode(outer.handle(&req).await), Rcode::Refused);
+        assert_eq!(rcode(outer.handle(&req).await), Rcode::NOERROR);
+        swap.swap(chain_of(Rcode::REFUSED));
+        assert_eq!(rcode(outer.handle(&req).await), Rcode::REFUSED);
         // The old chain is still whole for whoever holds it.
-        assert_eq!(rcode(before.handle(&req).await), Rcode::NoError);
+        assert_eq!(rcode(before.handle(&req).await), Rcode::NOERROR);
     }
 }

@@ -409,10 +409,15 @@ impl Dnsveil {
     /// Waits up to `limit` for a logged line containing `needle` (a line the process may write
     /// just after the answer that prompted it); true once there is one.
     pub fn wait_logged(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_logged_times(needle, 1, limit)
+    }
+
+    /// Waits up to `limit` for `times` logged lines containing `needle`; true once there are.
+    pub fn wait_logged_times(&self, needle: &str, times: usize, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut lines = self.log.lines.lock().expect("log");
         loop {
-            if lines.iter().any(|l| l.contains(needle)) {
+            if lines.iter().filter(|l| l.contains(needle)).count() >= times {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -85,7 +85,7 @@ async fn a_verdict_survives_the_cache_on_both_paths() {
         Some(bogus_ede()),
         b"",
         c.now_ms(),
-        c.limits.servfail_ttl,
+        c.policy().limits.servfail_ttl,
     )
     .unwrap();
     entry.set_verdict(&bogus);

@@ -772,12 +772,12 @@ async fn a_refusing_upstream_logs_its_state_changes_not_every_query() {
         loud[0].starts_with("WARN")
             && loud[0].contains("fake://refused")
             && loud[0].contains("REFUSED")
-            && loud[0].contains("rest=1s"),
+            && loud[0].contains("rest_ms=1000"),
         "{loud:#?}"
     );
     assert!(
         loud.iter()
-            .any(|l| l.contains("probe") && l.contains("rest=2s")),
+            .any(|l| l.contains("probe") && l.contains("rest_ms=2000")),
         "{loud:#?}"
     );
     // Every failed attempt is still there for whoever asks for debug.
