@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,18 @@ enum Command {
     /// Ask one upstream one question directly and print the answer like dig (exit 0 on any
     /// answer, 1 if none came).
     Query(QueryArgs),
+    /// Write the manual pages (dnsveil.8 and one per command) into DIR.
+    Manpage {
+        /// The directory to write them into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the shell completion script for SHELL on standard output.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `dnsveil query NAME [TYPE]`.
@@ -202,6 +214,122 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Query(args) => query(args),
+        Command::Manpage { dir } => manpage(&dir),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "dnsveil", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The sections of dnsveil.8 that clap does not know (roff).
+const MANPAGE_SECTIONS: &str = r#".SH FILES
+.TP
+\fI/etc/dnsveil/dnsveil.toml\fR
+The configuration file of the packaged service (every key is described in it); check it with
+\fBdnsveil check\-config\fR.
+.TP
+\fI/var/lib/dnsveil/cache.bin\fR
+The cache, kept across restarts (\fBcache.cache_file\fR).
+.TP
+\fI/lib/systemd/system/dnsveil.service\fR, \fI/lib/systemd/system/dnsveil.socket\fR
+The systemd units: the service (Type=notify, hardened), and the sockets on 127.0.0.1:53 and [::1]:53
+that systemd can open for it.
+.SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload: read the configuration again (the same file and command\-line flags) and, if it checks,
+swap in its upstreams, forwarding rules, allow list, local records, hosts file and cache policy,
+keeping the sockets and the cached answers. A configuration that does not check is refused with a
+logged error and the running one stays. \fBsystemctl reload dnsveil\fR sends it.
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop gracefully (queries in flight are answered, the cache file is saved); a second one stops at
+once.
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+A log filter (e.g. \fIdebug\fR) that overrides \fBlog.level\fR.
+.TP
+\fBNO_COLOR\fR
+No colours in the log, even on a terminal.
+.TP
+\fBNOTIFY_SOCKET\fR, \fBWATCHDOG_USEC\fR
+Set by systemd: readiness, reload, stop and watchdog notifications (sd_notify).
+.TP
+\fBLISTEN_FDS\fR, \fBLISTEN_PID\fR, \fBLISTEN_FDNAMES\fR
+Set by systemd for socket activation: the passed sockets are served.
+.TP
+\fBJOURNAL_STREAM\fR
+Set by systemd when standard error is the journal: log lines then carry syslog priorities and no
+time stamp.
+.SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success.
+.TP
+\fB1\fR
+A runtime failure (a listener cannot be bound), a configuration that cannot run
+(\fBcheck\-config\fR), or no answer (\fBquery\fR).
+.TP
+\fB2\fR
+A usage error.
+.TP
+\fB78\fR
+A configuration error in \fBrun\fR, reported before anything starts (EX_CONFIG; the unit does not
+restart on it).
+.SH "SEE ALSO"
+\fBsystemd.socket\fR(5), \fBresolved.conf\fR(5), \fBresolvectl\fR(1), \fBNetworkManager.conf\fR(5),
+\fBresolv.conf\fR(5); the README in /usr/share/doc/dnsveil.
+"#;
+
+/// `dnsveil manpage DIR`: dnsveil.8 and a page per command (dnsveil-run.8, ...), from the same
+/// definitions as `--help`.
+fn manpage(dir: &std::path::Path) -> ExitCode {
+    fn write_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let mut pages = Vec::new();
+        let page = |command: clap::Command| {
+            clap_mangen::Man::new(command)
+                .section("8")
+                .manual("System Manager's Manual")
+        };
+        // dnsveil.8: clap's sections, then ours (files, signals, environment, exit status).
+        let main = page(cmd.clone());
+        let path = dir.join(main.get_filename());
+        let mut out = Vec::new();
+        main.render_title(&mut out)?;
+        main.render_name_section(&mut out)?;
+        main.render_synopsis_section(&mut out)?;
+        main.render_description_section(&mut out)?;
+        main.render_options_section(&mut out)?;
+        main.render_subcommands_section(&mut out)?;
+        out.extend_from_slice(MANPAGE_SECTIONS.as_bytes());
+        main.render_version_section(&mut out)?;
+        std::fs::write(&path, out)?;
+        pages.push(path);
+        for command in cmd.get_subcommands().cloned() {
+            pages.push(page(command).generate_to(dir)?);
+        }
+        Ok(pages)
+    }
+    match write_pages(dir) {
+        Ok(pages) => {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "dnsveil: cannot write the manual pages into {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

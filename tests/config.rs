@@ -96,16 +96,51 @@ fn every_shipped_example_parses() {
     );
 }
 
+/// The example is the packaged /etc/dnsveil/dnsveil.toml: no live forwarding rule or local
+/// record (they would send a stranger's LAN names to 192.168.1.1), and its commented examples
+/// parse once uncommented.
 #[test]
 fn the_full_example_sets_every_section() {
-    let c = Config::load(&root().join("packaging/dnsveil.toml")).unwrap();
+    let path = root().join("packaging/dnsveil.toml");
+    let c = Config::load(&path).unwrap();
+    assert!(c.forward.is_empty());
+    assert!(c.hosts.records.is_empty());
+    assert!(c.upstream.servers.len() >= 2);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut uncommented = String::new();
+    for line in text.lines() {
+        let line = match line.strip_prefix("# ") {
+            Some(l)
+                if l.starts_with("[[forward]]")
+                    || l.starts_with("domains")
+                    || l.starts_with("upstreams") =>
+            {
+                l
+            }
+            _ => line,
+        };
+        let line = match line.strip_prefix("#   ") {
+            Some(l)
+                if l.starts_with("records") || l.starts_with("    \"") || l.starts_with(']') =>
+            {
+                l
+            }
+            _ => line,
+        };
+        if line.trim() == "records = []" {
+            continue;
+        }
+        uncommented.push_str(line);
+        uncommented.push('\n');
+    }
+    let c = Config::from_toml(&uncommented, "uncommented", &root().join("packaging")).unwrap();
     assert_eq!(c.forward.len(), 2);
     assert_eq!(
         c.forward[0].domains[0].to_string().trim_end_matches('.'),
         "lan"
     );
     assert_eq!(c.hosts.records.len(), 2);
-    assert!(c.upstream.servers.len() >= 2);
 }
 
 /// (config text, key the error must name, text the message must contain)
@@ -412,7 +447,7 @@ fn check_config_reports_ok_or_the_error() {
         stdout.starts_with(&format!("{}: ok\n", example.display())),
         "{stdout}"
     );
-    assert!(stdout.contains("forwarding rules: 2"), "{stdout}");
+    assert!(stdout.contains("forwarding rules: 0"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -746,4 +781,37 @@ fn an_address_in_use_is_reported_once_with_its_own_port() {
         "{stderr}"
     );
     assert!(!stderr.contains(":53'"), "{stderr}");
+}
+
+/// check-config warns (and still says ok) when dnsveil listens on a non-loopback address while
+/// only loopback clients are allowed; `run` logs the same warning.
+#[test]
+fn check_config_warns_of_a_lan_listener_with_a_loopback_only_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lan.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:53\", \"192.168.1.2:53\"]\n\
+         [upstream]\nservers = [\"udp://127.0.0.1:53\"]\n",
+    )
+    .unwrap();
+    let out = dnsveil().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warning = stdout
+        .lines()
+        .find(|l| l.starts_with("warning: server.listen has 192.168.1.2:53"))
+        .unwrap_or_else(|| panic!("no warning in:\n{stdout}"));
+    assert!(warning.contains("server.allow"), "{warning}");
+
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:53\", \"192.168.1.2:53\"]\n\
+         allow = [\"127.0.0.0/8\", \"192.168.1.0/24\"]\n\
+         [upstream]\nservers = [\"udp://127.0.0.1:53\"]\n",
+    )
+    .unwrap();
+    let out = dnsveil().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
 }

@@ -684,7 +684,9 @@ impl Config {
             .all(|c| c.prefix() > 0 && c.addr().is_loopback());
         (!outside.is_empty() && loopback_only).then(|| {
             format!(
-                "server.listen has {} but server.allow admits only loopback clients: queries                  from other machines will be refused; add their networks to server.allow                  (e.g. \"192.168.1.0/24\") or listen on loopback only",
+                "server.listen has {} but server.allow admits only loopback clients: queries \
+                 from other machines will be refused; add their networks to server.allow \
+                 (e.g. \"192.168.1.0/24\") or listen on loopback only",
                 outside.join(", ")
             )
         })

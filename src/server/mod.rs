@@ -227,7 +227,10 @@ fn bind_message(addr: SocketAddr, proto: Protocol, source: &io::Error) -> String
             ));
         }
         io::ErrorKind::AddrNotAvailable => {
-            msg.push_str("; no interface on this machine has that address");
+            msg.push_str(
+                "; no interface on this machine has that address (if it will, once a link is up, \
+                 set server.freebind = true)",
+            );
         }
         _ => {}
     }
