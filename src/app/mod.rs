@@ -2,15 +2,21 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
-//!                |       \___________________ downstream Chain ___________________/
+//!   Config --> Cache --> Swappable[ Hosts --> SpecialNames --> Validator --> Forwarder ]
+//!                |       \______________ downstream Chain, swapped by a reload ______/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
-//!                |   Cache + downstream Chain ==> Chain --> Server
+//!                |   Cache + Swappable ==> Chain --> Server (+ sockets passed by systemd)
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
 //!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
 //!   netwatch: resets every pool's connections on resume or address change
 //! ```
+//!
+//! Reloading ([`reload`]): a [`Reloader`], made by `run` once the server is bound, reads the
+//! configuration again from the plan's [`ConfigSource`], builds a new [`Plan`] and swaps its parts
+//! in (the downstream stages, the ACL, the cache policy), or refuses it whole. SIGHUP reaches it
+//! through `run`'s channel; a control socket started in `run` can hold a clone and call
+//! [`Reloader::reload`] itself.
 //!
 //! Everything that can fail because of the configuration fails before anything starts: what the
 //! config layer cannot judge alone (a hosts file that cannot be read, an upstream whose transport
