@@ -101,8 +101,9 @@ fn date(days: i64) -> String {
 
 /// The test hierarchy, signed and served; dnsveil validating in front of it.
 struct Hierarchy {
-    _nsd: Nsd,
+    nsd: Nsd,
     dnsveil: Dnsveil,
+    anchor: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -182,8 +183,9 @@ impl Hierarchy {
         args.extend_from_slice(extra);
         let dnsveil = Dnsveil::start(&args);
         Hierarchy {
-            _nsd: nsd,
+            nsd,
             dnsveil,
+            anchor,
             _dir: dir,
         }
     }
@@ -426,4 +428,42 @@ fn dnssec_off_passes_bogus_answers() {
     let h = Hierarchy::start(&["--dnssec", "off"]);
     let a = h.ask("www.tampered.test", "A", &[]);
     assert_eq!(a.status(), "NOERROR", "{}", a.0);
+}
+
+#[test]
+fn query_shows_the_verdict() {
+    let h = Hierarchy::start(&[]);
+    let upstream = format!("udp://{}", h.nsd.addr);
+    let query = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_dnsveil"))
+            .args([
+                "query",
+                name,
+                "A",
+                "--upstream",
+                &upstream,
+                "--trust-anchor",
+            ])
+            .arg(&h.anchor)
+            .args(["--dnssec", "validate"])
+            .output()
+            .expect("run dnsveil query")
+    };
+    let out = query("www.secure.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: secure\n"), "{text}");
+    assert!(text.contains("192.0.2.1"), "{text}");
+
+    let out = query("www.sha1.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: insecure (EDE 1 "), "{text}");
+
+    // Bogus: the data as the upstream gave it, the reason, and exit status 1.
+    let out = query("www.expired.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: bogus (EDE 7 "), "{text}");
+    assert!(text.contains("192.0.2.9"), "{text}");
 }

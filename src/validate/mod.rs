@@ -43,6 +43,7 @@ mod trust;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -77,6 +78,20 @@ pub enum FetchError {
         rtype: RType,
         rcode: Rcode,
     },
+}
+
+/// The trust anchors of `files`, or the built-in IANA root anchors when there are none. The
+/// error names the file (and line) and what is wrong with it.
+pub fn load_anchors(files: &[PathBuf]) -> Result<TrustAnchors, String> {
+    if files.is_empty() {
+        return Ok(TrustAnchors::iana_root());
+    }
+    let mut all = TrustAnchors::default();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        all.extend(TrustAnchors::parse(&text, file).map_err(|e| e.to_string())?);
+    }
+    Ok(all)
 }
 
 /// The validating stage.
