@@ -147,7 +147,7 @@ pub(super) async fn judge(
 /// The DNAME an unsigned CNAME was synthesised from: a DNAME in the answer at a proper ancestor
 /// of the CNAME's owner whose substitution gives exactly the CNAME's target (RFC 6672 section
 /// 2.2).
-fn synthesising_dname<'a>(
+pub(super) fn synthesising_dname<'a>(
     answers: &'a [Signed],
     cname: &Signed,
     target: &Name,

@@ -224,7 +224,7 @@ impl Work<'_> {
 
 /// The answer with its verdict: TTLs capped by what verified, and the Extended DNS Error of an
 /// insecure answer attached; re-encoded only when one of those changed something.
-fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) -> HandlerResult {
+pub(super) fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) -> HandlerResult {
     let mut changed = false;
     for r in msg.answers.iter_mut().chain(msg.authority.iter_mut()) {
         let covered = match &r.data {
