@@ -467,3 +467,41 @@ fn query_shows_the_verdict() {
     assert!(text.contains(";; DNSSEC: bogus (EDE 7 "), "{text}");
     assert!(text.contains("192.0.2.9"), "{text}");
 }
+
+/// RFC 8198: once a secure NSEC denial is known, other names in the range it proves empty are
+/// denied without the upstream (here paused, so any query to it would go unanswered).
+#[test]
+fn names_in_a_validated_nsec_range_are_denied_without_the_upstream() {
+    let h = Hierarchy::start(&[]);
+    // nx and nz both sort between ns and out; the apex NSEC covers *.secure.test.
+    let first = h.ask("nx.secure.test", "A", &[]);
+    assert_eq!(first.status(), "NXDOMAIN", "{}", first.0);
+    assert!(first.ad(), "{}", first.0);
+    let nodata = h.ask("www.secure.test", "TXT", &[]);
+    assert!(nodata.ad() && nodata.status() == "NOERROR", "{}", nodata.0);
+
+    h.nsd.pause();
+    let second = h.ask("nz.secure.test", "A", &[]);
+    assert_eq!(second.status(), "NXDOMAIN", "{}", second.0);
+    assert!(second.ad(), "{}", second.0);
+    assert!(
+        second.has("NSEC"),
+        "the proof is in the answer: {}",
+        second.0
+    );
+    let other_type = h.ask("www.secure.test", "MX", &[]);
+    assert_eq!(other_type.status(), "NOERROR", "{}", other_type.0);
+    assert!(other_type.ad(), "{}", other_type.0);
+    // zzz sorts after www, in the range of the NSEC at www (seen in the NODATA) that wraps to the
+    // apex.
+    let wrapped = h.ask("zzz.secure.test", "A", &[]);
+    assert!(
+        wrapped.ad() && wrapped.status() == "NXDOMAIN",
+        "{}",
+        wrapped.0
+    );
+    // A name the known ranges do not cover (b: between alias and ns) still needs the upstream.
+    let uncovered = h.ask("b.secure.test", "A", &["+time=8"]);
+    assert_eq!(uncovered.status(), "SERVFAIL", "{}", uncovered.0);
+    h.nsd.resume();
+}

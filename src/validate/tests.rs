@@ -31,6 +31,7 @@ fn finish_caps_ttls_by_what_verified_and_attaches_the_insecure_ede() {
         verdict: Verdict::Insecure,
         ede: Some(ede::UNSUPPORTED_DNSKEY_ALGORITHM),
         caps: vec![(name("www.example.com"), RType::A, 100)],
+        denial_zone: None,
     };
     let out = finish(answer, m, judged).unwrap();
     assert_eq!(out.verdict(), &Verdict::Insecure);
@@ -58,6 +59,7 @@ fn finish_keeps_the_bytes_when_nothing_changes() {
         verdict: Verdict::Secure,
         ede: None,
         caps: vec![(name("www.example.com"), RType::A, 100)],
+        denial_zone: None,
     };
     let out = finish(answer, m, judged).unwrap();
     assert_eq!(out.wire(), &wire[..]);
