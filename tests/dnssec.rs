@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use harness::daemons::{cert_file, Unbound};
 use harness::{dig, require_tool, Dnsveil, Nsd};
 
 /// A zone to sign (or not) and how.
@@ -102,13 +103,29 @@ fn date(days: i64) -> String {
 /// The test hierarchy, signed and served; dnsveil validating in front of it.
 struct Hierarchy {
     nsd: Nsd,
+    /// The non-validating recursor in between, when there is one.
+    _unbound: Option<Unbound>,
     dnsveil: Dnsveil,
     anchor: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
+/// How dnsveil reaches the hierarchy.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// Straight to nsd over plain UDP (nsd serves every zone, DS from the parent's side).
+    Nsd,
+    /// Over DNS-over-TLS to unbound with only its iterator module (no validation), which
+    /// forwards `test.` to nsd and passes the DNSSEC records through.
+    UnboundDot,
+}
+
 impl Hierarchy {
     fn start(extra: &[&str]) -> Hierarchy {
+        Hierarchy::start_via(Via::Nsd, extra)
+    }
+
+    fn start_via(via: Via, extra: &[&str]) -> Hierarchy {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let zones = zones();
@@ -166,7 +183,13 @@ impl Hierarchy {
             .map(|(n, t)| (n.as_str(), t.clone()))
             .collect();
         let nsd = Nsd::start(&refs);
-        let upstream = format!("udp://{}", nsd.addr);
+        let unbound =
+            (via == Via::UnboundDot).then(|| Unbound::start("test", nsd.addr, "www.secure.test"));
+        let upstream = match &unbound {
+            Some(u) => format!("tls://{}", u.dot),
+            None => format!("udp://{}", nsd.addr),
+        };
+        let ca = cert_file("ca.pem");
         let mut args = vec![
             "--listen",
             "127.0.0.1:0",
@@ -177,6 +200,9 @@ impl Hierarchy {
             "--trust-anchor",
             anchor.to_str().expect("utf-8"),
         ];
+        if unbound.is_some() {
+            args.extend(["--ca-file", &ca]);
+        }
         if !extra.contains(&"--dnssec") {
             args.extend(["--dnssec", "validate"]);
         }
@@ -184,6 +210,7 @@ impl Hierarchy {
         let dnsveil = Dnsveil::start(&args);
         Hierarchy {
             nsd,
+            _unbound: unbound,
             dnsveil,
             anchor,
             _dir: dir,
@@ -324,8 +351,17 @@ fn without_type(text: &str, rtype: &str) -> String {
 
 #[test]
 fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
-    let h = Hierarchy::start(&[]);
+    check_hierarchy(&Hierarchy::start(&[]));
+}
 
+/// The same checks through a non-validating recursor reached over DNS-over-TLS: DO=1 and CD=1
+/// queries, DS and DNSKEY over the same encrypted upstream.
+#[test]
+fn validates_through_a_non_validating_recursor_over_dot() {
+    check_hierarchy(&Hierarchy::start_via(Via::UnboundDot, &[]));
+}
+
+fn check_hierarchy(h: &Hierarchy) {
     // Secure answers over three algorithms, NSEC and NSEC3: AD set for a DO client.
     for name in [
         "www.secure.test",
