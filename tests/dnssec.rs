@@ -333,7 +333,37 @@ fn zones() -> Vec<Zone> {
             edit: |s| s.replace("192.0.2.13", "192.0.2.66"),
             ..z("tampered", "www IN A 192.0.2.13\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
         },
+        Zone {
+            // One character of the A record's signature changed.
+            edit: tamper_signature,
+            ..z("badsig", "www IN A 192.0.2.14\n", Some("ED25519"), vec![], Ds::Real)
+        },
     ]
+}
+
+/// The signed zone with one base64 character of the signature over `www ... A` changed.
+fn tamper_signature(text: String) -> String {
+    let mut done = false;
+    let out = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if !done
+                && f.first().is_some_and(|o| o.starts_with("www."))
+                && f.get(3) == Some(&"RRSIG")
+                && f.get(4) == Some(&"A")
+            {
+                done = true;
+                let mut chars: Vec<char> = l.chars().collect();
+                let i = chars.len() - 10;
+                chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+                return chars.into_iter().collect::<String>() + "\n";
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(done, "no RRSIG over www A to tamper with");
+    out
 }
 
 /// The zone text without the records of `rtype` and their RRSIGs.
@@ -422,6 +452,7 @@ fn check_hierarchy(h: &Hierarchy) {
         ("www.expired.test", "A", 7),
         ("www.future.test", "A", 8),
         ("www.tampered.test", "A", 6),
+        ("www.badsig.test", "A", 6),
         ("nx.noproof.test", "A", 12),
         ("a.wild.noproof.test", "TXT", 12),
     ] {
