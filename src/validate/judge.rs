@@ -267,10 +267,14 @@ async fn denial_of(
     work: &mut Work<'_>,
 ) -> Result<(), HandlerError> {
     let authority = rrsets::group(&msg.authority);
+    // The deepest zone above the name that signed denial records: a chain through several zones
+    // may bring the proofs of each (a wildcard's from one zone, the final denial from another).
     let signer = authority
         .iter()
         .filter(|s| rrsets::is_denial(s.rtype()) || s.rtype() == RType::SOA)
-        .find_map(|s| s.signer().filter(|z| name.is_subdomain_of(z)).cloned());
+        .filter_map(|s| s.signer().filter(|z| name.is_subdomain_of(z)))
+        .max_by_key(|z| z.label_count())
+        .cloned();
     let Some(zone) = signer else {
         match trust.walk(name, work).await? {
             Trust::Secure(keys) => tally.bogus(
