@@ -122,35 +122,12 @@ class Resolver:
                    "--threads", str(threads), "--cache-size", "300000", "--hosts", "", "--cache-file", "",
                    "--dnssec", mode, "--trust-anchor", anchor, "--prefetch", "off"]
         else:
-            conf = os.path.join(d, f"unbound-{self.port}.conf")
-            with open(conf, "w") as f:
-                f.write(f"""server:
-  interface: 127.0.0.1@{self.port}
-  num-threads: {threads}
-  access-control: 127.0.0.0/8 allow
-  do-not-query-localhost: no
-  chroot: ""
-  username: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound-{self.port}.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  module-config: "validator iterator"
-  trust-anchor-file: "{anchor}"
-  msg-cache-size: 256m
-  rrset-cache-size: 256m
-  key-cache-size: 64m
-  minimal-responses: yes
-  qname-minimisation: no
-  prefetch: no
-  local-zone: "test." nodefault
-remote-control:
-  control-enable: no
-forward-zone:
-  name: "test."
-  forward-addr: 127.0.0.1@{nsd_port}
-""")
+            # The same caching forwarder setup as every benchmark's unbound, with the validator
+            # module and the anchor; prefetch off, as for dnsveil.
+            conf = bench.write_unbound_conf(d, self.port, threads, f"127.0.0.1@{nsd_port}",
+                                            modules="validator iterator",
+                                            server_extra=f'  trust-anchor-file: "{anchor}"\n'
+                                                         "  key-cache-size: 64m\n  prefetch: no\n")
             cmd = ["unbound", "-d", "-c", conf]
         self.p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bench.wait_answer(self.port, "ns.test")
