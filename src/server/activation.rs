@@ -1,7 +1,7 @@
 //! Socket activation (sd_listen_fds(3)): the listening sockets a service manager opened for us
 //! and passed as descriptors 3, 4, ... with `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES`.
 //!
-//! Why: with `dnsveil.socket`, systemd binds 127.0.0.1:53 and [::1]:53 itself (as root, before
+//! Why: with `dnsveil.socket`, systemd binds `127.0.0.1:53` and `[::1]:53` itself (as root, before
 //! dnsveil runs), so queries sent during start-up or a restart wait in the socket instead of being
 //! refused, and the service needs no capability to bind port 53.
 //!
