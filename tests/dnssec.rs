@@ -585,3 +585,39 @@ fn names_in_a_validated_nsec_range_are_denied_without_the_upstream() {
     assert_eq!(uncovered.status(), "SERVFAIL", "{}", uncovered.0);
     h.nsd.resume();
 }
+
+/// The same with NSEC3 (hashed names): once the zone's ranges are known from a few secure
+/// denials, other names are denied without the upstream.
+#[test]
+fn names_in_validated_nsec3_ranges_are_denied_without_the_upstream() {
+    let h = Hierarchy::start(&[]);
+    // nsec3.test has five names (apex, ns, www, wild, *.wild), so five hashed ranges: forty
+    // names visit them all but for a very small one (whose chance to be hit later is as small).
+    for i in 0..40 {
+        let a = h.ask(&format!("nx{i}.nsec3.test"), "A", &[]);
+        assert!(a.ad() && a.status() == "NXDOMAIN", "{}", a.0);
+    }
+    let nodata = h.ask("www.nsec3.test", "TXT", &[]);
+    assert!(nodata.ad() && nodata.status() == "NOERROR", "{}", nodata.0);
+
+    h.nsd.pause();
+    let mut denied = 0;
+    for i in 0..10 {
+        let a = h.ask(&format!("other{i}.nsec3.test"), "A", &["+time=8"]);
+        if a.status() == "NXDOMAIN" {
+            assert!(a.ad() && a.has("NSEC3"), "{}", a.0);
+            denied += 1;
+        }
+    }
+    let other_type = h.ask("www.nsec3.test", "MX", &["+time=8"]);
+    h.nsd.resume();
+    assert!(
+        denied >= 9,
+        "only {denied} of 10 names denied from the known ranges"
+    );
+    assert!(
+        other_type.ad() && other_type.status() == "NOERROR",
+        "{}",
+        other_type.0
+    );
+}
