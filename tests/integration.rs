@@ -459,6 +459,10 @@ fn the_service_manager_is_told_ready_reloading_and_stopping() {
         ready.contains(&format!("udp {}", dv.udp_addr())),
         "the status names the listeners: {ready}"
     );
+    assert!(
+        ready.contains("; 0 queries, 0.0% from the cache; upstreams: 1 of 1 in use"),
+        "the status has the figures: {ready}"
+    );
     dv.signal("HUP");
     let reloading = next();
     assert!(

@@ -67,6 +67,8 @@ pub use reload::{ReloadError, Reloaded, Reloader};
 /// flags, checked as at start-up ([`Config::check_runnable`]).
 pub type ConfigSource = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
+/// How often `systemctl status`'s line (STATUS=) is brought up to date.
+const STATUS_EVERY: Duration = Duration::from_secs(15);
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
 const HOSTS_POLL: Duration = Duration::from_secs(2);
 /// Longest start-up waits for the cache file before binding without it: ample for an ordinary
@@ -248,17 +250,25 @@ pub async fn run(
             source,
             started: config.clone(),
             hosts,
+            forwarder,
             downstream,
             cache: cache.clone(),
             server: server.controls(),
             notifier: notifier.clone(),
-            status: format!("serving on {serving_on}"),
+            serving_on: serving_on.clone(),
             shutdown: shutdown.clone(),
         },
         watchers,
     );
     let serving = tokio::spawn(server.run(shutdown.clone()));
-    notifier.ready(&format!("serving on {serving_on}"));
+    notifier.ready(&reloader.status().await);
+    let status = notifier.is_active().then(|| {
+        tokio::spawn(keep_status(
+            notifier.clone(),
+            reloader.clone(),
+            shutdown.clone(),
+        ))
+    });
     let watchdog = notify::watchdog_interval()
         .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
     loop {
@@ -276,6 +286,9 @@ pub async fn run(
     notifier.stopping();
     if let Some(w) = watchdog {
         let _ = w.await;
+    }
+    if let Some(s) = status {
+        let _ = s.await;
     }
     serving.await.context("server task")?;
     reloader.stop_watchers().await;
@@ -404,6 +417,18 @@ async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: Cance
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => notifier.watchdog(),
+        }
+    }
+}
+
+/// Tells the service manager the status line every [`STATUS_EVERY`] until shutdown.
+async fn keep_status(notifier: Arc<Notifier>, reloader: Reloader, shutdown: CancellationToken) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.status(&reloader.status().await),
         }
     }
 }
