@@ -1,0 +1,265 @@
+//! Blocking: names on block lists are answered here, never forwarded; allow lists win.
+//!
+//! ```text
+//!   server --QueryView--> Blocker::answer_fast_in_chain --blocked?--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
+//!                                   \--no--> cache fast path --hit--> CNAME target blocked? --> same
+//!   server --Request----> Blocker::handle --blocked?--yes--> same answer as an Answer
+//!                                   \--no--> cache --> ... --> forwarder --answer--> CNAME check
+//!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc--> Blocker
+//!                      ^ SIGHUP, every refresh_secs; URLs fetched through our own chain (fetch)
+//! ```
+//!
+//! Why in front of the cache: a list change (a reload) must take effect for every name at once,
+//! including names the cache already holds, and a blocked name must never reach an upstream or
+//! take room in the cache. The stage is on the fast path too, so a blocked answer costs a lookup in
+//! the [`index`] and one write through the response writer, less than a cache hit (no lock, no
+//! copy of stored records). A query that is not blocked pays the index lookup (a few hashes of the
+//! name's suffixes) before the cache's own fast path.
+//!
+//! CNAME cloaking (a tracker behind a CNAME from a first-party name): an answer whose answer
+//! section holds a CNAME whose target is blocked is replaced by the blocked answer. The check runs
+//! on every answer that passes this stage, fresh or cached, so it follows reloads too; an answer
+//! without a CNAME costs one walk of its answer section.
+//!
+//! Sub-modules: [`parse`] (list formats), [`index`] (the compact name index), [`answer`] (the
+//! blocked response and the CNAME check), [`load`] (lists to an index, the last-good copies of
+//! fetched lists), [`fetch`] (HTTPS downloads), [`why`] (`dnsveil why`).
+//!
+//! Limitations: only class IN is blocked (other classes pass); DNAME records are not looked into
+//! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
+//! a reload swaps them.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tracing::{info, warn};
+
+use crate::handler::{BoxFuture, FastNext, Handler, HandlerResult, Next, Request};
+use crate::wire::edns::check_options;
+use crate::wire::{Class, Opcode, QueryView, RType};
+
+pub mod answer;
+pub mod fetch;
+pub mod index;
+pub mod load;
+pub mod parse;
+pub mod why;
+
+pub use answer::AnswerMode;
+pub use index::{Hit, Index, Kind};
+pub use load::{BlockSettings, ListSource, ListUrl, LoadError, LoadReport};
+
+use answer::{blocked_answer, cloaked, write_blocked, Query, Why};
+
+/// TTL of blocked answers when `block.ttl` is absent, in seconds.
+pub const DEFAULT_TTL: u32 = 10;
+
+/// The blocking stage.
+pub struct Blocker {
+    /// The current index; a reload builds a new one off to the side and swaps the `Arc`. The lock
+    /// is held only to clone or replace the `Arc`, never across an `.await` or a lookup.
+    index: RwLock<Arc<Index>>,
+    mode: AnswerMode,
+    ttl: u32,
+    /// The UDP payload size our OPT record advertises.
+    payload: u16,
+}
+
+impl Blocker {
+    /// A stage serving `index`.
+    pub fn new(index: Index, mode: AnswerMode, ttl: u32, payload: u16) -> Blocker {
+        Blocker {
+            index: RwLock::new(Arc::new(index)),
+            mode,
+            ttl,
+            payload,
+        }
+    }
+
+    /// The index in use.
+    pub fn index(&self) -> Arc<Index> {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `index` from now on (queries in flight finish with the old one).
+    pub fn swap(&self, index: Index) {
+        let new = Arc::new(index);
+        let old = std::mem::replace(
+            &mut *self.index.write().unwrap_or_else(PoisonError::into_inner),
+            new,
+        );
+        // The old index is freed here, outside the lock, unless a query still holds it.
+        drop(old);
+    }
+
+    fn fast(
+        &self,
+        view: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        next: FastNext<'_>,
+    ) -> bool {
+        if !blockable(view.qtype, view.qclass) || view.header.opcode != Opcode::QUERY {
+            return next.run(view, max_len, out);
+        }
+        let index = self.index();
+        if index.blocked() == 0 {
+            return next.run(view, max_len, out);
+        }
+        let h = &view.header;
+        let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
+        let q = Query {
+            id: h.id,
+            qname: view.qname,
+            qtype: view.qtype,
+            qclass: view.qclass,
+            recursion_desired: h.recursion_desired,
+            checking_disabled: h.checking_disabled,
+            wants_ad: h.authentic_data || dnssec_ok,
+            edns: view.edns.map(|e| e.dnssec_ok),
+        };
+        if let Some(hit) = index.blocking(view.qname) {
+            // As the cache does: a query the slow path answers FORMERR is left to it.
+            if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
+                return false;
+            }
+            let why = Why { hit, cname: None };
+            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out);
+        }
+        if !next.run(view, max_len, out) {
+            return false;
+        }
+        if let Some((hit, target)) = cloaked(&index, out) {
+            out.clear();
+            let why = Why {
+                hit,
+                cname: Some(target.as_wire()),
+            };
+            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out);
+        }
+        true
+    }
+
+    async fn slow(&self, req: &Request, next: Next<'_>) -> HandlerResult {
+        let m = &req.query;
+        let question = match (m.question(), m.questions.len()) {
+            (Some(q), 1) if m.is_query_opcode() && blockable(q.qtype, q.qclass) => q,
+            _ => return next.run(req).await,
+        };
+        let index = self.index();
+        if index.blocked() == 0 {
+            return next.run(req).await;
+        }
+        let dnssec_ok = m.edns.as_ref().is_some_and(|e| e.dnssec_ok);
+        let q = Query {
+            id: m.header.id,
+            qname: question.name.as_wire(),
+            qtype: question.qtype,
+            qclass: question.qclass,
+            recursion_desired: m.header.recursion_desired,
+            checking_disabled: m.header.checking_disabled,
+            wants_ad: m.header.authentic_data || dnssec_ok,
+            edns: m.edns.as_ref().map(|e| e.dnssec_ok),
+        };
+        let local = |why: Why<'_>| {
+            blocked_answer(&q, &why, self.mode, self.ttl, self.payload).ok_or_else(|| {
+                crate::handler::HandlerError::internal(std::io::Error::other(
+                    "blocked answer does not fit",
+                ))
+            })
+        };
+        if let Some(hit) = index.blocking(question.name.as_wire()) {
+            return local(Why { hit, cname: None });
+        }
+        let answer = next.run(req).await?;
+        if let Some((hit, target)) = cloaked(&index, answer.wire()) {
+            return local(Why {
+                hit,
+                cname: Some(target.as_wire()),
+            });
+        }
+        Ok(answer)
+    }
+}
+
+/// Builds a new index from `settings` on a blocking thread and swaps it in; on failure the
+/// current index stays. Logs what was loaded. Returns whether the new index is in use.
+pub async fn reload(blocker: &Blocker, settings: &Arc<BlockSettings>) -> bool {
+    let s = settings.clone();
+    match tokio::task::spawn_blocking(move || load::build_index(&s)).await {
+        Ok(Ok((index, report))) => {
+            blocker.swap(index);
+            log_report(&report);
+            true
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "block lists not reloaded; keeping the previous ones");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "block list reload failed; keeping the previous ones");
+            false
+        }
+    }
+}
+
+/// Logs a load: one line in all, and one per list with unusable lines or no copy yet.
+pub fn log_report(r: &LoadReport) {
+    info!(
+        lists = r.lists.len(),
+        blocked = r.blocked,
+        allowed = r.allowed,
+        index_bytes = r.heap_bytes,
+        elapsed = ?r.elapsed,
+        "block lists loaded"
+    );
+    for l in &r.lists {
+        if l.not_fetched {
+            warn!(list = %l.name, key = %l.key, "block list not fetched yet; empty until its first fetch");
+        }
+        if let Some((line, why)) = l.first_unusable {
+            warn!(
+                list = %l.name,
+                unusable = l.unusable,
+                first_line = line,
+                first_reason = why,
+                "block list lines skipped"
+            );
+        }
+    }
+}
+
+/// Whether a question of this type and class may be blocked: class IN, and not a meta type the
+/// server refuses on its own (zone transfers, OPT).
+fn blockable(qtype: RType, qclass: Class) -> bool {
+    qclass == Class::IN && !matches!(qtype, RType::AXFR | RType::IXFR | RType::OPT)
+}
+
+fn options_malformed(view: &QueryView<'_>) -> bool {
+    // QueryView has checked that the OPT record ends the packet, so its RDATA is the rest.
+    view.raw
+        .get(view.question_end + 11..)
+        .map_or(true, |rdata| check_options(rdata).is_err())
+}
+
+impl Handler for Blocker {
+    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(self.slow(req, next))
+    }
+
+    fn answer_fast_in_chain(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        next: FastNext<'_>,
+    ) -> bool {
+        self.fast(query, max_len, out, next)
+    }
+
+    fn name(&self) -> &'static str {
+        "block"
+    }
+}
