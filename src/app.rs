@@ -449,7 +449,7 @@ fn build_blocker(config: &Config) -> Result<Option<(Arc<Blocker>, Arc<BlockSetti
     }
     let (index, report) =
         block::load::build_index(&settings).map_err(|source| PlanError::Block { source })?;
-    block::log_report(&report);
+    block::log_report(&report, false);
     let blocker = Blocker::new(
         index,
         settings.answer,

@@ -191,7 +191,7 @@ pub async fn reload(blocker: &Blocker, settings: &Arc<BlockSettings>) -> bool {
     match tokio::task::spawn_blocking(move || load::build_index(&s)).await {
         Ok(Ok((index, report))) => {
             blocker.swap(index);
-            log_report(&report);
+            log_report(&report, true);
             true
         }
         Ok(Err(e)) => {
@@ -205,15 +205,21 @@ pub async fn reload(blocker: &Blocker, settings: &Arc<BlockSettings>) -> bool {
     }
 }
 
-/// Logs a load: one line in all, and one per list with unusable lines or no copy yet.
-pub fn log_report(r: &LoadReport) {
+/// Logs a load (`reloaded`: not the first): one line in all, and one per list with unusable lines
+/// or no copy yet.
+pub fn log_report(r: &LoadReport, reloaded: bool) {
+    let what = if reloaded {
+        "block lists reloaded"
+    } else {
+        "block lists loaded"
+    };
     info!(
         lists = r.lists.len(),
         blocked = r.blocked,
         allowed = r.allowed,
         index_bytes = r.heap_bytes,
         elapsed = ?r.elapsed,
-        "block lists loaded"
+        "{what}"
     );
     for l in &r.lists {
         if l.not_fetched {
