@@ -231,3 +231,30 @@ fn zone_line_target_on_seeds_and_mutations() {
     ];
     run(fuzzing::zone_line, &pool, dict, 3);
 }
+
+#[test]
+fn blocklist_target_on_seeds_and_mutations() {
+    let pool = seeds("blocklist");
+    let dict: &[&[u8]] = &[
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"0.0.0.0 ",
+        b"127.0.0.1 ",
+        b":: ",
+        b"||",
+        b"^",
+        b"@@",
+        b"$important",
+        b"*.",
+        b".",
+        b"#",
+        b"!",
+        b"\xc3\xa9",
+        b"\xff",
+        &[0xC0, 12],
+        &[3, b'c', b'o', b'm', 0],
+    ];
+    run(dnsveil::block::fuzz_blocklist, &pool, dict, 4);
+}

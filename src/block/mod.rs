@@ -237,6 +237,35 @@ pub fn log_report(r: &LoadReport, reloaded: bool) {
     }
 }
 
+/// Fuzz body for the list parser and the index: any input, as a list, must load without panicking
+/// and every block rule it gave must then block its own name; the same bytes as a query name and
+/// as a response must be looked up without panicking.
+#[doc(hidden)]
+pub fn fuzz_blocklist(data: &[u8]) {
+    let mut index = Index::new();
+    let Some(list) = index.add_list("fuzz") else {
+        return;
+    };
+    let mut report = load::ListReport::default();
+    if load::add_text(&mut index, Kind::Block, list, data, &mut report).is_err() {
+        return;
+    }
+    assert_eq!(index.blocked() + index.allowed(), report.added);
+    for line in data.split(|&b| b == b'\n') {
+        let Ok(text) = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)) else {
+            continue;
+        };
+        if let parse::Line::Block(names) = parse::parse_line(text) {
+            for name in names {
+                let (block, _) = index.explain(&name);
+                assert!(block.is_some(), "{text:?}: its rule does not match its name");
+            }
+        }
+    }
+    let _ = index.blocking(data);
+    let _ = answer::cloaked(&index, data);
+}
+
 /// Whether a question of this type and class may be blocked: class IN, and not a meta type the
 /// server refuses on its own (zone transfers, OPT).
 fn blockable(qtype: RType, qclass: Class) -> bool {
