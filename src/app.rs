@@ -67,8 +67,11 @@ pub struct Plan {
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
-    block: Option<(Arc<Blocker>, Arc<BlockSettings>)>,
+    block: Option<BlockStage>,
 }
+
+/// The blocking stage and the settings it reloads from.
+type BlockStage = (Arc<Blocker>, Arc<BlockSettings>);
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
 #[derive(Debug, Error)]
@@ -439,7 +442,7 @@ pub fn block_settings(config: &Config) -> BlockSettings {
 
 /// Loads the lists (before anything binds: a missing list file is a configuration error) and
 /// checks that fetched lists have a directory for their copies.
-fn build_blocker(config: &Config) -> Result<Option<(Arc<Blocker>, Arc<BlockSettings>)>, PlanError> {
+fn build_blocker(config: &Config) -> Result<Option<BlockStage>, PlanError> {
     let settings = block_settings(config);
     if settings.is_empty() {
         return Ok(None);

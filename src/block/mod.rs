@@ -258,7 +258,10 @@ pub fn fuzz_blocklist(data: &[u8]) {
         if let parse::Line::Block(names) = parse::parse_line(text) {
             for name in names {
                 let (block, _) = index.explain(&name);
-                assert!(block.is_some(), "{text:?}: its rule does not match its name");
+                assert!(
+                    block.is_some(),
+                    "{text:?}: its rule does not match its name"
+                );
             }
         }
     }

@@ -15,7 +15,7 @@ use super::load::{self, BlockSettings, ListSource};
 pub fn explain(settings: &BlockSettings, name: &Name) -> Result<String, load::LoadError> {
     let (index, report) = load::build_index(settings)?;
     let (block, allow) = index.explain(name.as_wire());
-    let shown = super::parse::dotted(&name.to_lowercase().as_wire().to_vec());
+    let shown = super::parse::dotted(name.to_lowercase().as_wire());
     let mut out = String::new();
     let rule = |hit: &Hit<'_>| {
         let text = rule_text(settings, hit).unwrap_or_default();
