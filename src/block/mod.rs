@@ -301,3 +301,173 @@ impl Handler for Blocker {
         "block"
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use super::*;
+    use crate::handler::{local_answer, Chain, Protocol};
+    use crate::wire::{Edns, Message, Name, RData, Rcode, Record};
+
+    /// The stage after blocking: answers every name with a CNAME to `trk.example` and its address,
+    /// on the slow path and on the fast path (as a cache hit would).
+    struct Cloaking;
+
+    fn cloaked_response(query: &Message) -> Message {
+        let q = query.question().unwrap();
+        let mut m = Message::response_to(query);
+        let target: Name = "trk.example".parse().unwrap();
+        m.answers.push(Record::new(
+            q.name.clone(),
+            60,
+            RData::Cname(target.clone()),
+        ));
+        m.answers
+            .push(Record::new(target, 60, RData::A([192, 0, 2, 9].into())));
+        m
+    }
+
+    impl Handler for Cloaking {
+        fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            Box::pin(std::future::ready(local_answer(&cloaked_response(
+                &req.query,
+            ))))
+        }
+        fn answer_fast(&self, query: &QueryView<'_>, _max: usize, out: &mut Vec<u8>) -> bool {
+            let m = Message::parse(query.raw).unwrap();
+            out.extend_from_slice(&cloaked_response(&m).encode().unwrap());
+            true
+        }
+        fn name(&self) -> &'static str {
+            "cloaking"
+        }
+    }
+
+    fn chain(list: &str, mode: AnswerMode) -> Chain {
+        let mut index = Index::new();
+        let l = index.add_list("test.list").unwrap();
+        let mut r = load::ListReport::default();
+        load::add_text(&mut index, Kind::Block, l, list.as_bytes(), &mut r).unwrap();
+        let blocker = Blocker::new(index, mode, 7, 1232);
+        Chain::new(vec![Arc::new(blocker), Arc::new(Cloaking)])
+    }
+
+    fn query(name: &str, qtype: RType) -> Message {
+        let mut q = Message::query(name.parse::<Name>().unwrap(), qtype);
+        q.header.id = 99;
+        q.edns = Some(Edns::default());
+        q
+    }
+
+    fn ede_text(m: &Message) -> String {
+        let (code, text) = m.edns.as_ref().unwrap().extended_errors().next().unwrap();
+        assert_eq!(code, crate::wire::edns::ede::BLOCKED);
+        text.to_string()
+    }
+
+    async fn slow(chain: &Chain, q: Message) -> Message {
+        let req = Request {
+            query: q,
+            client: None,
+            protocol: Protocol::Udp,
+        };
+        chain.handle(&req).await.unwrap().message().unwrap()
+    }
+
+    fn fast(chain: &Chain, q: &Message) -> Option<Message> {
+        let wire = q.encode().unwrap();
+        let view = QueryView::parse(&wire).unwrap();
+        let mut out = Vec::new();
+        chain
+            .answer_fast(&view, 512, &mut out)
+            .then(|| Message::parse(&out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn blocked_names_and_cloaked_answers_on_both_paths() {
+        let c = chain(
+            "||ads.example^\n\n0.0.0.0 trk.example\n",
+            AnswerMode::NxDomain,
+        );
+        let m = slow(&c, query("x.ads.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(
+            ede_text(&m),
+            "blocked: ads.example (list test.list, line 1)"
+        );
+        let f = fast(&c, &query("X.Ads.Example", RType::A)).unwrap();
+        assert_eq!((f.rcode(), f.header.id), (Rcode::NXDOMAIN, 99));
+        assert_eq!(f.questions[0].name.to_string(), "X.Ads.Example.");
+        assert_eq!(
+            ede_text(&f),
+            "blocked: ads.example (list test.list, line 1)"
+        );
+
+        // Not blocked itself, but its CNAME leads to trk.example.
+        let m = slow(&c, query("site.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert!(m.answers.is_empty());
+        assert_eq!(
+            ede_text(&m),
+            "blocked: CNAME target trk.example (list test.list, line 3)"
+        );
+        let f = fast(&c, &query("site.example", RType::A)).unwrap();
+        assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+    }
+
+    #[tokio::test]
+    async fn null_answers_and_a_swapped_index() {
+        let c = chain("ads.example\n", AnswerMode::Null);
+        let f = fast(&c, &query("ads.example", RType::AAAA)).unwrap();
+        assert_eq!(f.rcode(), Rcode::NOERROR);
+        assert_eq!(
+            f.answers[0].data,
+            RData::Aaaa(std::net::Ipv6Addr::UNSPECIFIED)
+        );
+        assert_eq!(f.answers[0].ttl, 7);
+        let m = slow(&c, query("ads.example", RType::TXT)).await;
+        assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 0));
+        // Without EDNS: no OPT record on the fast path.
+        let mut plain = query("ads.example", RType::A);
+        plain.edns = None;
+        let f = fast(&c, &plain).unwrap();
+        assert!(f.edns.is_none());
+        assert_eq!(f.answers[0].data, RData::A(std::net::Ipv4Addr::UNSPECIFIED));
+    }
+
+    #[test]
+    fn a_swap_takes_effect_for_the_next_query() {
+        let mut index = Index::new();
+        index.add_list("empty").unwrap();
+        let blocker = Arc::new(Blocker::new(index, AnswerMode::NxDomain, 7, 1232));
+        let c = Chain::new(vec![blocker.clone(), Arc::new(Cloaking)]);
+        let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+        assert_eq!(f.rcode(), Rcode::NOERROR);
+        let mut index = Index::new();
+        let l = index.add_list("new").unwrap();
+        load::add_text(
+            &mut index,
+            Kind::Block,
+            l,
+            b"ads.example\n",
+            &mut Default::default(),
+        )
+        .unwrap();
+        blocker.swap(index);
+        let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+        assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+    }
+
+    #[test]
+    fn fuzz_body_survives_odd_input() {
+        for input in [
+            &b""[..],
+            b"\n\n",
+            b"0.0.0.0 a.example b..example\n||x^\n@@||y.example^",
+            b"\xff\x00\x01 \xfe",
+            &[3, b'c', b'o', b'm', 0],
+        ] {
+            fuzz_blocklist(input);
+        }
+    }
+}
