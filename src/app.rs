@@ -40,7 +40,8 @@ use tracing::{info, warn};
 use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, UpstreamServer};
+use crate::config::{self, knob, Config, DnssecMode, UpstreamServer};
+use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
@@ -50,6 +51,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
+use crate::validate::{load_anchors, Validator};
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -68,6 +70,8 @@ pub struct Plan {
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
+    /// The trust anchors, read, when DNSSEC validation is on.
+    anchors: Option<TrustAnchors>,
 }
 
 /// The blocking stage and the settings it reloads from.
@@ -94,6 +98,12 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// A trust anchor file cannot be read or parsed.
+    #[error(
+        "resolver.trust_anchor: {0}; give a file of DS or DNSKEY records in zone-file form (as \
+         unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
+    )]
+    TrustAnchor(String),
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -123,11 +133,18 @@ impl Plan {
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
+        let anchors = match config.resolver.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => {
+                Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
+            }
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
             block,
+            anchors,
         })
     }
 
@@ -149,6 +166,7 @@ pub async fn run(
         hosts,
         forwarder,
         block,
+        anchors,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
@@ -194,6 +212,30 @@ pub async fn run(
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
         downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    if let Some(anchors) = anchors {
+        // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
+        // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
+        // make every answer bogus. They are negative trust anchors, with the configured ones.
+        let mut insecure = config.resolver.insecure_domains.clone();
+        insecure.extend(
+            config
+                .forward
+                .iter()
+                .flat_map(|r| r.domains.iter().cloned()),
+        );
+        info!(
+            anchors = anchors.len(),
+            insecure_domains = insecure.len(),
+            "DNSSEC validation on"
+        );
+        let lookups = Chain::new(vec![forwarder.clone()]);
+        downstream.push(Arc::new(Validator::new(
+            anchors,
+            insecure,
+            lookups,
+            WallClock::system(),
+        )));
     }
     downstream.push(forwarder);
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
