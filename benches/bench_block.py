@@ -94,7 +94,7 @@ class Srv:
 
 def dnsveil_cmd(binary, port, upstream, extra):
     return [binary, "run", "--listen", f"127.0.0.1:{port}", "--upstream", f"udp://127.0.0.1:{upstream}",
-            "--threads", "1", "--cache-size", "300000", "--hosts", "/dev/null"] + extra
+            "--threads", "1", "--cache-size", "300000", "--hosts", "/dev/null", "--dnssec", "off"] + extra
 
 
 def unbound_cmd(d, port, upstream, names):

@@ -16,8 +16,6 @@
 //! and line, e.g. `blocked: ads.example (list /etc/dnsveil/ads.txt, line 12)`, or for a CNAME
 //! target `blocked: CNAME target tracker.example (list ...)`.
 
-use std::io::Write;
-
 use crate::handler::{Answer, Origin, Verdict};
 use crate::wire::edns::{code, ede};
 use crate::wire::response::{self, Client, Source, TtlOffsets, Ttls};
@@ -70,27 +68,27 @@ pub(super) fn write_blocked(
     limit: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    // EDE option: code, length, info-code, text.
+    // EDE option: code, length, info-code, text. The text is copied in octet by octet (the
+    // formatting machinery would cost more than the rest of the answer).
     let mut option = [0u8; 6 + MAX_TEXT];
     let text_len = {
-        let mut cursor: &mut [u8] = &mut option[6..];
-        let room = cursor.len();
-        let list = why.hit.list;
-        let _ = match why.cname {
-            Some(target) => write!(
-                cursor,
-                "blocked: CNAME target {} (list {list}, line {})",
-                Dotted(target),
-                why.hit.line
-            ),
-            None => write!(
-                cursor,
-                "blocked: {} (list {list}, line {})",
-                Dotted(why.hit.name),
-                why.hit.line
-            ),
+        let mut text = Text {
+            buf: &mut option[6..],
+            len: 0,
         };
-        room - cursor.len()
+        text.put(b"blocked: ");
+        if let Some(target) = why.cname {
+            text.put(b"CNAME target ");
+            text.name(target);
+        } else {
+            text.name(why.hit.name);
+        }
+        text.put(b" (list ");
+        text.put(why.hit.list.as_bytes());
+        text.put(b", line ");
+        text.number(why.hit.line);
+        text.put(b")");
+        text.len
     };
     option[..2].copy_from_slice(&code::EXTENDED_ERROR.to_be_bytes());
     option[2..4].copy_from_slice(&((2 + text_len) as u16).to_be_bytes());
@@ -195,37 +193,54 @@ pub(super) fn cloaked<'i>(index: &'i Index, msg: &[u8]) -> Option<(Hit<'i>, Name
     None
 }
 
-/// Shows a wire-form name as dotted text.
-struct Dotted<'a>(&'a [u8]);
+/// A bounded text buffer: what does not fit is cut.
+struct Text<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
 
-impl std::fmt::Display for Dotted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Written label by label: nothing is allocated on the fast path. Octets outside printable
-        // ASCII (possible only in a CNAME target from upstream) are shown as `?`.
+impl Text<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    /// A wire-form name as dotted text; octets outside printable ASCII (possible only in a CNAME
+    /// target from upstream) are shown as `?`, so the text stays UTF-8.
+    fn name(&mut self, wire: &[u8]) {
         let mut pos = 0;
-        while let Some(&len) = self.0.get(pos) {
-            let Some(label) = self.0.get(pos + 1..pos + 1 + usize::from(len)) else {
+        while let Some(&len) = wire.get(pos) {
+            let Some(label) = wire.get(pos + 1..pos + 1 + usize::from(len)) else {
                 break;
             };
             if len == 0 {
                 break;
             }
             if pos > 0 {
-                f.write_str(".")?;
+                self.put(b".");
             }
             for &b in label {
-                let c = if b.is_ascii_graphic() {
-                    char::from(b)
-                } else {
-                    '?'
-                };
-                write!(f, "{c}")?;
+                self.put(&[if b.is_ascii_graphic() { b } else { b'?' }]);
             }
             pos += 1 + usize::from(len);
         }
         if pos == 0 {
-            f.write_str(".")?;
+            self.put(b".");
         }
-        Ok(())
+    }
+
+    fn number(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[i..]);
     }
 }

@@ -322,6 +322,10 @@ pub fn add_text(
     text: &[u8],
     r: &mut ListReport,
 ) -> Result<(), LoadError> {
+    // One line is at most one name in most lists: room for them all at once, and arena for about
+    // the text's size (a name's wire form and attribution are about as long as its line).
+    let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+    index.reserve(kind, lines, text.len());
     for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);

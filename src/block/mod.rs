@@ -56,7 +56,8 @@ pub const DEFAULT_TTL: u32 = 10;
 /// The blocking stage.
 pub struct Blocker {
     /// The current index; a reload builds a new one off to the side and swaps the `Arc`. The lock
-    /// is held only to clone or replace the `Arc`, never across an `.await` or a lookup.
+    /// is never held across an `.await`: the slow path clones the `Arc`, the fast path holds the
+    /// read lock through its (synchronous) lookup, a swap holds the write lock for the swap only.
     index: RwLock<Arc<Index>>,
     mode: AnswerMode,
     ttl: u32,
@@ -104,8 +105,12 @@ impl Blocker {
         if !blockable(view.qtype, view.qclass) || view.header.opcode != Opcode::QUERY {
             return next.run(view, max_len, out);
         }
-        let index = self.index();
+        // The read lock is held through the lookup and the next stage's fast path (no `.await`
+        // here): cheaper than cloning the `Arc`, and a swap waits for it only that long.
+        let guard = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let index: &Index = &guard;
         if index.blocked() == 0 {
+            drop(guard);
             return next.run(view, max_len, out);
         }
         let h = &view.header;
@@ -131,7 +136,7 @@ impl Blocker {
         if !next.run(view, max_len, out) {
             return false;
         }
-        if let Some((hit, target)) = cloaked(&index, out) {
+        if let Some((hit, target)) = cloaked(index, out) {
             out.clear();
             let why = Why {
                 hit,
