@@ -157,26 +157,25 @@ def main():
         del all_names
 
         runs = {k: {"cached": [], "blocked": []} for k in servers}
-        loads = {"dnsveil": [], "unbound": []}
+        loadavg = [open("/proc/loadavg").read().split()[0]]
         for rnd in range(args.rounds):
             order = list(servers) if rnd % 2 == 0 else list(reversed(servers))
             for k in order:
-                r, load = bench.loaded(lambda: cpu_run(servers[k], cached, args.seconds))
+                r = cpu_run(servers[k], cached, args.seconds)
                 runs[k]["cached"].append(r)
-                loads["dnsveil" if k.startswith("dnsveil") else "unbound"].append(load)
                 print(rnd, k, "cached", r, flush=True)
                 if k.endswith("+list"):
                     r = cpu_run(servers[k], blocked, args.seconds)
                     runs[k]["blocked"].append(r)
                     print(rnd, k, "blocked", r, flush=True)
         rss_after = {k: bench.rss_kib(s.p.pid) for k, s in servers.items()}
+        loadavg.append(open("/proc/loadavg").read().split()[0])
     finally:
         for s in servers.values():
             s.stop()
         nsd.stop()
 
     med = lambda k, what, key: statistics.median(x[key] for x in runs[k][what]) if runs[k][what] else float("nan")
-    busy = [c["busy"] for l in loads.values() for load in l for c in load]
     parse_s = servers["dnsveil+list"].load_elapsed()
     rows = []
     mib = lambda kib: kib / 1024
@@ -213,9 +212,10 @@ def main():
         f"(hosts format, {os.path.getsize(listfile) >> 20} MiB), 1 server thread on CPU 0, dnsperf on CPU 1, "
         f"{args.rounds} rounds of {args.seconds} s, medians; {CACHED_NAMES:,} cached names, "
         f"{len(sample):,} blocked names asked. CPU per query from the server's own ticks.",
-        f"Rig load: CPU busy (both CPUs) during the runs, median {statistics.median(busy) * 100:.0f}%, "
-        f"max {max(busy) * 100:.0f}%; other engineers build on this 2-core machine, so these numbers may be "
-        f"disturbed.",
+        f"Rig load: the 1-minute load average was {loadavg[0]} before the runs and {loadavg[1]} after them "
+        f"(2 CPUs; the benchmark itself accounts for about 2); other engineers build on this machine, so "
+        f"these numbers may be disturbed (CPU per query less than queries/s, which the others' load "
+        f"takes from directly).",
         "",
         "| server | RSS increase MiB | load | cached CPU µs/q, no list | cached CPU µs/q, with list | "
         "blocked CPU µs/q | q/s cached / blocked (with list) | blocked answers |",
