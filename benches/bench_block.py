@@ -136,6 +136,9 @@ def main():
     cached = os.path.join(d, "cached.txt")
     with open(cached, "w") as f:
         f.writelines(f"n{i}.bench.test A\n" for i in range(CACHED_NAMES))
+    smallfile = os.path.join(d, "small.txt")
+    with open(smallfile, "w") as f:
+        f.writelines(f"0.0.0.0 {n}\n" for n in sample)
     blocked = os.path.join(d, "blocked.txt")
     with open(blocked, "w") as f:
         f.writelines(f"{n} A\n" for n in sample)
@@ -151,6 +154,9 @@ def main():
 
         servers["dnsveil"] = up("dnsveil", lambda p: dnsveil_cmd(binary, p, nsd.port, []))
         servers["dnsveil+list"] = up("dnsveil+list", lambda p: dnsveil_cmd(binary, p, nsd.port, ["--blocklist", listfile]))
+        # The same blocked names in a list of only those: the code path without the cold memory
+        # of a 1,000,000-name index (a diagnostic row).
+        servers["dnsveil+small"] = up("dnsveil+small", lambda p: dnsveil_cmd(binary, p, nsd.port, ["--blocklist", smallfile]))
         if not args.no_unbound:
             servers["unbound"] = up("unbound", lambda p: unbound_cmd(d, p, nsd.port, None))
             servers["unbound+list"] = up("unbound+list", lambda p: unbound_cmd(d, p, nsd.port, all_names))
@@ -164,7 +170,7 @@ def main():
                 r = cpu_run(servers[k], cached, args.seconds)
                 runs[k]["cached"].append(r)
                 print(rnd, k, "cached", r, flush=True)
-                if k.endswith("+list"):
+                if k.endswith("+list") or k.endswith("+small"):
                     r = cpu_run(servers[k], blocked, args.seconds)
                     runs[k]["blocked"].append(r)
                     print(rnd, k, "blocked", r, flush=True)
@@ -195,6 +201,7 @@ def main():
         return inc, c_plain, c_list, c_block
 
     inc, c_plain, c_list, c_block = block_rows("dnsveil", "dnsveil", "dnsveil+list")
+    c_small, c_small_cached = med("dnsveil+small", "blocked", "cpu_us"), med("dnsveil+small", "cached", "cpu_us")
     if not args.no_unbound:
         block_rows("unbound (local-zone always_nxdomain)", "unbound", "unbound+list")
     goals = [
@@ -205,6 +212,9 @@ def main():
         ("blocked answers at least as fast as cached (CPU per query)", f"{c_block / c_list:.2f}x",
          c_block <= c_list),
     ]
+    diagnostic = (f"Diagnostic: with a list of only the {len(sample):,} blocked names asked, dnsveil answers them for "
+                  f"{c_small:.2f} µs of CPU each against {c_small_cached:.2f} µs per cached answer "
+                  f"({c_small / c_small_cached:.2f}x): the same code, without the cold memory of a large index.")
     lines = [
         "## Blocking: a 1,000,000-name list (`benches/bench_block.py`)",
         "",
@@ -224,7 +234,7 @@ def main():
         "",
         "| goal | measured | verdict |",
         "|---|---|---|",
-    ] + [f"| {g} | {v} | {'met' if ok else '**not met**'} |" for g, v, ok in goals]
+    ] + [f"| {g} | {v} | {'met' if ok else '**not met**'} |" for g, v, ok in goals] + ["", diagnostic]
     print("\n".join(lines))
     bench.write_section(args.out, "bench_block.py", lines)
     os.system(f"rm -rf {d}")

@@ -71,7 +71,10 @@ pub(super) fn write_blocked(
     // EDE option: code, length, info-code, text. The text is copied in octet by octet (the
     // formatting machinery would cost more than the rest of the answer).
     let mut option = [0u8; 6 + MAX_TEXT];
-    let text_len = {
+    // A client without EDNS gets no OPT record, so no text to write.
+    let text_len = if q.edns.is_none() {
+        0
+    } else {
         let mut text = Text {
             buf: &mut option[6..],
             len: 0,
@@ -93,7 +96,11 @@ pub(super) fn write_blocked(
     option[..2].copy_from_slice(&code::EXTENDED_ERROR.to_be_bytes());
     option[2..4].copy_from_slice(&((2 + text_len) as u16).to_be_bytes());
     option[4..6].copy_from_slice(&ede::BLOCKED.to_be_bytes());
-    let options = &option[..6 + text_len];
+    let options = if q.edns.is_some() {
+        &option[..6 + text_len]
+    } else {
+        &[][..]
+    };
 
     // At most one record: owner a pointer to the question name (offset 12), type, class, TTL,
     // RDLENGTH, and an address of at most 16 octets.
