@@ -76,6 +76,9 @@ struct Table {
     /// 0 for an empty slot, else [`tag_of`] the hash of its name.
     tags: Vec<u8>,
     len: usize,
+    /// Bit n set when some name in the table has n labels (n < 128): a query name's suffixes of
+    /// other lengths are not looked up (most lists hold no one-label name, so `com` costs nothing).
+    label_counts: u128,
 }
 
 impl Table {
@@ -151,6 +154,7 @@ impl Index {
         };
         place(t, hash, offset as u32 + 1);
         t.len += 1;
+        t.label_counts |= 1u128 << labels(name).min(127);
         Ok(true)
     }
 
@@ -198,10 +202,10 @@ impl Index {
         if self.block.len == 0 {
             return None;
         }
-        let (buf, len) = lower(qname)?;
+        let (buf, len, count) = lower(qname)?;
         let name = &buf[..len];
-        let hit = self.closest(Kind::Block, name)?;
-        if self.allow.len > 0 && self.closest(Kind::Allow, name).is_some() {
+        let hit = self.closest(Kind::Block, name, count)?;
+        if self.allow.len > 0 && self.closest(Kind::Allow, name, count).is_some() {
             return None;
         }
         Some(hit)
@@ -210,26 +214,32 @@ impl Index {
     /// The closest block rule and the closest allow rule for `qname`, whatever wins (for `dnsveil
     /// why`).
     pub fn explain(&self, qname: &[u8]) -> (Option<Hit<'_>>, Option<Hit<'_>>) {
-        let Some((buf, len)) = lower(qname) else {
+        let Some((buf, len, count)) = lower(qname) else {
             return (None, None);
         };
         let name = &buf[..len];
         (
-            self.closest(Kind::Block, name),
-            self.closest(Kind::Allow, name),
+            self.closest(Kind::Block, name, count),
+            self.closest(Kind::Allow, name, count),
         )
     }
 
-    /// The rule of `kind` for the longest suffix of `name` (lower case) that has one.
-    fn closest(&self, kind: Kind, name: &[u8]) -> Option<Hit<'_>> {
+    /// The rule of `kind` for the longest suffix of `name` (lower case, `count` labels) that has
+    /// one.
+    fn closest(&self, kind: Kind, name: &[u8], count: usize) -> Option<Hit<'_>> {
+        let counts = self.table(kind).label_counts;
         let mut pos = 0;
+        let mut left = count;
         // `lower` checked the labels, so this walk stays inside `name`.
         while name[pos] != 0 {
-            let tail = &name[pos..];
-            if let Some(offset) = self.find(kind, tail, self.hasher.hash_one(tail)) {
-                return Some(self.hit(kind, offset));
+            if counts & (1u128 << left.min(127)) != 0 {
+                let tail = &name[pos..];
+                if let Some(offset) = self.find(kind, tail, self.hasher.hash_one(tail)) {
+                    return Some(self.hit(kind, offset));
+                }
             }
             pos += 1 + usize::from(name[pos]);
+            left -= 1;
         }
         None
     }
@@ -302,6 +312,7 @@ impl Index {
             slots: vec![0; size],
             tags: vec![0; size],
             len: old.len,
+            label_counts: old.label_counts,
         };
         for &slot in old.slots.iter().filter(|&&s| s != 0) {
             let name = self.entry_name(slot as usize - 1);
@@ -331,16 +342,28 @@ fn tag_of(hash: u64) -> u8 {
     0x80 | (hash >> 57) as u8
 }
 
-/// `qname` lower-cased into a buffer on the stack, with its length; None unless it is a
-/// well-formed uncompressed wire name (labels of at most 63 octets, ending in the root, at most
-/// 255 octets).
+/// The labels of a well-formed wire name (the root not counted).
+fn labels(wire: &[u8]) -> usize {
+    let mut pos = 0;
+    let mut n = 0;
+    while let Some(&len) = wire.get(pos).filter(|&&l| l != 0) {
+        pos += 1 + usize::from(len);
+        n += 1;
+    }
+    n
+}
+
+/// `qname` lower-cased into a buffer on the stack, with its length and its labels; None unless it
+/// is a well-formed uncompressed wire name (labels of at most 63 octets, ending in the root, at
+/// most 255 octets).
 #[inline]
-fn lower(qname: &[u8]) -> Option<([u8; MAX_NAME_LEN], usize)> {
+fn lower(qname: &[u8]) -> Option<([u8; MAX_NAME_LEN], usize, usize)> {
     if qname.is_empty() || qname.len() > MAX_NAME_LEN {
         return None;
     }
     let mut buf = [0u8; MAX_NAME_LEN];
     let mut pos = 0;
+    let mut count = 0;
     loop {
         let len = usize::from(*qname.get(pos)?);
         if len > 63 {
@@ -348,8 +371,9 @@ fn lower(qname: &[u8]) -> Option<([u8; MAX_NAME_LEN], usize)> {
         }
         buf[pos] = len as u8;
         if len == 0 {
-            return (pos + 1 == qname.len()).then_some((buf, pos + 1));
+            return (pos + 1 == qname.len()).then_some((buf, pos + 1, count));
         }
+        count += 1;
         let label = qname.get(pos + 1..pos + 1 + len)?;
         for (d, s) in buf[pos + 1..pos + 1 + len].iter_mut().zip(label) {
             *d = s.to_ascii_lowercase();
@@ -429,6 +453,24 @@ mod tests {
             assert_eq!((hit.list, hit.line), ("a", i));
         }
         assert!(ix.blocking(&mixed("n5000.example")).is_none());
+    }
+
+    #[test]
+    fn one_label_rules_and_deep_names_are_found() {
+        let mut ix = Index::new();
+        let l = ix.add_list("l").unwrap();
+        ix.insert(Kind::Block, &w("zip"), l, 1).unwrap();
+        ix.insert(Kind::Block, &w("a.b.c.d.e.f.example"), l, 2)
+            .unwrap();
+        assert_eq!(ix.blocking(&mixed("x.zip")).unwrap().line, 1);
+        assert_eq!(
+            ix.blocking(&mixed("z.a.b.c.d.e.f.example")).unwrap().line,
+            2
+        );
+        assert!(ix.blocking(&mixed("b.c.d.e.f.example")).is_none());
+        let deep = vec!["a"; 126].join(".");
+        ix.insert(Kind::Block, &w(&deep), l, 3).unwrap();
+        assert_eq!(ix.blocking(&mixed(&format!("b.{deep}"))).unwrap().line, 3);
     }
 
     #[test]
