@@ -113,8 +113,8 @@ fn the_full_example_sets_every_section() {
         let line = match line.strip_prefix("# ") {
             Some(l)
                 if l.starts_with("[[forward]]")
-                    || l.starts_with("domains")
-                    || l.starts_with("upstreams") =>
+                    || l.starts_with("domains = ")
+                    || l.starts_with("upstreams = ") =>
             {
                 l
             }
@@ -122,7 +122,7 @@ fn the_full_example_sets_every_section() {
         };
         let line = match line.strip_prefix("#   ") {
             Some(l)
-                if l.starts_with("records") || l.starts_with("    \"") || l.starts_with(']') =>
+                if l.starts_with("records = ") || l.starts_with("    \"") || l.starts_with(']') =>
             {
                 l
             }

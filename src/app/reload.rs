@@ -17,7 +17,8 @@
 //! the old upstreams). The listeners (their sockets) and the cache (its entries) are kept.
 //!
 //! What the running process cannot take without a restart (new listen addresses, thread and
-//! socket counts, limits sized at bind time, the cache's capacity and file, the log settings) is
+//! socket counts, limits sized at bind time, the cache's capacity and file, the log settings, the
+//! block-list settings, whose lists are re-read on SIGHUP by the blocking stage itself) is
 //! left as it was and named in a warning ([`restart_only_changes`]).
 //!
 //! The service manager is told RELOADING=1 before and READY=1 after, whether or not the new
@@ -273,6 +274,8 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         ),
         (running.log.level != new.log.level, "log.level"),
         (running.log.queries != new.log.queries, "log.queries"),
+        // The block lists are re-read on SIGHUP with the settings they started with.
+        (running.block != new.block, "block"),
     ];
     checks
         .into_iter()
