@@ -170,7 +170,10 @@ pub async fn run(
             .iter()
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
-        downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+        downstream.push(Arc::new(SpecialNames::with_single_label(
+            &forwarded,
+            config.hosts.single_label,
+        )));
     }
     downstream.push(forwarder);
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();

@@ -118,6 +118,8 @@ pub struct HostsConfig {
     pub records: Vec<Record>,
     /// Answer special-use names (`localhost`, private reverse zones, ...) here ([`crate::special`]).
     pub special_use: bool,
+    /// With `special_use`, answer single-label names (`printer`, `wpad`) NXDOMAIN here too.
+    pub single_label: bool,
 }
 
 /// `[upstream]`: the default upstream servers and how they are used.
@@ -623,13 +625,18 @@ impl Config {
             )
         };
         s += &format!(
-            "hosts: {}, {} local record(s), special-use names {}\n",
+            "hosts: {}, {} local record(s), special-use names {}, single-label names {}\n",
             self.hosts
                 .file
                 .as_ref()
                 .map_or("no file".into(), |p| p.display().to_string()),
             self.hosts.records.len(),
-            on_off(self.hosts.special_use)
+            on_off(self.hosts.special_use),
+            if self.hosts.special_use && self.hosts.single_label {
+                "local"
+            } else {
+                "forwarded"
+            }
         );
         s
     }

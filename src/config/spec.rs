@@ -132,6 +132,7 @@ struct HostsSpec {
     file: Option<String>,
     ttl: Option<i64>,
     special_use: Option<bool>,
+    single_label: Option<bool>,
     #[serde(default)]
     records: Vec<String>,
 }
@@ -375,6 +376,7 @@ impl HostsSpec {
             ttl: cx.knob(knob::HOSTS_TTL, self.ttl)? as u32,
             records,
             special_use: self.special_use.unwrap_or(true),
+            single_label: self.single_label.unwrap_or(true),
         })
     }
 }

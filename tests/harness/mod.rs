@@ -450,3 +450,80 @@ pub fn test_zone(origin: &str) -> String {
     }
     z
 }
+
+/// A plain-UDP upstream on 127.0.0.1 that answers every query with A 192.0.2.53 (TTL 60) and
+/// records the question names it got, lower-cased and without the final dot; its own `network`
+/// answer (the address it gives) can differ per fake, so a test can tell which one answered.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Answers with A 192.0.2.53.
+    pub fn start() -> FakeUpstream {
+        Self::answering([192, 0, 2, 53].into())
+    }
+
+    /// Answers every A query with `ip` (other types: NODATA).
+    pub fn answering(ip: std::net::Ipv4Addr) -> FakeUpstream {
+        use dnsveil::wire::{RData, Record};
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind fake upstream");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65535];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                let Some(question) = q.question().cloned() else {
+                    continue;
+                };
+                let name = question.name.to_string().to_ascii_lowercase();
+                // Recorded before the answer leaves: an answered query is in the list.
+                seen2
+                    .lock()
+                    .expect("seen")
+                    .push(name.trim_end_matches('.').to_string());
+                let mut r = Message::response_to(&q);
+                if question.qtype == RType::A {
+                    r.answers
+                        .push(Record::new(question.name.clone(), 60, RData::A(ip)));
+                }
+                if let Ok(bytes) = r.encode() {
+                    let _ = sock.send_to(&bytes, peer);
+                }
+            }
+        });
+        FakeUpstream {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The names asked so far, in order.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
