@@ -38,11 +38,15 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, UpstreamServer};
+use crate::config::{self, knob, Config, ControlSocket as ControlSocketSetting, UpstreamServer};
+use crate::control::{self, ControlSocket, Controls};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
+use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
+use crate::observe::{self, Sources};
+use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
@@ -64,6 +68,8 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// The query log file, opened (`log.queries_file`).
+    query_log: Option<Arc<FileLog>>,
 }
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
@@ -87,6 +93,12 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// The query log file cannot be opened.
+    #[error("log.queries_file: {source}; name a writable file, or leave the key out to log queries to the log")]
+    QueryLog {
+        #[source]
+        source: QueryLogError,
+    },
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -102,10 +114,17 @@ impl Plan {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
+        let query_log = match &config.log.queries_file {
+            Some(path) => Some(Arc::new(
+                FileLog::open(path).map_err(|source| PlanError::QueryLog { source })?,
+            )),
+            None => None,
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            query_log,
         })
     }
 
@@ -126,13 +145,19 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        query_log,
     } = plan;
+    let started = tokio::time::Instant::now();
+    let queries = Arc::new(QueryCounters::new());
+    // `dnsveil reload` on the control socket asks through this, as SIGHUP does through `reload`.
+    let (reload_tx, mut control_reload) = mpsc::channel::<()>(1);
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
         )
     });
     let groups = forwarder.groups();
+    let forwarder_pools = forwarder.named_groups();
     for group in &groups {
         info!(
             strategy = config.upstream.strategy.as_str(),
@@ -199,7 +224,40 @@ pub async fn run(
         _ => None,
     };
 
-    let server = Server::bind(server_config(&config), chain).await?;
+    let sources = Sources {
+        queries: queries.clone(),
+        cache: cache.clone(),
+        pools: forwarder_pools,
+        started,
+    };
+    let server = Server::bind(server_config(&config, queries, query_log), chain).await?;
+    // The metrics endpoint and the control socket are bound before READY=1 too: a failure to
+    // bind an address the user asked for stops start-up, as a listener's does.
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+            info!(
+                addr = %listener.local_addr().unwrap_or(addr),
+                "metrics endpoint listening (GET /metrics)"
+            );
+            Some(tokio::spawn(observe::http::serve(
+                listener,
+                sources.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let control = bind_control(&config.server.control_socket)?.map(|socket| {
+        let controls = Arc::new(Controls {
+            sources: sources.clone(),
+            reload: reload_tx.clone(),
+            portal: None,
+        });
+        tokio::spawn(socket.serve(controls, shutdown.clone()))
+    });
     let watcher = config
         .hosts
         .file
@@ -222,25 +280,37 @@ pub async fn run(
     notifier.ready(&format!("serving on {serving_on}"));
     let watchdog = notify::watchdog_interval()
         .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
+    let status = notifier.is_active().then(|| {
+        tokio::spawn(keep_status(
+            notifier.clone(),
+            sources.clone(),
+            serving_on.clone(),
+            shutdown.clone(),
+        ))
+    });
     loop {
-        tokio::select! {
+        let asked_by = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => {
-                notifier.reloading(monotonic_us());
-                match hosts.reload() {
-                    Ok(()) => info!("hosts reloaded"),
-                    Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
-                }
-                if let Some(c) = &cache {
-                    info!(stats = %c.stats(), "cache statistics");
-                }
-                notifier.ready(&format!("serving on {serving_on}"));
-            }
+            Some(()) = reload.recv() => "signal",
+            Some(()) = control_reload.recv() => "control socket",
+        };
+        info!(asked_by, "reloading");
+        notifier.reloading(monotonic_us());
+        match hosts.reload() {
+            Ok(()) => info!("hosts reloaded"),
+            Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
         }
+        if let Some(c) = &cache {
+            info!(stats = %c.stats(), "cache statistics");
+        }
+        notifier.ready(&format!("serving on {serving_on}"));
     }
     notifier.stopping();
     if let Some(w) = watchdog {
         let _ = w.await;
+    }
+    for task in [status, metrics, control].into_iter().flatten() {
+        let _ = task.await;
     }
     serving.await.context("server task")?;
     if let Some(w) = watcher {
@@ -276,6 +346,57 @@ async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: Cance
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => notifier.watchdog(),
+        }
+    }
+}
+
+/// How often the service manager's STATUS= line is refreshed with the counters.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Refreshes STATUS= every [`STATUS_EVERY`] with queries, cache hit ratio and upstream health.
+async fn keep_status(
+    notifier: Arc<Notifier>,
+    sources: Sources,
+    serving_on: String,
+    shutdown: CancellationToken,
+) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.status(&format!(
+                "{}; serving on {serving_on}",
+                sources.snapshot().status()
+            )),
+        }
+    }
+}
+
+/// Binds the control socket `setting` asks for. A socket at the default place that cannot be
+/// had (no runtime directory, another instance holds it, no rights) is a warning; one at a path
+/// the user named is an error.
+fn bind_control(setting: &ControlSocketSetting) -> Result<Option<ControlSocket>> {
+    let (path, chosen) = match setting {
+        ControlSocketSetting::Off => return Ok(None),
+        ControlSocketSetting::At(p) => (p.clone(), true),
+        ControlSocketSetting::Default => match control::default_path() {
+            Some(p) => (p, false),
+            None => {
+                info!("no runtime directory known; no control socket (see --control-socket)");
+                return Ok(None);
+            }
+        },
+    };
+    match ControlSocket::bind(&path) {
+        Ok(s) => {
+            info!(path = %s.path().display(), "control socket listening");
+            Ok(Some(s))
+        }
+        Err(e) if chosen => Err(anyhow::Error::from(e).context("server.control_socket")),
+        Err(e) => {
+            warn!(error = %e, "no control socket");
+            Ok(None)
         }
     }
 }
@@ -389,7 +510,11 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
-fn server_config(c: &Config) -> ServerConfig {
+fn server_config(
+    c: &Config,
+    metrics: Arc<QueryCounters>,
+    query_log_file: Option<Arc<FileLog>>,
+) -> ServerConfig {
     let s = &c.server;
     ServerConfig {
         listen: s.listen.clone(),
@@ -401,6 +526,8 @@ fn server_config(c: &Config) -> ServerConfig {
         udp_sockets_per_addr: knob::worker_threads(s.threads),
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
+        query_log_file,
+        metrics,
     }
 }
 

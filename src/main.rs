@@ -27,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::control;
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::upstream::UpstreamUrl;
@@ -62,6 +63,37 @@ enum Command {
     /// Ask one upstream one question directly and print the answer like dig (exit 0 on any
     /// answer, 1 if none came).
     Query(QueryArgs),
+    /// Print the running instance's figures: queries, answers by source, cache, upstreams.
+    Stats(ControlArgs),
+    /// Empty the running instance's cache, or drop NAME and the names below it.
+    Flush {
+        /// Drop only this name and the names below it.
+        #[arg(value_name = "NAME", value_parser = parse_name)]
+        name: Option<Name>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Ask the running instance to reload its configuration (as SIGHUP does).
+    Reload(ControlArgs),
+    /// Open a time-limited window in which every name resolves through the network's own
+    /// resolvers, to log in to a captive portal.
+    Portal {
+        /// Length of the window in minutes (1 to 60).
+        #[arg(long, value_name = "N", default_value_t = 5,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(control::MAX_PORTAL_MINUTES)))]
+        minutes: u32,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+/// Where the running instance's control socket is.
+#[derive(Args, Debug)]
+struct ControlArgs {
+    /// The control socket (default: $RUNTIME_DIRECTORY/control.sock, else
+    /// /run/dnsveil/control.sock for root, else $XDG_RUNTIME_DIR/dnsveil/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
 }
 
 /// `dnsveil query NAME [TYPE]`.
@@ -148,6 +180,12 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (replaces metrics.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+    /// The control socket's path; "" for none (replaces server.control_socket).
+    #[arg(long, value_name = "PATH", value_parser = parse_path_or_empty)]
+    control_socket: Option<PathBuf>,
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -185,6 +223,36 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Query(args) => query(args),
+        Command::Stats(c) => control_command(&c, "stats"),
+        Command::Flush { name, control } => match name {
+            Some(n) => control_command(&control, &format!("flush {n}")),
+            None => control_command(&control, "flush"),
+        },
+        Command::Reload(c) => control_command(&c, "reload"),
+        Command::Portal { minutes, control } => {
+            control_command(&control, &format!("portal {minutes}"))
+        }
+    }
+}
+
+/// Sends `command` to the control socket and prints the reply: exit 0 on `ok`, 1 otherwise.
+fn control_command(args: &ControlArgs, command: &str) -> ExitCode {
+    let path = match args.control_socket.clone().or_else(control::default_path) {
+        Some(p) => p,
+        None => {
+            eprintln!("dnsveil: {}", control::ControlError::NoDefault);
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::ask(&path, command) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsveil: {command}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -319,6 +387,8 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        metrics: args.metrics,
+        control_socket: args.control_socket,
     })?;
     config.check_runnable()?;
     Ok(config)

@@ -61,6 +61,26 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics`; off when `None` (the default).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Where the control socket is (`server.control_socket`, `--control-socket`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ControlSocket {
+    /// Under the runtime directory (see `control::default_path`).
+    #[default]
+    Default,
+    /// At this path.
+    At(PathBuf),
+    /// None (`""`).
+    Off,
 }
 
 /// `[server]`: listeners, client access and resource limits.
@@ -77,6 +97,8 @@ pub struct ServerConfig {
     pub max_tcp_pipeline: usize,
     pub max_udp_inflight: usize,
     pub max_udp_payload: u16,
+    /// The control socket (`dnsveil stats`, `flush`, `reload`, `portal`).
+    pub control_socket: ControlSocket,
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
@@ -307,6 +329,8 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// Log every query (at `info`). Off by default for privacy.
     pub queries: bool,
+    /// Write the query lines to this file instead of the log (implies `queries`).
+    pub queries_file: Option<PathBuf>,
 }
 
 /// A tracing level name.
@@ -452,6 +476,10 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
+    /// `--metrics ADDR:PORT`: serve the Prometheus endpoint there.
+    pub metrics: Option<SocketAddr>,
+    /// `--control-socket PATH`; "" turns the socket off.
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -544,6 +572,16 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        if let Some(a) = o.metrics {
+            self.metrics.listen = Some(a);
+        }
+        if let Some(p) = o.control_socket {
+            self.server.control_socket = if p.as_os_str().is_empty() {
+                ControlSocket::Off
+            } else {
+                ControlSocket::At(p)
+            };
+        }
         Ok(())
     }
 

@@ -17,9 +17,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel,
-    ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
-    MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    CacheConfig, Config, ConfigError, ControlSocket, DohMethod, ForwardRule, HostsConfig,
+    LogConfig, LogLevel, MetricsConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig,
+    UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};
@@ -94,6 +94,8 @@ struct FileSpec {
     forward: Vec<ForwardSpec>,
     #[serde(default)]
     log: LogSpec,
+    #[serde(default)]
+    metrics: MetricsSpec,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,6 +109,7 @@ struct ServerSpec {
     max_tcp_pipeline: Option<i64>,
     max_udp_inflight: Option<i64>,
     max_udp_payload: Option<i64>,
+    control_socket: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +161,13 @@ struct ForwardSpec {
 struct LogSpec {
     level: Option<String>,
     queries: Option<bool>,
+    queries_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsSpec {
+    listen: Option<String>,
 }
 
 /// An upstream: a bare URL string, or a table with the URL and its options.
@@ -242,6 +252,12 @@ impl FileSpec {
             upstream,
             forward,
             log: self.log.validate(cx)?,
+            metrics: MetricsConfig {
+                listen: match self.metrics.listen.as_deref() {
+                    None | Some("") => None,
+                    Some(s) => Some(parse_listen(s).map_err(|m| cx.err("metrics.listen", m))?),
+                },
+            },
         })
     }
 }
@@ -293,6 +309,11 @@ impl ServerSpec {
             max_tcp_pipeline: cx.knob(knob::MAX_TCP_PIPELINE, self.max_tcp_pipeline)? as usize,
             max_udp_inflight: cx.knob(knob::MAX_UDP_INFLIGHT, self.max_udp_inflight)? as usize,
             max_udp_payload: cx.knob(knob::MAX_UDP_PAYLOAD, self.max_udp_payload)? as u16,
+            control_socket: match self.control_socket.as_deref() {
+                None => ControlSocket::Default,
+                Some("") => ControlSocket::Off,
+                Some(p) => ControlSocket::At(cx.path(p)),
+            },
         })
     }
 }
@@ -447,6 +468,10 @@ impl LogSpec {
         Ok(LogConfig {
             level,
             queries: self.queries.unwrap_or(false),
+            queries_file: self
+                .queries_file
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
         })
     }
 }

@@ -208,14 +208,20 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers `req` or hands it to `next`.
     fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult>;
 
-    /// Writes a complete response for `query` into `out` (which is empty) and returns true, or
-    /// returns false to let the query take the slow path. Must not block. `max_len` is the largest
+    /// Writes a complete response for `query` into `out` (which is empty) and returns where it
+    /// came from (for metrics and the query log), or returns `None` to let the query take the
+    /// slow path. Must not block. `max_len` is the largest
     /// response the transport accepts; a stage that cannot fit its answer must leave out the
     /// additional records (and, for a positive answer, an authority section of NS records only), or
     /// else write a TC=1 response (RFC 2181 section 9), or return false.
-    fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         let _ = (query, max_len, out);
-        false
+        None
     }
 
     /// A short name for logs.
@@ -271,10 +277,15 @@ impl Chain {
     }
 
     /// The first handler's fast path (only the head of the chain may answer without the rest).
-    pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    pub fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         self.handlers
             .first()
-            .is_some_and(|h| h.answer_fast(query, max_len, out))
+            .and_then(|h| h.answer_fast(query, max_len, out))
     }
 
     /// The handlers' names, in order (for the start-up log).

@@ -261,6 +261,8 @@ pub struct Dnsveil {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub child: Guard,
+    /// Its own runtime directory (RUNTIME_DIRECTORY), where its control socket goes by default.
+    pub runtime_dir: tempfile::TempDir,
     log: Arc<Log>,
     /// Reads stderr into `log`; ends at the process's exit (end of the pipe).
     reader: Option<std::thread::JoinHandle<()>>,
@@ -318,11 +320,15 @@ impl Dnsveil {
             }
             None => Command::new(bin),
         };
+        // Each instance gets a runtime directory of its own, so that its default control socket
+        // is its own (tests run in parallel).
+        let runtime_dir = tempfile::tempdir().expect("runtime directory");
         cmd.arg("run")
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("RUNTIME_DIRECTORY", runtime_dir.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -365,9 +371,28 @@ impl Dnsveil {
             udp,
             tcp,
             child: Guard(child),
+            runtime_dir,
             log,
             reader: Some(reader),
         }
+    }
+
+    /// The control socket at its default place (in [`Dnsveil::runtime_dir`]).
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.path().join("control.sock")
+    }
+
+    /// The address logged on a line containing `marker` as `addr=IP:PORT`, waiting up to 10 s
+    /// for the line (e.g. the metrics endpoint's, with port 0 asked for).
+    pub fn logged_addr(&self, marker: &str) -> SocketAddr {
+        assert!(
+            self.wait_logged(marker, Duration::from_secs(10)),
+            "no {marker:?} line; log:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains(marker)).expect("line");
+        addr_after(line, "addr=").unwrap_or_else(|| panic!("no addr= in {line}"))
     }
 
     /// The first UDP address.
