@@ -38,8 +38,11 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, ControlSocket as ControlSocketSetting, UpstreamServer};
+use crate::config::{
+    self, knob, Config, ControlSocket as ControlSocketSetting, DnssecMode, UpstreamServer,
+};
 use crate::control::{self, ControlSocket, Controls};
+use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
@@ -52,6 +55,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
+use crate::validate::{load_anchors, Validator};
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -70,6 +74,8 @@ pub struct Plan {
     forwarder: Arc<Forwarder>,
     /// The query log file, opened (`log.queries_file`).
     query_log: Option<Arc<FileLog>>,
+    /// The trust anchors, read, when DNSSEC validation is on.
+    anchors: Option<TrustAnchors>,
 }
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
@@ -99,6 +105,12 @@ pub enum PlanError {
         #[source]
         source: QueryLogError,
     },
+    /// A trust anchor file cannot be read or parsed.
+    #[error(
+        "resolver.trust_anchor: {0}; give a file of DS or DNSKEY records in zone-file form (as \
+         unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
+    )]
+    TrustAnchor(String),
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -120,11 +132,18 @@ impl Plan {
             )),
             None => None,
         };
+        let anchors = match config.resolver.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => {
+                Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
+            }
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
             query_log,
+            anchors,
         })
     }
 
@@ -146,6 +165,7 @@ pub async fn run(
         hosts,
         forwarder,
         query_log,
+        anchors,
     } = plan;
     let started = tokio::time::Instant::now();
     let queries = Arc::new(QueryCounters::new());
@@ -198,6 +218,30 @@ pub async fn run(
         downstream.push(Arc::new(SpecialNames::with_single_label(
             &forwarded,
             config.hosts.single_label,
+        )));
+    }
+    if let Some(anchors) = anchors {
+        // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
+        // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
+        // make every answer bogus. They are negative trust anchors, with the configured ones.
+        let mut insecure = config.resolver.insecure_domains.clone();
+        insecure.extend(
+            config
+                .forward
+                .iter()
+                .flat_map(|r| r.domains.iter().cloned()),
+        );
+        info!(
+            anchors = anchors.len(),
+            insecure_domains = insecure.len(),
+            "DNSSEC validation on"
+        );
+        let lookups = Chain::new(vec![forwarder.clone()]);
+        downstream.push(Arc::new(Validator::new(
+            anchors,
+            insecure,
+            lookups,
+            WallClock::system(),
         )));
     }
     downstream.push(forwarder);

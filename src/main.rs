@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
-use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::config::{knob, Config, ConfigError, DnssecMode, LogLevel, Overrides, Strategy};
 use dnsveil::control;
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
@@ -115,9 +115,15 @@ struct QueryArgs {
     /// Address to connect to when the upstream's host is a name (repeatable; never resolved).
     #[arg(long, value_name = "IP", requires = "upstream")]
     bootstrap: Vec<std::net::IpAddr>,
-    /// Set the DO bit (ask for DNSSEC records).
-    #[arg(long)]
-    dnssec: bool,
+    /// Alone: set the DO bit (ask for DNSSEC records). `--dnssec validate`: also validate the
+    /// answer and print the verdict (exit 1 when bogus); `--dnssec off`: neither.
+    #[arg(long, value_name = "validate|off", num_args = 0..=1, default_missing_value = "do",
+          value_parser = parse_query_dnssec)]
+    dnssec: Option<QueryDnssec>,
+    /// Trust anchor file for --dnssec validate (repeatable; default: the built-in IANA root
+    /// anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
     /// Use TCP instead of UDP for a udp:// upstream.
     #[arg(long)]
     tcp: bool,
@@ -186,6 +192,36 @@ struct RunArgs {
     /// The control socket's path; "" for none (replaces server.control_socket).
     #[arg(long, value_name = "PATH", value_parser = parse_path_or_empty)]
     control_socket: Option<PathBuf>,
+    /// DNSSEC validation: validate or off (replaces resolver.dnssec).
+    #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
+    dnssec: Option<DnssecMode>,
+    /// Trust anchor file: DS or DNSKEY records in zone-file form (repeatable; replaces
+    /// resolver.trust_anchor; default: the built-in IANA root anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
+    /// Zone not to validate, a negative trust anchor (repeatable; replaces
+    /// resolver.insecure_domains).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    insecure_domain: Vec<Name>,
+}
+
+fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
+    s.parse()
+}
+
+/// What `dnsveil query --dnssec[=MODE]` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryDnssec {
+    /// `--dnssec` alone: the DO bit.
+    DoBit,
+    Mode(DnssecMode),
+}
+
+fn parse_query_dnssec(s: &str) -> Result<QueryDnssec, String> {
+    match s {
+        "do" => Ok(QueryDnssec::DoBit),
+        _ => s.parse().map(QueryDnssec::Mode),
+    }
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -271,11 +307,19 @@ fn query(args: QueryArgs) -> ExitCode {
         None => query::default_spec(timeout),
     };
     let result = spec.and_then(|spec| {
+        let validate = match args.dnssec {
+            Some(QueryDnssec::Mode(DnssecMode::Validate)) => Some(
+                dnsveil::validate::load_anchors(&args.trust_anchor)
+                    .map_err(query::QueryError::Validation)?,
+            ),
+            _ => None,
+        };
         let opts = query::QueryOptions {
             name: args.name,
             qtype: args.qtype,
             spec,
-            dnssec: args.dnssec,
+            dnssec: args.dnssec == Some(QueryDnssec::DoBit),
+            validate,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -286,7 +330,10 @@ fn query(args: QueryArgs) -> ExitCode {
     match result {
         Ok(outcome) => {
             print!("{}", query::format(&outcome));
-            ExitCode::SUCCESS
+            match outcome.verdict {
+                Some(dnsveil::handler::Verdict::Bogus(_)) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("dnsveil: query failed: {e}");
@@ -389,6 +436,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         log_queries: args.log_queries,
         metrics: args.metrics,
         control_socket: args.control_socket,
+        dnssec: args.dnssec,
+        trust_anchors: args.trust_anchor,
+        insecure_domains: args.insecure_domain,
     })?;
     config.check_runnable()?;
     Ok(config)
