@@ -309,7 +309,7 @@ pub async fn run(
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
-    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+    let net_watcher = netwatch::spawn(groups, shutdown.clone());
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
     // as started (Type=notify) and let nss-lookup.target go.
@@ -360,7 +360,7 @@ pub async fn run(
     if let Some(w) = watcher {
         let _ = w.await;
     }
-    let _ = net_watcher.await;
+    let _ = net_watcher.task.await;
     if let Some(r) = refresher {
         let _ = r.await;
     }
