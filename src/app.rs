@@ -39,7 +39,8 @@ use tracing::{info, warn};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
 use crate::config::{
-    self, knob, Config, ControlSocket as ControlSocketSetting, DnssecMode, UpstreamServer,
+    self, knob, CaptivePortal, Config, ControlSocket as ControlSocketSetting, DnssecMode,
+    UpstreamServer,
 };
 use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
@@ -49,6 +50,7 @@ use crate::hosts::{self, Hosts, HostsError};
 use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
 use crate::observe::{self, Sources};
+use crate::portal::Portal;
 use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
@@ -220,6 +222,26 @@ pub async fn run(
             config.hosts.single_label,
         )));
     }
+    // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
+    // resolvers, before validation (a portal's resolver answers what it likes).
+    let portal = (config.upstream.captive_portal == CaptivePortal::Detect).then(|| {
+        let timeout = config.upstream.timeout;
+        let network = upstream::network::NetworkTransport::new(
+            config.upstream.network_resolv_conf.clone(),
+            timeout,
+        );
+        let default = forwarder_pools
+            .iter()
+            .find(|(name, _)| name == "default")
+            .map(|(_, g)| g.clone());
+        Arc::new(Portal::new(
+            Upstream::new(Arc::new(network), timeout + Duration::from_millis(500)),
+            default,
+        ))
+    });
+    if let Some(p) = &portal {
+        downstream.push(p.clone());
+    }
     if let Some(anchors) = anchors {
         // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
         // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
@@ -298,7 +320,11 @@ pub async fn run(
         let controls = Arc::new(Controls {
             sources: sources.clone(),
             reload: reload_tx.clone(),
-            portal: None,
+            portal: portal.clone().map(|p| -> control::PortalOpener {
+                Arc::new(move |minutes| {
+                    Ok(p.open_window(Duration::from_secs(u64::from(minutes) * 60)))
+                })
+            }),
         });
         tokio::spawn(socket.serve(controls, shutdown.clone()))
     });
@@ -586,13 +612,16 @@ fn build_group(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let transport = upstream::build_transport(&s.spec(timeout)).map_err(|source| {
-                PlanError::Upstream {
+            let mut spec = s.spec(timeout);
+            if let UpstreamUrl::Network { path: path @ None } = &mut spec.url {
+                path.clone_from(&config.upstream.network_resolv_conf);
+            }
+            let transport =
+                upstream::build_transport(&spec).map_err(|source| PlanError::Upstream {
                     key: format!("{key}[{i}]"),
                     url: s.url.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             Ok(Upstream::new(
                 transport,
                 timeout + Duration::from_millis(500),

@@ -36,6 +36,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod portal;
 pub mod query;
 pub mod server;
 pub mod special;

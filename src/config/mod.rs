@@ -51,6 +51,12 @@ pub const MAX_BOOTSTRAP: usize = 16;
 /// TTL of a local record written without one, in seconds.
 pub const LOCAL_RECORD_TTL: u32 = 3600;
 
+/// Why `network://` is refused outside forwarding rules.
+pub(crate) const NETWORK_ONLY_IN_RULES: &str =
+    "network:// (the resolvers the network gave us, plain DNS) is allowed only in [[forward]] \
+     rules, never as the default route; put it in a rule for the names it should answer, e.g. \
+     [[forward]] domains = [\"lan\"] upstreams = [\"network://\"]";
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -213,6 +219,21 @@ pub struct UpstreamConfig {
     pub strategy: Strategy,
     /// Time budget of one client query across all attempts.
     pub timeout: Duration,
+    /// Where `network://` (without a path of its own) and the captive-portal stage read the
+    /// network's resolvers; `None`: the first found of `upstream::network::SOURCES`.
+    pub network_resolv_conf: Option<PathBuf>,
+    pub captive_portal: CaptivePortal,
+}
+
+/// `upstream.captive_portal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptivePortal {
+    /// Fail closed, no exception.
+    Off,
+    /// Connectivity-check names through the network's resolvers while the upstreams are
+    /// unreachable, and `dnsveil portal` windows.
+    #[default]
+    Detect,
 }
 
 /// One upstream server and its connection options.
@@ -247,6 +268,8 @@ impl UpstreamServer {
     pub fn connect_addrs(&self) -> Vec<SocketAddr> {
         let port = match &self.url {
             UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => return vec![*a],
+            // Read from the network's resolv.conf at query time.
+            UpstreamUrl::Network { .. } => return Vec::new(),
             UpstreamUrl::Tls { port, .. } | UpstreamUrl::Https { port, .. } => *port,
         };
         match self.url.host_ip() {
@@ -776,6 +799,9 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
     let mut servers: Vec<UpstreamServer> = Vec::new();
     let mut any_named = false;
     for url in &o.upstreams {
+        if url.is_network() {
+            return Err(ConfigError::flag("--upstream", NETWORK_ONLY_IN_RULES));
+        }
         if servers.iter().any(|s| &s.url == url) {
             return Err(ConfigError::flag(
                 "--upstream",

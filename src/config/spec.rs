@@ -17,9 +17,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, ControlSocket, DnssecMode, DohMethod, ForwardRule,
-    HostsConfig, LogConfig, LogLevel, MetricsConfig, ResolverConfig, ServerConfig, SpkiPin,
-    Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN,
+    CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DnssecMode, DohMethod,
+    ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, ResolverConfig, ServerConfig,
+    SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN,
     MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
@@ -167,6 +167,8 @@ struct UpstreamSpec {
     servers: Vec<ServerEntry>,
     strategy: Option<String>,
     timeout_ms: Option<i64>,
+    network_resolv_conf: Option<String>,
+    captive_portal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -470,8 +472,31 @@ impl UpstreamSpec {
             Some(s) => s.parse().map_err(|m| cx.err("upstream.strategy", m))?,
         };
         let timeout_ms = cx.knob(knob::UPSTREAM_TIMEOUT_MS, self.timeout_ms)?;
+        let servers = server_list(cx, "upstream.servers", self.servers, true)?;
+        if let Some(i) = servers.iter().position(|s| s.url.is_network()) {
+            return Err(cx.err(
+                format!("upstream.servers[{i}]"),
+                super::NETWORK_ONLY_IN_RULES,
+            ));
+        }
+        let captive_portal =
+            match self.captive_portal.as_deref() {
+                None | Some("detect") => CaptivePortal::Detect,
+                Some("off") => CaptivePortal::Off,
+                Some(other) => return Err(cx.err(
+                    "upstream.captive_portal",
+                    format!(
+                        "{other:?} is not a captive-portal mode (expected \"off\" or \"detect\")"
+                    ),
+                )),
+            };
         Ok(UpstreamConfig {
-            servers: server_list(cx, "upstream.servers", self.servers, true)?,
+            network_resolv_conf: self
+                .network_resolv_conf
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
+            captive_portal,
+            servers,
             strategy,
             timeout: Duration::from_millis(timeout_ms),
         })

@@ -179,7 +179,7 @@ impl Controls {
         };
         match &self.portal {
             Some(open) => open(minutes),
-            None => Err("captive-portal windows are not available in this build".into()),
+            None => Err("captive-portal support is off (upstream.captive_portal = \"off\")".into()),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod doh;
 pub mod dot;
 pub mod error;
 pub mod netwatch;
+pub mod network;
 pub mod padding;
 pub mod plain;
 pub mod pool;
@@ -330,6 +331,9 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
                 tls_options(host),
                 opts,
             )?)
+        }
+        UpstreamUrl::Network { path } => {
+            Arc::new(network::NetworkTransport::new(path.clone(), spec.timeout))
         }
         UpstreamUrl::Https { host, .. } => {
             let method = if spec.doh_get {

@@ -498,8 +498,16 @@ impl FakeUpstream {
 
     /// Answers every A query with `ip` (other types: NODATA).
     pub fn answering(ip: std::net::Ipv4Addr) -> FakeUpstream {
+        Self::on(
+            UdpSocket::bind("127.0.0.1:0").expect("bind fake upstream"),
+            ip,
+        )
+    }
+
+    /// Like [`FakeUpstream::answering`], on a socket the caller bound (port 53 for a resolver
+    /// named in a resolv.conf).
+    pub fn on(sock: UdpSocket, ip: std::net::Ipv4Addr) -> FakeUpstream {
         use dnsveil::wire::{RData, Record};
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind fake upstream");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let addr = sock.local_addr().expect("addr");
