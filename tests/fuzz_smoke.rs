@@ -231,3 +231,37 @@ fn zone_line_target_on_seeds_and_mutations() {
     ];
     run(fuzzing::zone_line, &pool, dict, 3);
 }
+
+#[test]
+fn netlink_target_on_seeds_and_mutations() {
+    let pool = seeds("netlink");
+    let dict: &[&[u8]] = &[
+        &[20, 0],
+        &[21, 0],
+        &[16, 0],
+        &[24, 0],
+        &[3, 0],
+        &[4, 0],
+        &[8, 0, 2, 0],
+        &[0xff, 0xff, 0, 0],
+        &[0, 0, 0, 0],
+    ];
+    run(dnsveil::upstream::netwatch::fuzz_netlink, &pool, dict, 4);
+}
+
+#[test]
+fn resolv_conf_target_on_seeds_and_mutations() {
+    let pool = seeds("resolv_conf");
+    let dict: &[&[u8]] = &[
+        b"nameserver ",
+        b"\n",
+        b"%",
+        b"::",
+        b"127.0.0.1",
+        b"fe80::1%lo",
+        b"#",
+        b" ",
+        b"\xff",
+    ];
+    run(dnsveil::upstream::network::fuzz_resolv_conf, &pool, dict, 5);
+}
