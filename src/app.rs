@@ -2,14 +2,16 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
-//!                |       \___________________ downstream Chain ___________________/
+//!   Config --> Cache --> Hosts --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool)
+//!                |       \___________________________ downstream Chain ______________________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
 //!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
-//!   netwatch: resets every pool's connections on resume or address change
+//!   netwatch: resets every pool's connections on resume or network change (netlink)
+//!   Sources (query counters, cache, pools) --> GET /metrics (metrics.listen), control socket
+//!   (stats, flush, reload, portal), STATUS= every 10 s
 //! ```
 //!
 //! Everything that can fail because of the configuration fails before anything starts: what the
