@@ -219,10 +219,10 @@ pub async fn run(
             .iter()
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
-        downstream.push(Arc::new(SpecialNames::with_single_label(
-            &forwarded,
-            config.hosts.single_label,
-        )));
+        downstream.push(Arc::new(
+            SpecialNames::with_single_label(&forwarded, config.hosts.single_label)
+                .with_search(config.hosts.search.clone()),
+        ));
     }
     // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
     // resolvers, before validation (a portal's resolver answers what it likes).

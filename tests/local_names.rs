@@ -71,3 +71,29 @@ fn single_label_names_can_be_forwarded_by_configuration() {
     );
     assert_eq!(public.seen(), ["printer"]);
 }
+
+#[test]
+fn single_label_names_are_looked_up_below_the_search_domains() {
+    let public = FakeUpstream::start();
+    let lan = FakeUpstream::answering([10, 0, 0, 7].into());
+    let dir = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "[hosts]\nsearch = [\"local\", \"lan\"]\n\
+         [[forward]]\ndomains = [\"lan\"]\nupstreams = [\"udp://{}\"]\n",
+        lan.addr
+    );
+    let dv = Dnsveil::forwarding(dir.path(), public.addr, &conf, &[]);
+    // `printer.local` does not exist (answered here), `printer.lan` does: a CNAME to it, then its
+    // address.
+    let m = ask(dv.udp_addr(), "printer", RType::A);
+    assert_eq!(m.rcode(), Rcode::NOERROR);
+    assert_eq!(m.questions[0].name.to_string(), "printer.");
+    assert_eq!(
+        m.answers[0].data,
+        RData::Cname("printer.lan".parse().unwrap())
+    );
+    assert_eq!(m.answers[1].name.to_string(), "printer.lan.");
+    assert_eq!(m.answers[1].data, RData::A([10, 0, 0, 7].into()));
+    assert_eq!(lan.seen(), ["printer.lan"]);
+    assert!(public.seen().is_empty(), "{:?}", public.seen());
+}

@@ -209,6 +209,8 @@ pub struct HostsConfig {
     pub special_use: bool,
     /// With `special_use`, answer single-label names (`printer`, `wpad`) NXDOMAIN here too.
     pub single_label: bool,
+    /// Search domains for single-label names (`printer` -> `printer.lan`), tried in order.
+    pub search: Vec<Name>,
 }
 
 /// `[upstream]`: the default upstream servers and how they are used.

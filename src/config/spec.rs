@@ -157,6 +157,8 @@ struct HostsSpec {
     special_use: Option<bool>,
     single_label: Option<bool>,
     #[serde(default)]
+    search: Vec<String>,
+    #[serde(default)]
     records: Vec<String>,
 }
 
@@ -461,6 +463,25 @@ impl HostsSpec {
             records,
             special_use: self.special_use.unwrap_or(true),
             single_label: self.single_label.unwrap_or(true),
+            search: {
+                let mut out = Vec::with_capacity(self.search.len());
+                for (i, d) in self.search.iter().enumerate() {
+                    let name: Name = d.parse().map_err(|e| {
+                        cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?} is not a domain name: {e}"),
+                        )
+                    })?;
+                    if name.is_root() || out.contains(&name) || out.len() == 8 {
+                        return Err(cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?}: the root, a repeat, or more than 8 search domains"),
+                        ));
+                    }
+                    out.push(name);
+                }
+                out
+            },
         })
     }
 }
@@ -479,17 +500,18 @@ impl UpstreamSpec {
                 super::NETWORK_ONLY_IN_RULES,
             ));
         }
-        let captive_portal =
-            match self.captive_portal.as_deref() {
-                None | Some("detect") => CaptivePortal::Detect,
-                Some("off") => CaptivePortal::Off,
-                Some(other) => return Err(cx.err(
+        let captive_portal = match self.captive_portal.as_deref() {
+            None | Some("detect") => CaptivePortal::Detect,
+            Some("off") => CaptivePortal::Off,
+            Some(other) => {
+                return Err(cx.err(
                     "upstream.captive_portal",
                     format!(
                         "{other:?} is not a captive-portal mode (expected \"off\" or \"detect\")"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(UpstreamConfig {
             network_resolv_conf: self
                 .network_resolv_conf

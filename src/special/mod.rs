@@ -51,7 +51,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tracing::debug;
 
-use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::handler::{
+    local_answer, Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Request, Verdict,
+};
 use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
 
 /// TTL of synthesised records and of the SOA (also its minimum, the negative TTL): see the module
@@ -155,6 +157,8 @@ pub struct SpecialNames {
     single_label: bool,
     /// Forwarding rules' domains: a single-label name at or below one of them is passed on.
     forwarded: Vec<Name>,
+    /// Search domains: a single-label name is looked up below each, in order (`hosts.search`).
+    search: Vec<Name>,
     soa: Soa,
     localhost: Name,
 }
@@ -213,6 +217,7 @@ impl SpecialNames {
             carved_out,
             single_label,
             forwarded: forwarded.to_vec(),
+            search: Vec::new(),
             soa: Soa {
                 mname: name("localhost"),
                 rname: name("nobody.invalid"),
@@ -224,6 +229,14 @@ impl SpecialNames {
             },
             localhost: name("localhost"),
         }
+    }
+
+    /// With these search domains, a single-label name (`printer`) is looked up as `printer.DOMAIN`
+    /// through the stages after this one, each domain in order, and the first that exists answers
+    /// with a CNAME from the name to it; only when none does is the name NXDOMAIN.
+    pub fn with_search(mut self, search: Vec<Name>) -> SpecialNames {
+        self.search = search;
+        self
     }
 
     /// Zones served.
@@ -321,15 +334,96 @@ impl SpecialNames {
     }
 }
 
-impl Handler for SpecialNames {
-    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+impl SpecialNames {
+    /// The single-label `name` looked up below each search domain through `next`: the first
+    /// answer that is not NXDOMAIN, with a CNAME from `name` to the qualified name in front (TTL
+    /// 0); `None` when no domain has it (or the answers cannot be used).
+    async fn search_below(&self, req: &Request, next: Next<'_>) -> Option<HandlerResult> {
+        let q = req.query.question()?;
+        for domain in &self.search {
+            let Ok(qualified) = domain.prepend(q.name.labels().next()?) else {
+                continue;
+            };
+            let mut query = req.query.clone();
+            query.questions[0].name = qualified.clone();
+            let sub = Request {
+                query,
+                client: req.client,
+                protocol: req.protocol,
+            };
+            // The qualified name may be special itself (`printer.local`): answered here then.
+            let result = match self.answer(&sub.query) {
+                Some(local) => local_answer(&local),
+                None => next.run(&sub).await,
+            };
+            let answer = match result {
+                Ok(a) if a.rcode() != Rcode::NXDOMAIN => a,
+                Ok(_) => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            let Ok(found) = answer.message() else {
+                continue;
+            };
+            let mut response = Message::response_to(&req.query);
+            response.set_rcode(found.rcode());
+            response.header.authentic_data = false;
+            response.answers.push(Record::new(
+                q.name.clone(),
+                TTL,
+                RData::Cname(qualified.clone()),
+            ));
+            response.answers.extend(found.answers);
+            response.authority = found.authority;
+            debug!(name = %q.name, as_name = %qualified, "single-label name found below a search domain");
+            return Some(
+                Answer::from_message(&response, answer.origin(), Verdict::Unchecked)
+                    .map(|a| match answer.upstream() {
+                        Some(u) => a.with_upstream(u.into()),
+                        None => a,
+                    })
+                    .map_err(HandlerError::internal),
+            );
+        }
+        None
+    }
+
+    async fn resolve(&self, req: &Request, next: Next<'_>) -> HandlerResult {
+        let searchable = !self.search.is_empty()
+            && req.query.question().is_some_and(|q| {
+                q.name.label_count() == 1
+                    && self.single_label
+                    && self
+                        .single_label_answer(&req.query, &q.name, q.qtype)
+                        .is_some()
+            });
+        if searchable {
+            if let Some(found) = self.search_below(req, next).await {
+                return found;
+            }
+        }
         match self.answer(&req.query) {
             Some(response) => {
                 debug!(rcode = %response.rcode(), "answered as a special-use name");
-                Box::pin(std::future::ready(local_answer(&response)))
+                local_answer(&response)
             }
-            None => next.run(req),
+            None => next.run(req).await,
         }
+    }
+}
+
+impl Handler for SpecialNames {
+    fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        if self.search.is_empty() {
+            // The common case stays free of an async block.
+            return match self.answer(&req.query) {
+                Some(response) => {
+                    debug!(rcode = %response.rcode(), "answered as a special-use name");
+                    Box::pin(std::future::ready(local_answer(&response)))
+                }
+                None => next.run(req),
+            };
+        }
+        Box::pin(self.resolve(req, next))
     }
 
     fn name(&self) -> &'static str {
