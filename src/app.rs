@@ -375,7 +375,11 @@ pub async fn run(
         if let Some(c) = &cache {
             info!(stats = %c.stats(), "cache statistics");
         }
-        notifier.ready(&format!("serving on {serving_on}"));
+        // Ready again, with the counters (STATUS= is also refreshed every STATUS_EVERY).
+        notifier.ready(&format!(
+            "{}; serving on {serving_on}",
+            sources.snapshot().status()
+        ));
     }
     notifier.stopping();
     if let Some(w) = watchdog {

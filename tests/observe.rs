@@ -302,3 +302,45 @@ fn log_queries_writes_one_line_per_query_at_the_default_level() {
         lines[0]
     );
 }
+
+#[test]
+fn the_status_line_shows_queries_hit_ratio_and_upstream_health() {
+    use std::os::unix::net::UnixDatagram;
+    let up = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let upstream = format!("udp://{}", up.addr);
+    let dv = Dnsveil::start_cmd(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--hosts",
+            "",
+        ],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    assert!(next().starts_with("READY=1\n"));
+    // One miss, then two hits.
+    for _ in 0..3 {
+        ask(dv.udp_addr(), "www.example.com", RType::A);
+    }
+    dv.signal("HUP");
+    assert!(next().starts_with("RELOADING=1\n"));
+    let ready = next();
+    assert!(
+        ready.starts_with(
+            "READY=1\nSTATUS=3 queries, cache hit ratio 66.7%, upstreams 1/1 up; serving on "
+        ),
+        "{ready}"
+    );
+}
