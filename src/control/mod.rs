@@ -296,7 +296,7 @@ async fn answer(stream: UnixStream, controls: &Controls) {
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_LINE as u64);
     let reply = match reader.read_line(&mut line).await {
-        Ok(_) if line.ends_with('\n') || !line.is_empty() => controls.run(&line),
+        Ok(_) if !line.trim().is_empty() => controls.run(&line),
         Ok(_) => "error: empty command\n".to_string(),
         Err(e) => format!("error: {e}\n"),
     };
