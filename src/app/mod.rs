@@ -2,15 +2,17 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> SpecialNames --> Validator --> Forwarder ]
+//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> SpecialNames --> Portal --> Validator --> Forwarder ]
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
-//!                |       \______________ downstream Chain, swapped by a reload ______/
+//!                |       \______________________ downstream Chain, swapped by a reload ______________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + Swappable ==> Chain --> Server (+ sockets passed by systemd)
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
 //!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
-//!   netwatch: resets every pool's connections on resume or address change
+//!   netwatch: resets every pool's connections on resume or network change (netlink)
+//!   Sources (query counters, cache, pools) --> GET /metrics (metrics.listen), control socket
+//!   (stats, flush, reload, portal), STATUS= every 10 s
 //! ```
 //!
 //! Reloading ([`reload`]): a [`Reloader`], made by `run` once the server is bound, reads the
@@ -46,13 +48,21 @@ use tracing::{info, warn};
 use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, ConfigError, DnssecMode, UpstreamServer};
+use crate::config::{
+    self, knob, CaptivePortal, Config, ConfigError, ControlSocket as ControlSocketSetting,
+    DnssecMode, UpstreamServer,
+};
+use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
+use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
+use crate::observe::{self, Sources};
+use crate::portal::Portal;
+use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, Activated, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
@@ -69,8 +79,6 @@ pub use reload::{ReloadError, Reloaded, Reloader};
 /// flags, checked as at start-up ([`Config::check_runnable`]).
 pub type ConfigSource = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
-/// How often `systemctl status`'s line (STATUS=) is brought up to date.
-const STATUS_EVERY: Duration = Duration::from_secs(15);
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
 const HOSTS_POLL: Duration = Duration::from_secs(2);
 /// Longest start-up waits for the cache file before binding without it: ample for an ordinary
@@ -87,6 +95,8 @@ pub struct Plan {
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
+    /// The query log file, opened (`log.queries_file`).
+    query_log: Option<Arc<FileLog>>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
     /// Where a reload reads the configuration again; without one, a reload re-reads the hosts
@@ -117,6 +127,12 @@ pub enum PlanError {
         url: UpstreamUrl,
         #[source]
         source: Box<UpstreamError>,
+    },
+    /// The query log file cannot be opened.
+    #[error("log.queries_file: {source}; name a writable file, or leave the key out to log queries to the log")]
+    QueryLog {
+        #[source]
+        source: QueryLogError,
     },
     /// A trust anchor file cannot be read or parsed.
     #[error(
@@ -153,6 +169,12 @@ impl Plan {
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
+        let query_log = match &config.log.queries_file {
+            Some(path) => Some(Arc::new(
+                FileLog::open(path).map_err(|source| PlanError::QueryLog { source })?,
+            )),
+            None => None,
+        };
         let anchors = match config.resolver.dnssec {
             DnssecMode::Off => None,
             DnssecMode::Validate => {
@@ -164,6 +186,7 @@ impl Plan {
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
             block,
+            query_log,
             anchors,
             source: None,
         })
@@ -196,15 +219,21 @@ pub async fn run(
         hosts,
         forwarder,
         block,
+        query_log,
         anchors,
         source,
     } = plan;
+    let started = tokio::time::Instant::now();
+    let queries = Arc::new(QueryCounters::new());
+    // `dnsveil reload` on the control socket asks through this, as SIGHUP does through `reload`.
+    let (reload_tx, mut control_reload) = mpsc::channel::<()>(1);
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
         )
     });
     log_pools(&config, &forwarder);
+    let forwarder_pools = forwarder.named_groups();
     let cache_file = cache.as_ref().and(config.cache.file.clone());
     // True once the cache file has been read (or there is none).
     let (loaded_tx, loaded) = watch::channel(cache_file.is_none());
@@ -225,9 +254,32 @@ pub async fn run(
         }
     }
 
+    // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
+    // resolvers, before validation (a portal's resolver answers what it likes).
+    let portal = (config.upstream.captive_portal == CaptivePortal::Detect).then(|| {
+        let timeout = config.upstream.timeout;
+        let network = upstream::network::NetworkTransport::new(
+            config.upstream.network_resolv_conf.clone(),
+            timeout,
+        );
+        let default = forwarder_pools
+            .iter()
+            .find(|(name, _)| name == "default")
+            .map(|(_, g)| g.clone());
+        Arc::new(Portal::new(
+            Upstream::new(Arc::new(network), timeout + Duration::from_millis(500)),
+            default,
+        ))
+    });
     // The stages after the cache, swapped whole by a reload: the server's chain runs them on a
     // miss, the cache's refresher on its own.
-    let downstream_chain = downstream(&config, hosts.clone(), forwarder.clone(), anchors);
+    let downstream_chain = downstream(
+        &config,
+        hosts.clone(),
+        portal.clone(),
+        forwarder.clone(),
+        anchors,
+    );
     info!(stages = %downstream_chain.names().join(" -> "), "handler stages after the cache");
     let downstream = Arc::new(Swappable::new(downstream_chain));
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
@@ -271,7 +323,45 @@ pub async fn run(
         _ => None,
     };
 
-    let server = Server::bind_with(server_config(&config), chain, activated).await?;
+    let sources = Sources {
+        queries: queries.clone(),
+        cache: cache.clone(),
+        pools: forwarder_pools,
+        started,
+    };
+    let server =
+        Server::bind_with(server_config(&config, queries, query_log), chain, activated).await?;
+    // The metrics endpoint and the control socket are bound before READY=1 too: a failure to
+    // bind an address the user asked for stops start-up, as a listener's does.
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+            info!(
+                addr = %listener.local_addr().unwrap_or(addr),
+                "metrics endpoint listening (GET /metrics)"
+            );
+            Some(tokio::spawn(observe::http::serve(
+                listener,
+                sources.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let control = bind_control(&config.server.control_socket)?.map(|socket| {
+        let controls = Arc::new(Controls {
+            sources: sources.clone(),
+            reload: reload_tx.clone(),
+            portal: portal.clone().map(|p| -> control::PortalOpener {
+                Arc::new(move |minutes| {
+                    Ok(p.open_window(Duration::from_secs(u64::from(minutes) * 60)))
+                })
+            }),
+        });
+        tokio::spawn(socket.serve(controls, shutdown.clone()))
+    });
     let watchers = Watchers::start(&config, &hosts, &forwarder, &shutdown);
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
@@ -289,6 +379,7 @@ pub async fn run(
             started: config.clone(),
             hosts,
             forwarder,
+            portal: portal.clone(),
             downstream,
             cache: cache.clone(),
             server: server.controls(),
@@ -300,38 +391,40 @@ pub async fn run(
     );
     let serving = tokio::spawn(server.run(shutdown.clone()));
     notifier.ready(&reloader.status().await);
+    let watchdog = notify::watchdog_interval()
+        .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
     let status = notifier.is_active().then(|| {
         tokio::spawn(keep_status(
             notifier.clone(),
-            reloader.clone(),
+            sources.clone(),
+            serving_on.clone(),
             shutdown.clone(),
         ))
     });
-    let watchdog = notify::watchdog_interval()
-        .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
     loop {
-        tokio::select! {
+        let asked_by = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => {
-                // The outcome is logged by the reload itself.
-                let _ = reloader.reload().await;
-                if let Some((blocker, settings)) = &block {
-                    // Built on a blocking thread while the old index keeps serving.
-                    let (blocker, settings) = (blocker.clone(), settings.clone());
-                    tokio::spawn(async move { block::reload(&blocker, &settings).await });
-                }
-                if let Some(c) = &cache {
-                    info!(stats = %c.stats(), "cache statistics");
-                }
-            }
+            Some(()) = reload.recv() => "signal",
+            Some(()) = control_reload.recv() => "control socket",
+        };
+        info!(asked_by, "reloading");
+        // The outcome is logged by the reload itself (RELOADING=1 and READY=1 around it).
+        let _ = reloader.reload().await;
+        if let Some((blocker, settings)) = &block {
+            // Built on a blocking thread while the old index keeps serving.
+            let (blocker, settings) = (blocker.clone(), settings.clone());
+            tokio::spawn(async move { block::reload(&blocker, &settings).await });
+        }
+        if let Some(c) = &cache {
+            info!(stats = %c.stats(), "cache statistics");
         }
     }
     notifier.stopping();
     if let Some(w) = watchdog {
         let _ = w.await;
     }
-    if let Some(s) = status {
-        let _ = s.await;
+    for task in [status, metrics, control].into_iter().flatten() {
+        let _ = task.await;
     }
     serving.await.context("server task")?;
     reloader.stop_watchers().await;
@@ -376,6 +469,7 @@ fn log_pools(config: &Config, forwarder: &Forwarder) {
 fn downstream(
     config: &Config,
     hosts: Arc<Hosts>,
+    portal: Option<Arc<Portal>>,
     forwarder: Arc<Forwarder>,
     anchors: Option<TrustAnchors>,
 ) -> Chain {
@@ -386,7 +480,15 @@ fn downstream(
             .iter()
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
-        stages.push(Arc::new(SpecialNames::new(&forwarded)));
+        stages.push(Arc::new(
+            SpecialNames::with_single_label(&forwarded, config.hosts.single_label)
+                .with_search(config.hosts.search.clone()),
+        ));
+    }
+    // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
+    // resolvers, before validation (a portal's resolver answers what it likes).
+    if let Some(p) = portal {
+        stages.push(p);
     }
     if let Some(anchors) = anchors {
         // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
@@ -438,11 +540,7 @@ impl Watchers {
         }
         // Pooled upstream connections are dropped when the machine resumes or its addresses
         // change.
-        tasks.push(netwatch::spawn(
-            forwarder.groups(),
-            netwatch::DEFAULT_INTERVAL,
-            stop.clone(),
-        ));
+        tasks.push(netwatch::spawn(forwarder.groups(), stop.clone()).task);
         Watchers { stop, tasks }
     }
 
@@ -467,14 +565,53 @@ async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: Cance
     }
 }
 
-/// Tells the service manager the status line every [`STATUS_EVERY`] until shutdown.
-async fn keep_status(notifier: Arc<Notifier>, reloader: Reloader, shutdown: CancellationToken) {
+/// How often the service manager's STATUS= line is refreshed with the counters.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Refreshes STATUS= every [`STATUS_EVERY`] with queries, cache hit ratio and upstream health.
+async fn keep_status(
+    notifier: Arc<Notifier>,
+    sources: Sources,
+    serving_on: String,
+    shutdown: CancellationToken,
+) {
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => notifier.status(&reloader.status().await),
+            _ = tick.tick() => notifier.status(&format!(
+                "{}; serving on {serving_on}",
+                sources.snapshot().status()
+            )),
+        }
+    }
+}
+
+/// Binds the control socket `setting` asks for. A socket at the default place that cannot be
+/// had (no runtime directory, another instance holds it, no rights) is a warning; one at a path
+/// the user named is an error.
+fn bind_control(setting: &ControlSocketSetting) -> Result<Option<ControlSocket>> {
+    let (path, chosen) = match setting {
+        ControlSocketSetting::Off => return Ok(None),
+        ControlSocketSetting::At(p) => (p.clone(), true),
+        ControlSocketSetting::Default => match control::default_path() {
+            Some(p) => (p, false),
+            None => {
+                info!("no runtime directory known; no control socket (see --control-socket)");
+                return Ok(None);
+            }
+        },
+    };
+    match ControlSocket::bind(&path) {
+        Ok(s) => {
+            info!(path = %s.path().display(), "control socket listening");
+            Ok(Some(s))
+        }
+        Err(e) if chosen => Err(anyhow::Error::from(e).context("server.control_socket")),
+        Err(e) => {
+            warn!(error = %e, "no control socket");
+            Ok(None)
         }
     }
 }
@@ -651,7 +788,11 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
-fn server_config(c: &Config) -> ServerConfig {
+fn server_config(
+    c: &Config,
+    metrics: Arc<QueryCounters>,
+    query_log_file: Option<Arc<FileLog>>,
+) -> ServerConfig {
     let s = &c.server;
     ServerConfig {
         listen: s.listen.clone(),
@@ -664,6 +805,8 @@ fn server_config(c: &Config) -> ServerConfig {
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
         freebind: s.freebind,
+        query_log_file,
+        metrics,
     }
 }
 
@@ -678,13 +821,16 @@ fn build_group(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let transport = upstream::build_transport(&s.spec(timeout)).map_err(|source| {
-                PlanError::Upstream {
+            let mut spec = s.spec(timeout);
+            if let UpstreamUrl::Network { path: path @ None } = &mut spec.url {
+                path.clone_from(&config.upstream.network_resolv_conf);
+            }
+            let transport =
+                upstream::build_transport(&spec).map_err(|source| PlanError::Upstream {
                     key: format!("{key}[{i}]"),
                     url: s.url.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             Ok(Upstream::new(
                 transport,
                 timeout + Duration::from_millis(500),

@@ -40,6 +40,7 @@ use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
 use crate::hosts::{Hosts, HostsError};
 use crate::notify::Notifier;
+use crate::portal::Portal;
 use crate::server::{Acl, Controls};
 use crate::upstream::pool::{BreakerState, UpstreamHealth};
 
@@ -88,6 +89,9 @@ pub(super) struct Live {
     pub started: Config,
     pub hosts: Arc<Hosts>,
     pub forwarder: Arc<Forwarder>,
+    /// The captive-portal stage, kept across reloads (its window and the control socket's hold
+    /// on it stay).
+    pub portal: Option<Arc<Portal>>,
     pub downstream: Arc<Swappable>,
     pub cache: Option<Arc<Cache>>,
     pub server: Controls,
@@ -196,6 +200,7 @@ impl State {
         live.downstream.swap(downstream(
             &config,
             hosts.clone(),
+            live.portal.clone(),
             forwarder.clone(),
             anchors,
         ));

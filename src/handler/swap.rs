@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{BoxFuture, Chain, Handler, HandlerResult, Next, Request};
+use super::{BoxFuture, Chain, Handler, HandlerResult, Next, Origin, Request};
 use crate::wire::QueryView;
 
 /// A handler that runs whichever chain was last given to it; it ignores the stages after it
@@ -46,7 +46,12 @@ impl Handler for Swappable {
         Box::pin(async move { chain.handle(req).await })
     }
 
-    fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         self.current.load().answer_fast(query, max_len, out)
     }
 
