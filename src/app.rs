@@ -43,7 +43,7 @@ use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::notify::{self, Notifier};
-use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::server::{acl::Acl, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
@@ -197,6 +197,17 @@ pub async fn run(
     };
 
     let server = Server::bind(server_config(&config), chain).await?;
+    let limited = server.rate_limit_counters();
+    if let Some(rl) = config.server.rate_limit.enabled().then_some(config.server.rate_limit) {
+        info!(
+            qps = rl.qps,
+            burst = rl.burst,
+            slip = rl.slip,
+            ipv4_prefix = rl.ipv4_prefix,
+            ipv6_prefix = rl.ipv6_prefix,
+            "rate limiting UDP queries per client network"
+        );
+    }
     let watcher = config
         .hosts
         .file
@@ -231,6 +242,9 @@ pub async fn run(
                 if let Some(c) = &cache {
                     info!(stats = %c.stats(), "cache statistics");
                 }
+                if let Some(l) = &limited {
+                    info!(stats = %l, "rate limit statistics");
+                }
                 notifier.ready(&format!("serving on {serving_on}"));
             }
         }
@@ -249,6 +263,9 @@ pub async fn run(
     }
     if let Some(s) = saver {
         let _ = s.await;
+    }
+    if let Some(l) = &limited {
+        info!(stats = %l, "rate limit statistics");
     }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
@@ -393,6 +410,15 @@ fn server_config(c: &Config) -> ServerConfig {
         acl: Acl::new(s.allow.clone()),
         tcp_idle_timeout: s.tcp_idle_timeout,
         max_tcp_connections: s.max_tcp_connections,
+        max_tcp_per_client: s.max_tcp_connections_per_client,
+        rate_limit: s.rate_limit.enabled().then(|| RateLimitConfig {
+            qps: s.rate_limit.qps,
+            burst: s.rate_limit.burst,
+            slip: s.rate_limit.slip,
+            ipv4_prefix: s.rate_limit.ipv4_prefix,
+            ipv6_prefix: s.rate_limit.ipv6_prefix,
+            max_clients: s.rate_limit.clients,
+        }),
         max_tcp_pipeline: s.max_tcp_pipeline,
         max_udp_inflight: s.max_udp_inflight,
         udp_sockets_per_addr: knob::worker_threads(s.threads),

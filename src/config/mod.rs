@@ -57,6 +57,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub cache: CacheConfig,
     pub hosts: HostsConfig,
+    pub dhcp: DhcpConfig,
     pub upstream: UpstreamConfig,
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
@@ -77,6 +78,75 @@ pub struct ServerConfig {
     pub max_tcp_pipeline: usize,
     pub max_udp_inflight: usize,
     pub max_udp_payload: u16,
+    /// Concurrent TCP connections from one client (address, or IPv6 /64).
+    pub max_tcp_connections_per_client: usize,
+    /// Per-client rate limiting of UDP queries (off when its `qps` is 0).
+    pub rate_limit: RateLimit,
+    /// The operator's explicit consent to serve anyone from a public address (see
+    /// [`Config::check_runnable`]).
+    pub open_resolver: bool,
+}
+
+/// `server.rate_limit*`: a token bucket per client network for UDP queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Queries per second per client network; 0 = off.
+    pub qps: u32,
+    /// Bucket size; never 0 (an absent or zero `rate_limit_burst` means `qps`).
+    pub burst: u32,
+    /// Every `slip`-th limited query gets TC=1; 0 = drop all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Most client networks tracked.
+    pub clients: usize,
+}
+
+impl RateLimit {
+    /// True when limiting is on.
+    pub fn enabled(&self) -> bool {
+        self.qps > 0
+    }
+}
+
+/// `[dhcp]`: names from the DHCP server's lease file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpConfig {
+    /// The lease file (absolute or relative to the config file), or none.
+    pub lease_file: Option<PathBuf>,
+    /// How the file is written.
+    pub format: LeaseFormat,
+    /// The domain the host names are served under (`laptop` becomes `laptop.lan`).
+    pub domain: Name,
+    /// TTL of the answers, in seconds.
+    pub ttl: u32,
+}
+
+/// Lease file formats (see [`crate::hosts::leases`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LeaseFormat {
+    /// Recognised from the file's lines.
+    #[default]
+    Auto,
+    /// dnsmasq's `dhcp.leases`.
+    Dnsmasq,
+    /// odhcpd's lease file (`option leasefile`).
+    Odhcpd,
+}
+
+impl FromStr for LeaseFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(LeaseFormat::Auto),
+            "dnsmasq" => Ok(LeaseFormat::Dnsmasq),
+            "odhcpd" => Ok(LeaseFormat::Odhcpd),
+            _ => Err(format!(
+                "{s:?} is not a lease file format (expected \"auto\", \"dnsmasq\" or \"odhcpd\")"
+            )),
+        }
+    }
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
@@ -450,6 +520,8 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
+    /// `--rate-limit QPS` (replaces `server.rate_limit`; 0 = off).
+    pub rate_limit: Option<u64>,
 }
 
 impl Config {
@@ -502,6 +574,11 @@ impl Config {
             .map(|t| knob::THREADS.check(t))
             .transpose()
             .map_err(|m| ConfigError::flag("--threads", m))?;
+        let rate_limit = o
+            .rate_limit
+            .map(|n| knob::RATE_LIMIT.check(n))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--rate-limit", m))?;
         let cache_size = o
             .cache_size
             .map(|n| knob::CACHE_SIZE.check(n))
@@ -542,6 +619,14 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        if let Some(qps) = rate_limit {
+            let old = self.server.rate_limit;
+            self.server.rate_limit.qps = qps as u32;
+            // A burst that followed the old rate follows the new one.
+            if old.burst == old.qps || old.burst == 0 {
+                self.server.rate_limit.burst = qps as u32;
+            }
+        }
         Ok(())
     }
 
@@ -558,7 +643,36 @@ impl Config {
                     .into(),
             });
         }
-        Ok(())
+        self.check_open_resolver()
+    }
+
+    /// A listener that the internet may reach (a public address, or the wildcard `0.0.0.0`/`::`,
+    /// which includes any public address the machine has) with an allow-list that admits every
+    /// address (`0.0.0.0/0` or `::/0`) is an open resolver: anyone may use it, and a spoofed source
+    /// turns it into an amplifier against a victim. That needs `server.open_resolver = true`.
+    fn check_open_resolver(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.open_resolver {
+            return Ok(());
+        }
+        let Some(open) = s.allow.iter().find(|c| c.prefix() == 0) else {
+            return Ok(());
+        };
+        let Some(public) = s.listen.iter().find(|a| is_public_listener(a.ip())) else {
+            return Ok(());
+        };
+        Err(ConfigError::Invalid {
+            origin: "config".into(),
+            key: "server.allow".into(),
+            message: format!(
+                "{open} admits every client and dnsveil would listen on {public}, which the \
+                 internet may reach: that is an open resolver, which anyone can use and which \
+                 spoofed queries turn into an amplifier against third parties. Allow only your \
+                 networks (e.g. server.allow = [\"192.168.1.0/24\", \"fd00::/8\"] or --allow), \
+                 listen on a LAN address, or, if an open resolver is really intended, set \
+                 server.open_resolver = true (and consider server.rate_limit)"
+            ),
+        })
     }
 
     /// Legal but questionable settings, to be logged as warnings.
@@ -575,14 +689,20 @@ impl Config {
                 }
             }
         }
-        if self.server.listen.iter().any(|a| !a.ip().is_loopback())
-            && self.server.allow.iter().any(|c| c.prefix() == 0)
-        {
-            out.push(
-                "server.allow contains a /0 network and dnsveil listens on a non-loopback address: \
-                 anyone who can reach it may use it (open resolvers are abused for amplification)"
-                    .into(),
-            );
+        let beyond_loopback = self.server.listen.iter().find(|a| !a.ip().is_loopback());
+        if let Some(addr) = beyond_loopback {
+            if self.server.allow.iter().any(|c| c.prefix() == 0) {
+                out.push(format!(
+                    "server.allow contains a /0 network and dnsveil listens on {addr}: anyone \
+                     who can reach it may use it (open resolvers are abused for amplification)"
+                ));
+            } else if self.server.allow.iter().all(|c| is_loopback_net(c)) {
+                out.push(format!(
+                    "dnsveil listens on {addr}, but server.allow admits only loopback clients, so \
+                     every other client gets REFUSED; add the networks to serve to server.allow \
+                     (e.g. \"192.168.1.0/24\") or --allow"
+                ));
+            }
         }
         out
     }
@@ -694,6 +814,26 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
         ));
     }
     Ok(servers)
+}
+
+/// Whether a listener on `ip` may be reachable from the internet: the wildcard address (which
+/// takes in every address of the machine) or any address that is not loopback, private,
+/// link-local or CGNAT.
+fn is_public_listener(ip: IpAddr) -> bool {
+    ip.is_unspecified() || !is_local(ip)
+}
+
+/// Whether every address of `net` is a loopback address.
+fn is_loopback_net(net: &Cidr) -> bool {
+    match net.addr() {
+        IpAddr::V4(v4) => v4.is_loopback() && net.prefix() >= 8,
+        IpAddr::V6(v6) => {
+            (v6.is_loopback() && net.prefix() == 128)
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() && net.prefix() >= 104)
+        }
+    }
 }
 
 /// Loopback, private (RFC 1918, RFC 4193), link-local or CGNAT: where a plain LAN resolver lives.

@@ -33,13 +33,20 @@
 //! stop reading and finish the queries they have, and [`Server::run`] waits for all of it up to a
 //! grace period, after which the remaining work is abandoned.
 //!
-//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); no response rate
-//! limiting; EDNS TCP keepalive (RFC 7828) is not negotiated; the ACL applies per packet for UDP and
-//! per connection for TCP.
+//! A client (an address, or an IPv6 /64) may hold at most `max_tcp_per_client` connections; one
+//! more is closed as soon as it is accepted, so one host cannot take the whole connection budget
+//! even while nobody else needs it. UDP queries can be rate-limited per client network
+//! ([`ratelimit`]): checked before anything else is done with a datagram (the allow-list's REFUSED
+//! included, which a spoofed flood could otherwise reflect), with one clock read per received batch.
+//!
+//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); the rate limit
+//! counts queries, not responses, and applies to UDP only; EDNS TCP keepalive (RFC 7828) is not
+//! negotiated; the ACL applies per packet for UDP and per connection for TCP.
 
 pub mod acl;
 mod fair;
 mod inline;
+pub mod ratelimit;
 mod respond;
 mod tcp;
 mod udp;
@@ -64,6 +71,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
+pub use ratelimit::{RateLimitConfig, RateLimitCounters};
 
 use fair::{ClientKey, FairBudget};
 
@@ -74,6 +82,8 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent TCP connections (per server).
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 256;
+/// Default cap on concurrent TCP connections from one client.
+pub const DEFAULT_MAX_TCP_PER_CLIENT: usize = 64;
 /// Default cap on queries in flight per TCP connection.
 pub const DEFAULT_MAX_TCP_PIPELINE: usize = 32;
 /// Default cap on slow-path UDP queries in flight (per server).
@@ -107,6 +117,11 @@ pub struct ServerConfig {
     /// Concurrent TCP connections; at the cap the longest-idle connection is closed to make room
     /// (or the new one, if none is idle).
     pub max_tcp_connections: usize,
+    /// Concurrent TCP connections from one client (an address, or an IPv6 /64); a connection
+    /// beyond it is closed at once.
+    pub max_tcp_per_client: usize,
+    /// Per-client rate limiting of UDP queries, if on ([`ratelimit`]).
+    pub rate_limit: Option<RateLimitConfig>,
     /// Queries in flight per TCP connection (at least 1).
     pub max_tcp_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP together, shared fairly between clients; above it
@@ -130,6 +145,8 @@ impl Default for ServerConfig {
             acl: Acl::loopback(),
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_per_client: DEFAULT_MAX_TCP_PER_CLIENT,
+            rate_limit: None,
             max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
             max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
@@ -296,11 +313,20 @@ impl Server {
             inflight: FairBudget::new(cfg.max_udp_inflight.max(1)),
             tcp_queued: AtomicUsize::new(0),
             conns: Connections::new(cfg.max_tcp_connections.max(1)),
+            max_tcp_per_client: cfg.max_tcp_per_client.max(1),
+            limiter: cfg.rate_limit.map(ratelimit::RateLimiter::new),
+            started: std::time::Instant::now(),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
             hard_stop,
         });
         Ok(Server { udp, tcp, shared })
+    }
+
+    /// The counts of rate-limited queries, when rate limiting is on: for logs and metrics, valid
+    /// while the server runs and after.
+    pub fn rate_limit_counters(&self) -> Option<Arc<RateLimitCounters>> {
+        self.shared.limiter.as_ref().map(|l| l.counters())
     }
 
     /// The bound addresses: UDP then TCP for each configured address, with actual ports.
@@ -384,6 +410,11 @@ struct Shared {
     /// Answers waiting in the write buffers of TCP clients that do not read them (see `tcp`).
     tcp_queued: AtomicUsize,
     conns: Connections,
+    max_tcp_per_client: usize,
+    /// Per-client UDP rate limiting, when on.
+    limiter: Option<ratelimit::RateLimiter>,
+    /// The rate limiter's clock starts here.
+    started: std::time::Instant,
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
     pacer: Arc<inline::Pacer>,
@@ -396,6 +427,8 @@ struct Connections {
     slots: Arc<Semaphore>,
     /// Locked only to add, remove or pick a connection; never held across `.await`.
     live: Mutex<HashMap<u64, Arc<ConnState>>>,
+    /// Open connections per client. Locked after `live` when both are, never across `.await`.
+    held: Mutex<HashMap<ClientKey, usize>>,
     next_id: AtomicU64,
     epoch: Instant,
 }
@@ -418,6 +451,7 @@ impl Connections {
         Connections {
             slots: Arc::new(Semaphore::new(cap)),
             live: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -438,13 +472,32 @@ impl Connections {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.insert(state.id, state.clone());
+        *self.lock_held().entry(client).or_default() += 1;
         state
     }
 
     fn unregister(&self, id: u64) {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.remove(&id);
+        if let Some(gone) = live.remove(&id) {
+            let mut held = self.lock_held();
+            if let Some(n) = held.get_mut(&gone.client) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&gone.client);
+                }
+            }
+        }
+    }
+
+    /// Connections `client` holds open now.
+    fn held_by(&self, client: ClientKey) -> usize {
+        self.lock_held().get(&client).copied().unwrap_or(0)
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
+        // No .await while the lock is held.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes room for a connection from `newcomer`: closes the connection idle the longest (oldest

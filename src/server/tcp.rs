@@ -1,7 +1,7 @@
 //! DNS over TCP (RFC 1035 section 4.2.2, RFC 7766).
 //!
 //! ```text
-//!   accept --(slot or evict idlest)--> connection task
+//!   accept --(client under its cap; slot or evict idlest)--> connection task
 //!     read_buf --> rbuf --check/parse frames--> fast path ----------------> wbuf --one write--> client
 //!                                          \--> slow task (<= pipeline) --channel--^
 //! ```
@@ -87,6 +87,10 @@ pub(super) async fn accept_loop(
             },
         };
         let client = ClientKey::of(peer.ip());
+        if shared.conns.held_by(client) >= shared.max_tcp_per_client {
+            debug!(client = %peer, "this client holds its most tcp connections; closing the new one");
+            continue;
+        }
         let Some(permit) = admit(&shared, client, &stop).await else {
             debug!(client = %peer, "tcp connection cap reached, none idle, this client holds its share; closing the new one");
             continue;
