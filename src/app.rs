@@ -2,7 +2,7 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
+//!   Config --> Cache --> Hosts --> DhcpNames --> SpecialNames --> Forwarder(rules, default pool)
 //!                |       \___________________ downstream Chain ___________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
@@ -41,6 +41,7 @@ use crate::clock::WallClock;
 use crate::config::{self, knob, Config, UpstreamServer};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
+use crate::hosts::leases::{self, DhcpNames};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::notify::{self, Notifier};
 use crate::server::{acl::Acl, RateLimitConfig, Server, ServerConfig};
@@ -63,6 +64,7 @@ pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
+    dhcp: Option<Arc<DhcpNames>>,
     forwarder: Arc<Forwarder>,
 }
 
@@ -76,6 +78,14 @@ pub enum PlanError {
          serve none"
     )]
     HostsFile {
+        #[source]
+        source: HostsError,
+    },
+    /// The DHCP lease file exists but cannot be loaded.
+    #[error(
+        "dhcp.lease_file: {source}; name the DHCP server's lease file, or remove dhcp.lease_file"
+    )]
+    LeaseFile {
         #[source]
         source: HostsError,
     },
@@ -101,10 +111,17 @@ impl Plan {
     pub fn build(config: Config) -> Result<Plan, PlanError> {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
+        let dhcp = match dhcp_config(&config.dhcp) {
+            Some(c) => Some(Arc::new(
+                DhcpNames::new(c).map_err(|source| PlanError::LeaseFile { source })?,
+            )),
+            None => None,
+        };
         let forwarder = build_forwarder(&config)?;
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
+            dhcp,
             forwarder: Arc::new(forwarder),
         })
     }
@@ -125,6 +142,7 @@ pub async fn run(
     let Plan {
         config,
         hosts,
+        dhcp,
         forwarder,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
@@ -164,6 +182,11 @@ pub async fn run(
     // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
     // on its own.
     let mut downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone()];
+    // Before the special-use names: those answer NXDOMAIN for the private reverse zones the
+    // leases' reverse names lie in.
+    if let Some(d) = &dhcp {
+        downstream.push(d.clone());
+    }
     if config.hosts.special_use {
         let forwarded: Vec<Name> = config
             .forward
@@ -198,7 +221,12 @@ pub async fn run(
 
     let server = Server::bind(server_config(&config), chain).await?;
     let limited = server.rate_limit_counters();
-    if let Some(rl) = config.server.rate_limit.enabled().then_some(config.server.rate_limit) {
+    if let Some(rl) = config
+        .server
+        .rate_limit
+        .enabled()
+        .then_some(config.server.rate_limit)
+    {
         info!(
             qps = rl.qps,
             burst = rl.burst,
@@ -213,6 +241,10 @@ pub async fn run(
         .file
         .is_some()
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
+
+    let dhcp_watcher = dhcp
+        .clone()
+        .map(|d| d.spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
     let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
@@ -239,6 +271,10 @@ pub async fn run(
                     Ok(()) => info!("hosts reloaded"),
                     Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
                 }
+                if let Some(d) = &dhcp {
+                    // The outcome is logged by `reload`.
+                    let _ = d.reload();
+                }
                 if let Some(c) = &cache {
                     info!(stats = %c.stats(), "cache statistics");
                 }
@@ -255,6 +291,9 @@ pub async fn run(
     }
     serving.await.context("server task")?;
     if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    if let Some(w) = dhcp_watcher {
         let _ = w.await;
     }
     let _ = net_watcher.await;
@@ -401,6 +440,15 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
         records: h.records.clone(),
         ttl: h.ttl,
     }
+}
+
+fn dhcp_config(d: &config::DhcpConfig) -> Option<leases::DhcpConfig> {
+    Some(leases::DhcpConfig {
+        lease_file: d.lease_file.clone()?,
+        format: d.format,
+        domain: d.domain.clone(),
+        ttl: d.ttl,
+    })
 }
 
 fn server_config(c: &Config) -> ServerConfig {

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use crate::hosts::leases::LeaseFormat;
 use crate::server::acl::Cidr;
 use crate::upstream::{UpstreamError, UpstreamSpec, UpstreamUrl};
 use crate::wire::{Name, Record, WireError};
@@ -120,33 +121,6 @@ pub struct DhcpConfig {
     pub domain: Name,
     /// TTL of the answers, in seconds.
     pub ttl: u32,
-}
-
-/// Lease file formats (see [`crate::hosts::leases`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum LeaseFormat {
-    /// Recognised from the file's lines.
-    #[default]
-    Auto,
-    /// dnsmasq's `dhcp.leases`.
-    Dnsmasq,
-    /// odhcpd's lease file (`option leasefile`).
-    Odhcpd,
-}
-
-impl FromStr for LeaseFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(LeaseFormat::Auto),
-            "dnsmasq" => Ok(LeaseFormat::Dnsmasq),
-            "odhcpd" => Ok(LeaseFormat::Odhcpd),
-            _ => Err(format!(
-                "{s:?} is not a lease file format (expected \"auto\", \"dnsmasq\" or \"odhcpd\")"
-            )),
-        }
-    }
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.

@@ -19,8 +19,7 @@ use super::knob::{self, Knob};
 use super::{
     CacheConfig, Config, ConfigError, DhcpConfig, DohMethod, ForwardRule, HostsConfig, LogConfig,
     LogLevel, RateLimit, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
-    LOCAL_RECORD_TTL,
-    MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};
