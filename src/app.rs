@@ -38,7 +38,8 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, UpstreamServer};
+use crate::config::{self, knob, Config, DnssecMode, UpstreamServer};
+use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::leases::{self, DhcpNames};
@@ -49,6 +50,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
+use crate::validate::Validator;
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -66,6 +68,8 @@ pub struct Plan {
     hosts: Arc<Hosts>,
     dhcp: Option<Arc<DhcpNames>>,
     forwarder: Arc<Forwarder>,
+    /// The trust anchors, read, when DNSSEC validation is on.
+    anchors: Option<TrustAnchors>,
 }
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
@@ -97,6 +101,12 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// A trust anchor file cannot be read or parsed.
+    #[error(
+        "resolver.trust_anchor: {0}; give a file of DS or DNSKEY records in zone-file form (as \
+         unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
+    )]
+    TrustAnchor(String),
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -118,11 +128,16 @@ impl Plan {
             None => None,
         };
         let forwarder = build_forwarder(&config)?;
+        let anchors = match config.resolver.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => Some(load_anchors(&config.resolver.trust_anchors)?),
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             dhcp,
             forwarder: Arc::new(forwarder),
+            anchors,
         })
     }
 
@@ -130,6 +145,22 @@ impl Plan {
     pub fn config(&self) -> &Config {
         &self.config
     }
+}
+
+/// The trust anchors of `files`, or the built-in root anchors when there are none.
+fn load_anchors(files: &[PathBuf]) -> Result<TrustAnchors, PlanError> {
+    if files.is_empty() {
+        return Ok(TrustAnchors::iana_root());
+    }
+    let mut all = TrustAnchors::default();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| PlanError::TrustAnchor(format!("{}: {e}", file.display())))?;
+        let anchors =
+            TrustAnchors::parse(&text, file).map_err(|e| PlanError::TrustAnchor(e.to_string()))?;
+        all.extend(anchors);
+    }
+    Ok(all)
 }
 
 /// Serves `plan` until `shutdown` is cancelled. Each message on `reload` asks for a reload
@@ -144,6 +175,7 @@ pub async fn run(
         hosts,
         dhcp,
         forwarder,
+        anchors,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
@@ -194,6 +226,30 @@ pub async fn run(
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
         downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    if let Some(anchors) = anchors {
+        // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
+        // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
+        // make every answer bogus. They are negative trust anchors, with the configured ones.
+        let mut insecure = config.resolver.insecure_domains.clone();
+        insecure.extend(
+            config
+                .forward
+                .iter()
+                .flat_map(|r| r.domains.iter().cloned()),
+        );
+        info!(
+            anchors = anchors.len(),
+            insecure_domains = insecure.len(),
+            "DNSSEC validation on"
+        );
+        let lookups = Chain::new(vec![forwarder.clone()]);
+        downstream.push(Arc::new(Validator::new(
+            anchors,
+            insecure,
+            lookups,
+            WallClock::system(),
+        )));
     }
     downstream.push(forwarder);
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();

@@ -37,4 +37,5 @@ pub mod query;
 pub mod server;
 pub mod special;
 pub mod upstream;
+pub mod validate;
 pub mod wire;

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
-use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::config::{knob, Config, ConfigError, DnssecMode, LogLevel, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::upstream::UpstreamUrl;
@@ -153,6 +153,21 @@ struct RunArgs {
     #[arg(long, value_name = "QPS",
           value_parser = clap::value_parser!(u64).range(knob::RATE_LIMIT.min..=knob::RATE_LIMIT.max))]
     rate_limit: Option<u64>,
+    /// DNSSEC validation: validate or off (replaces resolver.dnssec).
+    #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
+    dnssec: Option<DnssecMode>,
+    /// Trust anchor file: DS or DNSKEY records in zone-file form (repeatable; replaces
+    /// resolver.trust_anchor; default: the built-in IANA root anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
+    /// Zone not to validate, a negative trust anchor (repeatable; replaces
+    /// resolver.insecure_domains).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    insecure_domain: Vec<Name>,
+}
+
+fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
+    s.parse()
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -325,6 +340,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         log_level: args.log_level,
         log_queries: args.log_queries,
         rate_limit: args.rate_limit,
+        dnssec: args.dnssec,
+        trust_anchors: args.trust_anchor,
+        insecure_domains: args.insecure_domain,
     })?;
     config.check_runnable()?;
     Ok(config)

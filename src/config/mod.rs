@@ -63,6 +63,67 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
+    pub resolver: ResolverConfig,
+}
+
+/// `[resolver]`: how answers are obtained and checked: DNSSEC validation, its trust anchors and
+/// the zones exempt from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolverConfig {
+    pub dnssec: DnssecMode,
+    /// Trust anchor files (DS or DNSKEY records in zone-file form, as unbound's
+    /// `trust-anchor-file`), absolute or relative to the config file. Empty: the IANA root
+    /// anchors embedded from `certs/root-anchors.txt`.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Negative trust anchors (RFC 7646): zones whose answers are not validated (treated as
+    /// insecure), for zones known to be broken.
+    pub insecure_domains: Vec<Name>,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            dnssec: DnssecMode::Validate,
+            trust_anchors: Vec::new(),
+            insecure_domains: Vec::new(),
+        }
+    }
+}
+
+/// `resolver.dnssec` / `--dnssec`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnssecMode {
+    /// Validate every answer from upstream (RFC 4035); bogus answers become SERVFAIL.
+    #[default]
+    Validate,
+    /// No validation: answers pass as the upstream sent them (its AD bit included).
+    Off,
+}
+
+impl DnssecMode {
+    pub const NAMES: &'static str = "\"validate\" or \"off\"";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnssecMode::Validate => "validate",
+            DnssecMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for DnssecMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "validate" => Ok(DnssecMode::Validate),
+            "off" => Ok(DnssecMode::Off),
+            _ => Err(format!(
+                "{s:?} is not a DNSSEC mode (expected {})",
+                DnssecMode::NAMES
+            )),
+        }
+    }
 }
 
 /// `[server]`: listeners, client access and resource limits.
@@ -496,6 +557,12 @@ pub struct Overrides {
     pub log_queries: bool,
     /// `--rate-limit QPS` (replaces `server.rate_limit`; 0 = off).
     pub rate_limit: Option<u64>,
+    /// `--dnssec validate|off` (replaces `resolver.dnssec`).
+    pub dnssec: Option<DnssecMode>,
+    /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
+    pub trust_anchors: Vec<PathBuf>,
+    /// `--insecure-domain NAME` (repeatable; replaces `resolver.insecure_domains`).
+    pub insecure_domains: Vec<Name>,
 }
 
 impl Config {
@@ -600,6 +667,15 @@ impl Config {
             if old.burst == old.qps || old.burst == 0 {
                 self.server.rate_limit.burst = qps as u32;
             }
+        }
+        if let Some(m) = o.dnssec {
+            self.resolver.dnssec = m;
+        }
+        if !o.trust_anchors.is_empty() {
+            self.resolver.trust_anchors = o.trust_anchors;
+        }
+        if !o.insecure_domains.is_empty() {
+            self.resolver.insecure_domains = o.insecure_domains;
         }
         Ok(())
     }

@@ -17,9 +17,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, DhcpConfig, DohMethod, ForwardRule, HostsConfig, LogConfig,
-    LogLevel, RateLimit, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
-    LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    CacheConfig, Config, ConfigError, DhcpConfig, DnssecMode, DohMethod, ForwardRule, HostsConfig,
+    LogConfig, LogLevel, RateLimit, ResolverConfig, ServerConfig, SpkiPin, Strategy,
+    UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};
@@ -96,6 +96,25 @@ struct FileSpec {
     forward: Vec<ForwardSpec>,
     #[serde(default)]
     log: LogSpec,
+    #[serde(default)]
+    resolver: ResolverSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolverSpec {
+    dnssec: Option<String>,
+    trust_anchor: Option<OneOrMany>,
+    #[serde(default)]
+    insecure_domains: Vec<String>,
+}
+
+/// A string, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
@@ -261,6 +280,47 @@ impl FileSpec {
             upstream,
             forward,
             log: self.log.validate(cx)?,
+            resolver: self.resolver.validate(cx)?,
+        })
+    }
+}
+
+impl ResolverSpec {
+    fn validate(self, cx: &Cx<'_>) -> Result<ResolverConfig, ConfigError> {
+        let dnssec = match self.dnssec.as_deref() {
+            None => DnssecMode::default(),
+            Some(s) => s.parse().map_err(|m| cx.err("resolver.dnssec", m))?,
+        };
+        let files = match self.trust_anchor {
+            None => Vec::new(),
+            Some(OneOrMany::One(f)) => vec![f],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        let mut trust_anchors = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            let path = cx.path(f);
+            check_file(&path).map_err(|m| {
+                cx.err(
+                    format!("resolver.trust_anchor[{i}]"),
+                    format!("{m} (expected a file of DS or DNSKEY records in zone-file form)"),
+                )
+            })?;
+            trust_anchors.push(path);
+        }
+        let mut insecure_domains = Vec::with_capacity(self.insecure_domains.len());
+        for (i, d) in self.insecure_domains.iter().enumerate() {
+            let name: Name = d.parse().map_err(|e| {
+                cx.err(
+                    format!("resolver.insecure_domains[{i}]"),
+                    format!("{d:?} is not a domain name: {e}"),
+                )
+            })?;
+            insecure_domains.push(name);
+        }
+        Ok(ResolverConfig {
+            dnssec,
+            trust_anchors,
+            insecure_domains,
         })
     }
 }
