@@ -10,9 +10,14 @@ Measures, on loopback only (dnsveil forwards to a local nsd):
   - resident memory with the cache full: 100,000 distinct names asked once (dnsperf), then idle.
 Goals: binary under 8 MiB, idle under 8 MiB. Where memory goes is broken down from
 /proc/PID/smaps (heap, thread stacks, the binary's own pages) for the default configuration.
+Then the cached path's CPU per answer (dnsperf over 1,000 cached names, dnsveil pinned to CPU 0 with
+one worker, dnsperf on CPU 1, as bench.py does; rounds alternate, figures are medians): with rate
+limiting off and on (`--rate-limit 1000000`: every query is checked, none is limited), and, with
+`--compare BINARY`, against another build (e.g. this tree built with the previous release profile).
 Results go to BENCHMARKS.md, between this script's markers (see bench.write_section).
 
-Usage: python3 benches/bench_small.py [--out BENCHMARKS.md] [--no-build] [--settle 2]
+Usage: python3 benches/bench_small.py [--out BENCHMARKS.md] [--no-build] [--settle 2] [--rounds 5]
+                                      [--seconds 5] [--compare BINARY [--compare-label TEXT]]
 Needs: nsd, dnsperf, taskset (Debian: nsd dnsperf util-linux).
 """
 import argparse
@@ -74,6 +79,43 @@ def breakdown(pid):
     return out
 
 
+class Pinned:
+    """dnsveil on CPU 0 with one worker, as bench.Server runs it, with extra flags."""
+
+    def __init__(self, binary, nsd_port, extra):
+        self.port = bench.free_port()
+        cmd = [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--upstream", f"udp://127.0.0.1:{nsd_port}",
+               "--threads", "1", "--hosts", "/dev/null"] + extra
+        self.p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        bench.wait_answer(self.port)
+
+    def stop(self):
+        stop(self.p)
+
+
+def cpu_per_answer(kinds, nsd_port, hot, rounds, seconds):
+    """Median CPU microseconds per cached answer and queries/s of each (label, binary, flags)."""
+    servers = {label: Pinned(binary, nsd_port, extra) for label, binary, extra in kinds}
+    got = {label: [] for label in servers}
+    try:
+        for rnd in range(rounds):
+            order = list(servers)
+            if rnd % 2:
+                order.reverse()
+            for label in order:
+                r = bench.measure(servers[label], hot, "udp", seconds)
+                got[label].append(r)
+                print(f"round {rnd + 1}", label, r, flush=True)
+    finally:
+        for s in servers.values():
+            s.stop()
+    import statistics
+    return {label: (statistics.median(r["cpu_us"] for r in rs), statistics.median(r["qps"] for r in rs),
+                    [round(r["cpu_us"], 2) for r in rs])
+            for label, rs in got.items()}
+
+
 def threads(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -83,6 +125,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(bench.ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds idle before reading memory")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--compare", metavar="BINARY", help="another dnsveil build to compare the cached path with")
+    ap.add_argument("--compare-label", default="previous release profile")
     args = ap.parse_args()
     builds = bench.setup(args, ["nsd", "dnsperf", "taskset"])
     binary = builds["dnsveil"][1]
@@ -102,8 +148,13 @@ def main():
         for i in range(100_000):
             f.write(f"n{i}.bench.test A\n")
     nsd = bench.Nsd(d)
+    hot = os.path.join(d, "hot.txt")
+    with open(hot, "w") as f:
+        for i in range(1000):
+            f.write(f"h{i}.bench.test A\n")
     rows = []
     detail = None
+    cpu = {}
     try:
         for label, extra in [("default config (one worker per core)", []),
                              ("--threads 1", ["--threads", "1"])]:
@@ -120,6 +171,10 @@ def main():
                 print(label, "idle", idle, "full", full, r.get("completed"), flush=True)
             finally:
                 stop(p)
+        kinds = [("this build", binary, []), ("this build, --rate-limit 1000000", binary, ["--rate-limit", "1000000"])]
+        if args.compare:
+            kinds.append((args.compare_label, args.compare, []))
+        cpu = cpu_per_answer(kinds, nsd.port, hot, args.rounds, args.seconds)
     finally:
         nsd.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -150,6 +205,18 @@ def main():
             f"Idle, default config ({nthreads} threads), resident KiB by mapping: "
             + ", ".join(f"{k} {v}" for k, v in parts.items()) + ".",
         ]
+    if cpu:
+        base = cpu["this build"][0]
+        lines += [
+            "",
+            f"Cached path, UDP, 1,000 names, one worker on CPU 0, dnsperf on CPU 1; medians of {args.rounds} "
+            f"alternating rounds of {args.seconds} s (per-round figures in brackets):",
+            "",
+            "| Build | CPU per answer | vs this build | queries/s |",
+            "|---|---|---|---|",
+        ]
+        for label, (us, qps, per) in cpu.items():
+            lines.append(f"| {label} | {us:.2f} µs {per} | {us / base:.3f}x | {qps:,.0f} |")
     print("\n".join(lines))
     bench.write_section(args.out, "bench_small.py", lines)
 

@@ -801,6 +801,22 @@ impl Config {
             self.hosts.records.len(),
             on_off(self.hosts.special_use)
         );
+        if let Some(f) = &self.dhcp.lease_file {
+            s += &format!(
+                "dhcp names: {} under {}\n",
+                f.display(),
+                self.dhcp.domain.to_string().trim_end_matches('.')
+            );
+        }
+        let rl = &self.server.rate_limit;
+        s += &if rl.enabled() {
+            format!(
+                "rate limit: {} queries/s per client (burst {}, slip {}, /{} and /{})\n",
+                rl.qps, rl.burst, rl.slip, rl.ipv4_prefix, rl.ipv6_prefix
+            )
+        } else {
+            "rate limit: off\n".to_string()
+        };
         s
     }
 }
@@ -1005,6 +1021,82 @@ mod tests {
             let err = base().apply(o.clone()).unwrap_err();
             assert_eq!(err.key(), Some(flag), "{o:?}: {err}");
         }
+    }
+
+    #[test]
+    fn rate_limit_flag_replaces_the_rate_and_a_following_burst() {
+        let mut c = base();
+        assert!(!c.server.rate_limit.enabled());
+        c.apply(Overrides {
+            rate_limit: Some(100),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (c.server.rate_limit.qps, c.server.rate_limit.burst),
+            (100, 100)
+        );
+        let mut explicit = Config::from_toml(
+            "[server]\nrate_limit = 10\nrate_limit_burst = 500\n",
+            "test",
+            Path::new("/"),
+        )
+        .unwrap();
+        explicit
+            .apply(Overrides {
+                rate_limit: Some(0),
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert!(!explicit.server.rate_limit.enabled(), "0 turns it off");
+        assert_eq!(
+            explicit.server.rate_limit.burst, 500,
+            "an explicit burst stays"
+        );
+        let err = base()
+            .apply(Overrides {
+                rate_limit: Some(2_000_000),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert_eq!(err.key(), Some("--rate-limit"));
+    }
+
+    fn serving(listen: &[&str], allow: &[&str]) -> Config {
+        let mut c = base();
+        c.server.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
+        c.server.allow = allow.iter().map(|a| a.parse().unwrap()).collect();
+        c
+    }
+
+    #[test]
+    fn open_resolvers_need_consent_and_loopback_only_lists_warn() {
+        for (listen, allow, refused) in [
+            ("0.0.0.0:53", "0.0.0.0/0", true),
+            ("[::]:53", "::/0", true),
+            ("198.51.100.1:53", "::/0", true),
+            ("192.168.1.1:53", "0.0.0.0/0", false),
+            ("127.0.0.1:53", "0.0.0.0/0", false),
+            ("0.0.0.0:53", "192.168.0.0/16", false),
+        ] {
+            let mut c = serving(&[listen], &[allow]);
+            let result = c.check_runnable();
+            assert_eq!(result.is_err(), refused, "{listen} {allow}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(e.key(), Some("server.allow"));
+            }
+            c.server.open_resolver = true;
+            assert!(c.check_runnable().is_ok());
+        }
+        let lan = |allow: &[&str]| serving(&["192.168.1.1:53"], allow).warnings();
+        assert_eq!(lan(&["127.0.0.0/8", "::1/128"]).len(), 1);
+        assert!(lan(&["127.0.0.0/8", "::1/128"])[0].contains("only loopback"));
+        assert_eq!(lan(&["127.0.0.1", "::ffff:127.0.0.1/128"]).len(), 1);
+        assert!(lan(&["127.0.0.0/8", "192.168.1.0/24"]).is_empty());
+        assert!(lan(&["127.0.0.0/7"]).is_empty(), "wider than loopback");
+        assert!(serving(&["127.0.0.1:53"], &["127.0.0.0/8"])
+            .warnings()
+            .is_empty());
     }
 
     #[test]
