@@ -746,7 +746,7 @@ impl Config {
                     "server.allow contains a /0 network and dnsveil listens on {addr}: anyone \
                      who can reach it may use it (open resolvers are abused for amplification)"
                 ));
-            } else if self.server.allow.iter().all(|c| is_loopback_net(c)) {
+            } else if self.server.allow.iter().all(is_loopback_net) {
                 out.push(format!(
                     "dnsveil listens on {addr}, but server.allow admits only loopback clients, so \
                      every other client gets REFUSED; add the networks to serve to server.allow \
