@@ -515,6 +515,7 @@ fn server_config(c: &Config) -> ServerConfig {
         tcp_idle_timeout: s.tcp_idle_timeout,
         max_tcp_connections: s.max_tcp_connections,
         max_tcp_per_client: s.max_tcp_connections_per_client,
+        query_deadline: s.query_timeout,
         rate_limit: s.rate_limit.enabled().then_some(RateLimitConfig {
             qps: s.rate_limit.qps,
             burst: s.rate_limit.burst,

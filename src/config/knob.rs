@@ -164,6 +164,16 @@ knob!(
     "Most client networks the rate limiter tracks at once (its memory bound)."
 );
 knob!(
+    QUERY_TIMEOUT_SECS,
+    "server.query_timeout_secs",
+    15,
+    1,
+    300,
+    "seconds",
+    "A query not answered after this long is abandoned (SERVFAIL over TCP, silence over UDP): \
+     the safety net above upstream.timeout_ms."
+);
+knob!(
     MAX_TCP_PIPELINE,
     "server.max_tcp_pipeline",
     32,
@@ -312,6 +322,7 @@ pub const ALL: &[Knob] = &[
     RATE_LIMIT_IPV4_PREFIX,
     RATE_LIMIT_IPV6_PREFIX,
     RATE_LIMIT_CLIENTS,
+    QUERY_TIMEOUT_SECS,
     MAX_TCP_PIPELINE,
     MAX_UDP_INFLIGHT,
     MAX_UDP_PAYLOAD,

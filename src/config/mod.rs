@@ -142,6 +142,8 @@ pub struct ServerConfig {
     pub max_udp_payload: u16,
     /// Concurrent TCP connections from one client (address, or IPv6 /64).
     pub max_tcp_connections_per_client: usize,
+    /// A query not answered after this long is abandoned.
+    pub query_timeout: Duration,
     /// Per-client rate limiting of UDP queries (off when its `qps` is 0).
     pub rate_limit: RateLimit,
     /// The operator's explicit consent to serve anyone from a public address (see

@@ -135,6 +135,7 @@ struct ServerSpec {
     rate_limit_ipv4_prefix: Option<i64>,
     rate_limit_ipv6_prefix: Option<i64>,
     rate_limit_clients: Option<i64>,
+    query_timeout_secs: Option<i64>,
     open_resolver: Option<bool>,
 }
 
@@ -380,6 +381,9 @@ impl ServerSpec {
                 self.max_tcp_connections_per_client,
             )? as usize,
             rate_limit,
+            query_timeout: Duration::from_secs(
+                cx.knob(knob::QUERY_TIMEOUT_SECS, self.query_timeout_secs)?,
+            ),
             open_resolver: self.open_resolver.unwrap_or(false),
         })
     }

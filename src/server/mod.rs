@@ -90,7 +90,7 @@ pub const DEFAULT_MAX_TCP_PIPELINE: usize = 32;
 pub const DEFAULT_MAX_UDP_INFLIGHT: usize = 4096;
 /// How long [`Server::run`] waits for in-flight work after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Safety net: a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
+/// Default safety net ([`ServerConfig::query_deadline`]): a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
 /// silence over UDP). Handlers have their own, shorter, upstream timeouts; this only keeps a stuck
 /// handler from holding a permit forever.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(15);
@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub max_tcp_per_client: usize,
     /// Per-client rate limiting of UDP queries, if on ([`ratelimit`]).
     pub rate_limit: Option<RateLimitConfig>,
+    /// A query the chain has not answered after this long is abandoned: SERVFAIL over TCP, no
+    /// answer over UDP (a safety net above the upstreams' own time budget).
+    pub query_deadline: Duration,
     /// Queries in flight per TCP connection (at least 1).
     pub max_tcp_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP together, shared fairly between clients; above it
@@ -147,6 +150,7 @@ impl Default for ServerConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             max_tcp_per_client: DEFAULT_MAX_TCP_PER_CLIENT,
             rate_limit: None,
+            query_deadline: QUERY_DEADLINE,
             max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
             max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
@@ -316,6 +320,7 @@ impl Server {
             max_tcp_per_client: cfg.max_tcp_per_client.max(1),
             limiter: cfg.rate_limit.map(ratelimit::RateLimiter::new),
             started: std::time::Instant::now(),
+            query_deadline: cfg.query_deadline.max(Duration::from_millis(1)),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
             hard_stop,
@@ -415,6 +420,8 @@ struct Shared {
     limiter: Option<ratelimit::RateLimiter>,
     /// The rate limiter's clock starts here.
     started: std::time::Instant,
+    /// How long the chain may take over one query.
+    query_deadline: Duration,
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
     pacer: Arc<inline::Pacer>,

@@ -47,7 +47,7 @@ use tracing::{debug, info};
 use super::fair::ClientKey;
 use super::respond::{self, Prepared, TCP_LIMIT};
 use super::udp::{fast_path_eligible, log_answer, log_view};
-use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
+use super::{ConnState, Shared, MAX_TCP_QUERY_LEN};
 use crate::handler::{BusyReason, HandlerError, Protocol, Request};
 use crate::wire::{Message, QueryView, HEADER_LEN};
 
@@ -366,13 +366,13 @@ impl Connection {
             };
             let outcome = tokio::select! {
                 biased;
-                r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+                r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
                 _ = shared.hard_stop.cancelled() => return,
                 // Its share went to a client holding less: the query ends now, and says so.
                 _ = share.cancelled() => Ok(Err(busy())),
             };
             drop(share);
-            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(QUERY_DEADLINE)));
+            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(shared.query_deadline)));
             let response = respond::respond(&req.query, &outcome, TCP_LIMIT, shared.ours);
             if let Some(bytes) = response {
                 if shared.log_queries {

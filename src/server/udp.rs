@@ -33,8 +33,8 @@ use tracing::{debug, info};
 use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
+use super::Shared;
 use super::{fair, inline};
-use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Name, Opcode, QueryView, Rcode, HEADER_LEN};
 
@@ -227,7 +227,7 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
     };
     let outcome = tokio::select! {
         _ = shared.hard_stop.cancelled() => return,
-        r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+        r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
     };
     let Ok(outcome) = outcome else {
         debug!(client = %src, "query deadline passed; no answer sent");
