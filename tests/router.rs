@@ -511,3 +511,35 @@ fn a_missing_lease_file_is_picked_up_when_it_appears() {
     assert_eq!(data(&nas), [RData::A([192, 168, 1, 30].into())]);
     assert_eq!(nas.answers[0].ttl, 30);
 }
+
+/// A lease file that is a FIFO (or anything but a regular file) is refused before anything
+/// starts, instead of hanging the start waiting for a writer.
+#[test]
+fn a_lease_file_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("leases.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let conf = dir.path().join("dnsveil.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[dhcp]\nlease_file = \"{}\"\n[hosts]\nfile = \"\"\n[upstream]\nservers = [\"udp://{NO_UPSTREAM}\"]\n",
+            fifo.display()
+        ),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let (code, err) = run_exit(&[
+        "--config",
+        conf.to_str().expect("path"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("dhcp.lease_file") && err.contains("not a regular file"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -379,17 +379,30 @@ impl DhcpNames {
             reason: e.to_string(),
         };
         let stamp = FileStamp::of(path).map_err(read_err)?;
+        // A version that cannot be used is not tried again until it changes (no warning every
+        // poll); the previous names stay meanwhile.
+        let failed = |e: HostsError| {
+            self.lock_loaded().0 = Some(stamp);
+            e
+        };
+        // Opening a FIFO would wait for a writer; a device or directory is no lease file.
+        if !std::fs::metadata(path).map_err(read_err)?.is_file() {
+            return Err(failed(HostsError::Read {
+                path: path.clone(),
+                reason: "not a regular file".into(),
+            }));
+        }
         let mut data = Vec::new();
         std::fs::File::open(path)
             .map_err(read_err)?
             .take(MAX_FILE_LEN + 1)
             .read_to_end(&mut data)
-            .map_err(read_err)?;
+            .map_err(|e| failed(read_err(e)))?;
         if data.len() as u64 > MAX_FILE_LEN {
-            return Err(HostsError::TooLarge {
+            return Err(failed(HostsError::TooLarge {
                 path: path.clone(),
                 max: MAX_FILE_LEN,
-            });
+            }));
         }
         let parsed = parse_leases(&data, self.config.format, unix_now());
         for w in &parsed.warnings {
@@ -431,9 +444,8 @@ impl Watched for DhcpNames {
 
     fn stale(&self, now: Option<FileStamp>) -> bool {
         let (stamp, expiry) = *self.lock_loaded();
-        // A file that is gone for the moment (being replaced) keeps the table, but a lease that
-        // ended takes its name away all the same.
-        (now.is_some() && now != stamp) || expiry.is_some_and(|t| t <= unix_now())
+        // A file that is gone for the moment (being replaced) keeps the table until it is back.
+        now.is_some() && (now != stamp || expiry.is_some_and(|t| t <= unix_now()))
     }
 
     fn reload_now(&self) {

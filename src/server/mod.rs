@@ -725,6 +725,27 @@ mod tests {
         assert_eq!(conns.live.lock().unwrap().len(), 2);
     }
 
+    #[test]
+    fn connections_are_counted_per_client() {
+        let conns = Connections::new(8);
+        let me = ClientKey::of([127, 0, 0, 1].into());
+        let other = ClientKey::of("2001:db8::1".parse().unwrap());
+        let a = conns.register(me, CancellationToken::new());
+        let b = conns.register(me, CancellationToken::new());
+        let c = conns.register(other, CancellationToken::new());
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (2, 1));
+        conns.unregister(a.id);
+        conns.unregister(a.id);
+        assert_eq!(conns.held_by(me), 1, "a second unregister changes nothing");
+        conns.unregister(b.id);
+        conns.unregister(c.id);
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (0, 0));
+        assert!(
+            conns.held.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
+    }
+
     /// With every connection busy, one client holding them all gives one up to another client, but
     /// not to itself, and clients holding about as much as the newcomer are left alone.
     #[test]
