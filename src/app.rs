@@ -50,7 +50,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
-use crate::validate::Validator;
+use crate::validate::{load_anchors, Validator};
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -130,7 +130,9 @@ impl Plan {
         let forwarder = build_forwarder(&config)?;
         let anchors = match config.resolver.dnssec {
             DnssecMode::Off => None,
-            DnssecMode::Validate => Some(load_anchors(&config.resolver.trust_anchors)?),
+            DnssecMode::Validate => {
+                Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
+            }
         };
         Ok(Plan {
             config,
@@ -145,22 +147,6 @@ impl Plan {
     pub fn config(&self) -> &Config {
         &self.config
     }
-}
-
-/// The trust anchors of `files`, or the built-in root anchors when there are none.
-fn load_anchors(files: &[PathBuf]) -> Result<TrustAnchors, PlanError> {
-    if files.is_empty() {
-        return Ok(TrustAnchors::iana_root());
-    }
-    let mut all = TrustAnchors::default();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| PlanError::TrustAnchor(format!("{}: {e}", file.display())))?;
-        let anchors =
-            TrustAnchors::parse(&text, file).map_err(|e| PlanError::TrustAnchor(e.to_string()))?;
-        all.extend(anchors);
-    }
-    Ok(all)
 }
 
 /// Serves `plan` until `shutdown` is cancelled. Each message on `reload` asks for a reload

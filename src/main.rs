@@ -83,9 +83,15 @@ struct QueryArgs {
     /// Address to connect to when the upstream's host is a name (repeatable; never resolved).
     #[arg(long, value_name = "IP", requires = "upstream")]
     bootstrap: Vec<std::net::IpAddr>,
-    /// Set the DO bit (ask for DNSSEC records).
-    #[arg(long)]
-    dnssec: bool,
+    /// Alone: set the DO bit (ask for DNSSEC records). `--dnssec validate`: also validate the
+    /// answer and print the verdict (exit 1 when bogus); `--dnssec off`: neither.
+    #[arg(long, value_name = "validate|off", num_args = 0..=1, default_missing_value = "do",
+          value_parser = parse_query_dnssec)]
+    dnssec: Option<QueryDnssec>,
+    /// Trust anchor file for --dnssec validate (repeatable; default: the built-in IANA root
+    /// anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
     /// Use TCP instead of UDP for a udp:// upstream.
     #[arg(long)]
     tcp: bool,
@@ -170,6 +176,21 @@ fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
     s.parse()
 }
 
+/// What `dnsveil query --dnssec[=MODE]` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryDnssec {
+    /// `--dnssec` alone: the DO bit.
+    DoBit,
+    Mode(DnssecMode),
+}
+
+fn parse_query_dnssec(s: &str) -> Result<QueryDnssec, String> {
+    match s {
+        "do" => Ok(QueryDnssec::DoBit),
+        _ => s.parse().map(QueryDnssec::Mode),
+    }
+}
+
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
 fn parse_path_or_empty(s: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(PathBuf::from(s))
@@ -223,22 +244,33 @@ fn query(args: QueryArgs) -> ExitCode {
         None => query::default_spec(timeout),
     };
     let result = spec.and_then(|spec| {
+        let validate = match args.dnssec {
+            Some(QueryDnssec::Mode(DnssecMode::Validate)) => Some(
+                dnsveil::validate::load_anchors(&args.trust_anchor)
+                    .map_err(query::QueryError::Validation)?,
+            ),
+            _ => None,
+        };
         let opts = query::QueryOptions {
             name: args.name,
             qtype: args.qtype,
             spec,
-            dnssec: args.dnssec,
+            dnssec: args.dnssec == Some(QueryDnssec::DoBit),
+            validate,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(query::QueryError::Runtime)?;
-        Ok(runtime.block_on(query::run(&opts))?)
+        runtime.block_on(query::run(&opts))
     });
     match result {
         Ok(outcome) => {
             print!("{}", query::format(&outcome));
-            ExitCode::SUCCESS
+            match outcome.verdict {
+                Some(dnsveil::handler::Verdict::Bogus(_)) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("dnsveil: query failed: {e}");
