@@ -1,9 +1,9 @@
 //! dnsveil: an encrypted DNS stub resolver proxy.
 //!
 //! ```text
-//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> special-use names
-//!    ^                               ^              -> forwarding rules -> default upstream
-//!    |                               |                                          |
+//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> DHCP leases -> special-use names
+//!    ^   (allow-list, rate limit,    ^              -> forwarding rules -> default upstream
+//!    |    connection caps)           |                                          |
 //!    |                               +-- Answer: wire bytes, origin, verdict <--+
 //!    |                                   (stored by the cache with its verdict)
 //!    +-- wire::response::write: the client's response, written once from those bytes
@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
+//! `hosts` with its DHCP lease names, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
 //! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
 //! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
 //! results as `handler` verdicts, for the validating stage to come. `app`

@@ -21,6 +21,9 @@
 //! [`parse::MAX_LINE_LEN`], at most [`parse::MAX_NAMES`] (1,000,000) names and
 //! [`table::MAX_ADDRS_PER_NAME`] addresses per name and family.
 //!
+//! The DHCP lease names ([`leases`]) are a second stage built from the same parts: the table, the
+//! lookup and the file watcher.
+//!
 //! Limitations: change detection by polling (no inotify), so a rewrite that keeps length, inode and
 //! modification time (within the filesystem's timestamp resolution) goes unnoticed until the next
 //! SIGHUP; only class IN is answered.

@@ -1,7 +1,7 @@
 //! The listeners: UDP and TCP sockets that feed queries to the handler chain.
 //!
 //! ```text
-//!   UDP socket xN (SO_REUSEPORT) --recv--> checks --QueryView--> chain.answer_fast --> send   (no task)
+//!   UDP socket xN (SO_REUSEPORT) --recv--> rate limit, checks --QueryView--> chain.answer_fast --> send
 //!                                            |                        | false
 //!                                            |                        v
 //!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> future:
