@@ -167,6 +167,9 @@ impl Hierarchy {
             };
             served.push((name, zone_text));
         }
+        // A wildcard CNAME in the anchor zone into a name a child zone denies: the answer's
+        // authority then holds proofs of two zones that are both above the final name.
+        parent_body.push_str("*.chain.test. IN CNAME nx.secure.test.\n");
         let base = keygen(d, "test", "ECDSAP256SHA256");
         let parent = sign(
             d,
@@ -285,7 +288,7 @@ fn zones() -> Vec<Zone> {
     vec![
         z(
             "secure",
-            "www IN A 192.0.2.1\n*.wild IN TXT \"wild\"\nalias IN CNAME www\nout IN CNAME www.insecure.test.\n",
+            "www IN A 192.0.2.1\n*.wild IN TXT \"wild\"\nalias IN CNAME www\nout IN CNAME www.insecure.test.\n*.chain IN CNAME nx.nsec3.test.\n",
             Some("ECDSAP256SHA256"),
             vec![],
             Ds::Real,
@@ -388,7 +391,17 @@ fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
 /// queries, DS and DNSKEY over the same encrypted upstream.
 #[test]
 fn validates_through_a_non_validating_recursor_over_dot() {
-    check_hierarchy(&Hierarchy::start_via(Via::UnboundDot, &[]));
+    let h = Hierarchy::start_via(Via::UnboundDot, &[]);
+    check_hierarchy(&h);
+    // A recursor follows a chain across zones: a wildcard CNAME in secure.test (its proof signed
+    // by secure.test) to a name nsec3.test denies (its proof signed by nsec3.test), both proofs
+    // in one authority section.
+    let a = h.ask("a.chain.secure.test", "A", &[]);
+    assert_eq!(a.status(), "NXDOMAIN", "{}", a.0);
+    assert!(a.ad(), "{}", a.0);
+    let a = h.ask("b.chain.test", "A", &[]);
+    assert_eq!(a.status(), "NXDOMAIN", "{}", a.0);
+    assert!(a.ad(), "{}", a.0);
 }
 
 fn check_hierarchy(h: &Hierarchy) {
@@ -571,4 +584,40 @@ fn names_in_a_validated_nsec_range_are_denied_without_the_upstream() {
     let uncovered = h.ask("b.secure.test", "A", &["+time=8"]);
     assert_eq!(uncovered.status(), "SERVFAIL", "{}", uncovered.0);
     h.nsd.resume();
+}
+
+/// The same with NSEC3 (hashed names): once the zone's ranges are known from a few secure
+/// denials, other names are denied without the upstream.
+#[test]
+fn names_in_validated_nsec3_ranges_are_denied_without_the_upstream() {
+    let h = Hierarchy::start(&[]);
+    // nsec3.test has five names (apex, ns, www, wild, *.wild), so five hashed ranges: forty
+    // names visit them all but for a very small one (whose chance to be hit later is as small).
+    for i in 0..40 {
+        let a = h.ask(&format!("nx{i}.nsec3.test"), "A", &[]);
+        assert!(a.ad() && a.status() == "NXDOMAIN", "{}", a.0);
+    }
+    let nodata = h.ask("www.nsec3.test", "TXT", &[]);
+    assert!(nodata.ad() && nodata.status() == "NOERROR", "{}", nodata.0);
+
+    h.nsd.pause();
+    let mut denied = 0;
+    for i in 0..10 {
+        let a = h.ask(&format!("other{i}.nsec3.test"), "A", &["+time=8"]);
+        if a.status() == "NXDOMAIN" {
+            assert!(a.ad() && a.has("NSEC3"), "{}", a.0);
+            denied += 1;
+        }
+    }
+    let other_type = h.ask("www.nsec3.test", "MX", &["+time=8"]);
+    h.nsd.resume();
+    assert!(
+        denied >= 9,
+        "only {denied} of 10 names denied from the known ranges"
+    );
+    assert!(
+        other_type.ad() && other_type.status() == "NOERROR",
+        "{}",
+        other_type.0
+    );
 }
