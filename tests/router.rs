@@ -543,3 +543,44 @@ fn a_lease_file_that_is_not_a_regular_file_is_refused() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// `run` logs the loopback-only warning at start, too: in a network namespace of its own (a LAN
+/// address on its loopback interface), dnsveil listening on that address with the default
+/// allow-list says that the LAN would get REFUSED, and serves all the same.
+#[test]
+fn a_lan_listener_with_a_loopback_only_allow_list_is_a_warning_at_start() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let unshare = harness::require_tool("unshare", "util-linux");
+    let ip = harness::require_tool("ip", "iproute2");
+    let bin = env!("CARGO_BIN_EXE_dnsveil");
+    let script = format!(
+        "{ip} addr add 192.168.77.1/32 dev lo && {ip} link set lo up && exec {bin} run \
+         --listen 192.168.77.1:5399 --upstream udp://{NO_UPSTREAM} --hosts ''",
+        ip = ip.display()
+    );
+    let mut child = harness::Guard(
+        Command::new(&unshare)
+            .args(["--net", "sh", "-c", &script])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let done = line.contains("listening on tcp 192.168.77.1:5399");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(
+        log.contains("dnsveil listens on 192.168.77.1:5399, but server.allow admits only loopback"),
+        "{log}"
+    );
+    assert!(log.contains("listening on udp 192.168.77.1:5399"), "{log}");
+}
