@@ -1,8 +1,8 @@
 //! dnsveil: an encrypted DNS stub resolver proxy.
 //!
 //! ```text
-//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> DHCP leases -> special-use names
-//!    ^   (allow-list, rate limit,    ^              -> forwarding rules -> default upstream
+//!  client --UDP/TCP--> server --> Chain: block -> cache -> hosts/local -> DHCP leases
+//!    ^   (allow-list, rate limit,    ^     -> special-use names -> forwarding rules -> default upstream
 //!    |    connection caps)           |                                          |
 //!    |                               +-- Answer: wire bytes, origin, verdict <--+
 //!    |                                   (stored by the cache with its verdict)
@@ -11,8 +11,9 @@
 //!   cache, a question and its flags, no client
 //! ```
 //!
-//! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts` with its DHCP lease names, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
+//! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`block`,
+//! `cache`, `hosts` with its DHCP lease names, `special`, `forward`) use `handler` and `wire`; `block`
+//! fetches lists with `upstream::tls`; `forward -> upstream -> wire`;
 //! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
 //! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
 //! results as `handler` verdicts, for the validating stage to come. `app`
@@ -24,6 +25,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
+pub mod block;
 pub mod cache;
 pub mod clock;
 pub mod config;

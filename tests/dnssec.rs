@@ -28,6 +28,9 @@ struct Zone {
     ds: Ds,
     /// Applied to the signed text before it is served (tampering).
     edit: fn(String) -> String,
+    /// DNSKEYs added before signing that share the real key's tag but match no signature
+    /// (KeyTrap, CVE-2023-50387).
+    colliding_keys: usize,
 }
 
 #[derive(PartialEq)]
@@ -140,6 +143,12 @@ impl Hierarchy {
             let zone_text = match z.algorithm {
                 Some(alg) => {
                     let base = keygen(d, &name, alg);
+                    let mut text = text;
+                    if z.colliding_keys > 0 {
+                        let key =
+                            std::fs::read_to_string(d.join(format!("{base}.key"))).expect("key");
+                        text.push_str(&colliding_keys(&key, z.colliding_keys));
+                    }
                     let signed = sign(d, &name, &text, &base, &z.sign_args);
                     let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
                     match z.ds {
@@ -275,6 +284,7 @@ fn zones() -> Vec<Zone> {
         sign_args,
         ds,
         edit: keep,
+        colliding_keys: 0,
     };
     let nsec3 = |iterations: &str| {
         vec![
@@ -337,11 +347,73 @@ fn zones() -> Vec<Zone> {
             ..z("tampered", "www IN A 192.0.2.13\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
         },
         Zone {
+            colliding_keys: 9,
+            ..z("keytrap", "www IN A 192.0.2.16\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
+        },
+        Zone {
             // One character of the A record's signature changed.
             edit: tamper_signature,
             ..z("badsig", "www IN A 192.0.2.14\n", Some("ED25519"), vec![], Ds::Real)
         },
     ]
+}
+
+/// `n` DNSKEY records with the tag of the key in `key_file` (ldns-keygen's `.key` line) and
+/// other public keys: the first octet changed, the last two searched until the tag matches.
+fn colliding_keys(key_file: &str, n: usize) -> String {
+    use base64::Engine as _;
+    let line = key_file
+        .lines()
+        .find(|l| l.contains("DNSKEY"))
+        .expect("DNSKEY line");
+    // ldns-keygen ends the line with a comment (`;{id = ...}`).
+    let line = line.split(';').next().expect("record");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let at = f.iter().position(|x| *x == "DNSKEY").expect("type");
+    let (flags, alg): (u16, u8) = (
+        f[at + 1].parse().expect("flags"),
+        f[at + 3].parse().expect("alg"),
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let real = b64.decode(f[at + 4..].concat()).expect("base64 key");
+    let rdata = |key: &[u8]| [&flags.to_be_bytes()[..], &[3, alg], key].concat();
+    let tag = dnsveil::dnssec::key::key_tag(&rdata(&real));
+    let mut out = String::new();
+    for i in 0..n {
+        let mut key = real.clone();
+        key[0] ^= (i + 1) as u8;
+        // The tag sums the RDATA as 16-bit words (RFC 4034 appendix B): with the last two octets
+        // zero, the sum is short of what the tag needs by an amount those two octets can add.
+        let last = key.len() - 2;
+        key[last..].copy_from_slice(&[0, 0]);
+        let base: u32 = rdata(&key)
+            .chunks(2)
+            .map(|p| (u32::from(p[0]) << 8) + u32::from(*p.get(1).unwrap_or(&0)))
+            .sum();
+        let w = [base >> 16, (base >> 16) + 1]
+            .into_iter()
+            .map(|k| k * 65536 + ((u32::from(tag) + 65536 - (k & 0xffff)) & 0xffff))
+            .find(|ac| *ac >= base && *ac - base <= 0xffff)
+            .expect("a reachable sum")
+            - base;
+        if (4 + last) % 2 == 0 {
+            key[last..].copy_from_slice(&(w as u16).to_be_bytes());
+        } else {
+            key[last] = (w & 0xff) as u8;
+            key[last + 1] = (w >> 8) as u8;
+        }
+        assert_eq!(
+            dnsveil::dnssec::key::key_tag(&rdata(&key)),
+            tag,
+            "colliding key"
+        );
+        out.push_str(&format!(
+            "{} IN DNSKEY {flags} 3 {alg} {}\n",
+            f[0],
+            b64.encode(&key)
+        ));
+    }
+    out
 }
 
 /// The signed zone with one base64 character of the signature over `www ... A` changed.
@@ -620,4 +692,51 @@ fn names_in_validated_nsec3_ranges_are_denied_without_the_upstream() {
         "{}",
         other_type.0
     );
+}
+
+/// KeyTrap (CVE-2023-50387): ten DNSKEYs share one key tag and only one is real. At most two keys
+/// per tag are tried, so the answer comes at once, and the process keeps answering. Whether the
+/// real key is among the two tried depends on the order nsd lists the keys in: secure if it is,
+/// bogus ("DNSKEY Missing": no key the DS names verified) if not.
+#[test]
+fn many_keys_with_one_tag_cost_two_verifications_not_ten() {
+    let h = Hierarchy::start(&[]);
+    let keys = dig(h.nsd.addr, &["keytrap.test", "DNSKEY", "+short"]);
+    let first_two: Vec<&str> = keys.lines().take(2).collect();
+    let real_tried = {
+        let dir = std::fs::read_dir(h._dir.path()).expect("dir");
+        let key_file = dir
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.to_string_lossy().contains("Kkeytrap.test.")
+                    && p.extension().is_some_and(|e| e == "key")
+            })
+            .expect("key file");
+        let text = std::fs::read_to_string(key_file).expect("key");
+        let rdata = text.split("DNSKEY").nth(1).expect("rdata");
+        let real_b64: String = rdata
+            .split(';')
+            .next()
+            .expect("rdata")
+            .split_whitespace()
+            .skip(3)
+            .collect();
+        first_two
+            .iter()
+            .any(|l| l.split_whitespace().skip(3).collect::<String>() == real_b64)
+    };
+    let start = std::time::Instant::now();
+    let a = h.ask("www.keytrap.test", "A", &[]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    if real_tried {
+        assert!(a.ad() && a.status() == "NOERROR", "{}", a.0);
+    } else {
+        assert_eq!(a.status(), "SERVFAIL", "{}", a.0);
+        assert_eq!(a.ede(), Some(9), "{}", a.0);
+    }
+    assert!(h.ask("www.secure.test", "A", &[]).ad(), "still serving");
 }

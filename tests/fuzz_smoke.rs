@@ -1,5 +1,5 @@
 //! Runs the bodies of the cargo-fuzz targets (fuzz/fuzz_targets, bodies in
-//! `dnsveil::wire::fuzzing`) on stable Rust: over the committed seeds, then over ~20,000
+//! `dnsveil::wire::fuzzing` and `dnsveil::dnssec::fuzzing`) on stable Rust: over the committed seeds, then over ~20,000
 //! deterministic mutations of them per target. Real fuzzing (`cargo +nightly fuzz run message`)
 //! goes much further; this keeps the targets compiling and their properties checked in CI.
 
@@ -269,4 +269,66 @@ fn hosts_target_on_seeds_and_mutations() {
 fn leases_target_on_seeds_and_mutations() {
     let pool = seeds("leases");
     run(dnsveil::hosts::leases::fuzz_leases, &pool, TEXT_DICT, 5);
+}
+
+#[test]
+fn blocklist_target_on_seeds_and_mutations() {
+    let pool = seeds("blocklist");
+    let dict: &[&[u8]] = &[
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"0.0.0.0 ",
+        b"127.0.0.1 ",
+        b":: ",
+        b"||",
+        b"^",
+        b"@@",
+        b"$important",
+        b"*.",
+        b".",
+        b"#",
+        b"!",
+        b"\xc3\xa9",
+        b"\xff",
+        &[0xC0, 12],
+        &[3, b'c', b'o', b'm', 0],
+    ];
+    run(dnsveil::block::fuzz_blocklist, &pool, dict, 4);
+}
+
+#[test]
+fn dnssec_records_target_on_seeds_and_mutations() {
+    let mut pool = seeds("dnssec_records");
+    pool.extend(rich_messages());
+    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 4);
+}
+
+#[test]
+fn trust_anchors_target_on_seeds_and_mutations() {
+    let pool = seeds("trust_anchors");
+    for s in &pool {
+        let text = std::str::from_utf8(s).expect("seed is text");
+        dnsveil::dnssec::TrustAnchors::parse(text, Path::new("seed"))
+            .unwrap_or_else(|e| panic!("seed {text:?}: {e}"));
+    }
+    let dict: &[&[u8]] = &[
+        b" ",
+        b"(",
+        b")",
+        b";",
+        b"\n",
+        b" IN ",
+        b" DS ",
+        b" DNSKEY ",
+        b" 257 3 8 ",
+        b" 256 ",
+        b"$TTL ",
+        b".",
+        b"0",
+        b"F",
+        b"=",
+    ];
+    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 5);
 }

@@ -310,6 +310,25 @@ knob!(
     "Time budget of one client query across all upstream attempts."
 );
 
+knob!(
+    BLOCK_TTL,
+    "block.ttl",
+    10,
+    0,
+    86400,
+    "seconds",
+    "TTL of blocked answers."
+);
+knob!(
+    BLOCK_REFRESH_SECS,
+    "block.refresh_secs",
+    86400,
+    60,
+    2_592_000,
+    "seconds",
+    "How often block lists are reloaded and list URLs fetched again."
+);
+
 /// Every knob, for documentation checks.
 pub const ALL: &[Knob] = &[
     THREADS,
@@ -338,6 +357,8 @@ pub const ALL: &[Knob] = &[
     HOSTS_TTL,
     DHCP_TTL,
     UPSTREAM_TIMEOUT_MS,
+    BLOCK_TTL,
+    BLOCK_REFRESH_SECS,
 ];
 
 #[cfg(test)]

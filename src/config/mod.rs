@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::block::BlockSettings;
 pub use crate::hosts::leases::LeaseFormat;
 use crate::server::acl::Cidr;
 use crate::upstream::{UpstreamError, UpstreamSpec, UpstreamUrl};
@@ -63,6 +64,8 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
+    /// `[block]`: block and allow lists ([`crate::block`]).
+    pub block: BlockSettings,
     pub resolver: ResolverConfig,
 }
 
@@ -559,6 +562,10 @@ pub struct Overrides {
     pub log_queries: bool,
     /// `--rate-limit QPS` (replaces `server.rate_limit`; 0 = off).
     pub rate_limit: Option<u64>,
+    /// `--blocklist FILE|URL` (replaces `block.lists`).
+    pub blocklists: Vec<String>,
+    /// `--allowlist FILE` (replaces `block.allow`).
+    pub allowlists: Vec<String>,
     /// `--dnssec validate|off` (replaces `resolver.dnssec`).
     pub dnssec: Option<DnssecMode>,
     /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
@@ -669,6 +676,15 @@ impl Config {
             if old.burst == old.qps || old.burst == 0 {
                 self.server.rate_limit.burst = qps as u32;
             }
+        }
+        let cwd = Path::new("");
+        if !o.blocklists.is_empty() {
+            self.block.lists = spec::block_sources(&o.blocklists, "--blocklist", false, cwd)
+                .map_err(|(k, m)| ConfigError::flag(&k, m))?;
+        }
+        if !o.allowlists.is_empty() {
+            self.block.allow = spec::block_sources(&o.allowlists, "--allowlist", false, cwd)
+                .map_err(|(k, m)| ConfigError::flag(&k, m))?;
         }
         if let Some(m) = o.dnssec {
             self.resolver.dnssec = m;
@@ -819,6 +835,17 @@ impl Config {
         } else {
             "rate limit: off\n".to_string()
         };
+        if !self.block.lists.is_empty() {
+            s += &format!(
+                "block: {} list(s), {} allow list(s), answer {}\n",
+                self.block.lists.len(),
+                self.block.allow.len(),
+                match self.block.answer {
+                    crate::block::AnswerMode::NxDomain => "nxdomain",
+                    crate::block::AnswerMode::Null => "null",
+                }
+            );
+        }
         s
     }
 }

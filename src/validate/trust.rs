@@ -115,7 +115,8 @@ impl TrustCache {
     }
 
     /// The trust of the zone that holds `target`: walks from the closest anchor down to `target`
-    /// and stops early where signing stops or the name ends. `None` for a name no anchor covers.
+    /// and stops early where signing stops or the name ends; [`Trust::Indeterminate`] for a name
+    /// no anchor covers.
     pub(super) async fn walk(
         &self,
         target: &Name,
