@@ -2,7 +2,7 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Hosts --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool)
+//!   Config --> Blocker --> Cache --> Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool)
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
 //!                |       \___________________________ downstream Chain ______________________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
@@ -50,13 +50,14 @@ use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
+use crate::hosts::leases::{self, DhcpNames};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
 use crate::observe::{self, Sources};
 use crate::portal::Portal;
 use crate::server::querylog::{FileLog, QueryLogError};
-use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::server::{acl::Acl, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
@@ -77,6 +78,7 @@ pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
+    dhcp: Option<Arc<DhcpNames>>,
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
@@ -99,6 +101,14 @@ pub enum PlanError {
          serve none"
     )]
     HostsFile {
+        #[source]
+        source: HostsError,
+    },
+    /// The DHCP lease file exists but cannot be loaded.
+    #[error(
+        "dhcp.lease_file: {source}; name the DHCP server's lease file, or remove dhcp.lease_file"
+    )]
+    LeaseFile {
         #[source]
         source: HostsError,
     },
@@ -149,6 +159,12 @@ impl Plan {
     pub fn build(config: Config) -> Result<Plan, PlanError> {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
+        let dhcp = match dhcp_config(&config.dhcp) {
+            Some(c) => Some(Arc::new(
+                DhcpNames::new(c).map_err(|source| PlanError::LeaseFile { source })?,
+            )),
+            None => None,
+        };
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
         let query_log = match &config.log.queries_file {
@@ -166,6 +182,7 @@ impl Plan {
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
+            dhcp,
             forwarder: Arc::new(forwarder),
             block,
             query_log,
@@ -189,6 +206,7 @@ pub async fn run(
     let Plan {
         config,
         hosts,
+        dhcp,
         forwarder,
         block,
         query_log,
@@ -236,6 +254,11 @@ pub async fn run(
     // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
     // on its own.
     let mut downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone()];
+    // Before the special-use names: those answer NXDOMAIN for the private reverse zones the
+    // leases' reverse names lie in.
+    if let Some(d) = &dhcp {
+        downstream.push(d.clone());
+    }
     if config.hosts.special_use {
         let forwarded: Vec<Name> = config
             .forward
@@ -368,11 +391,31 @@ pub async fn run(
         });
         tokio::spawn(socket.serve(controls, shutdown.clone()))
     });
+    let limited = server.rate_limit_counters();
+    if let Some(rl) = config
+        .server
+        .rate_limit
+        .enabled()
+        .then_some(config.server.rate_limit)
+    {
+        info!(
+            qps = rl.qps,
+            burst = rl.burst,
+            slip = rl.slip,
+            ipv4_prefix = rl.ipv4_prefix,
+            ipv6_prefix = rl.ipv6_prefix,
+            "rate limiting UDP queries per client network"
+        );
+    }
     let watcher = config
         .hosts
         .file
         .is_some()
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
+
+    let dhcp_watcher = dhcp
+        .clone()
+        .map(|d| d.spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
     let net_watcher = netwatch::spawn(groups, shutdown.clone());
@@ -406,6 +449,13 @@ pub async fn run(
         };
         info!(asked_by, "reloading");
         notifier.reloading(monotonic_us());
+        if let Some(d) = &dhcp {
+            // The outcome is logged by `reload`.
+            let _ = d.reload();
+        }
+        if let Some(l) = &limited {
+            info!(stats = %l, "rate limit statistics");
+        }
         if let Some((blocker, settings)) = &block {
             // Built on a blocking thread while the old index keeps serving.
             let (blocker, settings) = (blocker.clone(), settings.clone());
@@ -435,6 +485,9 @@ pub async fn run(
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    if let Some(w) = dhcp_watcher {
+        let _ = w.await;
+    }
     let _ = net_watcher.task.await;
     if let Some(r) = refresher {
         let _ = r.await;
@@ -444,6 +497,9 @@ pub async fn run(
     }
     if let Some(s) = saver {
         let _ = s.await;
+    }
+    if let Some(l) = &limited {
+        info!(stats = %l, "rate limit statistics");
     }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
@@ -695,6 +751,15 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
+fn dhcp_config(d: &config::DhcpConfig) -> Option<leases::DhcpConfig> {
+    Some(leases::DhcpConfig {
+        lease_file: d.lease_file.clone()?,
+        format: d.format,
+        domain: d.domain.clone(),
+        ttl: d.ttl,
+    })
+}
+
 fn server_config(
     c: &Config,
     metrics: Arc<QueryCounters>,
@@ -706,6 +771,16 @@ fn server_config(
         acl: Acl::new(s.allow.clone()),
         tcp_idle_timeout: s.tcp_idle_timeout,
         max_tcp_connections: s.max_tcp_connections,
+        max_tcp_per_client: s.max_tcp_connections_per_client,
+        query_deadline: s.query_timeout,
+        rate_limit: s.rate_limit.enabled().then_some(RateLimitConfig {
+            qps: s.rate_limit.qps,
+            burst: s.rate_limit.burst,
+            slip: s.rate_limit.slip,
+            ipv4_prefix: s.rate_limit.ipv4_prefix,
+            ipv6_prefix: s.rate_limit.ipv6_prefix,
+            max_clients: s.rate_limit.clients,
+        }),
         max_tcp_pipeline: s.max_tcp_pipeline,
         max_udp_inflight: s.max_udp_inflight,
         udp_sockets_per_addr: knob::worker_threads(s.threads),
