@@ -1,9 +1,9 @@
 //! dnsveil: an encrypted DNS stub resolver proxy.
 //!
 //! ```text
-//!  client --UDP/TCP--> server --> Chain: block -> cache -> hosts/local -> special-use names
-//!    ^                    |          ^   -> captive portal -> validator -> forwarding rules -> default upstream
-//!    |                               |                                          |
+//!  client --UDP/TCP--> server --> Chain: block -> cache -> hosts/local -> DHCP leases
+//!    ^   (allow-list, rate limit,    ^     -> special-use names -> captive portal -> validator
+//!    |    connection caps)           |     -> forwarding rules -> default upstream  |
 //!    |                               +-- Answer: wire bytes, origin, verdict <--+
 //!    |                                   (stored by the cache with its verdict)
 //!    +-- wire::response::write: the client's response, written once from those bytes
@@ -14,8 +14,8 @@
 //! ```
 //!
 //! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`block`,
-//! `cache`, `hosts`, `special`, `forward`) use `handler` and `wire`; `block` fetches lists with
-//! `upstream::tls`; `forward -> upstream -> wire`;
+//! `cache`, `hosts` with its DHCP lease names, `special`, `forward`) use `handler` and `wire`; `block`
+//! fetches lists with `upstream::tls`; `forward -> upstream -> wire`;
 //! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
 //! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
 //! results as `handler` verdicts; `validate` (the validating stage) uses `dnssec` and `handler`. `app`

@@ -220,6 +220,11 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// UDP queries per second each client network may send; 0 = off (replaces
+    /// server.rate_limit).
+    #[arg(long, value_name = "QPS",
+          value_parser = clap::value_parser!(u64).range(knob::RATE_LIMIT.min..=knob::RATE_LIMIT.max))]
+    rate_limit: Option<u64>,
     /// Block list: a file or an https:// URL (repeatable; replaces block.lists).
     #[arg(long, value_name = "FILE|URL")]
     blocklist: Vec<String>,
@@ -633,6 +638,7 @@ fn source(args: RunArgs) -> ConfigSource {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        rate_limit: args.rate_limit,
         blocklists: args.blocklist,
         allowlists: args.allowlist,
         metrics: args.metrics,

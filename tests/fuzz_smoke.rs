@@ -232,6 +232,45 @@ fn zone_line_target_on_seeds_and_mutations() {
     run(fuzzing::zone_line, &pool, dict, 3);
 }
 
+const TEXT_DICT: &[&[u8]] = &[
+    b" ",
+    b"\t",
+    b"\n",
+    b"\r\n",
+    b"#",
+    b"# ",
+    b"*",
+    b"-",
+    b"/",
+    b"/128",
+    b"/32",
+    b"/56",
+    b"0 ",
+    b"-1 ",
+    b"99999999999999999999",
+    b"duid ",
+    b"broken\\x20",
+    b"192.168.1.1",
+    b"fd00::1",
+    b"::ffff:1.2.3.4",
+    b"fe80::1%eth0",
+    b"\xc3\xa9",
+    b"\xff",
+    b"a.b.",
+    b"..",
+];
+
+#[test]
+fn hosts_target_on_seeds_and_mutations() {
+    run(dnsveil::hosts::fuzz_hosts, &seeds("hosts"), TEXT_DICT, 4);
+}
+
+#[test]
+fn leases_target_on_seeds_and_mutations() {
+    let pool = seeds("leases");
+    run(dnsveil::hosts::leases::fuzz_leases, &pool, TEXT_DICT, 5);
+}
+
 #[test]
 fn blocklist_target_on_seeds_and_mutations() {
     let pool = seeds("blocklist");

@@ -2,7 +2,7 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> SpecialNames --> Portal --> Validator --> Forwarder ]
+//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder ]
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
 //!                |       \______________________ downstream Chain, swapped by a reload ______________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
@@ -57,13 +57,14 @@ use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
 use crate::handler::{Chain, Handler, Protocol};
+use crate::hosts::leases::{self, DhcpNames};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
 use crate::observe::{self, Sources};
 use crate::portal::Portal;
 use crate::server::querylog::{FileLog, QueryLogError};
-use crate::server::{acl::Acl, Activated, Server, ServerConfig};
+use crate::server::{acl::Acl, Activated, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
@@ -92,6 +93,7 @@ pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
+    dhcp: Option<Arc<DhcpNames>>,
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
@@ -117,6 +119,14 @@ pub enum PlanError {
          serve none"
     )]
     HostsFile {
+        #[source]
+        source: HostsError,
+    },
+    /// The DHCP lease file exists but cannot be loaded.
+    #[error(
+        "dhcp.lease_file: {source}; name the DHCP server's lease file, or remove dhcp.lease_file"
+    )]
+    LeaseFile {
         #[source]
         source: HostsError,
     },
@@ -167,6 +177,12 @@ impl Plan {
     pub fn build(config: Config) -> Result<Plan, PlanError> {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
+        let dhcp = match dhcp_config(&config.dhcp) {
+            Some(c) => Some(Arc::new(
+                DhcpNames::new(c).map_err(|source| PlanError::LeaseFile { source })?,
+            )),
+            None => None,
+        };
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
         let query_log = match &config.log.queries_file {
@@ -184,6 +200,7 @@ impl Plan {
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
+            dhcp,
             forwarder: Arc::new(forwarder),
             block,
             query_log,
@@ -217,6 +234,7 @@ pub async fn run(
     let Plan {
         config,
         hosts,
+        dhcp,
         forwarder,
         block,
         query_log,
@@ -276,6 +294,7 @@ pub async fn run(
     let downstream_chain = downstream(
         &config,
         hosts.clone(),
+        dhcp.clone(),
         portal.clone(),
         forwarder.clone(),
         anchors,
@@ -362,7 +381,26 @@ pub async fn run(
         });
         tokio::spawn(socket.serve(controls, shutdown.clone()))
     });
+    let limited = server.rate_limit_counters();
+    if let Some(rl) = config
+        .server
+        .rate_limit
+        .enabled()
+        .then_some(config.server.rate_limit)
+    {
+        info!(
+            qps = rl.qps,
+            burst = rl.burst,
+            slip = rl.slip,
+            ipv4_prefix = rl.ipv4_prefix,
+            ipv6_prefix = rl.ipv6_prefix,
+            "rate limiting UDP queries per client network"
+        );
+    }
     let watchers = Watchers::start(&config, &hosts, &forwarder, &shutdown);
+    let dhcp_watcher = dhcp
+        .clone()
+        .map(|d| d.spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
     // as started (Type=notify) and let nss-lookup.target go.
@@ -379,6 +417,7 @@ pub async fn run(
             started: config.clone(),
             hosts,
             forwarder,
+            dhcp: dhcp.clone(),
             portal: portal.clone(),
             downstream,
             cache: cache.clone(),
@@ -408,8 +447,15 @@ pub async fn run(
             Some(()) = control_reload.recv() => "control socket",
         };
         info!(asked_by, "reloading");
+        if let Some(d) = &dhcp {
+            // The outcome is logged by `reload`.
+            let _ = d.reload();
+        }
         // The outcome is logged by the reload itself (RELOADING=1 and READY=1 around it).
         let _ = reloader.reload().await;
+        if let Some(l) = &limited {
+            info!(stats = %l, "rate limit statistics");
+        }
         if let Some((blocker, settings)) = &block {
             // Built on a blocking thread while the old index keeps serving.
             let (blocker, settings) = (blocker.clone(), settings.clone());
@@ -428,6 +474,9 @@ pub async fn run(
     }
     serving.await.context("server task")?;
     reloader.stop_watchers().await;
+    if let Some(w) = dhcp_watcher {
+        let _ = w.await;
+    }
     if let Some(r) = refresher {
         let _ = r.await;
     }
@@ -436,6 +485,9 @@ pub async fn run(
     }
     if let Some(s) = saver {
         let _ = s.await;
+    }
+    if let Some(l) = &limited {
+        info!(stats = %l, "rate limit statistics");
     }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
@@ -469,11 +521,17 @@ fn log_pools(config: &Config, forwarder: &Forwarder) {
 fn downstream(
     config: &Config,
     hosts: Arc<Hosts>,
+    dhcp: Option<Arc<DhcpNames>>,
     portal: Option<Arc<Portal>>,
     forwarder: Arc<Forwarder>,
     anchors: Option<TrustAnchors>,
 ) -> Chain {
     let mut stages: Vec<Arc<dyn Handler>> = vec![hosts];
+    // Before the special-use names: those answer NXDOMAIN for the private reverse zones the
+    // leases' reverse names lie in.
+    if let Some(d) = dhcp {
+        stages.push(d);
+    }
     if config.hosts.special_use {
         let forwarded: Vec<Name> = config
             .forward
@@ -788,6 +846,15 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
+fn dhcp_config(d: &config::DhcpConfig) -> Option<leases::DhcpConfig> {
+    Some(leases::DhcpConfig {
+        lease_file: d.lease_file.clone()?,
+        format: d.format,
+        domain: d.domain.clone(),
+        ttl: d.ttl,
+    })
+}
+
 fn server_config(
     c: &Config,
     metrics: Arc<QueryCounters>,
@@ -799,6 +866,16 @@ fn server_config(
         acl: Acl::new(s.allow.clone()),
         tcp_idle_timeout: s.tcp_idle_timeout,
         max_tcp_connections: s.max_tcp_connections,
+        max_tcp_per_client: s.max_tcp_connections_per_client,
+        query_deadline: s.query_timeout,
+        rate_limit: s.rate_limit.enabled().then_some(RateLimitConfig {
+            qps: s.rate_limit.qps,
+            burst: s.rate_limit.burst,
+            slip: s.rate_limit.slip,
+            ipv4_prefix: s.rate_limit.ipv4_prefix,
+            ipv6_prefix: s.rate_limit.ipv6_prefix,
+            max_clients: s.rate_limit.clients,
+        }),
         max_tcp_pipeline: s.max_tcp_pipeline,
         max_udp_inflight: s.max_udp_inflight,
         udp_sockets_per_addr: knob::worker_threads(s.threads),

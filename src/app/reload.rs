@@ -38,6 +38,7 @@ use crate::cache::{Cache, CacheStats};
 use crate::config::{Config, ConfigError};
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
+use crate::hosts::leases::DhcpNames;
 use crate::hosts::{Hosts, HostsError};
 use crate::notify::Notifier;
 use crate::portal::Portal;
@@ -89,6 +90,8 @@ pub(super) struct Live {
     pub started: Config,
     pub hosts: Arc<Hosts>,
     pub forwarder: Arc<Forwarder>,
+    /// The DHCP names stage, kept across reloads (its lease file is re-read on SIGHUP by `run`).
+    pub dhcp: Option<Arc<DhcpNames>>,
     /// The captive-portal stage, kept across reloads (its window and the control socket's hold
     /// on it stay).
     pub portal: Option<Arc<Portal>>,
@@ -200,6 +203,7 @@ impl State {
         live.downstream.swap(downstream(
             &config,
             hosts.clone(),
+            live.dhcp.clone(),
             live.portal.clone(),
             forwarder.clone(),
             anchors,

@@ -17,10 +17,10 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DnssecMode, DohMethod,
-    ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, ResolverConfig, ServerConfig,
-    SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN,
-    MAX_UPSTREAMS,
+    CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DhcpConfig, DnssecMode,
+    DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, RateLimit,
+    ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
+    LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::block::{AnswerMode, BlockSettings, ListSource};
 use crate::server::acl::Cidr;
@@ -91,6 +91,8 @@ struct FileSpec {
     #[serde(default)]
     hosts: HostsSpec,
     #[serde(default)]
+    dhcp: DhcpSpec,
+    #[serde(default)]
     upstream: UpstreamSpec,
     #[serde(default)]
     forward: Vec<ForwardSpec>,
@@ -148,6 +150,24 @@ struct ServerSpec {
     max_udp_payload: Option<i64>,
     freebind: Option<bool>,
     control_socket: Option<String>,
+    max_tcp_connections_per_client: Option<i64>,
+    rate_limit: Option<i64>,
+    rate_limit_burst: Option<i64>,
+    rate_limit_slip: Option<i64>,
+    rate_limit_ipv4_prefix: Option<i64>,
+    rate_limit_ipv6_prefix: Option<i64>,
+    rate_limit_clients: Option<i64>,
+    query_timeout_secs: Option<i64>,
+    open_resolver: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DhcpSpec {
+    lease_file: Option<String>,
+    format: Option<String>,
+    domain: Option<String>,
+    ttl: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -291,6 +311,7 @@ impl FileSpec {
             server: self.server.validate(cx)?,
             cache: self.cache.validate(cx)?,
             hosts: self.hosts.validate(cx)?,
+            dhcp: self.dhcp.validate(cx)?,
             upstream,
             forward,
             log: self.log.validate(cx)?,
@@ -347,9 +368,11 @@ impl ResolverSpec {
 }
 
 impl ServerSpec {
-    fn validate(self, cx: &Cx<'_>) -> Result<ServerConfig, ConfigError> {
+    fn validate(mut self, cx: &Cx<'_>) -> Result<ServerConfig, ConfigError> {
+        let rate_limit = rate_limit(cx, &self)?;
         let listen_text = self
             .listen
+            .take()
             .unwrap_or_else(|| DEFAULT_LISTEN.map(String::from).to_vec());
         let mut listen = Vec::with_capacity(listen_text.len());
         for (i, s) in listen_text.iter().enumerate() {
@@ -365,6 +388,7 @@ impl ServerSpec {
 
         let allow_text = self
             .allow
+            .take()
             .unwrap_or_else(|| DEFAULT_ALLOW.map(String::from).to_vec());
         if allow_text.is_empty() {
             return Err(cx.err(
@@ -399,6 +423,66 @@ impl ServerSpec {
                 Some("") => ControlSocket::Off,
                 Some(p) => ControlSocket::At(cx.path(p)),
             },
+            max_tcp_connections_per_client: cx.knob(
+                knob::MAX_TCP_CONNECTIONS_PER_CLIENT,
+                self.max_tcp_connections_per_client,
+            )? as usize,
+            rate_limit,
+            query_timeout: Duration::from_secs(
+                cx.knob(knob::QUERY_TIMEOUT_SECS, self.query_timeout_secs)?,
+            ),
+            open_resolver: self.open_resolver.unwrap_or(false),
+        })
+    }
+}
+
+fn rate_limit(cx: &Cx<'_>, s: &ServerSpec) -> Result<RateLimit, ConfigError> {
+    let qps = cx.knob(knob::RATE_LIMIT, s.rate_limit)? as u32;
+    let burst = match cx.knob(knob::RATE_LIMIT_BURST, s.rate_limit_burst)? as u32 {
+        0 => qps,
+        b => b,
+    };
+    Ok(RateLimit {
+        qps,
+        burst,
+        slip: cx.knob(knob::RATE_LIMIT_SLIP, s.rate_limit_slip)? as u32,
+        ipv4_prefix: cx.knob(knob::RATE_LIMIT_IPV4_PREFIX, s.rate_limit_ipv4_prefix)? as u8,
+        ipv6_prefix: cx.knob(knob::RATE_LIMIT_IPV6_PREFIX, s.rate_limit_ipv6_prefix)? as u8,
+        clients: cx.knob(knob::RATE_LIMIT_CLIENTS, s.rate_limit_clients)? as usize,
+    })
+}
+
+/// The DHCP names' domain when `dhcp.domain` is absent.
+const DEFAULT_DHCP_DOMAIN: &str = "lan";
+
+impl DhcpSpec {
+    fn validate(self, cx: &Cx<'_>) -> Result<DhcpConfig, ConfigError> {
+        let lease_file = match self.lease_file.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(cx.path(p)),
+        };
+        let format = match self.format.as_deref() {
+            None => super::LeaseFormat::default(),
+            Some(f) => f.parse().map_err(|m| cx.err("dhcp.format", m))?,
+        };
+        let text = self.domain.as_deref().unwrap_or(DEFAULT_DHCP_DOMAIN);
+        let domain: Name = text.parse().map_err(|e| {
+            cx.err(
+                "dhcp.domain",
+                format!("{text:?} is not a domain name: {e} (expected e.g. \"lan\")"),
+            )
+        })?;
+        if domain.is_root() {
+            return Err(cx.err(
+                "dhcp.domain",
+                "the root is not a domain for host names (expected e.g. \"lan\" or \"home.arpa\")",
+            ));
+        }
+        Ok(DhcpConfig {
+            lease_file,
+            format,
+            domain,
+            ttl: cx.knob(knob::DHCP_TTL, self.ttl)? as u32,
         })
     }
 }

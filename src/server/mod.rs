@@ -1,7 +1,7 @@
 //! The listeners: UDP and TCP sockets that feed queries to the handler chain.
 //!
 //! ```text
-//!   UDP socket xN (SO_REUSEPORT) --recv--> checks --QueryView--> chain.answer_fast --> send   (no task)
+//!   UDP socket xN (SO_REUSEPORT) --recv--> rate limit, checks --QueryView--> chain.answer_fast --> send
 //!                                            |                        | false
 //!                                            |                        v
 //!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> future:
@@ -33,15 +33,22 @@
 //! stop reading and finish the queries they have, and [`Server::run`] waits for all of it up to a
 //! grace period, after which the remaining work is abandoned.
 //!
-//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); no response rate
-//! limiting; EDNS TCP keepalive (RFC 7828) is not negotiated; the ACL applies per packet for UDP and
-//! per connection for TCP.
+//! A client (an address, or an IPv6 /64) may hold at most `max_tcp_per_client` connections; one
+//! more is closed as soon as it is accepted, so one host cannot take the whole connection budget
+//! even while nobody else needs it. UDP queries can be rate-limited per client network
+//! ([`ratelimit`]): checked before anything else is done with a datagram (the allow-list's REFUSED
+//! included, which a spoofed flood could otherwise reflect), with one clock read per received batch.
+//!
+//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); the rate limit
+//! counts queries, not responses, and applies to UDP only; EDNS TCP keepalive (RFC 7828) is not
+//! negotiated; the ACL applies per packet for UDP and per connection for TCP.
 
 pub mod acl;
 pub mod activation;
 mod fair;
 mod inline;
 pub mod querylog;
+pub mod ratelimit;
 mod respond;
 mod tcp;
 mod udp;
@@ -69,6 +76,7 @@ use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
 pub use activation::Activated;
+pub use ratelimit::{RateLimitConfig, RateLimitCounters};
 
 use fair::{ClientKey, FairBudget};
 
@@ -83,13 +91,15 @@ use querylog::{Answered, QueryLog};
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent TCP connections (per server).
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 256;
+/// Default cap on concurrent TCP connections from one client.
+pub const DEFAULT_MAX_TCP_PER_CLIENT: usize = 64;
 /// Default cap on queries in flight per TCP connection.
 pub const DEFAULT_MAX_TCP_PIPELINE: usize = 32;
 /// Default cap on slow-path UDP queries in flight (per server).
 pub const DEFAULT_MAX_UDP_INFLIGHT: usize = 4096;
 /// How long [`Server::run`] waits for in-flight work after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Safety net: a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
+/// Default safety net ([`ServerConfig::query_deadline`]): a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
 /// silence over UDP). Handlers have their own, shorter, upstream timeouts; this only keeps a stuck
 /// handler from holding a permit forever.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(15);
@@ -116,6 +126,14 @@ pub struct ServerConfig {
     /// Concurrent TCP connections; at the cap the longest-idle connection is closed to make room
     /// (or the new one, if none is idle).
     pub max_tcp_connections: usize,
+    /// Concurrent TCP connections from one client (an address, or an IPv6 /64); a connection
+    /// beyond it is closed at once.
+    pub max_tcp_per_client: usize,
+    /// Per-client rate limiting of UDP queries, if on ([`ratelimit`]).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// A query the chain has not answered after this long is abandoned: SERVFAIL over TCP, no
+    /// answer over UDP (a safety net above the upstreams' own time budget).
+    pub query_deadline: Duration,
     /// Queries in flight per TCP connection (at least 1).
     pub max_tcp_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP together, shared fairly between clients; above it
@@ -146,6 +164,9 @@ impl Default for ServerConfig {
             acl: Acl::loopback(),
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_per_client: DEFAULT_MAX_TCP_PER_CLIENT,
+            rate_limit: None,
+            query_deadline: QUERY_DEADLINE,
             max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
             max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
@@ -356,11 +377,21 @@ impl Server {
             inflight: FairBudget::new(cfg.max_udp_inflight.max(1)),
             tcp_queued: AtomicUsize::new(0),
             conns: Connections::new(cfg.max_tcp_connections.max(1)),
+            max_tcp_per_client: cfg.max_tcp_per_client.max(1),
+            limiter: cfg.rate_limit.map(ratelimit::RateLimiter::new),
+            started: std::time::Instant::now(),
+            query_deadline: cfg.query_deadline.max(Duration::from_millis(1)),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
             hard_stop,
         });
         Ok(Server { udp, tcp, shared })
+    }
+
+    /// The counts of rate-limited queries, when rate limiting is on: for logs and metrics, valid
+    /// while the server runs and after.
+    pub fn rate_limit_counters(&self) -> Option<Arc<RateLimitCounters>> {
+        self.shared.limiter.as_ref().map(|l| l.counters())
     }
 
     /// The bound addresses: UDP then TCP for each configured address, with actual ports (then
@@ -481,6 +512,13 @@ struct Shared {
     /// Answers waiting in the write buffers of TCP clients that do not read them (see `tcp`).
     tcp_queued: AtomicUsize,
     conns: Connections,
+    max_tcp_per_client: usize,
+    /// Per-client UDP rate limiting, when on.
+    limiter: Option<ratelimit::RateLimiter>,
+    /// The rate limiter's clock starts here.
+    started: std::time::Instant,
+    /// How long the chain may take over one query.
+    query_deadline: Duration,
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
     pacer: Arc<inline::Pacer>,
@@ -551,6 +589,8 @@ struct Connections {
     slots: Arc<Semaphore>,
     /// Locked only to add, remove or pick a connection; never held across `.await`.
     live: Mutex<HashMap<u64, Arc<ConnState>>>,
+    /// Open connections per client. Locked after `live` when both are, never across `.await`.
+    held: Mutex<HashMap<ClientKey, usize>>,
     next_id: AtomicU64,
     epoch: Instant,
 }
@@ -573,6 +613,7 @@ impl Connections {
         Connections {
             slots: Arc::new(Semaphore::new(cap)),
             live: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -593,13 +634,32 @@ impl Connections {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.insert(state.id, state.clone());
+        *self.lock_held().entry(client).or_default() += 1;
         state
     }
 
     fn unregister(&self, id: u64) {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.remove(&id);
+        if let Some(gone) = live.remove(&id) {
+            let mut held = self.lock_held();
+            if let Some(n) = held.get_mut(&gone.client) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&gone.client);
+                }
+            }
+        }
+    }
+
+    /// Connections `client` holds open now.
+    fn held_by(&self, client: ClientKey) -> usize {
+        self.lock_held().get(&client).copied().unwrap_or(0)
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
+        // No .await while the lock is held.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes room for a connection from `newcomer`: closes the connection idle the longest (oldest
@@ -870,6 +930,27 @@ mod tests {
         );
         conns.unregister(a.id);
         assert_eq!(conns.live.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn connections_are_counted_per_client() {
+        let conns = Connections::new(8);
+        let me = ClientKey::of([127, 0, 0, 1].into());
+        let other = ClientKey::of("2001:db8::1".parse().unwrap());
+        let a = conns.register(me, CancellationToken::new());
+        let b = conns.register(me, CancellationToken::new());
+        let c = conns.register(other, CancellationToken::new());
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (2, 1));
+        conns.unregister(a.id);
+        conns.unregister(a.id);
+        assert_eq!(conns.held_by(me), 1, "a second unregister changes nothing");
+        conns.unregister(b.id);
+        conns.unregister(c.id);
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (0, 0));
+        assert!(
+            conns.held.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
     }
 
     /// With every connection busy, one client holding them all gives one up to another client, but

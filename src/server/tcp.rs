@@ -1,7 +1,7 @@
 //! DNS over TCP (RFC 1035 section 4.2.2, RFC 7766).
 //!
 //! ```text
-//!   accept --(slot or evict idlest)--> connection task
+//!   accept --(client under its cap; slot or evict idlest)--> connection task
 //!     read_buf --> rbuf --check/parse frames--> fast path ----------------> wbuf --one write--> client
 //!                                          \--> slow task (<= pipeline) --channel--^
 //! ```
@@ -48,7 +48,7 @@ use super::fair::ClientKey;
 use super::querylog::Answered;
 use super::respond::{self, Prepared, TCP_LIMIT};
 use super::udp::fast_path_eligible;
-use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
+use super::{ConnState, Shared, MAX_TCP_QUERY_LEN};
 use crate::handler::{BusyReason, HandlerError, Protocol, Request};
 use crate::wire::{Message, QueryView, HEADER_LEN};
 
@@ -88,6 +88,10 @@ pub(super) async fn accept_loop(
             },
         };
         let client = ClientKey::of(peer.ip());
+        if shared.conns.held_by(client) >= shared.max_tcp_per_client {
+            debug!(client = %peer, "this client holds its most tcp connections; closing the new one");
+            continue;
+        }
         let Some(permit) = admit(&shared, client, &stop).await else {
             debug!(client = %peer, "tcp connection cap reached, none idle, this client holds its share; closing the new one");
             continue;
@@ -377,13 +381,13 @@ impl Connection {
             };
             let outcome = tokio::select! {
                 biased;
-                r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+                r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
                 _ = shared.hard_stop.cancelled() => return,
                 // Its share went to a client holding less: the query ends now, and says so.
                 _ = share.cancelled() => Ok(Err(busy())),
             };
             drop(share);
-            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(QUERY_DEADLINE)));
+            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(shared.query_deadline)));
             let response = respond::respond(&req.query, &outcome, TCP_LIMIT, shared.ours);
             if let Some(bytes) = response {
                 shared.answered_outcome(

@@ -23,7 +23,7 @@ use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
@@ -31,10 +31,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::querylog::Answered;
+use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
+use super::Shared;
 use super::{fair, inline};
-use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Opcode, QueryView, HEADER_LEN};
 
@@ -94,13 +95,15 @@ pub(super) fn serve(
                 }
             }
         };
+        // One clock read per batch, and none without a rate limit.
+        let now = shared.limiter.as_ref().map(|_| shared.started.elapsed());
         let mut replies = 0;
         for (&(len, addr), buf) in got[..n].iter().zip(rbufs.iter()) {
             let Some(src) = addr.as_ref().and_then(socket_addr) else {
                 continue;
             };
             let pkt = &buf[..len.min(RECV_BUF)];
-            if on_datagram(pkt, src, &shared, &mut outs[replies], &mut slow) {
+            if on_datagram(pkt, src, now, &shared, &mut outs[replies], &mut slow) {
                 dests[replies] = addr;
                 replies += 1;
             }
@@ -147,10 +150,12 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// Handles one datagram: writes into `out` (cleared first) the answer to send now (from the fast
 /// path, or an error reply) and returns true, or returns false when nothing is to be sent now
-/// (dropped, or queued in `slow` for the slow path, which sends its own answer).
+/// (dropped, or queued in `slow` for the slow path, which sends its own answer). `now` is the rate
+/// limiter's clock for this batch (None without a limiter).
 fn on_datagram(
     pkt: &[u8],
     src: SocketAddr,
+    now: Option<Duration>,
     shared: &Arc<Shared>,
     out: &mut Vec<u8>,
     slow: &mut Vec<SlowQuery>,
@@ -159,6 +164,15 @@ fn on_datagram(
     // Too short for a header, or a response: never answer (RFC 1035 section 4.1.1).
     if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
         return false;
+    }
+    if let (Some(limiter), Some(now)) = (&shared.limiter, now) {
+        match limiter.check(src.ip(), now) {
+            Verdict::Allow => {}
+            Verdict::Drop => return false,
+            Verdict::Slip => {
+                return respond::slip(pkt).is_some_and(|bytes| copy_into(out, &bytes));
+            }
+        }
     }
     let started = shared.log_queries.then(Instant::now);
     if !shared.acl.load().allows(src.ip()) {
@@ -231,7 +245,7 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
     };
     let outcome = tokio::select! {
         _ = shared.hard_stop.cancelled() => return,
-        r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+        r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
     };
     let Ok(outcome) = outcome else {
         debug!(client = %src, "query deadline passed; no answer sent");
