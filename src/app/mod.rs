@@ -423,7 +423,12 @@ pub async fn run(
             cache: cache.clone(),
             server: server.controls(),
             notifier: notifier.clone(),
-            serving_on: serving_on.clone(),
+            status: {
+                let (sources, serving_on) = (sources.clone(), serving_on.clone());
+                Arc::new(move || {
+                    format!("{}; serving on {serving_on}", sources.snapshot().status())
+                })
+            },
             shutdown: shutdown.clone(),
         },
         watchers,

@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 use super::{
     cache_config, downstream, log_pools, monotonic_us, ConfigSource, Plan, PlanError, Watchers,
 };
-use crate::cache::{Cache, CacheStats};
+use crate::cache::Cache;
 use crate::config::{Config, ConfigError};
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
@@ -43,7 +43,6 @@ use crate::hosts::{Hosts, HostsError};
 use crate::notify::Notifier;
 use crate::portal::Portal;
 use crate::server::{Acl, Controls};
-use crate::upstream::pool::{BreakerState, UpstreamHealth};
 
 /// Why a reload was refused; the running configuration stays in force.
 #[derive(Debug, Error)]
@@ -62,6 +61,9 @@ pub enum ReloadError {
     #[error("reading the configuration failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
+
+/// Computes the STATUS= line when asked.
+pub type StatusLine = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A reload that was taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,8 +101,8 @@ pub(super) struct Live {
     pub cache: Option<Arc<Cache>>,
     pub server: Controls,
     pub notifier: Arc<Notifier>,
-    /// Where it serves, for the STATUS= line.
-    pub serving_on: String,
+    /// The STATUS= line told with READY=1 (the figures of `crate::observe`).
+    pub status: StatusLine,
     pub shutdown: CancellationToken,
 }
 
@@ -161,18 +163,7 @@ impl Reloader {
 
 impl State {
     fn status(&self) -> String {
-        let live = &self.live;
-        let health: Vec<UpstreamHealth> = live
-            .forwarder
-            .groups()
-            .iter()
-            .flat_map(|g| g.health())
-            .collect();
-        status_text(
-            &live.serving_on,
-            live.cache.as_ref().map(|c| c.stats()).as_ref(),
-            &health,
-        )
+        (self.live.status)()
     }
 
     async fn apply(&mut self) -> Result<Reloaded, ReloadError> {
@@ -219,32 +210,6 @@ impl State {
             restart_needed: restart_only_changes(&live.started, &config),
         })
     }
-}
-
-/// `systemctl status`'s one line: where dnsveil serves, how many queries it saw and how many the
-/// cache answered, and how many upstreams are in use (not resting after failures).
-pub fn status_text(
-    serving_on: &str,
-    cache: Option<&CacheStats>,
-    upstreams: &[UpstreamHealth],
-) -> String {
-    let mut out = format!("serving on {serving_on}");
-    if let Some(s) = cache {
-        out.push_str(&format!(
-            "; {} queries, {:.1}% from the cache",
-            s.hits + s.misses + s.coalesced,
-            s.hit_ratio() * 100.0
-        ));
-    }
-    let healthy = upstreams
-        .iter()
-        .filter(|u| u.breaker == BreakerState::Closed)
-        .count();
-    out.push_str(&format!(
-        "; upstreams: {healthy} of {} in use",
-        upstreams.len()
-    ));
-    out
 }
 
 /// The keys whose values differ between `running` and `new` but that a reload cannot apply.
@@ -299,31 +264,6 @@ mod tests {
 
     fn parse(text: &str) -> Config {
         Config::from_toml(text, "test.toml", std::path::Path::new("/")).unwrap()
-    }
-
-    #[test]
-    fn the_status_line_says_where_how_much_and_which_upstreams() {
-        let stats = CacheStats {
-            hits: 3,
-            misses: 1,
-            ..CacheStats::default()
-        };
-        let up = |breaker| UpstreamHealth {
-            url: "tls://a".into(),
-            srtt: None,
-            consecutive_failures: 0,
-            breaker,
-        };
-        let ups = [up(BreakerState::Closed), up(BreakerState::Probing)];
-        assert_eq!(
-            status_text("udp 127.0.0.1:53, tcp 127.0.0.1:53", Some(&stats), &ups),
-            "serving on udp 127.0.0.1:53, tcp 127.0.0.1:53; 4 queries, 75.0% from the cache; \
-             upstreams: 1 of 2 in use"
-        );
-        assert_eq!(
-            status_text("udp [::1]:53", None, &ups[..1]),
-            "serving on udp [::1]:53; upstreams: 1 of 1 in use"
-        );
     }
 
     /// What a reload applies is not listed; what waits for a restart is, by its key.
