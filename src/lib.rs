@@ -34,6 +34,7 @@ pub mod hosts;
 pub mod logging;
 pub mod notify;
 pub mod query;
+pub mod recursor;
 pub mod server;
 pub mod special;
 pub mod upstream;
