@@ -2,8 +2,10 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
-//!                |       \___________________ downstream Chain ___________________/
+//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool) [--> Recursor]
+//!                |       \___________________ downstream Chain ______________________________/
+//!                |        (mode = "recursive": the forwarder keeps its rules but no default pool,
+//!                |         and the Recursor, primed at start, resolves the rest from the root)
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
@@ -38,11 +40,12 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, UpstreamServer};
+use crate::config::{self, knob, Config, Mode, UpstreamServer};
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
 use crate::notify::{self, Notifier};
+use crate::recursor::{HintsError, Recursor, RecursorConfig, RootHints};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
@@ -64,6 +67,8 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// The last stage in recursive mode, with its root hints read.
+    recursor: Option<Arc<Recursor>>,
 }
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
@@ -87,6 +92,15 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// The root hints file cannot be used.
+    #[error(
+        "root_hints: {source}; name a root hints file in named.root format, or remove root_hints \
+         (--root-hints) to use the embedded hints"
+    )]
+    RootHints {
+        #[source]
+        source: HintsError,
+    },
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -102,10 +116,27 @@ impl Plan {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
+        let recursor = match config.mode {
+            Mode::Forward => None,
+            Mode::Recursive => {
+                let r = &config.recursion;
+                let hints = match &r.root_hints {
+                    None => RootHints::embedded(),
+                    Some(path) => RootHints::load(path)
+                        .map_err(|source| PlanError::RootHints { source })?,
+                };
+                Some(Arc::new(Recursor::new(RecursorConfig {
+                    hints,
+                    query_port: r.query_port,
+                    query_ipv6: r.query_ipv6,
+                })))
+            }
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            recursor,
         })
     }
 
@@ -126,6 +157,7 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        recursor,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
@@ -173,6 +205,11 @@ pub async fn run(
         downstream.push(Arc::new(SpecialNames::new(&forwarded)));
     }
     downstream.push(forwarder);
+    if let Some(r) = &recursor {
+        downstream.push(r.clone());
+        let r = r.clone();
+        tokio::spawn(async move { r.prime().await });
+    }
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());
@@ -453,7 +490,8 @@ fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
             rules.push((domain.clone(), group.clone()));
         }
     }
-    let default = if config.upstream.servers.is_empty() {
+    // In recursive mode names no rule matches go on to the recursor.
+    let default = if config.upstream.servers.is_empty() || config.mode == Mode::Recursive {
         None
     } else {
         Some(build_group(

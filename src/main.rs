@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
-use dnsveil::config::{knob, Config, ConfigError, LogLevel, Overrides, Strategy};
+use dnsveil::config::{knob, Config, ConfigError, LogLevel, Mode, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::upstream::UpstreamUrl;
@@ -148,6 +148,16 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// forward (to the upstreams) or recursive (resolve from the root); replaces mode.
+    #[arg(long, value_name = "forward|recursive", value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// Root hints file in named.root format, replacing the embedded hints (replaces root_hints).
+    #[arg(long, value_name = "FILE")]
+    root_hints: Option<PathBuf>,
+    /// Port of the authoritative servers in recursive mode (replaces query_port).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(knob::QUERY_PORT.min..=knob::QUERY_PORT.max))]
+    query_port: Option<u64>,
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -176,6 +186,10 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
 }
 
 fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    s.parse()
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse()
 }
 
@@ -319,6 +333,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        mode: args.mode,
+        root_hints: args.root_hints,
+        query_port: args.query_port,
     })?;
     config.check_runnable()?;
     Ok(config)

@@ -226,6 +226,16 @@ knob!(
     "Time budget of one client query across all upstream attempts."
 );
 
+knob!(
+    QUERY_PORT,
+    "query_port",
+    53,
+    1,
+    65_535,
+    "port",
+    "Port of the authoritative servers asked in recursive mode (a test hierarchy uses a high one)."
+);
+
 /// Every knob, for documentation checks.
 pub const ALL: &[Knob] = &[
     THREADS,
@@ -245,6 +255,7 @@ pub const ALL: &[Knob] = &[
     SAVE_INTERVAL_SECS,
     HOSTS_TTL,
     UPSTREAM_TIMEOUT_MS,
+    QUERY_PORT,
 ];
 
 #[cfg(test)]

@@ -61,6 +61,64 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
+    /// `mode`: forward to upstreams (the default) or resolve from the root.
+    pub mode: Mode,
+    /// `root_hints`, `query_port`, `query_ipv6`: used in recursive mode.
+    pub recursion: RecursionConfig,
+}
+
+/// How names no forwarding rule matches are resolved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Sent to `upstream.servers`.
+    #[default]
+    Forward,
+    /// Resolved iteratively from the root ([`crate::recursor`]); `upstream.servers` is unused.
+    Recursive,
+}
+
+impl Mode {
+    pub const NAMES: &'static str = "forward or recursive";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::Recursive => "recursive",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "forward" => Ok(Mode::Forward),
+            "recursive" => Ok(Mode::Recursive),
+            _ => Err(format!("{s:?} is not a mode (expected {})", Mode::NAMES)),
+        }
+    }
+}
+
+/// The settings of recursive mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecursionConfig {
+    /// A named.root file replacing the embedded root hints (read by `app::Plan::build`).
+    pub root_hints: Option<PathBuf>,
+    /// Port of the authoritative servers.
+    pub query_port: u16,
+    /// Ask authoritative servers over IPv6 too.
+    pub query_ipv6: bool,
+}
+
+impl Default for RecursionConfig {
+    fn default() -> Self {
+        RecursionConfig {
+            root_hints: None,
+            query_port: knob::QUERY_PORT.default as u16,
+            query_ipv6: true,
+        }
+    }
 }
 
 /// `[server]`: listeners, client access and resource limits.
@@ -450,6 +508,12 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
+    /// `--mode forward|recursive`.
+    pub mode: Option<Mode>,
+    /// `--root-hints FILE`.
+    pub root_hints: Option<PathBuf>,
+    /// `--query-port N`.
+    pub query_port: Option<u64>,
 }
 
 impl Config {
@@ -507,6 +571,22 @@ impl Config {
             .map(|n| knob::CACHE_SIZE.check(n))
             .transpose()
             .map_err(|m| ConfigError::flag("--cache-size", m))?;
+        let query_port = o
+            .query_port
+            .map(|n| knob::QUERY_PORT.check(n))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--query-port", m))?;
+        if let Some(path) = &o.root_hints {
+            if !path.is_file() {
+                return Err(ConfigError::flag(
+                    "--root-hints",
+                    format!(
+                        "{} is not a readable file (expected a root hints file in named.root format)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
 
         if !o.listen.is_empty() {
             self.server.listen = o.listen;
@@ -542,19 +622,30 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        if let Some(m) = o.mode {
+            self.mode = m;
+        }
+        if let Some(p) = o.root_hints {
+            self.recursion.root_hints = Some(p);
+        }
+        if let Some(p) = query_port {
+            self.recursion.query_port = p as u16;
+        }
         Ok(())
     }
 
-    /// Checks what `run` needs beyond a valid file: at least one default upstream. dnsveil never
-    /// guesses an upstream, least of all a plaintext one.
+    /// Checks what `run` needs beyond a valid file: in forwarding mode, at least one default
+    /// upstream (dnsveil never guesses an upstream, least of all a plaintext one); recursive mode
+    /// needs none.
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
-        if self.upstream.servers.is_empty() {
+        if self.mode == Mode::Forward && self.upstream.servers.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: "config".into(),
                 key: "upstream.servers".into(),
                 message: "no upstream server is configured; add one to [upstream] servers \
                           (e.g. servers = [\"tls://dns.quad9.net\"] with bootstrap addresses) or \
-                          pass --upstream URL"
+                          pass --upstream URL, or resolve from the root with mode = \"recursive\" \
+                          (--mode recursive)"
                     .into(),
             });
         }
@@ -597,6 +688,17 @@ impl Config {
             .map(|s| s.url.to_string())
             .collect();
         let mut s = format!("listen: {}\n", listen.join(", "));
+        if self.mode == Mode::Recursive {
+            s += &format!(
+                "mode: recursive (root hints {}, query port {}, IPv6 {}; upstream.servers unused)\n",
+                self.recursion
+                    .root_hints
+                    .as_ref()
+                    .map_or("embedded".into(), |p| p.display().to_string()),
+                self.recursion.query_port,
+                if self.recursion.query_ipv6 { "on" } else { "off" }
+            );
+        }
         s += &format!(
             "upstreams ({}): {}\n",
             self.upstream.strategy,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use super::knob::{self, Knob};
 use super::{
     CacheConfig, Config, ConfigError, DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel,
-    ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
+    Mode, RecursionConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
     MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
@@ -82,6 +82,12 @@ pub(super) fn check_ca_file(path: &Path, origin: &str, key: &str) -> Result<(), 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
+    /// `"forward"` (default) or `"recursive"`.
+    mode: Option<String>,
+    /// A named.root file replacing the embedded root hints (recursive mode).
+    root_hints: Option<String>,
+    query_port: Option<i64>,
+    query_ipv6: Option<bool>,
     #[serde(default)]
     server: ServerSpec,
     #[serde(default)]
@@ -241,6 +247,24 @@ impl FileSpec {
             upstream,
             forward,
             log: self.log.validate(cx)?,
+            mode: match self.mode.as_deref() {
+                None => Mode::default(),
+                Some(m) => m.parse().map_err(|e| cx.err("mode", e))?,
+            },
+            recursion: RecursionConfig {
+                root_hints: match self.root_hints.as_deref() {
+                    None => None,
+                    Some("") => {
+                        return Err(cx.err(
+                            "root_hints",
+                            "empty path (remove the key to use the embedded root hints)",
+                        ))
+                    }
+                    Some(p) => Some(cx.path(p)),
+                },
+                query_port: cx.knob(knob::QUERY_PORT, self.query_port)? as u16,
+                query_ipv6: self.query_ipv6.unwrap_or(true),
+            },
         })
     }
 }

@@ -626,7 +626,7 @@ mod tests {
         let mut m = Message::response_to(&Message::query(Name::root(), RType::NS));
         m.header.authoritative = true;
         m.answers = vec![rec(". 518400 NS a.root."), rec(". 518400 NS b.root.")];
-        m.additional = vec![rec("a.root. A 127.0.0.2"), rec("b.root. A 192.0.2.1")];
+        m.additional = vec![rec("a.root. A 127.0.0.2"), rec("b.root. A 198.41.0.4")];
         let d = primed(&m, |ip| !dont_query(ip)).unwrap();
         assert_eq!(d.servers.len(), 2);
         assert!(d.servers[0].glue.is_empty(), "loopback refused under caution");

@@ -148,13 +148,14 @@ impl ServerTable {
 
     /// `ip` answered after `rtt`: the RTT estimate moves toward it and any rest ends.
     pub fn answered(&self, ip: IpAddr, rtt: Duration, now: Instant) {
-        self.update(ip, now, |old| match old {
+        // After timeouts the old estimate says nothing: start afresh (RFC 6298 section 5, note).
+        self.update(ip, now, |old| match old.filter(|s| s.timeouts == 0) {
             None => Stats {
                 srtt: rtt,
                 rttvar: rtt / 2,
                 timeouts: 0,
                 rest_until: None,
-                no_edns: false,
+                no_edns: old.is_some_and(|s| s.no_edns),
                 updated: now,
             },
             Some(s) => {
