@@ -361,8 +361,9 @@ impl Resolver {
         Ok(None)
     }
 
-    /// The addresses of name server `name`, resolved (A, then AAAA when IPv6 is on and there is
-    /// no A) and remembered; empty when it has none. Only a reached limit is an error.
+    /// The addresses of name server `name`, resolved (A, then AAAA when IPv6 is on and the name
+    /// exists without an A record) and remembered; empty when it has none. Only a reached limit
+    /// is an error.
     async fn ns_addresses(
         &self,
         name: &Name,
@@ -391,6 +392,8 @@ impl Resolver {
             let result = self.resolve_in(&q, false, budget, depth).await;
             budget.leave(name, qtype);
             match result {
+                // No such name: no AAAA either.
+                Ok(msg) if msg.rcode() == Rcode::NXDOMAIN => break,
                 Ok(msg) => {
                     for r in &msg.answers {
                         let ip = match r.data {
