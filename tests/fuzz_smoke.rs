@@ -231,3 +231,13 @@ fn zone_line_target_on_seeds_and_mutations() {
     ];
     run(fuzzing::zone_line, &pool, dict, 3);
 }
+
+#[test]
+fn referral_target_on_seeds_and_mutations() {
+    let mut pool = seeds("referral");
+    for s in &pool {
+        Message::parse(s).expect("referral seed parses");
+    }
+    pool.extend(rich_messages());
+    run(dnsveil::recursor::fuzzing::referral, &pool, WIRE_DICT, 4);
+}

@@ -294,11 +294,17 @@ fn resolves_a_loopback_hierarchy_from_its_root_hints() {
     assert_eq!(addresses(&m), ["192.0.2.1"], "{m:?}");
 
     // A CNAME loop across two zones, and a chain longer than the limit: SERVFAIL.
-    let (m, took) = ask(s, "loop.example.test", RType::A, false);
+    let (m, took) = ask(s, "loop.example.test", RType::A, true);
     assert_eq!(m.rcode(), Rcode::SERVFAIL, "{m:?}");
     assert!(took < Duration::from_secs(2));
+    let ede: Vec<String> = m
+        .edns
+        .as_ref()
+        .map(|e| e.extended_errors().map(|(_, t)| t.to_string()).collect())
+        .unwrap_or_default();
+    assert!(ede.iter().any(|t| t.contains("CNAME loop")), "{ede:?}");
     let before = h.total();
-    let (m, _) = ask(s, "loop.example.test", RType::A, false);
+    let (m, _) = ask(s, "loop.example.test", RType::A, true);
     assert_eq!(m.rcode(), Rcode::SERVFAIL);
     assert_eq!(h.total(), before, "the failure is cached briefly");
     let (m, _) = ask(s, "long.example.test", RType::A, false);
