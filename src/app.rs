@@ -2,10 +2,11 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool) [--> Recursor]
-//!                |       \___________________ downstream Chain ______________________________/
-//!                |        (mode = "recursive": the forwarder keeps its rules but no default pool,
-//!                |         and the Recursor, primed at start, resolves the rest from the root)
+//!   Config --> Cache --> Hosts --> SpecialNames --> [Validator] --> Forwarder(rules, default pool) [--> Recursor]
+//!                |       \___________________ downstream Chain _______________________________________________/
+//!                |        resolver.mode = "recursive": the forwarder keeps its rules but has no default pool,
+//!                |        and the Recursor (primed at start) resolves the rest from the root; the
+//!                |        validator's DNSKEY/DS lookups go to Forwarder + Recursor
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
@@ -40,7 +41,8 @@ use tracing::{info, warn};
 
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, Mode, UpstreamServer};
+use crate::config::{self, knob, Config, DnssecMode, Mode, UpstreamServer};
+use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
@@ -51,6 +53,7 @@ use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
 };
+use crate::validate::{load_anchors, Validator};
 use crate::wire::Name;
 
 /// How often the hosts file is checked for changes (SIGHUP reloads at once).
@@ -67,6 +70,8 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// The trust anchors, read, when DNSSEC validation is on.
+    anchors: Option<TrustAnchors>,
     /// The last stage in recursive mode, with its root hints read.
     recursor: Option<Arc<Recursor>>,
 }
@@ -92,10 +97,16 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// A trust anchor file cannot be read or parsed.
+    #[error(
+        "resolver.trust_anchor: {0}; give a file of DS or DNSKEY records in zone-file form (as \
+         unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
+    )]
+    TrustAnchor(String),
     /// The root hints file cannot be used.
     #[error(
-        "root_hints: {source}; name a root hints file in named.root format, or remove root_hints \
-         (--root-hints) to use the embedded hints"
+        "resolver.root_hints: {source}; name a root hints file in named.root format, or remove \
+         root_hints (--root-hints) to use the embedded hints"
     )]
     RootHints {
         #[source]
@@ -116,10 +127,16 @@ impl Plan {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
-        let recursor = match config.mode {
+        let anchors = match config.resolver.dnssec {
+            DnssecMode::Off => None,
+            DnssecMode::Validate => {
+                Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
+            }
+        };
+        let recursor = match config.resolver.mode {
             Mode::Forward => None,
             Mode::Recursive => {
-                let r = &config.recursion;
+                let r = &config.resolver;
                 let hints = match &r.root_hints {
                     None => RootHints::embedded(),
                     Some(path) => RootHints::load(path)
@@ -136,6 +153,7 @@ impl Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            anchors,
             recursor,
         })
     }
@@ -157,6 +175,7 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        anchors,
         recursor,
     } = plan;
     let cache = (config.cache.size > 0).then(|| {
@@ -203,6 +222,36 @@ pub async fn run(
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
         downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+    }
+    if let Some(anchors) = anchors {
+        // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
+        // the LAN's reverse zone) that the public DNS proves do not exist: validating them would
+        // make every answer bogus. They are negative trust anchors, with the configured ones.
+        let mut insecure = config.resolver.insecure_domains.clone();
+        insecure.extend(
+            config
+                .forward
+                .iter()
+                .flat_map(|r| r.domains.iter().cloned()),
+        );
+        info!(
+            anchors = anchors.len(),
+            insecure_domains = insecure.len(),
+            "DNSSEC validation on"
+        );
+        // The validator's DNSKEY and DS lookups go where its queries go: the forwarder, and in
+        // recursive mode the recursor after it.
+        let mut below: Vec<Arc<dyn Handler>> = vec![forwarder.clone()];
+        if let Some(r) = &recursor {
+            below.push(r.clone());
+        }
+        let lookups = Chain::new(below);
+        downstream.push(Arc::new(Validator::new(
+            anchors,
+            insecure,
+            lookups,
+            WallClock::system(),
+        )));
     }
     downstream.push(forwarder);
     if let Some(r) = &recursor {
@@ -491,7 +540,8 @@ fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
         }
     }
     // In recursive mode names no rule matches go on to the recursor.
-    let default = if config.upstream.servers.is_empty() || config.mode == Mode::Recursive {
+    let default = if config.upstream.servers.is_empty() || config.resolver.mode == Mode::Recursive
+    {
         None
     } else {
         Some(build_group(

@@ -38,4 +38,5 @@ pub mod recursor;
 pub mod server;
 pub mod special;
 pub mod upstream;
+pub mod validate;
 pub mod wire;

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
-use dnsveil::config::{knob, Config, ConfigError, LogLevel, Mode, Overrides, Strategy};
+use dnsveil::config::{knob, Config, ConfigError, DnssecMode, LogLevel, Mode, Overrides, Strategy};
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::upstream::UpstreamUrl;
@@ -83,9 +83,15 @@ struct QueryArgs {
     /// Address to connect to when the upstream's host is a name (repeatable; never resolved).
     #[arg(long, value_name = "IP", requires = "upstream")]
     bootstrap: Vec<std::net::IpAddr>,
-    /// Set the DO bit (ask for DNSSEC records).
-    #[arg(long)]
-    dnssec: bool,
+    /// Alone: set the DO bit (ask for DNSSEC records). `--dnssec validate`: also validate the
+    /// answer and print the verdict (exit 1 when bogus); `--dnssec off`: neither.
+    #[arg(long, value_name = "validate|off", num_args = 0..=1, default_missing_value = "do",
+          value_parser = parse_query_dnssec)]
+    dnssec: Option<QueryDnssec>,
+    /// Trust anchor file for --dnssec validate (repeatable; default: the built-in IANA root
+    /// anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
     /// Use TCP instead of UDP for a udp:// upstream.
     #[arg(long)]
     tcp: bool,
@@ -148,16 +154,51 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
-    /// forward (to the upstreams) or recursive (resolve from the root); replaces mode.
+    /// DNSSEC validation: validate or off (replaces resolver.dnssec).
+    #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
+    dnssec: Option<DnssecMode>,
+    /// Trust anchor file: DS or DNSKEY records in zone-file form (repeatable; replaces
+    /// resolver.trust_anchor; default: the built-in IANA root anchors).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
+    /// Zone not to validate, a negative trust anchor (repeatable; replaces
+    /// resolver.insecure_domains).
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    insecure_domain: Vec<Name>,
+    /// forward (to the upstreams) or recursive (resolve from the root); replaces resolver.mode.
     #[arg(long, value_name = "forward|recursive", value_parser = parse_mode)]
     mode: Option<Mode>,
-    /// Root hints file in named.root format, replacing the embedded hints (replaces root_hints).
+    /// Root hints file in named.root format, replacing the embedded hints (replaces
+    /// resolver.root_hints).
     #[arg(long, value_name = "FILE")]
     root_hints: Option<PathBuf>,
-    /// Port of the authoritative servers in recursive mode (replaces query_port).
+    /// Port of the authoritative servers in recursive mode (replaces resolver.query_port).
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(knob::QUERY_PORT.min..=knob::QUERY_PORT.max))]
     query_port: Option<u64>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
+fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
+    s.parse()
+}
+
+/// What `dnsveil query --dnssec[=MODE]` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryDnssec {
+    /// `--dnssec` alone: the DO bit.
+    DoBit,
+    Mode(DnssecMode),
+}
+
+fn parse_query_dnssec(s: &str) -> Result<QueryDnssec, String> {
+    match s {
+        "do" => Ok(QueryDnssec::DoBit),
+        _ => s.parse().map(QueryDnssec::Mode),
+    }
 }
 
 /// A path where "" is meaningful (clap's own path parser rejects empty values).
@@ -189,10 +230,6 @@ fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     s.parse()
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    s.parse()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -217,11 +254,19 @@ fn query(args: QueryArgs) -> ExitCode {
         None => query::default_spec(timeout),
     };
     let result = spec.and_then(|spec| {
+        let validate = match args.dnssec {
+            Some(QueryDnssec::Mode(DnssecMode::Validate)) => Some(
+                dnsveil::validate::load_anchors(&args.trust_anchor)
+                    .map_err(query::QueryError::Validation)?,
+            ),
+            _ => None,
+        };
         let opts = query::QueryOptions {
             name: args.name,
             qtype: args.qtype,
             spec,
-            dnssec: args.dnssec,
+            dnssec: args.dnssec == Some(QueryDnssec::DoBit),
+            validate,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -232,7 +277,10 @@ fn query(args: QueryArgs) -> ExitCode {
     match result {
         Ok(outcome) => {
             print!("{}", query::format(&outcome));
-            ExitCode::SUCCESS
+            match outcome.verdict {
+                Some(dnsveil::handler::Verdict::Bogus(_)) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("dnsveil: query failed: {e}");
@@ -333,6 +381,9 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        dnssec: args.dnssec,
+        trust_anchors: args.trust_anchor,
+        insecure_domains: args.insecure_domain,
         mode: args.mode,
         root_hints: args.root_hints,
         query_port: args.query_port,

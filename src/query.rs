@@ -24,8 +24,17 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::clock::WallClock;
 use crate::config::{Config, ConfigError, UpstreamServer};
-use crate::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl};
+use crate::dnssec::TrustAnchors;
+use crate::handler::{
+    Answer, BoxFuture, Chain, Handler, HandlerError, HandlerResult, Next, Origin, Protocol,
+    Request, Verdict,
+};
+use crate::upstream::{
+    self, forwarding_flags, Transport, Upstream, UpstreamError, UpstreamSpec, UpstreamUrl,
+};
+use crate::validate::Validator;
 use crate::wire::edns::{ede, EdnsOption};
 use crate::wire::{Edns, Message, Name, RType, Record};
 
@@ -41,6 +50,9 @@ pub struct QueryOptions {
     pub spec: UpstreamSpec,
     /// Set the DO bit (RFC 3225), asking for DNSSEC records.
     pub dnssec: bool,
+    /// Validate the answer with these trust anchors (`--dnssec validate`), and say what
+    /// validation concluded.
+    pub validate: Option<TrustAnchors>,
 }
 
 /// An answer and how it was obtained.
@@ -51,6 +63,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The upstream's URL.
     pub server: String,
+    /// What validation concluded, when asked to validate.
+    pub verdict: Option<Verdict>,
 }
 
 /// Why `dnsveil query` could not ask, or got no answer.
@@ -69,6 +83,9 @@ pub enum QueryError {
     /// The upstream could not be set up or did not answer.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Validation could not finish (a DS or DNSKEY lookup failed, or was answered with an error).
+    #[error("validation failed: {0}")]
+    Validation(String),
 }
 
 /// The spec for `url` given on the command line: `bootstrap` addresses (with the URL's port) and
@@ -98,23 +115,125 @@ pub fn default_spec(timeout: Duration) -> Result<UpstreamSpec, QueryError> {
     Ok(server.spec(timeout))
 }
 
-/// Sends the question and returns the checked answer.
-pub async fn run(opts: &QueryOptions) -> Result<Outcome, UpstreamError> {
+/// Sends the question and returns the checked answer (validated, with `--dnssec validate`).
+pub async fn run(opts: &QueryOptions) -> Result<Outcome, QueryError> {
     let transport: Arc<dyn Transport> = upstream::build_transport(&opts.spec)?;
     // The transport enforces `timeout`; the upstream's own limit is only a safety net.
-    let upstream = Upstream::new(transport, opts.spec.timeout + Duration::from_millis(500));
+    let upstream = Arc::new(Upstream::new(
+        transport,
+        opts.spec.timeout + Duration::from_millis(500),
+    ));
     let mut q = Message::query(opts.name.clone(), opts.qtype);
     q.edns = Some(Edns {
-        dnssec_ok: opts.dnssec,
+        dnssec_ok: opts.dnssec || opts.validate.is_some(),
         ..Edns::default()
     });
     let start = Instant::now();
-    let answer = upstream.query(&q).await?;
+    let server = upstream.url().to_string();
+    let Some(anchors) = &opts.validate else {
+        let answer = upstream.query(&q).await?;
+        return Ok(Outcome {
+            answer,
+            elapsed: start.elapsed(),
+            server,
+            verdict: None,
+        });
+    };
+    // The daemon's validator, with this one upstream behind it for the answer and for DS and
+    // DNSKEY.
+    let ask: Arc<dyn Handler> = Arc::new(Ask(upstream.clone()));
+    let validator = Validator::new(
+        anchors.clone(),
+        Vec::new(),
+        Chain::new(vec![ask.clone()]),
+        WallClock::system(),
+    );
+    let chain = Chain::new(vec![Arc::new(validator), ask]);
+    let request = Request {
+        query: q.clone(),
+        client: None,
+        protocol: Protocol::Udp,
+    };
+    let (answer, verdict) = match chain.handle(&request).await {
+        Ok(a) => {
+            let verdict = a.verdict().clone();
+            let message = a
+                .message()
+                .map_err(|e| QueryError::Validation(e.to_string()))?;
+            (message, verdict)
+        }
+        Err(HandlerError::Bogus(b)) => {
+            // Show what the upstream says, without checking, next to why it is bogus.
+            q.header.checking_disabled = true;
+            (upstream.query(&q).await?, Verdict::Bogus(b))
+        }
+        Err(HandlerError::Upstream(cause)) => {
+            return Err(match cause.downcast_ref::<UpstreamError>() {
+                Some(e) => QueryError::Upstream(e.clone()),
+                None => QueryError::Validation(cause.to_string()),
+            })
+        }
+        Err(e) => return Err(QueryError::Validation(e.to_string())),
+    };
     Ok(Outcome {
         answer,
         elapsed: start.elapsed(),
-        server: upstream.url().to_string(),
+        server,
+        verdict: Some(verdict),
     })
+}
+
+/// The one upstream of `dnsveil query` as a stage of a chain.
+struct Ask(Arc<Upstream>);
+
+impl Handler for Ask {
+    fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(async move {
+            let question = req.query.question().ok_or(HandlerError::Unanswered)?;
+            let reply = self
+                .0
+                .ask(question, forwarding_flags(&req.query))
+                .await
+                .map_err(HandlerError::upstream)?;
+            Ok(Answer::checked(
+                reply.wire,
+                Origin::Upstream,
+                Verdict::Unchecked,
+            ))
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "query"
+    }
+}
+
+/// The verdict line `dnsveil query --dnssec validate` prints.
+pub fn format_verdict(verdict: &Verdict, answer: &Message) -> String {
+    let ede = answer
+        .edns
+        .as_ref()
+        .and_then(|e| e.extended_errors().next().map(|(code, _)| code));
+    let named = |code: u16| match ede::name(code) {
+        Some(name) => format!("EDE {code} {name}"),
+        None => format!("EDE {code}"),
+    };
+    match verdict {
+        Verdict::Secure => ";; DNSSEC: secure\n".into(),
+        Verdict::Insecure => match ede {
+            Some(code) => format!(";; DNSSEC: insecure ({})\n", named(code)),
+            None => ";; DNSSEC: insecure\n".into(),
+        },
+        Verdict::Bogus(b) => format!(
+            ";; DNSSEC: bogus ({}): {}\n",
+            named(b.reason.ede()),
+            b.detail
+        ),
+        Verdict::Indeterminate => {
+            ";; DNSSEC: indeterminate (no trust anchor covers the name)\n".into()
+        }
+        Verdict::Unchecked => ";; DNSSEC: not validated\n".into(),
+    }
 }
 
 /// The answer as dig prints it: header, EDNS, the sections, then timing and server.
@@ -182,6 +301,10 @@ pub fn format(outcome: &Outcome) -> String {
             out.push_str(&format_record(r));
             out.push('\n');
         }
+    }
+    if let Some(v) = &outcome.verdict {
+        out.push('\n');
+        out.push_str(&format_verdict(v, m));
     }
     let _ = writeln!(out, "\n;; Query time: {} ms", outcome.elapsed.as_millis());
     let _ = writeln!(out, ";; SERVER: {}", outcome.server);
@@ -258,6 +381,7 @@ mod tests {
             answer: m,
             elapsed: Duration::from_millis(12),
             server: "tls://127.0.0.1:853".into(),
+            verdict: None,
         });
         let expected = "\
 ;; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 4242

@@ -752,23 +752,32 @@ fn an_address_in_use_is_reported_once_with_its_own_port() {
 
 #[test]
 fn recursive_mode_keys_parse_and_are_checked() {
-    let c = parse("mode = \"recursive\"\nquery_port = 5300\nquery_ipv6 = false\n").unwrap();
-    assert_eq!(c.mode, dnsveil::config::Mode::Recursive);
-    assert_eq!(c.recursion.query_port, 5300);
-    assert!(!c.recursion.query_ipv6);
-    assert_eq!(c.recursion.root_hints, None);
+    let c = parse("[resolver]\nmode = \"recursive\"\nquery_port = 5300\nquery_ipv6 = false\n")
+        .unwrap();
+    assert_eq!(c.resolver.mode, dnsveil::config::Mode::Recursive);
+    assert_eq!(c.resolver.query_port, 5300);
+    assert!(!c.resolver.query_ipv6);
+    assert_eq!(c.resolver.root_hints, None);
     // No upstream is needed in recursive mode, one is in forwarding mode.
     assert!(c.check_runnable().is_ok());
     let fwd = parse("").unwrap();
-    assert_eq!(fwd.mode, dnsveil::config::Mode::Forward);
+    assert_eq!(fwd.resolver.mode, dnsveil::config::Mode::Forward);
     assert!(fwd.check_runnable().is_err());
 
-    let e = parse("mode = \"iterative\"\n").unwrap_err().to_string();
-    assert!(e.contains("mode: \"iterative\" is not a mode (expected forward or recursive)"), "{e}");
-    let e = parse("query_port = 0\n").unwrap_err().to_string();
-    assert!(e.contains("query_port: 0 is out of range (expected 1 to 65535"), "{e}");
-    let e = parse("root_hints = \"\"\n").unwrap_err().to_string();
-    assert!(e.contains("root_hints: empty path"), "{e}");
+    let e = parse("[resolver]\nmode = \"iterative\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("resolver.mode: \"iterative\" is not a mode (expected forward or recursive)"),
+        "{e}"
+    );
+    let e = parse("[resolver]\nquery_port = 0\n").unwrap_err().to_string();
+    assert!(
+        e.contains("resolver.query_port: 0 is out of range (expected 1 to 65535"),
+        "{e}"
+    );
+    let e = parse("[resolver]\nroot_hints = \"\"\n").unwrap_err().to_string();
+    assert!(e.contains("resolver.root_hints: empty path"), "{e}");
 }
 
 #[test]
@@ -779,11 +788,11 @@ fn a_bad_root_hints_file_is_rejected_by_check_config_and_run() {
     let conf = dir.path().join("rec.toml");
     std::fs::write(
         &conf,
-        "mode = \"recursive\"\nroot_hints = \"bad.hints\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n\
-         [hosts]\nfile = \"\"\n",
+        "[resolver]\nmode = \"recursive\"\nroot_hints = \"bad.hints\"\n[server]\n\
+         listen = [\"127.0.0.1:0\"]\n[hosts]\nfile = \"\"\n",
     )
     .unwrap();
-    rejected_by_both(&conf, &["root_hints: no root server with an address"]);
+    rejected_by_both(&conf, &["resolver.root_hints: no root server with an address"]);
     // The flag is checked the same way, and names itself.
     let out = dnsveil()
         .args(["run", "--mode", "recursive", "--listen", "127.0.0.1:0", "--hosts", ""])

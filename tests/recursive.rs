@@ -160,6 +160,9 @@ impl Hierarchy {
             "127.0.0.1:0",
             "--hosts",
             "",
+            // The hierarchy is unsigned, and the built-in anchors are the real root's.
+            "--dnssec",
+            "off",
         ];
         args.extend_from_slice(extra);
         Dnsveil::start(&args)
@@ -355,7 +358,7 @@ fn forwarding_rules_still_win_in_recursive_mode() {
     std::fs::write(
         &conf,
         format!(
-            "mode = \"recursive\"\n[[forward]]\ndomains = [\"example.test\"]\nupstreams = [\"udp://127.0.0.6:{}\"]\n",
+            "[resolver]\nmode = \"recursive\"\ndnssec = \"off\"\n[[forward]]\ndomains = [\"example.test\"]\nupstreams = [\"udp://127.0.0.6:{}\"]\n",
             h.port
         ),
     )

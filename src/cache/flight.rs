@@ -18,7 +18,7 @@
 
 use tracing::debug;
 
-use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult};
+use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult, BOGUS_TTL};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::response;
 
@@ -65,14 +65,23 @@ impl Cache {
                     entry
                 })
             }
-            Err(e @ (HandlerError::Upstream(_) | HandlerError::Unusable(_))) => {
+            Err(
+                e
+                @ (HandlerError::Upstream(_) | HandlerError::Unusable(_) | HandlerError::Bogus(_)),
+            ) => {
                 let (info, text) = e.extended_error().unzip();
+                // A bogus answer is kept longer than a failure to reach the upstreams: it will be
+                // bogus again, and finding out costs validation work.
+                let lifetime = match e {
+                    HandlerError::Bogus(_) => BOGUS_TTL,
+                    _ => self.limits.servfail_ttl,
+                };
                 policy::servfail(
-                    &self.limits,
                     key,
                     info,
                     text.as_deref().unwrap_or("").as_bytes(),
                     now,
+                    lifetime,
                 )
             }
             Err(_) => Err(Uncacheable::ChainError),

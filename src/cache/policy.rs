@@ -150,7 +150,7 @@ pub(crate) fn prepare(
             0 => (None, &[][..]),
             _ => (Some(u16::from_be_bytes([ede[0], ede[1]])), &ede[2..]),
         };
-        return servfail(limits, key, info, text, now_ms);
+        return servfail(key, info, text, now_ms, limits.servfail_ttl);
     }
     if rcode != Rcode::NOERROR && rcode != Rcode::NXDOMAIN {
         return Err(Uncacheable::Rcode(rcode));
@@ -200,23 +200,25 @@ pub(crate) fn prepare(
         header: h.to_bytes(),
         tail: &wire[qend..tail_end],
         ttls: &ttls,
-        options: &[],
-        // Every answer reaching the cache today is one a validator would pass: there is no
-        // validator yet. When there is, a bogus answer must be stored through `servfail` (with EDE
-        // 6 "DNSSEC Bogus") or with `stale_ok: false`, never as stale-eligible data.
+        // The answer's Extended DNS Error (an insecure answer's "unsupported algorithm", say) is
+        // part of what every hit says, as the miss said it.
+        options: &ede_option(ede),
+        // A bogus answer never gets here: the validator turns it into `HandlerError::Bogus`,
+        // stored through `servfail` (never stale-eligible).
         stale_ok: true,
     }))
 }
 
-/// Builds a SERVFAIL entry, with an Extended DNS Error when one is known.
+/// Builds a SERVFAIL entry that lives `lifetime` seconds (at most [`MAX_SERVFAIL_TTL`]), with an
+/// Extended DNS Error when one is known.
 pub(crate) fn servfail(
-    limits: &Limits,
     key: &Key,
     info_code: Option<u16>,
     text: &[u8],
     now_ms: u64,
+    lifetime: u32,
 ) -> Result<Entry, Uncacheable> {
-    let lifetime = limits.servfail_ttl.min(MAX_SERVFAIL_TTL);
+    let lifetime = lifetime.min(MAX_SERVFAIL_TTL);
     if lifetime == 0 {
         return Err(Uncacheable::ServfailOff);
     }
@@ -246,6 +248,19 @@ pub(crate) fn servfail(
         options: &options,
         stale_ok: false,
     }))
+}
+
+/// An Extended DNS Error option (code, length, data) around `data`, or nothing for no data.
+fn ede_option(data: &[u8]) -> Vec<u8> {
+    if data.len() < 2 {
+        return Vec::new();
+    }
+    let data = truncate_utf8(data, MAX_EDE_TEXT + 2);
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&edns::code::EXTENDED_ERROR.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+    out
 }
 
 /// The data (INFO-CODE, EXTRA-TEXT) of the first Extended DNS Error option in OPT RDATA.

@@ -157,7 +157,12 @@ impl Cache {
 pub(super) fn is_failure(result: &HandlerResult) -> bool {
     match result {
         Ok(a) => a.rcode() == Rcode::SERVFAIL,
-        Err(HandlerError::Upstream(_) | HandlerError::Unusable(_) | HandlerError::Busy(_)) => true,
+        Err(
+            HandlerError::Upstream(_)
+            | HandlerError::Unusable(_)
+            | HandlerError::Busy(_)
+            | HandlerError::Bogus(_),
+        ) => true,
         Err(_) => false,
     }
 }

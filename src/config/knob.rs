@@ -228,7 +228,7 @@ knob!(
 
 knob!(
     QUERY_PORT,
-    "query_port",
+    "resolver.query_port",
     53,
     1,
     65_535,

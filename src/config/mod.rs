@@ -61,13 +61,47 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
-    /// `mode`: forward to upstreams (the default) or resolve from the root.
-    pub mode: Mode,
-    /// `root_hints`, `query_port`, `query_ipv6`: used in recursive mode.
-    pub recursion: RecursionConfig,
+    pub resolver: ResolverConfig,
 }
 
-/// How names no forwarding rule matches are resolved.
+/// `[resolver]`: how answers are obtained and checked: DNSSEC validation, its trust anchors and
+/// the zones exempt from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// `resolver.mode`: forward to upstreams (the default) or resolve from the root.
+    pub mode: Mode,
+    /// `resolver.root_hints`: a named.root file replacing the embedded root hints (recursive
+    /// mode; read by `app::Plan::build`).
+    pub root_hints: Option<PathBuf>,
+    /// `resolver.query_port`: port of the authoritative servers (recursive mode).
+    pub query_port: u16,
+    /// `resolver.query_ipv6`: ask authoritative servers over IPv6 too (recursive mode).
+    pub query_ipv6: bool,
+    pub dnssec: DnssecMode,
+    /// Trust anchor files (DS or DNSKEY records in zone-file form, as unbound's
+    /// `trust-anchor-file`), absolute or relative to the config file. Empty: the IANA root
+    /// anchors embedded from `certs/root-anchors.txt`.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Negative trust anchors (RFC 7646): zones whose answers are not validated (treated as
+    /// insecure), for zones known to be broken.
+    pub insecure_domains: Vec<Name>,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            mode: Mode::Forward,
+            root_hints: None,
+            query_port: knob::QUERY_PORT.default as u16,
+            query_ipv6: true,
+            dnssec: DnssecMode::Validate,
+            trust_anchors: Vec::new(),
+            insecure_domains: Vec::new(),
+        }
+    }
+}
+
+/// `resolver.mode` / `--mode`: how names no forwarding rule matches are resolved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// Sent to `upstream.servers`.
@@ -100,23 +134,38 @@ impl FromStr for Mode {
     }
 }
 
-/// The settings of recursive mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecursionConfig {
-    /// A named.root file replacing the embedded root hints (read by `app::Plan::build`).
-    pub root_hints: Option<PathBuf>,
-    /// Port of the authoritative servers.
-    pub query_port: u16,
-    /// Ask authoritative servers over IPv6 too.
-    pub query_ipv6: bool,
+/// `resolver.dnssec` / `--dnssec`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnssecMode {
+    /// Validate every answer from upstream (RFC 4035); bogus answers become SERVFAIL.
+    #[default]
+    Validate,
+    /// No validation: answers pass as the upstream sent them (its AD bit included).
+    Off,
 }
 
-impl Default for RecursionConfig {
-    fn default() -> Self {
-        RecursionConfig {
-            root_hints: None,
-            query_port: knob::QUERY_PORT.default as u16,
-            query_ipv6: true,
+impl DnssecMode {
+    pub const NAMES: &'static str = "\"validate\" or \"off\"";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnssecMode::Validate => "validate",
+            DnssecMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for DnssecMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "validate" => Ok(DnssecMode::Validate),
+            "off" => Ok(DnssecMode::Off),
+            _ => Err(format!(
+                "{s:?} is not a DNSSEC mode (expected {})",
+                DnssecMode::NAMES
+            )),
         }
     }
 }
@@ -508,12 +557,18 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
-    /// `--mode forward|recursive`.
+    /// `--dnssec validate|off` (replaces `resolver.dnssec`).
+    pub dnssec: Option<DnssecMode>,
+    /// `--mode forward|recursive` (replaces `resolver.mode`).
     pub mode: Option<Mode>,
-    /// `--root-hints FILE`.
+    /// `--root-hints FILE` (replaces `resolver.root_hints`).
     pub root_hints: Option<PathBuf>,
-    /// `--query-port N`.
+    /// `--query-port N` (replaces `resolver.query_port`).
     pub query_port: Option<u64>,
+    /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
+    pub trust_anchors: Vec<PathBuf>,
+    /// `--insecure-domain NAME` (repeatable; replaces `resolver.insecure_domains`).
+    pub insecure_domains: Vec<Name>,
 }
 
 impl Config {
@@ -622,30 +677,38 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        if let Some(m) = o.dnssec {
+            self.resolver.dnssec = m;
+        }
         if let Some(m) = o.mode {
-            self.mode = m;
+            self.resolver.mode = m;
         }
         if let Some(p) = o.root_hints {
-            self.recursion.root_hints = Some(p);
+            self.resolver.root_hints = Some(p);
         }
         if let Some(p) = query_port {
-            self.recursion.query_port = p as u16;
+            self.resolver.query_port = p as u16;
+        }
+        if !o.trust_anchors.is_empty() {
+            self.resolver.trust_anchors = o.trust_anchors;
+        }
+        if !o.insecure_domains.is_empty() {
+            self.resolver.insecure_domains = o.insecure_domains;
         }
         Ok(())
     }
 
-    /// Checks what `run` needs beyond a valid file: in forwarding mode, at least one default
-    /// upstream (dnsveil never guesses an upstream, least of all a plaintext one); recursive mode
-    /// needs none.
+    /// Checks what `run` needs beyond a valid file: at least one default upstream. dnsveil never
+    /// guesses an upstream, least of all a plaintext one.
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
-        if self.mode == Mode::Forward && self.upstream.servers.is_empty() {
+        if self.resolver.mode == Mode::Forward && self.upstream.servers.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: "config".into(),
                 key: "upstream.servers".into(),
                 message: "no upstream server is configured; add one to [upstream] servers \
                           (e.g. servers = [\"tls://dns.quad9.net\"] with bootstrap addresses) or \
-                          pass --upstream URL, or resolve from the root with mode = \"recursive\" \
-                          (--mode recursive)"
+                          pass --upstream URL, or resolve from the root with [resolver] \
+                          mode = \"recursive\" (--mode recursive)"
                     .into(),
             });
         }
@@ -688,15 +751,15 @@ impl Config {
             .map(|s| s.url.to_string())
             .collect();
         let mut s = format!("listen: {}\n", listen.join(", "));
-        if self.mode == Mode::Recursive {
+        if self.resolver.mode == Mode::Recursive {
             s += &format!(
                 "mode: recursive (root hints {}, query port {}, IPv6 {}; upstream.servers unused)\n",
-                self.recursion
+                self.resolver
                     .root_hints
                     .as_ref()
                     .map_or("embedded".into(), |p| p.display().to_string()),
-                self.recursion.query_port,
-                if self.recursion.query_ipv6 { "on" } else { "off" }
+                self.resolver.query_port,
+                if self.resolver.query_ipv6 { "on" } else { "off" }
             );
         }
         s += &format!(

@@ -17,9 +17,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel,
-    Mode, RecursionConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
-    MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    CacheConfig, Config, ConfigError, DnssecMode, DohMethod, ForwardRule, HostsConfig, LogConfig,
+    LogLevel, Mode, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
+    LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};
@@ -82,12 +82,6 @@ pub(super) fn check_ca_file(path: &Path, origin: &str, key: &str) -> Result<(), 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
-    /// `"forward"` (default) or `"recursive"`.
-    mode: Option<String>,
-    /// A named.root file replacing the embedded root hints (recursive mode).
-    root_hints: Option<String>,
-    query_port: Option<i64>,
-    query_ipv6: Option<bool>,
     #[serde(default)]
     server: ServerSpec,
     #[serde(default)]
@@ -100,6 +94,31 @@ struct FileSpec {
     forward: Vec<ForwardSpec>,
     #[serde(default)]
     log: LogSpec,
+    #[serde(default)]
+    resolver: ResolverSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolverSpec {
+    /// `"forward"` (default) or `"recursive"`.
+    mode: Option<String>,
+    /// A named.root file replacing the embedded root hints (recursive mode).
+    root_hints: Option<String>,
+    query_port: Option<i64>,
+    query_ipv6: Option<bool>,
+    dnssec: Option<String>,
+    trust_anchor: Option<OneOrMany>,
+    #[serde(default)]
+    insecure_domains: Vec<String>,
+}
+
+/// A string, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
@@ -247,24 +266,65 @@ impl FileSpec {
             upstream,
             forward,
             log: self.log.validate(cx)?,
-            mode: match self.mode.as_deref() {
-                None => Mode::default(),
-                Some(m) => m.parse().map_err(|e| cx.err("mode", e))?,
-            },
-            recursion: RecursionConfig {
-                root_hints: match self.root_hints.as_deref() {
-                    None => None,
-                    Some("") => {
-                        return Err(cx.err(
-                            "root_hints",
-                            "empty path (remove the key to use the embedded root hints)",
-                        ))
-                    }
-                    Some(p) => Some(cx.path(p)),
-                },
-                query_port: cx.knob(knob::QUERY_PORT, self.query_port)? as u16,
-                query_ipv6: self.query_ipv6.unwrap_or(true),
-            },
+            resolver: self.resolver.validate(cx)?,
+        })
+    }
+}
+
+impl ResolverSpec {
+    fn validate(self, cx: &Cx<'_>) -> Result<ResolverConfig, ConfigError> {
+        let dnssec = match self.dnssec.as_deref() {
+            None => DnssecMode::default(),
+            Some(s) => s.parse().map_err(|m| cx.err("resolver.dnssec", m))?,
+        };
+        let files = match self.trust_anchor {
+            None => Vec::new(),
+            Some(OneOrMany::One(f)) => vec![f],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        let mut trust_anchors = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            let path = cx.path(f);
+            check_file(&path).map_err(|m| {
+                cx.err(
+                    format!("resolver.trust_anchor[{i}]"),
+                    format!("{m} (expected a file of DS or DNSKEY records in zone-file form)"),
+                )
+            })?;
+            trust_anchors.push(path);
+        }
+        let mut insecure_domains = Vec::with_capacity(self.insecure_domains.len());
+        for (i, d) in self.insecure_domains.iter().enumerate() {
+            let name: Name = d.parse().map_err(|e| {
+                cx.err(
+                    format!("resolver.insecure_domains[{i}]"),
+                    format!("{d:?} is not a domain name: {e}"),
+                )
+            })?;
+            insecure_domains.push(name);
+        }
+        let mode = match self.mode.as_deref() {
+            None => Mode::default(),
+            Some(m) => m.parse().map_err(|e| cx.err("resolver.mode", e))?,
+        };
+        let root_hints = match self.root_hints.as_deref() {
+            None => None,
+            Some("") => {
+                return Err(cx.err(
+                    "resolver.root_hints",
+                    "empty path (remove the key to use the embedded root hints)",
+                ))
+            }
+            Some(p) => Some(cx.path(p)),
+        };
+        Ok(ResolverConfig {
+            mode,
+            root_hints,
+            query_port: cx.knob(knob::QUERY_PORT, self.query_port)? as u16,
+            query_ipv6: self.query_ipv6.unwrap_or(true),
+            dnssec,
+            trust_anchors,
+            insecure_domains,
         })
     }
 }

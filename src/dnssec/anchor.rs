@@ -103,6 +103,29 @@ impl TrustAnchors {
         Ok(TrustAnchors { zones })
     }
 
+    /// Adds `other`'s anchors to these (several files, each for its zones).
+    pub fn extend(&mut self, other: TrustAnchors) {
+        for (name, anchor) in other.zones {
+            match self.zones.get_mut(&name) {
+                None => {
+                    self.zones.insert(name, anchor);
+                }
+                Some(mine) => {
+                    for r in anchor.ds {
+                        if !mine.ds.iter().any(|m| m.data == r.data) {
+                            mine.ds.push(r);
+                        }
+                    }
+                    for r in anchor.dnskeys {
+                        if !mine.dnskeys.iter().any(|m| m.data == r.data) {
+                            mine.dnskeys.push(r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The anchors of exactly `zone`.
     pub fn get(&self, zone: &Name) -> Option<&ZoneAnchor> {
         self.zones.get(zone)

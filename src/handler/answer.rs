@@ -60,6 +60,11 @@ pub enum Verdict {
     Unchecked,
 }
 
+/// How long a bogus answer (and a failed step of a chain of trust) is remembered, in seconds:
+/// unbound's `val-bogus-ttl`. Long enough that clients retrying do not make the validator redo
+/// the work, short enough that a repaired zone recovers soon.
+pub const BOGUS_TTL: u32 = 60;
+
 /// Why an answer is bogus, and the detail a client sees in its Extended DNS Error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bogus {
@@ -230,6 +235,16 @@ impl Answer {
 
     pub fn verdict(&self) -> &Verdict {
         &self.verdict
+    }
+
+    /// The same bytes and origin with another verdict (the validator's).
+    pub fn with_verdict(self, verdict: Verdict) -> Answer {
+        Answer { verdict, ..self }
+    }
+
+    /// The bytes, shared (no copy).
+    pub fn wire_bytes(&self) -> Bytes {
+        self.wire.clone()
     }
 }
 

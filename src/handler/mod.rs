@@ -37,7 +37,7 @@ use crate::wire::{Message, QueryFlags, QueryView, Question, Rcode};
 
 pub mod answer;
 
-pub use answer::{Answer, Bogus, BogusReason, Origin, Verdict};
+pub use answer::{Answer, Bogus, BogusReason, Origin, Verdict, BOGUS_TTL};
 
 /// A boxed, sendable future (handlers are stored as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -88,6 +88,10 @@ pub enum HandlerError {
     /// so the cache keeps it for its short SERVFAIL time.
     #[error("unusable answer: {0}")]
     Unusable(ScrubError),
+    /// DNSSEC validation found the answer bogus (RFC 4035 section 5.5): SERVFAIL with the
+    /// Extended DNS Error of the reason, which the cache keeps for a short while.
+    #[error("DNSSEC bogus: {}", .0.detail)]
+    Bogus(Bogus),
     /// The chain did not answer within the server's time limit for a query.
     #[error("no answer within {0:?}")]
     Deadline(Duration),
@@ -140,6 +144,7 @@ impl HandlerError {
             | HandlerError::Upstream(_)
             | HandlerError::Busy(_)
             | HandlerError::Unusable(_)
+            | HandlerError::Bogus(_)
             | HandlerError::Deadline(_)
             | HandlerError::Internal(_) => Rcode::SERVFAIL,
         }
@@ -161,6 +166,7 @@ impl HandlerError {
             HandlerError::Unusable(why) => {
                 Some((ede::OTHER, format!("upstream answer refused: {why}")))
             }
+            HandlerError::Bogus(b) => Some((b.reason.ede(), b.detail.to_string())),
             // The upstreams are the likely reason, but which one failed how is not known here.
             HandlerError::Deadline(_) => Some((ede::NETWORK_ERROR, self.to_string())),
             HandlerError::NotImplemented => None,

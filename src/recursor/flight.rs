@@ -3,7 +3,9 @@
 //! wire also means fewer chances for a spoofer to match one).
 //!
 //! If the leader is cancelled (its client query hit its time limit), its waiters are woken and
-//! each does the work itself. The map is a std mutex never held across an `.await`; an entry lives
+//! each does the work itself; a waiter also stops waiting after [`MAX_WAIT`] and does the work
+//! itself, so two queries can never wait on each other for long (one waiting, as a follower, for
+//! a question that the other leads while that other waits for one the first leads). The map is a std mutex never held across an `.await`; an entry lives
 //! only while its leader runs, so the map holds at most one entry per exchange in flight.
 
 use std::collections::HashMap;
@@ -11,7 +13,13 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use tokio::sync::watch;
+
+/// Longest a waiter waits for its leader before doing the work itself (the longest timeout of one
+/// query to one server, see `servers::MAX_TIMEOUT`).
+pub const MAX_WAIT: Duration = Duration::from_secs(3);
 
 /// Leaders' results by key.
 pub struct Flights<K, V> {
@@ -48,7 +56,10 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
             }
             Err(mut rx) => {
                 // The guard `wait_for` returns is not held across the `.await` below.
-                let shared = rx.wait_for(|v| v.is_some()).await.ok().and_then(|v| v.clone());
+                let shared = tokio::time::timeout(MAX_WAIT, rx.wait_for(|v| v.is_some()))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().and_then(|v| v.clone()));
                 match shared {
                     Some(v) => v,
                     // The leader was dropped before it finished.

@@ -329,9 +329,13 @@ impl Dnsveil {
             }
             None => Command::new(bin),
         };
-        cmd.arg("run")
-            .args(args)
-            .stdout(Stdio::null())
+        cmd.arg("run").args(args);
+        // The fake upstreams of most tests serve unsigned data for names under the real root,
+        // which a validator rightly calls bogus: a test validates only when it says so.
+        if !args.contains(&"--dnssec") {
+            cmd.args(["--dnssec", "off"]);
+        }
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env("NO_COLOR", "1");
         for (k, v) in env {

@@ -80,7 +80,14 @@ async fn a_verdict_survives_the_cache_on_both_paths() {
     // A bogus verdict keeps its reason (kept as the entry's Extended DNS Error).
     let c = Arc::new(default_cache());
     let k = key("b.example.com", RType::A, false, false);
-    let mut entry = policy::servfail(&c.limits, &k, Some(bogus_ede()), b"", c.now_ms()).unwrap();
+    let mut entry = policy::servfail(
+        &k,
+        Some(bogus_ede()),
+        b"",
+        c.now_ms(),
+        c.limits.servfail_ttl,
+    )
+    .unwrap();
     entry.set_verdict(&bogus);
     assert_eq!(entry.verdict(), bogus);
 }

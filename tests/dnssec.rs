@@ -1,0 +1,469 @@
+//! DNSSEC validation end to end, against zones signed by software we did not write: a hierarchy
+//! under a test anchor `test.` is signed at test time with ldns-signzone (keys from ldns-keygen),
+//! served by nsd, and the real dnsveil binary forwards to it with `--dnssec validate` and
+//! `--trust-anchor` naming the DS of `test.`. Each child zone is one case: good zones with
+//! several algorithms and NSEC or NSEC3, and the bogus and insecure variants the issue lists.
+//! Answers are read with dig.
+
+mod harness;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use harness::{dig, require_tool, Dnsveil, Nsd};
+
+/// A zone to sign (or not) and how.
+struct Zone {
+    /// The label under `test.`.
+    name: &'static str,
+    /// Records below the apex (the SOA and NS are added).
+    body: &'static str,
+    /// ldns-keygen algorithm, or None for an unsigned zone.
+    algorithm: Option<&'static str>,
+    /// Extra ldns-signzone options (NSEC3, validity window).
+    sign_args: Vec<String>,
+    /// What the parent publishes for it.
+    ds: Ds,
+    /// Applied to the signed text before it is served (tampering).
+    edit: fn(String) -> String,
+}
+
+#[derive(PartialEq)]
+enum Ds {
+    /// The DS of its key.
+    Real,
+    /// No DS: an insecure delegation.
+    None,
+    /// A DS whose digest matches no key.
+    Wrong,
+    /// The DS of a key the zone is never signed with (the zone is served unsigned).
+    OfUnusedKey,
+}
+
+fn keep(s: String) -> String {
+    s
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn keygen(dir: &Path, zone: &str, algorithm: &str) -> String {
+    let keygen = require_tool("ldns-keygen", "ldnsutils");
+    let mut cmd = Command::new(keygen);
+    cmd.current_dir(dir).args(["-a", algorithm, "-k"]);
+    if algorithm.starts_with("RSA") {
+        cmd.args(["-b", "2048"]);
+    }
+    cmd.arg(format!("{zone}."));
+    run(&mut cmd).trim().to_string()
+}
+
+fn apex(zone: &str) -> String {
+    format!(
+        "$TTL 3600\n{zone}. IN SOA ns.{zone}. admin.{zone}. 1 3600 900 604800 300\n{zone}. IN NS ns.{zone}.\nns.{zone}. IN A 127.0.0.1\n"
+    )
+}
+
+/// Signs `text` for `zone` with the key `base` and returns the signed zone.
+fn sign(dir: &Path, zone: &str, text: &str, base: &str, args: &[String]) -> String {
+    let signzone = require_tool("ldns-signzone", "ldnsutils");
+    let file = dir.join(format!("{zone}.unsigned"));
+    std::fs::write(&file, text).expect("write zone");
+    let out = dir.join(format!("{zone}.signed"));
+    run(Command::new(signzone)
+        .current_dir(dir)
+        .args(args)
+        .arg("-f")
+        .arg(&out)
+        .arg("-o")
+        .arg(format!("{zone}."))
+        .arg(&file)
+        .arg(base));
+    std::fs::read_to_string(out).expect("signed zone")
+}
+
+/// A date ldns-signzone takes, `days` from now.
+fn date(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    (now + days * 86_400).to_string()
+}
+
+/// The test hierarchy, signed and served; dnsveil validating in front of it.
+struct Hierarchy {
+    nsd: Nsd,
+    dnsveil: Dnsveil,
+    anchor: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hierarchy {
+    fn start(extra: &[&str]) -> Hierarchy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let zones = zones();
+        let mut parent_body = String::new();
+        let mut served: Vec<(String, String)> = Vec::new();
+        for z in &zones {
+            let name = format!("{}.test", z.name);
+            parent_body.push_str(&format!(
+                "{name}. IN NS ns.{name}.\nns.{name}. IN A 127.0.0.1\n"
+            ));
+            let text = format!("{}{}\n", apex(&name), z.body);
+            let zone_text = match z.algorithm {
+                Some(alg) => {
+                    let base = keygen(d, &name, alg);
+                    let signed = sign(d, &name, &text, &base, &z.sign_args);
+                    let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
+                    match z.ds {
+                        Ds::Real => parent_body.push_str(&ds),
+                        Ds::Wrong => {
+                            // Flip the last digest digit.
+                            let mut ds = ds.trim_end().to_string();
+                            let last = ds.pop().expect("digest");
+                            ds.push(if last == '0' { '1' } else { '0' });
+                            parent_body.push_str(&ds);
+                            parent_body.push('\n');
+                        }
+                        Ds::None | Ds::OfUnusedKey => {}
+                    }
+                    (z.edit)(signed)
+                }
+                None => {
+                    if z.ds == Ds::OfUnusedKey {
+                        let base = keygen(d, &name, "ECDSAP256SHA256");
+                        let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
+                        parent_body.push_str(&ds);
+                    }
+                    text
+                }
+            };
+            served.push((name, zone_text));
+        }
+        let base = keygen(d, "test", "ECDSAP256SHA256");
+        let parent = sign(
+            d,
+            "test",
+            &format!("{}{parent_body}", apex("test")),
+            &base,
+            &[],
+        );
+        let anchor = d.join("anchor.txt");
+        std::fs::copy(d.join(format!("{base}.ds")), &anchor).expect("anchor");
+        served.push(("test".into(), parent));
+        let refs: Vec<(&str, String)> = served
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect();
+        let nsd = Nsd::start(&refs);
+        let upstream = format!("udp://{}", nsd.addr);
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--hosts",
+            "",
+            "--trust-anchor",
+            anchor.to_str().expect("utf-8"),
+        ];
+        if !extra.contains(&"--dnssec") {
+            args.extend(["--dnssec", "validate"]);
+        }
+        args.extend_from_slice(extra);
+        let dnsveil = Dnsveil::start(&args);
+        Hierarchy {
+            nsd,
+            dnsveil,
+            anchor,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.dnsveil.udp[0]
+    }
+
+    /// dig's answer to `name type` with DO set (and more flags).
+    fn ask(&self, name: &str, qtype: &str, flags: &[&str]) -> Answer {
+        let mut args = vec![name, qtype, "+dnssec", "+tries=1", "+time=5"];
+        args.extend_from_slice(flags);
+        Answer(dig(self.addr(), &args))
+    }
+}
+
+/// dig's output.
+struct Answer(String);
+
+impl Answer {
+    fn status(&self) -> &str {
+        let at = self.0.find("status: ").expect("status line") + 8;
+        let rest = &self.0[at..];
+        &rest[..rest.find(',').expect("comma")]
+    }
+
+    fn ad(&self) -> bool {
+        let line = self
+            .0
+            .lines()
+            .find(|l| l.contains(";; flags:"))
+            .expect("flags line");
+        let flags = &line[line.find(";; flags:").expect("flags") + 9..];
+        let flags = &flags[..flags.find(';').unwrap_or(flags.len())];
+        flags.split_whitespace().any(|f| f == "ad")
+    }
+
+    /// The EDE info code, if dig shows one.
+    fn ede(&self) -> Option<u16> {
+        let at = self.0.find("; EDE: ")? + 7;
+        let rest = &self.0[at..];
+        rest[..rest.find(|c: char| !c.is_ascii_digit())?]
+            .parse()
+            .ok()
+    }
+
+    fn has(&self, text: &str) -> bool {
+        self.0.contains(text)
+    }
+}
+
+fn zones() -> Vec<Zone> {
+    let z = |name, body, algorithm, sign_args: Vec<String>, ds| Zone {
+        name,
+        body,
+        algorithm,
+        sign_args,
+        ds,
+        edit: keep,
+    };
+    let nsec3 = |iterations: &str| {
+        vec![
+            "-n".to_string(),
+            "-t".into(),
+            iterations.into(),
+            "-s".into(),
+            "ab".into(),
+        ]
+    };
+    vec![
+        z(
+            "secure",
+            "www IN A 192.0.2.1\n*.wild IN TXT \"wild\"\nalias IN CNAME www\nout IN CNAME www.insecure.test.\n",
+            Some("ECDSAP256SHA256"),
+            vec![],
+            Ds::Real,
+        ),
+        z("rsa", "www IN A 192.0.2.8\n", Some("RSASHA256"), vec![], Ds::Real),
+        z("ed", "www IN A 192.0.2.15\n", Some("ED25519"), vec![], Ds::Real),
+        z(
+            "nsec3",
+            "www IN A 192.0.2.3\n*.wild IN TXT \"wild\"\n",
+            Some("ECDSAP256SHA256"),
+            nsec3("0"),
+            Ds::Real,
+        ),
+        z("highiter", "www IN A 192.0.2.4\n", Some("ECDSAP256SHA256"), nsec3("100"), Ds::Real),
+        z("insecure", "www IN A 192.0.2.5\n", None, vec![], Ds::None),
+        z("badds", "www IN A 192.0.2.6\n", Some("ECDSAP256SHA256"), vec![], Ds::Wrong),
+        z("unsigned", "www IN A 192.0.2.7\n", None, vec![], Ds::OfUnusedKey),
+        z(
+            "expired",
+            "www IN A 192.0.2.9\n",
+            Some("ECDSAP256SHA256"),
+            vec!["-i".into(), date(-30), "-e".into(), date(-2)],
+            Ds::Real,
+        ),
+        z(
+            "future",
+            "www IN A 192.0.2.10\n",
+            Some("ECDSAP256SHA256"),
+            vec!["-i".into(), date(10), "-e".into(), date(40)],
+            Ds::Real,
+        ),
+        z("sha1", "www IN A 192.0.2.11\n", Some("RSASHA1"), vec![], Ds::Real),
+        Zone {
+            edit: |s| without_type(&s, "NSEC"),
+            ..z(
+                "noproof",
+                "www IN A 192.0.2.12\n*.wild IN TXT \"wild\"\n",
+                Some("ECDSAP256SHA256"),
+                vec![],
+                Ds::Real,
+            )
+        },
+        Zone {
+            // The A record's data changed after signing.
+            edit: |s| s.replace("192.0.2.13", "192.0.2.66"),
+            ..z("tampered", "www IN A 192.0.2.13\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
+        },
+    ]
+}
+
+/// The zone text without the records of `rtype` and their RRSIGs.
+fn without_type(text: &str, rtype: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let is_type = f.get(3) == Some(&rtype);
+            let is_sig = f.get(3) == Some(&"RRSIG") && f.get(4) == Some(&rtype);
+            !(is_type || is_sig)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
+    let h = Hierarchy::start(&[]);
+
+    // Secure answers over three algorithms, NSEC and NSEC3: AD set for a DO client.
+    for name in [
+        "www.secure.test",
+        "www.rsa.test",
+        "www.ed.test",
+        "www.nsec3.test",
+    ] {
+        let a = h.ask(name, "A", &[]);
+        assert_eq!(a.status(), "NOERROR", "{name}: {}", a.0);
+        assert!(a.ad(), "{name} should be secure: {}", a.0);
+        assert!(a.has("RRSIG"), "{name}: DO client gets signatures: {}", a.0);
+    }
+    // Secure denials: NXDOMAIN and NODATA, with NSEC and with NSEC3.
+    for (name, qtype, status) in [
+        ("nx.secure.test", "A", "NXDOMAIN"),
+        ("www.secure.test", "TXT", "NOERROR"),
+        ("nx.nsec3.test", "A", "NXDOMAIN"),
+        ("www.nsec3.test", "MX", "NOERROR"),
+    ] {
+        let a = h.ask(name, qtype, &[]);
+        assert_eq!(a.status(), status, "{name} {qtype}: {}", a.0);
+        assert!(a.ad(), "{name} {qtype} should be a secure denial: {}", a.0);
+    }
+    // Wildcard answers with their proofs.
+    for name in ["a.wild.secure.test", "b.wild.nsec3.test"] {
+        let a = h.ask(name, "TXT", &[]);
+        assert_eq!(a.status(), "NOERROR", "{name}: {}", a.0);
+        assert!(a.ad(), "{name}: {}", a.0);
+    }
+    // A CNAME inside a signed zone is secure.
+    let a = h.ask("alias.secure.test", "A", &[]);
+    assert!(a.ad() && a.status() == "NOERROR", "{}", a.0);
+
+    // An insecure delegation: answered, no AD, no EDE.
+    let a = h.ask("www.insecure.test", "A", &[]);
+    assert_eq!(a.status(), "NOERROR", "{}", a.0);
+    assert!(!a.ad(), "{}", a.0);
+    assert!(a.has("192.0.2.5"), "{}", a.0);
+    // Secure CNAME into an insecure zone: answered, not secure.
+    let a = h.ask("out.secure.test", "A", &[]);
+    assert_eq!(a.status(), "NOERROR", "{}", a.0);
+    assert!(!a.ad(), "{}", a.0);
+
+    // Insecure for reasons a client should hear: SHA-1 algorithm (EDE 1), NSEC3 iterations (EDE 27).
+    let a = h.ask("www.sha1.test", "A", &[]);
+    assert_eq!(a.status(), "NOERROR", "{}", a.0);
+    assert!(!a.ad(), "{}", a.0);
+    assert_eq!(a.ede(), Some(1), "{}", a.0);
+    let a = h.ask("nx.highiter.test", "A", &[]);
+    assert_eq!(a.status(), "NXDOMAIN", "{}", a.0);
+    assert!(!a.ad(), "{}", a.0);
+    assert_eq!(a.ede(), Some(27), "{}", a.0);
+
+    // Bogus: SERVFAIL with the EDE that says why.
+    for (name, qtype, ede) in [
+        ("www.badds.test", "A", 9),
+        ("www.unsigned.test", "A", 9),
+        ("www.expired.test", "A", 7),
+        ("www.future.test", "A", 8),
+        ("www.tampered.test", "A", 6),
+        ("nx.noproof.test", "A", 12),
+        ("a.wild.noproof.test", "TXT", 12),
+    ] {
+        let a = h.ask(name, qtype, &[]);
+        assert_eq!(a.status(), "SERVFAIL", "{name} should be bogus: {}", a.0);
+        assert_eq!(a.ede(), Some(ede), "{name}: {}", a.0);
+        // A client that validates for itself (CD) gets the data, without AD.
+        let cd = h.ask(name, qtype, &["+cd"]);
+        assert_ne!(cd.status(), "SERVFAIL", "{name} with CD: {}", cd.0);
+        assert!(!cd.ad(), "{name} with CD: {}", cd.0);
+    }
+
+    // A client without DO gets no DNSSEC records, and AD only if it asks with AD.
+    let plain = Answer(dig(
+        h.addr(),
+        &["www.secure.test", "A", "+tries=1", "+noadflag"],
+    ));
+    assert!(!plain.has("RRSIG"), "{}", plain.0);
+    assert!(!plain.ad(), "{}", plain.0);
+    let with_ad = Answer(dig(
+        h.addr(),
+        &["www.secure.test", "A", "+tries=1", "+adflag"],
+    ));
+    assert!(with_ad.ad() && !with_ad.has("RRSIG"), "{}", with_ad.0);
+}
+
+#[test]
+fn an_insecure_domain_is_not_validated() {
+    let h = Hierarchy::start(&["--insecure-domain", "badds.test"]);
+    let a = h.ask("www.badds.test", "A", &[]);
+    assert_eq!(a.status(), "NOERROR", "{}", a.0);
+    assert!(!a.ad(), "{}", a.0);
+    // Others still are.
+    assert_eq!(h.ask("www.expired.test", "A", &[]).status(), "SERVFAIL");
+    assert!(h.ask("www.secure.test", "A", &[]).ad());
+}
+
+#[test]
+fn dnssec_off_passes_bogus_answers() {
+    let h = Hierarchy::start(&["--dnssec", "off"]);
+    let a = h.ask("www.tampered.test", "A", &[]);
+    assert_eq!(a.status(), "NOERROR", "{}", a.0);
+}
+
+#[test]
+fn query_shows_the_verdict() {
+    let h = Hierarchy::start(&[]);
+    let upstream = format!("udp://{}", h.nsd.addr);
+    let query = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_dnsveil"))
+            .args([
+                "query",
+                name,
+                "A",
+                "--upstream",
+                &upstream,
+                "--trust-anchor",
+            ])
+            .arg(&h.anchor)
+            .args(["--dnssec", "validate"])
+            .output()
+            .expect("run dnsveil query")
+    };
+    let out = query("www.secure.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: secure\n"), "{text}");
+    assert!(text.contains("192.0.2.1"), "{text}");
+
+    let out = query("www.sha1.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: insecure (EDE 1 "), "{text}");
+
+    // Bogus: the data as the upstream gave it, the reason, and exit status 1.
+    let out = query("www.expired.test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(";; DNSSEC: bogus (EDE 7 "), "{text}");
+    assert!(text.contains("192.0.2.9"), "{text}");
+}
