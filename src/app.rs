@@ -139,8 +139,9 @@ impl Plan {
                 let r = &config.resolver;
                 let hints = match &r.root_hints {
                     None => RootHints::embedded(),
-                    Some(path) => RootHints::load(path)
-                        .map_err(|source| PlanError::RootHints { source })?,
+                    Some(path) => {
+                        RootHints::load(path).map_err(|source| PlanError::RootHints { source })?
+                    }
                 };
                 Some(Arc::new(Recursor::new(RecursorConfig {
                     hints,
@@ -540,8 +541,7 @@ fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
         }
     }
     // In recursive mode names no rule matches go on to the recursor.
-    let default = if config.upstream.servers.is_empty() || config.resolver.mode == Mode::Recursive
-    {
+    let default = if config.upstream.servers.is_empty() || config.resolver.mode == Mode::Recursive {
         None
     } else {
         Some(build_group(

@@ -102,10 +102,7 @@ impl Hierarchy {
             "evil.test.",
             "@ NS ns\nns A 127.0.0.11\nwww CNAME www.example.test.\n",
         );
-        let fake_example = zone(
-            "example.test.",
-            "@ NS ns\nns A 127.0.0.11\nwww A 6.6.6.6\n",
-        );
+        let fake_example = zone("example.test.", "@ NS ns\nns A 127.0.0.11\nwww A 6.6.6.6\n");
         let lame = zone("lamezone.", "@ NS ns\nns A 127.0.0.9\n");
 
         let nsd = vec![
@@ -224,7 +221,10 @@ fn resolves_a_loopback_hierarchy_from_its_root_hints() {
     assert_eq!(addresses(&m), ["192.0.2.1"]);
     assert!(m.header.recursion_available && !m.header.authoritative);
     let cold = h.total() - before;
-    assert!((3..=6).contains(&cold), "cold resolution took {cold} upstream queries");
+    assert!(
+        (3..=6).contains(&cold),
+        "cold resolution took {cold} upstream queries"
+    );
     // The cache answers again without asking anyone.
     let before = h.total();
     let (m, _) = ask(s, "www.example.test", RType::A, false);
@@ -336,10 +336,7 @@ fn resolves_a_loopback_hierarchy_from_its_root_hints() {
     // DS is asked of the parent (test.), DNSKEY of the zone itself.
     let parent_before = h.count(4) + h.count(5);
     let (m, _) = ask(s, "example.test", RType::DS, true);
-    assert!(
-        m.answers.iter().any(|r| r.rtype() == RType::DS),
-        "{m:?}"
-    );
+    assert!(m.answers.iter().any(|r| r.rtype() == RType::DS), "{m:?}");
     assert!(h.count(4) + h.count(5) > parent_before);
     let (m, _) = ask(s, "example.test", RType::DNSKEY, true);
     assert!(
@@ -368,7 +365,11 @@ fn forwarding_rules_still_win_in_recursive_mode() {
     let roots = h.count(2) + h.count(3);
     let (m, _) = ask(d.udp_addr(), "www.example.test", RType::A, false);
     assert_eq!(addresses(&m), ["192.0.2.1"]);
-    assert_eq!(h.count(2) + h.count(3), roots, "the root was asked for a forwarded name");
+    assert_eq!(
+        h.count(2) + h.count(3),
+        roots,
+        "the root was asked for a forwarded name"
+    );
     let (m, _) = ask(d.udp_addr(), "www.glueless.test", RType::A, false);
     assert_eq!(addresses(&m), ["192.0.2.30"]);
 }

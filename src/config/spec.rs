@@ -18,8 +18,8 @@ use serde::{Deserialize, Deserializer};
 use super::knob::{self, Knob};
 use super::{
     CacheConfig, Config, ConfigError, DnssecMode, DohMethod, ForwardRule, HostsConfig, LogConfig,
-    LogLevel, Mode, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
-    LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    LogLevel, Mode, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig,
+    UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};

@@ -159,13 +159,28 @@ mod tests {
         let now = Instant::now();
         c.insert_if_absent(deleg(".", "a.root", now + Duration::from_secs(100)), now);
         c.insert_if_absent(deleg("test", "ns.test", now + Duration::from_secs(50)), now);
-        c.insert_if_absent(deleg("EXAMPLE.test", "ns.example.test", now + Duration::from_secs(10)), now);
-        assert_eq!(c.deepest(&n("www.example.TEST"), now).unwrap().zone, n("example.test"));
+        c.insert_if_absent(
+            deleg(
+                "EXAMPLE.test",
+                "ns.example.test",
+                now + Duration::from_secs(10),
+            ),
+            now,
+        );
+        assert_eq!(
+            c.deepest(&n("www.example.TEST"), now).unwrap().zone,
+            n("example.test")
+        );
         assert_eq!(c.deepest(&n("other.test"), now).unwrap().zone, n("test"));
         let later = now + Duration::from_secs(20);
-        assert_eq!(c.deepest(&n("www.example.test"), later).unwrap().zone, n("test"));
+        assert_eq!(
+            c.deepest(&n("www.example.test"), later).unwrap().zone,
+            n("test")
+        );
         assert_eq!(c.deepest(&n("org"), later).unwrap().zone, n("."));
-        assert!(c.deepest(&n("org"), now + Duration::from_secs(200)).is_none());
+        assert!(c
+            .deepest(&n("org"), now + Duration::from_secs(200))
+            .is_none());
     }
 
     #[test]
@@ -175,15 +190,25 @@ mod tests {
         let first = now + Duration::from_secs(10);
         c.insert_if_absent(deleg("ghost.test", "ns1.ghost.test", first), now);
         let kept = c.insert_if_absent(
-            deleg("ghost.test", "ns2.ghost.test", now + Duration::from_secs(1000)),
+            deleg(
+                "ghost.test",
+                "ns2.ghost.test",
+                now + Duration::from_secs(1000),
+            ),
             now + Duration::from_secs(5),
         );
         assert_eq!(kept.expires, first);
         assert_eq!(kept.servers[0].name, n("ns1.ghost.test"));
-        assert!(c.deepest(&n("ghost.test"), now + Duration::from_secs(11)).is_none());
+        assert!(c
+            .deepest(&n("ghost.test"), now + Duration::from_secs(11))
+            .is_none());
         // Expired: the parent's new referral is taken.
         let fresh = c.insert_if_absent(
-            deleg("ghost.test", "ns2.ghost.test", now + Duration::from_secs(100)),
+            deleg(
+                "ghost.test",
+                "ns2.ghost.test",
+                now + Duration::from_secs(100),
+            ),
             now + Duration::from_secs(11),
         );
         assert_eq!(fresh.servers[0].name, n("ns2.ghost.test"));
@@ -196,7 +221,10 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         c.set_addresses(&n("ns.test"), vec![ip], Duration::from_secs(5), now);
         assert_eq!(c.addresses(&n("NS.test"), now), Some(vec![ip]));
-        assert_eq!(c.addresses(&n("ns.test"), now + Duration::from_secs(5)), None);
+        assert_eq!(
+            c.addresses(&n("ns.test"), now + Duration::from_secs(5)),
+            None
+        );
         assert_eq!(ttl(u32::MAX), MAX_DELEGATION_TTL);
     }
 }

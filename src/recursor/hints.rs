@@ -201,7 +201,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.root");
         std::fs::write(&p, vec![b';'; MAX_HINTS_LEN as usize + 10]).unwrap();
-        assert!(matches!(RootHints::load(&p), Err(HintsError::TooLarge { .. })));
+        assert!(matches!(
+            RootHints::load(&p),
+            Err(HintsError::TooLarge { .. })
+        ));
         assert!(matches!(
             RootHints::load(&dir.path().join("missing")),
             Err(HintsError::Read { .. })

@@ -98,7 +98,9 @@ impl Budget {
 
     /// Upstream queries sent so far.
     pub fn queries_sent(&self) -> usize {
-        self.queries.load(Ordering::Relaxed).min(MAX_UPSTREAM_QUERIES)
+        self.queries
+            .load(Ordering::Relaxed)
+            .min(MAX_UPSTREAM_QUERIES)
     }
 
     /// Marks `(name, qtype)` as being looked up; false when it already is (a dependency loop).

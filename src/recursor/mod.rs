@@ -132,7 +132,9 @@ impl Recursor {
         if !flags.dnssec_ok {
             let dnssec = |t: RType| matches!(t, RType::RRSIG | RType::NSEC | RType::NSEC3);
             let asked = question.qtype;
-            found.answers.retain(|r| r.rtype() == asked || !dnssec(r.rtype()));
+            found
+                .answers
+                .retain(|r| r.rtype() == asked || !dnssec(r.rtype()));
             found.authority.retain(|r| !dnssec(r.rtype()));
         }
         let mut response = Message::response_to(&req.query);

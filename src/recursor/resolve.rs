@@ -127,15 +127,11 @@ impl Resolver {
                 let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
                 let end = chain_end(&msg.answers, &qname, q.qtype);
                 let has_data = msg.answers.iter().any(|r| {
-                    r.name.eq_ignore_case(&end)
-                        && (r.rtype() == q.qtype || q.qtype == RType::ANY)
+                    r.name.eq_ignore_case(&end) && (r.rtype() == q.qtype || q.qtype == RType::ANY)
                 });
                 let rcode = msg.rcode();
                 chain.extend(msg.answers.iter().cloned());
-                let links = chain
-                    .iter()
-                    .filter(|r| r.rtype() == RType::CNAME)
-                    .count();
+                let links = chain.iter().filter(|r| r.rtype() == RType::CNAME).count();
                 if links > MAX_CNAME_CHAIN {
                     return Err(RecursorError::Unusable(ScrubError::ChainTooLong));
                 }
@@ -188,19 +184,18 @@ impl Resolver {
                 Ok(Step::Referral(r)) => {
                     budget.referral()?;
                     let now = Instant::now();
-                    let servers = r
-                        .ns
-                        .iter()
-                        .map(|name| NsServer {
-                            name: name.clone(),
-                            glue: r
-                                .glue
-                                .iter()
-                                .filter(|(g, ip)| g.eq_ignore_case(name) && self.usable(*ip))
-                                .map(|(_, ip)| *ip)
-                                .collect(),
-                        })
-                        .collect();
+                    let servers =
+                        r.ns.iter()
+                            .map(|name| NsServer {
+                                name: name.clone(),
+                                glue: r
+                                    .glue
+                                    .iter()
+                                    .filter(|(g, ip)| g.eq_ignore_case(name) && self.usable(*ip))
+                                    .map(|(_, ip)| *ip)
+                                    .collect(),
+                            })
+                            .collect();
                     let d = Delegation {
                         zone: r.zone,
                         servers,
@@ -416,7 +411,8 @@ impl Resolver {
         } else {
             ttl(min_ttl)
         };
-        self.deleg.set_addresses(name, found.clone(), keep, Instant::now());
+        self.deleg
+            .set_addresses(name, found.clone(), keep, Instant::now());
         Ok(found)
     }
 
@@ -585,7 +581,9 @@ mod tests {
 
     #[test]
     fn minimisation_adds_one_label_then_more_within_its_count() {
-        let name: Name = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example".parse().unwrap();
+        let name: Name = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example"
+            .parse()
+            .unwrap();
         let q = Question::new(name.clone(), RType::AAAA);
         let mut m = Minimiser::new(name.label_count(), 0);
         let mut asked = Vec::new();
@@ -619,7 +617,10 @@ mod tests {
             rec("c.test A 192.0.2.1"),
         ];
         let a: Name = "A.test".parse().unwrap();
-        assert_eq!(chain_end(&answers, &a, RType::A), "c.test".parse::<Name>().unwrap());
+        assert_eq!(
+            chain_end(&answers, &a, RType::A),
+            "c.test".parse::<Name>().unwrap()
+        );
         assert_eq!(chain_end(&answers, &a, RType::CNAME), a);
     }
 
@@ -632,7 +633,10 @@ mod tests {
         m.additional = vec![rec("a.root. A 127.0.0.2"), rec("b.root. A 198.41.0.4")];
         let d = primed(&m, |ip| !dont_query(ip)).unwrap();
         assert_eq!(d.servers.len(), 2);
-        assert!(d.servers[0].glue.is_empty(), "loopback refused under caution");
+        assert!(
+            d.servers[0].glue.is_empty(),
+            "loopback refused under caution"
+        );
         assert_eq!(d.servers[1].glue.len(), 1);
         m.header.authoritative = false;
         assert!(primed(&m, |_| true).is_none());

@@ -250,7 +250,11 @@ mod tests {
             assert_eq!(order[2], slow);
             firsts.insert(order[0]);
         }
-        assert_eq!(firsts.len(), 2, "both fast servers are tried first sometimes");
+        assert_eq!(
+            firsts.len(),
+            2,
+            "both fast servers are tried first sometimes"
+        );
     }
 
     #[test]
@@ -273,9 +277,17 @@ mod tests {
         assert!(t.timeout(dead, now) >= first);
         let later = now + REST_BASE + Duration::from_millis(1);
         assert_eq!(t.order(&[dead], &zone, later), vec![dead]);
-        assert_eq!(t.order(&[dead, good], &zone, later)[0], good, "still resting");
+        assert_eq!(
+            t.order(&[dead, good], &zone, later)[0],
+            good,
+            "still resting"
+        );
         let after = now + 2 * REST_BASE + Duration::from_millis(1);
-        assert_eq!(t.order(&[good, dead], &zone, after)[0], good, "slow after its rest");
+        assert_eq!(
+            t.order(&[good, dead], &zone, after)[0],
+            good,
+            "slow after its rest"
+        );
         // An answer clears it.
         t.answered(dead, Duration::from_millis(1), after);
         assert_eq!(t.timeout(dead, after), MIN_TIMEOUT);
@@ -292,7 +304,10 @@ mod tests {
             t.answered(s, Duration::from_millis(300), now);
         }
         let to = t.timeout(s, now);
-        assert!(to >= Duration::from_millis(300) && to < Duration::from_millis(700), "{to:?}");
+        assert!(
+            to >= Duration::from_millis(300) && to < Duration::from_millis(700),
+            "{to:?}"
+        );
         t.set_no_edns(s, now);
         assert!(t.no_edns(s, now));
     }

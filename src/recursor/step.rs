@@ -158,15 +158,25 @@ mod tests {
             &q,
             false,
             &[],
-            &["example.test NS ns1.example.test", "example.test NS ns.other.test"],
-            &["ns1.example.test A 192.0.2.1", "ns.other.test A 6.6.6.6", "evil. A 6.6.6.6"],
+            &[
+                "example.test NS ns1.example.test",
+                "example.test NS ns.other.test",
+            ],
+            &[
+                "ns1.example.test A 192.0.2.1",
+                "ns.other.test A 6.6.6.6",
+                "evil. A 6.6.6.6",
+            ],
         );
         let Step::Referral(r) = classify(m, &n("test"), &q) else {
             panic!()
         };
         assert_eq!(r.zone, n("example.test"));
         assert_eq!(r.ns, vec![n("ns1.example.test"), n("ns.other.test")]);
-        assert_eq!(r.glue, vec![(n("ns1.example.test"), "192.0.2.1".parse().unwrap())]);
+        assert_eq!(
+            r.glue,
+            vec![(n("ns1.example.test"), "192.0.2.1".parse().unwrap())]
+        );
         assert_eq!(r.ttl, 300);
     }
 
@@ -183,7 +193,10 @@ mod tests {
         }
         let ds = Question::new(n("example.test"), RType::DS);
         let m = response(&ds, false, &[], &["example.test NS ns.example.test"], &[]);
-        assert!(matches!(classify(m, &n("test"), &ds), Step::Lame(Lame::BadReferral)));
+        assert!(matches!(
+            classify(m, &n("test"), &ds),
+            Step::Lame(Lame::BadReferral)
+        ));
     }
 
     #[test]
@@ -192,7 +205,10 @@ mod tests {
         let m = response(
             &q,
             true,
-            &["www.evil.test CNAME www.example.test", "www.example.test A 6.6.6.6"],
+            &[
+                "www.evil.test CNAME www.example.test",
+                "www.example.test A 6.6.6.6",
+            ],
             &["example.test NS ns.evil.test"],
             &["ns.evil.test A 6.6.6.6"],
         );
@@ -221,7 +237,10 @@ mod tests {
         let m = response(
             &q,
             true,
-            &["a.loop.test CNAME b.loop.test", "b.loop.test CNAME a.loop.test"],
+            &[
+                "a.loop.test CNAME b.loop.test",
+                "b.loop.test CNAME a.loop.test",
+            ],
             &[],
             &[],
         );
