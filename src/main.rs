@@ -272,7 +272,7 @@ fn query(args: QueryArgs) -> ExitCode {
             .enable_all()
             .build()
             .map_err(query::QueryError::Runtime)?;
-        Ok(runtime.block_on(query::run(&opts))?)
+        runtime.block_on(query::run(&opts))
     });
     match result {
         Ok(outcome) => {

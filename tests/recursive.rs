@@ -94,10 +94,10 @@ impl Hierarchy {
             other_body.push_str(&format!("c{i} CNAME c{}.example.test.\n", i + 1));
         }
         let other = zone("other.test.", &other_body);
-        let glueless = format!(
+        let glueless =
             "$ORIGIN glueless.test.\n$TTL 3600\n@ SOA ns2.other.test. h 1 3600 900 604800 60\n\
              @ NS ns2.other.test.\nwww A 192.0.2.30\n"
-        );
+                .to_string();
         let evil = zone(
             "evil.test.",
             "@ NS ns\nns A 127.0.0.11\nwww CNAME www.example.test.\n",

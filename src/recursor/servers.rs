@@ -159,7 +159,11 @@ impl ServerTable {
                 updated: now,
             },
             Some(s) => {
-                let diff = s.srtt.abs_diff(rtt);
+                let diff = if s.srtt > rtt {
+                    s.srtt - rtt
+                } else {
+                    rtt - s.srtt
+                };
                 Stats {
                     srtt: s.srtt * 7 / 8 + rtt / 8,
                     rttvar: s.rttvar * 3 / 4 + diff / 4,
