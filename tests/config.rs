@@ -106,6 +106,24 @@ fn the_full_example_sets_every_section() {
     );
     assert_eq!(c.hosts.records.len(), 2);
     assert!(c.upstream.servers.len() >= 2);
+    assert_eq!(c.resolver.dnssec, dnsveil::config::DnssecMode::Validate);
+}
+
+#[test]
+fn a_trust_anchor_file_that_does_not_parse_stops_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = dir.path().join("anchors.txt");
+    std::fs::write(&anchor, ". IN DS 20326 8 2 ABCD\n").unwrap();
+    let conf = dir.path().join("dnsveil.toml");
+    std::fs::write(
+        &conf,
+        "[upstream]\nservers = [\"udp://127.0.0.1:9\"]\n[hosts]\nfile = \"\"\n[resolver]\ntrust_anchor = \"anchors.txt\"\n",
+    )
+    .unwrap();
+    rejected_by_both(
+        &conf,
+        &["resolver.trust_anchor", "anchors.txt:1", "DS digest"],
+    );
 }
 
 /// (config text, key the error must name, text the message must contain)
@@ -147,6 +165,14 @@ const BAD: &[(&str, &str, &str)] = &[
          is not an IPv4 address",
     ),
     ("[hosts]\nttl = 90000", "hosts.ttl", "out of range"),
+    ("[resolver]\ndnssec = \"on\"", "resolver.dnssec", "expected \"validate\" or \"off\""),
+    (
+        "[resolver]\ntrust_anchor = \"/nonexistent/anchors.txt\"",
+        "resolver.trust_anchor[0]",
+        "DS or DNSKEY records",
+    ),
+    ("[resolver]\ninsecure_domains = [\"a..b\"]", "resolver.insecure_domains[0]", "not a domain name"),
+    ("[resolver]\nvalidate = true", "resolver.validate", "unknown key"),
     ("[hosts]\nfile = 7", "hosts.file", "expected a string"),
     ("[upstream]\nservers = [\"dns.quad9.net\"]", "upstream.servers[0]", "not a URL"),
     ("[upstream]\nservers = [\"tls://dns.quad9.net\"]", "upstream.servers[0]", "bootstrap"),

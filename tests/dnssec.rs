@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use harness::daemons::{cert_file, Unbound};
 use harness::{dig, require_tool, Dnsveil, Nsd};
 
 /// A zone to sign (or not) and how.
@@ -102,13 +103,29 @@ fn date(days: i64) -> String {
 /// The test hierarchy, signed and served; dnsveil validating in front of it.
 struct Hierarchy {
     nsd: Nsd,
+    /// The non-validating recursor in between, when there is one.
+    _unbound: Option<Unbound>,
     dnsveil: Dnsveil,
     anchor: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
+/// How dnsveil reaches the hierarchy.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// Straight to nsd over plain UDP (nsd serves every zone, DS from the parent's side).
+    Nsd,
+    /// Over DNS-over-TLS to unbound with only its iterator module (no validation), which
+    /// forwards `test.` to nsd and passes the DNSSEC records through.
+    UnboundDot,
+}
+
 impl Hierarchy {
     fn start(extra: &[&str]) -> Hierarchy {
+        Hierarchy::start_via(Via::Nsd, extra)
+    }
+
+    fn start_via(via: Via, extra: &[&str]) -> Hierarchy {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let zones = zones();
@@ -166,7 +183,13 @@ impl Hierarchy {
             .map(|(n, t)| (n.as_str(), t.clone()))
             .collect();
         let nsd = Nsd::start(&refs);
-        let upstream = format!("udp://{}", nsd.addr);
+        let unbound =
+            (via == Via::UnboundDot).then(|| Unbound::start("test", nsd.addr, "www.secure.test"));
+        let upstream = match &unbound {
+            Some(u) => format!("tls://{}", u.dot),
+            None => format!("udp://{}", nsd.addr),
+        };
+        let ca = cert_file("ca.pem");
         let mut args = vec![
             "--listen",
             "127.0.0.1:0",
@@ -177,6 +200,9 @@ impl Hierarchy {
             "--trust-anchor",
             anchor.to_str().expect("utf-8"),
         ];
+        if unbound.is_some() {
+            args.extend(["--ca-file", &ca]);
+        }
         if !extra.contains(&"--dnssec") {
             args.extend(["--dnssec", "validate"]);
         }
@@ -184,6 +210,7 @@ impl Hierarchy {
         let dnsveil = Dnsveil::start(&args);
         Hierarchy {
             nsd,
+            _unbound: unbound,
             dnsveil,
             anchor,
             _dir: dir,
@@ -306,7 +333,37 @@ fn zones() -> Vec<Zone> {
             edit: |s| s.replace("192.0.2.13", "192.0.2.66"),
             ..z("tampered", "www IN A 192.0.2.13\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
         },
+        Zone {
+            // One character of the A record's signature changed.
+            edit: tamper_signature,
+            ..z("badsig", "www IN A 192.0.2.14\n", Some("ED25519"), vec![], Ds::Real)
+        },
     ]
+}
+
+/// The signed zone with one base64 character of the signature over `www ... A` changed.
+fn tamper_signature(text: String) -> String {
+    let mut done = false;
+    let out = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if !done
+                && f.first().is_some_and(|o| o.starts_with("www."))
+                && f.get(3) == Some(&"RRSIG")
+                && f.get(4) == Some(&"A")
+            {
+                done = true;
+                let mut chars: Vec<char> = l.chars().collect();
+                let i = chars.len() - 10;
+                chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+                return chars.into_iter().collect::<String>() + "\n";
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert!(done, "no RRSIG over www A to tamper with");
+    out
 }
 
 /// The zone text without the records of `rtype` and their RRSIGs.
@@ -324,8 +381,17 @@ fn without_type(text: &str, rtype: &str) -> String {
 
 #[test]
 fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
-    let h = Hierarchy::start(&[]);
+    check_hierarchy(&Hierarchy::start(&[]));
+}
 
+/// The same checks through a non-validating recursor reached over DNS-over-TLS: DO=1 and CD=1
+/// queries, DS and DNSKEY over the same encrypted upstream.
+#[test]
+fn validates_through_a_non_validating_recursor_over_dot() {
+    check_hierarchy(&Hierarchy::start_via(Via::UnboundDot, &[]));
+}
+
+fn check_hierarchy(h: &Hierarchy) {
     // Secure answers over three algorithms, NSEC and NSEC3: AD set for a DO client.
     for name in [
         "www.secure.test",
@@ -386,6 +452,7 @@ fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
         ("www.expired.test", "A", 7),
         ("www.future.test", "A", 8),
         ("www.tampered.test", "A", 6),
+        ("www.badsig.test", "A", 6),
         ("nx.noproof.test", "A", 12),
         ("a.wild.noproof.test", "TXT", 12),
     ] {
@@ -466,4 +533,42 @@ fn query_shows_the_verdict() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains(";; DNSSEC: bogus (EDE 7 "), "{text}");
     assert!(text.contains("192.0.2.9"), "{text}");
+}
+
+/// RFC 8198: once a secure NSEC denial is known, other names in the range it proves empty are
+/// denied without the upstream (here paused, so any query to it would go unanswered).
+#[test]
+fn names_in_a_validated_nsec_range_are_denied_without_the_upstream() {
+    let h = Hierarchy::start(&[]);
+    // nx and nz both sort between ns and out; the apex NSEC covers *.secure.test.
+    let first = h.ask("nx.secure.test", "A", &[]);
+    assert_eq!(first.status(), "NXDOMAIN", "{}", first.0);
+    assert!(first.ad(), "{}", first.0);
+    let nodata = h.ask("www.secure.test", "TXT", &[]);
+    assert!(nodata.ad() && nodata.status() == "NOERROR", "{}", nodata.0);
+
+    h.nsd.pause();
+    let second = h.ask("nz.secure.test", "A", &[]);
+    assert_eq!(second.status(), "NXDOMAIN", "{}", second.0);
+    assert!(second.ad(), "{}", second.0);
+    assert!(
+        second.has("NSEC"),
+        "the proof is in the answer: {}",
+        second.0
+    );
+    let other_type = h.ask("www.secure.test", "MX", &[]);
+    assert_eq!(other_type.status(), "NOERROR", "{}", other_type.0);
+    assert!(other_type.ad(), "{}", other_type.0);
+    // zzz sorts after www, in the range of the NSEC at www (seen in the NODATA) that wraps to the
+    // apex.
+    let wrapped = h.ask("zzz.secure.test", "A", &[]);
+    assert!(
+        wrapped.ad() && wrapped.status() == "NXDOMAIN",
+        "{}",
+        wrapped.0
+    );
+    // A name the known ranges do not cover (b: between alias and ns) still needs the upstream.
+    let uncovered = h.ask("b.secure.test", "A", &["+time=8"]);
+    assert_eq!(uncovered.status(), "SERVFAIL", "{}", uncovered.0);
+    h.nsd.resume();
 }

@@ -42,6 +42,9 @@ pub struct Judged {
     pub verdict: Verdict,
     pub ede: Option<u16>,
     pub caps: Vec<(Name, RType, u32)>,
+    /// The zone whose NSEC or NSEC3 records proved the answer's denial, when one was proven
+    /// secure.
+    pub denial_zone: Option<Name>,
 }
 
 /// Folds the verdicts of the parts of one response into the response's.
@@ -56,6 +59,7 @@ impl Tally {
                 verdict: Verdict::Secure,
                 ede: None,
                 caps: Vec::new(),
+                denial_zone: None,
             },
         }
     }
@@ -147,7 +151,7 @@ pub(super) async fn judge(
 /// The DNAME an unsigned CNAME was synthesised from: a DNAME in the answer at a proper ancestor
 /// of the CNAME's owner whose substitution gives exactly the CNAME's target (RFC 6672 section
 /// 2.2).
-fn synthesising_dname<'a>(
+pub(super) fn synthesising_dname<'a>(
     answers: &'a [Signed],
     cname: &Signed,
     target: &Name,
@@ -331,6 +335,9 @@ async fn denial_of(
     } else {
         denial::prove_nodata(&zone, &records, name, qtype, &mut work.hashes)
     };
+    if matches!(proven, Ok(Proven::Secure(_))) {
+        tally.judged.denial_zone = Some(zone.clone());
+    }
     add_proven(tally, proven, name);
     cap_denial(tally, msg, &zone, ttl);
     Ok(())

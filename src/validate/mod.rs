@@ -31,11 +31,16 @@
 //!   reason (RFC 8914), kept by the cache for [`BOGUS_TTL`](crate::handler::BOGUS_TTL) seconds. An insecure answer caused by
 //!   an algorithm, digest or NSEC3 iterations value we do not validate carries EDE 1, 2 or 27.
 //!
+//! A secure NSEC denial is remembered ([`NsecCache`], RFC 8198): a later name in a range it
+//! proved empty is answered NXDOMAIN or NODATA here, with those records as its proof, without
+//! asking upstream.
+//!
 //! Work per client query is bounded (KeyTrap, CVE-2023-50387; CVE-2023-50868): the signature
 //! budget of [`crate::dnssec::Budget`], the NSEC3 hash budget of
 //! [`crate::dnssec::denial::HashBudget`], and at most [`MAX_FETCHES_PER_QUERY`] DS and DNSKEY
 //! lookups. Past any of them the answer is bogus (EDE 6), as unbound answers past its limits.
 
+mod aggressive;
 mod judge;
 mod rrsets;
 mod trust;
@@ -49,6 +54,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tracing::debug;
 
+pub use aggressive::{NsecCache, MAX_NSEC_PER_ZONE, MAX_ZONES};
 pub use trust::{TrustCache, ZoneKeys, MAX_STEPS, MAX_STEP_TTL};
 
 use crate::clock::WallClock;
@@ -56,7 +62,7 @@ use crate::dnssec::denial::HashBudget;
 use crate::dnssec::{Budget, TrustAnchors};
 use crate::handler::{
     Answer, Bogus, BogusReason, BoxFuture, Chain, Handler, HandlerError, HandlerResult, Lookup,
-    Next, Request, Verdict,
+    Next, Origin, Request, Verdict,
 };
 use crate::wire::edns::{ede, DEFAULT_PAYLOAD};
 use crate::wire::{Edns, Message, Name, QueryFlags, Question, RType, Rcode};
@@ -97,6 +103,8 @@ pub fn load_anchors(files: &[PathBuf]) -> Result<TrustAnchors, String> {
 /// The validating stage.
 pub struct Validator {
     trust: TrustCache,
+    /// Validated NSEC records, for aggressive negative answers (RFC 8198).
+    nsecs: NsecCache,
     /// Negative trust anchors: names at or below these are not validated.
     insecure: Vec<Name>,
     /// The stages after this one, for DS and DNSKEY.
@@ -115,6 +123,7 @@ impl Validator {
     ) -> Self {
         Validator {
             trust: TrustCache::new(anchors),
+            nsecs: NsecCache::default(),
             insecure,
             lookups,
             clock,
@@ -131,8 +140,22 @@ impl Validator {
         self.insecure.iter().any(|d| name.is_subdomain_of(d))
     }
 
+    /// The validated NSEC records kept for aggressive negative answers.
+    pub fn nsecs(&self) -> &NsecCache {
+        &self.nsecs
+    }
+
     /// Validates the answer the stages after this one give for `question`.
     async fn validate(&self, req: &Request, question: &Question, next: Next<'_>) -> HandlerResult {
+        let now_ms = self.clock.unix_ms();
+        if let Some(m) = self
+            .nsecs
+            .answer(question, QueryFlags::of(&req.query), now_ms)
+        {
+            debug!(name = %question.name, qtype = %question.qtype, "denied from validated NSEC records");
+            return Answer::from_message(&m, Origin::Cache, Verdict::Secure)
+                .map_err(HandlerError::internal);
+        }
         let flags = QueryFlags {
             recursion_desired: req.query.header.recursion_desired,
             ..QueryFlags::VALIDATION
@@ -144,7 +167,6 @@ impl Validator {
         };
         let answer = next.run(&sent).await?;
         let msg = answer.message().map_err(HandlerError::internal)?;
-        let now_ms = self.clock.unix_ms();
         let mut work = Work {
             lookups: &self.lookups,
             now: (now_ms / 1000) as u32,
@@ -164,6 +186,16 @@ impl Validator {
         );
         if let Verdict::Bogus(b) = judged.verdict {
             return Err(HandlerError::Bogus(b));
+        }
+        if let (Verdict::Secure, Some(zone)) = (&judged.verdict, &judged.denial_zone) {
+            self.nsecs.remember(zone, &msg, now_ms, |r| {
+                judged
+                    .caps
+                    .iter()
+                    .filter(|(n, t, _)| *t == r.rtype() && *n == r.name)
+                    .map(|&(_, _, ttl)| ttl)
+                    .fold(r.ttl, u32::min)
+            });
         }
         finish(answer, msg, judged)
     }
@@ -224,7 +256,7 @@ impl Work<'_> {
 
 /// The answer with its verdict: TTLs capped by what verified, and the Extended DNS Error of an
 /// insecure answer attached; re-encoded only when one of those changed something.
-fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) -> HandlerResult {
+pub(super) fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) -> HandlerResult {
     let mut changed = false;
     for r in msg.answers.iter_mut().chain(msg.authority.iter_mut()) {
         let covered = match &r.data {

@@ -18,7 +18,7 @@
 //! the RRSIG's signer field, so a name deep below its zone costs nothing extra.
 //!
 //! Each step is remembered per name ([`Step`]) until the TTL of the records that proved it
-//! (bogus steps for [`BOGUS_TTL`](crate::handler::BOGUS_TTL)), so a zone's DS and DNSKEY are asked once per TTL, not once
+//! (bogus steps for [`BOGUS_TTL`]), so a zone's DS and DNSKEY are asked once per TTL, not once
 //! per name; concurrent queries needing the same step wait for one lookup ([`Flights`]). The
 //! table holds at most [`MAX_STEPS`] names; past that, expired steps go first, then arbitrary
 //! ones (a step is cheap to redo).
