@@ -7,7 +7,7 @@
 //!     --> relay 127.0.0.x:P (counts) --> nsd 127.0.0.x:P2
 //!   .            127.0.0.2, .3      test.          127.0.0.4, .5
 //!   example.test 127.0.0.6, .7 + lame 127.0.0.9 (REFUSED) + dead 127.0.0.10 (black hole)
-//!   other.test, glueless.test (NS ns2.other.test, no glue)   127.0.0.8
+//!   other.test, glueless.test (NS ns2.other.test, no glue), sub.example.test   127.0.0.8
 //!   evil.test + a fake example.test                          127.0.0.11
 //!   up.test: a server that refers back up to the root        127.0.0.12
 //!   loop1.test <-> loop2.test: glueless NS in each other; nxns.test: 20 glueless NS names that
@@ -76,7 +76,7 @@ impl Hierarchy {
             "@ NS ns1\n@ NS ns2\n@ NS lame\n@ NS dead\nns A 127.0.0.6\nns1 A 127.0.0.6\nns2 A 127.0.0.7\n\
              lame A 127.0.0.9\ndead A 127.0.0.10\n@ DNSKEY 257 3 8 {DNSKEY}\n\
              www A 192.0.2.1\nwww TXT \"hello\"\nalias CNAME www.other.test.\nloop CNAME loop.other.test.\n\
-             long CNAME c1\n"
+             long CNAME c1\nsub NS ns.sub\nns.sub A 127.0.0.8\ntosub CNAME www.sub.example.test.\n"
         );
         for i in 1..=12 {
             example_body.push_str(&format!("h{i} A 192.0.2.{}\n", 100 + i));
@@ -98,6 +98,10 @@ impl Hierarchy {
             "$ORIGIN glueless.test.\n$TTL 3600\n@ SOA ns2.other.test. h 1 3600 900 604800 60\n\
              @ NS ns2.other.test.\nwww A 192.0.2.30\n"
                 .to_string();
+        let sub = zone(
+            "sub.example.test.",
+            "@ NS ns\nns A 127.0.0.8\nwww A 192.0.2.40\n",
+        );
         let evil = zone(
             "evil.test.",
             "@ NS ns\nns A 127.0.0.11\nwww CNAME www.example.test.\n",
@@ -112,7 +116,11 @@ impl Hierarchy {
             Nsd::start_on(
                 &[ip(8)],
                 backend,
-                &[("other.test", other), ("glueless.test", glueless)],
+                &[
+                    ("other.test", other),
+                    ("glueless.test", glueless),
+                    ("sub.example.test", sub),
+                ],
             ),
             Nsd::start_on(&[ip(9)], backend, &[("lamezone", lame)]),
             Nsd::start_on(
@@ -290,6 +298,10 @@ fn resolves_a_loopback_hierarchy_from_its_root_hints() {
             ("www.glueless.test.".to_string(), RType::A),
         ]
     );
+
+    // A CNAME to a name below a zone cut inside the same zone: the child zone is asked.
+    let (m, _) = ask(s, "tosub.example.test", RType::A, false);
+    assert_eq!(addresses(&m), ["192.0.2.40"], "{m:?}");
 
     // Out of bailiwick: evil.test's server also serves a fake example.test and sends its
     // www.example.test A 6.6.6.6 with the CNAME; the real one is asked instead.

@@ -135,9 +135,12 @@ impl Resolver {
                 if links > MAX_CNAME_CHAIN {
                     return Err(RecursorError::Unusable(ScrubError::ChainTooLong));
                 }
-                let leaves_zone = !end.is_subdomain_of(&zone);
-                if end.eq_ignore_case(&qname) || has_data || rcode != Rcode::NOERROR || !leaves_zone
-                {
+                // The chain's end is answered here when the zone's server said so: data, an
+                // NXDOMAIN, or a NODATA with its SOA. A target in another zone, or below a cut
+                // inside this one (the server sent a referral or nothing), is asked for anew.
+                let proven_empty = msg.authority.iter().any(|r| r.rtype() == RType::SOA);
+                let ask_again = !end.is_subdomain_of(&zone) || !proven_empty;
+                if end.eq_ignore_case(&qname) || has_data || rcode != Rcode::NOERROR || !ask_again {
                     let mut out = Message::default();
                     out.set_rcode(rcode);
                     let negative = rcode == Rcode::NXDOMAIN || !has_data;
