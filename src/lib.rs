@@ -3,6 +3,7 @@
 //! ```text
 //!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> special-use names
 //!    ^                               ^              -> forwarding rules -> default upstream
+//!    |                               |                 (or, in recursive mode, -> recursor)
 //!    |                               |                                          |
 //!    |                               +-- Answer: wire bytes, origin, verdict <--+
 //!    |                                   (stored by the cache with its verdict)
@@ -15,7 +16,8 @@
 //! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
 //! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
 //! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
-//! results as `handler` verdicts, for the validating stage to come. `app`
+//! results as `handler` verdicts, for the validating stage to come. `recursor` (iterative
+//! resolution from the root) is a handler too: `recursor -> upstream::plain, handler, wire`. `app`
 //! composes them from a validated `config::Config`; nothing imports `app`.
 #![forbid(unsafe_code)]
 // The library exists for the binary and its tests; its docs are read with private items included
