@@ -582,6 +582,83 @@ impl Minimiser {
 mod tests {
     use super::*;
 
+    use super::super::hints::HintServer;
+    use super::super::limits::{MAX_QUERY_TIME, MAX_UPSTREAM_QUERIES};
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    /// UDP sockets on 127.0.0.2 and up, all on one port; each answers REFUSED when `refuse`, or
+    /// never. Returns the port, the sockets' answering task handles and the hints naming them.
+    fn servers(count: u8, refuse: bool) -> (u16, Vec<std::thread::JoinHandle<()>>, RootHints) {
+        let first = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut socks = vec![first];
+        for i in 3..2 + count {
+            socks.push(UdpSocket::bind((Ipv4Addr::new(127, 0, 0, i), port)).unwrap());
+        }
+        let mut threads = Vec::new();
+        let mut hints = Vec::new();
+        for (i, sock) in socks.into_iter().enumerate() {
+            hints.push(HintServer {
+                name: format!("s{i}.roots").parse().unwrap(),
+                addrs: vec![sock.local_addr().unwrap().ip()],
+            });
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 512];
+                sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if !refuse {
+                        continue;
+                    }
+                    let Ok(q) = Message::parse(&buf[..n]) else {
+                        continue;
+                    };
+                    let mut r = Message::response_to(&q);
+                    r.set_rcode(Rcode::REFUSED);
+                    let _ = sock.send_to(&r.encode().unwrap(), from);
+                }
+            }));
+        }
+        let hints = RootHints {
+            servers: hints,
+            embedded: false,
+        };
+        (port, threads, hints)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_stops_at_its_time_limit() {
+        // 40 silent servers at 400 ms each take longer than the limit.
+        let (port, _threads, hints) = servers(40, false);
+        let r = Resolver::new(hints, port, false);
+        let started = Instant::now();
+        let q = Question::new("www.example".parse().unwrap(), RType::A);
+        let e = r.resolve(&q, false).await.unwrap_err();
+        assert!(matches!(e, RecursorError::Limit(Limit::Time)), "{e}");
+        assert_eq!(started.elapsed(), MAX_QUERY_TIME);
+    }
+
+    #[tokio::test]
+    async fn a_query_stops_at_its_upstream_query_limit() {
+        // Servers that all refuse, and a query that has already spent most of its budget (one
+        // zone has at most MAX_NS_PER_ZONE servers, fewer than the cap): the walk ends at the cap.
+        let (port, _threads, hints) = servers(32, true);
+        let r = Resolver::new(hints, port, false);
+        let budget = Budget::new(Instant::now());
+        let spent = MAX_UPSTREAM_QUERIES - 10;
+        for _ in 0..spent {
+            budget.query().unwrap();
+        }
+        let q = Question::new("www.example".parse().unwrap(), RType::A);
+        let e = r.resolve_in(&q, false, &budget, 0).await.unwrap_err();
+        let sent = r.sent.load(Ordering::Relaxed);
+        assert!(
+            matches!(e, RecursorError::Limit(Limit::UpstreamQueries)),
+            "{e} after {sent}"
+        );
+        assert_eq!(sent, 10);
+    }
+
     #[test]
     fn minimisation_adds_one_label_then_more_within_its_count() {
         let name: Name = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.example"
