@@ -46,17 +46,17 @@ LEAF_SERVERS = 8
 def query(name, qtype=1, qid=None):
     qid = qid if qid is not None else int.from_bytes(os.urandom(2), "big")
     return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"".join(
-        bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00" + struct.pack(">HH", qtype, 1)
+        bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\x00" + struct.pack(">HH", qtype, 1)
 
 
-def ask(port, name, timeout=5.0):
+def ask(port, name, timeout=5.0, host="127.0.0.1", qtype=1):
     """(rcode, answer count, seconds) of one query over UDP."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
-        q = query(name)
+        q = query(name, qtype)
         t0 = time.perf_counter()
-        s.sendto(q, ("127.0.0.1", port))
+        s.sendto(q, (host, port))
         while True:
             data, _ = s.recvfrom(65535)
             if data[:2] == q[:2]:
@@ -68,7 +68,8 @@ def ask(port, name, timeout=5.0):
 
 
 def zone_text(origin, body, ns="ns"):
-    return f"$ORIGIN {origin}.\n$TTL 86400\n@ SOA {ns} hostmaster 1 3600 900 604800 3600\n{body}"
+    fqdn = "." if origin == "." else origin + "."
+    return f"$ORIGIN {fqdn}\n$TTL 86400\n@ SOA {ns} hostmaster 1 3600 900 604800 3600\n{body}"
 
 
 class NsdServer:
@@ -97,10 +98,16 @@ class NsdServer:
         while time.time() < deadline:
             try:
                 self.queries()
-                return
+                break
             except (subprocess.CalledProcessError, ValueError):
                 time.sleep(0.05)
-        raise RuntimeError(f"nsd on {ips} did not start")
+        else:
+            raise RuntimeError(f"nsd on {ips} did not start")
+        # Every zone must have loaded (a zone that did not is answered SERVFAIL).
+        for name, _ in zones:
+            rcode, _, _ = ask(53, name.strip(".") or ".", host=ips[0], qtype=6)
+            if rcode != 0:
+                raise RuntimeError(f"nsd on {ips}: zone {name} did not load (rcode {rcode})")
 
     def queries(self):
         out = subprocess.run(["nsd-control", "-c", self.conf, "stats_noreset"], capture_output=True,
