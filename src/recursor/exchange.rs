@@ -75,3 +75,48 @@ async fn once(
     let msg = check_answer(&sent, &raw)?;
     Ok(Exchanged { msg, rtt, edns })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::wire::{Name, RType};
+
+    /// A server that answers FORMERR to any query with an OPT record, and NOERROR with AA to one
+    /// without; returns its address.
+    fn edns_intolerant_server() -> SocketAddr {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let q = Message::parse(&buf[..n]).unwrap();
+                let mut r = Message::response_to(&q);
+                r.header.authoritative = true;
+                if q.edns.is_some() {
+                    r.edns = None;
+                    r.set_rcode(Rcode::FORMERR);
+                }
+                sock.send_to(&r.encode().unwrap(), from).unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_that_fails_edns_is_asked_again_without_it() {
+        let server = edns_intolerant_server();
+        let q = Question::new("www.example".parse::<Name>().unwrap(), RType::A);
+        let ex = ask(server, &q, true, true, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(ex.msg.rcode(), Rcode::NOERROR);
+        assert!(!ex.edns && ex.msg.edns.is_none());
+        // Asked without EDNS from the start, one exchange does it.
+        let ex = ask(server, &q, true, false, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(ex.msg.rcode(), Rcode::NOERROR);
+    }
+}
