@@ -10,6 +10,7 @@
 //!                                      | exchange.rs one query: random port + ID, TCP on TC, EDNS fallback
 //!                                      | step.rs     answer / referral / lame, bailiwick, scrub
 //!                                      | flight.rs   identical in-flight questions merged
+//!                                      | answers.rs  each step's answer by question, for its TTL
 //!                                      | hints.rs    root hints (embedded named.root or a file), priming
 //!                                      | caution.rs  addresses never asked with the public root
 //!                                      | limits.rs   the work budget of one client query
@@ -30,6 +31,7 @@
 //! name server address is looked up A first and AAAA only when it has no A; lameness is remembered
 //! per address and zone, timeouts per address.
 
+pub mod answers;
 pub mod caution;
 pub mod deleg;
 pub mod exchange;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::answers::AnswerCache;
 use super::caution::dont_query;
 use super::deleg::{ttl, Delegation, DelegationCache, NsServer};
 use super::exchange::ask;
@@ -58,6 +59,8 @@ pub struct Resolver {
     pub hints: RootHints,
     pub deleg: DelegationCache,
     pub servers: ServerTable,
+    /// Answers of authoritative servers by question (CNAME targets, name server addresses).
+    pub answers: AnswerCache,
     /// The port of every authoritative server (53; a test hierarchy uses another).
     pub port: u16,
     pub ipv6: bool,
@@ -75,6 +78,7 @@ impl Resolver {
             hints,
             deleg: DelegationCache::new(),
             servers: ServerTable::new(),
+            answers: AnswerCache::new(),
             port,
             ipv6,
             sent: AtomicU64::new(0),
@@ -124,7 +128,15 @@ impl Resolver {
                     qtype: q.qtype,
                     qclass: q.qclass,
                 };
-                let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
+                let (msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
+                    Some(step) => step,
+                    None => {
+                        let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
+                        self.answers
+                            .put(&cur, dnssec_ok, &msg, &zone, Instant::now());
+                        (msg, zone)
+                    }
+                };
                 let end = chain_end(&msg.answers, &qname, q.qtype);
                 let has_data = msg.answers.iter().any(|r| {
                     r.name.eq_ignore_case(&end) && (r.rtype() == q.qtype || q.qtype == RType::ANY)
