@@ -15,7 +15,7 @@ For each resolver, started fresh (cold caches, primed by a readiness query for r
     (the resolver's user+system ticks from /proc over the phase, divided by the names), and
     upstream queries per name (the sum of nsd's own query counters, `nsd-control stats_noreset`);
   - warm: the same names again with dnsperf (all cached): queries per second, and latency p50/p99
-    at a fixed rate of WARM_QPS.
+    at a fixed rate of WARM_QPS; the servers take turns, WARM_ROUNDS rounds, medians reported.
 dnsveil in forwarding mode (to the unbound instance, over plain UDP, with the same names cached) is
 measured warm too, for the goal "warm answers as fast as in forwarding mode".
 Goals (issue 15): upstream queries per cold name no more than unbound's; cold CPU per name at most
@@ -29,6 +29,7 @@ util-linux iproute2).
 import argparse
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -39,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 WARM_QPS = 5000
+WARM_ROUNDS = 3
 RESOLVER_PORT = 5353
 LEAF_SERVERS = 8
 
@@ -189,8 +191,7 @@ remote-control:
     return p, RESOLVER_PORT
 
 
-def start_dnsveil(binary, hints, extra):
-    port = RESOLVER_PORT + 1
+def start_dnsveil(binary, hints, extra, port=RESOLVER_PORT + 1):
     # Validation off: unbound runs its iterator alone, and the hierarchy is unsigned.
     p = subprocess.Popen(["taskset", "-c", "0", binary, "run", "--listen", f"127.0.0.1:{port}",
                           "--hosts", "", "--threads", "1", "--log-level", "warn", "--dnssec", "off"] + extra,
@@ -230,28 +231,38 @@ def inside(args):
     with open(datafile, "w") as f:
         f.write("".join(f"{n} A\n" for n in names))
     results = {}
+    procs = []
     try:
-        for kind in ["unbound", "dnsveil"]:
-            if kind == "unbound":
-                p, port = start_unbound(d, hints)
-            else:
-                p, port = start_dnsveil(binary, hints, ["--mode", "recursive", "--root-hints", hints,
-                                                        "--query-port", "53"])
-            bench.wait_answer(port, "www.ready.test")
-            results[kind] = {"cold": measure_cold(p.pid, port, names, servers),
-                             "warm": measure_warm(port, datafile, args.seconds)}
-            if kind == "unbound":
-                # dnsveil forwarding to this (warm) unbound, for the warm comparison.
-                fp, fport = start_dnsveil(binary, hints, ["--upstream", f"udp://127.0.0.1:{port}"])
-                bench.wait_answer(fport, "www.ready.test")
-                for n in names:
-                    ask(fport, n)
-                results["forward"] = {"warm": measure_warm(fport, datafile, args.seconds)}
-                fp.terminate()
-                fp.wait()
+        # Cold, one resolver at a time (each fresh, nothing else resolving meanwhile).
+        p, uport = start_unbound(d, hints)
+        procs.append(p)
+        bench.wait_answer(uport, "www.ready.test")
+        results["unbound"] = {"cold": measure_cold(p.pid, uport, names, servers)}
+        p, vport = start_dnsveil(binary, hints, ["--mode", "recursive", "--root-hints", hints,
+                                                 "--query-port", "53"])
+        procs.append(p)
+        bench.wait_answer(vport, "www.ready.test")
+        results["dnsveil"] = {"cold": measure_cold(p.pid, vport, names, servers)}
+        # dnsveil forwarding to the (warm) unbound, its cache filled with the same names.
+        p, fport = start_dnsveil(binary, hints, ["--upstream", f"udp://127.0.0.1:{uport}"],
+                                 port=RESOLVER_PORT + 2)
+        procs.append(p)
+        bench.wait_answer(fport, "www.ready.test")
+        for n in names:
+            ask(fport, n)
+        results["forward"] = {}
+        # Warm: the three in turn, WARM_ROUNDS times (the machine's load drifts), medians kept.
+        rounds = {"unbound": [], "dnsveil": [], "forward": []}
+        for _ in range(WARM_ROUNDS):
+            for kind, port in (("unbound", uport), ("dnsveil", vport), ("forward", fport)):
+                rounds[kind].append(measure_warm(port, datafile, args.seconds))
+        for kind, runs in rounds.items():
+            results[kind]["warm"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            results[kind]["warm_rounds"] = [r["qps"] for r in runs]
+    finally:
+        for p in procs:
             p.terminate()
             p.wait()
-    finally:
         for s in servers:
             s.stop()
     return results, len(names)
@@ -275,7 +286,10 @@ def report(results, count, args):
         f"| cold CPU per name (µs) | {u['cold']['cpu_us']:.0f} | {v['cold']['cpu_us']:.0f} | |",
         f"| upstream queries per cold name | {u['cold']['queries']:.2f} | {v['cold']['queries']:.2f} | |",
         f"| cold names failed | {u['cold']['failed']} | {v['cold']['failed']} | |",
-        f"| warm queries/s | {u['warm']['qps']:.0f} | {v['warm']['qps']:.0f} | {fw['warm']['qps']:.0f} |",
+        f"| warm queries/s (median of {WARM_ROUNDS}) | {u['warm']['qps']:.0f} | {v['warm']['qps']:.0f} | "
+        f"{fw['warm']['qps']:.0f} |",
+        f"| warm queries/s, each round | {', '.join(f'{x:.0f}' for x in u['warm_rounds'])} | "
+        f"{', '.join(f'{x:.0f}' for x in v['warm_rounds'])} | {', '.join(f'{x:.0f}' for x in fw['warm_rounds'])} |",
         f"| warm latency p50 / p99 (ms) at {WARM_QPS}/s | {u['warm']['p50']:.3f} / {u['warm']['p99']:.3f} | "
         f"{v['warm']['p50']:.3f} / {v['warm']['p99']:.3f} | {fw['warm']['p50']:.3f} / {fw['warm']['p99']:.3f} |",
         "",
