@@ -303,7 +303,7 @@ class Nsd:
 
 
 def write_unbound_conf(d, port, threads, forward_addr, cache_mb=256, server_extra="", remote_control=None,
-                       forward_extra=""):
+                       forward_extra="", modules="iterator"):
     """Writes the config every benchmark gives unbound as a forwarder (the same caching setup for all,
     each adding its own lines) and returns its path. `test.` is one of unbound's default local zones
     (RFC 6761): without `nodefault` it would answer NXDOMAIN itself and never forward."""
@@ -322,7 +322,7 @@ def write_unbound_conf(d, port, threads, forward_addr, cache_mb=256, server_extr
   use-syslog: no
   logfile: ""
   verbosity: 0
-  module-config: "iterator"
+  module-config: "{modules}"
   msg-cache-size: {cache_mb}m
   rrset-cache-size: {cache_mb}m
   minimal-responses: yes

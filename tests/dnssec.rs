@@ -28,6 +28,9 @@ struct Zone {
     ds: Ds,
     /// Applied to the signed text before it is served (tampering).
     edit: fn(String) -> String,
+    /// DNSKEYs added before signing that share the real key's tag but match no signature
+    /// (KeyTrap, CVE-2023-50387).
+    colliding_keys: usize,
 }
 
 #[derive(PartialEq)]
@@ -140,6 +143,12 @@ impl Hierarchy {
             let zone_text = match z.algorithm {
                 Some(alg) => {
                     let base = keygen(d, &name, alg);
+                    let mut text = text;
+                    if z.colliding_keys > 0 {
+                        let key =
+                            std::fs::read_to_string(d.join(format!("{base}.key"))).expect("key");
+                        text.push_str(&colliding_keys(&key, z.colliding_keys));
+                    }
                     let signed = sign(d, &name, &text, &base, &z.sign_args);
                     let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
                     match z.ds {
@@ -167,6 +176,9 @@ impl Hierarchy {
             };
             served.push((name, zone_text));
         }
+        // A wildcard CNAME in the anchor zone into a name a child zone denies: the answer's
+        // authority then holds proofs of two zones that are both above the final name.
+        parent_body.push_str("*.chain.test. IN CNAME nx.secure.test.\n");
         let base = keygen(d, "test", "ECDSAP256SHA256");
         let parent = sign(
             d,
@@ -272,6 +284,7 @@ fn zones() -> Vec<Zone> {
         sign_args,
         ds,
         edit: keep,
+        colliding_keys: 0,
     };
     let nsec3 = |iterations: &str| {
         vec![
@@ -285,7 +298,7 @@ fn zones() -> Vec<Zone> {
     vec![
         z(
             "secure",
-            "www IN A 192.0.2.1\n*.wild IN TXT \"wild\"\nalias IN CNAME www\nout IN CNAME www.insecure.test.\n",
+            "www IN A 192.0.2.1\n*.wild IN TXT \"wild\"\nalias IN CNAME www\nout IN CNAME www.insecure.test.\n*.chain IN CNAME nx.nsec3.test.\n",
             Some("ECDSAP256SHA256"),
             vec![],
             Ds::Real,
@@ -334,11 +347,73 @@ fn zones() -> Vec<Zone> {
             ..z("tampered", "www IN A 192.0.2.13\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
         },
         Zone {
+            colliding_keys: 9,
+            ..z("keytrap", "www IN A 192.0.2.16\n", Some("ECDSAP256SHA256"), vec![], Ds::Real)
+        },
+        Zone {
             // One character of the A record's signature changed.
             edit: tamper_signature,
             ..z("badsig", "www IN A 192.0.2.14\n", Some("ED25519"), vec![], Ds::Real)
         },
     ]
+}
+
+/// `n` DNSKEY records with the tag of the key in `key_file` (ldns-keygen's `.key` line) and
+/// other public keys: the first octet changed, the last two searched until the tag matches.
+fn colliding_keys(key_file: &str, n: usize) -> String {
+    use base64::Engine as _;
+    let line = key_file
+        .lines()
+        .find(|l| l.contains("DNSKEY"))
+        .expect("DNSKEY line");
+    // ldns-keygen ends the line with a comment (`;{id = ...}`).
+    let line = line.split(';').next().expect("record");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let at = f.iter().position(|x| *x == "DNSKEY").expect("type");
+    let (flags, alg): (u16, u8) = (
+        f[at + 1].parse().expect("flags"),
+        f[at + 3].parse().expect("alg"),
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let real = b64.decode(f[at + 4..].concat()).expect("base64 key");
+    let rdata = |key: &[u8]| [&flags.to_be_bytes()[..], &[3, alg], key].concat();
+    let tag = dnsveil::dnssec::key::key_tag(&rdata(&real));
+    let mut out = String::new();
+    for i in 0..n {
+        let mut key = real.clone();
+        key[0] ^= (i + 1) as u8;
+        // The tag sums the RDATA as 16-bit words (RFC 4034 appendix B): with the last two octets
+        // zero, the sum is short of what the tag needs by an amount those two octets can add.
+        let last = key.len() - 2;
+        key[last..].copy_from_slice(&[0, 0]);
+        let base: u32 = rdata(&key)
+            .chunks(2)
+            .map(|p| (u32::from(p[0]) << 8) + u32::from(*p.get(1).unwrap_or(&0)))
+            .sum();
+        let w = [base >> 16, (base >> 16) + 1]
+            .into_iter()
+            .map(|k| k * 65536 + ((u32::from(tag) + 65536 - (k & 0xffff)) & 0xffff))
+            .find(|ac| *ac >= base && *ac - base <= 0xffff)
+            .expect("a reachable sum")
+            - base;
+        if (4 + last) % 2 == 0 {
+            key[last..].copy_from_slice(&(w as u16).to_be_bytes());
+        } else {
+            key[last] = (w & 0xff) as u8;
+            key[last + 1] = (w >> 8) as u8;
+        }
+        assert_eq!(
+            dnsveil::dnssec::key::key_tag(&rdata(&key)),
+            tag,
+            "colliding key"
+        );
+        out.push_str(&format!(
+            "{} IN DNSKEY {flags} 3 {alg} {}\n",
+            f[0],
+            b64.encode(&key)
+        ));
+    }
+    out
 }
 
 /// The signed zone with one base64 character of the signature over `www ... A` changed.
@@ -388,7 +463,17 @@ fn validates_a_signed_hierarchy_and_rejects_its_bogus_variants() {
 /// queries, DS and DNSKEY over the same encrypted upstream.
 #[test]
 fn validates_through_a_non_validating_recursor_over_dot() {
-    check_hierarchy(&Hierarchy::start_via(Via::UnboundDot, &[]));
+    let h = Hierarchy::start_via(Via::UnboundDot, &[]);
+    check_hierarchy(&h);
+    // A recursor follows a chain across zones: a wildcard CNAME in secure.test (its proof signed
+    // by secure.test) to a name nsec3.test denies (its proof signed by nsec3.test), both proofs
+    // in one authority section.
+    let a = h.ask("a.chain.secure.test", "A", &[]);
+    assert_eq!(a.status(), "NXDOMAIN", "{}", a.0);
+    assert!(a.ad(), "{}", a.0);
+    let a = h.ask("b.chain.test", "A", &[]);
+    assert_eq!(a.status(), "NXDOMAIN", "{}", a.0);
+    assert!(a.ad(), "{}", a.0);
 }
 
 fn check_hierarchy(h: &Hierarchy) {
@@ -571,4 +656,87 @@ fn names_in_a_validated_nsec_range_are_denied_without_the_upstream() {
     let uncovered = h.ask("b.secure.test", "A", &["+time=8"]);
     assert_eq!(uncovered.status(), "SERVFAIL", "{}", uncovered.0);
     h.nsd.resume();
+}
+
+/// The same with NSEC3 (hashed names): once the zone's ranges are known from a few secure
+/// denials, other names are denied without the upstream.
+#[test]
+fn names_in_validated_nsec3_ranges_are_denied_without_the_upstream() {
+    let h = Hierarchy::start(&[]);
+    // nsec3.test has five names (apex, ns, www, wild, *.wild), so five hashed ranges: forty
+    // names visit them all but for a very small one (whose chance to be hit later is as small).
+    for i in 0..40 {
+        let a = h.ask(&format!("nx{i}.nsec3.test"), "A", &[]);
+        assert!(a.ad() && a.status() == "NXDOMAIN", "{}", a.0);
+    }
+    let nodata = h.ask("www.nsec3.test", "TXT", &[]);
+    assert!(nodata.ad() && nodata.status() == "NOERROR", "{}", nodata.0);
+
+    h.nsd.pause();
+    let mut denied = 0;
+    for i in 0..10 {
+        let a = h.ask(&format!("other{i}.nsec3.test"), "A", &["+time=8"]);
+        if a.status() == "NXDOMAIN" {
+            assert!(a.ad() && a.has("NSEC3"), "{}", a.0);
+            denied += 1;
+        }
+    }
+    let other_type = h.ask("www.nsec3.test", "MX", &["+time=8"]);
+    h.nsd.resume();
+    assert!(
+        denied >= 9,
+        "only {denied} of 10 names denied from the known ranges"
+    );
+    assert!(
+        other_type.ad() && other_type.status() == "NOERROR",
+        "{}",
+        other_type.0
+    );
+}
+
+/// KeyTrap (CVE-2023-50387): ten DNSKEYs share one key tag and only one is real. At most two keys
+/// per tag are tried, so the answer comes at once, and the process keeps answering. Whether the
+/// real key is among the two tried depends on the order nsd lists the keys in: secure if it is,
+/// bogus ("DNSKEY Missing": no key the DS names verified) if not.
+#[test]
+fn many_keys_with_one_tag_cost_two_verifications_not_ten() {
+    let h = Hierarchy::start(&[]);
+    let keys = dig(h.nsd.addr, &["keytrap.test", "DNSKEY", "+short"]);
+    let first_two: Vec<&str> = keys.lines().take(2).collect();
+    let real_tried = {
+        let dir = std::fs::read_dir(h._dir.path()).expect("dir");
+        let key_file = dir
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.to_string_lossy().contains("Kkeytrap.test.")
+                    && p.extension().is_some_and(|e| e == "key")
+            })
+            .expect("key file");
+        let text = std::fs::read_to_string(key_file).expect("key");
+        let rdata = text.split("DNSKEY").nth(1).expect("rdata");
+        let real_b64: String = rdata
+            .split(';')
+            .next()
+            .expect("rdata")
+            .split_whitespace()
+            .skip(3)
+            .collect();
+        first_two
+            .iter()
+            .any(|l| l.split_whitespace().skip(3).collect::<String>() == real_b64)
+    };
+    let start = std::time::Instant::now();
+    let a = h.ask("www.keytrap.test", "A", &[]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    if real_tried {
+        assert!(a.ad() && a.status() == "NOERROR", "{}", a.0);
+    } else {
+        assert_eq!(a.status(), "SERVFAIL", "{}", a.0);
+        assert_eq!(a.ede(), Some(9), "{}", a.0);
+    }
+    assert!(h.ask("www.secure.test", "A", &[]).ad(), "still serving");
 }

@@ -1,5 +1,5 @@
 //! Runs the bodies of the cargo-fuzz targets (fuzz/fuzz_targets, bodies in
-//! `dnsveil::wire::fuzzing`) on stable Rust: over the committed seeds, then over ~20,000
+//! `dnsveil::wire::fuzzing` and `dnsveil::dnssec::fuzzing`) on stable Rust: over the committed seeds, then over ~20,000
 //! deterministic mutations of them per target. Real fuzzing (`cargo +nightly fuzz run message`)
 //! goes much further; this keeps the targets compiling and their properties checked in CI.
 
@@ -239,5 +239,40 @@ fn referral_target_on_seeds_and_mutations() {
         Message::parse(s).expect("referral seed parses");
     }
     pool.extend(rich_messages());
-    run(dnsveil::recursor::fuzzing::referral, &pool, WIRE_DICT, 4);
+    run(dnsveil::recursor::fuzzing::referral, &pool, WIRE_DICT, 6);
+}
+
+#[test]
+fn dnssec_records_target_on_seeds_and_mutations() {
+    let mut pool = seeds("dnssec_records");
+    pool.extend(rich_messages());
+    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 4);
+}
+
+#[test]
+fn trust_anchors_target_on_seeds_and_mutations() {
+    let pool = seeds("trust_anchors");
+    for s in &pool {
+        let text = std::str::from_utf8(s).expect("seed is text");
+        dnsveil::dnssec::TrustAnchors::parse(text, Path::new("seed"))
+            .unwrap_or_else(|e| panic!("seed {text:?}: {e}"));
+    }
+    let dict: &[&[u8]] = &[
+        b" ",
+        b"(",
+        b")",
+        b";",
+        b"\n",
+        b" IN ",
+        b" DS ",
+        b" DNSKEY ",
+        b" 257 3 8 ",
+        b" 256 ",
+        b"$TTL ",
+        b".",
+        b"0",
+        b"F",
+        b"=",
+    ];
+    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 5);
 }

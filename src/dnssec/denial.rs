@@ -66,7 +66,9 @@ use crate::wire::edns::ede;
 use crate::wire::{Name, RType, Record, TypeBitmap};
 
 pub use nsec::nsec_covers;
-pub use nsec3::{nsec3_covers, nsec3_hash, Nsec3Hash, NSEC3_HASH_LEN, NSEC3_SHA1};
+pub use nsec3::{
+    nsec3_covers, nsec3_hash, nsec3_params, nsec3_relevant, Nsec3Hash, NSEC3_HASH_LEN, NSEC3_SHA1,
+};
 
 /// NSEC3 iterations above which an answer is insecure with EDE 27 and nothing is hashed (RFC 9276
 /// section 3.2; the value bind, Knot Resolver and PowerDNS use). The one cutoff: see the module

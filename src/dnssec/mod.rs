@@ -47,6 +47,9 @@ pub mod denial;
 pub mod key;
 pub mod verify;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]

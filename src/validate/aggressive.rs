@@ -1,16 +1,19 @@
-//! Aggressive use of validated NSEC records (RFC 8198): a name that falls in a range a secure
-//! denial already proved empty is answered NXDOMAIN (or NODATA) here, without asking upstream.
+//! Aggressive use of validated NSEC and NSEC3 records (RFC 8198): a name that falls in a range a
+//! secure denial already proved empty is answered NXDOMAIN (or NODATA) here, without asking
+//! upstream.
 //!
 //! ```text
-//!   secure NXDOMAIN/NODATA from zone Z --remember--> Z: SOA + NSEC records (with RRSIGs), by TTL
-//!   query qname/qtype --closest zone with NSECs--> the NSEC matching or covering qname
-//!        (+ the one covering the wildcard at the closest encloser) --aggressive_denial-->
+//!   secure NXDOMAIN/NODATA from zone Z --remember--> Z: SOA + NSEC/NSEC3 records (+ RRSIGs), by TTL
+//!   query qname/qtype --closest zone with records--> NSEC: the one matching or covering qname
+//!        (+ the one covering the wildcard at the closest encloser); NSEC3: those matching or
+//!        covering the hashes of qname, its ancestors and their wildcards --aggressive_denial-->
 //!        a synthesised NXDOMAIN/NODATA, Secure, with those records as its proof
 //! ```
 //!
-//! Why NSEC only: an NSEC range is checked with name comparisons; an NSEC3 range needs the
-//! question's hash (and its ancestors'), iterated SHA-1 per name, which is the cost aggressive use
-//! is meant to save. unbound's `aggressive-nsec` makes the same choice.
+//! An NSEC range is checked with name comparisons; an NSEC3 range needs the hashes of the
+//! question's name, its ancestors and their wildcards (iterated SHA-1), so NSEC3 aggressive use
+//! stops at [`MAX_NSEC3_DEPTH`] labels below the zone and at the iterations cutoff. (unbound's
+//! `aggressive-nsec` uses NSEC only.) Opt-out ranges prove nothing here (RFC 8198 section 5.2).
 //!
 //! The records come from answers the validator judged secure, so they are authentic; a
 //! synthesised answer carries them (and their RRSIGs) so a validating client can check it too.
@@ -20,13 +23,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::dnssec::denial::{self, cached_fact, CachedFact, Denial, HashBudget};
+use crate::dnssec::denial::{
+    self, cached_fact, CachedFact, Denial, HashBudget, MAX_NSEC3_ITERATIONS, MAX_NSEC3_RECORDS,
+};
 use crate::wire::{Message, Name, QueryFlags, Question, RData, RType, Rcode, Record};
 
 /// The most zones whose NSEC records are kept.
 pub const MAX_ZONES: usize = 1024;
-/// The most NSEC records kept per zone.
+/// The most NSEC or NSEC3 records kept per zone.
 pub const MAX_NSEC_PER_ZONE: usize = 256;
+/// The deepest a name may lie below an NSEC3 zone for an aggressive answer: each label costs two
+/// hashes (the name and the wildcard below it).
+pub const MAX_NSEC3_DEPTH: usize = 8;
 
 /// An RRset of one record (an NSEC or the SOA) with its RRSIGs, and when it expires.
 #[derive(Clone, Debug)]
@@ -97,7 +105,7 @@ impl NsecCache {
             }
             match r.rtype() {
                 RType::SOA if r.name == *zone => entry.soa = Some(keep(r)),
-                RType::NSEC => {
+                RType::NSEC | RType::NSEC3 => {
                     entry
                         .nsecs
                         .retain(|k| k.record.name != r.name && k.expires_ms > now_ms);
@@ -122,35 +130,22 @@ impl NsecCache {
         let zones = lock(&self.zones);
         let (zone, records) = closest(&zones, &question.name)?;
         let soa = records.soa.as_ref().filter(|s| s.expires_ms > now_ms)?;
-        let live = || records.nsecs.iter().filter(|k| k.expires_ms > now_ms);
-        let fact = |k: &Kept, name: &Name| {
-            cached_fact(
-                zone,
-                &k.record,
-                name,
-                question.qtype,
-                &mut HashBudget::with_limit(0),
-            )
-            .unwrap_or(CachedFact::Unknown)
+        let live: Vec<&Kept> = records
+            .nsecs
+            .iter()
+            .filter(|k| k.expires_ms > now_ms)
+            .collect();
+        let proof = match live.first()?.record.rtype() {
+            RType::NSEC3 => nsec3_proof(zone, &live, question)?,
+            _ => nsec_proof(zone, &live, question)?,
         };
-        let (first, fact1) = live().find_map(|k| match fact(k, &question.name) {
-            CachedFact::Unknown => None,
-            f => Some((k, f)),
-        })?;
-        let mut proof = vec![first];
-        if let CachedFact::NameAbsent { wildcard: Some(w) } = fact1 {
-            let second = live().find(|k| !matches!(fact(k, &w), CachedFact::Unknown))?;
-            if !std::ptr::eq(second, first) {
-                proof.push(second);
-            }
-        }
         let records: Vec<Record> = proof.iter().map(|k| k.record.clone()).collect();
         let denial = denial::aggressive_denial(
             zone,
             &records,
             &question.name,
             question.qtype,
-            &mut HashBudget::with_limit(0),
+            &mut HashBudget::new(),
         )?;
         // RFC 8198 section 5.4: no longer than the SOA's negative TTL or any record used.
         let ttl = proof
@@ -188,6 +183,68 @@ impl NsecCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The NSEC records that decide `question`: the one matching or covering its name and, for a
+/// name that does not exist, the one covering the wildcard at its closest encloser.
+fn nsec_proof<'a>(zone: &Name, live: &[&'a Kept], question: &Question) -> Option<Vec<&'a Kept>> {
+    let fact = |k: &Kept, name: &Name| {
+        cached_fact(
+            zone,
+            &k.record,
+            name,
+            question.qtype,
+            &mut HashBudget::with_limit(0),
+        )
+        .unwrap_or(CachedFact::Unknown)
+    };
+    let (first, fact1) = live.iter().find_map(|k| match fact(k, &question.name) {
+        CachedFact::Unknown => None,
+        f => Some((*k, f)),
+    })?;
+    let mut proof = vec![first];
+    if let CachedFact::NameAbsent { wildcard: Some(w) } = fact1 {
+        let second = *live
+            .iter()
+            .find(|k| !matches!(fact(k, &w), CachedFact::Unknown))?;
+        if !std::ptr::eq(second, first) {
+            proof.push(second);
+        }
+    }
+    Some(proof)
+}
+
+/// The NSEC3 records that can decide `question`: those matching or covering the hash of its name,
+/// of an ancestor down to the zone (the closest encloser and next closer name are among them), or
+/// of the wildcard below one of those. Costs at most [`MAX_NSEC3_DEPTH`] x 2 hashes, and none when
+/// the zone's iterations are above [`MAX_NSEC3_ITERATIONS`] (those prove nothing).
+fn nsec3_proof<'a>(zone: &Name, live: &[&'a Kept], question: &Question) -> Option<Vec<&'a Kept>> {
+    let (salt, iterations) = denial::nsec3_params(zone, &live.first()?.record)?;
+    let depth = question
+        .name
+        .label_count()
+        .checked_sub(zone.label_count())?;
+    if iterations > MAX_NSEC3_ITERATIONS || depth > MAX_NSEC3_DEPTH {
+        return None;
+    }
+    let mut hashes = Vec::with_capacity(2 * depth + 1);
+    for labels in zone.label_count()..=question.name.label_count() {
+        let name = question.name.trim_to(labels);
+        hashes.push(denial::nsec3_hash(&name, salt, iterations));
+        if labels < question.name.label_count() {
+            if let Ok(w) = name.prepend(b"*") {
+                hashes.push(denial::nsec3_hash(&w, salt, iterations));
+            }
+        }
+    }
+    let records: Vec<Record> = live.iter().map(|k| k.record.clone()).collect();
+    let relevant = denial::nsec3_relevant(zone, &records, &hashes);
+    let proof: Vec<&Kept> = live
+        .iter()
+        .filter(|k| relevant.iter().any(|r| r.name == k.record.name))
+        .copied()
+        .collect();
+    (!proof.is_empty() && proof.len() <= MAX_NSEC3_RECORDS).then_some(proof)
 }
 
 /// The zone with kept records closest above `name`.

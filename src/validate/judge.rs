@@ -26,7 +26,7 @@
 use std::sync::Arc;
 
 use super::rrsets::{self, Signed};
-use super::trust::{verified_denial, Trust, TrustCache};
+use super::trust::{verified_denial, Trust, TrustCache, ZoneKeys};
 use super::Work;
 use crate::dnssec::denial::{self, Proven};
 use crate::dnssec::verify_rrset;
@@ -200,23 +200,10 @@ async fn rrset(
         }
         return Ok(());
     };
-    let keys = match trust.walk(&signer, work).await? {
-        Trust::Secure(keys) => keys,
-        other => {
-            add_trust(tally, other);
-            return Ok(());
-        }
-    };
-    if keys.zone != signer {
-        tally.bogus(
-            BogusReason::Other,
-            format!(
-                "{owner} {rtype} is signed by {signer}, which is not a zone (the zone is {})",
-                keys.zone
-            ),
-        );
+    let what = format!("{owner} {rtype}");
+    let Some(keys) = signer_keys(trust, &signer, &what, tally, work).await? else {
         return Ok(());
-    }
+    };
     let verified = match verify_rrset(
         &set.rrset,
         &set.sigs,
@@ -267,10 +254,14 @@ async fn denial_of(
     work: &mut Work<'_>,
 ) -> Result<(), HandlerError> {
     let authority = rrsets::group(&msg.authority);
+    // The deepest zone above the name that signed denial records: a chain through several zones
+    // may bring the proofs of each (a wildcard's from one zone, the final denial from another).
     let signer = authority
         .iter()
         .filter(|s| rrsets::is_denial(s.rtype()) || s.rtype() == RType::SOA)
-        .find_map(|s| s.signer().filter(|z| name.is_subdomain_of(z)).cloned());
+        .filter_map(|s| s.signer().filter(|z| name.is_subdomain_of(z)))
+        .max_by_key(|z| z.label_count())
+        .cloned();
     let Some(zone) = signer else {
         match trust.walk(name, work).await? {
             Trust::Secure(keys) => tally.bogus(
@@ -284,23 +275,10 @@ async fn denial_of(
         }
         return Ok(());
     };
-    let keys = match trust.walk(&zone, work).await? {
-        Trust::Secure(keys) => keys,
-        other => {
-            add_trust(tally, other);
-            return Ok(());
-        }
-    };
-    if keys.zone != zone {
-        tally.bogus(
-            BogusReason::Other,
-            format!(
-                "denial of {name} is signed by {zone}, which is not a zone (the zone is {})",
-                keys.zone
-            ),
-        );
+    let what = format!("the denial of {name}");
+    let Some(keys) = signer_keys(trust, &zone, &what, tally, work).await? else {
         return Ok(());
-    }
+    };
     if let Some(soa) = rrsets::find(&authority, &zone, RType::SOA) {
         match verify_rrset(
             &soa.rrset,
@@ -341,6 +319,37 @@ async fn denial_of(
     add_proven(tally, proven, name);
     cap_denial(tally, msg, &zone, ttl);
     Ok(())
+}
+
+/// The keys of `signer`, the zone whose RRSIGs sign `what`, when it is secure; otherwise the
+/// verdict its trust gives (insecure, bogus, indeterminate) goes into `tally` and the answer is
+/// `None`. A signer that is not itself a zone apex is bogus: its signatures cannot be checked
+/// against any zone's keys.
+async fn signer_keys(
+    trust: &TrustCache,
+    signer: &Name,
+    what: &str,
+    tally: &mut Tally,
+    work: &mut Work<'_>,
+) -> Result<Option<Arc<ZoneKeys>>, HandlerError> {
+    let keys = match trust.walk(signer, work).await? {
+        Trust::Secure(keys) => keys,
+        other => {
+            add_trust(tally, other);
+            return Ok(None);
+        }
+    };
+    if keys.zone != *signer {
+        tally.bogus(
+            BogusReason::Other,
+            format!(
+                "{what} is signed by {signer}, which is not a zone (the zone is {})",
+                keys.zone
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(keys))
 }
 
 /// Records the TTL cap of a verified denial on each NSEC and NSEC3 RRset of `zone`.

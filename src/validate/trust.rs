@@ -115,7 +115,8 @@ impl TrustCache {
     }
 
     /// The trust of the zone that holds `target`: walks from the closest anchor down to `target`
-    /// and stops early where signing stops or the name ends. `None` for a name no anchor covers.
+    /// and stops early where signing stops or the name ends; [`Trust::Indeterminate`] for a name
+    /// no anchor covers.
     pub(super) async fn walk(
         &self,
         target: &Name,
@@ -327,8 +328,10 @@ fn no_ds(
     })
 }
 
-/// The NSEC and NSEC3 records of `msg`'s authority section, each RRset verified with the keys of
-/// `zone`, and the lowest TTL among them; `None` when there are none.
+/// The NSEC and NSEC3 records of `msg`'s authority section signed by `zone`, each RRset verified
+/// with the zone's keys, and the lowest TTL among them; `None` when there are none. Records
+/// signed by another zone (a proof for another link of a chain) or unsigned are left out: a
+/// proof that needs them then finds them missing.
 pub(super) fn verified_denial(
     msg: &Message,
     zone: &ZoneKeys,
@@ -338,7 +341,7 @@ pub(super) fn verified_denial(
     let mut records = Vec::new();
     let mut ttl = u32::MAX;
     for set in sets.iter().filter(|s| rrsets::is_denial(s.rtype())) {
-        if !set.owner().is_subdomain_of(&zone.zone) {
+        if !set.owner().is_subdomain_of(&zone.zone) || set.signer() != Some(&zone.zone) {
             continue;
         }
         let v = verify_rrset(

@@ -59,6 +59,27 @@ pub fn nsec3_covers(owner: &Nsec3Hash, next: &Nsec3Hash, h: &Nsec3Hash) -> bool 
     }
 }
 
+/// The hash parameters (salt, iterations) of `record` when it is a usable NSEC3 of `zone`.
+pub fn nsec3_params<'a>(zone: &Name, record: &'a Record) -> Option<(&'a [u8], u16)> {
+    Nsec3Ref::new(zone, record).map(|n| (&n.data.salt[..], n.data.iterations))
+}
+
+/// The usable NSEC3 records of `zone` among `records` that match or cover one of `hashes` (the
+/// ones a proof about those names can use), in the order given.
+pub fn nsec3_relevant<'a>(
+    zone: &Name,
+    records: &'a [Record],
+    hashes: &[Nsec3Hash],
+) -> Vec<&'a Record> {
+    records
+        .iter()
+        .filter(|r| {
+            Nsec3Ref::new(zone, r)
+                .is_some_and(|n| hashes.iter().any(|h| n.matches(h) || n.covers(h)))
+        })
+        .collect()
+}
+
 /// One usable NSEC3 record of the zone.
 pub(super) struct Nsec3Ref<'a> {
     owner_hash: Nsec3Hash,

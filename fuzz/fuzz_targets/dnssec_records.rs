@@ -1,0 +1,8 @@
+//! See `dnsveil::dnssec::fuzzing::records`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    dnsveil::dnssec::fuzzing::records(data);
+});
