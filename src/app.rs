@@ -2,8 +2,9 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Cache --> Hosts --> SpecialNames --> [Validator] --> Forwarder(rules, default pool) [--> Recursor]
-//!                |       \___________________ downstream Chain _______________________________________________/
+//!   Config --> Blocker --> Cache --> Hosts --> SpecialNames --> [Validator] --> Forwarder(rules, default pool) [--> Recursor]
+//!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
+//!                |       \___________________ downstream Chain ________________________________________________________/
 //!                |        resolver.mode = "recursive": the forwarder keeps its rules but has no default pool,
 //!                |        and the Recursor (primed at start) resolves the rest from the root; the
 //!                |        validator's DNSKEY/DS lookups go to Forwarder + Recursor
@@ -39,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
 use crate::config::{self, knob, Config, DnssecMode, Mode, UpstreamServer};
@@ -70,11 +72,16 @@ pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
     forwarder: Arc<Forwarder>,
+    /// The blocking stage with its lists loaded, when any block list is configured.
+    block: Option<BlockStage>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
     /// The last stage in recursive mode, with its root hints read.
     recursor: Option<Arc<Recursor>>,
 }
+
+/// The blocking stage and the settings it reloads from.
+type BlockStage = (Arc<Blocker>, Arc<BlockSettings>);
 
 /// Why a valid config still cannot run; found by [`Plan::build`], before anything starts.
 #[derive(Debug, Error)]
@@ -119,6 +126,19 @@ pub enum PlanError {
         #[source]
         source: Box<UpstreamError>,
     },
+    /// A block or allow list cannot be loaded (the error names its key).
+    #[error("{source}; name a readable list file, or remove it from the configuration")]
+    Block {
+        #[source]
+        source: LoadError,
+    },
+    /// Fetched lists need a directory for their last good copies, and this one cannot be used.
+    #[error(
+        "block.cache_dir: {}: {problem}; set block.cache_dir to a writable directory (the last \
+         good copies of list URLs are kept there)",
+        dir.display()
+    )]
+    BlockCacheDir { dir: PathBuf, problem: String },
 }
 
 impl Plan {
@@ -127,6 +147,7 @@ impl Plan {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
+        let block = build_blocker(&config)?;
         let anchors = match config.resolver.dnssec {
             DnssecMode::Off => None,
             DnssecMode::Validate => {
@@ -154,6 +175,7 @@ impl Plan {
             config,
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
+            block,
             anchors,
             recursor,
         })
@@ -176,6 +198,7 @@ pub async fn run(
         config,
         hosts,
         forwarder,
+        block,
         anchors,
         recursor,
     } = plan;
@@ -265,6 +288,21 @@ pub async fn run(
         handlers.push(c.clone());
     }
     handlers.extend(downstream.iter().cloned());
+    // Block lists: in front of everything (see `block`); URL lists are fetched with a chain of the
+    // stages after it, so their hosts are resolved through our own upstreams.
+    let list_wake = Arc::new(tokio::sync::Notify::new());
+    let refresher_lists = block.as_ref().map(|(blocker, settings)| {
+        tokio::spawn(block::fetch::refresh_loop(
+            blocker.clone(),
+            settings.clone(),
+            Chain::new(handlers.clone()),
+            list_wake.clone(),
+            shutdown.clone(),
+        ))
+    });
+    if let Some((blocker, _)) = &block {
+        handlers.insert(0, blocker.clone());
+    }
     let chain = Arc::new(Chain::new(handlers));
     info!(chain = ?chain.names(), "handler chain assembled");
     let refresher = cache
@@ -315,6 +353,11 @@ pub async fn run(
                     Ok(()) => info!("hosts reloaded"),
                     Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
                 }
+                if let Some((blocker, settings)) = &block {
+                    // Built on a blocking thread while the old index keeps serving.
+                    let (blocker, settings) = (blocker.clone(), settings.clone());
+                    tokio::spawn(async move { block::reload(&blocker, &settings).await });
+                }
                 if let Some(c) = &cache {
                     info!(stats = %c.stats(), "cache statistics");
                 }
@@ -332,6 +375,9 @@ pub async fn run(
     }
     let _ = net_watcher.await;
     if let Some(r) = refresher {
+        let _ = r.await;
+    }
+    if let Some(r) = refresher_lists {
         let _ = r.await;
     }
     if let Some(s) = saver {
@@ -461,6 +507,69 @@ async fn save_periodically(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => save_cache(cache.clone(), path.clone()).await,
+        }
+    }
+}
+
+/// The block settings `run` uses: the configured ones, with the last good copies of fetched lists
+/// beside the cache file when `block.cache_dir` is not set and there is a cache file.
+pub fn block_settings(config: &Config) -> BlockSettings {
+    let mut settings = config.block.clone();
+    if settings.cache_dir.is_none() {
+        settings.cache_dir = config
+            .cache
+            .file
+            .as_deref()
+            .and_then(|f| f.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(PathBuf::from);
+    }
+    settings
+}
+
+/// Loads the lists (before anything binds: a missing list file is a configuration error) and
+/// checks that fetched lists have a directory for their copies.
+fn build_blocker(config: &Config) -> Result<Option<BlockStage>, PlanError> {
+    let settings = block_settings(config);
+    if settings.is_empty() {
+        return Ok(None);
+    }
+    if settings.urls().next().is_some() {
+        check_copy_dir(settings.copy_dir())?;
+    }
+    let (index, report) =
+        block::load::build_index(&settings).map_err(|source| PlanError::Block { source })?;
+    block::log_report(&report, false);
+    let blocker = Blocker::new(
+        index,
+        settings.answer,
+        settings.ttl,
+        config.server.max_udp_payload,
+    );
+    Ok(Some((Arc::new(blocker), Arc::new(settings))))
+}
+
+/// Whether `dir` is a writable directory, or can be created (its nearest existing ancestor is a
+/// writable directory). Nothing is created here: `check-config` calls this too.
+fn check_copy_dir(dir: &std::path::Path) -> Result<(), PlanError> {
+    use nix::unistd::{access, AccessFlags};
+    let problem = |problem: String| PlanError::BlockCacheDir {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    let mut probe = dir;
+    loop {
+        match std::fs::metadata(probe) {
+            Ok(m) if m.is_dir() => {
+                return access(probe, AccessFlags::W_OK | AccessFlags::X_OK)
+                    .map_err(|e| problem(format!("{} is not writable: {e}", probe.display())));
+            }
+            Ok(_) => return Err(problem(format!("{} is not a directory", probe.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match probe.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
+                _ => return Err(problem("no existing parent directory".into())),
+            },
+            Err(e) => return Err(problem(e.to_string())),
         }
     }
 }

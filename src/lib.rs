@@ -1,7 +1,7 @@
 //! dnsveil: an encrypted DNS stub resolver proxy.
 //!
 //! ```text
-//!  client --UDP/TCP--> server --> Chain: cache -> hosts/local -> special-use names
+//!  client --UDP/TCP--> server --> Chain: block -> cache -> hosts/local -> special-use names
 //!    ^                               ^              -> forwarding rules -> default upstream
 //!    |                               |                 (or, in recursive mode, -> recursor)
 //!    |                               |                                          |
@@ -12,8 +12,9 @@
 //!   cache, a question and its flags, no client
 //! ```
 //!
-//! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`cache`,
-//! `hosts`, `special`, `forward`) use `handler` and `wire`; `forward -> upstream -> wire`;
+//! Layers, with dependencies pointing one way: `server -> handler -> wire`; the handlers (`block`,
+//! `cache`, `hosts`, `special`, `forward`) use `handler` and `wire`; `block` fetches lists with
+//! `upstream::tls`; `forward -> upstream -> wire`;
 //! `clock` (the time of day, injectable) depends on nothing and anything may use it. `dnssec`
 //! (trust anchors and signature verification with ring, no I/O) uses `wire` and states its
 //! results as `handler` verdicts, for the validating stage to come. `recursor` (iterative
@@ -26,6 +27,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
+pub mod block;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -62,6 +62,26 @@ enum Command {
     /// Ask one upstream one question directly and print the answer like dig (exit 0 on any
     /// answer, 1 if none came).
     Query(QueryArgs),
+    /// Say which block list and which rule block (or allow) a name, from the config alone (no
+    /// daemon needed; fetched lists are read from their last good copy).
+    Why(WhyArgs),
+}
+
+/// `dnsveil why NAME`.
+#[derive(Args, Debug)]
+struct WhyArgs {
+    /// The name to look up.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    name: Name,
+    /// Config file (TOML). Without it the embedded default is used.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Block list: a file or an https:// URL (repeatable; replaces block.lists).
+    #[arg(long, value_name = "FILE|URL")]
+    blocklist: Vec<String>,
+    /// Allow list file (repeatable; replaces block.allow).
+    #[arg(long, value_name = "FILE")]
+    allowlist: Vec<String>,
 }
 
 /// `dnsveil query NAME [TYPE]`.
@@ -154,6 +174,12 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// Block list: a file or an https:// URL (repeatable; replaces block.lists).
+    #[arg(long, value_name = "FILE|URL")]
+    blocklist: Vec<String>,
+    /// Allow list file: its names are never blocked (repeatable; replaces block.allow).
+    #[arg(long, value_name = "FILE")]
+    allowlist: Vec<String>,
     /// DNSSEC validation: validate or off (replaces resolver.dnssec).
     #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
     dnssec: Option<DnssecMode>,
@@ -236,6 +262,42 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Query(args) => query(args),
+        Command::Why(args) => why(args),
+    }
+}
+
+/// `dnsveil why`: prints the verdict and its rules; exit 78 on a config error.
+fn why(args: WhyArgs) -> ExitCode {
+    init_tracing(LogLevel::Error);
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::embedded(),
+    };
+    let config = config.and_then(|mut c| {
+        c.apply(Overrides {
+            blocklists: args.blocklist,
+            allowlists: args.allowlist,
+            ..Overrides::default()
+        })?;
+        Ok(c)
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dnsveil: config error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let settings = dnsveil::app::block_settings(&config);
+    match dnsveil::block::why::explain(&settings, &args.name) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsveil: config error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 
@@ -381,6 +443,8 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        blocklists: args.blocklist,
+        allowlists: args.allowlist,
         dnssec: args.dnssec,
         trust_anchors: args.trust_anchor,
         insecure_domains: args.insecure_domain,

@@ -243,6 +243,33 @@ fn referral_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn blocklist_target_on_seeds_and_mutations() {
+    let pool = seeds("blocklist");
+    let dict: &[&[u8]] = &[
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"0.0.0.0 ",
+        b"127.0.0.1 ",
+        b":: ",
+        b"||",
+        b"^",
+        b"@@",
+        b"$important",
+        b"*.",
+        b".",
+        b"#",
+        b"!",
+        b"\xc3\xa9",
+        b"\xff",
+        &[0xC0, 12],
+        &[3, b'c', b'o', b'm', 0],
+    ];
+    run(dnsveil::block::fuzz_blocklist, &pool, dict, 4);
+}
+
+#[test]
 fn dnssec_records_target_on_seeds_and_mutations() {
     let mut pool = seeds("dnssec_records");
     pool.extend(rich_messages());

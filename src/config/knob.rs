@@ -235,6 +235,24 @@ knob!(
     "port",
     "Port of the authoritative servers asked in recursive mode (a test hierarchy uses a high one)."
 );
+knob!(
+    BLOCK_TTL,
+    "block.ttl",
+    10,
+    0,
+    86400,
+    "seconds",
+    "TTL of blocked answers."
+);
+knob!(
+    BLOCK_REFRESH_SECS,
+    "block.refresh_secs",
+    86400,
+    60,
+    2_592_000,
+    "seconds",
+    "How often block lists are reloaded and list URLs fetched again."
+);
 
 /// Every knob, for documentation checks.
 pub const ALL: &[Knob] = &[
@@ -256,6 +274,8 @@ pub const ALL: &[Knob] = &[
     HOSTS_TTL,
     UPSTREAM_TIMEOUT_MS,
     QUERY_PORT,
+    BLOCK_TTL,
+    BLOCK_REFRESH_SECS,
 ];
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::block::BlockSettings;
 use crate::server::acl::Cidr;
 use crate::upstream::{UpstreamError, UpstreamSpec, UpstreamUrl};
 use crate::wire::{Name, Record, WireError};
@@ -61,6 +62,8 @@ pub struct Config {
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
+    /// `[block]`: block and allow lists ([`crate::block`]).
+    pub block: BlockSettings,
     pub resolver: ResolverConfig,
 }
 
@@ -557,6 +560,10 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
+    /// `--blocklist FILE|URL` (replaces `block.lists`).
+    pub blocklists: Vec<String>,
+    /// `--allowlist FILE` (replaces `block.allow`).
+    pub allowlists: Vec<String>,
     /// `--dnssec validate|off` (replaces `resolver.dnssec`).
     pub dnssec: Option<DnssecMode>,
     /// `--mode forward|recursive` (replaces `resolver.mode`).
@@ -677,6 +684,15 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        let cwd = Path::new("");
+        if !o.blocklists.is_empty() {
+            self.block.lists = spec::block_sources(&o.blocklists, "--blocklist", false, cwd)
+                .map_err(|(k, m)| ConfigError::flag(&k, m))?;
+        }
+        if !o.allowlists.is_empty() {
+            self.block.allow = spec::block_sources(&o.allowlists, "--allowlist", false, cwd)
+                .map_err(|(k, m)| ConfigError::flag(&k, m))?;
+        }
         if let Some(m) = o.dnssec {
             self.resolver.dnssec = m;
         }
@@ -796,6 +812,17 @@ impl Config {
             self.hosts.records.len(),
             on_off(self.hosts.special_use)
         );
+        if !self.block.lists.is_empty() {
+            s += &format!(
+                "block: {} list(s), {} allow list(s), answer {}\n",
+                self.block.lists.len(),
+                self.block.allow.len(),
+                match self.block.answer {
+                    crate::block::AnswerMode::NxDomain => "nxdomain",
+                    crate::block::AnswerMode::Null => "null",
+                }
+            );
+        }
         s
     }
 }

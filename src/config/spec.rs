@@ -21,6 +21,7 @@ use super::{
     LogLevel, Mode, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig,
     UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
+use crate::block::{AnswerMode, BlockSettings, ListSource};
 use crate::server::acl::Cidr;
 use crate::upstream::{tls, UpstreamUrl};
 use crate::wire::{parse_record_line, Name};
@@ -95,7 +96,23 @@ struct FileSpec {
     #[serde(default)]
     log: LogSpec,
     #[serde(default)]
+    block: BlockSpec,
+    #[serde(default)]
     resolver: ResolverSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BlockSpec {
+    #[serde(default)]
+    lists: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    answer: Option<String>,
+    ttl: Option<i64>,
+    refresh_secs: Option<i64>,
+    cache_dir: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -266,6 +283,7 @@ impl FileSpec {
             upstream,
             forward,
             log: self.log.validate(cx)?,
+            block: self.block.validate(cx)?,
             resolver: self.resolver.validate(cx)?,
         })
     }
@@ -421,6 +439,85 @@ impl CacheSpec {
             save_interval: Duration::from_secs(
                 cx.knob(knob::SAVE_INTERVAL_SECS, self.save_interval_secs)?,
             ),
+        })
+    }
+}
+
+/// Most lists in `block.lists` and in `block.allow`, each.
+pub(super) const MAX_BLOCK_LISTS: usize = 256;
+
+/// Parses block or allow list entries (`key` is `block.lists` or `block.allow`, or a flag).
+pub(super) fn block_sources(
+    texts: &[String],
+    key: &str,
+    indexed: bool,
+    base: &Path,
+) -> Result<Vec<ListSource>, (String, String)> {
+    if texts.len() > MAX_BLOCK_LISTS {
+        return Err((
+            key.to_string(),
+            format!("at most {MAX_BLOCK_LISTS} lists are allowed"),
+        ));
+    }
+    let mut out: Vec<ListSource> = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let k = if indexed {
+            format!("{key}[{i}]")
+        } else {
+            key.to_string()
+        };
+        let source = ListSource::parse(t, base).map_err(|m| (k.clone(), m))?;
+        if out.contains(&source) {
+            return Err((k, format!("{t:?} is listed twice")));
+        }
+        out.push(source);
+    }
+    Ok(out)
+}
+
+/// `block.answer`'s values.
+pub(super) fn parse_answer_mode(s: &str) -> Result<AnswerMode, String> {
+    match s {
+        "nxdomain" => Ok(AnswerMode::NxDomain),
+        "null" => Ok(AnswerMode::Null),
+        _ => Err(format!(
+            "{s:?} is not an answer mode (expected \"nxdomain\" or \"null\")"
+        )),
+    }
+}
+
+impl BlockSpec {
+    fn validate(self, cx: &Cx<'_>) -> Result<BlockSettings, ConfigError> {
+        let sources = |texts: &[String], key: &str| {
+            block_sources(texts, key, true, cx.base_dir).map_err(|(k, m)| cx.err(k, m))
+        };
+        let lists = sources(&self.lists, "block.lists")?;
+        let allow = sources(&self.allow, "block.allow")?;
+        let answer = match self.answer.as_deref() {
+            None => AnswerMode::default(),
+            Some(s) => parse_answer_mode(s).map_err(|m| cx.err("block.answer", m))?,
+        };
+        let cache_dir = match self.cache_dir.as_deref() {
+            None => None,
+            Some("") => return Err(cx.err("block.cache_dir", "empty path (expected a directory)")),
+            Some(p) => Some(cx.path(p)),
+        };
+        let ca_file = match self.ca_file.as_deref() {
+            None | Some("") => None,
+            Some(p) => {
+                let path = cx.path(p);
+                check_ca_file(&path, cx.origin, "block.ca_file")?;
+                Some(path)
+            }
+        };
+        Ok(BlockSettings {
+            lists,
+            allow,
+            answer,
+            ttl: cx.knob(knob::BLOCK_TTL, self.ttl)? as u32,
+            refresh: Duration::from_secs(cx.knob(knob::BLOCK_REFRESH_SECS, self.refresh_secs)?),
+            cache_dir,
+            ca_file,
         })
     }
 }

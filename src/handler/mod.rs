@@ -224,6 +224,21 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// The fast path of this stage at the head of the chain, with the fast path of the stages
+    /// after it in `next`: a stage in front of the cache (blocking) answers some queries itself
+    /// and hands the others to `next`, and may look at what `next` wrote and replace it. The same
+    /// contract as [`Handler::answer_fast`]; the default is that method (`next` is not run).
+    fn answer_fast_in_chain(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        next: FastNext<'_>,
+    ) -> bool {
+        let _ = next;
+        self.answer_fast(query, max_len, out)
+    }
+
     /// A short name for logs.
     fn name(&self) -> &'static str;
 }
@@ -240,6 +255,25 @@ impl<'a> Next<'a> {
         match self.rest.split_first() {
             Some((first, rest)) => first.handle(req, Next { rest }),
             None => Box::pin(std::future::ready(Err(HandlerError::Unanswered))),
+        }
+    }
+}
+
+/// The fast paths of the rest of the chain after the current handler
+/// ([`Handler::answer_fast_in_chain`]).
+#[derive(Clone, Copy)]
+pub struct FastNext<'a> {
+    rest: &'a [Arc<dyn Handler>],
+}
+
+impl FastNext<'_> {
+    /// Runs the next stage's fast path; with nothing left, false (the slow path).
+    pub fn run(self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+        match self.rest.split_first() {
+            Some((first, rest)) => {
+                first.answer_fast_in_chain(query, max_len, out, FastNext { rest })
+            }
+            None => false,
         }
     }
 }
@@ -276,11 +310,13 @@ impl Chain {
         Box::pin(async move { self.as_next().run(&req).await })
     }
 
-    /// The first handler's fast path (only the head of the chain may answer without the rest).
+    /// The first handler's fast path (only the head of the chain may answer without the rest,
+    /// or hand the query to the fast path of the next: [`Handler::answer_fast_in_chain`]).
     pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
-        self.handlers
-            .first()
-            .is_some_and(|h| h.answer_fast(query, max_len, out))
+        FastNext {
+            rest: &self.handlers,
+        }
+        .run(query, max_len, out)
     }
 
     /// The handlers' names, in order (for the start-up log).

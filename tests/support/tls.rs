@@ -569,3 +569,52 @@ impl hyper::body::Body for Chunks {
         std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
+
+/// What the list server serves: `Some(body)` with status 200, `None` with 503.
+pub type ListBody = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// Starts an HTTPS server on 127.0.0.1 (HTTP/1.1, ALPN `http/1.1`) that answers every GET with
+/// `body`; each request counts as a query.
+pub async fn list_server(cert: &ServerCert, body: ListBody) -> TestServer {
+    let listener = listen(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = TlsAcceptor::from(server_config(cert, &[b"http/1.1"]));
+    let counts = Arc::new(Counts::default());
+    let c = counts.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            c.accepted.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, c, body) = (acceptor.clone(), c.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                c.handshakes.fetch_add(1, Ordering::SeqCst);
+                let service =
+                    hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let (c, body) = (c.clone(), body.clone());
+                        async move {
+                            c.saw_query(0);
+                            let current = body.lock().expect("lock").clone();
+                            let response = match current {
+                                Some(b) => Response::new(Full::new(Bytes::from(b))),
+                                None => {
+                                    let mut r = Response::new(Full::new(Bytes::new()));
+                                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                    r
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, counts, task }
+}
