@@ -52,7 +52,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the resolver (with the embedded default config unless --config is given).
-    Run(RunArgs),
+    // Boxed: its flags make it much larger than the other commands.
+    Run(Box<RunArgs>),
     /// Check a config file as `run` would (hosts file and upstream CA files included), print
     /// "FILE: ok" and a summary; exit 1 if it cannot run.
     CheckConfig {
@@ -259,7 +260,7 @@ fn parse_log_level(s: &str) -> Result<LogLevel, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Query(args) => query(args),
         Command::Why(args) => why(args),
