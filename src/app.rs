@@ -2,9 +2,9 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Hosts --> SpecialNames --> [Validator] --> Forwarder(rules, default pool) [--> Recursor]
+//!   Config --> Blocker --> Cache --> Hosts --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool) [--> Recursor]
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
-//!                |       \___________________ downstream Chain ________________________________________________________/
+//!                |       \___________________________ downstream Chain _____________________________________________________/
 //!                |        resolver.mode = "recursive": the forwarder keeps its rules but has no default pool,
 //!                |        and the Recursor (primed at start) resolves the rest from the root; the
 //!                |        validator's DNSKEY/DS lookups go to Forwarder + Recursor
@@ -13,7 +13,9 @@
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
 //!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
-//!   netwatch: resets every pool's connections on resume or address change
+//!   netwatch: resets every pool's connections on resume or network change (netlink)
+//!   Sources (query counters, cache, pools) --> GET /metrics (metrics.listen), control socket
+//!   (stats, flush, reload, portal), STATUS= every 10 s
 //! ```
 //!
 //! Everything that can fail because of the configuration fails before anything starts: what the
@@ -43,13 +45,21 @@ use tracing::{info, warn};
 use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, DnssecMode, Mode, UpstreamServer};
+use crate::config::{
+    self, knob, CaptivePortal, Config, ControlSocket as ControlSocketSetting, DnssecMode, Mode,
+    UpstreamServer,
+};
+use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
 use crate::hosts::{self, Hosts, HostsError};
+use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
+use crate::observe::{self, Sources};
+use crate::portal::Portal;
 use crate::recursor::{HintsError, Recursor, RecursorConfig, RootHints};
+use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
@@ -74,6 +84,8 @@ pub struct Plan {
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
+    /// The query log file, opened (`log.queries_file`).
+    query_log: Option<Arc<FileLog>>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
     /// The last stage in recursive mode, with its root hints read.
@@ -103,6 +115,12 @@ pub enum PlanError {
         url: UpstreamUrl,
         #[source]
         source: Box<UpstreamError>,
+    },
+    /// The query log file cannot be opened.
+    #[error("log.queries_file: {source}; name a writable file, or leave the key out to log queries to the log")]
+    QueryLog {
+        #[source]
+        source: QueryLogError,
     },
     /// A trust anchor file cannot be read or parsed.
     #[error(
@@ -148,6 +166,12 @@ impl Plan {
             .map_err(|source| PlanError::HostsFile { source })?;
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
+        let query_log = match &config.log.queries_file {
+            Some(path) => Some(Arc::new(
+                FileLog::open(path).map_err(|source| PlanError::QueryLog { source })?,
+            )),
+            None => None,
+        };
         let anchors = match config.resolver.dnssec {
             DnssecMode::Off => None,
             DnssecMode::Validate => {
@@ -176,6 +200,7 @@ impl Plan {
             hosts: Arc::new(hosts),
             forwarder: Arc::new(forwarder),
             block,
+            query_log,
             anchors,
             recursor,
         })
@@ -199,15 +224,21 @@ pub async fn run(
         hosts,
         forwarder,
         block,
+        query_log,
         anchors,
         recursor,
     } = plan;
+    let started = tokio::time::Instant::now();
+    let queries = Arc::new(QueryCounters::new());
+    // `dnsveil reload` on the control socket asks through this, as SIGHUP does through `reload`.
+    let (reload_tx, mut control_reload) = mpsc::channel::<()>(1);
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
         )
     });
     let groups = forwarder.groups();
+    let forwarder_pools = forwarder.named_groups();
     for group in &groups {
         info!(
             strategy = config.upstream.strategy.as_str(),
@@ -245,7 +276,30 @@ pub async fn run(
             .iter()
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
-        downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+        downstream.push(Arc::new(
+            SpecialNames::with_single_label(&forwarded, config.hosts.single_label)
+                .with_search(config.hosts.search.clone()),
+        ));
+    }
+    // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
+    // resolvers, before validation (a portal's resolver answers what it likes).
+    let portal = (config.upstream.captive_portal == CaptivePortal::Detect).then(|| {
+        let timeout = config.upstream.timeout;
+        let network = upstream::network::NetworkTransport::new(
+            config.upstream.network_resolv_conf.clone(),
+            timeout,
+        );
+        let default = forwarder_pools
+            .iter()
+            .find(|(name, _)| name == "default")
+            .map(|(_, g)| g.clone());
+        Arc::new(Portal::new(
+            Upstream::new(Arc::new(network), timeout + Duration::from_millis(500)),
+            default,
+        ))
+    });
+    if let Some(p) = &portal {
+        downstream.push(p.clone());
     }
     if let Some(anchors) = anchors {
         // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
@@ -321,7 +375,44 @@ pub async fn run(
         _ => None,
     };
 
-    let server = Server::bind(server_config(&config), chain).await?;
+    let sources = Sources {
+        queries: queries.clone(),
+        cache: cache.clone(),
+        pools: forwarder_pools,
+        started,
+    };
+    let server = Server::bind(server_config(&config, queries, query_log), chain).await?;
+    // The metrics endpoint and the control socket are bound before READY=1 too: a failure to
+    // bind an address the user asked for stops start-up, as a listener's does.
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+            info!(
+                addr = %listener.local_addr().unwrap_or(addr),
+                "metrics endpoint listening (GET /metrics)"
+            );
+            Some(tokio::spawn(observe::http::serve(
+                listener,
+                sources.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let control = bind_control(&config.server.control_socket)?.map(|socket| {
+        let controls = Arc::new(Controls {
+            sources: sources.clone(),
+            reload: reload_tx.clone(),
+            portal: portal.clone().map(|p| -> control::PortalOpener {
+                Arc::new(move |minutes| {
+                    Ok(p.open_window(Duration::from_secs(u64::from(minutes) * 60)))
+                })
+            }),
+        });
+        tokio::spawn(socket.serve(controls, shutdown.clone()))
+    });
     let watcher = config
         .hosts
         .file
@@ -329,7 +420,7 @@ pub async fn run(
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
-    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+    let net_watcher = netwatch::spawn(groups, shutdown.clone());
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
     // as started (Type=notify) and let nss-lookup.target go.
@@ -344,36 +435,52 @@ pub async fn run(
     notifier.ready(&format!("serving on {serving_on}"));
     let watchdog = notify::watchdog_interval()
         .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
+    let status = notifier.is_active().then(|| {
+        tokio::spawn(keep_status(
+            notifier.clone(),
+            sources.clone(),
+            serving_on.clone(),
+            shutdown.clone(),
+        ))
+    });
     loop {
-        tokio::select! {
+        let asked_by = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => {
-                notifier.reloading(monotonic_us());
-                match hosts.reload() {
-                    Ok(()) => info!("hosts reloaded"),
-                    Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
-                }
-                if let Some((blocker, settings)) = &block {
-                    // Built on a blocking thread while the old index keeps serving.
-                    let (blocker, settings) = (blocker.clone(), settings.clone());
-                    tokio::spawn(async move { block::reload(&blocker, &settings).await });
-                }
-                if let Some(c) = &cache {
-                    info!(stats = %c.stats(), "cache statistics");
-                }
-                notifier.ready(&format!("serving on {serving_on}"));
-            }
+            Some(()) = reload.recv() => "signal",
+            Some(()) = control_reload.recv() => "control socket",
+        };
+        info!(asked_by, "reloading");
+        notifier.reloading(monotonic_us());
+        if let Some((blocker, settings)) = &block {
+            // Built on a blocking thread while the old index keeps serving.
+            let (blocker, settings) = (blocker.clone(), settings.clone());
+            tokio::spawn(async move { block::reload(&blocker, &settings).await });
         }
+        match hosts.reload() {
+            Ok(()) => info!("hosts reloaded"),
+            Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
+        }
+        if let Some(c) = &cache {
+            info!(stats = %c.stats(), "cache statistics");
+        }
+        // Ready again, with the counters (STATUS= is also refreshed every STATUS_EVERY).
+        notifier.ready(&format!(
+            "{}; serving on {serving_on}",
+            sources.snapshot().status()
+        ));
     }
     notifier.stopping();
     if let Some(w) = watchdog {
         let _ = w.await;
     }
+    for task in [status, metrics, control].into_iter().flatten() {
+        let _ = task.await;
+    }
     serving.await.context("server task")?;
     if let Some(w) = watcher {
         let _ = w.await;
     }
-    let _ = net_watcher.await;
+    let _ = net_watcher.task.await;
     if let Some(r) = refresher {
         let _ = r.await;
     }
@@ -406,6 +513,57 @@ async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: Cance
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => notifier.watchdog(),
+        }
+    }
+}
+
+/// How often the service manager's STATUS= line is refreshed with the counters.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Refreshes STATUS= every [`STATUS_EVERY`] with queries, cache hit ratio and upstream health.
+async fn keep_status(
+    notifier: Arc<Notifier>,
+    sources: Sources,
+    serving_on: String,
+    shutdown: CancellationToken,
+) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.status(&format!(
+                "{}; serving on {serving_on}",
+                sources.snapshot().status()
+            )),
+        }
+    }
+}
+
+/// Binds the control socket `setting` asks for. A socket at the default place that cannot be
+/// had (no runtime directory, another instance holds it, no rights) is a warning; one at a path
+/// the user named is an error.
+fn bind_control(setting: &ControlSocketSetting) -> Result<Option<ControlSocket>> {
+    let (path, chosen) = match setting {
+        ControlSocketSetting::Off => return Ok(None),
+        ControlSocketSetting::At(p) => (p.clone(), true),
+        ControlSocketSetting::Default => match control::default_path() {
+            Some(p) => (p, false),
+            None => {
+                info!("no runtime directory known; no control socket (see --control-socket)");
+                return Ok(None);
+            }
+        },
+    };
+    match ControlSocket::bind(&path) {
+        Ok(s) => {
+            info!(path = %s.path().display(), "control socket listening");
+            Ok(Some(s))
+        }
+        Err(e) if chosen => Err(anyhow::Error::from(e).context("server.control_socket")),
+        Err(e) => {
+            warn!(error = %e, "no control socket");
+            Ok(None)
         }
     }
 }
@@ -582,7 +740,11 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
-fn server_config(c: &Config) -> ServerConfig {
+fn server_config(
+    c: &Config,
+    metrics: Arc<QueryCounters>,
+    query_log_file: Option<Arc<FileLog>>,
+) -> ServerConfig {
     let s = &c.server;
     ServerConfig {
         listen: s.listen.clone(),
@@ -594,6 +756,8 @@ fn server_config(c: &Config) -> ServerConfig {
         udp_sockets_per_addr: knob::worker_threads(s.threads),
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
+        query_log_file,
+        metrics,
     }
 }
 
@@ -608,13 +772,16 @@ fn build_group(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let transport = upstream::build_transport(&s.spec(timeout)).map_err(|source| {
-                PlanError::Upstream {
+            let mut spec = s.spec(timeout);
+            if let UpstreamUrl::Network { path: path @ None } = &mut spec.url {
+                path.clone_from(&config.upstream.network_resolv_conf);
+            }
+            let transport =
+                upstream::build_transport(&spec).map_err(|source| PlanError::Upstream {
                     key: format!("{key}[{i}]"),
                     url: s.url.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             Ok(Upstream::new(
                 transport,
                 timeout + Duration::from_millis(500),

@@ -270,10 +270,44 @@ fn blocklist_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn netlink_target_on_seeds_and_mutations() {
+    let pool = seeds("netlink");
+    let dict: &[&[u8]] = &[
+        &[20, 0],
+        &[21, 0],
+        &[16, 0],
+        &[24, 0],
+        &[3, 0],
+        &[4, 0],
+        &[8, 0, 2, 0],
+        &[0xff, 0xff, 0, 0],
+        &[0, 0, 0, 0],
+    ];
+    run(dnsveil::upstream::netwatch::fuzz_netlink, &pool, dict, 6);
+}
+
+#[test]
+fn resolv_conf_target_on_seeds_and_mutations() {
+    let pool = seeds("resolv_conf");
+    let dict: &[&[u8]] = &[
+        b"nameserver ",
+        b"\n",
+        b"%",
+        b"::",
+        b"127.0.0.1",
+        b"fe80::1%lo",
+        b"#",
+        b" ",
+        b"\xff",
+    ];
+    run(dnsveil::upstream::network::fuzz_resolv_conf, &pool, dict, 7);
+}
+
+#[test]
 fn dnssec_records_target_on_seeds_and_mutations() {
     let mut pool = seeds("dnssec_records");
     pool.extend(rich_messages());
-    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 4);
+    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 8);
 }
 
 #[test]
@@ -301,5 +335,5 @@ fn trust_anchors_target_on_seeds_and_mutations() {
         b"F",
         b"=",
     ];
-    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 5);
+    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 9);
 }

@@ -52,6 +52,12 @@ pub const MAX_BOOTSTRAP: usize = 16;
 /// TTL of a local record written without one, in seconds.
 pub const LOCAL_RECORD_TTL: u32 = 3600;
 
+/// Why `network://` is refused outside forwarding rules.
+pub(crate) const NETWORK_ONLY_IN_RULES: &str =
+    "network:// (the resolvers the network gave us, plain DNS) is allowed only in [[forward]] \
+     rules, never as the default route; put it in a rule for the names it should answer, e.g. \
+     [[forward]] domains = [\"lan\"] upstreams = [\"network://\"]";
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -64,6 +70,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `[block]`: block and allow lists ([`crate::block`]).
     pub block: BlockSettings,
+    pub metrics: MetricsConfig,
     pub resolver: ResolverConfig,
 }
 
@@ -173,6 +180,25 @@ impl std::str::FromStr for DnssecMode {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics`; off when `None` (the default).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Where the control socket is (`server.control_socket`, `--control-socket`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ControlSocket {
+    /// Under the runtime directory (see `control::default_path`).
+    #[default]
+    Default,
+    /// At this path.
+    At(PathBuf),
+    /// None (`""`).
+    Off,
+}
+
 /// `[server]`: listeners, client access and resource limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -187,6 +213,8 @@ pub struct ServerConfig {
     pub max_tcp_pipeline: usize,
     pub max_udp_inflight: usize,
     pub max_udp_payload: u16,
+    /// The control socket (`dnsveil stats`, `flush`, `reload`, `portal`).
+    pub control_socket: ControlSocket,
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
@@ -228,6 +256,10 @@ pub struct HostsConfig {
     pub records: Vec<Record>,
     /// Answer special-use names (`localhost`, private reverse zones, ...) here ([`crate::special`]).
     pub special_use: bool,
+    /// With `special_use`, answer single-label names (`printer`, `wpad`) NXDOMAIN here too.
+    pub single_label: bool,
+    /// Search domains for single-label names (`printer` -> `printer.lan`), tried in order.
+    pub search: Vec<Name>,
 }
 
 /// `[upstream]`: the default upstream servers and how they are used.
@@ -238,6 +270,21 @@ pub struct UpstreamConfig {
     pub strategy: Strategy,
     /// Time budget of one client query across all attempts.
     pub timeout: Duration,
+    /// Where `network://` (without a path of its own) and the captive-portal stage read the
+    /// network's resolvers; `None`: the first found of `upstream::network::SOURCES`.
+    pub network_resolv_conf: Option<PathBuf>,
+    pub captive_portal: CaptivePortal,
+}
+
+/// `upstream.captive_portal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptivePortal {
+    /// Fail closed, no exception.
+    Off,
+    /// Connectivity-check names through the network's resolvers while the upstreams are
+    /// unreachable, and `dnsveil portal` windows.
+    #[default]
+    Detect,
 }
 
 /// One upstream server and its connection options.
@@ -272,6 +319,8 @@ impl UpstreamServer {
     pub fn connect_addrs(&self) -> Vec<SocketAddr> {
         let port = match &self.url {
             UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => return vec![*a],
+            // Read from the network's resolv.conf at query time.
+            UpstreamUrl::Network { .. } => return Vec::new(),
             UpstreamUrl::Tls { port, .. } | UpstreamUrl::Https { port, .. } => *port,
         };
         match self.url.host_ip() {
@@ -415,6 +464,8 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// Log every query (at `info`). Off by default for privacy.
     pub queries: bool,
+    /// Write the query lines to this file instead of the log (implies `queries`).
+    pub queries_file: Option<PathBuf>,
 }
 
 /// A tracing level name.
@@ -564,6 +615,10 @@ pub struct Overrides {
     pub blocklists: Vec<String>,
     /// `--allowlist FILE` (replaces `block.allow`).
     pub allowlists: Vec<String>,
+    /// `--metrics ADDR:PORT`: serve the Prometheus endpoint there.
+    pub metrics: Option<SocketAddr>,
+    /// `--control-socket PATH`; "" turns the socket off.
+    pub control_socket: Option<PathBuf>,
     /// `--dnssec validate|off` (replaces `resolver.dnssec`).
     pub dnssec: Option<DnssecMode>,
     /// `--mode forward|recursive` (replaces `resolver.mode`).
@@ -693,6 +748,16 @@ impl Config {
             self.block.allow = spec::block_sources(&o.allowlists, "--allowlist", false, cwd)
                 .map_err(|(k, m)| ConfigError::flag(&k, m))?;
         }
+        if let Some(a) = o.metrics {
+            self.metrics.listen = Some(a);
+        }
+        if let Some(p) = o.control_socket {
+            self.server.control_socket = if p.as_os_str().is_empty() {
+                ControlSocket::Off
+            } else {
+                ControlSocket::At(p)
+            };
+        }
         if let Some(m) = o.dnssec {
             self.resolver.dnssec = m;
         }
@@ -804,13 +869,18 @@ impl Config {
             )
         };
         s += &format!(
-            "hosts: {}, {} local record(s), special-use names {}\n",
+            "hosts: {}, {} local record(s), special-use names {}, single-label names {}\n",
             self.hosts
                 .file
                 .as_ref()
                 .map_or("no file".into(), |p| p.display().to_string()),
             self.hosts.records.len(),
-            on_off(self.hosts.special_use)
+            on_off(self.hosts.special_use),
+            if self.hosts.special_use && self.hosts.single_label {
+                "local"
+            } else {
+                "forwarded"
+            }
         );
         if !self.block.lists.is_empty() {
             s += &format!(
@@ -847,6 +917,9 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
     let mut servers: Vec<UpstreamServer> = Vec::new();
     let mut any_named = false;
     for url in &o.upstreams {
+        if url.is_network() {
+            return Err(ConfigError::flag("--upstream", NETWORK_ONLY_IN_RULES));
+        }
         if servers.iter().any(|s| &s.url == url) {
             return Err(ConfigError::flag(
                 "--upstream",

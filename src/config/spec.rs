@@ -17,9 +17,10 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, DnssecMode, DohMethod, ForwardRule, HostsConfig, LogConfig,
-    LogLevel, Mode, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig,
-    UpstreamServer, LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
+    CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DnssecMode, DohMethod,
+    ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, Mode, ResolverConfig,
+    ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer, LOCAL_RECORD_TTL,
+    MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::block::{AnswerMode, BlockSettings, ListSource};
 use crate::server::acl::Cidr;
@@ -98,6 +99,8 @@ struct FileSpec {
     #[serde(default)]
     block: BlockSpec,
     #[serde(default)]
+    metrics: MetricsSpec,
+    #[serde(default)]
     resolver: ResolverSpec,
 }
 
@@ -149,6 +152,7 @@ struct ServerSpec {
     max_tcp_pipeline: Option<i64>,
     max_udp_inflight: Option<i64>,
     max_udp_payload: Option<i64>,
+    control_socket: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -174,6 +178,9 @@ struct HostsSpec {
     file: Option<String>,
     ttl: Option<i64>,
     special_use: Option<bool>,
+    single_label: Option<bool>,
+    #[serde(default)]
+    search: Vec<String>,
     #[serde(default)]
     records: Vec<String>,
 }
@@ -185,6 +192,8 @@ struct UpstreamSpec {
     servers: Vec<ServerEntry>,
     strategy: Option<String>,
     timeout_ms: Option<i64>,
+    network_resolv_conf: Option<String>,
+    captive_portal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +208,13 @@ struct ForwardSpec {
 struct LogSpec {
     level: Option<String>,
     queries: Option<bool>,
+    queries_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsSpec {
+    listen: Option<String>,
 }
 
 /// An upstream: a bare URL string, or a table with the URL and its options.
@@ -284,6 +300,12 @@ impl FileSpec {
             forward,
             log: self.log.validate(cx)?,
             block: self.block.validate(cx)?,
+            metrics: MetricsConfig {
+                listen: match self.metrics.listen.as_deref() {
+                    None | Some("") => None,
+                    Some(s) => Some(parse_listen(s).map_err(|m| cx.err("metrics.listen", m))?),
+                },
+            },
             resolver: self.resolver.validate(cx)?,
         })
     }
@@ -394,6 +416,11 @@ impl ServerSpec {
             max_tcp_pipeline: cx.knob(knob::MAX_TCP_PIPELINE, self.max_tcp_pipeline)? as usize,
             max_udp_inflight: cx.knob(knob::MAX_UDP_INFLIGHT, self.max_udp_inflight)? as usize,
             max_udp_payload: cx.knob(knob::MAX_UDP_PAYLOAD, self.max_udp_payload)? as u16,
+            control_socket: match self.control_socket.as_deref() {
+                None => ControlSocket::Default,
+                Some("") => ControlSocket::Off,
+                Some(p) => ControlSocket::At(cx.path(p)),
+            },
         })
     }
 }
@@ -556,6 +583,26 @@ impl HostsSpec {
             ttl: cx.knob(knob::HOSTS_TTL, self.ttl)? as u32,
             records,
             special_use: self.special_use.unwrap_or(true),
+            single_label: self.single_label.unwrap_or(true),
+            search: {
+                let mut out = Vec::with_capacity(self.search.len());
+                for (i, d) in self.search.iter().enumerate() {
+                    let name: Name = d.parse().map_err(|e| {
+                        cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?} is not a domain name: {e}"),
+                        )
+                    })?;
+                    if name.is_root() || out.contains(&name) || out.len() == 8 {
+                        return Err(cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?}: the root, a repeat, or more than 8 search domains"),
+                        ));
+                    }
+                    out.push(name);
+                }
+                out
+            },
         })
     }
 }
@@ -567,8 +614,32 @@ impl UpstreamSpec {
             Some(s) => s.parse().map_err(|m| cx.err("upstream.strategy", m))?,
         };
         let timeout_ms = cx.knob(knob::UPSTREAM_TIMEOUT_MS, self.timeout_ms)?;
+        let servers = server_list(cx, "upstream.servers", self.servers, true)?;
+        if let Some(i) = servers.iter().position(|s| s.url.is_network()) {
+            return Err(cx.err(
+                format!("upstream.servers[{i}]"),
+                super::NETWORK_ONLY_IN_RULES,
+            ));
+        }
+        let captive_portal = match self.captive_portal.as_deref() {
+            None | Some("detect") => CaptivePortal::Detect,
+            Some("off") => CaptivePortal::Off,
+            Some(other) => {
+                return Err(cx.err(
+                    "upstream.captive_portal",
+                    format!(
+                        "{other:?} is not a captive-portal mode (expected \"off\" or \"detect\")"
+                    ),
+                ))
+            }
+        };
         Ok(UpstreamConfig {
-            servers: server_list(cx, "upstream.servers", self.servers, true)?,
+            network_resolv_conf: self
+                .network_resolv_conf
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
+            captive_portal,
+            servers,
             strategy,
             timeout: Duration::from_millis(timeout_ms),
         })
@@ -626,6 +697,10 @@ impl LogSpec {
         Ok(LogConfig {
             level,
             queries: self.queries.unwrap_or(false),
+            queries_file: self
+                .queries_file
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
         })
     }
 }

@@ -40,6 +40,7 @@
 pub mod acl;
 mod fair;
 mod inline;
+pub mod querylog;
 mod respond;
 mod tcp;
 mod udp;
@@ -67,8 +68,12 @@ pub use acl::{Acl, Cidr};
 
 use fair::{ClientKey, FairBudget};
 
+use crate::handler::HandlerResult;
 use crate::handler::{Chain, Protocol};
+use crate::metrics::{QueryCounters, Source};
 use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::{Message, QueryView, RType};
+use querylog::{Answered, QueryLog};
 
 /// Default idle timeout of a TCP connection.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,8 +121,13 @@ pub struct ServerConfig {
     pub udp_sockets_per_addr: usize,
     /// The EDNS UDP payload size we advertise and the most we send over UDP (at least 512).
     pub max_udp_payload: u16,
-    /// Log every query at debug level (off by default: queries are private).
+    /// Log every query, one `info` line each (off by default: queries are private), unless
+    /// `query_log_file` takes the lines.
     pub log_queries: bool,
+    /// Write the query lines to this file instead ([`querylog`]); implies logging queries.
+    pub query_log_file: Option<Arc<querylog::FileLog>>,
+    /// Every response sent is counted here.
+    pub metrics: Arc<QueryCounters>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +145,8 @@ impl Default for ServerConfig {
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
             max_udp_payload: DEFAULT_PAYLOAD,
             log_queries: false,
+            query_log_file: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -290,7 +302,13 @@ impl Server {
             chain,
             acl: cfg.acl,
             ours: cfg.max_udp_payload.max(512),
-            log_queries: cfg.log_queries,
+            log_queries: cfg.log_queries || cfg.query_log_file.is_some(),
+            query_log: match cfg.query_log_file {
+                Some(file) => QueryLog::File(file),
+                None if cfg.log_queries => QueryLog::Tracing,
+                None => QueryLog::Off,
+            },
+            metrics: cfg.metrics,
             tcp_idle: cfg.tcp_idle_timeout.max(Duration::from_millis(1)),
             max_pipeline: cfg.max_tcp_pipeline.max(1),
             inflight: FairBudget::new(cfg.max_udp_inflight.max(1)),
@@ -376,7 +394,10 @@ struct Shared {
     acl: Acl,
     /// Our EDNS payload size (at least 512).
     ours: u16,
+    /// Whether `query_log` is on (also logs allow-list refusals).
     log_queries: bool,
+    query_log: QueryLog,
+    metrics: Arc<QueryCounters>,
     tcp_idle: Duration,
     max_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP, shared fairly between clients.
@@ -389,6 +410,64 @@ struct Shared {
     pacer: Arc<inline::Pacer>,
     /// Cancelled when the grace period is over: everything still running stops at once.
     hard_stop: CancellationToken,
+}
+
+impl Shared {
+    /// Counts (and logs, if asked) a response about to be sent.
+    #[inline]
+    fn answered(&self, a: &Answered<'_>) {
+        querylog::answered(&self.metrics, &self.query_log, a);
+    }
+
+    /// [`Shared::answered`] for a response no stage produced (a refusal, FORMERR, NOTIMP): the
+    /// question is read from the packet `pkt` if it can be.
+    fn answered_raw(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        pkt: &[u8],
+        response: &[u8],
+        started: Option<std::time::Instant>,
+    ) {
+        let view = QueryView::parse(pkt).ok();
+        self.answered(&Answered {
+            protocol,
+            client,
+            qname: view.as_ref().map_or(&[][..], |v| v.qname),
+            qtype: view.as_ref().map_or(RType(0), |v| v.qtype),
+            response,
+            source: Source::None,
+            upstream: None,
+            started,
+        });
+    }
+
+    /// [`Shared::answered`] for the chain's `outcome` to `query`, written as `response`.
+    fn answered_outcome(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        query: &Message,
+        outcome: &HandlerResult,
+        response: &[u8],
+        started: Option<std::time::Instant>,
+    ) {
+        let (source, upstream) = match outcome {
+            Ok(a) => (a.origin().into(), a.upstream()),
+            Err(_) => (Source::None, None),
+        };
+        let q = query.question();
+        self.answered(&Answered {
+            protocol,
+            client,
+            qname: q.map_or(&[][..], |q| q.name.as_wire()),
+            qtype: q.map_or(RType(0), |q| q.qtype),
+            response,
+            source,
+            upstream,
+            started,
+        });
+    }
 }
 
 /// The TCP connection registry: a cap, and enough about each connection to pick an idle one to close.
