@@ -2,9 +2,12 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool)
+//!   Config --> Blocker --> Cache --> Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool) [--> Recursor]
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
-//!                |       \___________________________ downstream Chain ______________________________/
+//!                |       \___________________________ downstream Chain _____________________________________________________/
+//!                |        resolver.mode = "recursive": the forwarder keeps its rules but has no default pool,
+//!                |        and the Recursor (primed at start) resolves the rest from the root; the
+//!                |        validator's DNSKEY/DS lookups go to Forwarder + Recursor
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
@@ -43,7 +46,7 @@ use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
 use crate::config::{
-    self, knob, CaptivePortal, Config, ControlSocket as ControlSocketSetting, DnssecMode,
+    self, knob, CaptivePortal, Config, ControlSocket as ControlSocketSetting, DnssecMode, Mode,
     UpstreamServer,
 };
 use crate::control::{self, ControlSocket, Controls};
@@ -56,6 +59,7 @@ use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
 use crate::observe::{self, Sources};
 use crate::portal::Portal;
+use crate::recursor::{HintsError, Recursor, RecursorConfig, RootHints};
 use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
@@ -86,6 +90,8 @@ pub struct Plan {
     query_log: Option<Arc<FileLog>>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
+    /// The last stage in recursive mode, with its root hints read.
+    recursor: Option<Arc<Recursor>>,
 }
 
 /// The blocking stage and the settings it reloads from.
@@ -132,6 +138,15 @@ pub enum PlanError {
          unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
     )]
     TrustAnchor(String),
+    /// The root hints file cannot be used.
+    #[error(
+        "resolver.root_hints: {source}; name a root hints file in named.root format, or remove \
+         root_hints (--root-hints) to use the embedded hints"
+    )]
+    RootHints {
+        #[source]
+        source: HintsError,
+    },
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -179,6 +194,23 @@ impl Plan {
                 Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
             }
         };
+        let recursor = match config.resolver.mode {
+            Mode::Forward => None,
+            Mode::Recursive => {
+                let r = &config.resolver;
+                let hints = match &r.root_hints {
+                    None => RootHints::embedded(),
+                    Some(path) => {
+                        RootHints::load(path).map_err(|source| PlanError::RootHints { source })?
+                    }
+                };
+                Some(Arc::new(Recursor::new(RecursorConfig {
+                    hints,
+                    query_port: r.query_port,
+                    query_ipv6: r.query_ipv6,
+                })))
+            }
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
@@ -187,6 +219,7 @@ impl Plan {
             block,
             query_log,
             anchors,
+            recursor,
         })
     }
 
@@ -211,6 +244,7 @@ pub async fn run(
         block,
         query_log,
         anchors,
+        recursor,
     } = plan;
     let started = tokio::time::Instant::now();
     let queries = Arc::new(QueryCounters::new());
@@ -306,7 +340,13 @@ pub async fn run(
             insecure_domains = insecure.len(),
             "DNSSEC validation on"
         );
-        let lookups = Chain::new(vec![forwarder.clone()]);
+        // The validator's DNSKEY and DS lookups go where its queries go: the forwarder, and in
+        // recursive mode the recursor after it.
+        let mut below: Vec<Arc<dyn Handler>> = vec![forwarder.clone()];
+        if let Some(r) = &recursor {
+            below.push(r.clone());
+        }
+        let lookups = Chain::new(below);
         downstream.push(Arc::new(Validator::new(
             anchors,
             insecure,
@@ -315,6 +355,11 @@ pub async fn run(
         )));
     }
     downstream.push(forwarder);
+    if let Some(r) = &recursor {
+        downstream.push(r.clone());
+        let r = r.clone();
+        tokio::spawn(async move { r.prime().await });
+    }
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());
@@ -846,7 +891,8 @@ fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
             rules.push((domain.clone(), group.clone()));
         }
     }
-    let default = if config.upstream.servers.is_empty() {
+    // In recursive mode names no rule matches go on to the recursor.
+    let default = if config.upstream.servers.is_empty() || config.resolver.mode == Mode::Recursive {
         None
     } else {
         Some(build_group(
