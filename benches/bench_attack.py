@@ -118,7 +118,7 @@ class Dnsveil:
         binary = bench.dnsveil_binary()
         self.p = subprocess.Popen(
             ["taskset", "-c", "0", binary, "run", "--config", conf, "--listen", f"127.0.0.1:{self.port}",
-             "--upstream", f"udp://127.0.0.1:{nsd.port}", "--hosts", ""],
+             "--upstream", f"udp://127.0.0.1:{nsd.port}", "--hosts", ""] + bench.dnssec_off(binary),
             stdout=subprocess.DEVNULL, stderr=self.log, env=dict(os.environ, NO_COLOR="1"))
         bench.wait_answer(self.port, "ns1.attack.test")
 

@@ -171,7 +171,7 @@ class Resolver:
                 f.write("[cache]\nsize = 100000\n" + settings)
             cmd = [bench.dnsveil_binary(), "run", "--config", conf,
                    "--listen", f"127.0.0.1:{self.port}", "--upstream", f"udp://127.0.0.1:{upstream_port}",
-                   "--threads", "1", "--hosts", "", "--log-level", "info"]
+                   "--threads", "1", "--hosts", "", "--log-level", "info"] + bench.dnssec_off(bench.dnsveil_binary())
         else:
             self.conf = bench.write_unbound_conf(
                 d, self.port, 1, f"127.0.0.1@{upstream_port}", cache_mb=64, server_extra=settings,

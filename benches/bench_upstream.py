@@ -249,6 +249,7 @@ class Resolver:
                    "doh": lambda: f"https://127.0.0.1:{upstream.doh}/dns-query"}[transport]()
             cmd = [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--upstream", url,
                    "--threads", str(threads), "--cache-size", "300000", "--hosts", "", "--log-level", "warn"]
+            cmd += bench.dnssec_off(binary)
             if transport != "udp":
                 cmd += ["--ca-file", CA]
         elif software == "unbound" and transport == "udp":

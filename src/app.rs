@@ -2,15 +2,17 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Hosts --> SpecialNames --> Forwarder(rules, default pool)
+//!   Config --> Blocker --> Cache --> Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder(rules, default pool)
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
-//!                |       \___________________ downstream Chain ___________________/
+//!                |       \___________________________ downstream Chain ______________________________/
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + downstream Chain ==> Chain --> Server
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
 //!                    saved every save_interval and at shutdown once loaded
 //!                                      each pool: strategy + UpstreamSpec -> build_transport
-//!   netwatch: resets every pool's connections on resume or address change
+//!   netwatch: resets every pool's connections on resume or network change (netlink)
+//!   Sources (query counters, cache, pools) --> GET /metrics (metrics.listen), control socket
+//!   (stats, flush, reload, portal), STATUS= every 10 s
 //! ```
 //!
 //! Everything that can fail because of the configuration fails before anything starts: what the
@@ -40,13 +42,22 @@ use tracing::{info, warn};
 use crate::block::{self, BlockSettings, Blocker, LoadError};
 use crate::cache::{self, Cache};
 use crate::clock::WallClock;
-use crate::config::{self, knob, Config, DnssecMode, UpstreamServer};
+use crate::config::{
+    self, knob, CaptivePortal, Config, ControlSocket as ControlSocketSetting, DnssecMode,
+    UpstreamServer,
+};
+use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
 use crate::forward::Forwarder;
 use crate::handler::{Chain, Handler, Protocol};
+use crate::hosts::leases::{self, DhcpNames};
 use crate::hosts::{self, Hosts, HostsError};
+use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
-use crate::server::{acl::Acl, Server, ServerConfig};
+use crate::observe::{self, Sources};
+use crate::portal::Portal;
+use crate::server::querylog::{FileLog, QueryLogError};
+use crate::server::{acl::Acl, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
 use crate::upstream::{
     self, netwatch, PoolConfig, Upstream, UpstreamError, UpstreamGroup, UpstreamUrl,
@@ -67,9 +78,12 @@ pub const CACHE_LOAD_WAIT: Duration = Duration::from_secs(3);
 pub struct Plan {
     config: Config,
     hosts: Arc<Hosts>,
+    dhcp: Option<Arc<DhcpNames>>,
     forwarder: Arc<Forwarder>,
     /// The blocking stage with its lists loaded, when any block list is configured.
     block: Option<BlockStage>,
+    /// The query log file, opened (`log.queries_file`).
+    query_log: Option<Arc<FileLog>>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
 }
@@ -90,6 +104,14 @@ pub enum PlanError {
         #[source]
         source: HostsError,
     },
+    /// The DHCP lease file exists but cannot be loaded.
+    #[error(
+        "dhcp.lease_file: {source}; name the DHCP server's lease file, or remove dhcp.lease_file"
+    )]
+    LeaseFile {
+        #[source]
+        source: HostsError,
+    },
     /// The transport of the upstream at `key` cannot be built.
     #[error("{key}: {url}: {source}")]
     Upstream {
@@ -97,6 +119,12 @@ pub enum PlanError {
         url: UpstreamUrl,
         #[source]
         source: Box<UpstreamError>,
+    },
+    /// The query log file cannot be opened.
+    #[error("log.queries_file: {source}; name a writable file, or leave the key out to log queries to the log")]
+    QueryLog {
+        #[source]
+        source: QueryLogError,
     },
     /// A trust anchor file cannot be read or parsed.
     #[error(
@@ -131,8 +159,20 @@ impl Plan {
     pub fn build(config: Config) -> Result<Plan, PlanError> {
         let hosts = Hosts::new(hosts_config(&config.hosts))
             .map_err(|source| PlanError::HostsFile { source })?;
+        let dhcp = match dhcp_config(&config.dhcp) {
+            Some(c) => Some(Arc::new(
+                DhcpNames::new(c).map_err(|source| PlanError::LeaseFile { source })?,
+            )),
+            None => None,
+        };
         let forwarder = build_forwarder(&config)?;
         let block = build_blocker(&config)?;
+        let query_log = match &config.log.queries_file {
+            Some(path) => Some(Arc::new(
+                FileLog::open(path).map_err(|source| PlanError::QueryLog { source })?,
+            )),
+            None => None,
+        };
         let anchors = match config.resolver.dnssec {
             DnssecMode::Off => None,
             DnssecMode::Validate => {
@@ -142,8 +182,10 @@ impl Plan {
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
+            dhcp,
             forwarder: Arc::new(forwarder),
             block,
+            query_log,
             anchors,
         })
     }
@@ -164,16 +206,23 @@ pub async fn run(
     let Plan {
         config,
         hosts,
+        dhcp,
         forwarder,
         block,
+        query_log,
         anchors,
     } = plan;
+    let started = tokio::time::Instant::now();
+    let queries = Arc::new(QueryCounters::new());
+    // `dnsveil reload` on the control socket asks through this, as SIGHUP does through `reload`.
+    let (reload_tx, mut control_reload) = mpsc::channel::<()>(1);
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
         )
     });
     let groups = forwarder.groups();
+    let forwarder_pools = forwarder.named_groups();
     for group in &groups {
         info!(
             strategy = config.upstream.strategy.as_str(),
@@ -205,13 +254,41 @@ pub async fn run(
     // The stages after the cache: the server's chain runs them on a miss, the cache's refresher
     // on its own.
     let mut downstream: Vec<Arc<dyn Handler>> = vec![hosts.clone()];
+    // Before the special-use names: those answer NXDOMAIN for the private reverse zones the
+    // leases' reverse names lie in.
+    if let Some(d) = &dhcp {
+        downstream.push(d.clone());
+    }
     if config.hosts.special_use {
         let forwarded: Vec<Name> = config
             .forward
             .iter()
             .flat_map(|rule| rule.domains.iter().cloned())
             .collect();
-        downstream.push(Arc::new(SpecialNames::new(&forwarded)));
+        downstream.push(Arc::new(
+            SpecialNames::with_single_label(&forwarded, config.hosts.single_label)
+                .with_search(config.hosts.search.clone()),
+        ));
+    }
+    // Captive portals: connectivity checks (and `dnsveil portal` windows) through the network's
+    // resolvers, before validation (a portal's resolver answers what it likes).
+    let portal = (config.upstream.captive_portal == CaptivePortal::Detect).then(|| {
+        let timeout = config.upstream.timeout;
+        let network = upstream::network::NetworkTransport::new(
+            config.upstream.network_resolv_conf.clone(),
+            timeout,
+        );
+        let default = forwarder_pools
+            .iter()
+            .find(|(name, _)| name == "default")
+            .map(|(_, g)| g.clone());
+        Arc::new(Portal::new(
+            Upstream::new(Arc::new(network), timeout + Duration::from_millis(500)),
+            default,
+        ))
+    });
+    if let Some(p) = &portal {
+        downstream.push(p.clone());
     }
     if let Some(anchors) = anchors {
         // The domains of forwarding rules are private zones (a router's `lan`, a VPN's domain,
@@ -276,15 +353,72 @@ pub async fn run(
         _ => None,
     };
 
-    let server = Server::bind(server_config(&config), chain).await?;
+    let sources = Sources {
+        queries: queries.clone(),
+        cache: cache.clone(),
+        pools: forwarder_pools,
+        started,
+    };
+    let server = Server::bind(server_config(&config, queries, query_log), chain).await?;
+    // The metrics endpoint and the control socket are bound before READY=1 too: a failure to
+    // bind an address the user asked for stops start-up, as a listener's does.
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot bind {addr}"))?;
+            info!(
+                addr = %listener.local_addr().unwrap_or(addr),
+                "metrics endpoint listening (GET /metrics)"
+            );
+            Some(tokio::spawn(observe::http::serve(
+                listener,
+                sources.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let control = bind_control(&config.server.control_socket)?.map(|socket| {
+        let controls = Arc::new(Controls {
+            sources: sources.clone(),
+            reload: reload_tx.clone(),
+            portal: portal.clone().map(|p| -> control::PortalOpener {
+                Arc::new(move |minutes| {
+                    Ok(p.open_window(Duration::from_secs(u64::from(minutes) * 60)))
+                })
+            }),
+        });
+        tokio::spawn(socket.serve(controls, shutdown.clone()))
+    });
+    let limited = server.rate_limit_counters();
+    if let Some(rl) = config
+        .server
+        .rate_limit
+        .enabled()
+        .then_some(config.server.rate_limit)
+    {
+        info!(
+            qps = rl.qps,
+            burst = rl.burst,
+            slip = rl.slip,
+            ipv4_prefix = rl.ipv4_prefix,
+            ipv6_prefix = rl.ipv6_prefix,
+            "rate limiting UDP queries per client network"
+        );
+    }
     let watcher = config
         .hosts
         .file
         .is_some()
         .then(|| hosts.clone().spawn_watcher(shutdown.clone(), HOSTS_POLL));
 
+    let dhcp_watcher = dhcp
+        .clone()
+        .map(|d| d.spawn_watcher(shutdown.clone(), HOSTS_POLL));
+
     // Pooled upstream connections are dropped when the machine resumes or its addresses change.
-    let net_watcher = netwatch::spawn(groups, netwatch::DEFAULT_INTERVAL, shutdown.clone());
+    let net_watcher = netwatch::spawn(groups, shutdown.clone());
 
     // The sockets are bound: from here queries wait in them, so the service manager may count us
     // as started (Type=notify) and let nss-lookup.target go.
@@ -299,36 +433,62 @@ pub async fn run(
     notifier.ready(&format!("serving on {serving_on}"));
     let watchdog = notify::watchdog_interval()
         .map(|every| tokio::spawn(keep_watchdog(notifier.clone(), every, shutdown.clone())));
+    let status = notifier.is_active().then(|| {
+        tokio::spawn(keep_status(
+            notifier.clone(),
+            sources.clone(),
+            serving_on.clone(),
+            shutdown.clone(),
+        ))
+    });
     loop {
-        tokio::select! {
+        let asked_by = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => {
-                notifier.reloading(monotonic_us());
-                match hosts.reload() {
-                    Ok(()) => info!("hosts reloaded"),
-                    Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
-                }
-                if let Some((blocker, settings)) = &block {
-                    // Built on a blocking thread while the old index keeps serving.
-                    let (blocker, settings) = (blocker.clone(), settings.clone());
-                    tokio::spawn(async move { block::reload(&blocker, &settings).await });
-                }
-                if let Some(c) = &cache {
-                    info!(stats = %c.stats(), "cache statistics");
-                }
-                notifier.ready(&format!("serving on {serving_on}"));
-            }
+            Some(()) = reload.recv() => "signal",
+            Some(()) = control_reload.recv() => "control socket",
+        };
+        info!(asked_by, "reloading");
+        notifier.reloading(monotonic_us());
+        if let Some(d) = &dhcp {
+            // The outcome is logged by `reload`.
+            let _ = d.reload();
         }
+        if let Some(l) = &limited {
+            info!(stats = %l, "rate limit statistics");
+        }
+        if let Some((blocker, settings)) = &block {
+            // Built on a blocking thread while the old index keeps serving.
+            let (blocker, settings) = (blocker.clone(), settings.clone());
+            tokio::spawn(async move { block::reload(&blocker, &settings).await });
+        }
+        match hosts.reload() {
+            Ok(()) => info!("hosts reloaded"),
+            Err(e) => warn!(error = %e, "hosts reload failed; keeping the previous table"),
+        }
+        if let Some(c) = &cache {
+            info!(stats = %c.stats(), "cache statistics");
+        }
+        // Ready again, with the counters (STATUS= is also refreshed every STATUS_EVERY).
+        notifier.ready(&format!(
+            "{}; serving on {serving_on}",
+            sources.snapshot().status()
+        ));
     }
     notifier.stopping();
     if let Some(w) = watchdog {
         let _ = w.await;
     }
+    for task in [status, metrics, control].into_iter().flatten() {
+        let _ = task.await;
+    }
     serving.await.context("server task")?;
     if let Some(w) = watcher {
         let _ = w.await;
     }
-    let _ = net_watcher.await;
+    if let Some(w) = dhcp_watcher {
+        let _ = w.await;
+    }
+    let _ = net_watcher.task.await;
     if let Some(r) = refresher {
         let _ = r.await;
     }
@@ -337,6 +497,9 @@ pub async fn run(
     }
     if let Some(s) = saver {
         let _ = s.await;
+    }
+    if let Some(l) = &limited {
+        info!(stats = %l, "rate limit statistics");
     }
     if let Some(c) = &cache {
         info!(stats = %c.stats(), "cache statistics");
@@ -361,6 +524,57 @@ async fn keep_watchdog(notifier: Arc<Notifier>, every: Duration, shutdown: Cance
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => notifier.watchdog(),
+        }
+    }
+}
+
+/// How often the service manager's STATUS= line is refreshed with the counters.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Refreshes STATUS= every [`STATUS_EVERY`] with queries, cache hit ratio and upstream health.
+async fn keep_status(
+    notifier: Arc<Notifier>,
+    sources: Sources,
+    serving_on: String,
+    shutdown: CancellationToken,
+) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => notifier.status(&format!(
+                "{}; serving on {serving_on}",
+                sources.snapshot().status()
+            )),
+        }
+    }
+}
+
+/// Binds the control socket `setting` asks for. A socket at the default place that cannot be
+/// had (no runtime directory, another instance holds it, no rights) is a warning; one at a path
+/// the user named is an error.
+fn bind_control(setting: &ControlSocketSetting) -> Result<Option<ControlSocket>> {
+    let (path, chosen) = match setting {
+        ControlSocketSetting::Off => return Ok(None),
+        ControlSocketSetting::At(p) => (p.clone(), true),
+        ControlSocketSetting::Default => match control::default_path() {
+            Some(p) => (p, false),
+            None => {
+                info!("no runtime directory known; no control socket (see --control-socket)");
+                return Ok(None);
+            }
+        },
+    };
+    match ControlSocket::bind(&path) {
+        Ok(s) => {
+            info!(path = %s.path().display(), "control socket listening");
+            Ok(Some(s))
+        }
+        Err(e) if chosen => Err(anyhow::Error::from(e).context("server.control_socket")),
+        Err(e) => {
+            warn!(error = %e, "no control socket");
+            Ok(None)
         }
     }
 }
@@ -537,18 +751,43 @@ fn hosts_config(h: &config::HostsConfig) -> hosts::HostsConfig {
     }
 }
 
-fn server_config(c: &Config) -> ServerConfig {
+fn dhcp_config(d: &config::DhcpConfig) -> Option<leases::DhcpConfig> {
+    Some(leases::DhcpConfig {
+        lease_file: d.lease_file.clone()?,
+        format: d.format,
+        domain: d.domain.clone(),
+        ttl: d.ttl,
+    })
+}
+
+fn server_config(
+    c: &Config,
+    metrics: Arc<QueryCounters>,
+    query_log_file: Option<Arc<FileLog>>,
+) -> ServerConfig {
     let s = &c.server;
     ServerConfig {
         listen: s.listen.clone(),
         acl: Acl::new(s.allow.clone()),
         tcp_idle_timeout: s.tcp_idle_timeout,
         max_tcp_connections: s.max_tcp_connections,
+        max_tcp_per_client: s.max_tcp_connections_per_client,
+        query_deadline: s.query_timeout,
+        rate_limit: s.rate_limit.enabled().then_some(RateLimitConfig {
+            qps: s.rate_limit.qps,
+            burst: s.rate_limit.burst,
+            slip: s.rate_limit.slip,
+            ipv4_prefix: s.rate_limit.ipv4_prefix,
+            ipv6_prefix: s.rate_limit.ipv6_prefix,
+            max_clients: s.rate_limit.clients,
+        }),
         max_tcp_pipeline: s.max_tcp_pipeline,
         max_udp_inflight: s.max_udp_inflight,
         udp_sockets_per_addr: knob::worker_threads(s.threads),
         max_udp_payload: s.max_udp_payload,
         log_queries: c.log.queries,
+        query_log_file,
+        metrics,
     }
 }
 
@@ -563,13 +802,16 @@ fn build_group(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let transport = upstream::build_transport(&s.spec(timeout)).map_err(|source| {
-                PlanError::Upstream {
+            let mut spec = s.spec(timeout);
+            if let UpstreamUrl::Network { path: path @ None } = &mut spec.url {
+                path.clone_from(&config.upstream.network_resolv_conf);
+            }
+            let transport =
+                upstream::build_transport(&spec).map_err(|source| PlanError::Upstream {
                     key: format!("{key}[{i}]"),
                     url: s.url.clone(),
                     source: Box::new(source),
-                }
-            })?;
+                })?;
             Ok(Upstream::new(
                 transport,
                 timeout + Duration::from_millis(500),

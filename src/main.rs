@@ -27,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::Plan;
 use dnsveil::config::{knob, Config, ConfigError, DnssecMode, LogLevel, Overrides, Strategy};
+use dnsveil::control;
 use dnsveil::query;
 use dnsveil::server::acl::Cidr;
 use dnsveil::upstream::UpstreamUrl;
@@ -52,7 +53,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the resolver (with the embedded default config unless --config is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a config file as `run` would (hosts file and upstream CA files included), print
     /// "FILE: ok" and a summary; exit 1 if it cannot run.
     CheckConfig {
@@ -65,6 +66,37 @@ enum Command {
     /// Say which block list and which rule block (or allow) a name, from the config alone (no
     /// daemon needed; fetched lists are read from their last good copy).
     Why(WhyArgs),
+    /// Print the running instance's figures: queries, answers by source, cache, upstreams.
+    Stats(ControlArgs),
+    /// Empty the running instance's cache, or drop NAME and the names below it.
+    Flush {
+        /// Drop only this name and the names below it.
+        #[arg(value_name = "NAME", value_parser = parse_name)]
+        name: Option<Name>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Ask the running instance to reload its configuration (as SIGHUP does).
+    Reload(ControlArgs),
+    /// Open a time-limited window in which every name resolves through the network's own
+    /// resolvers, to log in to a captive portal.
+    Portal {
+        /// Length of the window in minutes (1 to 60).
+        #[arg(long, value_name = "N", default_value_t = 5,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(control::MAX_PORTAL_MINUTES)))]
+        minutes: u32,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+/// Where the running instance's control socket is.
+#[derive(Args, Debug)]
+struct ControlArgs {
+    /// The control socket (default: $RUNTIME_DIRECTORY/control.sock, else
+    /// /run/dnsveil/control.sock for root, else $XDG_RUNTIME_DIR/dnsveil/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
 }
 
 /// `dnsveil why NAME`.
@@ -174,12 +206,23 @@ struct RunArgs {
     /// Log every query (off by default for privacy).
     #[arg(long)]
     log_queries: bool,
+    /// UDP queries per second each client network may send; 0 = off (replaces
+    /// server.rate_limit).
+    #[arg(long, value_name = "QPS",
+          value_parser = clap::value_parser!(u64).range(knob::RATE_LIMIT.min..=knob::RATE_LIMIT.max))]
+    rate_limit: Option<u64>,
     /// Block list: a file or an https:// URL (repeatable; replaces block.lists).
     #[arg(long, value_name = "FILE|URL")]
     blocklist: Vec<String>,
     /// Allow list file: its names are never blocked (repeatable; replaces block.allow).
     #[arg(long, value_name = "FILE")]
     allowlist: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (replaces metrics.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+    /// The control socket's path; "" for none (replaces server.control_socket).
+    #[arg(long, value_name = "PATH", value_parser = parse_path_or_empty)]
+    control_socket: Option<PathBuf>,
     /// DNSSEC validation: validate or off (replaces resolver.dnssec).
     #[arg(long, value_name = "validate|off", value_parser = parse_dnssec_mode)]
     dnssec: Option<DnssecMode>,
@@ -244,10 +287,19 @@ fn parse_log_level(s: &str) -> Result<LogLevel, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Query(args) => query(args),
         Command::Why(args) => why(args),
+        Command::Stats(c) => control_command(&c, "stats"),
+        Command::Flush { name, control } => match name {
+            Some(n) => control_command(&control, &format!("flush {n}")),
+            None => control_command(&control, "flush"),
+        },
+        Command::Reload(c) => control_command(&c, "reload"),
+        Command::Portal { minutes, control } => {
+            control_command(&control, &format!("portal {minutes}"))
+        }
     }
 }
 
@@ -282,6 +334,27 @@ fn why(args: WhyArgs) -> ExitCode {
         Err(e) => {
             eprintln!("dnsveil: config error: {e}");
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Sends `command` to the control socket and prints the reply: exit 0 on `ok`, 1 otherwise.
+fn control_command(args: &ControlArgs, command: &str) -> ExitCode {
+    let path = match args.control_socket.clone().or_else(control::default_path) {
+        Some(p) => p,
+        None => {
+            eprintln!("dnsveil: {}", control::ControlError::NoDefault);
+            return ExitCode::FAILURE;
+        }
+    };
+    match control::ask(&path, command) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dnsveil: {command}: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -428,8 +501,11 @@ fn load(args: RunArgs) -> Result<Config, ConfigError> {
         hosts: args.hosts,
         log_level: args.log_level,
         log_queries: args.log_queries,
+        rate_limit: args.rate_limit,
         blocklists: args.blocklist,
         allowlists: args.allowlist,
+        metrics: args.metrics,
+        control_socket: args.control_socket,
         dnssec: args.dnssec,
         trust_anchors: args.trust_anchor,
         insecure_domains: args.insecure_domain,

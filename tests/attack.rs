@@ -62,9 +62,12 @@ impl BlackHole {
 }
 
 /// dnsveil forwarding `attack.test` to nsd and `dead.test` to the black hole.
+/// dnsveil forwarding `attack.test` to `nsd` and `dead.test` to the black hole. The attackers here
+/// all come from 127.0.0.1: the per-client connection cap is raised to the total so that the
+/// server-wide defences, not that cap, are what these tests exercise (tests/router.rs tests it).
 fn start(dir: &std::path::Path, nsd: &Nsd, hole: &BlackHole) -> Dnsveil {
     let config = format!(
-        "[[forward]]\ndomains = [\"dead.test\"]\nupstreams = [\"udp://{}\"]\n",
+        "[server]\nmax_tcp_connections_per_client = 256\n\n[[forward]]\ndomains = [\"dead.test\"]\nupstreams = [\"udp://{}\"]\n",
         hole.addr()
     );
     Dnsveil::forwarding(dir, nsd.addr, &config, &[])

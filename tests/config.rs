@@ -106,6 +106,15 @@ fn the_full_example_sets_every_section() {
     );
     assert_eq!(c.hosts.records.len(), 2);
     assert!(c.upstream.servers.len() >= 2);
+    // The example states the defaults of the router keys.
+    let d = Config::from_toml("", "empty", Path::new("/")).unwrap();
+    assert_eq!(c.server.rate_limit, d.server.rate_limit);
+    assert_eq!(c.server.open_resolver, d.server.open_resolver);
+    assert_eq!(
+        c.server.max_tcp_connections_per_client,
+        d.server.max_tcp_connections_per_client
+    );
+    assert_eq!(c.dhcp, d.dhcp);
     assert_eq!(c.resolver.dnssec, dnsveil::config::DnssecMode::Validate);
 }
 
@@ -141,6 +150,16 @@ const BAD: &[(&str, &str, &str)] = &[
     ("[server]\nmax_tcp_connections = 0", "server.max_tcp_connections", "out of range"),
     ("[server]\nmax_tcp_pipeline = 5000", "server.max_tcp_pipeline", "out of range"),
     ("[server]\nmax_udp_inflight = 0", "server.max_udp_inflight", "out of range"),
+    ("[server]\nrate_limit = -5", "server.rate_limit", "0 to 1000000"),
+    ("[server]\nrate_limit_slip = 11", "server.rate_limit_slip", "0 to 10"),
+    ("[server]\nrate_limit_ipv4_prefix = 33", "server.rate_limit_ipv4_prefix", "8 to 32"),
+    ("[server]\nrate_limit_ipv6_prefix = 8", "server.rate_limit_ipv6_prefix", "16 to 128"),
+    ("[server]\nmax_tcp_connections_per_client = 0", "server.max_tcp_connections_per_client", "out of range"),
+    ("[server]\nopen_resolver = \"yes\"", "server.open_resolver", "expected a boolean"),
+    ("[dhcp]\nformat = \"isc\"", "dhcp.format", "not a lease file format"),
+    ("[dhcp]\ndomain = \".\"", "dhcp.domain", "root"),
+    ("[dhcp]\ndomain = \"a..b\"", "dhcp.domain", "not a domain name"),
+    ("[dhcp]\nleases = \"/tmp/x\"", "dhcp.leases", "unknown key"),
     ("[cache]\nmin_ttl = 600\nmax_ttl = 60", "cache.min_ttl", "max_ttl"),
     ("[cache]\nsize = 1.5", "cache.size", "expected an integer"),
     ("[cache]\nsize = -5", "cache.size", "out of range"),

@@ -232,6 +232,45 @@ fn zone_line_target_on_seeds_and_mutations() {
     run(fuzzing::zone_line, &pool, dict, 3);
 }
 
+const TEXT_DICT: &[&[u8]] = &[
+    b" ",
+    b"\t",
+    b"\n",
+    b"\r\n",
+    b"#",
+    b"# ",
+    b"*",
+    b"-",
+    b"/",
+    b"/128",
+    b"/32",
+    b"/56",
+    b"0 ",
+    b"-1 ",
+    b"99999999999999999999",
+    b"duid ",
+    b"broken\\x20",
+    b"192.168.1.1",
+    b"fd00::1",
+    b"::ffff:1.2.3.4",
+    b"fe80::1%eth0",
+    b"\xc3\xa9",
+    b"\xff",
+    b"a.b.",
+    b"..",
+];
+
+#[test]
+fn hosts_target_on_seeds_and_mutations() {
+    run(dnsveil::hosts::fuzz_hosts, &seeds("hosts"), TEXT_DICT, 4);
+}
+
+#[test]
+fn leases_target_on_seeds_and_mutations() {
+    let pool = seeds("leases");
+    run(dnsveil::hosts::leases::fuzz_leases, &pool, TEXT_DICT, 5);
+}
+
 #[test]
 fn blocklist_target_on_seeds_and_mutations() {
     let pool = seeds("blocklist");
@@ -260,10 +299,44 @@ fn blocklist_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn netlink_target_on_seeds_and_mutations() {
+    let pool = seeds("netlink");
+    let dict: &[&[u8]] = &[
+        &[20, 0],
+        &[21, 0],
+        &[16, 0],
+        &[24, 0],
+        &[3, 0],
+        &[4, 0],
+        &[8, 0, 2, 0],
+        &[0xff, 0xff, 0, 0],
+        &[0, 0, 0, 0],
+    ];
+    run(dnsveil::upstream::netwatch::fuzz_netlink, &pool, dict, 6);
+}
+
+#[test]
+fn resolv_conf_target_on_seeds_and_mutations() {
+    let pool = seeds("resolv_conf");
+    let dict: &[&[u8]] = &[
+        b"nameserver ",
+        b"\n",
+        b"%",
+        b"::",
+        b"127.0.0.1",
+        b"fe80::1%lo",
+        b"#",
+        b" ",
+        b"\xff",
+    ];
+    run(dnsveil::upstream::network::fuzz_resolv_conf, &pool, dict, 7);
+}
+
+#[test]
 fn dnssec_records_target_on_seeds_and_mutations() {
     let mut pool = seeds("dnssec_records");
     pool.extend(rich_messages());
-    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 4);
+    run(dnsveil::dnssec::fuzzing::records, &pool, WIRE_DICT, 8);
 }
 
 #[test]
@@ -291,5 +364,5 @@ fn trust_anchors_target_on_seeds_and_mutations() {
         b"F",
         b"=",
     ];
-    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 5);
+    run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 9);
 }

@@ -33,7 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::{info, warn};
 
-use crate::handler::{BoxFuture, FastNext, Handler, HandlerResult, Next, Request};
+use crate::handler::{BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request};
 use crate::wire::edns::check_options;
 use crate::wire::{Class, Opcode, QueryView, RType};
 
@@ -101,7 +101,7 @@ impl Blocker {
         max_len: usize,
         out: &mut Vec<u8>,
         next: FastNext<'_>,
-    ) -> bool {
+    ) -> Option<Origin> {
         if !blockable(view.qtype, view.qclass) || view.header.opcode != Opcode::QUERY {
             return next.run(view, max_len, out);
         }
@@ -128,23 +128,23 @@ impl Blocker {
         if let Some(hit) = index.blocking(view.qname) {
             // As the cache does: a query the slow path answers FORMERR is left to it.
             if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
-                return false;
+                return None;
             }
             let why = Why { hit, cname: None };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out);
+            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+                .then_some(Origin::Local);
         }
-        if !next.run(view, max_len, out) {
-            return false;
-        }
+        let origin = next.run(view, max_len, out)?;
         if let Some((hit, target)) = cloaked(index, out) {
             out.clear();
             let why = Why {
                 hit,
                 cname: Some(target.as_wire()),
             };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out);
+            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+                .then_some(Origin::Local);
         }
-        true
+        Some(origin)
     }
 
     async fn slow(&self, req: &Request, next: Next<'_>) -> HandlerResult {
@@ -298,7 +298,7 @@ impl Handler for Blocker {
         max_len: usize,
         out: &mut Vec<u8>,
         next: FastNext<'_>,
-    ) -> bool {
+    ) -> Option<Origin> {
         self.fast(query, max_len, out, next)
     }
 
@@ -338,10 +338,15 @@ mod tests {
                 &req.query,
             ))))
         }
-        fn answer_fast(&self, query: &QueryView<'_>, _max: usize, out: &mut Vec<u8>) -> bool {
+        fn answer_fast(
+            &self,
+            query: &QueryView<'_>,
+            _max: usize,
+            out: &mut Vec<u8>,
+        ) -> Option<Origin> {
             let m = Message::parse(query.raw).unwrap();
             out.extend_from_slice(&cloaked_response(&m).encode().unwrap());
-            true
+            Some(Origin::Cache)
         }
         fn name(&self) -> &'static str {
             "cloaking"
@@ -385,6 +390,7 @@ mod tests {
         let mut out = Vec::new();
         chain
             .answer_fast(&view, 512, &mut out)
+            .is_some()
             .then(|| Message::parse(&out).unwrap())
     }
 

@@ -41,9 +41,7 @@ fn ttl(c: &Cache, qname: &str) -> Option<u32> {
     let raw = Message::query(name(qname), RType::A).encode().unwrap();
     let view = QueryView::parse(&raw).unwrap();
     let mut out = Vec::new();
-    if !c.answer_fast(&view, 512, &mut out) {
-        return None;
-    }
+    c.answer_fast(&view, 512, &mut out)?;
     Some(Message::parse(&out).unwrap().answers[0].ttl)
 }
 

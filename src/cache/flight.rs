@@ -18,7 +18,7 @@
 
 use tracing::debug;
 
-use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult, BOGUS_TTL};
+use crate::handler::{BoxFuture, HandlerError, HandlerResult, BOGUS_TTL};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::response;
 
@@ -92,11 +92,7 @@ impl Cache {
             (Ok(entry), Ok(original)) => {
                 let mut out = Vec::new();
                 if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) {
-                    Ok(Answer::checked(
-                        out,
-                        original.origin(),
-                        original.verdict().clone(),
-                    ))
+                    Ok(original.rewritten(out))
                 } else {
                     Ok(original)
                 }

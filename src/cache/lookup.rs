@@ -44,37 +44,36 @@ use super::Cache;
 
 impl Cache {
     /// The fast path: keys `query` on the stack and answers it from the stored bytes
-    /// ([`Cache::answer_key`]); false leaves it to the slow path (see the module docs).
+    /// ([`Cache::answer_key`]) and says whether they were fresh or stale; `None` leaves it to the
+    /// slow path (see the module docs).
     #[inline]
     pub(super) fn fast_path(
         &self,
         query: &QueryView<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Option<Origin> {
         let h = &query.header;
         if h.response || h.opcode != Opcode::QUERY {
-            return false;
+            return None;
         }
         if !policy::cacheable_question(query.qtype, query.qclass) {
-            return false;
+            return None;
         }
         let dnssec_ok = match query.edns {
             None => false,
             Some(e) if e.version != 0 || (e.has_options && options_malformed(query)) => {
-                return false
+                return None
             }
             Some(e) => e.dnssec_ok,
         };
-        let Some(key) = Key::new(
+        let key = Key::new(
             query.qname,
             query.qtype,
             query.qclass,
             dnssec_ok,
             h.checking_disabled,
-        ) else {
-            return false;
-        };
+        )?;
         let client = Client {
             id: h.id,
             recursion_available: true,
@@ -88,7 +87,8 @@ impl Cache {
         self.answer_key(&key, &client, max_len, out)
     }
 
-    /// Writes the cached answer for `key` into `out`; false on a miss (or on stale data the slow
+    /// Writes the cached answer for `key` into `out` and says whether it was fresh or stale; `None`
+    /// on a miss (or on stale data the slow
     /// path must first try to refresh).
     fn answer_key(
         &self,
@@ -96,34 +96,32 @@ impl Cache {
         client: &Client<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Option<Origin> {
         let hash = hash_key(&self.hasher, key.as_bytes());
         let now = self.now_ms();
         // Lock held for the lookup and the copy only.
         let mut guard = self.shard(hash);
         let shard = &mut *guard;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
-            None => false,
+            None => None,
             Some(Found::Fresh(entry)) => {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
-                    return false;
+                    return None;
                 }
                 self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
-                true
+                Some(Origin::Cache)
             }
             Some(Found::Stale(entry)) => {
-                let Some(stale) = self.stale else {
-                    return false;
-                };
+                let stale = self.stale?;
                 if !self.stale_now(stale, entry, key, hash, now)
                     || !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out)
                 {
-                    return false;
+                    return None;
                 }
                 shard.counters.hits += 1;
                 shard.counters.stale += 1;
-                true
+                Some(Origin::StaleCache)
             }
         }
     }

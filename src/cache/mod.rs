@@ -92,10 +92,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::clock::WallClock;
-use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Origin, Request};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::DEFAULT_PAYLOAD;
-use crate::wire::QueryView;
+use crate::wire::{Name, QueryView};
 
 use policy::Limits;
 use shard::{Counters, Shard};
@@ -274,6 +274,22 @@ impl Cache {
         s
     }
 
+    /// Drops every entry (`None`), or every entry for `name` and the names below it; returns
+    /// how many were dropped (`dnsveil flush`). Lookups in flight keep going and may store their
+    /// answers afterwards.
+    pub fn flush(&self, name: Option<&Name>) -> usize {
+        let below = |e: &entry::Entry| {
+            name.map_or(true, |n| {
+                Name::from_wire(key::qname_of(e.key())).is_ok_and(|q| q.is_subdomain_of(n))
+            })
+        };
+        self.shards
+            .iter()
+            // Each shard's lock is held for its own sweep only.
+            .map(|s| lock(s).remove_matching(&self.hasher, below))
+            .sum()
+    }
+
     /// Entries held (expired ones included until reclaimed).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
@@ -318,7 +334,12 @@ impl Handler for Cache {
         Box::pin(self.resolve(req, next))
     }
 
-    fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         self.fast_path(query, max_len, out)
     }
 

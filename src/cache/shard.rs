@@ -221,6 +221,24 @@ impl Shard {
         false
     }
 
+    /// Removes every entry `pred` picks; returns how many.
+    pub(crate) fn remove_matching(
+        &mut self,
+        hasher: &RandomState,
+        mut pred: impl FnMut(&Entry) -> bool,
+    ) -> usize {
+        let mut removed = 0;
+        for idx in 0..self.slots.len() {
+            let hash = match &self.slots[idx] {
+                Some(e) if pred(e) => hash_key(hasher, e.key()),
+                _ => continue,
+            };
+            self.remove(idx, hash);
+            removed += 1;
+        }
+        removed
+    }
+
     fn remove(&mut self, idx: usize, hash: u64) {
         if let Some(old) = self.slots[idx].take() {
             self.bytes -= old.size();

@@ -99,6 +99,81 @@ knob!(
     "Concurrent client TCP connections; the oldest is closed when the cap is reached."
 );
 knob!(
+    MAX_TCP_CONNECTIONS_PER_CLIENT,
+    "server.max_tcp_connections_per_client",
+    64,
+    1,
+    65536,
+    "connections",
+    "Concurrent client TCP connections from one address (IPv6: one /64); more are closed at once."
+);
+knob!(
+    RATE_LIMIT,
+    "server.rate_limit",
+    0,
+    0,
+    1_000_000,
+    "queries per second",
+    "UDP queries per second each client network may send; 0 turns rate limiting off."
+);
+knob!(
+    RATE_LIMIT_BURST,
+    "server.rate_limit_burst",
+    0,
+    0,
+    1_000_000,
+    "queries",
+    "Queries a quiet client may send at once before its rate applies; 0 = the same as rate_limit."
+);
+knob!(
+    RATE_LIMIT_SLIP,
+    "server.rate_limit_slip",
+    2,
+    0,
+    10,
+    "queries",
+    "Every n-th rate-limited UDP query gets an empty TC=1 answer (the client retries over TCP), \
+     the others none; 0 drops them all (BIND's slip)."
+);
+knob!(
+    RATE_LIMIT_IPV4_PREFIX,
+    "server.rate_limit_ipv4_prefix",
+    32,
+    8,
+    32,
+    "bits",
+    "IPv4 clients share a rate-limit bucket per network of this prefix length (32: per address)."
+);
+knob!(
+    RATE_LIMIT_IPV6_PREFIX,
+    "server.rate_limit_ipv6_prefix",
+    56,
+    16,
+    128,
+    "bits",
+    "IPv6 clients share a rate-limit bucket per network of this prefix length (56: a home's usual \
+     delegation)."
+);
+knob!(
+    RATE_LIMIT_CLIENTS,
+    "server.rate_limit_clients",
+    16_384,
+    16,
+    10_000_000,
+    "client networks",
+    "Most client networks the rate limiter tracks at once (its memory bound)."
+);
+knob!(
+    QUERY_TIMEOUT_SECS,
+    "server.query_timeout_secs",
+    15,
+    1,
+    300,
+    "seconds",
+    "A query not answered after this long is abandoned (SERVFAIL over TCP, silence over UDP): \
+     the safety net above upstream.timeout_ms."
+);
+knob!(
     MAX_TCP_PIPELINE,
     "server.max_tcp_pipeline",
     32,
@@ -217,6 +292,15 @@ knob!(
     "TTL of answers made from the hosts file."
 );
 knob!(
+    DHCP_TTL,
+    "dhcp.ttl",
+    0,
+    0,
+    86_400,
+    "seconds",
+    "TTL of answers made from the DHCP lease file."
+);
+knob!(
     UPSTREAM_TIMEOUT_MS,
     "upstream.timeout_ms",
     3000,
@@ -250,6 +334,14 @@ pub const ALL: &[Knob] = &[
     THREADS,
     TCP_IDLE_TIMEOUT_SECS,
     MAX_TCP_CONNECTIONS,
+    MAX_TCP_CONNECTIONS_PER_CLIENT,
+    RATE_LIMIT,
+    RATE_LIMIT_BURST,
+    RATE_LIMIT_SLIP,
+    RATE_LIMIT_IPV4_PREFIX,
+    RATE_LIMIT_IPV6_PREFIX,
+    RATE_LIMIT_CLIENTS,
+    QUERY_TIMEOUT_SECS,
     MAX_TCP_PIPELINE,
     MAX_UDP_INFLIGHT,
     MAX_UDP_PAYLOAD,
@@ -263,6 +355,7 @@ pub const ALL: &[Knob] = &[
     CLIENT_TIMEOUT_MS,
     SAVE_INTERVAL_SECS,
     HOSTS_TTL,
+    DHCP_TTL,
     UPSTREAM_TIMEOUT_MS,
     BLOCK_TTL,
     BLOCK_REFRESH_SECS,

@@ -33,6 +33,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::block::BlockSettings;
+pub use crate::hosts::leases::LeaseFormat;
 use crate::server::acl::Cidr;
 use crate::upstream::{UpstreamError, UpstreamSpec, UpstreamUrl};
 use crate::wire::{Name, Record, WireError};
@@ -52,18 +53,26 @@ pub const MAX_BOOTSTRAP: usize = 16;
 /// TTL of a local record written without one, in seconds.
 pub const LOCAL_RECORD_TTL: u32 = 3600;
 
+/// Why `network://` is refused outside forwarding rules.
+pub(crate) const NETWORK_ONLY_IN_RULES: &str =
+    "network:// (the resolvers the network gave us, plain DNS) is allowed only in [[forward]] \
+     rules, never as the default route; put it in a rule for the names it should answer, e.g. \
+     [[forward]] domains = [\"lan\"] upstreams = [\"network://\"]";
+
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub server: ServerConfig,
     pub cache: CacheConfig,
     pub hosts: HostsConfig,
+    pub dhcp: DhcpConfig,
     pub upstream: UpstreamConfig,
     /// Forwarding rules, in file order (the forward stage picks the longest matching domain).
     pub forward: Vec<ForwardRule>,
     pub log: LogConfig,
     /// `[block]`: block and allow lists ([`crate::block`]).
     pub block: BlockSettings,
+    pub metrics: MetricsConfig,
     pub resolver: ResolverConfig,
 }
 
@@ -127,6 +136,25 @@ impl std::str::FromStr for DnssecMode {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics`; off when `None` (the default).
+    pub listen: Option<SocketAddr>,
+}
+
+/// Where the control socket is (`server.control_socket`, `--control-socket`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ControlSocket {
+    /// Under the runtime directory (see `control::default_path`).
+    #[default]
+    Default,
+    /// At this path.
+    At(PathBuf),
+    /// None (`""`).
+    Off,
+}
+
 /// `[server]`: listeners, client access and resource limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -141,6 +169,52 @@ pub struct ServerConfig {
     pub max_tcp_pipeline: usize,
     pub max_udp_inflight: usize,
     pub max_udp_payload: u16,
+    /// The control socket (`dnsveil stats`, `flush`, `reload`, `portal`).
+    pub control_socket: ControlSocket,
+    /// Concurrent TCP connections from one client (address, or IPv6 /64).
+    pub max_tcp_connections_per_client: usize,
+    /// A query not answered after this long is abandoned.
+    pub query_timeout: Duration,
+    /// Per-client rate limiting of UDP queries (off when its `qps` is 0).
+    pub rate_limit: RateLimit,
+    /// The operator's explicit consent to serve anyone from a public address (see
+    /// [`Config::check_runnable`]).
+    pub open_resolver: bool,
+}
+
+/// `server.rate_limit*`: a token bucket per client network for UDP queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Queries per second per client network; 0 = off.
+    pub qps: u32,
+    /// Bucket size; never 0 (an absent or zero `rate_limit_burst` means `qps`).
+    pub burst: u32,
+    /// Every `slip`-th limited query gets TC=1; 0 = drop all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Most client networks tracked.
+    pub clients: usize,
+}
+
+impl RateLimit {
+    /// True when limiting is on.
+    pub fn enabled(&self) -> bool {
+        self.qps > 0
+    }
+}
+
+/// `[dhcp]`: names from the DHCP server's lease file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpConfig {
+    /// The lease file (absolute or relative to the config file), or none.
+    pub lease_file: Option<PathBuf>,
+    /// How the file is written.
+    pub format: LeaseFormat,
+    /// The domain the host names are served under (`laptop` becomes `laptop.lan`).
+    pub domain: Name,
+    /// TTL of the answers, in seconds.
+    pub ttl: u32,
 }
 
 /// `[cache]`: capacity, TTL clamps (all TTLs in seconds), serve-stale, prefetch and the cache file.
@@ -182,6 +256,10 @@ pub struct HostsConfig {
     pub records: Vec<Record>,
     /// Answer special-use names (`localhost`, private reverse zones, ...) here ([`crate::special`]).
     pub special_use: bool,
+    /// With `special_use`, answer single-label names (`printer`, `wpad`) NXDOMAIN here too.
+    pub single_label: bool,
+    /// Search domains for single-label names (`printer` -> `printer.lan`), tried in order.
+    pub search: Vec<Name>,
 }
 
 /// `[upstream]`: the default upstream servers and how they are used.
@@ -192,6 +270,21 @@ pub struct UpstreamConfig {
     pub strategy: Strategy,
     /// Time budget of one client query across all attempts.
     pub timeout: Duration,
+    /// Where `network://` (without a path of its own) and the captive-portal stage read the
+    /// network's resolvers; `None`: the first found of `upstream::network::SOURCES`.
+    pub network_resolv_conf: Option<PathBuf>,
+    pub captive_portal: CaptivePortal,
+}
+
+/// `upstream.captive_portal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptivePortal {
+    /// Fail closed, no exception.
+    Off,
+    /// Connectivity-check names through the network's resolvers while the upstreams are
+    /// unreachable, and `dnsveil portal` windows.
+    #[default]
+    Detect,
 }
 
 /// One upstream server and its connection options.
@@ -226,6 +319,8 @@ impl UpstreamServer {
     pub fn connect_addrs(&self) -> Vec<SocketAddr> {
         let port = match &self.url {
             UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => return vec![*a],
+            // Read from the network's resolv.conf at query time.
+            UpstreamUrl::Network { .. } => return Vec::new(),
             UpstreamUrl::Tls { port, .. } | UpstreamUrl::Https { port, .. } => *port,
         };
         match self.url.host_ip() {
@@ -369,6 +464,8 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// Log every query (at `info`). Off by default for privacy.
     pub queries: bool,
+    /// Write the query lines to this file instead of the log (implies `queries`).
+    pub queries_file: Option<PathBuf>,
 }
 
 /// A tracing level name.
@@ -514,10 +611,16 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     /// `--log-queries` (only switches logging on).
     pub log_queries: bool,
+    /// `--rate-limit QPS` (replaces `server.rate_limit`; 0 = off).
+    pub rate_limit: Option<u64>,
     /// `--blocklist FILE|URL` (replaces `block.lists`).
     pub blocklists: Vec<String>,
     /// `--allowlist FILE` (replaces `block.allow`).
     pub allowlists: Vec<String>,
+    /// `--metrics ADDR:PORT`: serve the Prometheus endpoint there.
+    pub metrics: Option<SocketAddr>,
+    /// `--control-socket PATH`; "" turns the socket off.
+    pub control_socket: Option<PathBuf>,
     /// `--dnssec validate|off` (replaces `resolver.dnssec`).
     pub dnssec: Option<DnssecMode>,
     /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
@@ -576,6 +679,11 @@ impl Config {
             .map(|t| knob::THREADS.check(t))
             .transpose()
             .map_err(|m| ConfigError::flag("--threads", m))?;
+        let rate_limit = o
+            .rate_limit
+            .map(|n| knob::RATE_LIMIT.check(n))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--rate-limit", m))?;
         let cache_size = o
             .cache_size
             .map(|n| knob::CACHE_SIZE.check(n))
@@ -616,6 +724,14 @@ impl Config {
             self.log.level = l;
         }
         self.log.queries |= o.log_queries;
+        if let Some(qps) = rate_limit {
+            let old = self.server.rate_limit;
+            self.server.rate_limit.qps = qps as u32;
+            // A burst that followed the old rate follows the new one.
+            if old.burst == old.qps || old.burst == 0 {
+                self.server.rate_limit.burst = qps as u32;
+            }
+        }
         let cwd = Path::new("");
         if !o.blocklists.is_empty() {
             self.block.lists = spec::block_sources(&o.blocklists, "--blocklist", false, cwd)
@@ -624,6 +740,16 @@ impl Config {
         if !o.allowlists.is_empty() {
             self.block.allow = spec::block_sources(&o.allowlists, "--allowlist", false, cwd)
                 .map_err(|(k, m)| ConfigError::flag(&k, m))?;
+        }
+        if let Some(a) = o.metrics {
+            self.metrics.listen = Some(a);
+        }
+        if let Some(p) = o.control_socket {
+            self.server.control_socket = if p.as_os_str().is_empty() {
+                ControlSocket::Off
+            } else {
+                ControlSocket::At(p)
+            };
         }
         if let Some(m) = o.dnssec {
             self.resolver.dnssec = m;
@@ -650,7 +776,36 @@ impl Config {
                     .into(),
             });
         }
-        Ok(())
+        self.check_open_resolver()
+    }
+
+    /// A listener that the internet may reach (a public address, or the wildcard `0.0.0.0`/`::`,
+    /// which includes any public address the machine has) with an allow-list that admits every
+    /// address (`0.0.0.0/0` or `::/0`) is an open resolver: anyone may use it, and a spoofed source
+    /// turns it into an amplifier against a victim. That needs `server.open_resolver = true`.
+    fn check_open_resolver(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.open_resolver {
+            return Ok(());
+        }
+        let Some(open) = s.allow.iter().find(|c| c.prefix() == 0) else {
+            return Ok(());
+        };
+        let Some(public) = s.listen.iter().find(|a| is_public_listener(a.ip())) else {
+            return Ok(());
+        };
+        Err(ConfigError::Invalid {
+            origin: "config".into(),
+            key: "server.allow".into(),
+            message: format!(
+                "{open} admits every client and dnsveil would listen on {public}, which the \
+                 internet may reach: that is an open resolver, which anyone can use and which \
+                 spoofed queries turn into an amplifier against third parties. Allow only your \
+                 networks (e.g. server.allow = [\"192.168.1.0/24\", \"fd00::/8\"] or --allow), \
+                 listen on a LAN address, or, if an open resolver is really intended, set \
+                 server.open_resolver = true (and consider server.rate_limit)"
+            ),
+        })
     }
 
     /// Legal but questionable settings, to be logged as warnings.
@@ -667,14 +822,20 @@ impl Config {
                 }
             }
         }
-        if self.server.listen.iter().any(|a| !a.ip().is_loopback())
-            && self.server.allow.iter().any(|c| c.prefix() == 0)
-        {
-            out.push(
-                "server.allow contains a /0 network and dnsveil listens on a non-loopback address: \
-                 anyone who can reach it may use it (open resolvers are abused for amplification)"
-                    .into(),
-            );
+        let beyond_loopback = self.server.listen.iter().find(|a| !a.ip().is_loopback());
+        if let Some(addr) = beyond_loopback {
+            if self.server.allow.iter().any(|c| c.prefix() == 0) {
+                out.push(format!(
+                    "server.allow contains a /0 network and dnsveil listens on {addr}: anyone \
+                     who can reach it may use it (open resolvers are abused for amplification)"
+                ));
+            } else if self.server.allow.iter().all(is_loopback_net) {
+                out.push(format!(
+                    "dnsveil listens on {addr}, but server.allow admits only loopback clients, so \
+                     every other client gets REFUSED; add the networks to serve to server.allow \
+                     (e.g. \"192.168.1.0/24\") or --allow"
+                ));
+            }
         }
         out
     }
@@ -715,14 +876,35 @@ impl Config {
             )
         };
         s += &format!(
-            "hosts: {}, {} local record(s), special-use names {}\n",
+            "hosts: {}, {} local record(s), special-use names {}, single-label names {}\n",
             self.hosts
                 .file
                 .as_ref()
                 .map_or("no file".into(), |p| p.display().to_string()),
             self.hosts.records.len(),
-            on_off(self.hosts.special_use)
+            on_off(self.hosts.special_use),
+            if self.hosts.special_use && self.hosts.single_label {
+                "local"
+            } else {
+                "forwarded"
+            }
         );
+        if let Some(f) = &self.dhcp.lease_file {
+            s += &format!(
+                "dhcp names: {} under {}\n",
+                f.display(),
+                self.dhcp.domain.to_string().trim_end_matches('.')
+            );
+        }
+        let rl = &self.server.rate_limit;
+        s += &if rl.enabled() {
+            format!(
+                "rate limit: {} queries/s per client (burst {}, slip {}, /{} and /{})\n",
+                rl.qps, rl.burst, rl.slip, rl.ipv4_prefix, rl.ipv6_prefix
+            )
+        } else {
+            "rate limit: off\n".to_string()
+        };
         if !self.block.lists.is_empty() {
             s += &format!(
                 "block: {} list(s), {} allow list(s), answer {}\n",
@@ -758,6 +940,9 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
     let mut servers: Vec<UpstreamServer> = Vec::new();
     let mut any_named = false;
     for url in &o.upstreams {
+        if url.is_network() {
+            return Err(ConfigError::flag("--upstream", NETWORK_ONLY_IN_RULES));
+        }
         if servers.iter().any(|s| &s.url == url) {
             return Err(ConfigError::flag(
                 "--upstream",
@@ -797,6 +982,26 @@ fn cli_upstreams(o: &Overrides) -> Result<Vec<UpstreamServer>, ConfigError> {
         ));
     }
     Ok(servers)
+}
+
+/// Whether a listener on `ip` may be reachable from the internet: the wildcard address (which
+/// takes in every address of the machine) or any address that is not loopback, private,
+/// link-local or CGNAT.
+fn is_public_listener(ip: IpAddr) -> bool {
+    ip.is_unspecified() || !is_local(ip)
+}
+
+/// Whether every address of `net` is a loopback address.
+fn is_loopback_net(net: &Cidr) -> bool {
+    match net.addr() {
+        IpAddr::V4(v4) => v4.is_loopback() && net.prefix() >= 8,
+        IpAddr::V6(v6) => {
+            (v6.is_loopback() && net.prefix() == 128)
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() && net.prefix() >= 104)
+        }
+    }
 }
 
 /// Loopback, private (RFC 1918, RFC 4193), link-local or CGNAT: where a plain LAN resolver lives.
@@ -918,6 +1123,82 @@ mod tests {
             let err = base().apply(o.clone()).unwrap_err();
             assert_eq!(err.key(), Some(flag), "{o:?}: {err}");
         }
+    }
+
+    #[test]
+    fn rate_limit_flag_replaces_the_rate_and_a_following_burst() {
+        let mut c = base();
+        assert!(!c.server.rate_limit.enabled());
+        c.apply(Overrides {
+            rate_limit: Some(100),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (c.server.rate_limit.qps, c.server.rate_limit.burst),
+            (100, 100)
+        );
+        let mut explicit = Config::from_toml(
+            "[server]\nrate_limit = 10\nrate_limit_burst = 500\n",
+            "test",
+            Path::new("/"),
+        )
+        .unwrap();
+        explicit
+            .apply(Overrides {
+                rate_limit: Some(0),
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert!(!explicit.server.rate_limit.enabled(), "0 turns it off");
+        assert_eq!(
+            explicit.server.rate_limit.burst, 500,
+            "an explicit burst stays"
+        );
+        let err = base()
+            .apply(Overrides {
+                rate_limit: Some(2_000_000),
+                ..Overrides::default()
+            })
+            .unwrap_err();
+        assert_eq!(err.key(), Some("--rate-limit"));
+    }
+
+    fn serving(listen: &[&str], allow: &[&str]) -> Config {
+        let mut c = base();
+        c.server.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
+        c.server.allow = allow.iter().map(|a| a.parse().unwrap()).collect();
+        c
+    }
+
+    #[test]
+    fn open_resolvers_need_consent_and_loopback_only_lists_warn() {
+        for (listen, allow, refused) in [
+            ("0.0.0.0:53", "0.0.0.0/0", true),
+            ("[::]:53", "::/0", true),
+            ("198.51.100.1:53", "::/0", true),
+            ("192.168.1.1:53", "0.0.0.0/0", false),
+            ("127.0.0.1:53", "0.0.0.0/0", false),
+            ("0.0.0.0:53", "192.168.0.0/16", false),
+        ] {
+            let mut c = serving(&[listen], &[allow]);
+            let result = c.check_runnable();
+            assert_eq!(result.is_err(), refused, "{listen} {allow}: {result:?}");
+            if let Err(e) = result {
+                assert_eq!(e.key(), Some("server.allow"));
+            }
+            c.server.open_resolver = true;
+            assert!(c.check_runnable().is_ok());
+        }
+        let lan = |allow: &[&str]| serving(&["192.168.1.1:53"], allow).warnings();
+        assert_eq!(lan(&["127.0.0.0/8", "::1/128"]).len(), 1);
+        assert!(lan(&["127.0.0.0/8", "::1/128"])[0].contains("only loopback"));
+        assert_eq!(lan(&["127.0.0.1", "::ffff:127.0.0.1/128"]).len(), 1);
+        assert!(lan(&["127.0.0.0/8", "192.168.1.0/24"]).is_empty());
+        assert!(lan(&["127.0.0.0/7"]).is_empty(), "wider than loopback");
+        assert!(serving(&["127.0.0.1:53"], &["127.0.0.0/8"])
+            .warnings()
+            .is_empty());
     }
 
     #[test]

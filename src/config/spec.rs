@@ -17,8 +17,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::knob::{self, Knob};
 use super::{
-    CacheConfig, Config, ConfigError, DnssecMode, DohMethod, ForwardRule, HostsConfig, LogConfig,
-    LogLevel, ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
+    CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DhcpConfig, DnssecMode,
+    DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, RateLimit,
+    ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
     LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
 use crate::block::{AnswerMode, BlockSettings, ListSource};
@@ -90,6 +91,8 @@ struct FileSpec {
     #[serde(default)]
     hosts: HostsSpec,
     #[serde(default)]
+    dhcp: DhcpSpec,
+    #[serde(default)]
     upstream: UpstreamSpec,
     #[serde(default)]
     forward: Vec<ForwardSpec>,
@@ -97,6 +100,8 @@ struct FileSpec {
     log: LogSpec,
     #[serde(default)]
     block: BlockSpec,
+    #[serde(default)]
+    metrics: MetricsSpec,
     #[serde(default)]
     resolver: ResolverSpec,
 }
@@ -143,6 +148,25 @@ struct ServerSpec {
     max_tcp_pipeline: Option<i64>,
     max_udp_inflight: Option<i64>,
     max_udp_payload: Option<i64>,
+    control_socket: Option<String>,
+    max_tcp_connections_per_client: Option<i64>,
+    rate_limit: Option<i64>,
+    rate_limit_burst: Option<i64>,
+    rate_limit_slip: Option<i64>,
+    rate_limit_ipv4_prefix: Option<i64>,
+    rate_limit_ipv6_prefix: Option<i64>,
+    rate_limit_clients: Option<i64>,
+    query_timeout_secs: Option<i64>,
+    open_resolver: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DhcpSpec {
+    lease_file: Option<String>,
+    format: Option<String>,
+    domain: Option<String>,
+    ttl: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -168,6 +192,9 @@ struct HostsSpec {
     file: Option<String>,
     ttl: Option<i64>,
     special_use: Option<bool>,
+    single_label: Option<bool>,
+    #[serde(default)]
+    search: Vec<String>,
     #[serde(default)]
     records: Vec<String>,
 }
@@ -179,6 +206,8 @@ struct UpstreamSpec {
     servers: Vec<ServerEntry>,
     strategy: Option<String>,
     timeout_ms: Option<i64>,
+    network_resolv_conf: Option<String>,
+    captive_portal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +222,13 @@ struct ForwardSpec {
 struct LogSpec {
     level: Option<String>,
     queries: Option<bool>,
+    queries_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsSpec {
+    listen: Option<String>,
 }
 
 /// An upstream: a bare URL string, or a table with the URL and its options.
@@ -274,10 +310,17 @@ impl FileSpec {
             server: self.server.validate(cx)?,
             cache: self.cache.validate(cx)?,
             hosts: self.hosts.validate(cx)?,
+            dhcp: self.dhcp.validate(cx)?,
             upstream,
             forward,
             log: self.log.validate(cx)?,
             block: self.block.validate(cx)?,
+            metrics: MetricsConfig {
+                listen: match self.metrics.listen.as_deref() {
+                    None | Some("") => None,
+                    Some(s) => Some(parse_listen(s).map_err(|m| cx.err("metrics.listen", m))?),
+                },
+            },
             resolver: self.resolver.validate(cx)?,
         })
     }
@@ -324,9 +367,11 @@ impl ResolverSpec {
 }
 
 impl ServerSpec {
-    fn validate(self, cx: &Cx<'_>) -> Result<ServerConfig, ConfigError> {
+    fn validate(mut self, cx: &Cx<'_>) -> Result<ServerConfig, ConfigError> {
+        let rate_limit = rate_limit(cx, &self)?;
         let listen_text = self
             .listen
+            .take()
             .unwrap_or_else(|| DEFAULT_LISTEN.map(String::from).to_vec());
         let mut listen = Vec::with_capacity(listen_text.len());
         for (i, s) in listen_text.iter().enumerate() {
@@ -342,6 +387,7 @@ impl ServerSpec {
 
         let allow_text = self
             .allow
+            .take()
             .unwrap_or_else(|| DEFAULT_ALLOW.map(String::from).to_vec());
         if allow_text.is_empty() {
             return Err(cx.err(
@@ -370,6 +416,71 @@ impl ServerSpec {
             max_tcp_pipeline: cx.knob(knob::MAX_TCP_PIPELINE, self.max_tcp_pipeline)? as usize,
             max_udp_inflight: cx.knob(knob::MAX_UDP_INFLIGHT, self.max_udp_inflight)? as usize,
             max_udp_payload: cx.knob(knob::MAX_UDP_PAYLOAD, self.max_udp_payload)? as u16,
+            control_socket: match self.control_socket.as_deref() {
+                None => ControlSocket::Default,
+                Some("") => ControlSocket::Off,
+                Some(p) => ControlSocket::At(cx.path(p)),
+            },
+            max_tcp_connections_per_client: cx.knob(
+                knob::MAX_TCP_CONNECTIONS_PER_CLIENT,
+                self.max_tcp_connections_per_client,
+            )? as usize,
+            rate_limit,
+            query_timeout: Duration::from_secs(
+                cx.knob(knob::QUERY_TIMEOUT_SECS, self.query_timeout_secs)?,
+            ),
+            open_resolver: self.open_resolver.unwrap_or(false),
+        })
+    }
+}
+
+fn rate_limit(cx: &Cx<'_>, s: &ServerSpec) -> Result<RateLimit, ConfigError> {
+    let qps = cx.knob(knob::RATE_LIMIT, s.rate_limit)? as u32;
+    let burst = match cx.knob(knob::RATE_LIMIT_BURST, s.rate_limit_burst)? as u32 {
+        0 => qps,
+        b => b,
+    };
+    Ok(RateLimit {
+        qps,
+        burst,
+        slip: cx.knob(knob::RATE_LIMIT_SLIP, s.rate_limit_slip)? as u32,
+        ipv4_prefix: cx.knob(knob::RATE_LIMIT_IPV4_PREFIX, s.rate_limit_ipv4_prefix)? as u8,
+        ipv6_prefix: cx.knob(knob::RATE_LIMIT_IPV6_PREFIX, s.rate_limit_ipv6_prefix)? as u8,
+        clients: cx.knob(knob::RATE_LIMIT_CLIENTS, s.rate_limit_clients)? as usize,
+    })
+}
+
+/// The DHCP names' domain when `dhcp.domain` is absent.
+const DEFAULT_DHCP_DOMAIN: &str = "lan";
+
+impl DhcpSpec {
+    fn validate(self, cx: &Cx<'_>) -> Result<DhcpConfig, ConfigError> {
+        let lease_file = match self.lease_file.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(cx.path(p)),
+        };
+        let format = match self.format.as_deref() {
+            None => super::LeaseFormat::default(),
+            Some(f) => f.parse().map_err(|m| cx.err("dhcp.format", m))?,
+        };
+        let text = self.domain.as_deref().unwrap_or(DEFAULT_DHCP_DOMAIN);
+        let domain: Name = text.parse().map_err(|e| {
+            cx.err(
+                "dhcp.domain",
+                format!("{text:?} is not a domain name: {e} (expected e.g. \"lan\")"),
+            )
+        })?;
+        if domain.is_root() {
+            return Err(cx.err(
+                "dhcp.domain",
+                "the root is not a domain for host names (expected e.g. \"lan\" or \"home.arpa\")",
+            ));
+        }
+        Ok(DhcpConfig {
+            lease_file,
+            format,
+            domain,
+            ttl: cx.knob(knob::DHCP_TTL, self.ttl)? as u32,
         })
     }
 }
@@ -532,6 +643,26 @@ impl HostsSpec {
             ttl: cx.knob(knob::HOSTS_TTL, self.ttl)? as u32,
             records,
             special_use: self.special_use.unwrap_or(true),
+            single_label: self.single_label.unwrap_or(true),
+            search: {
+                let mut out = Vec::with_capacity(self.search.len());
+                for (i, d) in self.search.iter().enumerate() {
+                    let name: Name = d.parse().map_err(|e| {
+                        cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?} is not a domain name: {e}"),
+                        )
+                    })?;
+                    if name.is_root() || out.contains(&name) || out.len() == 8 {
+                        return Err(cx.err(
+                            format!("hosts.search[{i}]"),
+                            format!("{d:?}: the root, a repeat, or more than 8 search domains"),
+                        ));
+                    }
+                    out.push(name);
+                }
+                out
+            },
         })
     }
 }
@@ -543,8 +674,32 @@ impl UpstreamSpec {
             Some(s) => s.parse().map_err(|m| cx.err("upstream.strategy", m))?,
         };
         let timeout_ms = cx.knob(knob::UPSTREAM_TIMEOUT_MS, self.timeout_ms)?;
+        let servers = server_list(cx, "upstream.servers", self.servers, true)?;
+        if let Some(i) = servers.iter().position(|s| s.url.is_network()) {
+            return Err(cx.err(
+                format!("upstream.servers[{i}]"),
+                super::NETWORK_ONLY_IN_RULES,
+            ));
+        }
+        let captive_portal = match self.captive_portal.as_deref() {
+            None | Some("detect") => CaptivePortal::Detect,
+            Some("off") => CaptivePortal::Off,
+            Some(other) => {
+                return Err(cx.err(
+                    "upstream.captive_portal",
+                    format!(
+                        "{other:?} is not a captive-portal mode (expected \"off\" or \"detect\")"
+                    ),
+                ))
+            }
+        };
         Ok(UpstreamConfig {
-            servers: server_list(cx, "upstream.servers", self.servers, true)?,
+            network_resolv_conf: self
+                .network_resolv_conf
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
+            captive_portal,
+            servers,
             strategy,
             timeout: Duration::from_millis(timeout_ms),
         })
@@ -602,6 +757,10 @@ impl LogSpec {
         Ok(LogConfig {
             level,
             queries: self.queries.unwrap_or(false),
+            queries_file: self
+                .queries_file
+                .filter(|p| !p.is_empty())
+                .map(|p| cx.path(&p)),
         })
     }
 }

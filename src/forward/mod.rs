@@ -116,6 +116,25 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// Every distinct group with a name for metrics: `default`, or a rule's first domain
+    /// (without the final dot).
+    pub fn named_groups(&self) -> Vec<(String, Arc<UpstreamGroup>)> {
+        let mut out: Vec<(String, Arc<UpstreamGroup>)> = Vec::new();
+        let rules = self.rules.rules.iter().map(|(n, g)| {
+            let name = n.to_string();
+            (name.trim_end_matches('.').to_string(), g)
+        });
+        let all = rules.chain(self.default.iter().map(|g| ("default".to_string(), g)));
+        for (name, g) in all {
+            if !out.iter().any(|(_, seen)| Arc::ptr_eq(seen, g)) {
+                out.push((name, g.clone()));
+            }
+        }
+        out
+    }
+}
+
 impl Handler for Forwarder {
     fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
         let routed = req
@@ -129,7 +148,11 @@ impl Handler for Forwarder {
             // Fail closed: every configured upstream failed; the client gets SERVFAIL with an
             // Extended DNS Error "Network Error" (`ede::NETWORK_ERROR`) naming the last failure.
             // There is no other server to try, and certainly no plaintext one.
-            let Reply { mut message, wire } = group
+            let Reply {
+                mut message,
+                wire,
+                upstream,
+            } = group
                 .query(question, forwarding_flags(&req.query))
                 .await
                 .map_err(|e| {
@@ -162,7 +185,7 @@ impl Handler for Forwarder {
             };
             // The response writer clears AA: we relay, we are not the zone's server (RFC 1035
             // section 4.1.1). Not validated here: the verdict is the validator's to give.
-            Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked))
+            Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked).with_upstream(upstream))
         })
     }
 

@@ -28,6 +28,8 @@ pub struct Answer {
     wire: Bytes,
     origin: Origin,
     verdict: Verdict,
+    /// The URL of the upstream that gave it, when one did just now (for the query log).
+    upstream: Option<Arc<str>>,
 }
 
 /// Where an answer came from.
@@ -188,6 +190,7 @@ impl Answer {
             wire: wire.into(),
             origin,
             verdict,
+            upstream: None,
         }
     }
 
@@ -231,6 +234,26 @@ impl Answer {
 
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The same answer (origin, verdict, upstream) in the wire form `wire`, which the caller has
+    /// just written (not checked again).
+    pub fn rewritten(&self, wire: impl Into<Bytes>) -> Self {
+        Answer {
+            wire: wire.into(),
+            ..self.clone()
+        }
+    }
+
+    /// This answer, naming the upstream (its URL) that gave it.
+    pub fn with_upstream(mut self, url: Arc<str>) -> Self {
+        self.upstream = Some(url);
+        self
+    }
+
+    /// The URL of the upstream that gave this answer just now, if one did.
+    pub fn upstream(&self) -> Option<&str> {
+        self.upstream.as_deref()
     }
 
     pub fn verdict(&self) -> &Verdict {

@@ -214,14 +214,20 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers `req` or hands it to `next`.
     fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult>;
 
-    /// Writes a complete response for `query` into `out` (which is empty) and returns true, or
-    /// returns false to let the query take the slow path. Must not block. `max_len` is the largest
+    /// Writes a complete response for `query` into `out` (which is empty) and returns where it
+    /// came from (for metrics and the query log), or returns `None` to let the query take the
+    /// slow path. Must not block. `max_len` is the largest
     /// response the transport accepts; a stage that cannot fit its answer must leave out the
     /// additional records (and, for a positive answer, an authority section of NS records only), or
     /// else write a TC=1 response (RFC 2181 section 9), or return false.
-    fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         let _ = (query, max_len, out);
-        false
+        None
     }
 
     /// The fast path of this stage at the head of the chain, with the fast path of the stages
@@ -234,7 +240,7 @@ pub trait Handler: Send + Sync + 'static {
         max_len: usize,
         out: &mut Vec<u8>,
         next: FastNext<'_>,
-    ) -> bool {
+    ) -> Option<Origin> {
         let _ = next;
         self.answer_fast(query, max_len, out)
     }
@@ -267,13 +273,13 @@ pub struct FastNext<'a> {
 }
 
 impl FastNext<'_> {
-    /// Runs the next stage's fast path; with nothing left, false (the slow path).
-    pub fn run(self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    /// Runs the next stage's fast path; with nothing left, `None` (the slow path).
+    pub fn run(self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> Option<Origin> {
         match self.rest.split_first() {
             Some((first, rest)) => {
                 first.answer_fast_in_chain(query, max_len, out, FastNext { rest })
             }
-            None => false,
+            None => None,
         }
     }
 }
@@ -311,8 +317,14 @@ impl Chain {
     }
 
     /// The first handler's fast path (only the head of the chain may answer without the rest,
-    /// or hand the query to the fast path of the next: [`Handler::answer_fast_in_chain`]).
-    pub fn answer_fast(&self, query: &QueryView<'_>, max_len: usize, out: &mut Vec<u8>) -> bool {
+    /// or hand the query to the fast path of the next: [`Handler::answer_fast_in_chain`]), and
+    /// where the answer came from.
+    pub fn answer_fast(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Origin> {
         FastNext {
             rest: &self.handlers,
         }

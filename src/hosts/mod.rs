@@ -21,10 +21,14 @@
 //! [`parse::MAX_LINE_LEN`], at most [`parse::MAX_NAMES`] (1,000,000) names and
 //! [`table::MAX_ADDRS_PER_NAME`] addresses per name and family.
 //!
+//! The DHCP lease names ([`leases`]) are a second stage built from the same parts: the table, the
+//! lookup and the file watcher.
+//!
 //! Limitations: change detection by polling (no inotify), so a rewrite that keeps length, inode and
 //! modification time (within the filesystem's timestamp resolution) goes unnoticed until the next
 //! SIGHUP; only class IN is answered.
 
+pub mod leases;
 pub mod parse;
 pub mod table;
 
@@ -150,36 +154,7 @@ impl Hosts {
         shutdown: CancellationToken,
         interval: Duration,
     ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let Some(path) = self.file.clone() else {
-                return;
-            };
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let changed = {
-                    let this = Arc::clone(&self);
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || match FileStamp::of(&path) {
-                        Ok(now) => Some(now) != *this.lock_stamp(),
-                        // Gone for the moment (an editor replacing it): keep the old table.
-                        Err(_) => false,
-                    })
-                    .await
-                    .unwrap_or(false)
-                };
-                if changed {
-                    let this = Arc::clone(&self);
-                    // Errors are logged by `reload`.
-                    let _ = tokio::task::spawn_blocking(move || this.reload()).await;
-                }
-            }
-            debug!("hosts watcher stopped");
-        })
+        spawn_watcher(self, shutdown, interval)
     }
 
     fn current(&self) -> Arc<HostsTable> {
@@ -249,6 +224,63 @@ impl Hosts {
         response.answers = records;
         Some(response)
     }
+}
+
+impl Watched for Hosts {
+    fn path(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    fn stale(&self, now: Option<FileStamp>) -> bool {
+        // Gone for the moment (an editor replacing it): keep the old table.
+        now.is_some() && now != *self.lock_stamp()
+    }
+
+    fn reload_now(&self) {
+        // Errors are logged by `reload`.
+        let _ = self.reload();
+    }
+}
+
+/// A table loaded from a file that a watcher keeps current.
+trait Watched: Send + Sync + 'static {
+    /// The file, if any.
+    fn path(&self) -> Option<&Path>;
+    /// Whether the table should be reloaded, given the file's stamp now (None: cannot be read).
+    fn stale(&self, now: Option<FileStamp>) -> bool;
+    /// Reloads (and logs the outcome).
+    fn reload_now(&self);
+}
+
+/// Polls `watched`'s file every `interval` (one `stat`, on the blocking pool) and reloads it when
+/// it is stale, until `shutdown`. Without a file the task ends at once.
+fn spawn_watcher<W: Watched>(
+    watched: Arc<W>,
+    shutdown: CancellationToken,
+    interval: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(path) = watched.path().map(Path::to_path_buf) else {
+            return;
+        };
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let this = Arc::clone(&watched);
+            let path = path.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if this.stale(FileStamp::of(&path).ok()) {
+                    this.reload_now();
+                }
+            })
+            .await;
+        }
+        debug!(file = %path.display(), "file watcher stopped");
+    })
 }
 
 impl Handler for Hosts {

@@ -1,7 +1,7 @@
 //! The listeners: UDP and TCP sockets that feed queries to the handler chain.
 //!
 //! ```text
-//!   UDP socket xN (SO_REUSEPORT) --recv--> checks --QueryView--> chain.answer_fast --> send   (no task)
+//!   UDP socket xN (SO_REUSEPORT) --recv--> rate limit, checks --QueryView--> chain.answer_fast --> send
 //!                                            |                        | false
 //!                                            |                        v
 //!                                            +--> FORMERR/NOTIMP/  Message::parse --permit--> future:
@@ -33,13 +33,21 @@
 //! stop reading and finish the queries they have, and [`Server::run`] waits for all of it up to a
 //! grace period, after which the remaining work is abandoned.
 //!
-//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); no response rate
-//! limiting; EDNS TCP keepalive (RFC 7828) is not negotiated; the ACL applies per packet for UDP and
-//! per connection for TCP.
+//! A client (an address, or an IPv6 /64) may hold at most `max_tcp_per_client` connections; one
+//! more is closed as soon as it is accepted, so one host cannot take the whole connection budget
+//! even while nobody else needs it. UDP queries can be rate-limited per client network
+//! ([`ratelimit`]): checked before anything else is done with a datagram (the allow-list's REFUSED
+//! included, which a spoofed flood could otherwise reflect), with one clock read per received batch.
+//!
+//! Limitations: no DNS over TLS/HTTPS listener (that is an upstream matter here); the rate limit
+//! counts queries, not responses, and applies to UDP only; EDNS TCP keepalive (RFC 7828) is not
+//! negotiated; the ACL applies per packet for UDP and per connection for TCP.
 
 pub mod acl;
 mod fair;
 mod inline;
+pub mod querylog;
+pub mod ratelimit;
 mod respond;
 mod tcp;
 mod udp;
@@ -64,23 +72,30 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
+pub use ratelimit::{RateLimitConfig, RateLimitCounters};
 
 use fair::{ClientKey, FairBudget};
 
+use crate::handler::HandlerResult;
 use crate::handler::{Chain, Protocol};
+use crate::metrics::{QueryCounters, Source};
 use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::{Message, QueryView, RType};
+use querylog::{Answered, QueryLog};
 
 /// Default idle timeout of a TCP connection.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent TCP connections (per server).
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 256;
+/// Default cap on concurrent TCP connections from one client.
+pub const DEFAULT_MAX_TCP_PER_CLIENT: usize = 64;
 /// Default cap on queries in flight per TCP connection.
 pub const DEFAULT_MAX_TCP_PIPELINE: usize = 32;
 /// Default cap on slow-path UDP queries in flight (per server).
 pub const DEFAULT_MAX_UDP_INFLIGHT: usize = 4096;
 /// How long [`Server::run`] waits for in-flight work after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Safety net: a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
+/// Default safety net ([`ServerConfig::query_deadline`]): a query the chain has not answered after this long is abandoned (SERVFAIL over TCP,
 /// silence over UDP). Handlers have their own, shorter, upstream timeouts; this only keeps a stuck
 /// handler from holding a permit forever.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(15);
@@ -107,6 +122,14 @@ pub struct ServerConfig {
     /// Concurrent TCP connections; at the cap the longest-idle connection is closed to make room
     /// (or the new one, if none is idle).
     pub max_tcp_connections: usize,
+    /// Concurrent TCP connections from one client (an address, or an IPv6 /64); a connection
+    /// beyond it is closed at once.
+    pub max_tcp_per_client: usize,
+    /// Per-client rate limiting of UDP queries, if on ([`ratelimit`]).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// A query the chain has not answered after this long is abandoned: SERVFAIL over TCP, no
+    /// answer over UDP (a safety net above the upstreams' own time budget).
+    pub query_deadline: Duration,
     /// Queries in flight per TCP connection (at least 1).
     pub max_tcp_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP together, shared fairly between clients; above it
@@ -116,8 +139,13 @@ pub struct ServerConfig {
     pub udp_sockets_per_addr: usize,
     /// The EDNS UDP payload size we advertise and the most we send over UDP (at least 512).
     pub max_udp_payload: u16,
-    /// Log every query at debug level (off by default: queries are private).
+    /// Log every query, one `info` line each (off by default: queries are private), unless
+    /// `query_log_file` takes the lines.
     pub log_queries: bool,
+    /// Write the query lines to this file instead ([`querylog`]); implies logging queries.
+    pub query_log_file: Option<Arc<querylog::FileLog>>,
+    /// Every response sent is counted here.
+    pub metrics: Arc<QueryCounters>,
 }
 
 impl Default for ServerConfig {
@@ -130,11 +158,16 @@ impl Default for ServerConfig {
             acl: Acl::loopback(),
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_per_client: DEFAULT_MAX_TCP_PER_CLIENT,
+            rate_limit: None,
+            query_deadline: QUERY_DEADLINE,
             max_tcp_pipeline: DEFAULT_MAX_TCP_PIPELINE,
             max_udp_inflight: DEFAULT_MAX_UDP_INFLIGHT,
             udp_sockets_per_addr: crate::config::knob::worker_threads(0),
             max_udp_payload: DEFAULT_PAYLOAD,
             log_queries: false,
+            query_log_file: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -290,17 +323,33 @@ impl Server {
             chain,
             acl: cfg.acl,
             ours: cfg.max_udp_payload.max(512),
-            log_queries: cfg.log_queries,
+            log_queries: cfg.log_queries || cfg.query_log_file.is_some(),
+            query_log: match cfg.query_log_file {
+                Some(file) => QueryLog::File(file),
+                None if cfg.log_queries => QueryLog::Tracing,
+                None => QueryLog::Off,
+            },
+            metrics: cfg.metrics,
             tcp_idle: cfg.tcp_idle_timeout.max(Duration::from_millis(1)),
             max_pipeline: cfg.max_tcp_pipeline.max(1),
             inflight: FairBudget::new(cfg.max_udp_inflight.max(1)),
             tcp_queued: AtomicUsize::new(0),
             conns: Connections::new(cfg.max_tcp_connections.max(1)),
+            max_tcp_per_client: cfg.max_tcp_per_client.max(1),
+            limiter: cfg.rate_limit.map(ratelimit::RateLimiter::new),
+            started: std::time::Instant::now(),
+            query_deadline: cfg.query_deadline.max(Duration::from_millis(1)),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
             hard_stop,
         });
         Ok(Server { udp, tcp, shared })
+    }
+
+    /// The counts of rate-limited queries, when rate limiting is on: for logs and metrics, valid
+    /// while the server runs and after.
+    pub fn rate_limit_counters(&self) -> Option<Arc<RateLimitCounters>> {
+        self.shared.limiter.as_ref().map(|l| l.counters())
     }
 
     /// The bound addresses: UDP then TCP for each configured address, with actual ports.
@@ -376,7 +425,10 @@ struct Shared {
     acl: Acl,
     /// Our EDNS payload size (at least 512).
     ours: u16,
+    /// Whether `query_log` is on (also logs allow-list refusals).
     log_queries: bool,
+    query_log: QueryLog,
+    metrics: Arc<QueryCounters>,
     tcp_idle: Duration,
     max_pipeline: usize,
     /// Slow-path queries in flight, UDP and TCP, shared fairly between clients.
@@ -384,6 +436,13 @@ struct Shared {
     /// Answers waiting in the write buffers of TCP clients that do not read them (see `tcp`).
     tcp_queued: AtomicUsize,
     conns: Connections,
+    max_tcp_per_client: usize,
+    /// Per-client UDP rate limiting, when on.
+    limiter: Option<ratelimit::RateLimiter>,
+    /// The rate limiter's clock starts here.
+    started: std::time::Instant,
+    /// How long the chain may take over one query.
+    query_deadline: Duration,
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
     pacer: Arc<inline::Pacer>,
@@ -391,11 +450,71 @@ struct Shared {
     hard_stop: CancellationToken,
 }
 
+impl Shared {
+    /// Counts (and logs, if asked) a response about to be sent.
+    #[inline]
+    fn answered(&self, a: &Answered<'_>) {
+        querylog::answered(&self.metrics, &self.query_log, a);
+    }
+
+    /// [`Shared::answered`] for a response no stage produced (a refusal, FORMERR, NOTIMP): the
+    /// question is read from the packet `pkt` if it can be.
+    fn answered_raw(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        pkt: &[u8],
+        response: &[u8],
+        started: Option<std::time::Instant>,
+    ) {
+        let view = QueryView::parse(pkt).ok();
+        self.answered(&Answered {
+            protocol,
+            client,
+            qname: view.as_ref().map_or(&[][..], |v| v.qname),
+            qtype: view.as_ref().map_or(RType(0), |v| v.qtype),
+            response,
+            source: Source::None,
+            upstream: None,
+            started,
+        });
+    }
+
+    /// [`Shared::answered`] for the chain's `outcome` to `query`, written as `response`.
+    fn answered_outcome(
+        &self,
+        protocol: Protocol,
+        client: SocketAddr,
+        query: &Message,
+        outcome: &HandlerResult,
+        response: &[u8],
+        started: Option<std::time::Instant>,
+    ) {
+        let (source, upstream) = match outcome {
+            Ok(a) => (a.origin().into(), a.upstream()),
+            Err(_) => (Source::None, None),
+        };
+        let q = query.question();
+        self.answered(&Answered {
+            protocol,
+            client,
+            qname: q.map_or(&[][..], |q| q.name.as_wire()),
+            qtype: q.map_or(RType(0), |q| q.qtype),
+            response,
+            source,
+            upstream,
+            started,
+        });
+    }
+}
+
 /// The TCP connection registry: a cap, and enough about each connection to pick an idle one to close.
 struct Connections {
     slots: Arc<Semaphore>,
     /// Locked only to add, remove or pick a connection; never held across `.await`.
     live: Mutex<HashMap<u64, Arc<ConnState>>>,
+    /// Open connections per client. Locked after `live` when both are, never across `.await`.
+    held: Mutex<HashMap<ClientKey, usize>>,
     next_id: AtomicU64,
     epoch: Instant,
 }
@@ -418,6 +537,7 @@ impl Connections {
         Connections {
             slots: Arc::new(Semaphore::new(cap)),
             live: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -438,13 +558,32 @@ impl Connections {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         live.insert(state.id, state.clone());
+        *self.lock_held().entry(client).or_default() += 1;
         state
     }
 
     fn unregister(&self, id: u64) {
         // No .await while the lock is held.
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.remove(&id);
+        if let Some(gone) = live.remove(&id) {
+            let mut held = self.lock_held();
+            if let Some(n) = held.get_mut(&gone.client) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&gone.client);
+                }
+            }
+        }
+    }
+
+    /// Connections `client` holds open now.
+    fn held_by(&self, client: ClientKey) -> usize {
+        self.lock_held().get(&client).copied().unwrap_or(0)
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
+        // No .await while the lock is held.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes room for a connection from `newcomer`: closes the connection idle the longest (oldest
@@ -663,6 +802,27 @@ mod tests {
         );
         conns.unregister(a.id);
         assert_eq!(conns.live.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn connections_are_counted_per_client() {
+        let conns = Connections::new(8);
+        let me = ClientKey::of([127, 0, 0, 1].into());
+        let other = ClientKey::of("2001:db8::1".parse().unwrap());
+        let a = conns.register(me, CancellationToken::new());
+        let b = conns.register(me, CancellationToken::new());
+        let c = conns.register(other, CancellationToken::new());
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (2, 1));
+        conns.unregister(a.id);
+        conns.unregister(a.id);
+        assert_eq!(conns.held_by(me), 1, "a second unregister changes nothing");
+        conns.unregister(b.id);
+        conns.unregister(c.id);
+        assert_eq!((conns.held_by(me), conns.held_by(other)), (0, 0));
+        assert!(
+            conns.held.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
     }
 
     /// With every connection busy, one client holding them all gives one up to another client, but

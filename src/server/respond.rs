@@ -224,6 +224,17 @@ pub(super) fn error_response(
 /// OPT. The first question is echoed when it can be read and the response stays no larger than the
 /// packet (no amplification). None when the header cannot be read.
 pub(super) fn error_bytes(pkt: &[u8], rcode: Rcode) -> Option<Vec<u8>> {
+    header_reply(pkt, rcode, false)
+}
+
+/// The answer to a rate-limited query that "slips" through ([`super::ratelimit`]): NOERROR, TC=1,
+/// no records and no OPT, the question echoed as in [`error_bytes`], so never larger than the
+/// query. A real client retries over TCP; a spoofed victim receives no more than was sent.
+pub(super) fn slip(pkt: &[u8]) -> Option<Vec<u8>> {
+    header_reply(pkt, Rcode::NOERROR, true)
+}
+
+fn header_reply(pkt: &[u8], rcode: Rcode, truncated: bool) -> Option<Vec<u8>> {
     let h = Header::parse(pkt).ok()?;
     let question = if h.qdcount > 0 {
         read_first_question(pkt)
@@ -238,6 +249,7 @@ pub(super) fn error_bytes(pkt: &[u8], rcode: Rcode) -> Option<Vec<u8>> {
         recursion_desired: h.recursion_desired,
         checking_disabled: h.checking_disabled,
         recursion_available: rcode != Rcode::REFUSED,
+        truncated,
         rcode_low: rcode.low(),
         qdcount: u16::from(question.is_some()),
         ..Header::default()

@@ -1,7 +1,7 @@
 //! DNS over TCP (RFC 1035 section 4.2.2, RFC 7766).
 //!
 //! ```text
-//!   accept --(slot or evict idlest)--> connection task
+//!   accept --(client under its cap; slot or evict idlest)--> connection task
 //!     read_buf --> rbuf --check/parse frames--> fast path ----------------> wbuf --one write--> client
 //!                                          \--> slow task (<= pipeline) --channel--^
 //! ```
@@ -45,9 +45,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::fair::ClientKey;
+use super::querylog::Answered;
 use super::respond::{self, Prepared, TCP_LIMIT};
-use super::udp::{fast_path_eligible, log_answer, log_view};
-use super::{ConnState, Shared, MAX_TCP_QUERY_LEN, QUERY_DEADLINE};
+use super::udp::fast_path_eligible;
+use super::{ConnState, Shared, MAX_TCP_QUERY_LEN};
 use crate::handler::{BusyReason, HandlerError, Protocol, Request};
 use crate::wire::{Message, QueryView, HEADER_LEN};
 
@@ -87,6 +88,10 @@ pub(super) async fn accept_loop(
             },
         };
         let client = ClientKey::of(peer.ip());
+        if shared.conns.held_by(client) >= shared.max_tcp_per_client {
+            debug!(client = %peer, "this client holds its most tcp connections; closing the new one");
+            continue;
+        }
         let Some(permit) = admit(&shared, client, &stop).await else {
             debug!(client = %peer, "tcp connection cap reached, none idle, this client holds its share; closing the new one");
             continue;
@@ -307,8 +312,10 @@ impl Connection {
     /// One complete query: answered into the write buffer, or spawned.
     fn on_query(&mut self, msg: &[u8]) {
         let shared = &self.shared;
+        let started = shared.log_queries.then(std::time::Instant::now);
         if !self.allowed {
             if let Some(r) = respond::refused(msg, Protocol::Tcp, shared.ours) {
+                shared.answered_raw(Protocol::Tcp, self.peer, msg, &r, started);
                 push_framed(&mut self.wbuf, &r);
             }
             return;
@@ -319,14 +326,20 @@ impl Connection {
         if let Ok(view) = QueryView::parse(msg) {
             if fast_path_eligible(&view) {
                 self.scratch.clear();
-                if shared
+                let origin = shared
                     .chain
-                    .answer_fast(&view, TCP_LIMIT, &mut self.scratch)
-                    && self.scratch.len() <= TCP_LIMIT
-                {
-                    if shared.log_queries {
-                        log_view("tcp", self.peer, &view, "answered on the fast path");
-                    }
+                    .answer_fast(&view, TCP_LIMIT, &mut self.scratch);
+                if let Some(origin) = origin.filter(|_| self.scratch.len() <= TCP_LIMIT) {
+                    shared.answered(&Answered {
+                        protocol: Protocol::Tcp,
+                        client: self.peer,
+                        qname: view.qname,
+                        qtype: view.qtype,
+                        response: &self.scratch,
+                        source: origin.into(),
+                        upstream: None,
+                        started,
+                    });
                     push_framed(&mut self.wbuf, &self.scratch);
                     return;
                 }
@@ -334,16 +347,22 @@ impl Connection {
         }
         match respond::prepare(msg, Protocol::Tcp, shared.ours) {
             Prepared::Drop => {}
-            Prepared::Reply(r) => push_framed(&mut self.wbuf, &r),
-            Prepared::Query(query) => self.spawn_query(query),
+            Prepared::Reply(r) => {
+                shared.answered_raw(Protocol::Tcp, self.peer, msg, &r, started);
+                push_framed(&mut self.wbuf, &r);
+            }
+            Prepared::Query(query) => self.spawn_query(query, started),
         }
     }
 
-    fn spawn_query(&mut self, query: Message) {
+    fn spawn_query(&mut self, query: Message, started: Option<std::time::Instant>) {
         let Ok(share) = self.shared.inflight.admit(self.peer.ip()) else {
             // This client already holds as much of the server's in-flight budget as any other.
             let busy = Err(busy());
             if let Some(bytes) = respond::respond(&query, &busy, TCP_LIMIT, self.shared.ours) {
+                let peer = self.peer;
+                self.shared
+                    .answered_outcome(Protocol::Tcp, peer, &query, &busy, &bytes, started);
                 push_framed(&mut self.wbuf, &bytes);
             }
             return;
@@ -362,18 +381,23 @@ impl Connection {
             };
             let outcome = tokio::select! {
                 biased;
-                r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+                r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
                 _ = shared.hard_stop.cancelled() => return,
                 // Its share went to a client holding less: the query ends now, and says so.
                 _ = share.cancelled() => Ok(Err(busy())),
             };
             drop(share);
-            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(QUERY_DEADLINE)));
+            let outcome = outcome.unwrap_or(Err(HandlerError::Deadline(shared.query_deadline)));
             let response = respond::respond(&req.query, &outcome, TCP_LIMIT, shared.ours);
             if let Some(bytes) = response {
-                if shared.log_queries {
-                    log_answer("tcp", client, &req.query, &bytes);
-                }
+                shared.answered_outcome(
+                    Protocol::Tcp,
+                    client,
+                    &req.query,
+                    &outcome,
+                    &bytes,
+                    started,
+                );
                 let mut framed = Vec::with_capacity(2 + bytes.len());
                 push_framed(&mut framed, &bytes);
                 slot.send(framed);

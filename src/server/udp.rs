@@ -23,18 +23,21 @@ use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::querylog::Answered;
+use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
+use super::Shared;
 use super::{fair, inline};
-use super::{Shared, QUERY_DEADLINE};
 use crate::handler::{Protocol, Request};
-use crate::wire::{Message, Name, Opcode, QueryView, Rcode, HEADER_LEN};
+use crate::wire::{Message, Opcode, QueryView, HEADER_LEN};
 
 /// Largest query read. A longer datagram is cut by the kernel and dropped here: real queries are a
 /// question and an OPT record, a few hundred octets at most.
@@ -92,13 +95,15 @@ pub(super) fn serve(
                 }
             }
         };
+        // One clock read per batch, and none without a rate limit.
+        let now = shared.limiter.as_ref().map(|_| shared.started.elapsed());
         let mut replies = 0;
         for (&(len, addr), buf) in got[..n].iter().zip(rbufs.iter()) {
             let Some(src) = addr.as_ref().and_then(socket_addr) else {
                 continue;
             };
             let pkt = &buf[..len.min(RECV_BUF)];
-            if on_datagram(pkt, src, &shared, &mut outs[replies], &mut slow) {
+            if on_datagram(pkt, src, now, &shared, &mut outs[replies], &mut slow) {
                 dests[replies] = addr;
                 replies += 1;
             }
@@ -145,10 +150,12 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// Handles one datagram: writes into `out` (cleared first) the answer to send now (from the fast
 /// path, or an error reply) and returns true, or returns false when nothing is to be sent now
-/// (dropped, or queued in `slow` for the slow path, which sends its own answer).
+/// (dropped, or queued in `slow` for the slow path, which sends its own answer). `now` is the rate
+/// limiter's clock for this batch (None without a limiter).
 fn on_datagram(
     pkt: &[u8],
     src: SocketAddr,
+    now: Option<Duration>,
     shared: &Arc<Shared>,
     out: &mut Vec<u8>,
     slow: &mut Vec<SlowQuery>,
@@ -158,28 +165,53 @@ fn on_datagram(
     if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
         return false;
     }
+    if let (Some(limiter), Some(now)) = (&shared.limiter, now) {
+        match limiter.check(src.ip(), now) {
+            Verdict::Allow => {}
+            Verdict::Drop => return false,
+            Verdict::Slip => {
+                return respond::slip(pkt).is_some_and(|bytes| copy_into(out, &bytes));
+            }
+        }
+    }
+    let started = shared.log_queries.then(Instant::now);
     if !shared.acl.allows(src.ip()) {
         if shared.log_queries {
             info!(proto = "udp", client = %src, "query refused by the allow-list");
         }
-        return respond::refused(pkt, Protocol::Udp, shared.ours)
-            .is_some_and(|bytes| copy_into(out, &bytes));
+        let Some(bytes) = respond::refused(pkt, Protocol::Udp, shared.ours) else {
+            return false;
+        };
+        shared.answered_raw(Protocol::Udp, src, pkt, &bytes, started);
+        return copy_into(out, &bytes);
     }
     if let Ok(view) = QueryView::parse(pkt) {
         if fast_path_eligible(&view) {
             let max = respond::udp_limit(view.edns.map(|e| e.udp_payload), shared.ours);
-            if shared.chain.answer_fast(&view, max, out) && out.len() <= max {
-                if shared.log_queries {
-                    log_view("udp", src, &view, "answered on the fast path");
+            if let Some(origin) = shared.chain.answer_fast(&view, max, out) {
+                if out.len() <= max {
+                    shared.answered(&Answered {
+                        protocol: Protocol::Udp,
+                        client: src,
+                        qname: view.qname,
+                        qtype: view.qtype,
+                        response: out,
+                        source: origin.into(),
+                        upstream: None,
+                        started,
+                    });
+                    return true;
                 }
-                return true;
             }
             out.clear();
         }
     }
     match respond::prepare(pkt, Protocol::Udp, shared.ours) {
         Prepared::Drop => false,
-        Prepared::Reply(bytes) => copy_into(out, &bytes),
+        Prepared::Reply(bytes) => {
+            shared.answered_raw(Protocol::Udp, src, pkt, &bytes, started);
+            copy_into(out, &bytes)
+        }
         Prepared::Query(query) => {
             let Ok(share) = shared.inflight.admit(src.ip()) else {
                 debug!(client = %src, "in-flight cap reached and this client holds its share; dropping query");
@@ -205,6 +237,7 @@ pub(super) fn fast_path_eligible(view: &QueryView<'_>) -> bool {
 }
 
 async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let started = shared.log_queries.then(Instant::now);
     let req = Request {
         query,
         client: Some(src),
@@ -212,7 +245,7 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
     };
     let outcome = tokio::select! {
         _ = shared.hard_stop.cancelled() => return,
-        r = tokio::time::timeout(QUERY_DEADLINE, shared.chain.handle(&req)) => r,
+        r = tokio::time::timeout(shared.query_deadline, shared.chain.handle(&req)) => r,
     };
     let Ok(outcome) = outcome else {
         debug!(client = %src, "query deadline passed; no answer sent");
@@ -222,9 +255,7 @@ async fn slow_path(query: Message, src: SocketAddr, sock: Arc<UdpSocket>, shared
     let Some(bytes) = respond::respond(&req.query, &outcome, limit, shared.ours) else {
         return;
     };
-    if shared.log_queries {
-        log_answer("udp", src, &req.query, &bytes);
-    }
+    shared.answered_outcome(Protocol::Udp, src, &req.query, &outcome, &bytes, started);
     if let Err(e) = sock.send_to(&bytes, src) {
         debug!(error = %e, "udp send failed");
     }
@@ -244,22 +275,5 @@ fn recv_error(e: std::io::Error) {
             debug!(error = %e, "udp receive failed");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-    }
-}
-
-/// The log line of a fast-path answer (only when query logging is on, which the user asked for:
-/// at `info`, so the default log level shows it).
-pub(super) fn log_view(proto: &'static str, client: SocketAddr, view: &QueryView<'_>, what: &str) {
-    let name = Name::from_wire(view.qname).map_or_else(|_| "?".to_string(), |n| n.to_string());
-    info!(proto, %client, qname = %name, qtype = %view.qtype, "{what}");
-}
-
-/// The log line of a slow-path answer (only when query logging is on; at `info`, as above).
-pub(super) fn log_answer(proto: &'static str, client: SocketAddr, query: &Message, resp: &[u8]) {
-    if let (Some(q), Ok(h)) = (query.question(), crate::wire::Header::parse(resp)) {
-        info!(
-            proto, %client, qname = %q.name, qtype = %q.qtype, rcode = %Rcode(u16::from(h.rcode_low)),
-            answers = h.ancount, "answered"
-        );
     }
 }

@@ -12,7 +12,24 @@
 //! addresses (section 6.3) and `invalid` names with NXDOMAIN (section 6.4); RFC 6303 lists the
 //! reverse zones of private and special addresses that every resolver should serve itself, empty;
 //! RFC 7686 (`onion`) and RFC 8375 (`home.arpa`) ask the same. The set is unbound's default local
-//! zones, less `test.` (this project's own tests use `.test` zones on local servers).
+//! zones, less `test.` (this project's own tests use `.test` zones on local servers), plus three
+//! kinds of name a laptop leaks otherwise:
+//!
+//! - `local` and every name below it: multicast DNS names (RFC 6762 section 22.1 asks caching
+//!   servers to answer them negatively at once, never to send them to unicast DNS servers). Only
+//!   an mDNS responder (avahi, systemd-resolved) can answer them; `printer.local` sent to a public
+//!   resolver tells it what is on this network and can only come back NXDOMAIN.
+//! - `use-application-dns.net`: Mozilla's canary name. NXDOMAIN for it tells Firefox not to turn
+//!   on its own DNS-over-HTTPS, so it keeps using the system resolver, which is this one, with its
+//!   local names, rules and cache.
+//! - Single-label names (`printer`, `wpad`, `nas`): what a program asks when a search list did
+//!   not qualify a name. No public server has an address for them, and `wpad` answered by the
+//!   wrong party is a proxy hijack. They are answered NXDOMAIN here, except the DNS
+//!   infrastructure types of a top-level domain (SOA, NS, DS, DNSKEY and the DNSSEC records): `com
+//!   DS` is a real question a validator asks, and its answer is public. A forwarding rule whose
+//!   domain is the name (a rule for `lan` or `corp`) or contains it (a rule for the root) sends the
+//!   name there instead, and the hosts stage (before this one) still answers `printer` from
+//!   /etc/hosts. `hosts.single_label = false` passes them on.
 //!
 //! A forwarding rule wins: a zone that a rule's domain equals or contains is left out, and a name at
 //! or below a rule's domain inside a zone is passed on, so `168.192.in-addr.arpa` forwarded to the
@@ -34,7 +51,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tracing::debug;
 
-use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
+use crate::handler::{
+    local_answer, Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Request, Verdict,
+};
 use crate::wire::{Class, Message, Name, RData, RType, Rcode, Record, Soa};
 
 /// TTL of synthesised records and of the SOA (also its minimum, the negative TTL): see the module
@@ -49,6 +68,8 @@ enum Kind {
     /// Only its SOA and, with `ptr`, PTR `localhost.` at that name (a loopback address's reverse
     /// name). The apex, `ptr` and the names between them exist; any other name below is NXDOMAIN.
     Static { ptr: Option<Name> },
+    /// Nothing exists, not even the apex: NXDOMAIN for every name (Mozilla's canary).
+    Nonexistent,
 }
 
 /// One special zone.
@@ -89,6 +110,13 @@ fn default_zones() -> Vec<Zone> {
         empty("invalid"),
         empty("onion"),
         empty("home.arpa"),
+        // RFC 6762 section 22.1: multicast DNS names.
+        empty("local"),
+        // Mozilla's DoH canary: NXDOMAIN keeps Firefox on the system resolver.
+        empty("use-application-dns.net").map(|z| Zone {
+            kind: Kind::Nonexistent,
+            ..z
+        }),
         // RFC 6303 section 4: private (RFC 1918), "this network", link-local, documentation,
         // broadcast; ::, unique local, link-local, documentation.
         empty("10.in-addr.arpa"),
@@ -125,15 +153,41 @@ pub struct SpecialNames {
     tops: Vec<Name>,
     /// Forwarding rules' domains inside a served zone: names at or below them are passed on.
     carved_out: Vec<Name>,
+    /// Whether single-label names are answered here (see the module docs).
+    single_label: bool,
+    /// Forwarding rules' domains: a single-label name at or below one of them is passed on.
+    forwarded: Vec<Name>,
+    /// Search domains: a single-label name is looked up below each, in order (`hosts.search`).
+    search: Vec<Name>,
     soa: Soa,
     localhost: Name,
 }
 
+/// Types a single-label name is still asked upstream for: a top-level domain's public zone data,
+/// which validators and diagnostics ask for.
+const TLD_INFRASTRUCTURE: [RType; 10] = [
+    RType::SOA,
+    RType::NS,
+    RType::DS,
+    RType::DNSKEY,
+    RType::RRSIG,
+    RType::NSEC,
+    RType::NSEC3,
+    RType::NSEC3PARAM,
+    RType::CDS,
+    RType::CDNSKEY,
+];
+
 impl SpecialNames {
     /// The default zones, less every zone that one of `forwarded` (a forwarding rule's domains)
     /// equals or contains; a rule's domain inside a zone carves its names out of it. Either way
-    /// those names go where the rule sends them.
+    /// those names go where the rule sends them. Single-label names are answered too.
     pub fn new(forwarded: &[Name]) -> SpecialNames {
+        SpecialNames::with_single_label(forwarded, true)
+    }
+
+    /// [`SpecialNames::new`], with single-label names answered here only if `single_label`.
+    pub fn with_single_label(forwarded: &[Name], single_label: bool) -> SpecialNames {
         let zones: Vec<Zone> = default_zones()
             .into_iter()
             .filter(|z| {
@@ -161,6 +215,9 @@ impl SpecialNames {
             zones,
             tops,
             carved_out,
+            single_label,
+            forwarded: forwarded.to_vec(),
+            search: Vec::new(),
             soa: Soa {
                 mname: name("localhost"),
                 rname: name("nobody.invalid"),
@@ -172,6 +229,14 @@ impl SpecialNames {
             },
             localhost: name("localhost"),
         }
+    }
+
+    /// With these search domains, a single-label name (`printer`) is looked up as `printer.DOMAIN`
+    /// through the stages after this one, each domain in order, and the first that exists answers
+    /// with a CNAME from the name to it; only when none does is the name NXDOMAIN.
+    pub fn with_search(mut self, search: Vec<Name>) -> SpecialNames {
+        self.search = search;
+        self
     }
 
     /// Zones served.
@@ -189,6 +254,11 @@ impl SpecialNames {
         let q = query.question()?;
         if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
             return None;
+        }
+        if q.name.label_count() == 1 && self.single_label {
+            if let Some(response) = self.single_label_answer(query, &q.name, q.qtype) {
+                return Some(response);
+            }
         }
         if !self.tops.iter().any(|t| q.name.is_subdomain_of(t)) {
             return None;
@@ -225,6 +295,7 @@ impl SpecialNames {
                 // an NXDOMAIN there would deny the name below).
                 at_apex || ptr.is_some_and(|p| p.is_subdomain_of(&q.name))
             }
+            Kind::Nonexistent => false,
         };
         if at_apex && wants(RType::SOA) {
             response.answers.push(soa.clone());
@@ -242,17 +313,117 @@ impl SpecialNames {
         }
         Some(response)
     }
+
+    /// NXDOMAIN for a single-label `name`, unless a zone of ours, a forwarding rule or the type
+    /// (a top-level domain's zone data) says otherwise. The negative answer carries an SOA at the
+    /// root, the closest zone that surely exists, with a TTL of 0 like every answer here.
+    fn single_label_answer(&self, query: &Message, name: &Name, qtype: RType) -> Option<Message> {
+        if TLD_INFRASTRUCTURE.contains(&qtype)
+            || self.zones.iter().any(|z| name.is_subdomain_of(&z.apex))
+            || self.forwarded.iter().any(|d| name.is_subdomain_of(d))
+        {
+            return None;
+        }
+        let mut response = Message::response_to(query);
+        response.header.authoritative = false;
+        response.set_rcode(Rcode::NXDOMAIN);
+        response
+            .authority
+            .push(Record::new(Name::root(), TTL, RData::Soa(self.soa.clone())));
+        Some(response)
+    }
+}
+
+impl SpecialNames {
+    /// The single-label `name` looked up below each search domain through `next`: the first
+    /// answer that is not NXDOMAIN, with a CNAME from `name` to the qualified name in front (TTL
+    /// 0); `None` when no domain has it (or the answers cannot be used).
+    async fn search_below(&self, req: &Request, next: Next<'_>) -> Option<HandlerResult> {
+        let q = req.query.question()?;
+        for domain in &self.search {
+            let Ok(qualified) = domain.prepend(q.name.labels().next()?) else {
+                continue;
+            };
+            let mut query = req.query.clone();
+            query.questions[0].name = qualified.clone();
+            let sub = Request {
+                query,
+                client: req.client,
+                protocol: req.protocol,
+            };
+            // The qualified name may be special itself (`printer.local`): answered here then.
+            let result = match self.answer(&sub.query) {
+                Some(local) => local_answer(&local),
+                None => next.run(&sub).await,
+            };
+            let answer = match result {
+                Ok(a) if a.rcode() != Rcode::NXDOMAIN => a,
+                Ok(_) => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            let Ok(found) = answer.message() else {
+                continue;
+            };
+            let mut response = Message::response_to(&req.query);
+            response.set_rcode(found.rcode());
+            response.header.authentic_data = false;
+            response.answers.push(Record::new(
+                q.name.clone(),
+                TTL,
+                RData::Cname(qualified.clone()),
+            ));
+            response.answers.extend(found.answers);
+            response.authority = found.authority;
+            debug!(name = %q.name, as_name = %qualified, "single-label name found below a search domain");
+            return Some(
+                Answer::from_message(&response, answer.origin(), Verdict::Unchecked)
+                    .map(|a| match answer.upstream() {
+                        Some(u) => a.with_upstream(u.into()),
+                        None => a,
+                    })
+                    .map_err(HandlerError::internal),
+            );
+        }
+        None
+    }
+
+    async fn resolve(&self, req: &Request, next: Next<'_>) -> HandlerResult {
+        let searchable = !self.search.is_empty()
+            && req.query.question().is_some_and(|q| {
+                q.name.label_count() == 1
+                    && self.single_label
+                    && self
+                        .single_label_answer(&req.query, &q.name, q.qtype)
+                        .is_some()
+            });
+        if searchable {
+            if let Some(found) = self.search_below(req, next).await {
+                return found;
+            }
+        }
+        match self.answer(&req.query) {
+            Some(response) => {
+                debug!(rcode = %response.rcode(), "answered as a special-use name");
+                local_answer(&response)
+            }
+            None => next.run(req).await,
+        }
+    }
 }
 
 impl Handler for SpecialNames {
     fn handle<'a>(&'a self, req: &'a Request, next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
-        match self.answer(&req.query) {
-            Some(response) => {
-                debug!(rcode = %response.rcode(), "answered as a special-use name");
-                Box::pin(std::future::ready(local_answer(&response)))
-            }
-            None => next.run(req),
+        if self.search.is_empty() {
+            // The common case stays free of an async block.
+            return match self.answer(&req.query) {
+                Some(response) => {
+                    debug!(rcode = %response.rcode(), "answered as a special-use name");
+                    Box::pin(std::future::ready(local_answer(&response)))
+                }
+                None => next.run(req),
+            };
         }
+        Box::pin(self.resolve(req, next))
     }
 
     fn name(&self) -> &'static str {
@@ -307,7 +478,7 @@ mod tests {
         let any = types(ask(&s, "x.localhost", RType::ANY).unwrap());
         assert_eq!(any, [RType::A, RType::AAAA]);
         // Not a subdomain on a label boundary.
-        assert!(ask(&s, "notlocalhost", RType::A).is_none());
+        assert!(ask(&s, "notlocalhost.example", RType::A).is_none());
         assert!(ask(&s, "localhost.example.com", RType::A).is_none());
     }
 
@@ -386,7 +557,7 @@ mod tests {
             "1.0.128.100.in-addr.arpa",
             "8.8.8.8.in-addr.arpa",
             "www.example.com",
-            "local",
+            "notlocal.example",
         ] {
             assert!(ask(&s, name, RType::PTR).is_none(), "{name}");
         }
@@ -425,10 +596,83 @@ mod tests {
 
     #[test]
     fn every_listed_zone_is_served() {
-        // 21 listed one by one, 16 for 172.16/12, 64 for 100.64/10.
+        // 23 listed one by one, 16 for 172.16/12, 64 for 100.64/10.
         let s = SpecialNames::new(&[]);
-        assert_eq!(s.len(), 21 + 16 + 64);
+        assert_eq!(s.len(), 23 + 16 + 64);
         let tops: Vec<String> = s.tops.iter().map(|t| t.to_string()).collect();
-        assert_eq!(tops, ["localhost.", "arpa.", "invalid.", "onion."]);
+        assert_eq!(
+            tops,
+            [
+                "localhost.",
+                "arpa.",
+                "invalid.",
+                "onion.",
+                "local.",
+                "net."
+            ]
+        );
+    }
+
+    #[test]
+    fn mdns_names_and_the_doh_canary_are_nxdomain() {
+        let s = SpecialNames::new(&[]);
+        for name in [
+            "printer.local",
+            "a.b.LOCAL",
+            "use-application-dns.net",
+            "x.use-application-dns.net",
+        ] {
+            for qtype in [RType::A, RType::AAAA, RType::SRV, RType::TXT] {
+                let m = ask(&s, name, qtype).unwrap();
+                assert_eq!(m.rcode(), Rcode::NXDOMAIN, "{name} {qtype}");
+                assert!(m.answers.is_empty());
+                assert_eq!(m.authority[0].rtype(), RType::SOA);
+            }
+        }
+        // The canary's apex does not exist either; `local` itself is an empty zone apex.
+        let m = ask(&s, "use-application-dns.net", RType::SOA).unwrap();
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(ask(&s, "local", RType::A).unwrap().rcode(), Rcode::NOERROR);
+        // Other .net names are not ours.
+        assert!(ask(&s, "application-dns.net", RType::A).is_none());
+        assert!(ask(&s, "www.example.net", RType::A).is_none());
+        // A rule for the VPN's `local` domain (some networks misuse it) takes the names.
+        let s = SpecialNames::new(&[n("corp.local")]);
+        assert!(ask(&s, "fs.corp.local", RType::A).is_none());
+        assert!(ask(&s, "printer.local", RType::A).is_some());
+    }
+
+    #[test]
+    fn single_label_names_are_nxdomain_unless_a_rule_or_the_type_says_otherwise() {
+        let s = SpecialNames::new(&[]);
+        for name in ["printer", "WPAD", "nas"] {
+            for qtype in [RType::A, RType::AAAA, RType::ANY, RType::MX, RType::HTTPS] {
+                let m = ask(&s, name, qtype).unwrap();
+                assert_eq!(m.rcode(), Rcode::NXDOMAIN, "{name} {qtype}");
+                assert!(m.answers.is_empty());
+                assert!(m.authority[0].name.is_root());
+                assert_eq!(m.authority[0].ttl, TTL);
+            }
+        }
+        // A top-level domain's zone data goes upstream (validators ask `com DS`).
+        for qtype in TLD_INFRASTRUCTURE {
+            assert!(ask(&s, "com", qtype).is_none(), "{qtype}");
+        }
+        // Two labels or more, and the root, are not single-label names.
+        assert!(ask(&s, "printer.lan", RType::A).is_none());
+        assert!(s.answer(&Message::query(Name::root(), RType::A)).is_none());
+        // Our own single-label zones keep their answers.
+        let m = ask(&s, "localhost", RType::A).unwrap();
+        assert_eq!(data(&m), [RData::A(Ipv4Addr::LOCALHOST)]);
+        // A rule for the name, or for the root, forwards it.
+        let s = SpecialNames::new(&[n("lan")]);
+        assert!(ask(&s, "lan", RType::A).is_none());
+        assert!(ask(&s, "printer", RType::A).is_some());
+        let s = SpecialNames::new(&[Name::root()]);
+        assert!(ask(&s, "printer", RType::A).is_none());
+        // Turned off: passed on.
+        let s = SpecialNames::with_single_label(&[], false);
+        assert!(ask(&s, "printer", RType::A).is_none());
+        assert!(ask(&s, "printer.local", RType::A).is_some());
     }
 }

@@ -382,6 +382,10 @@ impl Transport for DohTransport {
     fn reset(&self) {
         DohTransport::reset(self);
     }
+
+    fn stats(&self) -> Option<super::TransportStats> {
+        Some(DohTransport::stats(self))
+    }
 }
 
 /// Why a request produced no answer: the connection failed (worth one retry on a fresh one), or

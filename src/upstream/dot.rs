@@ -220,6 +220,10 @@ impl Transport for DotTransport {
     fn reset(&self) {
         DotTransport::reset(self);
     }
+
+    fn stats(&self) -> Option<super::TransportStats> {
+        Some(DotTransport::stats(self))
+    }
 }
 
 /// The addresses to connect to: the bootstrap list, or the URL's own IP address.

@@ -74,6 +74,9 @@ pub enum UpstreamError {
     /// The upstream URL or its options are unusable.
     #[error("bad upstream configuration: {0}")]
     Config(BadConfig),
+    /// `network://`: the network gave no resolvers (none listed, or only loopback ones).
+    #[error("the network's resolv.conf lists no usable resolver")]
+    NoNetworkResolvers,
 }
 
 impl UpstreamError {

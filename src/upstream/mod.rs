@@ -23,6 +23,7 @@ pub mod doh;
 pub mod dot;
 pub mod error;
 pub mod netwatch;
+pub mod network;
 pub mod padding;
 pub mod plain;
 pub mod pool;
@@ -41,9 +42,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::handler::BoxFuture;
+use crate::metrics::{UpstreamCounters, UpstreamCounts};
 use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
+pub use tls::TransportStats;
 
 use crate::wire::{Header, Message, QueryFlags, Question, Rcode};
 
@@ -80,6 +85,12 @@ pub trait Transport: Send + Sync + 'static {
     /// addresses, a resume from suspend. Queries in flight may fail or be retried on a fresh
     /// connection; later queries open one. The default does nothing (nothing is pooled).
     fn reset(&self) {}
+
+    /// Connection counters (handshakes, ...) of a transport that keeps connections; `None` for
+    /// one that does not (plain UDP).
+    fn stats(&self) -> Option<TransportStats> {
+        None
+    }
 }
 
 /// The query we send upstream for `question`, with message ID `id`: the flags the caller chose
@@ -103,6 +114,8 @@ pub fn forwarding_flags(client_query: &Message) -> QueryFlags {
 pub struct Reply {
     pub message: Message,
     pub wire: Bytes,
+    /// The URL of the upstream that answered.
+    pub upstream: Arc<str>,
 }
 
 impl Reply {
@@ -176,19 +189,37 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
 /// One upstream: a transport plus the checks every answer must pass.
 pub struct Upstream {
     transport: Arc<dyn Transport>,
+    /// The transport's URL, shared with every [`Reply`] (the query log names it).
+    url: Arc<str>,
     timeout: Duration,
+    counters: UpstreamCounters,
 }
 
 impl Upstream {
     /// An upstream over `transport`; every exchange is abandoned after `timeout` (a safety net over
     /// the transport's own timeout).
     pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
-        Upstream { transport, timeout }
+        Upstream {
+            url: Arc::from(transport.url()),
+            transport,
+            timeout,
+            counters: UpstreamCounters::default(),
+        }
     }
 
     /// The upstream's URL.
     pub fn url(&self) -> &str {
         self.transport.url()
+    }
+
+    /// What this upstream did so far: exchanges, failures, latency.
+    pub fn counts(&self) -> UpstreamCounts {
+        self.counters.snapshot()
+    }
+
+    /// The transport's connection counters, if it keeps connections.
+    pub fn transport_stats(&self) -> Option<TransportStats> {
+        self.transport.stats()
     }
 
     /// Drops the transport's pooled connections ([`Transport::reset`]).
@@ -208,11 +239,20 @@ impl Upstream {
         let wire = sent
             .encode()
             .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
-        let raw = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
+        let start = Instant::now();
+        let checked = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
             .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
-        let message = check_answer(&sent, &raw)?;
+            .map_err(|_| UpstreamError::Timeout(self.timeout))
+            .and_then(|r| {
+                let raw = r?;
+                let message = check_answer(&sent, &raw)?;
+                Ok((raw, message))
+            });
+        // A future dropped before this point (the pool moved on) is not counted.
+        self.counters.record(checked.is_ok(), start.elapsed());
+        let (raw, message) = checked?;
         Ok(Reply {
+            upstream: self.url.clone(),
             message,
             wire: Bytes::from(raw),
         })
@@ -291,6 +331,9 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
                 tls_options(host),
                 opts,
             )?)
+        }
+        UpstreamUrl::Network { path } => {
+            Arc::new(network::NetworkTransport::new(path.clone(), spec.timeout))
         }
         UpstreamUrl::Https { host, .. } => {
             let method = if spec.doh_get {

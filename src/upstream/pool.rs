@@ -242,6 +242,11 @@ impl UpstreamGroup {
         self.members.iter().map(|m| m.upstream.url()).collect()
     }
 
+    /// The upstreams, in configured order (for their counters).
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.members.iter().map(|m| &m.upstream)
+    }
+
     /// The health of each upstream, in configured order.
     pub fn health(&self) -> Vec<UpstreamHealth> {
         self.members
@@ -584,6 +589,8 @@ struct Attempt<'a> {
 }
 
 /// What woke the query loop.
+// A value of one loop turn on the stack: boxing the answer would allocate per answer for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Done(usize, Result<Reply, UpstreamError>),
     Timer,

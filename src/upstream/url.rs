@@ -1,5 +1,5 @@
 //! Upstream addresses written as URLs: `udp://IP[:PORT]`, `tcp://IP[:PORT]`, `tls://HOST[:PORT]`,
-//! `https://HOST[:PORT]/PATH`.
+//! `https://HOST[:PORT]/PATH`, and `network://[PATH]`, the resolvers the network gave us.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +20,9 @@ pub enum UpstreamUrl {
         port: u16,
         path: String,
     },
+    /// The network's own resolvers, read from a resolv.conf: `PATH` (`network:///etc/resolv.conf`)
+    /// or, with none, the first found of `network::SOURCES`. Plain DNS; forwarding rules only.
+    Network { path: Option<std::path::PathBuf> },
 }
 
 impl UpstreamUrl {
@@ -33,7 +36,13 @@ impl UpstreamUrl {
         match self {
             UpstreamUrl::Udp(a) | UpstreamUrl::Tcp(a) => Some(a.ip()),
             UpstreamUrl::Tls { host, .. } | UpstreamUrl::Https { host, .. } => host.parse().ok(),
+            UpstreamUrl::Network { .. } => None,
         }
+    }
+
+    /// True for `network://`, which only forwarding rules may use.
+    pub fn is_network(&self) -> bool {
+        matches!(self, UpstreamUrl::Network { .. })
     }
 }
 
@@ -115,8 +124,19 @@ impl FromStr for UpstreamUrl {
                     path: path.to_string(),
                 })
             }
+            "network" => {
+                if !(rest.is_empty() || rest.starts_with('/')) {
+                    return Err(format!(
+                        "{s:?}: network:// takes no host, only an optional resolv.conf path \
+                         (network:///etc/resolv.conf)"
+                    ));
+                }
+                Ok(UpstreamUrl::Network {
+                    path: (!rest.is_empty()).then(|| rest.into()),
+                })
+            }
             other => Err(format!(
-                "{s:?}: unknown scheme {other:?} (expected udp, tcp, tls or https)"
+                "{s:?}: unknown scheme {other:?} (expected udp, tcp, tls, https or network)"
             )),
         }
     }
@@ -134,6 +154,8 @@ impl fmt::Display for UpstreamUrl {
         match self {
             UpstreamUrl::Udp(a) => write!(f, "udp://{a}"),
             UpstreamUrl::Tcp(a) => write!(f, "tcp://{a}"),
+            UpstreamUrl::Network { path: None } => write!(f, "network://"),
+            UpstreamUrl::Network { path: Some(p) } => write!(f, "network://{}", p.display()),
             UpstreamUrl::Tls { host: h, port } => write!(f, "tls://{}:{port}", host(h)),
             UpstreamUrl::Https {
                 host: h,

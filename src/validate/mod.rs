@@ -285,7 +285,7 @@ pub(super) fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) ->
     } else {
         answer.wire_bytes()
     };
-    Ok(Answer::checked(wire, answer.origin(), judged.verdict))
+    Ok(answer.rewritten(wire).with_verdict(judged.verdict))
 }
 
 /// The text of the Extended DNS Error an insecure answer carries.

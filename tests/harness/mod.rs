@@ -261,6 +261,8 @@ pub struct Dnsveil {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub child: Guard,
+    /// Its own runtime directory (RUNTIME_DIRECTORY), where its control socket goes by default.
+    pub runtime_dir: tempfile::TempDir,
     log: Arc<Log>,
     /// Reads stderr into `log`; ends at the process's exit (end of the pipe).
     reader: Option<std::thread::JoinHandle<()>>,
@@ -318,6 +320,9 @@ impl Dnsveil {
             }
             None => Command::new(bin),
         };
+        // Each instance gets a runtime directory of its own, so that its default control socket
+        // is its own (tests run in parallel).
+        let runtime_dir = tempfile::tempdir().expect("runtime directory");
         cmd.arg("run").args(args);
         // The fake upstreams of most tests serve unsigned data for names under the real root,
         // which a validator rightly calls bogus: a test validates only when it says so.
@@ -326,7 +331,8 @@ impl Dnsveil {
         }
         cmd.stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("RUNTIME_DIRECTORY", runtime_dir.path());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -369,9 +375,28 @@ impl Dnsveil {
             udp,
             tcp,
             child: Guard(child),
+            runtime_dir,
             log,
             reader: Some(reader),
         }
+    }
+
+    /// The control socket at its default place (in [`Dnsveil::runtime_dir`]).
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.path().join("control.sock")
+    }
+
+    /// The address logged on a line containing `marker` as `addr=IP:PORT`, waiting up to 10 s
+    /// for the line (e.g. the metrics endpoint's, with port 0 asked for).
+    pub fn logged_addr(&self, marker: &str) -> SocketAddr {
+        assert!(
+            self.wait_logged(marker, Duration::from_secs(10)),
+            "no {marker:?} line; log:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains(marker)).expect("line");
+        addr_after(line, "addr=").unwrap_or_else(|| panic!("no addr= in {line}"))
     }
 
     /// The first UDP address.
@@ -453,4 +478,89 @@ pub fn test_zone(origin: &str) -> String {
         z.push_str(&format!("big IN A 198.51.100.{}\n", i + 1));
     }
     z
+}
+
+/// A plain-UDP upstream on 127.0.0.1 that answers every query with A 192.0.2.53 (TTL 60) and
+/// records the question names it got, lower-cased and without the final dot; its own `network`
+/// answer (the address it gives) can differ per fake, so a test can tell which one answered.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Answers with A 192.0.2.53.
+    pub fn start() -> FakeUpstream {
+        Self::answering([192, 0, 2, 53].into())
+    }
+
+    /// Answers every A query with `ip` (other types: NODATA).
+    pub fn answering(ip: std::net::Ipv4Addr) -> FakeUpstream {
+        Self::on(
+            UdpSocket::bind("127.0.0.1:0").expect("bind fake upstream"),
+            ip,
+        )
+    }
+
+    /// Like [`FakeUpstream::answering`], on a socket the caller bound (port 53 for a resolver
+    /// named in a resolv.conf).
+    pub fn on(sock: UdpSocket, ip: std::net::Ipv4Addr) -> FakeUpstream {
+        use dnsveil::wire::{RData, Record};
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65535];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(q) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                let Some(question) = q.question().cloned() else {
+                    continue;
+                };
+                let name = question.name.to_string().to_ascii_lowercase();
+                // Recorded before the answer leaves: an answered query is in the list.
+                seen2
+                    .lock()
+                    .expect("seen")
+                    .push(name.trim_end_matches('.').to_string());
+                let mut r = Message::response_to(&q);
+                if question.qtype == RType::A {
+                    r.answers
+                        .push(Record::new(question.name.clone(), 60, RData::A(ip)));
+                }
+                if let Ok(bytes) = r.encode() {
+                    let _ = sock.send_to(&bytes, peer);
+                }
+            }
+        });
+        FakeUpstream {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The names asked so far, in order.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

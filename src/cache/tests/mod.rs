@@ -179,7 +179,7 @@ fn edns(dnssec_ok: bool) -> Option<Edns> {
 fn fast(c: &Cache, raw: &[u8], max_len: usize) -> Option<Vec<u8>> {
     let view = QueryView::parse(raw).unwrap();
     let mut out = Vec::new();
-    c.answer_fast(&view, max_len, &mut out).then_some(out)
+    c.answer_fast(&view, max_len, &mut out).map(|_| out)
 }
 
 /// TTLs of a response's records, in order, with their sections.

@@ -34,6 +34,8 @@
 
 mod base32hex;
 mod calendar;
+
+pub(crate) use calendar::civil_from_days;
 mod lexer;
 mod parse;
 mod present;
