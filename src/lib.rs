@@ -3,7 +3,9 @@
 //! ```text
 //!  client --UDP/TCP--> server --> Chain: block -> cache -> hosts/local -> DHCP leases
 //!    ^   (allow-list, rate limit,    ^     -> special-use names -> captive portal -> validator
-//!    |    connection caps)           |     -> forwarding rules -> default upstream  |
+//!    |    connection caps)           |     -> forwarding rules -> default upstream
+//!    |                               |        (or, in recursive mode, after the rules -> recursor)
+//!    |                               |                                          |
 //!    |                               +-- Answer: wire bytes, origin, verdict <--+
 //!    |                                   (stored by the cache with its verdict)
 //!    +-- wire::response::write: the client's response, written once from those bytes
@@ -22,7 +24,8 @@
 //! composes them from a validated `config::Config`; nothing imports `app`. `metrics` (counters)
 //! depends on `handler` and `wire` only, so anything may record into it; `observe` (reading the
 //! counters, the Prometheus endpoint) and `control` (the control socket) sit beside `app`, above
-//! the layers they read; `portal` is a stage over `upstream`.
+//! the layers they read; `portal` is a stage over `upstream`. `recursor` (iterative resolution from the root) is a
+//! stage too: `recursor -> upstream::plain, handler, wire`.
 #![forbid(unsafe_code)]
 // The library exists for the binary and its tests; its docs are read with private items included
 // (`cargo doc --document-private-items`, checked in CI), so module docs may link to private
@@ -46,6 +49,7 @@ pub mod notify;
 pub mod observe;
 pub mod portal;
 pub mod query;
+pub mod recursor;
 pub mod server;
 pub mod special;
 pub mod upstream;

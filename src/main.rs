@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::{ConfigSource, Plan};
-use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Overrides, Strategy};
+use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Mode, Overrides, Strategy};
 use dnsveil::control;
 use dnsveil::server::acl::Cidr;
 use dnsveil::server::Activated;
@@ -248,6 +248,21 @@ struct RunArgs {
     /// resolver.insecure_domains).
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     insecure_domain: Vec<Name>,
+    /// forward (to the upstreams) or recursive (resolve from the root); replaces resolver.mode.
+    #[arg(long, value_name = "forward|recursive", value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// Root hints file in named.root format, replacing the embedded hints (replaces
+    /// resolver.root_hints).
+    #[arg(long, value_name = "FILE")]
+    root_hints: Option<PathBuf>,
+    /// Port of the authoritative servers in recursive mode (replaces resolver.query_port).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(knob::QUERY_PORT.min..=knob::QUERY_PORT.max))]
+    query_port: Option<u64>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
 }
 
 fn parse_dnssec_mode(s: &str) -> Result<DnssecMode, String> {
@@ -646,6 +661,9 @@ fn source(args: RunArgs) -> ConfigSource {
         dnssec: args.dnssec,
         trust_anchors: args.trust_anchor,
         insecure_domains: args.insecure_domain,
+        mode: args.mode,
+        root_hints: args.root_hints,
+        query_port: args.query_port,
     };
     Arc::new(move || {
         let mut config = match &path {

@@ -862,3 +862,94 @@ fn check_config_warns_of_a_lan_listener_with_a_loopback_only_allow_list() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
 }
+
+// --- Recursive mode ---
+
+#[test]
+fn recursive_mode_keys_parse_and_are_checked() {
+    let c =
+        parse("[resolver]\nmode = \"recursive\"\nquery_port = 5300\nquery_ipv6 = false\n").unwrap();
+    assert_eq!(c.resolver.mode, dnsveil::config::Mode::Recursive);
+    assert_eq!(c.resolver.query_port, 5300);
+    assert!(!c.resolver.query_ipv6);
+    assert_eq!(c.resolver.root_hints, None);
+    // No upstream is needed in recursive mode, one is in forwarding mode.
+    assert!(c.check_runnable().is_ok());
+    let fwd = parse("").unwrap();
+    assert_eq!(fwd.resolver.mode, dnsveil::config::Mode::Forward);
+    assert!(fwd.check_runnable().is_err());
+
+    let e = parse("[resolver]\nmode = \"iterative\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("resolver.mode: \"iterative\" is not a mode (expected forward or recursive)"),
+        "{e}"
+    );
+    let e = parse("[resolver]\nquery_port = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("resolver.query_port: 0 is out of range (expected 1 to 65535"),
+        "{e}"
+    );
+    let e = parse("[resolver]\nroot_hints = \"\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("resolver.root_hints: empty path"), "{e}");
+}
+
+#[test]
+fn a_bad_root_hints_file_is_rejected_by_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let hints = dir.path().join("bad.hints");
+    std::fs::write(&hints, ". 3600000 NS a.root-servers.net.\n").unwrap();
+    let conf = dir.path().join("rec.toml");
+    std::fs::write(
+        &conf,
+        "[resolver]\nmode = \"recursive\"\nroot_hints = \"bad.hints\"\n[server]\n\
+         listen = [\"127.0.0.1:0\"]\n[hosts]\nfile = \"\"\n",
+    )
+    .unwrap();
+    rejected_by_both(
+        &conf,
+        &["resolver.root_hints: no root server with an address"],
+    );
+    // The flag is checked the same way, and names itself.
+    let out = dnsveil()
+        .args([
+            "run",
+            "--mode",
+            "recursive",
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts",
+            "",
+        ])
+        .arg("--root-hints")
+        .arg(dir.path().join("missing.hints"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--root-hints"), "{stderr}");
+    let out = dnsveil()
+        .args(["run", "--mode", "iterative"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad --mode value is a usage error"
+    );
+    // A good file passes check-config, which names the mode.
+    std::fs::write(
+        &hints,
+        ". 3600000 NS a.roots.\na.roots. 3600000 A 127.0.0.2\n",
+    )
+    .unwrap();
+    let out = dnsveil().arg("check-config").arg(&conf).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("mode: recursive"), "{stdout}");
+}

@@ -272,6 +272,16 @@ fn leases_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn referral_target_on_seeds_and_mutations() {
+    let mut pool = seeds("referral");
+    for s in &pool {
+        Message::parse(s).expect("referral seed parses");
+    }
+    pool.extend(rich_messages());
+    run(dnsveil::recursor::fuzzing::referral, &pool, WIRE_DICT, 6);
+}
+
+#[test]
 fn blocklist_target_on_seeds_and_mutations() {
     let pool = seeds("blocklist");
     let dict: &[&[u8]] = &[

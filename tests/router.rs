@@ -329,8 +329,9 @@ fn without_a_rate_limit_a_flood_is_answered() {
     let tally = flood_from("127.0.0.1", dv.udp_addr(), 500);
     assert_eq!(tally.truncated, 0, "{tally:?}");
     // Far more than the limited flooder's (at most the rate, 50, plus about a second's worth):
-    // what the kernel drops of a burst is the rest.
-    assert!(tally.answered >= 250, "{tally:?}");
+    // what the kernel drops of a burst is the rest (on a loaded machine, up to half of it: 249 of
+    // 500 answered was seen with five builds running on two cores).
+    assert!(tally.answered >= 150, "{tally:?}");
 }
 
 /// Whether the server has closed `s` (EOF or reset) within `wait`.

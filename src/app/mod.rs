@@ -2,9 +2,12 @@
 //! them until shutdown. Only `main` calls it; nothing imports it.
 //!
 //! ```text
-//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder ]
+//!   Config --> Blocker --> Cache --> Swappable[ Hosts --> DhcpNames --> SpecialNames --> Portal --> Validator --> Forwarder [--> Recursor] ]
 //!                |  lists refreshed (URLs fetched through a Chain of the stages after it)
 //!                |       \______________________ downstream Chain, swapped by a reload ______________/
+//!                |        resolver.mode = "recursive": the forwarder keeps its rules but has no default pool,
+//!                |        and the Recursor (primed at start) resolves the rest from the root; the
+//!                |        validator's DNSKEY/DS lookups go to Forwarder + Recursor
 //!                |                   ^ cache refresher (prefetch, stale refresh) runs these
 //!                |   Cache + Swappable ==> Chain --> Server (+ sockets passed by systemd)
 //!                +-- cache file: loaded before binding (waited for at most CACHE_LOAD_WAIT),
@@ -50,7 +53,7 @@ use crate::cache::{self, Cache};
 use crate::clock::WallClock;
 use crate::config::{
     self, knob, CaptivePortal, Config, ConfigError, ControlSocket as ControlSocketSetting,
-    DnssecMode, UpstreamServer,
+    DnssecMode, Mode, UpstreamServer,
 };
 use crate::control::{self, ControlSocket, Controls};
 use crate::dnssec::TrustAnchors;
@@ -63,6 +66,7 @@ use crate::metrics::QueryCounters;
 use crate::notify::{self, Notifier};
 use crate::observe::{self, Sources};
 use crate::portal::Portal;
+use crate::recursor::{HintsError, Recursor, RecursorConfig, RootHints};
 use crate::server::querylog::{FileLog, QueryLogError};
 use crate::server::{acl::Acl, Activated, RateLimitConfig, Server, ServerConfig};
 use crate::special::SpecialNames;
@@ -101,6 +105,8 @@ pub struct Plan {
     query_log: Option<Arc<FileLog>>,
     /// The trust anchors, read, when DNSSEC validation is on.
     anchors: Option<TrustAnchors>,
+    /// The last stage in recursive mode, with its root hints read.
+    recursor: Option<Arc<Recursor>>,
     /// Where a reload reads the configuration again; without one, a reload re-reads the hosts
     /// file only.
     source: Option<ConfigSource>,
@@ -150,6 +156,15 @@ pub enum PlanError {
          unbound's trust-anchor-file), or leave the key out to use the built-in root anchors"
     )]
     TrustAnchor(String),
+    /// The root hints file cannot be used.
+    #[error(
+        "resolver.root_hints: {source}; name a root hints file in named.root format, or remove \
+         root_hints (--root-hints) to use the embedded hints"
+    )]
+    RootHints {
+        #[source]
+        source: HintsError,
+    },
     /// The upstreams at `key` cannot form a pool.
     #[error("{key}: {source}")]
     Pool {
@@ -197,6 +212,23 @@ impl Plan {
                 Some(load_anchors(&config.resolver.trust_anchors).map_err(PlanError::TrustAnchor)?)
             }
         };
+        let recursor = match config.resolver.mode {
+            Mode::Forward => None,
+            Mode::Recursive => {
+                let r = &config.resolver;
+                let hints = match &r.root_hints {
+                    None => RootHints::embedded(),
+                    Some(path) => {
+                        RootHints::load(path).map_err(|source| PlanError::RootHints { source })?
+                    }
+                };
+                Some(Arc::new(Recursor::new(RecursorConfig {
+                    hints,
+                    query_port: r.query_port,
+                    query_ipv6: r.query_ipv6,
+                })))
+            }
+        };
         Ok(Plan {
             config,
             hosts: Arc::new(hosts),
@@ -205,6 +237,7 @@ impl Plan {
             block,
             query_log,
             anchors,
+            recursor,
             source: None,
         })
     }
@@ -239,6 +272,7 @@ pub async fn run(
         block,
         query_log,
         anchors,
+        recursor,
         source,
     } = plan;
     let started = tokio::time::Instant::now();
@@ -297,10 +331,15 @@ pub async fn run(
         dhcp.clone(),
         portal.clone(),
         forwarder.clone(),
+        recursor.clone(),
         anchors,
     );
     info!(stages = %downstream_chain.names().join(" -> "), "handler stages after the cache");
     let downstream = Arc::new(Swappable::new(downstream_chain));
+    if let Some(r) = &recursor {
+        let r = r.clone();
+        tokio::spawn(async move { r.prime().await });
+    }
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(c) = &cache {
         handlers.push(c.clone());
@@ -529,6 +568,7 @@ fn downstream(
     dhcp: Option<Arc<DhcpNames>>,
     portal: Option<Arc<Portal>>,
     forwarder: Arc<Forwarder>,
+    recursor: Option<Arc<Recursor>>,
     anchors: Option<TrustAnchors>,
 ) -> Chain {
     let mut stages: Vec<Arc<dyn Handler>> = vec![hosts];
@@ -569,7 +609,13 @@ fn downstream(
             insecure_domains = insecure.len(),
             "DNSSEC validation on"
         );
-        let lookups = Chain::new(vec![forwarder.clone() as Arc<dyn Handler>]);
+        // The validator's DNSKEY and DS lookups go where its queries go: the forwarder, and in
+        // recursive mode the recursor after it.
+        let mut below: Vec<Arc<dyn Handler>> = vec![forwarder.clone()];
+        if let Some(r) = &recursor {
+            below.push(r.clone());
+        }
+        let lookups = Chain::new(below);
         stages.push(Arc::new(Validator::new(
             anchors,
             insecure,
@@ -578,6 +624,9 @@ fn downstream(
         )));
     }
     stages.push(forwarder);
+    if let Some(r) = recursor {
+        stages.push(r);
+    }
     Chain::new(stages)
 }
 
@@ -947,7 +996,8 @@ fn build_forwarder(config: &Config) -> Result<Forwarder, PlanError> {
             rules.push((domain.clone(), group.clone()));
         }
     }
-    let default = if config.upstream.servers.is_empty() {
+    // In recursive mode names no rule matches go on to the recursor.
+    let default = if config.upstream.servers.is_empty() || config.resolver.mode == Mode::Recursive {
         None
     } else {
         Some(build_group(

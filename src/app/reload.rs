@@ -180,6 +180,7 @@ impl State {
             config,
             hosts,
             forwarder,
+            recursor,
             anchors,
             ..
         } = plan;
@@ -197,8 +198,12 @@ impl State {
             live.dhcp.clone(),
             live.portal.clone(),
             forwarder.clone(),
+            recursor.clone(),
             anchors,
         ));
+        if let Some(r) = recursor {
+            tokio::spawn(async move { r.prime().await });
+        }
         log_pools(&config, &forwarder);
         if let Some(old) = self.watchers.take() {
             old.stop().await;

@@ -311,6 +311,15 @@ knob!(
 );
 
 knob!(
+    QUERY_PORT,
+    "resolver.query_port",
+    53,
+    1,
+    65_535,
+    "port",
+    "Port of the authoritative servers asked in recursive mode (a test hierarchy uses a high one)."
+);
+knob!(
     BLOCK_TTL,
     "block.ttl",
     10,
@@ -357,6 +366,7 @@ pub const ALL: &[Knob] = &[
     HOSTS_TTL,
     DHCP_TTL,
     UPSTREAM_TIMEOUT_MS,
+    QUERY_PORT,
     BLOCK_TTL,
     BLOCK_REFRESH_SECS,
 ];

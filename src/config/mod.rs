@@ -80,6 +80,15 @@ pub struct Config {
 /// the zones exempt from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolverConfig {
+    /// `resolver.mode`: forward to upstreams (the default) or resolve from the root.
+    pub mode: Mode,
+    /// `resolver.root_hints`: a named.root file replacing the embedded root hints (recursive
+    /// mode; read by `app::Plan::build`).
+    pub root_hints: Option<PathBuf>,
+    /// `resolver.query_port`: port of the authoritative servers (recursive mode).
+    pub query_port: u16,
+    /// `resolver.query_ipv6`: ask authoritative servers over IPv6 too (recursive mode).
+    pub query_ipv6: bool,
     pub dnssec: DnssecMode,
     /// Trust anchor files (DS or DNSKEY records in zone-file form, as unbound's
     /// `trust-anchor-file`), absolute or relative to the config file. Empty: the IANA root
@@ -93,9 +102,46 @@ pub struct ResolverConfig {
 impl Default for ResolverConfig {
     fn default() -> Self {
         ResolverConfig {
+            mode: Mode::Forward,
+            root_hints: None,
+            query_port: knob::QUERY_PORT.default as u16,
+            query_ipv6: true,
             dnssec: DnssecMode::Validate,
             trust_anchors: Vec::new(),
             insecure_domains: Vec::new(),
+        }
+    }
+}
+
+/// `resolver.mode` / `--mode`: how names no forwarding rule matches are resolved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Sent to `upstream.servers`.
+    #[default]
+    Forward,
+    /// Resolved iteratively from the root ([`crate::recursor`]); `upstream.servers` is unused.
+    Recursive,
+}
+
+impl Mode {
+    pub const NAMES: &'static str = "forward or recursive";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::Recursive => "recursive",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "forward" => Ok(Mode::Forward),
+            "recursive" => Ok(Mode::Recursive),
+            _ => Err(format!("{s:?} is not a mode (expected {})", Mode::NAMES)),
         }
     }
 }
@@ -626,6 +672,12 @@ pub struct Overrides {
     pub control_socket: Option<PathBuf>,
     /// `--dnssec validate|off` (replaces `resolver.dnssec`).
     pub dnssec: Option<DnssecMode>,
+    /// `--mode forward|recursive` (replaces `resolver.mode`).
+    pub mode: Option<Mode>,
+    /// `--root-hints FILE` (replaces `resolver.root_hints`).
+    pub root_hints: Option<PathBuf>,
+    /// `--query-port N` (replaces `resolver.query_port`).
+    pub query_port: Option<u64>,
     /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
     pub trust_anchors: Vec<PathBuf>,
     /// `--insecure-domain NAME` (repeatable; replaces `resolver.insecure_domains`).
@@ -692,6 +744,22 @@ impl Config {
             .map(|n| knob::CACHE_SIZE.check(n))
             .transpose()
             .map_err(|m| ConfigError::flag("--cache-size", m))?;
+        let query_port = o
+            .query_port
+            .map(|n| knob::QUERY_PORT.check(n))
+            .transpose()
+            .map_err(|m| ConfigError::flag("--query-port", m))?;
+        if let Some(path) = &o.root_hints {
+            if !path.is_file() {
+                return Err(ConfigError::flag(
+                    "--root-hints",
+                    format!(
+                        "{} is not a readable file (expected a root hints file in named.root format)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
 
         if !o.listen.is_empty() {
             self.server.listen = o.listen;
@@ -757,6 +825,15 @@ impl Config {
         if let Some(m) = o.dnssec {
             self.resolver.dnssec = m;
         }
+        if let Some(m) = o.mode {
+            self.resolver.mode = m;
+        }
+        if let Some(p) = o.root_hints {
+            self.resolver.root_hints = Some(p);
+        }
+        if let Some(p) = query_port {
+            self.resolver.query_port = p as u16;
+        }
         if !o.trust_anchors.is_empty() {
             self.resolver.trust_anchors = o.trust_anchors;
         }
@@ -769,13 +846,14 @@ impl Config {
     /// Checks what `run` needs beyond a valid file: at least one default upstream. dnsveil never
     /// guesses an upstream, least of all a plaintext one.
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
-        if self.upstream.servers.is_empty() {
+        if self.resolver.mode == Mode::Forward && self.upstream.servers.is_empty() {
             return Err(ConfigError::Invalid {
                 origin: "config".into(),
                 key: "upstream.servers".into(),
                 message: "no upstream server is configured; add one to [upstream] servers \
                           (e.g. servers = [\"tls://dns.quad9.net\"] with bootstrap addresses) or \
-                          pass --upstream URL"
+                          pass --upstream URL, or resolve from the root with [resolver] \
+                          mode = \"recursive\" (--mode recursive)"
                     .into(),
             });
         }
@@ -853,6 +931,17 @@ impl Config {
             .map(|s| s.url.to_string())
             .collect();
         let mut s = format!("listen: {}\n", listen.join(", "));
+        if self.resolver.mode == Mode::Recursive {
+            s += &format!(
+                "mode: recursive (root hints {}, query port {}, IPv6 {}; upstream.servers unused)\n",
+                self.resolver
+                    .root_hints
+                    .as_ref()
+                    .map_or("embedded".into(), |p| p.display().to_string()),
+                self.resolver.query_port,
+                if self.resolver.query_ipv6 { "on" } else { "off" }
+            );
+        }
         s += &format!(
             "upstreams ({}): {}\n",
             self.upstream.strategy,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use super::knob::{self, Knob};
 use super::{
     CacheConfig, CaptivePortal, Config, ConfigError, ControlSocket, DhcpConfig, DnssecMode,
-    DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, RateLimit,
+    DohMethod, ForwardRule, HostsConfig, LogConfig, LogLevel, MetricsConfig, Mode, RateLimit,
     ResolverConfig, ServerConfig, SpkiPin, Strategy, UpstreamConfig, UpstreamServer,
     LOCAL_RECORD_TTL, MAX_BOOTSTRAP, MAX_LISTEN, MAX_UPSTREAMS,
 };
@@ -123,6 +123,12 @@ struct BlockSpec {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ResolverSpec {
+    /// `"forward"` (default) or `"recursive"`.
+    mode: Option<String>,
+    /// A named.root file replacing the embedded root hints (recursive mode).
+    root_hints: Option<String>,
+    query_port: Option<i64>,
+    query_ipv6: Option<bool>,
     dnssec: Option<String>,
     trust_anchor: Option<OneOrMany>,
     #[serde(default)]
@@ -359,7 +365,25 @@ impl ResolverSpec {
             })?;
             insecure_domains.push(name);
         }
+        let mode = match self.mode.as_deref() {
+            None => Mode::default(),
+            Some(m) => m.parse().map_err(|e| cx.err("resolver.mode", e))?,
+        };
+        let root_hints = match self.root_hints.as_deref() {
+            None => None,
+            Some("") => {
+                return Err(cx.err(
+                    "resolver.root_hints",
+                    "empty path (remove the key to use the embedded root hints)",
+                ))
+            }
+            Some(p) => Some(cx.path(p)),
+        };
         Ok(ResolverConfig {
+            mode,
+            root_hints,
+            query_port: cx.knob(knob::QUERY_PORT, self.query_port)? as u16,
+            query_ipv6: self.query_ipv6.unwrap_or(true),
             dnssec,
             trust_anchors,
             insecure_domains,

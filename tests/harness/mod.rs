@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod daemons;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -168,20 +169,30 @@ pub struct Nsd {
 
 impl Nsd {
     pub fn start(zones: &[(&str, String)]) -> Nsd {
+        Self::start_on(&[std::net::Ipv4Addr::LOCALHOST], free_port(), zones)
+    }
+
+    /// An nsd serving `zones` on each of `ips` (loopback addresses such as 127.0.0.2) at `port`;
+    /// `addr` is the first of them.
+    pub fn start_on(ips: &[std::net::Ipv4Addr], port: u16, zones: &[(&str, String)]) -> Nsd {
         let nsd = require_tool("nsd", "nsd");
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display().to_string();
-        let port = free_port();
-        let mut conf = format!(
-            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
+        let mut conf = String::from("server:\n");
+        for ip in ips {
+            conf.push_str(&format!("  ip-address: {ip}\n"));
+        }
+        conf.push_str(&format!(
+            "  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
              database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
              logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n  hide-version: yes\n  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n\
              remote-control:\n  control-enable: no\n"
-        );
+        ));
         for (name, text) in zones {
-            std::fs::write(dir.path().join(format!("{name}.zone")), text).expect("write zone");
+            let file = if *name == "." { "root" } else { name };
+            std::fs::write(dir.path().join(format!("{file}.zone")), text).expect("write zone");
             conf.push_str(&format!(
-                "zone:\n  name: \"{name}\"\n  zonefile: \"{name}.zone\"\n"
+                "zone:\n  name: \"{name}\"\n  zonefile: \"{file}.zone\"\n"
             ));
         }
         let conf_path = dir.path().join("nsd.conf");
@@ -193,7 +204,7 @@ impl Nsd {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr: SocketAddr = (ips[0], port).into();
         // Ready when it answers the first zone's SOA.
         let probe = query_bytes(zones[0].0, RType::SOA, 1);
         let deadline = Instant::now() + Duration::from_secs(10);

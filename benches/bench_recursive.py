@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Recursive mode benchmark: dnsveil against unbound, both resolving from the root of one loopback
+hierarchy, same run, same pinning (resolver on CPU 0, client on CPU 1).
+
+The hierarchy (nsd, one instance per server address, all in a private network namespace so that
+every server listens on port 53 like the real ones; unbound has no option for another port):
+  .             127.0.0.2, 127.0.0.3
+  test.         127.0.0.4, 127.0.0.5
+  zN.test       ZONES zones over 8 leaf servers 127.0.0.10-17, each with two NS: one inside the zone
+                with glue, one named in hostM.test (glueless for zN.test), and www, mail and
+                alias (a CNAME to www of the next zone) records
+  hostM.test    the name servers' own zones, on the same leaf servers
+For each resolver, started fresh (cold caches, primed by a readiness query for ready.test):
+  - cold: every name once, one at a time; latency p50/p99 (Python client), CPU per resolved name
+    (the resolver's user+system ticks from /proc over the phase, divided by the names), and
+    upstream queries per name (the sum of nsd's own query counters, `nsd-control stats_noreset`);
+  - warm: the same names again with dnsperf (all cached): queries per second, and latency p50/p99
+    at a fixed rate of WARM_QPS; the servers take turns, WARM_ROUNDS rounds, medians reported.
+dnsveil in forwarding mode (to the unbound instance, over plain UDP, with the same names cached) is
+measured warm too, for the goal "warm answers as fast as in forwarding mode".
+Goals (issue 15): upstream queries per cold name no more than unbound's; cold CPU per name at most
+0.75x unbound's; warm answers as fast as in forwarding mode. Results go to BENCHMARKS.md, between
+this script's markers.
+
+Usage: python3 benches/bench_recursive.py [--zones 300] [--seconds 5] [--out BENCHMARKS.md] [--no-build]
+Needs: nsd (nsd-control), unbound, dnsperf, taskset, ip, unshare (Debian: nsd unbound dnsperf
+util-linux iproute2).
+"""
+import argparse
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+WARM_QPS = 5000
+WARM_ROUNDS = 3
+RESOLVER_PORT = 5353
+LEAF_SERVERS = 8
+
+
+def query(name, qtype=1, qid=None):
+    qid = qid if qid is not None else int.from_bytes(os.urandom(2), "big")
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"".join(
+        bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\x00" + struct.pack(">HH", qtype, 1)
+
+
+def ask(port, name, timeout=5.0, host="127.0.0.1", qtype=1):
+    """(rcode, answer count, seconds) of one query over UDP."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        q = query(name, qtype)
+        t0 = time.perf_counter()
+        s.sendto(q, (host, port))
+        while True:
+            data, _ = s.recvfrom(65535)
+            if data[:2] == q[:2]:
+                break
+        took = time.perf_counter() - t0
+        return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0], took
+    finally:
+        s.close()
+
+
+def zone_text(origin, body, ns="ns"):
+    fqdn = "." if origin == "." else origin + "."
+    return f"$ORIGIN {fqdn}\n$TTL 86400\n@ SOA {ns} hostmaster 1 3600 900 604800 3600\n{body}"
+
+
+class NsdServer:
+    """nsd on `ips`, port 53, with a control socket for its query counter."""
+
+    def __init__(self, d, ips, zones):
+        os.makedirs(d, exist_ok=True)
+        self.conf = os.path.join(d, "nsd.conf")
+        lines = ["server:"] + [f" ip-address: {ip}" for ip in ips] + [
+            " port: 53", ' username: ""', ' chroot: ""', f' zonesdir: "{d}"', ' database: ""',
+            f' pidfile: "{d}/nsd.pid"', f' xfrdfile: "{d}/xfrd"', f' zonelistfile: "{d}/zl"',
+            f' logfile: "{d}/nsd.log"', " server-count: 1", " rrl-ratelimit: 0",
+            " rrl-whitelist-ratelimit: 0", "remote-control:", " control-enable: yes",
+            f" control-interface: {d}/ctl.sock"]
+        for name, text in zones:
+            fname = "root" if name == "." else name
+            with open(os.path.join(d, f"{fname}.zone"), "w") as f:
+                f.write(text)
+            lines += ["zone:", f' name: "{name}"', f' zonefile: "{fname}.zone"']
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.p = subprocess.Popen(["nsd", "-d", "-c", self.conf], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.ip = ips[0]
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                self.queries()
+                break
+            except (subprocess.CalledProcessError, ValueError):
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"nsd on {ips} did not start")
+        # Every zone must have loaded (a zone that did not is answered SERVFAIL).
+        for name, _ in zones:
+            rcode, _, _ = ask(53, name.strip(".") or ".", host=ips[0], qtype=6)
+            if rcode != 0:
+                raise RuntimeError(f"nsd on {ips}: zone {name} did not load (rcode {rcode})")
+
+    def queries(self):
+        out = subprocess.run(["nsd-control", "-c", self.conf, "stats_noreset"], capture_output=True,
+                             text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("num.queries="):
+                return int(line.split("=")[1])
+        raise ValueError("no num.queries")
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait()
+
+
+def build_hierarchy(d, zones):
+    """Starts the servers; returns (servers, names, hints file)."""
+    root = zone_text(".", "@ NS a.roots.\n@ NS b.roots.\na.roots. A 127.0.0.2\nb.roots. A 127.0.0.3\n"
+                          "test. NS ns1.test.\ntest. NS ns2.test.\nns1.test. A 127.0.0.4\n"
+                          "ns2.test. A 127.0.0.5\n", ns="a.roots.")
+    tld = ["@ NS ns1\n@ NS ns2\nns1 A 127.0.0.4\nns2 A 127.0.0.5\nready NS ns1.ready\n"
+           "ready NS ns2.ready\nns1.ready A 127.0.0.10\nns2.ready A 127.0.0.11\n"]
+    leaf = {i: [] for i in range(LEAF_SERVERS)}
+    for m in range(LEAF_SERVERS):
+        tld.append(f"host{m} NS ns.host{m}\nns.host{m} A 127.0.0.{10 + m}\n")
+        leaf[m].append((f"host{m}.test", zone_text(f"host{m}.test", f"@ NS ns\nns A 127.0.0.{10 + m}\n")))
+    leaf[0].append(("ready.test", zone_text("ready.test", "@ NS ns1\n@ NS ns2\nns1 A 127.0.0.10\n"
+                                                          "ns2 A 127.0.0.11\nwww A 192.0.2.1\n", ns="ns1")))
+    leaf[1].append(("ready.test", leaf[0][-1][1]))
+    names = []
+    for n in range(zones):
+        a, b = n % LEAF_SERVERS, (n + 1) % LEAF_SERVERS
+        tld.append(f"z{n} NS ns1.z{n}\nz{n} NS ns.host{b}.test.\nns1.z{n} A 127.0.0.{10 + a}\n")
+        body = (f"@ NS ns1\n@ NS ns.host{b}.test.\nns1 A 127.0.0.{10 + a}\nwww A 192.0.2.{n % 250 + 1}\n"
+                f"mail A 192.0.2.{n % 250 + 2}\nalias CNAME www.z{(n + 1) % zones}.test.\n")
+        text = zone_text(f"z{n}.test", body, ns="ns1")
+        leaf[a].append((f"z{n}.test", text))
+        leaf[b].append((f"z{n}.test", text))
+        names += [f"www.z{n}.test", f"mail.z{n}.test", f"alias.z{n}.test"]
+    servers = [NsdServer(os.path.join(d, "root"), ["127.0.0.2", "127.0.0.3"], [(".", root)]),
+               NsdServer(os.path.join(d, "tld"), ["127.0.0.4", "127.0.0.5"], [("test", zone_text("test", "".join(tld), ns="ns1"))])]
+    for m in range(LEAF_SERVERS):
+        servers.append(NsdServer(os.path.join(d, f"leaf{m}"), [f"127.0.0.{10 + m}"], leaf[m]))
+    hints = os.path.join(d, "root.hints")
+    with open(hints, "w") as f:
+        f.write(". 3600000 NS a.roots.\n. 3600000 NS b.roots.\na.roots. 3600000 A 127.0.0.2\n"
+                "b.roots. 3600000 A 127.0.0.3\n")
+    return servers, names, hints
+
+
+def start_unbound(d, hints):
+    conf = os.path.join(d, "unbound-rec.conf")
+    with open(conf, "w") as f:
+        f.write(f"""server:
+  interface: 127.0.0.1
+  port: {RESOLVER_PORT}
+  num-threads: 1
+  do-ip6: no
+  do-not-query-localhost: no
+  root-hints: "{hints}"
+  module-config: "iterator"
+  qname-minimisation: yes
+  username: ""
+  chroot: ""
+  directory: "{d}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  local-zone: "test." nodefault
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+  prefetch: no
+remote-control:
+  control-enable: no
+""")
+    p = subprocess.Popen(["taskset", "-c", "0", "unbound", "-d", "-c", conf], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    return p, RESOLVER_PORT
+
+
+def start_dnsveil(binary, hints, extra, port=RESOLVER_PORT + 1):
+    # Validation off: unbound runs its iterator alone, and the hierarchy is unsigned.
+    p = subprocess.Popen(["taskset", "-c", "0", binary, "run", "--listen", f"127.0.0.1:{port}",
+                          "--hosts", "", "--threads", "1", "--log-level", "warn", "--dnssec", "off"] + extra,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p, port
+
+
+def measure_cold(pid, port, names, servers):
+    q0 = sum(s.queries() for s in servers)
+    c0 = bench.cpu_seconds(pid)
+    lat, bad = [], 0
+    for name in names:
+        rcode, ancount, took = ask(port, name)
+        lat.append(took * 1000)
+        if rcode != 0 or ancount == 0:
+            bad += 1
+    cpu = bench.cpu_seconds(pid) - c0
+    q = sum(s.queries() for s in servers) - q0
+    return {"p50": bench.pct(lat, 0.5), "p99": bench.pct(lat, 0.99), "cpu_us": cpu / len(names) * 1e6,
+            "queries": q / len(names), "failed": bad}
+
+
+def measure_warm(port, datafile, seconds):
+    thr = bench.dnsperf(port, datafile, "udp", seconds=seconds)
+    lat = bench.dnsperf(port, datafile, "udp", seconds=seconds, qps=WARM_QPS, verbose=True, clients=1,
+                        outstanding=10)
+    return {"qps": thr.get("qps", 0.0), "p50": bench.pct(lat["latencies"], 0.5) * 1000,
+            "p99": bench.pct(lat["latencies"], 0.99) * 1000}
+
+
+def inside(args):
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    binary = args.binary
+    d = tempfile.mkdtemp(prefix="bench-rec-")
+    servers, names, hints = build_hierarchy(d, args.zones)
+    datafile = os.path.join(d, "names.txt")
+    with open(datafile, "w") as f:
+        f.write("".join(f"{n} A\n" for n in names))
+    results = {}
+    procs = []
+    try:
+        # Cold, one resolver at a time (each fresh, nothing else resolving meanwhile).
+        p, uport = start_unbound(d, hints)
+        procs.append(p)
+        bench.wait_answer(uport, "www.ready.test")
+        results["unbound"] = {"cold": measure_cold(p.pid, uport, names, servers)}
+        p, vport = start_dnsveil(binary, hints, ["--mode", "recursive", "--root-hints", hints,
+                                                 "--query-port", "53"])
+        procs.append(p)
+        bench.wait_answer(vport, "www.ready.test")
+        results["dnsveil"] = {"cold": measure_cold(p.pid, vport, names, servers)}
+        # dnsveil forwarding to the (warm) unbound, its cache filled with the same names.
+        p, fport = start_dnsveil(binary, hints, ["--upstream", f"udp://127.0.0.1:{uport}"],
+                                 port=RESOLVER_PORT + 2)
+        procs.append(p)
+        bench.wait_answer(fport, "www.ready.test")
+        for n in names:
+            ask(fport, n)
+        results["forward"] = {}
+        # Warm: the three in turn, WARM_ROUNDS times (the machine's load drifts), medians kept.
+        rounds = {"unbound": [], "dnsveil": [], "forward": []}
+        for _ in range(WARM_ROUNDS):
+            for kind, port in (("unbound", uport), ("dnsveil", vport), ("forward", fport)):
+                rounds[kind].append(measure_warm(port, datafile, args.seconds))
+        for kind, runs in rounds.items():
+            results[kind]["warm"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            results[kind]["warm_rounds"] = [r["qps"] for r in runs]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        for s in servers:
+            s.stop()
+    return results, len(names)
+
+
+def report(results, count, args):
+    u, v, fw = results["unbound"], results["dnsveil"], results["forward"]
+    lines = [
+        "## Recursive mode (benches/bench_recursive.py)",
+        "",
+        f"Revision {bench.revision()}, unbound {bench.unbound_version()} (iterator only, no validation, "
+        f"QNAME minimisation on), {count} names ({args.zones} zones x www, mail, alias CNAME to the next "
+        "zone), a loopback hierarchy of nsd servers in a private network namespace, resolvers on CPU 0, "
+        "clients on CPU 1. The machine is shared with other engineers' builds, so absolute numbers "
+        "are noisy; both resolvers ran in the same conditions, one after the other.",
+        "",
+        "| | unbound | dnsveil recursive | dnsveil forwarding |",
+        "|---|---|---|---|",
+        f"| cold latency p50 / p99 (ms) | {u['cold']['p50']:.2f} / {u['cold']['p99']:.2f} | "
+        f"{v['cold']['p50']:.2f} / {v['cold']['p99']:.2f} | |",
+        f"| cold CPU per name (µs) | {u['cold']['cpu_us']:.0f} | {v['cold']['cpu_us']:.0f} | |",
+        f"| upstream queries per cold name | {u['cold']['queries']:.2f} | {v['cold']['queries']:.2f} | |",
+        f"| cold names failed | {u['cold']['failed']} | {v['cold']['failed']} | |",
+        f"| warm queries/s (median of {WARM_ROUNDS}) | {u['warm']['qps']:.0f} | {v['warm']['qps']:.0f} | "
+        f"{fw['warm']['qps']:.0f} |",
+        f"| warm queries/s, each round | {', '.join(f'{x:.0f}' for x in u['warm_rounds'])} | "
+        f"{', '.join(f'{x:.0f}' for x in v['warm_rounds'])} | {', '.join(f'{x:.0f}' for x in fw['warm_rounds'])} |",
+        f"| warm latency p50 / p99 (ms) at {WARM_QPS}/s | {u['warm']['p50']:.3f} / {u['warm']['p99']:.3f} | "
+        f"{v['warm']['p50']:.3f} / {v['warm']['p99']:.3f} | {fw['warm']['p50']:.3f} / {fw['warm']['p99']:.3f} |",
+        "",
+        "| goal | value | result |",
+        "|---|---|---|",
+    ]
+    qratio = v["cold"]["queries"] / max(u["cold"]["queries"], 1e-9)
+    cratio = v["cold"]["cpu_us"] / max(u["cold"]["cpu_us"], 1e-9)
+    wratio = v["warm"]["qps"] / max(fw["warm"]["qps"], 1e-9)
+    met = lambda ok: "met" if ok else "**not met**"
+    lines += [
+        f"| upstream queries per cold name <= unbound's | {qratio:.2f}x | {met(qratio <= 1.0)} |",
+        f"| cold CPU per name <= 0.75x unbound's | {cratio:.2f}x | {met(cratio <= 0.75)} |",
+        f"| warm queries/s >= forwarding mode's (within 5%) | {wratio:.2f}x | {met(wratio >= 0.95)} |",
+    ]
+    print("\n".join(lines))
+    bench.write_section(args.out, "bench_recursive", lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--zones", type=int, default=300)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(bench.ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--binary", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inside:
+        import json
+        results, count = inside(args)
+        with open(args.result, "w") as f:
+            json.dump({"results": results, "count": count}, f)
+        return
+    builds = bench.setup(args, ["nsd", "nsd-control", "unbound", "dnsperf", "taskset", "ip", "unshare"])
+    binary = builds["dnsveil"][1]
+    import json
+    with tempfile.NamedTemporaryFile(suffix=".json") as res:
+        # A network namespace of our own: every server on port 53 of its loopback address, nothing
+        # seen from outside.
+        subprocess.run(["unshare", "--net", "--map-root-user", sys.executable, os.path.abspath(__file__),
+                        "--inside", "--binary", binary, "--result", res.name, "--zones", str(args.zones),
+                        "--seconds", str(args.seconds)], check=True)
+        with open(res.name) as f:
+            data = json.load(f)
+    report(data["results"], data["count"], args)
+
+
+if __name__ == "__main__":
+    main()
