@@ -147,7 +147,7 @@ impl Reloader {
         result
     }
 
-    /// The STATUS= line for the service manager ([`status_text`]) of the configuration in force.
+    /// The STATUS= line for the service manager (its [`StatusLine`]).
     pub async fn status(&self) -> String {
         self.state.lock().await.status()
     }
