@@ -8,11 +8,11 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 
 use harness::daemons::{cert_file, Unbound};
-use harness::{dig, require_tool, Dnsveil, Nsd};
+use harness::signing::{ds, keygen, sign};
+use harness::{dig, Dnsveil, Nsd};
 
 /// A zone to sign (or not) and how.
 struct Zone {
@@ -49,49 +49,10 @@ fn keep(s: String) -> String {
     s
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn keygen(dir: &Path, zone: &str, algorithm: &str) -> String {
-    let keygen = require_tool("ldns-keygen", "ldnsutils");
-    let mut cmd = Command::new(keygen);
-    cmd.current_dir(dir).args(["-a", algorithm, "-k"]);
-    if algorithm.starts_with("RSA") {
-        cmd.args(["-b", "2048"]);
-    }
-    cmd.arg(format!("{zone}."));
-    run(&mut cmd).trim().to_string()
-}
-
 fn apex(zone: &str) -> String {
     format!(
         "$TTL 3600\n{zone}. IN SOA ns.{zone}. admin.{zone}. 1 3600 900 604800 300\n{zone}. IN NS ns.{zone}.\nns.{zone}. IN A 127.0.0.1\n"
     )
-}
-
-/// Signs `text` for `zone` with the key `base` and returns the signed zone.
-fn sign(dir: &Path, zone: &str, text: &str, base: &str, args: &[String]) -> String {
-    let signzone = require_tool("ldns-signzone", "ldnsutils");
-    let file = dir.join(format!("{zone}.unsigned"));
-    std::fs::write(&file, text).expect("write zone");
-    let out = dir.join(format!("{zone}.signed"));
-    run(Command::new(signzone)
-        .current_dir(dir)
-        .args(args)
-        .arg("-f")
-        .arg(&out)
-        .arg("-o")
-        .arg(format!("{zone}."))
-        .arg(&file)
-        .arg(base));
-    std::fs::read_to_string(out).expect("signed zone")
 }
 
 /// A date ldns-signzone takes, `days` from now.
@@ -150,7 +111,7 @@ impl Hierarchy {
                         text.push_str(&colliding_keys(&key, z.colliding_keys));
                     }
                     let signed = sign(d, &name, &text, &base, &z.sign_args);
-                    let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
+                    let ds = ds(d, &base);
                     match z.ds {
                         Ds::Real => parent_body.push_str(&ds),
                         Ds::Wrong => {
@@ -168,7 +129,7 @@ impl Hierarchy {
                 None => {
                     if z.ds == Ds::OfUnusedKey {
                         let base = keygen(d, &name, "ECDSAP256SHA256");
-                        let ds = std::fs::read_to_string(d.join(format!("{base}.ds"))).expect("ds");
+                        let ds = ds(d, &base);
                         parent_body.push_str(&ds);
                     }
                     text

@@ -16,55 +16,9 @@
 mod harness;
 
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::Command;
 
-use harness::{dig, free_port, require_tool, Dnsveil, Nsd};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A KSK for `zone` (ECDSA P-256); returns the key files' base name.
-fn keygen(dir: &Path, zone: &str) -> String {
-    let keygen = require_tool("ldns-keygen", "ldnsutils");
-    run(Command::new(keygen)
-        .current_dir(dir)
-        .args(["-a", "ECDSAP256SHA256", "-k", zone]))
-    .trim()
-    .to_string()
-}
-
-/// `text` for `zone` signed with key `base`.
-fn sign(dir: &Path, zone: &str, text: &str, base: &str) -> String {
-    let signzone = require_tool("ldns-signzone", "ldnsutils");
-    let stem = match zone.trim_end_matches('.') {
-        "" => "root",
-        z => z,
-    };
-    let file = dir.join(format!("{stem}.unsigned"));
-    std::fs::write(&file, text).expect("write zone");
-    let out = dir.join(format!("{stem}.signed"));
-    run(Command::new(signzone)
-        .current_dir(dir)
-        .arg("-f")
-        .arg(&out)
-        .arg("-o")
-        .arg(zone)
-        .arg(&file)
-        .arg(base));
-    std::fs::read_to_string(out).expect("signed zone")
-}
-
-fn ds(dir: &Path, base: &str) -> String {
-    std::fs::read_to_string(dir.join(format!("{base}.ds"))).expect("ds")
-}
+use harness::signing::{ds, keygen, sign};
+use harness::{dig, free_port, Dnsveil, Nsd};
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -78,7 +32,7 @@ fn validates_answers_resolved_from_a_signed_root() {
     let soa = |zone: &str, ns: &str| {
         format!("$TTL 3600\n{zone} IN SOA {ns} {ns} 1 3600 900 604800 300\n")
     };
-    let secure_key = keygen(d, "secure.test.");
+    let secure_key = keygen(d, "secure.test.", "ECDSAP256SHA256");
     let secure = sign(
         d,
         "secure.test.",
@@ -87,8 +41,9 @@ fn validates_answers_resolved_from_a_signed_root() {
             soa("secure.test.", "ns.secure.test.")
         ),
         &secure_key,
+        &[],
     );
-    let bogus_key = keygen(d, "bogus.test.");
+    let bogus_key = keygen(d, "bogus.test.", "ECDSAP256SHA256");
     let bogus = sign(
         d,
         "bogus.test.",
@@ -97,6 +52,7 @@ fn validates_answers_resolved_from_a_signed_root() {
             soa("bogus.test.", "ns.bogus.test.")
         ),
         &bogus_key,
+        &[],
     );
     let mut wrong_ds = ds(d, &bogus_key).trim_end().to_string();
     let last = wrong_ds.pop().expect("digest");
@@ -105,7 +61,7 @@ fn validates_answers_resolved_from_a_signed_root() {
         "{}plain.test. NS ns.plain.test.\nns.plain.test. A 127.0.0.6\nwww.plain.test. A 192.0.2.3\n",
         soa("plain.test.", "ns.plain.test.")
     );
-    let test_key = keygen(d, "test.");
+    let test_key = keygen(d, "test.", "ECDSAP256SHA256");
     let test = sign(
         d,
         "test.",
@@ -118,8 +74,9 @@ fn validates_answers_resolved_from_a_signed_root() {
             ds(d, &secure_key)
         ),
         &test_key,
+        &[],
     );
-    let root_key = keygen(d, ".");
+    let root_key = keygen(d, ".", "ECDSAP256SHA256");
     let root = sign(
         d,
         ".",
@@ -129,6 +86,7 @@ fn validates_answers_resolved_from_a_signed_root() {
             ds(d, &test_key)
         ),
         &root_key,
+        &[],
     );
     let anchor = d.join("anchor.txt");
     std::fs::copy(d.join(format!("{root_key}.ds")), &anchor).expect("anchor");

@@ -8,6 +8,7 @@
 
 pub mod daemons;
 pub mod relay;
+pub mod signing;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
