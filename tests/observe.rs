@@ -5,8 +5,7 @@
 
 mod harness;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -18,22 +17,6 @@ use harness::*;
 fn ask(server: SocketAddr, name: &str, qtype: RType) -> Message {
     let raw = udp_exchange(server, &query_bytes(name, qtype, 0x6161)).expect("an answer");
     Message::parse(&raw).expect("answer parses")
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// The value of the sample `series` (name and labels exactly as rendered).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
 }
 
 /// `dnsveil ARGS` (a control command); its exit success, stdout and stderr.

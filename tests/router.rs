@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnsveil::wire::{Message, RData, RType, Rcode};
-use harness::{query_bytes, tcp_exchange_from, Dnsveil};
+use harness::{http_get, query_bytes, sample, tcp_exchange_from, Dnsveil};
 
 /// An upstream nothing listens on: these tests are answered from local data, or not at all.
 const NO_UPSTREAM: &str = "127.0.0.1:9";
@@ -252,11 +252,12 @@ fn rate_limiting_slows_a_flooding_client_and_not_the_others() {
         dir.path(),
         no_upstream(),
         LOCAL,
-        &["--rate-limit", &QPS.to_string()],
+        &["--rate-limit", &QPS.to_string(), "--metrics", "127.0.0.1:0"],
     );
     assert!(dv
         .log()
         .contains("rate limiting UDP queries per client network"));
+    let metrics = dv.logged_addr("metrics endpoint listening");
     let server = dv.udp_addr();
     let quiet = std::thread::spawn(move || {
         let mut worst = Duration::ZERO;
@@ -313,6 +314,16 @@ fn rate_limiting_slows_a_flooding_client_and_not_the_others() {
             .unwrap_or_else(|| panic!("no {key} in {line}"))
     };
     let (slipped, dropped) = (count("slipped="), count("dropped="));
+    // The same counts on the metrics endpoint.
+    let text = http_get(metrics, "/metrics");
+    let series = |action: &str| {
+        sample(
+            &text,
+            &format!("dnsveil_rate_limited_total{{action=\"{action}\"}}"),
+        )
+    };
+    assert_eq!(series("slip") as usize, slipped, "{text}");
+    assert_eq!(series("drop") as usize, dropped, "{text}");
     // slip = 2: limited queries alternate between dropped and TC=1 (the kernel may have dropped
     // some of the flood before dnsveil saw it, so the client's own count is a lower bound).
     assert!(slipped.abs_diff(dropped) <= 1, "{line}");

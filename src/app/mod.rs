@@ -381,14 +381,20 @@ pub async fn run(
         _ => None,
     };
 
+    let server = Server::bind_with(
+        server_config(&config, queries.clone(), query_log),
+        chain,
+        activated,
+    )
+    .await?;
+    let limited = server.rate_limit_counters();
     let sources = Sources {
-        queries: queries.clone(),
+        queries,
         cache: cache.clone(),
         pools: forwarder_pools,
         started,
+        rate_limit: limited.clone(),
     };
-    let server =
-        Server::bind_with(server_config(&config, queries, query_log), chain, activated).await?;
     // The metrics endpoint and the control socket are bound before READY=1 too: a failure to
     // bind an address the user asked for stops start-up, as a listener's does.
     let metrics = match config.metrics.listen {
@@ -420,7 +426,6 @@ pub async fn run(
         });
         tokio::spawn(socket.serve(controls, shutdown.clone()))
     });
-    let limited = server.rate_limit_counters();
     if let Some(rl) = config
         .server
         .rate_limit

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::cache::{Cache, CacheStats};
 use crate::metrics::{QueryCount, QueryCounters, Source, UpstreamCounts};
+use crate::server::ratelimit::RateLimitCounters;
 use crate::upstream::pool::{BreakerState, UpstreamHealth};
 use crate::upstream::{TransportStats, UpstreamGroup};
 
@@ -38,6 +39,19 @@ pub struct Sources {
     /// Each upstream pool with its name (`default`, or a forwarding rule's first domain).
     pub pools: Vec<(String, Arc<UpstreamGroup>)>,
     pub started: Instant,
+    /// The UDP rate limiter's counts, when limiting is on.
+    pub rate_limit: Option<Arc<RateLimitCounters>>,
+}
+
+/// What the rate limiter did, at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimited {
+    /// Limited queries answered with an empty TC=1 response.
+    pub slipped: u64,
+    /// Limited queries dropped.
+    pub dropped: u64,
+    /// Client networks forgotten early because the table was full.
+    pub evicted: u64,
 }
 
 /// Every counter at one moment.
@@ -47,6 +61,7 @@ pub struct Snapshot {
     pub queries: Vec<QueryCount>,
     pub cache: Option<CacheStats>,
     pub upstreams: Vec<UpstreamSnapshot>,
+    pub rate_limited: Option<RateLimited>,
 }
 
 /// One upstream at one moment.
@@ -94,6 +109,11 @@ impl Sources {
             queries: self.queries.snapshot(),
             cache: self.cache.as_ref().map(|c| c.stats()),
             upstreams,
+            rate_limited: self.rate_limit.as_ref().map(|r| RateLimited {
+                slipped: r.slipped(),
+                dropped: r.dropped(),
+                evicted: r.evicted(),
+            }),
         }
     }
 }
@@ -169,6 +189,13 @@ impl Snapshot {
             None => {
                 let _ = writeln!(s, "cache: off");
             }
+        }
+        if let Some(r) = &self.rate_limited {
+            let _ = writeln!(
+                s,
+                "rate limit: {} slipped (TC=1), {} dropped, {} clients evicted",
+                r.slipped, r.dropped, r.evicted
+            );
         }
         for u in &self.upstreams {
             let latency = &u.counts.latency;

@@ -14,6 +14,8 @@
 //! | `upstream_up` | gauge (1 closed, 0 open or probing) | `pool`, `upstream` |
 //! | `upstream_breaker_state` | gauge (1 for the current state) | `pool`, `upstream`, `state` |
 //! | `upstream_handshakes_total`, `upstream_connect_failures_total` | counter | `pool`, `upstream` (encrypted transports only) |
+//! | `rate_limited_total` | counter | `action` (slip: answered TC=1, drop) (with a rate limit only) |
+//! | `rate_limit_evictions_total` | counter | (with a rate limit only) |
 //! | `uptime_seconds` | gauge | |
 
 use std::fmt::Write as _;
@@ -134,6 +136,31 @@ pub fn render(s: &Snapshot) -> String {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "dnsveil_{name} {v}");
         }
+    }
+    if let Some(r) = &s.rate_limited {
+        header(
+            &mut out,
+            "rate_limited_total",
+            "counter",
+            "UDP queries over their client network's rate: answered with TC=1 (slip) or dropped.",
+        );
+        let _ = writeln!(
+            out,
+            "dnsveil_rate_limited_total{{action=\"slip\"}} {}",
+            r.slipped
+        );
+        let _ = writeln!(
+            out,
+            "dnsveil_rate_limited_total{{action=\"drop\"}} {}",
+            r.dropped
+        );
+        header(
+            &mut out,
+            "rate_limit_evictions_total",
+            "counter",
+            "Client networks the rate limiter forgot early because its table was full.",
+        );
+        let _ = writeln!(out, "dnsveil_rate_limit_evictions_total {}", r.evicted);
     }
     let who = |u: &super::UpstreamSnapshot| {
         format!(
@@ -332,8 +359,16 @@ mod tests {
                 },
                 transport: None,
             }],
+            rate_limited: Some(super::super::RateLimited {
+                slipped: 7,
+                dropped: 6,
+                evicted: 0,
+            }),
         };
         let text = render(&snap);
+        assert!(text.contains("dnsveil_rate_limited_total{action=\"slip\"} 7\n"));
+        assert!(text.contains("dnsveil_rate_limited_total{action=\"drop\"} 6\n"));
+        assert!(text.contains("dnsveil_rate_limit_evictions_total 0\n"));
         assert!(text
             .contains("dnsveil_queries_total{protocol=\"udp\",type=\"A\",rcode=\"NOERROR\"} 5\n"));
         assert!(text.contains(
