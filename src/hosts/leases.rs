@@ -43,11 +43,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::parse::{HostsLine, ParseWarning, MAX_WARNINGS};
+use super::parse::{keep_warning, HostsLine, ParseWarning, MAX_WARNINGS};
 use super::table::{self, HostsTable, LocalRecords};
 use super::{FileStamp, HostsError, Watched};
 use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
-use crate::wire::{Class, Message, Name};
+use crate::wire::{Message, Name};
 
 /// Largest lease file read: 16 MiB (a lease line is under 200 octets).
 pub const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
@@ -110,14 +110,12 @@ pub struct ParsedLeases {
 
 impl ParsedLeases {
     fn warn(&mut self, line: usize, reason: impl Into<String>) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings.push(ParseWarning {
-                line,
-                reason: reason.into(),
-            });
-        } else {
-            self.suppressed_warnings += 1;
-        }
+        keep_warning(
+            &mut self.warnings,
+            &mut self.suppressed_warnings,
+            line,
+            reason,
+        );
     }
 
     /// When the first of the leases ends, if any ends.
@@ -424,16 +422,7 @@ impl DhcpNames {
     }
 
     fn answer(&self, query: &Message) -> Option<Message> {
-        let q = query.question()?;
-        if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
-            return None;
-        }
-        let table = self.current();
-        let records = table::lookup(&table, &self.empty, &q.name, q.qtype, self.config.ttl)?;
-        let mut response = Message::response_to(query);
-        response.header.authoritative = false;
-        response.answers = records;
-        Some(response)
+        table::answer(&self.current(), &self.empty, query, self.config.ttl)
     }
 }
 

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::handler::{local_answer, BoxFuture, Handler, HandlerResult, Next, Request};
-use crate::wire::{Class, Message, Record};
+use crate::wire::{Message, Record};
 use table::{HostsTable, LocalRecords};
 
 /// Largest hosts file we read: 64 MiB (a million ad-block lines take about 30 MiB).
@@ -213,16 +213,7 @@ impl Hosts {
 
     /// The response for a query, or `None` to pass it on.
     fn answer(&self, query: &Message) -> Option<Message> {
-        let q = query.question()?;
-        if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
-            return None;
-        }
-        let table = self.current();
-        let records = table::lookup(&table, &self.local, &q.name, q.qtype, self.ttl)?;
-        let mut response = Message::response_to(query);
-        response.header.authoritative = false;
-        response.answers = records;
-        Some(response)
+        table::answer(&self.current(), &self.local, query, self.ttl)
     }
 }
 

@@ -41,6 +41,24 @@ pub struct ParseWarning {
     pub reason: String,
 }
 
+/// Keeps a warning about `line` among the first [`MAX_WARNINGS`] of a parse, or counts it in
+/// `suppressed` (a hostile file cannot make the warnings grow without bound).
+pub(super) fn keep_warning(
+    warnings: &mut Vec<ParseWarning>,
+    suppressed: &mut usize,
+    line: usize,
+    reason: impl Into<String>,
+) {
+    if warnings.len() < MAX_WARNINGS {
+        warnings.push(ParseWarning {
+            line,
+            reason: reason.into(),
+        });
+    } else {
+        *suppressed += 1;
+    }
+}
+
 /// What a parse produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParsedHosts {
@@ -55,14 +73,12 @@ pub struct ParsedHosts {
 
 impl ParsedHosts {
     fn warn(&mut self, line: usize, reason: impl Into<String>) {
-        if self.warnings.len() < MAX_WARNINGS {
-            self.warnings.push(ParseWarning {
-                line,
-                reason: reason.into(),
-            });
-        } else {
-            self.suppressed_warnings += 1;
-        }
+        keep_warning(
+            &mut self.warnings,
+            &mut self.suppressed_warnings,
+            line,
+            reason,
+        );
     }
 
     /// Total names over all lines.

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::HostsLine;
-use crate::wire::{LowerName, Name, RData, RType, Record};
+use crate::wire::{Class, LowerName, Message, Name, RData, RType, Record};
 
 /// Most CNAME links followed through local data.
 pub const MAX_CHAIN: usize = 8;
@@ -115,6 +115,26 @@ impl LocalRecords {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+}
+
+/// The response to `query` from the hosts table and local records (not authoritative: we are not
+/// the zone's server), or `None` to pass it on: not a single IN question of a standard query, or
+/// a name neither knows. Shared by the hosts file and the DHCP lease names.
+pub fn answer(
+    hosts: &HostsTable,
+    local: &LocalRecords,
+    query: &Message,
+    ttl: u32,
+) -> Option<Message> {
+    let q = query.question()?;
+    if q.qclass != Class::IN || query.questions.len() != 1 || !query.is_query_opcode() {
+        return None;
+    }
+    let records = lookup(hosts, local, &q.name, q.qtype, ttl)?;
+    let mut response = Message::response_to(query);
+    response.header.authoritative = false;
+    response.answers = records;
+    Some(response)
 }
 
 /// The answer records for `name`/`qtype` from local records and the hosts table: `None` when
