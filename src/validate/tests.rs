@@ -118,3 +118,42 @@ fn negative_trust_anchors_cover_their_subdomains() {
     assert!(!v.is_insecure_domain(&name("plan")));
     assert!(!v.is_insecure_domain(&name("example")));
 }
+
+#[tokio::test]
+async fn a_query_past_its_lookup_cap_is_bogus_without_asking() {
+    let lookups = Chain::new(Vec::new());
+    let mut work = Work {
+        lookups: &lookups,
+        now: 0,
+        now_ms: 0,
+        budget: Budget::per_query(),
+        hashes: HashBudget::new(),
+        fetches: MAX_FETCHES_PER_QUERY - 1,
+    };
+    // The last lookup allowed reaches the (empty) chain.
+    let last = work.fetch(&name("example.com"), RType::DS).await;
+    assert!(matches!(last, Err(HandlerError::Unanswered)), "{last:?}");
+    // The next one is refused before asking: bogus, EDE 6.
+    let over = work.fetch(&name("example.com"), RType::DNSKEY).await;
+    let Err(HandlerError::Bogus(b)) = over else {
+        panic!("{over:?}")
+    };
+    assert_eq!(b.reason.ede(), ede::DNSSEC_BOGUS);
+    assert_eq!(work.fetches, MAX_FETCHES_PER_QUERY);
+}
+
+#[test]
+fn the_nsec_cache_keeps_at_most_its_bound_per_zone() {
+    let cache = NsecCache::default();
+    let zone = name("example");
+    let q = Message::query(name("x.example"), RType::A);
+    let mut m = Message::response_to(&q);
+    for i in 0..MAX_NSEC_PER_ZONE + 50 {
+        m.authority.push(rec(&format!(
+            "n{i:04}.example. 300 IN NSEC n{:04}.example. A RRSIG NSEC",
+            i + 1
+        )));
+    }
+    cache.remember(&zone, &m, 0, |r| r.ttl);
+    assert_eq!(cache.len(), MAX_NSEC_PER_ZONE);
+}

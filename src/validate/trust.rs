@@ -397,3 +397,24 @@ fn trust_of(step: Step) -> Trust {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_table_stays_within_its_bound() {
+        let cache = TrustCache::new(TrustAnchors::iana_root());
+        for i in 0..MAX_STEPS + 100 {
+            let name: Name = format!("n{i}.example")
+                .parse()
+                .unwrap_or_else(|_| Name::root());
+            cache.remember(&name, Step::NotCut, 10_000, 0);
+        }
+        assert!(cache.len() <= MAX_STEPS, "{}", cache.len());
+        assert!(
+            cache.len() > MAX_STEPS / 2,
+            "evicts an eighth at a time, not all"
+        );
+    }
+}
