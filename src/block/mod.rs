@@ -29,11 +29,14 @@
 //! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
 //! a reload swaps them.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::{info, warn};
 
-use crate::handler::{BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request};
+use crate::handler::{
+    BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request, Screen, Screened,
+};
 use crate::wire::edns::check_options;
 use crate::wire::{Class, Opcode, QueryView, RType};
 
@@ -55,21 +58,45 @@ pub const DEFAULT_TTL: u32 = 10;
 
 /// The blocking stage.
 pub struct Blocker {
-    /// The current index; a reload builds a new one off to the side and swaps the `Arc`. The lock
-    /// is never held across an `.await`: the slow path clones the `Arc`, the fast path holds the
-    /// read lock through its (synchronous) lookup, a swap holds the write lock for the swap only.
-    index: RwLock<Arc<Index>>,
+    /// The current index and its generation; a reload builds a new index off to the side and
+    /// swaps both. The lock is never held across an `.await`: the slow path clones the `Arc`, the
+    /// fast path holds the read lock through its (synchronous) work, a swap holds the write lock
+    /// for the swap only.
+    current: RwLock<Current>,
     mode: AnswerMode,
     ttl: u32,
     /// The UDP payload size our OPT record advertises.
     payload: u16,
 }
 
+/// An index and the generation it is screened under (see the module docs).
+struct Current {
+    index: Arc<Index>,
+    generation: u32,
+}
+
+/// The last generation handed out, for every blocker of the process: two indexes never share
+/// one, so a cache entry stamped under one is checked again under any other.
+static GENERATIONS: AtomicU32 = AtomicU32::new(0);
+
+/// A generation no index has had yet (never 0, the cache's "not checked").
+fn next_generation() -> u32 {
+    loop {
+        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if g != 0 {
+            return g;
+        }
+    }
+}
+
 impl Blocker {
     /// A stage serving `index`.
     pub fn new(index: Index, mode: AnswerMode, ttl: u32, payload: u16) -> Blocker {
         Blocker {
-            index: RwLock::new(Arc::new(index)),
+            current: RwLock::new(Current {
+                index: Arc::new(index),
+                generation: next_generation(),
+            }),
             mode,
             ttl,
             payload,
@@ -78,17 +105,23 @@ impl Blocker {
 
     /// The index in use.
     pub fn index(&self) -> Arc<Index> {
-        self.index
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .index
             .clone()
     }
 
-    /// Serves `index` from now on (queries in flight finish with the old one).
+    /// Serves `index` from now on (queries in flight finish with the old one), under a new
+    /// generation: every answer the cache holds is checked against it before it is answered
+    /// again.
     pub fn swap(&self, index: Index) {
-        let new = Arc::new(index);
+        let new = Current {
+            index: Arc::new(index),
+            generation: next_generation(),
+        };
         let old = std::mem::replace(
-            &mut *self.index.write().unwrap_or_else(PoisonError::into_inner),
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
             new,
         );
         // The old index is freed here, outside the lock, unless a query still holds it.
@@ -105,14 +138,46 @@ impl Blocker {
         if !blockable(view.qtype, view.qclass) || view.header.opcode != Opcode::QUERY {
             return next.run(view, max_len, out);
         }
-        // The read lock is held through the lookup and the next stage's fast path (no `.await`
+        // The read lock is held through the next stage's fast path and the lookups (no `.await`
         // here): cheaper than cloning the `Arc`, and a swap waits for it only that long.
-        let guard = self.index.read().unwrap_or_else(PoisonError::into_inner);
-        let index: &Index = &guard;
+        let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let index: &Index = &guard.index;
         if index.blocked() == 0 {
             drop(guard);
             return next.run(view, max_len, out);
         }
+        let check = Check {
+            index,
+            generation: guard.generation,
+        };
+        // The next stage first: a cached answer that passed this generation's check is answered
+        // without touching the index (see the module docs).
+        let failed = match next.run_screened(view, max_len, out, &check) {
+            Some(Screened::Passed(origin)) => return Some(origin),
+            Some(Screened::Failed(_)) => true,
+            None => false,
+        };
+        let cloak;
+        let why = match index.blocking(view.qname) {
+            Some(hit) => {
+                // As the cache does: a query the slow path answers FORMERR is left to it.
+                if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
+                    return None;
+                }
+                Why { hit, cname: None }
+            }
+            None if failed => {
+                let (hit, target) = cloaked(index, out)?;
+                cloak = target;
+                Why {
+                    hit,
+                    cname: Some(cloak.as_wire()),
+                }
+            }
+            // Not blocked, and nothing answered it on the fast path: the slow path.
+            None => return None,
+        };
+        out.clear();
         let h = &view.header;
         let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
         let q = Query {
@@ -125,26 +190,8 @@ impl Blocker {
             wants_ad: h.authentic_data || dnssec_ok,
             edns: view.edns.map(|e| e.dnssec_ok),
         };
-        if let Some(hit) = index.blocking(view.qname) {
-            // As the cache does: a query the slow path answers FORMERR is left to it.
-            if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
-                return None;
-            }
-            let why = Why { hit, cname: None };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
-                .then_some(Origin::Local);
-        }
-        let origin = next.run(view, max_len, out)?;
-        if let Some((hit, target)) = cloaked(index, out) {
-            out.clear();
-            let why = Why {
-                hit,
-                cname: Some(target.as_wire()),
-            };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
-                .then_some(Origin::Local);
-        }
-        Some(origin)
+        write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+            .then_some(Origin::Local)
     }
 
     async fn slow(&self, req: &Request, next: Next<'_>) -> HandlerResult {
@@ -272,6 +319,23 @@ pub fn fuzz_blocklist(data: &[u8]) {
     }
     let _ = index.blocking(data);
     let _ = answer::cloaked(&index, data);
+}
+
+/// The blocker's [`Screen`]: an answer passes unless its question name is blocked or its CNAME
+/// chain passes through a blocked name, under the index of one generation.
+struct Check<'a> {
+    index: &'a Index,
+    generation: u32,
+}
+
+impl Screen for Check<'_> {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool {
+        self.index.blocking(query.qname).is_none() && cloaked(self.index, answer).is_none()
+    }
 }
 
 /// Whether a question of this type and class may be blocked: class IN, and not a meta type the

@@ -29,12 +29,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::handler::{Answer, HandlerResult, Next, Origin, Request};
+use crate::handler::{Answer, HandlerResult, Next, Origin, Request, Screen, Screened};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::check_options;
 use crate::wire::{Message, Opcode, QueryView};
 
-use super::entry::{Client, Ttls};
+use super::entry::{Client, Entry, Ttls};
 use super::flight::Fetch;
 use super::key::Key;
 use super::policy;
@@ -45,14 +45,16 @@ use super::Cache;
 impl Cache {
     /// The fast path: keys `query` on the stack and answers it from the stored bytes
     /// ([`Cache::answer_key`]) and says whether they were fresh or stale; `None` leaves it to the
-    /// slow path (see the module docs).
+    /// slow path (see the module docs). With a `screen` (the blocker in front), the answer is
+    /// judged by it unless the entry already passed the screen's generation.
     #[inline]
     pub(super) fn fast_path(
         &self,
         query: &QueryView<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> Option<Origin> {
+        screen: Option<&dyn Screen>,
+    ) -> Option<Screened> {
         let h = &query.header;
         if h.response || h.opcode != Opcode::QUERY {
             return None;
@@ -84,22 +86,31 @@ impl Cache {
             edns: query.edns.map(|e| e.dnssec_ok),
             payload: self.payload,
         };
-        self.answer_key(&key, &client, max_len, out)
+        let screen = screen.map(|s| (s, query));
+        self.answer_key(&key, &client, max_len, out, screen)
     }
 
     /// Writes the cached answer for `key` into `out` and says whether it was fresh or stale; `None`
-    /// on a miss (or on stale data the slow
-    /// path must first try to refresh).
+    /// on a miss (or on stale data the slow path must first try to refresh).
+    ///
+    /// With a screen, an entry stamped with the screen's generation is answered without asking it
+    /// (the stored bytes passed that very check before); any other entry is rendered and judged,
+    /// and stamped if it passes. An entry that fails is answered as [`Screened::Failed`] with no
+    /// other effect: not counted, no prefetch or refresh queued (so a name blocked since it was
+    /// stored never reaches an upstream through the cache), not stamped (judged again on every
+    /// hit until it expires).
     fn answer_key(
         &self,
         key: &Key,
         client: &Client<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> Option<Origin> {
+        screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    ) -> Option<Screened> {
         let hash = hash_key(&self.hasher, key.as_bytes());
         let now = self.now_ms();
-        // Lock held for the lookup and the copy only.
+        // Lock held for the lookup, the copy and (once per entry and generation) the screen's
+        // check, which is synchronous and bounded; nothing here awaits.
         let mut guard = self.shard(hash);
         let shard = &mut *guard;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
@@ -108,20 +119,28 @@ impl Cache {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
                     return None;
                 }
+                if !passes(entry, screen, out) {
+                    return Some(Screened::Failed(Origin::Cache));
+                }
                 self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
-                Some(Origin::Cache)
+                Some(Screened::Passed(Origin::Cache))
             }
             Some(Found::Stale(entry)) => {
                 let stale = self.policy().stale?;
-                if !self.stale_now(stale, entry, key, hash, now)
-                    || !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out)
-                {
+                // Rendered (and judged) before `stale_now`, which may queue a refresh.
+                if !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out) {
+                    return None;
+                }
+                if !passes(entry, screen, out) {
+                    return Some(Screened::Failed(Origin::StaleCache));
+                }
+                if !self.stale_now(stale, entry, key, hash, now) {
                     return None;
                 }
                 shard.counters.hits += 1;
                 shard.counters.stale += 1;
-                Some(Origin::StaleCache)
+                Some(Screened::Passed(Origin::StaleCache))
             }
         }
     }
@@ -260,6 +279,25 @@ pub(super) enum Step {
     FollowOrStale(watch::Receiver<Option<HandlerResult>>, Answer),
     /// Lead the refresh in this query, until the client timeout, else answer these stale bytes.
     LeadOrStale(Answer),
+}
+
+/// Whether the answer rendered from `entry` into `out` passes `screen` (always, without one): at
+/// once if the entry carries the screen's generation, else by asking the screen, and then the
+/// entry is stamped with it.
+#[inline]
+fn passes(entry: &mut Entry, screen: Option<(&dyn Screen, &QueryView<'_>)>, out: &[u8]) -> bool {
+    let Some((screen, query)) = screen else {
+        return true;
+    };
+    let generation = screen.generation();
+    if entry.screened() == generation {
+        return true;
+    }
+    if !screen.passes(query, out) {
+        return false;
+    }
+    entry.set_screened(generation);
+    true
 }
 
 /// The cache key of a parsed query, or `None` if the query must bypass the cache.
