@@ -533,6 +533,126 @@ mod tests {
         assert_eq!(f.rcode(), Rcode::NXDOMAIN);
     }
 
+    /// An index of `block` and `allow` rules (list texts).
+    fn index_of(block: &str, allow: &str) -> Index {
+        let mut index = Index::new();
+        let b = index.add_list("block.list").unwrap();
+        let a = index.add_list("allow.list").unwrap();
+        let mut r = load::ListReport::default();
+        load::add_text(&mut index, Kind::Block, b, block.as_bytes(), &mut r).unwrap();
+        load::add_text(&mut index, Kind::Allow, a, allow.as_bytes(), &mut r).unwrap();
+        index
+    }
+
+    /// An upstream behind the cache: `site.example` is a CNAME to `cdn.example`, every other name
+    /// an address; counts what it is asked.
+    struct Upstream(std::sync::atomic::AtomicUsize);
+
+    impl Handler for Upstream {
+        fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let q = req.query.question().unwrap();
+            let mut m = Message::response_to(&req.query);
+            let mut owner = q.name.clone();
+            if owner.to_string() == "site.example." {
+                let target: Name = "cdn.example".parse().unwrap();
+                m.answers
+                    .push(Record::new(owner, 300, RData::Cname(target.clone())));
+                owner = target;
+            }
+            m.answers
+                .push(Record::new(owner, 300, RData::A([192, 0, 2, 1].into())));
+            Box::pin(std::future::ready(
+                crate::handler::Answer::from_message(
+                    &m,
+                    Origin::Upstream,
+                    crate::handler::Verdict::Unchecked,
+                )
+                .map_err(crate::handler::HandlerError::internal),
+            ))
+        }
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+    }
+
+    /// Blocker -> cache -> upstream, as the application composes them.
+    fn cached_chain(index: Index) -> (Arc<Blocker>, Arc<Upstream>, Chain) {
+        let blocker = Arc::new(Blocker::new(index, AnswerMode::NxDomain, 7, 1232));
+        let cache = Arc::new(crate::cache::Cache::new(
+            crate::cache::CacheConfig::default(),
+        ));
+        let up = Arc::new(Upstream(std::sync::atomic::AtomicUsize::new(0)));
+        let chain = Chain::new(vec![blocker.clone(), cache, up.clone()]);
+        (blocker, up, chain)
+    }
+
+    #[tokio::test]
+    async fn a_reload_takes_effect_for_cached_answers_at_once() {
+        let (blocker, up, c) = cached_chain(index_of("unrelated.example\n", ""));
+        for name in ["www.example", "site.example"] {
+            assert_eq!(slow(&c, query(name, RType::A)).await.rcode(), Rcode::NOERROR);
+        }
+        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+        // Cached, and checked (then stamped) on their first fast-path hit.
+        for _ in 0..2 {
+            for name in ["www.example", "site.example"] {
+                let f = fast(&c, &query(name, RType::A)).unwrap();
+                assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
+            }
+        }
+
+        // The lists now block one cached name and the CNAME target of the other.
+        blocker.swap(index_of("www.example\ncdn.example\n", ""));
+        for _ in 0..2 {
+            let f = fast(&c, &query("WWW.example", RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.len()), (Rcode::NXDOMAIN, 0));
+            assert_eq!(
+                ede_text(&f),
+                "blocked: www.example (list block.list, line 1)"
+            );
+            let f = fast(&c, &query("site.example", RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.len()), (Rcode::NXDOMAIN, 0));
+            assert_eq!(
+                ede_text(&f),
+                "blocked: CNAME target cdn.example (list block.list, line 2)"
+            );
+        }
+        let m = slow(&c, query("www.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(up.0.load(Ordering::SeqCst), 2, "nothing blocked went upstream");
+
+        // An allow list wins: the cached answers come back, from the cache.
+        blocker.swap(index_of("www.example\ncdn.example\n", "www.example\ncdn.example\n"));
+        for name in ["www.example", "site.example"] {
+            let f = fast(&c, &query(name, RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
+        }
+        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_name_blocked_on_the_fast_path_is_never_cached() {
+        let (blocker, up, c) = cached_chain(index_of("ads.example\n", ""));
+        assert_eq!(
+            fast(&c, &query("x.ads.example", RType::A)).unwrap().rcode(),
+            Rcode::NXDOMAIN
+        );
+        assert_eq!(
+            slow(&c, query("x.ads.example", RType::A)).await.rcode(),
+            Rcode::NXDOMAIN
+        );
+        // Unblocked by a reload: a miss (nothing was stored), answered by the upstream.
+        blocker.swap(index_of("other.example\n", ""));
+        assert!(fast(&c, &query("x.ads.example", RType::A)).is_none());
+        assert_eq!(up.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            slow(&c, query("x.ads.example", RType::A)).await.rcode(),
+            Rcode::NOERROR
+        );
+        assert_eq!(up.0.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn fuzz_body_survives_odd_input() {
         for input in [
