@@ -1,25 +1,45 @@
 //! Blocking: names on block lists are answered here, never forwarded; allow lists win.
 //!
 //! ```text
-//!   server --QueryView--> Blocker::answer_fast_in_chain --blocked?--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
-//!                                   \--no--> cache fast path --hit--> CNAME target blocked? --> same
+//!   server --QueryView--> Blocker::answer_fast_in_chain --> cache, screened by Check (generation g)
+//!        hit stamped g ------------------------------------------------------------> answer as is
+//!        hit not stamped g --> qname or a CNAME target blocked? --no--> stamp g --> answer as is
+//!                                                             \--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
+//!        miss --> qname blocked? --yes--> same blocked answer | --no--> slow path
 //!   server --Request----> Blocker::handle --blocked?--yes--> same answer as an Answer
 //!                                   \--no--> cache --> ... --> forwarder --answer--> CNAME check
-//!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc--> Blocker
+//!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc, new g--> Blocker
 //!                      ^ SIGHUP, every refresh_secs; URLs fetched through our own chain (fetch)
 //! ```
 //!
 //! Why in front of the cache: a list change (a reload) must take effect for every name at once,
 //! including names the cache already holds, and a blocked name must never reach an upstream or
-//! take room in the cache. The stage is on the fast path too, so a blocked answer costs a lookup in
-//! the [`index`] and one write through the response writer, less than a cache hit (no lock, no
-//! copy of stored records). A query that is not blocked pays the index lookup (a few hashes of the
-//! name's suffixes) before the cache's own fast path.
+//! take room in the cache.
+//!
+//! Why the cache is asked first on the fast path: with a large list, probing the [`index`] for
+//! every suffix of every query name touches cache lines spread over megabytes (the tag bytes
+//! alone are two octets per name), which at a moderate query rate are cold every time; that was
+//! most of what a list of a million names added to a cached answer. So every index has a
+//! generation (unique in the process, new at every swap), and the stage hands the cache a
+//! [`Screen`] ([`Check`]) with it: a cache entry records the generation whose check it last
+//! passed (the question name not blocked, no CNAME target blocked, allow lists applied), and a
+//! hit on an entry that carries the current generation is answered without touching the index
+//! or walking the answer. Any other hit (a new entry, or the first since a reload) is checked
+//! under the cache's shard lock and stamped if it passes; one that fails comes back to this stage
+//! with no effect in the cache (not counted, no prefetch or refresh queued, so a name blocked
+//! since it was stored never goes upstream) and is answered blocked. A reload thus takes effect
+//! for cached names at once, at the price of one check per entry. A miss costs the cache's lookup
+//! and then the index's, so a blocked answer costs a cache miss more than it would in front.
+//!
+//! A compact prefilter in front of the index (a Bloom filter of a few bits per name) was the
+//! other way: it spares the probes of the slots and the arena, but not the cold line per suffix,
+//! since a million names at eight bits are still a megabyte; the stamp touches nothing but the
+//! entry the hit copies anyway.
 //!
 //! CNAME cloaking (a tracker behind a CNAME from a first-party name): an answer whose answer
 //! section holds a CNAME whose target is blocked is replaced by the blocked answer. The check runs
-//! on every answer that passes this stage, fresh or cached, so it follows reloads too; an answer
-//! without a CNAME costs one walk of its answer section.
+//! on every answer from the slow path, and on every cached answer once per generation (above);
+//! an answer without a CNAME costs one walk of its answer section.
 //!
 //! Sub-modules: [`parse`] (list formats), [`index`] (the compact name index), [`answer`] (the
 //! blocked response and the CNAME check), [`load`] (lists to an index, the last-good copies of

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  fast path  (Handler::answer_fast: a QueryView, nothing allocated)
-//!    key on the stack -> shard lock -> live entry: render, queue its prefetch when due -> hit
+//!    key on the stack -> shard lock -> live entry: render, screen, queue its prefetch when due -> hit
 //!                                   -> stale entry answered at once (held, or client_timeout 0)
 //!                                   -> anything else: false, and the server takes the slow path
 //!  slow path  (Handler::handle: a parsed Request)
@@ -16,6 +16,12 @@
 //! first be refreshed, a query the cache does not answer (not a QUERY, an uncacheable type), or one
 //! the slow path answers FORMERR or BADVERS (malformed EDNS options, EDNS version other than 0). So
 //! a hit and a miss look alike to the client.
+//!
+//! Behind the blocker the fast path is screened ([`crate::handler::Screen`]): a rendered answer is
+//! judged by the blocker's check unless the entry records that it passed the check's current
+//! generation (then the hit costs one comparison more), and an entry that passes is stamped with
+//! it. An answer that fails goes back to the blocker with no effect here: not counted, no
+//! prefetch or refresh queued. The slow path is not screened: the blocker checks what comes back.
 //!
 //! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
 //! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
