@@ -4,10 +4,10 @@ in data-cache misses, with and without a 1,000,000-name block list, under valgri
 
 bench_block.py times CPU per query, which the other load of a shared machine disturbs by more than
 the 5% its goal allows. This script counts instead: dnsveil runs under
-`valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no`, the cache is filled and every entry
-hit once (so that nothing of the loading and filling is counted), then instrumentation is switched
-on (`callgrind_control -i on`) for a fixed query set sent by dnsperf at a fixed rate, and the
-counters are dumped (`callgrind_control -d`) and divided by the answers dnsperf counted.
+`valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no` (loading the list is not
+instrumented), the cache is filled and every entry hit once, and the counters are zeroed
+(`callgrind_control -z`) before each query set sent by dnsperf (one query outstanding), dumped
+after it (`callgrind_control -d`) and divided by the answers dnsperf counted.
 Columns: instructions (Ir), L1 data misses (D1mr + D1mw) and last-level data misses (DLmr + DLmw)
 per query. The simulated last level is the core's own L2 by default (`--ll`, 2 MiB here): the L3
 is shared with every other process and the kernel, which at a moderate query rate evict what a
@@ -17,7 +17,7 @@ Same list, names and queries as bench_block.py (its `generate`): 10,000 cached n
 (n<i>.bench.test, forwarded to a local nsd), 10,000 blocked names from the list.
 
 Usage: python3 benches/bench_block_counts.py [--baseline REV] [--names 1000000] [--passes 2]
-                                           [--rate 2000] [--ll 2097152,16,64] [--out BENCHMARKS.md]
+                                           [--ll 2097152,16,64] [--out BENCHMARKS.md]
                                            [--no-build]
 Results go to BENCHMARKS.md between this script's markers.
 Needs: valgrind, nsd, dnsperf, taskset (Debian: valgrind nsd dnsperf util-linux).
@@ -35,6 +35,13 @@ import bench  # noqa: E402
 import bench_block  # noqa: E402
 
 
+def send(port, datafile, passes):
+    """dnsperf through `datafile` `passes` times with one query outstanding: every query arrives
+    alone, so each wake-up of the server answers exactly one and the counts per query do not
+    depend on how queries bunch (as the fixed-rate runs of bench_block.py intend)."""
+    return bench.dnsperf(port, datafile, "udp", runs=passes, strict=False, clients=1, outstanding=1)
+
+
 class Counted:
     """dnsveil under callgrind, instrumentation off until `count` switches it on."""
 
@@ -48,16 +55,16 @@ class Counted:
         self.log = open(os.path.join(d, f"{label.replace(' ', '_')}.log"), "w")
         self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         bench.wait_answer(self.port, timeout=900)
+        # Instrumented from here on (loading the list is not); each count zeroes the counters.
+        subprocess.run(["callgrind_control", "-i", "on", str(self.p.pid)], check=True, capture_output=True)
 
-    def count(self, datafile, passes, rate):
-        """Counters per answer over `passes` runs through `datafile` at `rate` q/s."""
+    def count(self, datafile, passes):
+        """Counters per answer over `passes` runs through `datafile`, one query at a time."""
         for f in glob.glob(f"{self.out}.{self.p.pid}*"):
             os.remove(f)
-        subprocess.run(["callgrind_control", "-i", "on", str(self.p.pid)], check=True, capture_output=True)
-        r = bench.dnsperf(self.port, datafile, "udp", runs=passes, qps=rate, strict=False, clients=1,
-                          outstanding=20)
+        subprocess.run(["callgrind_control", "-z", str(self.p.pid)], check=True, capture_output=True)
+        r = send(self.port, datafile, passes)
         subprocess.run(["callgrind_control", "-d", str(self.p.pid)], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-i", "off", str(self.p.pid)], check=True, capture_output=True)
         totals = {}
         deadline = time.time() + 60
         while not totals and time.time() < deadline:
@@ -91,7 +98,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--names", type=int, default=1_000_000)
     ap.add_argument("--passes", type=int, default=2, help="runs through each query file that are counted")
-    ap.add_argument("--rate", type=int, default=2000, help="offered q/s (valgrind runs dnsveil ~50x slower)")
     ap.add_argument("--ll", default="2097152,16,64", help="simulated last-level cache: size,ways,line")
     ap.add_argument("--out", default=os.path.join(bench.ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
@@ -120,14 +126,12 @@ def main():
                 try:
                     # Fill the cache, then hit every entry once (a screened entry is checked and
                     # stamped on its first hit): none of that is counted.
-                    bench.dnsperf(s.port, cached, "udp", runs=2, qps=args.rate, strict=False, clients=1,
-                                  outstanding=20)
+                    send(s.port, cached, 2)
                     kinds = [("cached", cached)] + ([("blocked", blocked)] if listed else [])
                     for what, datafile in kinds:
                         if what == "blocked":
-                            bench.dnsperf(s.port, datafile, "udp", runs=1, qps=args.rate, strict=False,
-                                          clients=1, outstanding=20)
-                        r = s.count(datafile, args.passes, args.rate)
+                            send(s.port, datafile, 1)
+                        r = s.count(datafile, args.passes)
                         print(name, what, r, flush=True)
                         rows.append((name, what, r))
                 finally:
@@ -144,7 +148,7 @@ def main():
         f"Revision {bench.revision()}, {time.strftime('%Y-%m-%d')}; dnsveil under callgrind (cache simulation, "
         f"last level {args.ll}: the core's own L2), {args.names:,} generated names as in bench_block.py; "
         f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names (each entry filled and hit "
-        f"once before counting) and over {len(sample):,} blocked names, at {args.rate:,} q/s. Counts per "
+        f"once before counting) and over {len(sample):,} blocked names, one query at a time. Counts per "
         f"answer, user space only (the kernel's share of a query is the same in every row); they do not "
         f"depend on the machine's load.",
         "",
