@@ -611,7 +611,10 @@ mod tests {
     async fn a_reload_takes_effect_for_cached_answers_at_once() {
         let (blocker, up, c) = cached_chain(index_of("unrelated.example\n", ""));
         for name in ["www.example", "site.example"] {
-            assert_eq!(slow(&c, query(name, RType::A)).await.rcode(), Rcode::NOERROR);
+            assert_eq!(
+                slow(&c, query(name, RType::A)).await.rcode(),
+                Rcode::NOERROR
+            );
         }
         assert_eq!(up.0.load(Ordering::SeqCst), 2);
         // Cached, and checked (then stamped) on their first fast-path hit.
@@ -640,10 +643,17 @@ mod tests {
         }
         let m = slow(&c, query("www.example", RType::A)).await;
         assert_eq!(m.rcode(), Rcode::NXDOMAIN);
-        assert_eq!(up.0.load(Ordering::SeqCst), 2, "nothing blocked went upstream");
+        assert_eq!(
+            up.0.load(Ordering::SeqCst),
+            2,
+            "nothing blocked went upstream"
+        );
 
         // An allow list wins: the cached answers come back, from the cache.
-        blocker.swap(index_of("www.example\ncdn.example\n", "www.example\ncdn.example\n"));
+        blocker.swap(index_of(
+            "www.example\ncdn.example\n",
+            "www.example\ncdn.example\n",
+        ));
         for name in ["www.example", "site.example"] {
             let f = fast(&c, &query(name, RType::A)).unwrap();
             assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));

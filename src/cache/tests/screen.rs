@@ -61,7 +61,10 @@ async fn an_entry_is_judged_once_per_generation() {
     // A new generation (a list reload): judged again, once.
     s.generation.set(6);
     for _ in 0..3 {
-        assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Cache)));
+        assert_eq!(
+            screened(&c, &q, &s).0,
+            Some(Screened::Passed(Origin::Cache))
+        );
     }
     assert_eq!(s.asked.get(), 2);
 
@@ -112,7 +115,10 @@ async fn a_failing_entry_is_judged_every_time_and_has_no_effect() {
 
     // The same entry passing: counted, and its prefetch goes out.
     s.pass.set(true);
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Cache)));
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Cache))
+    );
     until(|| up.calls() == 2).await;
     assert_eq!(c.stats().hits, hits + 1);
     shutdown.cancel();
