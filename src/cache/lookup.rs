@@ -114,12 +114,15 @@ impl Cache {
         screen: Option<(&dyn Screen, &QueryView<'_>)>,
     ) -> Option<Screened> {
         let hash = hash_key(&self.hasher, key.as_bytes());
-        let now = self.now_ms();
         // Lock held for the lookup, the copy and (once per entry and generation) the screen's
         // check, which is synchronous and bounded; nothing here awaits.
         let mut guard = self.shard(hash);
         let shard = &mut *guard;
-        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+        // A miss (every blocked name, behind the blocker) ends before the clock and the policy
+        // are read.
+        let idx = shard.find(hash, key.as_bytes())?;
+        let now = self.now_ms();
+        match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
             None => None,
             Some(Found::Fresh(entry)) => {
                 if !entry.render(client, Ttls::At(now), max_len, out) {

@@ -116,11 +116,26 @@ impl Shard {
         now_ms: u64,
         stale_ms: u64,
     ) -> Option<Found<'_>> {
+        let idx = self.find(hash, key)?;
+        self.lookup_at(idx, hash, now_ms, stale_ms)
+    }
+
+    /// Where the entry for `key` is, whatever its age: a miss is known before the time is read.
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let idx = *self.index.get(&hash)? as usize;
         let entry = self.slots.get(idx)?.as_ref()?;
-        if entry.key() != key {
-            return None;
-        }
+        (entry.key() == key).then_some(idx)
+    }
+
+    /// [`Shard::lookup`] of the entry [`Shard::find`] found at `idx`.
+    pub(crate) fn lookup_at(
+        &mut self,
+        idx: usize,
+        hash: u64,
+        now_ms: u64,
+        stale_ms: u64,
+    ) -> Option<Found<'_>> {
+        let entry = self.slots.get(idx)?.as_ref()?;
         match entry.age(now_ms, stale_ms) {
             Age::Fresh => self.slots[idx].as_mut().map(Found::Fresh),
             Age::Stale => self.slots[idx].as_mut().map(Found::Stale),
