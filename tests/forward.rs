@@ -161,6 +161,7 @@ fn a_records(q: &Message, n: u8) -> Message {
 fn opts(ms: u64) -> PlainOptions {
     PlainOptions {
         timeout: Duration::from_millis(ms),
+        ..PlainOptions::default()
     }
 }
 
