@@ -94,6 +94,40 @@ class Counted:
         self.log.close()
 
 
+def section(rows, args, blocked_count, revision):
+    """BENCHMARKS.md's section for `rows` of (server, queries, counts)."""
+    ratio = {}
+    for name, what, r in rows:
+        ratio.setdefault(name.replace(" + list", ""), {})[(what, name.endswith(" + list"))] = r
+    lines = [
+        "## Blocking, counted (`benches/bench_block_counts.py`)",
+        "",
+        f"Revision {revision}, {time.strftime('%Y-%m-%d')}; dnsveil under callgrind (cache simulation, "
+        f"last level {args.ll}: the core's own L2), {args.names:,} generated names as in bench_block.py; "
+        f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names (each entry filled and hit "
+        f"once before counting) and over {blocked_count:,} blocked names, one query at a time. Counts per "
+        f"answer, user space only (the kernel's share of a query is the same in every row); they do not "
+        f"depend on the machine's load.",
+        "",
+        "| server | queries | answers | instructions/q | D1 misses/q | LL misses/q |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, what, r in rows:
+        codes = ", ".join(f"{k} {v}" for k, v in r["rcodes"].items())
+        lines.append(f"| {name} | {what} | {codes} | {r['Ir']:,.0f} | {r['D1']:.1f} | {r['LL']:.2f} |")
+    # Instructions as a ratio; misses as a difference per query (a few misses against a fraction of
+    # one make ratios that mean nothing).
+    lines += ["", "| build | cached, with list against without: instructions; D1, LL misses/q | blocked against "
+              "cached (with list): instructions; D1, LL misses/q |", "|---|---|---|"]
+    for label, m in ratio.items():
+        plain, listed, blocked_r = m.get(("cached", False)), m.get(("cached", True)), m.get(("blocked", True))
+        if not (plain and listed and blocked_r):
+            continue
+        q = lambda a, b: f"{a['Ir'] / b['Ir']:.3f}x; {a['D1'] - b['D1']:+.1f}, {a['LL'] - b['LL']:+.2f}"
+        lines.append(f"| {label} | {q(listed, plain)} | {q(blocked_r, listed)} |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--names", type=int, default=1_000_000)
@@ -139,34 +173,7 @@ def main():
     finally:
         nsd.stop()
         os.system(f"rm -rf {d}")
-    ratio = {}
-    for name, what, r in rows:
-        ratio.setdefault(name.replace(" + list", ""), {})[(what, name.endswith(" + list"))] = r
-    lines = [
-        "## Blocking, counted (`benches/bench_block_counts.py`)",
-        "",
-        f"Revision {bench.revision()}, {time.strftime('%Y-%m-%d')}; dnsveil under callgrind (cache simulation, "
-        f"last level {args.ll}: the core's own L2), {args.names:,} generated names as in bench_block.py; "
-        f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names (each entry filled and hit "
-        f"once before counting) and over {len(sample):,} blocked names, one query at a time. Counts per "
-        f"answer, user space only (the kernel's share of a query is the same in every row); they do not "
-        f"depend on the machine's load.",
-        "",
-        "| server | queries | answers | instructions/q | D1 misses/q | LL misses/q |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, what, r in rows:
-        codes = ", ".join(f"{k} {v}" for k, v in r["rcodes"].items())
-        lines.append(f"| {name} | {what} | {codes} | {r['Ir']:,.0f} | {r['D1']:.1f} | {r['LL']:.2f} |")
-    lines += ["", "| build | cached with list / without: instructions, D1, LL | blocked / cached (with list): "
-              "instructions, D1, LL |", "|---|---|---|"]
-    for label, m in ratio.items():
-        plain, listed, blocked_r = m.get(("cached", False)), m.get(("cached", True)), m.get(("blocked", True))
-        if not (plain and listed and blocked_r):
-            continue
-        q = lambda a, b, k: f"{a[k] / b[k]:.3f}x" if b[k] else "n/a"
-        lines.append(f"| {label} | {q(listed, plain, 'Ir')}, {q(listed, plain, 'D1')}, {q(listed, plain, 'LL')} | "
-                     f"{q(blocked_r, listed, 'Ir')}, {q(blocked_r, listed, 'D1')}, {q(blocked_r, listed, 'LL')} |")
+    lines = section(rows, args, len(sample), bench.revision())
     print("\n".join(lines))
     bench.write_section(args.out, "bench_block_counts.py", lines)
 
