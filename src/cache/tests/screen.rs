@@ -124,3 +124,42 @@ async fn a_failing_entry_is_judged_every_time_and_has_no_effect() {
     shutdown.cancel();
     refresher.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_entry_that_fails_is_not_refreshed() {
+    let c = Arc::new(cache(CacheConfig {
+        client_timeout: Duration::ZERO,
+        ..CacheConfig::default()
+    }));
+    let mode = Arc::new(AtomicU8::new(ANSWER));
+    let up = switchable(60, &mode);
+    let ch = chain(&c, &up);
+    let shutdown = CancellationToken::new();
+    let refresher = c.spawn_refresher(Chain::new(vec![up.clone()]), shutdown.clone());
+    ch.handle(&request(msg_query("www.example.com", RType::A)))
+        .await
+        .unwrap();
+    advance(gone_after(60)).await;
+    let q = query("www.example.com", RType::A, 3);
+    // Stale data would be answered at once and refreshed behind, but it fails the screen: no
+    // refresh goes upstream for it.
+    let s = Counting::new(1, false);
+    for _ in 0..3 {
+        assert_eq!(
+            screened(&c, &q, &s).0,
+            Some(Screened::Failed(Origin::StaleCache))
+        );
+    }
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(up.calls(), 1);
+    s.pass.set(true);
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::StaleCache))
+    );
+    until(|| up.calls() == 2).await;
+    shutdown.cancel();
+    refresher.await.unwrap();
+}
