@@ -47,7 +47,9 @@
 //!
 //! Limitations: only class IN is blocked (other classes pass); DNAME records are not looked into
 //! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
-//! a reload swaps them.
+//! a reload swaps them. A cached answer that fails the check (a cloaked one, or one blocked since
+//! it was stored) is never stamped, so it is checked on every hit until it expires. Only the fast
+//! path uses the stamps: the slow path checks every answer.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
