@@ -11,9 +11,7 @@
 //!   14..16  key length K (u16 LE)
 //!   16..18  number of TTL fields N (u16 LE)
 //!   18      length O of the EDNS option octets (at most 255)
-//!   19..23  screened: the generation of the screen (the blocker's lists) this answer last passed
-//!           (u32 LE, 0 = not yet checked); see [`crate::handler::Screen`]
-//!   23..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
+//!   19..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
 //! ```
 //!
 //! The stored response is the encoded answer without its question and OPT record: the header,
@@ -28,10 +26,10 @@
 //!
 //! Keeping key, offsets and answer in one allocation is what keeps a million entries small (the
 //! bytes per entry that the cache's `memory_per_entry` test measures are in BENCHMARKS.md). The
-//! fixed part is 23 octets: the insertion time needs no more than 48 bits, a lifetime no more than
+//! fixed part is 19 octets: the insertion time needs no more than 48 bits, a lifetime no more than
 //! 24 and the options (one Extended DNS Error with a short text) no more than 8, which pays for the
-//! hold time that serve-stale needs. The screened generation takes four octets, not two, so that
-//! no number of list reloads during an entry's life can bring an old generation back.
+//! hold time that serve-stale needs. (The generation of the blocker's check an entry last passed
+//! lives in the shard's index, in padding: see [`super::shard`].)
 //!
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.
@@ -52,8 +50,7 @@ const OFF_HELD_UNTIL: usize = 10;
 const OFF_KEY_LEN: usize = 14;
 const OFF_TTL_COUNT: usize = 16;
 const OFF_OPT_LEN: usize = 18;
-const OFF_SCREENED: usize = 19;
-const FIXED_LEN: usize = 23;
+const FIXED_LEN: usize = 19;
 
 /// Longest lifetime an entry can record (about 194 days); the cache clamps TTLs below it.
 pub(crate) const MAX_LIFETIME: u32 = (1 << 24) - 1;
@@ -124,7 +121,6 @@ impl Entry {
         b.extend_from_slice(&(key.len() as u16).to_le_bytes());
         b.extend_from_slice(&(p.ttls.len() as u16).to_le_bytes());
         b.push(p.options.len() as u8);
-        b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(key);
         for (off, _) in p.ttls {
             b.extend_from_slice(&off.to_le_bytes());
@@ -293,23 +289,6 @@ impl Entry {
     /// True while a failed refresh holds the entry at `now_ms` (see [`Entry::held_until_s`]).
     pub(crate) fn is_held(&self, now_ms: u64) -> bool {
         u64::from(self.held_until_s()) * 1000 > now_ms
-    }
-
-    /// The generation of the screen this entry's answer last passed (0: not checked since it was
-    /// stored). See [`crate::handler::Screen`].
-    pub(crate) fn screened(&self) -> u32 {
-        let b = &self.0;
-        u32::from_le_bytes([
-            b[OFF_SCREENED],
-            b[OFF_SCREENED + 1],
-            b[OFF_SCREENED + 2],
-            b[OFF_SCREENED + 3],
-        ])
-    }
-
-    /// Records that the entry's answer passed the screen of `generation`.
-    pub(crate) fn set_screened(&mut self, generation: u32) {
-        self.0[OFF_SCREENED..OFF_SCREENED + 4].copy_from_slice(&generation.to_le_bytes());
     }
 
     /// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).

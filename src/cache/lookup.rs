@@ -18,10 +18,11 @@
 //! a hit and a miss look alike to the client.
 //!
 //! Behind the blocker the fast path is screened ([`crate::handler::Screen`]): a rendered answer is
-//! judged by the blocker's check unless the entry records that it passed the check's current
-//! generation (then the hit costs one comparison more), and an entry that passes is stamped with
-//! it. An answer that fails goes back to the blocker with no effect here: not counted, no
-//! prefetch or refresh queued. The slow path is not screened: the blocker checks what comes back.
+//! judged by the blocker's check unless the entry's place in the shard's index records that it
+//! passed the check's current generation (then the hit costs one comparison more), and an entry
+//! that passes is stamped with it. An answer that fails goes back to the blocker with no effect
+//! here: not counted, no prefetch or refresh queued. The slow path is not screened: the blocker
+//! checks what comes back.
 //!
 //! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
 //! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
@@ -40,7 +41,7 @@ use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::check_options;
 use crate::wire::{Message, Opcode, QueryView};
 
-use super::entry::{Client, Entry, Ttls};
+use super::entry::{Client, Ttls};
 use super::flight::Fetch;
 use super::key::Key;
 use super::policy;
@@ -120,7 +121,7 @@ impl Cache {
         let shard = &mut *guard;
         // A miss (every blocked name, behind the blocker) ends before the clock and the policy
         // are read.
-        let idx = shard.find(hash, key.as_bytes())?;
+        let (idx, screened) = shard.find(hash, key.as_bytes())?;
         let now = self.now_ms();
         match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
             None => None,
@@ -128,11 +129,14 @@ impl Cache {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
                     return None;
                 }
-                if !passes(entry, screen, out) {
+                let Some(stamp) = judge(screened, screen, out) else {
                     return Some(Screened::Failed(Origin::Cache));
-                }
+                };
                 self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
+                if let Some(generation) = stamp {
+                    shard.set_screened(hash, generation);
+                }
                 Some(Screened::Passed(Origin::Cache))
             }
             Some(Found::Stale(entry)) => {
@@ -141,14 +145,17 @@ impl Cache {
                 if !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out) {
                     return None;
                 }
-                if !passes(entry, screen, out) {
+                let Some(stamp) = judge(screened, screen, out) else {
                     return Some(Screened::Failed(Origin::StaleCache));
-                }
+                };
                 if !self.stale_now(stale, entry, key, hash, now) {
                     return None;
                 }
                 shard.counters.hits += 1;
                 shard.counters.stale += 1;
+                if let Some(generation) = stamp {
+                    shard.set_screened(hash, generation);
+                }
                 Some(Screened::Passed(Origin::StaleCache))
             }
         }
@@ -290,23 +297,24 @@ pub(super) enum Step {
     LeadOrStale(Answer),
 }
 
-/// Whether the answer rendered from `entry` into `out` passes `screen` (always, without one): at
-/// once if the entry carries the screen's generation, else by asking the screen, and then the
-/// entry is stamped with it.
+/// Whether the answer rendered into `out` from an entry that last passed the screen generation
+/// `screened` passes `screen` (always, without one): `None` if it fails, else the generation to
+/// stamp the entry with, if it must be (`None` when it already carries the screen's generation:
+/// then the screen is not asked at all).
 #[inline]
-fn passes(entry: &mut Entry, screen: Option<(&dyn Screen, &QueryView<'_>)>, out: &[u8]) -> bool {
+fn judge(
+    screened: u32,
+    screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    out: &[u8],
+) -> Option<Option<u32>> {
     let Some((screen, query)) = screen else {
-        return true;
+        return Some(None);
     };
     let generation = screen.generation();
-    if entry.screened() == generation {
-        return true;
+    if screened == generation {
+        return Some(None);
     }
-    if !screen.passes(query, out) {
-        return false;
-    }
-    entry.set_screened(generation);
-    true
+    screen.passes(query, out).then_some(Some(generation))
 }
 
 /// The cache key of a parsed query, or `None` if the query must bypass the cache.
