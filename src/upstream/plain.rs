@@ -34,6 +34,7 @@
 //! meant only for servers on the local network.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ pub struct UdpTransport {
     url: String,
     opts: PlainOptions,
     tcp: TcpTransport,
+    /// The question of a UDP answer must match the query's byte for byte ([`Self::exact_case`]).
+    exact_case: bool,
+    /// A datagram was dropped only because its question's letter case differed.
+    case_mismatch: AtomicBool,
 }
 
 impl UdpTransport {
@@ -97,13 +102,34 @@ impl UdpTransport {
             url: format!("udp://{server}"),
             tcp: TcpTransport::new(server, opts.clone()),
             opts,
+            exact_case: false,
+            case_mismatch: AtomicBool::new(false),
         }
+    }
+
+    /// Accepts a UDP answer only when its question is the query's byte for byte, letter case
+    /// included (0x20 case randomisation, draft-vixie-dnsext-dns0x20): a datagram that differs
+    /// only in case is dropped like one with a wrong ID, and the exchange keeps waiting. Over TCP
+    /// (after truncation) the case is not checked: a stream is not open to off-path spoofing.
+    pub fn exact_case(mut self) -> Self {
+        self.exact_case = true;
+        self
+    }
+
+    /// True when a datagram was dropped only for its question's letter case: with
+    /// [`Self::exact_case`], after an exchange that timed out, the sign of a server that does not
+    /// preserve case (or of a spoofer who guessed port and ID but not the case).
+    pub fn saw_case_mismatch(&self) -> bool {
+        self.case_mismatch.load(Ordering::Relaxed)
     }
 
     async fn exchange_udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         let deadline = Instant::now() + self.opts.timeout;
         let answer = match timeout_at(deadline, self.udp_once(query)).await {
             Ok(r) => r?,
+            Err(_) if self.saw_case_mismatch() => {
+                return Err(UpstreamError::BadAnswer(BadAnswer::QuestionCase))
+            }
             Err(_) => return Err(UpstreamError::Timeout(self.opts.timeout)),
         };
         if let Some(answer) = answer {
@@ -196,7 +222,17 @@ impl UdpTransport {
                 Err(e) => return Err(UpstreamError::io(e)),
             };
             let datagram = &buf[..n];
-            if answers_query(query, datagram) {
+            let matched = match question_match(query, datagram) {
+                QuestionMatch::Exact => true,
+                QuestionMatch::IgnoringCase if self.exact_case => {
+                    self.case_mismatch.store(true, Ordering::Relaxed);
+                    debug!(upstream = %self.url, "dropping an answer whose question's case differs");
+                    false
+                }
+                QuestionMatch::IgnoringCase => true,
+                QuestionMatch::No => false,
+            };
+            if matched {
                 // One that fills the buffer may have been cut: None sends the query to TCP.
                 return Ok(Waiting::Answer((n < buf.len()).then(|| datagram.to_vec())));
             }
@@ -376,33 +412,66 @@ async fn exchange_on(
 /// compared case-insensitively, RFC 4343), or a bare error with its ID ([`super::is_bare_error`]).
 /// Malformed input is simply `false`.
 pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
+    question_match(query, answer) != QuestionMatch::No
+}
+
+/// How an answer's header and question section match a query's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuestionMatch {
+    /// ID, opcode and question octet for octet (a bare error: ID and opcode).
+    Exact,
+    /// As `Exact`, except for the letter case of a name.
+    IgnoringCase,
+    /// Not an answer to the query (or malformed).
+    No,
+}
+
+/// Compares `answer` with `query`: QR=1, the same ID and opcode, and the same question section,
+/// names first compared octet for octet and then ignoring ASCII case; a bare error with no
+/// question ([`super::is_bare_error`]) matches on its ID alone. Bounded by the query's question
+/// count; malformed input is [`QuestionMatch::No`].
+pub fn question_match(query: &[u8], answer: &[u8]) -> QuestionMatch {
     let (Ok(qh), Ok(ah)) = (Header::parse(query), Header::parse(answer)) else {
-        return false;
+        return QuestionMatch::No;
     };
     if !ah.response || ah.id != qh.id || ah.opcode != qh.opcode {
-        return false;
+        return QuestionMatch::No;
     }
     if ah.qdcount != qh.qdcount {
-        return ah.qdcount == 0 && super::is_bare_error(&ah);
+        return if ah.qdcount == 0 && super::is_bare_error(&ah) {
+            QuestionMatch::Exact
+        } else {
+            QuestionMatch::No
+        };
     }
     let mut qr = Reader::new(query);
     let mut ar = Reader::new(answer);
     if qr.take(HEADER_LEN).is_err() || ar.take(HEADER_LEN).is_err() {
-        return false;
+        return QuestionMatch::No;
     }
+    let mut result = QuestionMatch::Exact;
     for _ in 0..qh.qdcount {
         let same = (|| {
             let qn = Name::read(&mut qr).ok()?;
             let an = Name::read(&mut ar).ok()?;
             let qtc = qr.array::<4>().ok()?;
             let atc = ar.array::<4>().ok()?;
-            Some(qn.eq_ignore_case(&an) && qtc == atc)
+            if qtc != atc || !qn.eq_ignore_case(&an) {
+                return Some(QuestionMatch::No);
+            }
+            Some(if qn.as_wire() == an.as_wire() {
+                QuestionMatch::Exact
+            } else {
+                QuestionMatch::IgnoringCase
+            })
         })();
-        if same != Some(true) {
-            return false;
+        match same {
+            Some(QuestionMatch::Exact) => {}
+            Some(QuestionMatch::IgnoringCase) => result = QuestionMatch::IgnoringCase,
+            _ => return QuestionMatch::No,
         }
     }
-    true
+    result
 }
 
 #[cfg(test)]
