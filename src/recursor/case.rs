@@ -88,7 +88,7 @@ pub fn restore_owners(msg: &mut Message, sent: &Name, asked: &Name) {
         let Some(off) = sent.len().checked_sub(r.name.wire_len()) else {
             continue;
         };
-        if off > 0 && r.name.as_wire() == &sent[off..] {
+        if r.name.as_wire() == &sent[off..] {
             // Same length, same labels, only the case differs: still a valid name.
             if let Ok(name) = Name::from_wire(&asked[off..]) {
                 r.name = name;

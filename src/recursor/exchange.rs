@@ -160,6 +160,124 @@ mod tests {
         addr
     }
 
+    /// How a fake server answers: with the question in lower case, or with a forged answer whose
+    /// question is in another case first and the true one after it.
+    #[derive(Clone, Copy)]
+    enum CaseServer {
+        Lowercases,
+        ForgesFirst,
+    }
+
+    /// A fake server answering every A query with 192.0.2.1 (forgeries: 6.6.6.6); it sends the
+    /// questions it was asked down `asked`.
+    fn case_server(
+        how: CaseServer,
+    ) -> (SocketAddr, std::sync::mpsc::Receiver<Name>) {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let answer = |q: &Message, name: Name, ip: &str| {
+                let mut r = Message::response_to(q);
+                r.header.authoritative = true;
+                r.questions[0].name = name.clone();
+                let line = format!("{name} 60 A {ip}");
+                r.answers = vec![crate::wire::parse_record_line(&line, 60).unwrap()];
+                r.encode().unwrap()
+            };
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let q = Message::parse(&buf[..n]).unwrap();
+                let name = q.questions[0].name.clone();
+                tx.send(name.clone()).unwrap();
+                match how {
+                    CaseServer::Lowercases => {
+                        sock.send_to(&answer(&q, name.to_lowercase(), "192.0.2.1"), from)
+                            .unwrap();
+                    }
+                    CaseServer::ForgesFirst => {
+                        let mut flipped = name.as_wire().to_vec();
+                        for b in flipped.iter_mut() {
+                            if b.is_ascii_lowercase() {
+                                b.make_ascii_uppercase()
+                            } else if b.is_ascii_uppercase() {
+                                b.make_ascii_lowercase()
+                            }
+                        }
+                        let flipped = Name::from_wire(&flipped).unwrap();
+                        sock.send_to(&answer(&q, flipped, "6.6.6.6"), from).unwrap();
+                        sock.send_to(&answer(&q, name, "192.0.2.1"), from).unwrap();
+                    }
+                }
+            }
+        });
+        (addr, rx)
+    }
+
+    fn case_opts() -> AskOptions {
+        AskOptions {
+            dnssec_ok: false,
+            edns: true,
+            case: true,
+            timeout: Duration::from_millis(300),
+        }
+    }
+
+    fn address(m: &Message) -> String {
+        match &m.answers[..] {
+            [r] => match r.data {
+                crate::wire::RData::A(a) => a.to_string(),
+                _ => panic!("{m:?}"),
+            },
+            _ => panic!("{m:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_another_case_is_dropped_and_the_true_one_taken() {
+        let (server, asked) = case_server(CaseServer::ForgesFirst);
+        let q = Question::new("www.Example.test".parse::<Name>().unwrap(), RType::A);
+        let ex = ask(server, &q, case_opts()).await.unwrap();
+        assert_eq!(address(&ex.msg), "192.0.2.1");
+        assert!(ex.case_kept);
+        // The server saw our random case; we see the case we asked in, in the question and the
+        // owner name (compressed into the question).
+        let sent = asked.recv().unwrap();
+        assert!(sent.eq_ignore_case(&q.name));
+        assert_eq!(ex.msg.questions[0].name.as_wire(), q.name.as_wire());
+        assert_eq!(ex.msg.answers[0].name.as_wire(), q.name.as_wire());
+        // Without 0x20 the forgery wins: this is what the exact match is for.
+        let plain = AskOptions {
+            case: false,
+            ..case_opts()
+        };
+        let ex = ask(server, &q, plain).await.unwrap();
+        assert_eq!(address(&ex.msg), "6.6.6.6");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_lowercases_is_asked_again_without_randomisation() {
+        let (server, asked) = case_server(CaseServer::Lowercases);
+        // 26 letters: a random spelling that is all lower case is a 2^-26 chance.
+        let q = Question::new(
+            "abcdefghijklm.nopqrstuvwxyz".parse::<Name>().unwrap(),
+            RType::A,
+        );
+        let ex = ask(server, &q, case_opts()).await.unwrap();
+        assert_eq!(address(&ex.msg), "192.0.2.1");
+        assert!(!ex.case_kept, "the caller is told to remember the server");
+        let first = asked.recv().unwrap();
+        let second = asked.recv().unwrap();
+        assert_ne!(first.as_wire(), q.name.as_wire(), "randomised first");
+        assert_eq!(second.as_wire(), q.name.as_wire(), "then as asked");
+        // A name without letters is sent as it is, and accepted.
+        let digits = Question::new("1.2.0.192".parse::<Name>().unwrap(), RType::A);
+        let ex = ask(server, &digits, case_opts()).await.unwrap();
+        assert!(ex.case_kept);
+        assert_eq!(asked.recv().unwrap().as_wire(), digits.name.as_wire());
+    }
+
     #[tokio::test]
     async fn a_server_that_fails_edns_is_asked_again_without_it() {
         let server = edns_intolerant_server();

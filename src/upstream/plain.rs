@@ -553,6 +553,69 @@ mod tests {
     }
 
     #[test]
+    fn the_question_matcher_tells_exact_case_from_other_case() {
+        let q = query(0x2020, "wWw.ExAmple.COM");
+        let a = answer_to(&q);
+        assert_eq!(question_match(&q, &a.encode().unwrap()), QuestionMatch::Exact);
+        for other in ["www.example.com", "WWW.EXAMPLE.COM", "wWw.ExAmple.COm"] {
+            let mut m = a.clone();
+            m.questions[0].name = other.parse().unwrap();
+            assert_eq!(
+                question_match(&q, &m.encode().unwrap()),
+                QuestionMatch::IgnoringCase,
+                "{other}"
+            );
+        }
+        let mut m = a.clone();
+        m.questions[0].name = "wWw.ExAmple.net".parse().unwrap();
+        assert_eq!(question_match(&q, &m.encode().unwrap()), QuestionMatch::No);
+        let mut m = a.clone();
+        m.header.id = 0x2021;
+        assert_eq!(question_match(&q, &m.encode().unwrap()), QuestionMatch::No);
+        assert_eq!(question_match(&q, &q), QuestionMatch::No, "QR=0");
+        assert_eq!(question_match(&q, &[0u8; 3]), QuestionMatch::No);
+    }
+
+    /// With exact case, a datagram whose question differs only in case is dropped like one with
+    /// a wrong ID, the right one behind it is taken, and the drop is remembered.
+    #[test]
+    fn exact_case_drops_an_answer_in_another_case_and_keeps_waiting() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let q = query(0x0020, "wWw.ExAmple.COM");
+        let mut forged = answer_to(&q);
+        forged.questions[0].name = "www.example.com".parse().unwrap();
+        let forged = forged.encode().unwrap();
+        let right = answer_to(&q).encode().unwrap();
+        let to = client.local_addr().unwrap();
+        let mut buf = vec![0u8; UDP_RECV_BUF];
+        // Without exact case the forged one is taken.
+        let loose = UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default());
+        server.send_to(&forged, to).unwrap();
+        assert_eq!(
+            loose.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Answer(Some(forged.clone()))
+        );
+        assert!(!loose.saw_case_mismatch());
+        let exact =
+            UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default()).exact_case();
+        server.send_to(&forged, to).unwrap();
+        assert_eq!(
+            exact.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Nothing
+        );
+        assert!(exact.saw_case_mismatch());
+        server.send_to(&forged, to).unwrap();
+        server.send_to(&right, to).unwrap();
+        assert_eq!(
+            exact.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Answer(Some(right))
+        );
+    }
+
+    #[test]
     fn matches_id_question_and_qr() {
         let q = query(0x1234, "www.example.com");
         let a = answer_to(&q);
