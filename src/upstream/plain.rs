@@ -415,6 +415,17 @@ pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
     question_match(query, answer) != QuestionMatch::No
 }
 
+/// The first question's name of `msg`, if it has one that parses.
+pub fn question_name_of(msg: &[u8]) -> Option<Name> {
+    let h = Header::parse(msg).ok()?;
+    if h.qdcount == 0 {
+        return None;
+    }
+    let mut r = Reader::new(msg);
+    r.take(HEADER_LEN).ok()?;
+    Name::read(&mut r).ok()
+}
+
 /// How an answer's header and question section match a query's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuestionMatch {
