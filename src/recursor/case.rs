@@ -137,8 +137,14 @@ mod tests {
         let name = n(&format!("{label}.{label}.{label}"));
         let mut wire = name.as_wire().to_vec();
         randomize(&mut wire, &mut StdRng::seed_from_u64(1));
-        let tail_upper = wire[130..].iter().filter(|b| b.is_ascii_uppercase()).count();
-        assert!(tail_upper > 10, "the letters past the 64th are randomised too");
+        let tail_upper = wire[130..]
+            .iter()
+            .filter(|b| b.is_ascii_uppercase())
+            .count();
+        assert!(
+            tail_upper > 10,
+            "the letters past the 64th are randomised too"
+        );
     }
 
     #[test]
@@ -174,7 +180,10 @@ mod tests {
         back.additional = vec![parse_record_line("ns.other. A 192.0.2.2", 60).unwrap()];
         restore_owners(&mut back, &sent, &asked);
         assert_eq!(back.answers[0].name.as_wire(), asked.as_wire());
-        assert_eq!(back.authority[0].name.as_wire(), n("Example.test").as_wire());
+        assert_eq!(
+            back.authority[0].name.as_wire(),
+            n("Example.test").as_wire()
+        );
         assert_eq!(back.additional[0].name.as_wire(), n("ns.other").as_wire());
         // Another name in the question is not touched.
         let mut other = Message::response_to(&Message::query(n("www.other.test"), RType::A))

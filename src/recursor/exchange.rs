@@ -170,15 +170,14 @@ mod tests {
 
     /// A fake server answering every A query with 192.0.2.1 (forgeries: 6.6.6.6); it sends the
     /// questions it was asked down `asked`.
-    fn case_server(
-        how: CaseServer,
-    ) -> (SocketAddr, std::sync::mpsc::Receiver<Name>) {
+    fn case_server(how: CaseServer) -> (SocketAddr, std::sync::mpsc::Receiver<Name>) {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = sock.local_addr().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
-            sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let answer = |q: &Message, name: Name, ip: &str| {
                 let mut r = Message::response_to(q);
                 r.header.authoritative = true;

@@ -45,7 +45,9 @@ pub fn answer_case(data: &[u8]) {
     let mut answer = data.to_vec();
     let name = crate::upstream::plain::question_name_of(data)
         .unwrap_or_else(|| "www.example".parse().unwrap_or_else(|_| Name::root()));
-    let id = data.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let id = data
+        .get(..2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     let asked = name.to_lowercase();
     let mut sent = asked.as_wire().to_vec();
     for (i, b) in sent.iter_mut().enumerate() {

@@ -16,6 +16,10 @@
 //! - a server lame for a zone (it answered without authority, with REFUSED or SERVFAIL, or with a
 //!   referral that goes nowhere) rests for that zone for [`LAME_REST`].
 //!
+//! Besides timing, each record remembers whether the server fails EDNS and whether it loses the
+//! letter case of a question (0x20, [`super::case`]); both go with the record when it expires, so
+//! such a server is probed afresh later.
+//!
 //! A resting address is still tried, last, when nothing else is left, so a zone whose servers all
 //! rest is not failed without a try.
 //!

@@ -20,6 +20,11 @@
 //! servers such as nsd send for a query they reject: it carries no data to plant, and a spoofer
 //! still needs port and ID.
 //!
+//! With [`UdpTransport::exact_case`] (0x20 case randomisation in recursive mode), the question must
+//! also match octet for octet: a datagram that differs only in letter case is dropped and the wait
+//! goes on, and when the deadline passes after such a drop the exchange fails with
+//! [`BadAnswer::QuestionCase`] rather than a plain timeout (the caller's cue for its fallback).
+//!
 //! Every exchange is bounded by one deadline ([`PlainOptions::timeout`]) that covers the UDP wait
 //! and the TCP retry after truncation together. TCP responses are bounded by their 16-bit length
 //! prefix (at most 65,535 octets, read into a buffer of exactly that length).
@@ -567,7 +572,10 @@ mod tests {
     fn the_question_matcher_tells_exact_case_from_other_case() {
         let q = query(0x2020, "wWw.ExAmple.COM");
         let a = answer_to(&q);
-        assert_eq!(question_match(&q, &a.encode().unwrap()), QuestionMatch::Exact);
+        assert_eq!(
+            question_match(&q, &a.encode().unwrap()),
+            QuestionMatch::Exact
+        );
         for other in ["www.example.com", "WWW.EXAMPLE.COM", "wWw.ExAmple.COm"] {
             let mut m = a.clone();
             m.questions[0].name = other.parse().unwrap();
