@@ -40,7 +40,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -55,8 +55,8 @@ use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
 /// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
 /// `DEFAULT_PAYLOAD` (1232) octets, so a datagram that fills this buffer is not an answer we can
-/// trust whole: the exchange moves to TCP, as for TC=1. Kept small because it is allocated and
-/// zeroed per query (a 64 KiB buffer cost more than the rest of the exchange's user time).
+/// trust whole: the exchange moves to TCP, as for TC=1. One per thread, reused by every exchange
+/// on it (`UdpTransport::take_waiting_here`).
 const UDP_RECV_BUF: usize = 4096;
 /// Datagrams that do not answer the query read in one go before the exchange yields (see
 /// `UdpTransport::take_waiting`).
@@ -90,7 +90,9 @@ impl Default for PlainOptions {
 /// DNS over UDP to one server, retrying over TCP when the answer is truncated.
 pub struct UdpTransport {
     server: SocketAddr,
-    url: String,
+    /// `udp://` and the address, written on first use: the recursor makes a transport per query
+    /// and never asks for it, and formatting it cost more than parsing the answer.
+    url: OnceLock<String>,
     opts: PlainOptions,
     tcp: TcpTransport,
     /// The question of a UDP answer must match the query's byte for byte ([`Self::exact_case`]).
@@ -104,7 +106,7 @@ impl UdpTransport {
     pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
         UdpTransport {
             server,
-            url: format!("udp://{server}"),
+            url: OnceLock::new(),
             tcp: TcpTransport::new(server, opts.clone()),
             opts,
             exact_case: false,
@@ -142,7 +144,7 @@ impl UdpTransport {
                 return Ok(answer);
             }
         }
-        debug!(upstream = %self.url, "truncated or oversize answer, retrying over TCP");
+        debug!(upstream = %self.url(), "truncated or oversize answer, retrying over TCP");
         self.tcp.exchange_until(query, deadline).await
     }
 
@@ -174,9 +176,8 @@ impl UdpTransport {
         // A fresh socket's send buffer holds far more than one query, so this send does not
         // find it full; if it ever did, the exchange fails like on any other I/O error.
         sock.send(query).map_err(io)?;
-        let mut buf = vec![0u8; UDP_RECV_BUF];
         loop {
-            match self.take_waiting(&sock, query, &mut buf)? {
+            match self.take_waiting_here(&sock, query)? {
                 Waiting::Answer(answer) => return Ok(answer),
                 Waiting::Nothing => break,
                 Waiting::More => tokio::task::yield_now().await,
@@ -192,7 +193,7 @@ impl UdpTransport {
         let sock = AsyncFd::with_interest(sock, Interest::READABLE).map_err(io)?;
         loop {
             let mut ready = sock.readable().await.map_err(io)?;
-            match self.take_waiting(sock.get_ref(), query, &mut buf)? {
+            match self.take_waiting_here(sock.get_ref(), query)? {
                 Waiting::Answer(answer) => return Ok(answer),
                 Waiting::Nothing => ready.clear_ready(),
                 Waiting::More => {
@@ -201,6 +202,25 @@ impl UdpTransport {
                 }
             }
         }
+    }
+
+    /// [`Self::take_waiting`] with this thread's receive buffer. The buffer is borrowed only for
+    /// the non-blocking reads, never across an `.await`, so one per thread serves every exchange
+    /// on it; a fresh zeroed buffer per query cost more than the rest of its parsing.
+    fn take_waiting_here(
+        &self,
+        sock: &std::net::UdpSocket,
+        query: &[u8],
+    ) -> Result<Waiting, UpstreamError> {
+        thread_local! {
+            static RECV_BUF: std::cell::RefCell<Vec<u8>> =
+                std::cell::RefCell::new(vec![0u8; UDP_RECV_BUF]);
+        }
+        RECV_BUF.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => self.take_waiting(sock, query, &mut buf),
+            // Not reachable (nothing here re-enters), but never worth a panic.
+            Err(_) => self.take_waiting(sock, query, &mut vec![0u8; UDP_RECV_BUF]),
+        })
     }
 
     /// Reads the datagrams waiting on `sock` (connected to the server, non-blocking) until one
@@ -231,7 +251,7 @@ impl UdpTransport {
                 QuestionMatch::Exact => true,
                 QuestionMatch::IgnoringCase if self.exact_case => {
                     self.case_mismatch.store(true, Ordering::Relaxed);
-                    debug!(upstream = %self.url, "dropping an answer whose question's case differs");
+                    debug!(upstream = %self.url(), "dropping an answer whose question's case differs");
                     false
                 }
                 QuestionMatch::IgnoringCase => true,
@@ -241,7 +261,7 @@ impl UdpTransport {
                 // One that fills the buffer may have been cut: None sends the query to TCP.
                 return Ok(Waiting::Answer((n < buf.len()).then(|| datagram.to_vec())));
             }
-            debug!(upstream = %self.url, len = n, "ignoring a datagram that is not our answer");
+            debug!(upstream = %self.url(), len = n, "ignoring a datagram that is not our answer");
         }
         Ok(Waiting::More)
     }
@@ -264,7 +284,7 @@ impl Transport for UdpTransport {
     }
 
     fn url(&self) -> &str {
-        &self.url
+        self.url.get_or_init(|| format!("udp://{}", self.server))
     }
 
     /// Drops the idle connections of the TCP fallback (UDP keeps no state).
@@ -282,7 +302,8 @@ struct IdleConn {
 /// DNS over TCP to one server.
 pub struct TcpTransport {
     server: SocketAddr,
-    url: String,
+    /// `tcp://` and the address, written on first use (see `UdpTransport::url`).
+    url: OnceLock<String>,
     opts: PlainOptions,
     /// Idle connections for reuse. A std Mutex: it is only held to push or pop, never across an
     /// `.await`.
@@ -294,7 +315,7 @@ impl TcpTransport {
     pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
         TcpTransport {
             server,
-            url: format!("tcp://{server}"),
+            url: OnceLock::new(),
             opts,
             idle: Mutex::new(Vec::new()),
         }
@@ -319,7 +340,9 @@ impl TcpTransport {
                         return Ok(answer);
                     }
                     // The server may have closed the idle connection: try once more, fresh.
-                    Err(e) => debug!(upstream = %self.url, error = %e, "reused connection failed"),
+                    Err(e) => {
+                        debug!(upstream = %self.url(), error = %e, "reused connection failed")
+                    }
                 }
             }
             let mut stream = TcpStream::connect(self.server)
@@ -375,7 +398,7 @@ impl Transport for TcpTransport {
     }
 
     fn url(&self) -> &str {
-        &self.url
+        self.url.get_or_init(|| format!("tcp://{}", self.server))
     }
 
     /// Closes every idle connection; connections busy with a query finish it and are then kept.

@@ -353,10 +353,16 @@ impl PartialEq for Name {
 impl Eq for Name {}
 
 impl Hash for Name {
+    /// The lower-cased wire form, as one slice: equal names (ignoring case) hash alike, and a
+    /// [`LowerName`] of the name hashes the same. One write instead of one per octet: a keyed
+    /// hasher (SipHash) pays per call, and names are hashed on every cache and table lookup.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for &b in self.wire.iter() {
-            state.write_u8(b.to_ascii_lowercase());
+        let mut lower = [0u8; MAX_NAME_LEN];
+        let n = self.wire.len().min(MAX_NAME_LEN);
+        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
+            *l = b.to_ascii_lowercase();
         }
+        lower[..n].hash(state);
     }
 }
 
@@ -393,8 +399,31 @@ impl<'a> Iterator for Labels<'a> {
 }
 
 /// A name known to be lower-case: the key for caches and lookup tables.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+///
+/// It hashes and compares as its wire form, a `[u8]` (so a table keyed by it can be searched
+/// with a slice of lower-cased wire octets, see [`Borrow`]), and as the [`Name`] it holds.
+#[derive(Clone, PartialOrd, Ord, Debug)]
 pub struct LowerName(Name);
+
+impl PartialEq for LowerName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_wire() == other.as_wire()
+    }
+}
+
+impl Eq for LowerName {}
+
+impl Hash for LowerName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_wire().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for LowerName {
+    fn borrow(&self) -> &[u8] {
+        self.as_wire()
+    }
+}
 
 impl LowerName {
     /// The lower-cased wire form.
