@@ -401,7 +401,8 @@ impl<'a> Iterator for Labels<'a> {
 /// A name known to be lower-case: the key for caches and lookup tables.
 ///
 /// It hashes and compares as its wire form, a `[u8]` (so a table keyed by it can be searched
-/// with a slice of lower-cased wire octets, see [`Borrow`]), and as the [`Name`] it holds.
+/// with a slice of lower-cased wire octets, see [`std::borrow::Borrow`]), and as the [`Name`] it
+/// holds.
 #[derive(Clone, PartialOrd, Ord, Debug)]
 pub struct LowerName(Name);
 
@@ -555,6 +556,26 @@ mod tests {
 
     fn n(s: &str) -> Name {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_hash_alike_ignoring_case_and_lower_names_as_their_octets() {
+        use std::collections::hash_map::RandomState;
+        use std::collections::HashMap;
+        use std::hash::BuildHasher;
+        let s = RandomState::new();
+        let (a, b) = (n("WwW.Example.TEST"), n("www.example.test"));
+        assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        assert_ne!(s.hash_one(&a), s.hash_one(n("www.example.tesu")));
+        let lower = LowerName::from(&a);
+        assert_eq!(s.hash_one(&lower), s.hash_one(lower.as_wire()));
+        assert_eq!(s.hash_one(&lower), s.hash_one(&b), "a name and its LowerName");
+        assert_eq!(lower, LowerName::from(&b));
+        // A table keyed by LowerName is searched with octets.
+        let mut m: HashMap<LowerName, u8> = HashMap::new();
+        m.insert(LowerName::from(n("example.test")), 1);
+        assert_eq!(m.get(&lower.as_wire()[4..]), Some(&1));
+        assert_eq!(m.get(&lower.as_wire()[..]), None);
     }
 
     #[test]
