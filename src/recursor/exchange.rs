@@ -98,7 +98,14 @@ async fn once(
     let mut wire = sent
         .encode()
         .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
-    let mut transport = UdpTransport::new(server, PlainOptions { timeout });
+    // A new socket per query: every authoritative server sees our ports (see `plain`).
+    let mut transport = UdpTransport::new(
+        server,
+        PlainOptions {
+            timeout,
+            reuse_udp: false,
+        },
+    );
     // The encoder writes the question's name first and uncompressed, right after the header.
     let random = match wire.get_mut(HEADER_LEN..HEADER_LEN + q.name.wire_len()) {
         Some(name) if case => {
