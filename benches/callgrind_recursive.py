@@ -13,7 +13,7 @@ Prints instructions per name for each phase, and per function for the cold phase
 inclusive), so that before/after comparisons of one change need only two runs.
 
 Usage: python3 benches/callgrind_recursive.py --binary target/release/dnsveil [--zones 100]
-       [--keep DIR] [--no-forward]
+       [--keep DIR] [--no-forward] [--extra '--qname-case-randomization on']
 Build the binary with symbols for the per-function view, e.g.
   CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
 Needs: valgrind, nsd (nsd-control), unbound (for the forward phase), unshare, ip.
@@ -85,8 +85,8 @@ def inside(args):
     procs = []
     try:
         p, out = callgrind(d, "recursive", args.binary,
-                           ["--mode", "recursive", "--root-hints", hints, "--query-port", "53"],
-                           br.RESOLVER_PORT + 1)
+                           ["--mode", "recursive", "--root-hints", hints, "--query-port", "53"]
+                           + args.extra.split(), br.RESOLVER_PORT + 1)
         procs.append(p)
         _, cold = phase(p.pid, out, names, br.RESOLVER_PORT + 1, "cold (recursive)")
         phase(p.pid, out, names, br.RESOLVER_PORT + 1, "warm (recursive)")
@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--zones", type=int, default=100)
     ap.add_argument("--keep", help="directory for the zones and callgrind files")
     ap.add_argument("--no-forward", action="store_true")
+    ap.add_argument("--extra", default="", help="more flags for the recursive dnsveil, e.g. "
+                    "'--qname-case-randomization on'")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside:
@@ -128,6 +130,8 @@ def main():
         cmd += ["--keep", os.path.abspath(args.keep)]
     if args.no_forward:
         cmd.append("--no-forward")
+    if args.extra:
+        cmd += ["--extra=" + args.extra]
     subprocess.run(cmd, check=True)
 
 

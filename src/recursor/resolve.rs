@@ -131,7 +131,7 @@ impl Resolver {
                     qtype: q.qtype,
                     qclass: q.qclass,
                 };
-                let (msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
+                let (mut msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
                     Some(step) => step,
                     None => {
                         let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
@@ -145,7 +145,7 @@ impl Resolver {
                     r.name.eq_ignore_case(&end) && (r.rtype() == q.qtype || q.qtype == RType::ANY)
                 });
                 let rcode = msg.rcode();
-                chain.extend(msg.answers.iter().cloned());
+                chain.append(&mut msg.answers);
                 let links = chain.iter().filter(|r| r.rtype() == RType::CNAME).count();
                 if links > MAX_CNAME_CHAIN {
                     return Err(RecursorError::Unusable(ScrubError::ChainTooLong));
