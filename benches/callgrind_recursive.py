@@ -91,6 +91,20 @@ def inside(args):
         _, cold = phase(p.pid, out, names, br.RESOLVER_PORT + 1, "cold (recursive)")
         phase(p.pid, out, names, br.RESOLVER_PORT + 1, "warm (recursive)")
         top(cold)
+        if args.unbound:
+            # unbound's iterator under the same counter, as bench_recursive.py configures it.
+            conf_p, uport = br.start_unbound(d, hints)
+            conf_p.terminate()
+            conf_p.wait()
+            conf = os.path.join(d, "unbound-rec.conf")
+            u = subprocess.Popen(["valgrind", "--tool=callgrind",
+                                  f"--callgrind-out-file={d}/callgrind.unbound.out",
+                                  "unbound", "-d", "-c", conf], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, cwd=d)
+            procs.append(u)
+            bench.wait_answer(uport, "www.ready.test", timeout=60)
+            phase(u.pid, os.path.join(d, "callgrind.unbound.out"), names, uport, "cold (unbound)")
+            phase(u.pid, os.path.join(d, "callgrind.unbound.out"), names, uport, "warm (unbound)")
         if not args.no_forward:
             u, uport = br.start_unbound(d, hints)
             procs.append(u)
@@ -117,6 +131,7 @@ def main():
     ap.add_argument("--zones", type=int, default=100)
     ap.add_argument("--keep", help="directory for the zones and callgrind files")
     ap.add_argument("--no-forward", action="store_true")
+    ap.add_argument("--unbound", action="store_true", help="count unbound's instructions too")
     ap.add_argument("--extra", default="", help="more flags for the recursive dnsveil, e.g. "
                     "'--qname-case-randomization on'")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -130,6 +145,8 @@ def main():
         cmd += ["--keep", os.path.abspath(args.keep)]
     if args.no_forward:
         cmd.append("--no-forward")
+    if args.unbound:
+        cmd.append("--unbound")
     if args.extra:
         cmd += ["--extra=" + args.extra]
     subprocess.run(cmd, check=True)
