@@ -264,6 +264,10 @@ struct RunArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(knob::QUERY_PORT.min..=knob::QUERY_PORT.max))]
     query_port: Option<u64>,
+    /// 0x20 case randomisation of queries to authoritative servers in recursive mode (replaces
+    /// resolver.qname_case_randomization).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    qname_case_randomization: Option<bool>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -669,6 +673,7 @@ fn source(args: RunArgs) -> ConfigSource {
         mode: args.mode,
         root_hints: args.root_hints,
         query_port: args.query_port,
+        qname_case_randomization: args.qname_case_randomization,
     };
     Arc::new(move || {
         let mut config = match &path {

@@ -226,6 +226,7 @@ impl Plan {
                     hints,
                     query_port: r.query_port,
                     query_ipv6: r.query_ipv6,
+                    case_randomization: r.qname_case_randomization,
                 })))
             }
         };
