@@ -270,7 +270,11 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         ),
         (a.query_timeout != b.query_timeout, "server.query_timeout_secs"),
         (ra.qps != rb.qps, "server.rate_limit"),
-        (ra.burst != rb.burst, "server.rate_limit_burst"),
+        // The burst defaults to the rate: named on its own only when the rate stayed.
+        (
+            ra.qps == rb.qps && ra.burst != rb.burst,
+            "server.rate_limit_burst",
+        ),
         (ra.slip != rb.slip, "server.rate_limit_slip"),
         (
             ra.ipv4_prefix != rb.ipv4_prefix,
