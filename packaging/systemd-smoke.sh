@@ -104,6 +104,9 @@ notified() { ct journalctl --no-pager -o cat _PID=1 | grep -c "Got notification 
 ask() { ct dig +time=2 +tries=1 +short "@$1" smoke.test A; }
 
 step "install the package"
+# A policy-rc.d (CI keeps daemons from starting while it installs packages) would stop the
+# package's scripts from restarting dnsveil: none in the container.
+ct rm -f /usr/sbin/policy-rc.d
 ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/dnsveil.deb >/dev/null || die "dpkg -i failed"
 ct systemctl daemon-reload
 ct systemd-analyze verify dnsveil.service dnsveil.socket || die "systemd-analyze verify"
@@ -221,6 +224,20 @@ ct systemctl reset-failed dnsveil.service
 
 step "systemd-analyze security"
 ct systemd-analyze security --no-pager dnsveil.service | tail -n 1
+
+step "the package's maintainer scripts: an upgrade restarts dnsveil, removal stops it"
+ct systemctl start dnsveil.service
+pid_before="$(unit_state dnsveil MainPID)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/dnsveil.deb >/dev/null || die "reinstall failed"
+pid_after="$(unit_state dnsveil MainPID)"
+[ "$(unit_state dnsveil ActiveState)" = active ] || die "not active after an upgrade"
+[ "$pid_after" != "$pid_before" ] || die "an upgrade did not restart dnsveil (MainPID $pid_before)"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after an upgrade"
+echo "upgrade: restarted (MainPID $pid_before -> $pid_after)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg -r dnsveil >/dev/null || die "dpkg -r failed"
+[ "$(unit_state dnsveil ActiveState)" = inactive ] || die "dpkg -r left dnsveil $(unit_state dnsveil ActiveState)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg --purge dnsveil >/dev/null || die "dpkg --purge failed"
+echo "remove: stopped; purge: ok"
 
 echo
 echo "systemd smoke test: ok"
