@@ -49,6 +49,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+step "fetch systemd-resolved (the version of this machine's systemd) for the container"
+# "Making the system use it" is tried with the real systemd-resolved: its package, from Debian's
+# mirror, installed only in the container.
+systemd_version="$(dpkg-query -W -f '${Version}' systemd)"
+(cd "$work" && apt-get download -q "systemd-resolved=$systemd_version" >/dev/null 2>&1) \
+    || die "apt-get download systemd-resolved=$systemd_version failed (apt-get update first?)"
+resolved_deb="$(ls "$work"/systemd-resolved_*.deb)"
+
 step "boot systemd in a container (an overlay of / in $work)"
 mkdir -p "$work/lower" "$work/t" "$work/root"
 # The overlay's upper layer is a tmpfs of its own: overlayfs refuses an upper directory inside its
@@ -60,6 +68,7 @@ mount -t overlay overlay \
     -o "lowerdir=$work/lower,upperdir=$work/t/upper,workdir=$work/t/work" "$work/root"
 # (Not /tmp: nspawn mounts a tmpfs there.)
 cp "$deb" "$work/root/var/tmp/dnsveil.deb"
+cp "$resolved_deb" "$work/root/var/tmp/systemd-resolved.deb"
 # --keep-unit and --register=no: no systemd (nor machined) runs on this machine.
 systemd-nspawn --quiet --directory="$work/root" --private-network --register=no --keep-unit \
     --uuid="$(tr -d - </proc/sys/kernel/random/uuid)" --machine=dnsveil-smoke \
@@ -177,6 +186,37 @@ ct stat -c '%a %U:%G %n' /run/dnsveil /run/dnsveil/control.sock
 [ "$(ct stat -c %a /run/dnsveil/control.sock)" = 660 ] || die "control socket mode"
 grep -q 'queries' <<<"$(ct dnsveil stats)" || die "dnsveil stats"
 ct dnsveil flush smoke.test >/dev/null || die "dnsveil flush"
+
+step "systemd-resolved in front of dnsveil (the packaged drop-in), then dnsveil alone (stub listener off)"
+# resolved asks global DNS servers only when some link is routable: a veth pair with an address
+# and a default route (nothing behind it; the container has no way out).
+ct ip link add dnsveil0 type veth peer name dnsveil1
+ct ip address add 198.51.100.2/24 dev dnsveil0
+ct ip link set dnsveil0 up
+ct ip link set dnsveil1 up
+ct ip route add default via 198.51.100.1
+ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/systemd-resolved.deb >/dev/null 2>&1 || die "installing systemd-resolved failed"
+examples=/usr/share/doc/dnsveil/examples
+ct install -D -m 644 "$examples/resolved.conf.d/dnsveil.conf" /etc/systemd/resolved.conf.d/dnsveil.conf
+ct systemctl restart systemd-resolved
+resolved_status="$(ct resolvectl status)"
+if ! grep -q 'DNS Servers:\? 127\.0\.0\.1$' <<<"$resolved_status" || ! grep -q 'DNS Domain:\? ~\.$' <<<"$resolved_status"; then
+    die "resolvectl status does not show the drop-in: $resolved_status"
+fi
+answer="$(ct resolvectl query --legend=no smoke.test)" || die "resolvectl query failed: $answer"
+grep -q '192.0.2.6' <<<"$answer" || die "resolved did not get dnsveil's answer: $answer"
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent through resolved's stub"
+echo "resolved in front: resolvectl query and getent get dnsveil's answer"
+ct rm /etc/systemd/resolved.conf.d/dnsveil.conf
+ct install -D -m 644 "$examples/resolved.conf.d/dnsveil-stub-off.conf" /etc/systemd/resolved.conf.d/dnsveil-stub-off.conf
+ct systemctl restart systemd-resolved
+ct cp --remove-destination "$examples/resolv.conf" /etc/resolv.conf
+if ct dig +time=1 +tries=1 @127.0.0.53 smoke.test >/dev/null; then die "resolved's stub listener is still on"; fi
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent with resolv.conf pointing at dnsveil"
+echo "dnsveil alone: the stub listener is off and getent asks dnsveil"
+ct rm /etc/systemd/resolved.conf.d/dnsveil-stub-off.conf
+ct ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+ct systemctl restart systemd-resolved
 
 step "systemctl stop: STOPPING=1, a clean exit, the cache file written"
 stopping_before="$(notified 'STOPPING=1')"
