@@ -149,7 +149,11 @@ fn control_socket_commands_and_permissions() {
     let (ok, out, err) = dnsveil(&["reload", "--control-socket", path]);
     assert!(ok, "{err}");
     assert_eq!(out, "configuration reloaded\n");
-    assert!(dv.log().contains("asked_by=\"control socket\""), "{}", dv.log());
+    assert!(
+        dv.log().contains("asked_by=\"control socket\""),
+        "{}",
+        dv.log()
+    );
 
     // Bad commands are errors with exit status 1.
     let (ok, _, err) = dnsveil(&["flush", "bad..name", "--control-socket", path]);

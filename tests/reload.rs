@@ -157,7 +157,10 @@ fn control_socket_reload_waits_for_the_outcome() {
     assert_eq!(a_of(&ask(addr, "box.lan", 1)), Ipv4Addr::new(10, 0, 0, 1));
 
     for (i, id) in (2u8..12).zip(2u16..) {
-        write(&conf, &config(unused, &format!("10.0.0.{i}"), "127.0.0.0/8"));
+        write(
+            &conf,
+            &config(unused, &format!("10.0.0.{i}"), "127.0.0.0/8"),
+        );
         let (code, out, err) = reload();
         assert_eq!(code, Some(0), "{out}{err}");
         assert_eq!(out, "configuration reloaded\n");
@@ -174,7 +177,10 @@ fn control_socket_reload_waits_for_the_outcome() {
     );
     let (code, out, err) = reload();
     assert_eq!(code, Some(1), "{out}{err}");
-    assert!(err.contains("reload refused") && err.contains("cache.min_ttl"), "{err}");
+    assert!(
+        err.contains("reload refused") && err.contains("cache.min_ttl"),
+        "{err}"
+    );
     assert_eq!(a_of(&ask(addr, "box.lan", 50)), Ipv4Addr::new(10, 0, 0, 11));
 
     // Taken, with a setting that waits for a restart: named in the output and the log.

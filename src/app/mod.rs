@@ -506,11 +506,9 @@ pub async fn run(
         // told to the control socket's client if one asked.
         let outcome = reloader.reload().await;
         if let Some(reply) = reply {
-            let _ = reply.send(
-                outcome
-                    .map(|done| done.to_string())
-                    .map_err(|e| format!("reload refused, still serving the previous configuration: {e}")),
-            );
+            let _ = reply.send(outcome.map(|done| done.to_string()).map_err(|e| {
+                format!("reload refused, still serving the previous configuration: {e}")
+            }));
         }
         if let Some(l) = &limited {
             info!(stats = %l, "rate limit statistics");

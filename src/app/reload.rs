@@ -268,7 +268,10 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             a.max_tcp_connections_per_client != b.max_tcp_connections_per_client,
             "server.max_tcp_connections_per_client",
         ),
-        (a.query_timeout != b.query_timeout, "server.query_timeout_secs"),
+        (
+            a.query_timeout != b.query_timeout,
+            "server.query_timeout_secs",
+        ),
         (ra.qps != rb.qps, "server.rate_limit"),
         // The burst defaults to the rate: named on its own only when the rate stayed.
         (
@@ -285,13 +288,22 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             "server.rate_limit_ipv6_prefix",
         ),
         (ra.clients != rb.clients, "server.rate_limit_clients"),
-        (a.control_socket != b.control_socket, "server.control_socket"),
-        (running.metrics.listen != new.metrics.listen, "metrics.listen"),
+        (
+            a.control_socket != b.control_socket,
+            "server.control_socket",
+        ),
+        (
+            running.metrics.listen != new.metrics.listen,
+            "metrics.listen",
+        ),
         (da.lease_file != db.lease_file, "dhcp.lease_file"),
         (da.format != db.format, "dhcp.format"),
         (da.domain != db.domain, "dhcp.domain"),
         (da.ttl != db.ttl, "dhcp.ttl"),
-        (ua.captive_portal != ub.captive_portal, "upstream.captive_portal"),
+        (
+            ua.captive_portal != ub.captive_portal,
+            "upstream.captive_portal",
+        ),
         // The captive-portal stage reads the network's resolvers from the path it started with
         // (forwarding rules to `network://` take the new path).
         (
@@ -355,14 +367,14 @@ mod tests {
     fn settings_of_the_start_up_stages_are_named() {
         let base = "[upstream]\nservers = [\"udp://127.0.0.1:53\"]\n";
         let running = parse(base);
-        let changed = parse(&format!(
+        let changed = parse(
             "[server]\nrate_limit = 50\nquery_timeout_secs = 3\n\
              max_tcp_connections_per_client = 5\ncontrol_socket = \"/tmp/x.sock\"\n\
              [dhcp]\nlease_file = \"/tmp/leases\"\ndomain = \"home\"\n\
              [metrics]\nlisten = \"127.0.0.1:9153\"\n\
              [log]\nqueries_file = \"/tmp/q.log\"\n\
-             [upstream]\nservers = [\"udp://127.0.0.1:53\"]\ncaptive_portal = \"off\"\n"
-        ));
+             [upstream]\nservers = [\"udp://127.0.0.1:53\"]\ncaptive_portal = \"off\"\n",
+        );
         assert_eq!(
             restart_only_changes(&running, &changed),
             [
