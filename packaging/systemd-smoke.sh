@@ -119,6 +119,10 @@ ct rm -f /usr/sbin/policy-rc.d
 ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/dnsveil.deb >/dev/null || die "dpkg -i failed"
 ct systemctl daemon-reload
 ct systemd-analyze verify dnsveil.service dnsveil.socket || die "systemd-analyze verify"
+# Documentation=man:dnsveil(8) man:dnsveil-run(8): the pages are there.
+for page in dnsveil dnsveil-run; do
+    ct man -w 8 "$page" >/dev/null || die "man $page: no page (the units' Documentation= points at it)"
+done
 conf=/etc/dnsveil/dnsveil.toml
 # The packaged configuration, with one local name to ask (there is no network in the container:
 # the public upstreams are unreachable, which the service must survive).
@@ -248,6 +252,9 @@ ct systemctl start dnsveil.socket
 [ "$(unit_state dnsveil.service ActiveState)" = active ] || die "the service is not active after a query"
 ct journalctl --no-pager -u dnsveil.service -o cat | grep -i 'service manager' | tail -n 4
 [ "$(ask ::1)" = 192.0.2.6 ] || die "no answer on [::1]:53 through the activated sockets"
+ct systemctl enable dnsveil.socket dnsveil.service 2>/dev/null
+[ "$(ct systemctl is-enabled dnsveil.socket dnsveil.service | sort -u)" = enabled ] || die "systemctl enable"
+ct systemctl disable dnsveil.socket dnsveil.service 2>/dev/null
 ct systemctl stop dnsveil.service dnsveil.socket
 
 step "a bad configuration: exit 78, not restarted"
