@@ -154,7 +154,7 @@ impl Reloader {
             Ok(done) => {
                 info!("configuration reloaded");
                 for key in &done.restart_needed {
-                    warn!(key, "{}", needs_restart(key));
+                    warn!("{}", needs_restart(key));
                 }
             }
             Err(e) => error!("reload refused, still serving the previous configuration: {e}"),
