@@ -161,6 +161,7 @@ fn a_records(q: &Message, n: u8) -> Message {
 fn opts(ms: u64) -> PlainOptions {
     PlainOptions {
         timeout: Duration::from_millis(ms),
+        ..PlainOptions::default()
     }
 }
 
@@ -215,20 +216,30 @@ async fn udp_round_trip_with_records() {
 }
 
 #[tokio::test]
-async fn ids_and_source_ports_vary_per_query() {
+async fn ids_vary_per_query_and_source_ports_per_socket() {
     let (addr, mut seen) = fake_udp(0, rcode_reply(Rcode::NXDOMAIN)).await;
+    // A forwarder's upstream: a new random ID per query; its socket is reused (see `plain`).
     let up = udp_upstream(addr, 2000);
     let mut ids = std::collections::HashSet::new();
-    let mut ports = std::collections::HashSet::new();
     for _ in 0..16 {
         up.query(&query("a.example", RType::A)).await.unwrap();
+        ids.insert(seen.recv().await.unwrap().query.header.id);
+    }
+    // A transport without reuse (the recursor's): a new socket, so a new random port, per query.
+    let fresh = Upstream::new(
+        Arc::new(UdpTransport::new(addr, opts(2000))),
+        Duration::from_millis(2500),
+    );
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..16 {
+        fresh.query(&query("a.example", RType::A)).await.unwrap();
         let s = seen.recv().await.unwrap();
         ids.insert(s.query.header.id);
         ports.insert(s.from.port());
     }
-    // Sixteen draws from 2^16 IDs and from the ephemeral port range: colliding down to a handful
-    // would mean the ID or port is not random.
-    assert!(ids.len() >= 12, "IDs {ids:?}");
+    // Draws from 2^16 IDs and from the ephemeral port range: colliding down to a handful would
+    // mean the ID or port is not random.
+    assert!(ids.len() >= 28, "IDs {ids:?}");
     assert!(ports.len() >= 12, "ports {ports:?}");
 }
 

@@ -66,7 +66,14 @@ async fn once(
     let wire = sent
         .encode()
         .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
-    let transport = UdpTransport::new(server, PlainOptions { timeout });
+    // A new socket per query: every authoritative server sees our ports (see `plain`).
+    let transport = UdpTransport::new(
+        server,
+        PlainOptions {
+            timeout,
+            reuse_udp: false,
+        },
+    );
     let started = Instant::now();
     let raw = tokio::time::timeout(timeout, transport.exchange(&wire))
         .await

@@ -308,16 +308,19 @@ pub fn build_transport(spec: &UpstreamSpec) -> Result<Arc<dyn Transport>, Upstre
         alpn: Vec::new(),
     };
     Ok(match &spec.url {
+        // A forwarder's one upstream: its UDP sockets are reused (see `plain`'s module doc).
         UpstreamUrl::Udp(addr) => Arc::new(plain::UdpTransport::new(
             *addr,
             plain::PlainOptions {
                 timeout: spec.timeout,
+                reuse_udp: true,
             },
         )),
         UpstreamUrl::Tcp(addr) => Arc::new(plain::TcpTransport::new(
             *addr,
             plain::PlainOptions {
                 timeout: spec.timeout,
+                reuse_udp: false,
             },
         )),
         UpstreamUrl::Tls { host, .. } => {

@@ -183,8 +183,11 @@ impl NetworkTransport {
             cur.servers = servers
                 .into_iter()
                 .map(|a| {
+                    // Forwarding to the network's own resolvers: sockets reused, as for any
+                    // forwarding upstream (see `plain`'s module doc).
                     let opts = PlainOptions {
                         timeout: self.timeout,
+                        reuse_udp: true,
                     };
                     (a, Arc::new(UdpTransport::new(a, opts)))
                 })
