@@ -223,7 +223,13 @@ fn a_start_up_configuration_error_has_the_error_priority_in_the_journal() {
     std::fs::write(&config, "[server]\nno_such_key = 1\n").expect("write config");
     let journal = "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" \"$@\"";
     let out = std::process::Command::new("sh")
-        .args(["-c", journal, env!("CARGO_BIN_EXE_dnsveil"), "run", "--config"])
+        .args([
+            "-c",
+            journal,
+            env!("CARGO_BIN_EXE_dnsveil"),
+            "run",
+            "--config",
+        ])
         .arg(&config)
         .stderr(std::process::Stdio::piped())
         .output()
