@@ -17,7 +17,7 @@
 # setting a reload cannot apply is named in a warning that `journalctl -p warning` shows without
 # the info lines; the network watcher sees an address added under ProcSubset=pid; the control
 # socket (mode, `dnsveil stats`); the cache file written at stop (STOPPING=1); the watchdog
-# (WATCHDOG=1 with WatchdogSec=2s); socket activation (dnsveil.socket); a bad configuration
+# (WATCHDOG=1 with WatchdogSec=2s, and a hung dnsveil killed and restarted); socket activation (dnsveil.socket); a bad configuration
 # fails with 78 and is not restarted (RestartPreventExitStatus=78); `systemd-analyze security`.
 set -euo pipefail
 
@@ -232,7 +232,8 @@ echo "cache file: $(ct stat -c '%s bytes' /var/lib/private/dnsveil/cache.bin)"
 
 step "the watchdog (WatchdogSec=2s in a drop-in)"
 ct mkdir -p /run/systemd/system/dnsveil.service.d
-ct sh -c 'printf "[Service]\nWatchdogSec=2s\n" >/run/systemd/system/dnsveil.service.d/watchdog.conf'
+# TimeoutAbortSec=1s: a hung dnsveil is killed 1 s after the watchdog's SIGABRT (not 90 s).
+ct sh -c 'printf "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=1s\n" >/run/systemd/system/dnsveil.service.d/watchdog.conf'
 ct systemctl daemon-reload
 dog_before="$(notified 'WATCHDOG=1')"
 ct systemctl start dnsveil.service
@@ -241,6 +242,16 @@ dogs=$(($(notified 'WATCHDOG=1') - dog_before))
 [ "$dogs" -ge 3 ] || die "$dogs WATCHDOG=1 in 5 s with WatchdogSec=2s"
 [ "$(unit_state dnsveil ActiveState)" = active ] || die "not active with WatchdogSec=2s"
 echo "$dogs WATCHDOG=1 in 5 s"
+# A hung dnsveil (SIGSTOP: no more WATCHDOG=1): systemd kills it and Restart=on-failure starts
+# it again.
+hung="$(unit_state dnsveil MainPID)"
+ct kill -STOP "$hung"
+# shellcheck disable=SC2016 # expanded by the sh inside the container
+ct_until 150 sh -c '[ "$(systemctl show -P NRestarts dnsveil)" -ge 1 ] && [ "$(systemctl show -P ActiveState dnsveil)" = active ]' \
+    || die "a hung dnsveil was not restarted by the watchdog within 15 s"
+grep -q 'Watchdog timeout' <<<"$(ct journalctl --no-pager -u dnsveil -o cat)" || die "no watchdog timeout in the journal"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after the watchdog restart"
+echo "a hung dnsveil: watchdog timeout, killed, restarted (MainPID $hung -> $(unit_state dnsveil MainPID))"
 ct systemctl stop dnsveil.service
 ct rm -r /run/systemd/system/dnsveil.service.d
 ct systemctl daemon-reload
