@@ -16,9 +16,12 @@
 # it returns) and fails when the new configuration is refused (the old one keeps serving); a
 # setting a reload cannot apply is named in a warning that `journalctl -p warning` shows without
 # the info lines; the network watcher sees an address added under ProcSubset=pid; the control
-# socket (mode, `dnsveil stats`); the cache file written at stop (STOPPING=1); the watchdog
-# (WATCHDOG=1 with WatchdogSec=2s, and a hung dnsveil killed and restarted); socket activation (dnsveil.socket); a bad configuration
-# fails with 78 and is not restarted (RestartPreventExitStatus=78); `systemd-analyze security`.
+# socket (mode, `dnsveil stats`); systemd-resolved in front of dnsveil with the packaged drop-in,
+# then dnsveil alone with resolved's stub listener off; the cache file written at stop
+# (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
+# restarted); socket activation (dnsveil.socket); a bad configuration fails with 78, is not
+# restarted (RestartPreventExitStatus=78) and is shown by `journalctl -p err`; `systemd-analyze
+# security`; the package's scripts (an upgrade restarts dnsveil, removal stops it).
 set -euo pipefail
 
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
