@@ -66,6 +66,12 @@ if grep -q '^\[\[forward\]\]' "$root/etc/dnsveil/dnsveil.toml"; then
 fi
 "$root/usr/bin/dnsveil" check-config "$root/etc/dnsveil/dnsveil.toml" >/dev/null \
     || die "the packaged binary rejects the packaged config"
+# The maintainer scripts (cargo-deb's systemd fragments): a daemon-reload, a running dnsveil
+# restarted after an upgrade and stopped on removal, never started by installing.
+grep -q 'daemon-reload' "$control/postinst" || die "postinst does not reload systemd"
+grep -q 'try-restart dnsveil.service' "$control/postinst" || die "postinst does not restart dnsveil after an upgrade"
+grep -q 'stop dnsveil.service' "$control/prerm" || die "prerm does not stop dnsveil on removal"
+grep -q 'deb-systemd-invoke start' "$control/postinst" && die "postinst starts dnsveil on install"
 grep -q '^ExecStart=/usr/bin/dnsveil run --config /etc/dnsveil/dnsveil.toml$' \
     "$root/usr/lib/systemd/system/dnsveil.service" || die "the unit does not run the packaged config"
 echo "package contents: ok ($(wc -l <<<"$contents") entries)"

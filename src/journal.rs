@@ -50,6 +50,21 @@ pub fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
     d.parse::<u64>().ok() == Some(dev) && i.parse::<u64>().ok() == Some(ino)
 }
 
+/// `message` as written to stderr outside tracing (a start-up error before the log is set up, a
+/// control command's failure): with `journal`, each line carries the error priority `<3>`, so
+/// `journalctl -p err` shows it; otherwise unchanged. Ends with a newline.
+pub fn error_lines(message: &str, journal: bool) -> String {
+    let mut out = String::with_capacity(message.len() + 4);
+    for line in message.lines() {
+        if journal {
+            out.push_str("<3>");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The event format for the journal: `<N>` then the usual line, without time, level or colour.
 #[derive(Debug)]
 pub struct JournalFormat {
@@ -121,6 +136,18 @@ mod tests {
         tracing::subscriber::with_default(subscriber, f);
         let bytes = buf.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
+    }
+
+    /// Errors written outside tracing carry `<3>` on each line for the journal, and nothing
+    /// elsewhere.
+    #[test]
+    fn plain_error_lines_get_the_error_priority_in_the_journal() {
+        let msg = "dnsveil: config error: x.toml: bad\nsecond line";
+        assert_eq!(
+            error_lines(msg, true),
+            "<3>dnsveil: config error: x.toml: bad\n<3>second line\n"
+        );
+        assert_eq!(error_lines(msg, false), format!("{msg}\n"));
     }
 
     /// Each line starts with its priority, and nothing else comes before the message: no time,

@@ -27,6 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::{ConfigSource, Plan};
+
+/// The allocator of the whole process (see Cargo.toml: glibc's malloc cost a fifth of the CPU
+/// per cache miss).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Mode, Overrides, Strategy};
 use dnsveil::control;
 use dnsveil::server::acl::Cidr;
@@ -90,7 +95,9 @@ enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
-    /// Ask the running instance to reload its configuration (as SIGHUP does).
+    /// Ask the running instance to reload its configuration (as SIGHUP does) and wait for the
+    /// outcome: exit 0 once the new configuration is in force, 1 when it was refused (the running
+    /// one stays). The unit's ExecReload= runs it, so `systemctl reload` waits too.
     Reload(ControlArgs),
     /// Open a time-limited window in which every name resolves through the network's own
     /// resolvers, to log in to a captive portal.
@@ -259,6 +266,10 @@ struct RunArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(knob::QUERY_PORT.min..=knob::QUERY_PORT.max))]
     query_port: Option<u64>,
+    /// 0x20 case randomisation of queries to authoritative servers in recursive mode (replaces
+    /// resolver.qname_case_randomization).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    qname_case_randomization: Option<bool>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -357,7 +368,8 @@ that systemd can open for it.
 Reload: read the configuration again (the same file and command\-line flags) and, if it checks,
 swap in its upstreams, forwarding rules, allow list, local records, hosts file and cache policy,
 keeping the sockets and the cached answers. A configuration that does not check is refused with a
-logged error and the running one stays. \fBsystemctl reload dnsveil\fR sends it.
+logged error and the running one stays. \fBdnsveil reload\fR does the same over the control socket
+and waits for the outcome; \fBsystemctl reload dnsveil\fR runs it.
 .TP
 \fBSIGTERM\fR, \fBSIGINT\fR
 Stop gracefully (queries in flight are answered, the cache file is saved); a second one stops at
@@ -488,7 +500,7 @@ fn control_command(args: &ControlArgs, command: &str) -> ExitCode {
     let path = match args.control_socket.clone().or_else(control::default_path) {
         Some(p) => p,
         None => {
-            eprintln!("dnsveil: {}", control::ControlError::NoDefault);
+            fail(&format!("dnsveil: {}", control::ControlError::NoDefault));
             return ExitCode::FAILURE;
         }
     };
@@ -498,7 +510,7 @@ fn control_command(args: &ControlArgs, command: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("dnsveil: {command}: {e}");
+            fail(&format!("dnsveil: {command}: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -585,7 +597,7 @@ fn run(args: RunArgs) -> ExitCode {
     let config = match source() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dnsveil: config error: {e}");
+            fail(&format!("dnsveil: config error: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -597,24 +609,33 @@ fn run(args: RunArgs) -> ExitCode {
     let activated = match Activated::from_env() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("dnsveil: error: {e}");
+            fail(&format!("dnsveil: error: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let plan = match Plan::build(config) {
         Ok(p) => p.reloading_from(source),
         Err(e) => {
-            eprintln!("dnsveil: config error: {e}");
+            fail(&format!("dnsveil: config error: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     match serve(plan, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dnsveil: error: {}", describe(&e));
+            fail(&format!("dnsveil: error: {}", describe(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `message` to stderr, with the journal's error priority when stderr is the journal
+/// (`run` under systemd, `dnsveil reload` as ExecReload=): `journalctl -p err` shows it.
+fn fail(message: &str) {
+    eprint!(
+        "{}",
+        journal::error_lines(message, journal::stderr_is_journal())
+    );
 }
 
 /// `e` and its causes, as `{:#}` shows them, less each cause the message before it already
@@ -664,6 +685,7 @@ fn source(args: RunArgs) -> ConfigSource {
         mode: args.mode,
         root_hints: args.root_hints,
         query_port: args.query_port,
+        qname_case_randomization: args.qname_case_randomization,
     };
     Arc::new(move || {
         let mut config = match &path {

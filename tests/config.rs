@@ -900,6 +900,26 @@ fn recursive_mode_keys_parse_and_are_checked() {
 }
 
 #[test]
+fn qname_case_randomization_is_off_unless_asked_for() {
+    assert!(!parse("").unwrap().resolver.qname_case_randomization);
+    let c = parse("[resolver]\nmode = \"recursive\"\nqname_case_randomization = true\n").unwrap();
+    assert!(c.resolver.qname_case_randomization);
+    assert!(c.summary().contains("0x20 on"), "{}", c.summary());
+    let e = parse("[resolver]\nqname_case_randomization = \"yes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("qname_case_randomization"), "{e}");
+    // The flag replaces the key.
+    let mut c = parse("[resolver]\nqname_case_randomization = true\n").unwrap();
+    c.apply(dnsveil::config::Overrides {
+        qname_case_randomization: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!c.resolver.qname_case_randomization);
+}
+
+#[test]
 fn a_bad_root_hints_file_is_rejected_by_check_config_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let hints = dir.path().join("bad.hints");

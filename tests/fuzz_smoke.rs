@@ -282,6 +282,13 @@ fn referral_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn answer_case_target_on_seeds_and_mutations() {
+    let mut pool = seeds("answer_case");
+    pool.extend(rich_messages());
+    run(dnsveil::recursor::fuzzing::answer_case, &pool, WIRE_DICT, 8);
+}
+
+#[test]
 fn blocklist_target_on_seeds_and_mutations() {
     let pool = seeds("blocklist");
     let dict: &[&[u8]] = &[

@@ -184,3 +184,28 @@ echo "found: $(timeout 10 getent hosts only-dnsveil.test)"
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `systemctl reload` runs the unit's `ExecReload=`: `dnsveil reload` on the control socket the
+/// service binds under the unit, `$RUNTIME_DIRECTORY/control.sock` with `RuntimeDirectory=`
+/// under /run, which the packaged config leaves at its default. If either moved alone,
+/// `systemctl reload` would fail to connect.
+#[test]
+fn the_units_reload_asks_the_control_socket_the_service_binds() {
+    let unit = ini(&packaging().join("dnsveil.service"));
+    let service = &unit["Service"];
+    let socket = Path::new("/run")
+        .join(&service["RuntimeDirectory"])
+        .join(dnsveil::control::SOCKET_NAME);
+    assert_eq!(
+        service["ExecReload"],
+        format!(
+            "/usr/bin/dnsveil reload --control-socket {}",
+            socket.display()
+        )
+    );
+    let packaged = Config::load(&packaging().join("dnsveil.toml")).expect("packaged config");
+    assert_eq!(
+        packaged.server.control_socket,
+        dnsveil::config::ControlSocket::Default
+    );
+}

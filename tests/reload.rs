@@ -127,6 +127,91 @@ fn sighup_swaps_in_a_good_configuration_and_refuses_a_bad_one() {
     assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
+/// `dnsveil reload --control-socket PATH` (what the unit's `ExecReload=` runs) returns when the
+/// reload is over: the new record answers the very next query, with no wait for a log line. A
+/// refused configuration makes it exit non-zero with the reason (so `systemctl reload` fails);
+/// a changed setting that needs a restart is named in its output and as a warning in the log.
+#[test]
+fn control_socket_reload_waits_for_the_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("dnsveil.toml");
+    // Only local names are asked: the upstream is never used.
+    let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    write(&conf, &config(unused, "10.0.0.1", "127.0.0.0/8"));
+    let conf_arg = conf.to_str().expect("UTF-8 path");
+    let mut dv = Dnsveil::start(&["--config", conf_arg]);
+    assert!(dv.wait_logged("control socket listening", Duration::from_secs(10)));
+    let addr = dv.udp_addr();
+    let sock = dv.control_socket();
+    let reload = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dnsveil"))
+            .args(["reload", "--control-socket", sock.to_str().expect("UTF-8")])
+            .output()
+            .expect("run dnsveil reload");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(a_of(&ask(addr, "box.lan", 1)), Ipv4Addr::new(10, 0, 0, 1));
+
+    for (i, id) in (2u8..12).zip(2u16..) {
+        write(
+            &conf,
+            &config(unused, &format!("10.0.0.{i}"), "127.0.0.0/8"),
+        );
+        let (code, out, err) = reload();
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert_eq!(out, "configuration reloaded\n");
+        assert_eq!(a_of(&ask(addr, "box.lan", id)), Ipv4Addr::new(10, 0, 0, i));
+    }
+
+    // Refused: exit 1, the reason on stderr, the old record still answers.
+    write(
+        &conf,
+        &format!(
+            "{}[cache]\nmin_ttl = 99999999\n",
+            config(unused, "10.0.0.99", "127.0.0.0/8")
+        ),
+    );
+    let (code, out, err) = reload();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("reload refused") && err.contains("cache.min_ttl"),
+        "{err}"
+    );
+    assert_eq!(a_of(&ask(addr, "box.lan", 50)), Ipv4Addr::new(10, 0, 0, 11));
+
+    // Taken, with a setting that waits for a restart: named in the output and the log.
+    write(
+        &conf,
+        &format!(
+            "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            config(unused, "10.0.0.12", "127.0.0.0/8")
+        ),
+    );
+    let (code, out, err) = reload();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("metrics.listen changed: needs a restart"),
+        "{out}"
+    );
+    assert_eq!(a_of(&ask(addr, "box.lan", 51)), Ipv4Addr::new(10, 0, 0, 12));
+    let log = dv.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("needs a restart"))
+        .unwrap_or_else(|| panic!("no warning in {log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("metrics.listen"),
+        "{warning}"
+    );
+
+    dv.signal("TERM");
+    assert_eq!(dv.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
 /// A changed allow list applies to the next query: a reload that admits no loopback client
 /// makes the same socket refuse.
 #[test]

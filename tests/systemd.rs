@@ -212,6 +212,37 @@ fn logs_fit_the_journal_when_stderr_is_the_journal_stream() {
     assert!(log.contains(" INFO "), "{log}");
 }
 
+/// A configuration error at start is written before the log is set up; with stderr being the
+/// journal it still carries the error priority (`<3>`), so `journalctl -p err` shows why the unit
+/// failed (it was "info" before; found under a real systemd, packaging/systemd-smoke.sh). The
+/// exit status stays 78, which the unit's RestartPreventExitStatus= names.
+#[test]
+fn a_start_up_configuration_error_has_the_error_priority_in_the_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[server]\nno_such_key = 1\n").expect("write config");
+    let journal = "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" \"$@\"";
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            journal,
+            env!("CARGO_BIN_EXE_dnsveil"),
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run dnsveil");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("<3>dnsveil: config error: ") && err.contains("server.no_such_key"),
+        "{err}"
+    );
+    assert!(err.lines().all(|l| l.starts_with("<3>")), "{err}");
+}
+
 /// Runs `dnsveil run --config CONFIG` inside a new network namespace whose loopback is up and
 /// which has no other interface, and returns its exit status and stderr (it is stopped after
 /// `wait` if still running).

@@ -192,7 +192,13 @@ fn query(name: &str, id: u16) -> Vec<u8> {
 async fn plain_tcp_retries_a_dead_pooled_connection_at_once_and_reset_drops_the_pool() {
     let (addr, accepted) = one_shot_tcp_server().await;
     let timeout = Duration::from_secs(5);
-    let t = TcpTransport::new(addr, PlainOptions { timeout, reuse_udp: false });
+    let t = TcpTransport::new(
+        addr,
+        PlainOptions {
+            timeout,
+            reuse_udp: false,
+        },
+    );
     for (i, name) in ["one.example", "two.example", "three.example"]
         .iter()
         .enumerate()

@@ -226,6 +226,7 @@ impl Plan {
                     hints,
                     query_port: r.query_port,
                     query_ipv6: r.query_ipv6,
+                    case_randomization: r.qname_case_randomization,
                 })))
             }
         };
@@ -278,7 +279,9 @@ pub async fn run(
     let started = tokio::time::Instant::now();
     let queries = Arc::new(QueryCounters::new());
     // `dnsveil reload` on the control socket asks through this, as SIGHUP does through `reload`.
-    let (reload_tx, mut control_reload) = mpsc::channel::<()>(1);
+    // Each carries where the outcome goes (the command answers when the reload is over).
+    let (reload_tx, mut control_reload) =
+        mpsc::channel::<control::ReloadReply>(control::MAX_CONNECTIONS);
     let cache = (config.cache.size > 0).then(|| {
         Arc::new(
             Cache::with_clock(cache_config(&config), WallClock::system()).with_wall_clock_seconds(),
@@ -490,18 +493,24 @@ pub async fn run(
         ))
     });
     loop {
-        let asked_by = tokio::select! {
+        let (asked_by, reply) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(()) = reload.recv() => "signal",
-            Some(()) = control_reload.recv() => "control socket",
+            Some(()) = reload.recv() => ("signal", None),
+            Some(reply) = control_reload.recv() => ("control socket", Some(reply)),
         };
         info!(asked_by, "reloading");
         if let Some(d) = &dhcp {
             // The outcome is logged by `reload`.
             let _ = d.reload();
         }
-        // The outcome is logged by the reload itself (RELOADING=1 and READY=1 around it).
-        let _ = reloader.reload().await;
+        // The outcome is logged by the reload itself (RELOADING=1 and READY=1 around it), and
+        // told to the control socket's client if one asked.
+        let outcome = reloader.reload().await;
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome.map(|done| done.to_string()).map_err(|e| {
+                format!("reload refused, still serving the previous configuration: {e}")
+            }));
+        }
         if let Some(l) = &limited {
             info!(stats = %l, "rate limit statistics");
         }

@@ -16,10 +16,14 @@
 //! each part (a query arriving during the few instructions between two swaps may see a new ACL and
 //! the old upstreams). The listeners (their sockets) and the cache (its entries) are kept.
 //!
-//! What the running process cannot take without a restart (new listen addresses, thread and
-//! socket counts, limits sized at bind time, the cache's capacity and file, the log settings, the
-//! block-list settings, whose lists are re-read on SIGHUP by the blocking stage itself) is
-//! left as it was and named in a warning ([`restart_only_changes`]).
+//! What the running process cannot take without a restart is left as it was and named, key by
+//! key, in a warning that says it "needs a restart" ([`restart_only_changes`], listed in the
+//! README's "What a reload applies"): the listeners and everything sized or set when they were
+//! bound (`server.listen`, `threads`, the TCP and UDP limits, `query_timeout_secs`, the rate
+//! limiter, `freebind`), the cache's capacity and file, the log settings and query-log file, the
+//! block-list settings (whose lists are re-read on SIGHUP by the blocking stage itself), the
+//! `[dhcp]` lease settings (the lease file itself is re-read), the metrics listener, the control
+//! socket, and the captive-portal setting and its network resolv.conf.
 //!
 //! The service manager is told RELOADING=1 before and READY=1 after, whether or not the new
 //! configuration was taken; one reload runs at a time.
@@ -35,7 +39,7 @@ use super::{
     cache_config, downstream, log_pools, monotonic_us, ConfigSource, Plan, PlanError, Watchers,
 };
 use crate::cache::Cache;
-use crate::config::{Config, ConfigError};
+use crate::config::{CaptivePortal, Config, ConfigError};
 use crate::forward::Forwarder;
 use crate::handler::swap::Swappable;
 use crate::hosts::leases::DhcpNames;
@@ -70,6 +74,22 @@ pub type StatusLine = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct Reloaded {
     /// Keys whose new values are kept for the next restart.
     pub restart_needed: Vec<&'static str>,
+}
+
+/// What `dnsveil reload` prints: one line, and one more per key that needs a restart.
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "configuration reloaded")?;
+        for key in &self.restart_needed {
+            writeln!(f, "{}", needs_restart(key))?;
+        }
+        Ok(())
+    }
+}
+
+/// The warning for a changed key a reload cannot apply.
+fn needs_restart(key: &str) -> String {
+    format!("{key} changed: needs a restart to take effect (the running value stays until then)")
 }
 
 /// Runs reloads; cheap to clone, and every clone reloads the same running service.
@@ -133,12 +153,8 @@ impl Reloader {
         match &result {
             Ok(done) => {
                 info!("configuration reloaded");
-                if !done.restart_needed.is_empty() {
-                    warn!(
-                        "changed settings that take effect only after a restart (the old values \
-                         stay until then): {}",
-                        done.restart_needed.join(", ")
-                    );
+                for key in &done.restart_needed {
+                    warn!("{}", needs_restart(key));
                 }
             }
             Err(e) => error!("reload refused, still serving the previous configuration: {e}"),
@@ -221,6 +237,9 @@ impl State {
 pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&running.server, &new.server);
     let (c, d) = (&running.cache, &new.cache);
+    let (ra, rb) = (&a.rate_limit, &b.rate_limit);
+    let (da, db) = (&running.dhcp, &new.dhcp);
+    let (ua, ub) = (&running.upstream, &new.upstream);
     let checks = [
         (a.listen != b.listen, "server.listen"),
         (a.threads != b.threads, "server.threads"),
@@ -245,6 +264,53 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             "server.max_udp_payload",
         ),
         (a.freebind != b.freebind, "server.freebind"),
+        (
+            a.max_tcp_connections_per_client != b.max_tcp_connections_per_client,
+            "server.max_tcp_connections_per_client",
+        ),
+        (
+            a.query_timeout != b.query_timeout,
+            "server.query_timeout_secs",
+        ),
+        (ra.qps != rb.qps, "server.rate_limit"),
+        // The burst defaults to the rate: named on its own only when the rate stayed.
+        (
+            ra.qps == rb.qps && ra.burst != rb.burst,
+            "server.rate_limit_burst",
+        ),
+        (ra.slip != rb.slip, "server.rate_limit_slip"),
+        (
+            ra.ipv4_prefix != rb.ipv4_prefix,
+            "server.rate_limit_ipv4_prefix",
+        ),
+        (
+            ra.ipv6_prefix != rb.ipv6_prefix,
+            "server.rate_limit_ipv6_prefix",
+        ),
+        (ra.clients != rb.clients, "server.rate_limit_clients"),
+        (
+            a.control_socket != b.control_socket,
+            "server.control_socket",
+        ),
+        (
+            running.metrics.listen != new.metrics.listen,
+            "metrics.listen",
+        ),
+        (da.lease_file != db.lease_file, "dhcp.lease_file"),
+        (da.format != db.format, "dhcp.format"),
+        (da.domain != db.domain, "dhcp.domain"),
+        (da.ttl != db.ttl, "dhcp.ttl"),
+        (
+            ua.captive_portal != ub.captive_portal,
+            "upstream.captive_portal",
+        ),
+        // The captive-portal stage reads the network's resolvers from the path it started with
+        // (forwarding rules to `network://` take the new path).
+        (
+            ua.captive_portal == CaptivePortal::Detect
+                && ua.network_resolv_conf != ub.network_resolv_conf,
+            "upstream.network_resolv_conf",
+        ),
         (c.size != d.size, "cache.size"),
         (c.file != d.file, "cache.cache_file"),
         (
@@ -253,6 +319,10 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         ),
         (running.log.level != new.log.level, "log.level"),
         (running.log.queries != new.log.queries, "log.queries"),
+        (
+            running.log.queries_file != new.log.queries_file,
+            "log.queries_file",
+        ),
         // The block lists are re-read on SIGHUP with the settings they started with.
         (running.block != new.block, "block"),
     ];
@@ -288,6 +358,44 @@ mod tests {
         assert_eq!(
             restart_only_changes(&running, &restart),
             ["server.listen", "server.threads", "cache.size", "log.level"]
+        );
+    }
+
+    /// The settings taken when the listeners, the metrics endpoint, the control socket and the
+    /// DHCP and captive-portal stages were built are named too, each by its key.
+    #[test]
+    fn settings_of_the_start_up_stages_are_named() {
+        let base = "[upstream]\nservers = [\"udp://127.0.0.1:53\"]\n";
+        let running = parse(base);
+        let changed = parse(
+            "[server]\nrate_limit = 50\nquery_timeout_secs = 3\n\
+             max_tcp_connections_per_client = 5\ncontrol_socket = \"/tmp/x.sock\"\n\
+             [dhcp]\nlease_file = \"/tmp/leases\"\ndomain = \"home\"\n\
+             [metrics]\nlisten = \"127.0.0.1:9153\"\n\
+             [log]\nqueries_file = \"/tmp/q.log\"\n\
+             [upstream]\nservers = [\"udp://127.0.0.1:53\"]\ncaptive_portal = \"off\"\n",
+        );
+        assert_eq!(
+            restart_only_changes(&running, &changed),
+            [
+                "server.max_tcp_connections_per_client",
+                "server.query_timeout_secs",
+                "server.rate_limit",
+                "server.control_socket",
+                "metrics.listen",
+                "dhcp.lease_file",
+                "dhcp.domain",
+                "upstream.captive_portal",
+                "log.queries_file",
+            ]
+        );
+        let done = Reloaded {
+            restart_needed: vec!["metrics.listen"],
+        };
+        assert_eq!(
+            done.to_string(),
+            "configuration reloaded\nmetrics.listen changed: needs a restart to take effect \
+             (the running value stays until then)\n"
         );
     }
 }

@@ -89,6 +89,9 @@ pub struct ResolverConfig {
     pub query_port: u16,
     /// `resolver.query_ipv6`: ask authoritative servers over IPv6 too (recursive mode).
     pub query_ipv6: bool,
+    /// `resolver.qname_case_randomization`: 0x20 case randomisation of the names in queries to
+    /// authoritative servers (recursive mode; off by default, as unbound's `use-caps-for-id`).
+    pub qname_case_randomization: bool,
     pub dnssec: DnssecMode,
     /// Trust anchor files (DS or DNSKEY records in zone-file form, as unbound's
     /// `trust-anchor-file`), absolute or relative to the config file. Empty: the IANA root
@@ -106,6 +109,7 @@ impl Default for ResolverConfig {
             root_hints: None,
             query_port: knob::QUERY_PORT.default as u16,
             query_ipv6: true,
+            qname_case_randomization: false,
             dnssec: DnssecMode::Validate,
             trust_anchors: Vec::new(),
             insecure_domains: Vec::new(),
@@ -678,6 +682,8 @@ pub struct Overrides {
     pub root_hints: Option<PathBuf>,
     /// `--query-port N` (replaces `resolver.query_port`).
     pub query_port: Option<u64>,
+    /// `--qname-case-randomization on|off` (replaces `resolver.qname_case_randomization`).
+    pub qname_case_randomization: Option<bool>,
     /// `--trust-anchor FILE` (repeatable; replaces `resolver.trust_anchor`).
     pub trust_anchors: Vec<PathBuf>,
     /// `--insecure-domain NAME` (repeatable; replaces `resolver.insecure_domains`).
@@ -834,6 +840,9 @@ impl Config {
         if let Some(p) = query_port {
             self.resolver.query_port = p as u16;
         }
+        if let Some(on) = o.qname_case_randomization {
+            self.resolver.qname_case_randomization = on;
+        }
         if !o.trust_anchors.is_empty() {
             self.resolver.trust_anchors = o.trust_anchors;
         }
@@ -933,13 +942,19 @@ impl Config {
         let mut s = format!("listen: {}\n", listen.join(", "));
         if self.resolver.mode == Mode::Recursive {
             s += &format!(
-                "mode: recursive (root hints {}, query port {}, IPv6 {}; upstream.servers unused)\n",
+                "mode: recursive (root hints {}, query port {}, IPv6 {}, 0x20 {}; upstream.servers \
+                 unused)\n",
                 self.resolver
                     .root_hints
                     .as_ref()
                     .map_or("embedded".into(), |p| p.display().to_string()),
                 self.resolver.query_port,
-                if self.resolver.query_ipv6 { "on" } else { "off" }
+                if self.resolver.query_ipv6 { "on" } else { "off" },
+                if self.resolver.qname_case_randomization {
+                    "on"
+                } else {
+                    "off"
+                }
             );
         }
         s += &format!(

@@ -129,6 +129,7 @@ struct ResolverSpec {
     root_hints: Option<String>,
     query_port: Option<i64>,
     query_ipv6: Option<bool>,
+    qname_case_randomization: Option<bool>,
     dnssec: Option<String>,
     trust_anchor: Option<OneOrMany>,
     #[serde(default)]
@@ -384,6 +385,7 @@ impl ResolverSpec {
             root_hints,
             query_port: cx.knob(knob::QUERY_PORT, self.query_port)? as u16,
             query_ipv6: self.query_ipv6.unwrap_or(true),
+            qname_case_randomization: self.qname_case_randomization.unwrap_or(false),
             dnssec,
             trust_anchors,
             insecure_domains,

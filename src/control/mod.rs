@@ -10,6 +10,11 @@
 //! the server closes. Commands: `stats`, `metrics` (the Prometheus text), `flush`, `flush NAME`,
 //! `reload`, `portal MINUTES`.
 //!
+//! `reload` answers when the reload is over: `ok` once the new configuration is in force, `error:`
+//! when it was refused (the old one keeps running). That is what makes `systemctl reload`
+//! synchronous: the unit's `ExecReload=` runs `dnsveil reload`, and systemd 252 (Debian 12) has
+//! no `Type=notify-reload` to wait for the service's READY=1 itself.
+//!
 //! Who may ask: the socket is created with mode 0660 (owner and group; bound under a temporary name,
 //! given its mode, then renamed into place, so it is never reachable with looser rights) in a
 //! directory we create 0750 if it is missing. The default is under the runtime directory:
@@ -30,7 +35,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -39,8 +44,11 @@ use crate::wire::Name;
 
 /// Longest command line read.
 pub const MAX_LINE: usize = 1024;
-/// Time a client has to send its command, and that a client waits for the answer.
+/// Time a client has to send its command.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a command may take to answer, and that a client waits for the answer: a reload reads
+/// files and builds upstream transports (systemd gives `ExecReload=` 90 s by default).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 4;
 /// File name of the socket in its directory.
@@ -112,14 +120,18 @@ pub fn default_path() -> Option<PathBuf> {
     env_dir("XDG_RUNTIME_DIR").map(|d| d.join("dnsveil").join(SOCKET_NAME))
 }
 
+/// A reload asked for on the socket: where its outcome goes, the text to show (`Ok`: taken) or
+/// why it was refused (`Err`).
+pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
 /// Opens a captive-portal window of the given minutes; the text to show, or why not.
 pub type PortalOpener = Arc<dyn Fn(u32) -> Result<String, String> + Send + Sync>;
 
 /// What the commands act on.
 pub struct Controls {
     pub sources: Sources,
-    /// Asks the app for a reload (as SIGHUP does).
-    pub reload: mpsc::Sender<()>,
+    /// Asks the app for a reload (as SIGHUP does) and for its outcome.
+    pub reload: mpsc::Sender<ReloadReply>,
     /// Opens a captive-portal window of this many minutes, if the app supports one; `Err` says
     /// why not.
     pub portal: Option<PortalOpener>,
@@ -127,19 +139,13 @@ pub struct Controls {
 
 impl Controls {
     /// Runs one command line; the reply's first line is `ok` or `error: ...`.
-    pub fn run(&self, line: &str) -> String {
+    pub async fn run(&self, line: &str) -> String {
         let mut words = line.split_whitespace();
         let reply = match (words.next(), words.next(), words.next()) {
             (Some("stats"), None, _) => Ok(self.sources.snapshot().human()),
             (Some("metrics"), None, _) => Ok(prometheus::render(&self.sources.snapshot())),
             (Some("flush"), name, None) => self.flush(name),
-            (Some("reload"), None, _) => match self.reload.try_send(()) {
-                Ok(()) => Ok("reload requested\n".into()),
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    Ok("a reload is already pending\n".into())
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => Err("shutting down".into()),
-            },
+            (Some("reload"), None, _) => self.reload().await,
             (Some("portal"), minutes, None) => self.portal(minutes),
             _ => Err(format!(
                 "unknown command {:?} (expected stats, metrics, flush [NAME], reload or \
@@ -151,6 +157,18 @@ impl Controls {
             Ok(text) => format!("ok\n{text}"),
             Err(why) => format!("error: {why}\n"),
         }
+    }
+
+    /// Asks for a reload and waits for its outcome (reloads run one at a time; one asked while
+    /// another runs waits for its turn).
+    async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.reload
+            .send(tx)
+            .await
+            .map_err(|_| "shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "shut down before the reload finished".to_string())?
     }
 
     fn flush(&self, name: Option<&str>) -> Result<String, String> {
@@ -267,12 +285,7 @@ impl ControlSocket {
             let controls = controls.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                if tokio::time::timeout(TIMEOUT, answer(stream, &controls))
-                    .await
-                    .is_err()
-                {
-                    debug!("control client too slow; closed");
-                }
+                answer(stream, &controls).await;
             });
         }
     }
@@ -290,18 +303,34 @@ impl Drop for ControlSocket {
     }
 }
 
-/// Reads one command line from `stream` and writes the reply.
+/// Reads one command line from `stream` (within [`TIMEOUT`]) and writes the reply (within
+/// [`REPLY_TIMEOUT`]).
 async fn answer(stream: UnixStream, controls: &Controls) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_LINE as u64);
-    let reply = match reader.read_line(&mut line).await {
-        Ok(_) if !line.trim().is_empty() => controls.run(&line),
-        Ok(_) => "error: empty command\n".to_string(),
-        Err(e) => format!("error: {e}\n"),
+    let reply = match tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await {
+        Err(_) => {
+            debug!("control client too slow to send its command; closed");
+            return;
+        }
+        Ok(Ok(_)) if !line.trim().is_empty() => {
+            match tokio::time::timeout(REPLY_TIMEOUT, controls.run(&line)).await {
+                Ok(reply) => reply,
+                Err(_) => format!(
+                    "error: no outcome within {} s (see the log)\n",
+                    REPLY_TIMEOUT.as_secs()
+                ),
+            }
+        }
+        Ok(Ok(_)) => "error: empty command\n".to_string(),
+        Ok(Err(e)) => format!("error: {e}\n"),
     };
-    let _ = write.write_all(reply.as_bytes()).await;
-    let _ = write.shutdown().await;
+    let _ = tokio::time::timeout(TIMEOUT, async {
+        let _ = write.write_all(reply.as_bytes()).await;
+        let _ = write.shutdown().await;
+    })
+    .await;
 }
 
 /// Sends `command` to the socket at `path` and returns the reply's text (after its `ok` line);
@@ -312,7 +341,7 @@ pub fn ask(path: &Path, command: &str) -> Result<String, ControlError> {
         "connect (is dnsveil running, and may you use its socket?)",
     ))?;
     stream
-        .set_read_timeout(Some(TIMEOUT))
+        .set_read_timeout(Some(REPLY_TIMEOUT + TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
         .map_err(io_err(path, "set a timeout"))?;
     stream

@@ -72,17 +72,24 @@ impl DelegationCache {
 
     /// The deepest unexpired delegation at or above `name`.
     pub fn deepest(&self, name: &Name, now: Instant) -> Option<Arc<Delegation>> {
+        // The name and each of its ancestors are suffixes of its lower-cased wire form, one per
+        // label boundary: looked up as slices, with no name built per level.
+        let lower = LowerName::from(name);
+        let wire = lower.as_wire();
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let mut cur = Some(name.clone());
-        while let Some(n) = cur {
-            if let Some(d) = zones.get(&LowerName::from(&n)) {
+        let mut at = 0;
+        loop {
+            let suffix = wire.get(at..)?;
+            if let Some(d) = zones.get(suffix) {
                 if d.expires > now {
                     return Some(d.clone());
                 }
             }
-            cur = n.parent();
+            match suffix.first() {
+                Some(&len) if len > 0 => at += 1 + usize::from(len),
+                _ => return None,
+            }
         }
-        None
     }
 
     /// Stores `d` unless an unexpired delegation for its zone is already there (ghost-domain

@@ -49,9 +49,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
         };
         match waiting {
             Ok(tx) => {
-                let _done = Done { flights: self, key };
+                let done = Done { flights: self, key };
                 let v = work.await;
-                tx.send_replace(Some(v.clone()));
+                // Out of the map first: no waiter can join after this, so when no receiver is
+                // left (the map held the only one) nobody waits, and the result is not cloned.
+                drop(done);
+                if tx.receiver_count() > 0 {
+                    tx.send_replace(Some(v.clone()));
+                }
                 v
             }
             Err(mut rx) => {

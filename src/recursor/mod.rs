@@ -8,6 +8,7 @@
 //!                                      | deleg.rs    delegation cache: deepest cut, TTLs, ghost-domain rule
 //!                                      | servers.rs  per-address SRTT, timeouts, exploration, rests
 //!                                      | exchange.rs one query: random port + ID, TCP on TC, EDNS fallback
+//!                                      | case.rs     0x20: random case out, exact case back, fallback
 //!                                      | step.rs     answer / referral / lame, bailiwick, scrub
 //!                                      | flight.rs   identical in-flight questions merged
 //!                                      | answers.rs  each step's answer by question, for its TTL
@@ -26,12 +27,16 @@
 //! Spoofing defences: see exchange.rs (random port and ID per UDP query, answer matched to the
 //! question), step.rs (bailiwick) and flight.rs (merging).
 //!
-//! Limitations: no 0x20 case randomisation; no DNS cookies; no aggressive use of NSEC (RFC 8198);
+//! 0x20 case randomisation (`resolver.qname_case_randomization`, off by default as unbound's
+//! `use-caps-for-id`): see case.rs; servers that do not keep case are remembered in servers.rs.
+//!
+//! Limitations: no DNS cookies; no aggressive use of NSEC (RFC 8198);
 //! IPv6 toward servers is tried after IPv4 only through the server order (no Happy Eyeballs); a
 //! name server address is looked up A first and AAAA only when it has no A; lameness is remembered
 //! per address and zone, timeouts per address.
 
 pub mod answers;
+pub mod case;
 pub mod caution;
 pub mod deleg;
 pub mod exchange;
@@ -83,12 +88,14 @@ impl From<RecursorError> for HandlerError {
     }
 }
 
-/// What the recursor is built from (the config's `root_hints`, `query_port`, `query_ipv6`).
+/// What the recursor is built from (the config's `root_hints`, `query_port`, `query_ipv6`,
+/// `qname_case_randomization`).
 #[derive(Clone, Debug)]
 pub struct RecursorConfig {
     pub hints: RootHints,
     pub query_port: u16,
     pub query_ipv6: bool,
+    pub case_randomization: bool,
 }
 
 /// The recursive stage.
@@ -98,12 +105,10 @@ pub struct Recursor {
 
 impl Recursor {
     pub fn new(config: RecursorConfig) -> Recursor {
+        let mut resolver = Resolver::new(config.hints, config.query_port, config.query_ipv6);
+        resolver.case_randomization = config.case_randomization;
         Recursor {
-            resolver: Arc::new(Resolver::new(
-                config.hints,
-                config.query_port,
-                config.query_ipv6,
-            )),
+            resolver: Arc::new(resolver),
         }
     }
 

@@ -33,7 +33,7 @@ use tracing::debug;
 use super::answers::AnswerCache;
 use super::caution::dont_query;
 use super::deleg::{ttl, Delegation, DelegationCache, NsServer};
-use super::exchange::ask;
+use super::exchange::{ask, AskOptions};
 use super::flight::Flights;
 use super::hints::RootHints;
 use super::limits::{Budget, Limit, MAX_LOOKUP_DEPTH, MAX_NS_LOOKUPS_PER_DELEGATION};
@@ -64,6 +64,8 @@ pub struct Resolver {
     /// The port of every authoritative server (53; a test hierarchy uses another).
     pub port: u16,
     pub ipv6: bool,
+    /// 0x20 case randomisation on queries to servers not known to lose case ([`super::case`]).
+    pub case_randomization: bool,
     /// Queries sent to authoritative servers since start.
     pub sent: AtomicU64,
     flights: Flights<FlightKey, Result<Step, RecursorError>>,
@@ -81,6 +83,7 @@ impl Resolver {
             answers: AnswerCache::new(),
             port,
             ipv6,
+            case_randomization: false,
             sent: AtomicU64::new(0),
             flights: Flights::new(),
         }
@@ -128,7 +131,7 @@ impl Resolver {
                     qtype: q.qtype,
                     qclass: q.qclass,
                 };
-                let (msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
+                let (mut msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
                     Some(step) => step,
                     None => {
                         let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
@@ -142,7 +145,7 @@ impl Resolver {
                     r.name.eq_ignore_case(&end) && (r.rtype() == q.qtype || q.qtype == RType::ANY)
                 });
                 let rcode = msg.rcode();
-                chain.extend(msg.answers.iter().cloned());
+                chain.append(&mut msg.answers);
                 let links = chain.iter().filter(|r| r.rtype() == RType::CNAME).count();
                 if links > MAX_CNAME_CHAIN {
                     return Err(RecursorError::Unusable(ScrubError::ChainTooLong));
@@ -335,15 +338,24 @@ impl Resolver {
             budget.query()?;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let now = Instant::now();
-            let timeout = self.servers.timeout(ip, now);
-            let edns = !self.servers.no_edns(ip, now);
+            let opts = AskOptions {
+                dnssec_ok,
+                edns: !self.servers.no_edns(ip, now),
+                case: self.case_randomization && !self.servers.no_case(ip, now),
+                timeout: self.servers.timeout(ip, now),
+            };
+            let timeout = opts.timeout;
             let server = SocketAddr::new(ip, self.port);
-            match ask(server, asked, dnssec_ok, edns, timeout).await {
+            match ask(server, asked, opts).await {
                 Ok(ex) => {
                     let now = Instant::now();
                     self.servers.answered(ip, ex.rtt, now);
                     if !ex.edns {
                         self.servers.set_no_edns(ip, now);
+                    }
+                    if !ex.case_kept {
+                        debug!(%server, "server does not keep case: no 0x20 from now on");
+                        self.servers.set_no_case(ip, now);
                     }
                     match classify(ex.msg, &deleg.zone, asked) {
                         Step::Lame(why) => {
@@ -460,7 +472,14 @@ impl Resolver {
             budget.query()?;
             self.sent.fetch_add(1, Ordering::Relaxed);
             let timeout = self.servers.timeout(ip, Instant::now());
-            match ask(SocketAddr::new(ip, self.port), &q, false, true, timeout).await {
+            // The root's name has no letters: nothing to randomise.
+            let opts = AskOptions {
+                dnssec_ok: false,
+                edns: true,
+                case: false,
+                timeout,
+            };
+            match ask(SocketAddr::new(ip, self.port), &q, opts).await {
                 Ok(ex) => {
                     self.servers.answered(ip, ex.rtt, Instant::now());
                     if let Some(d) = primed(&ex.msg, |ip| self.usable(ip)) {

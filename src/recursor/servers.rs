@@ -16,6 +16,10 @@
 //! - a server lame for a zone (it answered without authority, with REFUSED or SERVFAIL, or with a
 //!   referral that goes nowhere) rests for that zone for [`LAME_REST`].
 //!
+//! Besides timing, each record remembers whether the server fails EDNS and whether it loses the
+//! letter case of a question (0x20, [`super::case`]); both go with the record when it expires, so
+//! such a server is probed afresh later.
+//!
 //! A resting address is still tried, last, when nothing else is left, so a zone whose servers all
 //! rest is not failed without a try.
 //!
@@ -60,6 +64,8 @@ struct Stats {
     timeouts: u32,
     rest_until: Option<Instant>,
     no_edns: bool,
+    /// Answers 0x20 queries in another case ([`super::case`]).
+    no_case: bool,
     updated: Instant,
 }
 
@@ -156,6 +162,7 @@ impl ServerTable {
                 timeouts: 0,
                 rest_until: None,
                 no_edns: old.is_some_and(|s| s.no_edns),
+                no_case: old.is_some_and(|s| s.no_case),
                 updated: now,
             },
             Some(s) => {
@@ -170,6 +177,7 @@ impl ServerTable {
                     timeouts: 0,
                     rest_until: None,
                     no_edns: s.no_edns,
+                    no_case: s.no_case,
                     updated: now,
                 }
             }
@@ -185,6 +193,7 @@ impl ServerTable {
                 timeouts: 0,
                 rest_until: None,
                 no_edns: false,
+                no_case: false,
                 updated: now,
             });
             let timeouts = s.timeouts.saturating_add(1);
@@ -212,6 +221,30 @@ impl ServerTable {
                 timeouts: 0,
                 rest_until: None,
                 no_edns: true,
+                no_case: false,
+                updated: now,
+            })
+        });
+    }
+
+    /// Whether `ip` is known not to keep the case of a question (0x20 fallback).
+    pub fn no_case(&self, ip: IpAddr, now: Instant) -> bool {
+        self.current(ip, now).is_some_and(|s| s.no_case)
+    }
+
+    /// `ip` answered a randomised-case question in another case: it is asked without 0x20 until
+    /// its record expires ([`STATS_TTL`] after its last update).
+    pub fn set_no_case(&self, ip: IpAddr, now: Instant) {
+        self.update(ip, now, |old| Stats {
+            no_case: true,
+            updated: now,
+            ..old.unwrap_or(Stats {
+                srtt: UNKNOWN_RTT,
+                rttvar: UNKNOWN_RTT / 2,
+                timeouts: 0,
+                rest_until: None,
+                no_edns: false,
+                no_case: true,
                 updated: now,
             })
         });
@@ -314,5 +347,21 @@ mod tests {
         );
         t.set_no_edns(s, now);
         assert!(t.no_edns(s, now));
+    }
+
+    #[test]
+    fn a_server_that_loses_case_is_remembered_until_its_record_expires() {
+        let t = ServerTable::new();
+        let now = Instant::now();
+        let (s, other) = (ip("192.0.2.9"), ip("192.0.2.10"));
+        assert!(!t.no_case(s, now));
+        t.set_no_case(s, now);
+        assert!(t.no_case(s, now) && !t.no_case(other, now));
+        // Answers and timeouts keep it.
+        t.answered(s, Duration::from_millis(5), now);
+        t.timed_out(s, INITIAL_TIMEOUT, now);
+        t.answered(s, Duration::from_millis(5), now);
+        assert!(t.no_case(s, now));
+        assert!(!t.no_case(s, now + STATS_TTL), "probed again later");
     }
 }

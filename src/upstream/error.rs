@@ -208,6 +208,10 @@ pub enum BadAnswer {
     /// Another question (name, type or class) than the one we asked.
     #[error("question differs")]
     Question,
+    /// Over UDP with 0x20 case randomisation, only answers whose question differed from ours in
+    /// letter case came before the deadline: a server that does not preserve case, or a spoofer.
+    #[error("question came back in another letter case (0x20)")]
+    QuestionCase,
     /// Shorter than a DNS header.
     #[error("{via} answer of {len} octets")]
     Short { via: Via, len: usize },

@@ -30,6 +30,11 @@
 //! servers such as nsd send for a query they reject: it carries no data to plant, and a spoofer
 //! still needs port and ID.
 //!
+//! With [`UdpTransport::exact_case`] (0x20 case randomisation in recursive mode), the question must
+//! also match octet for octet: a datagram that differs only in letter case is dropped and the wait
+//! goes on, and when the deadline passes after such a drop the exchange fails with
+//! [`BadAnswer::QuestionCase`] rather than a plain timeout (the caller's cue for its fallback).
+//!
 //! Every exchange is bounded by one deadline ([`PlainOptions::timeout`]) that covers the UDP wait
 //! and the TCP retry after truncation together. TCP responses are bounded by their 16-bit length
 //! prefix (at most 65,535 octets, read into a buffer of exactly that length).
@@ -44,7 +49,8 @@
 //! meant only for servers on the local network.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -59,8 +65,8 @@ use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
 /// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
 /// `DEFAULT_PAYLOAD` (1232) octets, so a datagram that fills this buffer is not an answer we can
-/// trust whole: the exchange moves to TCP, as for TC=1. Kept small because it is allocated and
-/// zeroed per query (a 64 KiB buffer cost more than the rest of the exchange's user time).
+/// trust whole: the exchange moves to TCP, as for TC=1. A socket kept for reuse has its own; a
+/// socket for one query reads into one per thread (`UdpTransport::take_waiting_here`).
 const UDP_RECV_BUF: usize = 4096;
 /// Datagrams that do not answer the query read in one go before the exchange yields (see
 /// `UdpTransport::take_waiting`).
@@ -105,9 +111,15 @@ impl Default for PlainOptions {
 /// DNS over UDP to one server, retrying over TCP when the answer is truncated.
 pub struct UdpTransport {
     server: SocketAddr,
-    url: String,
+    /// `udp://` and the address, written on first use: the recursor makes a transport per query
+    /// and never asks for it, and formatting it cost more than parsing the answer.
+    url: OnceLock<String>,
     opts: PlainOptions,
     tcp: TcpTransport,
+    /// The question of a UDP answer must match the query's byte for byte ([`Self::exact_case`]).
+    exact_case: bool,
+    /// A datagram was dropped only because its question's letter case differed.
+    case_mismatch: AtomicBool,
     /// Sockets kept for reuse when [`PlainOptions::reuse_udp`] is on. A std Mutex: held only to
     /// push or pop, never across an `.await`.
     idle_udp: Mutex<Vec<UdpSlot>>,
@@ -126,17 +138,38 @@ impl UdpTransport {
     pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
         UdpTransport {
             server,
-            url: format!("udp://{server}"),
+            url: OnceLock::new(),
             tcp: TcpTransport::new(server, opts.clone()),
             opts,
+            exact_case: false,
+            case_mismatch: AtomicBool::new(false),
             idle_udp: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Accepts a UDP answer only when its question is the query's byte for byte, letter case
+    /// included (0x20 case randomisation, draft-vixie-dnsext-dns0x20): a datagram that differs
+    /// only in case is dropped like one with a wrong ID, and the exchange keeps waiting. Over TCP
+    /// (after truncation) the case is not checked: a stream is not open to off-path spoofing.
+    pub fn exact_case(mut self) -> Self {
+        self.exact_case = true;
+        self
+    }
+
+    /// True when a datagram was dropped only for its question's letter case: with
+    /// [`Self::exact_case`], after an exchange that timed out, the sign of a server that does not
+    /// preserve case (or of a spoofer who guessed port and ID but not the case).
+    pub fn saw_case_mismatch(&self) -> bool {
+        self.case_mismatch.load(Ordering::Relaxed)
     }
 
     async fn exchange_udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         let deadline = Instant::now() + self.opts.timeout;
         let answer = match timeout_at(deadline, self.udp_once(query)).await {
             Ok(r) => r?,
+            Err(_) if self.saw_case_mismatch() => {
+                return Err(UpstreamError::BadAnswer(BadAnswer::QuestionCase))
+            }
             Err(_) => return Err(UpstreamError::Timeout(self.opts.timeout)),
         };
         if let Some(answer) = answer {
@@ -144,7 +177,7 @@ impl UdpTransport {
                 return Ok(answer);
             }
         }
-        debug!(upstream = %self.url, "truncated or oversize answer, retrying over TCP");
+        debug!(upstream = %self.url(), "truncated or oversize answer, retrying over TCP");
         self.tcp.exchange_until(query, deadline).await
     }
 
@@ -171,16 +204,15 @@ impl UdpTransport {
         // A fresh socket's send buffer holds far more than one query, so this send does not
         // find it full; if it ever did, the exchange fails like on any other I/O error.
         sock.send(query).map_err(io)?;
-        let mut buf = vec![0u8; UDP_RECV_BUF];
         loop {
-            match self.take_waiting(&sock, query, &mut buf)? {
+            match self.take_waiting_here(&sock, query)? {
                 Waiting::Answer(answer) => return Ok(answer),
                 Waiting::Nothing => break,
                 Waiting::More => tokio::task::yield_now().await,
             }
         }
         let sock = register(sock)?;
-        self.wait_registered(&sock, query, &mut buf).await
+        self.wait_registered(&sock, query, None).await
     }
 
     /// [`Self::udp_once`] from a kept socket when one is idle (a new one otherwise), which goes
@@ -200,7 +232,7 @@ impl UdpTransport {
         let answer = loop {
             match self.take_waiting(sock.get_ref(), query, buf)? {
                 Waiting::Answer(answer) => break answer,
-                Waiting::Nothing => break self.wait_registered(sock, query, buf).await?,
+                Waiting::Nothing => break self.wait_registered(sock, query, Some(buf)).await?,
                 Waiting::More => tokio::task::yield_now().await,
             }
         };
@@ -224,16 +256,21 @@ impl UdpTransport {
         Ok(sock)
     }
 
-    /// Waits on the runtime for a datagram on `sock` that answers `query`.
+    /// Waits on the runtime for a datagram on `sock` that answers `query`, read into `buf` (None:
+    /// this thread's buffer, borrowed only while reading).
     async fn wait_registered(
         &self,
         sock: &AsyncFd<std::net::UdpSocket>,
         query: &[u8],
-        buf: &mut [u8],
+        mut buf: Option<&mut [u8]>,
     ) -> Result<Option<Vec<u8>>, UpstreamError> {
         loop {
             let mut ready = sock.readable().await.map_err(UpstreamError::io)?;
-            match self.take_waiting(sock.get_ref(), query, buf)? {
+            let taken = match buf.as_deref_mut() {
+                Some(buf) => self.take_waiting(sock.get_ref(), query, buf),
+                None => self.take_waiting_here(sock.get_ref(), query),
+            };
+            match taken? {
                 Waiting::Answer(answer) => return Ok(answer),
                 Waiting::Nothing => ready.clear_ready(),
                 Waiting::More => {
@@ -275,7 +312,29 @@ impl UdpTransport {
     /// Idle UDP sockets kept for reuse right now.
     pub fn idle_udp_sockets(&self) -> usize {
         // Lock held only to read the length.
-        self.idle_udp.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle_udp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// [`Self::take_waiting`] with this thread's receive buffer. The buffer is borrowed only for
+    /// the non-blocking reads, never across an `.await`, so one per thread serves every exchange
+    /// on it; a fresh zeroed buffer per query cost more than the rest of its parsing.
+    fn take_waiting_here(
+        &self,
+        sock: &std::net::UdpSocket,
+        query: &[u8],
+    ) -> Result<Waiting, UpstreamError> {
+        thread_local! {
+            static RECV_BUF: std::cell::RefCell<Vec<u8>> =
+                std::cell::RefCell::new(vec![0u8; UDP_RECV_BUF]);
+        }
+        RECV_BUF.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => self.take_waiting(sock, query, &mut buf),
+            // Not reachable (nothing here re-enters), but never worth a panic.
+            Err(_) => self.take_waiting(sock, query, &mut vec![0u8; UDP_RECV_BUF]),
+        })
     }
 
     /// Reads the datagrams waiting on `sock` (connected to the server, non-blocking) until one
@@ -302,11 +361,21 @@ impl UdpTransport {
                 Err(e) => return Err(UpstreamError::io(e)),
             };
             let datagram = &buf[..n];
-            if answers_query(query, datagram) {
+            let matched = match question_match(query, datagram) {
+                QuestionMatch::Exact => true,
+                QuestionMatch::IgnoringCase if self.exact_case => {
+                    self.case_mismatch.store(true, Ordering::Relaxed);
+                    debug!(upstream = %self.url(), "dropping an answer whose question's case differs");
+                    false
+                }
+                QuestionMatch::IgnoringCase => true,
+                QuestionMatch::No => false,
+            };
+            if matched {
                 // One that fills the buffer may have been cut: None sends the query to TCP.
                 return Ok(Waiting::Answer((n < buf.len()).then(|| datagram.to_vec())));
             }
-            debug!(upstream = %self.url, len = n, "ignoring a datagram that is not our answer");
+            debug!(upstream = %self.url(), len = n, "ignoring a datagram that is not our answer");
         }
         Ok(Waiting::More)
     }
@@ -341,7 +410,7 @@ impl Transport for UdpTransport {
     }
 
     fn url(&self) -> &str {
-        &self.url
+        self.url.get_or_init(|| format!("udp://{}", self.server))
     }
 
     /// Closes the kept UDP sockets (after a network change their source address may be gone)
@@ -362,7 +431,8 @@ struct IdleConn {
 /// DNS over TCP to one server.
 pub struct TcpTransport {
     server: SocketAddr,
-    url: String,
+    /// `tcp://` and the address, written on first use (see `UdpTransport::url`).
+    url: OnceLock<String>,
     opts: PlainOptions,
     /// Idle connections for reuse. A std Mutex: it is only held to push or pop, never across an
     /// `.await`.
@@ -374,7 +444,7 @@ impl TcpTransport {
     pub fn new(server: SocketAddr, opts: PlainOptions) -> Self {
         TcpTransport {
             server,
-            url: format!("tcp://{server}"),
+            url: OnceLock::new(),
             opts,
             idle: Mutex::new(Vec::new()),
         }
@@ -399,7 +469,9 @@ impl TcpTransport {
                         return Ok(answer);
                     }
                     // The server may have closed the idle connection: try once more, fresh.
-                    Err(e) => debug!(upstream = %self.url, error = %e, "reused connection failed"),
+                    Err(e) => {
+                        debug!(upstream = %self.url(), error = %e, "reused connection failed")
+                    }
                 }
             }
             let mut stream = TcpStream::connect(self.server)
@@ -455,7 +527,7 @@ impl Transport for TcpTransport {
     }
 
     fn url(&self) -> &str {
-        &self.url
+        self.url.get_or_init(|| format!("tcp://{}", self.server))
     }
 
     /// Closes every idle connection; connections busy with a query finish it and are then kept.
@@ -497,33 +569,77 @@ async fn exchange_on(
 /// compared case-insensitively, RFC 4343), or a bare error with its ID ([`super::is_bare_error`]).
 /// Malformed input is simply `false`.
 pub fn answers_query(query: &[u8], answer: &[u8]) -> bool {
+    question_match(query, answer) != QuestionMatch::No
+}
+
+/// The first question's name of `msg`, if it has one that parses.
+pub fn question_name_of(msg: &[u8]) -> Option<Name> {
+    let h = Header::parse(msg).ok()?;
+    if h.qdcount == 0 {
+        return None;
+    }
+    let mut r = Reader::new(msg);
+    r.take(HEADER_LEN).ok()?;
+    Name::read(&mut r).ok()
+}
+
+/// How an answer's header and question section match a query's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuestionMatch {
+    /// ID, opcode and question octet for octet (a bare error: ID and opcode).
+    Exact,
+    /// As `Exact`, except for the letter case of a name.
+    IgnoringCase,
+    /// Not an answer to the query (or malformed).
+    No,
+}
+
+/// Compares `answer` with `query`: QR=1, the same ID and opcode, and the same question section,
+/// names first compared octet for octet and then ignoring ASCII case; a bare error with no
+/// question ([`super::is_bare_error`]) matches on its ID alone. Bounded by the query's question
+/// count; malformed input is [`QuestionMatch::No`].
+pub fn question_match(query: &[u8], answer: &[u8]) -> QuestionMatch {
     let (Ok(qh), Ok(ah)) = (Header::parse(query), Header::parse(answer)) else {
-        return false;
+        return QuestionMatch::No;
     };
     if !ah.response || ah.id != qh.id || ah.opcode != qh.opcode {
-        return false;
+        return QuestionMatch::No;
     }
     if ah.qdcount != qh.qdcount {
-        return ah.qdcount == 0 && super::is_bare_error(&ah);
+        return if ah.qdcount == 0 && super::is_bare_error(&ah) {
+            QuestionMatch::Exact
+        } else {
+            QuestionMatch::No
+        };
     }
     let mut qr = Reader::new(query);
     let mut ar = Reader::new(answer);
     if qr.take(HEADER_LEN).is_err() || ar.take(HEADER_LEN).is_err() {
-        return false;
+        return QuestionMatch::No;
     }
+    let mut result = QuestionMatch::Exact;
     for _ in 0..qh.qdcount {
         let same = (|| {
             let qn = Name::read(&mut qr).ok()?;
             let an = Name::read(&mut ar).ok()?;
             let qtc = qr.array::<4>().ok()?;
             let atc = ar.array::<4>().ok()?;
-            Some(qn.eq_ignore_case(&an) && qtc == atc)
+            if qtc != atc || !qn.eq_ignore_case(&an) {
+                return Some(QuestionMatch::No);
+            }
+            Some(if qn.as_wire() == an.as_wire() {
+                QuestionMatch::Exact
+            } else {
+                QuestionMatch::IgnoringCase
+            })
         })();
-        if same != Some(true) {
-            return false;
+        match same {
+            Some(QuestionMatch::Exact) => {}
+            Some(QuestionMatch::IgnoringCase) => result = QuestionMatch::IgnoringCase,
+            _ => return QuestionMatch::No,
         }
     }
-    true
+    result
 }
 
 #[cfg(test)]
@@ -601,6 +717,72 @@ mod tests {
         assert_eq!(
             t.take_waiting(&client, &q, &mut buf).unwrap(),
             Waiting::Nothing
+        );
+    }
+
+    #[test]
+    fn the_question_matcher_tells_exact_case_from_other_case() {
+        let q = query(0x2020, "wWw.ExAmple.COM");
+        let a = answer_to(&q);
+        assert_eq!(
+            question_match(&q, &a.encode().unwrap()),
+            QuestionMatch::Exact
+        );
+        for other in ["www.example.com", "WWW.EXAMPLE.COM", "wWw.ExAmple.COm"] {
+            let mut m = a.clone();
+            m.questions[0].name = other.parse().unwrap();
+            assert_eq!(
+                question_match(&q, &m.encode().unwrap()),
+                QuestionMatch::IgnoringCase,
+                "{other}"
+            );
+        }
+        let mut m = a.clone();
+        m.questions[0].name = "wWw.ExAmple.net".parse().unwrap();
+        assert_eq!(question_match(&q, &m.encode().unwrap()), QuestionMatch::No);
+        let mut m = a.clone();
+        m.header.id = 0x2021;
+        assert_eq!(question_match(&q, &m.encode().unwrap()), QuestionMatch::No);
+        assert_eq!(question_match(&q, &q), QuestionMatch::No, "QR=0");
+        assert_eq!(question_match(&q, &[0u8; 3]), QuestionMatch::No);
+    }
+
+    /// With exact case, a datagram whose question differs only in case is dropped like one with
+    /// a wrong ID, the right one behind it is taken, and the drop is remembered.
+    #[test]
+    fn exact_case_drops_an_answer_in_another_case_and_keeps_waiting() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let q = query(0x0020, "wWw.ExAmple.COM");
+        let mut forged = answer_to(&q);
+        forged.questions[0].name = "www.example.com".parse().unwrap();
+        let forged = forged.encode().unwrap();
+        let right = answer_to(&q).encode().unwrap();
+        let to = client.local_addr().unwrap();
+        let mut buf = vec![0u8; UDP_RECV_BUF];
+        // Without exact case the forged one is taken.
+        let loose = UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default());
+        server.send_to(&forged, to).unwrap();
+        assert_eq!(
+            loose.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Answer(Some(forged.clone()))
+        );
+        assert!(!loose.saw_case_mismatch());
+        let exact =
+            UdpTransport::new(server.local_addr().unwrap(), PlainOptions::default()).exact_case();
+        server.send_to(&forged, to).unwrap();
+        assert_eq!(
+            exact.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Nothing
+        );
+        assert!(exact.saw_case_mismatch());
+        server.send_to(&forged, to).unwrap();
+        server.send_to(&right, to).unwrap();
+        assert_eq!(
+            exact.take_waiting(&client, &q, &mut buf).unwrap(),
+            Waiting::Answer(Some(right))
         );
     }
 

@@ -353,10 +353,16 @@ impl PartialEq for Name {
 impl Eq for Name {}
 
 impl Hash for Name {
+    /// The lower-cased wire form, as one slice: equal names (ignoring case) hash alike, and a
+    /// [`LowerName`] of the name hashes the same. One write instead of one per octet: a keyed
+    /// hasher (SipHash) pays per call, and names are hashed on every cache and table lookup.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for &b in self.wire.iter() {
-            state.write_u8(b.to_ascii_lowercase());
+        let mut lower = [0u8; MAX_NAME_LEN];
+        let n = self.wire.len().min(MAX_NAME_LEN);
+        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
+            *l = b.to_ascii_lowercase();
         }
+        lower[..n].hash(state);
     }
 }
 
@@ -393,8 +399,32 @@ impl<'a> Iterator for Labels<'a> {
 }
 
 /// A name known to be lower-case: the key for caches and lookup tables.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+///
+/// It hashes and compares as its wire form, a `[u8]` (so a table keyed by it can be searched
+/// with a slice of lower-cased wire octets, see [`std::borrow::Borrow`]), and as the [`Name`] it
+/// holds.
+#[derive(Clone, PartialOrd, Ord, Debug)]
 pub struct LowerName(Name);
+
+impl PartialEq for LowerName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_wire() == other.as_wire()
+    }
+}
+
+impl Eq for LowerName {}
+
+impl Hash for LowerName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_wire().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for LowerName {
+    fn borrow(&self) -> &[u8] {
+        self.as_wire()
+    }
+}
 
 impl LowerName {
     /// The lower-cased wire form.
@@ -526,6 +556,30 @@ mod tests {
 
     fn n(s: &str) -> Name {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_hash_alike_ignoring_case_and_lower_names_as_their_octets() {
+        use std::collections::hash_map::RandomState;
+        use std::collections::HashMap;
+        use std::hash::BuildHasher;
+        let s = RandomState::new();
+        let (a, b) = (n("WwW.Example.TEST"), n("www.example.test"));
+        assert_eq!(s.hash_one(&a), s.hash_one(&b));
+        assert_ne!(s.hash_one(&a), s.hash_one(n("www.example.tesu")));
+        let lower = LowerName::from(&a);
+        assert_eq!(s.hash_one(&lower), s.hash_one(lower.as_wire()));
+        assert_eq!(
+            s.hash_one(&lower),
+            s.hash_one(&b),
+            "a name and its LowerName"
+        );
+        assert_eq!(lower, LowerName::from(&b));
+        // A table keyed by LowerName is searched with octets.
+        let mut m: HashMap<LowerName, u8> = HashMap::new();
+        m.insert(LowerName::from(n("example.test")), 1);
+        assert_eq!(m.get(&lower.as_wire()[4..]), Some(&1));
+        assert_eq!(m.get(lower.as_wire()), None);
     }
 
     #[test]

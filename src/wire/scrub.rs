@@ -153,7 +153,13 @@ pub fn scrub(answer: &mut Message, question: &Question) -> Result<Scrubbed, Scru
         .iter()
         .zip(&authority_keep)
         .filter(|(_, k)| **k);
-    for (r, _) in kept_answers.chain(kept_authority) {
+    // Without additional records there is nothing to look the targets up for.
+    let wanted = if answer.additional.is_empty() {
+        None
+    } else {
+        Some(kept_answers.chain(kept_authority))
+    };
+    for (r, _) in wanted.into_iter().flatten() {
         if let Some(t) = additional_target(r) {
             targets.insert(t);
         }
@@ -336,6 +342,10 @@ fn authority_rules(
 
 /// Marks the RRSIGs whose owner and type covered are those of a kept record.
 fn keep_covering_rrsigs(records: &[Record], keep: &mut [bool], qclass: Class) {
+    // Most answers carry no signature: no set to build then.
+    if !records.iter().any(|r| r.rtype() == RType::RRSIG) {
+        return;
+    }
     let kept: HashSet<(&Name, RType)> = records
         .iter()
         .zip(keep.iter())

@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Queries counted by one relay.
@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct Counts {
     pub udp: Arc<AtomicUsize>,
     pub tcp: Arc<AtomicUsize>,
+    /// The question names of the UDP queries, in wire form, as they arrived (letter case kept).
+    pub names: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Counts {
@@ -27,21 +29,89 @@ impl Counts {
     pub fn tcp(&self) -> usize {
         self.tcp.load(Ordering::SeqCst)
     }
+    /// The question names of the UDP queries so far, in wire form.
+    pub fn names(&self) -> Vec<Vec<u8>> {
+        self.names.lock().expect("names").clone()
+    }
+}
+
+/// What a relay does to UDP answers, to play servers that handle letter case (0x20) badly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mangle {
+    /// Passes answers as they are.
+    None,
+    /// Lowercases the question name of every answer (a server that does not keep case).
+    LowercaseQuestion,
+    /// Before passing the true answer, sends a forged one: the question with every letter's
+    /// case flipped, AA=1, and one A record 6.6.6.6 for it (a spoofer who guessed port and ID).
+    ForgeFlippedCase,
+}
+
+/// The question name of a message, in wire form (uncompressed, right after the header).
+pub fn question_name(msg: &[u8]) -> Option<&[u8]> {
+    let mut end = 12;
+    loop {
+        let len = *msg.get(end)? as usize;
+        if len > 63 {
+            return None;
+        }
+        end += 1 + len;
+        if len == 0 {
+            return msg.get(12..end);
+        }
+    }
+}
+
+fn lowercase_question(answer: &mut [u8]) {
+    if let Some(len) = question_name(answer).map(<[u8]>::len) {
+        answer[12..12 + len].make_ascii_lowercase();
+    }
+}
+
+/// The forged answer of [`Mangle::ForgeFlippedCase`] to `query`.
+fn forged_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let name_len = question_name(query)?.len();
+    let mut out = query.get(..12 + name_len + 4)?.to_vec();
+    for b in &mut out[12..12 + name_len] {
+        if b.is_ascii_alphabetic() {
+            *b ^= 0x20;
+        }
+    }
+    out[2] = 0x84 | (out[2] & 0x79); // QR=1, AA=1, opcode and RD kept
+    out[3] = 0; // RA=0, rcode NOERROR
+    out[4..12].copy_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    // The owner points at the question; type A, class IN, TTL 300, 6.6.6.6.
+    out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 6, 6, 6, 6]);
+    Some(out)
 }
 
 /// Relays `listen` (UDP and TCP) to `backend`; with no backend, counts and never answers.
 pub fn start(listen: SocketAddr, backend: Option<SocketAddr>) -> Counts {
+    start_mangling(listen, backend, Mangle::None)
+}
+
+/// As [`start`], with UDP answers changed as `mangle` says (TCP answers pass unchanged).
+pub fn start_mangling(listen: SocketAddr, backend: Option<SocketAddr>, mangle: Mangle) -> Counts {
     let counts = Counts::default();
     let udp = UdpSocket::bind(listen).unwrap_or_else(|e| panic!("bind udp {listen}: {e}"));
     let tcp = TcpListener::bind(listen).unwrap_or_else(|e| panic!("bind tcp {listen}: {e}"));
     let c = counts.udp.clone();
+    let names = counts.names.clone();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65535];
         while let Ok((n, client)) = udp.recv_from(&mut buf) {
             c.fetch_add(1, Ordering::SeqCst);
+            if let Some(name) = question_name(&buf[..n]) {
+                names.lock().expect("names").push(name.to_vec());
+            }
             let Some(backend) = backend else { continue };
             let query = buf[..n].to_vec();
             let reply_sock = udp.try_clone().expect("clone udp");
+            if mangle == Mangle::ForgeFlippedCase {
+                if let Some(forged) = forged_answer(&query) {
+                    let _ = reply_sock.send_to(&forged, client);
+                }
+            }
             std::thread::spawn(move || {
                 let up = UdpSocket::bind((listen.ip(), 0)).expect("bind upstream side");
                 up.set_read_timeout(Some(Duration::from_secs(3))).ok();
@@ -50,6 +120,9 @@ pub fn start(listen: SocketAddr, backend: Option<SocketAddr>) -> Counts {
                 }
                 let mut answer = vec![0u8; 65535];
                 if let Ok((m, _)) = up.recv_from(&mut answer) {
+                    if mangle == Mangle::LowercaseQuestion {
+                        lowercase_question(&mut answer[..m]);
+                    }
                     let _ = reply_sock.send_to(&answer[..m], client);
                 }
             });

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Installs the Debian package under a real systemd (PID 1 of a container) and checks the service
+# end to end, as a user of the package would meet it.
+#
+#   bash packaging/systemd-smoke.sh target/debian/dnsveil_*.deb     (as root)
+#
+# Needs: systemd-nspawn (Debian's systemd-container), overlayfs, dig, and the packages this machine
+# has (the container boots this machine's own /, through an overlay whose writes go to a tmpfs
+# and vanish with it). The container has its own network namespace (loopback only: nothing
+# reaches a public resolver, and nothing here collides with ports 53 of the host), and boots to
+# basic.target so that no other daemon of this machine starts in it.
+#
+# What is checked, in this order: `systemctl start` reaches active (Type=notify READY=1) and the
+# STATUS= line shows in `systemctl status`; queries are answered on 127.0.0.1:53 and [::1]:53 with
+# the unit's hardening; `systemctl reload` is synchronous (the new configuration answers as soon as
+# it returns) and fails when the new configuration is refused (the old one keeps serving); a
+# setting a reload cannot apply is named in a warning that `journalctl -p warning` shows without
+# the info lines; the network watcher sees an address added under ProcSubset=pid; the control
+# socket (mode, `dnsveil stats`); systemd-resolved in front of dnsveil with the packaged drop-in,
+# then dnsveil alone with resolved's stub listener off; the cache file written at stop
+# (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
+# restarted); socket activation (dnsveil.socket); a bad configuration fails with 78, is not
+# restarted (RestartPreventExitStatus=78) and is shown by `journalctl -p err`; `systemd-analyze
+# security`; the package's scripts (an upgrade restarts dnsveil, removal stops it).
+set -euo pipefail
+
+die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+step() { printf '\n==> %s\n' "$*"; }
+
+[ $# -eq 1 ] || die "usage: $0 PACKAGE.deb"
+deb="$(realpath "$1")"
+[ -f "$deb" ] || die "$deb: no such package"
+[ "$(id -u)" -eq 0 ] || die "needs root (mounts, systemd-nspawn)"
+for tool in systemd-nspawn nsenter dig; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install systemd-container bind9-dnsutils util-linux)"
+done
+
+work="$(mktemp -d /tmp/dnsveil-smoke.XXXXXX)"
+nspawn_pid=""
+cleanup() {
+    if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+        # SIGTERM: nspawn asks the container's systemd to power off.
+        kill -TERM "$nspawn_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+        wait "$nspawn_pid" 2>/dev/null || true
+    fi
+    for m in root t lower; do
+        mountpoint -q "$work/$m" && umount -l "$work/$m"
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "fetch systemd-resolved (the version of this machine's systemd) for the container"
+# "Making the system use it" is tried with the real systemd-resolved: its package, from Debian's
+# mirror, installed only in the container.
+systemd_version="$(dpkg-query -W -f '${Version}' systemd)"
+(cd "$work" && apt-get download -q "systemd-resolved=$systemd_version" >/dev/null 2>&1) \
+    || die "apt-get download systemd-resolved=$systemd_version failed (apt-get update first?)"
+resolved_deb="$(ls "$work"/systemd-resolved_*.deb)"
+
+step "boot systemd in a container (an overlay of / in $work)"
+mkdir -p "$work/lower" "$work/t" "$work/root"
+# The overlay's upper layer is a tmpfs of its own: overlayfs refuses an upper directory inside its
+# lower one.
+mount --bind / "$work/lower"
+mount -t tmpfs -o size=512m tmpfs "$work/t"
+mkdir -p "$work/t/upper" "$work/t/work"
+mount -t overlay overlay \
+    -o "lowerdir=$work/lower,upperdir=$work/t/upper,workdir=$work/t/work" "$work/root"
+# (Not /tmp: nspawn mounts a tmpfs there.)
+cp "$deb" "$work/root/var/tmp/dnsveil.deb"
+cp "$resolved_deb" "$work/root/var/tmp/systemd-resolved.deb"
+# --keep-unit and --register=no: no systemd (nor machined) runs on this machine.
+systemd-nspawn --quiet --directory="$work/root" --private-network --register=no --keep-unit \
+    --uuid="$(tr -d - </proc/sys/kernel/random/uuid)" --machine=dnsveil-smoke \
+    --boot systemd.unit=basic.target >"$work/console.log" 2>&1 &
+nspawn_pid=$!
+leader=""
+for _ in $(seq 1 100); do
+    leader="$(pgrep -P "$nspawn_pid" | head -n 1 || true)"
+    [ -n "$leader" ] && break
+    sleep 0.1
+done
+[ -n "$leader" ] || die "the container did not start: $(cat "$work/console.log")"
+
+# Runs a command inside the container (all its namespaces; its root).
+ct() { nsenter --target "$leader" --all -- "$@"; }
+# Polls `$@` inside the container for up to $1 tenths of a second.
+ct_until() {
+    local tries="$1"
+    shift
+    for _ in $(seq 1 "$tries"); do
+        ct "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# Until its manager answers and the boot is over (starting -> running, or degraded).
+state=""
+for _ in $(seq 1 600); do
+    state="$(ct systemctl is-system-running 2>/dev/null || true)"
+    case "$state" in running | degraded) break ;; esac
+    sleep 0.1
+done
+case "$state" in
+    running | degraded) echo "systemd $(ct systemctl --version | head -n 1 | cut -d' ' -f2) is PID 1 of the container: $state" ;;
+    *) die "the container's systemd did not finish booting ($state): $(tail -n 20 "$work/console.log")" ;;
+esac
+# Debug level for PID 1: its journal then shows each notification it gets (READY=1, ...).
+ct systemd-analyze log-level debug
+
+unit_state() { ct systemctl show -P "$2" "$1"; }
+notified() { ct journalctl --no-pager -o cat _PID=1 | grep -c "Got notification message from PID [0-9]*.*$1" || true; }
+ask() { ct dig +time=2 +tries=1 +short "@$1" smoke.test A; }
+
+step "install the package"
+# A policy-rc.d (CI keeps daemons from starting while it installs packages) would stop the
+# package's scripts from restarting dnsveil: none in the container.
+ct rm -f /usr/sbin/policy-rc.d
+ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/dnsveil.deb >/dev/null || die "dpkg -i failed"
+ct systemctl daemon-reload
+ct systemd-analyze verify dnsveil.service dnsveil.socket || die "systemd-analyze verify"
+# Documentation=man:dnsveil(8) man:dnsveil-run(8): the pages are there.
+for page in dnsveil dnsveil-run; do
+    ct man -w 8 "$page" >/dev/null || die "man $page: no page (the units' Documentation= points at it)"
+done
+conf=/etc/dnsveil/dnsveil.toml
+# The packaged configuration, with one local name to ask (there is no network in the container:
+# the public upstreams are unreachable, which the service must survive).
+set_record() { ct sed -i "s/^records = .*/records = [\"smoke.test A $1\"]/" "$conf"; }
+set_record 192.0.2.1
+ct grep -q '^records = \["smoke.test A 192.0.2.1"\]' "$conf" || die "could not add a record to $conf"
+
+step "systemctl start: READY=1, STATUS=, queries over both addresses"
+ready_before="$(notified 'READY=1')"
+ct systemctl start dnsveil.service || die "systemctl start failed: $(ct journalctl --no-pager -u dnsveil -n 30)"
+[ "$(unit_state dnsveil ActiveState)" = active ] || die "not active"
+[ "$(notified 'READY=1')" -gt "$ready_before" ] || die "no READY=1 in PID 1's journal"
+status="$(unit_state dnsveil StatusText)"
+echo "StatusText: $status"
+grep -q 'serving on' <<<"$status" || die "no STATUS= line"
+status="$(ct systemctl status --no-pager dnsveil || true)"
+grep -q 'Status: "' <<<"$status" || die "systemctl status shows no Status: $status"
+[ "$(ask 127.0.0.1)" = 192.0.2.1 ] || die "no answer on 127.0.0.1:53"
+[ "$(ask ::1)" = 192.0.2.1 ] || die "no answer on [::1]:53"
+if ct journalctl --no-pager -u dnsveil -o cat | grep -E 'not readable|Operation not permitted|Permission denied'; then
+    die "the hardening got in the way (above)"
+fi
+
+step "systemctl reload is synchronous and applies the new configuration"
+for i in 2 3 4 5 6; do
+    set_record "192.0.2.$i"
+    ct systemctl reload dnsveil || die "reload $i failed: $(ct journalctl --no-pager -u dnsveil -n 20)"
+    got="$(ask 127.0.0.1)"
+    [ "$got" = "192.0.2.$i" ] || die "right after systemctl reload: $got, expected 192.0.2.$i"
+done
+echo "5 reloads, each in force when systemctl returned"
+[ "$(notified 'RELOADING=1')" -ge 5 ] || die "no RELOADING=1 in PID 1's journal"
+
+step "a refused configuration fails systemctl reload; the running one stays"
+ct cp "$conf" /tmp/good.toml
+ct sh -c "echo 'no_such_key = 1' >>$conf"
+if ct systemctl reload dnsveil; then die "systemctl reload succeeded with a bad configuration"; fi
+[ "$(unit_state dnsveil ActiveState)" = active ] || die "a refused reload stopped the service"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "the running configuration did not stay"
+errors="$(ct journalctl --no-pager -u dnsveil -p err -o cat)"
+grep -q 'reload refused' <<<"$errors" || die "no error in the journal: $errors"
+ct cp /tmp/good.toml "$conf"
+
+step "journalctl -p warning: a setting that needs a restart is named; info lines are not shown"
+ct sed -i 's/^max_tcp_connections_per_client = .*/max_tcp_connections_per_client = 63/' "$conf"
+ct systemctl reload dnsveil || die "reload failed"
+warnings="$(ct journalctl --no-pager -u dnsveil -p warning -o cat)"
+grep -q 'server.max_tcp_connections_per_client.*needs a restart' <<<"$warnings" \
+    || die "no warning naming server.max_tcp_connections_per_client: $warnings"
+grep -q 'configuration reloaded' <<<"$warnings" && die "-p warning shows info lines"
+grep -q 'configuration reloaded' <<<"$(ct journalctl --no-pager -u dnsveil -p info -o cat)" \
+    || die "no info line 'configuration reloaded'"
+ct cp /tmp/good.toml "$conf"
+ct systemctl reload dnsveil
+
+step "the network watcher sees an address added (ProcSubset=pid, ProtectKernelTunables)"
+before="$(ct journalctl --no-pager -u dnsveil -o cat | grep -c 'network changed' || true)"
+ct ip address add 192.0.2.53/32 dev lo
+ct_until 50 sh -c "[ \$(journalctl --no-pager -u dnsveil -o cat | grep -c 'network changed') -gt $before ]" \
+    || die "no 'network changed' in the journal within 5 s of adding an address"
+echo "network change noticed"
+
+step "control socket: mode and commands"
+ct stat -c '%a %U:%G %n' /run/dnsveil /run/dnsveil/control.sock
+[ "$(ct stat -c %a /run/dnsveil/control.sock)" = 660 ] || die "control socket mode"
+grep -q 'queries' <<<"$(ct dnsveil stats)" || die "dnsveil stats"
+ct dnsveil flush smoke.test >/dev/null || die "dnsveil flush"
+
+step "systemd-resolved in front of dnsveil (the packaged drop-in), then dnsveil alone (stub listener off)"
+# resolved asks global DNS servers only when some link is routable: a veth pair with an address
+# and a default route (nothing behind it; the container has no way out).
+ct ip link add dnsveil0 type veth peer name dnsveil1
+ct ip address add 198.51.100.2/24 dev dnsveil0
+ct ip link set dnsveil0 up
+ct ip link set dnsveil1 up
+ct ip route add default via 198.51.100.1
+ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/systemd-resolved.deb >/dev/null 2>&1 || die "installing systemd-resolved failed"
+examples=/usr/share/doc/dnsveil/examples
+ct install -D -m 644 "$examples/resolved.conf.d/dnsveil.conf" /etc/systemd/resolved.conf.d/dnsveil.conf
+ct systemctl restart systemd-resolved
+resolved_status="$(ct resolvectl status)"
+if ! grep -q 'DNS Servers:\? 127\.0\.0\.1$' <<<"$resolved_status" || ! grep -q 'DNS Domain:\? ~\.$' <<<"$resolved_status"; then
+    die "resolvectl status does not show the drop-in: $resolved_status"
+fi
+answer="$(ct resolvectl query --legend=no smoke.test)" || die "resolvectl query failed: $answer"
+grep -q '192.0.2.6' <<<"$answer" || die "resolved did not get dnsveil's answer: $answer"
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent through resolved's stub"
+echo "resolved in front: resolvectl query and getent get dnsveil's answer"
+ct rm /etc/systemd/resolved.conf.d/dnsveil.conf
+ct install -D -m 644 "$examples/resolved.conf.d/dnsveil-stub-off.conf" /etc/systemd/resolved.conf.d/dnsveil-stub-off.conf
+ct systemctl restart systemd-resolved
+ct cp --remove-destination "$examples/resolv.conf" /etc/resolv.conf
+if ct dig +time=1 +tries=1 @127.0.0.53 smoke.test >/dev/null; then die "resolved's stub listener is still on"; fi
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent with resolv.conf pointing at dnsveil"
+echo "dnsveil alone: the stub listener is off and getent asks dnsveil"
+ct rm /etc/systemd/resolved.conf.d/dnsveil-stub-off.conf
+ct ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+ct systemctl restart systemd-resolved
+
+step "systemctl stop: STOPPING=1, a clean exit, the cache file written"
+stopping_before="$(notified 'STOPPING=1')"
+ct systemctl stop dnsveil.service
+[ "$(notified 'STOPPING=1')" -gt "$stopping_before" ] || die "no STOPPING=1 in PID 1's journal"
+[ "$(unit_state dnsveil Result)" = success ] || die "stop result: $(unit_state dnsveil Result)"
+ct test -s /var/lib/private/dnsveil/cache.bin || die "no cache file in the state directory"
+echo "cache file: $(ct stat -c '%s bytes' /var/lib/private/dnsveil/cache.bin)"
+
+step "the watchdog (WatchdogSec=2s in a drop-in)"
+ct mkdir -p /run/systemd/system/dnsveil.service.d
+# TimeoutAbortSec=1s: a hung dnsveil is killed 1 s after the watchdog's SIGABRT (not 90 s).
+ct sh -c 'printf "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=1s\n" >/run/systemd/system/dnsveil.service.d/watchdog.conf'
+ct systemctl daemon-reload
+dog_before="$(notified 'WATCHDOG=1')"
+ct systemctl start dnsveil.service
+sleep 5
+dogs=$(($(notified 'WATCHDOG=1') - dog_before))
+[ "$dogs" -ge 3 ] || die "$dogs WATCHDOG=1 in 5 s with WatchdogSec=2s"
+[ "$(unit_state dnsveil ActiveState)" = active ] || die "not active with WatchdogSec=2s"
+echo "$dogs WATCHDOG=1 in 5 s"
+# A hung dnsveil (SIGSTOP: no more WATCHDOG=1): systemd kills it and Restart=on-failure starts
+# it again.
+hung="$(unit_state dnsveil MainPID)"
+ct kill -STOP "$hung"
+# shellcheck disable=SC2016 # expanded by the sh inside the container
+ct_until 150 sh -c '[ "$(systemctl show -P NRestarts dnsveil)" -ge 1 ] && [ "$(systemctl show -P ActiveState dnsveil)" = active ]' \
+    || die "a hung dnsveil was not restarted by the watchdog within 15 s"
+grep -q 'Watchdog timeout' <<<"$(ct journalctl --no-pager -u dnsveil -o cat)" || die "no watchdog timeout in the journal"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after the watchdog restart"
+echo "a hung dnsveil: watchdog timeout, killed, restarted (MainPID $hung -> $(unit_state dnsveil MainPID))"
+ct systemctl stop dnsveil.service
+ct rm -r /run/systemd/system/dnsveil.service.d
+ct systemctl daemon-reload
+
+step "socket activation: dnsveil.socket starts the service on the first query"
+ct systemctl start dnsveil.socket
+[ "$(unit_state dnsveil.service ActiveState)" = inactive ] || die "the service started with the socket"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer through the activated sockets"
+[ "$(unit_state dnsveil.service ActiveState)" = active ] || die "the service is not active after a query"
+ct journalctl --no-pager -u dnsveil.service -o cat | grep -i 'service manager' | tail -n 4
+[ "$(ask ::1)" = 192.0.2.6 ] || die "no answer on [::1]:53 through the activated sockets"
+ct systemctl enable dnsveil.socket dnsveil.service 2>/dev/null
+[ "$(ct systemctl is-enabled dnsveil.socket dnsveil.service | sort -u)" = enabled ] || die "systemctl enable"
+ct systemctl disable dnsveil.socket dnsveil.service 2>/dev/null
+ct systemctl stop dnsveil.service dnsveil.socket
+
+step "a bad configuration: exit 78, not restarted"
+ct sh -c "echo 'no_such_key = 1' >>$conf"
+if ct systemctl start dnsveil.service; then die "started with a bad configuration"; fi
+[ "$(unit_state dnsveil ExecMainStatus)" = 78 ] || die "exit status $(unit_state dnsveil ExecMainStatus), expected 78"
+sleep 3 # RestartSec=2s: a restart would have happened by now
+[ "$(unit_state dnsveil NRestarts)" = 0 ] || die "restarted $(unit_state dnsveil NRestarts) times"
+[ "$(unit_state dnsveil ActiveState)" = failed ] || die "state $(unit_state dnsveil ActiveState)"
+errors="$(ct journalctl --no-pager -u dnsveil -p err -o cat)"
+grep 'config error:.*no_such_key' <<<"$errors" || die "journalctl -p err does not show the start-up configuration error: $errors"
+ct cp /tmp/good.toml "$conf"
+ct systemctl reset-failed dnsveil.service
+
+step "systemd-analyze security"
+ct systemd-analyze security --no-pager dnsveil.service | tail -n 1
+
+step "the package's maintainer scripts: an upgrade restarts dnsveil, removal stops it"
+ct systemctl start dnsveil.service
+pid_before="$(unit_state dnsveil MainPID)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/dnsveil.deb >/dev/null || die "reinstall failed"
+pid_after="$(unit_state dnsveil MainPID)"
+[ "$(unit_state dnsveil ActiveState)" = active ] || die "not active after an upgrade"
+[ "$pid_after" != "$pid_before" ] || die "an upgrade did not restart dnsveil (MainPID $pid_before)"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after an upgrade"
+echo "upgrade: restarted (MainPID $pid_before -> $pid_after)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg -r dnsveil >/dev/null || die "dpkg -r failed"
+[ "$(unit_state dnsveil ActiveState)" = inactive ] || die "dpkg -r left dnsveil $(unit_state dnsveil ActiveState)"
+ct env DEBIAN_FRONTEND=noninteractive dpkg --purge dnsveil >/dev/null || die "dpkg --purge failed"
+echo "remove: stopped; purge: ok"
+
+echo
+echo "systemd smoke test: ok"
