@@ -27,11 +27,6 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dnsveil::app::{ConfigSource, Plan};
-
-/// The allocator of the whole process (see Cargo.toml: glibc's malloc cost a fifth of the CPU
-/// per cache miss).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Mode, Overrides, Strategy};
 use dnsveil::control;
 use dnsveil::server::acl::Cidr;
