@@ -246,6 +246,14 @@ ct systemctl restart systemd-resolved
 step "NetworkManager: dns=none leaves /etc/resolv.conf on dnsveil; dns=systemd-resolved feeds resolved, which asks dnsveil"
 # The real NetworkManager, started by its package's scripts; a link it configures itself, whose
 # network announces a DNS server (203.0.113.1, where nothing answers) and a search domain.
+# Test scaffolding, not a user's step, in place before NetworkManager first starts: it writes
+# /etc/resolv.conf itself when it manages it (rc-manager=file, as on a machine without resolvconf:
+# this one has resolved's), so that the control below can see it do so; and it keeps its hands off
+# the veth peers (it would take them down, and resolved would find no routable link). "00-" sorts
+# before the packaged drop-ins, which override it.
+ct mkdir -p /run/NetworkManager/conf.d
+ct sh -c 'printf "[main]\nrc-manager=file\n" >/run/NetworkManager/conf.d/00-smoke-file.conf'
+ct sh -c 'printf "[keyfile]\nunmanaged-devices=interface-name:lan1;interface-name:dnsveil*\n" >/run/NetworkManager/conf.d/00-smoke-peer.conf'
 if compgen -G "$work/nm/*.deb" >/dev/null; then
     ct sh -c 'DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/nm/*.deb' >/dev/null 2>&1 || die "installing NetworkManager failed"
 fi
@@ -254,14 +262,13 @@ nm_mode() {
     ct busctl get-property org.freedesktop.NetworkManager /org/freedesktop/NetworkManager/DnsManager \
         org.freedesktop.NetworkManager.DnsManager Mode | cut -d'"' -f2
 }
-nm_up() { ct nmcli --wait 20 connection up lan0 >/dev/null || die "nmcli connection up lan0: $(ct journalctl --no-pager -u NetworkManager -n 20 -o cat)"; }
-# Test scaffolding, not a user's step: NetworkManager writes /etc/resolv.conf itself when it manages
-# it (rc-manager=file, as on a machine without resolvconf: this one has resolved's), so that the
-# control below can see it do so; the peer of the link stays out of its hands. "00-" sorts before
-# the packaged drop-ins, which override it.
-ct mkdir -p /run/NetworkManager/conf.d
-ct sh -c 'printf "[main]\nrc-manager=file\n" >/run/NetworkManager/conf.d/00-smoke-file.conf'
-ct sh -c 'printf "[keyfile]\nunmanaged-devices=interface-name:lan1;interface-name:dnsveil*\n" >/run/NetworkManager/conf.d/00-smoke-peer.conf'
+# Activates lan0 (NetworkManager creates the veth pair); its peer, unmanaged, is brought up here so
+# that lan0 has a carrier.
+nm_up() {
+    ct nmcli --wait 20 connection up lan0 >/dev/null \
+        || die "nmcli connection up lan0: $(ct journalctl --no-pager -u NetworkManager -n 20 -o cat)"
+    ct ip link set lan1 up
+}
 ct nmcli connection add type veth ifname lan0 con-name lan0 veth.peer lan1 connection.autoconnect no \
     ipv4.method manual ipv4.addresses 203.0.113.2/24 ipv4.gateway 203.0.113.1 ipv4.dns 203.0.113.1 \
     ipv4.dns-search lan.example ipv6.method disabled >/dev/null || die "nmcli connection add failed"
@@ -306,6 +313,9 @@ printed="$(ct NetworkManager --print-config)"
 grep -qx 'dns=systemd-resolved' <<<"$printed" || die "NetworkManager --print-config does not show dns=systemd-resolved: $printed"
 [ "$(nm_mode)" = systemd-resolved ] || die "the running NetworkManager's dns mode: $(nm_mode), expected systemd-resolved"
 nm_up
+# (resolved follows the link's carrier and routes from netlink, a moment after.)
+ct_until 50 sh -c 'resolvectl status lan0 | grep -q "Current Scopes: DNS"' \
+    || die "resolved does not use lan0 for DNS: $(ct resolvectl status lan0)"
 link="$(ct resolvectl status lan0)"
 if ! grep -q '203\.0\.113\.1' <<<"$link" || ! grep -q 'lan\.example' <<<"$link"; then
     die "NetworkManager did not hand lan0's DNS server and domain to resolved: $link"
