@@ -322,10 +322,45 @@ if ! grep -q '203\.0\.113\.1' <<<"$link" || ! grep -q 'lan\.example' <<<"$link";
 fi
 # The link must not claim every name (~.): resolved would then ask the network's server too.
 if ct resolvectl domain lan0 | grep -q '~\.'; then die "NetworkManager gave lan0 the routing domain ~.: $(ct resolvectl domain)"; fi
+# The network's DNS server, for real: on the far side of lan1, moved into a network namespace of
+# its own, a listener on 203.0.113.1:53 that logs each name it is asked and answers NXDOMAIN.
+ct tee /var/tmp/lan-dns.py >/dev/null <<'PY'
+import signal, socket, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    i, labels = 12, []
+    while i < len(q) and q[i] != 0 and len(labels) < 128:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    with open(sys.argv[1], "a") as log:
+        log.write(".".join(labels) + "\n")
+    s.sendto(q[:2] + b"\x81\x83" + q[4:6] + bytes(6) + q[12:i + 5], peer)
+PY
+ct rm -f /run/lan-dns.log /run/lan-dns.pid
+# shellcheck disable=SC2016 # expanded by the sh inside the container
+ct sh -c 'echo $$ >/run/lan-dns.pid; exec unshare --net python3 /var/tmp/lan-dns.py /run/lan-dns.log' &
+lan_dns_job=$!
+ct_until 50 test -s /run/lan-dns.pid || die "the network's DNS server did not start"
+lan_dns="$(ct cat /run/lan-dns.pid)"
+ct_until 50 sh -c "readlink /proc/$lan_dns/ns/net | grep -vq \"\$(readlink /proc/self/ns/net)\"" \
+    || die "the network's DNS server has no network namespace of its own"
+ct ip link set lan1 netns "$lan_dns"
+ct nsenter --target "$lan_dns" --net sh -c 'ip address add 203.0.113.1/24 dev lan1 && ip link set lan1 up && ip link set lo up'
 answer="$(ct resolvectl query --legend=no smoke.test)" || die "resolvectl query failed: $answer"
 grep -q '192.0.2.6' <<<"$answer" || die "resolved (fed by NetworkManager) did not get dnsveil's answer: $answer"
 [ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent through NetworkManager and resolved"
-echo "dns=systemd-resolved: lan0's server and domain are in resolved; other names go to dnsveil"
+# A name under the link's domain goes to the network's server (the listener sees it; it answers
+# in order, so a leaked smoke.test would be logged before it).
+# (Asked again until it is: the first try can go out while lan1 is still coming up.)
+ct_until 30 sh -c 'resolvectl flush-caches; resolvectl query printer.lan.example; grep -qx printer.lan.example /run/lan-dns.log' \
+    || die "resolved did not ask the network's server for printer.lan.example: $(ct cat /run/lan-dns.log 2>&1)"
+if ct grep -q 'smoke' /run/lan-dns.log; then die "the network's server was asked for smoke.test: $(ct cat /run/lan-dns.log)"; fi
+ct kill "$lan_dns"
+wait "$lan_dns_job" 2>/dev/null || true
+echo "dns=systemd-resolved: lan0's server and domain are in resolved, printer.lan.example goes to the network's server, smoke.test only to dnsveil"
 # Undo both drop-ins.
 ct rm "$nm_conf/dnsveil-via-resolved.conf" /etc/systemd/resolved.conf.d/dnsveil.conf
 ct systemctl reload NetworkManager
