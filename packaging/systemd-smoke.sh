@@ -6,9 +6,11 @@
 #
 # Needs: systemd-nspawn (Debian's systemd-container), overlayfs, dig, and the packages this machine
 # has (the container boots this machine's own /, through an overlay whose writes go to a tmpfs
-# and vanish with it). The container has its own network namespace (loopback only: nothing
-# reaches a public resolver, and nothing here collides with ports 53 of the host), and boots to
-# basic.target so that no other daemon of this machine starts in it.
+# that outlives the container's reboots and vanishes at the end). The container has its own
+# network namespace (loopback, and veth pairs made inside it: nothing reaches a public resolver,
+# and nothing here collides with ports 53 of the host), and boots to basic.target so that no other
+# daemon of this machine starts in it (multi-user.target for the reboots, with only dnsveil
+# enabled there). Only Debian's mirror is asked, for systemd-resolved and NetworkManager.
 #
 # What is checked, in this order: `systemctl start` reaches active (Type=notify READY=1) and the
 # STATUS= line shows in `systemctl status`; queries are answered on 127.0.0.1:53 and [::1]:53 with
@@ -17,11 +19,17 @@
 # setting a reload cannot apply is named in a warning that `journalctl -p warning` shows without
 # the info lines; the network watcher sees an address added under ProcSubset=pid; the control
 # socket (mode, `dnsveil stats`); systemd-resolved in front of dnsveil with the packaged drop-in,
-# then dnsveil alone with resolved's stub listener off; the cache file written at stop
-# (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
+# then dnsveil alone with resolved's stub listener off; NetworkManager (its package and what it
+# needs, fetched like resolved's) with the packaged drop-ins as the README says: dns=none keeps its
+# hands off a resolv.conf naming dnsveil (where, without the drop-in, it overwrites it), and
+# dns=systemd-resolved hands its link's server and domain to resolved while every other name goes
+# to dnsveil only (the network's server, a listener behind the link, is never asked for them),
+# each undone again; the cache file written at stop (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
 # restarted); socket activation (dnsveil.socket); a bad configuration fails with 78, is not
 # restarted (RestartPreventExitStatus=78) and is shown by `journalctl -p err`; `systemd-analyze
-# security`; the package's scripts (an upgrade restarts dnsveil, removal stops it).
+# security`; enabled units after a reboot of the container (the socket alone, the socket and the
+# service, the service alone: each answers after boot with nothing started by hand); the package's
+# scripts (an upgrade restarts dnsveil, removal stops it).
 set -euo pipefail
 
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
