@@ -55,7 +55,10 @@ impl Cache {
                 // records it did not ask for (the upstream query may have asked for them).
                 let stripped = (!key.dnssec_ok()
                     && response::has_unasked_dnssec(a.wire(), key.qtype()))
-                .then(|| response::without_unasked_dnssec(a.wire()));
+                .then(|| match a.parsed() {
+                    Some(m) => response::parsed_without_unasked_dnssec(m),
+                    None => response::without_unasked_dnssec(a.wire()),
+                });
                 match stripped {
                     Some(Err(e)) => Err(Uncacheable::from(e)),
                     Some(Ok(wire)) => policy::prepare(&self.policy().limits, key, &wire, now),

@@ -185,7 +185,9 @@ impl Handler for Forwarder {
             };
             // The response writer clears AA: we relay, we are not the zone's server (RFC 1035
             // section 4.1.1). Not validated here: the verdict is the validator's to give.
-            Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked).with_upstream(upstream))
+            Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked)
+                .with_upstream(upstream)
+                .with_parsed(message))
         })
     }
 

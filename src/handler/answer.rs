@@ -30,6 +30,29 @@ pub struct Answer {
     verdict: Verdict,
     /// The URL of the upstream that gave it, when one did just now (for the query log).
     upstream: Option<Arc<str>>,
+    /// The message the bytes parse to, when the stage that made them had it at hand.
+    parsed: Parsed,
+}
+
+/// The parsed form an [`Answer`] may carry beside its bytes, so that a later stage that must look
+/// at records (the validator, the cache stripping DNSSEC records for a client without DO) does
+/// not parse the same bytes again: the forwarder parsed them once, where they arrived. It is only
+/// a cache of what the bytes say, so it takes no part in comparisons.
+#[derive(Clone, Default)]
+struct Parsed(Option<Arc<Message>>);
+
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Parsed) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "parsed" } else { "-" })
+    }
 }
 
 /// Where an answer came from.
@@ -191,6 +214,7 @@ impl Answer {
             origin,
             verdict,
             upstream: None,
+            parsed: Parsed::default(),
         }
     }
 
@@ -229,7 +253,31 @@ impl Answer {
 
     /// The whole message, parsed (for a stage that must look at its records).
     pub fn message(&self) -> Result<Message, WireError> {
-        Message::parse(&self.wire)
+        match &self.parsed.0 {
+            Some(m) => Ok(Message::clone(m)),
+            None => Message::parse(&self.wire),
+        }
+    }
+
+    /// The parsed message this answer carries, if the stage that made it left one.
+    pub fn parsed(&self) -> Option<&Message> {
+        self.parsed.0.as_deref()
+    }
+
+    /// The whole message, parsed, taken out of the answer (no copy when it carried its parsed
+    /// form and nothing else shares it).
+    pub fn take_message(&mut self) -> Result<Message, WireError> {
+        match self.parsed.0.take() {
+            Some(m) => Ok(Arc::try_unwrap(m).unwrap_or_else(|m| Message::clone(&m))),
+            None => Message::parse(&self.wire),
+        }
+    }
+
+    /// This answer carrying `msg` as its parsed form. `msg` must be what the bytes parse to (the
+    /// caller has just parsed them, or encoded them from it).
+    pub fn with_parsed(mut self, msg: Message) -> Self {
+        self.parsed = Parsed(Some(Arc::new(msg)));
+        self
     }
 
     pub fn origin(&self) -> Origin {
@@ -241,7 +289,10 @@ impl Answer {
     pub fn rewritten(&self, wire: impl Into<Bytes>) -> Self {
         Answer {
             wire: wire.into(),
-            ..self.clone()
+            origin: self.origin,
+            verdict: self.verdict.clone(),
+            upstream: self.upstream.clone(),
+            parsed: Parsed::default(),
         }
     }
 
@@ -290,6 +341,36 @@ mod tests {
         assert!(a.header().response);
         assert_eq!(a.message().unwrap().questions, m.questions);
         assert!(Answer::new(vec![0u8; 5], Origin::Upstream, Verdict::Unchecked).is_err());
+    }
+
+    /// The parsed form travels with the bytes through the stages that keep them (verdict,
+    /// upstream) and is dropped with bytes that are rewritten; comparisons ignore it.
+    #[test]
+    fn the_parsed_form_goes_only_where_the_bytes_go() {
+        let wire = Message::response_to(&Message::query(
+            "p.example".parse::<Name>().unwrap(),
+            RType::A,
+        ))
+        .encode()
+        .unwrap();
+        let m = Message::parse(&wire).unwrap();
+        let plain = Answer::checked(wire.clone(), Origin::Upstream, Verdict::Unchecked);
+        let carried = plain.clone().with_parsed(m.clone());
+        assert_eq!(carried, plain);
+        assert!(plain.parsed().is_none());
+        let mut kept = carried
+            .clone()
+            .with_verdict(Verdict::Secure)
+            .with_upstream(Arc::from("udp://192.0.2.1"));
+        assert_eq!(kept.parsed(), Some(&m));
+        assert_eq!(kept.take_message().unwrap(), m);
+        assert!(kept.parsed().is_none(), "taken");
+        assert_eq!(
+            kept.take_message().unwrap(),
+            m,
+            "parsed again from the bytes"
+        );
+        assert!(carried.rewritten(wire).parsed().is_none());
     }
 
     #[test]

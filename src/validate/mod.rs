@@ -165,8 +165,8 @@ impl Validator {
             client: req.client,
             protocol: req.protocol,
         };
-        let answer = next.run(&sent).await?;
-        let msg = answer.message().map_err(HandlerError::internal)?;
+        let mut answer = next.run(&sent).await?;
+        let msg = answer.take_message().map_err(HandlerError::internal)?;
         let mut work = Work {
             lookups: &self.lookups,
             now: (now_ms / 1000) as u32,
@@ -249,8 +249,8 @@ impl Work<'_> {
             question: Question::new(name.clone(), rtype),
             flags: QueryFlags::VALIDATION,
         };
-        let answer = self.lookups.lookup(&lookup).await?;
-        answer.message().map_err(HandlerError::internal)
+        let mut answer = self.lookups.lookup(&lookup).await?;
+        answer.take_message().map_err(HandlerError::internal)
     }
 }
 
@@ -280,12 +280,12 @@ pub(super) fn finish(answer: Answer, mut msg: Message, judged: judge::Judged) ->
             .add_extended_error(code, insecure_text(code));
         changed = true;
     }
-    let wire = if changed {
-        msg.encode().map_err(HandlerError::internal)?.into()
+    let answer = if changed {
+        answer.rewritten(msg.encode().map_err(HandlerError::internal)?)
     } else {
-        answer.wire_bytes()
+        answer
     };
-    Ok(answer.rewritten(wire).with_verdict(judged.verdict))
+    Ok(answer.with_parsed(msg).with_verdict(judged.verdict))
 }
 
 /// The text of the Extended DNS Error an insecure answer carries.

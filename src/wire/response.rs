@@ -315,13 +315,27 @@ pub fn has_unasked_dnssec(msg: &[u8], qtype: RType) -> bool {
 /// type ([`has_unasked_dnssec`]): parsed, filtered and encoded again (records after a removed one
 /// may point into it, so the bytes cannot simply be cut).
 pub fn without_unasked_dnssec(msg: &[u8]) -> Result<Vec<u8>, super::WireError> {
-    let mut m = super::Message::parse(msg)?;
+    parsed_without_unasked_dnssec(&super::Message::parse(msg)?)
+}
+
+/// [`without_unasked_dnssec`] of a message already parsed: only the records kept are copied.
+pub fn parsed_without_unasked_dnssec(m: &super::Message) -> Result<Vec<u8>, super::WireError> {
     let qtype = m.question().map_or(RType::ANY, |q| q.qtype);
-    let keep = |r: &super::Record| r.rtype() == qtype || !dnssec_only(r.rtype());
-    m.answers.retain(keep);
-    m.authority.retain(keep);
-    m.additional.retain(keep);
-    m.encode()
+    let keep = |rs: &[super::Record]| -> Vec<super::Record> {
+        rs.iter()
+            .filter(|r| r.rtype() == qtype || !dnssec_only(r.rtype()))
+            .cloned()
+            .collect()
+    };
+    super::Message {
+        header: m.header,
+        questions: m.questions.clone(),
+        answers: keep(&m.answers),
+        authority: keep(&m.authority),
+        additional: keep(&m.additional),
+        edns: m.edns.clone(),
+    }
+    .encode()
 }
 
 /// Walks the first `count` records of `records` (names skipped, never followed) and returns where

@@ -10,6 +10,8 @@ use crate::wire::{RData, Rrsig};
 struct Validated {
     verdict: Verdict,
     upstream_ad: bool,
+    /// Whether the answer carries its parsed form (as the forwarder's and the validator's do).
+    carry_parsed: bool,
 }
 
 impl Handler for Validated {
@@ -33,7 +35,12 @@ impl Handler for Validated {
                     signature: vec![1; 64].into_boxed_slice(),
                 }),
             ));
-            Ok(Answer::from_message(&m, Origin::Upstream, self.verdict.clone()).unwrap())
+            let answer = Answer::from_message(&m, Origin::Upstream, self.verdict.clone()).unwrap();
+            Ok(if self.carry_parsed {
+                answer.with_parsed(m)
+            } else {
+                answer
+            })
         })
     }
 
@@ -63,6 +70,7 @@ async fn a_verdict_survives_the_cache_on_both_paths() {
         let stage: Arc<dyn Handler> = Arc::new(Validated {
             verdict: verdict.clone(),
             upstream_ad,
+            carry_parsed: false,
         });
         let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
         let mut q = msg_query("www.example.com", RType::A);
@@ -98,31 +106,35 @@ fn bogus_ede() -> u16 {
 
 #[tokio::test(start_paused = true)]
 async fn clients_without_do_get_no_dnssec_records_on_either_path() {
-    let c = Arc::new(default_cache());
-    let stage: Arc<dyn Handler> = Arc::new(Validated {
-        verdict: Verdict::Unchecked,
-        upstream_ad: false,
-    });
-    let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
-    // DO=0: the stored entry for this key holds the A record only.
-    let plain = ch
-        .handle(&request(msg_query("www.example.com", RType::A)))
-        .await
-        .unwrap()
-        .message()
-        .unwrap();
-    assert_eq!(plain.answers.len(), 1);
-    assert_eq!(plain.answers[0].rtype(), RType::A);
-    let out = fast(&c, &query("www.example.com", RType::A, 3), 4096).unwrap();
-    let hit = Message::parse(&out).unwrap();
-    assert_eq!(hit.answers.len(), 1, "fast path");
-    // DO=1: its own entry, with the RRSIG.
-    let raw = query_with("www.example.com", RType::A, 4, edns(true), false);
-    assert!(fast(&c, &raw, 4096).is_none(), "another key");
-    let mut q = msg_query("www.example.com", RType::A);
-    q.edns = edns(true);
-    let signed = ch.handle(&request(q)).await.unwrap().message().unwrap();
-    assert_eq!(signed.answers.len(), 2);
-    let out = fast(&c, &raw, 4096).unwrap();
-    assert_eq!(Message::parse(&out).unwrap().answers.len(), 2);
+    // Both forms of the stored answer: bytes only, and bytes with their parsed form.
+    for carry_parsed in [false, true] {
+        let c = Arc::new(default_cache());
+        let stage: Arc<dyn Handler> = Arc::new(Validated {
+            verdict: Verdict::Unchecked,
+            upstream_ad: false,
+            carry_parsed,
+        });
+        let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
+        // DO=0: the stored entry for this key holds the A record only.
+        let plain = ch
+            .handle(&request(msg_query("www.example.com", RType::A)))
+            .await
+            .unwrap()
+            .message()
+            .unwrap();
+        assert_eq!(plain.answers.len(), 1);
+        assert_eq!(plain.answers[0].rtype(), RType::A);
+        let out = fast(&c, &query("www.example.com", RType::A, 3), 4096).unwrap();
+        let hit = Message::parse(&out).unwrap();
+        assert_eq!(hit.answers.len(), 1, "fast path");
+        // DO=1: its own entry, with the RRSIG.
+        let raw = query_with("www.example.com", RType::A, 4, edns(true), false);
+        assert!(fast(&c, &raw, 4096).is_none(), "another key");
+        let mut q = msg_query("www.example.com", RType::A);
+        q.edns = edns(true);
+        let signed = ch.handle(&request(q)).await.unwrap().message().unwrap();
+        assert_eq!(signed.answers.len(), 2);
+        let out = fast(&c, &raw, 4096).unwrap();
+        assert_eq!(Message::parse(&out).unwrap().answers.len(), 2);
+    }
 }
