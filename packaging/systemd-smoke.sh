@@ -24,10 +24,10 @@
 # hands off a resolv.conf naming dnsveil (where, without the drop-in, it overwrites it), and
 # dns=systemd-resolved hands its link's server and domain to resolved while every other name goes
 # to dnsveil only (the network's server, a listener behind the link, is never asked for them),
-# each undone again; the cache file written at stop (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
-# restarted); socket activation (dnsveil.socket); a bad configuration fails with 78, is not
-# restarted (RestartPreventExitStatus=78) and is shown by `journalctl -p err`; `systemd-analyze
-# security`; enabled units after a reboot of the container (the socket alone, the socket and the
+# each undone again; the cache file written at stop (STOPPING=1); the watchdog (WATCHDOG=1 with
+# WatchdogSec=2s; a hung dnsveil killed and restarted); socket activation (dnsveil.socket); a bad
+# configuration fails with 78, is not restarted (RestartPreventExitStatus=78) and is shown by
+# `journalctl -p err`; `systemd-analyze security`; enabled units after a reboot of the container (the socket alone, the socket and the
 # service, the service alone: each answers after boot with nothing started by hand); the package's
 # scripts (an upgrade restarts dnsveil, removal stops it).
 set -euo pipefail
@@ -252,8 +252,9 @@ ct ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 ct systemctl restart systemd-resolved
 
 step "NetworkManager: dns=none leaves /etc/resolv.conf on dnsveil; dns=systemd-resolved feeds resolved, which asks dnsveil"
-# The real NetworkManager, started by its package's scripts; a link it configures itself, whose
-# network announces a DNS server (203.0.113.1, where nothing answers) and a search domain.
+# The real NetworkManager, started by its package's scripts; a link it configures itself (a veth
+# pair, lan0 and its peer lan1), whose network announces a DNS server (203.0.113.1) and a search
+# domain (lan.example).
 # Test scaffolding, not a user's step, in place before NetworkManager first starts: it writes
 # /etc/resolv.conf itself when it manages it (rc-manager=file, as on a machine without resolvconf:
 # this one has resolved's), so that the control below can see it do so; and it keeps its hands off
