@@ -181,22 +181,33 @@ fn a_cname_into_a_blocked_name_is_blocked_fresh_and_cached() {
 }
 
 #[test]
-fn sighup_reloads_a_changed_list_without_a_restart() {
+fn sighup_reloads_a_changed_list_without_a_restart_and_it_applies_to_cached_answers() {
     let nsd = Nsd::start(&[("example", ZONE.to_string())]);
     let dir = tempfile::tempdir().unwrap();
     let block = write(dir.path(), "list.txt", "www.example\n");
     let d = Dnsveil::forwarding(dir.path(), nsd.addr, "", &["--blocklist", &block]);
     let server = d.udp_addr();
     assert_blocked(server, "www.example", "list.txt");
-    assert_answered(server, "mail.example", "192.0.2.25");
-    write(dir.path(), "list.txt", "mail.example\n");
+    // Cached, then answered from the cache (checked against the lists and marked as checked).
+    for _ in 0..3 {
+        assert_answered(server, "mail.example", "192.0.2.25");
+        assert_answered(server, "cloak.example", "192.0.2.9");
+    }
+    write(dir.path(), "list.txt", "mail.example\ntrk.example\n");
     d.signal("HUP");
     assert!(
         d.wait_logged("block lists reloaded", Duration::from_secs(10)),
         "{}",
         d.log()
     );
-    assert_blocked(server, "mail.example", "list.txt");
+    // Both still cached: the reload applies to them at once.
+    for _ in 0..2 {
+        assert_blocked(server, "mail.example", "list.txt");
+        let m = ask(server, "cloak.example", RType::A);
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN, "{m:?}");
+        let text = blocked_text(&m).unwrap();
+        assert!(text.contains("CNAME target trk.example"), "{text}");
+    }
     // www.example was answered blocked before; now it goes to nsd (the cache never held it).
     assert_answered(server, "www.example", "192.0.2.1");
 }

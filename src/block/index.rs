@@ -358,10 +358,12 @@ fn labels(wire: &[u8]) -> usize {
 /// most 255 octets).
 #[inline]
 fn lower(qname: &[u8]) -> Option<([u8; MAX_NAME_LEN], usize, usize)> {
-    if qname.is_empty() || qname.len() > MAX_NAME_LEN {
+    let n = qname.len();
+    if n == 0 || n > MAX_NAME_LEN {
         return None;
     }
-    let mut buf = [0u8; MAX_NAME_LEN];
+    // The labels are checked by walking their length octets; the name is lower-cased whole
+    // (length octets are at most 63, below 'A', so only label characters fold: RFC 4343).
     let mut pos = 0;
     let mut count = 0;
     loop {
@@ -369,17 +371,19 @@ fn lower(qname: &[u8]) -> Option<([u8; MAX_NAME_LEN], usize, usize)> {
         if len > 63 {
             return None;
         }
-        buf[pos] = len as u8;
         if len == 0 {
-            return (pos + 1 == qname.len()).then_some((buf, pos + 1, count));
+            break;
         }
         count += 1;
-        let label = qname.get(pos + 1..pos + 1 + len)?;
-        for (d, s) in buf[pos + 1..pos + 1 + len].iter_mut().zip(label) {
-            *d = s.to_ascii_lowercase();
-        }
         pos += 1 + len;
     }
+    if pos + 1 != n {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME_LEN];
+    buf[..n].copy_from_slice(qname);
+    buf[..n].make_ascii_lowercase();
+    Some((buf, n, count))
 }
 
 #[cfg(test)]

@@ -1,25 +1,45 @@
 //! Blocking: names on block lists are answered here, never forwarded; allow lists win.
 //!
 //! ```text
-//!   server --QueryView--> Blocker::answer_fast_in_chain --blocked?--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
-//!                                   \--no--> cache fast path --hit--> CNAME target blocked? --> same
+//!   server --QueryView--> Blocker::answer_fast_in_chain --> cache, screened by Check (generation g)
+//!        hit stamped g ------------------------------------------------------------> answer as is
+//!        hit not stamped g --> qname or a CNAME target blocked? --no--> stamp g --> answer as is
+//!                                                             \--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
+//!        miss --> qname blocked? --yes--> same blocked answer | --no--> slow path
 //!   server --Request----> Blocker::handle --blocked?--yes--> same answer as an Answer
 //!                                   \--no--> cache --> ... --> forwarder --answer--> CNAME check
-//!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc--> Blocker
+//!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc, new g--> Blocker
 //!                      ^ SIGHUP, every refresh_secs; URLs fetched through our own chain (fetch)
 //! ```
 //!
 //! Why in front of the cache: a list change (a reload) must take effect for every name at once,
 //! including names the cache already holds, and a blocked name must never reach an upstream or
-//! take room in the cache. The stage is on the fast path too, so a blocked answer costs a lookup in
-//! the [`index`] and one write through the response writer, less than a cache hit (no lock, no
-//! copy of stored records). A query that is not blocked pays the index lookup (a few hashes of the
-//! name's suffixes) before the cache's own fast path.
+//! take room in the cache.
+//!
+//! Why the cache is asked first on the fast path: with a large list, probing the [`index`] for
+//! every suffix of every query name touches cache lines spread over megabytes (the tag bytes
+//! alone are two octets per name), which at a moderate query rate are cold every time; that was
+//! most of what a list of a million names added to a cached answer. So every index has a
+//! generation (unique in the process, new at every swap), and the stage hands the cache a
+//! [`Screen`] ([`Check`]) with it: a cache entry records the generation whose check it last
+//! passed (the question name not blocked, no CNAME target blocked, allow lists applied), and a
+//! hit on an entry that carries the current generation is answered without touching the index
+//! or walking the answer. Any other hit (a new entry, or the first since a reload) is checked
+//! under the cache's shard lock and stamped if it passes; one that fails comes back to this stage
+//! with no effect in the cache (not counted, no prefetch or refresh queued, so a name blocked
+//! since it was stored never goes upstream) and is answered blocked. A reload thus takes effect
+//! for cached names at once, at the price of one check per entry. A miss costs the cache's lookup
+//! and then the index's, so a blocked answer costs a cache miss more than it would in front.
+//!
+//! A compact prefilter in front of the index (a Bloom filter of a few bits per name) was the
+//! other way: it spares the probes of the slots and the arena, but not the cold line per suffix,
+//! since a million names at eight bits are still a megabyte; the stamp touches nothing but the
+//! entry the hit copies anyway.
 //!
 //! CNAME cloaking (a tracker behind a CNAME from a first-party name): an answer whose answer
 //! section holds a CNAME whose target is blocked is replaced by the blocked answer. The check runs
-//! on every answer that passes this stage, fresh or cached, so it follows reloads too; an answer
-//! without a CNAME costs one walk of its answer section.
+//! on every answer from the slow path, and on every cached answer once per generation (above);
+//! an answer without a CNAME costs one walk of its answer section.
 //!
 //! Sub-modules: [`parse`] (list formats), [`index`] (the compact name index), [`answer`] (the
 //! blocked response and the CNAME check), [`load`] (lists to an index, the last-good copies of
@@ -27,13 +47,18 @@
 //!
 //! Limitations: only class IN is blocked (other classes pass); DNAME records are not looked into
 //! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
-//! a reload swaps them.
+//! a reload swaps them. A cached answer that fails the check (a cloaked one, or one blocked since
+//! it was stored) is never stamped, so it is checked on every hit until it expires. Only the fast
+//! path uses the stamps: the slow path checks every answer.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::{info, warn};
 
-use crate::handler::{BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request};
+use crate::handler::{
+    BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request, Screen, Screened,
+};
 use crate::wire::edns::check_options;
 use crate::wire::{Class, Opcode, QueryView, RType};
 
@@ -55,21 +80,45 @@ pub const DEFAULT_TTL: u32 = 10;
 
 /// The blocking stage.
 pub struct Blocker {
-    /// The current index; a reload builds a new one off to the side and swaps the `Arc`. The lock
-    /// is never held across an `.await`: the slow path clones the `Arc`, the fast path holds the
-    /// read lock through its (synchronous) lookup, a swap holds the write lock for the swap only.
-    index: RwLock<Arc<Index>>,
+    /// The current index and its generation; a reload builds a new index off to the side and
+    /// swaps both. The lock is never held across an `.await`: the slow path clones the `Arc`, the
+    /// fast path holds the read lock through its (synchronous) work, a swap holds the write lock
+    /// for the swap only.
+    current: RwLock<Current>,
     mode: AnswerMode,
     ttl: u32,
     /// The UDP payload size our OPT record advertises.
     payload: u16,
 }
 
+/// An index and the generation it is screened under (see the module docs).
+struct Current {
+    index: Arc<Index>,
+    generation: u32,
+}
+
+/// The last generation handed out, for every blocker of the process: two indexes never share
+/// one, so a cache entry stamped under one is checked again under any other.
+static GENERATIONS: AtomicU32 = AtomicU32::new(0);
+
+/// A generation no index has had yet (never 0, the cache's "not checked").
+fn next_generation() -> u32 {
+    loop {
+        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if g != 0 {
+            return g;
+        }
+    }
+}
+
 impl Blocker {
     /// A stage serving `index`.
     pub fn new(index: Index, mode: AnswerMode, ttl: u32, payload: u16) -> Blocker {
         Blocker {
-            index: RwLock::new(Arc::new(index)),
+            current: RwLock::new(Current {
+                index: Arc::new(index),
+                generation: next_generation(),
+            }),
             mode,
             ttl,
             payload,
@@ -78,17 +127,23 @@ impl Blocker {
 
     /// The index in use.
     pub fn index(&self) -> Arc<Index> {
-        self.index
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .index
             .clone()
     }
 
-    /// Serves `index` from now on (queries in flight finish with the old one).
+    /// Serves `index` from now on (queries in flight finish with the old one), under a new
+    /// generation: every answer the cache holds is checked against it before it is answered
+    /// again.
     pub fn swap(&self, index: Index) {
-        let new = Arc::new(index);
+        let new = Current {
+            index: Arc::new(index),
+            generation: next_generation(),
+        };
         let old = std::mem::replace(
-            &mut *self.index.write().unwrap_or_else(PoisonError::into_inner),
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
             new,
         );
         // The old index is freed here, outside the lock, unless a query still holds it.
@@ -105,14 +160,46 @@ impl Blocker {
         if !blockable(view.qtype, view.qclass) || view.header.opcode != Opcode::QUERY {
             return next.run(view, max_len, out);
         }
-        // The read lock is held through the lookup and the next stage's fast path (no `.await`
+        // The read lock is held through the next stage's fast path and the lookups (no `.await`
         // here): cheaper than cloning the `Arc`, and a swap waits for it only that long.
-        let guard = self.index.read().unwrap_or_else(PoisonError::into_inner);
-        let index: &Index = &guard;
+        let guard = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let index: &Index = &guard.index;
         if index.blocked() == 0 {
             drop(guard);
             return next.run(view, max_len, out);
         }
+        let check = Check {
+            index,
+            generation: guard.generation,
+        };
+        // The next stage first: a cached answer that passed this generation's check is answered
+        // without touching the index (see the module docs).
+        let failed = match next.run_screened(view, max_len, out, &check) {
+            Some(Screened::Passed(origin)) => return Some(origin),
+            Some(Screened::Failed(_)) => true,
+            None => false,
+        };
+        let cloak;
+        let why = match index.blocking(view.qname) {
+            Some(hit) => {
+                // As the cache does: a query the slow path answers FORMERR is left to it.
+                if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
+                    return None;
+                }
+                Why { hit, cname: None }
+            }
+            None if failed => {
+                let (hit, target) = cloaked(index, out)?;
+                cloak = target;
+                Why {
+                    hit,
+                    cname: Some(cloak.as_wire()),
+                }
+            }
+            // Not blocked, and nothing answered it on the fast path: the slow path.
+            None => return None,
+        };
+        out.clear();
         let h = &view.header;
         let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
         let q = Query {
@@ -125,26 +212,8 @@ impl Blocker {
             wants_ad: h.authentic_data || dnssec_ok,
             edns: view.edns.map(|e| e.dnssec_ok),
         };
-        if let Some(hit) = index.blocking(view.qname) {
-            // As the cache does: a query the slow path answers FORMERR is left to it.
-            if view.edns.is_some_and(|e| e.has_options) && options_malformed(view) {
-                return None;
-            }
-            let why = Why { hit, cname: None };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
-                .then_some(Origin::Local);
-        }
-        let origin = next.run(view, max_len, out)?;
-        if let Some((hit, target)) = cloaked(index, out) {
-            out.clear();
-            let why = Why {
-                hit,
-                cname: Some(target.as_wire()),
-            };
-            return write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
-                .then_some(Origin::Local);
-        }
-        Some(origin)
+        write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+            .then_some(Origin::Local)
     }
 
     async fn slow(&self, req: &Request, next: Next<'_>) -> HandlerResult {
@@ -272,6 +341,23 @@ pub fn fuzz_blocklist(data: &[u8]) {
     }
     let _ = index.blocking(data);
     let _ = answer::cloaked(&index, data);
+}
+
+/// The blocker's [`Screen`]: an answer passes unless its question name is blocked or its CNAME
+/// chain passes through a blocked name, under the index of one generation.
+struct Check<'a> {
+    index: &'a Index,
+    generation: u32,
+}
+
+impl Screen for Check<'_> {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool {
+        self.index.blocking(query.qname).is_none() && cloaked(self.index, answer).is_none()
+    }
 }
 
 /// Whether a question of this type and class may be blocked: class IN, and not a meta type the
@@ -467,6 +553,136 @@ mod tests {
         blocker.swap(index);
         let f = fast(&c, &query("ads.example", RType::A)).unwrap();
         assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+    }
+
+    /// An index of `block` and `allow` rules (list texts).
+    fn index_of(block: &str, allow: &str) -> Index {
+        let mut index = Index::new();
+        let b = index.add_list("block.list").unwrap();
+        let a = index.add_list("allow.list").unwrap();
+        let mut r = load::ListReport::default();
+        load::add_text(&mut index, Kind::Block, b, block.as_bytes(), &mut r).unwrap();
+        load::add_text(&mut index, Kind::Allow, a, allow.as_bytes(), &mut r).unwrap();
+        index
+    }
+
+    /// An upstream behind the cache: `site.example` is a CNAME to `cdn.example`, every other name
+    /// an address; counts what it is asked.
+    struct Upstream(std::sync::atomic::AtomicUsize);
+
+    impl Handler for Upstream {
+        fn handle<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> BoxFuture<'a, HandlerResult> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let q = req.query.question().unwrap();
+            let mut m = Message::response_to(&req.query);
+            let mut owner = q.name.clone();
+            if owner.to_string() == "site.example." {
+                let target: Name = "cdn.example".parse().unwrap();
+                m.answers
+                    .push(Record::new(owner, 300, RData::Cname(target.clone())));
+                owner = target;
+            }
+            m.answers
+                .push(Record::new(owner, 300, RData::A([192, 0, 2, 1].into())));
+            Box::pin(std::future::ready(
+                crate::handler::Answer::from_message(
+                    &m,
+                    Origin::Upstream,
+                    crate::handler::Verdict::Unchecked,
+                )
+                .map_err(crate::handler::HandlerError::internal),
+            ))
+        }
+        fn name(&self) -> &'static str {
+            "upstream"
+        }
+    }
+
+    /// Blocker -> cache -> upstream, as the application composes them.
+    fn cached_chain(index: Index) -> (Arc<Blocker>, Arc<Upstream>, Chain) {
+        let blocker = Arc::new(Blocker::new(index, AnswerMode::NxDomain, 7, 1232));
+        let cache = Arc::new(crate::cache::Cache::new(
+            crate::cache::CacheConfig::default(),
+        ));
+        let up = Arc::new(Upstream(std::sync::atomic::AtomicUsize::new(0)));
+        let chain = Chain::new(vec![blocker.clone(), cache, up.clone()]);
+        (blocker, up, chain)
+    }
+
+    #[tokio::test]
+    async fn a_reload_takes_effect_for_cached_answers_at_once() {
+        let (blocker, up, c) = cached_chain(index_of("unrelated.example\n", ""));
+        for name in ["www.example", "site.example"] {
+            assert_eq!(
+                slow(&c, query(name, RType::A)).await.rcode(),
+                Rcode::NOERROR
+            );
+        }
+        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+        // Cached, and checked (then stamped) on their first fast-path hit.
+        for _ in 0..2 {
+            for name in ["www.example", "site.example"] {
+                let f = fast(&c, &query(name, RType::A)).unwrap();
+                assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
+            }
+        }
+
+        // The lists now block one cached name and the CNAME target of the other.
+        blocker.swap(index_of("www.example\ncdn.example\n", ""));
+        for _ in 0..2 {
+            let f = fast(&c, &query("WWW.example", RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.len()), (Rcode::NXDOMAIN, 0));
+            assert_eq!(
+                ede_text(&f),
+                "blocked: www.example (list block.list, line 1)"
+            );
+            let f = fast(&c, &query("site.example", RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.len()), (Rcode::NXDOMAIN, 0));
+            assert_eq!(
+                ede_text(&f),
+                "blocked: CNAME target cdn.example (list block.list, line 2)"
+            );
+        }
+        let m = slow(&c, query("www.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(
+            up.0.load(Ordering::SeqCst),
+            2,
+            "nothing blocked went upstream"
+        );
+
+        // An allow list wins: the cached answers come back, from the cache.
+        blocker.swap(index_of(
+            "www.example\ncdn.example\n",
+            "www.example\ncdn.example\n",
+        ));
+        for name in ["www.example", "site.example"] {
+            let f = fast(&c, &query(name, RType::A)).unwrap();
+            assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
+        }
+        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_name_blocked_on_the_fast_path_is_never_cached() {
+        let (blocker, up, c) = cached_chain(index_of("ads.example\n", ""));
+        assert_eq!(
+            fast(&c, &query("x.ads.example", RType::A)).unwrap().rcode(),
+            Rcode::NXDOMAIN
+        );
+        assert_eq!(
+            slow(&c, query("x.ads.example", RType::A)).await.rcode(),
+            Rcode::NXDOMAIN
+        );
+        // Unblocked by a reload: a miss (nothing was stored), answered by the upstream.
+        blocker.swap(index_of("other.example\n", ""));
+        assert!(fast(&c, &query("x.ads.example", RType::A)).is_none());
+        assert_eq!(up.0.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            slow(&c, query("x.ads.example", RType::A)).await.rcode(),
+            Rcode::NOERROR
+        );
+        assert_eq!(up.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]

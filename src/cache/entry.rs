@@ -28,7 +28,8 @@
 //! bytes per entry that the cache's `memory_per_entry` test measures are in BENCHMARKS.md). The
 //! fixed part is 19 octets: the insertion time needs no more than 48 bits, a lifetime no more than
 //! 24 and the options (one Extended DNS Error with a short text) no more than 8, which pays for the
-//! hold time that serve-stale needs.
+//! hold time that serve-stale needs. (The generation of the blocker's check an entry last passed
+//! lives in the shard's index, in padding: see [`super::shard`].)
 //!
 //! A stale answer (RFC 8767) is rendered from the same bytes with every TTL set to the stale answer
 //! TTL and an Extended DNS Error "Stale Answer" (RFC 8914 info-code 3) after the stored options.

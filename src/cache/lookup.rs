@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  fast path  (Handler::answer_fast: a QueryView, nothing allocated)
-//!    key on the stack -> shard lock -> live entry: render, queue its prefetch when due -> hit
+//!    key on the stack -> shard lock -> live entry: render, screen, queue its prefetch when due -> hit
 //!                                   -> stale entry answered at once (held, or client_timeout 0)
 //!                                   -> anything else: false, and the server takes the slow path
 //!  slow path  (Handler::handle: a parsed Request)
@@ -17,6 +17,13 @@
 //! the slow path answers FORMERR or BADVERS (malformed EDNS options, EDNS version other than 0). So
 //! a hit and a miss look alike to the client.
 //!
+//! Behind the blocker the fast path is screened ([`crate::handler::Screen`]): a rendered answer is
+//! judged by the blocker's check unless the entry's place in the shard's index records that it
+//! passed the check's current generation (then the hit costs one comparison more), and an entry
+//! that passes is stamped with it. An answer that fails goes back to the blocker with no effect
+//! here: not counted, no prefetch or refresh queued. The slow path is not screened: the blocker
+//! checks what comes back.
+//!
 //! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
 //! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
 //! goes through serve-stale ([`super::stale`]). Live hits on either path count toward prefetch
@@ -29,7 +36,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::handler::{Answer, HandlerResult, Next, Origin, Request};
+use crate::handler::{Answer, HandlerResult, Next, Origin, Request, Screen, Screened};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::check_options;
 use crate::wire::{Message, Opcode, QueryView};
@@ -45,14 +52,16 @@ use super::Cache;
 impl Cache {
     /// The fast path: keys `query` on the stack and answers it from the stored bytes
     /// ([`Cache::answer_key`]) and says whether they were fresh or stale; `None` leaves it to the
-    /// slow path (see the module docs).
+    /// slow path (see the module docs). With a `screen` (the blocker in front), the answer is
+    /// judged by it unless the entry already passed the screen's generation.
     #[inline]
     pub(super) fn fast_path(
         &self,
         query: &QueryView<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> Option<Origin> {
+        screen: Option<&dyn Screen>,
+    ) -> Option<Screened> {
         let h = &query.header;
         if h.response || h.opcode != Opcode::QUERY {
             return None;
@@ -84,44 +93,70 @@ impl Cache {
             edns: query.edns.map(|e| e.dnssec_ok),
             payload: self.payload,
         };
-        self.answer_key(&key, &client, max_len, out)
+        let screen = screen.map(|s| (s, query));
+        self.answer_key(&key, &client, max_len, out, screen)
     }
 
     /// Writes the cached answer for `key` into `out` and says whether it was fresh or stale; `None`
-    /// on a miss (or on stale data the slow
-    /// path must first try to refresh).
+    /// on a miss (or on stale data the slow path must first try to refresh).
+    ///
+    /// With a screen, an entry stamped with the screen's generation is answered without asking it
+    /// (the stored bytes passed that very check before); any other entry is rendered and judged,
+    /// and stamped if it passes. An entry that fails is answered as [`Screened::Failed`] with no
+    /// other effect: not counted, no prefetch or refresh queued (so a name blocked since it was
+    /// stored never reaches an upstream through the cache), not stamped (judged again on every
+    /// hit until it expires).
     fn answer_key(
         &self,
         key: &Key,
         client: &Client<'_>,
         max_len: usize,
         out: &mut Vec<u8>,
-    ) -> Option<Origin> {
+        screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    ) -> Option<Screened> {
         let hash = hash_key(&self.hasher, key.as_bytes());
-        let now = self.now_ms();
-        // Lock held for the lookup and the copy only.
+        // Lock held for the lookup, the copy and (once per entry and generation) the screen's
+        // check, which is synchronous and bounded; nothing here awaits.
         let mut guard = self.shard(hash);
         let shard = &mut *guard;
-        match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
+        // A miss (every blocked name, behind the blocker) ends before the clock and the policy
+        // are read.
+        let (idx, screened) = shard.find(hash, key.as_bytes())?;
+        let now = self.now_ms();
+        match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
             None => None,
             Some(Found::Fresh(entry)) => {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
                     return None;
                 }
+                let Some(stamp) = judge(screened, screen, out) else {
+                    return Some(Screened::Failed(Origin::Cache));
+                };
                 self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
-                Some(Origin::Cache)
+                if let Some(generation) = stamp {
+                    shard.set_screened(hash, generation);
+                }
+                Some(Screened::Passed(Origin::Cache))
             }
             Some(Found::Stale(entry)) => {
                 let stale = self.policy().stale?;
-                if !self.stale_now(stale, entry, key, hash, now)
-                    || !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out)
-                {
+                // Rendered (and judged) before `stale_now`, which may queue a refresh.
+                if !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out) {
+                    return None;
+                }
+                let Some(stamp) = judge(screened, screen, out) else {
+                    return Some(Screened::Failed(Origin::StaleCache));
+                };
+                if !self.stale_now(stale, entry, key, hash, now) {
                     return None;
                 }
                 shard.counters.hits += 1;
                 shard.counters.stale += 1;
-                Some(Origin::StaleCache)
+                if let Some(generation) = stamp {
+                    shard.set_screened(hash, generation);
+                }
+                Some(Screened::Passed(Origin::StaleCache))
             }
         }
     }
@@ -260,6 +295,26 @@ pub(super) enum Step {
     FollowOrStale(watch::Receiver<Option<HandlerResult>>, Answer),
     /// Lead the refresh in this query, until the client timeout, else answer these stale bytes.
     LeadOrStale(Answer),
+}
+
+/// Whether the answer rendered into `out` from an entry that last passed the screen generation
+/// `screened` passes `screen` (always, without one): `None` if it fails, else the generation to
+/// stamp the entry with, if it must be (`None` when it already carries the screen's generation:
+/// then the screen is not asked at all).
+#[inline]
+fn judge(
+    screened: u32,
+    screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    out: &[u8],
+) -> Option<Option<u32>> {
+    let Some((screen, query)) = screen else {
+        return Some(None);
+    };
+    let generation = screen.generation();
+    if screened == generation {
+        return Some(None);
+    }
+    screen.passes(query, out).then_some(Some(generation))
 }
 
 /// The cache key of a parsed query, or `None` if the query must bypass the cache.

@@ -93,7 +93,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::clock::WallClock;
-use crate::handler::{BoxFuture, Handler, HandlerResult, Next, Origin, Request};
+use crate::handler::{
+    BoxFuture, FastNext, Handler, HandlerResult, Next, Origin, Request, Screen, Screened,
+};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::edns::DEFAULT_PAYLOAD;
 use crate::wire::{Name, QueryView};
@@ -368,7 +370,20 @@ impl Handler for Cache {
         max_len: usize,
         out: &mut Vec<u8>,
     ) -> Option<Origin> {
-        self.fast_path(query, max_len, out)
+        match self.fast_path(query, max_len, out, None)? {
+            Screened::Passed(origin) | Screened::Failed(origin) => Some(origin),
+        }
+    }
+
+    fn answer_fast_screened(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        _next: FastNext<'_>,
+        screen: &dyn Screen,
+    ) -> Option<Screened> {
+        self.fast_path(query, max_len, out, Some(screen))
     }
 
     fn name(&self) -> &'static str {

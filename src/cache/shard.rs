@@ -10,6 +10,12 @@
 //! it go before live data), gives a referenced one a second chance (clearing its bit), and evicts
 //! the first unreferenced one. New entries start unreferenced, so a flood of names asked once goes
 //! first.
+//!
+//! Next to the slot number the index keeps the generation of the screen (the blocker's lists) the
+//! entry's answer last passed ([`crate::handler::Screen`]): in the four octets that the alignment of
+//! the 64-bit hash leaves free in each index bucket, so it costs no memory, and in the bucket a hit
+//! reads anyway, so checking it touches no other cache line. A new entry is inserted with 0 (not
+//! yet checked).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -70,9 +76,16 @@ pub(crate) enum Found<'a> {
 /// The waiters of one miss in flight: the leader publishes its result here.
 pub(crate) type Flight = watch::Sender<Option<HandlerResult>>;
 
+/// Where an entry is, and the screen generation it last passed (0: not checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    slot: u32,
+    screened: u32,
+}
+
 /// One shard.
 pub(crate) struct Shard {
-    index: HashMap<u64, u32, BuildHasherDefault<HashIsKey>>,
+    index: HashMap<u64, Place, BuildHasherDefault<HashIsKey>>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     hand: usize,
@@ -116,11 +129,35 @@ impl Shard {
         now_ms: u64,
         stale_ms: u64,
     ) -> Option<Found<'_>> {
-        let idx = *self.index.get(&hash)? as usize;
+        let (idx, _) = self.find(hash, key)?;
+        self.lookup_at(idx, hash, now_ms, stale_ms)
+    }
+
+    /// Where the entry for `key` is, whatever its age, and the screen generation it last passed
+    /// (0: none): a miss is known before the time is read.
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<(usize, u32)> {
+        let place = *self.index.get(&hash)?;
+        let idx = place.slot as usize;
         let entry = self.slots.get(idx)?.as_ref()?;
-        if entry.key() != key {
-            return None;
+        (entry.key() == key).then_some((idx, place.screened))
+    }
+
+    /// Records that the entry under `hash` passed the screen of `generation`.
+    pub(crate) fn set_screened(&mut self, hash: u64, generation: u32) {
+        if let Some(place) = self.index.get_mut(&hash) {
+            place.screened = generation;
         }
+    }
+
+    /// [`Shard::lookup`] of the entry [`Shard::find`] found at `idx`.
+    pub(crate) fn lookup_at(
+        &mut self,
+        idx: usize,
+        hash: u64,
+        now_ms: u64,
+        stale_ms: u64,
+    ) -> Option<Found<'_>> {
+        let entry = self.slots.get(idx)?.as_ref()?;
         match entry.age(now_ms, stale_ms) {
             Age::Fresh => self.slots[idx].as_mut().map(Found::Fresh),
             Age::Stale => self.slots[idx].as_mut().map(Found::Stale),
@@ -138,7 +175,7 @@ impl Shard {
 
     /// The entry for `key`, whatever its age.
     pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
-        let idx = *self.index.get(&hash)? as usize;
+        let idx = self.index.get(&hash)?.slot as usize;
         let entry = self.slots.get_mut(idx)?.as_mut()?;
         (entry.key() == key).then_some(entry)
     }
@@ -160,7 +197,7 @@ impl Shard {
         if self.max_entries == 0 || entry.size() > self.max_bytes {
             return false;
         }
-        if let Some(&idx) = self.index.get(&hash) {
+        if let Some(idx) = self.index.get(&hash).map(|p| p.slot) {
             // Popularity belongs to the name, not to one copy of its data: a new entry for the
             // same key adds the asks of the one it replaces (live, stale, or a refresh's old copy),
             // so a name that earned a prefetch needs only a hit in each later window to keep being
@@ -187,7 +224,13 @@ impl Shard {
         self.bytes += entry.size();
         self.len += 1;
         self.slots[idx] = Some(entry);
-        self.index.insert(hash, idx as u32);
+        self.index.insert(
+            hash,
+            Place {
+                slot: idx as u32,
+                screened: 0,
+            },
+        );
         self.counters.inserts += 1;
         true
     }
@@ -244,7 +287,7 @@ impl Shard {
             self.bytes -= old.size();
             self.len -= 1;
             self.free.push(idx as u32);
-            if self.index.get(&hash) == Some(&(idx as u32)) {
+            if self.index.get(&hash).map(|p| p.slot) == Some(idx as u32) {
                 self.index.remove(&hash);
             }
         }

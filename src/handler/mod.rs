@@ -246,8 +246,55 @@ pub trait Handler: Send + Sync + 'static {
         self.answer_fast(query, max_len, out)
     }
 
+    /// [`Handler::answer_fast_in_chain`] for a stage behind a [`Screen`] (the blocker's check of
+    /// every answer): the answer written into `out` is judged by `screen`, and the result says
+    /// whether it passed. A stage that stores answers (the cache) may remember that an answer
+    /// passed the screen's current [`Screen::generation`] and not ask again until the generation
+    /// changes; the default asks `screen` every time. An answer that fails is left in `out` for
+    /// the screening stage to replace, and must not have had any effect (no prefetch queued).
+    fn answer_fast_screened(
+        &self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        next: FastNext<'_>,
+        screen: &dyn Screen,
+    ) -> Option<Screened> {
+        let origin = self.answer_fast_in_chain(query, max_len, out, next)?;
+        Some(if screen.passes(query, out) {
+            Screened::Passed(origin)
+        } else {
+            Screened::Failed(origin)
+        })
+    }
+
     /// A short name for logs.
     fn name(&self) -> &'static str;
+}
+
+/// A check a stage in front of the cache applies to every answer it lets through (the blocker:
+/// the question name and the answer's CNAME targets against its lists).
+///
+/// The generation is what lets the cache skip the check: an answer stored in the cache that
+/// passed the check of generation `g` passes it again as long as the generation is `g`, because
+/// neither the stored bytes nor the check have changed. A screen changes its generation whenever
+/// the same answer could be judged differently (a list reload).
+pub trait Screen {
+    /// The version of the check: never 0 (a stored answer's "never checked"), and never the same
+    /// for two different checks in one process.
+    fn generation(&self) -> u32;
+
+    /// Whether `answer`, a complete response to `query`, may go to the client.
+    fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool;
+}
+
+/// What a screened fast path produced ([`Handler::answer_fast_screened`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screened {
+    /// The answer in `out` passed the screen (now, or earlier in the same generation).
+    Passed(Origin),
+    /// The answer in `out` failed the screen: the screening stage replaces it.
+    Failed(Origin),
 }
 
 /// The rest of the chain after the current handler.
@@ -279,6 +326,23 @@ impl FastNext<'_> {
         match self.rest.split_first() {
             Some((first, rest)) => {
                 first.answer_fast_in_chain(query, max_len, out, FastNext { rest })
+            }
+            None => None,
+        }
+    }
+
+    /// Runs the next stage's screened fast path ([`Handler::answer_fast_screened`]); with nothing
+    /// left, `None` (the slow path).
+    pub fn run_screened(
+        self,
+        query: &QueryView<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        screen: &dyn Screen,
+    ) -> Option<Screened> {
+        match self.rest.split_first() {
+            Some((first, rest)) => {
+                first.answer_fast_screened(query, max_len, out, FastNext { rest }, screen)
             }
             None => None,
         }

@@ -69,6 +69,21 @@ struct Stats {
     updated: Instant,
 }
 
+impl Stats {
+    /// What is known of a server never measured (or whose record expired).
+    fn unknown(now: Instant) -> Stats {
+        Stats {
+            srtt: UNKNOWN_RTT,
+            rttvar: UNKNOWN_RTT / 2,
+            timeouts: 0,
+            rest_until: None,
+            no_edns: false,
+            no_case: false,
+            updated: now,
+        }
+    }
+}
+
 /// Per-address statistics and lameness.
 #[derive(Default)]
 pub struct ServerTable {
@@ -187,15 +202,7 @@ impl ServerTable {
     /// `ip` did not answer within `waited`: it rests (see the module docs).
     pub fn timed_out(&self, ip: IpAddr, waited: Duration, now: Instant) {
         self.update(ip, now, |old| {
-            let s = old.unwrap_or(Stats {
-                srtt: UNKNOWN_RTT,
-                rttvar: UNKNOWN_RTT / 2,
-                timeouts: 0,
-                rest_until: None,
-                no_edns: false,
-                no_case: false,
-                updated: now,
-            });
+            let s = old.unwrap_or(Stats::unknown(now));
             let timeouts = s.timeouts.saturating_add(1);
             let rest = REST_BASE
                 .saturating_mul(1 << (timeouts - 1).min(10))
@@ -215,15 +222,7 @@ impl ServerTable {
         self.update(ip, now, |old| Stats {
             no_edns: true,
             updated: now,
-            ..old.unwrap_or(Stats {
-                srtt: UNKNOWN_RTT,
-                rttvar: UNKNOWN_RTT / 2,
-                timeouts: 0,
-                rest_until: None,
-                no_edns: true,
-                no_case: false,
-                updated: now,
-            })
+            ..old.unwrap_or(Stats::unknown(now))
         });
     }
 
@@ -238,15 +237,7 @@ impl ServerTable {
         self.update(ip, now, |old| Stats {
             no_case: true,
             updated: now,
-            ..old.unwrap_or(Stats {
-                srtt: UNKNOWN_RTT,
-                rttvar: UNKNOWN_RTT / 2,
-                timeouts: 0,
-                rest_until: None,
-                no_edns: false,
-                no_case: true,
-                updated: now,
-            })
+            ..old.unwrap_or(Stats::unknown(now))
         });
     }
 

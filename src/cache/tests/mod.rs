@@ -11,6 +11,7 @@ mod memory;
 mod message;
 mod negative;
 mod prefetch;
+mod screen;
 mod stale;
 mod ttl;
 mod verdict;
