@@ -6,9 +6,11 @@
 #
 # Needs: systemd-nspawn (Debian's systemd-container), overlayfs, dig, and the packages this machine
 # has (the container boots this machine's own /, through an overlay whose writes go to a tmpfs
-# and vanish with it). The container has its own network namespace (loopback only: nothing
-# reaches a public resolver, and nothing here collides with ports 53 of the host), and boots to
-# basic.target so that no other daemon of this machine starts in it.
+# that outlives the container's reboots and vanishes at the end). The container has its own
+# network namespace (loopback, and veth pairs made inside it: nothing reaches a public resolver,
+# and nothing here collides with ports 53 of the host), and boots to basic.target so that no other
+# daemon of this machine starts in it (multi-user.target for the reboots, with only dnsveil
+# enabled there). Only Debian's mirror is asked, for systemd-resolved and NetworkManager.
 #
 # What is checked, in this order: `systemctl start` reaches active (Type=notify READY=1) and the
 # STATUS= line shows in `systemctl status`; queries are answered on 127.0.0.1:53 and [::1]:53 with
@@ -17,11 +19,17 @@
 # setting a reload cannot apply is named in a warning that `journalctl -p warning` shows without
 # the info lines; the network watcher sees an address added under ProcSubset=pid; the control
 # socket (mode, `dnsveil stats`); systemd-resolved in front of dnsveil with the packaged drop-in,
-# then dnsveil alone with resolved's stub listener off; the cache file written at stop
-# (STOPPING=1); the watchdog (WATCHDOG=1 with WatchdogSec=2s; a hung dnsveil killed and
-# restarted); socket activation (dnsveil.socket); a bad configuration fails with 78, is not
-# restarted (RestartPreventExitStatus=78) and is shown by `journalctl -p err`; `systemd-analyze
-# security`; the package's scripts (an upgrade restarts dnsveil, removal stops it).
+# then dnsveil alone with resolved's stub listener off; NetworkManager (its package and what it
+# needs, fetched like resolved's) with the packaged drop-ins as the README says: dns=none keeps its
+# hands off a resolv.conf naming dnsveil (where, without the drop-in, it overwrites it), and
+# dns=systemd-resolved hands its link's server and domain to resolved while every other name goes
+# to dnsveil only (the network's server, a listener behind the link, is never asked for them),
+# each undone again; the cache file written at stop (STOPPING=1); the watchdog (WATCHDOG=1 with
+# WatchdogSec=2s; a hung dnsveil killed and restarted); socket activation (dnsveil.socket); a bad
+# configuration fails with 78, is not restarted (RestartPreventExitStatus=78) and is shown by
+# `journalctl -p err`; `systemd-analyze security`; enabled units after a reboot of the container (the socket alone, the socket and the
+# service, the service alone: each answers after boot with nothing started by hand); the package's
+# scripts (an upgrade restarts dnsveil, removal stops it).
 set -euo pipefail
 
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
@@ -60,10 +68,18 @@ systemd_version="$(dpkg-query -W -f '${Version}' systemd)"
     || die "apt-get download systemd-resolved=$systemd_version failed (apt-get update first?)"
 resolved_deb="$(ls "$work"/systemd-resolved_*.deb)"
 
+step "fetch NetworkManager (with what it needs that this machine lacks) for the container"
+# The NetworkManager set-ups of the README are tried with the real NetworkManager too: the packages
+# apt would install (without recommends), downloaded from Debian's mirror, installed only in the
+# container. Nothing to fetch where this machine has NetworkManager already.
+mkdir -p "$work/nm/partial"
+apt-get install -q -y --download-only --no-install-recommends -o Dir::Cache::archives="$work/nm" \
+    network-manager >/dev/null 2>&1 || die "apt-get --download-only network-manager failed (apt-get update first?)"
+
 step "boot systemd in a container (an overlay of / in $work)"
 mkdir -p "$work/lower" "$work/t" "$work/root"
 # The overlay's upper layer is a tmpfs of its own: overlayfs refuses an upper directory inside its
-# lower one.
+# lower one. It stays mounted until the end, so the container keeps its state across a reboot.
 mount --bind / "$work/lower"
 mount -t tmpfs -o size=512m tmpfs "$work/t"
 mkdir -p "$work/t/upper" "$work/t/work"
@@ -72,18 +88,9 @@ mount -t overlay overlay \
 # (Not /tmp: nspawn mounts a tmpfs there.)
 cp "$deb" "$work/root/var/tmp/dnsveil.deb"
 cp "$resolved_deb" "$work/root/var/tmp/systemd-resolved.deb"
-# --keep-unit and --register=no: no systemd (nor machined) runs on this machine.
-systemd-nspawn --quiet --directory="$work/root" --private-network --register=no --keep-unit \
-    --uuid="$(tr -d - </proc/sys/kernel/random/uuid)" --machine=dnsveil-smoke \
-    --boot systemd.unit=basic.target >"$work/console.log" 2>&1 &
-nspawn_pid=$!
-leader=""
-for _ in $(seq 1 100); do
-    leader="$(pgrep -P "$nspawn_pid" | head -n 1 || true)"
-    [ -n "$leader" ] && break
-    sleep 0.1
-done
-[ -n "$leader" ] || die "the container did not start: $(cat "$work/console.log")"
+mkdir -p "$work/root/var/tmp/nm"
+find "$work/nm" -maxdepth 1 -name '*.deb' -exec cp {} "$work/root/var/tmp/nm/" \;
+uuid="$(tr -d - </proc/sys/kernel/random/uuid)"
 
 # Runs a command inside the container (all its namespaces; its root).
 ct() { nsenter --target "$leader" --all -- "$@"; }
@@ -97,19 +104,35 @@ ct_until() {
     done
     return 1
 }
-# Until its manager answers and the boot is over (starting -> running, or degraded).
-state=""
-for _ in $(seq 1 600); do
-    state="$(ct systemctl is-system-running 2>/dev/null || true)"
-    case "$state" in running | degraded) break ;; esac
-    sleep 0.1
-done
-case "$state" in
-    running | degraded) echo "systemd $(ct systemctl --version | head -n 1 | cut -d' ' -f2) is PID 1 of the container: $state" ;;
-    *) die "the container's systemd did not finish booting ($state): $(tail -n 20 "$work/console.log")" ;;
-esac
-# Debug level for PID 1: its journal then shows each notification it gets (READY=1, ...).
-ct systemd-analyze log-level debug
+# Boots the container into the unit $1 and waits until its manager answers and the boot is over
+# (starting -> running, or degraded); sets nspawn_pid and leader.
+boot() {
+    # --keep-unit and --register=no: no systemd (nor machined) runs on this machine.
+    systemd-nspawn --quiet --directory="$work/root" --private-network --register=no --keep-unit \
+        --uuid="$uuid" --machine=dnsveil-smoke \
+        --boot "systemd.unit=$1" >>"$work/console.log" 2>&1 &
+    nspawn_pid=$!
+    leader=""
+    for _ in $(seq 1 100); do
+        leader="$(pgrep -P "$nspawn_pid" | head -n 1 || true)"
+        [ -n "$leader" ] && break
+        sleep 0.1
+    done
+    [ -n "$leader" ] || die "the container did not start: $(cat "$work/console.log")"
+    local state=""
+    for _ in $(seq 1 600); do
+        state="$(ct systemctl is-system-running 2>/dev/null || true)"
+        case "$state" in running | degraded) break ;; esac
+        sleep 0.1
+    done
+    case "$state" in
+        running | degraded) echo "systemd $(ct systemctl --version | head -n 1 | cut -d' ' -f2) is PID 1 of the container ($1): $state" ;;
+        *) die "the container's systemd did not finish booting ($state): $(tail -n 20 "$work/console.log")" ;;
+    esac
+    # Debug level for PID 1: its journal then shows each notification it gets (READY=1, ...).
+    ct systemd-analyze log-level debug
+}
+boot basic.target
 
 unit_state() { ct systemctl show -P "$2" "$1"; }
 notified() { ct journalctl --no-pager -o cat _PID=1 | grep -c "Got notification message from PID [0-9]*.*$1" || true; }
@@ -145,7 +168,10 @@ status="$(ct systemctl status --no-pager dnsveil || true)"
 grep -q 'Status: "' <<<"$status" || die "systemctl status shows no Status: $status"
 [ "$(ask 127.0.0.1)" = 192.0.2.1 ] || die "no answer on 127.0.0.1:53"
 [ "$(ask ::1)" = 192.0.2.1 ] || die "no answer on [::1]:53"
-if ct journalctl --no-pager -u dnsveil -o cat | grep -E 'not readable|Operation not permitted|Permission denied'; then
+# (Not PID 1's own debug line "PR_SET_MM_ARG_START failed: Operation not permitted": the forked
+# child renaming itself lacks CAP_SYS_RESOURCE in the container; it lands in the unit's journal
+# when the child is already in the unit's cgroup.)
+if ct journalctl --no-pager -u dnsveil -o cat | grep -v 'PR_SET_MM_' | grep -E 'not readable|Operation not permitted|Permission denied'; then
     die "the hardening got in the way (above)"
 fi
 
@@ -225,6 +251,135 @@ ct rm /etc/systemd/resolved.conf.d/dnsveil-stub-off.conf
 ct ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 ct systemctl restart systemd-resolved
 
+step "NetworkManager: dns=none leaves /etc/resolv.conf on dnsveil; dns=systemd-resolved feeds resolved, which asks dnsveil"
+# The real NetworkManager, started by its package's scripts; a link it configures itself (a veth
+# pair, lan0 and its peer lan1), whose network announces a DNS server (203.0.113.1) and a search
+# domain (lan.example).
+# Test scaffolding, not a user's step, in place before NetworkManager first starts: it writes
+# /etc/resolv.conf itself when it manages it (rc-manager=file, as on a machine without resolvconf:
+# this one has resolved's), so that the control below can see it do so; and it keeps its hands off
+# the veth peers (it would take them down, and resolved would find no routable link). "00-" sorts
+# before the packaged drop-ins, which override it.
+ct mkdir -p /run/NetworkManager/conf.d
+ct sh -c 'printf "[main]\nrc-manager=file\n" >/run/NetworkManager/conf.d/00-smoke-file.conf'
+ct sh -c 'printf "[keyfile]\nunmanaged-devices=interface-name:lan1;interface-name:dnsveil*\n" >/run/NetworkManager/conf.d/00-smoke-peer.conf'
+if compgen -G "$work/nm/*.deb" >/dev/null; then
+    ct sh -c 'DEBIAN_FRONTEND=noninteractive dpkg -i /var/tmp/nm/*.deb' >/dev/null 2>&1 || die "installing NetworkManager failed"
+fi
+ct systemctl start NetworkManager.service || die "NetworkManager did not start: $(ct journalctl --no-pager -u NetworkManager -n 20 -o cat)"
+nm_mode() {
+    ct busctl get-property org.freedesktop.NetworkManager /org/freedesktop/NetworkManager/DnsManager \
+        org.freedesktop.NetworkManager.DnsManager Mode | cut -d'"' -f2
+}
+# Activates lan0 (NetworkManager creates the veth pair); its peer, unmanaged, is brought up here so
+# that lan0 has a carrier.
+nm_up() {
+    ct nmcli --wait 20 connection up lan0 >/dev/null \
+        || die "nmcli connection up lan0: $(ct journalctl --no-pager -u NetworkManager -n 20 -o cat)"
+    ct ip link set lan1 up
+}
+ct nmcli connection add type veth ifname lan0 con-name lan0 veth.peer lan1 connection.autoconnect no \
+    ipv4.method manual ipv4.addresses 203.0.113.2/24 ipv4.gateway 203.0.113.1 ipv4.dns 203.0.113.1 \
+    ipv4.dns-search lan.example ipv6.method disabled >/dev/null || die "nmcli connection add failed"
+nm_conf=/etc/NetworkManager/conf.d
+# The control: without our drop-in NetworkManager overwrites the resolv.conf that names dnsveil.
+ct cp --remove-destination "$examples/resolv.conf" /etc/resolv.conf
+ct systemctl reload NetworkManager
+[ "$(nm_mode)" = default ] || die "NetworkManager's dns mode without a drop-in: $(nm_mode)"
+nm_up
+ct grep -q '^nameserver 203\.0\.113\.1$' /etc/resolv.conf \
+    || die "control: NetworkManager (dns=default) did not write /etc/resolv.conf: $(ct cat /etc/resolv.conf)"
+echo "control: without the drop-in NetworkManager writes the network's server into /etc/resolv.conf"
+# The README's steps for dns=none.
+ct install -D -m 644 "$examples/NetworkManager/conf.d/dnsveil.conf" "$nm_conf/dnsveil.conf"
+ct systemctl reload NetworkManager
+ct cp --remove-destination "$examples/resolv.conf" /etc/resolv.conf
+printed="$(ct NetworkManager --print-config)"
+if ! grep -qx 'dns=none' <<<"$printed" || ! grep -qx 'rc-manager=unmanaged' <<<"$printed"; then
+    die "NetworkManager --print-config does not show the drop-in: $printed"
+fi
+[ "$(nm_mode)" = none ] || die "the running NetworkManager's dns mode after reload: $(nm_mode), expected none"
+nm_up
+ct cmp "$examples/resolv.conf" /etc/resolv.conf || die "NetworkManager (dns=none) changed /etc/resolv.conf: $(ct cat /etc/resolv.conf)"
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent with NetworkManager at dns=none"
+grep -q '^connected' <<<"$(ct nmcli -t -f STATE general status)" || die "nmcli general status: $(ct nmcli general status)"
+echo "dns=none: /etc/resolv.conf left naming dnsveil across a connection up; getent gets dnsveil's answer"
+# Undo, as the README says: the drop-in gone, NetworkManager manages /etc/resolv.conf again.
+ct rm "$nm_conf/dnsveil.conf"
+ct systemctl reload NetworkManager
+[ "$(nm_mode)" = default ] || die "after undoing dns=none: mode $(nm_mode)"
+nm_up
+ct grep -q '^nameserver 203\.0\.113\.1$' /etc/resolv.conf || die "after undoing dns=none NetworkManager does not write /etc/resolv.conf"
+echo "undo: NetworkManager writes /etc/resolv.conf again"
+ct rm /run/NetworkManager/conf.d/00-smoke-file.conf
+# Through resolved: its drop-in (dnsveil for every name no link claims) and NetworkManager's.
+ct install -D -m 644 "$examples/resolved.conf.d/dnsveil.conf" /etc/systemd/resolved.conf.d/dnsveil.conf
+ct systemctl restart systemd-resolved
+ct ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+ct install -D -m 644 "$examples/NetworkManager/conf.d/dnsveil-via-resolved.conf" "$nm_conf/dnsveil-via-resolved.conf"
+ct systemctl reload NetworkManager
+printed="$(ct NetworkManager --print-config)"
+grep -qx 'dns=systemd-resolved' <<<"$printed" || die "NetworkManager --print-config does not show dns=systemd-resolved: $printed"
+[ "$(nm_mode)" = systemd-resolved ] || die "the running NetworkManager's dns mode: $(nm_mode), expected systemd-resolved"
+nm_up
+# (resolved follows the link's carrier and routes from netlink, a moment after.)
+ct_until 50 sh -c 'resolvectl status lan0 | grep -q "Current Scopes: DNS"' \
+    || die "resolved does not use lan0 for DNS: $(ct resolvectl status lan0)"
+link="$(ct resolvectl status lan0)"
+if ! grep -q '203\.0\.113\.1' <<<"$link" || ! grep -q 'lan\.example' <<<"$link"; then
+    die "NetworkManager did not hand lan0's DNS server and domain to resolved: $link"
+fi
+# The link must not claim every name (~.): resolved would then ask the network's server too.
+if ct resolvectl domain lan0 | grep -q '~\.'; then die "NetworkManager gave lan0 the routing domain ~.: $(ct resolvectl domain)"; fi
+# The network's DNS server, for real: on the far side of lan1, moved into a network namespace of
+# its own, a listener on 203.0.113.1:53 that logs each name it is asked and answers NXDOMAIN.
+ct tee /var/tmp/lan-dns.py >/dev/null <<'PY'
+import signal, socket, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    i, labels = 12, []
+    while i < len(q) and q[i] != 0 and len(labels) < 128:
+        labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+        i += 1 + q[i]
+    with open(sys.argv[1], "a") as log:
+        log.write(".".join(labels) + "\n")
+    s.sendto(q[:2] + b"\x81\x83" + q[4:6] + bytes(6) + q[12:i + 5], peer)
+PY
+ct rm -f /run/lan-dns.log /run/lan-dns.pid
+# shellcheck disable=SC2016 # expanded by the sh inside the container
+ct sh -c 'echo $$ >/run/lan-dns.pid; exec unshare --net python3 /var/tmp/lan-dns.py /run/lan-dns.log' &
+lan_dns_job=$!
+ct_until 50 test -s /run/lan-dns.pid || die "the network's DNS server did not start"
+lan_dns="$(ct cat /run/lan-dns.pid)"
+ct_until 50 sh -c "readlink /proc/$lan_dns/ns/net | grep -vq \"\$(readlink /proc/self/ns/net)\"" \
+    || die "the network's DNS server has no network namespace of its own"
+ct ip link set lan1 netns "$lan_dns"
+ct nsenter --target "$lan_dns" --net sh -c 'ip address add 203.0.113.1/24 dev lan1 && ip link set lan1 up && ip link set lo up'
+answer="$(ct resolvectl query --legend=no smoke.test)" || die "resolvectl query failed: $answer"
+grep -q '192.0.2.6' <<<"$answer" || die "resolved (fed by NetworkManager) did not get dnsveil's answer: $answer"
+[ "$(ct getent hosts smoke.test | cut -d' ' -f1)" = 192.0.2.6 ] || die "getent through NetworkManager and resolved"
+# A name under the link's domain goes to the network's server (the listener sees it; it answers
+# in order, so a leaked smoke.test would be logged before it).
+# (Asked again until it is: the first try can go out while lan1 is still coming up.)
+ct_until 30 sh -c 'resolvectl flush-caches; resolvectl query printer.lan.example; grep -qx printer.lan.example /run/lan-dns.log' \
+    || die "resolved did not ask the network's server for printer.lan.example: $(ct cat /run/lan-dns.log 2>&1)"
+if ct grep -q 'smoke' /run/lan-dns.log; then die "the network's server was asked for smoke.test: $(ct cat /run/lan-dns.log)"; fi
+ct kill "$lan_dns"
+wait "$lan_dns_job" 2>/dev/null || true
+echo "dns=systemd-resolved: lan0's server and domain are in resolved, printer.lan.example goes to the network's server, smoke.test only to dnsveil"
+# Undo both drop-ins.
+ct rm "$nm_conf/dnsveil-via-resolved.conf" /etc/systemd/resolved.conf.d/dnsveil.conf
+ct systemctl reload NetworkManager
+ct systemctl restart systemd-resolved
+if ct resolvectl dns | grep -q '127\.0\.0\.1'; then die "after the undo resolved still sends to dnsveil: $(ct resolvectl dns)"; fi
+ct nmcli connection delete lan0 >/dev/null
+ct rm /run/NetworkManager/conf.d/00-smoke-peer.conf
+ct systemctl stop NetworkManager.service
+echo "undo: resolved no longer names dnsveil"
+
 step "systemctl stop: STOPPING=1, a clean exit, the cache file written"
 stopping_before="$(notified 'STOPPING=1')"
 ct systemctl stop dnsveil.service
@@ -285,6 +440,53 @@ ct systemctl reset-failed dnsveil.service
 
 step "systemd-analyze security"
 ct systemd-analyze security --no-pager dnsveil.service | tail -n 1
+
+step "enabled units come up at boot: the socket alone, the socket with the service (as the README says), the service alone"
+# A reboot of the container (systemctl reboot: nspawn exits with 133, and is started again on the
+# same overlay, whose upper layer stays mounted), into multi-user.target, where an enabled
+# dnsveil.service is wanted. Only dnsveil is enabled there: the daemons this machine has enabled
+# (unbound, nsd, ... on port 53) are not, in the container.
+ct find /etc/systemd/system/multi-user.target.wants -mindepth 1 ! -name dnsveil.service -delete
+reboot_container() {
+    ct systemctl reboot || die "systemctl reboot failed"
+    for _ in $(seq 1 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$nspawn_pid" 2>/dev/null && die "the container did not reboot within 30 s: $(tail -n 20 "$work/console.log")"
+    local rc=0
+    wait "$nspawn_pid" || rc=$?
+    [ "$rc" -eq 133 ] || die "systemd-nspawn exited with $rc, expected 133 (a reboot): $(tail -n 20 "$work/console.log")"
+    nspawn_pid=""
+    boot multi-user.target
+}
+# Did dnsveil of this boot get its sockets from the service manager?
+activated() { ct journalctl --no-pager -b -u dnsveil.service -o cat | grep -c 'from the service manager' || true; }
+
+ct systemctl enable dnsveil.socket 2>/dev/null
+reboot_container
+[ "$(unit_state dnsveil.socket ActiveState)" = active ] || die "dnsveil.socket is not listening after boot"
+[ "$(unit_state dnsveil.service ActiveState)" = inactive ] || die "dnsveil.service started at boot with only the socket enabled"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after boot through dnsveil.socket: $(ct journalctl --no-pager -b -u dnsveil -n 20)"
+[ "$(ask ::1)" = 192.0.2.6 ] || die "no answer on [::1]:53 after boot through dnsveil.socket"
+[ "$(unit_state dnsveil.service ActiveState)" = active ] || die "dnsveil.service is not active after a query"
+[ "$(activated)" -ge 4 ] || die "dnsveil did not get its 4 sockets from the service manager"
+echo "socket enabled: listening after boot, dnsveil started by the first query"
+
+ct systemctl enable dnsveil.service 2>/dev/null
+reboot_container
+[ "$(unit_state dnsveil.service ActiveState)" = active ] || die "dnsveil.service is not active after boot: $(ct journalctl --no-pager -b -u dnsveil -n 20)"
+[ "$(activated)" -ge 4 ] || die "with the socket enabled too, dnsveil did not get its sockets from the service manager"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after boot (socket and service enabled)"
+echo "socket and service enabled: active at boot, on the socket unit's sockets"
+
+ct systemctl disable dnsveil.socket 2>/dev/null
+reboot_container
+[ "$(unit_state dnsveil.service ActiveState)" = active ] || die "dnsveil.service is not active after boot: $(ct journalctl --no-pager -b -u dnsveil -n 20)"
+[ "$(unit_state dnsveil.socket ActiveState)" = inactive ] || die "dnsveil.socket is $(unit_state dnsveil.socket ActiveState), though disabled"
+[ "$(activated)" -eq 0 ] || die "dnsveil got sockets from the service manager with the socket unit disabled"
+[ "$(ask 127.0.0.1)" = 192.0.2.6 ] || die "no answer after boot (service enabled)"
+[ "$(ask ::1)" = 192.0.2.6 ] || die "no answer on [::1]:53 after boot (service enabled)"
+echo "service enabled: active at boot, on sockets of its own"
+ct systemctl disable dnsveil.service 2>/dev/null
+ct systemctl stop dnsveil.service
 
 step "the package's maintainer scripts: an upgrade restarts dnsveil, removal stops it"
 ct systemctl start dnsveil.service
