@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use dnsveil::recursor::limits::{MAX_NS_LOOKUPS_PER_DELEGATION, MAX_UPSTREAM_QUERIES};
 use dnsveil::wire::{Edns, Message, Name, RData, RType, Rcode};
 use harness::relay::{self, Counts};
-use harness::{free_port, udp_exchange, Dnsveil, Nsd};
+use harness::{hierarchy_ports, udp_exchange, Dnsveil, Nsd};
 
 const SOA: &str = "@ SOA ns hostmaster 1 3600 900 604800 60";
 const DNSKEY: &str = "AwEAAagAIKlVZrpC6Ia7gEzahOR+9W29euxhJhVVLOyQbSEW0O8gcCjFFVQUTf6v58fLjwBd0YI0EzrAcQqBGCzh/RStIoO8g0NfnfL2MTJRkxoXbfDaUeVPQuYEhg37NZWAJQ9VnMVDxP/VHL496M/QZxkjf5/Efucp2gaDX6RS6CXpoY68LsvPVjR0ZSwzz1apAzvN9dlzEheX7ICJBBtuA6G3LQpzW5hOA2hzCTMjJPJ8LbqF6dsV6DoBQzgul0sGIcGOYl7OyQdXfZ57relSQageu+ipAdTTJ25AsRTAoub8ONGcLmqrAmRLKBP1dfwhYB4N7knNnulqQxA+Uk1ihz0=";
@@ -46,8 +46,7 @@ struct Hierarchy {
 
 impl Hierarchy {
     fn start() -> Hierarchy {
-        let port = free_port();
-        let backend = free_port();
+        let (port, backend) = hierarchy_ports();
         let root = zone(
             ".",
             "@ NS a.roots.\n@ NS b.roots.\na.roots. A 127.0.0.2\nb.roots. A 127.0.0.3\n\

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use dnsveil::wire::{Message, Name, RData, RType, Rcode};
 use harness::relay::{self, Counts, Mangle};
-use harness::{free_port, udp_exchange, Dnsveil, Nsd};
+use harness::{hierarchy_ports, udp_exchange, Dnsveil, Nsd};
 
 const SOA: &str = "@ SOA ns hostmaster 1 3600 900 604800 60";
 /// 26 letters: a random spelling of it that comes out all lower case is a 2^-26 chance.
@@ -37,8 +37,7 @@ struct Hierarchy {
 
 impl Hierarchy {
     fn start() -> Hierarchy {
-        let port = free_port();
-        let backend = free_port();
+        let (port, backend) = hierarchy_ports();
         let root = format!(
             "$ORIGIN .\n$TTL 3600\n{SOA}\n@ NS a.roots.\na.roots. A 127.0.0.2\nns A 127.0.0.2\n\
              kept. NS ns.kept.\nns.kept. A 127.0.0.3\n\

@@ -18,7 +18,7 @@ mod harness;
 use std::net::Ipv4Addr;
 
 use harness::signing::{ds, keygen, sign};
-use harness::{dig, free_port, Dnsveil, Nsd};
+use harness::{dig, hierarchy_ports, Dnsveil, Nsd};
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -28,7 +28,7 @@ fn ip(last: u8) -> Ipv4Addr {
 fn validates_answers_resolved_from_a_signed_root() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let port = free_port();
+    let (port, _) = hierarchy_ports();
     let soa = |zone: &str, ns: &str| {
         format!("$TTL 3600\n{zone} IN SOA {ns} {ns} 1 3600 900 604800 300\n")
     };

@@ -46,6 +46,38 @@ pub fn free_port() -> u16 {
     panic!("no free port found");
 }
 
+/// A port free for both UDP and TCP on every address of `ips` right now, chosen at random below
+/// the kernel's ephemeral range (32768 and up on Linux), so that no socket bound to port 0 (an
+/// outgoing query's, another test's) takes it between this check and the caller's bind. For test
+/// hierarchies that listen on one port on many loopback addresses.
+pub fn free_port_on(ips: &[std::net::IpAddr]) -> u16 {
+    for _ in 0..1000 {
+        let port = rand::random::<u16>() % 22_000 + 10_000;
+        let free = ips.iter().all(|&ip| {
+            UdpSocket::bind((ip, port)).is_ok() && TcpListener::bind((ip, port)).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}
+
+/// Two different ports, each free ([`free_port_on`]) on all of 127.0.0.1 to 127.0.0.16, the
+/// addresses the test hierarchies of the recursor's tests listen on.
+pub fn hierarchy_ports() -> (u16, u16) {
+    let ips: Vec<std::net::IpAddr> = (1..=16u8)
+        .map(|i| std::net::IpAddr::from([127, 0, 0, i]))
+        .collect();
+    let first = free_port_on(&ips);
+    loop {
+        let second = free_port_on(&ips);
+        if second != first {
+            return (first, second);
+        }
+    }
+}
+
 /// Sends `query` over UDP to `server` and waits for the answer.
 pub fn udp_exchange(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind(if server.is_ipv4() {
