@@ -151,25 +151,7 @@ impl Hierarchy {
     }
 
     fn resolver(&self, extra: &[&str]) -> Dnsveil {
-        let port = self.port.to_string();
-        let hints = self.hints.path().to_str().expect("path").to_string();
-        let mut args = vec![
-            "--mode",
-            "recursive",
-            "--root-hints",
-            &hints,
-            "--query-port",
-            &port,
-            "--listen",
-            "127.0.0.1:0",
-            "--hosts",
-            "",
-            // The hierarchy is unsigned, and the built-in anchors are the real root's.
-            "--dnssec",
-            "off",
-        ];
-        args.extend_from_slice(extra);
-        Dnsveil::start(&args)
+        Dnsveil::recursive(self.hints.path(), self.port, extra)
     }
 
     fn total(&self) -> usize {

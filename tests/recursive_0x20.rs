@@ -91,24 +91,7 @@ impl Hierarchy {
     }
 
     fn resolver(&self, extra: &[&str]) -> Dnsveil {
-        let port = self.port.to_string();
-        let hints = self.hints.path().to_str().expect("path").to_string();
-        let mut args = vec![
-            "--mode",
-            "recursive",
-            "--root-hints",
-            &hints,
-            "--query-port",
-            &port,
-            "--listen",
-            "127.0.0.1:0",
-            "--hosts",
-            "",
-            "--dnssec",
-            "off",
-        ];
-        args.extend_from_slice(extra);
-        let d = Dnsveil::start(&args);
+        let d = Dnsveil::recursive(self.hints.path(), self.port, extra);
         assert!(
             d.wait_logged("root primed", Duration::from_secs(10)),
             "{}",

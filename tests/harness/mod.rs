@@ -318,6 +318,30 @@ impl Dnsveil {
         Self::start_cmd(args, &[])
     }
 
+    /// Starts a recursive resolver over a test hierarchy: root hints from `hints`, queries to port
+    /// `query_port`, validation off (test hierarchies are unsigned, and the built-in anchors are the
+    /// real root's), then `extra`.
+    pub fn recursive(hints: &Path, query_port: u16, extra: &[&str]) -> Dnsveil {
+        let port = query_port.to_string();
+        let hints = hints.to_str().expect("path");
+        let mut args = vec![
+            "--mode",
+            "recursive",
+            "--root-hints",
+            hints,
+            "--query-port",
+            &port,
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts",
+            "",
+            "--dnssec",
+            "off",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     /// Starts dnsveil on loopback with `config_toml` as its config file (written into `dir`),
     /// forwarding to `upstream` over plain UDP, with no hosts file and `extra` flags.
     pub fn forwarding(
