@@ -104,6 +104,17 @@ ct_until() {
     done
     return 1
 }
+# Sets leader to the container's init: nspawn's child named systemd (any child while there is none
+# yet), waiting up to 10 s for one to appear.
+find_leader() {
+    leader=""
+    for _ in $(seq 1 100); do
+        leader="$(pgrep -P "$nspawn_pid" -x systemd | head -n 1 || true)"
+        [ -n "$leader" ] || leader="$(pgrep -P "$nspawn_pid" | head -n 1 || true)"
+        [ -n "$leader" ] && return
+        sleep 0.1
+    done
+}
 # Boots the container into the unit $1 and waits until its manager answers and the boot is over
 # (starting -> running, or degraded); sets nspawn_pid and leader.
 boot() {
@@ -112,16 +123,13 @@ boot() {
         --uuid="$uuid" --machine=dnsveil-smoke \
         --boot "systemd.unit=$1" >>"$work/console.log" 2>&1 &
     nspawn_pid=$!
-    leader=""
-    for _ in $(seq 1 100); do
-        leader="$(pgrep -P "$nspawn_pid" | head -n 1 || true)"
-        [ -n "$leader" ] && break
-        sleep 0.1
-    done
+    find_leader
     [ -n "$leader" ] || die "the container did not start: $(cat "$work/console.log")"
     local state=""
     for _ in $(seq 1 600); do
         state="$(ct systemctl is-system-running 2>/dev/null || true)"
+        # nspawn may briefly have another child than the container's init: look again.
+        [ -n "$state" ] || find_leader
         case "$state" in running | degraded) break ;; esac
         sleep 0.1
     done
