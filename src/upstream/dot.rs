@@ -62,6 +62,7 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::frames::FrameReader;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
@@ -80,8 +81,6 @@ pub const MAX_INFLIGHT: usize = 8192;
 
 /// Output buffer capacity kept between bursts (a larger one is given back once it drains).
 const WRITE_BATCH: usize = 16 * 1024;
-/// Input buffer size; a longer answer grows it for as long as it takes to read that answer.
-const READ_BUF: usize = 16 * 1024;
 /// Reads the connection task does in one poll before it yields to other tasks.
 const READS_PER_POLL: usize = 32;
 /// Failure reports from connection tasks waiting for the driver (one per connection at most).
@@ -271,8 +270,9 @@ pub(crate) fn bootstrap_addrs(
 /// What the transport, its driver and its connection task share.
 struct Shared {
     /// The open connection, if any. A std mutex: held for a non-blocking read or write and the
-    /// table update around it, never across an `.await`; nothing that wakes a task is called
-    /// under it (answers and failures are delivered once it is released).
+    /// table update around it, never across an `.await`. No future is polled or dropped under it:
+    /// answers and failures go to their waiters once it is released (a waiter's wake-up may
+    /// spawn or drop a whole query, see `server::inline`).
     live: Mutex<Option<Live>>,
     url: String,
     addrs: Vec<SocketAddr>,
@@ -475,7 +475,7 @@ impl Live {
             return Poll::Ready(Some(UpstreamError::stream_io(e)));
         }
         for _ in 0..READS_PER_POLL {
-            match reader.poll_fill(&mut self.stream, cx) {
+            match poll_fill(reader, &mut self.stream, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => return Poll::Ready(Some(error)),
                 Poll::Ready(Ok(())) => {}
@@ -521,85 +521,30 @@ impl Live {
     }
 }
 
-/// Splits the stream into length-prefixed frames (RFC 1035 section 4.2.2). The buffer holds at
-/// most one frame's worth past [`READ_BUF`]: the length prefix bounds it (65537 octets).
-struct FrameReader {
-    buf: Vec<u8>,
-    /// Unparsed input: `buf[start..end]`.
-    start: usize,
-    end: usize,
-}
-
-impl FrameReader {
-    fn new() -> Self {
-        FrameReader {
-            buf: vec![0; READ_BUF],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    /// Octets the frame at `start` needs in all (prefix included), as far as known.
-    fn needed(&self) -> usize {
-        match self.buf.get(self.start..self.start + 2) {
-            Some(len) if self.end - self.start >= 2 => 2 + u16::from_be_bytes([len[0], len[1]]) as usize,
-            _ => 2,
-        }
-    }
-
-    /// Reads what the stream has: Ready(Ok) when something was read.
-    fn poll_fill(
-        &mut self,
-        stream: &mut TlsStream<TcpStream>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), UpstreamError>> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.buf.len() > READ_BUF {
-                self.buf.truncate(READ_BUF);
-                self.buf.shrink_to_fit();
+/// Reads what the stream has into `reader`: Ready(Ok) when something was read.
+fn poll_fill(
+    reader: &mut FrameReader,
+    stream: &mut TlsStream<TcpStream>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), UpstreamError>> {
+    let mut read = ReadBuf::new(reader.space());
+    match Pin::new(stream).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Err(UpstreamError::stream_io(e))),
+        Poll::Ready(Ok(())) => match read.filled().len() {
+            0 => Poll::Ready(Err(UpstreamError::Lost(Lost::ServerClosed))),
+            n => {
+                reader.filled(n);
+                Poll::Ready(Ok(()))
             }
-        }
-        let need = self.needed();
-        if self.end == self.buf.len() || self.start + need > self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if need > self.buf.len() {
-                self.buf.resize(need, 0);
-            }
-        }
-        let mut read = ReadBuf::new(&mut self.buf[self.end..]);
-        match Pin::new(stream).poll_read(cx, &mut read) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Err(UpstreamError::stream_io(e))),
-            Poll::Ready(Ok(())) => match read.filled().len() {
-                0 => Poll::Ready(Err(UpstreamError::Lost(Lost::ServerClosed))),
-                n => {
-                    self.end += n;
-                    Poll::Ready(Ok(()))
-                }
-            },
-        }
-    }
-
-    /// The next complete frame's message, if one has been read.
-    fn next_frame(&mut self) -> Option<&[u8]> {
-        let need = self.needed();
-        if self.end - self.start < need || need < 2 {
-            return None;
-        }
-        let frame = self.start + 2..self.start + need;
-        self.start += need;
-        self.buf.get(frame)
+        },
     }
 }
 
 /// The connection's task: reads answers and finishes writes until the connection breaks (then
 /// it tells the driver) or the driver drops it.
 async fn run_conn(shared: Arc<Shared>, gen: u64, failures: mpsc::Sender<Failed>) {
-    let mut reader = FrameReader::new();
+    let mut reader = FrameReader::default();
     let mut answers = Vec::new();
     let outcome =
         std::future::poll_fn(|cx| shared.poll_conn(gen, cx, &mut reader, &mut answers)).await;
