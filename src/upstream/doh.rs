@@ -438,9 +438,8 @@ async fn check_response(
     let mut answer = Vec::with_capacity(declared.map_or(512, |n| n as usize));
     while let Some(chunk) = body.data().await {
         // The stream broke while the body was arriving: the connection's fault.
-        let chunk = chunk.map_err(|e| {
-            Failure::Connection(UpstreamError::Http(HttpError::Body(Arc::new(e))))
-        })?;
+        let chunk = chunk
+            .map_err(|e| Failure::Connection(UpstreamError::Http(HttpError::Body(Arc::new(e)))))?;
         // Read, so the server may send as much again (HTTP/2 flow control).
         let _ = body.flow_control().release_capacity(chunk.len());
         if answer.len() + chunk.len() > max {

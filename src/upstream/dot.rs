@@ -744,11 +744,7 @@ impl Driver {
         *self.shared.live() = Some(conn);
         self.open = Some(Open {
             gen,
-            task: tokio::spawn(run_conn(
-                self.shared.clone(),
-                gen,
-                self.failures_tx.clone(),
-            )),
+            task: tokio::spawn(run_conn(self.shared.clone(), gen, self.failures_tx.clone())),
         });
         self.last_sweep = now;
         for job in refused {
