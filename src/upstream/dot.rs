@@ -15,7 +15,9 @@
 //! write the socket could not take at once (the exchange registers that task's waker with the
 //! socket). So a miss costs one wake-up of the runtime (the answer arriving), not one to hand the
 //! query over, one to write it and one to pass the answer back. Nothing awaits while the lock is
-//! held: it covers a non-blocking write or read and the table update around it.
+//! held: it covers a non-blocking write or read and the table update around it. Queries started
+//! together (a UDP receive batch, see [`crate::batch`]) are queued together and written once at
+//! the batch's end: one TLS record and one system call for all of them.
 //!
 //! One driver task per transport owns the rest: opening the connection (queries that find none
 //! are sent to it as jobs), reconnects, backoff and timers. It wakes at least every half
@@ -66,6 +68,7 @@ use super::frames::FrameReader;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
+use crate::batch;
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
@@ -290,19 +293,36 @@ impl Shared {
     }
 
     /// Writes `job` on the open connection, or gives it back if there is none (or the one there
-    /// is has failed): then the driver takes it.
-    fn try_send(&self, job: Job) -> Option<Job> {
+    /// is has failed): then the driver takes it. Inside a [`batch::Batch`] the write waits for
+    /// the batch's end, and carries every query the batch queued on this connection.
+    fn try_send(self: &Arc<Self>, job: Job) -> Option<Job> {
         let refused = {
             let mut live = self.live();
             let Some(conn) = live.as_mut().filter(|c| c.failed.is_none()) else {
                 return Some(job);
             };
-            conn.send(job, Instant::now()).err()
+            let refused = conn.queue(job, Instant::now()).err();
+            if refused.is_none() && !conn.flush_deferred {
+                let shared = self.clone();
+                match batch::defer(move || shared.flush()) {
+                    Ok(()) => conn.flush_deferred = true,
+                    Err(_) => conn.write_now(),
+                }
+            }
+            refused
         };
         if let Some(job) = refused {
             job.fail(UpstreamError::Overloaded);
         }
         None
+    }
+
+    /// Writes what queries of a batch queued on the connection.
+    fn flush(&self) {
+        if let Some(conn) = self.live().as_mut() {
+            conn.flush_deferred = false;
+            conn.write_now();
+        }
     }
 
     /// One poll of connection `gen`'s task: finish writes, read and deliver answers. Ready with
@@ -388,6 +408,8 @@ struct Live {
     task: Option<Waker>,
     /// A write error met by an exchange, for the connection task to report.
     failed: Option<UpstreamError>,
+    /// A batch's end will write what is queued ([`crate::batch`]).
+    flush_deferred: bool,
 }
 
 impl Live {
@@ -403,13 +425,13 @@ impl Live {
             last_used: now,
             task: None,
             failed: None,
+            flush_deferred: false,
         }
     }
 
-    /// Queues `job` under an ID free on this connection and writes what the socket takes now.
-    /// Gives the job back if every ID is taken. A write error marks the connection failed (its
-    /// task reports it; the job waits in the table and is sent again with the others).
-    fn send(&mut self, mut job: Job, now: Instant) -> Result<(), Job> {
+    /// Queues `job` under an ID free on this connection (written by [`Live::write_now`] or the
+    /// connection task). Gives the job back if every ID is taken.
+    fn queue(&mut self, mut job: Job, now: Instant) -> Result<(), Job> {
         let Some(id) = free_id(&self.pending) else {
             return Err(job);
         };
@@ -418,15 +440,22 @@ impl Live {
         self.pending.insert(id, Pending { job, sent_at: now });
         self.unanswered_since.get_or_insert(now);
         self.last_used = now;
-        if self.failed.is_none() {
-            if let Poll::Ready(Err(e)) = self.write_out() {
-                self.failed = Some(UpstreamError::stream_io(e));
-                if let Some(task) = &self.task {
-                    task.wake_by_ref();
-                }
+        Ok(())
+    }
+
+    /// Writes what is queued, as far as the socket takes it now. A write error marks the
+    /// connection failed: its task reports it, and the queries wait in the table to be sent
+    /// again with the others.
+    fn write_now(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Poll::Ready(Err(e)) = self.write_out() {
+            self.failed = Some(UpstreamError::stream_io(e));
+            if let Some(task) = &self.task {
+                task.wake_by_ref();
             }
         }
-        Ok(())
     }
 
     /// Hands queued frames to TLS, and TLS's records to the socket, as far as the socket takes
@@ -738,7 +767,7 @@ impl Driver {
         let mut refused = Vec::new();
         for job in self.waiting.drain(..) {
             if !job.reply.is_closed() {
-                refused.extend(conn.send(job, now).err());
+                refused.extend(conn.queue(job, now).err());
             }
         }
         *self.shared.live() = Some(conn);
