@@ -53,7 +53,9 @@ impl Drop for Batch {
             return;
         }
         // Taken first: what a callback defers runs at once (no batch is open any more).
-        let deferred = OPEN.with(|open| open.borrow_mut().take()).unwrap_or_default();
+        let deferred = OPEN
+            .with(|open| open.borrow_mut().take())
+            .unwrap_or_default();
         for f in deferred {
             f();
         }
