@@ -23,8 +23,8 @@
 //! are sent to it as jobs), reconnects, backoff and timers. It wakes at least every half
 //! `timeout` while a connection is open, to look at the table for a stall.
 //!
-//! - **Pipelining** (RFC 7766 section 6.2.1.1): every query is written as soon as it arrives; the
-//!   exchange gives it an ID that is free on the connection and restores the caller's ID on the
+//! - **Pipelining** (RFC 7766 section 6.2.1.1): every query is written as soon as it arrives (or
+//!   when its batch ends); the exchange gives it an ID that is free on the connection and restores the caller's ID on the
 //!   answer, so answers may come back in any order. Frames queued while a write waits go out
 //!   together, as one TLS record.
 //! - **Bounds**: at most `max_inflight` queries per transport on the wire; more wait in line for a
@@ -34,17 +34,19 @@
 //!   close or a malformed frame drops the connection and sends its waiting queries *once more*, at
 //!   once, on a fresh connection. A connection that has answered nothing for `timeout` while
 //!   queries wait is stalled and dropped the same way (found by the driver's next look, at most
-//!   half a `timeout` later). [`DotTransport::reset`] does it on demand
-//!   (after a network change).
+//!   half a `timeout` later). [`DotTransport::reset`] does it on demand (after a network change).
 //! - **Idle timeout** (RFC 7766 section 6.2.3): a connection with nothing to do for `idle_timeout`
 //!   is closed with a TLS close_notify.
 //! - **Backoff**: after a failed connection attempt, queries fail at once with the last error until
 //!   [`super::tls::backoff`] has passed, so a pool can fail over instead of waiting.
 //! - **Padding** (RFC 8467): queries are padded to blocks of 128 octets before they are written.
 //!
+//! Answers are split into frames by [`super::frames::FrameReader`].
+//!
 //! Limitations: one connection per upstream (a second one would only help past the server's
 //! pipelining limit); no TCP Fast Open or 0-RTT early data; answers are matched by ID only — the
-//! question is checked by the caller's upstream layer.
+//! question is checked by the caller's upstream layer. The lock is taken by the receive thread
+//! (writing) and a runtime worker (reading), so under load one may briefly wait for the other.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
