@@ -33,8 +33,8 @@
 //! - **Dead connections** (a laptop that slept, a Wi-Fi switch): a read or write error, a server
 //!   close or a malformed frame drops the connection and sends its waiting queries *once more*, at
 //!   once, on a fresh connection. A connection that has answered nothing for `timeout` while
-//!   queries wait is stalled and dropped the same way (found by the driver's next look, at most
-//!   half a `timeout` later). [`DotTransport::reset`] does it on demand (after a network change).
+//!   queries wait is stalled and dropped the same way (the driver, which is not told of each
+//!   query, looks at least every half `timeout`, and so sets its timer for the stall in time). [`DotTransport::reset`] does it on demand (after a network change).
 //! - **Idle timeout** (RFC 7766 section 6.2.3): a connection with nothing to do for `idle_timeout`
 //!   is closed with a TLS close_notify.
 //! - **Backoff**: after a failed connection attempt, queries fail at once with the last error until
