@@ -101,10 +101,12 @@ struct Current {
 /// one, so a cache entry stamped under one is checked again under any other.
 static GENERATIONS: AtomicU32 = AtomicU32::new(0);
 
-/// A generation no index has had yet (never 0, the cache's "not checked").
+/// A generation no index has had yet: never 0 (the cache's "not checked") and below 2^31 (the
+/// cache keeps its "own answer" flag beside it, [`Screen::generation`]). After 2^31 - 1 swaps the
+/// numbers come round again; an entry stamped that many reloads ago has long expired.
 fn next_generation() -> u32 {
     loop {
-        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & 0x7FFF_FFFF;
         if g != 0 {
             return g;
         }
@@ -171,12 +173,18 @@ impl Blocker {
         let check = Check {
             index,
             generation: guard.generation,
+            mode: self.mode,
+            ttl: self.ttl,
+            payload: self.payload,
         };
-        // The next stage first: a cached answer that passed this generation's check is answered
-        // without touching the index (see the module docs).
+        // The next stage first: a cached answer that passed this generation's check, or this
+        // generation's own blocked answer stored in the cache, is answered without touching the
+        // index (see the module docs).
         let failed = match next.run_screened(view, max_len, out, &check) {
             Some(Screened::Passed(origin)) => return Some(origin),
             Some(Screened::Failed(_)) => true,
+            // The cache asked the index already: not blocked.
+            Some(Screened::Missed) => return None,
             None => false,
         };
         let cloak;
@@ -348,6 +356,9 @@ pub fn fuzz_blocklist(data: &[u8]) {
 struct Check<'a> {
     index: &'a Index,
     generation: u32,
+    mode: AnswerMode,
+    ttl: u32,
+    payload: u16,
 }
 
 impl Screen for Check<'_> {
@@ -357,6 +368,37 @@ impl Screen for Check<'_> {
 
     fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool {
         self.index.blocking(query.qname).is_none() && cloaked(self.index, answer).is_none()
+    }
+
+    /// The blocked answer, for the cache to store under this generation: the question name's
+    /// rule, else a rule on a CNAME target of `failed`; written for an EDNS client (so that the
+    /// Extended DNS Error is stored) with ID 0 and no flags of the client's; `block.ttl` seconds.
+    fn own_answer(&self, query: &QueryView<'_>, failed: &[u8], out: &mut Vec<u8>) -> Option<u32> {
+        let cloak;
+        let why = match self.index.blocking(query.qname) {
+            Some(hit) => Why { hit, cname: None },
+            None => {
+                let (hit, target) = cloaked(self.index, failed)?;
+                cloak = target;
+                Why {
+                    hit,
+                    cname: Some(cloak.as_wire()),
+                }
+            }
+        };
+        let q = Query {
+            id: 0,
+            qname: query.qname,
+            qtype: query.qtype,
+            qclass: query.qclass,
+            recursion_desired: false,
+            checking_disabled: query.header.checking_disabled,
+            wants_ad: false,
+            edns: Some(false),
+        };
+        out.clear();
+        let limit = usize::from(u16::MAX);
+        write_blocked(&q, &why, self.mode, self.ttl, self.payload, limit, out).then_some(self.ttl)
     }
 }
 

@@ -372,6 +372,8 @@ impl Handler for Cache {
     ) -> Option<Origin> {
         match self.fast_path(query, max_len, out, None)? {
             Screened::Passed(origin) | Screened::Failed(origin) => Some(origin),
+            // Not without a screen.
+            Screened::Missed => None,
         }
     }
 
