@@ -85,16 +85,19 @@ pub struct Blocker {
     /// fast path holds the read lock through its (synchronous) work, a swap holds the write lock
     /// for the swap only.
     current: RwLock<Current>,
-    mode: AnswerMode,
-    ttl: u32,
     /// The UDP payload size our OPT record advertises.
     payload: u16,
 }
 
-/// An index and the generation it is screened under (see the module docs).
+/// An index, how blocked names are answered, and the generation both are screened under (see
+/// the module docs): a change of any of them is a new generation, so that no blocked answer the
+/// cache stored under the old one is served again.
+#[derive(Clone)]
 struct Current {
     index: Arc<Index>,
     generation: u32,
+    mode: AnswerMode,
+    ttl: u32,
 }
 
 /// The last generation handed out, for every blocker of the process: two indexes never share
@@ -120,19 +123,23 @@ impl Blocker {
             current: RwLock::new(Current {
                 index: Arc::new(index),
                 generation: next_generation(),
+                mode,
+                ttl,
             }),
-            mode,
-            ttl,
             payload,
         }
     }
 
     /// The index in use.
     pub fn index(&self) -> Arc<Index> {
+        self.current().index
+    }
+
+    /// What is in use: a clone, so that the lock is released at once.
+    fn current(&self) -> Current {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .index
             .clone()
     }
 
@@ -140,14 +147,29 @@ impl Blocker {
     /// generation: every answer the cache holds is checked against it before it is answered
     /// again.
     pub fn swap(&self, index: Index) {
-        let new = Current {
-            index: Arc::new(index),
+        let index = Arc::new(index);
+        self.replace(|c| Current { index, ..c.clone() });
+    }
+
+    /// Answers blocked names with `mode` and `ttl` from now on, under a new generation: the
+    /// blocked answers the cache stored under the old one are never served again.
+    pub fn set_answer(&self, mode: AnswerMode, ttl: u32) {
+        self.replace(|c| Current {
+            mode,
+            ttl,
+            ..c.clone()
+        });
+    }
+
+    /// Swaps in what `new` makes of the current state, under a new generation.
+    fn replace(&self, new: impl FnOnce(&Current) -> Current) {
+        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let next = Current {
             generation: next_generation(),
+            ..new(&guard)
         };
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
-            new,
-        );
+        let old = std::mem::replace(&mut *guard, next);
+        drop(guard);
         // The old index is freed here, outside the lock, unless a query still holds it.
         drop(old);
     }
@@ -173,8 +195,8 @@ impl Blocker {
         let check = Check {
             index,
             generation: guard.generation,
-            mode: self.mode,
-            ttl: self.ttl,
+            mode: guard.mode,
+            ttl: guard.ttl,
             payload: self.payload,
         };
         // The next stage first: a cached answer that passed this generation's check, or this
@@ -220,7 +242,7 @@ impl Blocker {
             wants_ad: h.authentic_data || dnssec_ok,
             edns: view.edns.map(|e| e.dnssec_ok),
         };
-        write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+        write_blocked(&q, &why, guard.mode, guard.ttl, self.payload, max_len, out)
             .then_some(Origin::Local)
     }
 
@@ -230,7 +252,9 @@ impl Blocker {
             (Some(q), 1) if m.is_query_opcode() && blockable(q.qtype, q.qclass) => q,
             _ => return next.run(req).await,
         };
-        let index = self.index();
+        let Current {
+            index, mode, ttl, ..
+        } = self.current();
         if index.blocked() == 0 {
             return next.run(req).await;
         }
@@ -246,7 +270,7 @@ impl Blocker {
             edns: m.edns.as_ref().map(|e| e.dnssec_ok),
         };
         let local = |why: Why<'_>| {
-            blocked_answer(&q, &why, self.mode, self.ttl, self.payload).ok_or_else(|| {
+            blocked_answer(&q, &why, mode, ttl, self.payload).ok_or_else(|| {
                 crate::handler::HandlerError::internal(std::io::Error::other(
                     "blocked answer does not fit",
                 ))
@@ -642,13 +666,22 @@ mod tests {
 
     /// Blocker -> cache -> upstream, as the application composes them.
     fn cached_chain(index: Index) -> (Arc<Blocker>, Arc<Upstream>, Chain) {
-        let blocker = Arc::new(Blocker::new(index, AnswerMode::NxDomain, 7, 1232));
+        let (blocker, up, _, chain) = cached_chain_in(index, AnswerMode::NxDomain);
+        (blocker, up, chain)
+    }
+
+    /// [`cached_chain`] answering blocked names with `mode`, and its cache.
+    fn cached_chain_in(
+        index: Index,
+        mode: AnswerMode,
+    ) -> (Arc<Blocker>, Arc<Upstream>, Arc<crate::cache::Cache>, Chain) {
+        let blocker = Arc::new(Blocker::new(index, mode, 7, 1232));
         let cache = Arc::new(crate::cache::Cache::new(
             crate::cache::CacheConfig::default(),
         ));
         let up = Arc::new(Upstream(std::sync::atomic::AtomicUsize::new(0)));
-        let chain = Chain::new(vec![blocker.clone(), cache, up.clone()]);
-        (blocker, up, chain)
+        let chain = Chain::new(vec![blocker.clone(), cache.clone(), up.clone()]);
+        (blocker, up, cache, chain)
     }
 
     #[tokio::test]
@@ -693,30 +726,37 @@ mod tests {
             "nothing blocked went upstream"
         );
 
-        // An allow list wins: the cached answers come back, from the cache.
+        // An allow list wins: the blocked answers that replaced the cached ones in the cache
+        // are not served; the names are asked upstream again.
         blocker.swap(index_of(
             "www.example\ncdn.example\n",
             "www.example\ncdn.example\n",
         ));
         for name in ["www.example", "site.example"] {
+            assert!(fast(&c, &query(name, RType::A)).is_none());
+            let m = slow(&c, query(name, RType::A)).await;
+            assert_eq!((m.rcode(), m.answers.is_empty()), (Rcode::NOERROR, false));
             let f = fast(&c, &query(name, RType::A)).unwrap();
             assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
         }
-        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+        assert_eq!(up.0.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
-    async fn a_name_blocked_on_the_fast_path_is_never_cached() {
-        let (blocker, up, c) = cached_chain(index_of("ads.example\n", ""));
+    async fn a_blocked_answer_stored_in_the_cache_dies_with_its_generation() {
+        let (blocker, up, cache, c) =
+            cached_chain_in(index_of("ads.example\n", ""), AnswerMode::NxDomain);
         assert_eq!(
             fast(&c, &query("x.ads.example", RType::A)).unwrap().rcode(),
             Rcode::NXDOMAIN
         );
+        assert_eq!(cache.len(), 1, "stored");
         assert_eq!(
             slow(&c, query("x.ads.example", RType::A)).await.rcode(),
             Rcode::NXDOMAIN
         );
-        // Unblocked by a reload: a miss (nothing was stored), answered by the upstream.
+        // Unblocked by a reload: the stored blocked answer is served on neither path (the slow
+        // path's cache would otherwise hand it to the CNAME check, which passes it).
         blocker.swap(index_of("other.example\n", ""));
         assert!(fast(&c, &query("x.ads.example", RType::A)).is_none());
         assert_eq!(up.0.load(Ordering::SeqCst), 0);
@@ -725,6 +765,92 @@ mod tests {
             Rcode::NOERROR
         );
         assert_eq!(up.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// The blocked answers of both modes, first from the index and then from the cache: the
+    /// same bytes apart from the ID, with the Extended DNS Error naming the list.
+    #[tokio::test]
+    async fn blocked_answers_are_answered_from_the_cache_in_both_modes() {
+        let cases = [
+            (AnswerMode::NxDomain, RType::A, Rcode::NXDOMAIN, None),
+            (
+                AnswerMode::Null,
+                RType::A,
+                Rcode::NOERROR,
+                Some(RData::A(std::net::Ipv4Addr::UNSPECIFIED)),
+            ),
+            (
+                AnswerMode::Null,
+                RType::AAAA,
+                Rcode::NOERROR,
+                Some(RData::Aaaa(std::net::Ipv6Addr::UNSPECIFIED)),
+            ),
+            (AnswerMode::Null, RType::TXT, Rcode::NOERROR, None),
+        ];
+        for (mode, qtype, rcode, data) in cases {
+            let (_, up, cache, c) = cached_chain_in(index_of("ads.example\n", ""), mode);
+            let first = fast(&c, &query("x.Ads.example", qtype)).unwrap();
+            assert_eq!(cache.len(), 1);
+            for _ in 0..2 {
+                let mut q = query("X.ads.example", qtype);
+                q.header.id = 4321;
+                let f = fast(&c, &q).unwrap();
+                assert_eq!((f.header.id, f.rcode()), (4321, rcode), "{mode:?} {qtype:?}");
+                assert_eq!(f.questions[0].name.to_string(), "X.ads.example.");
+                assert_eq!(f.answers.first().map(|r| r.data.clone()), data);
+                assert_eq!(
+                    ede_text(&f),
+                    "blocked: ads.example (list block.list, line 1)"
+                );
+                assert_eq!(f.answers.len(), first.answers.len());
+                // Without EDNS: no OPT record, so no Extended DNS Error.
+                let mut plain = query("x.ads.example", qtype);
+                plain.edns = None;
+                assert!(fast(&c, &plain).unwrap().edns.is_none());
+            }
+            // Never a cache hit in the cache's counters, never upstream.
+            assert_eq!(cache.stats().hits, 0);
+            assert_eq!(up.0.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_answer_mode_is_a_new_generation() {
+        let (blocker, _, _, c) =
+            cached_chain_in(index_of("ads.example\n", ""), AnswerMode::NxDomain);
+        for _ in 0..2 {
+            let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+        }
+        blocker.set_answer(AnswerMode::Null, 30);
+        for _ in 0..2 {
+            let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NOERROR);
+            assert_eq!(f.answers[0].data, RData::A(std::net::Ipv4Addr::UNSPECIFIED));
+            assert_eq!(f.answers[0].ttl, 30);
+        }
+        let m = slow(&c, query("ads.example", RType::A)).await;
+        assert_eq!((m.rcode(), m.answers[0].ttl), (Rcode::NOERROR, 30));
+    }
+
+    /// A cloaked answer (its CNAME target blocked) is replaced in the cache by the blocked
+    /// answer naming the target.
+    #[tokio::test]
+    async fn a_cloaked_answer_is_replaced_by_its_blocked_answer() {
+        let (_, up, cache, c) =
+            cached_chain_in(index_of("cdn.example\n", ""), AnswerMode::NxDomain);
+        let m = slow(&c, query("site.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(up.0.load(Ordering::SeqCst), 1);
+        for _ in 0..3 {
+            let f = fast(&c, &query("site.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+            assert_eq!(
+                ede_text(&f),
+                "blocked: CNAME target cdn.example (list block.list, line 1)"
+            );
+        }
+        assert_eq!((cache.len(), cache.stats().hits), (1, 0));
     }
 
     #[test]
