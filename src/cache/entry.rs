@@ -207,6 +207,13 @@ impl Entry {
         u64::from_le_bytes(v)
     }
 
+    /// Starts the entry's lifetime again at `now_ms`: its TTLs count down from what was stored.
+    /// Only for an answer that would be stored again as the very same bytes (a screen's own
+    /// answer under the same generation, see `Cache::own_hit`).
+    pub(crate) fn renew(&mut self, now_ms: u64) {
+        self.0[OFF_INSERTED..OFF_INSERTED + 6].copy_from_slice(&now_ms.to_le_bytes()[..6]);
+    }
+
     /// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once
     /// expired).
     pub(crate) fn ttl_left_s(&self, now_ms: u64) -> u64 {

@@ -179,7 +179,7 @@ impl Cache {
             return Some(Locked::Missed);
         };
         if screened & OWN != 0 {
-            return self.own_hit(shard, idx, hash, screened, client, max_len, out, screen);
+            return self.own_hit(shard, idx, screened, client, max_len, out, screen);
         }
         let now = self.now_ms();
         match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
@@ -221,17 +221,23 @@ impl Cache {
     }
 
     /// A hit on the screen's own answer stored under the stamp `screened`: answered as
-    /// [`Origin::Local`] only behind a screen of that very generation and while fresh, and then
-    /// like any hit (the one response writer, TTLs counted down) but not counted as a cache hit,
-    /// not marked referenced, never prefetched, refreshed or answered stale. Under any other
+    /// [`Origin::Local`] only behind a screen of that very generation, and then like any hit (the
+    /// one response writer, TTLs counted down) but not counted as a cache hit, not marked
+    /// referenced, never prefetched, refreshed upstream or answered stale. Under any other
     /// generation, or without a screen, it is a miss (and replaced if the screen answers again).
+    ///
+    /// Once its lifetime (the screen's TTL) is over, its TTLs have counted down to 0 and it is
+    /// renewed in place: stored again now, as the screen would store it again, since under the
+    /// same generation the screen's answer is the same bytes (the same lists, rule, mode and
+    /// TTL). So a blocked name asked now and then costs one hit per ask, not a rebuild every
+    /// `block.ttl` seconds; a client never sees a TTL above the screen's, and never one that
+    /// counts up within a lifetime.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn own_hit(
         &self,
         shard: &mut Shard,
         idx: usize,
-        hash: u64,
         screened: u32,
         client: &Client<'_>,
         max_len: usize,
@@ -242,14 +248,14 @@ impl Cache {
         if !current {
             return Some(Locked::Missed);
         }
-        // Own answers are never stale-eligible: an expired one is removed and missed.
         let now = self.now_ms();
-        match shard.lookup_at(idx, hash, now, 0) {
-            Some(Found::Fresh(entry)) => entry
-                .render(client, Ttls::At(now), max_len, out)
-                .then_some(Locked::Answered(Screened::Passed(Origin::Local))),
-            _ => Some(Locked::Missed),
+        let entry = shard.entry_mut(idx)?;
+        if entry.is_expired(now) {
+            entry.renew(now);
         }
+        entry
+            .render(client, Ttls::At(now), max_len, out)
+            .then_some(Locked::Answered(Screened::Passed(Origin::Local)))
     }
 
     /// The slow path: a hit, one run of the rest of the chain per group of identical misses, or a

@@ -173,6 +173,11 @@ impl Shard {
         (entry.key() == key).then_some((idx, place.screened))
     }
 
+    /// The entry at `idx` (where [`Shard::find`] found it), whatever its age.
+    pub(crate) fn entry_mut(&mut self, idx: usize) -> Option<&mut Entry> {
+        self.slots.get_mut(idx)?.as_mut()
+    }
+
     /// Records that the entry under `hash` passed the screen of `generation`.
     pub(crate) fn set_screened(&mut self, hash: u64, generation: u32) {
         if let Some(place) = self.index.get_mut(&hash) {

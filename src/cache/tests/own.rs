@@ -162,7 +162,7 @@ async fn the_slow_path_never_answers_an_own_answer() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn own_answers_count_down_and_expire_without_stale_prefetch_or_file() {
+async fn own_answers_count_down_and_renew_without_stale_prefetch_or_file() {
     let c = Arc::new(default_cache());
     let mode = Arc::new(AtomicU8::new(ANSWER));
     let up = switchable(100, &mode);
@@ -190,12 +190,21 @@ async fn own_answers_count_down_and_expire_without_stale_prefetch_or_file() {
     // Never written to the cache file.
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(c.save(&dir.path().join("cache")).unwrap(), 0);
-    // Expired with its lifetime, exactly: not answered stale (serve-stale is on by default),
-    // the screen is asked again.
+    // At the end of its lifetime, exactly: not answered stale (serve-stale is on by default,
+    // which would answer it with the stale TTL), but renewed: the screen's answer under the same
+    // generation is the same, so its TTL starts again at the screen's.
     advance(Duration::from_secs(1)).await;
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
-    assert_eq!(s.asked.get(), 2);
+    let (r, out) = screened(&c, &q, &s);
+    assert_eq!(r, Some(Screened::Passed(Origin::Local)));
+    assert_eq!(ttls(&out)[0].2, 10);
     assert_eq!(c.stats().stale, 0);
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(ttls(&screened(&c, &q, &s).1)[0].2, 7);
+    assert_eq!(s.asked.get(), 1);
+    // Under a new generation it is asked for again.
+    s.generation.set(4);
+    assert_eq!(ttls(&screened(&c, &q, &s).1)[0].2, 10);
+    assert_eq!(s.asked.get(), 2);
     shutdown.cancel();
     refresher.await.unwrap();
 }
