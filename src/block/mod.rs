@@ -3,33 +3,54 @@
 //! ```text
 //!   server --QueryView--> Blocker::answer_fast_in_chain --> cache, screened by Check (generation g)
 //!        hit stamped g ------------------------------------------------------------> answer as is
+//!        hit on a blocked answer stored under g ---------------------------> answer as is (Local)
 //!        hit not stamped g --> qname or a CNAME target blocked? --no--> stamp g --> answer as is
-//!                                                             \--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
-//!        miss --> qname blocked? --yes--> same blocked answer | --no--> slow path
-//!   server --Request----> Blocker::handle --blocked?--yes--> same answer as an Answer
+//!                                                             \--yes--> store blocked answer, g
+//!        miss (or a blocked answer of another generation) --> qname blocked? --yes--> same
+//!                                                                           \--no--> slow path
+//!   server --Request----> Blocker::handle --blocked?--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
 //!                                   \--no--> cache --> ... --> forwarder --answer--> CNAME check
 //!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc, new g--> Blocker
 //!                      ^ SIGHUP, every refresh_secs; URLs fetched through our own chain (fetch)
 //! ```
 //!
 //! Why in front of the cache: a list change (a reload) must take effect for every name at once,
-//! including names the cache already holds, and a blocked name must never reach an upstream or
-//! take room in the cache.
+//! including names the cache already holds, and a blocked name must never reach an upstream.
 //!
 //! Why the cache is asked first on the fast path: with a large list, probing the [`index`] for
 //! every suffix of every query name touches cache lines spread over megabytes (the tag bytes
 //! alone are two octets per name), which at a moderate query rate are cold every time; that was
 //! most of what a list of a million names added to a cached answer. So every index has a
-//! generation (unique in the process, new at every swap), and the stage hands the cache a
-//! [`Screen`] ([`Check`]) with it: a cache entry records the generation whose check it last
-//! passed (the question name not blocked, no CNAME target blocked, allow lists applied), and a
-//! hit on an entry that carries the current generation is answered without touching the index
-//! or walking the answer. Any other hit (a new entry, or the first since a reload) is checked
-//! under the cache's shard lock and stamped if it passes; one that fails comes back to this stage
-//! with no effect in the cache (not counted, no prefetch or refresh queued, so a name blocked
-//! since it was stored never goes upstream) and is answered blocked. A reload thus takes effect
-//! for cached names at once, at the price of one check per entry. A miss costs the cache's lookup
-//! and then the index's, so a blocked answer costs a cache miss more than it would in front.
+//! generation (unique in the process, new at every swap, and at every change of the answer mode
+//! or TTL), and the stage hands the cache a [`Screen`] ([`Check`]) with it: a cache entry records
+//! the generation whose check it last passed (the question name not blocked, no CNAME target
+//! blocked, allow lists applied), and a hit on an entry that carries the current generation is
+//! answered without touching the index or walking the answer. Any other hit (a new entry, or the
+//! first since a reload) is checked under the cache's shard lock and stamped if it passes. A
+//! reload thus takes effect for cached names at once, at the price of one check per entry.
+//!
+//! Why blocked answers are stored in the cache too: a blocked name asked first of the cache is a
+//! cache miss (hashing the key) and then the index's probe over cold memory, which made a blocked
+//! answer dearer than a cached one. So on a miss, or on an entry that fails the check, the cache
+//! asks the check for its own answer ([`Screen::own_answer`]): the blocked response, written once
+//! for an EDNS client with the Extended DNS Error naming the list, stored as an entry marked as
+//! the blocker's own under the current generation (it replaces an entry that failed), and
+//! answered. The next ask is one cache hit and nothing else: the cache's one response writer
+//! puts in the client's ID, spelling, flags and OPT record (none, so no Extended DNS Error, for a
+//! client without EDNS), and counts the TTL down from `block.ttl`. Such an entry is answered as
+//! [`Origin::Local`], so the metrics and the query log count it as a local answer, not a cache
+//! hit (nor does the cache's own hit counter); it is answered only on the screened fast path
+//! and only under its generation: the slow path's cache misses it (so a stale one can never
+//! reach the slow path's CNAME check, which would pass it as a "not blocked, no CNAME" answer),
+//! and a reload, a new answer mode or TTL, or the blocker's removal makes it a miss at once. It
+//! is never prefetched, refreshed upstream, answered stale, or written to the cache file; when
+//! its TTL has counted down to 0 it is renewed in place (under the same generation the blocker
+//! would write the same bytes again). A flood of distinct blocked names takes at most a quarter
+//! of each cache shard (past that they are answered from the index, not stored), and those
+//! entries are never marked referenced, so the eviction's second chance is for the other entries
+//! only: the flood can displace at most a quarter of the cache, and what a household asks keeps
+//! the rest (unbound answers local zones before its cache and stores nothing for them; storing
+//! a bounded share is what buys the blocked answer the cost of a hit).
 //!
 //! A compact prefilter in front of the index (a Bloom filter of a few bits per name) was the
 //! other way: it spares the probes of the slots and the arena, but not the cold line per suffix,
@@ -48,8 +69,12 @@
 //! Limitations: only class IN is blocked (other classes pass); DNAME records are not looked into
 //! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
 //! a reload swaps them. A cached answer that fails the check (a cloaked one, or one blocked since
-//! it was stored) is never stamped, so it is checked on every hit until it expires. Only the fast
-//! path uses the stamps: the slow path checks every answer.
+//! it was stored) is replaced by the blocked answer, so a reload that unblocks the name asks the
+//! upstream again. Only the fast path uses the stamps and the stored blocked answers: the slow
+//! path checks every answer and writes every blocked answer from the index. Queries the cache
+//! does not answer (meta types, EDNS versions other than 0) are blocked from the index each time.
+//! The answer mode and TTL are taken at start: a config reload that changes them needs a
+//! restart ([`Blocker::set_answer`] is the stage's side of it).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};

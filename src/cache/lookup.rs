@@ -24,6 +24,11 @@
 //! here: not counted, no prefetch or refresh queued. The slow path is not screened: the blocker
 //! checks what comes back.
 //!
+//! A miss or a failed entry on the screened fast path asks the screen for its own answer (the
+//! blocked response): stored in the entry's place, stamped with the screen's generation and a flag
+//! that makes it the screen's own, and answered as a local answer. Hits on it are answered only
+//! under that generation ([`Cache::own_hit`]); the slow path misses it.
+//!
 //! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
 //! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
 //! goes through serve-stale ([`super::stale`]). Live hits on either path count toward prefetch

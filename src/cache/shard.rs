@@ -20,10 +20,12 @@
 //! The same stamp with its top bit ([`OWN`]) set marks an entry that is the screen's own answer (a
 //! blocked name's), valid under that generation only: [`Shard::lookup`] (the slow path's) misses
 //! it, and the cache's screened fast path answers it only while the screen's generation is the
-//! stamped one. A shard holds at most a quarter of its entries as own answers ([`OWN_SHARE`]) and
-//! never marks them referenced, so under a flood of distinct blocked names they are the CLOCK
-//! hand's first victims among themselves and can displace at most a quarter of the other entries;
-//! names past the cap are answered by the screen without being stored.
+//! stamped one. A shard holds at most a quarter of its entries as own answers ([`OWN_SHARE`]):
+//! past that, a new one is stored only in place of one of no more use (another generation's, or
+//! one not asked since its TTL ran out: [`Shard::reclaim_own`]), else answered without being
+//! stored. Own answers are never marked referenced, so the CLOCK hand's second chance goes to the
+//! other entries only. A flood of distinct blocked names thus displaces at most a quarter of the
+//! other entries.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -37,6 +39,8 @@ use super::entry::{Age, Entry};
 
 /// A shard holds at most `1 / OWN_SHARE` of its entries as a screen's own answers.
 pub(crate) const OWN_SHARE: usize = 4;
+/// Slots [`Shard::reclaim_own`] looks at, at most, when the own answers' share is full.
+const OWN_RECLAIM_SCAN: usize = 16;
 
 /// The keyed hash of a cache key (used for the shard choice and the index).
 pub(crate) fn hash_key(state: &RandomState, key: &[u8]) -> u64 {
@@ -112,6 +116,8 @@ pub(crate) struct Shard {
     max_bytes: usize,
     /// Entries that are a screen's own answers ([`OWN`]), at most `max_entries / OWN_SHARE`.
     own: usize,
+    /// Where [`Shard::reclaim_own`] looks next.
+    own_hand: usize,
     /// Misses being resolved, by key: present exactly while a leader works on that key.
     pub inflight: HashMap<Box<[u8]>, Flight>,
     pub counters: Counters,
@@ -130,6 +136,7 @@ impl Shard {
             max_entries,
             max_bytes,
             own: 0,
+            own_hand: 0,
             inflight: HashMap::new(),
             counters: Counters::default(),
         }
@@ -287,7 +294,10 @@ impl Shard {
             .index
             .get(&hash)
             .is_some_and(|p| p.screened & OWN != 0);
-        if !replaces_own && self.own >= self.max_entries / OWN_SHARE {
+        if !replaces_own
+            && self.own >= self.max_entries / OWN_SHARE
+            && !self.reclaim_own(generation, now_ms, hasher)
+        {
             return false;
         }
         if !self.insert(hash, entry, now_ms, hasher) {
@@ -297,6 +307,35 @@ impl Shard {
         self.own += 1;
         self.set_screened(hash, generation | OWN);
         true
+    }
+
+    /// Removes one own answer that can no longer be answered (stored under another generation)
+    /// or has not been asked since its TTLs counted down (expired), looking at no more than
+    /// [`OWN_RECLAIM_SCAN`] slots from where the last look ended; returns whether one went. Keeps
+    /// the own answers' share from being held by ones that are of no more use while the cache is
+    /// not full enough to evict them.
+    fn reclaim_own(&mut self, generation: u32, now_ms: u64, hasher: &RandomState) -> bool {
+        for _ in 0..OWN_RECLAIM_SCAN.min(self.slots.len()) {
+            if self.own_hand >= self.slots.len() {
+                self.own_hand = 0;
+            }
+            let idx = self.own_hand;
+            self.own_hand += 1;
+            let Some(entry) = &self.slots[idx] else {
+                continue;
+            };
+            let hash = hash_key(hasher, entry.key());
+            let useless = self.index.get(&hash).is_some_and(|p| {
+                p.slot as usize == idx
+                    && p.screened & OWN != 0
+                    && (p.screened != generation | OWN || entry.is_expired(now_ms))
+            });
+            if useless {
+                self.remove(idx, hash);
+                return true;
+            }
+        }
+        false
     }
 
     /// Moves the CLOCK hand until one entry is gone. Two sweeps always suffice: the first clears
