@@ -240,10 +240,9 @@ fn blocked_answers_asked_again_are_local_answers_in_the_metrics_and_the_log() {
     for _ in 0..4 {
         assert_blocked(server, "x.ads.example", "list.txt");
     }
-    let plain = Message::parse(
-        &udp_exchange(server, &query_bytes("x.ads.example", RType::A, 9)).unwrap(),
-    )
-    .unwrap();
+    let plain =
+        Message::parse(&udp_exchange(server, &query_bytes("x.ads.example", RType::A, 9)).unwrap())
+            .unwrap();
     assert_eq!((plain.rcode(), plain.header.id), (Rcode::NXDOMAIN, 9));
     assert!(plain.edns.is_none(), "{plain:?}");
     let tcp = Message::parse(
@@ -274,7 +273,10 @@ fn blocked_answers_asked_again_are_local_answers_in_the_metrics_and_the_log() {
         .filter(|l| l.to_ascii_lowercase().contains("qname=x.ads.example"))
         .collect();
     assert_eq!(lines.len(), 6, "{log}");
-    assert!(lines.iter().all(|l| l.contains("source=\"local\"")), "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("source=\"local\"")),
+        "{log}"
+    );
 }
 
 /// A list URL whose host (`dns.test`) only dnsveil's own chain can resolve (a local record), on an

@@ -820,7 +820,11 @@ mod tests {
                 let mut q = query("X.ads.example", qtype);
                 q.header.id = 4321;
                 let f = fast(&c, &q).unwrap();
-                assert_eq!((f.header.id, f.rcode()), (4321, rcode), "{mode:?} {qtype:?}");
+                assert_eq!(
+                    (f.header.id, f.rcode()),
+                    (4321, rcode),
+                    "{mode:?} {qtype:?}"
+                );
                 assert_eq!(f.questions[0].name.to_string(), "X.ads.example.");
                 assert_eq!(f.answers.first().map(|r| r.data.clone()), data);
                 assert_eq!(

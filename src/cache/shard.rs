@@ -290,10 +290,7 @@ impl Shard {
         now_ms: u64,
         hasher: &RandomState,
     ) -> bool {
-        let replaces_own = self
-            .index
-            .get(&hash)
-            .is_some_and(|p| p.screened & OWN != 0);
+        let replaces_own = self.index.get(&hash).is_some_and(|p| p.screened & OWN != 0);
         if !replaces_own
             && self.own >= self.max_entries / OWN_SHARE
             && !self.reclaim_own(generation, now_ms, hasher)

@@ -94,7 +94,13 @@ async fn an_own_answer_is_stored_and_then_answered_as_a_hit() {
     // The next asks are hits on the stored answer: the screen is not asked again, and the
     // client's ID, spelling and EDNS come from the one response writer.
     for (id, spelling, with_edns) in [(7, "ADS.example", true), (8, "ads.EXAMPLE", false)] {
-        let raw = query_with(spelling, RType::A, id, with_edns.then(|| edns(false)).flatten(), false);
+        let raw = query_with(
+            spelling,
+            RType::A,
+            id,
+            with_edns.then(|| edns(false)).flatten(),
+            false,
+        );
         let (r, out) = screened(&c, &raw, &s);
         assert_eq!(r, Some(Screened::Passed(Origin::Local)));
         let m = Message::parse(&out).unwrap();
@@ -104,7 +110,10 @@ async fn an_own_answer_is_stored_and_then_answered_as_a_hit() {
         if with_edns {
             assert_eq!(blocked_text(&out).as_deref(), Some("blocked: by test"));
         } else {
-            assert!(m.edns.is_none(), "no OPT, so no Extended DNS Error, without EDNS");
+            assert!(
+                m.edns.is_none(),
+                "no OPT, so no Extended DNS Error, without EDNS"
+            );
         }
     }
     assert_eq!(s.asked.get(), 1);
@@ -118,7 +127,10 @@ async fn an_own_answer_of_another_generation_is_never_served() {
     let c = default_cache();
     let s = Blocking::new(3, 10);
     let q = query("ads.example", RType::A, 1);
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Local))
+    );
 
     // A reload that no longer blocks the name: the stored answer is not served; the screen is
     // asked, has none, and the query goes on to the slow path.
@@ -132,8 +144,14 @@ async fn an_own_answer_of_another_generation_is_never_served() {
     // A reload that blocks it again: the screen's new answer replaces the old one.
     s.generation.set(5);
     s.blocks.set(true);
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Local))
+    );
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Local))
+    );
     assert_eq!(s.asked.get(), 3);
     assert_eq!(c.len(), 1);
 }
@@ -146,7 +164,10 @@ async fn the_slow_path_never_answers_an_own_answer() {
     let ch = chain(&c, &up);
     let s = Blocking::new(3, 10);
     let q = query("www.example.com", RType::A, 1);
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Local))
+    );
     // The slow path of the same generation even: it goes upstream (the blocker in front answers
     // blocked names itself; a name that reaches the cache is one it no longer blocks).
     let a = ch
@@ -158,7 +179,10 @@ async fn the_slow_path_never_answers_an_own_answer() {
     // And its answer replaced the stored own answer.
     s.blocks.set(false);
     s.generation.set(4);
-    assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Cache)));
+    assert_eq!(
+        screened(&c, &q, &s).0,
+        Some(Screened::Passed(Origin::Cache))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,7 +256,10 @@ async fn a_flood_of_own_answers_takes_at_most_a_quarter_of_the_cache() {
     for i in 0..1000 {
         let q = query(&format!("ad{i}.example"), RType::A, 1);
         // Every one answered, stored or not.
-        assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+        assert_eq!(
+            screened(&c, &q, &s).0,
+            Some(Screened::Passed(Origin::Local))
+        );
     }
     let own = c.shards.iter().map(|p| lock(p).own_len()).sum::<usize>();
     assert_eq!(own, 64 / 4);
@@ -248,13 +275,19 @@ async fn a_flood_of_own_answers_takes_at_most_a_quarter_of_the_cache() {
     for _ in 0..4 {
         for i in 0..16 {
             let q = query(&format!("new{i}.example"), RType::A, 1);
-            assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+            assert_eq!(
+                screened(&c, &q, &s).0,
+                Some(Screened::Passed(Origin::Local))
+            );
         }
     }
     let asked = s.asked.get();
     for i in 0..16 {
         let q = query(&format!("new{i}.example"), RType::A, 1);
-        assert_eq!(screened(&c, &q, &s).0, Some(Screened::Passed(Origin::Local)));
+        assert_eq!(
+            screened(&c, &q, &s).0,
+            Some(Screened::Passed(Origin::Local))
+        );
     }
     assert_eq!(s.asked.get(), asked, "all 16 stored");
     assert_eq!(c.len(), 40 + 16);
