@@ -124,7 +124,6 @@ impl Cache {
         screen: Option<(&dyn Screen, &QueryView<'_>)>,
     ) -> Option<Screened> {
         let hash = hash_key(&self.hasher, key.as_bytes());
-        let generation = screen.map(|(s, _)| s.generation() & !OWN);
         let failed = {
             // Lock held for the lookup, the copy and (once per entry and generation) the screen's
             // check, which is synchronous and bounded; nothing here awaits.
@@ -139,7 +138,7 @@ impl Cache {
         // written, stored and answered with the lock released (the screen's lookup may touch
         // cold memory; storing takes the lock again).
         let (screen, query) = screen?;
-        let generation = generation?;
+        let generation = screen.generation() & !OWN;
         let previous = failed.map(|_| std::mem::take(out));
         let Some(lifetime) = screen.own_answer(query, previous.as_deref().unwrap_or(&[]), out)
         else {
