@@ -279,6 +279,42 @@ fn blocked_answers_asked_again_are_local_answers_in_the_metrics_and_the_log() {
     );
 }
 
+/// A config reload applies `block.answer` and `block.ttl` at once, to blocked answers the cache
+/// already holds too.
+#[test]
+fn a_config_reload_changes_the_answer_mode_of_cached_blocked_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let block = write(dir.path(), "list.txt", "ads.example\n");
+    let config = |answer: &str, ttl: u32| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[hosts]\nfile = \"\"\n\
+             [upstream]\nservers = [\"udp://127.0.0.1:9\"]\n\
+             [block]\nlists = [\"{block}\"]\nanswer = \"{answer}\"\nttl = {ttl}\n"
+        )
+    };
+    let conf = write(dir.path(), "dnsveil.toml", &config("nxdomain", 10));
+    let d = Dnsveil::start(&["--config", &conf]);
+    let server = d.udp_addr();
+    for _ in 0..3 {
+        assert_blocked(server, "ads.example", "list.txt");
+    }
+    write(dir.path(), "dnsveil.toml", &config("null", 42));
+    d.signal("HUP");
+    assert!(
+        d.wait_logged("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("needs a restart"), "{}", d.log());
+    for _ in 0..3 {
+        let m = ask(server, "ads.example", RType::A);
+        assert_eq!(m.rcode(), Rcode::NOERROR, "{m:?}");
+        assert_eq!(addresses(&m), ["0.0.0.0"]);
+        assert_eq!(m.answers[0].ttl, 42);
+        assert!(blocked_text(&m).unwrap().contains("list.txt"));
+    }
+}
+
 /// A list URL whose host (`dns.test`) only dnsveil's own chain can resolve (a local record), on an
 /// HTTPS server with the test CA: fetched, its copy kept; then, with the server failing and the
 /// copy out of date, a new dnsveil still blocks from the copy.

@@ -73,8 +73,8 @@
 //! upstream again. Only the fast path uses the stamps and the stored blocked answers: the slow
 //! path checks every answer and writes every blocked answer from the index. Queries the cache
 //! does not answer (meta types, EDNS versions other than 0) are blocked from the index each time.
-//! The answer mode and TTL are taken at start: a config reload that changes them needs a
-//! restart ([`Blocker::set_answer`] is the stage's side of it).
+//! A config reload applies `block.answer` and `block.ttl` ([`Blocker::set_answer`]); the lists
+//! and the other block settings it leaves for a restart (SIGHUP re-reads the lists themselves).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -176,9 +176,15 @@ impl Blocker {
         self.replace(|c| Current { index, ..c.clone() });
     }
 
-    /// Answers blocked names with `mode` and `ttl` from now on, under a new generation: the
-    /// blocked answers the cache stored under the old one are never served again.
+    /// Answers blocked names with `mode` and `ttl` from now on (a config reload), under a new
+    /// generation if either changed: the blocked answers the cache stored under the old one are
+    /// never served again.
     pub fn set_answer(&self, mode: AnswerMode, ttl: u32) {
+        let c = self.current();
+        if (c.mode, c.ttl) == (mode, ttl) {
+            return;
+        }
+        info!(answer = ?mode, ttl, "block answer changed");
         self.replace(|c| Current {
             mode,
             ttl,
