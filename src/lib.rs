@@ -33,6 +33,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
+pub mod batch;
 pub mod block;
 pub mod cache;
 pub mod clock;

@@ -24,7 +24,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use dnsveil::app::{ConfigSource, Plan};
 use dnsveil::config::{knob, Config, DnssecMode, LogLevel, Mode, Overrides, Strategy};
@@ -372,7 +375,7 @@ once.
 .SH ENVIRONMENT
 .TP
 \fBRUST_LOG\fR
-A log filter (e.g. \fIdebug\fR) that overrides \fBlog.level\fR.
+A log filter: a level and \fItarget=level\fR directives (e.g. \fIdnsveil=debug,hyper=warn\fR); it overrides \fBlog.level\fR.
 .TP
 \fBNO_COLOR\fR
 No colours in the log, even on a terminal.
@@ -695,33 +698,47 @@ fn source(args: RunArgs) -> ConfigSource {
 
 /// Logs go to stderr, coloured only on a terminal (and not with NO_COLOR); when stderr is the
 /// systemd journal (`JOURNAL_STREAM`), in the journal's format instead (`dnsveil::journal`).
-/// RUST_LOG, when set, non-empty and valid, overrides the configured level.
+/// RUST_LOG, when set, non-empty and valid, overrides the configured level. It takes a level and
+/// `target=level` directives (`dnsveil=debug,hyper=warn`): `Targets`, not `EnvFilter`, whose span
+/// and field filters need a regex engine that was a tenth of the binary (issue 17's size budget).
 fn init_tracing(level: LogLevel) {
-    let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
+    let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .map(|v| EnvFilter::try_new(&v).map_err(|e| (v, e)));
+        .map(|v| v.parse::<Targets>().map_err(|e| (v, e)));
+    let configured = Targets::new().with_default(level_filter(level));
     let (filter, bad_env) = match from_env {
         Some(Ok(f)) => (f, None),
-        Some(Err(bad)) => (EnvFilter::new(level.as_str()), Some(bad)),
-        None => (EnvFilter::new(level.as_str()), None),
+        Some(Err(bad)) => (configured, Some(bad)),
+        None => (configured, None),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if journal::stderr_is_journal() {
-        builder
+        let layer = layer
             .with_ansi(false)
-            .event_format(journal::JournalFormat::default())
+            .event_format(journal::JournalFormat::default());
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
             .init();
     } else {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        builder
-            .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        let layer = layer.with_ansi(std::io::stderr().is_terminal() && !no_color);
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
             .init();
     }
     if let Some((value, e)) = bad_env {
         tracing::warn!("ignoring RUST_LOG={value:?}: {e}; using level {level}");
+    }
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
     }
 }
 

@@ -383,3 +383,10 @@ fn trust_anchors_target_on_seeds_and_mutations() {
     ];
     run(dnsveil::dnssec::fuzzing::anchors, &pool, dict, 9);
 }
+
+#[test]
+fn dot_frames_target_on_seeds_and_mutations() {
+    let pool = seeds("dot_frames");
+    let dict: &[&[u8]] = &[&[0, 0], &[0, 12], &[0xff, 0xff], &[0x40, 0], &[0, 1, 0]];
+    run(dnsveil::upstream::frames::fuzz_frames, &pool, dict, 6);
+}

@@ -147,6 +147,65 @@ async fn dot_pipelines_many_queries_on_one_connection() {
     assert_eq!(t.handshakes(), 1);
 }
 
+/// On an open connection the exchange writes its query itself, in its first poll (or at the end
+/// of the batch it was started in): nothing waits for another task (the driver, a writer) to run. The client's runtime is a current-thread one
+/// that the test blocks, so a query handed to any task of it would never leave.
+#[test]
+fn dot_writes_on_an_open_connection_in_the_exchanges_first_poll() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = Pki::generate();
+    let server = server_rt.block_on(dot_server(&pki.good, DotMode::Answer));
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = dot(server.addr, tls_opts(&pki, "dns.test"), fast_dot());
+    client_rt.block_on(async {
+        let q = query("example.com", 1);
+        check_answer(&q, &t.exchange(&q).await.expect("first answer"));
+        let q = query("example.org", 2);
+        let mut exchange = t.exchange(&q);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(exchange.as_mut().poll(&mut cx).is_pending());
+        // This thread runs no other task of the client's runtime until the server has the query.
+        let (arrived, wait) = std::sync::mpsc::channel();
+        let counts = server.counts.clone();
+        server_rt.spawn(async move {
+            counts.wait_queries(2).await;
+            let _ = arrived.send(());
+        });
+        assert!(
+            wait.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the query did not leave in the exchange's first poll"
+        );
+        check_answer(&q, &exchange.await.expect("second answer"));
+
+        // Inside a batch (a UDP receive batch) the write waits for the batch's end, and is
+        // made then, on this thread, by the batch itself.
+        let q = query("example.net", 3);
+        let mut exchange = t.exchange(&q);
+        let batch = dnsveil::batch::Batch::begin();
+        assert!(exchange.as_mut().poll(&mut cx).is_pending());
+        drop(batch);
+        let (arrived, wait) = std::sync::mpsc::channel();
+        let counts = server.counts.clone();
+        server_rt.spawn(async move {
+            counts.wait_queries(3).await;
+            let _ = arrived.send(());
+        });
+        assert!(
+            wait.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the batch's end did not write the query"
+        );
+        check_answer(&q, &exchange.await.expect("third answer"));
+    });
+    assert_eq!(server.accepted(), 1);
+}
+
 #[tokio::test]
 async fn dot_matches_out_of_order_answers() {
     let pki = Pki::generate();

@@ -62,8 +62,23 @@ pub(super) fn serve(
     // runtime's drivers (`inline`).
     let _runtime = runtime.enter();
     let fd = sock.as_raw_fd();
-    let mut rbufs: Box<[[u8; RECV_BUF]; BATCH]> = Box::new([[0u8; RECV_BUF]; BATCH]);
-    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    // Memory an idle thread never touches stays out of its resident set (issue 17's idle budget):
+    // the receive buffers are a fresh anonymous mapping (zero pages the kernel supplies where a
+    // datagram first lands; the allocator would have zeroed all 128 KiB by hand), and an answer
+    // buffer grows on its first use and keeps its capacity after that.
+    let mut mapped;
+    let mut heap;
+    let rbuf: &mut [u8] = match memmap2::MmapMut::map_anon(RECV_BUF * BATCH) {
+        Ok(m) => {
+            mapped = m;
+            &mut mapped
+        }
+        Err(_) => {
+            heap = vec![0u8; RECV_BUF * BATCH];
+            &mut heap
+        }
+    };
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::new()).collect();
     let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sender = BatchSender::new(&*sock);
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
@@ -71,7 +86,9 @@ pub(super) fn serve(
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
     while !shutdown.is_cancelled() {
         let n = {
-            let mut iovs = rbufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+            let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
             match recvmmsg(
                 fd,
                 &mut recv_hdrs,
@@ -98,7 +115,7 @@ pub(super) fn serve(
         // One clock read per batch, and none without a rate limit.
         let now = shared.limiter.as_ref().map(|_| shared.started.elapsed());
         let mut replies = 0;
-        for (&(len, addr), buf) in got[..n].iter().zip(rbufs.iter()) {
+        for (&(len, addr), buf) in got[..n].iter().zip(rbuf.chunks_exact(RECV_BUF)) {
             let Some(src) = addr.as_ref().and_then(socket_addr) else {
                 continue;
             };
@@ -110,7 +127,9 @@ pub(super) fn serve(
         }
         sender.send(fd, &outs[..replies], &dests[..replies]);
         // The batch's answers are out; now the queries that need more work start (their first
-        // steps run here, see `inline`), so that no cached answer waits behind them.
+        // steps run here, see `inline`), so that no cached answer waits behind them. What they
+        // write upstream goes out together when the batch ends (`batch`).
+        let _batch = (!slow.is_empty()).then(crate::batch::Batch::begin);
         for (query, src, share) in slow.drain(..) {
             // After a stop request (or the server future's drop, before the runtime's drivers go)
             // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.

@@ -6,6 +6,11 @@
 //!   exchange() --clone of SendRequest--> h2 stream ----/        driven by its own task
 //! ```
 //!
+//! The client is the `h2` crate's, used directly: an exchange opens its stream and waits on the
+//! stream's own response future, which the connection's task completes as it reads the answer.
+//! (hyper's client on top of it adds a dispatch queue and spawns a task per request to carry the
+//! response back, a task hop per query for features a DNS client does not use.)
+//!
 //! - **One connection** carries every concurrent query as its own HTTP/2 stream. It is opened
 //!   lazily by the first query; queries that arrive meanwhile wait for that same handshake (a
 //!   `OnceCell` per connection generation), so a burst costs one handshake, not one each.
@@ -40,11 +45,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{Ping, RecvStream};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use rustls::pki_types::ServerName;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
@@ -118,7 +122,7 @@ impl Default for DohOptions {
 pub struct DohTransport {
     url: String,
     /// `https://authority/path`, the request target of every query.
-    uri: String,
+    uri: Uri,
     shared: Arc<Shared>,
     /// The current connection generation. A std mutex: held only to read or swap the Arc, never
     /// across an `.await`.
@@ -149,7 +153,7 @@ impl DohTransport {
             (false, p) => format!("{host}:{p}"),
         };
         let uri = format!("https://{authority}{path}");
-        uri.parse::<Uri>().map_err(|e| {
+        let uri = uri.parse::<Uri>().map_err(|e| {
             UpstreamError::Config(BadConfig::RequestUri {
                 url: url.clone(),
                 error: Arc::new(e),
@@ -221,6 +225,7 @@ impl DohTransport {
             wire[..2].copy_from_slice(&[0, 0]);
         }
         let sent_id = [wire[0], wire[1]];
+        let wire = Bytes::from(wire);
         let started = Instant::now();
 
         let mut used: Option<Conn> = None;
@@ -273,7 +278,7 @@ impl DohTransport {
                 sent: u16::from_be_bytes(sent_id),
             }));
         }
-        let mut body = body.to_vec();
+        let mut body = body;
         body[..2].copy_from_slice(&caller_id);
         Ok(body)
     }
@@ -285,7 +290,7 @@ impl DohTransport {
             let mut current = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             let stale = match current.cell.get() {
                 None => false,
-                Some(Ok(conn)) => conn.sender.is_closed(),
+                Some(Ok(conn)) => conn.state.closed.is_cancelled(),
                 Some(Err(failed)) => Instant::now() >= failed.retry_at,
             };
             if stale {
@@ -319,14 +324,19 @@ impl DohTransport {
     }
 
     /// One HTTP exchange on `conn`: the answer body, or why there is none.
-    async fn send(&self, conn: &Conn, wire: &[u8]) -> Result<Bytes, Failure> {
+    async fn send(&self, conn: &Conn, wire: &Bytes) -> Result<Vec<u8>, Failure> {
         let request = self.request(wire).map_err(Failure::Answer)?;
-        let mut sender = conn.sender.clone();
+        let lost = |e| Failure::Connection(UpstreamError::Http(HttpError::Request(Arc::new(e))));
         conn.state.begin();
         let exchange = async {
-            let response = sender.send_request(request).await.map_err(|e| {
-                Failure::Connection(UpstreamError::Http(HttpError::Request(Arc::new(e))))
-            })?;
+            // Waits only while the server's limit of concurrent streams is reached.
+            let mut sender = conn.sender.clone().ready().await.map_err(lost)?;
+            let post = self.shared.opts.method == DohMethod::Post;
+            let (response, mut body) = sender.send_request(request, !post).map_err(lost)?;
+            if post {
+                body.send_data(wire.clone(), true).map_err(lost)?;
+            }
+            let response = response.await.map_err(lost)?;
             conn.state.answered();
             check_response(response, self.shared.opts.max_response).await
         };
@@ -340,22 +350,24 @@ impl DohTransport {
         result
     }
 
-    fn request(&self, wire: &[u8]) -> Result<Request<Full<Bytes>>, UpstreamError> {
-        let builder = Request::builder().header(ACCEPT, DNS_MESSAGE);
+    /// The request's head; a POST's body (the query) is sent on its stream.
+    fn request(&self, wire: &[u8]) -> Result<Request<()>, UpstreamError> {
+        let dns_message = HeaderValue::from_static(DNS_MESSAGE);
+        let builder = Request::builder().header(ACCEPT, dns_message.clone());
         let request = match self.shared.opts.method {
             DohMethod::Post => builder
                 .method(Method::POST)
-                .uri(&self.uri)
-                .header(CONTENT_TYPE, DNS_MESSAGE)
+                .uri(self.uri.clone())
+                .header(CONTENT_TYPE, dns_message)
                 .header(CONTENT_LENGTH, wire.len())
-                .body(Full::new(Bytes::copy_from_slice(wire))),
+                .body(()),
             DohMethod::Get => {
                 let dns = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wire);
-                let sep = if self.uri.contains('?') { '&' } else { '?' };
+                let sep = if self.uri.query().is_some() { '&' } else { '?' };
                 builder
                     .method(Method::GET)
                     .uri(format!("{}{sep}dns={dns}", self.uri))
-                    .body(Full::new(Bytes::new()))
+                    .body(())
             }
         };
         request.map_err(|e| UpstreamError::Http(HttpError::BuildRequest(Arc::new(e))))
@@ -396,11 +408,11 @@ enum Failure {
     Answer(UpstreamError),
 }
 
-/// Checks status, media type and size, and reads the body through a length limit.
+/// Checks status, media type and size, and reads the body, never past `max` octets.
 async fn check_response(
-    response: http::Response<hyper::body::Incoming>,
+    response: http::Response<RecvStream>,
     max: usize,
-) -> Result<Bytes, Failure> {
+) -> Result<Vec<u8>, Failure> {
     let http = |e| Failure::Answer(UpstreamError::Http(e));
     if response.status() != StatusCode::OK {
         return Err(http(HttpError::Status(response.status())));
@@ -409,14 +421,9 @@ async fn check_response(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    if media_type.as_deref() != Some(DNS_MESSAGE) {
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    if !media_type.is_some_and(|t| t.eq_ignore_ascii_case(DNS_MESSAGE)) {
+        let media_type = media_type.map(str::to_ascii_lowercase);
         return Err(http(HttpError::ContentType(media_type)));
     }
     let declared = response
@@ -427,16 +434,20 @@ async fn check_response(
     if let Some(len) = declared.filter(|&n| n > max as u64) {
         return Err(http(HttpError::DeclaredTooLarge { len, max }));
     }
-    match Limited::new(response.into_body(), max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(http(HttpError::BodyTooLarge { max }))
-        }
+    let mut body = response.into_body();
+    let mut answer = Vec::with_capacity(declared.map_or(512, |n| n as usize));
+    while let Some(chunk) = body.data().await {
         // The stream broke while the body was arriving: the connection's fault.
-        Err(e) => Err(Failure::Connection(UpstreamError::Http(HttpError::Body(
-            Arc::from(e),
-        )))),
+        let chunk = chunk
+            .map_err(|e| Failure::Connection(UpstreamError::Http(HttpError::Body(Arc::new(e)))))?;
+        // Read, so the server may send as much again (HTTP/2 flow control).
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if answer.len() + chunk.len() > max {
+            return Err(http(HttpError::BodyTooLarge { max }));
+        }
+        answer.extend_from_slice(&chunk);
     }
+    Ok(answer)
 }
 
 /// What every connection of the transport shares.
@@ -470,7 +481,7 @@ struct Failed {
 /// A handle on the open connection; clones share it.
 #[derive(Clone)]
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Bytes>,
     state: Arc<ConnState>,
 }
 
@@ -538,19 +549,13 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(UpstreamError::Http(HttpError::NoH2));
         }
-        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            // PINGs while requests are open: a silent peer fails them within two timeouts.
-            .keep_alive_interval(opts.timeout)
-            .keep_alive_timeout(opts.timeout)
-            .keep_alive_while_idle(false)
-            .handshake::<_, Full<Bytes>>(TokioIo::new(stream));
+        let handshake = h2::client::Builder::new().handshake::<_, Bytes>(stream);
         tokio::time::timeout(opts.connect_timeout, handshake)
             .await
             .map_err(|_| UpstreamError::Http(HttpError::HandshakeTimeout(opts.connect_timeout)))?
             .map_err(|e| UpstreamError::Http(HttpError::Handshake(Arc::new(e))))
     };
-    let (sender, connection) = match attempt.await {
+    let (sender, mut connection) = match attempt.await {
         Ok(parts) => parts,
         Err(error) => {
             let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -578,17 +583,22 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         closed: CancellationToken::new(),
     });
     let idle = opts.idle_timeout;
+    let interval = opts.timeout;
     let url = shared.url.clone();
     let watched = state.clone();
+    let mut pings = connection.ping_pong();
     tokio::spawn(async move {
         tokio::select! {
-            result = connection => {
+            result = &mut connection => {
                 if let Err(e) = result {
                     tracing::debug!(upstream = %url, gen, error = %e, "DoH connection ended");
                 }
             }
             _ = idle_watch(&watched, idle) => {
                 tracing::debug!(upstream = %url, gen, "DoH connection idle, closing");
+            }
+            _ = keep_alive(pings.as_mut(), &watched, interval) => {
+                tracing::debug!(upstream = %url, gen, "DoH connection silent, closing");
             }
             _ = watched.closed.cancelled() => {
                 tracing::debug!(upstream = %url, gen, "DoH connection dropped");
@@ -598,6 +608,25 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         watched.closed.cancel();
     });
     Ok(Conn { sender, state })
+}
+
+/// PINGs every `interval` while requests are open; returns when one has gone unanswered for
+/// `interval`, so a silent peer fails its requests within two intervals.
+async fn keep_alive(pings: Option<&mut h2::PingPong>, state: &ConnState, interval: Duration) {
+    let Some(pings) = pings else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        if state.in_flight.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        match tokio::time::timeout(interval, pings.ping(Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            // No pong in time, or the connection is broken (its own branch reports that).
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
 }
 
 /// Returns once the connection has had no request for `idle`.

@@ -1,44 +1,64 @@
 //! DNS-over-TLS (RFC 7858) with connection reuse and pipelining (RFC 7766).
 //!
 //! ```text
-//!   exchange() --Job--> driver task ----frames----> writer task --TLS--> server
-//!       ^                  |  ^                                            |
-//!       +----oneshot-------+  +---------Event (frame | failure)--- reader task
+//!   exchange() --frame, under the connection's lock--> TLS --> server
+//!       ^                                                        |
+//!       +--oneshot-- connection task (reads, finishes writes) <--+
+//!   exchange() --Job--> driver task (connects, reconnects, timers; only when no connection is open)
 //! ```
 //!
-//! One driver task per transport owns everything mutable: the single connection (opened lazily on
-//! the first query), the table of queries waiting for an answer, reconnects and timers. Callers
-//! only send it a job and wait on a oneshot, so there is no lock at all.
+//! The open connection ([`Live`]: the TLS stream, the output buffer and the table of queries
+//! waiting for an answer) sits behind one std mutex. A query on an open connection takes the lock,
+//! gets an ID, appends its frame and writes it to the socket itself, on whatever thread runs the
+//! exchange (for a UDP client, the receive thread's first poll): no task is woken to send it. The
+//! connection's own task reads the answers and completes each waiter directly, and finishes a
+//! write the socket could not take at once (the exchange registers that task's waker with the
+//! socket). So a miss costs one wake-up of the runtime (the answer arriving), not one to hand the
+//! query over, one to write it and one to pass the answer back. Nothing awaits while the lock is
+//! held: it covers a non-blocking write or read and the table update around it. Queries started
+//! together (a UDP receive batch, see [`crate::batch`]) are queued together and written once at
+//! the batch's end: one TLS record and one system call for all of them.
 //!
-//! - **Pipelining** (RFC 7766 section 6.2.1.1): every query is written as soon as it arrives; the
-//!   driver gives it an ID that is free on the connection and restores the caller's ID on the
-//!   answer, so answers may come back in any order.
+//! One driver task per transport owns the rest: opening the connection (queries that find none
+//! are sent to it as jobs), reconnects, backoff and timers. It wakes at least every half
+//! `timeout` while a connection is open, to look at the table for a stall.
+//!
+//! - **Pipelining** (RFC 7766 section 6.2.1.1): every query is written as soon as it arrives (or
+//!   when its batch ends); the exchange gives it an ID that is free on the connection and restores the caller's ID on the
+//!   answer, so answers may come back in any order. Frames queued while a write waits go out
+//!   together, as one TLS record.
 //! - **Bounds**: at most `max_inflight` queries per transport on the wire; more wait in line for a
 //!   slot ([`super::admit`]) and fail with [`UpstreamError::Overloaded`] if none frees up in time.
 //!   Each exchange, waiting included, is bounded by `timeout`, connecting by `connect_timeout`.
 //! - **Dead connections** (a laptop that slept, a Wi-Fi switch): a read or write error, a server
 //!   close or a malformed frame drops the connection and sends its waiting queries *once more*, at
 //!   once, on a fresh connection. A connection that has answered nothing for `timeout` while
-//!   queries wait is stalled and dropped the same way. [`DotTransport::reset`] does it on demand
-//!   (after a network change).
+//!   queries wait is stalled and dropped the same way (the driver, which is not told of each
+//!   query, looks at least every half `timeout`, and so sets its timer for the stall in time). [`DotTransport::reset`] does it on demand (after a network change).
 //! - **Idle timeout** (RFC 7766 section 6.2.3): a connection with nothing to do for `idle_timeout`
 //!   is closed with a TLS close_notify.
 //! - **Backoff**: after a failed connection attempt, queries fail at once with the last error until
 //!   [`super::tls::backoff`] has passed, so a pool can fail over instead of waiting.
 //! - **Padding** (RFC 8467): queries are padded to blocks of 128 octets before they are written.
 //!
+//! Answers are split into frames by [`super::frames::FrameReader`].
+//!
 //! Limitations: one connection per upstream (a second one would only help past the server's
 //! pipelining limit); no TCP Fast Open or 0-RTT early data; answers are matched by ID only — the
-//! question is checked by the caller's upstream layer.
+//! question is checked by the caller's upstream layer. The lock is taken by the receive thread
+//! (writing) and a runtime worker (reading), so under load one may briefly wait for the other.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -46,9 +66,11 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::frames::FrameReader;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
+use crate::batch;
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
 use crate::wire::HEADER_LEN;
@@ -62,10 +84,12 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 256;
 /// The most queries one transport will ever have in flight (the ID space is 65536).
 pub const MAX_INFLIGHT: usize = 8192;
 
-/// Most octets the writer gathers into one write (several pipelined queries, one TLS record).
+/// Output buffer capacity kept between bursts (a larger one is given back once it drains).
 const WRITE_BATCH: usize = 16 * 1024;
-/// How many unread frames the reader may queue for the driver before it waits (backpressure).
-const EVENT_QUEUE: usize = 256;
+/// Reads the connection task does in one poll before it yields to other tasks.
+const READS_PER_POLL: usize = 32;
+/// Failure reports from connection tasks waiting for the driver (one per connection at most).
+const EVENT_QUEUE: usize = 16;
 /// How long a graceful close may spend sending close_notify.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -125,6 +149,7 @@ impl DotTransport {
         let addrs = bootstrap_addrs(url, host, *port, addrs)?;
         let config = tls::client_config(&tls)?;
         let shared = Shared {
+            live: Mutex::new(None),
             url: url.to_string(),
             addrs,
             connector: TlsConnector::from(config),
@@ -193,9 +218,11 @@ impl DotTransport {
             retried: false,
         };
         let stopped = || UpstreamError::Lost(Lost::Stopped);
-        self.driver()
-            .send(Command::Query(job))
-            .map_err(|_| stopped())?;
+        // On an open connection the query is written here and now; otherwise the driver opens one.
+        let driver = self.driver();
+        if let Some(job) = self.shared.try_send(job) {
+            driver.send(Command::Query(job)).map_err(|_| stopped())?;
+        }
         match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(_)) => Err(stopped()),
@@ -245,8 +272,13 @@ pub(crate) fn bootstrap_addrs(
     }
 }
 
-/// What the driver and its connection tasks share; read-only apart from the counters.
+/// What the transport, its driver and its connection task share.
 struct Shared {
+    /// The open connection, if any. A std mutex: held for a non-blocking read or write and the
+    /// table update around it, never across an `.await`. No future is polled or dropped under it:
+    /// answers and failures go to their waiters once it is released (a waiter's wake-up may
+    /// spawn or drop a whole query, see `server::inline`).
+    live: Mutex<Option<Live>>,
     url: String,
     addrs: Vec<SocketAddr>,
     connector: TlsConnector,
@@ -255,6 +287,71 @@ struct Shared {
     stats: Counters,
     /// For the connection failures logged at info, which queries to a broken server repeat.
     log_limit: LogLimiter,
+}
+
+impl Shared {
+    fn live(&self) -> MutexGuard<'_, Option<Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `job` on the open connection, or gives it back if there is none (or the one there
+    /// is has failed): then the driver takes it. Inside a [`batch::Batch`] the write waits for
+    /// the batch's end, and carries every query the batch queued on this connection.
+    fn try_send(self: &Arc<Self>, job: Job) -> Option<Job> {
+        let refused = {
+            let mut live = self.live();
+            let Some(conn) = live.as_mut().filter(|c| c.failed.is_none()) else {
+                return Some(job);
+            };
+            let refused = conn.queue(job, Instant::now()).err();
+            if refused.is_none() && !conn.flush_deferred {
+                let shared = self.clone();
+                match batch::defer(move || shared.flush()) {
+                    Ok(()) => conn.flush_deferred = true,
+                    Err(_) => conn.write_now(),
+                }
+            }
+            refused
+        };
+        if let Some(job) = refused {
+            job.fail(UpstreamError::Overloaded);
+        }
+        None
+    }
+
+    /// Writes what queries of a batch queued on the connection.
+    fn flush(&self) {
+        if let Some(conn) = self.live().as_mut() {
+            conn.flush_deferred = false;
+            conn.write_now();
+        }
+    }
+
+    /// One poll of connection `gen`'s task: finish writes, read and deliver answers. Ready with
+    /// the error that broke the connection, or `None` once the connection is no longer current.
+    fn poll_conn(
+        &self,
+        gen: u64,
+        cx: &mut Context<'_>,
+        reader: &mut FrameReader,
+        answers: &mut Vec<Answer>,
+    ) -> Poll<Option<UpstreamError>> {
+        let outcome = {
+            let mut live = self.live();
+            let Some(conn) = live.as_mut().filter(|c| c.gen == gen) else {
+                return Poll::Ready(None);
+            };
+            if !conn.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                conn.task = Some(cx.waker().clone());
+            }
+            conn.poll_io(cx, reader, answers)
+        };
+        // Outside the lock: a waiter's wake-up may run code that is none of this lock's business.
+        for (reply, frame) in answers.drain(..) {
+            let _ = reply.send(Ok(frame));
+        }
+        outcome
+    }
 }
 
 /// What callers ask of the driver.
@@ -284,35 +381,224 @@ struct Pending {
     sent_at: Instant,
 }
 
-/// What the reader and writer tasks report, tagged with their connection's generation so reports
-/// from a connection already dropped are ignored.
-enum Event {
-    Frame { gen: u64, frame: Vec<u8> },
-    Failed { gen: u64, error: UpstreamError },
+/// An answer read, for its waiter.
+type Answer = (oneshot::Sender<Result<Vec<u8>, UpstreamError>>, Vec<u8>);
+
+/// What a connection task reports to the driver, tagged with its connection's generation so a
+/// report from a connection already dropped is ignored.
+struct Failed {
+    gen: u64,
+    error: UpstreamError,
 }
 
-/// The open connection, as the driver sees it.
-struct Conn {
+/// The open connection: the stream, what waits to be written, and who waits for an answer.
+struct Live {
     gen: u64,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    stream: TlsStream<TcpStream>,
+    /// Frames not yet taken by TLS: `out[out_pos..]`, in the order they were queued.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// TLS may hold records the socket has not taken yet.
+    unflushed: bool,
     pending: HashMap<u16, Pending>,
     /// Since when a query has been waiting with nothing read (None: nothing waits).
     unanswered_since: Option<Instant>,
     last_used: Instant,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    /// The connection task's waker, once it has run: a write the socket cannot take now is
+    /// registered with it, so that task finishes it. Until then queued frames wait for its
+    /// first poll.
+    task: Option<Waker>,
+    /// A write error met by an exchange, for the connection task to report.
+    failed: Option<UpstreamError>,
+    /// A batch's end will write what is queued ([`crate::batch`]).
+    flush_deferred: bool,
 }
 
-impl Conn {
-    /// Closes the connection: politely (close_notify once queued frames are written) or at once.
-    fn close(self, graceful: bool) -> HashMap<u16, Pending> {
-        self.reader.abort();
-        if !graceful {
-            self.writer.abort();
+impl Live {
+    fn new(gen: u64, stream: TlsStream<TcpStream>, now: Instant) -> Self {
+        Live {
+            gen,
+            stream,
+            out: Vec::with_capacity(WRITE_BATCH),
+            out_pos: 0,
+            unflushed: false,
+            pending: HashMap::new(),
+            unanswered_since: None,
+            last_used: now,
+            task: None,
+            failed: None,
+            flush_deferred: false,
         }
-        // Dropping `frames` ends the writer's loop, which then shuts the stream down.
-        self.pending
     }
+
+    /// Queues `job` under an ID free on this connection (written by [`Live::write_now`] or the
+    /// connection task). Gives the job back if every ID is taken.
+    fn queue(&mut self, mut job: Job, now: Instant) -> Result<(), Job> {
+        let Some(id) = free_id(&self.pending) else {
+            return Err(job);
+        };
+        job.frame[2..4].copy_from_slice(&id.to_be_bytes());
+        self.out.extend_from_slice(&job.frame);
+        self.pending.insert(id, Pending { job, sent_at: now });
+        self.unanswered_since.get_or_insert(now);
+        self.last_used = now;
+        Ok(())
+    }
+
+    /// Writes what is queued, as far as the socket takes it now. A write error marks the
+    /// connection failed: its task reports it, and the queries wait in the table to be sent
+    /// again with the others.
+    fn write_now(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Poll::Ready(Err(e)) = self.write_out() {
+            self.failed = Some(UpstreamError::stream_io(e));
+            if let Some(task) = &self.task {
+                task.wake_by_ref();
+            }
+        }
+    }
+
+    /// Hands queued frames to TLS, and TLS's records to the socket, as far as the socket takes
+    /// them now. Pending: the rest waits for the connection task, which the socket wakes.
+    fn write_out(&mut self) -> Poll<io::Result<()>> {
+        let Some(waker) = &self.task else {
+            return Poll::Pending;
+        };
+        let mut cx = Context::from_waker(waker);
+        while self.out_pos < self.out.len() {
+            match Pin::new(&mut self.stream).poll_write(&mut cx, &self.out[self.out_pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.out_pos += n;
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > 4 * WRITE_BATCH {
+            self.out.shrink_to(WRITE_BATCH);
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The connection task's work: report a failure, finish writes, read and match answers.
+    fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut FrameReader,
+        answers: &mut Vec<Answer>,
+    ) -> Poll<Option<UpstreamError>> {
+        if let Some(error) = self.failed.take() {
+            return Poll::Ready(Some(error));
+        }
+        if let Poll::Ready(Err(e)) = self.write_out() {
+            return Poll::Ready(Some(UpstreamError::stream_io(e)));
+        }
+        for _ in 0..READS_PER_POLL {
+            match poll_fill(reader, &mut self.stream, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(error)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let now = Instant::now();
+            while let Some(frame) = reader.next_frame() {
+                if let Err(error) = self.answer(frame, now, answers) {
+                    return Poll::Ready(Some(error));
+                }
+            }
+        }
+        // More to read, but other tasks get their turn first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Matches one frame read to its waiter.
+    fn answer(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        answers: &mut Vec<Answer>,
+    ) -> Result<(), UpstreamError> {
+        // A frame that is not a DNS response means the stream is out of step: drop it.
+        if frame.len() < HEADER_LEN || frame[2] & 0x80 == 0 {
+            return Err(UpstreamError::BadAnswer(BadAnswer::Malformed {
+                via: Via::Dot,
+                len: frame.len(),
+            }));
+        }
+        let id = u16::from_be_bytes([frame[0], frame[1]]);
+        match self.pending.remove(&id) {
+            Some(p) => answers.push((p.job.reply, frame.to_vec())),
+            None => tracing::debug!(id, "DoT answer to no waiting query"),
+        }
+        self.last_used = now;
+        self.unanswered_since = if self.pending.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+        Ok(())
+    }
+}
+
+/// Reads what the stream has into `reader`: Ready(Ok) when something was read.
+fn poll_fill(
+    reader: &mut FrameReader,
+    stream: &mut TlsStream<TcpStream>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), UpstreamError>> {
+    let mut read = ReadBuf::new(reader.space());
+    match Pin::new(stream).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Err(UpstreamError::stream_io(e))),
+        Poll::Ready(Ok(())) => match read.filled().len() {
+            0 => Poll::Ready(Err(UpstreamError::Lost(Lost::ServerClosed))),
+            n => {
+                reader.filled(n);
+                Poll::Ready(Ok(()))
+            }
+        },
+    }
+}
+
+/// The connection's task: reads answers and finishes writes until the connection breaks (then
+/// it tells the driver) or the driver drops it.
+async fn run_conn(shared: Arc<Shared>, gen: u64, failures: mpsc::Sender<Failed>) {
+    let mut reader = FrameReader::default();
+    let mut answers = Vec::new();
+    let outcome =
+        std::future::poll_fn(|cx| shared.poll_conn(gen, cx, &mut reader, &mut answers)).await;
+    if let Some(error) = outcome {
+        let _ = failures.send(Failed { gen, error }).await;
+    }
+}
+
+/// Closes a connection politely: what is queued is written, then a TLS close_notify.
+fn close_gracefully(mut conn: Live) {
+    tokio::spawn(async move {
+        let closing = async {
+            conn.stream.write_all(&conn.out[conn.out_pos..]).await?;
+            conn.stream.shutdown().await
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
+    });
+}
+
+/// The driver's handle on the open connection's task.
+struct Open {
+    gen: u64,
+    task: JoinHandle<()>,
 }
 
 type ConnectFuture = std::pin::Pin<Box<dyn Future<Output = ConnectResult> + Send>>;
@@ -321,15 +607,15 @@ type ConnectResult = Result<TlsStream<TcpStream>, UpstreamError>;
 struct Driver {
     shared: Arc<Shared>,
     jobs: mpsc::UnboundedReceiver<Command>,
-    events_tx: mpsc::Sender<Event>,
-    events: mpsc::Receiver<Event>,
-    conn: Option<Conn>,
+    failures_tx: mpsc::Sender<Failed>,
+    failures: mpsc::Receiver<Failed>,
+    open: Option<Open>,
     connecting: Option<ConnectFuture>,
     /// Jobs waiting for a connection to open.
     waiting: VecDeque<Job>,
     next_gen: u64,
     /// Consecutive failed connection attempts, and the error of the last one.
-    failures: u32,
+    failed_attempts: u32,
     last_error: Option<UpstreamError>,
     retry_at: Option<Instant>,
     last_sweep: Instant,
@@ -337,17 +623,17 @@ struct Driver {
 
 impl Driver {
     fn new(shared: Arc<Shared>, jobs: mpsc::UnboundedReceiver<Command>) -> Self {
-        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (failures_tx, failures) = mpsc::channel(EVENT_QUEUE);
         Driver {
             shared,
             jobs,
-            events_tx,
-            events,
-            conn: None,
+            failures_tx,
+            failures,
+            open: None,
             connecting: None,
             waiting: VecDeque::new(),
             next_gen: 0,
-            failures: 0,
+            failed_attempts: 0,
             last_error: None,
             retry_at: None,
             last_sweep: Instant::now(),
@@ -360,7 +646,11 @@ impl Driver {
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
-                Some(event) = self.events.recv() => self.on_event(event),
+                Some(Failed { gen, error }) = self.failures.recv() => {
+                    if self.open.as_ref().is_some_and(|o| o.gen == gen) {
+                        self.drop_conn(error);
+                    }
+                }
                 result = poll_connecting(&mut self.connecting) => self.on_connected(result),
                 command = self.jobs.recv() => match command {
                     Some(Command::Query(job)) => self.submit(job),
@@ -370,16 +660,18 @@ impl Driver {
                 _ = sleep_until(deadline) => self.on_timer(),
             }
         }
-        if let Some(conn) = self.conn.take() {
-            conn.close(true);
-        }
+        self.close_idle();
         tracing::debug!(upstream = %self.shared.url, "DoT driver stopped");
     }
 
     /// When the timers next need a look: stall check, sweep of abandoned queries, idle close.
+    /// Exchanges write without telling the driver, so while a connection is open it looks at
+    /// least every half `timeout`.
     fn next_deadline(&self) -> Option<Instant> {
-        let conn = self.conn.as_ref()?;
+        self.open.as_ref()?;
         let opts = &self.shared.opts;
+        let live = self.shared.live();
+        let conn = live.as_ref()?;
         let mut deadline = conn.unanswered_since.map(|t| t + opts.timeout);
         let other = if conn.pending.is_empty() {
             conn.last_used + opts.idle_timeout
@@ -387,12 +679,12 @@ impl Driver {
             self.last_sweep + opts.timeout
         };
         deadline = Some(deadline.map_or(other, |d| d.min(other)));
-        deadline
+        deadline.map(|d| d.min(Instant::now() + opts.timeout / 2))
     }
 
     fn reset(&mut self) {
         tracing::info!(upstream = %self.shared.url, "DoT transport reset");
-        self.failures = 0;
+        self.failed_attempts = 0;
         self.retry_at = None;
         self.last_error = None;
         self.drop_conn(UpstreamError::Lost(Lost::Reset));
@@ -402,11 +694,20 @@ impl Driver {
         if job.reply.is_closed() {
             return; // the caller gave up while the job was queued
         }
-        if self.conn.is_some() {
-            self.send(job);
-        } else {
+        self.send(job);
+    }
+
+    /// Writes a job on the open connection, or queues it until one is open.
+    fn send(&mut self, job: Job) {
+        if self.open.is_none() {
             self.waiting.push_back(job);
             self.ensure_connecting();
+            return;
+        }
+        // A connection that failed is dropped when its task's report arrives; the job waits
+        // for the fresh one.
+        if let Some(job) = self.shared.try_send(job) {
+            self.waiting.push_back(job);
         }
     }
 
@@ -441,11 +742,11 @@ impl Driver {
         let stream = match result {
             Ok(stream) => stream,
             Err(error) => {
-                self.failures = self.failures.saturating_add(1);
+                self.failed_attempts = self.failed_attempts.saturating_add(1);
                 Counters::bump(&self.shared.stats.connect_failures);
-                let wait = tls::backoff(self.failures);
+                let wait = tls::backoff(self.failed_attempts);
                 log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
-                    upstream = %self.shared.url, %error, failures = self.failures,
+                    upstream = %self.shared.url, %error, failures = self.failed_attempts,
                     backoff_ms = wait.as_millis() as u64, "DoT connection failed");
                 self.retry_at = Some(Instant::now() + wait);
                 self.last_error = Some(error.clone());
@@ -455,144 +756,89 @@ impl Driver {
                 return;
             }
         };
-        self.failures = 0;
+        self.failed_attempts = 0;
         self.retry_at = None;
         self.last_error = None;
         self.shared.stats.handshake(&stream);
         self.next_gen += 1;
         let gen = self.next_gen;
         tracing::debug!(upstream = %self.shared.url, gen, "DoT connection open");
-        let (read_half, write_half) = tokio::io::split(stream);
-        let (frames, frames_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
-        self.conn = Some(Conn {
+        let mut conn = Live::new(gen, stream, now);
+        // Queued only: the connection task writes them on its first poll.
+        let mut refused = Vec::new();
+        for job in self.waiting.drain(..) {
+            if !job.reply.is_closed() {
+                refused.extend(conn.queue(job, now).err());
+            }
+        }
+        *self.shared.live() = Some(conn);
+        self.open = Some(Open {
             gen,
-            frames,
-            pending: HashMap::new(),
-            unanswered_since: None,
-            last_used: now,
-            reader: tokio::spawn(read_loop(read_half, gen, self.events_tx.clone())),
-            writer: tokio::spawn(write_loop(
-                write_half,
-                gen,
-                frames_rx,
-                self.events_tx.clone(),
-            )),
+            task: tokio::spawn(run_conn(self.shared.clone(), gen, self.failures_tx.clone())),
         });
         self.last_sweep = now;
-        while let Some(job) = self.waiting.pop_front() {
-            self.send(job);
-        }
-    }
-
-    /// Writes a job on the open connection under a free ID.
-    fn send(&mut self, mut job: Job) {
-        let Some(conn) = self.conn.as_mut() else {
-            self.waiting.push_back(job);
-            self.ensure_connecting();
-            return;
-        };
-        if job.reply.is_closed() {
-            return;
-        }
-        let Some(id) = free_id(&conn.pending) else {
+        for job in refused {
             job.fail(UpstreamError::Overloaded);
-            return;
-        };
-        job.frame[2..4].copy_from_slice(&id.to_be_bytes());
-        let now = Instant::now();
-        let sent = conn.frames.send(job.frame.clone()).is_ok();
-        conn.pending.insert(id, Pending { job, sent_at: now });
-        conn.unanswered_since.get_or_insert(now);
-        conn.last_used = now;
-        if !sent {
-            self.drop_conn(UpstreamError::Lost(Lost::Stopped));
         }
-    }
-
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Frame { gen, frame } => self.on_frame(gen, frame),
-            Event::Failed { gen, error } => {
-                if self.conn.as_ref().is_some_and(|c| c.gen == gen) {
-                    self.drop_conn(error);
-                }
-            }
-        }
-    }
-
-    fn on_frame(&mut self, gen: u64, frame: Vec<u8>) {
-        if !self.conn.as_ref().is_some_and(|c| c.gen == gen) {
-            return;
-        }
-        // A frame that is not a DNS response means the stream is out of step: drop it.
-        if frame.len() < HEADER_LEN || frame[2] & 0x80 == 0 {
-            let error = UpstreamError::BadAnswer(BadAnswer::Malformed {
-                via: Via::Dot,
-                len: frame.len(),
-            });
-            self.drop_conn(error);
-            return;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        let id = u16::from_be_bytes([frame[0], frame[1]]);
-        match conn.pending.remove(&id) {
-            Some(p) => {
-                let _ = p.job.reply.send(Ok(frame));
-            }
-            None => {
-                tracing::debug!(upstream = %self.shared.url, id, "DoT answer to no waiting query")
-            }
-        }
-        conn.last_used = now;
-        conn.unanswered_since = if conn.pending.is_empty() {
-            None
-        } else {
-            Some(now)
-        };
     }
 
     fn on_timer(&mut self) {
         let now = Instant::now();
         let timeout = self.shared.opts.timeout;
         let idle_timeout = self.shared.opts.idle_timeout;
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if now >= self.last_sweep + timeout {
-            // Forget queries whose callers have given up: late answers to them are dropped.
-            self.last_sweep = now;
-            conn.pending
-                .retain(|_, p| !(p.job.reply.is_closed() && p.sent_at + timeout <= now));
-            if conn.pending.is_empty() {
-                conn.unanswered_since = None;
+        let (stalled, idle) = {
+            let mut live = self.shared.live();
+            let Some(conn) = live.as_mut() else {
+                return;
+            };
+            if now >= self.last_sweep + timeout {
+                // Forget queries whose callers have given up: late answers to them are dropped.
+                self.last_sweep = now;
+                conn.pending
+                    .retain(|_, p| !(p.job.reply.is_closed() && p.sent_at + timeout <= now));
+                if conn.pending.is_empty() {
+                    conn.unanswered_since = None;
+                }
             }
-        }
-        let stalled = conn.unanswered_since.is_some_and(|t| t + timeout <= now);
-        let idle = conn.pending.is_empty() && conn.last_used + idle_timeout <= now;
+            let stalled = conn.unanswered_since.is_some_and(|t| t + timeout <= now);
+            let idle = conn.pending.is_empty() && conn.last_used + idle_timeout <= now;
+            (stalled, idle)
+        };
         if stalled {
             log_limited!(limit: &self.shared.log_limit, tracing::Level::INFO,
                 upstream = %self.shared.url, timeout_ms = timeout.as_millis() as u64,
                 "DoT connection stalled");
             self.drop_conn(UpstreamError::Timeout(timeout));
         } else if idle {
-            if let Some(conn) = self.conn.take() {
-                tracing::debug!(upstream = %self.shared.url, gen = conn.gen, "DoT connection idle, closing");
-                conn.close(true);
-            }
+            tracing::debug!(upstream = %self.shared.url, "DoT connection idle, closing");
+            self.close_idle();
+        }
+    }
+
+    /// Takes the open connection away from exchanges and its task.
+    fn take_conn(&mut self) -> Option<Live> {
+        let open = self.open.take()?;
+        open.task.abort();
+        let mut live = self.shared.live();
+        live.take_if(|c| c.gen == open.gen)
+    }
+
+    /// Closes the connection with a close_notify (nothing waits on it, or the transport is gone).
+    fn close_idle(&mut self) {
+        if let Some(conn) = self.take_conn() {
+            close_gracefully(conn);
         }
     }
 
     /// Drops the connection after a failure; its waiting queries go once more on a fresh one.
     fn drop_conn(&mut self, error: UpstreamError) {
-        let Some(conn) = self.conn.take() else {
+        let Some(conn) = self.take_conn() else {
             return;
         };
         let gen = conn.gen;
-        let pending = conn.close(false);
+        // Dropping the stream closes the socket at once.
+        let pending = conn.pending;
         if pending.is_empty() {
             tracing::debug!(upstream = %self.shared.url, gen, %error, "DoT connection closed");
             return;
@@ -643,63 +889,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Reads length-prefixed frames (RFC 1035 section 4.2.2) and hands them to the driver.
-async fn read_loop(
-    mut stream: ReadHalf<TlsStream<TcpStream>>,
-    gen: u64,
-    events: mpsc::Sender<Event>,
-) {
-    let error = loop {
-        let mut len = [0u8; 2];
-        if let Err(e) = stream.read_exact(&mut len).await {
-            break UpstreamError::stream_io(e);
-        }
-        // At most 65535 octets: the length prefix bounds the allocation.
-        let mut frame = vec![0u8; u16::from_be_bytes(len) as usize];
-        if let Err(e) = stream.read_exact(&mut frame).await {
-            break UpstreamError::stream_io(e);
-        }
-        if events.send(Event::Frame { gen, frame }).await.is_err() {
-            return;
-        }
-    };
-    let _ = events.send(Event::Failed { gen, error }).await;
-}
-
-/// Writes frames, gathering whatever is queued into one write.
-async fn write_loop(
-    mut stream: WriteHalf<TlsStream<TcpStream>>,
-    gen: u64,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-    events: mpsc::Sender<Event>,
-) {
-    let mut buf = Vec::with_capacity(WRITE_BATCH);
-    while let Some(frame) = frames.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&frame);
-        while buf.len() < WRITE_BATCH {
-            match frames.try_recv() {
-                Ok(frame) => buf.extend_from_slice(&frame),
-                Err(_) => break,
-            }
-        }
-        let written = async {
-            stream.write_all(&buf).await?;
-            stream.flush().await
-        };
-        if let Err(e) = written.await {
-            let _ = events
-                .send(Event::Failed {
-                    gen,
-                    error: UpstreamError::stream_io(e),
-                })
-                .await;
-            return;
-        }
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
 }
 
 #[cfg(test)]

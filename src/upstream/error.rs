@@ -143,7 +143,7 @@ pub enum HttpError {
     NoH2,
     /// The HTTP/2 connection preface and settings exchange failed.
     #[error("HTTP/2 handshake: {0}")]
-    Handshake(Arc<hyper::Error>),
+    Handshake(Arc<h2::Error>),
     /// The HTTP/2 handshake took longer than this.
     #[error("HTTP/2 handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
@@ -152,7 +152,7 @@ pub enum HttpError {
     BuildRequest(Arc<http::Error>),
     /// The request failed on the connection (stream reset, connection error).
     #[error("request failed: {0}")]
-    Request(Arc<hyper::Error>),
+    Request(Arc<h2::Error>),
     /// A status other than 200.
     #[error("status {0}")]
     Status(http::StatusCode),

@@ -22,6 +22,7 @@
 pub mod doh;
 pub mod dot;
 pub mod error;
+pub mod frames;
 pub mod netwatch;
 pub mod network;
 pub mod padding;

@@ -63,6 +63,10 @@ pub const SETTLE: Duration = Duration::from_millis(300);
 pub const MAX_STATE: usize = 4096;
 
 // rtnetlink constants (linux/rtnetlink.h, linux/netlink.h, linux/if.h).
+/// Receive buffer. The kernel sizes a dump's datagrams to the largest buffer a reader has offered
+/// (at least a page), and single events are a few hundred octets, so 16 KiB never cuts one; a
+/// larger buffer only costs resident memory on an idle router (issue 17's budget).
+const RECV_BUF: usize = 16 * 1024;
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
@@ -324,15 +328,22 @@ impl Netlink {
     /// message per batch that changed something (or lost events).
     fn run(self, events: tokio::sync::mpsc::Sender<()>, shutdown: CancellationToken) {
         let mut state = NetState::default();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; RECV_BUF];
         // The dumps go one after another: the kernel serves one dump per socket at a time.
         let mut dumps = vec![RTM_GETROUTE, RTM_GETADDR, RTM_GETLINK];
         if let Some(kind) = dumps.pop() {
             let _ = self.request_dump(kind);
         }
         while !shutdown.is_cancelled() {
-            let applied = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => state.apply(&buf[..n], self.port),
+            // MSG_TRUNC: the datagram's real length comes back, so a cut one is seen as such.
+            let applied = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+                Ok(n) if n <= buf.len() => state.apply(&buf[..n], self.port),
+                // Cut (it cannot happen with the kernel's sizing above, but if it did the tail's
+                // events would be gone): the same as lost events.
+                Ok(_) => Applied {
+                    lost: true,
+                    ..Applied::default()
+                },
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 // The socket's buffer overflowed: events were lost, so assume a change.
                 Err(Errno::ENOBUFS) => Applied {
