@@ -12,6 +12,8 @@ use crate::handler::{Screen, Screened};
 struct Blocking {
     generation: Cell<u32>,
     blocks: Cell<bool>,
+    /// How often an answer was judged.
+    judged: Cell<usize>,
     /// Answer A 0.0.0.0 (NOERROR) instead of NXDOMAIN.
     null: Cell<bool>,
     ttl: u32,
@@ -23,6 +25,7 @@ impl Blocking {
         Blocking {
             generation: Cell::new(generation),
             blocks: Cell::new(true),
+            judged: Cell::new(0),
             null: Cell::new(false),
             ttl,
             asked: Cell::new(0),
@@ -36,6 +39,7 @@ impl Screen for Blocking {
     }
 
     fn passes(&self, _query: &QueryView<'_>, _answer: &[u8]) -> bool {
+        self.judged.set(self.judged.get() + 1);
         !self.blocks.get()
     }
 
@@ -291,4 +295,23 @@ async fn a_flood_of_own_answers_takes_at_most_a_quarter_of_the_cache() {
     }
     assert_eq!(s.asked.get(), asked, "all 16 stored");
     assert_eq!(c.len(), 40 + 16);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_answer_that_fails_is_replaced_by_the_own_answer() {
+    let c = default_cache();
+    let k = key("www.example.com", RType::A, false, false);
+    c.insert_wire(&k, &a_response("www.example.com", 300))
+        .unwrap();
+    // Blocked since it was stored (a reload): judged once, failed, replaced by the screen's own
+    // answer; the next asks are hits on that, judged no more.
+    let s = Blocking::new(3, 10);
+    let q = query("www.example.com", RType::A, 5);
+    for _ in 0..4 {
+        let (r, out) = screened(&c, &q, &s);
+        assert_eq!(r, Some(Screened::Passed(Origin::Local)));
+        assert_eq!(Message::parse(&out).unwrap().rcode(), Rcode::NXDOMAIN);
+    }
+    assert_eq!((s.judged.get(), s.asked.get()), (1, 1));
+    assert_eq!(c.len(), 1);
 }
