@@ -14,7 +14,8 @@ is shared with every other process and the kernel, which at a moderate query rat
 query left in it, so a miss in the private caches is what a cold line costs.
 
 Same list, names and queries as bench_block.py (its `generate`): 10,000 cached names
-(n<i>.bench.test, forwarded to a local nsd), 10,000 blocked names from the list.
+(n<i>.bench.test, forwarded to a local nsd), 10,000 blocked names from the list. Both sets are asked
+before either is counted, and each count follows an uncounted pass over its own set (see `main`).
 
 Usage: python3 benches/bench_block_counts.py [--baseline REV] [--names 1000000] [--passes 2]
                                            [--ll 2097152,16,64] [--out BENCHMARKS.md]
@@ -104,8 +105,9 @@ def section(rows, args, blocked_count, revision):
         "",
         f"Revision {revision}, {time.strftime('%Y-%m-%d')}; dnsveil under callgrind (cache simulation, "
         f"last level {args.ll}: the core's own L2), {args.names:,} generated names as in bench_block.py; "
-        f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names (each entry filled and hit "
-        f"once before counting) and over {blocked_count:,} blocked names, one query at a time. Counts per "
+        f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names and over {blocked_count:,} "
+        f"blocked names, one query at a time, both sets asked before either is counted and each count after "
+        f"an uncounted pass over its own set. Counts per "
         f"answer, user space only (the kernel's share of a query is the same in every row); they do not "
         f"depend on the machine's load.",
         "",
@@ -159,12 +161,19 @@ def main():
                 s = Counted(name, binary, d, nsd.port, ["--blocklist", listfile] if listed else [], args.ll)
                 try:
                     # Fill the cache, then hit every entry once (a screened entry is checked and
-                    # stamped on its first hit): none of that is counted.
+                    # stamped on its first hit); ask every blocked name once (a build that stores
+                    # blocked answers in the cache stores them here): none of that is counted.
+                    # Both sets are in the cache before either is counted, so that each count
+                    # runs with the same entries held; each count follows an uncounted pass over
+                    # its own set, so that each starts from the same state of the data caches
+                    # (20,000 entries do not all fit the simulated 2 MiB last level: whichever
+                    # set was asked last is partly in it).
                     send(s.port, cached, 2)
                     kinds = [("cached", cached)] + ([("blocked", blocked)] if listed else [])
+                    for what, datafile in kinds[1:]:
+                        send(s.port, datafile, 1)
                     for what, datafile in kinds:
-                        if what == "blocked":
-                            send(s.port, datafile, 1)
+                        send(s.port, datafile, 1)
                         r = s.count(datafile, args.passes)
                         print(name, what, r, flush=True)
                         rows.append((name, what, r))

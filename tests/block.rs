@@ -208,8 +208,111 @@ fn sighup_reloads_a_changed_list_without_a_restart_and_it_applies_to_cached_answ
         let text = blocked_text(&m).unwrap();
         assert!(text.contains("CNAME target trk.example"), "{text}");
     }
-    // www.example was answered blocked before; now it goes to nsd (the cache never held it).
-    assert_answered(server, "www.example", "192.0.2.1");
+    // www.example was answered blocked before, and the cache held that answer under the old
+    // lists: it is not served again; the name goes to nsd.
+    for _ in 0..2 {
+        assert_answered(server, "www.example", "192.0.2.1");
+    }
+}
+
+/// Blocked answers asked again are answered from the cache (the blocked answer is stored there as
+/// a local answer): the metrics and the query log count them as local answers, never as cache
+/// hits; a client without EDNS gets no OPT record, so no Extended DNS Error, and TCP the same.
+#[test]
+fn blocked_answers_asked_again_are_local_answers_in_the_metrics_and_the_log() {
+    let nsd = Nsd::start(&[("example", ZONE.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let block = write(dir.path(), "list.txt", "ads.example\n");
+    let d = Dnsveil::forwarding(
+        dir.path(),
+        nsd.addr,
+        "",
+        &[
+            "--blocklist",
+            &block,
+            "--metrics",
+            "127.0.0.1:0",
+            "--log-queries",
+        ],
+    );
+    let metrics = d.logged_addr("metrics endpoint listening");
+    let server = d.udp_addr();
+    for _ in 0..4 {
+        assert_blocked(server, "x.ads.example", "list.txt");
+    }
+    let plain =
+        Message::parse(&udp_exchange(server, &query_bytes("x.ads.example", RType::A, 9)).unwrap())
+            .unwrap();
+    assert_eq!((plain.rcode(), plain.header.id), (Rcode::NXDOMAIN, 9));
+    assert!(plain.edns.is_none(), "{plain:?}");
+    let tcp = Message::parse(
+        &tcp_exchange(d.tcp_addr(), &query_bytes("X.Ads.Example", RType::A, 10)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tcp.rcode(), Rcode::NXDOMAIN);
+    assert_eq!(tcp.questions[0].name.to_string(), "X.Ads.Example.");
+
+    let response = http_get(metrics, "/metrics");
+    let text = response.split_once("\r\n\r\n").unwrap().1;
+    let a = |source: &str| {
+        sample(
+            text,
+            &format!("dnsveil_answers_total{{source=\"{source}\"}}"),
+        )
+    };
+    assert_eq!((a("local"), a("cache")), (6.0, 0.0), "{text}");
+    assert_eq!(sample(text, "dnsveil_cache_hits_total"), 0.0);
+    assert!(
+        d.wait_logged_times("source=\"local\"", 6, Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("qname=x.ads.example"))
+        .collect();
+    assert_eq!(lines.len(), 6, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("source=\"local\"")),
+        "{log}"
+    );
+}
+
+/// A config reload applies `block.answer` and `block.ttl` at once, to blocked answers the cache
+/// already holds too.
+#[test]
+fn a_config_reload_changes_the_answer_mode_of_cached_blocked_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let block = write(dir.path(), "list.txt", "ads.example\n");
+    let config = |answer: &str, ttl: u32| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[hosts]\nfile = \"\"\n\
+             [upstream]\nservers = [\"udp://127.0.0.1:9\"]\n\
+             [block]\nlists = [\"{block}\"]\nanswer = \"{answer}\"\nttl = {ttl}\n"
+        )
+    };
+    let conf = write(dir.path(), "dnsveil.toml", &config("nxdomain", 10));
+    let d = Dnsveil::start(&["--config", &conf]);
+    let server = d.udp_addr();
+    for _ in 0..3 {
+        assert_blocked(server, "ads.example", "list.txt");
+    }
+    write(dir.path(), "dnsveil.toml", &config("null", 42));
+    d.signal("HUP");
+    assert!(
+        d.wait_logged("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("needs a restart"), "{}", d.log());
+    for _ in 0..3 {
+        let m = ask(server, "ads.example", RType::A);
+        assert_eq!(m.rcode(), Rcode::NOERROR, "{m:?}");
+        assert_eq!(addresses(&m), ["0.0.0.0"]);
+        assert_eq!(m.answers[0].ttl, 42);
+        assert!(blocked_text(&m).unwrap().contains("list.txt"));
+    }
 }
 
 /// A list URL whose host (`dns.test`) only dnsveil's own chain can resolve (a local record), on an

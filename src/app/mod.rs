@@ -468,6 +468,7 @@ pub async fn run(
             portal: portal.clone(),
             downstream,
             cache: cache.clone(),
+            blocker: block.as_ref().map(|(blocker, _)| blocker.clone()),
             server: server.controls(),
             notifier: notifier.clone(),
             status: {

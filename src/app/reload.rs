@@ -21,7 +21,8 @@
 //! README's "What a reload applies"): the listeners and everything sized or set when they were
 //! bound (`server.listen`, `threads`, the TCP and UDP limits, `query_timeout_secs`, the rate
 //! limiter, `freebind`), the cache's capacity and file, the log settings and query-log file, the
-//! block-list settings (whose lists are re-read on SIGHUP by the blocking stage itself), the
+//! block-list settings but `block.answer` and `block.ttl` (the lists are re-read on SIGHUP by the
+//! blocking stage itself), the
 //! `[dhcp]` lease settings (the lease file itself is re-read), the metrics listener, the control
 //! socket, and the captive-portal setting and its network resolv.conf.
 //!
@@ -38,6 +39,7 @@ use tracing::{error, info, warn};
 use super::{
     cache_config, downstream, log_pools, monotonic_us, ConfigSource, Plan, PlanError, Watchers,
 };
+use crate::block::{BlockSettings, Blocker};
 use crate::cache::Cache;
 use crate::config::{CaptivePortal, Config, ConfigError};
 use crate::forward::Forwarder;
@@ -119,6 +121,9 @@ pub(super) struct Live {
     pub portal: Option<Arc<Portal>>,
     pub downstream: Arc<Swappable>,
     pub cache: Option<Arc<Cache>>,
+    /// The blocking stage, kept across reloads (its lists are re-read on SIGHUP by `run`); a
+    /// reload gives it the new `block.answer` and `block.ttl`.
+    pub blocker: Option<Arc<Blocker>>,
     pub server: Controls,
     pub notifier: Arc<Notifier>,
     /// The STATUS= line told with READY=1 (the figures of `crate::observe`).
@@ -207,6 +212,9 @@ impl State {
         live.server.set_acl(Acl::new(config.server.allow.clone()));
         if let Some(c) = &live.cache {
             c.set_policy(&cache_config(&config));
+        }
+        if let Some(b) = &live.blocker {
+            b.set_answer(config.block.answer, config.block.ttl);
         }
         live.downstream.swap(downstream(
             &config,
@@ -323,8 +331,16 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             running.log.queries_file != new.log.queries_file,
             "log.queries_file",
         ),
-        // The block lists are re-read on SIGHUP with the settings they started with.
-        (running.block != new.block, "block"),
+        // The block lists are re-read on SIGHUP with the settings they started with; the answer
+        // mode and TTL are applied.
+        (
+            BlockSettings {
+                answer: new.block.answer,
+                ttl: new.block.ttl,
+                ..running.block.clone()
+            } != new.block,
+            "block",
+        ),
     ];
     checks
         .into_iter()
@@ -348,9 +364,13 @@ mod tests {
         let running = parse(base);
         let applied = parse(&format!(
             "{base}[server]\nallow = [\"10.0.0.0/8\"]\n[cache]\nmin_ttl = 60\n\
-             [hosts]\nrecords = [\"a.lan A 10.0.0.1\"]\n"
+             [hosts]\nrecords = [\"a.lan A 10.0.0.1\"]\n[block]\nanswer = \"null\"\nttl = 60\n"
         ));
         assert!(restart_only_changes(&running, &applied).is_empty());
+        let lists = parse(&format!(
+            "{base}[block]\nanswer = \"null\"\nrefresh_secs = 600\n"
+        ));
+        assert_eq!(restart_only_changes(&running, &lists), ["block"]);
         let restart = parse(&format!(
             "{base}[server]\nlisten = [\"127.0.0.1:5353\"]\nthreads = 3\n[cache]\nsize = 10\n\
              [log]\nlevel = \"debug\"\n"

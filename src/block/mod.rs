@@ -3,33 +3,54 @@
 //! ```text
 //!   server --QueryView--> Blocker::answer_fast_in_chain --> cache, screened by Check (generation g)
 //!        hit stamped g ------------------------------------------------------------> answer as is
+//!        hit on a blocked answer stored under g ---------------------------> answer as is (Local)
 //!        hit not stamped g --> qname or a CNAME target blocked? --no--> stamp g --> answer as is
-//!                                                             \--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
-//!        miss --> qname blocked? --yes--> same blocked answer | --no--> slow path
-//!   server --Request----> Blocker::handle --blocked?--yes--> same answer as an Answer
+//!                                                             \--yes--> store blocked answer, g
+//!        miss (or a blocked answer of another generation) --> qname blocked? --yes--> same
+//!                                                                           \--no--> slow path
+//!   server --Request----> Blocker::handle --blocked?--yes--> NXDOMAIN | 0.0.0.0/::, EDE 15
 //!                                   \--no--> cache --> ... --> forwarder --answer--> CNAME check
 //!   lists (files, HTTPS URLs) --load (off to the side)--> Index --swap Arc, new g--> Blocker
 //!                      ^ SIGHUP, every refresh_secs; URLs fetched through our own chain (fetch)
 //! ```
 //!
 //! Why in front of the cache: a list change (a reload) must take effect for every name at once,
-//! including names the cache already holds, and a blocked name must never reach an upstream or
-//! take room in the cache.
+//! including names the cache already holds, and a blocked name must never reach an upstream.
 //!
 //! Why the cache is asked first on the fast path: with a large list, probing the [`index`] for
 //! every suffix of every query name touches cache lines spread over megabytes (the tag bytes
 //! alone are two octets per name), which at a moderate query rate are cold every time; that was
 //! most of what a list of a million names added to a cached answer. So every index has a
-//! generation (unique in the process, new at every swap), and the stage hands the cache a
-//! [`Screen`] ([`Check`]) with it: a cache entry records the generation whose check it last
-//! passed (the question name not blocked, no CNAME target blocked, allow lists applied), and a
-//! hit on an entry that carries the current generation is answered without touching the index
-//! or walking the answer. Any other hit (a new entry, or the first since a reload) is checked
-//! under the cache's shard lock and stamped if it passes; one that fails comes back to this stage
-//! with no effect in the cache (not counted, no prefetch or refresh queued, so a name blocked
-//! since it was stored never goes upstream) and is answered blocked. A reload thus takes effect
-//! for cached names at once, at the price of one check per entry. A miss costs the cache's lookup
-//! and then the index's, so a blocked answer costs a cache miss more than it would in front.
+//! generation (unique in the process, new at every swap, and at every change of the answer mode
+//! or TTL), and the stage hands the cache a [`Screen`] ([`Check`]) with it: a cache entry records
+//! the generation whose check it last passed (the question name not blocked, no CNAME target
+//! blocked, allow lists applied), and a hit on an entry that carries the current generation is
+//! answered without touching the index or walking the answer. Any other hit (a new entry, or the
+//! first since a reload) is checked under the cache's shard lock and stamped if it passes. A
+//! reload thus takes effect for cached names at once, at the price of one check per entry.
+//!
+//! Why blocked answers are stored in the cache too: a blocked name asked first of the cache is a
+//! cache miss (hashing the key) and then the index's probe over cold memory, which made a blocked
+//! answer dearer than a cached one. So on a miss, or on an entry that fails the check, the cache
+//! asks the check for its own answer ([`Screen::own_answer`]): the blocked response, written once
+//! for an EDNS client with the Extended DNS Error naming the list, stored as an entry marked as
+//! the blocker's own under the current generation (it replaces an entry that failed), and
+//! answered. The next ask is one cache hit and nothing else: the cache's one response writer
+//! puts in the client's ID, spelling, flags and OPT record (none, so no Extended DNS Error, for a
+//! client without EDNS), and counts the TTL down from `block.ttl`. Such an entry is answered as
+//! [`Origin::Local`], so the metrics and the query log count it as a local answer, not a cache
+//! hit (nor does the cache's own hit counter); it is answered only on the screened fast path
+//! and only under its generation: the slow path's cache misses it (so a stale one can never
+//! reach the slow path's CNAME check, which would pass it as a "not blocked, no CNAME" answer),
+//! and a reload, a new answer mode or TTL, or the blocker's removal makes it a miss at once. It
+//! is never prefetched, refreshed upstream, answered stale, or written to the cache file; when
+//! its TTL has counted down to 0 it is renewed in place (under the same generation the blocker
+//! would write the same bytes again). A flood of distinct blocked names takes at most a quarter
+//! of each cache shard (past that they are answered from the index, not stored), and those
+//! entries are never marked referenced, so the eviction's second chance is for the other entries
+//! only: the flood can displace at most a quarter of the cache, and what a household asks keeps
+//! the rest (unbound answers local zones before its cache and stores nothing for them; storing
+//! a bounded share is what buys the blocked answer the cost of a hit).
 //!
 //! A compact prefilter in front of the index (a Bloom filter of a few bits per name) was the
 //! other way: it spares the probes of the slots and the arena, but not the cold line per suffix,
@@ -48,8 +69,12 @@
 //! Limitations: only class IN is blocked (other classes pass); DNAME records are not looked into
 //! (the CNAME an upstream synthesises from one is); the old and new index are both in memory while
 //! a reload swaps them. A cached answer that fails the check (a cloaked one, or one blocked since
-//! it was stored) is never stamped, so it is checked on every hit until it expires. Only the fast
-//! path uses the stamps: the slow path checks every answer.
+//! it was stored) is replaced by the blocked answer, so a reload that unblocks the name asks the
+//! upstream again. Only the fast path uses the stamps and the stored blocked answers: the slow
+//! path checks every answer and writes every blocked answer from the index. Queries the cache
+//! does not answer (meta types, EDNS versions other than 0) are blocked from the index each time.
+//! A config reload applies `block.answer` and `block.ttl` ([`Blocker::set_answer`]); the lists
+//! and the other block settings it leaves for a restart (SIGHUP re-reads the lists themselves).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -85,26 +110,31 @@ pub struct Blocker {
     /// fast path holds the read lock through its (synchronous) work, a swap holds the write lock
     /// for the swap only.
     current: RwLock<Current>,
-    mode: AnswerMode,
-    ttl: u32,
     /// The UDP payload size our OPT record advertises.
     payload: u16,
 }
 
-/// An index and the generation it is screened under (see the module docs).
+/// An index, how blocked names are answered, and the generation both are screened under (see
+/// the module docs): a change of any of them is a new generation, so that no blocked answer the
+/// cache stored under the old one is served again.
+#[derive(Clone)]
 struct Current {
     index: Arc<Index>,
     generation: u32,
+    mode: AnswerMode,
+    ttl: u32,
 }
 
 /// The last generation handed out, for every blocker of the process: two indexes never share
 /// one, so a cache entry stamped under one is checked again under any other.
 static GENERATIONS: AtomicU32 = AtomicU32::new(0);
 
-/// A generation no index has had yet (never 0, the cache's "not checked").
+/// A generation no index has had yet: never 0 (the cache's "not checked") and below 2^31 (the
+/// cache keeps its "own answer" flag beside it, [`Screen::generation`]). After 2^31 - 1 swaps the
+/// numbers come round again; an entry stamped that many reloads ago has long expired.
 fn next_generation() -> u32 {
     loop {
-        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let g = GENERATIONS.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & 0x7FFF_FFFF;
         if g != 0 {
             return g;
         }
@@ -118,19 +148,23 @@ impl Blocker {
             current: RwLock::new(Current {
                 index: Arc::new(index),
                 generation: next_generation(),
+                mode,
+                ttl,
             }),
-            mode,
-            ttl,
             payload,
         }
     }
 
     /// The index in use.
     pub fn index(&self) -> Arc<Index> {
+        self.current().index
+    }
+
+    /// What is in use: a clone, so that the lock is released at once.
+    fn current(&self) -> Current {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .index
             .clone()
     }
 
@@ -138,14 +172,35 @@ impl Blocker {
     /// generation: every answer the cache holds is checked against it before it is answered
     /// again.
     pub fn swap(&self, index: Index) {
-        let new = Current {
-            index: Arc::new(index),
+        let index = Arc::new(index);
+        self.replace(|c| Current { index, ..c.clone() });
+    }
+
+    /// Answers blocked names with `mode` and `ttl` from now on (a config reload), under a new
+    /// generation if either changed: the blocked answers the cache stored under the old one are
+    /// never served again.
+    pub fn set_answer(&self, mode: AnswerMode, ttl: u32) {
+        let c = self.current();
+        if (c.mode, c.ttl) == (mode, ttl) {
+            return;
+        }
+        info!(answer = ?mode, ttl, "block answer changed");
+        self.replace(|c| Current {
+            mode,
+            ttl,
+            ..c.clone()
+        });
+    }
+
+    /// Swaps in what `new` makes of the current state, under a new generation.
+    fn replace(&self, new: impl FnOnce(&Current) -> Current) {
+        let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let next = Current {
             generation: next_generation(),
+            ..new(&guard)
         };
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
-            new,
-        );
+        let old = std::mem::replace(&mut *guard, next);
+        drop(guard);
         // The old index is freed here, outside the lock, unless a query still holds it.
         drop(old);
     }
@@ -171,12 +226,18 @@ impl Blocker {
         let check = Check {
             index,
             generation: guard.generation,
+            mode: guard.mode,
+            ttl: guard.ttl,
+            payload: self.payload,
         };
-        // The next stage first: a cached answer that passed this generation's check is answered
-        // without touching the index (see the module docs).
+        // The next stage first: a cached answer that passed this generation's check, or this
+        // generation's own blocked answer stored in the cache, is answered without touching the
+        // index (see the module docs).
         let failed = match next.run_screened(view, max_len, out, &check) {
             Some(Screened::Passed(origin)) => return Some(origin),
             Some(Screened::Failed(_)) => true,
+            // The cache asked the index already: not blocked.
+            Some(Screened::Missed) => return None,
             None => false,
         };
         let cloak;
@@ -212,7 +273,7 @@ impl Blocker {
             wants_ad: h.authentic_data || dnssec_ok,
             edns: view.edns.map(|e| e.dnssec_ok),
         };
-        write_blocked(&q, &why, self.mode, self.ttl, self.payload, max_len, out)
+        write_blocked(&q, &why, guard.mode, guard.ttl, self.payload, max_len, out)
             .then_some(Origin::Local)
     }
 
@@ -222,7 +283,9 @@ impl Blocker {
             (Some(q), 1) if m.is_query_opcode() && blockable(q.qtype, q.qclass) => q,
             _ => return next.run(req).await,
         };
-        let index = self.index();
+        let Current {
+            index, mode, ttl, ..
+        } = self.current();
         if index.blocked() == 0 {
             return next.run(req).await;
         }
@@ -238,7 +301,7 @@ impl Blocker {
             edns: m.edns.as_ref().map(|e| e.dnssec_ok),
         };
         let local = |why: Why<'_>| {
-            blocked_answer(&q, &why, self.mode, self.ttl, self.payload).ok_or_else(|| {
+            blocked_answer(&q, &why, mode, ttl, self.payload).ok_or_else(|| {
                 crate::handler::HandlerError::internal(std::io::Error::other(
                     "blocked answer does not fit",
                 ))
@@ -348,6 +411,9 @@ pub fn fuzz_blocklist(data: &[u8]) {
 struct Check<'a> {
     index: &'a Index,
     generation: u32,
+    mode: AnswerMode,
+    ttl: u32,
+    payload: u16,
 }
 
 impl Screen for Check<'_> {
@@ -357,6 +423,37 @@ impl Screen for Check<'_> {
 
     fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool {
         self.index.blocking(query.qname).is_none() && cloaked(self.index, answer).is_none()
+    }
+
+    /// The blocked answer, for the cache to store under this generation: the question name's
+    /// rule, else a rule on a CNAME target of `failed`; written for an EDNS client (so that the
+    /// Extended DNS Error is stored) with ID 0 and no flags of the client's; `block.ttl` seconds.
+    fn own_answer(&self, query: &QueryView<'_>, failed: &[u8], out: &mut Vec<u8>) -> Option<u32> {
+        let cloak;
+        let why = match self.index.blocking(query.qname) {
+            Some(hit) => Why { hit, cname: None },
+            None => {
+                let (hit, target) = cloaked(self.index, failed)?;
+                cloak = target;
+                Why {
+                    hit,
+                    cname: Some(cloak.as_wire()),
+                }
+            }
+        };
+        let q = Query {
+            id: 0,
+            qname: query.qname,
+            qtype: query.qtype,
+            qclass: query.qclass,
+            recursion_desired: false,
+            checking_disabled: query.header.checking_disabled,
+            wants_ad: false,
+            edns: Some(false),
+        };
+        out.clear();
+        let limit = usize::from(u16::MAX);
+        write_blocked(&q, &why, self.mode, self.ttl, self.payload, limit, out).then_some(self.ttl)
     }
 }
 
@@ -600,13 +697,22 @@ mod tests {
 
     /// Blocker -> cache -> upstream, as the application composes them.
     fn cached_chain(index: Index) -> (Arc<Blocker>, Arc<Upstream>, Chain) {
-        let blocker = Arc::new(Blocker::new(index, AnswerMode::NxDomain, 7, 1232));
+        let (blocker, up, _, chain) = cached_chain_in(index, AnswerMode::NxDomain);
+        (blocker, up, chain)
+    }
+
+    /// [`cached_chain`] answering blocked names with `mode`, and its cache.
+    fn cached_chain_in(
+        index: Index,
+        mode: AnswerMode,
+    ) -> (Arc<Blocker>, Arc<Upstream>, Arc<crate::cache::Cache>, Chain) {
+        let blocker = Arc::new(Blocker::new(index, mode, 7, 1232));
         let cache = Arc::new(crate::cache::Cache::new(
             crate::cache::CacheConfig::default(),
         ));
         let up = Arc::new(Upstream(std::sync::atomic::AtomicUsize::new(0)));
-        let chain = Chain::new(vec![blocker.clone(), cache, up.clone()]);
-        (blocker, up, chain)
+        let chain = Chain::new(vec![blocker.clone(), cache.clone(), up.clone()]);
+        (blocker, up, cache, chain)
     }
 
     #[tokio::test]
@@ -651,30 +757,37 @@ mod tests {
             "nothing blocked went upstream"
         );
 
-        // An allow list wins: the cached answers come back, from the cache.
+        // An allow list wins: the blocked answers that replaced the cached ones in the cache
+        // are not served; the names are asked upstream again.
         blocker.swap(index_of(
             "www.example\ncdn.example\n",
             "www.example\ncdn.example\n",
         ));
         for name in ["www.example", "site.example"] {
+            assert!(fast(&c, &query(name, RType::A)).is_none());
+            let m = slow(&c, query(name, RType::A)).await;
+            assert_eq!((m.rcode(), m.answers.is_empty()), (Rcode::NOERROR, false));
             let f = fast(&c, &query(name, RType::A)).unwrap();
             assert_eq!((f.rcode(), f.answers.is_empty()), (Rcode::NOERROR, false));
         }
-        assert_eq!(up.0.load(Ordering::SeqCst), 2);
+        assert_eq!(up.0.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
-    async fn a_name_blocked_on_the_fast_path_is_never_cached() {
-        let (blocker, up, c) = cached_chain(index_of("ads.example\n", ""));
+    async fn a_blocked_answer_stored_in_the_cache_dies_with_its_generation() {
+        let (blocker, up, cache, c) =
+            cached_chain_in(index_of("ads.example\n", ""), AnswerMode::NxDomain);
         assert_eq!(
             fast(&c, &query("x.ads.example", RType::A)).unwrap().rcode(),
             Rcode::NXDOMAIN
         );
+        assert_eq!(cache.len(), 1, "stored");
         assert_eq!(
             slow(&c, query("x.ads.example", RType::A)).await.rcode(),
             Rcode::NXDOMAIN
         );
-        // Unblocked by a reload: a miss (nothing was stored), answered by the upstream.
+        // Unblocked by a reload: the stored blocked answer is served on neither path (the slow
+        // path's cache would otherwise hand it to the CNAME check, which passes it).
         blocker.swap(index_of("other.example\n", ""));
         assert!(fast(&c, &query("x.ads.example", RType::A)).is_none());
         assert_eq!(up.0.load(Ordering::SeqCst), 0);
@@ -683,6 +796,96 @@ mod tests {
             Rcode::NOERROR
         );
         assert_eq!(up.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// The blocked answers of both modes, first from the index and then from the cache: the
+    /// same bytes apart from the ID, with the Extended DNS Error naming the list.
+    #[tokio::test]
+    async fn blocked_answers_are_answered_from_the_cache_in_both_modes() {
+        let cases = [
+            (AnswerMode::NxDomain, RType::A, Rcode::NXDOMAIN, None),
+            (
+                AnswerMode::Null,
+                RType::A,
+                Rcode::NOERROR,
+                Some(RData::A(std::net::Ipv4Addr::UNSPECIFIED)),
+            ),
+            (
+                AnswerMode::Null,
+                RType::AAAA,
+                Rcode::NOERROR,
+                Some(RData::Aaaa(std::net::Ipv6Addr::UNSPECIFIED)),
+            ),
+            (AnswerMode::Null, RType::TXT, Rcode::NOERROR, None),
+        ];
+        for (mode, qtype, rcode, data) in cases {
+            let (_, up, cache, c) = cached_chain_in(index_of("ads.example\n", ""), mode);
+            let first = fast(&c, &query("x.Ads.example", qtype)).unwrap();
+            assert_eq!(cache.len(), 1);
+            for _ in 0..2 {
+                let mut q = query("X.ads.example", qtype);
+                q.header.id = 4321;
+                let f = fast(&c, &q).unwrap();
+                assert_eq!(
+                    (f.header.id, f.rcode()),
+                    (4321, rcode),
+                    "{mode:?} {qtype:?}"
+                );
+                assert_eq!(f.questions[0].name.to_string(), "X.ads.example.");
+                assert_eq!(f.answers.first().map(|r| r.data.clone()), data);
+                assert_eq!(
+                    ede_text(&f),
+                    "blocked: ads.example (list block.list, line 1)"
+                );
+                assert_eq!(f.answers.len(), first.answers.len());
+                // Without EDNS: no OPT record, so no Extended DNS Error.
+                let mut plain = query("x.ads.example", qtype);
+                plain.edns = None;
+                assert!(fast(&c, &plain).unwrap().edns.is_none());
+            }
+            // Never a cache hit in the cache's counters, never upstream.
+            assert_eq!(cache.stats().hits, 0);
+            assert_eq!(up.0.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_answer_mode_is_a_new_generation() {
+        let (blocker, _, _, c) =
+            cached_chain_in(index_of("ads.example\n", ""), AnswerMode::NxDomain);
+        for _ in 0..2 {
+            let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+        }
+        blocker.set_answer(AnswerMode::Null, 30);
+        for _ in 0..2 {
+            let f = fast(&c, &query("ads.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NOERROR);
+            assert_eq!(f.answers[0].data, RData::A(std::net::Ipv4Addr::UNSPECIFIED));
+            assert_eq!(f.answers[0].ttl, 30);
+        }
+        let m = slow(&c, query("ads.example", RType::A)).await;
+        assert_eq!((m.rcode(), m.answers[0].ttl), (Rcode::NOERROR, 30));
+    }
+
+    /// A cloaked answer (its CNAME target blocked) is replaced in the cache by the blocked
+    /// answer naming the target.
+    #[tokio::test]
+    async fn a_cloaked_answer_is_replaced_by_its_blocked_answer() {
+        let (_, up, cache, c) =
+            cached_chain_in(index_of("cdn.example\n", ""), AnswerMode::NxDomain);
+        let m = slow(&c, query("site.example", RType::A)).await;
+        assert_eq!(m.rcode(), Rcode::NXDOMAIN);
+        assert_eq!(up.0.load(Ordering::SeqCst), 1);
+        for _ in 0..3 {
+            let f = fast(&c, &query("site.example", RType::A)).unwrap();
+            assert_eq!(f.rcode(), Rcode::NXDOMAIN);
+            assert_eq!(
+                ede_text(&f),
+                "blocked: CNAME target cdn.example (list block.list, line 1)"
+            );
+        }
+        assert_eq!((cache.len(), cache.stats().hits), (1, 0));
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //!   14..16  key length K (u16 LE)
 //!   16..18  number of TTL fields N (u16 LE)
 //!   18      length O of the EDNS option octets (at most 255)
-//!   19..    key (K) | TTL field offsets (N x u16 LE) | EDNS options (O) | header (12) | tail
+//!   19..    key (K) | TTL field offsets (N x u16 LE) | header (12) | tail | EDNS options (O)
 //! ```
 //!
 //! The stored response is the encoded answer without its question and OPT record: the header,
-//! then everything after the question ("tail"). A hit rebuilds the question from the client's own
+//! then everything after the question ("tail"). The EDNS options (an Extended DNS Error: a
+//! blocked answer's names its list) come last, so that a hit for a client without EDNS reads
+//! none of their octets. A hit rebuilds the question from the client's own
 //! name octets, which have the same length as the stored (lower-cased) name, so every compression
 //! pointer and every TTL offset in the tail stays valid and the client sees its own spelling
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
@@ -125,10 +127,10 @@ impl Entry {
         for (off, _) in p.ttls {
             b.extend_from_slice(&off.to_le_bytes());
         }
-        b.extend_from_slice(p.options);
         b.extend_from_slice(&p.header);
         let tail_at = b.len();
         b.extend_from_slice(p.tail);
+        b.extend_from_slice(p.options);
         let tail_base = question_end(key.len());
         for &(off, ttl) in p.ttls {
             let at = tail_at + off as usize - tail_base;
@@ -205,6 +207,13 @@ impl Entry {
         let mut v = [0u8; 8];
         v[..6].copy_from_slice(&self.0[OFF_INSERTED..OFF_INSERTED + 6]);
         u64::from_le_bytes(v)
+    }
+
+    /// Starts the entry's lifetime again at `now_ms`: its TTLs count down from what was stored.
+    /// Only for an answer that would be stored again as the very same bytes (a screen's own
+    /// answer under the same generation, see `Cache::own_hit`).
+    pub(crate) fn renew(&mut self, now_ms: u64) {
+        self.0[OFF_INSERTED..OFF_INSERTED + 6].copy_from_slice(&now_ms.to_le_bytes()[..6]);
     }
 
     /// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once
@@ -316,8 +325,7 @@ impl Entry {
 
     /// The stored EDNS option octets.
     fn options(&self) -> &[u8] {
-        let options_at = FIXED_LEN + self.u16_at(OFF_KEY_LEN) + 2 * self.u16_at(OFF_TTL_COUNT);
-        &self.0[options_at..options_at + usize::from(self.0[OFF_OPT_LEN])]
+        &self.0[self.0.len() - usize::from(self.0[OFF_OPT_LEN])..]
     }
 
     /// Clears the referenced bit; returns whether it was set (the entry's second chance).
@@ -345,9 +353,10 @@ impl Entry {
         let opt_len = usize::from(b[OFF_OPT_LEN]);
         let key = &b[FIXED_LEN..FIXED_LEN + key_len];
         let offsets_at = FIXED_LEN + key_len;
-        let options_at = offsets_at + 2 * ttl_count;
-        let header_at = options_at + opt_len;
+        let header_at = offsets_at + 2 * ttl_count;
         let tail_at = header_at + HEADER_LEN;
+        // The options last: a client without EDNS never reads their octets.
+        let options_at = b.len() - opt_len;
         let header = &b[header_at..tail_at];
         let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
         let mut type_and_class = [0u8; 4];
@@ -357,9 +366,9 @@ impl Entry {
             counts: [count(6), count(8), count(10)],
             qname: key::qname_of(key),
             type_and_class: Some(type_and_class),
-            records: &b[tail_at..],
-            options: &b[options_at..header_at],
-            ttl_offsets: TtlOffsets::Packed(&b[offsets_at..options_at]),
+            records: &b[tail_at..options_at],
+            options: &b[options_at..],
+            ttl_offsets: TtlOffsets::Packed(&b[offsets_at..header_at]),
             ad_allowed: allows_ad(self.verdict_code(), header[3] & 0x20 != 0),
             ext_rcode: 0,
         };

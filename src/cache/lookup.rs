@@ -24,6 +24,11 @@
 //! here: not counted, no prefetch or refresh queued. The slow path is not screened: the blocker
 //! checks what comes back.
 //!
+//! A miss or a failed entry on the screened fast path asks the screen for its own answer (the
+//! blocked response): stored in the entry's place, stamped with the screen's generation and a flag
+//! that makes it the screen's own, and answered as a local answer. Hits on it are answered only
+//! under that generation ([`Cache::own_hit`]); the slow path misses it.
+//!
 //! The slow path decides under the shard's lock what a query does ([`Step`]) and acts on it with
 //! the lock released, because following or leading a flight ([`super::flight`]) awaits; stale data
 //! goes through serve-stale ([`super::stale`]). Live hits on either path count toward prefetch
@@ -45,7 +50,7 @@ use super::entry::{Client, Ttls};
 use super::flight::Fetch;
 use super::key::Key;
 use super::policy;
-use super::shard::{hash_key, Found, Shard};
+use super::shard::{hash_key, Found, Shard, OWN};
 use super::stale::is_failure;
 use super::Cache;
 
@@ -104,8 +109,12 @@ impl Cache {
     /// (the stored bytes passed that very check before); any other entry is rendered and judged,
     /// and stamped if it passes. An entry that fails is answered as [`Screened::Failed`] with no
     /// other effect: not counted, no prefetch or refresh queued (so a name blocked since it was
-    /// stored never reaches an upstream through the cache), not stamped (judged again on every
-    /// hit until it expires).
+    /// stored never reaches an upstream through the cache), not stamped.
+    ///
+    /// With a screen, a miss and a failed entry then ask the screen for its own answer
+    /// ([`Screen::own_answer`]): one is stored in place of the failed entry, stamped as the
+    /// screen's own under its generation, and answered as [`Origin::Local`]; the next ask of the
+    /// same generation is a hit on it and nothing else (see [`Cache::own_hit`]).
     fn answer_key(
         &self,
         key: &Key,
@@ -115,29 +124,83 @@ impl Cache {
         screen: Option<(&dyn Screen, &QueryView<'_>)>,
     ) -> Option<Screened> {
         let hash = hash_key(&self.hasher, key.as_bytes());
-        // Lock held for the lookup, the copy and (once per entry and generation) the screen's
-        // check, which is synchronous and bounded; nothing here awaits.
-        let mut guard = self.shard(hash);
-        let shard = &mut *guard;
-        // A miss (every blocked name, behind the blocker) ends before the clock and the policy
-        // are read.
-        let (idx, screened) = shard.find(hash, key.as_bytes())?;
+        let failed = {
+            // Lock held for the lookup, the copy and (once per entry and generation) the screen's
+            // check, which is synchronous and bounded; nothing here awaits.
+            let mut guard = self.shard(hash);
+            match self.answer_locked(&mut guard, key, hash, client, max_len, out, screen)? {
+                Locked::Answered(screened) => return Some(screened),
+                Locked::Missed => None,
+                Locked::Failed(origin) => Some(origin),
+            }
+        };
+        // A miss or a failed answer behind a screen: the screen's own answer, if it has one,
+        // written, stored and answered with the lock released (the screen's lookup may touch
+        // cold memory; storing takes the lock again).
+        let (screen, query) = screen?;
+        let generation = screen.generation() & !OWN;
+        let previous = failed.map(|_| std::mem::take(out));
+        let Some(lifetime) = screen.own_answer(query, previous.as_deref().unwrap_or(&[]), out)
+        else {
+            return Some(match (failed, previous) {
+                (Some(origin), Some(previous)) => {
+                    *out = previous;
+                    Screened::Failed(origin)
+                }
+                _ => Screened::Missed,
+            });
+        };
+        let now = self.now_ms();
+        // An own answer that cannot be stored or rendered (too long an Extended DNS Error text)
+        // is left to the screening stage, which writes it itself.
+        let entry = policy::own(key, out, lifetime, now).ok()?;
+        out.clear();
+        if !entry.render(client, Ttls::At(now), max_len, out) {
+            return None;
+        }
+        // Lock held for the insert only.
+        self.shard(hash)
+            .insert_own(hash, entry, generation, now, &self.hasher);
+        Some(Screened::Passed(Origin::Local))
+    }
+
+    /// [`Cache::answer_key`] under the shard's lock: a hit answered (or failed), a miss, or
+    /// `None` to leave the query to the slow path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn answer_locked(
+        &self,
+        shard: &mut Shard,
+        key: &Key,
+        hash: u64,
+        client: &Client<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    ) -> Option<Locked> {
+        // A miss (a blocked name's first ask) ends before the clock and the policy are read.
+        let Some((idx, screened)) = shard.find(hash, key.as_bytes()) else {
+            return Some(Locked::Missed);
+        };
+        if screened & OWN != 0 {
+            return self.own_hit(shard, idx, screened, client, max_len, out, screen);
+        }
         let now = self.now_ms();
         match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
-            None => None,
+            None => Some(Locked::Missed),
             Some(Found::Fresh(entry)) => {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
                     return None;
                 }
                 let Some(stamp) = judge(screened, screen, out) else {
-                    return Some(Screened::Failed(Origin::Cache));
+                    return Some(Locked::Failed(Origin::Cache));
                 };
                 self.on_live_hit(entry, key, hash, now);
                 shard.counters.hits += 1;
                 if let Some(generation) = stamp {
                     shard.set_screened(hash, generation);
                 }
-                Some(Screened::Passed(Origin::Cache))
+                Some(Locked::Answered(Screened::Passed(Origin::Cache)))
             }
             Some(Found::Stale(entry)) => {
                 let stale = self.policy().stale?;
@@ -146,7 +209,7 @@ impl Cache {
                     return None;
                 }
                 let Some(stamp) = judge(screened, screen, out) else {
-                    return Some(Screened::Failed(Origin::StaleCache));
+                    return Some(Locked::Failed(Origin::StaleCache));
                 };
                 if !self.stale_now(stale, entry, key, hash, now) {
                     return None;
@@ -156,9 +219,47 @@ impl Cache {
                 if let Some(generation) = stamp {
                     shard.set_screened(hash, generation);
                 }
-                Some(Screened::Passed(Origin::StaleCache))
+                Some(Locked::Answered(Screened::Passed(Origin::StaleCache)))
             }
         }
+    }
+
+    /// A hit on the screen's own answer stored under the stamp `screened`: answered as
+    /// [`Origin::Local`] only behind a screen of that very generation, and then like any hit (the
+    /// one response writer, TTLs counted down) but not counted as a cache hit, not marked
+    /// referenced, never prefetched, refreshed upstream or answered stale. Under any other
+    /// generation, or without a screen, it is a miss (and replaced if the screen answers again).
+    ///
+    /// Once its lifetime (the screen's TTL) is over, its TTLs have counted down to 0 and it is
+    /// renewed in place: stored again now, as the screen would store it again, since under the
+    /// same generation the screen's answer is the same bytes (the same lists, rule, mode and
+    /// TTL). So a blocked name asked now and then costs one hit per ask, not a rebuild every
+    /// `block.ttl` seconds; a client never sees a TTL above the screen's, and never one that
+    /// counts up within a lifetime.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn own_hit(
+        &self,
+        shard: &mut Shard,
+        idx: usize,
+        screened: u32,
+        client: &Client<'_>,
+        max_len: usize,
+        out: &mut Vec<u8>,
+        screen: Option<(&dyn Screen, &QueryView<'_>)>,
+    ) -> Option<Locked> {
+        let current = screen.is_some_and(|(s, _)| (s.generation() & !OWN) | OWN == screened);
+        if !current {
+            return Some(Locked::Missed);
+        }
+        let now = self.now_ms();
+        let entry = shard.entry_mut(idx)?;
+        if entry.is_expired(now) {
+            entry.renew(now);
+        }
+        entry
+            .render(client, Ttls::At(now), max_len, out)
+            .then_some(Locked::Answered(Screened::Passed(Origin::Local)))
     }
 
     /// The slow path: a hit, one run of the rest of the chain per group of identical misses, or a
@@ -281,6 +382,16 @@ impl Cache {
             Step::Lead
         }
     }
+}
+
+/// What the fast path found under the shard's lock.
+enum Locked {
+    /// Answered (or failed the screen) from a stored entry.
+    Answered(Screened),
+    /// No entry to answer from.
+    Missed,
+    /// The entry's rendered answer (in `out`) failed the screen.
+    Failed(Origin),
 }
 
 /// What the slow path does after its critical section.

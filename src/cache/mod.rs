@@ -43,6 +43,11 @@
 //!   clock's grid. The time of day (that grid, the cache file's times) is read from the cache's
 //!   [`WallClock`] only ([`Cache::with_clock`]; tests move a [`crate::clock::ManualClock`]).
 //!
+//! Behind the blocker, the cache also holds the blocker's own answers (blocked names'), each
+//! valid under one generation of the block lists only and answered on the screened fast path only
+//! ([`lookup`], [`shard`]; why in [`crate::block`]): never on the slow path, never stale,
+//! prefetched or saved to the cache file, not counted as hits, at most a quarter of each shard.
+//!
 //! Warm restarts ([`persist`]): the cache can be written to a file (each entry as the response it
 //! stored and its wall-clock insertion time) and read back at start, with TTLs aged by the time
 //! that passed and every response checked like network input (`Message::parse`, then
@@ -372,6 +377,8 @@ impl Handler for Cache {
     ) -> Option<Origin> {
         match self.fast_path(query, max_len, out, None)? {
             Screened::Passed(origin) | Screened::Failed(origin) => Some(origin),
+            // Not without a screen.
+            Screened::Missed => None,
         }
     }
 

@@ -101,13 +101,24 @@ fn sanitize(ttl: u32) -> u32 {
     }
 }
 
-/// Builds the entry for `wire`, the complete encoded response to the question of `key`.
-pub(crate) fn prepare(
-    limits: &Limits,
-    key: &Key,
-    wire: &[u8],
-    now_ms: u64,
-) -> Result<Entry, Uncacheable> {
+/// A response checked against its key, its OPT record split off.
+struct Parsed<'a> {
+    header: Header,
+    /// Where the question ends: the tail starts here.
+    qend: usize,
+    /// Where the tail ends (the OPT record, if any, starts).
+    tail_end: usize,
+    /// The records of the tail.
+    spans: Vec<scan::RecordSpan>,
+    arcount: u16,
+    rcode: Rcode,
+    /// The data of the OPT record's first Extended DNS Error option.
+    ede: &'a [u8],
+}
+
+/// Checks that `wire` is a complete response to the question of `key` that may be stored, and
+/// splits its OPT record off.
+fn parse<'a>(key: &Key, wire: &'a [u8]) -> Result<Parsed<'a>, Uncacheable> {
     if wire.len() > MAX_STORED_LEN {
         return Err(Uncacheable::TooLarge);
     }
@@ -148,7 +159,95 @@ pub(crate) fn prepare(
         arcount -= 1;
         spans.pop();
     }
-    let rcode = Rcode::from_parts(header.rcode_low, ext_rcode);
+    Ok(Parsed {
+        header,
+        qend,
+        tail_end,
+        spans,
+        arcount,
+        rcode: Rcode::from_parts(header.rcode_low, ext_rcode),
+        ede,
+    })
+}
+
+/// The stored form of a response header: ID 0, QR=1, AA=0, RD=0, RA=1, Z=0, CD as in the key.
+fn normalised(header: Header, key: &Key, arcount: u16) -> [u8; HEADER_LEN] {
+    let mut h = header;
+    h.id = 0;
+    h.authoritative = false;
+    h.recursion_desired = false;
+    h.recursion_available = true;
+    h.z = false;
+    h.checking_disabled = key.checking_disabled();
+    h.arcount = arcount;
+    h.to_bytes()
+}
+
+/// Builds the entry for a screen's own answer to the question of `key` (a blocked name's,
+/// [`crate::handler::Screen::own_answer`]): every TTL and the lifetime are `lifetime`, whatever
+/// its records say; its Extended DNS Error is kept whole (an answer whose option does not fit an
+/// entry is not stored, so that a stored answer says exactly what the screen would); it is never
+/// answered stale, and so never written to the cache file either.
+pub(crate) fn own(
+    key: &Key,
+    wire: &[u8],
+    lifetime: u32,
+    now_ms: u64,
+) -> Result<Entry, Uncacheable> {
+    let p = parse(key, wire)?;
+    if lifetime == 0 {
+        return Err(Uncacheable::ZeroTtl);
+    }
+    if p.rcode != Rcode::NOERROR && p.rcode != Rcode::NXDOMAIN {
+        return Err(Uncacheable::Rcode(p.rcode));
+    }
+    let options = if p.ede.len() < 2 {
+        Vec::new()
+    } else {
+        let mut o = Vec::with_capacity(4 + p.ede.len());
+        o.extend_from_slice(&edns::code::EXTENDED_ERROR.to_be_bytes());
+        o.extend_from_slice(&(p.ede.len() as u16).to_be_bytes());
+        o.extend_from_slice(p.ede);
+        o
+    };
+    if options.len() > entry::MAX_OPTIONS_LEN {
+        return Err(Uncacheable::TooLarge);
+    }
+    let lifetime = lifetime.min(entry::MAX_LIFETIME);
+    let ttls: Vec<(u16, u32)> = p
+        .spans
+        .iter()
+        .map(|s| (s.ttl_offset as u16, lifetime))
+        .collect();
+    Ok(Entry::new(&Parts {
+        key,
+        inserted_ms: now_ms,
+        lifetime,
+        header: normalised(p.header, key, p.arcount),
+        tail: &wire[p.qend..p.tail_end],
+        ttls: &ttls,
+        options: &options,
+        stale_ok: false,
+    }))
+}
+
+/// Builds the entry for `wire`, the complete encoded response to the question of `key`.
+pub(crate) fn prepare(
+    limits: &Limits,
+    key: &Key,
+    wire: &[u8],
+    now_ms: u64,
+) -> Result<Entry, Uncacheable> {
+    let Parsed {
+        header,
+        qend,
+        tail_end,
+        spans,
+        arcount,
+        rcode,
+        ede,
+    } = parse(key, wire)?;
+    let qtype = key.qtype();
     if rcode == Rcode::SERVFAIL {
         let (info, text) = match ede.len() {
             0 => (None, &[][..]),
@@ -189,19 +288,11 @@ pub(crate) fn prepare(
         return Err(Uncacheable::ZeroTtl);
     }
 
-    let mut h = header;
-    h.id = 0;
-    h.authoritative = false;
-    h.recursion_desired = false;
-    h.recursion_available = true;
-    h.z = false;
-    h.checking_disabled = key.checking_disabled();
-    h.arcount = arcount;
     Ok(Entry::new(&Parts {
         key,
         inserted_ms: now_ms,
         lifetime,
-        header: h.to_bytes(),
+        header: normalised(header, key, arcount),
         tail: &wire[qend..tail_end],
         ttls: &ttls,
         // The answer's Extended DNS Error (an insecure answer's "unsupported algorithm", say) is

@@ -16,6 +16,16 @@
 //! the 64-bit hash leaves free in each index bucket, so it costs no memory, and in the bucket a hit
 //! reads anyway, so checking it touches no other cache line. A new entry is inserted with 0 (not
 //! yet checked).
+//!
+//! The same stamp with its top bit ([`OWN`]) set marks an entry that is the screen's own answer (a
+//! blocked name's), valid under that generation only: [`Shard::lookup`] (the slow path's) misses
+//! it, and the cache's screened fast path answers it only while the screen's generation is the
+//! stamped one. A shard holds at most a quarter of its entries as own answers ([`OWN_SHARE`]):
+//! past that, a new one is stored only in place of one of no more use (another generation's, or
+//! one not asked since its TTL ran out: [`Shard::reclaim_own`]), else answered without being
+//! stored. Own answers are never marked referenced, so the CLOCK hand's second chance goes to the
+//! other entries only. A flood of distinct blocked names thus displaces at most a quarter of the
+//! other entries.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -26,6 +36,11 @@ use tokio::sync::watch;
 use crate::handler::HandlerResult;
 
 use super::entry::{Age, Entry};
+
+/// A shard holds at most `1 / OWN_SHARE` of its entries as a screen's own answers.
+pub(crate) const OWN_SHARE: usize = 4;
+/// Slots [`Shard::reclaim_own`] looks at, at most, when the own answers' share is full.
+const OWN_RECLAIM_SCAN: usize = 16;
 
 /// The keyed hash of a cache key (used for the shard choice and the index).
 pub(crate) fn hash_key(state: &RandomState, key: &[u8]) -> u64 {
@@ -76,7 +91,13 @@ pub(crate) enum Found<'a> {
 /// The waiters of one miss in flight: the leader publishes its result here.
 pub(crate) type Flight = watch::Sender<Option<HandlerResult>>;
 
-/// Where an entry is, and the screen generation it last passed (0: not checked).
+/// Set in a place's screen stamp when the entry is the screen's own answer (a blocked name's,
+/// [`crate::handler::Screen::own_answer`]), stored under the generation in the other bits and
+/// answered under that generation only; generations are below 2^31.
+pub(crate) const OWN: u32 = 1 << 31;
+
+/// Where an entry is, and the screen generation it last passed (0: not checked), or with
+/// [`OWN`] the generation whose own answer it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Place {
     slot: u32,
@@ -93,6 +114,10 @@ pub(crate) struct Shard {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+    /// Entries that are a screen's own answers ([`OWN`]), at most `max_entries / OWN_SHARE`.
+    own: usize,
+    /// Where [`Shard::reclaim_own`] looks next.
+    own_hand: usize,
     /// Misses being resolved, by key: present exactly while a leader works on that key.
     pub inflight: HashMap<Box<[u8]>, Flight>,
     pub counters: Counters,
@@ -110,6 +135,8 @@ impl Shard {
             bytes: 0,
             max_entries,
             max_bytes,
+            own: 0,
+            own_hand: 0,
             inflight: HashMap::new(),
             counters: Counters::default(),
         }
@@ -120,8 +147,16 @@ impl Shard {
         self.len
     }
 
+    /// Entries held that are a screen's own answers.
+    #[cfg(test)]
+    pub(crate) fn own_len(&self) -> usize {
+        self.own
+    }
+
     /// The entry for `key`: live, or expired less than `stale_ms` ago and allowed to be served
-    /// stale. Any other expired entry is removed and missed. Flags are left to the caller.
+    /// stale. Any other expired entry is removed and missed. A screen's own answer ([`OWN`]) is
+    /// missed too: only the screened fast path may answer one, under its generation. Flags are
+    /// left to the caller.
     pub(crate) fn lookup(
         &mut self,
         hash: u64,
@@ -129,7 +164,10 @@ impl Shard {
         now_ms: u64,
         stale_ms: u64,
     ) -> Option<Found<'_>> {
-        let (idx, _) = self.find(hash, key)?;
+        let (idx, screened) = self.find(hash, key)?;
+        if screened & OWN != 0 {
+            return None;
+        }
         self.lookup_at(idx, hash, now_ms, stale_ms)
     }
 
@@ -140,6 +178,11 @@ impl Shard {
         let idx = place.slot as usize;
         let entry = self.slots.get(idx)?.as_ref()?;
         (entry.key() == key).then_some((idx, place.screened))
+    }
+
+    /// The entry at `idx` (where [`Shard::find`] found it), whatever its age.
+    pub(crate) fn entry_mut(&mut self, idx: usize) -> Option<&mut Entry> {
+        self.slots.get_mut(idx)?.as_mut()
     }
 
     /// Records that the entry under `hash` passed the screen of `generation`.
@@ -235,6 +278,63 @@ impl Shard {
         true
     }
 
+    /// Stores `entry`, the screen's own answer of `generation` for the key under `hash`, as
+    /// [`Shard::insert`] does but not counted as an insert, and only while the shard holds fewer
+    /// than `max_entries / OWN_SHARE` of them (or replaces one): a flood of distinct blocked names
+    /// takes at most that share of the cache. Returns whether it was stored.
+    pub(crate) fn insert_own(
+        &mut self,
+        hash: u64,
+        entry: Entry,
+        generation: u32,
+        now_ms: u64,
+        hasher: &RandomState,
+    ) -> bool {
+        let replaces_own = self.index.get(&hash).is_some_and(|p| p.screened & OWN != 0);
+        if !replaces_own
+            && self.own >= self.max_entries / OWN_SHARE
+            && !self.reclaim_own(generation, now_ms, hasher)
+        {
+            return false;
+        }
+        if !self.insert(hash, entry, now_ms, hasher) {
+            return false;
+        }
+        self.counters.inserts -= 1;
+        self.own += 1;
+        self.set_screened(hash, generation | OWN);
+        true
+    }
+
+    /// Removes one own answer that can no longer be answered (stored under another generation)
+    /// or has not been asked since its TTLs counted down (expired), looking at no more than
+    /// [`OWN_RECLAIM_SCAN`] slots from where the last look ended; returns whether one went. Keeps
+    /// the own answers' share from being held by ones that are of no more use while the cache is
+    /// not full enough to evict them.
+    fn reclaim_own(&mut self, generation: u32, now_ms: u64, hasher: &RandomState) -> bool {
+        for _ in 0..OWN_RECLAIM_SCAN.min(self.slots.len()) {
+            if self.own_hand >= self.slots.len() {
+                self.own_hand = 0;
+            }
+            let idx = self.own_hand;
+            self.own_hand += 1;
+            let Some(entry) = &self.slots[idx] else {
+                continue;
+            };
+            let hash = hash_key(hasher, entry.key());
+            let useless = self.index.get(&hash).is_some_and(|p| {
+                p.slot as usize == idx
+                    && p.screened & OWN != 0
+                    && (p.screened != generation | OWN || entry.is_expired(now_ms))
+            });
+            if useless {
+                self.remove(idx, hash);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Moves the CLOCK hand until one entry is gone. Two sweeps always suffice: the first clears
     /// every referenced bit it passes.
     fn evict_one(&mut self, now_ms: u64, hasher: &RandomState) -> bool {
@@ -287,8 +387,14 @@ impl Shard {
             self.bytes -= old.size();
             self.len -= 1;
             self.free.push(idx as u32);
-            if self.index.get(&hash).map(|p| p.slot) == Some(idx as u32) {
-                self.index.remove(&hash);
+            match self.index.get(&hash) {
+                Some(p) if p.slot == idx as u32 => {
+                    if p.screened & OWN != 0 {
+                        self.own -= 1;
+                    }
+                    self.index.remove(&hash);
+                }
+                _ => {}
             }
         }
     }

@@ -280,12 +280,25 @@ pub trait Handler: Send + Sync + 'static {
 /// neither the stored bytes nor the check have changed. A screen changes its generation whenever
 /// the same answer could be judged differently (a list reload).
 pub trait Screen {
-    /// The version of the check: never 0 (a stored answer's "never checked"), and never the same
-    /// for two different checks in one process.
+    /// The version of the check: never 0 (a stored answer's "never checked"), below 2^31 (a
+    /// stage that stores answers may keep a flag beside it), and never the same for two different
+    /// checks in one process.
     fn generation(&self) -> u32;
 
     /// Whether `answer`, a complete response to `query`, may go to the client.
     fn passes(&self, query: &QueryView<'_>, answer: &[u8]) -> bool;
+
+    /// The screen's own answer to `query` (a blocked name's), if it has one: `failed` is the
+    /// answer the next stage wrote and the screen failed (its CNAME chain may be the reason), or
+    /// empty when the next stage had none. The answer is written into `out` (cleared first) as a
+    /// complete response with ID 0 and an OPT record carrying every option an EDNS client gets, so
+    /// that a stage that stores it (the cache) can answer any client from it; the result is how
+    /// many seconds it may be reused, and only while [`Screen::generation`] stays the same. The
+    /// default has none.
+    fn own_answer(&self, query: &QueryView<'_>, failed: &[u8], out: &mut Vec<u8>) -> Option<u32> {
+        let _ = (query, failed, out);
+        None
+    }
 }
 
 /// What a screened fast path produced ([`Handler::answer_fast_screened`]).
@@ -295,6 +308,9 @@ pub enum Screened {
     Passed(Origin),
     /// The answer in `out` failed the screen: the screening stage replaces it.
     Failed(Origin),
+    /// Nothing answered, and the screen was asked for an answer of its own and has none
+    /// ([`Screen::own_answer`]): the screening stage need not ask again; the slow path.
+    Missed,
 }
 
 /// The rest of the chain after the current handler.

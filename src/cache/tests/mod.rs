@@ -10,6 +10,7 @@ mod fast_path;
 mod memory;
 mod message;
 mod negative;
+mod own;
 mod prefetch;
 mod screen;
 mod stale;
