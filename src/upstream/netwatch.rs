@@ -62,11 +62,12 @@ pub const SETTLE: Duration = Duration::from_millis(300);
 /// Most links, addresses and default routes remembered; beyond it the state starts over.
 pub const MAX_STATE: usize = 4096;
 
-// rtnetlink constants (linux/rtnetlink.h, linux/netlink.h, linux/if.h).
 /// Receive buffer. The kernel sizes a dump's datagrams to the largest buffer a reader has offered
 /// (at least a page), and single events are a few hundred octets, so 16 KiB never cuts one; a
 /// larger buffer only costs resident memory on an idle router (issue 17's budget).
 const RECV_BUF: usize = 16 * 1024;
+
+// rtnetlink constants (linux/rtnetlink.h, linux/netlink.h, linux/if.h).
 const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
