@@ -160,6 +160,18 @@ impl NetState {
     /// Applies the netlink messages in `buf` (one datagram). `ours` is this socket's port id:
     /// messages carrying it answer our dump and only fill the state. Never panics; a malformed
     /// message ends the batch.
+    /// [`NetState::apply`] for a datagram of real length `len` read into `buf` (MSG_TRUNC): one
+    /// cut short is not applied in part but counted as lost events.
+    pub fn apply_received(&mut self, buf: &[u8], len: usize, ours: u32) -> Applied {
+        match buf.get(..len) {
+            Some(whole) => self.apply(whole, ours),
+            None => Applied {
+                lost: true,
+                ..Applied::default()
+            },
+        }
+    }
+
     pub fn apply(&mut self, buf: &[u8], ours: u32) -> Applied {
         let mut out = Applied::default();
         let mut rest = buf;
@@ -338,13 +350,9 @@ impl Netlink {
         while !shutdown.is_cancelled() {
             // MSG_TRUNC: the datagram's real length comes back, so a cut one is seen as such.
             let applied = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
-                Ok(n) if n <= buf.len() => state.apply(&buf[..n], self.port),
-                // Cut (it cannot happen with the kernel's sizing above, but if it did the tail's
-                // events would be gone): the same as lost events.
-                Ok(_) => Applied {
-                    lost: true,
-                    ..Applied::default()
-                },
+                // A cut one cannot happen with the kernel's sizing (see RECV_BUF), but if it did
+                // the tail's events would be gone: it counts as lost events.
+                Ok(n) => state.apply_received(&buf, n, self.port),
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 // The socket's buffer overflowed: events were lost, so assume a change.
                 Err(Errno::ENOBUFS) => Applied {
@@ -561,6 +569,24 @@ mod tests {
         assert_eq!(s.apply(&msg(RTM_NEWROUTE, 0, &r), ours).changes, 0);
         // An overrun or an error says events were lost.
         assert!(s.apply(&msg(NLMSG_OVERRUN, 0, &[]), ours).lost);
+    }
+
+    #[test]
+    fn a_cut_datagram_is_lost_events_not_applied_in_part() {
+        let mut s = NetState::default();
+        let two = [
+            msg(RTM_NEWADDR, 0, &addr(3, [10, 0, 0, 9])),
+            msg(RTM_NEWADDR, 0, &addr(4, [10, 0, 0, 10])),
+        ]
+        .concat();
+        // The buffer held the first message only; the datagram was longer (MSG_TRUNC's length).
+        let first = msg(RTM_NEWADDR, 0, &addr(3, [10, 0, 0, 9])).len();
+        let a = s.apply_received(&two[..first], two.len(), 1);
+        assert_eq!((a.lost, a.changes), (true, 0));
+        assert!(s.known.is_empty(), "nothing of a cut datagram is applied");
+        // Whole, it applies as usual.
+        let a = s.apply_received(&two, two.len(), 1);
+        assert_eq!((a.lost, a.changes), (false, 2));
     }
 
     #[test]
