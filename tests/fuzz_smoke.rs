@@ -189,6 +189,24 @@ fn query_view_target_on_seeds_and_mutations() {
 }
 
 #[test]
+fn simple_answer_target_on_seeds_and_mutations() {
+    let mut pool = seeds("simple_answer");
+    let accepted = pool
+        .iter()
+        .filter(|s| {
+            let Ok(m) = Message::parse(s) else {
+                return false;
+            };
+            let q = m.question().expect("seed has a question");
+            dnsveil::wire::simple::check(s, m.header.id, m.header.opcode, q).is_some()
+        })
+        .count();
+    assert!(accepted >= 3, "the seeds should include simple answers");
+    pool.extend(rich_messages());
+    run(fuzzing::simple_answer, &pool, WIRE_DICT, 11);
+}
+
+#[test]
 fn zone_line_target_on_seeds_and_mutations() {
     let mut pool = seeds("zone_line");
     for s in &pool {

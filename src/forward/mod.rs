@@ -20,6 +20,10 @@
 //! name, not the server, so it must neither count against the upstream's health nor send the query
 //! on to every other upstream.
 //!
+//! An answer of the common simple shape (the data asked for at the question name, the zone's SOA or
+//! NS, an OPT record) was checked on the wire by the upstream layer ([`crate::wire::simple`]): it
+//! has nothing to scrub, so it is neither parsed nor scrubbed and its bytes go up as they came.
+//!
 //! When every upstream of the group fails, the query fails with [`HandlerError::Upstream`] holding
 //! the last [`UpstreamError`] as it is, which the server sends as SERVFAIL with an Extended DNS
 //! Error "Network Error" ([`ede::NETWORK_ERROR`]) whose text is that error's: what failed, and
@@ -149,9 +153,10 @@ impl Handler for Forwarder {
             // Extended DNS Error "Network Error" (`ede::NETWORK_ERROR`) naming the last failure.
             // There is no other server to try, and certainly no plaintext one.
             let Reply {
-                mut message,
+                parsed,
                 wire,
                 upstream,
+                ..
             } = group
                 .query(question, forwarding_flags(&req.query))
                 .await
@@ -162,6 +167,16 @@ impl Handler for Forwarder {
                         e => HandlerError::upstream(e),
                     }
                 })?;
+            // An answer of the simple shape was checked on the wire and has nothing to scrub
+            // (`wire::simple`): its bytes go up the chain as they came.
+            let Some(mut message) = parsed else {
+                debug!(
+                    rcode = Header::parse(&wire).map_or(0, |h| h.rcode_low),
+                    "upstream answered (simple shape)"
+                );
+                return Ok(Answer::checked(wire, Origin::Upstream, Verdict::Unchecked)
+                    .with_upstream(upstream));
+            };
             let scrubbed = scrub(&mut message, question).map_err(|e| {
                 debug!(error = %e, "upstream answer refused");
                 HandlerError::Unusable(e)

@@ -39,7 +39,7 @@ use crate::handler::{
     Answer, BoxFuture, Handler, HandlerError, HandlerResult, Next, Origin, Request, Verdict,
 };
 use crate::upstream::pool::BreakerState;
-use crate::upstream::{forwarding_flags, Reply, Upstream, UpstreamGroup};
+use crate::upstream::{forwarding_flags, Upstream, UpstreamGroup};
 use crate::wire::Name;
 
 /// The connectivity-check names of the common operating systems and browsers.
@@ -146,15 +146,13 @@ impl Portal {
     /// Asks the network's resolvers; the answer's TTLs become 0 so nothing keeps it.
     async fn via_network(&self, req: &Request) -> HandlerResult {
         let q = req.query.question().ok_or(HandlerError::NotImplemented)?;
-        let Reply {
-            mut message,
-            upstream,
-            ..
-        } = self
+        let mut reply = self
             .network
             .ask(q, forwarding_flags(&req.query))
             .await
             .map_err(HandlerError::upstream)?;
+        let mut message = reply.take_message().map_err(HandlerError::upstream)?;
+        let upstream = reply.upstream;
         for r in message
             .answers
             .iter_mut()

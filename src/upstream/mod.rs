@@ -51,7 +51,7 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
 pub use tls::TransportStats;
 
-use crate::wire::{Header, Message, QueryFlags, Question, Rcode};
+use crate::wire::{simple, Header, Message, QueryFlags, Question, Rcode};
 
 /// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
 /// (fair, first come first served) queue until `deadline`. Queueing rather than failing at the
@@ -109,20 +109,34 @@ pub fn forwarding_flags(client_query: &Message) -> QueryFlags {
     }
 }
 
-/// A checked answer from an upstream: the message and the bytes it was parsed from (the ID is
-/// ours, a random one; the rest is as the upstream sent it).
+/// A checked answer from an upstream: the bytes as they came (the ID is ours, a random one; the
+/// rest is as the upstream sent it) and, unless they were checked on the wire, the message they
+/// parse to.
 #[derive(Clone, Debug)]
 pub struct Reply {
-    pub message: Message,
+    /// The parsed answer; `None` for an answer of the simple shape ([`crate::wire::simple`]):
+    /// checked on the wire, and one that scrubbing would leave exactly as it is.
+    pub parsed: Option<Message>,
     pub wire: Bytes,
     /// The URL of the upstream that answered.
     pub upstream: Arc<str>,
+    rcode: Rcode,
 }
 
 impl Reply {
     /// The response code.
     pub fn rcode(&self) -> Rcode {
-        self.message.rcode()
+        self.rcode
+    }
+
+    /// The whole answer, parsed: the parsed form if it has one, else parsed from the bytes now
+    /// (checked bytes, so this does not fail in practice).
+    pub fn take_message(&mut self) -> Result<Message, UpstreamError> {
+        match self.parsed.take() {
+            Some(m) => Ok(m),
+            None => Message::parse(&self.wire)
+                .map_err(|e| UpstreamError::BadAnswer(BadAnswer::Parse(e))),
+        }
     }
 }
 
@@ -246,16 +260,23 @@ impl Upstream {
             .map_err(|_| UpstreamError::Timeout(self.timeout))
             .and_then(|r| {
                 let raw = r?;
+                // The common shape is checked on the bytes; anything else is parsed and checked.
+                let h = &sent.header;
+                if let Some(rcode) = simple::check(&raw, h.id, h.opcode, question) {
+                    return Ok((raw, None, rcode));
+                }
                 let message = check_answer(&sent, &raw)?;
-                Ok((raw, message))
+                let rcode = message.rcode();
+                Ok((raw, Some(message), rcode))
             });
         // A future dropped before this point (the pool moved on) is not counted.
         self.counters.record(checked.is_ok(), start.elapsed());
-        let (raw, message) = checked?;
+        let (raw, parsed, rcode) = checked?;
         Ok(Reply {
             upstream: self.url.clone(),
-            message,
+            parsed,
             wire: Bytes::from(raw),
+            rcode,
         })
     }
 
@@ -265,7 +286,9 @@ impl Upstream {
         let question = q
             .question()
             .ok_or(UpstreamError::BadQuery(BadQuery::NoQuestion))?;
-        Ok(self.ask(question, forwarding_flags(q)).await?.message)
+        self.ask(question, forwarding_flags(q))
+            .await?
+            .take_message()
     }
 }
 

@@ -153,6 +153,55 @@ pub fn query_view(data: &[u8]) {
     }
 }
 
+/// `simple_answer`: the check of an answer's simple shape ([`super::simple`]) never panics, and
+/// what it accepts as the answer to the question the bytes carry (with their own ID and opcode),
+/// the full path accepts too: it parses, asks that question, has the same RCODE, and scrubbing
+/// leaves it as it is.
+pub fn simple_answer(data: &[u8]) {
+    use super::header::{Header, HEADER_LEN};
+    use super::message::Question;
+    use super::name::Name;
+    use super::reader::Reader;
+    use super::types::{Class, RType};
+
+    let asked = || -> Option<(Header, Question)> {
+        let header = Header::parse(data).ok()?;
+        let mut r = Reader::new(data);
+        r.take(HEADER_LEN).ok()?;
+        let name = Name::read(&mut r).ok()?;
+        let qtype = RType(r.u16().ok()?);
+        let qclass = Class(r.u16().ok()?);
+        Some((
+            header,
+            Question {
+                name,
+                qtype,
+                qclass,
+            },
+        ))
+    };
+    let Some((header, q)) = asked() else {
+        let q = Question::new(Name::root(), RType::A);
+        assert!(super::simple::check(data, 0, super::types::Opcode::QUERY, &q).is_none());
+        return;
+    };
+    let Some(rcode) = super::simple::check(data, header.id, header.opcode, &q) else {
+        return;
+    };
+    let m = Message::parse(data)
+        .unwrap_or_else(|e| panic!("simple accepted what does not parse: {e}\n{data:02x?}"));
+    assert!(m.header.response, "not a response");
+    assert_eq!(m.questions, vec![q.clone()], "question");
+    assert_eq!(m.rcode(), rcode, "rcode");
+    let mut scrubbed = m.clone();
+    assert_eq!(
+        scrub(&mut scrubbed, &q),
+        Ok(Scrubbed::default()),
+        "scrubbing would change a simple answer: {m:?}"
+    );
+    assert_eq!(scrubbed, m);
+}
+
 /// `zone_line`: the zone-line parser never panics, and a record it accepts prints as text that
 /// parses back to the same record.
 pub fn zone_line(data: &[u8]) {

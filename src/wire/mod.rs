@@ -6,6 +6,7 @@
 //!   Message --MessageBuilder--> Vec<u8>                        (encode: compression, size limit, TC)
 //!   &[u8] --scan--> record offsets                             (cache: patch TTLs in place)
 //!   Message + Question --scrub--> the records that answer it   (upstream answers: chain, zone)
+//!   &[u8] + Question --simple--> checked, nothing to scrub      (upstream answers' common shape)
 //!   Record --canonical--> octets a DNSSEC signature covers     (RFC 4034 section 6)
 //!   "name TTL IN TYPE rdata" <--zone--> Record                 (presentation format)
 //! ```
@@ -31,6 +32,7 @@ pub mod reader;
 pub mod response;
 pub mod scan;
 pub mod scrub;
+pub mod simple;
 pub mod types;
 pub mod zone;
 

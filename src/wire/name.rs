@@ -136,20 +136,7 @@ impl Name {
 
     /// True when `self` equals `zone` or lies below it (label-aligned, case-insensitive).
     pub fn is_subdomain_of(&self, zone: &Name) -> bool {
-        let (a, b) = (&self.wire, &zone.wire);
-        if b.len() > a.len() {
-            return false;
-        }
-        let off = a.len() - b.len();
-        if !a[off..].eq_ignore_ascii_case(b) {
-            return false;
-        }
-        // The suffix must start on a label boundary of `self`.
-        let mut pos = 0;
-        while pos < off {
-            pos += 1 + a[pos] as usize;
-        }
-        pos == off
+        wire_is_subdomain(&self.wire, &zone.wire)
     }
 
     /// The reverse-mapping name of an address: `4.3.2.1.in-addr.arpa.` for 1.2.3.4 (RFC 1035
@@ -485,8 +472,83 @@ fn validate_uncompressed(wire: &[u8]) -> Result<usize> {
     }
 }
 
+/// [`Name::is_subdomain_of`] over two valid uncompressed wire names: `zone` is a suffix of `name`
+/// (ignoring ASCII case) that starts on one of `name`'s label boundaries.
+pub(crate) fn wire_is_subdomain(name: &[u8], zone: &[u8]) -> bool {
+    let (a, b) = (name, zone);
+    if b.len() > a.len() {
+        return false;
+    }
+    let off = a.len() - b.len();
+    if !a[off..].eq_ignore_ascii_case(b) {
+        return false;
+    }
+    // The suffix must start on a label boundary of `name`.
+    let mut pos = 0;
+    while pos < off {
+        pos += 1 + a[pos] as usize;
+    }
+    pos == off
+}
+
+/// A name read onto the stack: what [`Name::read`] reads, for a caller that only compares it
+/// and so need not allocate ([`crate::wire::simple`]).
+pub(crate) struct NameBuf {
+    buf: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    /// Reads a possibly compressed name at the reader's position with exactly [`Name::read`]'s
+    /// rules, and leaves the reader where that would.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<NameBuf> {
+        let mut out = NameBuf {
+            buf: [0; MAX_NAME_LEN],
+            len: 0,
+        };
+        read_into(r, &mut out)?;
+        Ok(out)
+    }
+
+    /// The uncompressed wire form.
+    pub(crate) fn as_wire(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Where [`read_into`] puts the labels it reads (it checks the length before each push).
+trait NameSink {
+    fn len(&self) -> usize;
+    fn push(&mut self, bytes: &[u8]);
+}
+
+impl NameSink for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl NameSink for NameBuf {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        // `read_into` never lets a name grow past MAX_NAME_LEN; a slice that would is dropped
+        // rather than panicking.
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+}
+
 /// Reads a possibly compressed name into `out` (uncompressed), advancing `r` past it.
-fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
+fn read_into(r: &mut Reader<'_>, out: &mut impl NameSink) -> Result<()> {
     let msg = r.message();
     let mut pos = r.position();
     let mut resume: Option<usize> = None;
@@ -511,7 +573,7 @@ fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
                 if out.len() + 1 + len > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
-                out.extend_from_slice(&msg[pos..end]);
+                out.push(&msg[pos..end]);
                 pos = end;
                 if len == 0 {
                     break;

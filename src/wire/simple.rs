@@ -1,0 +1,128 @@
+//! Simple answers, checked on the wire: the common shape of an upstream's answer that the full
+//! parse and [`super::scrub`] would accept and leave exactly as it is.
+//!
+//! ```text
+//!   upstream bytes --simple::check--> Some(rcode): checked; scrubbing would change nothing
+//!                                 \-> None: anything else; the caller parses (Message::parse,
+//!                                     the question check, scrub) as before
+//! ```
+//!
+//! Most answers a forwarder relays are the data asked for and nothing else: the question echoed,
+//! A or AAAA records at the question name, perhaps the zone's SOA or NS in the authority section,
+//! an OPT record. Parsing such an answer into a [`super::Message`] (a heap allocation per name and
+//! record), scrubbing it and finding that nothing goes took more work than anything else on a
+//! cache miss. This module decides on the bytes, with nothing allocated, that an answer is of that
+//! shape, applying the rules of the parser and of scrubbing that the shape touches:
+//!
+//! - the header: QR set, the ID and opcode of the query, one question, RCODE NOERROR or NXDOMAIN
+//!   with no extended RCODE bits (any other answer loses its records in scrubbing);
+//! - the question: the query's name (ASCII case ignored, RFC 4343), type and class, its name not
+//!   compressed;
+//! - answer section: only records at the question name, of its type and class, the type being A or
+//!   AAAA with RDATA of 4 or 16 octets (no CNAME, DNAME or RRSIG: no chain to walk, no signature
+//!   to match);
+//! - authority section: only SOA and NS records of the question's class whose owner is the
+//!   question name or an ancestor of it (scrubbing keeps exactly those), their RDATA read as the
+//!   parser reads it (names, compressed or not, with its pointer rules; SOA's five numbers), and
+//!   nothing after it;
+//! - additional section: at most one OPT record, owned by the root, whose options frame as the
+//!   parser requires; nothing else (so no glue to match against NS targets);
+//! - the records walk to the end of the message and nothing trails them.
+//!
+//! Anything else is not an error here: it is left to the full path, which decides as before. So
+//! this is a shortcut that must never accept what the full path would reject or change; the tests
+//! check both on the same messages.
+//!
+//! Limitations: CNAME chains, DNSSEC records, glue and other record types take the full path.
+
+use std::ops::Range;
+
+use super::edns;
+use super::header::{Header, HEADER_LEN};
+use super::message::Question;
+use super::name::{wire_is_subdomain, NameBuf};
+use super::reader::Reader;
+use super::scan::{Records, Section};
+use super::types::{Class, Opcode, RType, Rcode};
+
+/// Checks that `raw` answers the query with ID `id`, opcode `opcode` and question `question`, and
+/// is of the simple shape (see the module docs). Returns its response code, or `None` when the
+/// full path must decide (a mismatch, a malformed message, or simply another shape).
+pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option<Rcode> {
+    let header = Header::parse(raw).ok()?;
+    if !header.response || header.id != id || header.opcode != opcode || header.qdcount != 1 {
+        return None;
+    }
+    if !matches!(header.rcode_low, 0 | 3) {
+        return None;
+    }
+    let qtype = question.qtype;
+    if question.qclass != Class::IN || !matches!(qtype, RType::A | RType::AAAA) {
+        return None;
+    }
+    // The question, uncompressed, as the query asked it.
+    let qname = question.name.as_wire();
+    let echoed = raw.get(HEADER_LEN..HEADER_LEN + qname.len() + 4)?;
+    let (name, rest) = echoed.split_at(qname.len());
+    if !name.eq_ignore_ascii_case(qname)
+        || rest[..2] != qtype.0.to_be_bytes()
+        || rest[2..] != question.qclass.0.to_be_bytes()
+    {
+        return None;
+    }
+    let mut opt_seen = false;
+    for span in Records::new(raw).ok()? {
+        let span = span.ok()?;
+        let mut r = Reader::new(raw);
+        r.seek(span.start).ok()?;
+        let owner = NameBuf::read(&mut r).ok()?;
+        let owner = owner.as_wire();
+        let rdata = raw.get(span.rdata.clone())?;
+        let fits = match (span.section, span.rtype) {
+            (Section::Answer, t) if t == qtype => {
+                span.class == question.qclass
+                    && owner.eq_ignore_ascii_case(qname)
+                    && rdata.len() == if t == RType::A { 4 } else { 16 }
+            }
+            (Section::Authority, RType::NS | RType::SOA) => {
+                span.class == question.qclass
+                    && wire_is_subdomain(qname, owner)
+                    && names_then(raw, &span.rdata, span.rtype).is_some()
+            }
+            (Section::Additional, RType::OPT) if !opt_seen => {
+                opt_seen = true;
+                // The OPT record's TTL holds the extended RCODE in its top octet.
+                owner == [0] && span.ttl >> 24 == 0 && options_frame(raw, &span.rdata)
+            }
+            _ => false,
+        };
+        if !fits {
+            return None;
+        }
+    }
+    Some(Rcode(u16::from(header.rcode_low)))
+}
+
+/// NS or SOA RDATA as the parser reads it (a sub-reader over the RDATA, names following pointers
+/// anywhere before): its name(s), then for SOA five 32-bit numbers, filling the RDATA exactly.
+fn names_then(raw: &[u8], rdata: &Range<usize>, rtype: RType) -> Option<()> {
+    let mut r = Reader::new(raw);
+    r.seek(rdata.start).ok()?;
+    let mut rd = r.sub(rdata.len()).ok()?;
+    NameBuf::read(&mut rd).ok()?;
+    if rtype == RType::SOA {
+        NameBuf::read(&mut rd).ok()?;
+        rd.take(20).ok()?;
+    }
+    rd.is_empty().then_some(())
+}
+
+/// Whether an OPT record's options frame as the parser requires.
+fn options_frame(raw: &[u8], rdata: &Range<usize>) -> bool {
+    raw.get(rdata.clone())
+        .is_some_and(|data| edns::check_options(data).is_ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests;
