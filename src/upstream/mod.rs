@@ -51,7 +51,8 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
 pub use tls::TransportStats;
 
-use crate::wire::{simple, Header, Message, QueryFlags, Question, Rcode};
+use crate::wire::edns::OPT_FIXED_LEN;
+use crate::wire::{simple, Header, Message, Opcode, QueryFlags, Question, Rcode, HEADER_LEN};
 
 /// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
 /// (fair, first come first served) queue until `deadline`. Queueing rather than failing at the
@@ -250,10 +251,12 @@ impl Upstream {
         flags: QueryFlags,
     ) -> Result<Reply, UpstreamError> {
         // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
-        let sent = outgoing_query(question, flags, rand::random::<u16>());
-        let wire = sent
-            .encode()
-            .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
+        let id = rand::random::<u16>();
+        // The query `outgoing_query` builds, written as its encoding (a name is at most 255
+        // octets, so it always fits a message).
+        let mut wire =
+            Vec::with_capacity(HEADER_LEN + question.name.wire_len() + 4 + OPT_FIXED_LEN);
+        Message::write_outgoing(question, flags, id, DEFAULT_PAYLOAD, &mut wire);
         let start = Instant::now();
         let checked = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
             .await
@@ -261,10 +264,10 @@ impl Upstream {
             .and_then(|r| {
                 let raw = r?;
                 // The common shape is checked on the bytes; anything else is parsed and checked.
-                let h = &sent.header;
-                if let Some(rcode) = simple::check(&raw, h.id, h.opcode, question) {
+                if let Some(rcode) = simple::check(&raw, id, Opcode::QUERY, question) {
                     return Ok((raw, None, rcode));
                 }
+                let sent = outgoing_query(question, flags, id);
                 let message = check_answer(&sent, &raw)?;
                 let rcode = message.rcode();
                 Ok((raw, Some(message), rcode))
