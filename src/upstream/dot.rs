@@ -67,12 +67,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::frames::FrameReader;
-use super::padding::{pad_query, QUERY_BLOCK};
+use super::padding::{pad_query_into, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
 use crate::batch;
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
+use crate::wire::edns::OPT_FIXED_LEN;
 use crate::wire::HEADER_LEN;
 
 /// Default time one exchange may take, connecting included.
@@ -206,10 +207,16 @@ impl DotTransport {
         // Held until this exchange returns, answer or not.
         let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
-        let padded = pad_query(query, self.shared.opts.pad_block);
-        let mut frame = Vec::with_capacity(2 + padded.len());
-        frame.extend_from_slice(&(padded.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&padded);
+        // The length prefix, then the padded query written after it (one buffer, one copy).
+        let block = self.shared.opts.pad_block.max(1);
+        let mut frame =
+            Vec::with_capacity(2 + (query.len() + 4 + OPT_FIXED_LEN).next_multiple_of(block));
+        frame.extend_from_slice(&[0, 0]);
+        pad_query_into(query, self.shared.opts.pad_block, &mut frame);
+        let Ok(len) = u16::try_from(frame.len() - 2) else {
+            return Err(UpstreamError::BadQuery(BadQuery::Length(frame.len() - 2)));
+        };
+        frame[..2].copy_from_slice(&len.to_be_bytes());
 
         let (reply, answer) = oneshot::channel();
         let job = Job {

@@ -37,78 +37,102 @@ const OPTION_HEADER_LEN: usize = 4;
 /// returned as an unchanged copy, never an error: padding is a privacy measure, not a validity
 /// check, and the upstream layer validates everything it sends.
 pub fn pad_query(query: &[u8], block: usize) -> Vec<u8> {
-    if block < 2 {
-        return query.to_vec();
-    }
-    plan(query, block).unwrap_or_else(|| query.to_vec())
+    let mut out = Vec::new();
+    pad_query_into(query, block, &mut out);
+    out
 }
 
-/// Builds the padded message, or `None` if `query` must be left alone.
-fn plan(query: &[u8], block: usize) -> Option<Vec<u8>> {
-    let header = Header::parse(query).ok()?;
-    let spans = scan::records(query).ok()?;
-    if spans.iter().any(|s| s.rtype.0 == TSIG || s.rtype.0 == SIG) {
-        return None;
+/// [`pad_query`], appending the result to `out` (a transport's frame, after its length prefix).
+pub fn pad_query_into(query: &[u8], block: usize, out: &mut Vec<u8>) {
+    if block < 2 || !plan(query, block, out) {
+        out.extend_from_slice(query);
     }
-    let mut opts = spans
-        .iter()
-        .filter(|s| s.rtype == RType::OPT && s.section == Section::Additional);
-    let opt = opts.next();
-    if opts.next().is_some() {
-        return None;
+}
+
+/// Appends the padded message to `out` and returns true, or returns false (`out` untouched) if
+/// `query` must be left alone. Nothing is allocated but `out`'s growth.
+fn plan(query: &[u8], block: usize, out: &mut Vec<u8>) -> bool {
+    let Ok(header) = Header::parse(query) else {
+        return false;
+    };
+    let Ok(records) = scan::Records::new(query) else {
+        return false;
+    };
+    let mut opt = None;
+    for span in records {
+        let Ok(span) = span else {
+            return false;
+        };
+        if span.rtype.0 == TSIG || span.rtype.0 == SIG {
+            return false;
+        }
+        if span.rtype == RType::OPT && span.section == Section::Additional {
+            if opt.is_some() {
+                return false;
+            }
+            opt = Some(span);
+        }
     }
 
     // The message is assembled as prefix + kept options + padding option + suffix.
-    let (prefix, kept, suffix, add_opt) = match opt {
+    let (prefix, kept, suffix, add_opt) = match &opt {
         Some(span) => {
             // The prefix ends just before RDLENGTH: the new length is written in its place.
-            let kept = options_without_padding(&query[span.rdata.clone()])?;
+            let rdata = &query[span.rdata.clone()];
+            let Some(kept) = options_without_padding(rdata, |_| {}) else {
+                return false;
+            };
             (
                 &query[..span.rdata.start - 2],
-                kept,
+                Some((rdata, kept)),
                 &query[span.rdata.end..],
                 false,
             )
         }
         None => {
             if header.arcount == u16::MAX {
-                return None;
+                return false;
             }
-            (query, Vec::new(), &[][..], true)
+            (query, None, &[][..], true)
         }
     };
+    let kept_len = kept.map_or(0, |(_, len)| len);
 
     let opt_head_len = if add_opt { OPT_FIXED_LEN } else { 2 };
-    let unpadded = prefix.len() + opt_head_len + kept.len() + OPTION_HEADER_LEN + suffix.len();
+    let unpadded = prefix.len() + opt_head_len + kept_len + OPTION_HEADER_LEN + suffix.len();
     let pad = (block - unpadded % block) % block;
     let total = unpadded + pad;
-    let rdlength = kept.len() + OPTION_HEADER_LEN + pad;
+    let rdlength = kept_len + OPTION_HEADER_LEN + pad;
     if total > u16::MAX as usize || rdlength > u16::MAX as usize {
-        return None;
+        return false;
     }
 
-    let mut out = Vec::with_capacity(total);
+    out.reserve(total);
+    let at = out.len();
     out.extend_from_slice(prefix);
     if add_opt {
         // ARCOUNT is at offset 10; checked above that it cannot overflow.
         let arcount = header.arcount + 1;
-        out[10..12].copy_from_slice(&arcount.to_be_bytes());
+        out[at + 10..at + 12].copy_from_slice(&arcount.to_be_bytes());
         out.extend_from_slice(&opt_head(DEFAULT_PAYLOAD, 0, 0, 0, rdlength as u16));
     } else {
         out.extend_from_slice(&(rdlength as u16).to_be_bytes());
     }
-    out.extend_from_slice(&kept);
+    if let Some((rdata, _)) = kept {
+        options_without_padding(rdata, |option| out.extend_from_slice(option));
+    }
     out.extend_from_slice(&code::PADDING.to_be_bytes());
     out.extend_from_slice(&(pad as u16).to_be_bytes());
     out.resize(out.len() + pad, 0);
     out.extend_from_slice(suffix);
-    debug_assert_eq!(out.len(), total);
-    Some(out)
+    debug_assert_eq!(out.len() - at, total);
+    true
 }
 
-/// The OPT RDATA with every Padding option removed, or `None` if the options do not parse.
-fn options_without_padding(rdata: &[u8]) -> Option<Vec<u8>> {
-    let mut kept = Vec::with_capacity(rdata.len());
+/// Hands every option of the OPT RDATA but Padding to `keep`, whole (code, length, data), and
+/// returns their total length, or `None` if the options do not frame.
+fn options_without_padding(rdata: &[u8], mut keep: impl FnMut(&[u8])) -> Option<usize> {
+    let mut kept = 0;
     let mut pos = 0;
     while pos < rdata.len() {
         let head = rdata.get(pos..pos + OPTION_HEADER_LEN)?;
@@ -117,7 +141,8 @@ fn options_without_padding(rdata: &[u8]) -> Option<Vec<u8>> {
         let end = pos + OPTION_HEADER_LEN + len;
         let whole = rdata.get(pos..end)?;
         if option != code::PADDING {
-            kept.extend_from_slice(whole);
+            keep(whole);
+            kept += whole.len();
         }
         pos = end;
     }
