@@ -250,6 +250,26 @@ impl Upstream {
         question: &Question,
         flags: QueryFlags,
     ) -> Result<Reply, UpstreamError> {
+        self.ask_bounded(question, flags, true).await
+    }
+
+    /// [`Upstream::ask`] for the pool, which bounds every attempt in time itself (its give-up
+    /// time, never past the query's deadline): no timer of this layer's own on top.
+    pub(crate) async fn ask_attempt(
+        &self,
+        question: &Question,
+        flags: QueryFlags,
+    ) -> Result<Reply, UpstreamError> {
+        self.ask_bounded(question, flags, false).await
+    }
+
+    /// The exchange and the checks; with `bounded`, abandoned after `timeout`.
+    async fn ask_bounded(
+        &self,
+        question: &Question,
+        flags: QueryFlags,
+        bounded: bool,
+    ) -> Result<Reply, UpstreamError> {
         // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
         let id = rand::random::<u16>();
         // The query `outgoing_query` builds, written as its encoding (a name is at most 255
@@ -258,20 +278,25 @@ impl Upstream {
             Vec::with_capacity(HEADER_LEN + question.name.wire_len() + 4 + OPT_FIXED_LEN);
         Message::write_outgoing(question, flags, id, DEFAULT_PAYLOAD, &mut wire);
         let start = Instant::now();
-        let checked = tokio::time::timeout(self.timeout, self.transport.exchange(&wire))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))
-            .and_then(|r| {
-                let raw = r?;
-                // The common shape is checked on the bytes; anything else is parsed and checked.
-                if let Some(rcode) = simple::check(&raw, id, Opcode::QUERY, question) {
-                    return Ok((raw, None, rcode));
-                }
-                let sent = outgoing_query(question, flags, id);
-                let message = check_answer(&sent, &raw)?;
-                let rcode = message.rcode();
-                Ok((raw, Some(message), rcode))
-            });
+        let exchange = self.transport.exchange(&wire);
+        let exchanged = if bounded {
+            tokio::time::timeout(self.timeout, exchange)
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.timeout))
+        } else {
+            Ok(exchange.await)
+        };
+        let checked = exchanged.and_then(|r| {
+            let raw = r?;
+            // The common shape is checked on the bytes; anything else is parsed and checked.
+            if let Some(rcode) = simple::check(&raw, id, Opcode::QUERY, question) {
+                return Ok((raw, None, rcode));
+            }
+            let sent = outgoing_query(question, flags, id);
+            let message = check_answer(&sent, &raw)?;
+            let rcode = message.rcode();
+            Ok((raw, Some(message), rcode))
+        });
         // A future dropped before this point (the pool moved on) is not counted.
         self.counters.record(checked.is_ok(), start.elapsed());
         let (raw, parsed, rcode) = checked?;

@@ -731,7 +731,12 @@ impl<'a> Run<'a> {
                 ticket,
                 started: now,
                 give_up_at,
-                fut: Box::pin(group.members[i].upstream.ask(self.question, self.flags)),
+                // Bounded by `give_up_at` (the loop's timer), so no timer of its own.
+                fut: Box::pin(
+                    group.members[i]
+                        .upstream
+                        .ask_attempt(self.question, self.flags),
+                ),
             });
             self.launched += 1;
             return true;
