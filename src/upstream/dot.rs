@@ -50,6 +50,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -382,6 +383,34 @@ impl Job {
     }
 }
 
+/// The queries written on a connection and waiting, by the ID each went out with.
+type IdMap = HashMap<u16, Pending, BuildHasherDefault<IdHasher>>;
+
+/// Hashes [`IdMap`]'s keys, IDs drawn from the CSPRNG ([`free_id`]): one multiplication spreads
+/// an ID over the 64 bits the table reads, where SipHash's defence against chosen keys buys
+/// nothing for keys no one else chooses (a server's answer only looks one up).
+#[derive(Default)]
+struct IdHasher(u64);
+
+/// 2^64 divided by the golden ratio (Fibonacci hashing): odd, with its bits well mixed.
+const ID_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(ID_MIX);
+        }
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(ID_MIX);
+    }
+}
+
 /// A job written on the connection, waiting for its answer.
 struct Pending {
     job: Job,
@@ -407,7 +436,7 @@ struct Live {
     out_pos: usize,
     /// TLS may hold records the socket has not taken yet.
     unflushed: bool,
-    pending: HashMap<u16, Pending>,
+    pending: IdMap,
     /// Since when a query has been waiting with nothing read (None: nothing waits).
     unanswered_since: Option<Instant>,
     last_used: Instant,
@@ -429,7 +458,7 @@ impl Live {
             out: Vec::with_capacity(WRITE_BATCH),
             out_pos: 0,
             unflushed: false,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             unanswered_since: None,
             last_used: now,
             task: None,
@@ -873,7 +902,7 @@ impl Driver {
 }
 
 /// A random ID not in use on the connection, or `None` if the table is full.
-fn free_id(pending: &HashMap<u16, Pending>) -> Option<u16> {
+fn free_id(pending: &IdMap) -> Option<u16> {
     if pending.len() >= MAX_INFLIGHT {
         return None;
     }
@@ -905,7 +934,7 @@ mod tests {
 
     #[test]
     fn free_ids_are_unique_even_when_crowded() {
-        let mut pending = HashMap::new();
+        let mut pending = IdMap::default();
         let job = || Job {
             frame: Vec::new(),
             reply: oneshot::channel().0,
