@@ -25,15 +25,18 @@
 //!   question name or an ancestor of it (scrubbing keeps exactly those), their RDATA read as the
 //!   parser reads it (names, compressed or not, with its pointer rules; SOA's five numbers), and
 //!   nothing after it;
-//! - additional section: at most one OPT record, owned by the root, whose options frame as the
-//!   parser requires; nothing else (so no glue to match against NS targets);
+//! - additional section: A and AAAA records (of the question's class, RDATA of 4 or 16 octets)
+//!   owned by the target of one of those NS records, which scrubbing keeps as their glue (at most
+//!   [`MAX_NS`] NS records), and at most one OPT record, owned by the root, whose options frame as
+//!   the parser requires; nothing else;
 //! - the records walk to the end of the message and nothing trails them.
 //!
 //! Anything else is not an error here: it is left to the full path, which decides as before. So
 //! this is a shortcut that must never accept what the full path would reject or change; the tests
 //! check both on the same messages.
 //!
-//! Limitations: CNAME chains, DNSSEC records, glue and other record types take the full path.
+//! Limitations: CNAME chains, DNSSEC records, MX/SRV targets' addresses and other record types take
+//! the full path.
 
 use std::ops::Range;
 
@@ -44,6 +47,10 @@ use super::name::{wire_is_subdomain, NameBuf};
 use super::reader::Reader;
 use super::scan::{Records, Section};
 use super::types::{Class, Opcode, RType, Rcode};
+
+/// Most NS records in the authority section of a simple answer (a zone has a handful; more go
+/// the full path).
+const MAX_NS: usize = 8;
 
 /// Checks that `raw` answers the query with ID `id`, opcode `opcode` and question `question`, and
 /// is of the simple shape (see the module docs). Returns its response code, or `None` when the
@@ -71,6 +78,9 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
         return None;
     }
     let mut opt_seen = false;
+    // The targets of the authority section's NS records, for their glue.
+    let mut targets: [Option<NameBuf>; MAX_NS] = Default::default();
+    let mut ns_count = 0;
     for span in Records::new(raw).ok()? {
         let span = span.ok()?;
         let mut r = Reader::new(raw);
@@ -85,9 +95,27 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
                     && rdata.len() == if t == RType::A { 4 } else { 16 }
             }
             (Section::Authority, RType::NS | RType::SOA) => {
+                let fits = span.class == question.qclass && wire_is_subdomain(qname, owner);
+                match names_then(raw, &span.rdata, span.rtype) {
+                    Some(target) if fits && span.rtype == RType::NS => {
+                        let slot = targets.get_mut(ns_count)?;
+                        *slot = Some(target);
+                        ns_count += 1;
+                        true
+                    }
+                    Some(_) => fits,
+                    None => false,
+                }
+            }
+            (Section::Additional, RType::A | RType::AAAA) => {
+                // Glue: an address of a kept NS record's target.
+                let len = if span.rtype == RType::A { 4 } else { 16 };
                 span.class == question.qclass
-                    && wire_is_subdomain(qname, owner)
-                    && names_then(raw, &span.rdata, span.rtype).is_some()
+                    && rdata.len() == len
+                    && targets[..ns_count]
+                        .iter()
+                        .flatten()
+                        .any(|t| t.as_wire().eq_ignore_ascii_case(owner))
             }
             (Section::Additional, RType::OPT) if !opt_seen => {
                 opt_seen = true;
@@ -105,16 +133,17 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
 
 /// NS or SOA RDATA as the parser reads it (a sub-reader over the RDATA, names following pointers
 /// anywhere before): its name(s), then for SOA five 32-bit numbers, filling the RDATA exactly.
-fn names_then(raw: &[u8], rdata: &Range<usize>, rtype: RType) -> Option<()> {
+/// Returns the first name (an NS record's target).
+fn names_then(raw: &[u8], rdata: &Range<usize>, rtype: RType) -> Option<NameBuf> {
     let mut r = Reader::new(raw);
     r.seek(rdata.start).ok()?;
     let mut rd = r.sub(rdata.len()).ok()?;
-    NameBuf::read(&mut rd).ok()?;
+    let first = NameBuf::read(&mut rd).ok()?;
     if rtype == RType::SOA {
         NameBuf::read(&mut rd).ok()?;
         rd.take(20).ok()?;
     }
-    rd.is_empty().then_some(())
+    rd.is_empty().then_some(first)
 }
 
 /// Whether an OPT record's options frame as the parser requires.

@@ -115,6 +115,27 @@ fn the_common_answer_is_simple() {
 }
 
 #[test]
+fn glue_of_the_zones_ns_is_simple() {
+    let q = question("www.example.com", RType::A);
+    let mut m = answer_to(&q);
+    m.authority.push(ns("example.com", "NS2.example.com"));
+    m.additional = vec![
+        a("ns1.example.com", 53),
+        Record::new(n("ns2.EXAMPLE.com"), 60, RData::Aaaa(Ipv6Addr::LOCALHOST)),
+    ];
+    assert_eq!(agrees(&m.encode().unwrap(), &q), Some(Rcode::NOERROR));
+}
+
+/// nsd's answer to the benchmark's query, as it came off the wire: the A record, the zone's NS,
+/// the NS target's address and an OPT record.
+#[test]
+fn nsds_answer_is_simple() {
+    let wire = include_bytes!("../../../fuzz/seeds/simple_answer/nsd_glue.bin");
+    let q = question("m-1.bench.test", RType::A);
+    assert_eq!(check(wire, 0x1234, Opcode::QUERY, &q), Some(Rcode::NOERROR));
+}
+
+#[test]
 fn nxdomain_with_the_zones_soa_is_simple() {
     let q = question("nope.example.com", RType::A);
     let mut m = answer_to(&q);
@@ -204,8 +225,20 @@ fn anything_else_takes_the_full_path() {
     m.authority = vec![ns("sub.www.example.com", "ns1.example.com")];
     cases.push(("NS below the name", m));
     let mut m = base.clone();
-    m.additional.push(a("ns1.example.com", 53));
-    cases.push(("glue", m));
+    m.additional.push(a("ns2.example.com", 53));
+    cases.push(("glue of no NS here", m));
+    let mut m = base.clone();
+    m.additional.push(Record::new(
+        n("ns1.example.com"),
+        60,
+        RData::Txt(vec![b"x".to_vec().into()]),
+    ));
+    cases.push(("other data at the NS target", m));
+    let mut m = base.clone();
+    m.authority = (0..9)
+        .map(|i| ns("example.com", &format!("ns{i}.example.com")))
+        .collect();
+    cases.push(("more NS than MAX_NS", m));
     for (why, m) in cases {
         let wire = m.encode().unwrap();
         assert_eq!(agrees(&wire, &q), None, "{why}");
