@@ -31,6 +31,11 @@ Compared, same run, same worker threads, same layout:
   - DoH: dnsveil `--upstream https://.../dns-query` vs dnsdist with a DoH backend (outgoing DoH);
   - with `--baseline REV`, also dnsveil built at git revision REV (bench.baseline_binary), so the
     report gives this tree against the baseline, measured in the same rounds.
+First, in each round, the rig alone (no resolver): dnsperf straight to the upstream's DoT frontend
+(dnsperf speaking TLS itself) or to nsd over UDP (DoH has none: see RIG_ALONE), at the same fixed rates with fresh
+unique names: the floor under every resolver's latency, and the report says how far above it each
+resolver sits (a p50 goal of 0.8x the reference needs dnsveil's part above the floor to be at most
+0.8x the reference's part minus 0.2x the floor).
 For each resolver, each started fresh (and its upstream too):
   1. latency at fixed offered rates (`--rates`, default 500 and 1000 q/s): fresh unique names for
      `--latency-seconds`, p50/p99 from dnsperf's per-query latencies, the resolver's CPU per
@@ -94,6 +99,11 @@ TRANSPORTS = {
 # Issue 13: the miss path's CPU per query at least 20% lower than before over each transport.
 BASELINE_CPU_GOAL = 0.8
 GOAL_RATE = 500
+# The key of the rig-alone runs (no resolver: dnsperf straight to the upstream or nsd), and the
+# transports that have them: dnsperf 2.10's DoH client loses nearly every query to dnsdist 1.7.3's
+# DoH frontend, so DoH has no floor (and no p50 goal).
+RIG = "rig"
+RIG_ALONE = ("udp", "dot")
 
 
 def pinned(cmd, cpu):
@@ -382,6 +392,34 @@ def measure(kind, software, binary, transport, rig, args, threads):
     }
 
 
+def measure_rig(transport, rig, args):
+    """The rig alone, no resolver: dnsperf straight to the upstream's DoT frontend (dnsperf speaking
+    TLS itself) or to nsd (UDP), at each fixed rate, with fresh unique names. Its latency
+    is the floor under every resolver's: the upstream's and nsd's work, dnsperf's, and the hops
+    between them. A resolver adds its own work, one more hop each way and, in the split layout,
+    the crossing to CPU 0 and back (dnsperf then does plain UDP, and the TLS client is the
+    resolver)."""
+    d, authority = rig.d, rig.authority
+    upstream = Upstream(d, authority.port, rig.rig_cpu) if transport == "dot" else None
+    try:
+        port = upstream.dot if upstream else authority.port
+        tag = f"rig-{transport}-{port}"
+        rates = {}
+        for rate in args.rates:
+            lat = bench.dnsperf(port, names_file(d, f"l{rate}-{tag}", rate * args.latency_seconds), transport,
+                                runs=1, qps=rate, verbose=True, clients=4, outstanding=100)
+            rates[rate] = {
+                "qps": lat.get("qps", 0.0),
+                "p50_ms": bench.pct(lat["latencies"], 0.50) * 1e3,
+                "p99_ms": bench.pct(lat["latencies"], 0.99) * 1e3,
+                "lost": lat.get("lost", 0),
+            }
+    finally:
+        if upstream:
+            upstream.stop()
+    return {"rates": rates}
+
+
 def bound(r):
     """What limited a saturation run's throughput, from how busy each CPU was. CPU 1 holds the rig
     (dnsperf, and in the split layout the upstream and nsd), or anything else this machine runs."""
@@ -422,7 +460,7 @@ def combine(rs):
         return out
     out = merge(rs)
     out["rounds"] = len(rs)
-    out["rig_bound_rounds"] = sum(rig_bound(r) for r in rs)
+    out["rig_bound_rounds"] = sum(rig_bound(r) for r in rs if "cpu1_busy" in r)
     return out
 
 
@@ -498,6 +536,13 @@ def write_report(args, kinds, label, runs, results, extra):
                              f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['lost']} | {x['cpu_us']:.1f} | {x['cpu1_busy']:.0%} | "
                              f"{x['cpu0_others']:.0%} |")
 
+    for transport in (t for t in kinds if t in RIG_ALONE):
+        for rate in rates:
+            x = results[(transport, RIG)]["rates"][rate]
+            short = "" if x["qps"] >= RATE_REACHED * rate else " (dnsperf fell short)"
+            lines.append(f"| {TRANSPORTS[transport]['name']} | rig alone (no resolver) | {rate} | {x['qps']:.0f}{short} | "
+                         f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['lost']} | – | – | – |")
+
     def per_round(transport, num, den, get):
         return [ratio(get(a), get(b)) for a, b in zip(runs[(transport, num)], runs[(transport, den)])]
 
@@ -506,6 +551,23 @@ def write_report(args, kinds, label, runs, results, extra):
 
     def at(rate, key):
         return lambda r: r["rates"][rate][key]
+
+    lines += ["", "Above the floor (the rig alone: dnsperf straight to the upstream's DoT or DoH frontend, or to nsd "
+              "over UDP; medians of the rounds' p50s). What a resolver adds to it is its own work, one more hop each "
+              "way, and the crossing to CPU 0 and back; a p50 goal of 0.8x the reference can only be met if "
+              "dnsveil's part is at most 0.8x the reference's part minus 0.2x the floor:", ""]
+    for transport, ks in ((t, ks) for t, ks in kinds.items() if t in RIG_ALONE):
+        name = TRANSPORTS[transport]["name"]
+        for rate in rates:
+            floor = results[(transport, RIG)]["rates"][rate]["p50_ms"]
+            parts = []
+            for k in ks:
+                p50 = results[(transport, k)]["rates"][rate]["p50_ms"]
+                parts.append(f"{label[k]} {p50:.2f} ms = floor + {p50 - floor:.2f} ms ({ratio(p50, floor):.2f}x the floor)")
+            ref = TRANSPORTS[transport]["reference"]
+            above = [results[(transport, k)]["rates"][rate]["p50_ms"] - floor for k in ("dnsveil", ref)]
+            parts.append(f"dnsveil's part / {label[ref]}'s: {ratio(above[0], above[1]):.2f}x")
+            lines.append(f"- {name} at {rate} q/s: floor {floor:.2f} ms; " + "; ".join(parts))
 
     lines += ["", "Ratios (medians; per round in brackets):", ""]
     for transport, ks in kinds.items():
@@ -621,7 +683,9 @@ def main():
     label = {"unbound": "unbound", "dnsdist": "dnsdist", **{k: v[0] for k, v in builds.items()}}
     kinds = {t: [TRANSPORTS[t]["reference"]] + list(builds) for t in TRANSPORTS if args.only in (None, t)}
     per_run = len(args.rates) * args.latency_seconds + 2 * args.seconds + 4  # + starting resolver and upstream
-    total = per_run * sum(len(ks) for ks in kinds.values()) * args.rounds
+    rig_run = len(args.rates) * args.latency_seconds + 2  # the rig alone, once per transport and round
+    total = (per_run * sum(len(ks) for ks in kinds.values())
+             + rig_run * sum(t in RIG_ALONE for t in kinds)) * args.rounds
     print(f"at most about {per_run} s per resolver run, {total / 60:.0f} min in all", flush=True)
 
     def software(kind):
@@ -635,6 +699,12 @@ def main():
             # Turns in rounds, medians: this shared VM's speed drifts by tens of percent within
             # minutes, and a single run of each would compare two different machines.
             for rnd in range(args.rounds):
+                floor = measure_rig(transport, rig, args) if transport in RIG_ALONE else None
+                if floor:
+                    runs.setdefault((transport, RIG), []).append(floor)
+                        print(f"round {rnd + 1} {TRANSPORTS[transport]['name']} rig alone: "
+                          + "; ".join(f"at {rate} q/s p50 {x['p50_ms']:.2f} ms p99 {x['p99_ms']:.2f} ms"
+                                      for rate, x in floor["rates"].items()), flush=True)
                 for k in bench.round_order(ks, rnd):
                     r = measure(k, software(k), builds.get(k, (None, None))[1], transport, rig, args, args.threads)
                     runs.setdefault((transport, k), []).append(r)
@@ -644,7 +714,7 @@ def main():
                                       f"{x['cpu_us']:.1f} µs/q" + ("" if x["qps"] >= RATE_REACHED * rate else
                                                                    f" (dnsperf reached only {x['qps']:.0f} q/s)")
                                       for rate, x in r["rates"].items()), flush=True)
-            for k in ks:
+            for k in ks + ([RIG] if transport in RIG_ALONE else []):
                 results[(transport, k)] = combine(runs[(transport, k)])
             if args.extra_dnsveil_threads:
                 extra[(transport, args.extra_dnsveil_threads)] = measure(
