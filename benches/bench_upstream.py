@@ -702,7 +702,7 @@ def main():
                 floor = measure_rig(transport, rig, args) if transport in RIG_ALONE else None
                 if floor:
                     runs.setdefault((transport, RIG), []).append(floor)
-                        print(f"round {rnd + 1} {TRANSPORTS[transport]['name']} rig alone: "
+                    print(f"round {rnd + 1} {TRANSPORTS[transport]['name']} rig alone: "
                           + "; ".join(f"at {rate} q/s p50 {x['p50_ms']:.2f} ms p99 {x['p99_ms']:.2f} ms"
                                       for rate, x in floor["rates"].items()), flush=True)
                 for k in bench.round_order(ks, rnd):
