@@ -516,6 +516,42 @@ impl NameBuf {
     }
 }
 
+/// Reads a possibly compressed name at the reader's position with exactly [`Name::read`]'s rules
+/// (and leaves the reader where that would), and says whether it equals `target`, an
+/// uncompressed wire name, ASCII case ignored: a comparison with nothing copied.
+pub(crate) fn read_equals(r: &mut Reader<'_>, target: &[u8]) -> Result<bool> {
+    let mut cmp = Compare {
+        target,
+        len: 0,
+        equal: true,
+    };
+    read_into(r, &mut cmp)?;
+    Ok(cmp.equal && cmp.len == target.len())
+}
+
+/// A [`NameSink`] that compares what it is given with a name instead of keeping it.
+struct Compare<'t> {
+    target: &'t [u8],
+    len: usize,
+    equal: bool,
+}
+
+impl NameSink for Compare<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.equal = self.equal
+            && self
+                .target
+                .get(self.len..end)
+                .is_some_and(|t| t.eq_ignore_ascii_case(bytes));
+        self.len = end;
+    }
+}
+
 /// Where [`read_into`] puts the labels it reads (it checks the length before each push).
 trait NameSink {
     fn len(&self) -> usize;
@@ -708,6 +744,55 @@ mod tests {
         let mut msg = vec![0u8; HEADER_LEN];
         msg.extend_from_slice(body);
         msg
+    }
+
+    /// The stack reader and the comparing reader follow `Name::read`'s rules and stop where it
+    /// stops, on good and bad names alike.
+    #[test]
+    fn stack_and_comparing_reads_agree_with_name_read() {
+        let mut body = vec![7];
+        body.extend_from_slice(b"example");
+        body.extend_from_slice(&[3, b'c', b'o', b'm', 0]);
+        body.extend_from_slice(&[3, b'W', b'w', b'W', 0xC0, 12]);
+        body.extend_from_slice(&[0xC0, 25, 0xC0, 99, 0xC0, 14]);
+        let msg = in_message(&body);
+        for at in [12, 25, 31, 33, 35, 5] {
+            let read = |r: &mut Reader<'_>| r.seek(at).map(|()| r.position());
+            let mut r = Reader::new(&msg);
+            let name = read(&mut r)
+                .and_then(|_| Name::read(&mut r))
+                .map(|n| (n, r.position()));
+            let mut r = Reader::new(&msg);
+            let buf = read(&mut r)
+                .and_then(|_| NameBuf::read(&mut r))
+                .map(|b| (b, r.position()));
+            match (&name, &buf) {
+                (Ok((n, p)), Ok((b, q))) => {
+                    assert_eq!(n.as_wire(), b.as_wire());
+                    assert_eq!(p, q);
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("Name::read and NameBuf::read disagree at {at}"),
+            }
+            for target in [
+                "www.example.com",
+                "WWW.EXAMPLE.COM",
+                "example.com",
+                "www.example",
+                ".",
+            ] {
+                let target = n(target);
+                let mut r = Reader::new(&msg);
+                let same = read(&mut r).and_then(|_| read_equals(&mut r, target.as_wire()));
+                match &name {
+                    Ok((n, p)) => {
+                        assert_eq!(same.unwrap(), *n == target, "{at} {target}");
+                        assert_eq!(r.position(), *p);
+                    }
+                    Err(_) => assert!(same.is_err()),
+                }
+            }
+        }
     }
 
     #[test]

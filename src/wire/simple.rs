@@ -43,7 +43,7 @@ use std::ops::Range;
 use super::edns;
 use super::header::{Header, HEADER_LEN};
 use super::message::Question;
-use super::name::{wire_is_subdomain, NameBuf};
+use super::name::{read_equals, wire_is_subdomain, NameBuf};
 use super::reader::Reader;
 use super::scan::{Records, Section};
 use super::types::{Class, Opcode, RType, Rcode};
@@ -83,19 +83,22 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
     let mut ns_count = 0;
     for span in Records::new(raw).ok()? {
         let span = span.ok()?;
-        let mut r = Reader::new(raw);
-        r.seek(span.start).ok()?;
-        let owner = NameBuf::read(&mut r).ok()?;
-        let owner = owner.as_wire();
+        let mut owner_at = Reader::new(raw);
+        owner_at.seek(span.start).ok()?;
+        // The owner is read (as the parser would) only where the section needs it, and compared
+        // in place where it must equal a known name.
+        let owner_is = |name: &[u8]| read_equals(&mut owner_at.clone(), name).ok();
+        let owner = || NameBuf::read(&mut owner_at.clone()).ok();
         let rdata = raw.get(span.rdata.clone())?;
         let fits = match (span.section, span.rtype) {
             (Section::Answer, t) if t == qtype => {
                 span.class == question.qclass
-                    && owner.eq_ignore_ascii_case(qname)
                     && rdata.len() == if t == RType::A { 4 } else { 16 }
+                    && owner_is(qname)?
             }
             (Section::Authority, RType::NS | RType::SOA) => {
-                let fits = span.class == question.qclass && wire_is_subdomain(qname, owner);
+                let fits =
+                    span.class == question.qclass && wire_is_subdomain(qname, owner()?.as_wire());
                 match names_then(raw, &span.rdata, span.rtype) {
                     Some(target) if fits && span.rtype == RType::NS => {
                         let slot = targets.get_mut(ns_count)?;
@@ -110,17 +113,18 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
             (Section::Additional, RType::A | RType::AAAA) => {
                 // Glue: an address of a kept NS record's target.
                 let len = if span.rtype == RType::A { 4 } else { 16 };
-                span.class == question.qclass
-                    && rdata.len() == len
-                    && targets[..ns_count]
+                span.class == question.qclass && rdata.len() == len && {
+                    let owner = owner()?;
+                    targets[..ns_count]
                         .iter()
                         .flatten()
-                        .any(|t| t.as_wire().eq_ignore_ascii_case(owner))
+                        .any(|t| t.as_wire().eq_ignore_ascii_case(owner.as_wire()))
+                }
             }
             (Section::Additional, RType::OPT) if !opt_seen => {
                 opt_seen = true;
                 // The OPT record's TTL holds the extended RCODE in its top octet.
-                owner == [0] && span.ttl >> 24 == 0 && options_frame(raw, &span.rdata)
+                span.ttl >> 24 == 0 && owner_is(&[0])? && options_frame(raw, &span.rdata)
             }
             _ => false,
         };
