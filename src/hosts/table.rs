@@ -175,6 +175,11 @@ fn records_at(
     qtype: RType,
     ttl: u32,
 ) -> Option<Vec<Record>> {
+    // Without any data (no hosts file, no local records) there is nothing to look up, and no
+    // key to build.
+    if local.by_name.is_empty() && hosts.names.is_empty() && hosts.reverse.is_empty() {
+        return None;
+    }
     let key = LowerName::from(name);
     let recs = local.by_name.get(&key);
     let addrs = hosts.names.get(&key);
