@@ -229,13 +229,9 @@ impl UdpTransport {
         };
         slot.sock.get_ref().send(query).map_err(UpstreamError::io)?;
         let UdpSlot { sock, buf, .. } = &mut slot;
-        let answer = loop {
-            match self.take_waiting(sock.get_ref(), query, buf)? {
-                Waiting::Answer(answer) => break answer,
-                Waiting::Nothing => break self.wait_registered(sock, query, Some(buf)).await?,
-                Waiting::More => tokio::task::yield_now().await,
-            }
-        };
+        // A kept socket is still marked readable from its last answer, so the first wait reads
+        // at once: the early read of `udp_once`, without a second read that finds nothing.
+        let answer = self.wait_registered(sock, query, Some(buf)).await?;
         slot.uses_left -= 1;
         self.put_idle_udp(slot);
         Ok(answer)
