@@ -6,7 +6,8 @@
 //! that wrote them later would have gathered them into one. Inside a [`Batch`] a transport
 //! queues its frame and asks, once per batch, to be called back when the batch ends
 //! ([`defer`]); then one write carries all of them, still on this thread and with no task woken.
-//! Outside a batch (a runtime worker, a TCP connection's task) nothing is deferred.
+//! Outside a batch (a runtime worker, a TCP connection's task, a receive batch that starts only
+//! one such query) nothing is deferred.
 //!
 //! Anything may use it (like `metrics`); it knows nothing of servers or transports.
 

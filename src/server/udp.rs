@@ -127,9 +127,11 @@ pub(super) fn serve(
         }
         sender.send(fd, &outs[..replies], &dests[..replies]);
         // The batch's answers are out; now the queries that need more work start (their first
-        // steps run here, see `inline`), so that no cached answer waits behind them. What they
-        // write upstream goes out together when the batch ends (`batch`).
-        let _batch = (!slow.is_empty()).then(crate::batch::Batch::begin);
+        // steps run here, see `inline`), so that no cached answer waits behind them. What two or
+        // more of them write upstream goes out together when the batch ends (`batch`); a lone
+        // query (an idle server's every query) writes as soon as it can, not after the rest of
+        // its first poll (its timers, the pool's and the cache's bookkeeping, parking it).
+        let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
         for (query, src, share) in slow.drain(..) {
             // After a stop request (or the server future's drop, before the runtime's drivers go)
             // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
