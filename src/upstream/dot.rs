@@ -16,8 +16,8 @@
 //! socket). So a miss costs one wake-up of the runtime (the answer arriving), not one to hand the
 //! query over, one to write it and one to pass the answer back. Nothing awaits while the lock is
 //! held: it covers a non-blocking write or read and the table update around it. Queries started
-//! together (a UDP receive batch, see [`crate::batch`]) are queued together and written once at
-//! the batch's end: one TLS record and one system call for all of them.
+//! together (two or more from one UDP receive batch, see [`crate::batch`]) are queued together
+//! and written once at the batch's end: one TLS record and one system call for all of them.
 //!
 //! One driver task per transport owns the rest: opening the connection (queries that find none
 //! are sent to it as jobs), reconnects, backoff and timers. It wakes at least every half
