@@ -89,16 +89,21 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
         // in place where it must equal a known name.
         let owner_is = |name: &[u8]| read_equals(&mut owner_at.clone(), name).ok();
         let owner = || NameBuf::read(&mut owner_at.clone()).ok();
+        let in_question = points_into_question(raw, span.start, qname);
         let rdata = raw.get(span.rdata.clone())?;
         let fits = match (span.section, span.rtype) {
             (Section::Answer, t) if t == qtype => {
                 span.class == question.qclass
                     && rdata.len() == if t == RType::A { 4 } else { 16 }
-                    && owner_is(qname)?
+                    && match in_question {
+                        Some(k) => k == 0,
+                        None => owner_is(qname)?,
+                    }
             }
             (Section::Authority, RType::NS | RType::SOA) => {
-                let fits =
-                    span.class == question.qclass && wire_is_subdomain(qname, owner()?.as_wire());
+                // An owner that points into the question's name is that name or an ancestor.
+                let fits = span.class == question.qclass
+                    && (in_question.is_some() || wire_is_subdomain(qname, owner()?.as_wire()));
                 match names_then(raw, &span.rdata, span.rtype) {
                     Some(target) if fits && span.rtype == RType::NS => {
                         let slot = targets.get_mut(ns_count)?;
@@ -133,6 +138,26 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
         }
     }
     Some(Rcode(u16::from(header.rcode_low)))
+}
+
+/// For an owner name that is a single compression pointer into the question's name (how servers
+/// write nearly every owner), where in that name it points: the owner is `qname[k..]`. That is
+/// what the parser would read there (a pointer backwards, past the header, to a label of a name
+/// already checked), so the owner needs no reading. `None` for any other owner.
+fn points_into_question(raw: &[u8], start: usize, qname: &[u8]) -> Option<usize> {
+    let &[hi, lo] = raw.get(start..start + 2)? else {
+        return None;
+    };
+    if hi & 0xC0 != 0xC0 {
+        return None;
+    }
+    let k = ((usize::from(hi & 0x3F) << 8) | usize::from(lo)).checked_sub(HEADER_LEN)?;
+    // On one of the name's label boundaries (its root label included).
+    let mut pos = 0;
+    while pos < k {
+        pos += 1 + usize::from(*qname.get(pos)?);
+    }
+    (pos == k && k < qname.len()).then_some(k)
 }
 
 /// NS or SOA RDATA as the parser reads it (a sub-reader over the RDATA, names following pointers

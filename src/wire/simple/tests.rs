@@ -157,6 +157,49 @@ fn case_and_compression_do_not_matter() {
     assert_eq!(agrees(&wire, &q), Some(Rcode::NOERROR));
 }
 
+/// Owners written as one pointer into the question's name are taken without reading them, but
+/// only at a label boundary: every pointer into the question agrees with the full path.
+#[test]
+fn owners_pointing_into_the_question() {
+    let q = question("www.example.com", RType::A);
+    let good = answer_to(&q).encode().unwrap();
+    // The answer record's owner is the first pointer after the question (12 + 17 + 4 = 33).
+    assert_eq!(&good[33..35], &[0xC0, 12]);
+    let mut accepted = Vec::new();
+    for target in 0..40u8 {
+        let mut w = good.clone();
+        w[34] = target;
+        if agrees(&w, &q).is_some() {
+            accepted.push(target);
+        }
+    }
+    assert_eq!(
+        accepted,
+        vec![12],
+        "only the whole question name is the answer's owner"
+    );
+    // The NS record's owner (example.com, a pointer to 16) may point at any ancestor.
+    let ns_at = 33 + 16;
+    assert_eq!(&good[ns_at..ns_at + 2], &[0xC0, 16]);
+    let mut accepted = Vec::new();
+    for target in 0..40u8 {
+        let mut w = good.clone();
+        w[ns_at + 1] = target;
+        if agrees(&w, &q).is_some() {
+            accepted.push(target);
+        }
+    }
+    // The name, example.com, com and the root are its ancestors-or-self; a pointer into the
+    // middle of a label is not one (later targets read other names, root ones among them, which
+    // the full path agrees on).
+    for ancestor in [12, 16, 24, 28] {
+        assert!(accepted.contains(&ancestor), "{ancestor}: {accepted:?}");
+    }
+    for inside in [13, 14, 15, 17, 20, 23, 25, 27] {
+        assert!(!accepted.contains(&inside), "{inside}: {accepted:?}");
+    }
+}
+
 #[test]
 fn padding_in_the_opt_record_is_fine() {
     let q = question("www.example.com", RType::A);
