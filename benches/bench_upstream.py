@@ -417,7 +417,23 @@ def measure_rig(transport, rig, args):
     finally:
         if upstream:
             upstream.stop()
-    return {"rates": rates}
+    out = {"rates": rates}
+    if rig.rig_cpu != rig.resolver_cpu:
+        # The crossing: a responder with next to no work (nsd) on the resolver's CPU, asked over
+        # UDP by dnsperf on the rig's. Its p50 above nsd's on the rig's CPU is what one round
+        # trip to CPU 0 and back costs here; a resolver makes two (its client's and its upstream's).
+        hop = Authority(tempfile.mkdtemp(prefix="hop-", dir=d), rig.resolver_cpu)
+        try:
+            for rate in args.rates:
+                lat = bench.dnsperf(hop.port, names_file(d, f"c{rate}-{tag}", rate * args.latency_seconds), "udp",
+                                    runs=1, qps=rate, verbose=True, clients=4, outstanding=100)
+                near = bench.dnsperf(authority.port, names_file(d, f"n{rate}-{tag}", rate * args.latency_seconds),
+                                     "udp", runs=1, qps=rate, verbose=True, clients=4, outstanding=100)
+                rates[rate]["crossing_ms"] = (bench.pct(lat["latencies"], 0.50)
+                                              - bench.pct(near["latencies"], 0.50)) * 1e3
+        finally:
+            hop.stop()
+    return out
 
 
 def bound(r):
@@ -552,14 +568,28 @@ def write_report(args, kinds, label, runs, results, extra):
     def at(rate, key):
         return lambda r: r["rates"][rate][key]
 
-    lines += ["", "Above the floor (the rig alone: dnsperf straight to the upstream's DoT or DoH frontend, or to nsd "
+    lines += ["", "Above the floor (the rig alone: dnsperf straight to the upstream's DoT frontend, or to nsd "
               "over UDP; medians of the rounds' p50s). What a resolver adds to it is its own work, one more hop each "
               "way, and the crossing to CPU 0 and back; a p50 goal of 0.8x the reference can only be met if "
               "dnsveil's part is at most 0.8x the reference's part minus 0.2x the floor:", ""]
     for transport, ks in ((t, ks) for t, ks in kinds.items() if t in RIG_ALONE):
         name = TRANSPORTS[transport]["name"]
         for rate in rates:
-            floor = results[(transport, RIG)]["rates"][rate]["p50_ms"]
+            rig_here = results[(transport, RIG)]["rates"][rate]
+            floor = rig_here["p50_ms"]
+            crossing = rig_here.get("crossing_ms")
+            if crossing is not None:
+                ref = TRANSPORTS[transport]["reference"]
+                least = floor + 2 * crossing
+                target = TRANSPORTS[transport]["p50_goal"] and TRANSPORTS[transport]["p50_goal"] * \
+                    results[(transport, ref)]["rates"][rate]["p50_ms"]
+                lines.append(
+                    f"- {name} at {rate} q/s: one round trip to CPU 0 and back costs {crossing:.3f} ms here (dnsperf to an "
+                    f"nsd on CPU 0, less dnsperf to the nsd on CPU 1: a responder with next to no work); a resolver "
+                    f"makes two, so a resolver on CPU 0 that did no work at all would answer in about the floor plus "
+                    f"two crossings, {least:.2f} ms" + (f"; the p50 goal ({TRANSPORTS[transport]['p50_goal']}x {label[ref]}'s) "
+                                        f"is {target:.2f} ms" + (", below that: not reachable in this layout"
+                                                                 if target < least else "") if target else ""))
             parts = []
             for k in ks:
                 p50 = results[(transport, k)]["rates"][rate]["p50_ms"]
@@ -683,7 +713,7 @@ def main():
     label = {"unbound": "unbound", "dnsdist": "dnsdist", **{k: v[0] for k, v in builds.items()}}
     kinds = {t: [TRANSPORTS[t]["reference"]] + list(builds) for t in TRANSPORTS if args.only in (None, t)}
     per_run = len(args.rates) * args.latency_seconds + 2 * args.seconds + 4  # + starting resolver and upstream
-    rig_run = len(args.rates) * args.latency_seconds + 2  # the rig alone, once per transport and round
+    rig_run = 3 * len(args.rates) * args.latency_seconds + 4  # the rig alone and the crossing, per transport and round
     total = (per_run * sum(len(ks) for ks in kinds.values())
              + rig_run * sum(t in RIG_ALONE for t in kinds)) * args.rounds
     print(f"at most about {per_run} s per resolver run, {total / 60:.0f} min in all", flush=True)
@@ -704,6 +734,7 @@ def main():
                     runs.setdefault((transport, RIG), []).append(floor)
                     print(f"round {rnd + 1} {TRANSPORTS[transport]['name']} rig alone: "
                           + "; ".join(f"at {rate} q/s p50 {x['p50_ms']:.2f} ms p99 {x['p99_ms']:.2f} ms"
+                                      + (f", crossing {x['crossing_ms']:.3f} ms" if "crossing_ms" in x else "")
                                       for rate, x in floor["rates"].items()), flush=True)
                 for k in bench.round_order(ks, rnd):
                     r = measure(k, software(k), builds.get(k, (None, None))[1], transport, rig, args, args.threads)
