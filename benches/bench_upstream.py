@@ -35,7 +35,10 @@ First, in each round, the rig alone (no resolver): dnsperf straight to the upstr
 (dnsperf speaking TLS itself) or to nsd over UDP (DoH has none: see RIG_ALONE), at the same fixed rates with fresh
 unique names: the floor under every resolver's latency, and the report says how far above it each
 resolver sits (a p50 goal of 0.8x the reference needs dnsveil's part above the floor to be at most
-0.8x the reference's part minus 0.2x the floor).
+0.8x the reference's part minus 0.2x the floor). With it, the crossing: dnsperf to an nsd on the
+resolver's CPU, less dnsperf to the nsd on the rig's, is what one round trip to CPU 0 and back
+costs (nsd does next to no work); a resolver makes two, so the floor plus two crossings is about the
+least p50 any resolver on CPU 0 can have, and the report sets it against the p50 goals.
 For each resolver, each started fresh (and its upstream too):
   1. latency at fixed offered rates (`--rates`, default 500 and 1000 q/s): fresh unique names for
      `--latency-seconds`, p50/p99 from dnsperf's per-query latencies, the resolver's CPU per
