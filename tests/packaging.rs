@@ -220,7 +220,11 @@ fn the_binary_does_not_load_libm() {
         .args(["--dynamic", "--wide", env!("CARGO_BIN_EXE_dnsveil")])
         .output()
         .expect("run readelf");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dynamic = String::from_utf8_lossy(&out.stdout);
     let needed: Vec<&str> = dynamic
         .lines()
@@ -228,5 +232,8 @@ fn the_binary_does_not_load_libm() {
         .filter_map(|l| l.split('[').nth(1)?.split(']').next())
         .collect();
     assert!(needed.iter().any(|l| l.starts_with("libc.so")), "{dynamic}");
-    assert!(!needed.iter().any(|l| l.starts_with("libm.so")), "needed: {needed:?}");
+    assert!(
+        !needed.iter().any(|l| l.starts_with("libm.so")),
+        "needed: {needed:?}"
+    );
 }
