@@ -212,8 +212,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream over `transport`; every exchange is abandoned after `timeout` (a safety net over
-    /// the transport's own timeout).
+    /// An upstream over `transport`; every exchange through [`Upstream::ask`] is abandoned after
+    /// `timeout` (a safety net over the transport's own timeout; the pool's attempts have their
+    /// own give-up time instead).
     pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
         Upstream {
             url: Arc::from(transport.url()),
