@@ -313,11 +313,15 @@ impl UpstreamGroup {
     /// true means the breakers are to be ignored.
     fn plan(&self, now: Instant, forced: bool) -> (Vec<usize>, bool) {
         let health: Vec<Health> = self.members.iter().map(Member::health).collect();
-        let mut usable: Vec<usize> = (0..health.len())
-            .filter(|&i| !forced && health[i].usable(now, self.config.timeout))
-            .collect();
+        // Room for the whole plan, which `cycle` then writes in place.
+        let room = health.len().max(self.config.max_attempts);
+        let mut usable: Vec<usize> = Vec::with_capacity(room);
+        usable.extend(
+            (0..health.len()).filter(|&i| !forced && health[i].usable(now, self.config.timeout)),
+        );
         if usable.is_empty() {
-            let mut all: Vec<usize> = (0..health.len()).collect();
+            usable.extend(0..health.len());
+            let mut all = usable;
             all.sort_by_key(|&i| health[i].rested_at());
             return (self.cycle(all), true);
         }
@@ -349,14 +353,18 @@ impl UpstreamGroup {
         (self.cycle(usable), false)
     }
 
-    /// `order` repeated or cut to the configured number of attempts.
-    fn cycle(&self, order: Vec<usize>) -> Vec<usize> {
+    /// `order` repeated or cut to the configured number of attempts (in place: no allocation when
+    /// it has the room).
+    fn cycle(&self, mut order: Vec<usize>) -> Vec<usize> {
+        let (n, want) = (order.len(), self.config.max_attempts);
+        if n == 0 || n >= want {
+            order.truncate(want);
+            return order;
+        }
+        for k in n..want {
+            order.push(order[k % n]);
+        }
         order
-            .iter()
-            .copied()
-            .cycle()
-            .take(self.config.max_attempts)
-            .collect()
     }
 
     /// How long a sequential attempt on member `i` may take before the next upstream is asked.
