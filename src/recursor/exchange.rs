@@ -23,7 +23,7 @@ use tracing::debug;
 
 use super::case;
 use crate::upstream::plain::{PlainOptions, UdpTransport};
-use crate::upstream::{check_answer, BadAnswer, BadQuery, Transport, UpstreamError};
+use crate::upstream::{check_answer, BadAnswer, BadQuery, UpstreamError};
 use crate::wire::edns::DEFAULT_PAYLOAD;
 use crate::wire::{Message, Name, QueryFlags, Question, Rcode, HEADER_LEN};
 
@@ -116,13 +116,11 @@ async fn once(
         _ => None,
     };
     let started = Instant::now();
-    let mut raw = match tokio::time::timeout(timeout, transport.exchange(&wire)).await {
-        Ok(r) => r?,
-        Err(_) if transport.saw_case_mismatch() => {
-            return Err(UpstreamError::BadAnswer(BadAnswer::QuestionCase))
-        }
-        Err(_) => return Err(UpstreamError::Timeout(timeout)),
-    };
+    // The transport bounds the whole exchange (UDP wait and TCP retry) by `timeout`, and fails
+    // with `BadAnswer::QuestionCase` when only answers in another case came: one timer per
+    // exchange. (A second one around it here was the same deadline twice, and each timer that
+    // expires before the runtime's next planned wake-up costs a wake-up of its thread.)
+    let mut raw = transport.exchange_udp(&wire).await?;
     let rtt = started.elapsed();
     if random.is_some() {
         case::restore_question(&mut raw, &q.name);
