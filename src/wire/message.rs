@@ -157,6 +157,9 @@ fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
     }))
 }
 
+/// Most records of one section [`Message::parse`] makes room for before reading them.
+const RESERVE_MAX: usize = 64;
+
 /// A parsed DNS message. Header counts are recomputed on encode; the OPT record lives in `edns`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Message {
@@ -188,7 +191,15 @@ impl Message {
             header,
             ..Message::default()
         };
-        m.questions.reserve(header.qdcount as usize);
+        // Each section's room is reserved once (growing it from empty cost an allocation per
+        // doubling), up to RESERVE_MAX records: a forged count fails at the first record that is
+        // not there, having reserved little. The additional section's last record is usually
+        // the OPT record, which goes to `edns`.
+        let room = |count: u16| usize::from(count).min(RESERVE_MAX);
+        m.questions.reserve(room(header.qdcount));
+        m.answers.reserve(room(header.ancount));
+        m.authority.reserve(room(header.nscount));
+        m.additional.reserve(room(header.arcount.saturating_sub(1)));
         for _ in 0..header.qdcount {
             m.questions.push(Question::read(&mut r)?);
         }

@@ -48,11 +48,15 @@ impl Name {
 
     /// Reads a possibly compressed name at the reader's position, following pointers backwards
     /// through the whole message. The reader ends up just past the name's first pointer or root label.
+    ///
+    /// The name is gathered on the stack and copied into one allocation of its exact length (a
+    /// growing `Vec` shrunk into a box cost a `realloc` per name, and names are most of what a
+    /// parse allocates).
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let mut out = Vec::with_capacity(32);
+        let mut out = NameBuf::new();
         read_into(r, &mut out)?;
         Ok(Name {
-            wire: out.into_boxed_slice(),
+            wire: out.as_slice().into(),
         })
     }
 
@@ -188,14 +192,16 @@ impl Name {
     }
 
     /// The last `n` labels of this name (plus the root): `www.example.com.` trimmed to 2 is `example.com.`.
-    /// Returns the name itself when it has `n` labels or fewer.
+    /// Returns the name itself when it has `n` labels or fewer. One allocation.
     pub fn trim_to(&self, n: usize) -> Name {
         let count = self.label_count();
-        let mut name = self.clone();
+        let mut skip = 0;
         for _ in n..count {
-            name = name.parent().unwrap_or_else(Name::root);
+            skip += 1 + self.wire[skip] as usize;
         }
-        name
+        Name {
+            wire: self.wire[skip..].into(),
+        }
     }
 
     /// Prepends one label: `prepend(b"*")` on `example.com.` gives `*.example.com.`.
@@ -445,8 +451,10 @@ impl From<&Name> for LowerName {
 }
 
 impl From<Name> for LowerName {
-    fn from(n: Name) -> Self {
-        LowerName(n.to_lowercase())
+    /// Lower-cases the name in place (no allocation).
+    fn from(mut n: Name) -> Self {
+        n.wire.make_ascii_lowercase();
+        LowerName(n)
     }
 }
 
@@ -486,7 +494,39 @@ fn validate_uncompressed(wire: &[u8]) -> Result<usize> {
 }
 
 /// Reads a possibly compressed name into `out` (uncompressed), advancing `r` past it.
-fn read_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
+/// A name's octets gathered on the stack while it is read (at most [`MAX_NAME_LEN`]).
+struct NameBuf {
+    buf: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    fn new() -> Self {
+        NameBuf {
+            buf: [0; MAX_NAME_LEN],
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `octets`; the caller has checked that they fit ([`MAX_NAME_LEN`]).
+    fn extend_from_slice(&mut self, octets: &[u8]) {
+        let end = self.len + octets.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(octets);
+            self.len = end;
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn read_into(r: &mut Reader<'_>, out: &mut NameBuf) -> Result<()> {
     let msg = r.message();
     let mut pos = r.position();
     let mut resume: Option<usize> = None;
