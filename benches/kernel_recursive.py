@@ -56,23 +56,10 @@ def cold(names, port):
     return bad
 
 
-def cpu_ns(pid):
-    """The process's time on CPU so far (user + system, all threads), from the scheduler's own
-    accounting (`/proc/PID/task/*/schedstat`): nanoseconds, read without tracing the process."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
 def with_schedstat(pid, names, port, label):
-    before = cpu_ns(pid)
+    before = bench.cpu_ns(pid)
     bad = cold(names, port)
-    cpu = (cpu_ns(pid) - before) / len(names) / 1000
+    cpu = (bench.cpu_ns(pid) - before) / len(names) / 1000
     print(f"{label}: {cpu:.1f} us on CPU per cold name, untraced ({bad} failed)")
     return cpu
 
