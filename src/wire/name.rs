@@ -133,6 +133,17 @@ impl Name {
         }
     }
 
+    /// Calls `f` with the lower-cased wire form of the name, made on the stack: the key to look
+    /// it up in a table keyed by [`LowerName`] (which borrows as `[u8]`) without allocating one.
+    pub fn with_lower<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut lower = [0u8; MAX_NAME_LEN];
+        let n = self.wire.len().min(MAX_NAME_LEN);
+        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
+            *l = b.to_ascii_lowercase();
+        }
+        f(&lower[..n])
+    }
+
     /// True when the two names are equal ignoring ASCII case.
     pub fn eq_ignore_case(&self, other: &Name) -> bool {
         self.wire.eq_ignore_ascii_case(&other.wire)
@@ -363,12 +374,7 @@ impl Hash for Name {
     /// [`LowerName`] of the name hashes the same. One write instead of one per octet: a keyed
     /// hasher (SipHash) pays per call, and names are hashed on every cache and table lookup.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut lower = [0u8; MAX_NAME_LEN];
-        let n = self.wire.len().min(MAX_NAME_LEN);
-        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
-            *l = b.to_ascii_lowercase();
-        }
-        lower[..n].hash(state);
+        self.with_lower(|lower| lower.hash(state));
     }
 }
 
