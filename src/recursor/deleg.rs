@@ -126,6 +126,20 @@ impl DelegationCache {
         })
     }
 
+    /// Calls `f` with the unexpired addresses stored for name server `name`, without copying
+    /// them; false (and `f` not called) when there are none stored.
+    pub fn with_addresses(&self, name: &Name, now: Instant, f: impl FnOnce(&[IpAddr])) -> bool {
+        let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
+        let found = name.with_lower(|key| addrs.get(key).filter(|(_, exp)| *exp > now));
+        match found {
+            Some((a, _)) => {
+                f(a);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stores the addresses of name server `name` for `ttl`.
     pub fn set_addresses(&self, name: &Name, list: Vec<IpAddr>, ttl: Duration, now: Instant) {
         let mut addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner());

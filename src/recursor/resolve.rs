@@ -286,23 +286,23 @@ impl Resolver {
         depth: usize,
     ) -> Result<Step, RecursorError> {
         let now = Instant::now();
-        let mut known: Vec<IpAddr> = Vec::new();
+        let mut known: Vec<IpAddr> = Vec::with_capacity(2 * deleg.servers.len());
         let mut missing: Vec<&Name> = Vec::new();
-        for ns in &deleg.servers {
-            let mut addrs = ns.glue.clone();
-            if addrs.is_empty() {
-                match self.deleg.addresses(&ns.name, now) {
-                    Some(a) => addrs = a,
-                    None => missing.push(&ns.name),
-                }
-            }
-            for ip in addrs {
+        let mut add = |addrs: &[IpAddr]| {
+            for &ip in addrs {
                 if self.usable(ip) && !known.contains(&ip) {
                     known.push(ip);
                 }
             }
+        };
+        for ns in &deleg.servers {
+            if !ns.glue.is_empty() {
+                add(&ns.glue);
+            } else if !self.deleg.with_addresses(&ns.name, now, &mut add) {
+                missing.push(&ns.name);
+            }
         }
-        let mut tried: Vec<IpAddr> = Vec::new();
+        let mut tried: Vec<IpAddr> = Vec::with_capacity(known.len());
         if let Some(step) = self
             .try_addrs(&known, &mut tried, deleg, asked, dnssec_ok, budget)
             .await?

@@ -61,6 +61,7 @@ use tracing::debug;
 
 use super::{BadAnswer, BadQuery, Transport, UpstreamError, Via};
 use crate::handler::BoxFuture;
+use crate::wire::name::NameBuf;
 use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
 /// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
@@ -629,8 +630,10 @@ pub fn question_match(query: &[u8], answer: &[u8]) -> QuestionMatch {
     let mut result = QuestionMatch::Exact;
     for _ in 0..qh.qdcount {
         let same = (|| {
-            let qn = Name::read(&mut qr).ok()?;
-            let an = Name::read(&mut ar).ok()?;
+            // Read on the stack: the names are only compared.
+            let (mut qn, mut an) = (NameBuf::new(), NameBuf::new());
+            qn.read_from(&mut qr).ok()?;
+            an.read_from(&mut ar).ok()?;
             let qtc = qr.array::<4>().ok()?;
             let atc = ar.array::<4>().ok()?;
             if qtc != atc || !qn.eq_ignore_case(&an) {

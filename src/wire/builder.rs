@@ -10,6 +10,9 @@ use super::name::{Name, MAX_POINTER_HOPS};
 /// Largest message a builder will produce (the TCP length prefix is 16 bits).
 pub const MAX_MESSAGE_LEN: usize = 65535;
 
+/// Suffix slots reserved when a compressing builder is made.
+const SUFFIXES_ROOM: usize = 32;
+
 /// A message under construction.
 #[derive(Debug, Default)]
 pub struct MessageBuilder {
@@ -27,7 +30,9 @@ impl MessageBuilder {
     pub fn new() -> Self {
         MessageBuilder {
             buf: Vec::with_capacity(512),
-            suffixes: Vec::new(),
+            // Room for the suffixes of a typical message at once (growing it from empty took
+            // three allocations).
+            suffixes: Vec::with_capacity(SUFFIXES_ROOM),
             compress: true,
         }
     }

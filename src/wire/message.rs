@@ -12,7 +12,7 @@ use super::edns::Edns;
 use super::error::{Result, WireError};
 use super::fit::{Fit, Layout};
 use super::header::{Header, HEADER_LEN};
-use super::name::Name;
+use super::name::{Name, NameBuf};
 use super::rdata::RData;
 use super::reader::Reader;
 use super::types::{Class, Opcode, RType, Rcode};
@@ -135,14 +135,17 @@ enum Entry {
 }
 
 fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
-    let name = Name::read(r)?;
+    // The owner is read on the stack first: an OPT record's (the root) is never kept.
+    let mut owner = NameBuf::new();
+    owner.read_from(r)?;
     let rtype = RType(r.u16()?);
     if rtype == RType::OPT {
-        if !name.is_root() {
+        if !owner.is_root() {
             return Err(WireError::BadOpt("OPT owner is not the root"));
         }
         return Ok(Entry::Opt(Edns::read_after_type(r)?));
     }
+    let name = Name::from(&owner);
     let class = Class(r.u16()?);
     let ttl = r.u32()?;
     let rdlen = r.u16()? as usize;

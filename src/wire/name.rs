@@ -53,11 +53,9 @@ impl Name {
     /// growing `Vec` shrunk into a box cost a `realloc` per name, and names are most of what a
     /// parse allocates).
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let mut out = NameBuf::new();
-        read_into(r, &mut out)?;
-        Ok(Name {
-            wire: out.as_slice().into(),
-        })
+        let mut buf = NameBuf::new();
+        buf.read_from(r)?;
+        Ok(Name::from(&buf))
     }
 
     /// Reads a name that must not be compressed (RFC 3597 section 4: names in the RDATA of newer types,
@@ -500,18 +498,43 @@ fn validate_uncompressed(wire: &[u8]) -> Result<usize> {
 }
 
 /// Reads a possibly compressed name into `out` (uncompressed), advancing `r` past it.
-/// A name's octets gathered on the stack while it is read (at most [`MAX_NAME_LEN`]).
-struct NameBuf {
+/// A name read from a message into a buffer on the stack: valid and uncompressed like a
+/// [`Name`], without its allocation. For names that are only looked at (compared, checked) or
+/// kept only sometimes ([`Name::from`] makes the kept ones).
+pub struct NameBuf {
     buf: [u8; MAX_NAME_LEN],
     len: usize,
 }
 
 impl NameBuf {
-    fn new() -> Self {
+    /// An empty buffer, to read into with [`NameBuf::read_from`].
+    pub fn new() -> Self {
         NameBuf {
             buf: [0; MAX_NAME_LEN],
             len: 0,
         }
+    }
+
+    /// Reads a possibly compressed name as [`Name::read`] does, in place of what the buffer
+    /// held (filled in place: the buffer is too large to be returned by value cheaply).
+    pub fn read_from(&mut self, r: &mut Reader<'_>) -> Result<()> {
+        self.len = 0;
+        read_into(r, self)
+    }
+
+    /// The uncompressed wire form.
+    pub fn as_wire(&self) -> &[u8] {
+        self.as_slice()
+    }
+
+    /// True for the root name.
+    pub fn is_root(&self) -> bool {
+        self.len == 1
+    }
+
+    /// True when the two names are equal ignoring ASCII case.
+    pub fn eq_ignore_case(&self, other: &NameBuf) -> bool {
+        self.as_slice().eq_ignore_ascii_case(other.as_slice())
     }
 
     fn len(&self) -> usize {
@@ -529,6 +552,20 @@ impl NameBuf {
 
     fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<&NameBuf> for Name {
+    fn from(b: &NameBuf) -> Name {
+        Name {
+            wire: b.as_slice().into(),
+        }
     }
 }
 
