@@ -203,7 +203,10 @@ mod tests {
         let upper = Question::new("WWW.Example".parse().unwrap(), RType::A);
         assert!(c.get(&upper, false, now).is_some());
         let aaaa = Question::new("www.example".parse().unwrap(), RType::AAAA);
-        assert!(c.get(&aaaa, false, now).is_none(), "the type is part of the key");
+        assert!(
+            c.get(&aaaa, false, now).is_none(),
+            "the type is part of the key"
+        );
         assert!(c.get(&q, true, now).is_none(), "DO is part of the key");
         assert!(c.get(&q, false, now + Duration::from_secs(100)).is_none());
     }
@@ -215,11 +218,23 @@ mod tests {
         let zone: Name = "example".parse().unwrap();
         let q = Question::new("none.example".parse().unwrap(), RType::A);
         let soa = "example 600 SOA ns.example. h.example. 1 2 3 4 30";
-        c.put(&q, false, msg(&[], &[soa], Rcode::NXDOMAIN), zone.clone(), now);
+        c.put(
+            &q,
+            false,
+            msg(&[], &[soa], Rcode::NXDOMAIN),
+            zone.clone(),
+            now,
+        );
         assert!(c.get(&q, false, now + Duration::from_secs(29)).is_some());
         assert!(c.get(&q, false, now + Duration::from_secs(30)).is_none());
         let other = Question::new("x.example".parse().unwrap(), RType::A);
-        c.put(&other, false, msg(&[], &[], Rcode::NOERROR), zone.clone(), now);
+        c.put(
+            &other,
+            false,
+            msg(&[], &[], Rcode::NOERROR),
+            zone.clone(),
+            now,
+        );
         c.put(
             &other,
             false,

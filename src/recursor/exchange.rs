@@ -23,8 +23,9 @@ use tracing::debug;
 
 use super::case;
 use crate::upstream::plain::{PlainOptions, UdpTransport};
-use crate::upstream::{check_answer, BadAnswer, BadQuery, UpstreamError};
+use crate::upstream::{check_answer_to, BadAnswer, UpstreamError};
 use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::types::Opcode;
 use crate::wire::{Message, Name, QueryFlags, Question, Rcode, HEADER_LEN};
 
 /// What came back, and how.
@@ -91,13 +92,9 @@ async fn once(
         dnssec_ok,
     };
     // `rand::random` draws from the thread-local CSPRNG.
-    let mut sent = Message::outgoing(q, flags, rand::random::<u16>(), DEFAULT_PAYLOAD);
-    if !edns {
-        sent.edns = None;
-    }
-    let mut wire = sent
-        .encode()
-        .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
+    let id = rand::random::<u16>();
+    let payload = edns.then_some(DEFAULT_PAYLOAD);
+    let mut wire = Message::encode_outgoing(q, flags, id, payload);
     // A new socket per query: every authoritative server sees our ports (see `plain`).
     let mut transport = UdpTransport::new(
         server,
@@ -125,7 +122,7 @@ async fn once(
     if random.is_some() {
         case::restore_question(&mut raw, &q.name);
     }
-    let mut msg = check_answer(&sent, &raw)?;
+    let mut msg = check_answer_to(std::slice::from_ref(q), id, Opcode::QUERY, &raw)?;
     if let Some(random) = random {
         case::restore_owners(&mut msg, &random, &q.name);
     }

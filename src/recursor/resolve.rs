@@ -42,8 +42,8 @@ use super::step::{classify, Step};
 use super::RecursorError;
 use crate::handler::BoxFuture;
 use crate::upstream::UpstreamError;
-use crate::wire::scrub::{ScrubError, MAX_CNAME_CHAIN};
 use crate::wire::name::MAX_NAME_LEN;
+use crate::wire::scrub::{ScrubError, MAX_CNAME_CHAIN};
 use crate::wire::{Message, Name, Question, RData, RType, Rcode, Record};
 
 /// Most minimised queries per name (RFC 9156 section 2.3).
@@ -153,9 +153,7 @@ impl Resolver {
                     Some(hit) => hit,
                     None => {
                         let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
-                        let step = self
-                            .answers
-                            .put(&cur, dnssec_ok, msg, zone, Instant::now());
+                        let step = self.answers.put(&cur, dnssec_ok, msg, zone, Instant::now());
                         Hit::fresh(step)
                     }
                 };

@@ -51,6 +51,7 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
 pub use tls::TransportStats;
 
+use crate::wire::types::Opcode;
 use crate::wire::{Header, Message, QueryFlags, Question, Rcode};
 
 /// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
@@ -153,6 +154,17 @@ const BARE_ERRORS: [Rcode; 4] = [
 /// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]),
 /// which is returned with `sent`'s question filled in.
 pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
+    check_answer_to(&sent.questions, sent.header.id, sent.header.opcode, raw)
+}
+
+/// [`check_answer`] for a query given by its parts (`questions`, `id`, `opcode`): for callers that
+/// write their queries without a [`Message`] ([`Message::encode_outgoing`]).
+pub fn check_answer_to(
+    questions: &[Question],
+    id: u16,
+    opcode: Opcode,
+    raw: &[u8],
+) -> Result<Message, UpstreamError> {
     let bad = |why| Err(UpstreamError::BadAnswer(why));
     let answer = match Message::parse(raw) {
         Ok(answer) => answer,
@@ -161,27 +173,27 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
     if !answer.header.response {
         return bad(BadAnswer::NotResponse);
     }
-    if answer.header.id != sent.header.id {
+    if answer.header.id != id {
         return bad(BadAnswer::Id {
             got: answer.header.id,
-            sent: sent.header.id,
+            sent: id,
         });
     }
-    if answer.header.opcode != sent.header.opcode {
+    if answer.header.opcode != opcode {
         return bad(BadAnswer::Opcode {
             got: answer.header.opcode,
-            sent: sent.header.opcode,
+            sent: opcode,
         });
     }
     // `Question`'s equality compares names case-insensitively (RFC 4343).
-    if answer.questions == sent.questions {
+    if answer.questions == questions {
         return Ok(answer);
     }
     if answer.questions.is_empty() && Header::parse(raw).is_ok_and(|h| is_bare_error(&h)) {
         // From here on it is an ordinary error response to our question (so the cache can keep
         // a SERVFAIL for its short time, RFC 2308 section 7.1).
         let mut answer = answer;
-        answer.questions.clone_from(&sent.questions);
+        answer.questions = questions.to_vec();
         return Ok(answer);
     }
     bad(BadAnswer::Question)

@@ -10,8 +10,52 @@ use super::name::{Name, MAX_POINTER_HOPS};
 /// Largest message a builder will produce (the TCP length prefix is 16 bits).
 pub const MAX_MESSAGE_LEN: usize = 65535;
 
-/// Suffix slots reserved when a compressing builder is made.
-const SUFFIXES_ROOM: usize = 32;
+/// Suffixes kept in the builder itself before any is kept on the heap: a typical message's (a
+/// growing `Vec` from empty took three allocations per message).
+const INLINE_SUFFIXES: usize = 32;
+
+/// The compression targets of a builder: (offset, uncompressed length), the first
+/// [`INLINE_SUFFIXES`] inline.
+#[derive(Debug)]
+struct Suffixes {
+    inline: [(u16, u8); INLINE_SUFFIXES],
+    len: usize,
+    more: Vec<(u16, u8)>,
+}
+
+impl Default for Suffixes {
+    fn default() -> Self {
+        Suffixes {
+            inline: [(0, 0); INLINE_SUFFIXES],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl Suffixes {
+    fn iter(&self) -> impl Iterator<Item = &(u16, u8)> {
+        self.inline[..self.len].iter().chain(&self.more)
+    }
+
+    fn push(&mut self, s: (u16, u8)) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = s;
+                self.len += 1;
+            }
+            None => self.more.push(s),
+        }
+    }
+
+    /// Forgets the suffixes at or after `len` (they are in offset order).
+    fn truncate_at(&mut self, len: usize) {
+        self.more.retain(|(off, _)| usize::from(*off) < len);
+        while self.len > 0 && usize::from(self.inline[self.len - 1].0) >= len {
+            self.len -= 1;
+        }
+    }
+}
 
 /// A message under construction.
 #[derive(Debug, Default)]
@@ -21,7 +65,7 @@ pub struct MessageBuilder {
     /// uncompressed. The suffix itself is read back from `buf` when compared (no copy of it is
     /// kept: a lower-cased copy per suffix was an allocation per label written). Messages hold
     /// few names, so a linear scan, rejecting on length first, beats hashing here.
-    suffixes: Vec<(u16, u8)>,
+    suffixes: Suffixes,
     compress: bool,
 }
 
@@ -30,9 +74,7 @@ impl MessageBuilder {
     pub fn new() -> Self {
         MessageBuilder {
             buf: Vec::with_capacity(512),
-            // Room for the suffixes of a typical message at once (growing it from empty took
-            // three allocations).
-            suffixes: Vec::with_capacity(SUFFIXES_ROOM),
+            suffixes: Suffixes::default(),
             compress: true,
         }
     }
@@ -41,7 +83,7 @@ impl MessageBuilder {
     pub fn uncompressed() -> Self {
         MessageBuilder {
             buf: Vec::with_capacity(512),
-            suffixes: Vec::new(),
+            suffixes: Suffixes::default(),
             compress: false,
         }
     }
@@ -108,7 +150,7 @@ impl MessageBuilder {
     /// targets beyond the cut are forgotten too.
     pub fn truncate(&mut self, len: usize) {
         self.buf.truncate(len);
-        self.suffixes.retain(|(off, _)| (*off as usize) < len);
+        self.suffixes.truncate_at(len);
     }
 
     /// Appends a name, compressed against earlier names when `compress` is true and this builder

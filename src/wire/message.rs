@@ -8,7 +8,7 @@
 //! the question and OPT.
 
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
-use super::edns::Edns;
+use super::edns::{opt_head, Edns, DO_BIT, OPT_FIXED_LEN};
 use super::error::{Result, WireError};
 use super::fit::{Fit, Layout};
 use super::header::{Header, HEADER_LEN};
@@ -262,6 +262,38 @@ impl Message {
         }
     }
 
+    /// The wire form of [`Message::outgoing`] (without its OPT record when `payload` is None),
+    /// written straight into one buffer of the right size: a query is a header, one question and
+    /// at most an OPT record, so it needs neither a message value nor the builder and its
+    /// compression table (a name alone is never compressed). Octet for octet the same as
+    /// `Message::outgoing(..).encode()` (tested below).
+    pub fn encode_outgoing(
+        question: &Question,
+        flags: QueryFlags,
+        id: u16,
+        payload: Option<u16>,
+    ) -> Vec<u8> {
+        let header = Header {
+            id,
+            recursion_desired: flags.recursion_desired,
+            checking_disabled: flags.checking_disabled,
+            qdcount: 1,
+            arcount: u16::from(payload.is_some()),
+            ..Header::default()
+        };
+        let name = question.name.as_wire();
+        let mut out = Vec::with_capacity(HEADER_LEN + name.len() + 4 + OPT_FIXED_LEN);
+        out.extend_from_slice(&header.to_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&question.qtype.0.to_be_bytes());
+        out.extend_from_slice(&question.qclass.0.to_be_bytes());
+        if let Some(payload) = payload {
+            let flags = if flags.dnssec_ok { DO_BIT } else { 0 };
+            out.extend_from_slice(&opt_head(payload, 0, 0, flags, 0));
+        }
+        out
+    }
+
     /// An empty response to `query`: same ID, opcode, question, RD and CD; QR and RA set; EDNS
     /// present (with our payload size) if the query had it, echoing DO.
     pub fn response_to(query: &Message) -> Message {
@@ -388,5 +420,39 @@ impl Message {
             authority_ns_only: self.authority.iter().all(|r| r.rtype() == RType::NS),
         };
         Ok((full, layout))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outgoing_query_written_directly_is_the_encoded_message() {
+        for name in [".", "www.Example.test", "a.b.c.d.e.f.g.h"] {
+            for (rd, cd, dnssec_ok) in [
+                (false, false, false),
+                (true, true, true),
+                (false, false, true),
+            ] {
+                let q = Question::new(name.parse().unwrap(), RType::AAAA);
+                let flags = QueryFlags {
+                    recursion_desired: rd,
+                    checking_disabled: cd,
+                    dnssec_ok,
+                };
+                let mut m = Message::outgoing(&q, flags, 0xBEEF, 1232);
+                assert_eq!(
+                    Message::encode_outgoing(&q, flags, 0xBEEF, Some(1232)),
+                    m.encode().unwrap()
+                );
+                m.edns = None;
+                assert_eq!(
+                    Message::encode_outgoing(&q, flags, 0xBEEF, None),
+                    m.encode().unwrap()
+                );
+            }
+        }
     }
 }
