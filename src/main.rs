@@ -824,6 +824,26 @@ impl Signals {
     }
 }
 
+/// The C library's `pow`, provided by the binary itself so that `libm.so.6` is not loaded.
+///
+/// Nothing of dnsveil computes a power; the one caller is tokio's scheduler (`f64::powf` in the
+/// smoothing of its task poll times), and that single import made the dynamic loader map and
+/// relocate all of libm: about 0.5 MiB of resident memory in an idle process (issue 17's idle
+/// budget, measured with benches/bench_small.py; BENCHMARKS.md). Defined here, the linker resolves
+/// the call to this function and drops libm from the binary's needed libraries (`--as-needed`).
+///
+/// Why the lint allowance: exporting an unmangled symbol is `unsafe` in Rust because it can clash
+/// with another definition of the same name; nothing else in the function is. This one replaces
+/// libm's `pow` for the whole process, so it must be a complete `pow`: it is the `libm` crate's
+/// (rust-lang's port of musl's, within 1 ulp, with the C standard's special cases), which differs
+/// from glibc's only in not setting `errno`, which tokio does not read. The library crate keeps
+/// `#![forbid(unsafe_code)]`.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;
@@ -865,5 +885,26 @@ mod tests {
     fn causes_not_quoted_by_the_message_are_kept() {
         let e = anyhow::Error::from(io::Error::other("disk on fire")).context("cannot start");
         assert_eq!(describe(&e), "cannot start: disk on fire");
+    }
+
+    /// `f64::powf` in this binary reaches [`super::pow`] (the symbol the linker resolved), and it
+    /// behaves as the C standard's `pow`, special cases included.
+    #[test]
+    fn pow_is_a_complete_c_pow() {
+        let p = |x: f64, y: f64| std::hint::black_box(x).powf(std::hint::black_box(y));
+        assert_eq!(p(2.0, 10.0), 1024.0);
+        assert_eq!(p(0.5, 3.0), 0.125);
+        assert_eq!(p(0.9, 0.0), 1.0);
+        assert_eq!(p(f64::NAN, 0.0), 1.0);
+        assert_eq!(p(1.0, f64::NAN), 1.0);
+        assert!(p(-8.0, 1.0 / 3.0).is_nan());
+        assert_eq!(p(0.0, -1.0), f64::INFINITY);
+        assert_eq!(p(10.0, 400.0), f64::INFINITY);
+        assert_eq!(p(0.5, 2000.0), 0.0);
+        assert!((p(2.0, 0.5) - std::f64::consts::SQRT_2).abs() <= f64::EPSILON);
+        // tokio's use: the weight of a batch of polls in a moving average.
+        let w = 1.0 - p(1.0 - 0.1, 16.0);
+        assert!((w - 0.814_697_981_114_816_6).abs() < 1e-15, "{w}");
+        assert_eq!(super::pow(3.0, 4.0), 81.0);
     }
 }
