@@ -56,11 +56,44 @@ def cold(names, port):
     return bad
 
 
+def user_system_ticks(pid):
+    """(user, system) clock ticks of a process and its threads, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def switches(pid):
+    """Per thread name: (voluntary, involuntary) context switches so far."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        v, i = out.get(st["Name"].strip(), (0, 0))
+        out[st["Name"].strip()] = (v + int(st["voluntary_ctxt_switches"]),
+                                   i + int(st["nonvoluntary_ctxt_switches"]))
+    return out
+
+
 def with_schedstat(pid, names, port, label):
-    before = bench.cpu_ns(pid)
+    sw0 = switches(pid)
+    before, (u0, s0) = bench.cpu_ns(pid), user_system_ticks(pid)
     bad = cold(names, port)
     cpu = (bench.cpu_ns(pid) - before) / len(names) / 1000
-    print(f"{label}: {cpu:.1f} us on CPU per cold name, untraced ({bad} failed)")
+    u1, s1 = user_system_ticks(pid)
+    sw1 = switches(pid)
+    per = ", ".join(f"{t} {(v - sw0.get(t, (0, 0))[0]) / len(names):.2f}+"
+                    f"{(i - sw0.get(t, (0, 0))[1]) / len(names):.2f}"
+                    for t, (v, i) in sorted(sw1.items()) if v + i > sum(sw0.get(t, (0, 0))))
+    print(f"{label}: context switches per cold name by thread (voluntary+involuntary): {per}")
+    # Ticks are 10 ms and charged to whoever runs when one fires: the split is rough unless the
+    # phase is long (--zones 600 or more).
+    share = (u1 - u0) / max(u1 - u0 + s1 - s0, 1)
+    print(f"{label}: {cpu:.1f} us on CPU per cold name, untraced ({bad} failed); user share "
+          f"{share:.0%} ({u1 - u0} user, {s1 - s0} system ticks)")
     return cpu
 
 
@@ -73,7 +106,7 @@ def with_perf(pid, names, port, label):
     """Counts the phase with `perf stat -p`: tracepoints (system calls), context switches and the
     process's user and system time."""
     out = f"/tmp/perf-{pid}.txt"
-    events = ["raw_syscalls:sys_enter", "context-switches", "task-clock"] + [
+    events = ["raw_syscalls:sys_enter", "context-switches", "task-clock", "page-faults", "cpu-migrations"] + [
         f"syscalls:sys_enter_{s}" for s in SYSCALLS]
     p = subprocess.Popen(["perf", "stat", "-x", ",", "-o", out, "-e", ",".join(events),
                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -97,8 +130,9 @@ def with_perf(pid, names, port, label):
                     if counts.get("syscalls:sys_enter_" + s, 0))
     print(f"{label}: {calls:.2f} system calls per cold name ({bad} failed): {per}")
     switches, cpu = counts.get("context-switches", 0) / n, counts.get("task-clock", 0) / n
-    print(f"{label}: {switches:.2f} context switches, {cpu:.1f} us on CPU (user + system; moves "
-          f"with the machine's load) per cold name")
+    print(f"{label}: {switches:.2f} context switches, {counts.get('page-faults', 0) / n:.2f} page "
+          f"faults, {counts.get('cpu-migrations', 0) / n:.2f} migrations, {cpu:.1f} us on CPU (user "
+          f"+ system; moves with the machine's load) per cold name")
     return calls, switches, cpu
 
 
