@@ -4,7 +4,7 @@
 //! The transport is [`UdpTransport`] (see `upstream::plain` for the spoofing defences: a connected
 //! socket on an OS-chosen random port per query, datagrams that do not answer ID and question
 //! ignored until the deadline, TC=1 retried over TCP within the same deadline), and the answer is
-//! checked by [`check_answer`] (QR, ID, opcode, question). Queries go out with RD=0, an EDNS
+//! checked by [`check_answer_to`] (QR, ID, opcode, question). Queries go out with RD=0, an EDNS
 //! payload of 1232 octets (DNS flag day 2020) and DO as the client asked.
 //!
 //! EDNS fallback (RFC 6891 section 7): a FORMERR or NOTIMP to a query with an OPT record is asked
