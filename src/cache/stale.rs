@@ -24,7 +24,6 @@
 
 use std::time::Duration;
 
-
 use crate::handler::{Answer, HandlerError, HandlerResult};
 use crate::wire::Rcode;
 
