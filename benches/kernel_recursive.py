@@ -4,15 +4,20 @@ against unbound: the kernel's share of a cold resolution, which callgrind_recurs
 see (it counts user space only) and bench_recursive.py's CPU times include.
 
 Same loopback hierarchy and pinning as bench_recursive.py (resolver on CPU 0), in a private
-network namespace. For each resolver,
-started fresh (primed by www.ready.test), the cold phase (every name once, one at a time) is
-counted with `perf stat -p PID`: the raw_syscalls and syscalls:sys_enter_* tracepoints (system
-calls per name, by call; unlike strace they do not slow the process down, so an answer is as
-likely to be waiting at the first read as without them), context switches, and the process's
-user and system time (these two move with the machine's load; the counts do not, except where
-timing decides whether a read finds its answer). This VM has no hardware counters, so kernel
-instructions cannot be counted. Only the resolver's process is counted (nsd's work is the same
-for both: the same queries to the same servers).
+network namespace. Each round starts each resolver fresh (primed by www.ready.test) twice and
+asks every name once, one at a time:
+  counted   `perf stat -p PID`: the raw_syscalls and syscalls:sys_enter_* tracepoints (system
+            calls per name, by call; unlike strace they barely slow the process, so an answer is
+            as likely to be waiting at the first read as without them), context switches, page
+            faults, and on-CPU time (inflated by the tracing);
+  untraced  CPU time from the scheduler's own accounting (/proc/PID/task/*/schedstat), context
+            switches per thread (voluntary and involuntary) and the user/system split in clock
+            ticks (rough unless --zones is large).
+The counts do not depend on the machine's load (except where timing decides whether a read finds
+its answer); the CPU times do: compare them only from a quiet machine, with the resolvers taking
+turns (--baseline, --unbound, --rounds). This VM has no hardware counters, so kernel instructions
+cannot be counted. Only the resolver's process is counted (nsd's work is the same for both: the
+same queries to the same servers).
 
 Usage: sudo python3 benches/kernel_recursive.py --binary target/release/dnsveil [--zones 100]
        [--unbound] [--baseline OTHER_BINARY] [--rounds 3] [--extra '--qname-case-randomization on']
