@@ -8,6 +8,7 @@
 //! a question that the other leads while that other waits for one the first leads). The map is a std mutex never held across an `.await`; an entry lives
 //! only while its leader runs, so the map holds at most one entry per exchange in flight.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -40,14 +41,15 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
     pub async fn run(&self, key: K, work: impl Future<Output = V>) -> V {
         let follows = {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get_mut(&key) {
-                Some(channel) => Some(
-                    channel
+            // One lookup (the entry) whether the key leads or follows.
+            match map.entry(key.clone()) {
+                Entry::Occupied(mut e) => Some(
+                    e.get_mut()
                         .get_or_insert_with(|| watch::channel(None).0)
                         .subscribe(),
                 ),
-                None => {
-                    map.insert(key.clone(), None);
+                Entry::Vacant(e) => {
+                    e.insert(None);
                     None
                 }
             }
