@@ -12,7 +12,8 @@ every server listens on port 53 like the real ones; unbound has no option for an
   hostM.test    the name servers' own zones, on the same leaf servers
 For each resolver, started fresh (cold caches, primed by a readiness query for ready.test):
   - cold: every name once, one at a time; latency p50/p99 (Python client), CPU per resolved name
-    (the resolver's user+system ticks from /proc over the phase, divided by the names), and
+    (the resolver's user+system time over the phase from the scheduler's
+    accounting, /proc/PID/task/*/schedstat, divided by the names), and
     upstream queries per name (the sum of nsd's own query counters, `nsd-control stats_noreset`);
   - warm: the same names again with dnsperf (all cached): queries per second, and latency p50/p99
     at a fixed rate of WARM_QPS; the servers take turns, WARM_ROUNDS rounds, medians reported.
@@ -201,14 +202,15 @@ def start_dnsveil(binary, hints, extra, port=RESOLVER_PORT + 1):
 
 def measure_cold(pid, port, names, servers):
     q0 = sum(s.queries() for s in servers)
-    c0 = bench.cpu_seconds(pid)
+    # Exact CPU time: the phase takes a few tens of milliseconds of CPU, a few 10 ms ticks.
+    c0 = bench.cpu_ns(pid)
     lat, bad = [], 0
     for name in names:
         rcode, ancount, took = ask(port, name)
         lat.append(took * 1000)
         if rcode != 0 or ancount == 0:
             bad += 1
-    cpu = bench.cpu_seconds(pid) - c0
+    cpu = (bench.cpu_ns(pid) - c0) / 1e9
     q = sum(s.queries() for s in servers) - q0
     return {"p50": bench.pct(lat, 0.5), "p99": bench.pct(lat, 0.99), "cpu_us": cpu / len(names) * 1e6,
             "queries": q / len(names), "failed": bad}

@@ -78,6 +78,13 @@ use crate::wire::Name;
 
 mod reload;
 
+// The server's pacer must plan the runtime's wake-ups at most half the recursor's shortest
+// exchange timeout ahead (see `server::PACE`): a shorter timeout would wake the runtime's thread
+// once per upstream query.
+const _: () = assert!(
+    crate::server::PACE.as_millis() * 2 <= crate::recursor::servers::MIN_TIMEOUT.as_millis()
+);
+
 pub use reload::{ReloadError, Reloaded, Reloader};
 
 /// Reads the configuration again for a reload: the file `run` started with and the command-line

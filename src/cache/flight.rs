@@ -121,10 +121,8 @@ impl Cache {
             flight.armed = false;
             shard.inflight.remove(key.as_bytes())
         };
-        if let Some(tx) = waiters {
-            if tx.receiver_count() > 0 {
-                tx.send_replace(Some(answer.clone()));
-            }
+        if let Some(flight) = waiters {
+            flight.publish(&answer);
         }
         answer
     }

@@ -50,7 +50,7 @@ use super::entry::{Client, Ttls};
 use super::flight::Fetch;
 use super::key::Key;
 use super::policy;
-use super::shard::{hash_key, Found, Shard, OWN};
+use super::shard::{hash_key, Flight, Found, Shard, OWN};
 use super::stale::is_failure;
 use super::Cache;
 
@@ -370,14 +370,14 @@ impl Cache {
             }
             _ => {}
         }
-        if let Some(flight) = shard.inflight.get(key.as_bytes()) {
+        if let Some(flight) = shard.inflight.get_mut(key.as_bytes()) {
             let rx = flight.subscribe();
             shard.counters.coalesced += 1;
             Step::Follow(rx)
         } else {
             shard
                 .inflight
-                .insert(key.as_bytes().into(), watch::channel(None).0);
+                .insert(key.as_bytes().into(), Flight::default());
             shard.counters.misses += 1;
             Step::Lead
         }

@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -34,6 +34,7 @@ use crate::wire::{Class, Name, QueryFlags, Question};
 use super::entry::Client;
 use super::flight::Fetch;
 use super::key::Key;
+use super::shard::Flight;
 use super::Cache;
 
 /// Jobs waiting for the refresher; a full queue drops new prefetches.
@@ -77,7 +78,7 @@ impl Cache {
             }
             shard
                 .inflight
-                .insert(job.key.as_bytes().into(), watch::channel(None).0);
+                .insert(job.key.as_bytes().into(), Flight::default());
         }
         let Some(lookup) = lookup_for(&job.key) else {
             // Keys are built from parsed names, so this does not happen; end the flight anyway.

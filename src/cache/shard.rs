@@ -88,8 +88,30 @@ pub(crate) enum Found<'a> {
     Stale(&'a mut Entry),
 }
 
-/// The waiters of one miss in flight: the leader publishes its result here.
-pub(crate) type Flight = watch::Sender<Option<HandlerResult>>;
+/// The waiters of one miss in flight: the leader publishes its result here. The channel is made
+/// by the first waiter: a miss nobody else asks for meanwhile (nearly all of them) costs none (an
+/// allocation, and on the leader's side the wake-up of the channel's eight notifiers when it was
+/// dropped, for every cold query). Dropping a flight with waiters closes their channel: they retry.
+#[derive(Default)]
+pub(crate) struct Flight(Option<watch::Sender<Option<HandlerResult>>>);
+
+impl Flight {
+    /// A receiver for the leader's result (the channel is made on first use).
+    pub(crate) fn subscribe(&mut self) -> watch::Receiver<Option<HandlerResult>> {
+        self.0
+            .get_or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Hands `result` to the waiters, if any are still there.
+    pub(crate) fn publish(self, result: &HandlerResult) {
+        if let Some(tx) = self.0 {
+            if tx.receiver_count() > 0 {
+                tx.send_replace(Some(result.clone()));
+            }
+        }
+    }
+}
 
 /// Set in a place's screen stamp when the entry is the screen's own answer (a blocked name's,
 /// [`crate::handler::Screen::own_answer`]), stored under the generation in the other bits and

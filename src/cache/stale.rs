@@ -24,8 +24,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::handler::{Answer, HandlerError, HandlerResult};
 use crate::wire::Rcode;
 
@@ -33,7 +31,7 @@ use super::entry::{Age, Entry};
 use super::key::Key;
 use super::lookup::Step;
 use super::refresh;
-use super::shard::Shard;
+use super::shard::{Flight, Shard};
 use super::{Cache, CacheConfig};
 
 /// The serve-stale settings, present when serve-stale is on.
@@ -96,12 +94,12 @@ impl Cache {
         hash: u64,
         stale: Answer,
     ) -> Step {
-        if let Some(flight) = shard.inflight.get(key.as_bytes()) {
+        if let Some(flight) = shard.inflight.get_mut(key.as_bytes()) {
             return Step::FollowOrStale(flight.subscribe(), stale);
         }
-        let tx = watch::channel(None).0;
-        let rx = tx.subscribe();
-        shard.inflight.insert(key.as_bytes().into(), tx);
+        let mut flight = Flight::default();
+        let rx = flight.subscribe();
+        shard.inflight.insert(key.as_bytes().into(), flight);
         let queued = self.refresher.get().is_some_and(|r| {
             r.try_send(refresh::Job {
                 key: key.clone(),

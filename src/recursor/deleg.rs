@@ -74,22 +74,22 @@ impl DelegationCache {
     pub fn deepest(&self, name: &Name, now: Instant) -> Option<Arc<Delegation>> {
         // The name and each of its ancestors are suffixes of its lower-cased wire form, one per
         // label boundary: looked up as slices, with no name built per level.
-        let lower = LowerName::from(name);
-        let wire = lower.as_wire();
-        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let mut at = 0;
-        loop {
-            let suffix = wire.get(at..)?;
-            if let Some(d) = zones.get(suffix) {
-                if d.expires > now {
-                    return Some(d.clone());
+        name.with_lower(|wire| {
+            let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+            let mut at = 0;
+            loop {
+                let suffix = wire.get(at..)?;
+                if let Some(d) = zones.get(suffix) {
+                    if d.expires > now {
+                        return Some(d.clone());
+                    }
+                }
+                match suffix.first() {
+                    Some(&len) if len > 0 => at += 1 + usize::from(len),
+                    _ => return None,
                 }
             }
-            match suffix.first() {
-                Some(&len) if len > 0 => at += 1 + usize::from(len),
-                _ => return None,
-            }
-        }
+        })
     }
 
     /// Stores `d` unless an unexpired delegation for its zone is already there (ghost-domain
@@ -118,10 +118,26 @@ impl DelegationCache {
     /// remembered briefly).
     pub fn addresses(&self, name: &Name, now: Instant) -> Option<Vec<IpAddr>> {
         let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
-        addrs
-            .get(&LowerName::from(name))
-            .filter(|(_, exp)| *exp > now)
-            .map(|(a, _)| a.clone())
+        name.with_lower(|key| {
+            addrs
+                .get(key)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(a, _)| a.clone())
+        })
+    }
+
+    /// Calls `f` with the unexpired addresses stored for name server `name`, without copying
+    /// them; false (and `f` not called) when there are none stored.
+    pub fn with_addresses(&self, name: &Name, now: Instant, f: impl FnOnce(&[IpAddr])) -> bool {
+        let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
+        let found = name.with_lower(|key| addrs.get(key).filter(|(_, exp)| *exp > now));
+        match found {
+            Some((a, _)) => {
+                f(a);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stores the addresses of name server `name` for `ttl`.

@@ -4,7 +4,7 @@
 //! The transport is [`UdpTransport`] (see `upstream::plain` for the spoofing defences: a connected
 //! socket on an OS-chosen random port per query, datagrams that do not answer ID and question
 //! ignored until the deadline, TC=1 retried over TCP within the same deadline), and the answer is
-//! checked by [`check_answer`] (QR, ID, opcode, question). Queries go out with RD=0, an EDNS
+//! checked by [`check_answer_to`] (QR, ID, opcode, question). Queries go out with RD=0, an EDNS
 //! payload of 1232 octets (DNS flag day 2020) and DO as the client asked.
 //!
 //! EDNS fallback (RFC 6891 section 7): a FORMERR or NOTIMP to a query with an OPT record is asked
@@ -23,8 +23,9 @@ use tracing::debug;
 
 use super::case;
 use crate::upstream::plain::{PlainOptions, UdpTransport};
-use crate::upstream::{check_answer, BadAnswer, BadQuery, Transport, UpstreamError};
+use crate::upstream::{check_answer_to, BadAnswer, UpstreamError};
 use crate::wire::edns::DEFAULT_PAYLOAD;
+use crate::wire::types::Opcode;
 use crate::wire::{Message, Name, QueryFlags, Question, Rcode, HEADER_LEN};
 
 /// What came back, and how.
@@ -91,13 +92,9 @@ async fn once(
         dnssec_ok,
     };
     // `rand::random` draws from the thread-local CSPRNG.
-    let mut sent = Message::outgoing(q, flags, rand::random::<u16>(), DEFAULT_PAYLOAD);
-    if !edns {
-        sent.edns = None;
-    }
-    let mut wire = sent
-        .encode()
-        .map_err(|e| UpstreamError::BadQuery(BadQuery::Encode(e)))?;
+    let id = rand::random::<u16>();
+    let payload = edns.then_some(DEFAULT_PAYLOAD);
+    let mut wire = Message::encode_outgoing(q, flags, id, payload);
     // A new socket per query: every authoritative server sees our ports (see `plain`).
     let mut transport = UdpTransport::new(
         server,
@@ -116,18 +113,16 @@ async fn once(
         _ => None,
     };
     let started = Instant::now();
-    let mut raw = match tokio::time::timeout(timeout, transport.exchange(&wire)).await {
-        Ok(r) => r?,
-        Err(_) if transport.saw_case_mismatch() => {
-            return Err(UpstreamError::BadAnswer(BadAnswer::QuestionCase))
-        }
-        Err(_) => return Err(UpstreamError::Timeout(timeout)),
-    };
+    // The transport bounds the whole exchange (UDP wait and TCP retry) by `timeout`, and fails
+    // with `BadAnswer::QuestionCase` when only answers in another case came: one timer per
+    // exchange. (A second one around it here was the same deadline twice, and each timer that
+    // expires before the runtime's next planned wake-up costs a wake-up of its thread.)
+    let mut raw = transport.exchange_udp(&wire).await?;
     let rtt = started.elapsed();
     if random.is_some() {
         case::restore_question(&mut raw, &q.name);
     }
-    let mut msg = check_answer(&sent, &raw)?;
+    let mut msg = check_answer_to(std::slice::from_ref(q), id, Opcode::QUERY, &raw)?;
     if let Some(random) = random {
         case::restore_owners(&mut msg, &random, &q.name);
     }

@@ -8,6 +8,7 @@
 //! a question that the other leads while that other waits for one the first leads). The map is a std mutex never held across an `.await`; an entry lives
 //! only while its leader runs, so the map holds at most one entry per exchange in flight.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -23,8 +24,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3);
 
 /// Leaders' results by key.
 pub struct Flights<K, V> {
-    /// Never held across an `.await`.
-    map: Mutex<HashMap<K, watch::Receiver<Option<V>>>>,
+    /// One entry per leader at work: the channel its followers wait on, made by the first
+    /// follower (a question nobody else asks, nearly all of them, costs no channel). Never held
+    /// across an `.await`.
+    map: Mutex<HashMap<K, Option<watch::Sender<Option<V>>>>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
@@ -36,30 +39,38 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
 
     /// Runs `work` unless the same key is in flight, in which case its result is awaited.
     pub async fn run(&self, key: K, work: impl Future<Output = V>) -> V {
-        let waiting = {
+        let follows = {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&key) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    map.insert(key.clone(), rx);
-                    Ok(tx)
+            // One lookup (the entry) whether the key leads or follows.
+            match map.entry(key.clone()) {
+                Entry::Occupied(mut e) => Some(
+                    e.get_mut()
+                        .get_or_insert_with(|| watch::channel(None).0)
+                        .subscribe(),
+                ),
+                Entry::Vacant(e) => {
+                    e.insert(None);
+                    None
                 }
             }
         };
-        match waiting {
-            Ok(tx) => {
-                let done = Done { flights: self, key };
+        match follows {
+            None => {
+                let mut done = Done {
+                    flights: self,
+                    key: Some(key),
+                };
                 let v = work.await;
-                // Out of the map first: no waiter can join after this, so when no receiver is
-                // left (the map held the only one) nobody waits, and the result is not cloned.
-                drop(done);
-                if tx.receiver_count() > 0 {
-                    tx.send_replace(Some(v.clone()));
+                // Out of the map first: no follower can join after this, so the result is cloned
+                // only for followers already there.
+                if let Some(tx) = done.finish() {
+                    if tx.receiver_count() > 0 {
+                        tx.send_replace(Some(v.clone()));
+                    }
                 }
                 v
             }
-            Err(mut rx) => {
+            Some(mut rx) => {
                 // The guard `wait_for` returns is not held across the `.await` below.
                 let shared = tokio::time::timeout(MAX_WAIT, rx.wait_for(|v| v.is_some()))
                     .await
@@ -91,16 +102,27 @@ impl<K: Eq + Hash + Clone, V: Clone> Default for Flights<K, V> {
     }
 }
 
-/// Removes the leader's entry when it finishes or is dropped.
+/// Removes the leader's entry when it finishes or is dropped (then its channel, if a follower
+/// made one, closes, and the followers do the work themselves).
 struct Done<'a, K: Eq + Hash, V> {
     flights: &'a Flights<K, V>,
-    key: K,
+    /// None once [`Done::finish`] removed the entry.
+    key: Option<K>,
+}
+
+impl<K: Eq + Hash, V> Done<'_, K, V> {
+    /// Removes the entry; its followers' channel, if any.
+    fn finish(&mut self) -> Option<watch::Sender<Option<V>>> {
+        let key = self.key.take()?;
+        let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&key).flatten()
+    }
 }
 
 impl<K: Eq + Hash, V> Drop for Done<'_, K, V> {
     fn drop(&mut self) {
-        let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&self.key);
+        // The channel, if any, is dropped after the lock is released.
+        let _channel = self.finish();
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::answers::AnswerCache;
+use super::answers::{AnswerCache, Hit};
 use super::caution::dont_query;
 use super::deleg::{ttl, Delegation, DelegationCache, NsServer};
 use super::exchange::{ask, AskOptions};
@@ -42,8 +42,9 @@ use super::step::{classify, Step};
 use super::RecursorError;
 use crate::handler::BoxFuture;
 use crate::upstream::UpstreamError;
+use crate::wire::name::MAX_NAME_LEN;
 use crate::wire::scrub::{ScrubError, MAX_CNAME_CHAIN};
-use crate::wire::{LowerName, Message, Name, Question, RData, RType, Rcode, Record};
+use crate::wire::{Message, Name, Question, RData, RType, Rcode, Record};
 
 /// Most minimised queries per name (RFC 9156 section 2.3).
 pub const MAX_MINIMISE_COUNT: usize = 10;
@@ -71,8 +72,25 @@ pub struct Resolver {
     flights: Flights<FlightKey, Result<Step, RecursorError>>,
 }
 
-/// Identical in-flight questions to one zone share one exchange.
-type FlightKey = (LowerName, LowerName, RType, bool);
+/// Identical in-flight questions to one zone share one exchange. The key: the zone's and the
+/// name's lower-cased wire forms (each ends at its root label, so the pair reads one way only),
+/// the type and DO, in one shared slice (one allocation; a clone is a count).
+type FlightKey = Arc<[u8]>;
+
+fn flight_key(zone: &Name, asked: &Question, dnssec_ok: bool) -> FlightKey {
+    let mut key = [0u8; 2 * MAX_NAME_LEN + 3];
+    let z = zone.with_lower(|z| {
+        key[..z.len()].copy_from_slice(z);
+        z.len()
+    });
+    let n = asked.name.with_lower(|n| {
+        key[z..z + n.len()].copy_from_slice(n);
+        z + n.len()
+    });
+    key[n..n + 2].copy_from_slice(&asked.qtype.0.to_be_bytes());
+    key[n + 2] = u8::from(dnssec_ok);
+    Arc::from(&key[..n + 3])
+}
 
 impl Resolver {
     pub fn new(hints: RootHints, port: u16, ipv6: bool) -> Resolver {
@@ -131,21 +149,21 @@ impl Resolver {
                     qtype: q.qtype,
                     qclass: q.qclass,
                 };
-                let (mut msg, zone) = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
-                    Some(step) => step,
+                let hit = match self.answers.get(&cur, dnssec_ok, Instant::now()) {
+                    Some(hit) => hit,
                     None => {
                         let (msg, zone) = self.iterate(&cur, dnssec_ok, budget, depth).await?;
-                        self.answers
-                            .put(&cur, dnssec_ok, &msg, &zone, Instant::now());
-                        (msg, zone)
+                        let step = self.answers.put(&cur, dnssec_ok, msg, zone, Instant::now());
+                        Hit::fresh(step)
                     }
                 };
+                let (msg, zone) = (&hit.step.msg, &hit.step.zone);
                 let end = chain_end(&msg.answers, &qname, q.qtype);
                 let has_data = msg.answers.iter().any(|r| {
                     r.name.eq_ignore_case(&end) && (r.rtype() == q.qtype || q.qtype == RType::ANY)
                 });
                 let rcode = msg.rcode();
-                chain.append(&mut msg.answers);
+                chain.extend(hit.copy(&msg.answers));
                 let links = chain.iter().filter(|r| r.rtype() == RType::CNAME).count();
                 if links > MAX_CNAME_CHAIN {
                     return Err(RecursorError::Unusable(ScrubError::ChainTooLong));
@@ -154,14 +172,14 @@ impl Resolver {
                 // NXDOMAIN, or a NODATA with its SOA. A target in another zone, or below a cut
                 // inside this one (the server sent a referral or nothing), is asked for anew.
                 let proven_empty = msg.authority.iter().any(|r| r.rtype() == RType::SOA);
-                let ask_again = !end.is_subdomain_of(&zone) || !proven_empty;
+                let ask_again = !end.is_subdomain_of(zone) || !proven_empty;
                 if end.eq_ignore_case(&qname) || has_data || rcode != Rcode::NOERROR || !ask_again {
                     let mut out = Message::default();
                     out.set_rcode(rcode);
                     let negative = rcode == Rcode::NXDOMAIN || !has_data;
                     out.answers = chain;
                     if negative {
-                        out.authority = msg.authority;
+                        out.authority = hit.copy(&msg.authority).collect();
                     }
                     return Ok(out);
                 }
@@ -248,12 +266,7 @@ impl Resolver {
         budget: &Budget,
         depth: usize,
     ) -> Result<Step, RecursorError> {
-        let key = (
-            LowerName::from(&deleg.zone),
-            LowerName::from(&asked.name),
-            asked.qtype,
-            dnssec_ok,
-        );
+        let key = flight_key(&deleg.zone, asked, dnssec_ok);
         self.flights
             .run(
                 key,
@@ -271,23 +284,23 @@ impl Resolver {
         depth: usize,
     ) -> Result<Step, RecursorError> {
         let now = Instant::now();
-        let mut known: Vec<IpAddr> = Vec::new();
+        let mut known: Vec<IpAddr> = Vec::with_capacity(2 * deleg.servers.len());
         let mut missing: Vec<&Name> = Vec::new();
-        for ns in &deleg.servers {
-            let mut addrs = ns.glue.clone();
-            if addrs.is_empty() {
-                match self.deleg.addresses(&ns.name, now) {
-                    Some(a) => addrs = a,
-                    None => missing.push(&ns.name),
-                }
-            }
-            for ip in addrs {
+        let mut add = |addrs: &[IpAddr]| {
+            for &ip in addrs {
                 if self.usable(ip) && !known.contains(&ip) {
                     known.push(ip);
                 }
             }
+        };
+        for ns in &deleg.servers {
+            if !ns.glue.is_empty() {
+                add(&ns.glue);
+            } else if !self.deleg.with_addresses(&ns.name, now, &mut add) {
+                missing.push(&ns.name);
+            }
         }
-        let mut tried: Vec<IpAddr> = Vec::new();
+        let mut tried: Vec<IpAddr> = Vec::with_capacity(known.len());
         if let Some(step) = self
             .try_addrs(&known, &mut tried, deleg, asked, dnssec_ok, budget)
             .await?
@@ -337,12 +350,12 @@ impl Resolver {
             tried.push(ip);
             budget.query()?;
             self.sent.fetch_add(1, Ordering::Relaxed);
-            let now = Instant::now();
+            let plan = self.servers.plan(ip, Instant::now());
             let opts = AskOptions {
                 dnssec_ok,
-                edns: !self.servers.no_edns(ip, now),
-                case: self.case_randomization && !self.servers.no_case(ip, now),
-                timeout: self.servers.timeout(ip, now),
+                edns: !plan.no_edns,
+                case: self.case_randomization && !plan.no_case,
+                timeout: plan.timeout,
             };
             let timeout = opts.timeout;
             let server = SocketAddr::new(ip, self.port);

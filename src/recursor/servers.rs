@@ -26,6 +26,7 @@
 //! One std mutex guards the table; it is never held across an `.await`. The table is bounded
 //! ([`MAX_SERVERS`]): when full, expired records go, then the table is cleared.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -54,8 +55,10 @@ pub const MAX_REST: Duration = Duration::from_secs(300);
 pub const LAME_REST: Duration = Duration::from_secs(300);
 /// A server's record is forgotten this long after its last update.
 pub const STATS_TTL: Duration = Duration::from_secs(900);
-/// Most addresses (and lame pairs) remembered.
+/// Most addresses (and zones with lame servers) remembered.
 pub const MAX_SERVERS: usize = 16_384;
+/// Most lame addresses remembered per zone (the oldest goes first).
+pub const MAX_LAME_PER_ZONE: usize = 32;
 
 #[derive(Clone, Copy, Debug)]
 struct Stats {
@@ -89,8 +92,9 @@ impl Stats {
 pub struct ServerTable {
     /// Never held across an `.await`.
     stats: Mutex<HashMap<IpAddr, Stats>>,
-    /// (address, zone) -> lame until. Never held across an `.await`.
-    lame: Mutex<HashMap<(IpAddr, LowerName), Instant>>,
+    /// zone -> (address, lame until): looked up once per [`ServerTable::order`], by the zone's
+    /// lower-cased name built on the stack. Never held across an `.await`.
+    lame: Mutex<HashMap<LowerName, Vec<(IpAddr, Instant)>>>,
 }
 
 impl ServerTable {
@@ -108,8 +112,11 @@ impl ServerTable {
 
     /// `addrs` in the order to try them for `zone` (see the module docs).
     pub fn order(&self, addrs: &[IpAddr], zone: &Name, now: Instant) -> Vec<IpAddr> {
-        let zone = LowerName::from(zone);
         let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
+        let lame_here = match lame.is_empty() {
+            true => None,
+            false => zone.with_lower(|z| lame.get(z)),
+        };
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let mut scored: Vec<(bool, Duration, IpAddr)> = addrs
             .iter()
@@ -118,7 +125,7 @@ impl ServerTable {
                     .get(&ip)
                     .filter(|s| now.duration_since(s.updated) < STATS_TTL);
                 let resting = s.and_then(|s| s.rest_until).is_some_and(|t| t > now)
-                    || lame.get(&(ip, zone.clone())).is_some_and(|t| *t > now);
+                    || lame_here.is_some_and(|l| l.iter().any(|&(i, t)| i == ip && t > now));
                 (resting, s.map_or(UNKNOWN_RTT, |s| s.srtt), ip)
             })
             .collect();
@@ -138,12 +145,17 @@ impl ServerTable {
 
     /// How long to wait for `ip`.
     pub fn timeout(&self, ip: IpAddr, now: Instant) -> Duration {
-        match self.current(ip, now) {
-            None => INITIAL_TIMEOUT,
-            Some(s) => {
-                let base = (s.srtt + 4 * s.rttvar).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
-                base.saturating_mul(1 << s.timeouts.min(5)).min(MAX_TIMEOUT)
-            }
+        timeout_of(self.current(ip, now))
+    }
+
+    /// What asking `ip` needs to know, in one lookup: its timeout, whether it fails EDNS, and
+    /// whether it loses the case of a question.
+    pub fn plan(&self, ip: IpAddr, now: Instant) -> Plan {
+        let s = self.current(ip, now);
+        Plan {
+            timeout: timeout_of(s),
+            no_edns: s.is_some_and(|s| s.no_edns),
+            no_case: s.is_some_and(|s| s.no_case),
         }
     }
 
@@ -160,11 +172,16 @@ impl ServerTable {
                 stats.clear();
             }
         }
-        let old = stats
-            .get(&ip)
-            .copied()
-            .filter(|s| now.duration_since(s.updated) < STATS_TTL);
-        stats.insert(ip, f(old));
+        // One lookup (the entry) where a get and an insert took two.
+        match stats.entry(ip) {
+            Entry::Occupied(mut e) => {
+                let old = Some(*e.get()).filter(|s| now.duration_since(s.updated) < STATS_TTL);
+                *e.get_mut() = f(old);
+            }
+            Entry::Vacant(e) => {
+                e.insert(f(None));
+            }
+        }
     }
 
     /// `ip` answered after `rtt`: the RTT estimate moves toward it and any rest ends.
@@ -244,13 +261,41 @@ impl ServerTable {
     /// `ip` is lame for `zone`.
     pub fn lame(&self, ip: IpAddr, zone: &Name, now: Instant) {
         let mut lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
+        let until = now + LAME_REST;
+        if let Some(list) = zone.with_lower(|z| lame.get_mut(z)) {
+            list.retain(|&(i, t)| i != ip && t > now);
+            if list.len() >= MAX_LAME_PER_ZONE {
+                list.remove(0);
+            }
+            list.push((ip, until));
+            return;
+        }
         if lame.len() >= MAX_SERVERS {
-            lame.retain(|_, t| *t > now);
+            lame.retain(|_, list| list.iter().any(|&(_, t)| t > now));
             if lame.len() >= MAX_SERVERS {
                 lame.clear();
             }
         }
-        lame.insert((ip, LowerName::from(zone)), now + LAME_REST);
+        lame.insert(LowerName::from(zone), vec![(ip, until)]);
+    }
+}
+
+/// What asking one address needs to know ([`ServerTable::plan`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub timeout: Duration,
+    pub no_edns: bool,
+    pub no_case: bool,
+}
+
+/// The timeout for a server with `stats` (None: nothing known).
+fn timeout_of(stats: Option<Stats>) -> Duration {
+    match stats {
+        None => INITIAL_TIMEOUT,
+        Some(s) => {
+            let base = (s.srtt + 4 * s.rttvar).clamp(MIN_TIMEOUT, MAX_TIMEOUT);
+            base.saturating_mul(1 << s.timeouts.min(5)).min(MAX_TIMEOUT)
+        }
     }
 }
 

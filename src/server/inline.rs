@@ -24,7 +24,7 @@
 //! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server
 //! would be a wake-up per query again (every query's deadline timers would be the earliest). The
 //! [`Pacer`] keeps a timer at most [`PACE`] ahead while queries are being started, so the driver
-//! always plans to wake sooner than any per-query deadline (the shortest, an upstream attempt's, is
+//! always plans to wake sooner than any per-query deadline (the shortest, a recursor's exchange, is
 //! twice that; only the `parallel` strategy's hedge timers can be shorter, and those still unpark).
 //! It ticks only while slow-path queries keep arriving, and sleeps without a timer once a tick
 //! (give or take one more round) passes with none.
@@ -50,9 +50,14 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The pacer's tick: below the shortest per-query timer of the default configuration (an upstream
-/// attempt's, at least `upstream::pool::ATTEMPT_MIN`).
-pub(super) const PACE: Duration = Duration::from_millis(250);
+/// The pacer's tick: at most half the shortest per-query timer of the default configuration, the
+/// recursor's per-server timeout (at least 100 ms, `recursor::servers::MIN_TIMEOUT`; a forwarder's
+/// upstream attempt takes at least `upstream::pool::ATTEMPT_MIN`, 500 ms). At 250 ms the
+/// recursor's exchange timers (100-400 ms between servers on one network) were nearly all earlier
+/// than the driver's planned wake-up, so each upstream query that had to wait woke the runtime's
+/// thread once more to re-plan (an eventfd write and a context switch per query, `perf trace`).
+/// The composition root checks this against the recursor's constant at compile time.
+pub const PACE: Duration = Duration::from_millis(50);
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

@@ -76,6 +76,7 @@ use tracing::{info, warn};
 
 pub use acl::{Acl, Cidr};
 pub use activation::Activated;
+pub use inline::PACE;
 pub use ratelimit::{RateLimitConfig, RateLimitCounters};
 
 use fair::{ClientKey, FairBudget};

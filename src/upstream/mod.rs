@@ -51,8 +51,7 @@ use crate::wire::edns::DEFAULT_PAYLOAD;
 use bytes::Bytes;
 pub use tls::TransportStats;
 
-use crate::wire::edns::OPT_FIXED_LEN;
-use crate::wire::{simple, Header, Message, Opcode, QueryFlags, Question, Rcode, HEADER_LEN};
+use crate::wire::{simple, Header, Message, Opcode, QueryFlags, Question, Rcode};
 
 /// Admission to a transport's in-flight cap: a free slot at once, or a place in the semaphore's
 /// (fair, first come first served) queue until `deadline`. Queueing rather than failing at the
@@ -168,6 +167,17 @@ const BARE_ERRORS: [Rcode; 4] = [
 /// (names case-insensitively, type, class), or no question in a bare error ([`is_bare_error`]),
 /// which is returned with `sent`'s question filled in.
 pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError> {
+    check_answer_to(&sent.questions, sent.header.id, sent.header.opcode, raw)
+}
+
+/// [`check_answer`] for a query given by its parts (`questions`, `id`, `opcode`): for callers that
+/// write their queries without a [`Message`] ([`Message::encode_outgoing`]).
+pub fn check_answer_to(
+    questions: &[Question],
+    id: u16,
+    opcode: Opcode,
+    raw: &[u8],
+) -> Result<Message, UpstreamError> {
     let bad = |why| Err(UpstreamError::BadAnswer(why));
     let answer = match Message::parse(raw) {
         Ok(answer) => answer,
@@ -176,27 +186,27 @@ pub fn check_answer(sent: &Message, raw: &[u8]) -> Result<Message, UpstreamError
     if !answer.header.response {
         return bad(BadAnswer::NotResponse);
     }
-    if answer.header.id != sent.header.id {
+    if answer.header.id != id {
         return bad(BadAnswer::Id {
             got: answer.header.id,
-            sent: sent.header.id,
+            sent: id,
         });
     }
-    if answer.header.opcode != sent.header.opcode {
+    if answer.header.opcode != opcode {
         return bad(BadAnswer::Opcode {
             got: answer.header.opcode,
-            sent: sent.header.opcode,
+            sent: opcode,
         });
     }
     // `Question`'s equality compares names case-insensitively (RFC 4343).
-    if answer.questions == sent.questions {
+    if answer.questions == questions {
         return Ok(answer);
     }
     if answer.questions.is_empty() && Header::parse(raw).is_ok_and(|h| is_bare_error(&h)) {
         // From here on it is an ordinary error response to our question (so the cache can keep
         // a SERVFAIL for its short time, RFC 2308 section 7.1).
         let mut answer = answer;
-        answer.questions.clone_from(&sent.questions);
+        answer.questions = questions.to_vec();
         return Ok(answer);
     }
     bad(BadAnswer::Question)
@@ -273,11 +283,8 @@ impl Upstream {
     ) -> Result<Reply, UpstreamError> {
         // `rand::random` draws from the thread-local CSPRNG (ChaCha, seeded from the OS).
         let id = rand::random::<u16>();
-        // The query `outgoing_query` builds, written as its encoding (a name is at most 255
-        // octets, so it always fits a message).
-        let mut wire =
-            Vec::with_capacity(HEADER_LEN + question.name.wire_len() + 4 + OPT_FIXED_LEN);
-        Message::write_outgoing(question, flags, id, DEFAULT_PAYLOAD, &mut wire);
+        // The query `outgoing_query` builds, written as its encoding.
+        let wire = Message::encode_outgoing(question, flags, id, Some(DEFAULT_PAYLOAD));
         let start = Instant::now();
         let exchange = self.transport.exchange(&wire);
         let exchanged = if bounded {
@@ -293,8 +300,7 @@ impl Upstream {
             if let Some(rcode) = simple::check(&raw, id, Opcode::QUERY, question) {
                 return Ok((raw, None, rcode));
             }
-            let sent = outgoing_query(question, flags, id);
-            let message = check_answer(&sent, &raw)?;
+            let message = check_answer_to(std::slice::from_ref(question), id, Opcode::QUERY, &raw)?;
             let rcode = message.rcode();
             Ok((raw, Some(message), rcode))
         });

@@ -48,7 +48,7 @@
 //! carries one query at a time); plain DNS is neither private nor authenticated, which is why it is
 //! meant only for servers on the local network.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -61,6 +61,7 @@ use tracing::debug;
 
 use super::{BadAnswer, BadQuery, Transport, UpstreamError, Via};
 use crate::handler::BoxFuture;
+use crate::wire::name::NameBuf;
 use crate::wire::{Header, Name, Reader, HEADER_LEN};
 
 /// Receive buffer for UDP answers. Every query we send advertises an EDNS payload of
@@ -163,7 +164,10 @@ impl UdpTransport {
         self.case_mismatch.load(Ordering::Relaxed)
     }
 
-    async fn exchange_udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    /// One exchange: the query over UDP, and over TCP when the answer is truncated or fills the
+    /// receive buffer, all within [`PlainOptions::timeout`] (one timer). The same as
+    /// [`Transport::exchange`] without its boxed future, for callers that know the type.
+    pub async fn exchange_udp(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         let deadline = Instant::now() + self.opts.timeout;
         let answer = match timeout_at(deadline, self.udp_once(query)).await {
             Ok(r) => r?,
@@ -237,19 +241,26 @@ impl UdpTransport {
         Ok(answer)
     }
 
-    /// A non-blocking UDP socket on a random port, connected to the server.
+    /// A non-blocking UDP socket on a random port, connected to the server: two system calls.
+    ///
+    /// The socket is made non-blocking (and close-on-exec) by `socket(2)` itself, and it is not
+    /// bound: `connect(2)` binds an unbound UDP socket to an ephemeral port the kernel picks at
+    /// random from `ip_local_port_range`, the same choice as `bind(2)` to port 0 (Linux
+    /// `udp_lib_get_port`). A `std` socket took two more calls per query (`bind`, and `ioctl` for
+    /// non-blocking mode): for the recursor 2.7 of its 15 system calls per cold name on the
+    /// benchmark hierarchy (`benches/kernel_recursive.py`).
     fn fresh_socket(&self) -> Result<std::net::UdpSocket, UpstreamError> {
-        let local: SocketAddr = if self.server.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
+        use socket2::{Domain, Protocol, Socket, Type};
         let io = UpstreamError::io;
-        let sock = std::net::UdpSocket::bind(local).map_err(io)?;
-        sock.connect(self.server)
+        let sock = Socket::new(
+            Domain::for_address(self.server),
+            Type::DGRAM.nonblocking(),
+            Some(Protocol::UDP),
+        )
+        .map_err(io)?;
+        sock.connect(&self.server.into())
             .map_err(|e| UpstreamError::connect(self.server, e))?;
-        sock.set_nonblocking(true).map_err(io)?;
-        Ok(sock)
+        Ok(sock.into())
     }
 
     /// Waits on the runtime for a datagram on `sock` that answers `query`, read into `buf` (None:
@@ -616,8 +627,10 @@ pub fn question_match(query: &[u8], answer: &[u8]) -> QuestionMatch {
     let mut result = QuestionMatch::Exact;
     for _ in 0..qh.qdcount {
         let same = (|| {
-            let qn = Name::read(&mut qr).ok()?;
-            let an = Name::read(&mut ar).ok()?;
+            // Read on the stack: the names are only compared.
+            let (mut qn, mut an) = (NameBuf::new(), NameBuf::new());
+            qn.read_from(&mut qr).ok()?;
+            an.read_from(&mut ar).ok()?;
             let qtc = qr.array::<4>().ok()?;
             let atc = ar.array::<4>().ok()?;
             if qtc != atc || !qn.eq_ignore_case(&an) {

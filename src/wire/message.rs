@@ -8,11 +8,11 @@
 //! the question and OPT.
 
 use super::builder::{MessageBuilder, MAX_MESSAGE_LEN};
-use super::edns::{opt_head, Edns, DO_BIT};
+use super::edns::{opt_head, Edns, DO_BIT, OPT_FIXED_LEN};
 use super::error::{Result, WireError};
 use super::fit::{Fit, Layout};
 use super::header::{Header, HEADER_LEN};
-use super::name::Name;
+use super::name::{Name, NameBuf};
 use super::rdata::RData;
 use super::reader::Reader;
 use super::types::{Class, Opcode, RType, Rcode};
@@ -135,14 +135,17 @@ enum Entry {
 }
 
 fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
-    let name = Name::read(r)?;
+    // The owner is read on the stack first: an OPT record's (the root) is never kept.
+    let mut owner = NameBuf::new();
+    owner.read_from(r)?;
     let rtype = RType(r.u16()?);
     if rtype == RType::OPT {
-        if !name.is_root() {
+        if !owner.is_root() {
             return Err(WireError::BadOpt("OPT owner is not the root"));
         }
         return Ok(Entry::Opt(Edns::read_after_type(r)?));
     }
+    let name = Name::from(&owner);
     let class = Class(r.u16()?);
     let ttl = r.u32()?;
     let rdlen = r.u16()? as usize;
@@ -156,6 +159,9 @@ fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
         data,
     }))
 }
+
+/// Most records of one section [`Message::parse`] makes room for before reading them.
+const RESERVE_MAX: usize = 64;
 
 /// A parsed DNS message. Header counts are recomputed on encode; the OPT record lives in `edns`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -188,7 +194,15 @@ impl Message {
             header,
             ..Message::default()
         };
-        m.questions.reserve(header.qdcount as usize);
+        // Each section's room is reserved once (growing it from empty cost an allocation per
+        // doubling), up to RESERVE_MAX records: a forged count fails at the first record that is
+        // not there, having reserved little. The additional section's last record is usually
+        // the OPT record, which goes to `edns`.
+        let room = |count: u16| usize::from(count).min(RESERVE_MAX);
+        m.questions.reserve(room(header.qdcount));
+        m.answers.reserve(room(header.ancount));
+        m.authority.reserve(room(header.nscount));
+        m.additional.reserve(room(header.arcount.saturating_sub(1)));
         for _ in 0..header.qdcount {
             m.questions.push(Question::read(&mut r)?);
         }
@@ -248,30 +262,36 @@ impl Message {
         }
     }
 
-    /// Appends to `out` the encoding of [`Message::outgoing`]`(question, flags, id, payload)`, the
-    /// very same octets, without building the message: for a transport that sends one per cache
-    /// miss.
-    pub fn write_outgoing(
+    /// The wire form of [`Message::outgoing`] (without its OPT record when `payload` is None),
+    /// written straight into one buffer of the right size: a query is a header, one question and
+    /// at most an OPT record, so it needs neither a message value nor the builder and its
+    /// compression table (a name alone is never compressed). Octet for octet the same as
+    /// `Message::outgoing(..).encode()` (tested below).
+    pub fn encode_outgoing(
         question: &Question,
         flags: QueryFlags,
         id: u16,
-        payload: u16,
-        out: &mut Vec<u8>,
-    ) {
+        payload: Option<u16>,
+    ) -> Vec<u8> {
         let header = Header {
             id,
             recursion_desired: flags.recursion_desired,
             checking_disabled: flags.checking_disabled,
             qdcount: 1,
-            arcount: 1,
+            arcount: u16::from(payload.is_some()),
             ..Header::default()
         };
+        let name = question.name.as_wire();
+        let mut out = Vec::with_capacity(HEADER_LEN + name.len() + 4 + OPT_FIXED_LEN);
         out.extend_from_slice(&header.to_bytes());
-        out.extend_from_slice(question.name.as_wire());
+        out.extend_from_slice(name);
         out.extend_from_slice(&question.qtype.0.to_be_bytes());
         out.extend_from_slice(&question.qclass.0.to_be_bytes());
-        let do_bit = if flags.dnssec_ok { DO_BIT } else { 0 };
-        out.extend_from_slice(&opt_head(payload, 0, 0, do_bit, 0));
+        if let Some(payload) = payload {
+            let flags = if flags.dnssec_ok { DO_BIT } else { 0 };
+            out.extend_from_slice(&opt_head(payload, 0, 0, flags, 0));
+        }
+        out
     }
 
     /// An empty response to `query`: same ID, opcode, question, RD and CD; QR and RA set; EDNS
@@ -404,33 +424,34 @@ impl Message {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    /// The direct writer and the codec give the same octets for every combination of flags.
     #[test]
-    fn write_outgoing_is_the_encoding_of_outgoing() {
-        for name in [".", "www.Example.com", "a.b.c.d.e.f.g.example"] {
-            for qtype in [RType::A, RType::AAAA, RType::DS, RType(65280)] {
-                let q = Question {
-                    name: name.parse().unwrap(),
-                    qtype,
-                    qclass: Class::IN,
+    fn an_outgoing_query_written_directly_is_the_encoded_message() {
+        for name in [".", "www.Example.test", "a.b.c.d.e.f.g.h"] {
+            for (rd, cd, dnssec_ok) in [
+                (false, false, false),
+                (true, true, true),
+                (false, false, true),
+            ] {
+                let q = Question::new(name.parse().unwrap(), RType::AAAA);
+                let flags = QueryFlags {
+                    recursion_desired: rd,
+                    checking_disabled: cd,
+                    dnssec_ok,
                 };
-                for bits in 0..8u8 {
-                    let flags = QueryFlags {
-                        recursion_desired: bits & 1 != 0,
-                        checking_disabled: bits & 2 != 0,
-                        dnssec_ok: bits & 4 != 0,
-                    };
-                    for (id, payload) in [(0, 1232), (0xbeef, 512), (u16::MAX, u16::MAX)] {
-                        let mut out = vec![0xaa];
-                        Message::write_outgoing(&q, flags, id, payload, &mut out);
-                        let codec = Message::outgoing(&q, flags, id, payload).encode().unwrap();
-                        assert_eq!(out[1..], codec[..], "{name} {qtype} {flags:?}");
-                    }
-                }
+                let mut m = Message::outgoing(&q, flags, 0xBEEF, 1232);
+                assert_eq!(
+                    Message::encode_outgoing(&q, flags, 0xBEEF, Some(1232)),
+                    m.encode().unwrap()
+                );
+                m.edns = None;
+                assert_eq!(
+                    Message::encode_outgoing(&q, flags, 0xBEEF, None),
+                    m.encode().unwrap()
+                );
             }
         }
     }

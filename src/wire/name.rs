@@ -48,12 +48,14 @@ impl Name {
 
     /// Reads a possibly compressed name at the reader's position, following pointers backwards
     /// through the whole message. The reader ends up just past the name's first pointer or root label.
+    ///
+    /// The name is gathered on the stack and copied into one allocation of its exact length (a
+    /// growing `Vec` shrunk into a box cost a `realloc` per name, and names are most of what a
+    /// parse allocates).
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let mut out = Vec::with_capacity(32);
-        read_into(r, &mut out)?;
-        Ok(Name {
-            wire: out.into_boxed_slice(),
-        })
+        let mut buf = NameBuf::new();
+        buf.read_from(r)?;
+        Ok(Name::from(&buf))
     }
 
     /// Reads a name that must not be compressed (RFC 3597 section 4: names in the RDATA of newer types,
@@ -129,6 +131,17 @@ impl Name {
         }
     }
 
+    /// Calls `f` with the lower-cased wire form of the name, made on the stack: the key to look
+    /// it up in a table keyed by [`LowerName`] (which borrows as `[u8]`) without allocating one.
+    pub fn with_lower<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut lower = [0u8; MAX_NAME_LEN];
+        let n = self.wire.len().min(MAX_NAME_LEN);
+        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
+            *l = b.to_ascii_lowercase();
+        }
+        f(&lower[..n])
+    }
+
     /// True when the two names are equal ignoring ASCII case.
     pub fn eq_ignore_case(&self, other: &Name) -> bool {
         self.wire.eq_ignore_ascii_case(&other.wire)
@@ -175,14 +188,16 @@ impl Name {
     }
 
     /// The last `n` labels of this name (plus the root): `www.example.com.` trimmed to 2 is `example.com.`.
-    /// Returns the name itself when it has `n` labels or fewer.
+    /// Returns the name itself when it has `n` labels or fewer. One allocation.
     pub fn trim_to(&self, n: usize) -> Name {
         let count = self.label_count();
-        let mut name = self.clone();
+        let mut skip = 0;
         for _ in n..count {
-            name = name.parent().unwrap_or_else(Name::root);
+            skip += 1 + self.wire[skip] as usize;
         }
-        name
+        Name {
+            wire: self.wire[skip..].into(),
+        }
     }
 
     /// Prepends one label: `prepend(b"*")` on `example.com.` gives `*.example.com.`.
@@ -344,12 +359,7 @@ impl Hash for Name {
     /// [`LowerName`] of the name hashes the same. One write instead of one per octet: a keyed
     /// hasher (SipHash) pays per call, and names are hashed on every cache and table lookup.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut lower = [0u8; MAX_NAME_LEN];
-        let n = self.wire.len().min(MAX_NAME_LEN);
-        for (l, b) in lower.iter_mut().zip(&self.wire[..n]) {
-            *l = b.to_ascii_lowercase();
-        }
-        lower[..n].hash(state);
+        self.with_lower(|lower| lower.hash(state));
     }
 }
 
@@ -432,8 +442,10 @@ impl From<&Name> for LowerName {
 }
 
 impl From<Name> for LowerName {
-    fn from(n: Name) -> Self {
-        LowerName(n.to_lowercase())
+    /// Lower-cases the name in place (no allocation).
+    fn from(mut n: Name) -> Self {
+        n.wire.make_ascii_lowercase();
+        LowerName(n)
     }
 }
 
@@ -491,31 +503,6 @@ pub(crate) fn wire_is_subdomain(name: &[u8], zone: &[u8]) -> bool {
     pos == off
 }
 
-/// A name read onto the stack: what [`Name::read`] reads, for a caller that only compares it
-/// and so need not allocate ([`crate::wire::simple`]).
-pub(crate) struct NameBuf {
-    buf: [u8; MAX_NAME_LEN],
-    len: usize,
-}
-
-impl NameBuf {
-    /// Reads a possibly compressed name at the reader's position with exactly [`Name::read`]'s
-    /// rules, and leaves the reader where that would.
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<NameBuf> {
-        let mut out = NameBuf {
-            buf: [0; MAX_NAME_LEN],
-            len: 0,
-        };
-        read_into(r, &mut out)?;
-        Ok(out)
-    }
-
-    /// The uncompressed wire form.
-    pub(crate) fn as_wire(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
 /// Reads a possibly compressed name at the reader's position with exactly [`Name::read`]'s rules
 /// (and leaves the reader where that would), and says whether it equals `target`, an
 /// uncompressed wire name, ASCII case ignored: a comparison with nothing copied.
@@ -558,9 +545,9 @@ trait NameSink {
     fn push(&mut self, bytes: &[u8]);
 }
 
-impl NameSink for Vec<u8> {
+impl NameSink for NameBuf {
     fn len(&self) -> usize {
-        Vec::len(self)
+        NameBuf::len(self)
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -568,17 +555,73 @@ impl NameSink for Vec<u8> {
     }
 }
 
-impl NameSink for NameBuf {
+/// A name read from a message into a buffer on the stack: valid and uncompressed like a
+/// [`Name`], without its allocation. For names that are only looked at (compared, checked) or
+/// kept only sometimes ([`Name::from`] makes the kept ones).
+pub struct NameBuf {
+    buf: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    /// An empty buffer, to read into with [`NameBuf::read_from`].
+    pub fn new() -> Self {
+        NameBuf {
+            buf: [0; MAX_NAME_LEN],
+            len: 0,
+        }
+    }
+
+    /// Reads a possibly compressed name as [`Name::read`] does, in place of what the buffer
+    /// held (filled in place: the buffer is too large to be returned by value cheaply).
+    pub fn read_from(&mut self, r: &mut Reader<'_>) -> Result<()> {
+        self.len = 0;
+        read_into(r, self)
+    }
+
+    /// The uncompressed wire form.
+    pub fn as_wire(&self) -> &[u8] {
+        self.as_slice()
+    }
+
+    /// True for the root name.
+    pub fn is_root(&self) -> bool {
+        self.len == 1
+    }
+
+    /// True when the two names are equal ignoring ASCII case.
+    pub fn eq_ignore_case(&self, other: &NameBuf) -> bool {
+        self.as_slice().eq_ignore_ascii_case(other.as_slice())
+    }
+
     fn len(&self) -> usize {
         self.len
     }
 
-    fn push(&mut self, bytes: &[u8]) {
-        // `read_into` never lets a name grow past MAX_NAME_LEN; a slice that would is dropped
-        // rather than panicking.
-        if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
-            dst.copy_from_slice(bytes);
-            self.len += bytes.len();
+    /// Appends `octets`; the caller has checked that they fit ([`MAX_NAME_LEN`]).
+    fn extend_from_slice(&mut self, octets: &[u8]) {
+        let end = self.len + octets.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(octets);
+            self.len = end;
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<&NameBuf> for Name {
+    fn from(b: &NameBuf) -> Name {
+        Name {
+            wire: b.as_slice().into(),
         }
     }
 }
@@ -763,16 +806,17 @@ mod tests {
                 .and_then(|_| Name::read(&mut r))
                 .map(|n| (n, r.position()));
             let mut r = Reader::new(&msg);
-            let buf = read(&mut r)
-                .and_then(|_| NameBuf::read(&mut r))
-                .map(|b| (b, r.position()));
+            let buf = read(&mut r).and_then(|_| {
+                let mut b = NameBuf::new();
+                b.read_from(&mut r).map(|()| (b, r.position()))
+            });
             match (&name, &buf) {
                 (Ok((n, p)), Ok((b, q))) => {
                     assert_eq!(n.as_wire(), b.as_wire());
                     assert_eq!(p, q);
                 }
                 (Err(_), Err(_)) => {}
-                _ => panic!("Name::read and NameBuf::read disagree at {at}"),
+                _ => panic!("Name::read and NameBuf::read_from disagree at {at}"),
             }
             for target in [
                 "www.example.com",

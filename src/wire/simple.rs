@@ -88,7 +88,7 @@ pub fn check(raw: &[u8], id: u16, opcode: Opcode, question: &Question) -> Option
         // The owner is read (as the parser would) only where the section needs it, and compared
         // in place where it must equal a known name.
         let owner_is = |name: &[u8]| read_equals(&mut owner_at.clone(), name).ok();
-        let owner = || NameBuf::read(&mut owner_at.clone()).ok();
+        let owner = || read_name(&mut owner_at.clone());
         let in_question = points_into_question(raw, span.start, qname);
         let rdata = raw.get(span.rdata.clone())?;
         let fits = match (span.section, span.rtype) {
@@ -167,12 +167,19 @@ fn names_then(raw: &[u8], rdata: &Range<usize>, rtype: RType) -> Option<NameBuf>
     let mut r = Reader::new(raw);
     r.seek(rdata.start).ok()?;
     let mut rd = r.sub(rdata.len()).ok()?;
-    let first = NameBuf::read(&mut rd).ok()?;
+    let first = read_name(&mut rd)?;
     if rtype == RType::SOA {
-        NameBuf::read(&mut rd).ok()?;
+        read_name(&mut rd)?;
         rd.take(20).ok()?;
     }
     rd.is_empty().then_some(first)
+}
+
+/// A name read as the parser reads it, onto the stack.
+fn read_name(r: &mut Reader<'_>) -> Option<NameBuf> {
+    let mut name = NameBuf::new();
+    name.read_from(r).ok()?;
+    Some(name)
 }
 
 /// Whether an OPT record's options frame as the parser requires.
