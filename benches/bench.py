@@ -160,15 +160,17 @@ def revision():
 
 
 def goal_rows(goals):
-    """Markdown rows of a goal table from (goal, ratio or None, "<=" or ">=", limit, per-round ratios)."""
+    """Markdown rows of a goal table from (goal, ratio or None, "<=" or ">=", limit, per-round ratios
+    [, caveat]): a caveat (the run measured the rig, not the resolver) withholds the verdict."""
     rows = ["| goal | median ratio | per round | met? |", "|---|---:|---|---|"]
-    for text, value, op, limit, rounds in goals:
+    for text, value, op, limit, rounds, *caveat in goals:
         if value is None or value != value:
             rows.append(f"| {text} | – | – | not measured |")
             continue
         met = value <= limit if op == "<=" else value >= limit
         per = ", ".join(f"{x:.2f}" for x in rounds) if rounds else "–"
-        rows.append(f"| {text} | {value:.2f}x | {per} | {'met' if met else '**not met**'} |")
+        verdict = f"no verdict: {caveat[0]}" if caveat and caveat[0] else ("met" if met else "**not met**")
+        rows.append(f"| {text} | {value:.2f}x | {per} | {verdict} |")
     return rows
 
 
