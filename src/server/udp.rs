@@ -84,32 +84,54 @@ pub(super) fn serve(
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
+    // This thread's home (`crate::home`): recursive queries whose upstream exchange started here
+    // stay here, and while any does the thread waits for the client socket and their sockets in
+    // the home's event loop instead of in `recvmmsg`. Without one (the system refused an epoll
+    // descriptor) every waiting query moves to the runtime, as it would anyway.
+    let home = match inline::Home::new() {
+        Ok(home) => Some(home),
+        Err(e) => {
+            debug!(error = %e, "no event loop for the udp receive thread; waiting queries go to the runtime");
+            None
+        }
+    };
+    let _home = home.as_ref().map(|h| crate::home::set(h.runtime().handle().clone()));
+    let mut watch = Watch::default();
     while !shutdown.is_cancelled() {
-        let n = {
+        let mut receive = |flags: MsgFlags| -> std::io::Result<usize> {
             let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
                 std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-            match recvmmsg(
-                fd,
-                &mut recv_hdrs,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => {
-                    let mut n = 0;
-                    for (slot, r) in got.iter_mut().zip(results) {
-                        // A cut datagram is dropped (no address: nothing is sent back).
-                        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-                        *slot = (r.bytes, r.address.filter(|_| whole));
-                        n += 1;
-                    }
-                    n
+            let results = recvmmsg(fd, &mut recv_hdrs, iovs.iter_mut(), flags, None)?;
+            let mut n = 0;
+            for (slot, r) in got.iter_mut().zip(results) {
+                // A cut datagram is dropped (no address: nothing is sent back).
+                let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                *slot = (r.bytes, r.address.filter(|_| whole));
+                n += 1;
+            }
+            Ok(n)
+        };
+        let received = match home.as_ref().filter(|h| h.busy()) {
+            Some(home) => match watch.wait(home, &sock, &shutdown, &mut receive) {
+                Some(r) => r,
+                // No query is kept any more, or a stop request: look again.
+                None => continue,
+            },
+            None => {
+                watch.quiet();
+                receive(MsgFlags::MSG_WAITFORONE)
+            }
+        };
+        let n = match received {
+            Ok(n) => n,
+            Err(e) => {
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+                    // The read timeout: idle, so the home's registration of the socket can go.
+                    watch.forget();
                 }
-                Err(e) => {
-                    recv_error(std::io::Error::from(e));
-                    continue;
-                }
+                recv_error(e);
+                continue;
             }
         };
         // One clock read per batch, and none without a rate limit.
@@ -149,12 +171,108 @@ pub(super) fn serve(
                     }
                 }),
                 &runtime,
+                home.as_ref(),
                 &shared.pacer,
             );
         }
     }
+    // Queries kept here finish here: the drain waits for them (they are tracked), up to its grace
+    // period and the hard stop that ends them; a bound for when nobody drains (the server's future
+    // dropped with its runtime).
+    if let Some(home) = home.as_ref().filter(|h| h.busy()) {
+        home.runtime().block_on(async {
+            tokio::select! {
+                () = home.idle() => {}
+                () = tokio::time::sleep(super::SHUTDOWN_GRACE + Duration::from_secs(2)) => {}
+            }
+        });
+    }
     let (gso_sends, gso_answers) = sender.gso_counts();
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
+}
+
+/// The client socket's registration with the thread's home, made when the thread first waits
+/// there and kept while it keeps coming back: registered, the socket's every datagram also
+/// notifies the home's epoll, a cost the fast path is spared once the thread has waited only in
+/// `recvmmsg` for [`QUIET_BATCHES`] batches or for a read timeout.
+#[derive(Default)]
+struct Watch {
+    /// A duplicate of the client socket's descriptor, registered for readability. Only read
+    /// through, with `MSG_DONTWAIT`: the socket stays blocking for `recvmmsg`'s sleep.
+    fd: Option<tokio::net::UdpSocket>,
+    quiet: u32,
+}
+
+/// Batches received in `recvmmsg` after which [`Watch`] lets the registration go.
+const QUIET_BATCHES: u32 = 64;
+
+/// Registers a duplicate of `sock` with the current runtime's reactor. Tokio takes only
+/// non-blocking sockets (it checks), and the flag belongs to the socket, not the descriptor: it is
+/// set for the registration and cleared again at once, two system calls that each registration
+/// pays (rarely: see [`Watch`]). In between a concurrent send to a client whose socket buffer is
+/// full fails instead of waiting; a UDP socket's send buffer is not full in practice.
+fn register_dup(sock: &UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
+    let dup = sock.try_clone()?;
+    dup.set_nonblocking(true)?;
+    let registered = tokio::net::UdpSocket::from_std(dup);
+    sock.set_nonblocking(false)?;
+    registered
+}
+
+impl Watch {
+    /// Runs the home's event loop until the client socket has datagrams, then reads them with
+    /// `receive`; None when the home keeps no query any more or on a stop request.
+    ///
+    /// The queries kept here get their turn first (everything woken so far runs and the reactor
+    /// is polled once), so a stream of client datagrams cannot starve them.
+    fn wait(
+        &mut self,
+        home: &inline::Home,
+        sock: &Arc<UdpSocket>,
+        shutdown: &CancellationToken,
+        receive: &mut impl FnMut(MsgFlags) -> std::io::Result<usize>,
+    ) -> Option<std::io::Result<usize>> {
+        self.quiet = 0;
+        if self.fd.is_none() {
+            let _entered = home.runtime().enter();
+            match register_dup(sock) {
+                Ok(fd) => self.fd = Some(fd),
+                // Not watched: wait for the kept queries alone, then receive as usual.
+                Err(e) => {
+                    debug!(error = %e, "cannot watch the udp socket from the receive thread's event loop");
+                    home.runtime().block_on(home.idle());
+                    return None;
+                }
+            }
+        }
+        let fd = self.fd.as_ref()?;
+        home.runtime().block_on(async {
+            tokio::task::yield_now().await;
+            tokio::select! {
+                biased;
+                r = fd.async_io(tokio::io::Interest::READABLE, || {
+                    receive(MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT)
+                }) => Some(r),
+                () = home.idle() => None,
+                () = shutdown.cancelled() => None,
+            }
+        })
+    }
+
+    /// A batch received in `recvmmsg`: after enough of them the registration goes.
+    fn quiet(&mut self) {
+        if self.fd.is_some() {
+            self.quiet += 1;
+            if self.quiet >= QUIET_BATCHES {
+                self.forget();
+            }
+        }
+    }
+
+    fn forget(&mut self) {
+        self.fd = None;
+        self.quiet = 0;
+    }
 }
 
 /// A query for the slow path, with its share of the in-flight budget.
