@@ -24,6 +24,8 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
 
@@ -65,17 +67,29 @@ pub fn take_used() -> bool {
 /// Polls `fut` with this thread's home as the current runtime (its sockets and timers register
 /// there), or plainly on a thread without one. `fut` must own every I/O resource it registers and
 /// drop them when it ends (see the module docs).
-pub async fn on_home<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
+///
+/// `fut` is boxed: the wrapper is a plain struct (an `async fn` taking a future would hold it
+/// twice over in its state, and the recursor's boxed query future, that size, copied per query).
+pub fn on_home<F: Future>(fut: F) -> OnHome<F> {
+    OnHome { fut: Box::pin(fut) }
+}
+
+/// See [`on_home`].
+pub struct OnHome<F> {
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for OnHome<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         HOME.with(|home| match &*home.borrow() {
             Some(handle) => {
                 USED.with(|u| u.set(true));
                 let _entered = handle.enter();
-                fut.as_mut().poll(cx)
+                self.fut.as_mut().poll(cx)
             }
-            None => fut.as_mut().poll(cx),
+            None => self.fut.as_mut().poll(cx),
         })
-    })
-    .await
+    }
 }

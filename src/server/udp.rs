@@ -19,6 +19,7 @@
 //! (a quick local upstream), otherwise as tasks on the runtime, and send their answers on the same
 //! socket (a UDP send does not block for long; the socket's write timeout bounds it).
 
+use std::future::Future;
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -97,37 +98,27 @@ pub(super) fn serve(
     };
     let _home = home.as_ref().map(|h| crate::home::set(h.runtime().handle().clone()));
     let mut watch = Watch::default();
+    // Whether the last batch left queries kept on this thread: then the next wait is in the
+    // home's event loop, for their upstream answers as well as for clients.
+    let mut kept = None;
     while !shutdown.is_cancelled() {
-        let mut receive = |flags: MsgFlags| -> std::io::Result<usize> {
-            let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-            let results = recvmmsg(fd, &mut recv_hdrs, iovs.iter_mut(), flags, None)?;
-            let mut n = 0;
-            for (slot, r) in got.iter_mut().zip(results) {
-                // A cut datagram is dropped (no address: nothing is sent back).
-                let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-                *slot = (r.bytes, r.address.filter(|_| whole));
-                n += 1;
-            }
-            Ok(n)
-        };
-        let received = match home.as_ref().filter(|h| h.busy()) {
-            Some(home) => match watch.wait(home, &sock, &shutdown, &mut receive) {
+        let received = match kept {
+            Some(home) => match watch.wait(home, &sock, &shutdown, |flags| {
+                receive(fd, rbuf, &mut recv_hdrs, &mut got, flags)
+            }) {
                 Some(r) => r,
-                // No query is kept any more, or a stop request: look again.
                 None => continue,
             },
             None => {
                 watch.quiet();
-                receive(MsgFlags::MSG_WAITFORONE)
+                receive(fd, rbuf, &mut recv_hdrs, &mut got, MsgFlags::MSG_WAITFORONE)
             }
         };
         let n = match received {
             Ok(n) => n,
             Err(e) => {
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-                    // The read timeout: idle, so the home's registration of the socket can go.
+                if kept.is_none() && e.kind() == std::io::ErrorKind::WouldBlock {
+                    // The read timeout: idle, so the home's watch on the socket can go.
                     watch.forget();
                 }
                 recv_error(e);
@@ -175,6 +166,7 @@ pub(super) fn serve(
                 &shared.pacer,
             );
         }
+        kept = home.as_ref().filter(|h| h.busy());
     }
     // Queries kept here finish here: the drain waits for them (they are tracked), up to its grace
     // period and the hard stop that ends them; a bound for when nobody drains (the server's future
@@ -191,6 +183,30 @@ pub(super) fn serve(
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
 }
 
+/// Receives what `recvmmsg` gives with `flags` into the buffers; returns how many datagrams, each
+/// in `got` as its length and sender (None for a cut one, which is dropped).
+#[inline]
+fn receive(
+    fd: std::os::fd::RawFd,
+    rbuf: &mut [u8],
+    recv_hdrs: &mut MultiHeaders<SockaddrStorage>,
+    got: &mut [(usize, Option<SockaddrStorage>); BATCH],
+    flags: MsgFlags,
+) -> std::io::Result<usize> {
+    let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
+    let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+        std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+    let results = recvmmsg(fd, recv_hdrs, iovs.iter_mut(), flags, None)?;
+    let mut n = 0;
+    for (slot, r) in got.iter_mut().zip(results) {
+        // A cut datagram is dropped (no address: nothing is sent back).
+        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+        *slot = (r.bytes, r.address.filter(|_| whole));
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// The client socket's registration with the thread's home, made when the thread first waits
 /// there and kept while it keeps coming back: registered, the socket's every datagram also
 /// notifies the home's epoll, a cost the fast path is spared once the thread has waited only in
@@ -200,8 +216,14 @@ struct Watch {
     /// A duplicate of the client socket's descriptor, registered for readability. Only read
     /// through, with `MSG_DONTWAIT`: the socket stays blocking for `recvmmsg`'s sleep.
     fd: Option<tokio::net::UdpSocket>,
+    /// Batches received in `recvmmsg` since the last wait here.
     quiet: u32,
+    /// Waits in a row that found datagrams without running the home's queries.
+    at_once: u32,
 }
+
+/// Waits in a row that may find datagrams at once before the home's queries get a turn first.
+const FAIR_TURNS: u32 = 4;
 
 /// Batches received in `recvmmsg` after which [`Watch`] lets the registration go.
 const QUIET_BATCHES: u32 = 64;
@@ -220,24 +242,27 @@ fn register_dup(sock: &UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
 }
 
 impl Watch {
-    /// Runs the home's event loop until the client socket has datagrams, then reads them with
-    /// `receive`; None when the home keeps no query any more or on a stop request.
+    /// Runs the home's event loop (its queries' upstream answers and timers) until the client
+    /// socket has datagrams, then reads them with `receive`; None on a stop request.
     ///
-    /// The queries kept here get their turn first (everything woken so far runs and the reactor
-    /// is polled once), so a stream of client datagrams cannot starve them.
+    /// Fairness: a wait that finds datagrams at once runs none of the home's queries, so after
+    /// [`FAIR_TURNS`] such waits in a row the home's woken queries get a turn first (and its
+    /// reactor one look); a stream of clients cannot starve them, nor they the clients (the
+    /// scheduler gives the client socket a look at least every 61 tasks).
+    #[inline(never)]
     fn wait(
         &mut self,
         home: &inline::Home,
-        sock: &Arc<UdpSocket>,
+        sock: &UdpSocket,
         shutdown: &CancellationToken,
-        receive: &mut impl FnMut(MsgFlags) -> std::io::Result<usize>,
+        mut receive: impl FnMut(MsgFlags) -> std::io::Result<usize>,
     ) -> Option<std::io::Result<usize>> {
         self.quiet = 0;
         if self.fd.is_none() {
             let _entered = home.runtime().enter();
             match register_dup(sock) {
                 Ok(fd) => self.fd = Some(fd),
-                // Not watched: wait for the kept queries alone, then receive as usual.
+                // Unwatched: the kept queries finish first, then receiving goes on as usual.
                 Err(e) => {
                     debug!(error = %e, "cannot watch the udp socket from the receive thread's event loop");
                     home.runtime().block_on(home.idle());
@@ -246,17 +271,41 @@ impl Watch {
             }
         }
         let fd = self.fd.as_ref()?;
-        home.runtime().block_on(async {
-            tokio::task::yield_now().await;
-            tokio::select! {
-                biased;
-                r = fd.async_io(tokio::io::Interest::READABLE, || {
-                    receive(MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT)
-                }) => Some(r),
-                () = home.idle() => None,
-                () = shutdown.cancelled() => None,
+        let turn_first = self.at_once >= FAIR_TURNS;
+        let mut waited = false;
+        let got = home.runtime().block_on(async {
+            if turn_first {
+                tokio::task::yield_now().await;
             }
-        })
+            let read = async {
+                tokio::select! {
+                    biased;
+                    r = fd.async_io(tokio::io::Interest::READABLE, || {
+                        receive(MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT)
+                    }) => Some(r),
+                    () = shutdown.cancelled() => None,
+                }
+            };
+            let mut read = std::pin::pin!(read);
+            std::future::poll_fn(|cx| {
+                let r = read.as_mut().poll(cx);
+                waited |= r.is_pending();
+                r
+            })
+            .await
+        });
+        self.at_once = if waited || turn_first { 0 } else { self.at_once + 1 };
+        if let Some(Ok(n)) = got {
+            if n < BATCH {
+                // The socket is drained: mark it so, and the next wait sleeps at once instead of
+                // finding out with a read. Safe: a datagram that came since is a new edge for the
+                // reactor, which reports it at its next look.
+                let _ = fd.try_io(tokio::io::Interest::READABLE, || {
+                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                });
+            }
+        }
+        got
     }
 
     /// A batch received in `recvmmsg`: after enough of them the registration goes.
@@ -272,6 +321,7 @@ impl Watch {
     fn forget(&mut self) {
         self.fd = None;
         self.quiet = 0;
+        self.at_once = 0;
     }
 }
 
