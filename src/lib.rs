@@ -42,7 +42,6 @@ pub mod control;
 pub mod dnssec;
 pub mod forward;
 pub mod handler;
-pub mod home;
 pub mod hosts;
 pub mod journal;
 pub mod logging;

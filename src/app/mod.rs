@@ -960,7 +960,18 @@ fn server_config(
         freebind: s.freebind,
         query_log_file,
         metrics,
+        slow_path_on_receive_thread: slow_path_on_receive_thread(c),
     }
+}
+
+/// Whether every slow-path query's I/O is its own, so that a UDP receive thread may serve its
+/// queries to the end in an event loop of its own (`server::ServerConfig`): recursive mode, whose
+/// recursor opens a socket per upstream query, without forwarding rules or a captive-portal
+/// detector (whose upstream pools keep connections that other threads use).
+fn slow_path_on_receive_thread(c: &Config) -> bool {
+    c.resolver.mode == Mode::Recursive
+        && c.forward.is_empty()
+        && c.upstream.captive_portal != CaptivePortal::Detect
 }
 
 /// A pool of `servers` (configured at `key`), with the configured strategy and time budget.

@@ -210,6 +210,11 @@ impl State {
         }
         let live = &mut self.live;
         live.server.set_acl(Acl::new(config.server.allow.clone()));
+        // Off before a chain with shared connections is in, on only after it is out.
+        let home = super::slow_path_on_receive_thread(&config) && live.portal.is_none();
+        if !home {
+            live.server.set_slow_path_on_receive_thread(false);
+        }
         if let Some(c) = &live.cache {
             c.set_policy(&cache_config(&config));
         }
@@ -225,6 +230,9 @@ impl State {
             recursor.clone(),
             anchors,
         ));
+        if home {
+            live.server.set_slow_path_on_receive_thread(true);
+        }
         if let Some(r) = recursor {
             tokio::spawn(async move { r.prime().await });
         }

@@ -53,19 +53,7 @@ pub struct AskOptions {
 }
 
 /// Asks `server` `q` (see [`AskOptions`]), falling back for servers that fail EDNS or 0x20.
-///
-/// The exchange's sockets and timer belong to it alone, so it registers them with the home of
-/// the thread it runs on, if that thread has one ([`crate::home`]): a query started by a UDP
-/// receive thread then waits for its upstream answers on that thread.
 pub async fn ask(
-    server: SocketAddr,
-    q: &Question,
-    opts: AskOptions,
-) -> Result<Exchanged, UpstreamError> {
-    crate::home::on_home(ask_here(server, q, opts)).await
-}
-
-async fn ask_here(
     server: SocketAddr,
     q: &Question,
     opts: AskOptions,

@@ -41,7 +41,7 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -62,13 +62,10 @@ pub const PACE: Duration = Duration::from_millis(50);
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Polls `fut` once here (the caller must be inside `runtime`'s context, see [`Handle::enter`]);
-/// if it is not done, it continues once woken: on `home` when that first poll registered I/O with
-/// this thread's home ([`crate::home`]), on `runtime` otherwise. `pacer` learns that a query
-/// started.
+/// if it is not done, it continues on `runtime` once woken. `pacer` learns that a query started.
 pub(super) fn start(
     fut: impl Future<Output = ()> + Send + 'static,
     runtime: &Handle,
-    home: Option<&Home>,
     pacer: &Pacer,
 ) {
     pacer.note_start();
@@ -78,7 +75,6 @@ pub(super) fn start(
         runtime: runtime.clone(),
     });
     let waker = Waker::from(parked.clone());
-    let _ = crate::home::take_used();
     // A panic in a task is contained by the runtime; one here must not take the receive thread
     // down either. The future is dropped and its query gets no answer (the client retries).
     let polled = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -95,100 +91,13 @@ pub(super) fn start(
             return;
         }
     }
-    // What it registered with the home is waited on by this thread only: it stays here.
-    let target = match home {
-        Some(home) if crate::home::take_used() => {
-            job = home.keep(job, runtime.clone());
-            Some(home.rt.handle().clone())
-        }
-        _ => None,
-    };
     let mut state = parked.lock();
     if matches!(*state, State::Woken) {
         *state = State::Gone;
         drop(state);
-        target.as_ref().unwrap_or(runtime).spawn(job);
+        runtime.spawn(job);
     } else {
-        *state = State::Parked(job, target);
-    }
-}
-
-/// A receive thread's home: a current-thread runtime that only this thread drives, with the
-/// queries it keeps (see [`crate::home`] and `udp`).
-pub(super) struct Home {
-    rt: tokio::runtime::Runtime,
-    /// Queries kept here, parked or running, until they end.
-    work: Arc<Kept>,
-}
-
-/// The count of queries a [`Home`] keeps, and a signal for when it falls to zero.
-#[derive(Default)]
-struct Kept {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// One kept query: counted while it lives.
-struct KeptGuard(Arc<Kept>);
-
-impl Drop for KeptGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl Home {
-    /// A home for the calling thread (an I/O and time driver of its own: an epoll descriptor and
-    /// an eventfd).
-    pub(super) fn new() -> std::io::Result<Home> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Ok(Home {
-            rt,
-            work: Arc::default(),
-        })
-    }
-
-    /// The runtime this thread drives.
-    pub(super) fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
-
-    /// Whether queries are kept here: then the thread must drive the home.
-    pub(super) fn busy(&self) -> bool {
-        self.work.count.load(Ordering::Acquire) > 0
-    }
-
-    /// Returns once no query is kept here.
-    pub(super) async fn idle(&self) {
-        loop {
-            let notified = self.work.idle.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if !self.busy() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// `job`, counted as kept here until it ends, and polled inside `runtime`'s context (its
-    /// later resources, other than what [`crate::home::on_home`] puts here, go to the runtime as
-    /// those of its first poll did).
-    fn keep(&self, mut job: Job, runtime: Handle) -> Job {
-        self.work.count.fetch_add(1, Ordering::AcqRel);
-        let guard = KeptGuard(self.work.clone());
-        Box::pin(async move {
-            let _kept = guard;
-            std::future::poll_fn(|cx| {
-                let _entered = runtime.enter();
-                job.as_mut().poll(cx)
-            })
-            .await
-        })
+        *state = State::Parked(job);
     }
 }
 
@@ -203,9 +112,8 @@ enum State {
     Polling,
     /// Woken during the first poll: spawn it as soon as that returns.
     Woken,
-    /// Pending after the first poll, waiting for a wake; spawned on the home's runtime when one
-    /// is given, on the process's runtime otherwise.
-    Parked(Job, Option<Handle>),
+    /// Pending after the first poll, waiting for a wake.
+    Parked(Job),
     /// Spawned: the runtime's task owns it and wakes of this waker mean nothing.
     Gone,
 }
@@ -226,9 +134,9 @@ impl Wake for Parked {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, State::Gone) {
             State::Polling => *state = State::Woken,
-            State::Parked(job, home) => {
+            State::Parked(job) => {
                 drop(state);
-                home.as_ref().unwrap_or(&self.runtime).spawn(job);
+                self.runtime.spawn(job);
             }
             State::Woken => *state = State::Woken,
             State::Gone => {}
@@ -300,7 +208,6 @@ mod tests {
                 *r.lock().unwrap() = Some(std::thread::current().id());
             },
             rt.handle(),
-            None,
             &Pacer::default(),
         );
         assert_eq!(*ran_on.lock().unwrap(), Some(std::thread::current().id()));
@@ -327,7 +234,6 @@ mod tests {
                     let _ = done_tx.send((v, std::thread::current().id() != here));
                 },
                 rt.handle(),
-                None,
                 &Pacer::default(),
             );
         }
@@ -349,7 +255,6 @@ mod tests {
                 panic!("handler bug");
             },
             rt.handle(),
-            None,
             &Pacer::default(),
         );
         let ran = Arc::new(Mutex::new(false));
@@ -359,7 +264,6 @@ mod tests {
                 *r.lock().unwrap() = true;
             },
             rt.handle(),
-            None,
             &Pacer::default(),
         );
         assert!(*ran.lock().unwrap());
@@ -390,7 +294,6 @@ mod tests {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 },
                 rt.handle(),
-                None,
                 &Pacer::default(),
             );
         }
@@ -459,7 +362,6 @@ mod tests {
                     std::task::Poll::Pending
                 }),
                 rt.handle(),
-                None,
                 &Pacer::default(),
             );
         }

@@ -19,10 +19,10 @@
 //! (a quick local upstream), otherwise as tasks on the runtime, and send their answers on the same
 //! socket (a UDP send does not block for long; the socket's write timeout bounds it).
 
-use std::future::Future;
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
 use super::Shared;
+use super::home::{Home, Watch, Woke};
 use super::{fair, inline};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Opcode, QueryView, HEADER_LEN};
@@ -85,29 +86,29 @@ pub(super) fn serve(
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
-    // This thread's home (`crate::home`): recursive queries whose upstream exchange started here
-    // stay here, and while any does the thread waits for the client socket and their sockets in
-    // the home's event loop instead of in `recvmmsg`. Without one (the system refused an epoll
-    // descriptor) every waiting query moves to the runtime, as it would anyway.
-    let home = match inline::Home::new() {
+    // This thread's own event loop (`home`), when the chain allows serving slow-path queries to
+    // the end here; without one (the system refused an epoll descriptor) they go to the runtime.
+    let home = match Home::new() {
         Ok(home) => Some(home),
         Err(e) => {
             debug!(error = %e, "no event loop for the udp receive thread; waiting queries go to the runtime");
             None
         }
     };
-    let _home = home.as_ref().map(|h| crate::home::set(h.runtime().handle().clone()));
     let mut watch = Watch::default();
-    // Whether the last batch left queries kept on this thread: then the next wait is in the
-    // home's event loop, for their upstream answers as well as for clients.
-    let mut kept = None;
+    // Whether queries started here are pending: then the thread waits in the home's event loop,
+    // for their upstream answers as well as for clients.
+    let mut busy = false;
     while !shutdown.is_cancelled() {
-        let received = match kept {
+        let received = match home.as_ref().filter(|_| busy) {
             Some(home) => match watch.wait(home, &sock, &shutdown, |flags| {
                 receive(fd, rbuf, &mut recv_hdrs, &mut got, flags)
             }) {
-                Some(r) => r,
-                None => continue,
+                Woke::Read(r) => r,
+                Woke::Look => {
+                    busy = home.busy();
+                    continue;
+                }
             },
             None => {
                 watch.quiet();
@@ -117,7 +118,7 @@ pub(super) fn serve(
         let n = match received {
             Ok(n) => n,
             Err(e) => {
-                if kept.is_none() && e.kind() == std::io::ErrorKind::WouldBlock {
+                if !busy && e.kind() == std::io::ErrorKind::WouldBlock {
                     // The read timeout: idle, so the home's watch on the socket can go.
                     watch.forget();
                 }
@@ -145,14 +146,14 @@ pub(super) fn serve(
         // query (an idle server's every query) writes as soon as it can, not after the rest of
         // its first poll (its timers, the pool's and the cache's bookkeeping, parking it).
         let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
-        for (query, src, share) in slow.drain(..) {
-            // After a stop request (or the server future's drop, before the runtime's drivers go)
-            // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
-            if shutdown.is_cancelled() {
-                continue;
-            }
-            let (sock, task_shared) = (sock.clone(), shared.clone());
-            inline::start(
+        // After a stop request (or the server future's drop, before the runtime's drivers go)
+        // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
+        let stopping = shutdown.is_cancelled();
+        let queries = slow
+            .drain(..)
+            .filter(|_| !stopping)
+            .map(|(query, src, share)| {
+                let (sock, task_shared) = (sock.clone(), shared.clone());
                 shared.tracker.track_future(async move {
                     tokio::select! {
                         biased;
@@ -160,24 +161,29 @@ pub(super) fn serve(
                         // Its share went to a client holding less: dropped, as at the cap.
                         () = share.cancelled() => {}
                     }
-                }),
-                &runtime,
-                home.as_ref(),
-                &shared.pacer,
-            );
-        }
-        kept = home.as_ref().filter(|h| h.busy());
-    }
-    // Queries kept here finish here: the drain waits for them (they are tracked), up to its grace
-    // period and the hard stop that ends them; a bound for when nobody drains (the server's future
-    // dropped with its runtime).
-    if let Some(home) = home.as_ref().filter(|h| h.busy()) {
-        home.runtime().block_on(async {
-            tokio::select! {
-                () = home.idle() => {}
-                () = tokio::time::sleep(super::SHUTDOWN_GRACE + Duration::from_secs(2)) => {}
+                })
+            });
+        match home
+            .as_ref()
+            .filter(|_| shared.slow_path_home.load(Ordering::Relaxed))
+        {
+            Some(home) => {
+                home.start(queries);
+                busy = home.busy();
             }
-        });
+            None => {
+                for query in queries {
+                    inline::start(query, &runtime, &shared.pacer);
+                }
+                busy = home.as_ref().is_some_and(Home::busy);
+            }
+        }
+    }
+    // Queries started here finish here: the server's drain waits for them (they are tracked) up
+    // to its grace period and the hard stop that ends them. Bounded for when nobody drains (the
+    // server's future dropped with its runtime).
+    if let Some(home) = &home {
+        home.drain(super::SHUTDOWN_GRACE + Duration::from_secs(2));
     }
     let (gso_sends, gso_answers) = sender.gso_counts();
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
@@ -205,124 +211,6 @@ fn receive(
         n += 1;
     }
     Ok(n)
-}
-
-/// The client socket's registration with the thread's home, made when the thread first waits
-/// there and kept while it keeps coming back: registered, the socket's every datagram also
-/// notifies the home's epoll, a cost the fast path is spared once the thread has waited only in
-/// `recvmmsg` for [`QUIET_BATCHES`] batches or for a read timeout.
-#[derive(Default)]
-struct Watch {
-    /// A duplicate of the client socket's descriptor, registered for readability. Only read
-    /// through, with `MSG_DONTWAIT`: the socket stays blocking for `recvmmsg`'s sleep.
-    fd: Option<tokio::net::UdpSocket>,
-    /// Batches received in `recvmmsg` since the last wait here.
-    quiet: u32,
-    /// Waits in a row that found datagrams without running the home's queries.
-    at_once: u32,
-}
-
-/// Waits in a row that may find datagrams at once before the home's queries get a turn first.
-const FAIR_TURNS: u32 = 4;
-
-/// Batches received in `recvmmsg` after which [`Watch`] lets the registration go.
-const QUIET_BATCHES: u32 = 64;
-
-/// Registers a duplicate of `sock` with the current runtime's reactor. Tokio takes only
-/// non-blocking sockets (it checks), and the flag belongs to the socket, not the descriptor: it is
-/// set for the registration and cleared again at once, two system calls that each registration
-/// pays (rarely: see [`Watch`]). In between a concurrent send to a client whose socket buffer is
-/// full fails instead of waiting; a UDP socket's send buffer is not full in practice.
-fn register_dup(sock: &UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
-    let dup = sock.try_clone()?;
-    dup.set_nonblocking(true)?;
-    let registered = tokio::net::UdpSocket::from_std(dup);
-    sock.set_nonblocking(false)?;
-    registered
-}
-
-impl Watch {
-    /// Runs the home's event loop (its queries' upstream answers and timers) until the client
-    /// socket has datagrams, then reads them with `receive`; None on a stop request.
-    ///
-    /// Fairness: a wait that finds datagrams at once runs none of the home's queries, so after
-    /// [`FAIR_TURNS`] such waits in a row the home's woken queries get a turn first (and its
-    /// reactor one look); a stream of clients cannot starve them, nor they the clients (the
-    /// scheduler gives the client socket a look at least every 61 tasks).
-    #[inline(never)]
-    fn wait(
-        &mut self,
-        home: &inline::Home,
-        sock: &UdpSocket,
-        shutdown: &CancellationToken,
-        mut receive: impl FnMut(MsgFlags) -> std::io::Result<usize>,
-    ) -> Option<std::io::Result<usize>> {
-        self.quiet = 0;
-        if self.fd.is_none() {
-            let _entered = home.runtime().enter();
-            match register_dup(sock) {
-                Ok(fd) => self.fd = Some(fd),
-                // Unwatched: the kept queries finish first, then receiving goes on as usual.
-                Err(e) => {
-                    debug!(error = %e, "cannot watch the udp socket from the receive thread's event loop");
-                    home.runtime().block_on(home.idle());
-                    return None;
-                }
-            }
-        }
-        let fd = self.fd.as_ref()?;
-        let turn_first = self.at_once >= FAIR_TURNS;
-        let mut waited = false;
-        let got = home.runtime().block_on(async {
-            if turn_first {
-                tokio::task::yield_now().await;
-            }
-            let read = async {
-                tokio::select! {
-                    biased;
-                    r = fd.async_io(tokio::io::Interest::READABLE, || {
-                        receive(MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT)
-                    }) => Some(r),
-                    () = shutdown.cancelled() => None,
-                }
-            };
-            let mut read = std::pin::pin!(read);
-            std::future::poll_fn(|cx| {
-                let r = read.as_mut().poll(cx);
-                waited |= r.is_pending();
-                r
-            })
-            .await
-        });
-        self.at_once = if waited || turn_first { 0 } else { self.at_once + 1 };
-        if let Some(Ok(n)) = got {
-            if n < BATCH {
-                // The socket is drained: mark it so, and the next wait sleeps at once instead of
-                // finding out with a read. Safe: a datagram that came since is a new edge for the
-                // reactor, which reports it at its next look.
-                let _ = fd.try_io(tokio::io::Interest::READABLE, || {
-                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                });
-            }
-        }
-        got
-    }
-
-    /// A batch received in `recvmmsg`: after enough of them the registration goes.
-    fn quiet(&mut self) {
-        if self.fd.is_some() {
-            self.quiet += 1;
-            if self.quiet >= QUIET_BATCHES {
-                self.forget();
-            }
-        }
-    }
-
-    fn forget(&mut self) {
-        self.fd = None;
-        self.quiet = 0;
-        self.at_once = 0;
-    }
 }
 
 /// A query for the slow path, with its share of the in-flight budget.

@@ -1,0 +1,240 @@
+//! A UDP receive thread's own event loop, for slow-path queries that are better served to the end
+//! on the thread that received them.
+//!
+//! By default a receive thread polls a slow-path query once and hands it to the runtime's worker
+//! when it first waits (`inline`): in recursive mode a cold query then wakes two threads, the
+//! receive thread for the client's datagram and the worker for each upstream answer, and with both
+//! on one core each preempts the other. When the chain allows it
+//! ([`super::ServerConfig::slow_path_on_receive_thread`]) the receive thread instead starts its
+//! queries inside a current-thread runtime of its own, its *home*: their sockets and timers
+//! register there, and while any is pending the thread waits for the client socket and their
+//! sockets in that runtime's one `epoll` ([`Watch::wait`]), as unbound serves a query in one
+//! thread. With nothing pending it sleeps in `recvmmsg` as before, so the cached path keeps its
+//! system calls.
+//!
+//! The rule that keeps this correct: whatever a query registers with a home is waited on only
+//! while that thread drives it, which it does for as long as the home has a task alive (and for
+//! a bounded drain at shutdown). That holds for futures that own their I/O from start to end (the
+//! recursor's socket per upstream query), and not for shared connections (a forwarding rule's
+//! pooled UDP or TCP sockets, DoT and DoH connections and their tasks): a connection a home opened
+//! would be served only while that thread has queries of its own. Hence the switch is the
+//! composition root's to set, for recursive mode without forwarding rules only.
+//!
+//! Timers: tokio wakes a runtime's driver (an `eventfd` write) when a timer is registered earlier
+//! than the driver's planned wake-up, and with no timer pending at its last sleep every
+//! registration is earlier. Here nothing needs that wake-up (only this thread registers timers,
+//! and never while it sleeps), so a pacer timer keeps the plan near: at most [`PACE`] ahead while
+//! the thread waits here, which every per-query timer exceeds (the recursor's shortest is twice
+//! that, checked in the composition root).
+//!
+//! Limitations: the in-flight budget, the deadline and the hard stop apply as on the runtime, but
+//! the queries of one receive thread share that thread's CPU (with SO_REUSEPORT, one thread per
+//! worker); a query that never waits is no different from before.
+
+use std::future::Future;
+use std::net::UdpSocket;
+use std::pin::Pin;
+use std::time::Duration;
+
+use nix::sys::socket::MsgFlags;
+use tokio::runtime::Runtime;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::inline::{self, Pacer, PACE};
+use super::udp_send::BATCH;
+
+/// A receive thread's home: a current-thread runtime that only this thread drives.
+pub(super) struct Home {
+    rt: Runtime,
+    /// Starts count with the runtime's pacer (`inline`), which does not run here: starts on the
+    /// home register nothing with the runtime's time driver.
+    pacer: Pacer,
+}
+
+impl Home {
+    /// A home for the calling thread: an I/O and time driver of its own (an epoll descriptor and
+    /// an eventfd).
+    pub(super) fn new() -> std::io::Result<Home> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Home {
+            rt,
+            pacer: Pacer::default(),
+        })
+    }
+
+    /// Whether queries started here are still alive: then the thread must drive the home.
+    pub(super) fn busy(&self) -> bool {
+        self.rt.metrics().num_alive_tasks() > 0
+    }
+
+    /// Starts `queries` here: each is polled once at once (`inline::start`, inside this home's
+    /// context, so what it registers is the home's) and continues as a task of the home when it
+    /// waits. No thread is woken for it.
+    pub(super) fn start<F: Future<Output = ()> + Send + 'static>(
+        &self,
+        queries: impl Iterator<Item = F>,
+    ) {
+        let handle = self.rt.handle();
+        self.rt.block_on(async {
+            for fut in queries {
+                inline::start(fut, handle, &self.pacer);
+            }
+        });
+    }
+
+    /// Drives the home until its queries are done, for at most `limit` (shutdown: they end by
+    /// their deadline or the hard stop).
+    pub(super) fn drain(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while self.busy() && Instant::now() < until {
+            self.rt
+                .block_on(tokio::time::sleep(Duration::from_millis(10)));
+        }
+    }
+}
+
+/// What [`Watch::wait`] came back with.
+pub(super) enum Woke {
+    /// The client socket's datagrams, read (or the read's error).
+    Read(std::io::Result<usize>),
+    /// Look again whether the home is still busy (the pacer's tick), or a stop request.
+    Look,
+}
+
+/// The client socket's registration with the thread's home, made when the thread first waits
+/// there and kept while it keeps coming back: registered, the socket's every datagram also
+/// notifies the home's epoll, a cost the fast path is spared once the thread has received in
+/// `recvmmsg` alone for [`QUIET_BATCHES`] batches or for a read timeout.
+#[derive(Default)]
+pub(super) struct Watch {
+    /// A duplicate of the client socket's descriptor, registered for readability. Only read
+    /// through, with `MSG_DONTWAIT`: the socket stays blocking for `recvmmsg`'s sleep.
+    fd: Option<tokio::net::UdpSocket>,
+    /// See the module docs (timers); made at the first wait.
+    pace: Option<Pin<Box<Sleep>>>,
+    /// Batches received in `recvmmsg` since the last wait here.
+    quiet: u32,
+    /// Waits in a row that found datagrams without giving the home's queries a turn.
+    at_once: u32,
+}
+
+/// Batches received in `recvmmsg` after which [`Watch`] lets the registration go.
+const QUIET_BATCHES: u32 = 64;
+
+/// Waits in a row that may find datagrams at once before the home's queries get a turn first.
+const FAIR_TURNS: u32 = 4;
+
+impl Watch {
+    /// Runs the home's event loop (its queries' upstream answers and timers) until the client
+    /// socket has datagrams, then reads them with `receive`.
+    ///
+    /// Fairness: a wait that finds datagrams at once runs none of the home's queries, so after
+    /// [`FAIR_TURNS`] such waits in a row they get a turn first (and the reactor one look); a
+    /// stream of clients cannot starve them, nor they the clients (the scheduler looks at the
+    /// client socket at least every 61 tasks).
+    #[inline(never)]
+    pub(super) fn wait(
+        &mut self,
+        home: &Home,
+        sock: &UdpSocket,
+        shutdown: &CancellationToken,
+        mut receive: impl FnMut(MsgFlags) -> std::io::Result<usize>,
+    ) -> Woke {
+        self.quiet = 0;
+        let _entered = home.rt.enter();
+        if self.fd.is_none() {
+            match register_dup(sock) {
+                Ok(fd) => self.fd = Some(fd),
+                // Unwatched: the home's queries finish first, then receiving goes on as usual.
+                Err(e) => {
+                    debug!(error = %e, "cannot watch the udp socket from the receive thread's event loop");
+                    home.drain(super::QUERY_DEADLINE);
+                    return Woke::Look;
+                }
+            }
+        }
+        let Some(fd) = self.fd.as_ref() else {
+            return Woke::Look;
+        };
+        let pace = self
+            .pace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(PACE)));
+        let turn_first = self.at_once >= FAIR_TURNS;
+        let mut waited = false;
+        let woke = home.rt.block_on(async {
+            if turn_first {
+                tokio::task::yield_now().await;
+            }
+            let read = async {
+                tokio::select! {
+                    biased;
+                    r = fd.async_io(tokio::io::Interest::READABLE, || {
+                        receive(MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT)
+                    }) => Woke::Read(r),
+                    () = pace.as_mut() => {
+                        pace.as_mut().reset(Instant::now() + PACE);
+                        Woke::Look
+                    }
+                    () = shutdown.cancelled() => Woke::Look,
+                }
+            };
+            let mut read = std::pin::pin!(read);
+            std::future::poll_fn(|cx| {
+                let r = read.as_mut().poll(cx);
+                waited |= r.is_pending();
+                r
+            })
+            .await
+        });
+        self.at_once = if waited || turn_first {
+            0
+        } else {
+            self.at_once + 1
+        };
+        if let Woke::Read(Ok(n)) = woke {
+            if n < BATCH {
+                // The socket is drained: mark it so, and the next wait sleeps at once instead of
+                // finding out with a read. Safe: a datagram that came since is a new edge for the
+                // reactor, which reports it at its next look.
+                let _ = fd.try_io(tokio::io::Interest::READABLE, || {
+                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                });
+            }
+        }
+        woke
+    }
+
+    /// A batch received in `recvmmsg`: after enough of them the registration goes.
+    pub(super) fn quiet(&mut self) {
+        if self.fd.is_some() {
+            self.quiet += 1;
+            if self.quiet >= QUIET_BATCHES {
+                self.forget();
+            }
+        }
+    }
+
+    /// Lets the registration go (the thread is idle or receives in `recvmmsg` alone).
+    pub(super) fn forget(&mut self) {
+        self.fd = None;
+        self.quiet = 0;
+        self.at_once = 0;
+    }
+}
+
+/// Registers a duplicate of `sock` with the current runtime's reactor. Tokio takes only
+/// non-blocking sockets (it checks), and the flag belongs to the socket, not the descriptor: it is
+/// set for the registration and cleared again at once, two system calls that each registration
+/// pays (rarely: see [`Watch`]). In between, a concurrent send to a client whose socket buffer is
+/// full would fail instead of waiting; a UDP socket's send buffer is not full in practice.
+fn register_dup(sock: &UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
+    let dup = sock.try_clone()?;
+    dup.set_nonblocking(true)?;
+    let registered = tokio::net::UdpSocket::from_std(dup);
+    sock.set_nonblocking(false)?;
+    registered
+}
