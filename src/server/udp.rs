@@ -86,15 +86,9 @@ pub(super) fn serve(
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
-    // This thread's own event loop (`home`), when the chain allows serving slow-path queries to
-    // the end here; without one (the system refused an epoll descriptor) they go to the runtime.
-    let home = match Home::new() {
-        Ok(home) => Some(home),
-        Err(e) => {
-            debug!(error = %e, "no event loop for the udp receive thread; waiting queries go to the runtime");
-            None
-        }
-    };
+    // This thread's own event loop (`home`), made when the chain first allows serving slow-path
+    // queries to the end here.
+    let mut home: Option<Home> = None;
     let mut watch = Watch::default();
     // Whether queries started here are pending: then the thread waits in the home's event loop,
     // for their upstream answers as well as for clients.
@@ -140,44 +134,12 @@ pub(super) fn serve(
             }
         }
         sender.send(fd, &outs[..replies], &dests[..replies]);
-        // The batch's answers are out; now the queries that need more work start (their first
-        // steps run here, see `inline`), so that no cached answer waits behind them. What two or
-        // more of them write upstream goes out together when the batch ends (`batch`); a lone
-        // query (an idle server's every query) writes as soon as it can, not after the rest of
-        // its first poll (its timers, the pool's and the cache's bookkeeping, parking it).
-        let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
-        // After a stop request (or the server future's drop, before the runtime's drivers go)
-        // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
-        let stopping = shutdown.is_cancelled();
-        let queries = slow
-            .drain(..)
-            .filter(|_| !stopping)
-            .map(|(query, src, share)| {
-                let (sock, task_shared) = (sock.clone(), shared.clone());
-                shared.tracker.track_future(async move {
-                    tokio::select! {
-                        biased;
-                        () = slow_path(query, src, sock, task_shared) => {}
-                        // Its share went to a client holding less: dropped, as at the cap.
-                        () = share.cancelled() => {}
-                    }
-                })
-            });
-        match home
-            .as_ref()
-            .filter(|_| shared.slow_path_home.load(Ordering::Relaxed))
-        {
-            Some(home) => {
-                home.start(queries);
-                busy = home.busy();
-            }
-            None => {
-                for query in queries {
-                    inline::start(query, &runtime, &shared.pacer);
-                }
-                busy = home.as_ref().is_some_and(Home::busy);
-            }
+        // The batch's answers are out; now the queries that need more work start, so that no
+        // cached answer waits behind them.
+        if !slow.is_empty() {
+            start_slow(&mut slow, &sock, &shared, &shutdown, &runtime, &mut home);
         }
+        busy = home.as_ref().is_some_and(Home::busy);
     }
     // Queries started here finish here: the server's drain waits for them (they are tracked) up
     // to its grace period and the hard stop that ends them. Bounded for when nobody drains (the
@@ -187,6 +149,58 @@ pub(super) fn serve(
     }
     let (gso_sends, gso_answers) = sender.gso_counts();
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
+}
+
+/// Starts the batch's slow-path queries (their first steps run here, see `inline`): on this
+/// thread's home when the chain allows it (`home`), otherwise moving to `runtime` once they wait.
+/// What two or more of them write upstream goes out together when the batch ends (`batch`); a
+/// lone query (an idle server's every query) writes as soon as it can, not after the rest of its
+/// first poll (its timers, the pool's and the cache's bookkeeping, parking it).
+fn start_slow(
+    slow: &mut Vec<SlowQuery>,
+    sock: &Arc<UdpSocket>,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    runtime: &Handle,
+    home: &mut Option<Home>,
+) {
+    let on_home = shared.slow_path_home.load(Ordering::Relaxed);
+    if on_home && home.is_none() {
+        match Home::new() {
+            Ok(made) => *home = Some(made),
+            // Without one (the system refused an epoll descriptor) they go to the runtime.
+            Err(e) => crate::logging::log_limited!(
+                tracing::Level::WARN,
+                "no event loop for the udp receive thread ({e}); waiting queries go to the runtime"
+            ),
+        }
+    }
+    let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
+    // After a stop request (or the server future's drop, before the runtime's drivers go)
+    // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
+    let stopping = shutdown.is_cancelled();
+    let queries = slow
+        .drain(..)
+        .filter(|_| !stopping)
+        .map(|(query, src, share)| {
+            let (sock, task_shared) = (sock.clone(), shared.clone());
+            shared.tracker.track_future(async move {
+                tokio::select! {
+                    biased;
+                    () = slow_path(query, src, sock, task_shared) => {}
+                    // Its share went to a client holding less: dropped, as at the cap.
+                    () = share.cancelled() => {}
+                }
+            })
+        });
+    match home.as_ref().filter(|_| on_home) {
+        Some(home) => home.start(queries),
+        None => {
+            for query in queries {
+                inline::start(query, runtime, &shared.pacer);
+            }
+        }
+    }
 }
 
 /// Receives what `recvmmsg` gives with `flags` into the buffers; returns how many datagrams, each
