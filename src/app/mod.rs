@@ -964,14 +964,13 @@ fn server_config(
     }
 }
 
-/// Whether every slow-path query's I/O is its own, so that a UDP receive thread may serve its
-/// queries to the end in an event loop of its own (`server::ServerConfig`): recursive mode, whose
-/// recursor opens a socket per upstream query, without forwarding rules or a captive-portal
-/// detector (whose upstream pools keep connections that other threads use).
+/// Whether a UDP receive thread serves its slow-path queries to the end in an event loop of its
+/// own (`server::ServerConfig`): in recursive mode, where most of them wait for the recursor's
+/// socket per upstream query, which the query owns. (Forwarding rules and the captive-portal
+/// fallback keep their pooled connections on the runtime, `shared_io`; in forwarding mode nearly
+/// every miss waits on those, and would wake two threads instead of one.)
 fn slow_path_on_receive_thread(c: &Config) -> bool {
     c.resolver.mode == Mode::Recursive
-        && c.forward.is_empty()
-        && c.upstream.captive_portal != CaptivePortal::Detect
 }
 
 /// A pool of `servers` (configured at `key`), with the configured strategy and time budget.

@@ -210,8 +210,8 @@ impl State {
         }
         let live = &mut self.live;
         live.server.set_acl(Acl::new(config.server.allow.clone()));
-        // Off before a chain with shared connections is in, on only after it is out.
-        let home = super::slow_path_on_receive_thread(&config) && live.portal.is_none();
+        // Off before a forwarding chain is in, on only after it is out.
+        let home = super::slow_path_on_receive_thread(&config);
         if !home {
             live.server.set_slow_path_on_receive_thread(false);
         }

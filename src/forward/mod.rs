@@ -157,8 +157,7 @@ impl Handler for Forwarder {
                 wire,
                 upstream,
                 ..
-            } = group
-                .query(question, forwarding_flags(&req.query))
+            } = crate::shared_io::shared(group.query(question, forwarding_flags(&req.query)))
                 .await
                 .map_err(|e| {
                     debug!(error = %e, "every upstream failed");

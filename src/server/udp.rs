@@ -63,6 +63,8 @@ pub(super) fn serve(
     // Slow-path queries start on this thread and register their sockets and timers with the
     // runtime's drivers (`inline`).
     let _runtime = runtime.enter();
+    // Pooled connections stay on the runtime even when a query runs in this thread's own loop.
+    let _shared_io = crate::shared_io::mark(runtime.clone());
     let fd = sock.as_raw_fd();
     // Memory an idle thread never touches stays out of its resident set (issue 17's idle budget):
     // the receive buffers are a fresh anonymous mapping (zero pages the kernel supplies where a
