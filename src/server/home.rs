@@ -34,6 +34,8 @@
 use std::future::Future;
 use std::net::UdpSocket;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::socket::MsgFlags;
@@ -48,6 +50,9 @@ use super::udp_send::BATCH;
 /// A receive thread's home: a current-thread runtime that only this thread drives.
 pub(super) struct Home {
     rt: Runtime,
+    /// Queries started here and not yet done: parked after their first poll (not a task yet) or
+    /// running as tasks.
+    kept: Arc<AtomicUsize>,
     /// Starts count with the runtime's pacer (`inline`), which does not run here: starts on the
     /// home register nothing with the runtime's time driver.
     pacer: Pacer,
@@ -62,13 +67,21 @@ impl Home {
             .build()?;
         Ok(Home {
             rt,
+            kept: Arc::default(),
             pacer: Pacer::default(),
         })
     }
 
-    /// Whether queries started here are still alive: then the thread must drive the home.
+    /// Whether queries started here are not done (or anything they spawned here is alive): then
+    /// the thread must drive the home.
     pub(super) fn busy(&self) -> bool {
-        self.rt.metrics().num_alive_tasks() > 0
+        self.kept.load(Ordering::Acquire) > 0 || self.rt.metrics().num_alive_tasks() > 0
+    }
+
+    /// A query about to start here counts until this is dropped (with the query's future).
+    pub(super) fn keep(&self) -> Kept {
+        self.kept.fetch_add(1, Ordering::AcqRel);
+        Kept(self.kept.clone())
     }
 
     /// Starts `queries` here: each is polled once at once (`inline::start`, inside this home's
@@ -94,6 +107,15 @@ impl Home {
             self.rt
                 .block_on(tokio::time::sleep(Duration::from_millis(10)));
         }
+    }
+}
+
+/// A query kept by a [`Home`]; see [`Home::keep`].
+pub(super) struct Kept(Arc<AtomicUsize>);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

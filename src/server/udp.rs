@@ -181,12 +181,16 @@ fn start_slow(
     // After a stop request (or the server future's drop, before the runtime's drivers go)
     // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
     let stopping = shutdown.is_cancelled();
+    let home = home.as_ref().filter(|_| on_home);
     let queries = slow
         .drain(..)
         .filter(|_| !stopping)
         .map(|(query, src, share)| {
             let (sock, task_shared) = (sock.clone(), shared.clone());
+            // Counted by the home while the future lives, parked or running.
+            let kept = home.map(Home::keep);
             shared.tracker.track_future(async move {
+                let _kept = kept;
                 tokio::select! {
                     biased;
                     () = slow_path(query, src, sock, task_shared) => {}
@@ -195,7 +199,7 @@ fn start_slow(
                 }
             })
         });
-    match home.as_ref().filter(|_| on_home) {
+    match home {
         Some(home) => home.start(queries),
         None => {
             for query in queries {
