@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use nix::sys::socket::MsgFlags;
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -52,7 +53,7 @@ pub(super) struct Home {
     rt: Runtime,
     /// Queries started here and not yet done: parked after their first poll (not a task yet) or
     /// running as tasks.
-    kept: Arc<AtomicUsize>,
+    kept: Arc<KeptCount>,
     /// Starts count with the runtime's pacer (`inline`), which does not run here: starts on the
     /// home register nothing with the runtime's time driver.
     pacer: Pacer,
@@ -75,12 +76,26 @@ impl Home {
     /// Whether queries started here are not done (or anything they spawned here is alive): then
     /// the thread must drive the home.
     pub(super) fn busy(&self) -> bool {
-        self.kept.load(Ordering::Acquire) > 0 || self.rt.metrics().num_alive_tasks() > 0
+        self.kept.n.load(Ordering::Acquire) > 0 || self.rt.metrics().num_alive_tasks() > 0
+    }
+
+    /// Returns once the home is no longer [busy](Self::busy) (checked when its last kept query
+    /// ends: a task it spawned that outlives it keeps the thread here until the next datagram).
+    async fn idle(&self) {
+        loop {
+            let notified = self.kept.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if !self.busy() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// A query about to start here counts until this is dropped (with the query's future).
     pub(super) fn keep(&self) -> Kept {
-        self.kept.fetch_add(1, Ordering::AcqRel);
+        self.kept.n.fetch_add(1, Ordering::AcqRel);
         Kept(self.kept.clone())
     }
 
@@ -110,12 +125,24 @@ impl Home {
     }
 }
 
+/// The count of queries a [`Home`] keeps, and a signal for when it falls to zero.
+#[derive(Default)]
+struct KeptCount {
+    n: AtomicUsize,
+    /// Wakes the thread's wait in the home ([`Watch::wait`]) so that it goes back to `recvmmsg`.
+    /// From the home's own thread (a task ending) that costs no system call: tokio's
+    /// current-thread waker writes to its eventfd only from other threads.
+    idle: Notify,
+}
+
 /// A query kept by a [`Home`]; see [`Home::keep`].
-pub(super) struct Kept(Arc<AtomicUsize>);
+pub(super) struct Kept(Arc<KeptCount>);
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -123,7 +150,8 @@ impl Drop for Kept {
 pub(super) enum Woke {
     /// The client socket's datagrams, read (or the read's error).
     Read(std::io::Result<usize>),
-    /// Look again whether the home is still busy (the pacer's tick), or a stop request.
+    /// Look again whether the home is still busy (its last query ended, the pacer ticked), or a
+    /// stop request.
     Look,
 }
 
@@ -201,6 +229,7 @@ impl Watch {
                         pace.as_mut().reset(Instant::now() + PACE);
                         Woke::Look
                     }
+                    () = home.idle() => Woke::Look,
                     () = shutdown.cancelled() => Woke::Look,
                 }
             };

@@ -138,10 +138,13 @@ pub(super) fn serve(
         sender.send(fd, &outs[..replies], &dests[..replies]);
         // The batch's answers are out; now the queries that need more work start, so that no
         // cached answer waits behind them.
+        // Only a start makes the home busy; a wait there found whether it still is.
         if !slow.is_empty() {
             start_slow(&mut slow, &sock, &shared, &shutdown, &runtime, &mut home);
+            busy = home.as_ref().is_some_and(Home::busy);
+        } else if busy {
+            busy = home.as_ref().is_some_and(Home::busy);
         }
-        busy = home.as_ref().is_some_and(Home::busy);
     }
     // Queries started here finish here: the server's drain waits for them (they are tracked) up
     // to its grace period and the hard stop that ends them. Bounded for when nobody drains (the
@@ -158,6 +161,7 @@ pub(super) fn serve(
 /// What two or more of them write upstream goes out together when the batch ends (`batch`); a
 /// lone query (an idle server's every query) writes as soon as it can, not after the rest of its
 /// first poll (its timers, the pool's and the cache's bookkeeping, parking it).
+#[inline(never)]
 fn start_slow(
     slow: &mut Vec<SlowQuery>,
     sock: &Arc<UdpSocket>,
