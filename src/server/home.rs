@@ -289,3 +289,112 @@ fn register_dup(sock: &UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
     sock.set_nonblocking(false)?;
     registered
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A UDP socket as the receive loop has it (blocking), and a client connected to it.
+    fn sockets() -> (UdpSocket, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        (server, client)
+    }
+
+    fn read_one(sock: &UdpSocket, flags: MsgFlags) -> std::io::Result<usize> {
+        let mut buf = [0u8; 64];
+        nix::sys::socket::recv(std::os::fd::AsRawFd::as_raw_fd(sock), &mut buf, flags)
+            .map(|_| 1)
+            .map_err(std::io::Error::from)
+    }
+
+    /// A query that waits is kept: it finishes on this thread while the thread waits for the
+    /// client socket in the home, and the wait then says to look again (no longer busy).
+    #[test]
+    fn a_waiting_query_finishes_on_the_receive_thread() {
+        let home = Home::new().unwrap();
+        let (server, _client) = sockets();
+        let here = std::thread::current().id();
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let kept = home.keep();
+        home.start(std::iter::once(async move {
+            let _kept = kept;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(std::thread::current().id(), here);
+            d.store(true, Ordering::SeqCst);
+        }));
+        assert!(home.busy(), "kept after its first poll");
+        let mut watch = Watch::default();
+        let shutdown = CancellationToken::new();
+        let mut looks = 0;
+        while home.busy() {
+            match watch.wait(&home, &server, &shutdown, |f| read_one(&server, f)) {
+                Woke::Look => looks += 1,
+                Woke::Read(r) => panic!("nothing was sent: {r:?}"),
+            }
+            assert!(looks < 100, "the kept query never finished");
+        }
+        assert!(done.load(Ordering::SeqCst));
+        // The socket is still blocking for `recvmmsg` after its registration.
+        assert!(!socket2::SockRef::from(&server).nonblocking().unwrap());
+    }
+
+    /// A datagram ends the wait with the read; a stop request ends it too.
+    #[test]
+    fn the_wait_reads_the_client_socket_and_stops_on_request() {
+        let home = Home::new().unwrap();
+        let (server, client) = sockets();
+        let kept = home.keep();
+        home.start(std::iter::once(async move {
+            let _kept = kept;
+            std::future::pending::<()>().await;
+        }));
+        let mut watch = Watch::default();
+        let shutdown = CancellationToken::new();
+        client.send(b"query").unwrap();
+        let mut read = None;
+        for _ in 0..100 {
+            if let Woke::Read(r) = watch.wait(&home, &server, &shutdown, |f| read_one(&server, f)) {
+                read = Some(r.unwrap());
+                break;
+            }
+        }
+        assert_eq!(read, Some(1));
+        shutdown.cancel();
+        assert!(matches!(
+            watch.wait(&home, &server, &shutdown, |f| read_one(&server, f)),
+            Woke::Look
+        ));
+    }
+
+    /// Clients that always have a datagram waiting do not starve a kept query: it gets a turn
+    /// at least every FAIR_TURNS waits.
+    #[test]
+    fn a_stream_of_clients_does_not_starve_kept_queries() {
+        let home = Home::new().unwrap();
+        let (server, client) = sockets();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let kept = home.keep();
+        home.start(std::iter::once(async move {
+            let _kept = kept;
+            rx.await.unwrap();
+            d.store(true, Ordering::SeqCst);
+        }));
+        let mut watch = Watch::default();
+        let shutdown = CancellationToken::new();
+        // Woken from another thread's point of view: the wake lands in the home's queue.
+        tx.send(()).unwrap();
+        for _ in 0..(FAIR_TURNS + 2) {
+            client.send(b"q").unwrap();
+            client.send(b"q").unwrap();
+            let _ = watch.wait(&home, &server, &shutdown, |f| read_one(&server, f));
+        }
+        assert!(done.load(Ordering::SeqCst), "the kept query never ran");
+    }
+}

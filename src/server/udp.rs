@@ -31,12 +31,12 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::home::{Home, Watch, Woke};
 use super::querylog::Answered;
 use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
 use super::udp_send::{BatchSender, BATCH};
 use super::Shared;
-use super::home::{Home, Watch, Woke};
 use super::{fair, inline};
 use crate::handler::{Protocol, Request};
 use crate::wire::{Message, Opcode, QueryView, HEADER_LEN};
