@@ -52,7 +52,6 @@ pub mod portal;
 pub mod query;
 pub mod recursor;
 pub mod server;
-pub mod shared_io;
 pub mod special;
 pub mod upstream;
 pub mod validate;

@@ -960,17 +960,7 @@ fn server_config(
         freebind: s.freebind,
         query_log_file,
         metrics,
-        slow_path_on_receive_thread: slow_path_on_receive_thread(c),
     }
-}
-
-/// Whether a UDP receive thread serves its slow-path queries to the end in an event loop of its
-/// own (`server::ServerConfig`): in recursive mode, where most of them wait for the recursor's
-/// socket per upstream query, which the query owns. (Forwarding rules and the captive-portal
-/// fallback keep their pooled connections on the runtime, `shared_io`; in forwarding mode nearly
-/// every miss waits on those, and would wake two threads instead of one.)
-fn slow_path_on_receive_thread(c: &Config) -> bool {
-    c.resolver.mode == Mode::Recursive
 }
 
 /// A pool of `servers` (configured at `key`), with the configured strategy and time budget.

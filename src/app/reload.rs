@@ -210,11 +210,6 @@ impl State {
         }
         let live = &mut self.live;
         live.server.set_acl(Acl::new(config.server.allow.clone()));
-        // Off before a forwarding chain is in, on only after it is out.
-        let home = super::slow_path_on_receive_thread(&config);
-        if !home {
-            live.server.set_slow_path_on_receive_thread(false);
-        }
         if let Some(c) = &live.cache {
             c.set_policy(&cache_config(&config));
         }
@@ -230,9 +225,6 @@ impl State {
             recursor.clone(),
             anchors,
         ));
-        if home {
-            live.server.set_slow_path_on_receive_thread(true);
-        }
         if let Some(r) = recursor {
             tokio::spawn(async move { r.prime().await });
         }

@@ -157,7 +157,8 @@ impl Handler for Forwarder {
                 wire,
                 upstream,
                 ..
-            } = crate::shared_io::shared(group.query(question, forwarding_flags(&req.query)))
+            } = group
+                .query(question, forwarding_flags(&req.query))
                 .await
                 .map_err(|e| {
                     debug!(error = %e, "every upstream failed");

@@ -146,7 +146,9 @@ impl Portal {
     /// Asks the network's resolvers; the answer's TTLs become 0 so nothing keeps it.
     async fn via_network(&self, req: &Request) -> HandlerResult {
         let q = req.query.question().ok_or(HandlerError::NotImplemented)?;
-        let mut reply = crate::shared_io::shared(self.network.ask(q, forwarding_flags(&req.query)))
+        let mut reply = self
+            .network
+            .ask(q, forwarding_flags(&req.query))
             .await
             .map_err(HandlerError::upstream)?;
         let mut message = reply.take_message().map_err(HandlerError::upstream)?;

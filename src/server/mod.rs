@@ -46,7 +46,6 @@
 pub mod acl;
 pub mod activation;
 mod fair;
-mod home;
 mod inline;
 pub mod querylog;
 pub mod ratelimit;
@@ -59,7 +58,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,13 +153,6 @@ pub struct ServerConfig {
     pub query_log_file: Option<Arc<querylog::FileLog>>,
     /// Every response sent is counted here.
     pub metrics: Arc<QueryCounters>,
-    /// Serve slow-path UDP queries to the end on the receive thread that got them, in an event
-    /// loop of its own, instead of handing them to the runtime once they wait (`home`). Only for a
-    /// chain whose slow path owns all its I/O: the recursor's socket per upstream query, not a
-    /// forwarding rule's pooled connections (one opened there would be served only while that
-    /// thread has queries of its own). Off by default; [`Controls::set_slow_path_on_receive_thread`]
-    /// changes it while the server runs.
-    pub slow_path_on_receive_thread: bool,
 }
 
 impl Default for ServerConfig {
@@ -184,7 +176,6 @@ impl Default for ServerConfig {
             freebind: false,
             query_log_file: None,
             metrics: Arc::default(),
-            slow_path_on_receive_thread: false,
         }
     }
 }
@@ -393,7 +384,6 @@ impl Server {
             query_deadline: cfg.query_deadline.max(Duration::from_millis(1)),
             tracker: TaskTracker::new(),
             pacer: Arc::default(),
-            slow_path_home: AtomicBool::new(cfg.slow_path_on_receive_thread),
             hard_stop,
         });
         Ok(Server { udp, tcp, shared })
@@ -503,13 +493,6 @@ impl Controls {
     pub fn set_acl(&self, acl: Acl) {
         self.shared.acl.store(Arc::new(acl));
     }
-
-    /// [`ServerConfig::slow_path_on_receive_thread`] from now on (a reload that adds or removes
-    /// forwarding rules, or changes the mode). Queries already started where they were finish
-    /// there.
-    pub fn set_slow_path_on_receive_thread(&self, on: bool) {
-        self.shared.slow_path_home.store(on, Ordering::Relaxed);
-    }
 }
 
 /// What every listener task shares.
@@ -540,8 +523,6 @@ struct Shared {
     tracker: TaskTracker,
     /// Keeps the timer driver's plan near while UDP threads start queries (see `inline`).
     pacer: Arc<inline::Pacer>,
-    /// [`ServerConfig::slow_path_on_receive_thread`], as the last reload left it (read per batch).
-    slow_path_home: AtomicBool,
     /// Cancelled when the grace period is over: everything still running stops at once.
     hard_stop: CancellationToken,
 }

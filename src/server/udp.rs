@@ -22,7 +22,6 @@
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,6 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::home::{Home, Watch, Woke};
 use super::querylog::Answered;
 use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
@@ -63,8 +61,6 @@ pub(super) fn serve(
     // Slow-path queries start on this thread and register their sockets and timers with the
     // runtime's drivers (`inline`).
     let _runtime = runtime.enter();
-    // Pooled connections stay on the runtime even when a query runs in this thread's own loop.
-    let _shared_io = crate::shared_io::mark(runtime.clone());
     let fd = sock.as_raw_fd();
     // Memory an idle thread never touches stays out of its resident set (issue 17's idle budget):
     // the receive buffers are a fresh anonymous mapping (zero pages the kernel supplies where a
@@ -88,38 +84,32 @@ pub(super) fn serve(
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
-    // This thread's own event loop (`home`), made when the chain first allows serving slow-path
-    // queries to the end here.
-    let mut home: Option<Home> = None;
-    let mut watch = Watch::default();
-    // Whether queries started here are pending: then the thread waits in the home's event loop,
-    // for their upstream answers as well as for clients.
-    let mut busy = false;
     while !shutdown.is_cancelled() {
-        let received = match home.as_ref().filter(|_| busy) {
-            Some(home) => match watch.wait(home, &sock, &shutdown, |flags| {
-                receive(fd, rbuf, &mut recv_hdrs, &mut got, flags)
-            }) {
-                Woke::Read(r) => r,
-                Woke::Look => {
-                    busy = home.busy();
+        let n = {
+            let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            match recvmmsg(
+                fd,
+                &mut recv_hdrs,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for (slot, r) in got.iter_mut().zip(results) {
+                        // A cut datagram is dropped (no address: nothing is sent back).
+                        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                        *slot = (r.bytes, r.address.filter(|_| whole));
+                        n += 1;
+                    }
+                    n
+                }
+                Err(e) => {
+                    recv_error(std::io::Error::from(e));
                     continue;
                 }
-            },
-            None => {
-                watch.quiet();
-                receive(fd, rbuf, &mut recv_hdrs, &mut got, MsgFlags::MSG_WAITFORONE)
-            }
-        };
-        let n = match received {
-            Ok(n) => n,
-            Err(e) => {
-                if !busy && e.kind() == std::io::ErrorKind::WouldBlock {
-                    // The read timeout: idle, so the home's watch on the socket can go.
-                    watch.forget();
-                }
-                recv_error(e);
-                continue;
             }
         };
         // One clock read per batch, and none without a rate limit.
@@ -136,107 +126,35 @@ pub(super) fn serve(
             }
         }
         sender.send(fd, &outs[..replies], &dests[..replies]);
-        // The batch's answers are out; now the queries that need more work start, so that no
-        // cached answer waits behind them.
-        // Only a start makes the home busy; a wait there found whether it still is.
-        if !slow.is_empty() {
-            start_slow(&mut slow, &sock, &shared, &shutdown, &runtime, &mut home);
-            busy = home.as_ref().is_some_and(Home::busy);
-        } else if busy {
-            busy = home.as_ref().is_some_and(Home::busy);
+        // The batch's answers are out; now the queries that need more work start (their first
+        // steps run here, see `inline`), so that no cached answer waits behind them. What two or
+        // more of them write upstream goes out together when the batch ends (`batch`); a lone
+        // query (an idle server's every query) writes as soon as it can, not after the rest of
+        // its first poll (its timers, the pool's and the cache's bookkeeping, parking it).
+        let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
+        for (query, src, share) in slow.drain(..) {
+            // After a stop request (or the server future's drop, before the runtime's drivers go)
+            // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
+            if shutdown.is_cancelled() {
+                continue;
+            }
+            let (sock, task_shared) = (sock.clone(), shared.clone());
+            inline::start(
+                shared.tracker.track_future(async move {
+                    tokio::select! {
+                        biased;
+                        () = slow_path(query, src, sock, task_shared) => {}
+                        // Its share went to a client holding less: dropped, as at the cap.
+                        () = share.cancelled() => {}
+                    }
+                }),
+                &runtime,
+                &shared.pacer,
+            );
         }
-    }
-    // Queries started here finish here: the server's drain waits for them (they are tracked) up
-    // to its grace period and the hard stop that ends them. Bounded for when nobody drains (the
-    // server's future dropped with its runtime).
-    if let Some(home) = &home {
-        home.drain(super::SHUTDOWN_GRACE + Duration::from_secs(2));
     }
     let (gso_sends, gso_answers) = sender.gso_counts();
     debug!(gso_sends, gso_answers, "udp receive loop stopped");
-}
-
-/// Starts the batch's slow-path queries (their first steps run here, see `inline`): on this
-/// thread's home when the chain allows it (`home`), otherwise moving to `runtime` once they wait.
-/// What two or more of them write upstream goes out together when the batch ends (`batch`); a
-/// lone query (an idle server's every query) writes as soon as it can, not after the rest of its
-/// first poll (its timers, the pool's and the cache's bookkeeping, parking it).
-#[inline(never)]
-fn start_slow(
-    slow: &mut Vec<SlowQuery>,
-    sock: &Arc<UdpSocket>,
-    shared: &Arc<Shared>,
-    shutdown: &CancellationToken,
-    runtime: &Handle,
-    home: &mut Option<Home>,
-) {
-    let on_home = shared.slow_path_home.load(Ordering::Relaxed);
-    if on_home && home.is_none() {
-        match Home::new() {
-            Ok(made) => *home = Some(made),
-            // Without one (the system refused an epoll descriptor) they go to the runtime.
-            Err(e) => crate::logging::log_limited!(
-                tracing::Level::WARN,
-                "no event loop for the udp receive thread ({e}); waiting queries go to the runtime"
-            ),
-        }
-    }
-    let _batch = (slow.len() > 1).then(crate::batch::Batch::begin);
-    // After a stop request (or the server future's drop, before the runtime's drivers go)
-    // nothing new starts: the query is dropped, as a spawn onto a closed runtime would be.
-    let stopping = shutdown.is_cancelled();
-    let home = home.as_ref().filter(|_| on_home);
-    let queries = slow
-        .drain(..)
-        .filter(|_| !stopping)
-        .map(|(query, src, share)| {
-            let (sock, task_shared) = (sock.clone(), shared.clone());
-            // Counted by the home while the future lives, parked or running.
-            let kept = home.map(Home::keep);
-            shared.tracker.track_future(async move {
-                let _kept = kept;
-                tokio::select! {
-                    biased;
-                    () = slow_path(query, src, sock, task_shared) => {}
-                    // Its share went to a client holding less: dropped, as at the cap.
-                    () = share.cancelled() => {}
-                }
-            })
-        });
-    match home {
-        Some(home) => home.start(queries),
-        None => {
-            for query in queries {
-                inline::start(query, runtime, &shared.pacer);
-            }
-        }
-    }
-}
-
-/// Receives what `recvmmsg` gives with `flags` into the buffers; returns how many datagrams, each
-/// in `got` as its length and sender (None for a cut one, which is dropped).
-// Inlined: the blocking receive is the cached path's, and as a call it cost about 100
-// instructions per one-datagram batch (callgrind, warm phase of callgrind_recursive.py).
-#[inline(always)]
-fn receive(
-    fd: std::os::fd::RawFd,
-    rbuf: &mut [u8],
-    recv_hdrs: &mut MultiHeaders<SockaddrStorage>,
-    got: &mut [(usize, Option<SockaddrStorage>); BATCH],
-    flags: MsgFlags,
-) -> std::io::Result<usize> {
-    let mut chunks = rbuf.chunks_exact_mut(RECV_BUF);
-    let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-        std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-    let results = recvmmsg(fd, recv_hdrs, iovs.iter_mut(), flags, None)?;
-    let mut n = 0;
-    for (slot, r) in got.iter_mut().zip(results) {
-        // A cut datagram is dropped (no address: nothing is sent back).
-        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-        *slot = (r.bytes, r.address.filter(|_| whole));
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// A query for the slow path, with its share of the in-flight budget.
