@@ -492,6 +492,49 @@ async fn committed_test_pki_works() {
 
 // ---- DoH ----
 
+/// Like DoT: on an open connection the request's frames leave in the exchange's first poll (on a
+/// UDP receive thread, with no runtime worker woken), or at the end of its receive batch.
+#[test]
+fn doh_writes_on_an_open_connection_in_the_exchanges_first_poll() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = Pki::generate();
+    let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh());
+    client_rt.block_on(async {
+        let q = query("example.com", 1);
+        check_answer(&q, &t.exchange(&q).await.expect("first answer"));
+        for (n, batched) in [(2, false), (3, true)] {
+            let q = query("example.org", n);
+            let mut exchange = t.exchange(&q);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let batch = batched.then(dnsveil::batch::Batch::begin);
+            assert!(exchange.as_mut().poll(&mut cx).is_pending());
+            drop(batch);
+            // This thread runs no other task of the client's runtime until the server has it.
+            let (arrived, wait) = std::sync::mpsc::channel();
+            let counts = s.server.counts.clone();
+            server_rt.spawn(async move {
+                counts.wait_queries(n as usize).await;
+                let _ = arrived.send(());
+            });
+            assert!(
+                wait.recv_timeout(Duration::from_secs(5)).is_ok(),
+                "request {n} (batched: {batched}) did not leave in the exchange's first poll"
+            );
+            check_answer(&q, &exchange.await.expect("answer"));
+        }
+    });
+    assert_eq!(s.server.accepted(), 1);
+}
+
 #[tokio::test]
 async fn doh_post_answers() {
     let pki = Pki::generate();

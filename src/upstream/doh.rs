@@ -56,6 +56,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::dot::bootstrap_addrs;
+use super::h2drive::Driven;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{
@@ -332,13 +333,26 @@ impl DohTransport {
             // Waits only while the server's limit of concurrent streams is reached.
             let mut sender = conn.sender.clone().ready().await.map_err(lost)?;
             let post = self.shared.opts.method == DohMethod::Post;
-            let (response, mut body) = sender.send_request(request, !post).map_err(lost)?;
-            if post {
-                body.send_data(wire.clone(), true).map_err(lost)?;
-            }
+            // The frames are written by this poll (or at the end of its receive batch), not by
+            // a wake-up of the connection's task (h2drive.rs).
+            conn.driven.plan();
+            let sent = sender.send_request(request, !post).and_then(|(response, mut body)| {
+                if post {
+                    body.send_data(wire.clone(), true)?;
+                }
+                Ok((response, body))
+            });
+            conn.driven.submit();
+            let (response, body) = sent.map_err(lost)?;
             let response = response.await.map_err(lost)?;
             conn.state.answered();
-            check_response(response, self.shared.opts.max_response).await
+            let answer = check_response(response, self.shared.opts.max_response).await;
+            // The stream's last handle going tells h2 to look at the connection: done here, on
+            // this thread, rather than by a wake-up of its task.
+            conn.driven.plan();
+            drop(body);
+            conn.driven.drive();
+            answer
         };
         let result = tokio::select! {
             result = exchange => result,
@@ -482,6 +496,7 @@ struct Failed {
 #[derive(Clone)]
 struct Conn {
     sender: SendRequest<Bytes>,
+    driven: Arc<Driven>,
     state: Arc<ConnState>,
 }
 
@@ -587,9 +602,11 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
     let url = shared.url.clone();
     let watched = state.clone();
     let mut pings = connection.ping_pong();
+    let driven = Driven::new(connection);
+    let polled = driven.clone();
     tokio::spawn(async move {
         tokio::select! {
-            result = &mut connection => {
+            result = std::future::poll_fn(|cx| polled.poll_task(cx)) => {
                 if let Err(e) = result {
                     tracing::debug!(upstream = %url, gen, error = %e, "DoH connection ended");
                 }
@@ -606,8 +623,13 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         }
         // Whatever ended the connection, requests still waiting on it must not hang.
         watched.closed.cancel();
+        polled.close();
     });
-    Ok(Conn { sender, state })
+    Ok(Conn {
+        sender,
+        driven,
+        state,
+    })
 }
 
 /// PINGs every `interval` while requests are open; returns when one has gone unanswered for
