@@ -78,6 +78,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_INFLIGHT: usize = 256;
 /// The most requests one transport will ever have in flight.
 pub const MAX_INFLIGHT: usize = 8192;
+/// Padded query lengths whose `content-length` value is made once: 0 to 7 blocks (a query of up
+/// to 896 octets with the default 128-octet blocks).
+const PADDED_LENGTHS: usize = 8;
 
 /// How queries are sent (RFC 8484 section 4.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +127,8 @@ pub struct DohTransport {
     url: String,
     /// `https://authority/path`, the request target of every query.
     uri: Uri,
+    /// `content-length` values of padded queries, by length in padding blocks (0 to 7).
+    content_lengths: Vec<HeaderValue>,
     shared: Arc<Shared>,
     /// The current connection generation. A std mutex: held only to read or swap the Arc, never
     /// across an `.await`.
@@ -167,9 +172,13 @@ impl DohTransport {
             max_inflight: opts.max_inflight.clamp(1, MAX_INFLIGHT),
             ..opts
         };
+        let content_lengths = (0..PADDED_LENGTHS)
+            .map(|blocks| HeaderValue::from(blocks * opts.pad_block))
+            .collect();
         Ok(DohTransport {
             url: url.to_string(),
             uri,
+            content_lengths,
             permits: Semaphore::new(opts.max_inflight),
             shared: Arc::new(Shared {
                 url: url.to_string(),
@@ -336,12 +345,14 @@ impl DohTransport {
             // The frames are written by this poll (or at the end of its receive batch), not by
             // a wake-up of the connection's task (h2drive.rs).
             conn.driven.plan();
-            let sent = sender.send_request(request, !post).and_then(|(response, mut body)| {
-                if post {
-                    body.send_data(wire.clone(), true)?;
-                }
-                Ok((response, body))
-            });
+            let sent = sender
+                .send_request(request, !post)
+                .and_then(|(response, mut body)| {
+                    if post {
+                        body.send_data(wire.clone(), true)?;
+                    }
+                    Ok((response, body))
+                });
             conn.driven.submit();
             let (response, body) = sent.map_err(lost)?;
             let response = response.await.map_err(lost)?;
@@ -364,27 +375,44 @@ impl DohTransport {
         result
     }
 
-    /// The request's head; a POST's body (the query) is sent on its stream.
+    /// The request's head; a POST's body (the query) is sent on its stream. Built in place (the
+    /// builder moves the whole request at every header) with its header values shared, not made.
     fn request(&self, wire: &[u8]) -> Result<Request<()>, UpstreamError> {
         let dns_message = HeaderValue::from_static(DNS_MESSAGE);
-        let builder = Request::builder().header(ACCEPT, dns_message.clone());
-        let request = match self.shared.opts.method {
-            DohMethod::Post => builder
-                .method(Method::POST)
-                .uri(self.uri.clone())
-                .header(CONTENT_TYPE, dns_message)
-                .header(CONTENT_LENGTH, wire.len())
-                .body(()),
+        let mut request = Request::new(());
+        match self.shared.opts.method {
+            DohMethod::Post => {
+                *request.method_mut() = Method::POST;
+                *request.uri_mut() = self.uri.clone();
+                let headers = request.headers_mut();
+                headers.reserve(3);
+                headers.insert(ACCEPT, dns_message.clone());
+                headers.insert(CONTENT_TYPE, dns_message);
+                headers.insert(CONTENT_LENGTH, self.content_length(wire.len()));
+            }
             DohMethod::Get => {
                 let dns = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wire);
                 let sep = if self.uri.query().is_some() { '&' } else { '?' };
-                builder
-                    .method(Method::GET)
-                    .uri(format!("{}{sep}dns={dns}", self.uri))
-                    .body(())
+                *request.uri_mut() =
+                    format!("{}{sep}dns={dns}", self.uri).parse().map_err(|e| {
+                        UpstreamError::Http(HttpError::BuildRequest(Arc::new(http::Error::from(e))))
+                    })?;
+                request.headers_mut().insert(ACCEPT, dns_message);
             }
-        };
-        request.map_err(|e| UpstreamError::Http(HttpError::BuildRequest(Arc::new(e))))
+        }
+        Ok(request)
+    }
+
+    /// The `content-length` value for a body of `len` octets: one of those made up front for
+    /// padded queries (a clone shares it), or a new one.
+    fn content_length(&self, len: usize) -> HeaderValue {
+        let block = self.shared.opts.pad_block;
+        if block > 0 && len % block == 0 {
+            if let Some(value) = self.content_lengths.get(len / block) {
+                return value.clone();
+            }
+        }
+        HeaderValue::from(len)
     }
 }
 
@@ -684,6 +712,24 @@ mod tests {
         assert!(DohTransport::new(&tls_url, vec![addr], tls.clone(), opts.clone()).is_err());
         let named: UpstreamUrl = "https://dns.test/dns-query".parse().unwrap();
         assert!(DohTransport::new(&named, vec![], tls, opts).is_err());
+    }
+
+    #[test]
+    fn post_requests_declare_their_length() {
+        let url: UpstreamUrl = "https://dns.test/dns-query".parse().unwrap();
+        let addr: SocketAddr = "127.0.0.1:443".parse().unwrap();
+        let opts = DohOptions::default();
+        let t = DohTransport::new(&url, vec![addr], TlsOptions::new("dns.test"), opts).unwrap();
+        // Padded lengths (values made up front) and any other length alike.
+        for len in [128, 256, 896, 1024, 1000, 12] {
+            let req = t.request(&vec![0; len]).unwrap();
+            assert_eq!(req.method(), Method::POST);
+            assert_eq!(req.uri(), "https://dns.test/dns-query");
+            assert_eq!(req.headers()[CONTENT_LENGTH], len.to_string().as_str());
+            assert_eq!(req.headers()[CONTENT_TYPE], DNS_MESSAGE);
+            assert_eq!(req.headers()[ACCEPT], DNS_MESSAGE);
+            assert_eq!(req.headers().len(), 3);
+        }
     }
 
     #[test]
