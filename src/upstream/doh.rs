@@ -1,15 +1,19 @@
 //! DNS-over-HTTPS (RFC 8484) over one multiplexed HTTP/2 connection per upstream.
 //!
 //! ```text
-//!   exchange() --clone of SendRequest--> h2 stream ----\
+//!   exchange() --clone of SendRequest--> h2 stream ----\      written by the exchange's own poll
 //!   exchange() --clone of SendRequest--> h2 stream -----+--> one TLS connection (ALPN h2) --> server
-//!   exchange() --clone of SendRequest--> h2 stream ----/        driven by its own task
+//!   exchange() --clone of SendRequest--> h2 stream ----/      read by the connection's task
 //! ```
 //!
 //! The client is the `h2` crate's, used directly: an exchange opens its stream and waits on the
 //! stream's own response future, which the connection's task completes as it reads the answer.
 //! (hyper's client on top of it adds a dispatch queue and spawns a task per request to carry the
-//! response back, a task hop per query for features a DNS client does not use.)
+//! response back, a task hop per query for features a DNS client does not use.) The exchange
+//! writes its request's frames itself, in the poll that submits them (or, for queries one UDP
+//! receive batch starts, once at the batch's end), as a DoT query is written: the h2 connection
+//! is polled by whichever thread has work for it ([`super::h2drive`]), so sending a query wakes
+//! no task, and a miss costs one wake-up of the runtime (the answer arriving).
 //!
 //! - **One connection** carries every concurrent query as its own HTTP/2 stream. It is opened
 //!   lazily by the first query; queries that arrive meanwhile wait for that same handshake (a
