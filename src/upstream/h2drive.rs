@@ -31,10 +31,14 @@
 //! which for a slow-path query may spawn (and at shutdown drop) a whole query, so nothing that
 //! drops with a query may take this lock.
 //!
+//! A panic inside h2 is contained by the drive (whichever thread runs it): the connection is
+//! dropped, its requests fail and are sent again on a fresh one, as when a connection breaks.
+//!
 //! Limitations: the thread that queues frames also encrypts and writes them, so under load the
 //! receive thread and a runtime worker may briefly wait for each other on the lock (as with DoT).
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -45,6 +49,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::batch;
+use crate::logging::log_limited;
 
 /// The h2 connection future of a DoH upstream.
 pub(super) type H2Connection = h2::client::Connection<TlsStream<TcpStream>, Bytes>;
@@ -156,11 +161,24 @@ impl Driven {
             return Poll::Ready(Ok(()));
         };
         self.relay.state.store(DRIVING, Ordering::Release);
-        let result = Pin::new(conn).poll(&mut Context::from_waker(&self.waker));
+        let mut cx = Context::from_waker(&self.waker);
+        // Contained here, whichever thread drives: a panic must neither take a UDP receive thread
+        // down (a batch's end runs this outside any task) nor leave a half-updated connection
+        // behind for the next caller.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| Pin::new(conn).poll(&mut cx)));
         if self.relay.state.swap(IDLE, Ordering::AcqRel) == MISSED {
             self.relay.forward();
         }
-        result
+        result.unwrap_or_else(|_| {
+            log_limited!(
+                tracing::Level::ERROR,
+                "the DoH connection's HTTP/2 state panicked; connection dropped"
+            );
+            // Its requests fail with it and are sent again on a fresh connection.
+            let conn = polled.conn.take();
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(conn)));
+            Poll::Ready(Ok(()))
+        })
     }
 }
 
