@@ -535,6 +535,68 @@ fn doh_writes_on_an_open_connection_in_the_exchanges_first_poll() {
     assert_eq!(s.server.accepted(), 1);
 }
 
+/// Many threads drive one connection at once: receive-thread-like threads that start queries in
+/// batches (the write at each batch's end) and runtime workers that start them one by one. A wake
+/// lost between the threads that drive the connection and its task would leave answers unread
+/// and exchanges timing out.
+#[test]
+fn doh_loses_no_wake_when_many_threads_drive_the_connection() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = Pki::generate();
+    let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Arc::new(doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh()));
+    const THREADS: usize = 3;
+    const BATCHES: usize = 40;
+    const BATCH: usize = 8;
+    let batched: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (t, handle) = (t.clone(), client_rt.handle().clone());
+            std::thread::spawn(move || {
+                let _runtime = handle.enter();
+                let mut tasks = Vec::new();
+                for batch in 0..BATCHES {
+                    let open = dnsveil::batch::Batch::begin();
+                    let mut started = Vec::new();
+                    for i in 0..BATCH {
+                        let t = t.clone();
+                        let q = query(&format!("b{thread}-{batch}-{i}.example"), 7);
+                        let mut exchange = Box::pin(async move {
+                            let r = t.exchange(&q).await.expect("answer");
+                            check_answer(&q, &r);
+                        });
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        if std::future::Future::poll(exchange.as_mut(), &mut cx).is_pending() {
+                            started.push(exchange);
+                        }
+                    }
+                    drop(open);
+                    tasks.extend(started.into_iter().map(|e| handle.spawn(e)));
+                }
+                tasks
+            })
+        })
+        .collect();
+    client_rt.block_on(async {
+        concurrent(t.clone(), 300).await;
+        for thread in batched {
+            for task in thread.join().unwrap() {
+                task.await.expect("a batched exchange");
+            }
+        }
+    });
+    assert_eq!(s.server.queries(), 300 + THREADS * BATCHES * BATCH);
+    assert_eq!(s.server.accepted(), 1, "one connection for everything");
+}
+
 #[tokio::test]
 async fn doh_post_answers() {
     let pki = Pki::generate();
