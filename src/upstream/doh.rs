@@ -313,7 +313,13 @@ impl DohTransport {
             current.clone()
         };
         let shared = &self.shared;
-        match slot.cell.get_or_init(|| open(shared.clone())).await {
+        // Boxed: opening a connection is a large future (TCP, TLS and HTTP/2 handshakes), and
+        // inline it would make every exchange's future that large, connection open or not.
+        match slot
+            .cell
+            .get_or_init(|| Box::pin(open(shared.clone())))
+            .await
+        {
             Ok(conn) => Ok(conn.clone()),
             Err(failed) => Err(failed.error.clone()),
         }
