@@ -231,7 +231,8 @@ impl DohTransport {
         }
         // The timeout covers waiting for a slot and the exchange itself.
         let timeout = self.shared.opts.timeout;
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
         let mut wire = pad_query(query, self.shared.opts.pad_block);
@@ -240,7 +241,6 @@ impl DohTransport {
         }
         let sent_id = [wire[0], wire[1]];
         let wire = Bytes::from(wire);
-        let started = Instant::now();
 
         let mut used: Option<Conn> = None;
         let attempt = async {
@@ -555,9 +555,9 @@ impl ConnState {
         self.opened.elapsed().as_micros() as u64
     }
 
+    /// A request starts (the time it ends is what idleness counts from, see `idle_deadline`).
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.last_used_us.store(self.now_us(), Ordering::Relaxed);
     }
 
     fn end(&self) {
