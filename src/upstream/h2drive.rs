@@ -36,6 +36,10 @@
 //!
 //! Limitations: the thread that queues frames also encrypts and writes them, so under load the
 //! receive thread and a runtime worker may briefly wait for each other on the lock (as with DoT).
+//! h2 reads before it writes, so a drive on a receive thread also takes in answers that have
+//! arrived by then; their exchanges are then spawned from that thread (through the runtime's
+//! shared queue, not a worker's own). A batch's end writes what that batch queued, where the task
+//! used to gather what several batches queued: at saturation slightly more write calls per query.
 
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
