@@ -29,6 +29,7 @@ Compared, same run, same worker threads, same layout:
   - UDP: dnsveil `--upstream udp://...` vs unbound forwarding plain to nsd;
   - DoT: dnsveil `--upstream tls://...` vs unbound with `forward-tls-upstream: yes`;
   - DoH: dnsveil `--upstream https://.../dns-query` vs dnsdist with a DoH backend (outgoing DoH);
+    with `--dnsdist-nodelay`, also vs that dnsdist with TCP_NODELAY forced (see NODELAY below);
   - with `--baseline REV`, also dnsveil built at git revision REV (bench.baseline_binary), so the
     report gives this tree against the baseline, measured in the same rounds.
 First, in each round, the rig alone (no resolver): dnsperf straight to the upstream's DoT frontend
@@ -59,7 +60,7 @@ into the section between this script's markers only.
 
 Usage: python3 benches/bench_upstream.py [--layout split|shared] [--only udp|dot|doh] [--baseline REV]
            [--threads 1] [--seconds 10] [--rates 500,1000] [--latency-seconds 10] [--names 100000]
-           [--rounds 3] [--extra-dnsveil-threads 2] [--out BENCHMARKS.md] [--no-build]
+           [--rounds 3] [--extra-dnsveil-threads 2] [--dnsdist-nodelay] [--out BENCHMARKS.md] [--no-build]
 Needs: nsd, unbound, dnsdist, dnsperf, kdig, taskset (Debian: nsd unbound dnsdist dnsperf
 knot-dnsutils util-linux).
 """
@@ -107,6 +108,13 @@ GOAL_RATE = 500
 # DoH frontend, so DoH has no floor (and no p50 goal).
 RIG = "rig"
 RIG_ALONE = ("udp", "dot")
+# `--dnsdist-nodelay`: dnsdist as the DoH resolver once more, with TCP_NODELAY forced on its
+# connections by a preload shim (benches/nodelay.c, built with cc into NODELAY_SHIM["so"]). Its
+# outgoing DoH writes HEADERS and DATA as two small TLS records, so Nagle's algorithm holds the
+# second until the server's delayed ACK: answers come tens of ms late and in bulk, few wake-ups
+# per query, a low CPU per query at fixed rates. With the shim it answers each query as it comes.
+NODELAY = "dnsdist-nodelay"
+NODELAY_SHIM = {"so": None}
 
 
 def pinned(cmd, cpu):
@@ -116,11 +124,12 @@ def pinned(cmd, cpu):
 class Daemon:
     """A pinned daemon in its own process group, killed as a group."""
 
-    def __init__(self, cmd, log, cpu):
+    def __init__(self, cmd, log, cpu, env=None):
         self.log = log
         with open(log, "w") as f:
             self.p = subprocess.Popen(pinned(cmd, cpu), stdout=f, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      env=None if env is None else {**os.environ, **env})
 
     @property
     def pid(self):
@@ -251,7 +260,8 @@ setKey("{dnsdist_key()}")
 
 class Resolver:
     """The resolver under test, listening on UDP 127.0.0.1:port: dnsveil (a given binary), unbound
-    or dnsdist, forwarding over `transport` to the upstream (dnsdist) or, over plain UDP, to nsd."""
+    or dnsdist (or NODELAY: dnsdist with the shim), forwarding over `transport` to the upstream
+    (dnsdist) or, over plain UDP, to nsd."""
 
     def __init__(self, software, transport, binary, d, upstream, authority, threads, cpu):
         self.port = bench.free_port()
@@ -275,7 +285,7 @@ class Resolver:
                 server_extra=f"  so-reuseport: yes\n  tls-cert-bundle: \"{CA}\"\n",
                 forward_extra="  forward-tls-upstream: yes\n")
             cmd = ["unbound", "-d", "-c", conf]
-        elif software == "dnsdist" and transport == "doh":
+        elif software in ("dnsdist", NODELAY) and transport == "doh":
             conf = os.path.join(d, f"dnsdist-{self.port}.conf")
             with open(conf, "w") as f:
                 f.write(f"""setSecurityPollSuffix("")
@@ -290,7 +300,8 @@ getPool(""):setCache(newPacketCache(300000))
             cmd = ["dnsdist", "--supervised", "--disable-syslog", "-C", conf]
         else:
             raise ValueError(f"{software} over {transport}")
-        self.d = Daemon(cmd, log, cpu)
+        env = {"LD_PRELOAD": NODELAY_SHIM["so"]} if software == NODELAY else None
+        self.d = Daemon(cmd, log, cpu, env)
         bench.wait_answer(self.port, name=f"www.{ZONE}")
 
     def stop(self):
@@ -605,7 +616,7 @@ def write_report(args, kinds, label, runs, results, extra):
     lines += ["", "Ratios (medians; per round in brackets):", ""]
     for transport, ks in kinds.items():
         name, ref = TRANSPORTS[transport]["name"], TRANSPORTS[transport]["reference"]
-        for den in [ref] + (["baseline"] if base else []):
+        for den in [ref] + ([NODELAY] if NODELAY in ks else []) + (["baseline"] if base else []):
             a, b = results[(transport, "dnsveil")], results[(transport, den)]
             rigged = a["rig_bound_rounds"] or b["rig_bound_rounds"]
             parts = [f"CPU per query at saturation {ratio(cpu(a), cpu(b)):.2f}x "
@@ -691,6 +702,8 @@ def reproduce(args):
         cmd += f" --baseline {args.baseline}"
     if args.extra_dnsveil_threads:
         cmd += f" --extra-dnsveil-threads {args.extra_dnsveil_threads}"
+    if args.dnsdist_nodelay:
+        cmd += " --dnsdist-nodelay"
     return cmd
 
 
@@ -721,6 +734,9 @@ def main():
     ap.add_argument("--extra-dnsveil-threads", type=int, default=0,
                     help="also run dnsveil with this many worker threads (once per transport)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of turns; figures are medians")
+    ap.add_argument("--dnsdist-nodelay", action="store_true",
+                    help="over DoH, also run dnsdist with TCP_NODELAY forced on its connections (a preload "
+                         "shim built with cc): a reference without the Nagle batching of its outgoing DoH")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
@@ -729,6 +745,9 @@ def main():
     builds = bench.setup(args, ["nsd", "unbound", "dnsdist", "dnsperf", "kdig", "taskset"])
     label = {"unbound": "unbound", "dnsdist": "dnsdist", **{k: v[0] for k, v in builds.items()}}
     kinds = {t: [TRANSPORTS[t]["reference"]] + list(builds) for t in TRANSPORTS if args.only in (None, t)}
+    if args.dnsdist_nodelay and "doh" in kinds:
+        kinds["doh"].insert(1, NODELAY)
+        label[NODELAY] = "dnsdist (TCP_NODELAY)"
     per_run = len(args.rates) * args.latency_seconds + 2 * args.seconds + 4  # + starting resolver and upstream
     rig_run = 3 * len(args.rates) * args.latency_seconds + 4  # the rig alone and the crossing, per transport and round
     total = (per_run * sum(len(ks) for ks in kinds.values())
@@ -739,6 +758,10 @@ def main():
         return "dnsveil" if kind in builds else kind
 
     d = tempfile.mkdtemp(prefix="dnsveil-bench-upstream-")
+    if NODELAY in kinds.get("doh", []):
+        NODELAY_SHIM["so"] = os.path.join(d, "nodelay.so")
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", NODELAY_SHIM["so"],
+                        os.path.join(ROOT, "benches", "nodelay.c"), "-ldl"], check=True)
     rig = Rig(d, args.layout)
     runs, results, extra = {}, {}, {}
     try:

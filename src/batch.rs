@@ -1,7 +1,7 @@
 //! Work a thread puts off until the end of the batch of queries it is starting.
 //!
 //! The UDP receive loop starts every slow-path query of a `recvmmsg` batch on its own thread
-//! (`server::inline`). A DoT query on an open connection is written by that first poll; written
+//! (`server::inline`). A DoT or DoH query on an open connection is written by that first poll; written
 //! one by one, 32 queries of a batch would be 32 TLS records and 32 system calls, where a task
 //! that wrote them later would have gathered them into one. Inside a [`Batch`] a transport
 //! queues its frame and asks, once per batch, to be called back when the batch ends

@@ -492,6 +492,111 @@ async fn committed_test_pki_works() {
 
 // ---- DoH ----
 
+/// Like DoT: on an open connection the request's frames leave in the exchange's first poll (on a
+/// UDP receive thread, with no runtime worker woken), or at the end of its receive batch.
+#[test]
+fn doh_writes_on_an_open_connection_in_the_exchanges_first_poll() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = Pki::generate();
+    let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh());
+    client_rt.block_on(async {
+        let q = query("example.com", 1);
+        check_answer(&q, &t.exchange(&q).await.expect("first answer"));
+        for (n, batched) in [(2, false), (3, true)] {
+            let q = query("example.org", n);
+            let mut exchange = t.exchange(&q);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let batch = batched.then(dnsveil::batch::Batch::begin);
+            assert!(exchange.as_mut().poll(&mut cx).is_pending());
+            drop(batch);
+            // This thread runs no other task of the client's runtime until the server has it.
+            let (arrived, wait) = std::sync::mpsc::channel();
+            let counts = s.server.counts.clone();
+            server_rt.spawn(async move {
+                counts.wait_queries(n as usize).await;
+                let _ = arrived.send(());
+            });
+            assert!(
+                wait.recv_timeout(Duration::from_secs(5)).is_ok(),
+                "request {n} (batched: {batched}) did not leave in the exchange's first poll"
+            );
+            check_answer(&q, &exchange.await.expect("answer"));
+        }
+    });
+    assert_eq!(s.server.accepted(), 1);
+}
+
+/// Many threads drive one connection at once: receive-thread-like threads that start queries in
+/// batches (the write at each batch's end) and runtime workers that start them one by one. A wake
+/// lost between the threads that drive the connection and its task would leave answers unread
+/// and exchanges timing out.
+#[test]
+fn doh_loses_no_wake_when_many_threads_drive_the_connection() {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = Pki::generate();
+    let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Arc::new(doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh()));
+    const THREADS: usize = 3;
+    const BATCHES: usize = 40;
+    const BATCH: usize = 8;
+    let batched: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (t, handle) = (t.clone(), client_rt.handle().clone());
+            std::thread::spawn(move || {
+                let _runtime = handle.enter();
+                let mut tasks = Vec::new();
+                for batch in 0..BATCHES {
+                    let open = dnsveil::batch::Batch::begin();
+                    let mut started = Vec::new();
+                    for i in 0..BATCH {
+                        let t = t.clone();
+                        let q = query(&format!("b{thread}-{batch}-{i}.example"), 7);
+                        let mut exchange = Box::pin(async move {
+                            let r = t.exchange(&q).await.expect("answer");
+                            check_answer(&q, &r);
+                        });
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        if std::future::Future::poll(exchange.as_mut(), &mut cx).is_pending() {
+                            started.push(exchange);
+                        }
+                    }
+                    drop(open);
+                    tasks.extend(started.into_iter().map(|e| handle.spawn(e)));
+                }
+                tasks
+            })
+        })
+        .collect();
+    client_rt.block_on(async {
+        concurrent(t.clone(), 300).await;
+        for thread in batched {
+            for task in thread.join().unwrap() {
+                task.await.expect("a batched exchange");
+            }
+        }
+    });
+    assert_eq!(s.server.queries(), 300 + THREADS * BATCHES * BATCH);
+    assert_eq!(s.server.accepted(), 1, "one connection for everything");
+}
+
 #[tokio::test]
 async fn doh_post_answers() {
     let pki = Pki::generate();

@@ -1,15 +1,19 @@
 //! DNS-over-HTTPS (RFC 8484) over one multiplexed HTTP/2 connection per upstream.
 //!
 //! ```text
-//!   exchange() --clone of SendRequest--> h2 stream ----\
+//!   exchange() --clone of SendRequest--> h2 stream ----\      written by the exchange's own poll
 //!   exchange() --clone of SendRequest--> h2 stream -----+--> one TLS connection (ALPN h2) --> server
-//!   exchange() --clone of SendRequest--> h2 stream ----/        driven by its own task
+//!   exchange() --clone of SendRequest--> h2 stream ----/      read by the connection's task
 //! ```
 //!
 //! The client is the `h2` crate's, used directly: an exchange opens its stream and waits on the
 //! stream's own response future, which the connection's task completes as it reads the answer.
 //! (hyper's client on top of it adds a dispatch queue and spawns a task per request to carry the
-//! response back, a task hop per query for features a DNS client does not use.)
+//! response back, a task hop per query for features a DNS client does not use.) The exchange
+//! writes its request's frames itself, in the poll that submits them (or, for queries one UDP
+//! receive batch starts, once at the batch's end), as a DoT query is written: the h2 connection
+//! is polled by whichever thread has work for it ([`super::h2drive`]), so sending a query wakes
+//! no task, and a miss costs one wake-up of the runtime (the answer arriving).
 //!
 //! - **One connection** carries every concurrent query as its own HTTP/2 stream. It is opened
 //!   lazily by the first query; queries that arrive meanwhile wait for that same handshake (a
@@ -56,6 +60,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::dot::bootstrap_addrs;
+use super::h2drive::Driven;
 use super::padding::{pad_query, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{
@@ -77,6 +82,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_INFLIGHT: usize = 256;
 /// The most requests one transport will ever have in flight.
 pub const MAX_INFLIGHT: usize = 8192;
+/// Padded query lengths whose `content-length` value is made once: 0 to 7 blocks (a query of up
+/// to 896 octets with the default 128-octet blocks).
+const PADDED_LENGTHS: usize = 8;
 
 /// How queries are sent (RFC 8484 section 4.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,6 +131,8 @@ pub struct DohTransport {
     url: String,
     /// `https://authority/path`, the request target of every query.
     uri: Uri,
+    /// `content-length` values of padded queries, by length in padding blocks (0 to 7).
+    content_lengths: Vec<HeaderValue>,
     shared: Arc<Shared>,
     /// The current connection generation. A std mutex: held only to read or swap the Arc, never
     /// across an `.await`.
@@ -166,9 +176,13 @@ impl DohTransport {
             max_inflight: opts.max_inflight.clamp(1, MAX_INFLIGHT),
             ..opts
         };
+        let content_lengths = (0..PADDED_LENGTHS)
+            .map(|blocks| HeaderValue::from(blocks * opts.pad_block))
+            .collect();
         Ok(DohTransport {
             url: url.to_string(),
             uri,
+            content_lengths,
             permits: Semaphore::new(opts.max_inflight),
             shared: Arc::new(Shared {
                 url: url.to_string(),
@@ -217,7 +231,8 @@ impl DohTransport {
         }
         // The timeout covers waiting for a slot and the exchange itself.
         let timeout = self.shared.opts.timeout;
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
         let mut wire = pad_query(query, self.shared.opts.pad_block);
@@ -226,7 +241,6 @@ impl DohTransport {
         }
         let sent_id = [wire[0], wire[1]];
         let wire = Bytes::from(wire);
-        let started = Instant::now();
 
         let mut used: Option<Conn> = None;
         let attempt = async {
@@ -299,7 +313,13 @@ impl DohTransport {
             current.clone()
         };
         let shared = &self.shared;
-        match slot.cell.get_or_init(|| open(shared.clone())).await {
+        // Boxed: opening a connection is a large future (TCP, TLS and HTTP/2 handshakes), and
+        // inline it would make every exchange's future that large, connection open or not.
+        match slot
+            .cell
+            .get_or_init(|| Box::pin(open(shared.clone())))
+            .await
+        {
             Ok(conn) => Ok(conn.clone()),
             Err(failed) => Err(failed.error.clone()),
         }
@@ -332,13 +352,28 @@ impl DohTransport {
             // Waits only while the server's limit of concurrent streams is reached.
             let mut sender = conn.sender.clone().ready().await.map_err(lost)?;
             let post = self.shared.opts.method == DohMethod::Post;
-            let (response, mut body) = sender.send_request(request, !post).map_err(lost)?;
-            if post {
-                body.send_data(wire.clone(), true).map_err(lost)?;
-            }
+            // The frames are written by this poll (or at the end of its receive batch), not by
+            // a wake-up of the connection's task (h2drive.rs).
+            conn.driven.plan();
+            let sent = sender
+                .send_request(request, !post)
+                .and_then(|(response, mut body)| {
+                    if post {
+                        body.send_data(wire.clone(), true)?;
+                    }
+                    Ok((response, body))
+                });
+            conn.driven.submit();
+            let (response, body) = sent.map_err(lost)?;
             let response = response.await.map_err(lost)?;
             conn.state.answered();
-            check_response(response, self.shared.opts.max_response).await
+            let answer = check_response(response, self.shared.opts.max_response).await;
+            // The stream's last handle going tells h2 to look at the connection: done here, on
+            // this thread, rather than by a wake-up of its task.
+            conn.driven.plan();
+            drop(body);
+            conn.driven.drive();
+            answer
         };
         let result = tokio::select! {
             result = exchange => result,
@@ -350,27 +385,44 @@ impl DohTransport {
         result
     }
 
-    /// The request's head; a POST's body (the query) is sent on its stream.
+    /// The request's head; a POST's body (the query) is sent on its stream. Built in place (the
+    /// builder moves the whole request at every header) with its header values shared, not made.
     fn request(&self, wire: &[u8]) -> Result<Request<()>, UpstreamError> {
         let dns_message = HeaderValue::from_static(DNS_MESSAGE);
-        let builder = Request::builder().header(ACCEPT, dns_message.clone());
-        let request = match self.shared.opts.method {
-            DohMethod::Post => builder
-                .method(Method::POST)
-                .uri(self.uri.clone())
-                .header(CONTENT_TYPE, dns_message)
-                .header(CONTENT_LENGTH, wire.len())
-                .body(()),
+        let mut request = Request::new(());
+        match self.shared.opts.method {
+            DohMethod::Post => {
+                *request.method_mut() = Method::POST;
+                *request.uri_mut() = self.uri.clone();
+                let headers = request.headers_mut();
+                headers.reserve(3);
+                headers.insert(ACCEPT, dns_message.clone());
+                headers.insert(CONTENT_TYPE, dns_message);
+                headers.insert(CONTENT_LENGTH, self.content_length(wire.len()));
+            }
             DohMethod::Get => {
                 let dns = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wire);
                 let sep = if self.uri.query().is_some() { '&' } else { '?' };
-                builder
-                    .method(Method::GET)
-                    .uri(format!("{}{sep}dns={dns}", self.uri))
-                    .body(())
+                *request.uri_mut() =
+                    format!("{}{sep}dns={dns}", self.uri).parse().map_err(|e| {
+                        UpstreamError::Http(HttpError::BuildRequest(Arc::new(http::Error::from(e))))
+                    })?;
+                request.headers_mut().insert(ACCEPT, dns_message);
             }
-        };
-        request.map_err(|e| UpstreamError::Http(HttpError::BuildRequest(Arc::new(e))))
+        }
+        Ok(request)
+    }
+
+    /// The `content-length` value for a body of `len` octets: one of those made up front for
+    /// padded queries (a clone shares it), or a new one.
+    fn content_length(&self, len: usize) -> HeaderValue {
+        let block = self.shared.opts.pad_block;
+        if block > 0 && len % block == 0 {
+            if let Some(value) = self.content_lengths.get(len / block) {
+                return value.clone();
+            }
+        }
+        HeaderValue::from(len)
     }
 }
 
@@ -482,6 +534,7 @@ struct Failed {
 #[derive(Clone)]
 struct Conn {
     sender: SendRequest<Bytes>,
+    driven: Arc<Driven>,
     state: Arc<ConnState>,
 }
 
@@ -502,9 +555,9 @@ impl ConnState {
         self.opened.elapsed().as_micros() as u64
     }
 
+    /// A request starts (the time it ends is what idleness counts from, see `idle_deadline`).
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.last_used_us.store(self.now_us(), Ordering::Relaxed);
     }
 
     fn end(&self) {
@@ -587,9 +640,11 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
     let url = shared.url.clone();
     let watched = state.clone();
     let mut pings = connection.ping_pong();
+    let driven = Driven::new(connection);
+    let polled = driven.clone();
     tokio::spawn(async move {
         tokio::select! {
-            result = &mut connection => {
+            result = std::future::poll_fn(|cx| polled.poll_task(cx)) => {
                 if let Err(e) = result {
                     tracing::debug!(upstream = %url, gen, error = %e, "DoH connection ended");
                 }
@@ -606,8 +661,13 @@ async fn open(shared: Arc<Shared>) -> Result<Conn, Failed> {
         }
         // Whatever ended the connection, requests still waiting on it must not hang.
         watched.closed.cancel();
+        polled.close();
     });
-    Ok(Conn { sender, state })
+    Ok(Conn {
+        sender,
+        driven,
+        state,
+    })
 }
 
 /// PINGs every `interval` while requests are open; returns when one has gone unanswered for
@@ -662,6 +722,24 @@ mod tests {
         assert!(DohTransport::new(&tls_url, vec![addr], tls.clone(), opts.clone()).is_err());
         let named: UpstreamUrl = "https://dns.test/dns-query".parse().unwrap();
         assert!(DohTransport::new(&named, vec![], tls, opts).is_err());
+    }
+
+    #[test]
+    fn post_requests_declare_their_length() {
+        let url: UpstreamUrl = "https://dns.test/dns-query".parse().unwrap();
+        let addr: SocketAddr = "127.0.0.1:443".parse().unwrap();
+        let opts = DohOptions::default();
+        let t = DohTransport::new(&url, vec![addr], TlsOptions::new("dns.test"), opts).unwrap();
+        // Padded lengths (values made up front) and any other length alike.
+        for len in [128, 256, 896, 1024, 1000, 12] {
+            let req = t.request(&vec![0; len]).unwrap();
+            assert_eq!(req.method(), Method::POST);
+            assert_eq!(req.uri(), "https://dns.test/dns-query");
+            assert_eq!(req.headers()[CONTENT_LENGTH], len.to_string().as_str());
+            assert_eq!(req.headers()[CONTENT_TYPE], DNS_MESSAGE);
+            assert_eq!(req.headers()[ACCEPT], DNS_MESSAGE);
+            assert_eq!(req.headers().len(), 3);
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod doh;
 pub mod dot;
 pub mod error;
 pub mod frames;
+mod h2drive;
 pub mod netwatch;
 pub mod network;
 pub mod padding;

@@ -37,7 +37,11 @@ const OPTION_HEADER_LEN: usize = 4;
 /// returned as an unchanged copy, never an error: padding is a privacy measure, not a validity
 /// check, and the upstream layer validates everything it sends.
 pub fn pad_query(query: &[u8], block: usize) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for the padded message (an OPT record added, the option's header, a block's worth),
+    // so it is written without growing.
+    let mut out = Vec::with_capacity(
+        (query.len() + OPTION_HEADER_LEN + OPT_FIXED_LEN).next_multiple_of(block.max(1)),
+    );
     pad_query_into(query, block, &mut out);
     out
 }
