@@ -47,6 +47,8 @@ import bench  # noqa: E402
 
 CACHED_NAMES = 10_000
 BLOCKED_SAMPLE = 10_000
+# A saturation run whose server used less of its CPU than this was paced by the load generator.
+SATURATED = 0.90
 TLDS = ["com", "net", "org", "io", "info", "de", "co.uk", "xyz", "top", "online"]
 SYLLABLES = ["ad", "trk", "metric", "pixel", "cdn", "stat", "log", "beacon", "tag", "srv", "img", "click",
              "count", "data", "evt", "track", "analytics", "sync", "rtb", "bid"]
@@ -134,13 +136,13 @@ def cpu_run(srv, datafile, seconds, qps=None):
     """CPU µs per answer, wake-ups per answer and queries/s of one dnsperf run (any response code
     counts as an answer): as fast as dnsperf can, or at `qps` offered."""
     bench.dnsperf(srv.port, datafile, "udp", runs=1, strict=False)  # warm the cache
-    c0, w0 = bench.cpu_ns(srv.p.pid), wakeups(srv.p.pid)
+    c0, w0, t0 = bench.cpu_ns(srv.p.pid), wakeups(srv.p.pid), time.monotonic()
     r, steal = bench.stolen(lambda: bench.dnsperf(srv.port, datafile, "udp", seconds=seconds, qps=qps,
                                                   strict=False))
-    c1, w1 = bench.cpu_ns(srv.p.pid), wakeups(srv.p.pid)
+    c1, w1, t1 = bench.cpu_ns(srv.p.pid), wakeups(srv.p.pid), time.monotonic()
     done = max(1, r.get("completed", 1))
     return {"cpu_us": (c1 - c0) / done / 1000, "wakeups": (w1 - w0) / done, "qps": r.get("qps", 0.0),
-            "steal": steal, "rcodes": r.get("rcodes", {})}
+            "busy": (c1 - c0) / 1e9 / max(t1 - t0, 1e-9), "steal": steal, "rcodes": r.get("rcodes", {})}
 
 
 def slices(srv, first, second, pairs, seconds, qps):
@@ -170,10 +172,10 @@ def interval(ratios):
     return math.exp(mean), math.exp(mean) * (math.exp(half) - 1)
 
 
-def verdict_text(ok):
-    """A goal's verdict: met, not met, or (None) a difference smaller than the rig resolves."""
+def verdict_text(ok, why="equal within what the rig resolves"):
+    """A goal's verdict: met, not met, or (None) no verdict, for the reason `why`."""
     if ok is None:
-        return "no verdict: equal within what the rig resolves"
+        return f"no verdict: {why}"
     return "met" if ok else "**not met**"
 
 
@@ -303,15 +305,25 @@ def main():
         med("dnsveil+small", "cached@rate", "cpu_us")
     if not args.no_unbound:
         block_rows("unbound (local-zone always_nxdomain)", "unbound", "unbound+list")
+    # A saturation run measures the server only when the server was what limited it: below
+    # SATURATED of its CPU, dnsperf on CPU 1 set the pace, and CPU per query follows how many
+    # queries each wake-up found (benches/bench_upstream.py applies the same rule).
+    busy = min(med(k, what, "busy") for k in ("dnsveil", "dnsveil+list") for what in ("cached", "blocked")
+               if runs[k][what])
+    rig_bound = busy < SATURATED
+
+    def saturated(ok):
+        return None if rig_bound else ok
+
     goals = [
         ("RSS increase for 1,000,000 names ≤ 48 MiB", f"{inc:.1f} MiB", inc <= 48),
         ("load (parse + index) < 2 s", f"{parse_s:.2f} s" if parse_s else "?", bool(parse_s) and parse_s < 2),
         ("cached CPU per query with the list within 5% of without (saturation)", f"{ratios['list'][0]:.3f}x",
-         ratios["list"][0] <= 1.05),
+         saturated(ratios["list"][0] <= 1.05)),
         (f"cached CPU per query with the list within 5% of without (at {args.rate:,} q/s)",
          f"{ratios['list@rate'][0]:.3f}x", ratios["list@rate"][0] <= 1.05),
         ("blocked answers at least as fast as cached (CPU per query, saturation)",
-         f"{ratios['blocked'][0]:.2f}x", ratios["blocked"][0] <= 1.0),
+         f"{ratios['blocked'][0]:.2f}x", saturated(ratios["blocked"][0] <= 1.0)),
         (f"blocked answers at least as fast as cached (CPU per query, at {args.rate:,} q/s)",
          f"{ratios['blocked@rate'][0]:.2f}x", ratios["blocked@rate"][0] <= 1.0),
     ]
@@ -332,6 +344,8 @@ def main():
             goals.append((f"blocked answers at least as fast as cached (CPU per query, at {args.rate:,} q/s, "
                           f"{len(fine[k])} alternating pairs, geometric mean ± 95%)", f"{mean:.3f}x ± {half:.3f}",
                           True if mean + half <= 1.0 else False if mean - half > 1.0 else None))
+    rig_why = (f"the server was {busy:.0%} busy at most (below {SATURATED:.0%}): dnsperf set the pace, so the "
+               "figure measures the rig")
     diagnostic = (f"Diagnostic: with a list of only the {len(sample):,} blocked names asked, at {args.rate:,} q/s, "
                   f"dnsveil answers them for {c_small:.2f} µs of CPU each against {c_small_cached:.2f} µs per "
                   f"cached answer ({small:.2f}x, paired by round): the same code, without the cold memory of "
@@ -366,7 +380,8 @@ def main():
         "",
         "| goal | measured | verdict |",
         "|---|---|---|",
-    ] + [f"| {g} | {v} | {verdict_text(ok)} |" for g, v, ok in goals] + ["", diagnostic]
+    ] + [f"| {g} | {v} | {verdict_text(ok, rig_why) if 'saturation' in g else verdict_text(ok)} |" for g, v, ok in goals] + [
+        "", diagnostic]
     if fine_rows:
         lines += [
             "",
