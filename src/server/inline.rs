@@ -15,10 +15,11 @@
 //! before any thread hop, and when a server on this machine has answered it by the time the query
 //! is about to wait, the whole exchange ends in the first poll with no worker woken at all. A DoT
 //! query on an open connection is encrypted and written in that first poll as well
-//! (`upstream::dot`), so only its answer wakes a worker. DoH hands its queries to the HTTP/2
-//! connection's task, which still takes a wake-up when the worker is idle, but a busy worker is
-//! not interrupted to start queries (the CPU per DoT miss this saved is in BENCHMARKS.md, "Figures
-//! moved from module docs"). On an idle server the receive thread still sleeps once per query.
+//! (`upstream::dot`), so only its answer wakes a worker; so is a DoH query's HTTP/2 frames, which
+//! the exchange writes by polling the connection itself (`upstream::h2drive`) rather than waking
+//! the connection's task (the CPU per miss this saved is in BENCHMARKS.md, "Figures moved from
+//! module docs" and the DoH counts). On an idle server the receive thread still sleeps once per
+//! query.
 //!
 //! Timers: a timer registered from outside the runtime whose deadline is earlier than the time
 //! driver's next planned wake-up makes tokio unpark a worker to re-plan, which on an idle server
