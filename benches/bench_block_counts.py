@@ -19,7 +19,7 @@ before either is counted, and each count follows an uncounted pass over its own 
 
 Usage: python3 benches/bench_block_counts.py [--baseline REV] [--names 1000000] [--passes 2]
                                            [--ll 2097152,16,64] [--out BENCHMARKS.md]
-                                           [--no-build]
+                                           [--outstanding 1] [--no-build]
 Results go to BENCHMARKS.md between this script's markers.
 Needs: valgrind, nsd, dnsperf, taskset (Debian: valgrind nsd dnsperf util-linux).
 """
@@ -36,11 +36,19 @@ import bench  # noqa: E402
 import bench_block  # noqa: E402
 
 
+# Queries outstanding while counting (--outstanding): 1 by default.
+OUTSTANDING = [1]
+
+
 def send(port, datafile, passes):
-    """dnsperf through `datafile` `passes` times with one query outstanding: every query arrives
-    alone, so each wake-up of the server answers exactly one and the counts per query do not
-    depend on how queries bunch (as the fixed-rate runs of bench_block.py intend)."""
-    return bench.dnsperf(port, datafile, "udp", runs=passes, strict=False, clients=1, outstanding=1)
+    """dnsperf through `datafile` `passes` times. With one query outstanding (the default) every
+    query arrives alone, so each wake-up of the server answers exactly one and the counts per query
+    do not depend on how queries bunch (as the fixed-rate runs of bench_block.py intend); with more
+    (`--outstanding`, e.g. 100 as at saturation) the server answers batches and the counts are
+    those of the batched path."""
+    n = OUTSTANDING[0]
+    return bench.dnsperf(port, datafile, "udp", runs=passes, strict=False, clients=1 if n == 1 else 4,
+                         outstanding=n)
 
 
 class Counted:
@@ -60,7 +68,7 @@ class Counted:
         subprocess.run(["callgrind_control", "-i", "on", str(self.p.pid)], check=True, capture_output=True)
 
     def count(self, datafile, passes):
-        """Counters per answer over `passes` runs through `datafile`, one query at a time."""
+        """Counters per answer over `passes` runs through `datafile` (see `send`)."""
         for f in glob.glob(f"{self.out}.{self.p.pid}*"):
             os.remove(f)
         subprocess.run(["callgrind_control", "-z", str(self.p.pid)], check=True, capture_output=True)
@@ -106,7 +114,7 @@ def section(rows, args, blocked_count, revision):
         f"Revision {revision}, {time.strftime('%Y-%m-%d')}; dnsveil under callgrind (cache simulation, "
         f"last level {args.ll}: the core's own L2), {args.names:,} generated names as in bench_block.py; "
         f"{args.passes} counted passes over {bench_block.CACHED_NAMES:,} cached names and over {blocked_count:,} "
-        f"blocked names, one query at a time, both sets asked before either is counted and each count after "
+        f"blocked names, {'one query at a time' if OUTSTANDING[0] == 1 else f'{OUTSTANDING[0]} queries outstanding'}, both sets asked before either is counted and each count after "
         f"an uncounted pass over its own set. Counts per "
         f"answer, user space only (the kernel's share of a query is the same in every row); they do not "
         f"depend on the machine's load.",
@@ -136,9 +144,12 @@ def main():
     ap.add_argument("--passes", type=int, default=2, help="runs through each query file that are counted")
     ap.add_argument("--ll", default="2097152,16,64", help="simulated last-level cache: size,ways,line")
     ap.add_argument("--out", default=os.path.join(bench.ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--outstanding", type=int, default=1,
+                    help="queries in flight while counting (1: one at a time; 100: batches as at saturation)")
     ap.add_argument("--no-build", action="store_true")
     bench.add_baseline_arg(ap)
     args = ap.parse_args()
+    OUTSTANDING[0] = max(1, args.outstanding)
     builds = bench.setup(args, ["valgrind", "callgrind_control", "nsd", "dnsperf", "taskset"])
     d = tempfile.mkdtemp(prefix="bench-block-counts-")
     listfile = os.path.join(d, "blocklist.txt")
