@@ -147,22 +147,33 @@ async fn dot_pipelines_many_queries_on_one_connection() {
     assert_eq!(t.handshakes(), 1);
 }
 
+/// A multi-thread runtime with `workers` worker threads (test servers, concurrent clients).
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A current-thread runtime: while a test blocks it, none of its tasks runs, so whatever must
+/// happen in an exchange's own poll is seen to.
+fn blocking_client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// On an open connection the exchange writes its query itself, in its first poll (or at the end
 /// of the batch it was started in): nothing waits for another task (the driver, a writer) to run. The client's runtime is a current-thread one
 /// that the test blocks, so a query handed to any task of it would never leave.
 #[test]
 fn dot_writes_on_an_open_connection_in_the_exchanges_first_poll() {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime(1);
     let pki = Pki::generate();
     let server = server_rt.block_on(dot_server(&pki.good, DotMode::Answer));
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let client_rt = blocking_client_runtime();
     let t = dot(server.addr, tls_opts(&pki, "dns.test"), fast_dot());
     client_rt.block_on(async {
         let q = query("example.com", 1);
@@ -496,17 +507,10 @@ async fn committed_test_pki_works() {
 /// UDP receive thread, with no runtime worker woken), or at the end of its receive batch.
 #[test]
 fn doh_writes_on_an_open_connection_in_the_exchanges_first_poll() {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime(1);
     let pki = Pki::generate();
     let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let client_rt = blocking_client_runtime();
     let t = doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh());
     client_rt.block_on(async {
         let q = query("example.com", 1);
@@ -541,18 +545,10 @@ fn doh_writes_on_an_open_connection_in_the_exchanges_first_poll() {
 /// and exchanges timing out.
 #[test]
 fn doh_loses_no_wake_when_many_threads_drive_the_connection() {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_rt = runtime(2);
     let pki = Pki::generate();
     let s = server_rt.block_on(doh_server(&pki.good, DohMode::Answer));
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(3)
-        .enable_all()
-        .build()
-        .unwrap();
+    let client_rt = runtime(3);
     let t = Arc::new(doh(s.server.addr, tls_opts(&pki, "dns.test"), fast_doh()));
     const THREADS: usize = 3;
     const BATCHES: usize = 40;
