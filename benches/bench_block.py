@@ -217,6 +217,16 @@ def main():
     blocked = os.path.join(d, "blocked.txt")
     with open(blocked, "w") as f:
         f.writelines(f"{n} A\n" for n in sample)
+    # Blocked names of the cached names' shape (m<i>.bench.test against n<i>.bench.test), in the same
+    # list: the generated names are longer and have more labels, which costs dnsperf and the server
+    # per name whether the name is blocked or not (a diagnostic row).
+    shaped_names = [f"m{i}.bench.test" for i in range(CACHED_NAMES)]
+    with open(listfile, "a") as f:
+        f.writelines(f"0.0.0.0 {n}\n" for n in shaped_names)
+    all_names += shaped_names
+    shaped = os.path.join(d, "shaped.txt")
+    with open(shaped, "w") as f:
+        f.writelines(f"{n} A\n" for n in shaped_names)
 
     nsd = bench.Nsd(d)
     servers = {}
@@ -237,7 +247,8 @@ def main():
             servers["unbound+list"] = up("unbound+list", lambda p: unbound_cmd(d, p, nsd.port, all_names))
         del all_names
 
-        runs = {k: {"cached": [], "blocked": [], "cached@rate": [], "blocked@rate": []} for k in servers}
+        runs = {k: {w: [] for w in ("cached", "blocked", "shaped", "cached@rate", "blocked@rate", "shaped@rate")}
+                for k in servers}
         loadavg = [open("/proc/loadavg").read().split()[0]]
         for rnd in range(args.rounds):
             order = list(servers) if rnd % 2 == 0 else list(reversed(servers))
@@ -245,6 +256,8 @@ def main():
                 kinds = [("cached", cached)]
                 if k.endswith("+list") or k.endswith("+small"):
                     kinds.append(("blocked", blocked))
+                if k == "dnsveil+list":
+                    kinds.append(("shaped", shaped))
                 for what, datafile in bench.round_order(kinds, rnd):
                     r = cpu_run(servers[k], datafile, args.seconds)
                     runs[k][what].append(r)
@@ -346,7 +359,13 @@ def main():
                           True if mean + half <= 1.0 else False if mean - half > 1.0 else None))
     rig_why = (f"the server was {busy:.0%} busy at most (below {SATURATED:.0%}): dnsperf set the pace, so the "
                "figure measures the rig")
-    diagnostic = (f"Diagnostic: with a list of only the {len(sample):,} blocked names asked, at {args.rate:,} q/s, "
+    shaped_sat = paired(runs, ("dnsveil+list", "cached"), ("dnsveil+list", "shaped"))
+    shaped_rate = paired(runs, ("dnsveil+list", "cached@rate"), ("dnsveil+list", "shaped@rate"))
+    diagnostic = (f"Diagnostic: blocked names shaped like the cached ones ({CACHED_NAMES:,} names m<i>.bench.test "
+                  f"in the same list, against n<i>.bench.test cached) cost {shaped_sat[0]:.2f}x a cached answer's "
+                  f"CPU at saturation (per round {', '.join(f'{x:.2f}' for x in shaped_sat[1])}) and "
+                  f"{shaped_rate[0]:.2f}x at {args.rate:,} q/s ({', '.join(f'{x:.2f}' for x in shaped_rate[1])}). "
+                  f"Diagnostic: with a list of only the {len(sample):,} blocked names asked, at {args.rate:,} q/s, "
                   f"dnsveil answers them for {c_small:.2f} µs of CPU each against {c_small_cached:.2f} µs per "
                   f"cached answer ({small:.2f}x, paired by round): the same code, without the cold memory of "
                   f"a large index. At saturation dnsperf on CPU 1 is the bottleneck (the server is not fully "
@@ -356,6 +375,7 @@ def main():
         "## Blocking: a 1,000,000-name list (`benches/bench_block.py`)",
         "",
         f"Revision {bench.revision()}, {time.strftime('%Y-%m-%d')}; {args.names:,} generated names "
+        f"and {CACHED_NAMES:,} more of the cached names' shape "
         f"(hosts format, {os.path.getsize(listfile) >> 20} MiB), 1 server thread on CPU 0, dnsperf on CPU 1, "
         f"{args.rounds} rounds of {args.seconds} s, medians; {CACHED_NAMES:,} cached names, "
         f"{len(sample):,} blocked names asked. CPU per query from the server's own time on CPU (schedstat).",
