@@ -27,7 +27,7 @@ it is above, and undecided (equal within what the rig resolves) when it holds 1.
 Results go to BENCHMARKS.md between this script's markers.
 
 Usage: python3 benches/bench_block.py [--names 1000000] [--seconds 5] [--rounds 5] [--no-unbound]
-                                    [--pairs 60] [--pair-seconds 1]
+                                    [--pairs 60] [--pair-seconds 1] (pairs: blocked against cached, and cached with the list against without)
                                     [--out BENCHMARKS.md] [--no-build]
 Needs: nsd, unbound, dnsperf, taskset (Debian: nsd unbound dnsperf util-linux).
 """
@@ -145,20 +145,21 @@ def cpu_run(srv, datafile, seconds, qps=None):
             "busy": (c1 - c0) / 1e9 / max(t1 - t0, 1e-9), "steal": steal, "rcodes": r.get("rcodes", {})}
 
 
-def slices(srv, first, second, pairs, seconds, qps):
-    """`pairs` short fixed-rate runs of each of two query sets, back to back, the order alternating:
-    the ratios of `second`'s CPU per query to `first`'s, pair by pair. Short alternating runs cancel
-    the machine's drift, which a comparison of two long runs minutes apart cannot."""
-    for datafile in (first, second):
+def slices(first, second, pairs, seconds, qps):
+    """`pairs` short fixed-rate runs of each of two (server, query set) pairs, back to back, the
+    order alternating: the ratios of `second`'s CPU per query to `first`'s, pair by pair. Short
+    alternating runs cancel the machine's drift, which a comparison of two long runs minutes apart
+    cannot."""
+    for srv, datafile in (first, second):
         bench.dnsperf(srv.port, datafile, "udp", runs=1, strict=False)  # warm the cache
     ratios = []
     for i in range(pairs):
-        got = {}
-        for datafile in ((first, second) if i % 2 == 0 else (second, first)):
+        got = []
+        for srv, datafile in ((first, second) if i % 2 == 0 else (second, first)):
             c0 = bench.cpu_ns(srv.p.pid)
             r = bench.dnsperf(srv.port, datafile, "udp", seconds=seconds, qps=qps, strict=False)
-            got[datafile] = (bench.cpu_ns(srv.p.pid) - c0) / max(1, r.get("completed", 1))
-        ratios.append(got[second] / got[first])
+            got.append((bench.cpu_ns(srv.p.pid) - c0) / max(1, r.get("completed", 1)))
+        ratios.append(got[1] / got[0] if i % 2 == 0 else got[0] / got[1])
     return ratios
 
 
@@ -172,7 +173,7 @@ def interval(ratios):
     return math.exp(mean), math.exp(mean) * (math.exp(half) - 1)
 
 
-def verdict_text(ok, why="equal within what the rig resolves"):
+def verdict_text(ok, why="the interval holds the goal's line (a difference smaller than the rig resolves)"):
     """A goal's verdict: met, not met, or (None) no verdict, for the reason `why`."""
     if ok is None:
         return f"no verdict: {why}"
@@ -270,8 +271,14 @@ def main():
         fine = {}
         for k in ("dnsveil+list", "unbound+list"):
             if k in servers and args.pairs:
-                fine[k] = slices(servers[k], cached, blocked, args.pairs, args.pair_seconds, args.rate)
+                fine[k] = slices((servers[k], cached), (servers[k], blocked), args.pairs, args.pair_seconds,
+                                 args.rate)
                 print(k, "pairs", interval(fine[k]), flush=True)
+        # The same for cached answers with the list against without (two servers, taking turns).
+        if args.pairs:
+            fine["list"] = slices((servers["dnsveil"], cached), (servers["dnsveil+list"], cached), args.pairs,
+                                  args.pair_seconds, args.rate)
+            print("list pairs", interval(fine["list"]), flush=True)
         rss_after = {k: bench.rss_kib(s.p.pid) for k, s in servers.items()}
         loadavg.append(open("/proc/loadavg").read().split()[0])
     finally:
@@ -341,6 +348,14 @@ def main():
          f"{ratios['blocked@rate'][0]:.2f}x", ratios["blocked@rate"][0] <= 1.0),
     ]
     fine_rows = []
+    if "list" in fine:
+        mean, half = interval(fine["list"])
+        goals.append((f"cached CPU per query with the list within 5% of without (at {args.rate:,} q/s, "
+                      f"{len(fine['list'])} alternating pairs, geometric mean ± 95%)", f"{mean:.3f}x ± {half:.3f}",
+                      True if mean + half <= 1.05 else False if mean - half > 1.05 else None))
+        fine_rows.append(f"| dnsveil, cached: with the list against without | {len(fine['list'])} x {args.pair_seconds} s "
+                         f"| {statistics.median(fine['list']):.3f}x | {mean:.3f}x ± {half:.3f} | within 5%: "
+                         f"{'yes (the whole interval)' if mean + half <= 1.05 else 'no' if mean - half > 1.05 else 'undecided'} |")
     for k, label in (("dnsveil+list", "dnsveil"), ("unbound+list", "unbound")):
         if k not in fine:
             continue
@@ -351,7 +366,7 @@ def main():
             verdict = "blocked slower (the whole interval above 1)"
         else:
             verdict = "no difference this rig can resolve (the interval holds 1)"
-        fine_rows.append(f"| {label} | {len(fine[k])} x {args.pair_seconds} s | {statistics.median(fine[k]):.3f}x | "
+        fine_rows.append(f"| {label}, blocked against cached | {len(fine[k])} x {args.pair_seconds} s | {statistics.median(fine[k]):.3f}x | "
                          f"{mean:.3f}x ± {half:.3f} | {verdict} |")
         if label == "dnsveil":
             goals.append((f"blocked answers at least as fast as cached (CPU per query, at {args.rate:,} q/s, "
@@ -405,12 +420,13 @@ def main():
     if fine_rows:
         lines += [
             "",
-            f"Blocked against cached CPU per query at {args.rate:,} q/s in short runs taken in pairs, back to "
+            f"Blocked against cached (and cached with the list against without) CPU per query at {args.rate:,} "
+            "q/s in short runs taken in pairs, back to "
             "back, the order alternating (`--pairs`; the same servers, after the rounds above). The long runs' "
             "ratios above move by about +-10% from round to round; the mean of many pairs, with its 95% "
             "confidence interval, says how large a difference the rig can see:",
             "",
-            "| server | pairs | median ratio | geometric mean ratio ± 95% | reading |",
+            "| server, comparison | pairs | median ratio | geometric mean ratio ± 95% | reading |",
             "|---|---|---|---|---|",
         ] + fine_rows
     print("\n".join(lines))
