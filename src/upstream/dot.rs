@@ -68,13 +68,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::frames::FrameReader;
-use super::padding::{pad_query_into, QUERY_BLOCK};
+use super::padding::{pad_query_into, padded_len_bound, QUERY_BLOCK};
 use super::tls::{self, Counters, TlsOptions, TransportStats};
 use super::{BadAnswer, BadConfig, BadQuery, Lost, Transport, UpstreamError, UpstreamUrl, Via};
 use crate::batch;
 use crate::handler::BoxFuture;
 use crate::logging::{log_limited, LogLimiter};
-use crate::wire::edns::OPT_FIXED_LEN;
 use crate::wire::HEADER_LEN;
 
 /// Default time one exchange may take, connecting included.
@@ -209,9 +208,8 @@ impl DotTransport {
         let _permit = super::admit(&self.permits, deadline).await?;
         let caller_id = [query[0], query[1]];
         // The length prefix, then the padded query written after it (one buffer, one copy).
-        let block = self.shared.opts.pad_block.max(1);
         let mut frame =
-            Vec::with_capacity(2 + (query.len() + 4 + OPT_FIXED_LEN).next_multiple_of(block));
+            Vec::with_capacity(2 + padded_len_bound(query.len(), self.shared.opts.pad_block));
         frame.extend_from_slice(&[0, 0]);
         pad_query_into(query, self.shared.opts.pad_block, &mut frame);
         let Ok(len) = u16::try_from(frame.len() - 2) else {

@@ -37,13 +37,15 @@ const OPTION_HEADER_LEN: usize = 4;
 /// returned as an unchanged copy, never an error: padding is a privacy measure, not a validity
 /// check, and the upstream layer validates everything it sends.
 pub fn pad_query(query: &[u8], block: usize) -> Vec<u8> {
-    // Room for the padded message (an OPT record added, the option's header, a block's worth),
-    // so it is written without growing.
-    let mut out = Vec::with_capacity(
-        (query.len() + OPTION_HEADER_LEN + OPT_FIXED_LEN).next_multiple_of(block.max(1)),
-    );
+    let mut out = Vec::with_capacity(padded_len_bound(query.len(), block));
     pad_query_into(query, block, &mut out);
     out
+}
+
+/// Room enough for [`pad_query`]'s result from a query of `len` octets (an OPT record added, the
+/// Padding option's header, up to the next multiple of `block`), so it is written without growing.
+pub fn padded_len_bound(len: usize, block: usize) -> usize {
+    (len + OPTION_HEADER_LEN + OPT_FIXED_LEN).next_multiple_of(block.max(1))
 }
 
 /// [`pad_query`], appending the result to `out` (a transport's frame, after its length prefix).
