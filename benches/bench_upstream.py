@@ -60,7 +60,7 @@ into the section between this script's markers only.
 
 Usage: python3 benches/bench_upstream.py [--layout split|shared] [--only udp|dot|doh] [--baseline REV]
            [--threads 1] [--seconds 10] [--rates 500,1000] [--latency-seconds 10] [--names 100000]
-           [--rounds 3] [--extra-dnsveil-threads 2] [--dnsdist-nodelay] [--out BENCHMARKS.md] [--no-build]
+           [--rounds 3] [--extra-dnsveil-threads 2] [--dnsdist-nodelay] [--cap PCT] [--out BENCHMARKS.md] [--no-build]
 Needs: nsd, unbound, dnsdist, dnsperf, kdig, taskset (Debian: nsd unbound dnsdist dnsperf
 knot-dnsutils util-linux).
 """
@@ -115,10 +115,65 @@ RIG_ALONE = ("udp", "dot")
 # per query, a low CPU per query at fixed rates. With the shim it answers each query as it comes.
 NODELAY = "dnsdist-nodelay"
 NODELAY_SHIM = {"so": None}
+# `--cap`: the quota per period, the least the kernel takes; the period follows from the share
+# (2.5 ms at 40%). Short periods keep a throttled resolver's stalls short: dnsperf's window of 100
+# outstanding queries must outlast a stall, or the run is paced by the window, not the resolver.
+CAP_QUOTA_US = 1000
 
 
 def pinned(cmd, cpu):
     return ["taskset", "-c", str(cpu)] + cmd
+
+
+class CpuCap:
+    """`--cap`: a CPU quota on the resolver under test for its saturation run, so that the resolver,
+    not the rig, limits that run. On two cores the rig (dnsperf, the upstream and nsd on CPU 1) runs
+    out of CPU before a DoT resolver does: such a run measures the rig, and the resolver's CPU per
+    query is that of a lighter load. Held to a share of CPU 0 by a cgroup (v2 `cpu.max`, or v1
+    `cpu.cfs_quota_us`; period CAP_PERIOD_US), the resolver works flat out within it, with a backlog
+    of queries at every wake-up as at saturation, and the rig has CPU to spare. The quota is lifted
+    for the other runs (fixed rates, burst). A run under a cap counts as the resolver's when it used
+    more than SATURATED of its share."""
+
+    def __init__(self, name):
+        v2 = "/sys/fs/cgroup"
+        v1 = "/sys/fs/cgroup/cpu"
+        if os.path.exists(f"{v2}/cgroup.controllers") and "cpu" in open(f"{v2}/cgroup.controllers").read().split():
+            self.path, self.v2 = os.path.join(v2, name), True
+        elif os.path.exists(f"{v1}/cpu.cfs_quota_us"):
+            self.path, self.v2 = os.path.join(v1, name), False
+        else:
+            sys.exit("--cap needs the cgroup cpu controller (v2 cpu.max or v1 cpu.cfs_quota_us), and root")
+        os.makedirs(self.path, exist_ok=True)
+        if self.v2:
+            with open(os.path.join(v2, "cgroup.subtree_control"), "w") as f:
+                f.write("+cpu")
+        self.limit(None)
+
+    def _write(self, leaf, text):
+        with open(os.path.join(self.path, leaf), "w") as f:
+            f.write(text)
+
+    def join(self, pid):
+        """Moves a process (all its threads) into the group."""
+        self._write("cgroup.procs", str(pid))
+
+    def limit(self, share):
+        """Holds the group to `share` of one CPU, or lifts the quota (None)."""
+        period = 100_000 if share is None else int(CAP_QUOTA_US / share)
+        if self.v2:
+            self._write("cpu.max", f"{'max' if share is None else CAP_QUOTA_US} {period}")
+        else:
+            self._write("cpu.cfs_quota_us", "-1")
+            self._write("cpu.cfs_period_us", str(period))
+            if share is not None:
+                self._write("cpu.cfs_quota_us", str(CAP_QUOTA_US))
+
+    def remove(self):
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
 
 
 class Daemon:
@@ -319,14 +374,18 @@ def names_file(d, prefix, count):
 class Rig:
     """What a run needs besides the resolver: nsd (for the whole benchmark), the layout's CPUs."""
 
-    def __init__(self, d, layout):
+    def __init__(self, d, layout, cap):
         self.d = d
         self.resolver_cpu = RESOLVER_CPU
         self.rig_cpu = RIG_CPU if layout == "split" else RESOLVER_CPU
+        self.cap_share = cap / 100 if cap else None
+        self.cap = CpuCap(f"dnsveil-bench-{os.getpid()}") if cap else None
         self.authority = Authority(d, self.rig_cpu)
 
     def stop(self):
         self.authority.stop()
+        if self.cap:
+            self.cap.remove()
 
 
 def timed_run(rig, resolver, others, run):
@@ -355,6 +414,8 @@ def measure(kind, software, binary, transport, rig, args, threads):
             return authority.cpu() + (upstream.d.cpu() if upstream else 0.0)
 
         r = Resolver(software, transport, binary, d, upstream, authority, threads, rig.resolver_cpu)
+        if rig.cap:
+            rig.cap.join(r.d.pid)
         try:
             tag = f"{kind}-{transport}-{r.port}"
             rates = {}
@@ -372,9 +433,15 @@ def measure(kind, software, binary, transport, rig, args, threads):
                     "cpu1_busy": t["load"][RIG_CPU]["busy"],
                     "cpu0_others": t["cpu0_others"],
                 }
-            run, t = timed_run(rig, r, others, lambda: bench.dnsperf(
-                r.port, names_file(d, f"t{tag}", args.names), "udp", seconds=args.seconds, runs=1,
-                clients=4, outstanding=100))
+            if rig.cap:
+                rig.cap.limit(rig.cap_share)
+            try:
+                run, t = timed_run(rig, r, others, lambda: bench.dnsperf(
+                    r.port, names_file(d, f"t{tag}", args.names), "udp", seconds=args.seconds, runs=1,
+                    clients=4, outstanding=100))
+            finally:
+                if rig.cap:
+                    rig.cap.limit(None)
             # A burst past 100 outstanding: does the resolver queue, or refuse (SERVFAIL)?
             burst = bench.dnsperf(r.port, names_file(d, f"b{tag}", 20_000), "udp", seconds=args.seconds,
                                   runs=1, clients=4, outstanding=200, strict=False)
@@ -393,6 +460,7 @@ def measure(kind, software, binary, transport, rig, args, threads):
         "cpu_us": t["cpu"] / done * 1e6,
         "up_cpu_us": t["up_cpu"] / done * 1e6,
         "resolver_share": t["cpu"] / max(1e-9, t["wall"]),
+        "cap": rig.cap_share,
         "cpu0_busy": t["load"][RESOLVER_CPU]["busy"],
         "cpu1_busy": t["load"][RIG_CPU]["busy"],
         "cpu0_others": t["cpu0_others"],
@@ -455,6 +523,8 @@ def bound(r):
     (dnsperf, and in the split layout the upstream and nsd), or anything else this machine runs."""
     if r["cpu1_busy"] > SATURATED:
         return f"rig-bound: CPU 1 {r['cpu1_busy']:.0%} busy"
+    if r.get("cap") and r["resolver_share"] > SATURATED * r["cap"]:
+        return f"resolver-bound: {r['resolver_share']:.0%} of CPU 0, capped at {r['cap']:.0%}"
     if r["resolver_share"] > SATURATED:
         return f"resolver-bound: {r['resolver_share']:.0%} of CPU 0"
     if r["cpu0_busy"] > SATURATED:
@@ -526,6 +596,11 @@ def write_report(args, kinds, label, runs, results, extra):
         "(the upstream's and nsd's likewise, together). CPU busy: /proc/stat, idle and iowait excluded, steal counted",
         f"as busy. A saturation run during which CPU 1 was more than {SATURATED:.0%} busy is rig-bound: its queries/s",
         "measure the rig, not the resolver, and its CPU per query is that of a resolver not fully loaded.",
+    ] + ([
+        f"Cap (`--cap {args.cap}`): in its saturation run each resolver was held to {args.cap}% of CPU 0 by a cgroup's",
+        f"CPU quota ({CAP_QUOTA_US / 1000:g} ms per {CAP_QUOTA_US / 10 / args.cap:g} ms), so that it, not the rig, limits the run;"
+        f" it counts as the bottleneck when it used over {SATURATED:.0%} of that share.",
+    ] if args.cap else []) + [
         "CPU 0 taken by others: busy, but neither with the resolver" + (" nor with the upstream and nsd" if args.layout == "shared" else "")
         + f": other processes of this machine; above {INTRUDERS:.0%} a run's figures say so.",
         "Burst: 20,000 more unique names at 200 outstanding; the share answered NOERROR (the rest SERVFAIL or lost).",
@@ -658,9 +733,10 @@ def write_report(args, kinds, label, runs, results, extra):
             a, b = results[(transport, "dnsveil")], results[(transport, den)]
             if a["rig_bound_rounds"] or b["rig_bound_rounds"]:
                 return "rig-bound rounds; see the fixed-rate CPU per query above"
-            light = [r for r in (a, b) if r["resolver_share"] < SATURATED]
+            light = [r for r in (a, b) if r["resolver_share"] < SATURATED * (r.get("cap") or 1.0)]
             if light:
-                return (f"a resolver used {min(r['resolver_share'] for r in light):.0%} of CPU 0 (not the "
+                capped = f" (capped at {light[0]['cap']:.0%})" if light[0].get("cap") else ""
+                return (f"a resolver used {min(r['resolver_share'] for r in light):.0%} of CPU 0{capped} (not the "
                         "bottleneck); see the fixed-rate CPU per query above")
             return None
         if spec["cpu_goal"]:
@@ -705,6 +781,8 @@ def reproduce(args):
         cmd += f" --extra-dnsveil-threads {args.extra_dnsveil_threads}"
     if args.dnsdist_nodelay:
         cmd += " --dnsdist-nodelay"
+    if args.cap:
+        cmd += f" --cap {args.cap}"
     return cmd
 
 
@@ -738,6 +816,9 @@ def main():
     ap.add_argument("--dnsdist-nodelay", action="store_true",
                     help="over DoH, also run dnsdist with TCP_NODELAY forced on its connections (a preload "
                          "shim built with cc): a reference without the Nagle batching of its outgoing DoH")
+    ap.add_argument("--cap", type=int, default=0, metavar="PCT",
+                    help="hold each resolver to PCT%% of CPU 0 (a cgroup quota) in its saturation run, so that "
+                         "it, not the rig, limits that run (needs root; 0: no cap)")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
@@ -763,7 +844,7 @@ def main():
         NODELAY_SHIM["so"] = os.path.join(d, "nodelay.so")
         subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", NODELAY_SHIM["so"],
                         os.path.join(ROOT, "benches", "nodelay.c"), "-ldl"], check=True)
-    rig = Rig(d, args.layout)
+    rig = Rig(d, args.layout, args.cap)
     runs, results, extra = {}, {}, {}
     try:
         for transport, ks in kinds.items():
