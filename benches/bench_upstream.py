@@ -741,6 +741,12 @@ def write_report(args, kinds, label, runs, results, extra):
             return None
         if spec["cpu_goal"]:
             goal(f"{name} miss, CPU per query ≤ {spec['cpu_goal']}x {ref}'s", ref, cpu, spec["cpu_goal"])
+            if NODELAY in kinds.get(transport, []):
+                # Stock dnsdist's outgoing DoH is paced by Nagle's algorithm (see NODELAY): dnsperf's
+                # window of 100 outstanding queries cannot load it, so its saturation run never has
+                # a verdict. The same dnsdist with TCP_NODELAY can be loaded.
+                goal(f"{name} miss, CPU per query ≤ {spec['cpu_goal']}x {label[NODELAY]}'s", NODELAY, cpu,
+                     spec["cpu_goal"])
         goal(f"{name} miss, CPU per query ≤ {BASELINE_CPU_GOAL}x the baseline's (20% lower)", "baseline", cpu,
              BASELINE_CPU_GOAL)
         if spec["p50_goal"]:
