@@ -217,9 +217,12 @@ impl Resolver {
                 .query_zone(&deleg, &asked, dnssec_ok, budget, depth)
                 .await
             {
-                Ok(Step::Referral(r)) => {
+                Ok(Step::Referral(mut r)) => {
                     budget.referral()?;
                     let now = Instant::now();
+                    if dnssec_ok && r.ds.iter().any(|x| x.rtype() == RType::DS) {
+                        self.keep_referral_ds(&r.zone, std::mem::take(&mut r.ds), &deleg.zone, now);
+                    }
                     let servers =
                         r.ns.iter()
                             .map(|name| NsServer {
@@ -254,6 +257,18 @@ impl Resolver {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Keeps the DS RRset (with its RRSIGs) that a server of `parent` sent with its referral to
+    /// `cut` as the answer to (cut, DS) with DO set: what the parent's servers would answer that
+    /// question (the validator checks it against the parent's keys either way), kept as unbound
+    /// keeps it, so that validating the cut asks the parent nothing more.
+    fn keep_referral_ds(&self, cut: &Name, ds: Vec<Record>, parent: &Name, now: Instant) {
+        let mut msg = Message::default();
+        msg.header.authoritative = true;
+        msg.answers = ds;
+        let q = Question::new(cut.clone(), RType::DS);
+        self.answers.put(&q, true, msg, parent.clone(), now);
     }
 
     /// Asks the servers of `deleg` until one gives an answer or a referral. Identical questions

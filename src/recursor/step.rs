@@ -23,7 +23,7 @@
 use std::net::IpAddr;
 
 use crate::wire::scrub::{scrub, ScrubError};
-use crate::wire::{Message, Name, Question, RData, RType, Rcode};
+use crate::wire::{Message, Name, Question, RData, RType, Rcode, Record};
 
 /// Most glue addresses taken from one referral.
 pub const MAX_GLUE: usize = 64;
@@ -50,6 +50,10 @@ pub struct Referral {
     pub glue: Vec<(Name, IpAddr)>,
     /// The NS RRset's TTL.
     pub ttl: u32,
+    /// The cut's DS RRset and the RRSIGs over it, as a parent's server sends them with a referral
+    /// to a signed zone when DO is set (RFC 4035 section 3.1.4): the parent's answer to the
+    /// validator's DS question for the cut, so that question costs no query of its own.
+    pub ds: Vec<Record>,
 }
 
 /// Why a server is lame.
@@ -122,11 +126,24 @@ fn referral(msg: &Message, cut: Name, zone: &Name, asked: &Question) -> Step {
             glue.push((r.name.clone(), ip));
         }
     }
+    let ds = msg
+        .authority
+        .iter()
+        .filter(|r| {
+            r.name.eq_ignore_case(&cut)
+                && match &r.data {
+                    RData::Rrsig(sig) => sig.type_covered == RType::DS,
+                    _ => r.rtype() == RType::DS,
+                }
+        })
+        .cloned()
+        .collect();
     Step::Referral(Referral {
         zone: cut,
         ns,
         glue,
         ttl,
+        ds,
     })
 }
 
@@ -178,6 +195,36 @@ mod tests {
             vec![(n("ns1.example.test"), "192.0.2.1".parse().unwrap())]
         );
         assert_eq!(r.ttl, 300);
+    }
+
+    #[test]
+    fn a_referral_carries_the_cuts_ds_and_its_signatures_only() {
+        let q = Question::new(n("www.example.test"), RType::A);
+        let sig = |covered: &str, owner: &str| {
+            format!("{owner} RRSIG {covered} 13 2 300 20300101000000 20200101000000 1 test. AAAA")
+        };
+        let m = response(
+            &q,
+            false,
+            &[],
+            &[
+                "example.test NS ns1.example.test",
+                "example.test DS 1 13 2 0000000000000000000000000000000000000000000000000000000000000000",
+                &sig("DS", "example.test"),
+                &sig("NSEC", "example.test"),
+                "other.test DS 2 13 2 0000000000000000000000000000000000000000000000000000000000000000",
+                &sig("DS", "other.test"),
+            ],
+            &["ns1.example.test A 192.0.2.1"],
+        );
+        let Step::Referral(r) = classify(m, &n("test"), &q) else {
+            panic!()
+        };
+        let kept: Vec<String> =
+            r.ds.iter()
+                .map(|x| format!("{} {}", x.name, x.rtype()))
+                .collect();
+        assert_eq!(kept, ["example.test. DS", "example.test. RRSIG"]);
     }
 
     #[test]
