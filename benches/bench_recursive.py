@@ -29,7 +29,7 @@ Goals (issue 15): upstream queries per cold name no more than unbound's; cold CP
 0.75x unbound's; warm answers as fast as in forwarding mode. Results go to BENCHMARKS.md, between
 this script's markers.
 
-Usage: python3 benches/bench_recursive.py [--zones 300] [--seconds 5] [--cold-rounds 5] [--burst 20]
+Usage: python3 benches/bench_recursive.py [--zones 300] [--seconds 5] [--cold-rounds 5] [--burst 20] [--dnssec]
                                         [--out BENCHMARKS.md] [--no-build]
 Needs: nsd (nsd-control), unbound, dnsperf, taskset, ip, unshare (Debian: nsd unbound dnsperf
 util-linux iproute2).
@@ -59,12 +59,15 @@ def query(name, qtype=1, qid=None):
         bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\x00" + struct.pack(">HH", qtype, 1)
 
 
-def ask(port, name, timeout=5.0, host="127.0.0.1", qtype=1):
-    """(rcode, answer count, seconds) of one query over UDP."""
+def ask(port, name, timeout=5.0, host="127.0.0.1", qtype=1, ad=False):
+    """(rcode, answer count, seconds) of one query over UDP; with `ad`, (rcode, AD bit, seconds) of
+    one that sets AD (RFC 6840: the client understands it)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
         q = query(name, qtype)
+        if ad:
+            q = q[:3] + bytes([q[3] | 0x20]) + q[4:]
         t0 = time.perf_counter()
         s.sendto(q, (host, port))
         while True:
@@ -72,7 +75,7 @@ def ask(port, name, timeout=5.0, host="127.0.0.1", qtype=1):
             if data[:2] == q[:2]:
                 break
         took = time.perf_counter() - t0
-        return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0], took
+        return data[3] & 0x0F, bool(data[3] & 0x20) if ad else struct.unpack(">H", data[6:8])[0], took
     finally:
         s.close()
 
@@ -132,42 +135,87 @@ class NsdServer:
         self.p.wait()
 
 
-def build_hierarchy(d, zones):
-    """Starts the servers; returns (servers, names, hints file)."""
-    root = zone_text(".", "@ NS a.roots.\n@ NS b.roots.\na.roots. A 127.0.0.2\nb.roots. A 127.0.0.3\n"
-                          "test. NS ns1.test.\ntest. NS ns2.test.\nns1.test. A 127.0.0.4\n"
-                          "ns2.test. A 127.0.0.5\n", ns="a.roots.")
+class Signer:
+    """`--dnssec`: signs each zone with a key of its own (ECDSA P-256, ldns-keygen and ldns-signzone,
+    NSEC) and keeps each zone's DS for its parent; `signed` is the identity when off."""
+
+    def __init__(self, d, on):
+        self.d, self.on, self.ds = os.path.join(d, "keys"), on, {}
+        os.makedirs(self.d, exist_ok=True)
+
+    def signed(self, origin, text):
+        if not self.on:
+            return text
+        fqdn = "." if origin == "." else origin + "."
+        base = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", fqdn], cwd=self.d, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        name = "root" if origin == "." else origin
+        src, out = os.path.join(self.d, f"{name}.unsigned"), os.path.join(self.d, f"{name}.signed")
+        with open(src, "w") as f:
+            f.write(text)
+        subprocess.run(["ldns-signzone", "-f", out, "-o", fqdn, src, base], cwd=self.d, check=True)
+        with open(os.path.join(self.d, f"{base}.ds")) as f:
+            self.ds[origin] = f.read().strip() + "\n"
+        with open(out) as f:
+            return f.read()
+
+    def delegation(self, child):
+        """The DS records of `child` for its parent's zone ("" when unsigned)."""
+        return self.ds.get(child, "")
+
+    def anchor(self):
+        """The trust anchor file (the root's DS), or None when unsigned."""
+        if not self.on:
+            return None
+        path = os.path.join(self.d, "anchor.txt")
+        with open(path, "w") as f:
+            f.write(self.ds["."])
+        return path
+
+
+def build_hierarchy(d, zones, dnssec=False):
+    """Starts the servers; returns (servers, names, hints file, trust anchor file or None). With
+    `dnssec`, every zone is signed and delegated with its DS, up to the root, whose DS is the anchor."""
+    signer = Signer(d, dnssec)
     tld = ["@ NS ns1\n@ NS ns2\nns1 A 127.0.0.4\nns2 A 127.0.0.5\nready NS ns1.ready\n"
            "ready NS ns2.ready\nns1.ready A 127.0.0.10\nns2.ready A 127.0.0.11\n"]
     leaf = {i: [] for i in range(LEAF_SERVERS)}
     for m in range(LEAF_SERVERS):
-        tld.append(f"host{m} NS ns.host{m}\nns.host{m} A 127.0.0.{10 + m}\n")
-        leaf[m].append((f"host{m}.test", zone_text(f"host{m}.test", f"@ NS ns\nns A 127.0.0.{10 + m}\n")))
-    leaf[0].append(("ready.test", zone_text("ready.test", "@ NS ns1\n@ NS ns2\nns1 A 127.0.0.10\n"
-                                                          "ns2 A 127.0.0.11\nwww A 192.0.2.1\n", ns="ns1")))
+        leaf[m].append((f"host{m}.test", signer.signed(f"host{m}.test", zone_text(
+            f"host{m}.test", f"@ NS ns\nns A 127.0.0.{10 + m}\n"))))
+        tld.append(f"host{m} NS ns.host{m}\nns.host{m} A 127.0.0.{10 + m}\n" + signer.delegation(f"host{m}.test"))
+    leaf[0].append(("ready.test", signer.signed("ready.test", zone_text(
+        "ready.test", "@ NS ns1\n@ NS ns2\nns1 A 127.0.0.10\nns2 A 127.0.0.11\nwww A 192.0.2.1\n", ns="ns1"))))
     leaf[1].append(("ready.test", leaf[0][-1][1]))
+    tld[0] += signer.delegation("ready.test")
     names = []
     for n in range(zones):
         a, b = n % LEAF_SERVERS, (n + 1) % LEAF_SERVERS
-        tld.append(f"z{n} NS ns1.z{n}\nz{n} NS ns.host{b}.test.\nns1.z{n} A 127.0.0.{10 + a}\n")
         body = (f"@ NS ns1\n@ NS ns.host{b}.test.\nns1 A 127.0.0.{10 + a}\nwww A 192.0.2.{n % 250 + 1}\n"
                 f"mail A 192.0.2.{n % 250 + 2}\nalias CNAME www.z{(n + 1) % zones}.test.\n")
-        text = zone_text(f"z{n}.test", body, ns="ns1")
+        text = signer.signed(f"z{n}.test", zone_text(f"z{n}.test", body, ns="ns1"))
+        tld.append(f"z{n} NS ns1.z{n}\nz{n} NS ns.host{b}.test.\nns1.z{n} A 127.0.0.{10 + a}\n"
+                   + signer.delegation(f"z{n}.test"))
         leaf[a].append((f"z{n}.test", text))
         leaf[b].append((f"z{n}.test", text))
         names += [f"www.z{n}.test", f"mail.z{n}.test", f"alias.z{n}.test"]
+    tld_text = signer.signed("test", zone_text("test", "".join(tld), ns="ns1"))
+    root = signer.signed(".", zone_text(".", "@ NS a.roots.\n@ NS b.roots.\na.roots. A 127.0.0.2\n"
+                                             "b.roots. A 127.0.0.3\ntest. NS ns1.test.\ntest. NS ns2.test.\n"
+                                             "ns1.test. A 127.0.0.4\nns2.test. A 127.0.0.5\n"
+                                        + signer.delegation("test"), ns="a.roots."))
     servers = [NsdServer(os.path.join(d, "root"), ["127.0.0.2", "127.0.0.3"], [(".", root)]),
-               NsdServer(os.path.join(d, "tld"), ["127.0.0.4", "127.0.0.5"], [("test", zone_text("test", "".join(tld), ns="ns1"))])]
+               NsdServer(os.path.join(d, "tld"), ["127.0.0.4", "127.0.0.5"], [("test", tld_text)])]
     for m in range(LEAF_SERVERS):
         servers.append(NsdServer(os.path.join(d, f"leaf{m}"), [f"127.0.0.{10 + m}"], leaf[m]))
     hints = os.path.join(d, "root.hints")
     with open(hints, "w") as f:
         f.write(". 3600000 NS a.roots.\n. 3600000 NS b.roots.\na.roots. 3600000 A 127.0.0.2\n"
                 "b.roots. 3600000 A 127.0.0.3\n")
-    return servers, names, hints
+    return servers, names, hints, signer.anchor()
 
 
-def start_unbound(d, hints):
+def start_unbound(d, hints, anchor=None):
     conf = os.path.join(d, "unbound-rec.conf")
     with open(conf, "w") as f:
         f.write(f"""server:
@@ -177,7 +225,7 @@ def start_unbound(d, hints):
   do-ip6: no
   do-not-query-localhost: no
   root-hints: "{hints}"
-  module-config: "iterator"
+  module-config: "{'validator iterator' if anchor else 'iterator'}"
   qname-minimisation: yes
   username: ""
   chroot: ""
@@ -191,6 +239,7 @@ def start_unbound(d, hints):
   msg-cache-size: 64m
   rrset-cache-size: 128m
   prefetch: no
+{f'  trust-anchor-file: "{anchor}"' if anchor else ''}
 remote-control:
   control-enable: no
 """)
@@ -199,10 +248,12 @@ remote-control:
     return p, RESOLVER_PORT
 
 
-def start_dnsveil(binary, hints, extra, port=RESOLVER_PORT + 1):
-    # Validation off: unbound runs its iterator alone, and the hierarchy is unsigned.
+def start_dnsveil(binary, hints, extra, port=RESOLVER_PORT + 1, anchor=None):
+    # Without --dnssec validation is off: unbound runs its iterator alone, and the hierarchy is
+    # unsigned. With it both validate from the root's DS.
+    dnssec = ["--dnssec", "validate", "--trust-anchor", anchor] if anchor else ["--dnssec", "off"]
     p = subprocess.Popen(["taskset", "-c", "0", binary, "run", "--listen", f"127.0.0.1:{port}",
-                          "--hosts", "", "--threads", "1", "--log-level", "warn", "--dnssec", "off"] + extra,
+                          "--hosts", "", "--threads", "1", "--log-level", "warn"] + dnssec + extra,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return p, port
 
@@ -247,7 +298,7 @@ def inside(args):
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     binary = args.binary
     d = tempfile.mkdtemp(prefix="bench-rec-")
-    servers, names, hints = build_hierarchy(d, args.zones)
+    servers, names, hints, anchor = build_hierarchy(d, args.zones, args.dnssec)
     datafile = os.path.join(d, "names.txt")
     with open(datafile, "w") as f:
         f.write("".join(f"{n} A\n" for n in names))
@@ -256,9 +307,9 @@ def inside(args):
     try:
         # Cold, one resolver at a time (each fresh, nothing else resolving meanwhile), in turns.
         start = {
-            "unbound": lambda: start_unbound(d, hints),
+            "unbound": lambda: start_unbound(d, hints, anchor),
             "dnsveil": lambda: start_dnsveil(binary, hints, ["--mode", "recursive", "--root-hints", hints,
-                                                             "--query-port", "53"]),
+                                                             "--query-port", "53"], anchor=anchor),
         }
         cold = {"unbound": [], "dnsveil": []}
         burst = {"unbound": [], "dnsveil": []}
@@ -267,6 +318,11 @@ def inside(args):
             p, port = start[kind]()
             procs.append(p)
             bench.wait_answer(port, "www.ready.test")
+            if anchor:
+                # Validation must be what it claims: the readiness name's answer is secure.
+                rcode, secure, _ = ask(port, "www.ready.test", ad=True)
+                if rcode != 0 or not secure:
+                    raise RuntimeError(f"{kind}: www.ready.test not validated (rcode {rcode}, AD {secure})")
             return p, port
 
         def stop(p):
@@ -295,7 +351,7 @@ def inside(args):
         results["dnsveil"] = {"cold": cold["dnsveil"], "burst": burst["dnsveil"]}
         # dnsveil forwarding to the (warm) unbound, its cache filled with the same names.
         p, fport = start_dnsveil(binary, hints, ["--upstream", f"udp://127.0.0.1:{uport}"],
-                                 port=RESOLVER_PORT + 2)
+                                 port=RESOLVER_PORT + 2, anchor=anchor)
         procs.append(p)
         bench.wait_answer(fport, "www.ready.test")
         for n in names:
@@ -326,10 +382,13 @@ def report(results, count, args):
     cpu_ratios, burst_ratios = per_round("cpu_us", "cold"), per_round("cpu_us", "burst")
     fails = lambda runs: sum(r["failed"] for r in runs)
     lines = [
-        "## Recursive mode (benches/bench_recursive.py)",
+        "## Recursive mode (benches/bench_recursive.py)" + (", validating (`--dnssec`)" if args.dnssec else ""),
         "",
         f"Revision {bench.revision()}, {time.strftime('%Y-%m-%d')}, unbound {bench.unbound_version()} "
-        f"(iterator only, no validation, QNAME minimisation on), {count} names ({args.zones} zones x www, "
+        + ("(validator and iterator, QNAME minimisation on; every zone signed, ECDSA P-256 with NSEC, both "
+           "resolvers validating from the root's DS, dnsveil's forwarding mode too), "
+           if args.dnssec else "(iterator only, no validation, QNAME minimisation on), ")
+        + f"{count} names ({args.zones} zones x www, "
         "mail, alias CNAME to the next zone), a loopback hierarchy of nsd servers in a private network "
         "namespace, resolvers on CPU 0, clients on CPU 1. Cold: "
         f"{len(u['cold'])} rounds, each resolver started fresh for each pass, taking turns; medians, "
@@ -386,7 +445,7 @@ def report(results, count, args):
         f"| warm queries/s >= forwarding mode's (within 5%) | {wratio:.2f}x | {met(wratio >= 0.95)} |",
     ]
     print("\n".join(lines))
-    bench.write_section(args.out, "bench_recursive", lines)
+    bench.write_section(args.out, "bench_recursive dnssec" if args.dnssec else "bench_recursive", lines)
 
 
 def main():
@@ -396,6 +455,8 @@ def main():
     ap.add_argument("--cold-rounds", type=int, default=5, help="cold passes per resolver, each on a fresh start")
     ap.add_argument("--burst", type=int, default=20,
                     help="queries outstanding in the burst cold pass (0: no burst pass)")
+    ap.add_argument("--dnssec", action="store_true",
+                    help="sign every zone and have both resolvers validate (recursive mode's default)")
     ap.add_argument("--out", default=os.path.join(bench.ROOT, "BENCHMARKS.md"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
@@ -408,7 +469,8 @@ def main():
         with open(args.result, "w") as f:
             json.dump({"results": results, "count": count}, f)
         return
-    builds = bench.setup(args, ["nsd", "nsd-control", "unbound", "dnsperf", "taskset", "ip", "unshare"])
+    builds = bench.setup(args, ["nsd", "nsd-control", "unbound", "dnsperf", "taskset", "ip", "unshare"]
+                         + (["ldns-keygen", "ldns-signzone"] if args.dnssec else []))
     binary = builds["dnsveil"][1]
     import json
     with tempfile.NamedTemporaryFile(suffix=".json") as res:
@@ -417,7 +479,7 @@ def main():
         subprocess.run(["unshare", "--net", "--map-root-user", sys.executable, os.path.abspath(__file__),
                         "--inside", "--binary", binary, "--result", res.name, "--zones", str(args.zones),
                         "--seconds", str(args.seconds), "--cold-rounds", str(args.cold_rounds),
-                        "--burst", str(args.burst)], check=True)
+                        "--burst", str(args.burst)] + (["--dnssec"] if args.dnssec else []), check=True)
         with open(res.name) as f:
             data = json.load(f)
     report(data["results"], data["count"], args)
