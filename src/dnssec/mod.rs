@@ -45,6 +45,7 @@ pub mod algorithm;
 pub mod anchor;
 pub mod denial;
 pub mod key;
+pub mod memo;
 pub mod verify;
 
 #[doc(hidden)]

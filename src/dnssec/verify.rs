@@ -61,6 +61,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::algorithm::{verify_signature, Algorithm, CryptoError};
+use super::memo::{verification, VerifiedSignatures};
 use super::key::{match_ds, Dnskey, DsMatch, MAX_KEYS_PER_TAG};
 use crate::handler::answer::{Bogus, BogusReason, Verdict};
 use crate::wire::edns::ede;
@@ -87,12 +88,24 @@ pub const MAX_VERIFICATIONS_PER_QUERY: u32 = 128;
 pub const CLOCK_SKEW: u32 = 300;
 
 /// The signature verifications one client query may still do. Created per query
-/// ([`Budget::per_query`]) and passed by `&mut` to every verification of that query.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// ([`Budget::per_query`]) and passed by `&mut` to every verification of that query. With
+/// [`Budget::remembering`] it also carries the validator's set of signatures verified before
+/// ([`super::memo`]): one found there passes without a public-key operation and without being
+/// counted.
+#[derive(Clone, Debug)]
 pub struct Budget {
     limit: u32,
     used: u32,
+    memo: Option<Arc<VerifiedSignatures>>,
 }
+
+impl PartialEq for Budget {
+    fn eq(&self, other: &Self) -> bool {
+        (self.limit, self.used) == (other.limit, other.used)
+    }
+}
+
+impl Eq for Budget {}
 
 impl Budget {
     /// A budget of [`MAX_VERIFICATIONS_PER_QUERY`].
@@ -102,7 +115,19 @@ impl Budget {
 
     /// A budget of `limit` verifications.
     pub fn new(limit: u32) -> Budget {
-        Budget { limit, used: 0 }
+        Budget {
+            limit,
+            used: 0,
+            memo: None,
+        }
+    }
+
+    /// A budget of [`MAX_VERIFICATIONS_PER_QUERY`] that consults and fills `memo`.
+    pub fn remembering(memo: Arc<VerifiedSignatures>) -> Budget {
+        Budget {
+            memo: Some(memo),
+            ..Budget::per_query()
+        }
     }
 
     /// Verifications done so far.
@@ -534,17 +559,28 @@ fn try_rrsig(
     *tried += 1;
     let data = signed_data(sig, rrset).map_err(VerifyError::Encoding)?;
     let mut last = None;
+    let verified = || VerifiedRrset {
+        ttl: rrset_ttl(rrset, record, sig, now),
+        signer: zone.clone(),
+        key_tag: sig.key_tag,
+        algorithm,
+        wildcard: wildcard(owner, sig.labels, owner_labels),
+    };
     for key in candidates {
+        let seen = budget
+            .memo
+            .clone()
+            .map(|m| (m, verification(sig.algorithm, key.public_key, &data, &sig.signature)));
+        if seen.as_ref().is_some_and(|(m, v)| m.contains(v)) {
+            return Ok(verified());
+        }
         budget.spend()?;
         match verify_signature(algorithm, key.public_key, &data, &sig.signature) {
             Ok(()) => {
-                return Ok(VerifiedRrset {
-                    ttl: rrset_ttl(rrset, record, sig, now),
-                    signer: zone.clone(),
-                    key_tag: sig.key_tag,
-                    algorithm,
-                    wildcard: wildcard(owner, sig.labels, owner_labels),
-                })
+                if let Some((m, v)) = seen {
+                    m.insert(v);
+                }
+                return Ok(verified());
             }
             Err(cause) => last = Some(cause),
         }

@@ -1010,3 +1010,36 @@ fn dnssec_verify_cost() {
         );
     }
 }
+
+#[test]
+fn a_signature_verified_before_costs_no_verification_when_remembered() {
+    let memo = std::sync::Arc::new(crate::dnssec::memo::VerifiedSignatures::new());
+    let key = TestKey::p256("example.com");
+    let rrset = a_rrset("www.example.com");
+    let sig = key.sign_now(&rrset);
+    let keys = std::slice::from_ref(&key.record);
+    let check = |b: &mut Budget| verify_rrset(&rrset, std::slice::from_ref(&sig), keys, NOW, b);
+    let mut first = Budget::remembering(memo.clone());
+    assert!(check(&mut first).is_ok());
+    assert_eq!((first.used(), memo.len()), (1, 1));
+    let mut again = Budget::remembering(memo.clone());
+    assert!(check(&mut again).is_ok());
+    assert_eq!(again.used(), 0, "remembered: no public-key work");
+    // Without the memo every verification is paid, and a memo never makes a bad one pass.
+    let mut plain = budget();
+    assert!(check(&mut plain).is_ok());
+    assert_eq!(plain.used(), 1);
+    let mut tampered = sig.clone();
+    if let RData::Rrsig(s) = &mut tampered.data {
+        s.signature[0] ^= 1;
+    }
+    let mut b = Budget::remembering(memo.clone());
+    assert!(verify_rrset(&rrset, &[tampered], keys, NOW, &mut b).is_err());
+    assert_eq!((b.used(), memo.len()), (1, 1));
+    // The window is checked before the memo: an expired signature fails though remembered.
+    let mut late = Budget::remembering(memo);
+    assert!(matches!(
+        verify_rrset(&rrset, &[sig.clone()], keys, u32::MAX / 2 + NOW, &mut late),
+        Err(VerifyError::Expired { .. } | VerifyError::NotYetValid { .. })
+    ));
+}

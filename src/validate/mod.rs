@@ -59,6 +59,7 @@ pub use trust::{TrustCache, ZoneKeys, MAX_STEPS, MAX_STEP_TTL};
 
 use crate::clock::WallClock;
 use crate::dnssec::denial::HashBudget;
+use crate::dnssec::memo::VerifiedSignatures;
 use crate::dnssec::{Budget, TrustAnchors};
 use crate::handler::{
     Answer, Bogus, BogusReason, BoxFuture, Chain, Handler, HandlerError, HandlerResult, Lookup,
@@ -110,6 +111,8 @@ pub struct Validator {
     /// The stages after this one, for DS and DNSKEY.
     lookups: Chain,
     clock: WallClock,
+    /// Signatures verified before, shared by every query's budget.
+    verified: Arc<VerifiedSignatures>,
 }
 
 impl Validator {
@@ -127,6 +130,7 @@ impl Validator {
             insecure,
             lookups,
             clock,
+            verified: Arc::new(VerifiedSignatures::new()),
         }
     }
 
@@ -171,7 +175,7 @@ impl Validator {
             lookups: &self.lookups,
             now: (now_ms / 1000) as u32,
             now_ms,
-            budget: Budget::per_query(),
+            budget: Budget::remembering(self.verified.clone()),
             hashes: HashBudget::new(),
             fetches: 0,
         };
