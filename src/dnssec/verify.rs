@@ -61,8 +61,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::algorithm::{verify_signature, Algorithm, CryptoError};
-use super::memo::{verification, VerifiedSignatures};
 use super::key::{match_ds, Dnskey, DsMatch, MAX_KEYS_PER_TAG};
+use super::memo::{verification, VerifiedSignatures};
 use crate::handler::answer::{Bogus, BogusReason, Verdict};
 use crate::wire::edns::ede;
 use crate::wire::{signed_data, Name, RData, RType, Record, Rrsig, WireError};
@@ -567,10 +567,12 @@ fn try_rrsig(
         wildcard: wildcard(owner, sig.labels, owner_labels),
     };
     for key in candidates {
-        let seen = budget
-            .memo
-            .clone()
-            .map(|m| (m, verification(sig.algorithm, key.public_key, &data, &sig.signature)));
+        let seen = budget.memo.clone().map(|m| {
+            (
+                m,
+                verification(sig.algorithm, key.public_key, &data, &sig.signature),
+            )
+        });
         if seen.as_ref().is_some_and(|(m, v)| m.contains(v)) {
             return Ok(verified());
         }

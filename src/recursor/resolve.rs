@@ -21,7 +21,9 @@
 //! trust the NXDOMAIN).
 //!
 //! DS is asked of the parent's servers (the query starts at the cut above the name; RFC 4035
-//! section 4.2), DNSKEY and everything else of the zone's own.
+//! section 4.2), DNSKEY and everything else of the zone's own. A DS RRset that came with a
+//! referral (a parent's server sends it, with its RRSIGs, when DO is set) is kept as the answer to
+//! that DS question, so the validator's lookup for it asks nothing more.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
