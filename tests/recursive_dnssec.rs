@@ -126,6 +126,9 @@ fn validates_answers_resolved_from_a_signed_root() {
         "",
         "--dnssec",
         "validate",
+        // The recursor logs each resolution with the upstream queries it took.
+        "--log-level",
+        "debug",
     ]);
     let s = dnsveil.udp_addr();
     let ask = |name: &str, qtype: &str| dig(s, &[name, qtype, "+dnssec", "+tries=1", "+time=8"]);
@@ -148,6 +151,22 @@ fn validates_answers_resolved_from_a_signed_root() {
     assert_eq!(status(&out), "NOERROR", "{out}\n{}", dnsveil.log());
     assert!(ad(&out), "no AD: {out}\n{}", dnsveil.log());
     assert!(out.contains("192.0.2.1") && out.contains("RRSIG"), "{out}");
+    // The DS of secure.test came with test.'s referral to it: the validator's lookup for it was
+    // answered from what the recursor kept, without asking test.'s server again.
+    let ds_lookup = dnsveil
+        .log()
+        .lines()
+        .find(|l| {
+            l.contains("resolved") && l.contains("name=secure.test") && l.contains("qtype=DS")
+        })
+        .map(str::to_string);
+    assert!(
+        ds_lookup
+            .as_deref()
+            .is_some_and(|l| l.contains("upstream_queries=0")),
+        "the DS lookup asked again: {ds_lookup:?}\n{}",
+        dnsveil.log()
+    );
     // A signed denial: the NSEC records the recursor kept prove it.
     let out = ask("none.secure.test", "A");
     assert_eq!(status(&out), "NXDOMAIN", "{out}");
