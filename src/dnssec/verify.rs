@@ -566,8 +566,9 @@ fn try_rrsig(
         algorithm,
         wildcard: wildcard(owner, sig.labels, owner_labels),
     };
+    let memo = budget.memo.clone();
     for key in candidates {
-        let seen = budget.memo.clone().map(|m| {
+        let seen = memo.as_ref().map(|m| {
             (
                 m,
                 verification(sig.algorithm, key.public_key, &data, &sig.signature),

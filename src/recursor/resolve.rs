@@ -222,7 +222,7 @@ impl Resolver {
                 Ok(Step::Referral(mut r)) => {
                     budget.referral()?;
                     let now = Instant::now();
-                    if dnssec_ok && r.ds.iter().any(|x| x.rtype() == RType::DS) {
+                    if dnssec_ok && !r.ds.is_empty() {
                         self.keep_referral_ds(&r.zone, std::mem::take(&mut r.ds), &deleg.zone, now);
                     }
                     let servers =

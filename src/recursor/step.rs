@@ -52,7 +52,9 @@ pub struct Referral {
     pub ttl: u32,
     /// The cut's DS RRset and the RRSIGs over it, as a parent's server sends them with a referral
     /// to a signed zone when DO is set (RFC 4035 section 3.1.4): the parent's answer to the
-    /// validator's DS question for the cut, so that question costs no query of its own.
+    /// validator's DS question for the cut, so that question costs no query of its own. Empty
+    /// unless both are there, in the question's class (what a DS answer's scrub would keep):
+    /// without them the DS is asked for as before.
     pub ds: Vec<Record>,
 }
 
@@ -126,11 +128,12 @@ fn referral(msg: &Message, cut: Name, zone: &Name, asked: &Question) -> Step {
             glue.push((r.name.clone(), ip));
         }
     }
-    let ds = msg
+    let mut ds: Vec<Record> = msg
         .authority
         .iter()
         .filter(|r| {
             r.name.eq_ignore_case(&cut)
+                && r.class == asked.qclass
                 && match &r.data {
                     RData::Rrsig(sig) => sig.type_covered == RType::DS,
                     _ => r.rtype() == RType::DS,
@@ -138,6 +141,10 @@ fn referral(msg: &Message, cut: Name, zone: &Name, asked: &Question) -> Step {
         })
         .cloned()
         .collect();
+    let has = |t: RType| ds.iter().any(|r| r.rtype() == t);
+    if !(has(RType::DS) && has(RType::RRSIG)) {
+        ds.clear();
+    }
     Step::Referral(Referral {
         zone: cut,
         ns,
@@ -225,6 +232,29 @@ mod tests {
                 .map(|x| format!("{} {}", x.name, x.rtype()))
                 .collect();
         assert_eq!(kept, ["example.test. DS", "example.test. RRSIG"]);
+
+        // A DS without its signature, or a signature without its DS, or either in another class,
+        // is not kept: the validator then asks the parent for the DS as before.
+        let ds = "example.test DS 1 13 2 0000000000000000000000000000000000000000000000000000000000000000";
+        let covering = sig("DS", "example.test");
+        let referral_with = |authority: &[&str], chaos: bool| {
+            let mut lines = vec!["example.test NS ns1.example.test"];
+            lines.extend_from_slice(authority);
+            let mut m = response(&q, false, &[], &lines, &[]);
+            if chaos {
+                for r in m.authority.iter_mut().skip(1) {
+                    r.class = crate::wire::Class::CH;
+                }
+            }
+            match classify(m, &n("test"), &q) {
+                Step::Referral(r) => r.ds,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(referral_with(&[ds], false).is_empty());
+        assert!(referral_with(&[&covering], false).is_empty());
+        assert!(referral_with(&[ds, &covering], true).is_empty());
+        assert_eq!(referral_with(&[ds, &covering], false).len(), 2);
     }
 
     #[test]
