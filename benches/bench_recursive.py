@@ -10,6 +10,7 @@ every server listens on port 53 like the real ones; unbound has no option for an
                 with glue, one named in hostM.test (glueless for zN.test), and www, mail and
                 alias (a CNAME to www of the next zone) records
   hostM.test    the name servers' own zones, on the same leaf servers
+The resolver under test runs alone on CPU 0; the nsd servers, the client and dnsperf on CPU 1.
 For each resolver, started fresh (cold caches, primed by a readiness query for ready.test):
   - cold: every name once, one at a time; latency p50/p99 (Python client), CPU per resolved name
     (the resolver's user+system time over the phase from the scheduler's
@@ -295,6 +296,9 @@ def measure_warm(port, datafile, seconds):
 
 
 def inside(args):
+    # Everything but the resolver on CPU 1: this client, and the nsd servers it starts (they
+    # inherit it); the resolvers are started on CPU 0 (taskset), alone there.
+    os.sched_setaffinity(0, {1})
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     binary = args.binary
     d = tempfile.mkdtemp(prefix="bench-rec-")
