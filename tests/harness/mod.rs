@@ -34,16 +34,10 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     panic!("required tool `{tool}` is missing: install the Debian package `{package}` (apt-get install {package})");
 }
 
-/// A port that is free on 127.0.0.1 for both UDP and TCP right now.
+/// A port that is free on 127.0.0.1 for both UDP and TCP right now, below the kernel's ephemeral
+/// range (see [`free_port_on`]).
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port found");
+    free_port_on(&[std::net::Ipv4Addr::LOCALHOST.into()])
 }
 
 /// A port free for both UDP and TCP on every address of `ips` right now, chosen at random below
@@ -389,12 +383,46 @@ impl Dnsveil {
         Self::launch(wrapper, args, &[], on_line)
     }
 
+    /// Starts dnsveil; a `--listen` address with port 0 is given a port of its own first, up to
+    /// five times if another test's server takes that port before dnsveil binds it.
+    ///
+    /// Why not port 0: the kernel would pick the listener's port from its ephemeral range, where it
+    /// also picks clients' source ports. A port shared through SO_REUSEPORT counts as free to it, and
+    /// dnsveil's UDP listeners set SO_REUSEPORT (one socket per thread), as do dig's sockets: a dig
+    /// then and again got its source port equal to dnsveil's port, and with its socket connected to
+    /// that address, received its own query back instead of the answer.
     fn launch(
         wrapper: &[&str],
         args: &[&str],
         env: &[(&str, &str)],
         on_line: &mut dyn FnMut(&str),
     ) -> Dnsveil {
+        let picks_ports = listen_values(args).any(|(_, a)| a.port() == 0);
+        for _ in 0..5 {
+            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            for (i, addr) in listen_values(&args.iter().map(String::as_str).collect::<Vec<_>>())
+                .filter(|(_, a)| a.port() == 0)
+                .collect::<Vec<_>>()
+            {
+                args[i] = SocketAddr::new(addr.ip(), free_port_on(&[addr.ip()])).to_string();
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match Self::launch_once(wrapper, &args, env, on_line) {
+                Ok(d) => return d,
+                Err(log) if picks_ports && log.contains("already uses it") => continue,
+                Err(log) => panic!("dnsveil did not report its listeners; log:\n{log}"),
+            }
+        }
+        panic!("dnsveil found every port it was given taken");
+    }
+
+    /// One start of dnsveil: it, or its log when it did not report its listeners.
+    fn launch_once(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Dnsveil, String> {
         let bin = env!("CARGO_BIN_EXE_dnsveil");
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -450,20 +478,29 @@ impl Dnsveil {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("dnsveil did not report its listeners; log:\n{}", log.text());
+                    let _ = child.wait();
+                    // Everything it wrote is in the log once the reader has seen the pipe's end
+                    // (which a wrapper's leftover child could hold open: not waited for long).
+                    // The channel disconnects when the reader ends.
+                    let until = Instant::now() + Duration::from_secs(2);
+                    while rx
+                        .recv_timeout(until.saturating_duration_since(Instant::now()))
+                        .is_ok()
+                    {}
+                    return Err(log.text());
                 }
             }
         }
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        Dnsveil {
+        Ok(Dnsveil {
             udp,
             tcp,
             child: Guard(child),
             runtime_dir,
             log,
             reader: Some(reader),
-        }
+        })
     }
 
     /// The control socket at its default place (in [`Dnsveil::runtime_dir`]).
@@ -548,6 +585,14 @@ impl Dnsveil {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The `--listen` values of `args` that are socket addresses, with their index in `args`.
+fn listen_values<'a>(args: &'a [&'a str]) -> impl Iterator<Item = (usize, SocketAddr)> + 'a {
+    args.windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] == "--listen")
+        .filter_map(|(i, w)| Some((i + 1, w[1].parse().ok()?)))
 }
 
 fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
