@@ -52,6 +52,7 @@ pub mod ratelimit;
 mod respond;
 mod tcp;
 mod udp;
+mod udp_outbox;
 mod udp_send;
 
 use std::collections::HashMap;

@@ -34,6 +34,7 @@ use tracing::{debug, info};
 use super::querylog::Answered;
 use super::ratelimit::Verdict;
 use super::respond::{self, Prepared};
+use super::udp_outbox::Outbox;
 use super::udp_send::{BatchSender, BATCH};
 use super::Shared;
 use super::{fair, inline};
@@ -82,6 +83,7 @@ pub(super) fn serve(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::new()).collect();
     let mut recv_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sender = BatchSender::new(&*sock);
+    let outbox = Outbox::new(sock.clone());
     let mut got: [(usize, Option<SockaddrStorage>); BATCH] = [(0, None); BATCH];
     let mut dests: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut slow: Vec<SlowQuery> = Vec::with_capacity(BATCH);
@@ -145,7 +147,7 @@ pub(super) fn serve(
                 protocol: Protocol::Udp,
             };
             inline::start(
-                slow_job(req, src, sock.clone(), &shared, share),
+                slow_job(req, src, outbox.clone(), &shared, share),
                 &runtime,
                 &shared.pacer,
             );
@@ -263,20 +265,20 @@ pub(super) fn fast_path_eligible(view: &QueryView<'_>) -> bool {
 fn slow_job(
     req: Request,
     src: SocketAddr,
-    sock: Arc<UdpSocket>,
+    out: Arc<Outbox>,
     shared: &Arc<Shared>,
     share: fair::Slot,
 ) -> TrackedFuture<impl std::future::Future<Output = ()>> {
     shared
         .tracker
-        .track_future(slow_path(req, src, sock, shared.clone(), share))
+        .track_future(slow_path(req, src, out, shared.clone(), share))
 }
 
 /// The slow path of one query, to its answer (or none: stopped, out of time, or its share gone).
 async fn slow_path(
     req: Request,
     src: SocketAddr,
-    sock: Arc<UdpSocket>,
+    out: Arc<Outbox>,
     shared: Arc<Shared>,
     share: fair::Slot,
 ) {
@@ -296,9 +298,7 @@ async fn slow_path(
         return;
     };
     shared.answered_outcome(Protocol::Udp, src, &req.query, &outcome, &bytes, started);
-    if let Err(e) = sock.send_to(&bytes, src) {
-        debug!(error = %e, "udp send failed");
-    }
+    out.send(bytes, src).await;
 }
 
 /// Backs off after a receive error so that a persistent one cannot spin the loop.

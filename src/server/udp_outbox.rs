@@ -1,0 +1,234 @@
+//! Sends the slow path's UDP answers together: those that a runtime worker finishes in one run of
+//! its ready tasks leave in one `sendmmsg` ([`super::udp_send`]) when it runs out of them.
+//!
+//! Why: under load an upstream's reply arrives in batches (one TLS record read brings every answer
+//! a DoT connection has received), and each answer completes its own query's task. Sent one by
+//! one, every answer was a `sendto` of its own: a system call, and on a client that went back to
+//! sleep between two of them, a wake-up of that client's thread (an inter-processor interrupt, in
+//! a virtual machine an exit to the host). Together they share the call, and the client is woken
+//! once for all of them. A cache miss's answer was the only datagram the server sent alone.
+//!
+//! How: a task with an answer queues it; the first to find the queue empty waits with
+//! [`tokio::task::yield_now`], which the scheduler resumes only after it has run every other ready
+//! task (and polled for I/O once), and then sends whatever was queued by then. An idle server's
+//! lone answer pays one extra poll of the I/O driver for that. An answer sent outside a runtime
+//! task (the first poll on the receive thread, `super::inline`, which may finish a query against a
+//! quick local upstream) goes at once.
+//!
+//! Every queued answer is sent: the waiting task sends them when it resumes, and if it is dropped
+//! first (the runtime shutting down) its guard sends them from the drop.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nix::sys::socket::SockaddrStorage;
+use tracing::debug;
+
+use super::udp_send::{BatchSender, BATCH};
+
+/// A listening UDP socket and the answers queued for it.
+pub(super) struct Outbox {
+    sock: Arc<UdpSocket>,
+    queue: Mutex<Queue>,
+}
+
+struct Queue {
+    outs: Vec<Vec<u8>>,
+    dests: Vec<Option<SockaddrStorage>>,
+    /// Whether a task waits to send what is queued (then a new answer only joins the queue).
+    flusher: bool,
+}
+
+thread_local! {
+    /// The send headers of this thread's flushes, for any outbox (they hold raw pointers, so they
+    /// cannot travel with one between threads); made by the first flush, which also asks its socket
+    /// whether the kernel knows UDP GSO (a kernel's answer, the same for every socket).
+    static SENDER: RefCell<Option<BatchSender>> = const { RefCell::new(None) };
+}
+
+impl Outbox {
+    pub(super) fn new(sock: Arc<UdpSocket>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            sock,
+            queue: Mutex::new(Queue {
+                outs: Vec::new(),
+                dests: Vec::new(),
+                flusher: false,
+            }),
+        })
+    }
+
+    /// Sends `bytes` to `dest`: at once outside a runtime task; from a task, with the answers other
+    /// tasks of the same run queue (see the module docs).
+    pub(super) async fn send(&self, bytes: Vec<u8>, dest: SocketAddr) {
+        if tokio::task::try_id().is_none() {
+            self.send_now(&bytes, dest);
+            return;
+        }
+        {
+            let mut q = self.lock();
+            q.outs.push(bytes);
+            q.dests.push(Some(SockaddrStorage::from(dest)));
+            if std::mem::replace(&mut q.flusher, true) {
+                return;
+            }
+        }
+        let _flush = FlushOnDrop(self);
+        tokio::task::yield_now().await;
+    }
+
+    fn send_now(&self, bytes: &[u8], dest: SocketAddr) {
+        if let Err(e) = self.sock.send_to(bytes, dest) {
+            debug!(error = %e, "udp send failed");
+        }
+    }
+
+    /// Sends everything queued, [`BATCH`] answers per `sendmmsg` at most.
+    fn flush(&self) {
+        let mut q = self.lock();
+        q.flusher = false;
+        let Queue { outs, dests, .. } = &mut *q;
+        let fd = self.sock.as_raw_fd();
+        SENDER.with(|sender| {
+            let mut sender = sender.borrow_mut();
+            let sender = sender.get_or_insert_with(|| BatchSender::new(&*self.sock));
+            for (outs, dests) in outs.chunks(BATCH).zip(dests.chunks(BATCH)) {
+                sender.send(fd, outs, dests);
+            }
+        });
+        outs.clear();
+        dests.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing that can panic runs under this lock; recover from poisoning all the same.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sends the queue when the waiting task resumes, or when it is dropped before that.
+struct FlushOnDrop<'a>(&'a Outbox);
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::time::Duration;
+
+    fn pair() -> (Arc<Outbox>, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (Outbox::new(Arc::new(server)), client)
+    }
+
+    fn received(client: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 2048];
+        (0..count)
+            .map(|_| {
+                let n = client.recv(&mut buf).unwrap();
+                buf[..n].to_vec()
+            })
+            .collect()
+    }
+
+    /// Answers of tasks that run one after another are queued until the last of them has run, and
+    /// then all arrive (more than one `sendmmsg` holds).
+    #[test]
+    fn answers_of_one_run_wait_for_its_end_and_then_all_leave() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (outbox, client) = pair();
+        let to = client.local_addr().unwrap();
+        let count = BATCH + 5;
+        let queued_after_the_run = rt.block_on(async {
+            let mut tasks: Vec<_> = (0..count)
+                .map(|i| {
+                    let outbox = outbox.clone();
+                    tokio::spawn(async move {
+                        outbox.send(vec![i as u8; 1 + i % 3], to).await;
+                    })
+                })
+                .collect();
+            // Spawned last, so it runs after every sender's first poll and before the first
+            // sender resumes (the scheduler resumes a yielding task once its queue is empty).
+            let o = outbox.clone();
+            let checker = tokio::spawn(async move { o.lock().outs.len() });
+            let queued = checker.await.unwrap();
+            for t in tasks.drain(..) {
+                t.await.unwrap();
+            }
+            queued
+        });
+        assert_eq!(
+            queued_after_the_run, count,
+            "nothing left before the run ended"
+        );
+        let mut got = received(&client, count);
+        got.sort();
+        let mut want: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; 1 + i % 3]).collect();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(outbox.lock().outs.is_empty());
+        assert!(!outbox.lock().flusher);
+    }
+
+    /// Outside a runtime task (the receive thread's first poll) an answer leaves at once.
+    #[test]
+    fn outside_a_task_an_answer_leaves_at_once() {
+        let (outbox, client) = pair();
+        let to = client.local_addr().unwrap();
+        let mut send = std::pin::pin!(outbox.send(b"now".to_vec(), to));
+        let waker = std::task::Waker::noop();
+        let polled = send
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        assert!(polled.is_ready());
+        assert_eq!(received(&client, 1), vec![b"now".to_vec()]);
+    }
+
+    /// A waiting sender dropped before it resumes (a runtime shutting down) still sends the queue.
+    #[test]
+    fn a_dropped_waiter_sends_what_was_queued() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (outbox, client) = pair();
+        let to = client.local_addr().unwrap();
+        let o = outbox.clone();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let mut first = Box::pin(o.send(b"first".to_vec(), to));
+                let polled =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
+                        .await;
+                assert!(
+                    polled.is_pending(),
+                    "the first answer waits for the run's end"
+                );
+                // A second answer joins the queue and returns at once.
+                o.send(b"second".to_vec(), to).await;
+                assert_eq!(o.lock().outs.len(), 2);
+                drop(first);
+                assert!(o.lock().outs.is_empty(), "sent by the waiter's drop");
+            })
+            .await
+            .unwrap();
+        });
+        let mut got = received(&client, 2);
+        got.sort();
+        assert_eq!(got, vec![b"first".to_vec(), b"second".to_vec()]);
+    }
+}
