@@ -17,7 +17,8 @@
 //! `recvmmsg` itself and wakes at once; it checks for shutdown whenever the socket's read timeout
 //! ([`super::UDP_POLL`]) passes. Slow-path queries finish here when their first poll gets that far
 //! (a quick local upstream), otherwise as tasks on the runtime, and send their answers on the same
-//! socket (a UDP send does not block for long; the socket's write timeout bounds it).
+//! socket (a UDP send does not block for long; the socket's write timeout bounds it): those that
+//! finish on the runtime together, once per run of its ready tasks ([`super::udp_outbox`]).
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
