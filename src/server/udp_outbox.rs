@@ -1,12 +1,12 @@
 //! Sends the slow path's UDP answers together: those that a runtime worker finishes in one run of
 //! its ready tasks leave in one `sendmmsg` ([`super::udp_send`]) when it runs out of them.
 //!
-//! Why: under load an upstream's reply arrives in batches (one TLS record read brings every answer
+//! Why: under load an upstream's replies arrive in batches (one TLS record read brings every answer
 //! a DoT connection has received), and each answer completes its own query's task. Sent one by
-//! one, every answer was a `sendto` of its own: a system call, and on a client that went back to
-//! sleep between two of them, a wake-up of that client's thread (an inter-processor interrupt, in
-//! a virtual machine an exit to the host). Together they share the call, and the client is woken
-//! once for all of them. A cache miss's answer was the only datagram the server sent alone.
+//! one, each answer would be a `sendto` of its own: a system call, and for a client that went back
+//! to sleep between two of them, a wake-up of that client's thread (an inter-processor interrupt,
+//! in a virtual machine an exit to the host). Together they share the call, and the client is woken
+//! once for all of them, as the receive loop's cached answers are (`super::udp`).
 //!
 //! How: a task with an answer queues it; the first to find the queue empty waits with
 //! [`tokio::task::yield_now`], which the scheduler resumes only after it has run every other ready
@@ -23,7 +23,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use nix::sys::socket::SockaddrStorage;
+use nix::sys::socket::{MsgFlags, SockaddrStorage};
 use tracing::debug;
 
 use super::udp_send::{BatchSender, BATCH};
@@ -60,8 +60,8 @@ impl Outbox {
         })
     }
 
-    /// Sends `bytes` to `dest`: at once outside a runtime task; from a task, with the answers other
-    /// tasks of the same run queue (see the module docs).
+    /// Sends `bytes` to `dest`: at once outside a runtime task; from a task, together with the
+    /// answers of the other tasks the worker runs before it runs out of ready ones (module docs).
     pub(super) async fn send(&self, bytes: Vec<u8>, dest: SocketAddr) {
         if tokio::task::try_id().is_none() {
             self.send_now(&bytes, dest);
@@ -91,13 +91,24 @@ impl Outbox {
         q.flusher = false;
         let Queue { outs, dests, .. } = &mut *q;
         let fd = self.sock.as_raw_fd();
-        SENDER.with(|sender| {
+        let batched = SENDER.try_with(|sender| {
             let mut sender = sender.borrow_mut();
             let sender = sender.get_or_insert_with(|| BatchSender::new(&*self.sock));
             for (outs, dests) in outs.chunks(BATCH).zip(dests.chunks(BATCH)) {
                 sender.send(fd, outs, dests);
             }
         });
+        // A drop while the thread's locals are being torn down (a runtime ending with its thread):
+        // one datagram at a time.
+        if batched.is_err() {
+            for (bytes, dest) in outs.iter().zip(dests.iter()) {
+                if let Some(dest) = dest {
+                    if let Err(e) = nix::sys::socket::sendto(fd, bytes, dest, MsgFlags::empty()) {
+                        debug!(error = %e, "udp send failed");
+                    }
+                }
+            }
+        }
         outs.clear();
         dests.clear();
     }
