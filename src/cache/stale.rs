@@ -154,7 +154,7 @@ impl Cache {
 /// not be asked in time (saturated).
 pub(super) fn is_failure(result: &HandlerResult) -> bool {
     match result {
-        Ok(a) => a.rcode() == Rcode::SERVFAIL,
+        Ok(a) => a.rcode_is(Rcode::SERVFAIL),
         Err(
             HandlerError::Upstream(_)
             | HandlerError::Unusable(_)

@@ -251,6 +251,13 @@ impl Answer {
         Rcode(((high as u16) << 4) | u16::from(low))
     }
 
+    /// Whether the response code is `rcode`: [`Answer::rcode`], but without walking the records to
+    /// the OPT record when the header's low bits already differ (every answer of a miss goes
+    /// through serve-stale's failure check).
+    pub fn rcode_is(&self, rcode: Rcode) -> bool {
+        self.header().rcode_low == rcode.low() && self.rcode() == rcode
+    }
+
     /// The whole message, parsed (for a stage that must look at its records).
     pub fn message(&self) -> Result<Message, WireError> {
         match &self.parsed.0 {
@@ -341,6 +348,35 @@ mod tests {
         assert!(a.header().response);
         assert_eq!(a.message().unwrap().questions, m.questions);
         assert!(Answer::new(vec![0u8; 5], Origin::Upstream, Verdict::Unchecked).is_err());
+    }
+
+    /// `rcode_is` agrees with `rcode`, also where the low bits match and the OPT's upper bits do
+    /// not (BADTIME, 18, shares SERVFAIL's low bits 2).
+    #[test]
+    fn rcode_is_compares_the_extended_code() {
+        let answer = |rcode: Rcode, edns: bool| {
+            let mut m = Message::response_to(&Message::query(
+                "r.example".parse::<Name>().unwrap(),
+                RType::A,
+            ));
+            m.edns = edns.then(Edns::default);
+            m.set_rcode(rcode);
+            Answer::new(m.encode().unwrap(), Origin::Upstream, Verdict::Unchecked).unwrap()
+        };
+        let badtime = Rcode(18);
+        assert_eq!(badtime.low(), Rcode::SERVFAIL.low());
+        for (a, is) in [
+            (answer(Rcode::SERVFAIL, true), Rcode::SERVFAIL),
+            (answer(Rcode::SERVFAIL, false), Rcode::SERVFAIL),
+            (answer(badtime, true), badtime),
+            (answer(Rcode::NOERROR, true), Rcode::NOERROR),
+        ] {
+            assert!(a.rcode_is(is), "{:?}", a.rcode());
+            for other in [Rcode::SERVFAIL, badtime, Rcode::NOERROR, Rcode::BADVERS] {
+                assert_eq!(a.rcode_is(other), a.rcode() == other);
+            }
+        }
+        assert!(!answer(badtime, true).rcode_is(Rcode::SERVFAIL));
     }
 
     /// The parsed form travels with the bytes through the stages that keep them (verdict,
