@@ -16,7 +16,9 @@
 //! quick local upstream) goes at once.
 //!
 //! Every queued answer is sent: the waiting task sends them when it resumes, and if it is dropped
-//! first (the runtime shutting down) its guard sends them from the drop.
+//! first (the runtime shutting down) its guard sends them from the drop. The queue is bounded: the
+//! answer that fills it to [`MAX_QUEUED`] sends it at once (tasks of other workers can keep adding
+//! to one socket's queue while the waiting task's worker is busy).
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
@@ -27,6 +29,9 @@ use nix::sys::socket::{MsgFlags, SockaddrStorage};
 use tracing::debug;
 
 use super::udp_send::{BatchSender, BATCH};
+
+/// Most answers queued for one socket: four `sendmmsg` calls' worth.
+pub(super) const MAX_QUEUED: usize = 4 * BATCH;
 
 /// A listening UDP socket and the answers queued for it.
 pub(super) struct Outbox {
@@ -63,14 +68,20 @@ impl Outbox {
     /// Sends `bytes` to `dest`: at once outside a runtime task; from a task, together with the
     /// answers of the other tasks the worker runs before it runs out of ready ones (module docs).
     pub(super) async fn send(&self, bytes: Vec<u8>, dest: SocketAddr) {
+        let dest = SockaddrStorage::from(dest);
         if tokio::task::try_id().is_none() {
-            self.send_now(&bytes, dest);
+            send_one(self.sock.as_raw_fd(), &bytes, Some(&dest));
             return;
         }
         {
             let mut q = self.lock();
             q.outs.push(bytes);
-            q.dests.push(Some(SockaddrStorage::from(dest)));
+            q.dests.push(Some(dest));
+            if q.outs.len() >= MAX_QUEUED {
+                // Full: sent now; a task already waiting sends what comes after.
+                self.send_queued(&mut q);
+                return;
+            }
             if std::mem::replace(&mut q.flusher, true) {
                 return;
             }
@@ -79,21 +90,22 @@ impl Outbox {
         tokio::task::yield_now().await;
     }
 
-    fn send_now(&self, bytes: &[u8], dest: SocketAddr) {
-        if let Err(e) = self.sock.send_to(bytes, dest) {
-            debug!(error = %e, "udp send failed");
-        }
-    }
-
-    /// Sends everything queued, [`BATCH`] answers per `sendmmsg` at most; a lone answer (an idle
-    /// server's every answer) with a plain `sendto`, which costs a tenth of a batch's planning.
+    /// Sends everything queued; the task that waited to do so is done.
     fn flush(&self) {
         let mut q = self.lock();
         q.flusher = false;
-        let Queue { outs, dests, .. } = &mut *q;
+        self.send_queued(&mut q);
+    }
+
+    /// Sends and empties the queue, [`BATCH`] answers per `sendmmsg` at most; a lone answer (an
+    /// idle server's every answer) with a plain `sendto`, which costs a tenth of a batch's planning.
+    fn send_queued(&self, q: &mut Queue) {
+        let Queue { outs, dests, .. } = q;
         let fd = self.sock.as_raw_fd();
-        if outs.len() == 1 {
-            send_one(fd, &outs[0], dests[0].as_ref());
+        if outs.len() <= 1 {
+            if let (Some(bytes), Some(dest)) = (outs.first(), dests.first()) {
+                send_one(fd, bytes, dest.as_ref());
+            }
             outs.clear();
             dests.clear();
             return;
@@ -143,36 +155,27 @@ impl Drop for FlushOnDrop<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
 mod tests {
+    use super::super::udp_send::tests::receive_all;
     use super::*;
     use std::future::Future;
-    use std::time::Duration;
 
     fn pair() -> (Arc<Outbox>, UdpSocket) {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
         (Outbox::new(Arc::new(server)), client)
     }
 
-    fn received(client: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
-        let mut buf = [0u8; 2048];
-        (0..count)
-            .map(|_| {
-                let n = client.recv(&mut buf).unwrap();
-                buf[..n].to_vec()
-            })
-            .collect()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     /// Answers of tasks that run one after another are queued until the last of them has run, and
     /// then all arrive (more than one `sendmmsg` holds).
     #[test]
     fn answers_of_one_run_wait_for_its_end_and_then_all_leave() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let (outbox, client) = pair();
         let to = client.local_addr().unwrap();
         let count = BATCH + 5;
@@ -199,7 +202,7 @@ mod tests {
             queued_after_the_run, count,
             "nothing left before the run ended"
         );
-        let mut got = received(&client, count);
+        let mut got = receive_all(&client, count);
         got.sort();
         let mut want: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; 1 + i % 3]).collect();
         want.sort();
@@ -208,12 +211,44 @@ mod tests {
         assert!(!outbox.lock().flusher);
     }
 
-    /// A task's lone answer leaves once the run ends (by the one-datagram path).
+    /// However many answers join the queue before the waiting task resumes, it never holds more
+    /// than [`MAX_QUEUED`], and every answer arrives.
+    #[test]
+    fn the_queue_is_bounded() {
+        let rt = runtime();
+        let (outbox, client) = pair();
+        let to = client.local_addr().unwrap();
+        let count = MAX_QUEUED + 3;
+        let o = outbox.clone();
+        let most = rt.block_on(async move {
+            tokio::spawn(async move {
+                // The first answer's task waits (polled once, not resumed) while the rest join.
+                let mut first = Box::pin(o.send(vec![0], to));
+                let polled =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
+                        .await;
+                assert!(polled.is_pending());
+                let mut most = 1;
+                for i in 1..count {
+                    o.send(vec![i as u8], to).await;
+                    most = most.max(o.lock().outs.len());
+                }
+                drop(first);
+                most
+            })
+            .await
+            .unwrap()
+        });
+        assert!(most < MAX_QUEUED, "the queue held {most}");
+        let mut got = receive_all(&client, count);
+        got.sort();
+        assert_eq!(got, (0..count).map(|i| vec![i as u8]).collect::<Vec<_>>());
+    }
+
+    /// A task's lone answer leaves once the run ends.
     #[test]
     fn a_lone_answer_from_a_task_arrives() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let (outbox, client) = pair();
         let to = client.local_addr().unwrap();
         let o = outbox.clone();
@@ -221,7 +256,7 @@ mod tests {
             tokio::spawn(async move { o.send(b"alone".to_vec(), to).await }).await
         })
         .unwrap();
-        assert_eq!(received(&client, 1), vec![b"alone".to_vec()]);
+        assert_eq!(receive_all(&client, 1), vec![b"alone".to_vec()]);
         assert!(outbox.lock().outs.is_empty());
     }
 
@@ -236,15 +271,13 @@ mod tests {
             .as_mut()
             .poll(&mut std::task::Context::from_waker(waker));
         assert!(polled.is_ready());
-        assert_eq!(received(&client, 1), vec![b"now".to_vec()]);
+        assert_eq!(receive_all(&client, 1), vec![b"now".to_vec()]);
     }
 
     /// A waiting sender dropped before it resumes (a runtime shutting down) still sends the queue.
     #[test]
     fn a_dropped_waiter_sends_what_was_queued() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let (outbox, client) = pair();
         let to = client.local_addr().unwrap();
         let o = outbox.clone();
@@ -267,7 +300,7 @@ mod tests {
             .await
             .unwrap();
         });
-        let mut got = received(&client, 2);
+        let mut got = receive_all(&client, 2);
         got.sort();
         assert_eq!(got, vec![b"first".to_vec(), b"second".to_vec()]);
     }

@@ -229,7 +229,7 @@ impl BatchSender {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // test code: a panic is a failed test
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::net::{SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
@@ -241,7 +241,8 @@ mod tests {
         Some(SockaddrStorage::from(addr))
     }
 
-    fn receive_all(sock: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+    /// The next `count` datagrams `sock` receives (each within 5 s).
+    pub(in crate::server) fn receive_all(sock: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 70_000];
         (0..count)
