@@ -397,19 +397,24 @@ impl Dnsveil {
         env: &[(&str, &str)],
         on_line: &mut dyn FnMut(&str),
     ) -> Dnsveil {
-        let picks_ports = listen_values(args).any(|(_, a)| a.port() == 0);
+        // (index in `args`, address) of each `--listen` value with port 0.
+        let unset: Vec<(usize, std::net::IpAddr)> = args
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0] == "--listen")
+            .filter_map(|(i, w)| Some((i + 1, w[1].parse::<SocketAddr>().ok()?)))
+            .filter(|(_, a)| a.port() == 0)
+            .map(|(i, a)| (i, a.ip()))
+            .collect();
         for _ in 0..5 {
-            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            for (i, addr) in listen_values(&args.iter().map(String::as_str).collect::<Vec<_>>())
-                .filter(|(_, a)| a.port() == 0)
-                .collect::<Vec<_>>()
-            {
-                args[i] = SocketAddr::new(addr.ip(), free_port_on(&[addr.ip()])).to_string();
+            let mut given: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            for &(i, ip) in &unset {
+                given[i] = SocketAddr::new(ip, free_port_on(&[ip])).to_string();
             }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            match Self::launch_once(wrapper, &args, env, on_line) {
+            let given: Vec<&str> = given.iter().map(String::as_str).collect();
+            match Self::launch_once(wrapper, &given, env, on_line) {
                 Ok(d) => return d,
-                Err(log) if picks_ports && log.contains("already uses it") => continue,
+                Err(log) if !unset.is_empty() && log.contains("already uses it") => continue,
                 Err(log) => panic!("dnsveil did not report its listeners; log:\n{log}"),
             }
         }
@@ -585,14 +590,6 @@ impl Dnsveil {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// The `--listen` values of `args` that are socket addresses, with their index in `args`.
-fn listen_values<'a>(args: &'a [&'a str]) -> impl Iterator<Item = (usize, SocketAddr)> + 'a {
-    args.windows(2)
-        .enumerate()
-        .filter(|(_, w)| w[0] == "--listen")
-        .filter_map(|(i, w)| Some((i + 1, w[1].parse().ok()?)))
 }
 
 fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
