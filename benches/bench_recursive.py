@@ -33,7 +33,7 @@ this script's markers.
 Usage: python3 benches/bench_recursive.py [--zones 300] [--seconds 5] [--cold-rounds 5] [--burst 20] [--dnssec]
                                         [--out BENCHMARKS.md] [--no-build]
 Needs: nsd (nsd-control), unbound, dnsperf, taskset, ip, unshare (Debian: nsd unbound dnsperf
-util-linux iproute2).
+util-linux iproute2); with --dnssec also ldns-keygen and ldns-signzone (Debian: ldnsutils).
 """
 import argparse
 import os
