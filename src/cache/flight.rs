@@ -18,7 +18,7 @@
 
 use tracing::debug;
 
-use crate::handler::{BoxFuture, HandlerError, HandlerResult, Origin, BOGUS_TTL};
+use crate::handler::{Answer, BoxFuture, HandlerError, HandlerResult, Origin, BOGUS_TTL};
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::response;
 
@@ -96,7 +96,7 @@ impl Cache {
             (Ok(entry), Ok(original)) => {
                 let mut out = Vec::new();
                 if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) {
-                    Ok(original.rewritten(out))
+                    Ok(plain_if(key, original.rewritten(out)))
                 } else {
                     Ok(original)
                 }
@@ -125,6 +125,16 @@ impl Cache {
             flight.publish(&answer);
         }
         answer
+    }
+}
+
+/// `answer`, rendered from the entry of `key`, marked as what a client without DO gets when the
+/// key is for such clients (the entry was stripped of what they did not ask for when stored).
+pub(super) fn plain_if(key: &Key, answer: Answer) -> Answer {
+    if key.dnssec_ok() {
+        answer
+    } else {
+        answer.known_plain()
     }
 }
 

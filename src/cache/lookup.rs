@@ -47,7 +47,7 @@ use crate::wire::edns::check_options;
 use crate::wire::{Message, Opcode, QueryView};
 
 use super::entry::{Client, Ttls};
-use super::flight::Fetch;
+use super::flight::{plain_if, Fetch};
 use super::key::Key;
 use super::policy;
 use super::shard::{hash_key, Flight, Found, Shard, OWN};
@@ -349,7 +349,7 @@ impl Cache {
                 if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
             {
                 self.on_live_hit(entry, key, hash, now);
-                let answer = Answer::checked(out, Origin::Cache, entry.verdict());
+                let answer = plain_if(key, Answer::checked(out, Origin::Cache, entry.verdict()));
                 shard.counters.hits += 1;
                 return Step::Hit(answer);
             }
@@ -360,6 +360,7 @@ impl Cache {
                 });
                 if let Some(stale) = rendered {
                     let answer = Answer::checked(out, Origin::StaleCache, entry.verdict());
+                    let answer = plain_if(key, answer);
                     if self.stale_now(stale, entry, key, hash, now) {
                         shard.counters.hits += 1;
                         shard.counters.stale += 1;

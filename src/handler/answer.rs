@@ -30,28 +30,40 @@ pub struct Answer {
     verdict: Verdict,
     /// The URL of the upstream that gave it, when one did just now (for the query log).
     upstream: Option<Arc<str>>,
-    /// The message the bytes parse to, when the stage that made them had it at hand.
-    parsed: Parsed,
+    /// What the stage that made the bytes already knew of them.
+    known: Known,
 }
 
-/// The parsed form an [`Answer`] may carry beside its bytes, so that a later stage that must look
-/// at records (the validator, the cache stripping DNSSEC records for a client without DO) does
-/// not parse the same bytes again: the forwarder parsed them once, where they arrived. It is only
-/// a cache of what the bytes say, so it takes no part in comparisons.
+/// What an [`Answer`] may carry beside its bytes so that a later stage does not find it out again:
+/// the parsed form (a stage that must look at records, like the validator or the cache stripping
+/// DNSSEC records for a client without DO, does not parse the same bytes again: the forwarder
+/// parsed them once, where they arrived), and whether the bytes are known to hold no DNSSEC
+/// records that a client without DO did not ask for (the cache's entries for such clients were
+/// stripped when stored, so the response writer need not walk them to look). It is only a cache
+/// of what the bytes say, so it takes no part in comparisons.
 #[derive(Clone, Default)]
-struct Parsed(Option<Arc<Message>>);
+struct Known {
+    message: Option<Arc<Message>>,
+    plain: bool,
+}
 
-impl PartialEq for Parsed {
-    fn eq(&self, _: &Parsed) -> bool {
+impl PartialEq for Known {
+    fn eq(&self, _: &Known) -> bool {
         true
     }
 }
 
-impl Eq for Parsed {}
+impl Eq for Known {}
 
-impl std::fmt::Debug for Parsed {
+impl std::fmt::Debug for Known {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "parsed" } else { "-" })
+        let parsed = if self.message.is_some() {
+            "parsed"
+        } else {
+            "-"
+        };
+        let plain = if self.plain { ", plain" } else { "" };
+        write!(f, "{parsed}{plain}")
     }
 }
 
@@ -214,7 +226,7 @@ impl Answer {
             origin,
             verdict,
             upstream: None,
-            parsed: Parsed::default(),
+            known: Known::default(),
         }
     }
 
@@ -260,7 +272,7 @@ impl Answer {
 
     /// The whole message, parsed (for a stage that must look at its records).
     pub fn message(&self) -> Result<Message, WireError> {
-        match &self.parsed.0 {
+        match &self.known.message {
             Some(m) => Ok(Message::clone(m)),
             None => Message::parse(&self.wire),
         }
@@ -268,13 +280,13 @@ impl Answer {
 
     /// The parsed message this answer carries, if the stage that made it left one.
     pub fn parsed(&self) -> Option<&Message> {
-        self.parsed.0.as_deref()
+        self.known.message.as_deref()
     }
 
     /// The whole message, parsed, taken out of the answer (no copy when it carried its parsed
     /// form and nothing else shares it).
     pub fn take_message(&mut self) -> Result<Message, WireError> {
-        match self.parsed.0.take() {
+        match self.known.message.take() {
             Some(m) => Ok(Arc::try_unwrap(m).unwrap_or_else(|m| Message::clone(&m))),
             None => Message::parse(&self.wire),
         }
@@ -283,8 +295,21 @@ impl Answer {
     /// This answer carrying `msg` as its parsed form. `msg` must be what the bytes parse to (the
     /// caller has just parsed them, or encoded them from it).
     pub fn with_parsed(mut self, msg: Message) -> Self {
-        self.parsed = Parsed(Some(Arc::new(msg)));
+        self.known.message = Some(Arc::new(msg));
         self
+    }
+
+    /// This answer, known to hold no DNSSEC records (RRSIG, NSEC, NSEC3, DNSKEY, DS) that a client
+    /// without DO did not ask for: the caller wrote the bytes from what such a client gets.
+    pub fn known_plain(mut self) -> Self {
+        self.known.plain = true;
+        self
+    }
+
+    /// Whether the answer is known to hold nothing a client without DO must not get (see
+    /// [`Answer::known_plain`]); false says only that nobody looked.
+    pub fn is_known_plain(&self) -> bool {
+        self.known.plain
     }
 
     pub fn origin(&self) -> Origin {
@@ -299,7 +324,7 @@ impl Answer {
             origin: self.origin,
             verdict: self.verdict.clone(),
             upstream: self.upstream.clone(),
-            parsed: Parsed::default(),
+            known: Known::default(),
         }
     }
 

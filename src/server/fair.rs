@@ -19,11 +19,14 @@
 //! Limitations: the share is per address, not per network, so a host with many IPv4 addresses gets
 //! a share per address.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio_util::sync::CancellationToken;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 /// Who a query or connection is counted against: an IPv4 address, or an IPv6 /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,31 +52,63 @@ pub(super) fn may_take_from(heaviest: usize, newcomer: usize) -> bool {
 }
 
 /// A budget of slots shared fairly between clients (see the module docs).
+///
+/// Admitting and releasing a slot allocates nothing once the budget has been used: a slot is an
+/// index into a table kept for the budget's life, and each client's slots form a list through it,
+/// oldest first. A client holding one slot (every client of a lightly loaded server) costs one map
+/// entry; only a client holding two or more is in the load index, because only such a client can
+/// ever be made to give one up (see [`may_take_from`]).
 #[derive(Debug)]
 pub(super) struct FairBudget {
     cap: usize,
-    /// Locked for a few map operations per admission or release; never held across `.await`.
+    /// Locked for a few map operations per admission or release, and to look at one slot when its
+    /// holder polls [`Slot::cancelled`]; never held across `.await`, nor while waking anything.
     state: Mutex<State>,
+    /// `State::total`, readable without the lock (written under it).
+    in_use: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// Slots held by clients (not those taken away whose holders have not yet let go).
     total: usize,
-    next_id: u64,
-    /// Each client's held slots, oldest first, with the token that cancels the work holding it.
-    clients: HashMap<ClientKey, BTreeMap<u64, CancellationToken>>,
-    /// (slots held, client) for every client holding any: the heaviest is the last.
+    /// Every slot whose [`Slot`] is alive, by index; `free` lists the unused indexes.
+    slots: Vec<SlotState>,
+    free: Vec<u32>,
+    /// Each client holding any slots: how many, and the two ends of their list.
+    clients: HashMap<ClientKey, Held>,
+    /// (slots held, client) for every client holding two or more: the heaviest is the last.
     by_load: BTreeSet<(usize, ClientKey)>,
 }
+
+/// A client's slots: a list through [`State::slots`], oldest first.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    count: usize,
+    oldest: u32,
+    newest: u32,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    key: ClientKey,
+    /// Neighbours in the client's list ([`NONE`] at its ends).
+    older: u32,
+    newer: u32,
+    /// Given to another client: no longer in any list, and its holder should stop.
+    taken: bool,
+    /// The holder's task, while it waits in [`Slot::cancelled`].
+    waker: Option<Waker>,
+}
+
+const NONE: u32 = u32::MAX;
 
 /// A slot of a [`FairBudget`], released when dropped. When it is given to another client,
 /// [`Slot::cancelled`] fires and the work holding it should stop.
 #[derive(Debug)]
 pub(super) struct Slot {
     budget: Arc<FairBudget>,
-    key: ClientKey,
-    id: u64,
-    cancel: CancellationToken,
+    index: u32,
 }
 
 /// Why no slot was given.
@@ -85,6 +120,7 @@ impl FairBudget {
         Arc::new(FairBudget {
             cap: cap.max(1),
             state: Mutex::new(State::default()),
+            in_use: AtomicUsize::new(0),
         })
     }
 
@@ -92,94 +128,202 @@ impl FairBudget {
     /// cancelled), or none when `client` already holds as much as anyone.
     pub(super) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Full> {
         let key = ClientKey::of(client);
-        let cancel = CancellationToken::new();
-        // No .await while the lock is held.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
+        let mut victim = None;
         if st.total >= self.cap {
-            let held = st.held(key);
-            let &(heaviest, victim) = st.by_load.last().ok_or(Full)?;
+            let held = st.clients.get(&key).map_or(0, |h| h.count);
+            let &(heaviest, heavy) = st.by_load.last().ok_or(Full)?;
             if !may_take_from(heaviest, held) {
                 return Err(Full);
             }
-            if let Some(token) = st.remove_oldest(victim) {
-                token.cancel();
-            }
+            victim = st.take_oldest(heavy);
         }
-        let id = st.next_id;
-        st.next_id += 1;
-        st.insert(key, id, cancel.clone());
+        let index = st.insert(key);
+        self.in_use.store(st.total, Ordering::Relaxed);
         drop(st);
+        // Woken with the lock released: a waker may drop its task, and so a slot, there and then.
+        if let Some(waker) = victim {
+            waker.wake();
+        }
         Ok(Slot {
             budget: self.clone(),
-            key,
-            id,
-            cancel,
+            index,
         })
     }
 
-    /// Slots held now, in all.
-    #[cfg(test)]
+    /// Slots held now, in all (a moment's reading: others may admit or release meanwhile).
     pub(super) fn in_use(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.in_use.load(Ordering::Relaxed)
     }
 
-    fn release(&self, key: ClientKey, id: u64) {
-        // No .await while the lock is held.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.remove(key, id);
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing that can panic runs under this lock; recover from poisoning all the same.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Slot {
     /// Fires when the slot was given to another client: the work holding it should stop.
-    pub(super) fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.cancel.cancelled()
+    pub(super) fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled(self)
+    }
+
+    #[cfg(test)]
+    fn is_cancelled(&self) -> bool {
+        self.budget.lock().slot(self.index).taken
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.budget.release(self.key, self.id);
+        let mut st = self.budget.lock();
+        st.release(self.index);
+        self.budget.in_use.store(st.total, Ordering::Relaxed);
+        // The waker (if any) is dropped after the lock, like everything the holder left there.
+        let waker = st.slot_mut(self.index).waker.take();
+        st.free_index(self.index);
+        drop(st);
+        drop(waker);
+    }
+}
+
+/// What [`Slot::cancelled`] returns.
+pub(super) struct Cancelled<'a>(&'a Slot);
+
+impl Future for Cancelled<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let slot = self.0;
+        let mut st = slot.budget.lock();
+        let state = st.slot_mut(slot.index);
+        if state.taken {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => {
+                // A replaced waker is dropped with the lock released.
+                let old = w.replace(cx.waker().clone());
+                drop(st);
+                drop(old);
+            }
+        }
+        Poll::Pending
     }
 }
 
 impl State {
-    fn held(&self, key: ClientKey) -> usize {
-        self.clients.get(&key).map_or(0, BTreeMap::len)
+    fn slot(&self, index: u32) -> &SlotState {
+        &self.slots[index as usize]
     }
 
-    fn insert(&mut self, key: ClientKey, id: u64, cancel: CancellationToken) {
-        let held = self.held(key);
-        self.by_load.remove(&(held, key));
-        self.clients.entry(key).or_default().insert(id, cancel);
-        self.by_load.insert((held + 1, key));
-        self.total += 1;
+    fn slot_mut(&mut self, index: u32) -> &mut SlotState {
+        &mut self.slots[index as usize]
     }
 
-    fn remove(&mut self, key: ClientKey, id: u64) -> Option<CancellationToken> {
-        let slots = self.clients.get_mut(&key)?;
-        let before = slots.len();
-        let token = slots.remove(&id)?;
-        self.after_removal(key, before);
-        Some(token)
-    }
-
-    fn remove_oldest(&mut self, key: ClientKey) -> Option<CancellationToken> {
-        let slots = self.clients.get_mut(&key)?;
-        let before = slots.len();
-        let (_, token) = slots.pop_first()?;
-        self.after_removal(key, before);
-        Some(token)
-    }
-
-    fn after_removal(&mut self, key: ClientKey, before: usize) {
-        self.by_load.remove(&(before, key));
-        if before > 1 {
-            self.by_load.insert((before - 1, key));
-        } else {
-            self.clients.remove(&key);
+    /// Gives `key` a new slot, the newest of its list.
+    fn insert(&mut self, key: ClientKey) -> u32 {
+        let state = SlotState {
+            key,
+            older: NONE,
+            newer: NONE,
+            taken: false,
+            waker: None,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = state;
+                i
+            }
+            None => {
+                self.slots.push(state);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let held = self.clients.entry(key).or_insert(Held {
+            count: 0,
+            oldest: index,
+            newest: NONE,
+        });
+        let before = *held;
+        held.count += 1;
+        held.newest = index;
+        if before.newest != NONE {
+            self.slots[before.newest as usize].newer = index;
+            self.slots[index as usize].older = before.newest;
         }
+        self.reindex(key, before.count, before.count + 1);
+        self.total += 1;
+        index
+    }
+
+    /// Takes the oldest slot of `key` away: out of its list, marked taken; its holder's waker.
+    fn take_oldest(&mut self, key: ClientKey) -> Option<Waker> {
+        let oldest = self.clients.get(&key)?.oldest;
+        self.unlink(oldest);
+        let state = self.slot_mut(oldest);
+        state.taken = true;
+        state.waker.take()
+    }
+
+    /// A slot's holder let go: out of its client's list, unless it was taken away before.
+    fn release(&mut self, index: u32) {
+        if !self.slot(index).taken {
+            self.unlink(index);
+        }
+    }
+
+    /// Removes a held slot from its client's list and the counts.
+    fn unlink(&mut self, index: u32) {
+        let SlotState {
+            key, older, newer, ..
+        } = *self.slot(index);
+        if older != NONE {
+            self.slots[older as usize].newer = newer;
+        }
+        if newer != NONE {
+            self.slots[newer as usize].older = older;
+        }
+        let Entry::Occupied(mut entry) = self.clients.entry(key) else {
+            return;
+        };
+        let held = entry.get_mut();
+        let before = held.count;
+        if before <= 1 {
+            entry.remove();
+        } else {
+            held.count -= 1;
+            if held.oldest == index {
+                held.oldest = newer;
+            }
+            if held.newest == index {
+                held.newest = older;
+            }
+        }
+        self.reindex(key, before, before - 1);
         self.total -= 1;
+    }
+
+    /// Moves `key` in the load index from `before` slots to `after`; clients holding fewer than
+    /// two are not in it.
+    fn reindex(&mut self, key: ClientKey, before: usize, after: usize) {
+        if before >= 2 {
+            self.by_load.remove(&(before, key));
+        }
+        if after >= 2 {
+            self.by_load.insert((after, key));
+        }
+    }
+
+    /// Returns a dropped slot's index for reuse; when none is in use any more the table starts
+    /// over (its memory is kept), so a lightly loaded server reuses the same few entries.
+    fn free_index(&mut self, index: u32) {
+        self.free.push(index);
+        if self.free.len() == self.slots.len() {
+            self.free.clear();
+            self.slots.clear();
+        }
     }
 }
 
@@ -222,6 +366,7 @@ mod tests {
         drop(held);
         assert_eq!(b.in_use(), 0);
         assert!(b.state.lock().unwrap().by_load.is_empty());
+        assert!(b.state.lock().unwrap().clients.is_empty());
     }
 
     #[test]
@@ -229,19 +374,90 @@ mod tests {
         let b = FairBudget::new(4);
         let flood: Vec<_> = (0..4).map(|_| b.admit(ip("10.0.0.1")).unwrap()).collect();
         let quiet = b.admit(ip("10.0.0.2")).unwrap();
-        assert!(flood[0].cancel.is_cancelled(), "the oldest gives way");
-        assert!(flood[1..].iter().all(|s| !s.cancel.is_cancelled()));
-        assert!(!quiet.cancel.is_cancelled());
+        assert!(flood[0].is_cancelled(), "the oldest gives way");
+        assert!(flood[1..].iter().all(|s| !s.is_cancelled()));
+        assert!(!quiet.is_cancelled());
         assert_eq!(b.in_use(), 4);
         // The quiet client may take one more (3 > 1 + 1), then the two are even enough.
         let quiet2 = b.admit(ip("10.0.0.2")).unwrap();
-        assert!(flood[1].cancel.is_cancelled());
+        assert!(flood[1].is_cancelled());
         assert_eq!(b.admit(ip("10.0.0.2")).unwrap_err(), Full, "2 vs 2");
         // Dropping a slot that was taken away changes nothing.
         drop(flood);
         assert_eq!(b.in_use(), 2);
         drop((quiet, quiet2));
         assert_eq!(b.in_use(), 0);
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The holder of a slot given away is woken, and its `cancelled` then fires; the others' not.
+    #[test]
+    fn a_slot_given_away_wakes_its_holder() {
+        let b = FairBudget::new(2);
+        let old = b.admit(ip("10.0.0.1")).unwrap();
+        let young = b.admit(ip("10.0.0.1")).unwrap();
+        let flags: Vec<_> = (0..2)
+            .map(|_| Arc::new(Flag(std::sync::atomic::AtomicBool::new(false))))
+            .collect();
+        let wakers: Vec<Waker> = flags.iter().map(|f| Waker::from(f.clone())).collect();
+        for (slot, waker) in [&old, &young].into_iter().zip(&wakers) {
+            let mut cx = Context::from_waker(waker);
+            assert!(Pin::new(&mut slot.cancelled()).poll(&mut cx).is_pending());
+        }
+        let _newcomer = b.admit(ip("10.0.0.2")).unwrap();
+        assert!(
+            flags[0].0.load(Ordering::SeqCst),
+            "the oldest's holder is woken"
+        );
+        assert!(!flags[1].0.load(Ordering::SeqCst));
+        let mut cx = Context::from_waker(&wakers[0]);
+        assert!(Pin::new(&mut old.cancelled()).poll(&mut cx).is_ready());
+        let mut cx = Context::from_waker(&wakers[1]);
+        assert!(Pin::new(&mut young.cancelled()).poll(&mut cx).is_pending());
+    }
+
+    /// A server with one query at a time reuses one entry of the slot table, however many it
+    /// admits; slots released out of order leave the lists whole.
+    #[test]
+    fn slots_are_reused_and_lists_stay_whole() {
+        let b = FairBudget::new(8);
+        for _ in 0..100 {
+            drop(b.admit(ip("127.0.0.1")).unwrap());
+        }
+        assert!(b.state.lock().unwrap().slots.capacity() <= 4);
+        let mut held: Vec<_> = (0..5).map(|_| b.admit(ip("10.0.0.1")).unwrap()).collect();
+        // Release the middle, the newest and the oldest: two are left, the second and the fourth.
+        drop(held.remove(2));
+        drop(held.pop());
+        drop(held.remove(0));
+        assert_eq!(b.in_use(), 2);
+        let (second, fourth) = (held[0].index, held[1].index);
+        {
+            let st = b.state.lock().unwrap();
+            let h = st.clients[&ClientKey::of(ip("10.0.0.1"))];
+            assert_eq!((h.count, h.oldest, h.newest), (2, second, fourth));
+            assert_eq!(st.slot(second).newer, fourth);
+            assert_eq!(st.slot(fourth).older, second);
+            assert_eq!(
+                st.by_load.iter().next(),
+                Some(&(2, ClientKey::of(ip("10.0.0.1"))))
+            );
+        }
+        // Full (cap 8 with six more from elsewhere): a newcomer takes the second, the oldest left.
+        let _others: Vec<_> = (0..6)
+            .map(|i| b.admit(IpAddr::from([10, 0, 1, i])).unwrap())
+            .collect();
+        let _newcomer = b.admit(ip("10.0.0.9")).unwrap();
+        assert!(held[0].is_cancelled() && !held[1].is_cancelled());
+        drop(held);
+        assert_eq!(b.in_use(), 7);
     }
 
     #[test]
@@ -254,7 +470,7 @@ mod tests {
         assert_eq!(b.admit(ip("10.0.0.1")).unwrap_err(), Full, "1 vs 2");
         // A third client holds nothing: it takes from the one holding two, then all hold one.
         let _d = b.admit(ip("10.0.0.3")).unwrap();
-        assert!(_b.cancel.is_cancelled(), "the oldest of the heaviest");
+        assert!(_b.is_cancelled(), "the oldest of the heaviest");
         assert_eq!(b.admit(ip("10.0.0.3")).unwrap_err(), Full, "1 vs 1");
     }
 }

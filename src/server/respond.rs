@@ -148,7 +148,10 @@ fn write_answer(query: &Message, answer: &Answer, limit: usize, ours: u16) -> Op
     let client = client_of(query, true, ours);
     let stripped;
     let mut wire = answer.wire();
-    if client.edns != Some(true) && response::has_unasked_dnssec(wire, question.qtype) {
+    if client.edns != Some(true)
+        && !answer.is_known_plain()
+        && response::has_unasked_dnssec(wire, question.qtype)
+    {
         stripped = response::without_unasked_dnssec(wire).ok()?;
         wire = &stripped;
     }

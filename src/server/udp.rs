@@ -299,7 +299,9 @@ async fn slow_path(
         return;
     };
     shared.answered_outcome(Protocol::Udp, src, &req.query, &outcome, &bytes, started);
-    out.send(bytes, src).await;
+    // This query still holds its share: any other slot is another query that may answer soon.
+    let alone = shared.inflight.in_use() <= 1;
+    out.send(bytes, src, alone).await;
 }
 
 /// Backs off after a receive error so that a persistent one cannot spin the loop.

@@ -10,10 +10,11 @@
 //!
 //! How: a task with an answer queues it; the first to find the queue empty waits with
 //! [`tokio::task::yield_now`], which the scheduler resumes only after it has run every other ready
-//! task (and polled for I/O once), and then sends whatever was queued by then. An idle server's
-//! lone answer pays one extra poll of the I/O driver for that. An answer sent outside a runtime
-//! task (the first poll on the receive thread, `super::inline`, which may finish a query against a
-//! quick local upstream) goes at once.
+//! task (and polled for I/O once), and then sends whatever was queued by then. An answer sent
+//! outside a runtime task (the first poll on the receive thread, `super::inline`, which may finish
+//! a query against a quick local upstream) goes at once, and so does one whose caller knows of no
+//! other query in flight (an idle server's lone miss): with nothing else that could answer
+//! meanwhile, the wait would only cost that poll of the I/O driver.
 //!
 //! Every queued answer is sent: the waiting task sends them when it resumes, and if it is dropped
 //! first (the runtime shutting down) its guard sends them from the drop. The queue is bounded: the
@@ -65,9 +66,10 @@ impl Outbox {
         })
     }
 
-    /// Sends `bytes` to `dest`: at once outside a runtime task; from a task, together with the
-    /// answers of the other tasks the worker runs before it runs out of ready ones (module docs).
-    pub(super) async fn send(&self, bytes: Vec<u8>, dest: SocketAddr) {
+    /// Sends `bytes` to `dest`: from a task, together with the answers of the other tasks the
+    /// worker runs before it runs out of ready ones (module docs); at once outside a runtime task,
+    /// or when the caller knows of no other query in flight (`alone`) and none waits to be sent.
+    pub(super) async fn send(&self, bytes: Vec<u8>, dest: SocketAddr, alone: bool) {
         let dest = SockaddrStorage::from(dest);
         if tokio::task::try_id().is_none() {
             send_one(self.sock.as_raw_fd(), &bytes, Some(&dest));
@@ -75,6 +77,12 @@ impl Outbox {
         }
         {
             let mut q = self.lock();
+            if alone && q.outs.is_empty() {
+                // Nobody to wait for: no other query could add an answer during the wait.
+                drop(q);
+                send_one(self.sock.as_raw_fd(), &bytes, Some(&dest));
+                return;
+            }
             q.outs.push(bytes);
             q.dests.push(Some(dest));
             if q.outs.len() >= MAX_QUEUED {
@@ -184,7 +192,7 @@ mod tests {
                 .map(|i| {
                     let outbox = outbox.clone();
                     tokio::spawn(async move {
-                        outbox.send(vec![i as u8; 1 + i % 3], to).await;
+                        outbox.send(vec![i as u8; 1 + i % 3], to, false).await;
                     })
                 })
                 .collect();
@@ -223,14 +231,14 @@ mod tests {
         let most = rt.block_on(async move {
             tokio::spawn(async move {
                 // The first answer's task waits (polled once, not resumed) while the rest join.
-                let mut first = Box::pin(o.send(vec![0], to));
+                let mut first = Box::pin(o.send(vec![0], to, false));
                 let polled =
                     std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
                         .await;
                 assert!(polled.is_pending());
                 let mut most = 1;
                 for i in 1..count {
-                    o.send(vec![i as u8], to).await;
+                    o.send(vec![i as u8], to, false).await;
                     most = most.max(o.lock().outs.len());
                 }
                 drop(first);
@@ -253,11 +261,46 @@ mod tests {
         let to = client.local_addr().unwrap();
         let o = outbox.clone();
         rt.block_on(async move {
-            tokio::spawn(async move { o.send(b"alone".to_vec(), to).await }).await
+            tokio::spawn(async move { o.send(b"alone".to_vec(), to, false).await }).await
         })
         .unwrap();
         assert_eq!(receive_all(&client, 1), vec![b"alone".to_vec()]);
         assert!(outbox.lock().outs.is_empty());
+    }
+
+    /// A task's answer with no other query in flight leaves in its first poll; one that is not
+    /// alone, or that finds answers queued, waits for the run's end (and so keeps their order).
+    #[test]
+    fn an_answer_alone_leaves_without_waiting() {
+        let rt = runtime();
+        let (outbox, client) = pair();
+        let to = client.local_addr().unwrap();
+        let o = outbox.clone();
+        let (alone, behind_a_queue) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let waker = std::task::Waker::noop();
+                let mut cx = std::task::Context::from_waker(waker);
+                let alone = Box::pin(o.send(b"alone".to_vec(), to, true))
+                    .as_mut()
+                    .poll(&mut cx)
+                    .is_ready();
+                let mut first = Box::pin(o.send(b"first".to_vec(), to, false));
+                assert!(first.as_mut().poll(&mut cx).is_pending());
+                let mut second = Box::pin(o.send(b"second".to_vec(), to, true));
+                let behind_a_queue =
+                    second.as_mut().poll(&mut cx).is_ready() && o.lock().outs.len() == 2;
+                drop(first);
+                (alone, behind_a_queue)
+            })
+            .await
+            .unwrap()
+        });
+        assert!(alone, "sent in its first poll");
+        assert!(behind_a_queue, "joined the queue");
+        assert_eq!(
+            receive_all(&client, 3),
+            vec![b"alone".to_vec(), b"first".to_vec(), b"second".to_vec()]
+        );
     }
 
     /// Outside a runtime task (the receive thread's first poll) an answer leaves at once.
@@ -265,7 +308,7 @@ mod tests {
     fn outside_a_task_an_answer_leaves_at_once() {
         let (outbox, client) = pair();
         let to = client.local_addr().unwrap();
-        let mut send = std::pin::pin!(outbox.send(b"now".to_vec(), to));
+        let mut send = std::pin::pin!(outbox.send(b"now".to_vec(), to, false));
         let waker = std::task::Waker::noop();
         let polled = send
             .as_mut()
@@ -283,7 +326,7 @@ mod tests {
         let o = outbox.clone();
         rt.block_on(async move {
             tokio::spawn(async move {
-                let mut first = Box::pin(o.send(b"first".to_vec(), to));
+                let mut first = Box::pin(o.send(b"first".to_vec(), to, false));
                 let polled =
                     std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
                         .await;
@@ -292,7 +335,7 @@ mod tests {
                     "the first answer waits for the run's end"
                 );
                 // A second answer joins the queue and returns at once.
-                o.send(b"second".to_vec(), to).await;
+                o.send(b"second".to_vec(), to, false).await;
                 assert_eq!(o.lock().outs.len(), 2);
                 drop(first);
                 assert!(o.lock().outs.is_empty(), "sent by the waiter's drop");

@@ -481,6 +481,12 @@ async fn hostile_cache_records_are_checked_like_network_answers() {
         (T0 + 1, k.as_bytes().to_vec(), good.clone()),
         // Zero TTL.
         (T0, k.as_bytes().to_vec(), a_response("www.example.com", 0)),
+        // For clients without DO, but with a DNSSEC record they did not ask for.
+        (T0, k.as_bytes().to_vec(), {
+            let mut m = Message::parse(&good).unwrap();
+            m.answers.push(rrsig_over_a(m.questions[0].name.clone()));
+            m.encode().unwrap()
+        }),
     ];
     let n = cases.len() as u32;
     let mut body = header(n + 1);

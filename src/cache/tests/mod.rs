@@ -144,6 +144,25 @@ fn a_response(qname: &str, ttl: u32) -> Vec<u8> {
     )
 }
 
+/// An RRSIG over `owner`'s A records (what an upstream adds for a DO query).
+fn rrsig_over_a(owner: Name) -> Record {
+    Record::new(
+        owner,
+        300,
+        RData::Rrsig(crate::wire::Rrsig {
+            type_covered: RType::A,
+            algorithm: 13,
+            labels: 3,
+            original_ttl: 300,
+            expiration: 2,
+            inception: 1,
+            key_tag: 7,
+            signer_name: name("example.com"),
+            signature: vec![1; 64].into_boxed_slice(),
+        }),
+    )
+}
+
 fn key(qname: &str, qtype: RType, dnssec_ok: bool, cd: bool) -> Key {
     Key::new(name(qname).as_wire(), qtype, Class::IN, dnssec_ok, cd).unwrap()
 }

@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::handler::{Answer, Bogus, BogusReason, Handler, Origin};
-use crate::wire::{RData, Rrsig};
 
 /// A stage that answers with a fixed verdict, and an RRSIG beside the A record.
 struct Validated {
@@ -20,21 +19,7 @@ impl Handler for Validated {
             let mut m = a_answer(req, 300);
             m.header.authentic_data = self.upstream_ad;
             let owner = m.questions[0].name.clone();
-            m.answers.push(Record::new(
-                owner,
-                300,
-                RData::Rrsig(Rrsig {
-                    type_covered: RType::A,
-                    algorithm: 13,
-                    labels: 3,
-                    original_ttl: 300,
-                    expiration: 2,
-                    inception: 1,
-                    key_tag: 7,
-                    signer_name: name("example.com"),
-                    signature: vec![1; 64].into_boxed_slice(),
-                }),
-            ));
+            m.answers.push(rrsig_over_a(owner));
             let answer = Answer::from_message(&m, Origin::Upstream, self.verdict.clone()).unwrap();
             Ok(if self.carry_parsed {
                 answer.with_parsed(m)
@@ -115,15 +100,21 @@ async fn clients_without_do_get_no_dnssec_records_on_either_path() {
             carry_parsed,
         });
         let ch = Chain::new(vec![c.clone() as Arc<dyn Handler>, stage]);
-        // DO=0: the stored entry for this key holds the A record only.
-        let plain = ch
+        // DO=0: the stored entry for this key holds the A record only, and answers from it say
+        // so (the response writer does not look again), on the miss and on a slow-path hit.
+        let miss = ch
             .handle(&request(msg_query("www.example.com", RType::A)))
             .await
-            .unwrap()
-            .message()
             .unwrap();
+        let plain = miss.message().unwrap();
         assert_eq!(plain.answers.len(), 1);
         assert_eq!(plain.answers[0].rtype(), RType::A);
+        assert!(miss.is_known_plain());
+        let hit = ch
+            .handle(&request(msg_query("www.example.com", RType::A)))
+            .await
+            .unwrap();
+        assert_eq!((hit.origin(), hit.is_known_plain()), (Origin::Cache, true));
         let out = fast(&c, &query("www.example.com", RType::A, 3), 4096).unwrap();
         let hit = Message::parse(&out).unwrap();
         assert_eq!(hit.answers.len(), 1, "fast path");
@@ -132,8 +123,9 @@ async fn clients_without_do_get_no_dnssec_records_on_either_path() {
         assert!(fast(&c, &raw, 4096).is_none(), "another key");
         let mut q = msg_query("www.example.com", RType::A);
         q.edns = edns(true);
-        let signed = ch.handle(&request(q)).await.unwrap().message().unwrap();
-        assert_eq!(signed.answers.len(), 2);
+        let signed = ch.handle(&request(q)).await.unwrap();
+        assert!(!signed.is_known_plain());
+        assert_eq!(signed.message().unwrap().answers.len(), 2);
         let out = fast(&c, &raw, 4096).unwrap();
         assert_eq!(Message::parse(&out).unwrap().answers.len(), 2);
     }
