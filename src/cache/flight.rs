@@ -119,7 +119,7 @@ impl Cache {
                 shard.insert(hash, entry, now, &self.hasher);
             }
             flight.armed = false;
-            shard.inflight.remove(key.as_bytes())
+            shard.inflight.remove(hash, key.as_bytes())
         };
         if let Some(flight) = waiters {
             flight.publish(&answer);
@@ -160,7 +160,10 @@ impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             // Lock held only to remove the flight.
-            self.cache.shard(self.hash).inflight.remove(self.key);
+            self.cache
+                .shard(self.hash)
+                .inflight
+                .remove(self.hash, self.key);
         }
     }
 }

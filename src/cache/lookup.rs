@@ -371,14 +371,16 @@ impl Cache {
             }
             _ => {}
         }
-        if let Some(flight) = shard.inflight.get_mut(key.as_bytes()) {
+        if let Some(flight) = shard.inflight.get_mut(hash, key.as_bytes()) {
             let rx = flight.subscribe();
             shard.counters.coalesced += 1;
             Step::Follow(rx)
         } else {
+            // Not registered only when another key of the same hash is in flight: this one then
+            // leads alone (see `Flights`).
             shard
                 .inflight
-                .insert(key.as_bytes().into(), Flight::default());
+                .try_insert(hash, key.as_bytes(), Flight::default());
             shard.counters.misses += 1;
             Step::Lead
         }

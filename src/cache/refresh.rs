@@ -73,12 +73,13 @@ impl Cache {
         if !job.claimed {
             // Lock held to look for a flight and register ours; nothing awaits here.
             let mut shard = self.shard(job.hash);
-            if shard.inflight.contains_key(job.key.as_bytes()) {
+            if !shard
+                .inflight
+                .try_insert(job.hash, job.key.as_bytes(), Flight::default())
+            {
+                // In flight already (or, rarely, another key of the same hash is).
                 return;
             }
-            shard
-                .inflight
-                .insert(job.key.as_bytes().into(), Flight::default());
         }
         let Some(lookup) = lookup_for(&job.key) else {
             // Keys are built from parsed names, so this does not happen; end the flight anyway.
@@ -114,7 +115,9 @@ impl Cache {
     fn abandon(&self, job: &Job) {
         if job.claimed {
             // Lock held only to remove the flight.
-            self.shard(job.hash).inflight.remove(job.key.as_bytes());
+            self.shard(job.hash)
+                .inflight
+                .remove(job.hash, job.key.as_bytes());
         }
     }
 }

@@ -27,7 +27,7 @@
 //! other entries only. A flood of distinct blocked names thus displaces at most a quarter of the
 //! other entries.
 
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{self, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
@@ -113,6 +113,48 @@ impl Flight {
     }
 }
 
+/// The flights of a shard, found by the key's keyed hash (computed once per query for the shard and
+/// its index, so a miss does not hash its key again to register and end its flight), each with its
+/// key to tell it from another key of the same hash. Two keys in flight at once under one 64-bit
+/// keyed hash are left uncoalesced: the second runs without a flight ([`Flights::try_insert`]).
+#[derive(Default)]
+pub(crate) struct Flights(HashMap<u64, (Box<[u8]>, Flight), BuildHasherDefault<HashIsKey>>);
+
+impl Flights {
+    /// The flight for `key`, if one is registered.
+    pub(crate) fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Flight> {
+        match self.0.get_mut(&hash) {
+            Some((k, flight)) if **k == *key => Some(flight),
+            _ => None,
+        }
+    }
+
+    /// Registers `flight` for `key`; false (and `flight` dropped) when the hash is taken.
+    pub(crate) fn try_insert(&mut self, hash: u64, key: &[u8], flight: Flight) -> bool {
+        match self.0.entry(hash) {
+            hash_map::Entry::Occupied(_) => false,
+            hash_map::Entry::Vacant(v) => {
+                v.insert((key.into(), flight));
+                true
+            }
+        }
+    }
+
+    /// Ends the flight for `key`, if it is registered.
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Flight> {
+        match self.0.entry(hash) {
+            hash_map::Entry::Occupied(o) if *o.get().0 == *key => Some(o.remove().1),
+            _ => None,
+        }
+    }
+
+    /// Whether no flight is registered.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Set in a place's screen stamp when the entry is the screen's own answer (a blocked name's,
 /// [`crate::handler::Screen::own_answer`]), stored under the generation in the other bits and
 /// answered under that generation only; generations are below 2^31.
@@ -141,7 +183,7 @@ pub(crate) struct Shard {
     /// Where [`Shard::reclaim_own`] looks next.
     own_hand: usize,
     /// Misses being resolved, by key: present exactly while a leader works on that key.
-    pub inflight: HashMap<Box<[u8]>, Flight>,
+    pub inflight: Flights,
     pub counters: Counters,
 }
 
@@ -159,7 +201,7 @@ impl Shard {
             max_bytes,
             own: 0,
             own_hand: 0,
-            inflight: HashMap::new(),
+            inflight: Flights::default(),
             counters: Counters::default(),
         }
     }
@@ -572,5 +614,26 @@ mod tests {
         let (k, b) = entry("a.", 100, 0);
         assert!(!none.insert(hash_key(&state, k.as_bytes()), b, 0, &state));
         assert_eq!(none.len(), 0);
+    }
+
+    /// Flights are found by hash and told apart by key: a second key of the same hash is not
+    /// registered, is not found, and cannot end the first key's flight.
+    #[test]
+    fn flights_of_one_hash_keep_their_keys_apart() {
+        let mut f = Flights::default();
+        assert!(f.try_insert(7, b"one", Flight::default()));
+        assert!(!f.try_insert(7, b"two", Flight::default()), "hash taken");
+        assert!(
+            !f.try_insert(7, b"one", Flight::default()),
+            "already in flight"
+        );
+        assert!(f.get_mut(7, b"one").is_some());
+        assert!(f.get_mut(7, b"two").is_none());
+        assert!(f.get_mut(8, b"one").is_none());
+        assert!(f.remove(7, b"two").is_none());
+        assert!(f.get_mut(7, b"one").is_some(), "still there");
+        assert!(f.remove(7, b"one").is_some());
+        assert!(f.is_empty());
+        assert!(f.try_insert(7, b"two", Flight::default()));
     }
 }

@@ -94,12 +94,14 @@ impl Cache {
         hash: u64,
         stale: Answer,
     ) -> Step {
-        if let Some(flight) = shard.inflight.get_mut(key.as_bytes()) {
+        if let Some(flight) = shard.inflight.get_mut(hash, key.as_bytes()) {
             return Step::FollowOrStale(flight.subscribe(), stale);
         }
         let mut flight = Flight::default();
         let rx = flight.subscribe();
-        shard.inflight.insert(key.as_bytes().into(), flight);
+        // Not registered only when another key of the same hash is in flight: then the channel is
+        // closed at once and this query answers stale (see `Flights`).
+        shard.inflight.try_insert(hash, key.as_bytes(), flight);
         let queued = self.refresher.get().is_some_and(|r| {
             r.try_send(refresh::Job {
                 key: key.clone(),
