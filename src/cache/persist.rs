@@ -56,7 +56,7 @@ use nix::fcntl::OFlag;
 use ring::digest::{digest, SHA256};
 use thiserror::Error;
 
-use crate::wire::{response, Message, Rcode};
+use crate::wire::{Message, Rcode};
 
 use super::entry::Age;
 use super::key::Key;
@@ -279,11 +279,6 @@ impl Cache {
             Ok(m) if m.header.response && matches!(m.rcode(), Rcode::NOERROR | Rcode::NXDOMAIN) => {
             }
             _ => return Restored::Rejected,
-        }
-        // An entry for clients without DO holds only what they get (see `flight`): answers
-        // rendered from it are passed on as such, unchecked.
-        if !key.dnssec_ok() && response::has_unasked_dnssec(wire, key.qtype()) {
-            return Restored::Rejected;
         }
         let now_ms = self.now_ms();
         // Rounded up to whole seconds: the TTLs count whole seconds of the clock (see

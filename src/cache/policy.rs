@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::wire::builder::MAX_MESSAGE_LEN;
 use crate::wire::scan::{self, Section};
-use crate::wire::{edns, Class, Header, Opcode, RType, Rcode, WireError, HEADER_LEN};
+use crate::wire::{edns, response, Class, Header, Opcode, RType, Rcode, WireError, HEADER_LEN};
 
 use super::entry::{self, Entry, Parts};
 use super::key::Key;
@@ -78,6 +78,10 @@ pub(crate) enum Uncacheable {
     ZeroTtl,
     #[error("misplaced OPT record")]
     BadOpt,
+    /// An entry for clients without DO holds only what they get: answers rendered from it are
+    /// passed on as such, unchecked (`Answer::known_plain`).
+    #[error("DNSSEC records that a client without DO did not ask for")]
+    UnaskedDnssec,
     #[error("SERVFAIL caching is off")]
     ServfailOff,
     #[error("the chain failed in a way that is not cached")]
@@ -141,6 +145,13 @@ fn parse<'a>(key: &Key, wire: &'a [u8]) -> Result<Parsed<'a>, Uncacheable> {
         return Err(Uncacheable::QuestionMismatch);
     }
     let mut spans = scan::records(wire)?;
+    if !key.dnssec_ok()
+        && spans
+            .iter()
+            .any(|s| response::unasked_dnssec(qtype, s.rtype))
+    {
+        return Err(Uncacheable::UnaskedDnssec);
+    }
 
     // The OPT record, if any, must be the last (our encoder writes it last); it carries the upper
     // RCODE bits and any Extended DNS Error. It is not stored: a hit appends our own.

@@ -292,8 +292,15 @@ fn dnssec_only(rtype: RType) -> bool {
     )
 }
 
+/// Whether a record of type `rtype` is DNSSEC data that a client without DO did not ask for with
+/// `qtype`.
+pub fn unasked_dnssec(qtype: RType, rtype: RType) -> bool {
+    dnssec_only(rtype) && !dnssec_only(qtype) && qtype != RType::ANY
+}
+
 /// Whether the complete response `msg` holds DNSSEC records a client without DO did not ask for
-/// with `qtype` (a walk, no allocation). False for a message that does not walk.
+/// with `qtype` ([`unasked_dnssec`]; a walk, no allocation). False for a message that does not
+/// walk.
 pub fn has_unasked_dnssec(msg: &[u8], qtype: RType) -> bool {
     if dnssec_only(qtype) || qtype == RType::ANY {
         return false;
@@ -303,7 +310,7 @@ pub fn has_unasked_dnssec(msg: &[u8], qtype: RType) -> bool {
     };
     for span in walk {
         match span {
-            Ok(span) if dnssec_only(span.rtype) => return true,
+            Ok(span) if unasked_dnssec(qtype, span.rtype) => return true,
             Ok(_) => {}
             Err(_) => return false,
         }

@@ -130,3 +130,39 @@ async fn clients_without_do_get_no_dnssec_records_on_either_path() {
         assert_eq!(Message::parse(&out).unwrap().answers.len(), 2);
     }
 }
+
+/// Every entry for clients without DO holds only what they get, whatever stores it (the leader
+/// strips first; a cache file or any other caller is refused): answers rendered from such an entry
+/// are passed on as known plain, unchecked.
+#[test]
+fn entries_for_clients_without_do_never_hold_dnssec_records_they_did_not_ask_for() {
+    let signed = |qtype: RType| {
+        let mut m = Message::parse(&a_response("www.example.com", 300)).unwrap();
+        m.questions[0].qtype = qtype;
+        m.answers.push(rrsig_over_a(m.questions[0].name.clone()));
+        m.encode().unwrap()
+    };
+    let c = default_cache();
+    assert_eq!(
+        c.insert_wire(
+            &key("www.example.com", RType::A, false, false),
+            &signed(RType::A)
+        ),
+        Err(Uncacheable::UnaskedDnssec)
+    );
+    // Asked for with DO, or asked for by type: stored.
+    assert_eq!(
+        c.insert_wire(
+            &key("www.example.com", RType::A, true, false),
+            &signed(RType::A)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        c.insert_wire(
+            &key("www.example.com", RType::RRSIG, false, false),
+            &signed(RType::RRSIG)
+        ),
+        Ok(())
+    );
+}
