@@ -173,6 +173,11 @@ mod tests {
         (Outbox::new(Arc::new(server)), client)
     }
 
+    /// Polls `fut` once, with a waker that does nothing (the tests drop or finish what is pending).
+    fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -232,10 +237,7 @@ mod tests {
             tokio::spawn(async move {
                 // The first answer's task waits (polled once, not resumed) while the rest join.
                 let mut first = Box::pin(o.send(vec![0], to, false));
-                let polled =
-                    std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
-                        .await;
-                assert!(polled.is_pending());
+                assert!(poll_once(first.as_mut()).is_pending());
                 let mut most = 1;
                 for i in 1..count {
                     o.send(vec![i as u8], to, false).await;
@@ -278,17 +280,13 @@ mod tests {
         let o = outbox.clone();
         let (alone, behind_a_queue) = rt.block_on(async move {
             tokio::spawn(async move {
-                let waker = std::task::Waker::noop();
-                let mut cx = std::task::Context::from_waker(waker);
-                let alone = Box::pin(o.send(b"alone".to_vec(), to, true))
-                    .as_mut()
-                    .poll(&mut cx)
-                    .is_ready();
+                let alone =
+                    poll_once(Box::pin(o.send(b"alone".to_vec(), to, true)).as_mut()).is_ready();
                 let mut first = Box::pin(o.send(b"first".to_vec(), to, false));
-                assert!(first.as_mut().poll(&mut cx).is_pending());
-                let mut second = Box::pin(o.send(b"second".to_vec(), to, true));
+                assert!(poll_once(first.as_mut()).is_pending());
                 let behind_a_queue =
-                    second.as_mut().poll(&mut cx).is_ready() && o.lock().outs.len() == 2;
+                    poll_once(Box::pin(o.send(b"second".to_vec(), to, true)).as_mut()).is_ready()
+                        && o.lock().outs.len() == 2;
                 drop(first);
                 (alone, behind_a_queue)
             })
@@ -308,12 +306,8 @@ mod tests {
     fn outside_a_task_an_answer_leaves_at_once() {
         let (outbox, client) = pair();
         let to = client.local_addr().unwrap();
-        let mut send = std::pin::pin!(outbox.send(b"now".to_vec(), to, false));
-        let waker = std::task::Waker::noop();
-        let polled = send
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(waker));
-        assert!(polled.is_ready());
+        let send = std::pin::pin!(outbox.send(b"now".to_vec(), to, false));
+        assert!(poll_once(send).is_ready());
         assert_eq!(receive_all(&client, 1), vec![b"now".to_vec()]);
     }
 
@@ -327,11 +321,8 @@ mod tests {
         rt.block_on(async move {
             tokio::spawn(async move {
                 let mut first = Box::pin(o.send(b"first".to_vec(), to, false));
-                let polled =
-                    std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx)))
-                        .await;
                 assert!(
-                    polled.is_pending(),
+                    poll_once(first.as_mut()).is_pending(),
                     "the first answer waits for the run's end"
                 );
                 // A second answer joins the queue and returns at once.
