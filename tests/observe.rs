@@ -149,8 +149,10 @@ fn control_socket_commands_and_permissions() {
     let (ok, out, err) = dnsveil(&["reload", "--control-socket", path]);
     assert!(ok, "{err}");
     assert_eq!(out, "configuration reloaded\n");
+    // The line was written before the reply, but the harness reads dnsveil's log on a thread of its
+    // own, which may not have it yet.
     assert!(
-        dv.log().contains("asked_by=\"control socket\""),
+        dv.wait_logged("asked_by=\"control socket\"", Duration::from_secs(10)),
         "{}",
         dv.log()
     );
