@@ -198,6 +198,12 @@ fn control_socket_reload_waits_for_the_outcome() {
         "{out}"
     );
     assert_eq!(a_of(&ask(addr, "box.lan", 51)), Ipv4Addr::new(10, 0, 0, 12));
+    // Logged before the reply, but read by the harness on a thread of its own.
+    assert!(
+        dv.wait_logged("needs a restart", Duration::from_secs(10)),
+        "{}",
+        dv.log()
+    );
     let log = dv.log();
     let warning = log
         .lines()
