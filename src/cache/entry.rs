@@ -1,4 +1,5 @@
-//! One cached answer, stored as a single heap allocation, and how a hit is written from it.
+//! One cached answer, stored as one run of octets in its shard's slab ([`super::slab`]), and how a
+//! hit is written from it.
 //!
 //! ```text
 //!   0..6    inserted, milliseconds on the cache's clock (u48 LE)
@@ -22,11 +23,12 @@
 //! pointer and every TTL offset in the tail stays valid and the client sees its own spelling
 //! (0x20 mixed case). TTL offsets are counted from the start of the full response.
 //!
-//! [`Entry`] owns those bytes (it can only be built whole, by [`Entry::new`]) and is the only code
-//! that knows the offsets: every field is a method that reads or writes it in place, under the
-//! shard's lock, so a hit costs no decoding and no allocation.
+//! [`Entry`] holds those bytes (they can only be built whole, by [`Entry::new`]; the shard copies
+//! them into its slab and lends them back as a view) and is the only code that knows the offsets:
+//! every field is a method that reads or writes it in place, under the shard's lock, so a hit costs
+//! no decoding and no allocation.
 //!
-//! Keeping key, offsets and answer in one allocation is what keeps a million entries small (the
+//! Keeping key, offsets and answer in one run of octets is what keeps a million entries small (the
 //! bytes per entry that the cache's `memory_per_entry` test measures are in BENCHMARKS.md). The
 //! fixed part is 19 octets: the insertion time needs no more than 48 bits, a lifetime no more than
 //! 24 and the options (one Extended DNS Error with a short text) no more than 8, which pays for the
@@ -97,14 +99,19 @@ pub(crate) struct Parts<'a> {
     pub stale_ok: bool,
 }
 
-/// One cached answer: the bytes laid out as the module docs draw them, in one heap allocation.
+/// One cached answer: the bytes laid out as the module docs draw them.
 ///
-/// An `Entry` can only come from [`Entry::new`], so its fixed part and the lengths it records
-/// always agree with the bytes that follow; the shard owns entries and lends them out as `&Entry`
-/// or `&mut Entry` under its lock. The wrapper is the box and nothing more (16 octets, and an
-/// `Option<Entry>` as small as an `Option<Box<[u8]>>`), and every accessor reads or writes the
-/// bytes in place.
-pub(crate) struct Entry(Box<[u8]>);
+/// An `Entry` can only come from [`Entry::new`] (an owned entry, `B` a box), or be lent by the
+/// shard as a view of bytes that one built ([`Stored`], [`StoredMut`]: `B` a slice of the shard's
+/// [`super::slab`]), so its fixed part and the lengths it records always agree with the bytes that
+/// follow. The wrapper is the bytes and nothing more, and every accessor reads or writes them in
+/// place.
+pub(crate) struct Entry<B = Box<[u8]>>(B);
+
+/// An entry as the shard lends it to read.
+pub(crate) type Stored<'a> = Entry<&'a [u8]>;
+/// An entry as the shard lends it to change in place (under its lock).
+pub(crate) type StoredMut<'a> = Entry<&'a mut [u8]>;
 
 impl Entry {
     /// Builds an entry. The caller has checked that offsets lie inside the tail and that lengths
@@ -140,18 +147,45 @@ impl Entry {
         Entry(b.into_boxed_slice())
     }
 
+    /// The entry's octets, as the shard stores them.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<'a> Stored<'a> {
+    /// The entry whose octets the shard's slab holds at `bytes` (only ever octets of an
+    /// [`Entry::new`]).
+    pub(super) fn stored(bytes: &'a [u8]) -> Stored<'a> {
+        Entry(bytes)
+    }
+}
+
+impl<'a> StoredMut<'a> {
+    /// As [`Entry::stored`], to change in place.
+    pub(super) fn stored_mut(bytes: &'a mut [u8]) -> StoredMut<'a> {
+        Entry(bytes)
+    }
+}
+
+impl<B: AsRef<[u8]>> Entry<B> {
+    #[inline]
+    fn b(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+
     /// Octets held: what the shard's byte budget counts.
     pub(crate) fn size(&self) -> usize {
-        self.0.len()
+        self.b().len()
     }
 
     fn u16_at(&self, at: usize) -> usize {
-        u16::from_le_bytes([self.0[at], self.0[at + 1]]) as usize
+        u16::from_le_bytes([self.b()[at], self.b()[at + 1]]) as usize
     }
 
     /// The stored key.
     pub(crate) fn key(&self) -> &[u8] {
-        &self.0[FIXED_LEN..FIXED_LEN + self.u16_at(OFF_KEY_LEN)]
+        &self.b()[FIXED_LEN..FIXED_LEN + self.u16_at(OFF_KEY_LEN)]
     }
 
     /// True when the entry has lived its lifetime at `now_ms`.
@@ -199,21 +233,14 @@ impl Entry {
 
     /// True when the entry may be answered stale once expired (see [`Parts::stale_ok`]).
     pub(crate) fn stale_ok(&self) -> bool {
-        self.0[OFF_FLAGS] & FLAG_NEVER_STALE == 0
+        self.b()[OFF_FLAGS] & FLAG_NEVER_STALE == 0
     }
 
     /// When the entry was stored, in milliseconds on the cache's clock.
     pub(crate) fn inserted_ms(&self) -> u64 {
         let mut v = [0u8; 8];
-        v[..6].copy_from_slice(&self.0[OFF_INSERTED..OFF_INSERTED + 6]);
+        v[..6].copy_from_slice(&self.b()[OFF_INSERTED..OFF_INSERTED + 6]);
         u64::from_le_bytes(v)
-    }
-
-    /// Starts the entry's lifetime again at `now_ms`: its TTLs count down from what was stored.
-    /// Only for an answer that would be stored again as the very same bytes (a screen's own
-    /// answer under the same generation, see `Cache::own_hit`).
-    pub(crate) fn renew(&mut self, now_ms: u64) {
-        self.0[OFF_INSERTED..OFF_INSERTED + 6].copy_from_slice(&now_ms.to_le_bytes()[..6]);
     }
 
     /// The smallest TTL the entry answers with at `now_ms` (0 in its last second, and once
@@ -230,58 +257,23 @@ impl Entry {
 
     /// The entry's lifetime in seconds.
     pub(crate) fn lifetime(&self) -> u32 {
-        let b = &self.0;
+        let b = self.b();
         u32::from_le_bytes([b[OFF_LIFETIME], b[OFF_LIFETIME + 1], b[OFF_LIFETIME + 2], 0])
-    }
-
-    /// Notes a hit for the CLOCK hand and the popularity count; returns the asks counted before
-    /// this one (saturating at [`MAX_HITS`]).
-    pub(crate) fn note_hit(&mut self) -> u8 {
-        let before = self.count_ask();
-        self.0[OFF_FLAGS] |= FLAG_REFERENCED;
-        before
     }
 
     /// The asks counted so far (saturating at [`MAX_HITS`]).
     pub(crate) fn asks(&self) -> u8 {
-        (self.0[OFF_FLAGS] & HITS_MASK) >> HITS_SHIFT
-    }
-
-    /// Sets the asks counted (a new entry taking over its predecessor's popularity).
-    pub(crate) fn set_asks(&mut self, asks: u8) {
-        let flags = &mut self.0[OFF_FLAGS];
-        *flags = (*flags & !HITS_MASK) | (asks.min(MAX_HITS) << HITS_SHIFT);
-    }
-
-    /// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
-    /// fetched it: a name asked once must still go first); returns the asks counted before this
-    /// one.
-    pub(crate) fn count_ask(&mut self) -> u8 {
-        let flags = self.0[OFF_FLAGS];
-        let before = (flags & HITS_MASK) >> HITS_SHIFT;
-        let after = before.saturating_add(1).min(MAX_HITS);
-        self.0[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT);
-        before
+        (self.b()[OFF_FLAGS] & HITS_MASK) >> HITS_SHIFT
     }
 
     /// True once a prefetch has been asked for this entry (a replacement entry starts without it).
     pub(crate) fn prefetch_requested(&self) -> bool {
-        self.0[OFF_FLAGS] & FLAG_PREFETCH_REQUESTED != 0
-    }
-
-    /// Records that a prefetch has been asked for.
-    pub(crate) fn set_prefetch_requested(&mut self) {
-        self.0[OFF_FLAGS] |= FLAG_PREFETCH_REQUESTED;
-    }
-
-    /// Lets a prefetch or refresh be asked for again.
-    pub(crate) fn clear_prefetch_requested(&mut self) {
-        self.0[OFF_FLAGS] &= !FLAG_PREFETCH_REQUESTED;
+        self.b()[OFF_FLAGS] & FLAG_PREFETCH_REQUESTED != 0
     }
 
     /// Until when (seconds on the cache's clock) expired data is answered stale without a refresh.
     pub(crate) fn held_until_s(&self) -> u32 {
-        let b = &self.0;
+        let b = self.b();
         u32::from_le_bytes([
             b[OFF_HELD_UNTIL],
             b[OFF_HELD_UNTIL + 1],
@@ -290,27 +282,14 @@ impl Entry {
         ])
     }
 
-    /// Holds the entry (see [`Entry::held_until_s`]).
-    pub(crate) fn set_held_until_s(&mut self, s: u32) {
-        self.0[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
-    }
-
     /// True while a failed refresh holds the entry at `now_ms` (see [`Entry::held_until_s`]).
     pub(crate) fn is_held(&self, now_ms: u64) -> bool {
         u64::from(self.held_until_s()) * 1000 > now_ms
     }
 
-    /// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).
-    pub(crate) fn set_verdict(&mut self, verdict: &Verdict) {
-        let code = verdict.kind_code();
-        let flags = self.0[OFF_FLAGS] & !(VERDICT_LOW | (0b11 << VERDICT_HIGH_SHIFT));
-        let low = if code & 1 != 0 { VERDICT_LOW } else { 0 };
-        self.0[OFF_FLAGS] = flags | low | ((code >> 1) << VERDICT_HIGH_SHIFT);
-    }
-
     /// The stored verdict's kind ([`Verdict::kind_code`]).
     pub(crate) fn verdict_code(&self) -> u8 {
-        let f = self.0[OFF_FLAGS];
+        let f = self.b()[OFF_FLAGS];
         u8::from(f & VERDICT_LOW != 0) | ((f >> VERDICT_HIGH_SHIFT) << 1)
     }
 
@@ -325,14 +304,7 @@ impl Entry {
 
     /// The stored EDNS option octets.
     fn options(&self) -> &[u8] {
-        &self.0[self.0.len() - usize::from(self.0[OFF_OPT_LEN])..]
-    }
-
-    /// Clears the referenced bit; returns whether it was set (the entry's second chance).
-    pub(crate) fn take_referenced(&mut self) -> bool {
-        let was = self.0[OFF_FLAGS] & FLAG_REFERENCED != 0;
-        self.0[OFF_FLAGS] &= !FLAG_REFERENCED;
-        was
+        &self.b()[self.b().len() - usize::from(self.b()[OFF_OPT_LEN])..]
     }
 
     /// Writes the response for `client` into `out` with the one response writer
@@ -347,7 +319,7 @@ impl Entry {
         max_len: usize,
         out: &mut Vec<u8>,
     ) -> bool {
-        let b = &self.0;
+        let b = self.b();
         let key_len = self.u16_at(OFF_KEY_LEN);
         let ttl_count = self.u16_at(OFF_TTL_COUNT);
         let opt_len = usize::from(b[OFF_OPT_LEN]);
@@ -406,6 +378,75 @@ impl Entry {
             &mut out,
         );
         out
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Entry<B> {
+    #[inline]
+    fn b_mut(&mut self) -> &mut [u8] {
+        self.0.as_mut()
+    }
+
+    /// Starts the entry's lifetime again at `now_ms`: its TTLs count down from what was stored.
+    /// Only for an answer that would be stored again as the very same bytes (a screen's own
+    /// answer under the same generation, see `Cache::own_hit`).
+    pub(crate) fn renew(&mut self, now_ms: u64) {
+        self.b_mut()[OFF_INSERTED..OFF_INSERTED + 6].copy_from_slice(&now_ms.to_le_bytes()[..6]);
+    }
+
+    /// Notes a hit for the CLOCK hand and the popularity count; returns the asks counted before
+    /// this one (saturating at [`MAX_HITS`]).
+    pub(crate) fn note_hit(&mut self) -> u8 {
+        let before = self.count_ask();
+        self.b_mut()[OFF_FLAGS] |= FLAG_REFERENCED;
+        before
+    }
+
+    /// Sets the asks counted (a new entry taking over its predecessor's popularity).
+    pub(crate) fn set_asks(&mut self, asks: u8) {
+        let flags = &mut self.b_mut()[OFF_FLAGS];
+        *flags = (*flags & !HITS_MASK) | (asks.min(MAX_HITS) << HITS_SHIFT);
+    }
+
+    /// Counts an ask without marking the entry referenced for the CLOCK hand (the client miss that
+    /// fetched it: a name asked once must still go first); returns the asks counted before this
+    /// one.
+    pub(crate) fn count_ask(&mut self) -> u8 {
+        let flags = self.b()[OFF_FLAGS];
+        let before = (flags & HITS_MASK) >> HITS_SHIFT;
+        let after = before.saturating_add(1).min(MAX_HITS);
+        self.b_mut()[OFF_FLAGS] = (flags & !HITS_MASK) | (after << HITS_SHIFT);
+        before
+    }
+
+    /// Records that a prefetch has been asked for.
+    pub(crate) fn set_prefetch_requested(&mut self) {
+        self.b_mut()[OFF_FLAGS] |= FLAG_PREFETCH_REQUESTED;
+    }
+
+    /// Lets a prefetch or refresh be asked for again.
+    pub(crate) fn clear_prefetch_requested(&mut self) {
+        self.b_mut()[OFF_FLAGS] &= !FLAG_PREFETCH_REQUESTED;
+    }
+
+    /// Holds the entry (see [`Entry::held_until_s`]).
+    pub(crate) fn set_held_until_s(&mut self, s: u32) {
+        self.b_mut()[OFF_HELD_UNTIL..OFF_HELD_UNTIL + 4].copy_from_slice(&s.to_le_bytes());
+    }
+
+    /// Stores the answer's DNSSEC verdict (a bogus one's reason is its Extended DNS Error option).
+    pub(crate) fn set_verdict(&mut self, verdict: &Verdict) {
+        let code = verdict.kind_code();
+        let flags = self.b()[OFF_FLAGS] & !(VERDICT_LOW | (0b11 << VERDICT_HIGH_SHIFT));
+        let low = if code & 1 != 0 { VERDICT_LOW } else { 0 };
+        self.b_mut()[OFF_FLAGS] = flags | low | ((code >> 1) << VERDICT_HIGH_SHIFT);
+    }
+
+    /// Clears the referenced bit; returns whether it was set (the entry's second chance).
+    pub(crate) fn take_referenced(&mut self) -> bool {
+        let was = self.b()[OFF_FLAGS] & FLAG_REFERENCED != 0;
+        self.b_mut()[OFF_FLAGS] &= !FLAG_REFERENCED;
+        was
     }
 }
 

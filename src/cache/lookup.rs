@@ -188,21 +188,21 @@ impl Cache {
         let now = self.now_ms();
         match shard.lookup_at(idx, hash, now, self.stale_window_ms()) {
             None => Some(Locked::Missed),
-            Some(Found::Fresh(entry)) => {
+            Some(Found::Fresh(mut entry)) => {
                 if !entry.render(client, Ttls::At(now), max_len, out) {
                     return None;
                 }
                 let Some(stamp) = judge(screened, screen, out) else {
                     return Some(Locked::Failed(Origin::Cache));
                 };
-                self.on_live_hit(entry, key, hash, now);
+                self.on_live_hit(&mut entry, key, hash, now);
                 shard.counters.hits += 1;
                 if let Some(generation) = stamp {
                     shard.set_screened(hash, generation);
                 }
                 Some(Locked::Answered(Screened::Passed(Origin::Cache)))
             }
-            Some(Found::Stale(entry)) => {
+            Some(Found::Stale(mut entry)) => {
                 let stale = self.policy().stale?;
                 // Rendered (and judged) before `stale_now`, which may queue a refresh.
                 if !entry.render(client, Ttls::Stale(stale.answer_ttl), max_len, out) {
@@ -211,7 +211,7 @@ impl Cache {
                 let Some(stamp) = judge(screened, screen, out) else {
                     return Some(Locked::Failed(Origin::StaleCache));
                 };
-                if !self.stale_now(stale, entry, key, hash, now) {
+                if !self.stale_now(stale, &mut entry, key, hash, now) {
                     return None;
                 }
                 shard.counters.hits += 1;
@@ -253,7 +253,7 @@ impl Cache {
             return Some(Locked::Missed);
         }
         let now = self.now_ms();
-        let entry = shard.entry_mut(idx)?;
+        let mut entry = shard.entry_mut(idx)?;
         if entry.is_expired(now) {
             entry.renew(now);
         }
@@ -345,15 +345,15 @@ impl Cache {
         let mut out = Vec::new();
         let stale = self.policy().stale;
         match shard.lookup(hash, key.as_bytes(), now, self.stale_window_ms()) {
-            Some(Found::Fresh(entry))
+            Some(Found::Fresh(mut entry))
                 if entry.render(client, Ttls::At(now), MAX_MESSAGE_LEN, &mut out) =>
             {
-                self.on_live_hit(entry, key, hash, now);
+                self.on_live_hit(&mut entry, key, hash, now);
                 let answer = plain_if(key, Answer::checked(out, Origin::Cache, entry.verdict()));
                 shard.counters.hits += 1;
                 return Step::Hit(answer);
             }
-            Some(Found::Stale(entry)) => {
+            Some(Found::Stale(mut entry)) => {
                 let rendered = stale.filter(|s| {
                     let ttls = Ttls::Stale(s.answer_ttl);
                     entry.render(client, ttls, MAX_MESSAGE_LEN, &mut out)
@@ -361,7 +361,7 @@ impl Cache {
                 if let Some(stale) = rendered {
                     let answer = Answer::checked(out, Origin::StaleCache, entry.verdict());
                     let answer = plain_if(key, answer);
-                    if self.stale_now(stale, entry, key, hash, now) {
+                    if self.stale_now(stale, &mut entry, key, hash, now) {
                         shard.counters.hits += 1;
                         shard.counters.stale += 1;
                         return Step::Hit(answer);

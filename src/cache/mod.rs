@@ -79,6 +79,7 @@ mod policy;
 mod prefetch;
 mod refresh;
 mod shard;
+mod slab;
 mod stale;
 mod stats;
 mod ttl_clock;
@@ -313,7 +314,7 @@ impl Cache {
     /// how many were dropped (`dnsveil flush`). Lookups in flight keep going and may store their
     /// answers afterwards.
     pub fn flush(&self, name: Option<&Name>) -> usize {
-        let below = |e: &entry::Entry| {
+        let below = |e: &entry::Stored<'_>| {
             name.map_or(true, |n| {
                 Name::from_wire(key::qname_of(e.key())).is_ok_and(|q| q.is_subdomain_of(n))
             })

@@ -22,7 +22,7 @@
 //!
 //! Limitations: popularity is a count of asks (carried over refreshes), not a rate.
 
-use super::entry::Entry;
+use super::entry::StoredMut;
 use super::key::Key;
 use super::refresh;
 use super::Cache;
@@ -36,7 +36,7 @@ const PREFETCH_MIN_ASKS: u8 = 1;
 impl Cache {
     /// A live hit on `entry` (either path): counts it toward popularity, marks it referenced for the
     /// CLOCK hand, and queues its prefetch when due. Under the shard lock; allocates nothing.
-    pub(super) fn on_live_hit(&self, entry: &mut Entry, key: &Key, hash: u64, now_ms: u64) {
+    pub(super) fn on_live_hit(&self, entry: &mut StoredMut<'_>, key: &Key, hash: u64, now_ms: u64) {
         if self.hit_wants_prefetch(entry, now_ms) {
             self.request_refresh(entry, key, hash);
         }
@@ -48,7 +48,7 @@ impl Cache {
     /// refreshed entry carries its predecessor's asks), no prefetch was asked for it yet, it is not
     /// held after a failure, and the TTL it answers with is at most a tenth of the stored one. Runs
     /// under the shard lock, allocates nothing.
-    fn hit_wants_prefetch(&self, entry: &mut Entry, now_ms: u64) -> bool {
+    fn hit_wants_prefetch(&self, entry: &mut StoredMut<'_>, now_ms: u64) -> bool {
         let before = entry.note_hit();
         if !self.policy().prefetch
             || before < PREFETCH_MIN_ASKS
@@ -66,7 +66,7 @@ impl Cache {
     /// Queues a background refresh of `key` and marks `entry` so that it is asked for once. False
     /// when there is no refresher or its queue is full (the refresh is dropped: load shedding).
     /// Runs under the shard lock; sending into the bounded channel does not wait.
-    pub(super) fn request_refresh(&self, entry: &mut Entry, key: &Key, hash: u64) -> bool {
+    pub(super) fn request_refresh(&self, entry: &mut StoredMut<'_>, key: &Key, hash: u64) -> bool {
         let Some(tx) = self.refresher.get() else {
             return false;
         };

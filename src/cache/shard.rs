@@ -1,6 +1,6 @@
-//! One shard of the cache: a slab of entries, an index from key hash to slot, a CLOCK hand, the
-//! misses in flight and the shard's counters. Everything here runs under the shard's mutex, so it
-//! is plain single-threaded code.
+//! One shard of the cache: a slab of entries ([`super::slab`]), an index from key hash to slot, a
+//! CLOCK hand, the misses in flight and the shard's counters. Everything here runs under the
+//! shard's mutex, so it is plain single-threaded code.
 //!
 //! The index maps the full 64-bit keyed hash (SipHash with a per-process random key, so peers cannot
 //! aim collisions) to a slot number; the slot's entry holds the key, which every lookup compares.
@@ -35,7 +35,8 @@ use tokio::sync::watch;
 
 use crate::handler::HandlerResult;
 
-use super::entry::{Age, Entry};
+use super::entry::{Age, Entry, Stored, StoredMut};
+use super::slab::Slab;
 
 /// A shard holds at most `1 / OWN_SHARE` of its entries as a screen's own answers.
 pub(crate) const OWN_SHARE: usize = 4;
@@ -83,9 +84,9 @@ pub(crate) struct Counters {
 /// What a lookup found.
 pub(crate) enum Found<'a> {
     /// A live entry.
-    Fresh(&'a mut Entry),
+    Fresh(StoredMut<'a>),
     /// An expired entry still within the stale window, and allowed to be served stale.
-    Stale(&'a mut Entry),
+    Stale(StoredMut<'a>),
 }
 
 /// The waiters of one miss in flight: the leader publishes its result here. The channel is made
@@ -171,8 +172,8 @@ struct Place {
 /// One shard.
 pub(crate) struct Shard {
     index: HashMap<u64, Place, BuildHasherDefault<HashIsKey>>,
-    slots: Vec<Option<Entry>>,
-    free: Vec<u32>,
+    /// The entries' octets, by slot.
+    slab: Slab,
     hand: usize,
     len: usize,
     bytes: usize,
@@ -192,8 +193,7 @@ impl Shard {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Shard {
         Shard {
             index: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            slab: Slab::default(),
             hand: 0,
             len: 0,
             bytes: 0,
@@ -240,13 +240,20 @@ impl Shard {
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<(usize, u32)> {
         let place = *self.index.get(&hash)?;
         let idx = place.slot as usize;
-        let entry = self.slots.get(idx)?.as_ref()?;
+        let entry = self.entry(idx)?;
         (entry.key() == key).then_some((idx, place.screened))
     }
 
+    /// The entry at `idx`, whatever its age.
+    #[inline]
+    fn entry(&self, idx: usize) -> Option<Stored<'_>> {
+        self.slab.get(idx).map(Entry::stored)
+    }
+
     /// The entry at `idx` (where [`Shard::find`] found it), whatever its age.
-    pub(crate) fn entry_mut(&mut self, idx: usize) -> Option<&mut Entry> {
-        self.slots.get_mut(idx)?.as_mut()
+    #[inline]
+    pub(crate) fn entry_mut(&mut self, idx: usize) -> Option<StoredMut<'_>> {
+        self.slab.get_mut(idx).map(Entry::stored_mut)
     }
 
     /// Records that the entry under `hash` passed the screen of `generation`.
@@ -264,10 +271,9 @@ impl Shard {
         now_ms: u64,
         stale_ms: u64,
     ) -> Option<Found<'_>> {
-        let entry = self.slots.get(idx)?.as_ref()?;
-        match entry.age(now_ms, stale_ms) {
-            Age::Fresh => self.slots[idx].as_mut().map(Found::Fresh),
-            Age::Stale => self.slots[idx].as_mut().map(Found::Stale),
+        match self.entry(idx)?.age(now_ms, stale_ms) {
+            Age::Fresh => self.entry_mut(idx).map(Found::Fresh),
+            Age::Stale => self.entry_mut(idx).map(Found::Stale),
             Age::Dead => {
                 self.remove(idx, hash);
                 None
@@ -281,15 +287,15 @@ impl Shard {
     }
 
     /// The entry for `key`, whatever its age.
-    pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
+    pub(crate) fn peek_mut(&mut self, hash: u64, key: &[u8]) -> Option<StoredMut<'_>> {
         let idx = self.index.get(&hash)?.slot as usize;
-        let entry = self.slots.get_mut(idx)?.as_mut()?;
+        let entry = self.entry_mut(idx)?;
         (entry.key() == key).then_some(entry)
     }
 
     /// Every entry held.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.slots.iter().filter_map(Option::as_ref)
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Stored<'_>> {
+        self.slab.iter().map(Entry::stored)
     }
 
     /// Stores an entry under `hash`, replacing what was there and evicting as needed. Returns false
@@ -309,7 +315,7 @@ impl Shard {
             // same key adds the asks of the one it replaces (live, stale, or a refresh's old copy),
             // so a name that earned a prefetch needs only a hit in each later window to keep being
             // refreshed, as with unbound's prefetch.
-            if let Some(old) = &self.slots[idx as usize] {
+            if let Some(old) = self.entry(idx as usize) {
                 if old.key() == entry.key() {
                     entry.set_asks(old.asks() + entry.asks());
                 }
@@ -321,16 +327,11 @@ impl Shard {
                 return false;
             }
         }
-        let idx = match self.free.pop() {
-            Some(i) => i as usize,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
+        let Some(idx) = self.slab.insert(entry.as_bytes()) else {
+            return false;
         };
         self.bytes += entry.size();
         self.len += 1;
-        self.slots[idx] = Some(entry);
         self.index.insert(
             hash,
             Place {
@@ -376,13 +377,13 @@ impl Shard {
     /// the own answers' share from being held by ones that are of no more use while the cache is
     /// not full enough to evict them.
     fn reclaim_own(&mut self, generation: u32, now_ms: u64, hasher: &RandomState) -> bool {
-        for _ in 0..OWN_RECLAIM_SCAN.min(self.slots.len()) {
-            if self.own_hand >= self.slots.len() {
+        for _ in 0..OWN_RECLAIM_SCAN.min(self.slab.slots()) {
+            if self.own_hand >= self.slab.slots() {
                 self.own_hand = 0;
             }
             let idx = self.own_hand;
             self.own_hand += 1;
-            let Some(entry) = &self.slots[idx] else {
+            let Some(entry) = self.entry(idx) else {
                 continue;
             };
             let hash = hash_key(hasher, entry.key());
@@ -405,13 +406,13 @@ impl Shard {
         if self.len == 0 {
             return false;
         }
-        for _ in 0..=2 * self.slots.len() {
-            if self.hand >= self.slots.len() {
+        for _ in 0..=2 * self.slab.slots() {
+            if self.hand >= self.slab.slots() {
                 self.hand = 0;
             }
             let idx = self.hand;
             self.hand += 1;
-            let Some(entry) = self.slots[idx].as_mut() else {
+            let Some(mut entry) = self.entry_mut(idx) else {
                 continue;
             };
             let expired = entry.is_expired(now_ms);
@@ -432,12 +433,12 @@ impl Shard {
     pub(crate) fn remove_matching(
         &mut self,
         hasher: &RandomState,
-        mut pred: impl FnMut(&Entry) -> bool,
+        mut pred: impl FnMut(&Stored<'_>) -> bool,
     ) -> usize {
         let mut removed = 0;
-        for idx in 0..self.slots.len() {
-            let hash = match &self.slots[idx] {
-                Some(e) if pred(e) => hash_key(hasher, e.key()),
+        for idx in 0..self.slab.slots() {
+            let hash = match self.entry(idx) {
+                Some(e) if pred(&e) => hash_key(hasher, e.key()),
                 _ => continue,
             };
             self.remove(idx, hash);
@@ -447,10 +448,9 @@ impl Shard {
     }
 
     fn remove(&mut self, idx: usize, hash: u64) {
-        if let Some(old) = self.slots[idx].take() {
-            self.bytes -= old.size();
+        if let Some(size) = self.slab.remove(idx) {
+            self.bytes -= size;
             self.len -= 1;
-            self.free.push(idx as u32);
             match self.index.get(&hash) {
                 Some(p) if p.slot == idx as u32 => {
                     if p.screened & OWN != 0 {
@@ -491,7 +491,7 @@ mod tests {
     /// A lookup without stale data that marks a live entry as hit, as the cache does.
     fn hit(s: &mut Shard, hash: u64, key: &Key, now_ms: u64) -> bool {
         match s.lookup(hash, key.as_bytes(), now_ms, 0) {
-            Some(Found::Fresh(e)) => {
+            Some(Found::Fresh(mut e)) => {
                 e.note_hit();
                 true
             }

@@ -15,7 +15,7 @@
 //!
 //! The refresh is an ordinary flight ([`super::flight`]), run by the refresher task when there is
 //! one ([`super::refresh`]), so that it outlives the query that asked for it; the hold is the
-//! entry's own field ([`Entry::is_held`]).
+//! entry's own field ([`super::entry::Entry::is_held`]).
 //!
 //! Limitations:
 //! - A stale answer reaches only EDNS clients with its Extended DNS Error (others just see TTL 30).
@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::handler::{Answer, HandlerError, HandlerResult};
 use crate::wire::Rcode;
 
-use super::entry::{Age, Entry};
+use super::entry::{Age, StoredMut};
 use super::key::Key;
 use super::lookup::Step;
 use super::refresh;
@@ -68,7 +68,7 @@ impl Cache {
     pub(super) fn stale_now(
         &self,
         stale: Stale,
-        entry: &mut Entry,
+        entry: &mut StoredMut<'_>,
         key: &Key,
         hash: u64,
         now_ms: u64,
@@ -137,7 +137,7 @@ impl Cache {
         key: &Key,
         now_ms: u64,
     ) -> bool {
-        let Some(entry) = shard.peek_mut(hash, key.as_bytes()) else {
+        let Some(mut entry) = shard.peek_mut(hash, key.as_bytes()) else {
             return false;
         };
         let stale_ok = entry.stale_ok();
