@@ -7,10 +7,12 @@ runs under `valgrind --tool=callgrind --instr-atstart=no` with one worker thread
 instrumentation is switched on for one dnsperf run of unique names at a low fixed rate (each query
 handled alone: the case the p50 goals of issue 13 are about), then off, and the counters dumped.
 Prints user-space instructions per answered query (all threads, everything the process did during
-the run), and with --top N the N costliest functions, inclusive.
+the run), and with --top N the N costliest functions, inclusive. With --cached the measured run asks
+again for names the warm-up cached: instructions per cached answer over UDP (the slow path and the
+fast path's user-space share alike, which bench.py's CPU times bury under the kernel's).
 
 Usage: python3 benches/callgrind_miss.py --binary target/release/dnsveil [--transport udp|dot]
-           [--queries 2000] [--rate 200] [--top 40]
+           [--queries 2000] [--rate 200] [--top 40] [--cached]
 Build the binary with symbols for the per-function view, e.g.
   CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
 Needs: valgrind, nsd, dnsperf, dnsdist (for DoT), taskset.
@@ -47,6 +49,7 @@ def main():
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--top", type=int, default=0)
+    ap.add_argument("--cached", action="store_true", help="measure hits on names cached by the warm-up")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "nsd", "dnsperf", "taskset") + (
             ("dnsdist",) if args.transport == "dot" else ()):
@@ -66,10 +69,15 @@ def main():
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
     try:
         bench.wait_answer(port, timeout=60)
-        bench.dnsperf(port, bu.names_file(d, "warm", 300), "udp", runs=1, qps=args.rate, clients=1, outstanding=10)
+        warm = bu.names_file(d, "warm", 300)
+        bench.dnsperf(port, warm, "udp", runs=1, qps=args.rate, clients=1, outstanding=10)
         control(p.pid, "-i", "on")
-        r = bench.dnsperf(port, bu.names_file(d, "miss", args.queries), "udp", runs=1, qps=args.rate, clients=1,
-                          outstanding=10)
+        if args.cached:
+            r = bench.dnsperf(port, warm, "udp", runs=max(1, args.queries // 300), qps=args.rate, clients=1,
+                              outstanding=10)
+        else:
+            r = bench.dnsperf(port, bu.names_file(d, "miss", args.queries), "udp", runs=1, qps=args.rate,
+                              clients=1, outstanding=10)
         control(p.pid, "-i", "off")
         control(p.pid, "-d")
     finally:
@@ -81,7 +89,8 @@ def main():
     dumps = sorted(f for f in os.listdir(d) if f.startswith("callgrind.out.") and not f.endswith(".out"))
     dump = os.path.join(d, dumps[0]) if dumps else out
     answered = max(1, r.get("completed", 0))
-    print(f"{args.transport}: {answered} queries answered, {total(dump) / answered:,.0f} instructions per miss "
+    what = "cached answer" if args.cached else "miss"
+    print(f"{args.transport}: {answered} queries answered, {total(dump) / answered:,.0f} instructions per {what} "
           f"({dump})")
     if args.top:
         txt = subprocess.run(["callgrind_annotate", "--inclusive=yes", dump], capture_output=True, text=True,

@@ -237,6 +237,7 @@ impl Shard {
 
     /// Where the entry for `key` is, whatever its age, and the screen generation it last passed
     /// (0: none): a miss is known before the time is read.
+    #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<(usize, u32)> {
         let place = *self.index.get(&hash)?;
         let idx = place.slot as usize;
@@ -264,6 +265,7 @@ impl Shard {
     }
 
     /// [`Shard::lookup`] of the entry [`Shard::find`] found at `idx`.
+    #[inline]
     pub(crate) fn lookup_at(
         &mut self,
         idx: usize,
