@@ -114,6 +114,12 @@ impl BatchSender {
         let iov: [IoSlice<'_>; BATCH] = std::array::from_fn(|k| {
             IoSlice::new(if k < placed { &outs[order[k]][..] } else { &[] })
         });
+        if msgs == n {
+            // No group (nearly every batch that is not a flood from one client): the order is the
+            // answers' own, and each goes alone.
+            self.send_in_order(fd, &iov[..n], &dests[..n]);
+            return;
+        }
         // Each group in a send of its own, so that an error belongs to one group (`sendmmsg`
         // reports only an error on its first message; a later one would silently drop the rest).
         // A group the kernel refuses goes one datagram at a time, with the lone answers.
@@ -133,6 +139,37 @@ impl BatchSender {
             }
         }
         self.send_plain(fd, &iov, &order, &alone[..count], dests);
+    }
+
+    /// Sends `iov[i]` to `dests[i]` for every i with one `sendmmsg`, as [`BatchSender::send_plain`]
+    /// does, but straight from the caller's slices: nothing is copied (an address is 128 octets).
+    fn send_in_order(
+        &mut self,
+        fd: RawFd,
+        iov: &[IoSlice<'_>],
+        dests: &[Option<SockaddrStorage>],
+    ) {
+        let mut start = 0;
+        while start < iov.len() {
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                fd,
+                &mut self.plain,
+                iov[start..].iter().map(std::array::from_ref),
+                &dests[start..],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                // As in `send_plain`: a batch cut short by an error after its first datagram
+                // loses the rest.
+                Ok(_) => break,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    debug!(error = %e, "udp send failed");
+                    start += 1;
+                }
+            }
+        }
     }
 
     /// Sends `msgs` (single answers) with one `sendmmsg`, skipping a datagram the kernel refuses
@@ -358,5 +395,26 @@ pub(super) mod tests {
         assert_eq!(got, vec![answer(3, 31), answer(4, 31), answer(5, 32)]);
         assert!(sender.gso_on);
         assert_eq!(sender.gso_counts(), (1, 2));
+    }
+
+    /// Answers of different sizes form no group and go straight from the caller's slices, in
+    /// order: each reaches its own client, and one the kernel refuses first is skipped.
+    #[test]
+    fn lone_answers_go_in_order_to_their_own_clients() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let bad = storage("[::1]:9".parse().unwrap());
+        let (to_a, to_b) = (
+            storage(a.local_addr().unwrap()),
+            storage(b.local_addr().unwrap()),
+        );
+        let outs = vec![answer(1, 30), answer(2, 31), answer(3, 32), answer(4, 33)];
+        let dests = vec![bad, to_a, to_b, to_a];
+        let mut sender = BatchSender::new(&server);
+        sender.send(server.as_raw_fd(), &outs, &dests);
+        assert_eq!(receive_all(&a, 2), vec![answer(2, 31), answer(4, 33)]);
+        assert_eq!(receive_all(&b, 1), vec![answer(3, 32)]);
+        assert_eq!(sender.gso_counts(), (0, 0));
     }
 }
