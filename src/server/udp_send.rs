@@ -143,12 +143,7 @@ impl BatchSender {
 
     /// Sends `iov[i]` to `dests[i]` for every i with one `sendmmsg`, as [`BatchSender::send_plain`]
     /// does, but straight from the caller's slices: nothing is copied (an address is 128 octets).
-    fn send_in_order(
-        &mut self,
-        fd: RawFd,
-        iov: &[IoSlice<'_>],
-        dests: &[Option<SockaddrStorage>],
-    ) {
+    fn send_in_order(&mut self, fd: RawFd, iov: &[IoSlice<'_>], dests: &[Option<SockaddrStorage>]) {
         let mut start = 0;
         while start < iov.len() {
             let no_cmsgs: [ControlMessage<'_>; 0] = [];
