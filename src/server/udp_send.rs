@@ -123,26 +123,37 @@ impl BatchSender {
         // Each group in a send of its own, so that an error belongs to one group (`sendmmsg`
         // reports only an error on its first message; a later one would silently drop the rest).
         // A group the kernel refuses goes one datagram at a time, with the lone answers.
-        let mut alone = [Planned::default(); BATCH];
+        let mut alone = [0usize; BATCH];
         let mut count = 0;
         for p in &plan[..msgs] {
             if p.seg != 0 && self.gso_on && self.send_gso(fd, &iov, &order, p, dests) {
                 continue;
             }
             for k in p.first..p.first + p.len {
-                alone[count] = Planned {
-                    first: k,
-                    len: 1,
-                    seg: 0,
-                };
+                alone[count] = k;
                 count += 1;
             }
         }
-        self.send_plain(fd, &iov, &order, &alone[..count], dests);
+        let lone_iov: [IoSlice<'_>; BATCH] = std::array::from_fn(|i| {
+            if i < count {
+                iov[alone[i]]
+            } else {
+                IoSlice::new(&[])
+            }
+        });
+        let lone_to: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|i| {
+            if i < count {
+                dests[order[alone[i]]]
+            } else {
+                None
+            }
+        });
+        self.send_in_order(fd, &lone_iov[..count], &lone_to[..count]);
     }
 
-    /// Sends `iov[i]` to `dests[i]` for every i with one `sendmmsg`, as [`BatchSender::send_plain`]
-    /// does, but straight from the caller's slices: nothing is copied (an address is 128 octets).
+    /// Sends `iov[i]` to `dests[i]` for every i, one datagram each, with one `sendmmsg`, skipping a
+    /// datagram the kernel refuses and going on with the rest. Straight from the caller's slices:
+    /// nothing is copied (an address is 128 octets).
     fn send_in_order(&mut self, fd: RawFd, iov: &[IoSlice<'_>], dests: &[Option<SockaddrStorage>]) {
         let mut start = 0;
         while start < iov.len() {
@@ -152,47 +163,6 @@ impl BatchSender {
                 &mut self.plain,
                 iov[start..].iter().map(std::array::from_ref),
                 &dests[start..],
-                no_cmsgs,
-                MsgFlags::empty(),
-            ) {
-                // As in `send_plain`: a batch cut short by an error after its first datagram
-                // loses the rest.
-                Ok(_) => break,
-                Err(Errno::EINTR) => {}
-                Err(e) => {
-                    debug!(error = %e, "udp send failed");
-                    start += 1;
-                }
-            }
-        }
-    }
-
-    /// Sends `msgs` (single answers) with one `sendmmsg`, skipping a datagram the kernel refuses
-    /// and going on with the rest.
-    fn send_plain(
-        &mut self,
-        fd: RawFd,
-        iov: &[IoSlice<'_>; BATCH],
-        order: &[usize; BATCH],
-        msgs: &[Planned],
-        dests: &[Option<SockaddrStorage>],
-    ) {
-        let mut start = 0;
-        while start < msgs.len() {
-            let rest = &msgs[start..];
-            let slices: [&[IoSlice<'_>]; BATCH] = std::array::from_fn(|k| {
-                rest.get(k)
-                    .map_or(&[][..], |p| &iov[p.first..p.first + p.len])
-            });
-            let to: [Option<SockaddrStorage>; BATCH] =
-                std::array::from_fn(|k| rest.get(k).and_then(|p| dests[order[p.first]]));
-            let count = rest.len();
-            let no_cmsgs: [ControlMessage<'_>; 0] = [];
-            match sendmmsg(
-                fd,
-                &mut self.plain,
-                slices[..count].iter(),
-                &to[..count],
                 no_cmsgs,
                 MsgFlags::empty(),
             ) {
