@@ -115,8 +115,8 @@ impl BatchSender {
             IoSlice::new(if k < placed { &outs[order[k]][..] } else { &[] })
         });
         if msgs == n {
-            // No group (nearly every batch that is not a flood from one client): the order is the
-            // answers' own, and each goes alone.
+            // No group (no client has two answers of one size here; always so for a lone answer):
+            // the order is the answers' own, and each goes alone.
             self.send_in_order(fd, &iov[..n], &dests[..n]);
             return;
         }
