@@ -390,4 +390,55 @@ mod tests {
             "the segment being filled is kept, emptied"
         );
     }
+    /// A full cache under churn: entries of mixed sizes (a few large) replaced in random order.
+    /// After every removal the dead octets stay within the module's bound (an eighth of what the
+    /// segments hold, or COMPACT_MIN, plus at most what the segment being filled holds), the
+    /// segments hold little more than the live entries, and every live entry keeps its bytes.
+    #[test]
+    fn churn_keeps_dead_octets_bounded_and_entries_whole() {
+        let mut slab = Slab::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let entry = |id: u64, len: usize| {
+            let mut b = vec![(id % 251) as u8; len];
+            b[..8].copy_from_slice(&id.to_le_bytes());
+            b
+        };
+        let mut live: Vec<(usize, u64, usize)> = Vec::new();
+        let mut live_octets = 0;
+        for id in 0..200_000u64 {
+            if live.len() >= 2_000 {
+                let (slot, _, len) = live.swap_remove((next() % live.len() as u64) as usize);
+                assert_eq!(slab.remove(slot), Some(len));
+                live_octets -= TAG_LEN + len;
+                let (used, dead) = slab.usage();
+                assert_eq!(used - dead, live_octets);
+                assert!(
+                    dead <= (used / COMPACT_SHARE).max(COMPACT_MIN) + SEGMENT_LEN,
+                    "used {used}, dead {dead}"
+                );
+            }
+            let len = if next() % 100 == 0 {
+                LARGE + 1 + (next() % 4096) as usize
+            } else {
+                60 + (next() % 340) as usize
+            };
+            let slot = slab.insert(&entry(id, len)).unwrap();
+            live.push((slot, id, len));
+            live_octets += TAG_LEN + len;
+        }
+        let (used, _) = slab.usage();
+        assert!(
+            used <= live_octets + live_octets / 7 + COMPACT_MIN + SEGMENT_LEN,
+            "segments hold {used} octets for {live_octets} live"
+        );
+        for &(slot, id, len) in &live {
+            assert_eq!(slab.get(slot).unwrap(), &entry(id, len)[..]);
+        }
+    }
 }
